@@ -1,0 +1,46 @@
+# xdpipe. Every target that needs system packages installs them itself
+# (hack/deps.sh, idempotent), so these work as root on a fresh Debian machine.
+
+GO       ?= go
+BIN      := bin/xdpipe
+PKGS     := ./...
+# Tests touch XDP, AF_XDP and network namespaces: they need root. -p 1 keeps
+# packages that bind veth queues from fighting over the two CPUs.
+TESTFLAGS ?= -count=1 -p 1 -timeout 30m
+
+.PHONY: all build generate generate-check test test-unit bench demo lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/xdpipe
+
+# Regenerate the committed bpf2go output with the pinned clang (clang-14).
+generate:
+	hack/deps.sh generate
+	$(GO) generate ./bpf/...
+
+# Fail when the committed BPF objects differ from what the pinned clang makes.
+generate-check: generate
+	git diff --exit-code -- bpf/
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+test: build
+	hack/deps.sh test
+	$(GO) vet $(PKGS)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+bench: build
+	hack/deps.sh run
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+demo: build
+	hack/deps.sh run
+	hack/demo.sh $(BIN)
+
+clean:
+	rm -rf bin

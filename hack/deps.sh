@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a make target needs, idempotently: packages
+# already installed are not touched, and apt-get runs only when one is missing.
+#
+#   hack/deps.sh run       iproute2, ethtool, ping: the veth testbed and demo
+#   hack/deps.sh test      run + tshark (pcap checks) + bpf toolchain
+#   hack/deps.sh generate  the pinned clang and libbpf headers for bpf2go
+#   hack/deps.sh rdma      qemu, Debian's kernel and rdma-core for the SoftRoCE VM
+set -euo pipefail
+
+run_pkgs=(iproute2 ethtool iputils-ping procps)
+generate_pkgs=(clang-14 llvm-14 libbpf-dev linux-libc-dev)
+test_pkgs=("${run_pkgs[@]}" tshark "${generate_pkgs[@]}")
+rdma_pkgs=(qemu-system-x86 linux-image-amd64 rdma-core ibverbs-providers libibverbs-dev librdmacm-dev perftest busybox-static cpio kmod)
+
+want=()
+for set in "$@"; do
+  case $set in
+    run) want+=("${run_pkgs[@]}") ;;
+    test) want+=("${test_pkgs[@]}") ;;
+    generate) want+=("${generate_pkgs[@]}") ;;
+    rdma) want+=("${rdma_pkgs[@]}") ;;
+    *) echo "hack/deps.sh: unknown set '$set' (run, test, generate, rdma)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
+done
+((${#missing[@]} == 0)) && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "hack/deps.sh: missing packages ${missing[*]}; run as root or install them" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
