@@ -1,0 +1,32 @@
+//go:build ignore
+
+// redirect: the foundation XDP program. Every frame goes to the AF_XDP socket
+// registered in xsks at the frame's RX queue; with no socket there,
+// bpf_redirect_map returns its flags argument, XDP_PASS, and the frame goes on
+// to the kernel stack.
+//
+// SEC("xdp.frags") makes the loader set BPF_F_XDP_HAS_FRAGS: the program
+// declares it copes with multi-buffer frames (it never touches the payload),
+// which the kernel requires to attach it to a device whose MTU does not fit a
+// page (veth at MTU 9000) and to redirect such frames to a socket bound with
+// XDP_USE_SG.
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xdpipe.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, XDPIPE_MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+SEC("xdp.frags")
+int xdp_redirect(struct xdp_md *ctx)
+{
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";
