@@ -1,0 +1,35 @@
+// Package pipeline is xdpipe's burst pipeline: DPDK-style run-to-completion
+// processing of frames received on AF_XDP sockets, without copying them out
+// of the UMEM and without allocating per packet or per burst.
+//
+// # Bursts and stages
+//
+// A Burst is a fixed-capacity vector (DefaultBurstSize 64, up to the RX ring
+// size) of Packet views into the UMEM, allocated once per worker. A Stage
+// processes a burst in place and sets each packet's Verdict: VerdictKeep (no
+// decision yet), VerdictDrop (final), VerdictTransmit (back out of the port it
+// came in on) or VerdictForward (out of the named output Packet.Out).
+//
+// Built-in stages: Count, Drop, Filter (steering rules evaluated in Go through
+// a Matcher), MacSwap (l2fwd), Forward (to another interface's socket sharing
+// the UMEM), Rewrite (MAC, VLAN push/pop, IPv4 TTL/DSCP with RFC 1624
+// incremental checksum), Pcap (gopacket's pcapgo, snap length, rotation by
+// size) and Sample (1 in N to a slow-path channel, never blocking).
+//
+// # Header parsing
+//
+// Headers.Parse is our own parser. gopacket's DecodingLayerParser with
+// preallocated layers was measured first (TestDecodingLayerParserAllocs):
+// it allocates nothing on a well-formed Ethernet/IPv4/UDP frame but two
+// objects per truncated or malformed frame (errors built with fmt.Errorf),
+// which hostile traffic can trigger at line rate, and it takes about 92-136
+// ns per frame against about 12 ns for Headers.Parse (BenchmarkParse*).
+// gopacket is still used for pcap writing and, in tests, as the reference
+// that builds frames and checks our parser and rewrites.
+//
+// # Frame ownership
+//
+// Packet.Data aliases UMEM memory owned by the worker for the duration of a
+// pass; after the worker transmits or frees the frame the bytes belong to the
+// kernel again. Stages that keep bytes (Sample) copy them.
+package pipeline

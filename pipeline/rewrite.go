@@ -1,0 +1,171 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"sync/atomic"
+)
+
+// Rewrite edits headers in place, in this order: VLAN pop, VLAN push, MAC
+// addresses, IPv4 TTL, IPv4 DSCP. The IPv4 header checksum is updated
+// incrementally (RFC 1624, eqn. 3), never recomputed. The zero value changes
+// nothing.
+type Rewrite struct {
+	// SrcMAC and DstMAC replace the Ethernet addresses when non-nil.
+	SrcMAC, DstMAC net.HardwareAddr
+	// PopVLAN removes the outer 802.1Q/802.1ad tag, if any.
+	PopVLAN bool
+	// PushVLAN inserts an outer 802.1Q tag with TCI VLANTCI (PCP<<13 |
+	// DEI<<12 | VID), using 4 bytes of the frame's headroom (or tailroom).
+	PushVLAN bool
+	VLANTCI  uint16
+	// DecTTL decrements the IPv4 TTL; a packet whose TTL would reach 0 is
+	// dropped (as a router would). SetTTL, if non-zero, sets it instead.
+	DecTTL bool
+	SetTTL uint8
+	// SetDSCP sets the IPv4 DSCP to DSCP (0..63), keeping ECN.
+	SetDSCP bool
+	DSCP    uint8
+
+	// NoRoom counts frames whose VLAN push found no room (left untagged);
+	// TTLExpired counts drops by DecTTL.
+	NoRoom, TTLExpired atomic.Uint64
+}
+
+var _ Stage = (*Rewrite)(nil)
+
+// Validate checks the settings.
+func (r *Rewrite) Validate() error {
+	if r.SrcMAC != nil && len(r.SrcMAC) != 6 || r.DstMAC != nil && len(r.DstMAC) != 6 {
+		return fmt.Errorf("rewrite: MAC addresses must be 6 bytes")
+	}
+	if r.DSCP > 63 {
+		return fmt.Errorf("rewrite: DSCP %d out of range 0..63", r.DSCP)
+	}
+	if r.PushVLAN && r.VLANTCI&0x0fff == 0x0fff {
+		return fmt.Errorf("rewrite: VLAN ID 4095 is reserved")
+	}
+	return nil
+}
+
+// StageName implements Named.
+func (*Rewrite) StageName() string { return "rewrite" }
+
+// Process implements Stage.
+func (r *Rewrite) Process(b *Burst) {
+	var noRoom, expired uint64
+	for i := range b.Pkts {
+		p := &b.Pkts[i]
+		if p.Verdict == VerdictDrop || len(p.Data) < ethHeaderLen {
+			continue
+		}
+		if r.PopVLAN {
+			popVLAN(p)
+		}
+		if r.PushVLAN && !pushVLAN(p, r.VLANTCI) {
+			noRoom++
+		}
+		if r.DstMAC != nil {
+			copy(p.Data[0:6], r.DstMAC)
+		}
+		if r.SrcMAC != nil {
+			copy(p.Data[6:12], r.SrcMAC)
+		}
+		if r.DecTTL || r.SetTTL != 0 || r.SetDSCP {
+			ip := ipv4Header(p.Data)
+			if ip == nil {
+				continue
+			}
+			if r.SetTTL != 0 || r.DecTTL {
+				ttl := ip[8]
+				nttl := r.SetTTL
+				if r.DecTTL {
+					if ttl <= 1 {
+						p.Verdict = VerdictDrop
+						expired++
+						continue
+					}
+					nttl = ttl - 1
+				}
+				setIPv4Byte(ip, 8, nttl)
+			}
+			if r.SetDSCP {
+				setIPv4Byte(ip, 1, r.DSCP<<2|ip[1]&3)
+			}
+		}
+	}
+	if noRoom != 0 {
+		r.NoRoom.Add(noRoom)
+	}
+	if expired != 0 {
+		r.TTLExpired.Add(expired)
+	}
+}
+
+// ipv4Header returns the IPv4 header of an Ethernet frame with at most two
+// VLAN tags, or nil.
+func ipv4Header(d []byte) []byte {
+	off := ethHeaderLen
+	et := binary.BigEndian.Uint16(d[12:14])
+	for n := 0; (et == EtherTypeVLAN || et == EtherTypeQinQ) && n < maxVLANHeaders; n++ {
+		if len(d) < off+vlanHeaderLen {
+			return nil
+		}
+		et = binary.BigEndian.Uint16(d[off+2 : off+4])
+		off += vlanHeaderLen
+	}
+	if et != EtherTypeIPv4 || len(d) < off+ipv4MinLen || d[off]>>4 != 4 {
+		return nil
+	}
+	return d[off:]
+}
+
+// setIPv4Byte sets byte i of an IPv4 header and updates the header checksum
+// incrementally: HC' = ~(~HC + ~m + m') over the 16-bit word holding the
+// byte (RFC 1624, eqn. 3).
+func setIPv4Byte(ip []byte, i int, v byte) {
+	w := i &^ 1
+	old := binary.BigEndian.Uint16(ip[w : w+2])
+	ip[i] = v
+	nw := binary.BigEndian.Uint16(ip[w : w+2])
+	sum := binary.BigEndian.Uint16(ip[10:12])
+	binary.BigEndian.PutUint16(ip[10:12], csumUpdate16(sum, old, nw))
+}
+
+// csumUpdate16 is RFC 1624 eqn. 3 for one 16-bit word changing from old to new.
+func csumUpdate16(sum, old, new uint16) uint16 {
+	s := uint32(^sum) + uint32(^old) + uint32(new)
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	return ^uint16(s)
+}
+
+// popVLAN removes the outer VLAN tag by moving the MAC addresses 4 bytes
+// forward (the frame start moves; nothing else is copied).
+func popVLAN(p *Packet) {
+	d := p.Data
+	et := binary.BigEndian.Uint16(d[12:14])
+	if et != EtherTypeVLAN && et != EtherTypeQinQ || len(d) < ethHeaderLen+vlanHeaderLen {
+		return
+	}
+	copy(d[4:16], d[0:12])
+	p.Resize(vlanHeaderLen, len(d)-vlanHeaderLen)
+}
+
+// pushVLAN inserts an 802.1Q tag after the MAC addresses, moving the
+// addresses 4 bytes back into the headroom, or when there is none the rest
+// of the frame 4 bytes into the tailroom.
+func pushVLAN(p *Packet, tci uint16) bool {
+	n := len(p.Data)
+	if p.Resize(-vlanHeaderLen, n+vlanHeaderLen) {
+		copy(p.Data[0:12], p.Data[4:16])
+	} else if p.Resize(0, n+vlanHeaderLen) {
+		copy(p.Data[16:], p.Data[12:n])
+	} else {
+		return false
+	}
+	binary.BigEndian.PutUint16(p.Data[12:14], EtherTypeVLAN)
+	binary.BigEndian.PutUint16(p.Data[14:16], tci)
+	return true
+}

@@ -1,0 +1,101 @@
+package pipeline
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// Sampled is a copy of one sampled packet, handed to the slow path. Its
+// buffer is preallocated and recycled: give it back with Sample.Release
+// when done; Data is invalid after that.
+type Sampled struct {
+	Data   []byte // the first SnapLen bytes, copied out of the UMEM
+	Length int    // the packet's full length
+	Queue  uint16
+	Time   int64 // pipeline time, see WallTime
+	buf    []byte
+}
+
+// Sample copies one packet in every N to a slow-path channel, never blocking
+// the worker: when the slow path is behind (no free buffer), the sample is
+// dropped and counted. Verdicts are not changed.
+type Sample struct {
+	n     uint32
+	count uint32
+	snap  int
+	out   chan *Sampled
+	free  chan *Sampled
+	// Sent counts samples delivered to the channel; Dropped the ones lost
+	// because the slow path was behind.
+	Sent, Dropped atomic.Uint64
+}
+
+var _ Stage = (*Sample)(nil)
+
+// NewSample samples one packet in every n (n >= 1) into a channel of depth
+// buffers (default 64) of snap bytes each (default 256).
+func NewSample(n, depth, snap int) (*Sample, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("sample: rate 1-in-%d: want n >= 1", n)
+	}
+	if depth == 0 {
+		depth = 64
+	}
+	if snap == 0 {
+		snap = 256
+	}
+	if depth < 0 || snap < 0 {
+		return nil, fmt.Errorf("sample: negative depth or snap length")
+	}
+	s := &Sample{n: uint32(n), snap: snap, out: make(chan *Sampled, depth), free: make(chan *Sampled, depth)}
+	for i := 0; i < depth; i++ {
+		s.free <- &Sampled{buf: make([]byte, snap)}
+	}
+	return s, nil
+}
+
+// StageName implements Named.
+func (*Sample) StageName() string { return "sample" }
+
+// C is the slow-path channel.
+func (s *Sample) C() <-chan *Sampled { return s.out }
+
+// Release recycles a sample's buffer.
+func (s *Sample) Release(x *Sampled) {
+	x.Data = nil
+	select {
+	case s.free <- x:
+	default: // not ours or released twice: let it go
+	}
+}
+
+// Process implements Stage.
+func (s *Sample) Process(b *Burst) {
+	var sent, dropped uint64
+	for i := range b.Pkts {
+		p := &b.Pkts[i]
+		if p.Verdict == VerdictDrop {
+			continue
+		}
+		s.count++
+		if s.count < s.n {
+			continue
+		}
+		s.count = 0
+		select {
+		case x := <-s.free:
+			n := copy(x.buf, p.Data)
+			x.Data, x.Length, x.Queue, x.Time = x.buf[:n], len(p.Data), p.Queue, p.Time
+			s.out <- x // cannot block: there are as many buffers as channel slots
+			sent++
+		default:
+			dropped++
+		}
+	}
+	if sent != 0 {
+		s.Sent.Add(sent)
+	}
+	if dropped != 0 {
+		s.Dropped.Add(dropped)
+	}
+}

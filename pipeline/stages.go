@@ -1,0 +1,125 @@
+package pipeline
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// Compile-time checks that the built-in stages are Stages.
+var (
+	_ Stage        = (*Count)(nil)
+	_ Stage        = (*Drop)(nil)
+	_ Stage        = (*MacSwap)(nil)
+	_ Stage        = (*Forward)(nil)
+	_ OutputBinder = (*Forward)(nil)
+)
+
+// Count counts the packets and bytes that reach it (dropped ones excluded).
+// The counters are updated once per burst and may be read from any goroutine.
+type Count struct {
+	Packets atomic.Uint64
+	Bytes   atomic.Uint64
+}
+
+// StageName implements Named.
+func (*Count) StageName() string { return "count" }
+
+// Process implements Stage.
+func (c *Count) Process(b *Burst) {
+	var n, bytes uint64
+	for i := range b.Pkts {
+		p := &b.Pkts[i]
+		if p.Verdict == VerdictDrop {
+			continue
+		}
+		n++
+		bytes += uint64(len(p.Data))
+	}
+	if n != 0 {
+		c.Packets.Add(n)
+		c.Bytes.Add(bytes)
+	}
+}
+
+// Drop drops every packet (the rxdrop benchmark shape).
+type Drop struct{}
+
+// StageName implements Named.
+func (*Drop) StageName() string { return "drop" }
+
+// Process implements Stage.
+func (*Drop) Process(b *Burst) {
+	for i := range b.Pkts {
+		b.Pkts[i].Verdict = VerdictDrop
+	}
+}
+
+// MacSwap swaps the Ethernet source and destination addresses and sends the
+// frame back out of the port it came in on: DPDK l2fwd's macswap mode.
+// Frames shorter than an Ethernet header are dropped.
+type MacSwap struct{}
+
+// StageName implements Named.
+func (*MacSwap) StageName() string { return "macswap" }
+
+// Process implements Stage.
+func (*MacSwap) Process(b *Burst) {
+	for i := range b.Pkts {
+		p := &b.Pkts[i]
+		if p.Verdict == VerdictDrop {
+			continue
+		}
+		d := p.Data
+		if len(d) < ethHeaderLen {
+			p.Verdict = VerdictDrop
+			continue
+		}
+		var t [6]byte
+		copy(t[:], d[0:6])
+		copy(d[0:6], d[6:12])
+		copy(d[6:12], t[:])
+		p.Verdict = VerdictTransmit
+	}
+}
+
+// Forward sends every live packet out of the named output port: another
+// interface's AF_XDP socket on the same queue, sharing the UMEM, so the
+// frame is not copied.
+type Forward struct {
+	// To names the output (an interface name).
+	To  string
+	out uint8
+	ok  bool
+}
+
+// StageName implements Named.
+func (*Forward) StageName() string { return "forward" }
+
+// BindOutputs implements OutputBinder.
+func (f *Forward) BindOutputs(lookup func(string) (int, bool)) error {
+	i, ok := lookup(f.To)
+	if !ok {
+		return fmt.Errorf("forward: no output %q", f.To)
+	}
+	if i < 0 || i > 255 {
+		return fmt.Errorf("forward: output index %d out of range", i)
+	}
+	f.out, f.ok = uint8(i), true
+	return nil
+}
+
+// Process implements Stage. Unbound, it drops (a wiring bug, counted by the
+// worker as dropped frames rather than sent to a wrong port).
+func (f *Forward) Process(b *Burst) {
+	v := VerdictForward
+	if !f.ok {
+		v = VerdictDrop
+	}
+	for i := range b.Pkts {
+		p := &b.Pkts[i]
+		if p.Verdict == VerdictDrop {
+			continue
+		}
+		p.Verdict, p.Out = v, f.out
+	}
+}
