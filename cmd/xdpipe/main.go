@@ -26,7 +26,9 @@ type command struct {
 }
 
 // commands is the table of subcommands.
-var commands = map[string]command{}
+var commands = map[string]command{
+	"gen": {"send generated frames (live frames or AF_XDP)", runGen},
+}
 
 func usage() {
 	fmt.Fprintf(os.Stderr, "usage: xdpipe <command> [flags]\n\ncommands:\n")

@@ -1,0 +1,281 @@
+package gen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.RunCheckingLeaks(m) }
+
+// vethConfig is a Config from A to B of the pair.
+func vethConfig(p *testutil.VethPair, proto Proto, size int) Config {
+	c := Config{Proto: proto, Size: size, SrcMAC: p.A.MAC, DstMAC: p.B.MAC}
+	if proto.v6() {
+		c.SrcIP, _ = netip.AddrFromSlice(p.A.IP6)
+		c.DstIP, _ = netip.AddrFromSlice(p.B.IP6)
+	} else {
+		c.SrcIP, _ = netip.AddrFromSlice(p.A.IP)
+		c.DstIP, _ = netip.AddrFromSlice(p.B.IP)
+	}
+	return c
+}
+
+// TestStampProgramMatchesStamp runs the live engine's XDP program once
+// (plain BPF_PROG_RUN, output returned) and compares its frame with
+// Template.Stamp's for the same sequence number and timestamp.
+func TestStampProgramMatchesStamp(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, p := range []Proto{UDP4, UDP6, TCP4SYN, TCP6SYN} {
+		for _, vary := range []Vary{VarySrcPort, VarySrcAddr} {
+			c := testConfig(p, 300)
+			c.Flows, c.Vary = 7, vary
+			tp, err := NewTemplate(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := newStamper(tp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, seq := range []uint64{0, 1, 6, 7, 1 << 40, ^uint64(0) - 1} {
+				if err := st.set(counter{Next: seq, Limit: ^uint64(0)}); err != nil {
+					t.Fatal(err)
+				}
+				out := make([]byte, tp.Len()+256)
+				opts := ebpf.RunOptions{Data: tp.Bytes(), DataOut: out}
+				ret, err := st.prog.Run(&opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ret != 3 {
+					t.Fatalf("%v: program returned %d, want XDP_TX (3)", p, ret)
+				}
+				got := opts.DataOut
+				pl := checkFrame(t, got)
+				if pl.Seq != seq {
+					t.Fatalf("%v: seq %d want %d", p, pl.Seq, seq)
+				}
+				want := bytes.Clone(tp.Bytes())
+				tp.Stamp(want, seq, pl.Sent)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%v %v seq %d: program wrote\n%x\nStamp writes\n%x", p, vary, seq, got, want)
+				}
+			}
+			// Past the limit the program drops.
+			if err := st.set(counter{Next: 5, Limit: 5}); err != nil {
+				t.Fatal(err)
+			}
+			ret, err := st.prog.Run(&ebpf.RunOptions{Data: tp.Bytes()})
+			if err != nil || ret != 1 {
+				t.Fatalf("past the limit: ret %d err %v, want XDP_DROP", ret, err)
+			}
+			st.Close()
+		}
+	}
+}
+
+// receiver counts generated frames arriving on a veth end: an XDP_PASS
+// program keeps XDP_TX'd frames from vanishing, an AF_PACKET socket reads
+// them into a Tracker.
+type receiver struct {
+	tr   *Tracker
+	fd   int
+	done chan struct{}
+	mu   sync.Mutex
+	tp   *Template
+	bad  int // frames that failed Verify
+}
+
+func newReceiver(t *testing.T, end *testutil.VethEnd, tp *Template, frags bool) *receiver {
+	t.Helper()
+	idx := end.Ifindex(t)
+	r := &receiver{tr: NewTracker(), done: make(chan struct{}), tp: tp}
+	end.NS.MustDo(t, func() error {
+		prog, err := NewXDPProgram(2, frags)
+		if err != nil {
+			return err
+		}
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx})
+		if err != nil {
+			prog.Close()
+			return err
+		}
+		t.Cleanup(func() { l.Close(); prog.Close() })
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		r.fd = fd
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: idx}); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 256<<20)
+		tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	})
+	stop := make(chan struct{})
+	go func() {
+		defer close(r.done)
+		buf := make([]byte, 16384)
+		for {
+			n, _, err := unix.Recvfrom(r.fd, buf, 0)
+			if err != nil {
+				select {
+				case <-stop:
+					return
+				default:
+					continue
+				}
+			}
+			r.mu.Lock()
+			if r.tr.Observe(buf[:n], Monotonic()) {
+				if err := tp.Verify(buf[:n]); err != nil {
+					r.bad++
+					if r.bad == 1 {
+						t.Errorf("received frame not intact: %v", err)
+					}
+				}
+			}
+			r.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-r.done
+		unix.Close(r.fd)
+	})
+	return r
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// wait waits until want generated frames arrived or nothing came for a second.
+func (r *receiver) wait(want uint64) Stats {
+	last, lastT := uint64(0), time.Now()
+	for time.Since(lastT) < time.Second {
+		r.mu.Lock()
+		got := r.tr.Stats(0).Received
+		r.mu.Unlock()
+		if got >= want {
+			time.Sleep(100 * time.Millisecond) // catch extra frames
+			break
+		}
+		if got != last {
+			last, lastT = got, time.Now()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tr.Stats(want)
+}
+
+func TestLiveSendsExactCount(t *testing.T) {
+	for _, proto := range []Proto{UDP4, UDP6, TCP4SYN} {
+		t.Run(proto.String(), func(t *testing.T) {
+			p := testutil.NewVethPair(t, testutil.VethOptions{})
+			c := vethConfig(p, proto, 128)
+			c.Flows = 16
+			tp, err := NewTemplate(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rx := newReceiver(t, &p.B, tp, false)
+			const count = 20000
+			var res Result
+			p.A.NS.MustDo(t, func() error {
+				l, err := NewLive(tp, LiveOptions{Ifindex: p.A.Ifindex(t)})
+				if err != nil {
+					return err
+				}
+				defer l.Close()
+				res, err = l.Send(context.Background(), Run{Count: count, Rate: 100000})
+				return err
+			})
+			if res.Sent != count {
+				t.Fatalf("sent %d, want %d", res.Sent, count)
+			}
+			st := rx.wait(count)
+			t.Logf("%v", st)
+			if st.Received != count || st.Unique != count || st.Lost != 0 || st.Duplicates != 0 || st.MaxSeq != count-1 {
+				t.Fatalf("receiver: %+v", st)
+			}
+		})
+	}
+}
+
+func TestLiveRateLimit(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	tp, err := NewTemplate(vethConfig(p, UDP4, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx := newReceiver(t, &p.B, tp, false)
+	// 2 seconds at 50k frames/s: long enough that the first and last
+	// bursts (a few ms each) weigh under 1%.
+	const rate, secs = 50000.0, 2
+	var res Result
+	var calls int
+	p.A.NS.MustDo(t, func() error {
+		l, err := NewLive(tp, LiveOptions{Ifindex: p.A.Ifindex(t)})
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		res, err = l.Send(context.Background(), Run{Duration: secs * time.Second, Rate: rate,
+			Progress: func(Progress) { calls++ }})
+		return err
+	})
+	got := res.Rate()
+	t.Logf("sent %d in %v: %.0f frames/s (target %.0f), %d progress calls", res.Sent, res.Elapsed, got, rate, calls)
+	if got < rate*0.95 || got > rate*1.05 {
+		t.Fatalf("rate %.0f frames/s, want %.0f within 5%%", got, rate)
+	}
+	if calls < 2 {
+		t.Errorf("progress called %d times in %d s", calls, secs)
+	}
+	st := rx.wait(res.Sent)
+	if st.Received != res.Sent || st.Lost != 0 {
+		t.Fatalf("receiver: %+v", st)
+	}
+}
+
+func TestLiveBadInput(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	big, _ := NewTemplate(vethConfig(p, UDP4, 4000))
+	small, _ := NewTemplate(vethConfig(p, UDP4, 64))
+	idx := p.A.Ifindex(t)
+	p.A.NS.MustDo(t, func() error {
+		if _, err := NewLive(big, LiveOptions{Ifindex: idx}); !errors.Is(err, ErrBadConfig) {
+			t.Errorf("4000-byte frame on MTU 1500: err %v, want ErrBadConfig", err)
+		}
+		if _, err := NewLive(small, LiveOptions{Ifindex: 9999}); err == nil {
+			t.Error("missing interface: no error")
+		}
+		l, err := NewLive(small, LiveOptions{Ifindex: idx})
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		if _, err := l.Send(context.Background(), Run{Rate: -1}); !errors.Is(err, ErrBadRun) {
+			t.Errorf("negative rate: err %v, want ErrBadRun", err)
+		}
+		return nil
+	})
+}

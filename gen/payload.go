@@ -1,0 +1,107 @@
+package gen
+
+import (
+	"encoding/binary"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The payload every generated frame carries right after its L4 header:
+//
+//	offset 0  Magic, 4 bytes, big-endian
+//	offset 4  sequence number, 8 bytes, little-endian, 0 for the first frame of a run
+//	offset 12 send timestamp, 8 bytes, little-endian: CLOCK_MONOTONIC nanoseconds
+//
+// The rest of the frame up to its size is padding with byte i = i mod 256
+// (offset from the start of the frame), so a receiver can check that a frame
+// arrived whole (Template.Verify).
+//
+// The timestamp is CLOCK_MONOTONIC of the sending host (bpf_ktime_get_ns in
+// the live engine, Monotonic in the xsk engine). One-way latency computed
+// from it is only meaningful when sender and receiver read the same clock:
+// the same host, as on a veth testbed. Across hosts it is not comparable.
+const (
+	Magic      uint32 = 0x58445031 // "XDP1"
+	PayloadLen int    = 20
+)
+
+// Payload is what a receiver learns from a generated frame.
+type Payload struct {
+	Seq  uint64
+	Sent int64 // CLOCK_MONOTONIC ns at the sender
+}
+
+// Parse finds the generator payload in an Ethernet frame (IPv4 or IPv6,
+// UDP or TCP, at most one 802.1Q tag) and reports whether it carries Magic.
+// It allocates nothing.
+func Parse(frame []byte) (Payload, bool) {
+	if len(frame) < ethLen {
+		return Payload{}, false
+	}
+	et := binary.BigEndian.Uint16(frame[12:])
+	off := ethLen
+	if et == 0x8100 && len(frame) >= ethLen+4 {
+		et = binary.BigEndian.Uint16(frame[16:])
+		off += 4
+	}
+	var proto byte
+	switch et {
+	case 0x0800:
+		if len(frame) < off+ipv4Len {
+			return Payload{}, false
+		}
+		ihl := int(frame[off]&0x0f) * 4
+		if ihl < ipv4Len {
+			return Payload{}, false
+		}
+		proto = frame[off+9]
+		off += ihl
+	case 0x86dd:
+		if len(frame) < off+ipv6Len {
+			return Payload{}, false
+		}
+		proto = frame[off+6]
+		off += ipv6Len
+	default:
+		return Payload{}, false
+	}
+	switch proto {
+	case 17:
+		off += udpLen
+	case 6:
+		if len(frame) < off+tcpLen {
+			return Payload{}, false
+		}
+		off += int(frame[off+12]>>4) * 4
+	default:
+		return Payload{}, false
+	}
+	if len(frame) < off+PayloadLen || binary.BigEndian.Uint32(frame[off:]) != Magic {
+		return Payload{}, false
+	}
+	return Payload{
+		Seq:  binary.LittleEndian.Uint64(frame[off+4:]),
+		Sent: int64(binary.LittleEndian.Uint64(frame[off+12:])),
+	}, true
+}
+
+// clockBase pairs a CLOCK_MONOTONIC reading with a time.Time (which carries
+// Go's monotonic clock, itself CLOCK_MONOTONIC on Linux), so Monotonic can
+// use the vDSO-backed time.Since instead of a clock_gettime system call.
+var clockBase = func() (b struct {
+	mono int64
+	t    time.Time
+}) {
+	var ts unix.Timespec
+	b.t = time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err == nil {
+		b.mono = ts.Nano()
+	}
+	return b
+}()
+
+// Monotonic returns CLOCK_MONOTONIC in nanoseconds, the clock of the
+// payload's send timestamp (and of bpf_ktime_get_ns). It is accurate to
+// within a microsecond of the kernel's reading and allocates nothing.
+func Monotonic() int64 { return clockBase.mono + int64(time.Since(clockBase.t)) }
