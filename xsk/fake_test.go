@@ -1,0 +1,223 @@
+package xsk
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func newFake(t testing.TB, uo UmemOptions, so SocketOptions, fo FakeOptions) (*Umem, *Socket, *FakeKernel) {
+	t.Helper()
+	u := newTestUmem(t, uo)
+	s, k, err := NewFakeSocket(u, so, fo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("socket close: %v", err)
+		}
+	})
+	return u, s, k
+}
+
+func checkAcct(t *testing.T, u *Umem, want Accounting) {
+	t.Helper()
+	a := u.Accounting()
+	if err := a.Check(); err != nil {
+		t.Fatal(err)
+	}
+	want.Total = a.Total
+	if a != want {
+		t.Fatalf("accounting\n got %+v\nwant %+v", a, want)
+	}
+}
+
+// TestFrameAccounting moves frames through every place and checks the
+// counts after each step.
+func TestFrameAccounting(t *testing.T) {
+	u, s, k := newFake(t, UmemOptions{NumFrames: 64, FrameSize: 2048, FillSize: 32, CompletionSize: 32, Debug: true},
+		SocketOptions{RXSize: 16, TXSize: 16}, FakeOptions{StartIndex: 0xFFFFFFF0})
+	checkAcct(t, u, Accounting{Free: 64})
+	if n := s.Refill(); n != 32 {
+		t.Fatalf("refill: %d", n)
+	}
+	checkAcct(t, u, Accounting{Free: 32, Fill: 32})
+	pkt := bytes.Repeat([]byte{0xab}, 60)
+	if n := k.Deliver(pkt, 20); n != 16 { // RX ring of 16
+		t.Fatalf("deliver: %d", n)
+	}
+	if st, _ := s.Stats(); st.RxRingFull != 4 {
+		t.Fatalf("stats: %+v", st)
+	}
+	checkAcct(t, u, Accounting{Free: 32, Fill: 16, RX: 16})
+	descs := make([]Desc, 10)
+	if n := s.Receive(descs); n != 10 {
+		t.Fatalf("receive: %d", n)
+	}
+	for _, d := range descs {
+		if !bytes.Equal(u.Bytes(d), pkt) || d.Addr%2048 != u.DataOffset() {
+			t.Fatalf("received %+v: wrong bytes or offset", d)
+		}
+	}
+	checkAcct(t, u, Accounting{Free: 32, App: 10, Fill: 16, RX: 6})
+	if n := s.Transmit(descs[:4]); n != 4 {
+		t.Fatalf("transmit: %d", n)
+	}
+	checkAcct(t, u, Accounting{Free: 32, App: 6, Fill: 16, RX: 6, TX: 4})
+	sent := make([]Desc, 8)
+	if n := k.Send(sent); n != 4 || sent[0] != descs[0] {
+		t.Fatalf("fake send: %d %+v", n, sent[0])
+	}
+	checkAcct(t, u, Accounting{Free: 32, App: 6, Fill: 16, RX: 6, Completion: 4})
+	if n := s.Complete(); n != 4 {
+		t.Fatalf("complete: %d", n)
+	}
+	checkAcct(t, u, Accounting{Free: 36, App: 6, Fill: 16, RX: 6})
+	if n := s.Recycle(descs[4:10]); n != 6 {
+		t.Fatalf("recycle: %d", n)
+	}
+	checkAcct(t, u, Accounting{Free: 36, Fill: 22, RX: 6})
+	held := make([]uint64, 3)
+	u.Alloc(held)
+	checkAcct(t, u, Accounting{Free: 33, App: 3, Fill: 22, RX: 6})
+	u.Free(held)
+	// Closing a fake socket returns every frame.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkAcct(t, u, Accounting{Free: 64})
+}
+
+// TestSocketWraparound runs the burst loop through a fake kernel whose ring
+// indices start near 2^32, for many laps of every ring, checking content.
+func TestSocketWraparound(t *testing.T) {
+	u, s, k := newFake(t, UmemOptions{NumFrames: 128, FrameSize: 2048, FillSize: 64, CompletionSize: 64, Debug: true},
+		SocketOptions{RXSize: 32, TXSize: 32}, FakeOptions{StartIndex: 0xFFFFFF00})
+	descs := make([]Desc, 24)
+	sent := make([]Desc, 24)
+	pkt := make([]byte, 64)
+	var seq, want uint32
+	for range 200 {
+		s.Refill()
+		for range 3 {
+			pkt[0], pkt[1], pkt[2], pkt[3] = byte(seq), byte(seq>>8), byte(seq>>16), byte(seq>>24)
+			seq += uint32(k.Deliver(pkt, 1))
+		}
+		n := s.Receive(descs)
+		for _, d := range descs[:n] {
+			b := u.Bytes(d)
+			if got := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24; got != want {
+				t.Fatalf("packet %d carries sequence %d", want, got)
+			}
+			want++
+		}
+		s.Transmit(descs[:n])
+		k.Send(sent)
+		s.Complete()
+		if err := u.Accounting().Check(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want < 500 || s.rx.c.consumed > 0xFFFFFF00 {
+		t.Fatalf("only %d packets, rx consumer %#x: no wraparound", want, s.rx.c.consumed)
+	}
+}
+
+// TestNeedWakeupKicks checks the socket kicks the kernel only when a ring's
+// flag asks, and always without need_wakeup.
+func TestNeedWakeupKicks(t *testing.T) {
+	u, s, k := newFake(t, UmemOptions{NumFrames: 64, FrameSize: 2048, FillSize: 16, CompletionSize: 16},
+		SocketOptions{RXSize: 16, TXSize: 16}, FakeOptions{})
+	var a [4]uint64
+	u.Alloc(a[:])
+	tx := []Desc{{Addr: a[0], Len: 60}, {Addr: a[1], Len: 60}}
+	s.Refill()
+	s.Transmit(tx[:1])
+	if f, x := k.Kicks(); f != 0 || x != 0 {
+		t.Fatalf("kicked without the flag: fill %d tx %d", f, x)
+	}
+	k.SetNeedWakeup(true, true)
+	k.Deliver(make([]byte, 60), 4)
+	s.Refill()
+	s.Transmit(tx[1:])
+	if f, x := k.Kicks(); f != 1 || x != 1 {
+		t.Fatalf("with the flag: fill %d tx %d kicks, want 1 and 1", f, x)
+	}
+
+	u2, s2, k2 := newFake(t, UmemOptions{NumFrames: 64, FrameSize: 2048, FillSize: 16, CompletionSize: 16},
+		SocketOptions{RXSize: 16, TXSize: 16, NoNeedWakeup: true}, FakeOptions{})
+	u2.Alloc(a[:])
+	s2.Transmit([]Desc{{Addr: a[0], Len: 60}})
+	if _, x := k2.Kicks(); x != 1 {
+		t.Fatalf("without need_wakeup: %d tx kicks, want 1", x)
+	}
+}
+
+// TestMultiBufferFake receives and transmits a 9000-byte packet in
+// segments through the fake kernel.
+func TestMultiBufferFake(t *testing.T) {
+	u, s, k := newFake(t, UmemOptions{NumFrames: 64, FrameSize: 4096, FillSize: 16, CompletionSize: 16, Debug: true},
+		SocketOptions{RXSize: 16, TXSize: 16, MultiBuffer: true}, FakeOptions{StartIndex: 0xFFFFFFFE})
+	jumbo := make([]byte, 9000)
+	for i := range jumbo {
+		jumbo[i] = byte(i * 7)
+	}
+	s.Refill()
+	if !k.DeliverPacket(jumbo) || !k.DeliverPacket(jumbo[:100]) {
+		t.Fatal("deliver failed")
+	}
+	segs := make([]Desc, 2)
+	if _, err := s.ReceivePacket(segs); !errors.Is(err, ErrShortBuffer) {
+		t.Fatalf("3-segment packet into 2 slots: %v", err)
+	}
+	segs = make([]Desc, 8)
+	n, err := s.ReceivePacket(segs)
+	if err != nil || n != 3 {
+		t.Fatalf("receive packet: %d segments, %v", n, err)
+	}
+	if segs[0].Options&PktContd == 0 || segs[2].Options&PktContd != 0 || PacketLen(segs[:n]) != 9000 {
+		t.Fatalf("segments %+v", segs[:n])
+	}
+	got := make([]byte, 9000)
+	if u.CopyPacket(got, segs[:n]) != 9000 || !bytes.Equal(got, jumbo) {
+		t.Fatal("reassembled packet differs")
+	}
+	if n2, _ := s.ReceivePacket(segs[3:]); n2 != 1 || segs[3].Len != 100 {
+		t.Fatalf("second packet: %d segments %+v", n2, segs[3])
+	}
+	u.FreeDescs(segs[:4])
+
+	// Send it back out in segments.
+	addrs := make([]uint64, 3)
+	u.Alloc(addrs)
+	out := make([]Desc, 3)
+	if m := u.WritePacket(out, addrs, jumbo); m != 3 {
+		t.Fatalf("write packet: %d segments", m)
+	}
+	if !s.TransmitPacket(out) {
+		t.Fatal("transmit packet")
+	}
+	sent := make([]Desc, 4)
+	if m := k.Send(sent); m != 3 {
+		t.Fatalf("fake sent %d segments", m)
+	}
+	if u.CopyPacket(got, sent[:3]) != 9000 || !bytes.Equal(got, jumbo) || sent[2].Options&PktContd != 0 {
+		t.Fatal("sent packet differs")
+	}
+	s.Complete()
+	if err := u.Accounting().Check(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without MultiBuffer a jumbo frame is dropped, as the kernel does.
+	_, s3, k3 := newFake(t, UmemOptions{NumFrames: 16, FrameSize: 4096, FillSize: 16, CompletionSize: 16},
+		SocketOptions{RXSize: 16, TXSize: 16}, FakeOptions{})
+	s3.Refill()
+	if k3.DeliverPacket(jumbo) {
+		t.Fatal("jumbo delivered without multi-buffer")
+	}
+	if st, _ := s3.Stats(); st.RxDropped != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -1,0 +1,160 @@
+package xsk
+
+import (
+	"time"
+)
+
+// Defaults used for zero fields of the options structs.
+const (
+	DefaultNumFrames = 4096
+	DefaultFrameSize = 4096
+	DefaultRingSize  = 2048
+	maxNumFrames     = 1 << 24
+	// xdpPacketHeadroom is XDP_PACKET_HEADROOM: the kernel keeps this many
+	// bytes in front of a received frame's data, after the UMEM headroom.
+	xdpPacketHeadroom = 256
+	// minFrameData is the least room a frame must keep for packet data.
+	minFrameData = 128
+)
+
+// UmemOptions configure NewUmem. The zero value works: 4096 frames of 4096
+// bytes, no headroom, fill and completion rings of 2048 entries.
+type UmemOptions struct {
+	// NumFrames is the number of frames (default 4096; at most 2^24).
+	NumFrames uint32
+	// FrameSize is the size of a frame in bytes: 2048 or 4096 (default).
+	FrameSize uint32
+	// Headroom is the space the kernel leaves free at the start of each
+	// frame before XDP_PACKET_HEADROOM (256) and the packet data (default
+	// 0). Received data starts at frame+Headroom+256; it must leave at
+	// least 128 bytes of the frame for data.
+	Headroom uint32
+	// FillSize and CompletionSize are the entry counts of the fill and
+	// completion rings of each socket on this UMEM: powers of two
+	// (default 2048).
+	FillSize, CompletionSize uint32
+	// HugePages backs the UMEM with huge pages (MAP_HUGETLB), falling back
+	// to normal pages when none are available; Umem.HugePages reports
+	// which it got.
+	HugePages bool
+	// Debug checks every Free and Alloc against a per-frame bitmap and
+	// panics on a double free or an address outside the UMEM.
+	Debug bool
+}
+
+func (o UmemOptions) resolve() (UmemOptions, error) {
+	if o.NumFrames == 0 {
+		o.NumFrames = DefaultNumFrames
+	}
+	if o.FrameSize == 0 {
+		o.FrameSize = DefaultFrameSize
+	}
+	if o.FillSize == 0 {
+		o.FillSize = DefaultRingSize
+	}
+	if o.CompletionSize == 0 {
+		o.CompletionSize = DefaultRingSize
+	}
+	switch {
+	case o.FrameSize != 2048 && o.FrameSize != 4096:
+		return o, invalid("umem options: frame size %d: must be 2048 or 4096", o.FrameSize)
+	case o.NumFrames > maxNumFrames:
+		return o, invalid("umem options: %d frames: at most %d", o.NumFrames, maxNumFrames)
+	case o.Headroom+xdpPacketHeadroom+minFrameData > o.FrameSize:
+		return o, invalid("umem options: headroom %d leaves no room in a %d-byte frame (headroom + 256 + 128 must fit)", o.Headroom, o.FrameSize)
+	case !pow2(o.FillSize):
+		return o, invalid("umem options: fill ring size %d: must be a power of two", o.FillSize)
+	case !pow2(o.CompletionSize):
+		return o, invalid("umem options: completion ring size %d: must be a power of two", o.CompletionSize)
+	}
+	return o, nil
+}
+
+func pow2(n uint32) bool { return n != 0 && n&(n-1) == 0 }
+
+// BindMode is how a socket binds to its queue.
+type BindMode int
+
+const (
+	// BindAuto lets the kernel try zero-copy and fall back to copy mode;
+	// Socket.Mode reports which it got.
+	BindAuto BindMode = iota
+	// BindCopy forces copy mode (XDP_COPY): works on every interface.
+	BindCopy
+	// BindZeroCopy forces zero-copy (XDP_ZEROCOPY): fails with
+	// ErrNotSupported where the driver cannot (veth, for one).
+	BindZeroCopy
+)
+
+func (m BindMode) String() string {
+	switch m {
+	case BindAuto:
+		return "auto"
+	case BindCopy:
+		return "copy"
+	case BindZeroCopy:
+		return "zerocopy"
+	}
+	return "BindMode(?)"
+}
+
+// SocketOptions configure NewSocket. The zero value works: RX and TX rings
+// of 2048 entries, auto bind mode, need_wakeup on, no multi-buffer, no busy
+// polling.
+type SocketOptions struct {
+	// RXSize and TXSize are the entry counts of the RX and TX rings:
+	// powers of two (default 2048).
+	RXSize, TXSize uint32
+	// Bind chooses copy, zero-copy or auto (default). A socket sharing the
+	// UMEM of an earlier one inherits that socket's mode: Bind must be
+	// BindAuto or the same mode.
+	Bind BindMode
+	// NoNeedWakeup turns XDP_USE_NEED_WAKEUP off: the kernel then never
+	// sleeps on the rings and the socket kicks it on every Transmit and
+	// Refill. Leave it off unless the driver misbehaves. Inherited by
+	// sockets sharing the UMEM.
+	NoNeedWakeup bool
+	// MultiBuffer sets XDP_USE_SG: packets larger than a frame arrive and
+	// leave as several descriptors chained with XDP_PKT_CONTD (see
+	// ReceivePacket and TransmitPacket). Inherited by sockets sharing the
+	// UMEM.
+	MultiBuffer bool
+	// BusyPoll sets SO_PREFER_BUSY_POLL, SO_BUSY_POLL (BusyPollTimeout,
+	// default 20µs) and SO_BUSY_POLL_BUDGET (BusyPollBudget, default 64),
+	// and makes Refill and Transmit kick the kernel on every call, which
+	// is what drives the busy poll. Larger timeouts than the
+	// net.core.busy_poll sysctl need CAP_NET_ADMIN.
+	BusyPoll        bool
+	BusyPollTimeout time.Duration
+	BusyPollBudget  int
+}
+
+func (o SocketOptions) resolve() (SocketOptions, error) {
+	if o.RXSize == 0 {
+		o.RXSize = DefaultRingSize
+	}
+	if o.TXSize == 0 {
+		o.TXSize = DefaultRingSize
+	}
+	if o.BusyPoll {
+		if o.BusyPollTimeout == 0 {
+			o.BusyPollTimeout = 20 * time.Microsecond
+		}
+		if o.BusyPollBudget == 0 {
+			o.BusyPollBudget = 64
+		}
+	}
+	switch {
+	case !pow2(o.RXSize):
+		return o, invalid("socket options: rx ring size %d: must be a power of two", o.RXSize)
+	case !pow2(o.TXSize):
+		return o, invalid("socket options: tx ring size %d: must be a power of two", o.TXSize)
+	case o.Bind < BindAuto || o.Bind > BindZeroCopy:
+		return o, invalid("socket options: unknown bind mode %d", int(o.Bind))
+	case o.BusyPollTimeout < 0 || o.BusyPollTimeout > time.Second:
+		return o, invalid("socket options: busy poll timeout %v: must be in [0, 1s]", o.BusyPollTimeout)
+	case o.BusyPollBudget < 0 || o.BusyPollBudget > 65535:
+		return o, invalid("socket options: busy poll budget %d: must be in [0, 65535]", o.BusyPollBudget)
+	}
+	return o, nil
+}

@@ -1,0 +1,531 @@
+package xsk
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Socket options for busy polling missing from x/sys/unix.
+const (
+	soBusyPoll       = 46 // SO_BUSY_POLL
+	soPreferBusyPoll = 69 // SO_PREFER_BUSY_POLL
+	soBusyPollBudget = 70 // SO_BUSY_POLL_BUDGET
+)
+
+// Socket is an AF_XDP socket bound to one queue of one interface, with its
+// four rings. Each ring is for one goroutine only; the usual split is one
+// goroutine for Receive/Refill/Recycle and the same or another for
+// Transmit/Complete. Close must not run concurrently with them.
+type Socket struct {
+	fd      int
+	umem    *Umem
+	ifindex int
+	queue   int
+	opts    SocketOptions
+	mode    BindMode
+	shared  bool // bound with XDP_SHARED_UMEM
+
+	fill *FillRing
+	comp *CompletionRing
+	rx   *RXRing
+	tx   *TXRing
+
+	maps [][]byte    // ring mappings, unmapped by Close
+	fake *FakeKernel // set for a socket driven by a fake kernel
+
+	// Scratch batches, allocated once: fillBuf for Refill (the fill/RX
+	// goroutine), compBuf for Complete (the TX goroutine).
+	fillBuf []uint64
+	compBuf []uint64
+	pollFds [1]unix.PollFd
+
+	closeMu sync.Mutex
+	closed  bool
+}
+
+// NewSocket opens an AF_XDP socket on queue of the interface ifindex (in the
+// calling thread's network namespace), with its rings, and binds it.
+//
+// The first socket on u registers the UMEM and uses u's fill and completion
+// ring sizes; later ones bind with XDP_SHARED_UMEM and get fill and
+// completion rings of their own, which needs a different queue or
+// interface (kernel 5.10 or later). On failure nothing is left open or
+// mapped.
+//
+// For frames to arrive, an XDP program must redirect them into an XSKMAP
+// entry holding FD().
+func NewSocket(u *Umem, ifindex, queue int, opts SocketOptions) (_ *Socket, err error) {
+	o, err := opts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if ifindex <= 0 {
+		return nil, invalid("socket options: ifindex %d: must be positive", ifindex)
+	}
+	if queue < 0 {
+		return nil, invalid("socket options: queue %d: must not be negative", queue)
+	}
+	u.sockMu.Lock()
+	defer u.sockMu.Unlock()
+	if u.closed {
+		return nil, fmt.Errorf("new socket: umem: %w", ErrClosed)
+	}
+	var owner *Socket
+	for _, s := range u.sockets {
+		if s.fake != nil {
+			continue
+		}
+		if s.ifindex == ifindex && s.queue == queue {
+			return nil, fmt.Errorf("new socket: queue %d of %s already has a socket on this umem; sharing one queue's fill ring is not supported: %w",
+				queue, ifname(ifindex), ErrNotSupported)
+		}
+		if owner == nil {
+			owner = s
+		}
+	}
+	if owner != nil {
+		switch {
+		case o.Bind != BindAuto && o.Bind != owner.mode:
+			return nil, invalid("socket options: bind %v, but the umem is shared with a %v socket and sharing inherits its mode", o.Bind, owner.mode)
+		case o.NoNeedWakeup != owner.opts.NoNeedWakeup:
+			return nil, invalid("socket options: NoNeedWakeup=%v differs from the socket that registered the umem", o.NoNeedWakeup)
+		case o.MultiBuffer != owner.opts.MultiBuffer:
+			return nil, invalid("socket options: MultiBuffer=%v differs from the socket that registered the umem", o.MultiBuffer)
+		}
+	}
+
+	var undo cleanup
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
+	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.EAFNOSUPPORT) {
+			return nil, fmt.Errorf("open af_xdp socket: kernel without CONFIG_XDP_SOCKETS: %w (%w)", ErrNotSupported, err)
+		}
+		return nil, fmt.Errorf("open af_xdp socket: %w", err)
+	}
+	undo.push(func() { unix.Close(fd) })
+	s := &Socket{fd: fd, umem: u, ifindex: ifindex, queue: queue, opts: o, shared: owner != nil}
+
+	if owner == nil {
+		if err := u.register(fd); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range []struct {
+		opt  int
+		size uint32
+		name string
+	}{
+		{unix.XDP_UMEM_FILL_RING, u.opts.FillSize, "fill"},
+		{unix.XDP_UMEM_COMPLETION_RING, u.opts.CompletionSize, "completion"},
+		{unix.XDP_RX_RING, o.RXSize, "rx"},
+		{unix.XDP_TX_RING, o.TXSize, "tx"},
+	} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, r.opt, int(r.size)); err != nil {
+			return nil, fmt.Errorf("set %s ring size %d: %w", r.name, r.size, err)
+		}
+	}
+	off, err := mmapOffsets(fd)
+	if err != nil {
+		return nil, fmt.Errorf("get mmap offsets: %w", err)
+	}
+	mapRing := func(pgoff int64, ro unix.XDPRingOffset, n uint32, elem uint64, name string) ([]byte, error) {
+		mem, err := unix.Mmap(fd, pgoff, int(ro.Desc+uint64(n)*elem),
+			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			return nil, fmt.Errorf("mmap %s ring: %w", name, err)
+		}
+		s.maps = append(s.maps, mem)
+		undo.push(func() { unix.Munmap(mem) })
+		return mem, nil
+	}
+	mem, err := mapRing(unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, u.opts.FillSize, 8, "fill")
+	if err != nil {
+		return nil, err
+	}
+	if s.fill, err = NewFillRing(mem, offsetsFrom(off.Fr), u.opts.FillSize); err != nil {
+		return nil, err
+	}
+	if mem, err = mapRing(unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, u.opts.CompletionSize, 8, "completion"); err != nil {
+		return nil, err
+	}
+	if s.comp, err = NewCompletionRing(mem, offsetsFrom(off.Cr), u.opts.CompletionSize); err != nil {
+		return nil, err
+	}
+	if mem, err = mapRing(unix.XDP_PGOFF_RX_RING, off.Rx, o.RXSize, 16, "rx"); err != nil {
+		return nil, err
+	}
+	if s.rx, err = NewRXRing(mem, offsetsFrom(off.Rx), o.RXSize); err != nil {
+		return nil, err
+	}
+	if mem, err = mapRing(unix.XDP_PGOFF_TX_RING, off.Tx, o.TXSize, 16, "tx"); err != nil {
+		return nil, err
+	}
+	if s.tx, err = NewTXRing(mem, offsetsFrom(off.Tx), o.TXSize); err != nil {
+		return nil, err
+	}
+
+	sa := &unix.SockaddrXDP{Ifindex: uint32(ifindex), QueueID: uint32(queue)}
+	if owner != nil {
+		// Mode, need_wakeup and multi-buffer come from the UMEM's first
+		// socket; the kernel rejects them here.
+		sa.Flags = unix.XDP_SHARED_UMEM
+		sa.SharedUmemFD = uint32(owner.fd)
+	} else {
+		if !o.NoNeedWakeup {
+			sa.Flags |= unix.XDP_USE_NEED_WAKEUP
+		}
+		if o.MultiBuffer {
+			sa.Flags |= unix.XDP_USE_SG
+		}
+		// BindAuto sets neither flag: the kernel tries zero-copy and falls
+		// back to copy mode by itself.
+		switch o.Bind {
+		case BindCopy:
+			sa.Flags |= unix.XDP_COPY
+		case BindZeroCopy:
+			sa.Flags |= unix.XDP_ZEROCOPY
+		}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return nil, bindError(err, ifindex, queue, o)
+	}
+	xo, err := unix.GetsockoptInt(fd, unix.SOL_XDP, unix.XDP_OPTIONS)
+	if err != nil {
+		return nil, fmt.Errorf("get xdp options: %w", err)
+	}
+	s.mode = BindCopy
+	if xo&unix.XDP_OPTIONS_ZEROCOPY != 0 {
+		s.mode = BindZeroCopy
+	}
+	if o.BusyPoll {
+		for _, b := range []struct {
+			opt, val int
+			name     string
+		}{
+			{soPreferBusyPoll, 1, "SO_PREFER_BUSY_POLL"},
+			{soBusyPoll, int(o.BusyPollTimeout / time.Microsecond), "SO_BUSY_POLL"},
+			{soBusyPollBudget, o.BusyPollBudget, "SO_BUSY_POLL_BUDGET"},
+		} {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, b.opt, b.val); err != nil {
+				if errors.Is(err, unix.ENOPROTOOPT) {
+					return nil, fmt.Errorf("set %s: kernel without busy polling: %w (%w)", b.name, ErrNotSupported, err)
+				}
+				return nil, fmt.Errorf("set %s %d: %w", b.name, b.val, err)
+			}
+		}
+	}
+	s.initBuffers()
+	u.sockets = append(u.sockets, s)
+	return s, nil
+}
+
+func (s *Socket) initBuffers() {
+	s.fillBuf = make([]uint64, s.fill.Size())
+	s.compBuf = make([]uint64, s.comp.Size())
+	s.pollFds[0] = unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN}
+}
+
+// ifname names an interface for messages, falling back to its index.
+func ifname(ifindex int) string {
+	if ifc, err := net.InterfaceByIndex(ifindex); err == nil {
+		return ifc.Name
+	}
+	return fmt.Sprintf("ifindex %d", ifindex)
+}
+
+// bindError turns a bind errno into a message naming the cause and a fix.
+func bindError(err error, ifindex, queue int, o SocketOptions) error {
+	name := ifname(ifindex)
+	switch {
+	case errors.Is(err, unix.EOPNOTSUPP) && o.Bind == BindZeroCopy:
+		return fmt.Errorf("bind %s queue %d: zero-copy not supported by %s queue %d; use copy or auto: %w (%w)", name, queue, name, queue, ErrNotSupported, err)
+	case errors.Is(err, unix.EOPNOTSUPP) && o.MultiBuffer:
+		return fmt.Errorf("bind %s queue %d: multi-buffer (XDP_USE_SG) not supported here; turn MultiBuffer off: %w (%w)", name, queue, ErrNotSupported, err)
+	case errors.Is(err, unix.EBUSY):
+		return fmt.Errorf("bind %s queue %d: queue %d of %s already has an AF_XDP socket; close it or pick another queue: %w", name, queue, queue, name, err)
+	case errors.Is(err, unix.ENODEV):
+		return fmt.Errorf("bind: no interface with index %d in this network namespace: %w", ifindex, err)
+	case errors.Is(err, unix.EINVAL):
+		return fmt.Errorf("bind %s queue %d: rejected; is queue %d below the active queue count (ethtool -l %s)?: %w", name, queue, queue, name, err)
+	case errors.Is(err, unix.ENETDOWN):
+		return fmt.Errorf("bind %s queue %d: interface is down; ip link set %s up: %w", name, queue, name, err)
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("bind %s queue %d: needs CAP_NET_RAW (run as root): %w", name, queue, err)
+	}
+	return fmt.Errorf("bind %s queue %d: %w", name, queue, err)
+}
+
+// FD is the socket's file descriptor, for the XSKMAP entry of its queue.
+func (s *Socket) FD() int { return s.fd }
+
+// Umem is the socket's UMEM.
+func (s *Socket) Umem() *Umem { return s.umem }
+
+// Ifindex and Queue are what the socket is bound to.
+func (s *Socket) Ifindex() int { return s.ifindex }
+
+// Queue is the queue the socket is bound to.
+func (s *Socket) Queue() int { return s.queue }
+
+// Mode is the bind mode the socket got, BindCopy or BindZeroCopy, as the
+// kernel reports it in XDP_OPTIONS.
+func (s *Socket) Mode() BindMode { return s.mode }
+
+// Shared reports whether the socket shares a UMEM registered by an earlier
+// socket (XDP_SHARED_UMEM).
+func (s *Socket) Shared() bool { return s.shared }
+
+// Fill returns the fill ring.
+func (s *Socket) Fill() *FillRing { return s.fill }
+
+// Completion returns the completion ring.
+func (s *Socket) Completion() *CompletionRing { return s.comp }
+
+// RX returns the RX ring.
+func (s *Socket) RX() *RXRing { return s.rx }
+
+// TX returns the TX ring.
+func (s *Socket) TX() *TXRing { return s.tx }
+
+// Receive takes up to len(descs) descriptors off the RX ring into descs and
+// returns how many. Their frames are now the caller's (to Recycle,
+// Transmit or Free). Allocates nothing.
+func (s *Socket) Receive(descs []Desc) int {
+	n, idx := s.rx.Peek(uint32(len(descs)))
+	for i := range n {
+		descs[i] = s.rx.Get(idx + i)
+	}
+	s.rx.Release(n)
+	return int(n)
+}
+
+// Recycle puts the frames of received descriptors straight back on the fill
+// ring (the rxdrop loop) and kicks the kernel if it asks. It returns how
+// many it placed; the rest are still the caller's.
+func (s *Socket) Recycle(descs []Desc) int {
+	n, idx := s.fill.Reserve(uint32(len(descs)))
+	mask := s.umem.frameMask
+	for i := range n {
+		s.fill.Set(idx+i, descs[i].Addr&mask)
+	}
+	s.fill.Submit(n)
+	s.kickFill()
+	return int(n)
+}
+
+// Refill moves free frames from the UMEM onto the fill ring, as many as fit
+// and are free, and kicks the kernel if it asks. Returns how many.
+func (s *Socket) Refill() int {
+	got, idx := s.fill.Reserve(uint32(len(s.fillBuf)))
+	n := uint32(s.umem.Alloc(s.fillBuf[:got]))
+	for i := range n {
+		s.fill.Set(idx+i, s.fillBuf[i])
+	}
+	s.fill.Cancel(got - n)
+	s.fill.Submit(n)
+	s.kickFill()
+	return int(n)
+}
+
+// Transmit queues up to len(descs) descriptors on the TX ring and kicks the
+// kernel if it asks (always in copy mode without need_wakeup, and with busy
+// polling). It returns how many it queued; those frames are the kernel's
+// until they come back on the completion ring, the rest are still the
+// caller's.
+func (s *Socket) Transmit(descs []Desc) int {
+	n, idx := s.tx.Reserve(uint32(len(descs)))
+	for i := range n {
+		s.tx.Set(idx+i, descs[i])
+	}
+	s.tx.Submit(n)
+	if n > 0 || s.tx.p.inRing() > 0 {
+		s.kickTX()
+	}
+	return int(n)
+}
+
+// Complete drains the completion ring into the UMEM's free stack and
+// returns how many frames it freed.
+func (s *Socket) Complete() int {
+	total := 0
+	for {
+		n, idx := s.comp.Peek(uint32(len(s.compBuf)))
+		if n == 0 {
+			return total
+		}
+		for i := range n {
+			s.compBuf[i] = s.comp.Get(idx + i)
+		}
+		s.comp.Release(n)
+		s.umem.Free(s.compBuf[:n])
+		total += int(n)
+	}
+}
+
+// CompleteInto takes up to len(addrs) completed frame addresses without
+// freeing them (to reuse the frames directly) and returns how many.
+func (s *Socket) CompleteInto(addrs []uint64) int {
+	n, idx := s.comp.Peek(uint32(len(addrs)))
+	for i := range n {
+		addrs[i] = s.comp.Get(idx + i)
+	}
+	s.comp.Release(n)
+	return int(n)
+}
+
+// kickFill wakes the kernel to take fill-ring frames when it asks, or on
+// every call with busy polling (the recvfrom drives the busy poll).
+// EAGAIN, EBUSY and ENOBUFS mean "try later", not failure; other errors
+// show up in Stats and are not worth a branch on the hot path.
+func (s *Socket) kickFill() {
+	if !s.opts.BusyPoll && !s.fill.NeedWakeup() {
+		return
+	}
+	if s.fake != nil {
+		s.fake.fillKicks++
+		return
+	}
+	_ = kickRX(s.fd)
+}
+
+// kickTX makes the kernel send what is on the TX ring: when the ring asks,
+// or always without need_wakeup (copy mode transmits only from sendto) or
+// with busy polling.
+func (s *Socket) kickTX() {
+	if !s.opts.NoNeedWakeup && !s.opts.BusyPoll && !s.tx.NeedWakeup() {
+		return
+	}
+	if s.fake != nil {
+		s.fake.txKicks++
+		return
+	}
+	_ = kickTX(s.fd) // EAGAIN/EBUSY/ENOBUFS: the kernel is behind, retried next call
+}
+
+// Kick wakes the kernel for both directions unconditionally (recvfrom and
+// sendto), ignoring EAGAIN, EBUSY and ENOBUFS.
+func (s *Socket) Kick() error {
+	if s.fake != nil {
+		s.fake.fillKicks++
+		s.fake.txKicks++
+		return nil
+	}
+	for _, k := range []func(int) error{kickRX, kickTX} {
+		if err := k(s.fd); err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOBUFS) {
+			return fmt.Errorf("kick: %w", err)
+		}
+	}
+	return nil
+}
+
+// Wait blocks in poll(2) until the RX ring has descriptors or timeout
+// passes (a negative timeout waits for ever). A timeout or EINTR is not an
+// error. With need_wakeup, poll also wakes the driver for the fill ring.
+func (s *Socket) Wait(timeout time.Duration) error {
+	if s.fake != nil {
+		return nil
+	}
+	ms := -1
+	if timeout >= 0 {
+		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
+	}
+	_, err := unix.Poll(s.pollFds[:], ms)
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		return fmt.Errorf("poll: %w", err)
+	}
+	return nil
+}
+
+// Statistics are the kernel's per-socket counters (XDP_STATISTICS).
+type Statistics struct {
+	RxDropped            uint64 // dropped for other reasons than an invalid descriptor (no fill frame in copy mode, too large)
+	RxInvalidDescs       uint64 // invalid fill-ring addresses
+	TxInvalidDescs       uint64 // invalid TX descriptors
+	RxRingFull           uint64 // dropped because the RX ring was full
+	RxFillRingEmptyDescs uint64 // times the fill ring was found empty
+	TxRingEmptyDescs     uint64 // times the TX ring was found empty
+}
+
+// Stats reads the socket's XDP_STATISTICS.
+func (s *Socket) Stats() (Statistics, error) {
+	if s.fake != nil {
+		return s.fake.stats, nil
+	}
+	st, err := xdpStatistics(s.fd)
+	if err != nil {
+		return Statistics{}, fmt.Errorf("get xdp statistics: %w", err)
+	}
+	return Statistics{
+		RxDropped:            st.Rx_dropped,
+		RxInvalidDescs:       st.Rx_invalid_descs,
+		TxInvalidDescs:       st.Tx_invalid_descs,
+		RxRingFull:           st.Rx_ring_full,
+		RxFillRingEmptyDescs: st.Rx_fill_ring_empty_descs,
+		TxRingEmptyDescs:     st.Tx_ring_empty_descs,
+	}, nil
+}
+
+// Close unbinds the socket and releases its fd and ring mappings. Frames
+// waiting on its RX and completion rings go back to the free stack; frames
+// on its fill and TX rings or inside the kernel cannot be taken back safely
+// while the kernel may still use them and are counted as Lost in the
+// Umem's Accounting (a fake socket gets all of them back). Must not run
+// concurrently with the ring methods. Safe to call twice.
+func (s *Socket) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	u := s.umem
+	// Frames the kernel has finished with.
+	var buf [64]Desc
+	for {
+		n := s.Receive(buf[:])
+		if n == 0 {
+			break
+		}
+		u.FreeDescs(buf[:n])
+	}
+	s.Complete()
+	var reclaimed int64
+	if s.fake != nil {
+		reclaimed = s.fake.reclaim()
+	}
+	fillSide, txSide := s.inFlight()
+	inFlight := fillSide + txSide - reclaimed
+
+	var errs []error
+	for _, m := range s.maps {
+		if err := unix.Munmap(m); err != nil {
+			errs = append(errs, fmt.Errorf("munmap ring: %w", err))
+		}
+	}
+	s.maps = nil
+	if s.fd >= 0 {
+		if err := unix.Close(s.fd); err != nil {
+			errs = append(errs, fmt.Errorf("close socket: %w", err))
+		}
+	}
+	u.sockMu.Lock()
+	for i, o := range u.sockets {
+		if o == s {
+			u.sockets = append(u.sockets[:i], u.sockets[i+1:]...)
+			break
+		}
+	}
+	u.lost += inFlight
+	u.sockMu.Unlock()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,208 @@
+package xsk
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func newTestUmem(t testing.TB, opts UmemOptions) *Umem {
+	t.Helper()
+	u, err := NewUmem(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := u.Close(); err != nil {
+			t.Errorf("umem close: %v", err)
+		}
+	})
+	return u
+}
+
+func TestOptionValidation(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opts UmemOptions
+		want string
+	}{
+		{"frame size", UmemOptions{FrameSize: 3000}, "frame size 3000: must be 2048 or 4096"},
+		{"frame size 8192", UmemOptions{FrameSize: 8192}, "must be 2048 or 4096"},
+		{"too many frames", UmemOptions{NumFrames: 1<<24 + 1}, "frames: at most"},
+		{"headroom", UmemOptions{FrameSize: 2048, Headroom: 1800}, "headroom 1800 leaves no room"},
+		{"fill ring", UmemOptions{FillSize: 1000}, "fill ring size 1000: must be a power of two"},
+		{"completion ring", UmemOptions{CompletionSize: 3}, "completion ring size 3: must be a power of two"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u, err := NewUmem(c.opts)
+			if err == nil {
+				u.Close()
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %q, want ErrInvalidOption containing %q", err, c.want)
+			}
+		})
+	}
+
+	u := newTestUmem(t, UmemOptions{NumFrames: 64})
+	for _, c := range []struct {
+		name    string
+		ifindex int
+		queue   int
+		opts    SocketOptions
+		want    string
+	}{
+		{"rx ring", 1, 0, SocketOptions{RXSize: 1000}, "rx ring size 1000: must be a power of two"},
+		{"tx ring", 1, 0, SocketOptions{TXSize: 100}, "tx ring size 100: must be a power of two"},
+		{"bind mode", 1, 0, SocketOptions{Bind: 7}, "unknown bind mode 7"},
+		{"busy poll budget", 1, 0, SocketOptions{BusyPoll: true, BusyPollBudget: -1}, "busy poll budget"},
+		{"ifindex", 0, 0, SocketOptions{}, "ifindex 0"},
+		{"queue", 1, -1, SocketOptions{}, "queue -1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// Validation comes before any syscall, so this holds with or
+			// without privileges and on any interface.
+			s, err := NewSocket(u, c.ifindex, c.queue, c.opts)
+			if err == nil {
+				s.Close()
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %q, want ErrInvalidOption containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestUmemDefaults(t *testing.T) {
+	u := newTestUmem(t, UmemOptions{})
+	if u.NumFrames() != 4096 || u.FrameSize() != 4096 || len(u.Region()) != 4096*4096 {
+		t.Fatalf("defaults: %d frames of %d, region %d", u.NumFrames(), u.FrameSize(), len(u.Region()))
+	}
+	if o := u.Options(); o.FillSize != 2048 || o.CompletionSize != 2048 {
+		t.Fatalf("default ring sizes: %+v", o)
+	}
+}
+
+func TestUmemHugePagesFallback(t *testing.T) {
+	// With or without huge pages reserved, NewUmem must succeed.
+	u := newTestUmem(t, UmemOptions{NumFrames: 1024, FrameSize: 2048, HugePages: true})
+	t.Logf("huge pages: %v", u.HugePages())
+	u.Region()[len(u.Region())-1] = 1
+}
+
+func TestUmemAllocFree(t *testing.T) {
+	u := newTestUmem(t, UmemOptions{NumFrames: 256, FrameSize: 2048, Debug: true})
+	addrs := make([]uint64, 300)
+	if n := u.Alloc(addrs); n != 256 {
+		t.Fatalf("alloc all: %d", n)
+	}
+	seen := map[uint64]bool{}
+	for _, a := range addrs[:256] {
+		if a%2048 != 0 || a >= 256*2048 || seen[a] {
+			t.Fatalf("bad or duplicate frame address %#x", a)
+		}
+		seen[a] = true
+		if f := u.Frame(a + 100); len(f) != 2048 || &f[0] != &u.Region()[a] {
+			t.Fatalf("Frame(%#x+100) is not the frame", a)
+		}
+	}
+	if n := u.Alloc(addrs[:1]); n != 0 {
+		t.Fatalf("alloc from empty stack: %d", n)
+	}
+	if a := u.Accounting(); a.App != 256 || a.Free != 0 {
+		t.Fatalf("after alloc all: %+v", a)
+	}
+	// Any address inside a frame frees the frame.
+	addrs[0] += 300
+	u.Free(addrs[:256])
+	if a := u.Accounting(); a.App != 0 || a.Free != 256 || a.Check() != nil {
+		t.Fatalf("after free all: %+v (%v)", a, a.Check())
+	}
+	if b := u.Bytes(Desc{Addr: 4096 + 10, Len: 20}); len(b) != 20 || &b[0] != &u.Region()[4106] {
+		t.Fatal("Bytes does not alias the umem")
+	}
+}
+
+func TestUmemDebugDoubleFree(t *testing.T) {
+	u := newTestUmem(t, UmemOptions{NumFrames: 8, FrameSize: 2048, Debug: true})
+	var a [1]uint64
+	u.Alloc(a[:])
+	u.Free(a[:])
+	defer func() {
+		r := recover()
+		if r == nil || !strings.Contains(r.(string), "double free") {
+			t.Fatalf("double free: recover() = %v", r)
+		}
+	}()
+	u.Free(a[:])
+}
+
+// TestUmemConcurrentAllocFree runs batches of Alloc and Free from several
+// goroutines; every frame must come back exactly once (Debug panics on a
+// double free).
+func TestUmemConcurrentAllocFree(t *testing.T) {
+	u := newTestUmem(t, UmemOptions{NumFrames: 1024, FrameSize: 2048, Debug: true})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]uint64, 16+g*7)
+			for range 2000 {
+				n := u.Alloc(buf)
+				u.Free(buf[:n])
+			}
+		}()
+	}
+	wg.Wait()
+	if a := u.Accounting(); a.Free != 1024 || a.Check() != nil {
+		t.Fatalf("after concurrent alloc/free: %+v (%v)", a, a.Check())
+	}
+}
+
+func TestAccountingCheck(t *testing.T) {
+	good := Accounting{Total: 10, Free: 4, App: 1, Fill: 2, RX: 1, TX: 1, Completion: 1}
+	if err := good.Check(); err != nil {
+		t.Fatal(err)
+	}
+	bad := good
+	bad.App = -1
+	bad.Free = 6
+	if err := bad.Check(); err == nil || !strings.Contains(err.Error(), "app") {
+		t.Fatalf("negative app: %v", err)
+	}
+	bad = good
+	bad.Free = 5
+	if err := bad.Check(); err == nil || !strings.Contains(err.Error(), "add up to 11") {
+		t.Fatalf("sum 11 of 10: %v", err)
+	}
+}
+
+func TestUmemCloseIdempotent(t *testing.T) {
+	u, err := NewUmem(UmemOptions{NumFrames: 16, FrameSize: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := NewFakeSocket(u, SocketOptions{RXSize: 16, TXSize: 16}, FakeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Close(); err != nil { // closes s too
+		t.Fatal(err)
+	}
+	if err := u.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := NewFakeSocket(u, SocketOptions{}, FakeOptions{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("socket on closed umem: %v", err)
+	}
+	if _, err := NewSocket(u, 1, 0, SocketOptions{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("socket on closed umem: %v", err)
+	}
+}

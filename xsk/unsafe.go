@@ -1,0 +1,114 @@
+package xsk
+
+// This is the only file of package xsk that imports unsafe: views of mmap'd
+// memory as ring words and descriptor arrays, and the socket options whose
+// values are structs.
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The kernel's struct xdp_desc is 16 bytes; Desc must match it exactly.
+var _ [16]struct{} = [unsafe.Sizeof(Desc{})]struct{}{}
+
+// u32At returns the 32-bit word at off in mem. off must be 4-byte aligned
+// and mem must outlive every use of the pointer.
+func u32At(mem []byte, off uint64) *uint32 {
+	_ = mem[off+3] // bounds check
+	return (*uint32)(unsafe.Pointer(&mem[off]))
+}
+
+// u64sAt views n uint64s starting at off in mem.
+func u64sAt(mem []byte, off uint64, n uint32) []uint64 {
+	_ = mem[off+uint64(n)*8-1]
+	return unsafe.Slice((*uint64)(unsafe.Pointer(&mem[off])), n)
+}
+
+// descsAt views n Descs starting at off in mem.
+func descsAt(mem []byte, off uint64, n uint32) []Desc {
+	_ = mem[off+uint64(n)*16-1]
+	return unsafe.Slice((*Desc)(unsafe.Pointer(&mem[off])), n)
+}
+
+// aligned reports whether the memory at mem[off] is aligned to a bytes.
+func aligned(mem []byte, off uint64, a uintptr) bool {
+	return uintptr(unsafe.Pointer(&mem[off]))%a == 0
+}
+
+// baseAddr is the virtual address of mem, for XDP_UMEM_REG.
+func baseAddr(mem []byte) uint64 { return uint64(uintptr(unsafe.Pointer(&mem[0]))) }
+
+func getsockopt(fd, level, opt int, p unsafe.Pointer, size uintptr) (uintptr, error) {
+	l := uint32(size)
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(p), uintptr(unsafe.Pointer(&l)), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return uintptr(l), nil
+}
+
+func setsockopt(fd, level, opt int, p unsafe.Pointer, size uintptr) error {
+	_, _, e := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(p), size, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// mmapOffsets reads XDP_MMAP_OFFSETS. Kernels before 5.4 return the v1
+// layout without the flags words; their flags offset is made up the way
+// libbpf does (right after the consumer), though such kernels never set it.
+func mmapOffsets(fd int) (unix.XDPMmapOffsets, error) {
+	var off unix.XDPMmapOffsets
+	n, err := getsockopt(fd, unix.SOL_XDP, unix.XDP_MMAP_OFFSETS, unsafe.Pointer(&off), unsafe.Sizeof(off))
+	if err != nil {
+		return off, err
+	}
+	if n == unsafe.Sizeof(off) {
+		return off, nil
+	}
+	// v1: four {producer, consumer, desc} triples.
+	var v1 [4][3]uint64
+	if _, err := getsockopt(fd, unix.SOL_XDP, unix.XDP_MMAP_OFFSETS, unsafe.Pointer(&v1), unsafe.Sizeof(v1)); err != nil {
+		return off, err
+	}
+	conv := func(t [3]uint64) unix.XDPRingOffset {
+		return unix.XDPRingOffset{Producer: t[0], Consumer: t[1], Desc: t[2], Flags: t[1] + 4}
+	}
+	off.Rx, off.Tx, off.Fr, off.Cr = conv(v1[0]), conv(v1[1]), conv(v1[2]), conv(v1[3])
+	return off, nil
+}
+
+func umemReg(fd int, reg *unix.XDPUmemReg) error {
+	return setsockopt(fd, unix.SOL_XDP, unix.XDP_UMEM_REG, unsafe.Pointer(reg), unsafe.Sizeof(*reg))
+}
+
+func xdpStatistics(fd int) (unix.XDPStatistics, error) {
+	var st unix.XDPStatistics
+	_, err := getsockopt(fd, unix.SOL_XDP, unix.XDP_STATISTICS, unsafe.Pointer(&st), unsafe.Sizeof(st))
+	return st, err
+}
+
+// kickTX is sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0): it makes the kernel
+// process the TX ring.
+func kickTX(fd int) error {
+	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// kickRX is recvfrom(fd, NULL, 0, MSG_DONTWAIT, NULL, NULL): it wakes the
+// driver to take frames from the fill ring (and drives busy polling).
+func kickRX(fd int) error {
+	_, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
