@@ -20,11 +20,12 @@ type fakeMem struct {
 	frameSize uint64
 	headroom  uint64
 	free      []uint64
-	freed     int // total Free calls' frames
+	freed     int // frames returned by Free
+	total     int
 }
 
 func newFakeMem(frames int, frameSize uint64) *fakeMem {
-	m := &fakeMem{region: make([]byte, uint64(frames)*frameSize), frameSize: frameSize, headroom: 256}
+	m := &fakeMem{region: make([]byte, uint64(frames)*frameSize), frameSize: frameSize, headroom: 256, free: make([]uint64, 0, frames), total: frames}
 	for i := frames - 1; i >= 0; i-- {
 		m.free = append(m.free, uint64(i)*frameSize)
 	}

@@ -1,0 +1,534 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Port is one AF_XDP socket as the worker drives it: *xsk.Socket implements
+// it; tests substitute a fake kernel (wireguard-go's bindtest idea). Every
+// method is called from the worker goroutine only and must not allocate.
+type Port interface {
+	// Receive takes up to len(descs) RX descriptors; the frames are then
+	// held by the caller.
+	Receive(descs []Desc) int
+	// Transmit queues up to len(descs) on the TX ring, kicking the kernel
+	// only when it asks (need_wakeup), and returns how many were queued;
+	// the rest are still the caller's.
+	Transmit(descs []Desc) int
+	// Complete drains the completion ring into the UMEM free stack.
+	Complete() int
+	// Refill moves free frames into the fill ring.
+	Refill() int
+	// Wait blocks until RX has frames or the timeout passes (wakeup mode).
+	Wait(timeout time.Duration) error
+}
+
+// PollMode is how a worker waits when a pass received nothing.
+type PollMode int
+
+const (
+	// PollSpin busy-polls: lowest latency, one CPU at 100%.
+	PollSpin PollMode = iota
+	// PollWait sleeps in poll(2) until RX has frames (need_wakeup mode).
+	PollWait
+)
+
+func (m PollMode) String() string {
+	switch m {
+	case PollSpin:
+		return "spin"
+	case PollWait:
+		return "wait"
+	}
+	return fmt.Sprintf("PollMode(%d)", int(m))
+}
+
+// ParsePollMode parses "spin" or "wait".
+func ParsePollMode(s string) (PollMode, error) {
+	switch s {
+	case "spin", "":
+		return PollSpin, nil
+	case "wait", "wakeup":
+		return PollWait, nil
+	}
+	return 0, fmt.Errorf("poll mode %q: want spin or wait", s)
+}
+
+// NamedPort is a worker port with the name (interface) Forward stages use.
+type NamedPort struct {
+	Name string
+	Port Port
+}
+
+// WorkerConfig configures one worker. Zero values of the optional fields
+// work.
+type WorkerConfig struct {
+	// Queue is the RX queue this worker serves (on every port).
+	Queue int
+	// Ports are the sockets of this queue, one per interface, all on Mem.
+	// Packets received on port i have Packet.Port i; Forward resolves
+	// output names against Ports[i].Name.
+	Ports []NamedPort
+	// Mem is the UMEM the ports share.
+	Mem Memory
+	// Stages run in order on every burst.
+	Stages []Stage
+	// BurstSize is the burst capacity (default 64).
+	BurstSize int
+	// TXBatch is how many frames are buffered per port before a TX flush
+	// (default BurstSize).
+	TXBatch int
+	// DrainInterval flushes partly filled TX buffers this long after the
+	// last flush (default 100µs, DPDK l2fwd's BURST_TX_DRAIN_US).
+	DrainInterval time.Duration
+	// Default is the verdict of packets the stages left at VerdictKeep
+	// (default VerdictDrop).
+	Default Verdict
+	// Poll selects spinning or waiting when idle.
+	Poll PollMode
+	// WaitTimeout bounds one wait in PollWait mode (default 10ms).
+	WaitTimeout time.Duration
+	// CPU pins the worker's OS thread with sched_setaffinity (-1: no pinning).
+	CPU int
+	// Logger for stage errors and the stop report (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// cacheLine is the padding unit for per-worker counters.
+const cacheLine = 64
+
+// BurstBuckets are the upper bounds of the burst-size histogram buckets.
+var BurstBuckets = [...]int{1, 2, 4, 8, 16, 32, 64, 128, 256, MaxBurstSize}
+
+// PortStats are one port's counters, written by its worker only (atomic
+// adds once per burst or flush) and read by any goroutine.
+type PortStats struct {
+	_          [cacheLine]byte
+	RxPackets  atomic.Uint64
+	RxBytes    atomic.Uint64
+	TxPackets  atomic.Uint64
+	TxBytes    atomic.Uint64
+	TxRingFull atomic.Uint64 // frames dropped because the TX ring was full
+	TxDone     atomic.Uint64 // frames back from the completion ring
+	_          [cacheLine]byte
+}
+
+// WorkerStats are a worker's counters, cache-line padded so that workers on
+// different CPUs never share a line; written by the worker, read atomically
+// by a stats goroutine.
+type WorkerStats struct {
+	_          [cacheLine]byte
+	Passes     atomic.Uint64
+	IdlePasses atomic.Uint64
+	Dropped    atomic.Uint64 // frames freed by verdict (drop, or keep with a drop default)
+	BadOutput  atomic.Uint64 // forward verdicts to a port that does not exist (dropped)
+	Reloads    atomic.Uint64
+	// Bursts is the burst-size histogram: Bursts[i] counts non-empty
+	// bursts of size <= BurstBuckets[i] (and > the previous bound).
+	Bursts [len(BurstBuckets)]atomic.Uint64
+	_      [cacheLine]byte
+}
+
+type workerPort struct {
+	name  string
+	port  Port
+	tx    []Desc // buffered TX, cap TXBatch
+	stats PortStats
+}
+
+type stageSet struct {
+	stages []Stage
+	gen    uint64
+}
+
+// Worker drains the ports of one queue run-to-completion: RX burst, stages,
+// buffered TX, completion, fill. One goroutine; see Run.
+type Worker struct {
+	cfg     WorkerConfig
+	ports   []workerPort
+	burst   *Burst
+	free    []uint64 // frames to return to the free stack, flushed in batches
+	lastTX  int64
+	drain   int64
+	cur     *stageSet
+	next    atomic.Pointer[stageSet]
+	seen    atomic.Uint64 // generation of the stage set the worker runs
+	stop    atomic.Bool
+	running atomic.Bool
+	stats   WorkerStats
+	log     *slog.Logger
+}
+
+// NewWorker validates the configuration and allocates everything the loop
+// needs; Run allocates nothing per pass.
+func NewWorker(cfg WorkerConfig) (*Worker, error) {
+	if len(cfg.Ports) == 0 || len(cfg.Ports) > 256 {
+		return nil, fmt.Errorf("worker queue %d: %d ports, want 1..256", cfg.Queue, len(cfg.Ports))
+	}
+	if cfg.Mem == nil {
+		return nil, fmt.Errorf("worker queue %d: no memory", cfg.Queue)
+	}
+	b, err := NewBurst(cfg.BurstSize)
+	if err != nil {
+		return nil, fmt.Errorf("worker queue %d: %w", cfg.Queue, err)
+	}
+	if cfg.TXBatch == 0 {
+		cfg.TXBatch = b.Cap()
+	}
+	if cfg.TXBatch < 1 || cfg.TXBatch > MaxBurstSize {
+		return nil, fmt.Errorf("worker queue %d: tx batch %d: want 1..%d", cfg.Queue, cfg.TXBatch, MaxBurstSize)
+	}
+	if cfg.DrainInterval == 0 {
+		cfg.DrainInterval = 100 * time.Microsecond
+	}
+	if cfg.Default == VerdictKeep {
+		cfg.Default = VerdictDrop
+	}
+	if cfg.Default == VerdictForward {
+		return nil, fmt.Errorf("worker queue %d: default verdict forward needs a stage", cfg.Queue)
+	}
+	if cfg.WaitTimeout == 0 {
+		cfg.WaitTimeout = 10 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	w := &Worker{cfg: cfg, burst: b, drain: int64(cfg.DrainInterval), log: cfg.Logger.With("queue", cfg.Queue)}
+	w.free = make([]uint64, 0, 2*b.Cap())
+	for i, p := range cfg.Ports {
+		if p.Port == nil {
+			return nil, fmt.Errorf("worker queue %d: port %d (%s) is nil", cfg.Queue, i, p.Name)
+		}
+		w.ports = append(w.ports, workerPort{name: p.Name, port: p.Port, tx: make([]Desc, 0, cfg.TXBatch)})
+	}
+	set, err := w.bind(cfg.Stages, 1)
+	if err != nil {
+		return nil, err
+	}
+	w.cur = set
+	w.seen.Store(set.gen)
+	return w, nil
+}
+
+// bind resolves output names of the stages against the ports.
+func (w *Worker) bind(stages []Stage, gen uint64) (*stageSet, error) {
+	lookup := func(name string) (int, bool) {
+		for i := range w.ports {
+			if w.ports[i].name == name {
+				return i, true
+			}
+		}
+		return 0, false
+	}
+	for _, s := range stages {
+		if s == nil {
+			return nil, fmt.Errorf("worker queue %d: nil stage", w.cfg.Queue)
+		}
+		if ob, ok := s.(OutputBinder); ok {
+			if err := ob.BindOutputs(lookup); err != nil {
+				return nil, fmt.Errorf("worker queue %d: %w", w.cfg.Queue, err)
+			}
+		}
+	}
+	return &stageSet{stages: append([]Stage(nil), stages...), gen: gen}, nil
+}
+
+// Queue is the queue the worker serves.
+func (w *Worker) Queue() int { return w.cfg.Queue }
+
+// Stats returns the worker's counters (read them with atomic loads).
+func (w *Worker) Stats() *WorkerStats { return &w.stats }
+
+// PortStats returns port i's counters.
+func (w *Worker) PortStats(i int) *PortStats { return &w.ports[i].stats }
+
+// PortNames lists the worker's ports in index order.
+func (w *Worker) PortNames() []string {
+	n := make([]string, len(w.ports))
+	for i := range w.ports {
+		n[i] = w.ports[i].name
+	}
+	return n
+}
+
+// Stages returns the stage chain the worker currently runs (for metrics).
+func (w *Worker) Stages() []Stage {
+	if s := w.next.Load(); s != nil {
+		return s.stages
+	}
+	return w.cur.stages
+}
+
+// SetStages replaces the stage chain without stopping the worker or
+// touching the sockets (SIGHUP reload). It returns once the worker runs the
+// new chain (or has stopped, or ctx ends); the caller may then close the old
+// stages. Outputs are bound before the swap, so a bad chain is refused and
+// the old one keeps running.
+func (w *Worker) SetStages(ctx context.Context, stages []Stage) (old []Stage, err error) {
+	prev := w.Stages()
+	set, err := w.bind(stages, w.seen.Load()+1)
+	if err != nil {
+		return nil, err
+	}
+	if !w.running.Load() {
+		w.cur = set
+		w.seen.Store(set.gen)
+		return prev, nil
+	}
+	w.next.Store(set)
+	for w.seen.Load() < set.gen && w.running.Load() {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return prev, nil
+}
+
+// Run runs the worker until ctx is cancelled: it locks its goroutine to an
+// OS thread and pins it to cfg.CPU, loops over passes, and on stop flushes
+// TX, waits briefly for completions and returns every frame it holds to the
+// free stack. Frames in the kernel's rings stay there for the socket's
+// owner to account for.
+func (w *Worker) Run(ctx context.Context) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if w.cfg.CPU >= 0 {
+		if err := PinThread(w.cfg.CPU); err != nil {
+			return fmt.Errorf("worker queue %d: %w", w.cfg.Queue, err)
+		}
+	}
+	w.stop.Store(false)
+	w.running.Store(true)
+	defer w.running.Store(false)
+	unregister := context.AfterFunc(ctx, func() { w.stop.Store(true) })
+	defer unregister()
+	for i := range w.ports {
+		w.ports[i].port.Refill()
+	}
+	w.lastTX = Now()
+	for !w.stop.Load() {
+		if w.pass() == 0 && w.cfg.Poll == PollWait {
+			w.wait()
+		}
+	}
+	w.shutdown()
+	return nil
+}
+
+// wait blocks in poll(2) on the ports in turn, each for a share of the
+// wait timeout.
+func (w *Worker) wait() {
+	t := w.cfg.WaitTimeout / time.Duration(len(w.ports))
+	p := &w.ports[w.stats.IdlePasses.Load()%uint64(len(w.ports))]
+	if err := p.port.Wait(t); err != nil && !errors.Is(err, unix.EINTR) {
+		w.log.Debug("wait", "port", p.name, "err", err)
+	}
+}
+
+// pass is one run-to-completion pass over every port. It returns the frames
+// received. It allocates nothing.
+func (w *Worker) pass() int {
+	now := Now() // the clock, once per pass
+	if s := w.next.Load(); s != nil && s != w.cur {
+		w.cur = s
+		w.seen.Store(s.gen)
+		w.stats.Reloads.Add(1)
+	}
+	stages := w.cur.stages
+	total := 0
+	b := w.burst
+	for pi := range w.ports {
+		wp := &w.ports[pi]
+		if c := wp.port.Complete(); c > 0 {
+			wp.stats.TxDone.Add(uint64(c))
+		}
+		n := wp.port.Receive(b.Descs)
+		if n == 0 {
+			continue
+		}
+		total += n
+		b.Reset()
+		b.Load(w.cfg.Mem, uint8(pi), uint16(w.cfg.Queue), b.Descs[:n], now)
+		var bytes uint64
+		for i := range b.Pkts {
+			bytes += uint64(len(b.Pkts[i].Data))
+		}
+		wp.stats.RxPackets.Add(uint64(n))
+		wp.stats.RxBytes.Add(bytes)
+		w.stats.Bursts[burstBucket(n)].Add(1)
+		for _, s := range stages {
+			s.Process(b)
+		}
+		w.dispatch(b)
+	}
+	if now-w.lastTX >= w.drain {
+		for pi := range w.ports {
+			if len(w.ports[pi].tx) > 0 {
+				w.flushTX(pi)
+			}
+		}
+		w.lastTX = now
+	}
+	w.flushFree()
+	for pi := range w.ports {
+		w.ports[pi].port.Refill()
+	}
+	w.stats.Passes.Add(1)
+	if total == 0 {
+		w.stats.IdlePasses.Add(1)
+	}
+	return total
+}
+
+func burstBucket(n int) int {
+	for i, ub := range BurstBuckets {
+		if n <= ub {
+			return i
+		}
+	}
+	return len(BurstBuckets) - 1
+}
+
+// dispatch acts on the verdicts: TX buffers or the free batch.
+func (w *Worker) dispatch(b *Burst) {
+	var dropped, bad uint64
+	for i := range b.Pkts {
+		p := &b.Pkts[i]
+		v := p.Verdict
+		if v == VerdictKeep {
+			v = w.cfg.Default
+		}
+		var out int
+		switch v {
+		case VerdictTransmit:
+			out = int(p.Port)
+		case VerdictForward:
+			out = int(p.Out)
+			if out >= len(w.ports) {
+				bad++
+				w.freeFrame(p.Addr)
+				continue
+			}
+		default:
+			dropped++
+			w.freeFrame(p.Addr)
+			continue
+		}
+		wp := &w.ports[out]
+		wp.tx = append(wp.tx, p.Desc())
+		if len(wp.tx) == cap(wp.tx) {
+			w.flushTX(out)
+		}
+	}
+	if dropped != 0 {
+		w.stats.Dropped.Add(dropped)
+	}
+	if bad != 0 {
+		w.stats.BadOutput.Add(bad)
+	}
+}
+
+func (w *Worker) freeFrame(addr uint64) {
+	w.free = append(w.free, addr)
+	if len(w.free) == cap(w.free) {
+		w.flushFree()
+	}
+}
+
+func (w *Worker) flushFree() {
+	if len(w.free) > 0 {
+		w.cfg.Mem.Free(w.free)
+		w.free = w.free[:0]
+	}
+}
+
+// flushTX puts port pi's buffered frames on its TX ring. What the ring cannot
+// take after one retry (the retry follows the kick Transmit made, and a
+// completion drain) is dropped, counted as TX ring full, and its frames
+// returned to the free stack: never leaked.
+func (w *Worker) flushTX(pi int) {
+	wp := &w.ports[pi]
+	buf := wp.tx
+	n := wp.port.Transmit(buf)
+	if n < len(buf) {
+		if c := wp.port.Complete(); c > 0 {
+			wp.stats.TxDone.Add(uint64(c))
+		}
+		n += wp.port.Transmit(buf[n:])
+	}
+	var bytes uint64
+	for i := 0; i < n; i++ {
+		bytes += uint64(buf[i].Len)
+	}
+	if n > 0 {
+		wp.stats.TxPackets.Add(uint64(n))
+		wp.stats.TxBytes.Add(bytes)
+	}
+	if n < len(buf) {
+		wp.stats.TxRingFull.Add(uint64(len(buf) - n))
+		for i := n; i < len(buf); i++ {
+			w.freeFrame(buf[i].Addr)
+		}
+	}
+	wp.tx = wp.tx[:0]
+	w.lastTX = Now()
+}
+
+// InFlight is the number of frames put on TX rings and not yet completed.
+func (w *Worker) InFlight() uint64 {
+	var n uint64
+	for i := range w.ports {
+		s := &w.ports[i].stats
+		n += s.TxPackets.Load() - s.TxDone.Load()
+	}
+	return n
+}
+
+// shutdown flushes TX, waits up to 100ms for the kernel to complete what is
+// in flight, and returns held frames to the free stack.
+func (w *Worker) shutdown() {
+	for pi := range w.ports {
+		if len(w.ports[pi].tx) > 0 {
+			w.flushTX(pi)
+		}
+	}
+	w.flushFree()
+	deadline := time.Now().Add(100 * time.Millisecond)
+	for w.InFlight() > 0 && time.Now().Before(deadline) {
+		for pi := range w.ports {
+			wp := &w.ports[pi]
+			wp.port.Transmit(nil) // kick if the kernel waits for one
+			if c := wp.port.Complete(); c > 0 {
+				wp.stats.TxDone.Add(uint64(c))
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := w.InFlight(); n > 0 {
+		w.log.Warn("worker stopped with TX frames in flight", "frames", n)
+	}
+}
+
+// CloseStages closes the stages that hold resources (pcap files).
+func CloseStages(stages []Stage) error {
+	var errs []error
+	for _, s := range stages {
+		if c, ok := s.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
