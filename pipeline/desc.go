@@ -1,12 +1,13 @@
 package pipeline
 
-// Desc is an AF_XDP descriptor (struct xdp_desc): a UMEM address, a length
-// and options.
-//
-// TODO(pipeline): becomes `type Desc = xsk.Desc` once the xsk package is
-// committed; the layout is the one the contract fixes, so nothing else changes.
-type Desc struct {
-	Addr    uint64
-	Len     uint32
-	Options uint32
-}
+import "github.com/xdpipe/xdpipe/xsk"
+
+// Desc is an AF_XDP descriptor (struct xdp_desc): xsk.Desc itself, so the
+// burst's receive scratch goes to xsk.Socket.Receive without conversion.
+type Desc = xsk.Desc
+
+// Compile-time checks that the xsk types plug into the worker directly.
+var (
+	_ Port   = (*xsk.Socket)(nil)
+	_ Memory = (*xsk.Umem)(nil)
+)
