@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// portOptions say which queue of which interface to open and how.
+type portOptions struct {
+	iface  string
+	queue  int
+	attach bpf.AttachMode
+	umem   xsk.UmemOptions
+	socket xsk.SocketOptions
+}
+
+// port is one AF_XDP socket on one interface queue, with the redirect
+// program attached to the interface and the socket registered in its XSKMAP.
+type port struct {
+	prog       *bpf.Redirect
+	umem       *xsk.Umem
+	sock       *xsk.Socket
+	attachMode bpf.AttachMode
+}
+
+// parseBindMode parses copy, zerocopy (or zero-copy, zc) and auto.
+func parseBindMode(s string) (xsk.BindMode, error) {
+	switch s {
+	case "auto", "":
+		return xsk.BindAuto, nil
+	case "copy":
+		return xsk.BindCopy, nil
+	case "zerocopy", "zero-copy", "zc":
+		return xsk.BindZeroCopy, nil
+	}
+	return 0, fmt.Errorf("unknown bind mode %q (want copy, zerocopy or auto)", s)
+}
+
+// checkInterface validates an interface and queue before anything is
+// attached or mapped, so bad input fails with an error that says what to do.
+func checkInterface(name string, queue int) (*net.Interface, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("needs root (CAP_NET_ADMIN and CAP_BPF) to attach XDP programs and open AF_XDP sockets; run with sudo")
+	}
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("interface %q not found in this network namespace (see `ip link`; for a namespace, run under `ip netns exec NS`)", name)
+	}
+	if ifc.Flags&net.FlagUp == 0 {
+		return nil, fmt.Errorf("interface %s is down: bring it up with `ip link set dev %s up`", name, name)
+	}
+	queues, _ := filepath.Glob(filepath.Join("/sys/class/net", name, "queues", "rx-*"))
+	if len(queues) > 0 && queue >= len(queues) {
+		return nil, fmt.Errorf("queue %d: %s has %d RX queues (0 to %d); see `ethtool -l %s`", queue, name, len(queues), len(queues)-1, name)
+	}
+	return ifc, nil
+}
+
+// openPort checks the interface, attaches the redirect program, makes the
+// UMEM and the socket, and registers the socket for its queue. On error
+// everything it made is undone.
+func openPort(o portOptions) (_ *port, err error) {
+	ifc, err := checkInterface(o.iface, o.queue)
+	if err != nil {
+		return nil, err
+	}
+	p := &port{}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	if p.umem, err = xsk.NewUmem(o.umem); err != nil {
+		return nil, err
+	}
+	if p.sock, err = xsk.NewSocket(p.umem, ifc.Index, o.queue, o.socket); err != nil {
+		return nil, explainSocket(err, o)
+	}
+	if p.prog, err = bpf.LoadRedirect(); err != nil {
+		return nil, err
+	}
+	if p.attachMode, err = p.prog.Attach(ifc.Index, o.attach); err != nil {
+		return nil, err
+	}
+	if err = p.prog.Register(o.queue, p.sock.FD()); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// explainSocket adds what to do to socket errors a user can fix.
+func explainSocket(err error, o portOptions) error {
+	switch {
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("%w (needs root, or CAP_NET_RAW and CAP_NET_ADMIN)", err)
+	case errors.Is(err, xsk.ErrNotSupported) && o.socket.Bind == xsk.BindZeroCopy:
+		return fmt.Errorf("%w; run with --bind copy or --bind auto", err)
+	case strings.Contains(err.Error(), "memlock"):
+		return fmt.Errorf("%w; raise it with `ulimit -l unlimited` or run as root", err)
+	}
+	return err
+}
+
+// Close detaches the program and releases the socket and UMEM. Safe on a
+// partly opened port.
+func (p *port) Close() {
+	if p.prog != nil {
+		p.prog.Close()
+	}
+	if p.sock != nil {
+		p.sock.Close()
+	}
+	if p.umem != nil {
+		p.umem.Close()
+	}
+}

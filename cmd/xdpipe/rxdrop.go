@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// rxdropOptions are rxdrop's flags.
+type rxdropOptions struct {
+	iface    string
+	queue    int
+	bind     xsk.BindMode
+	wakeup   bool
+	attach   bpf.AttachMode
+	duration time.Duration
+	interval time.Duration
+	frames   uint
+	ring     uint
+	batch    uint
+	cpu      int
+	busyPoll bool
+	profile  string
+}
+
+func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
+	o := rxdropOptions{}
+	fs := flag.NewFlagSet("rxdrop", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: xdpipe rxdrop --iface IF [flags]\n\n"+
+			"Attaches the redirect XDP program to IF, binds an AF_XDP socket to one RX\n"+
+			"queue, receives and drops every frame, and prints rates each interval.\n\n")
+		fs.PrintDefaults()
+	}
+	var bind, poll, attach string
+	fs.StringVar(&o.iface, "iface", "", "interface to receive on (required)")
+	fs.IntVar(&o.queue, "queue", 0, "RX queue to bind")
+	fs.StringVar(&bind, "bind", "auto", "AF_XDP bind mode: copy, zerocopy or auto (zero-copy, else copy)")
+	fs.StringVar(&poll, "poll", "spin", "spin (busy loop, one whole core) or wakeup (sleep in poll(2) when idle)")
+	fs.StringVar(&attach, "attach", "auto", "XDP attach mode: driver, generic or auto (driver, else generic)")
+	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until SIGINT or SIGTERM)")
+	fs.DurationVar(&o.interval, "interval", time.Second, "rate line interval")
+	fs.UintVar(&o.frames, "frames", xsk.DefaultNumFrames, "UMEM frames")
+	fs.UintVar(&o.ring, "ring", xsk.DefaultRingSize, "entries in each of the RX and fill rings (power of two)")
+	fs.UintVar(&o.batch, "batch", 64, "frames taken from the RX ring per burst")
+	fs.IntVar(&o.cpu, "cpu", -1, "pin the receive loop to this CPU (-1: no pinning)")
+	fs.BoolVar(&o.busyPoll, "busy-poll", false, "enable socket busy polling (SO_PREFER_BUSY_POLL)")
+	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
+	}
+	var err error
+	if o.iface == "" {
+		return o, errors.New("--iface is required (the interface to receive on)")
+	}
+	if o.bind, err = parseBindMode(bind); err != nil {
+		return o, err
+	}
+	switch poll {
+	case "spin":
+	case "wakeup":
+		o.wakeup = true
+	default:
+		return o, fmt.Errorf("unknown --poll %q (want spin or wakeup)", poll)
+	}
+	if o.attach, err = bpf.ParseAttachMode(attach); err != nil {
+		return o, err
+	}
+	switch {
+	case o.queue < 0:
+		return o, fmt.Errorf("--queue %d: must be 0 or more", o.queue)
+	case o.batch == 0 || o.batch > o.ring:
+		return o, fmt.Errorf("--batch %d: must be between 1 and --ring (%d)", o.batch, o.ring)
+	case o.interval <= 0:
+		return o, fmt.Errorf("--interval %v: must be positive", o.interval)
+	case o.duration < 0:
+		return o, fmt.Errorf("--duration %v: must not be negative", o.duration)
+	}
+	if o.cpu >= runtime.NumCPU() {
+		return o, fmt.Errorf("--cpu %d: this machine has CPUs 0 to %d", o.cpu, runtime.NumCPU()-1)
+	}
+	return o, nil
+}
+
+// rxCounters are the receive loop's counts, written by the loop once per
+// burst and read by the reporter. Padded so the reporter's reads do not
+// share a cache line with anything else.
+type rxCounters struct {
+	packets atomic.Uint64
+	bytes   atomic.Uint64
+	_       [64 - 16]byte
+}
+
+func runRxdrop(ctx context.Context, args []string) error {
+	o, err := parseRxdrop(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	stopProfile, err := startCPUProfile(o.profile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+
+	port, err := openPort(portOptions{
+		iface:  o.iface,
+		queue:  o.queue,
+		attach: o.attach,
+		umem:   xsk.UmemOptions{NumFrames: uint32(o.frames), FillSize: uint32(o.ring)},
+		socket: xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
+	})
+	if err != nil {
+		return err
+	}
+	defer port.Close()
+	fmt.Printf("rxdrop: %s queue %d, XDP %s mode, AF_XDP %s mode, %s polling, burst %d\n",
+		o.iface, o.queue, port.attachMode, port.sock.Mode(), map[bool]string{false: "spin", true: "wakeup"}[o.wakeup], o.batch)
+
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
+	var (
+		counts rxCounters
+		stop   atomic.Bool
+		wg     sync.WaitGroup
+		loop   error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		loop = rxdropLoop(port.sock, &counts, &stop, o)
+	}()
+
+	rep := newRateReporter(port.sock, &counts)
+	tick := time.NewTicker(o.interval)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-tick.C:
+			fmt.Println(rep.line())
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	fmt.Println(rep.summary())
+	if loop != nil {
+		return loop
+	}
+	return nil
+}
+
+// rxdropLoop is the receive-and-drop loop: take a burst off the RX ring,
+// count it, and hand its frames straight back to the fill ring. It reads no
+// clock and allocates nothing.
+func rxdropLoop(s *xsk.Socket, c *rxCounters, stop *atomic.Bool, o rxdropOptions) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if o.cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(o.cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return fmt.Errorf("pin receive loop to cpu %d: %w", o.cpu, err)
+		}
+	}
+	descs := make([]xsk.Desc, o.batch)
+	u := s.Umem()
+	s.Refill()
+	for !stop.Load() {
+		n := s.Receive(descs)
+		if n == 0 {
+			if o.wakeup {
+				if err := s.Wait(100 * time.Millisecond); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		var bytes uint64
+		for i := range descs[:n] {
+			bytes += uint64(descs[i].Len)
+		}
+		c.packets.Add(uint64(n))
+		c.bytes.Add(bytes)
+		// The fill ring always has room for what the RX ring gave back;
+		// anything it does not take goes to the free stack, and Refill
+		// puts it back on the fill ring.
+		if r := s.Recycle(descs[:n]); r < n {
+			u.FreeDescs(descs[r:n])
+			s.Refill()
+		}
+	}
+	return nil
+}
