@@ -28,7 +28,7 @@ type command struct {
 // commands is the table of subcommands.
 var commands = map[string]command{
 	"rxdrop": {"receive on one queue with AF_XDP, count and drop", runRxdrop},
-	"gen": {"send generated frames (live frames or AF_XDP)", runGen},
+	"gen":    {"send generated frames (live frames or AF_XDP)", runGen},
 }
 
 func usage() {

@@ -12,14 +12,13 @@ import (
 // rateReporter turns the receive counters and the socket's XDP statistics
 // into a rate line per interval and a summary at the end.
 type rateReporter struct {
-	sock       *xsk.Socket
-	c          *rxCounters
-	start      time.Time
-	startCPU   time.Duration
-	last       time.Time
-	lastPkts   uint64
-	lastBytes  uint64
-	statsError string
+	sock      *xsk.Socket
+	c         *rxCounters
+	start     time.Time
+	startCPU  time.Duration
+	last      time.Time
+	lastPkts  uint64
+	lastBytes uint64
 }
 
 func newRateReporter(s *xsk.Socket, c *rxCounters) *rateReporter {
