@@ -61,28 +61,31 @@ func runtimeOwned(target string) bool {
 // more file descriptors or special mappings than before. Use it as
 //
 //	func TestMain(m *testing.M) { testutil.RunCheckingLeaks(m) }
-//
-// Finalizers may close some fds late, so the check retries briefly.
-func RunCheckingLeaks(m *testing.M) {
+func RunCheckingLeaks(m *testing.M) { os.Exit(CheckLeaks(m)) }
+
+// CheckLeaks is RunCheckingLeaks for a TestMain with work of its own after
+// the tests: it returns the exit code instead of exiting. Finalizers may
+// close some fds late, so the check retries briefly.
+func CheckLeaks(m *testing.M) int {
 	before, err := Snapshot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "leak check: snapshot:", err)
-		os.Exit(2)
+		return 2
 	}
 	code := m.Run()
 	var after Resources
 	for i := 0; i < 20; i++ {
 		if after, err = Snapshot(); err != nil {
 			fmt.Fprintln(os.Stderr, "leak check: snapshot:", err)
-			os.Exit(2)
+			return 2
 		}
 		if len(after.FDs) <= len(before.FDs) && len(after.Mappings) <= len(before.Mappings) {
-			os.Exit(code)
+			return code
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	fmt.Fprintf(os.Stderr, "leak check: %d fds before, %d after; %d special mappings before, %d after\n",
 		len(before.FDs), len(after.FDs), len(before.Mappings), len(after.Mappings))
 	fmt.Fprintf(os.Stderr, "fds now: %v\nmappings now:\n%s\n", after.FDs, strings.Join(after.Mappings, "\n"))
-	os.Exit(1)
+	return 1
 }
