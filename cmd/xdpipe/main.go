@@ -29,6 +29,7 @@ type command struct {
 var commands = map[string]command{
 	"rxdrop": {"receive on one queue with AF_XDP, count and drop", runRxdrop},
 	"gen":    {"send generated frames (live frames or AF_XDP)", runGen},
+	"bench":  {"benchmark receivers x frame sizes on a veth testbed", runBench},
 }
 
 func usage() {

@@ -1,0 +1,457 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/gen"
+)
+
+// Config is a benchmark matrix. The zero value runs every receiver at
+// every size for 3 seconds a cell.
+type Config struct {
+	// Receivers to run, in order (default Receivers()). "xdp-drop", the
+	// ceiling, is always run first for each size if listed.
+	Receivers []string
+	// Sizes are frame sizes in bytes (default 64, 512, 1500, 9000).
+	Sizes []int
+	// Duration of each cell's traffic (default 3s).
+	Duration time.Duration
+	// Flows of the generated traffic (default 1).
+	Flows int
+	// Self is the command that starts an in-process receiver child; the
+	// harness appends --kind etc. Default: this executable with
+	// "bench receiver".
+	Self []string
+	// Env is added to the children's environment.
+	Env []string
+	// GenCPU and RxCPU pin the generator thread and the receiver process
+	// (defaults 0 and 1; -1 leaves them unpinned).
+	GenCPU, RxCPU *int
+	// Retries is how often a disturbed cell is repeated (default 2).
+	Retries int
+	// Disturbance is the CPU share (of one CPU, over the cell) that other
+	// processes may use before a cell counts as disturbed (default 0.05).
+	Disturbance float64
+	// Progress receives a progress bar (nil: none).
+	Progress io.Writer
+	// Log receives per-cell notes (nil: none).
+	Log io.Writer
+}
+
+// Result is one cell of the matrix.
+type Result struct {
+	Receiver string `json:"receiver"`
+	Size     int    `json:"size"`
+	Engine   string `json:"generator"`
+	Sent     uint64 `json:"sent"`
+	Received uint64 `json:"received"`
+	// Seconds of traffic.
+	Seconds float64 `json:"seconds"`
+	SentFps float64 `json:"sent_fps"`
+	Fps     float64 `json:"fps"`
+	Gbps    float64 `json:"gbps"`
+	// Receiver process CPU seconds per million frames received.
+	CPUPerMframe float64 `json:"cpu_s_per_mframe"`
+	// Machine-wide softirq CPU seconds per million frames: the kernel's
+	// share of receiving on a veth (and of the generator's XDP_TX).
+	SoftirqPerMframe float64 `json:"softirq_s_per_mframe"`
+	RatioToCeiling   float64 `json:"ratio_to_ceiling"`
+	// CPU seconds other processes used during the cell, and the busiest.
+	OtherCPU   float64 `json:"other_cpu_s"`
+	OtherTop   string  `json:"other_top,omitempty"`
+	Disturbed  bool    `json:"disturbed"`
+	Attempts   int     `json:"attempts"`
+	Note       string  `json:"note,omitempty"`
+	Error      string  `json:"error,omitempty"`
+	Skipped    bool    `json:"skipped,omitempty"`
+	RxCPUSecs  float64 `json:"rx_cpu_s"`
+	SoftirqSec float64 `json:"softirq_s"`
+}
+
+// Report is the whole matrix.
+type Report struct {
+	Started   time.Time `json:"started"`
+	Kernel    string    `json:"kernel"`
+	CPUs      int       `json:"cpus"`
+	Duration  float64   `json:"cell_seconds"`
+	Command   string    `json:"command,omitempty"`
+	Results   []Result  `json:"results"`
+	Receivers []string  `json:"receivers"`
+	Sizes     []int     `json:"sizes"`
+}
+
+// DefaultSizes are the frame sizes of the full matrix.
+var DefaultSizes = []int{64, 512, 1500, 9000}
+
+func (c *Config) defaults() error {
+	if len(c.Receivers) == 0 {
+		c.Receivers = Receivers()
+	}
+	known := map[string]bool{}
+	for _, r := range Receivers() {
+		known[r] = true
+	}
+	for _, r := range c.Receivers {
+		if !known[r] {
+			return fmt.Errorf("unknown receiver %q (have %s)", r, strings.Join(Receivers(), ", "))
+		}
+	}
+	// The ceiling first.
+	for i, r := range c.Receivers {
+		if r == "xdp-drop" && i != 0 {
+			c.Receivers = append([]string{"xdp-drop"}, append(c.Receivers[:i:i], c.Receivers[i+1:]...)...)
+			break
+		}
+	}
+	if len(c.Sizes) == 0 {
+		c.Sizes = DefaultSizes
+	}
+	for _, s := range c.Sizes {
+		if s < gen.MinSize(gen.UDP4) || s > gen.MaxFrameSize {
+			return fmt.Errorf("frame size %d out of range %d..%d", s, gen.MinSize(gen.UDP4), gen.MaxFrameSize)
+		}
+	}
+	if c.Duration == 0 {
+		c.Duration = 3 * time.Second
+	}
+	if c.Duration < 0 {
+		return fmt.Errorf("negative duration %v", c.Duration)
+	}
+	if c.Flows == 0 {
+		c.Flows = 1
+	}
+	if c.Self == nil {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		c.Self = []string{exe, "bench", "receiver"}
+	}
+	if c.GenCPU == nil {
+		z := 0
+		c.GenCPU = &z
+	}
+	if c.RxCPU == nil {
+		o := 1
+		if runtime.NumCPU() < 2 {
+			o = -1
+		}
+		c.RxCPU = &o
+	}
+	if c.Retries == 0 {
+		c.Retries = 2
+	}
+	if c.Disturbance == 0 {
+		c.Disturbance = 0.05
+	}
+	return nil
+}
+
+// genReq asks the generator thread to send.
+type genReq struct {
+	tp    *gen.Template
+	run   gen.Run
+	reply chan genRes
+}
+
+type genRes struct {
+	res    gen.Result
+	engine string
+	err    error
+}
+
+// startGenerator runs a goroutine locked to a thread in namespace A,
+// pinned to cpu, that serves genReqs until reqs is closed. The thread is
+// never returned to the runtime's pool (it exits with the goroutine).
+func startGenerator(tb *testbed, cpu int) (chan<- genReq, error) {
+	reqs := make(chan genReq)
+	ready := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := enterNS(tb.nsA); err != nil {
+			ready <- err
+			return
+		}
+		if cpu >= 0 {
+			var set unix.CPUSet
+			set.Set(cpu)
+			_ = unix.SchedSetaffinity(0, &set)
+		}
+		ready <- nil
+		for r := range reqs {
+			r.reply <- sendOnce(tb, r)
+		}
+	}()
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return reqs, nil
+}
+
+// sendOnce builds the engine for the frame size and sends: live frames up
+// to a page, the xsk engine above.
+func sendOnce(tb *testbed, r genReq) genRes {
+	var eng gen.Engine
+	var err error
+	name := "live"
+	if r.tp.Len() <= gen.MaxLiveFrameSize() {
+		eng, err = gen.NewLive(r.tp, gen.LiveOptions{Ifindex: tb.ifindexA, Chunk: 1 << 18})
+	} else {
+		name = "xsk"
+		eng, err = newXSK(r.tp, tb.ifindexA)
+	}
+	if err != nil {
+		return genRes{engine: name, err: err}
+	}
+	defer eng.Close()
+	res, err := eng.Send(context.Background(), r.run)
+	return genRes{res: res, engine: name, err: err}
+}
+
+// newXSK is the generator for frames above a page; set by xsk.go once the
+// xsk engine exists.
+var newXSK = func(tp *gen.Template, ifindex int) (gen.Engine, error) {
+	return nil, errors.New("frames above one page need the xsk engine, not built yet")
+}
+
+// Run builds the testbed, runs the matrix and removes the testbed.
+func Run(ctx context.Context, c Config) (*Report, error) {
+	if err := c.defaults(); err != nil {
+		return nil, err
+	}
+	tb, err := newTestbed()
+	if err != nil {
+		return nil, err
+	}
+	defer tb.close()
+	reqs, err := startGenerator(tb, *c.GenCPU)
+	if err != nil {
+		return nil, err
+	}
+	defer close(reqs)
+
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	rep := &Report{Started: time.Now().UTC(), Kernel: unix.ByteSliceToString(uts.Release[:]),
+		CPUs: runtime.NumCPU(), Duration: c.Duration.Seconds(), Receivers: c.Receivers, Sizes: c.Sizes}
+	total := len(c.Sizes) * len(c.Receivers)
+	done := 0
+	for _, size := range c.Sizes {
+		if err := tb.setMTU(max(1500, size-14)); err != nil {
+			return rep, err
+		}
+		cfg := gen.Config{Proto: gen.UDP4, Size: size, Flows: c.Flows, SrcMAC: tb.macA, DstMAC: tb.macB,
+			SrcIP: netip.AddrFrom4([4]byte(tb.ipA)), DstIP: netip.AddrFrom4([4]byte(tb.ipB)), DstPort: 9}
+		tp, err := gen.NewTemplate(cfg)
+		if err != nil {
+			return rep, err
+		}
+		var ceiling float64
+		for _, rx := range c.Receivers {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			progressBar(c.Progress, done, total, fmt.Sprintf("%-14s %5d B", rx, size))
+			r := runCell(ctx, &c, tb, reqs, tp, rx)
+			if rx == "xdp-drop" && r.Error == "" {
+				ceiling = r.Fps
+			}
+			if ceiling > 0 {
+				r.RatioToCeiling = r.Fps / ceiling
+			}
+			rep.Results = append(rep.Results, r)
+			done++
+			if c.Log != nil {
+				logCell(c.Log, r)
+			}
+		}
+	}
+	progressBar(c.Progress, done, total, "done")
+	if c.Progress != nil {
+		fmt.Fprintln(c.Progress)
+	}
+	return rep, nil
+}
+
+func logCell(w io.Writer, r Result) {
+	if r.Error != "" {
+		fmt.Fprintf(w, "\r%-14s %5d B: %s\n", r.Receiver, r.Size, r.Error)
+		return
+	}
+	d := ""
+	if r.Disturbed {
+		d = fmt.Sprintf(" DISTURBED (others used %.2f CPU s, most %s)", r.OtherCPU, r.OtherTop)
+	}
+	fmt.Fprintf(w, "\r%-14s %5d B: %8.3f Mfps (sent %.3f) %6.2f Gbit/s, %.3f CPU s/Mf, %d attempt(s)%s\n",
+		r.Receiver, r.Size, r.Fps/1e6, r.SentFps/1e6, r.Gbps, r.CPUPerMframe, r.Attempts, d)
+}
+
+func progressBar(w io.Writer, done, total int, what string) {
+	if w == nil {
+		return
+	}
+	const width = 30
+	n := width * done / max(total, 1)
+	fmt.Fprintf(w, "\r[%s%s] %d/%d %-24s", strings.Repeat("#", n), strings.Repeat(".", width-n), done, total, what)
+}
+
+// runCell runs one receiver at one size, repeating a disturbed run.
+func runCell(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp *gen.Template, rx string) Result {
+	var r Result
+	for attempt := 1; attempt <= c.Retries+1; attempt++ {
+		r = runOnce(ctx, c, tb, reqs, tp, rx)
+		r.Attempts = attempt
+		if r.Error != "" || !r.Disturbed || ctx.Err() != nil {
+			break
+		}
+	}
+	return r
+}
+
+func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp *gen.Template, rx string) Result {
+	r := Result{Receiver: rx, Size: tp.Len()}
+	fail := func(err error) Result { r.Error = err.Error(); return r }
+	argv := append(append([]string{}, c.Self...), "--kind", rx, "--iface", tb.ifB, "--ip", tb.ipB.String(),
+		"--size", fmt.Sprint(tp.Len()))
+	if ext, ok := external[rx]; ok {
+		var err error
+		if argv, err = ext.argv(tb, tp.Len()); err != nil {
+			r.Skipped = true
+			return fail(err)
+		}
+	}
+	prefix := []string{"netns", "exec", tb.nsB}
+	if *c.RxCPU >= 0 {
+		prefix = append(prefix, "taskset", "-c", fmt.Sprint(*c.RxCPU))
+	}
+	cmd := exec.Command("ip", append(prefix, argv...)...)
+	cmd.Env = append(os.Environ(), c.Env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fail(err)
+	}
+	stdoutPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return fail(err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fail(err)
+	}
+	pid := cmd.Process.Pid
+	stop := func() {
+		_ = stdin.Close()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+	}
+	defer func() {
+		stop()
+		t := time.AfterFunc(10*time.Second, func() { _ = cmd.Process.Kill() })
+		_ = cmd.Wait()
+		t.Stop()
+	}()
+	out := bufio.NewReader(stdoutPipe)
+	if err := readyLine(out, 15*time.Second); err != nil {
+		stop()
+		_ = cmd.Wait()
+		return fail(fmt.Errorf("%v: %s", err, lastLine(stderr.String())))
+	}
+	exclude := map[int]bool{os.Getpid(): true, pid: true}
+	time.Sleep(100 * time.Millisecond) // let the receiver settle
+	cpu0, _ := procCPU(pid)
+	sys0, procs0 := readSysCPU(), procTicks()
+
+	reply := make(chan genRes, 1)
+	reqs <- genReq{tp: tp, run: gen.Run{Duration: c.Duration}, reply: reply}
+	var g genRes
+	select {
+	case g = <-reply:
+	case <-ctx.Done():
+		// The generator stops at its duration; wait for it.
+		g = <-reply
+	}
+	r.Engine = g.engine
+	if g.err != nil {
+		return fail(fmt.Errorf("generator: %w", g.err))
+	}
+	time.Sleep(200 * time.Millisecond) // drain what is in flight
+	cpu1, _ := procCPU(pid)
+	sys1, procs1 := readSysCPU(), procTicks()
+	stop()
+	res, err := readResult(out)
+	if err != nil {
+		return fail(fmt.Errorf("receiver result: %v: %s", err, lastLine(stderr.String())))
+	}
+	secs := g.res.Elapsed.Seconds()
+	r.Sent, r.Received, r.Seconds = g.res.Sent, res.Frames, secs
+	r.Note = res.Note
+	if secs > 0 {
+		r.SentFps = float64(r.Sent) / secs
+		r.Fps = float64(r.Received) / secs
+		r.Gbps = float64(res.Bytes) * 8 / secs / 1e9
+	}
+	r.RxCPUSecs = (cpu1 - cpu0).Seconds()
+	r.SoftirqSec = sys1.sub(sys0).Softirq.Seconds()
+	if r.Received > 0 {
+		mf := float64(r.Received) / 1e6
+		r.CPUPerMframe = r.RxCPUSecs / mf
+		r.SoftirqPerMframe = r.SoftirqSec / mf
+	}
+	// Our own children (the `ip netns exec` wrapper execs into the
+	// receiver, so pid covers it); everything else is a disturbance.
+	other, top := othersCPU(procs0, procs1, exclude)
+	r.OtherCPU = other.Seconds()
+	if top != 0 {
+		r.OtherTop = fmt.Sprintf("%s[%d]", procName(top), top)
+	}
+	r.Disturbed = r.OtherCPU > c.Disturbance*(secs+0.2)
+	return r
+}
+
+func readResult(r *bufio.Reader) (childResult, error) {
+	var res childResult
+	type out struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan out, 1)
+	go func() {
+		b, err := io.ReadAll(r)
+		ch <- out{b, err}
+	}()
+	var o out
+	select {
+	case o = <-ch:
+	case <-time.After(15 * time.Second):
+		return res, errors.New("receiver did not report in time")
+	}
+	lines := strings.Split(strings.TrimSpace(string(o.b)), "\n")
+	last := lines[len(lines)-1]
+	if err := json.Unmarshal([]byte(last), &res); err != nil {
+		return res, fmt.Errorf("parse %q: %w", last, err)
+	}
+	return res, nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

@@ -1,0 +1,109 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/xdpipe/xdpipe/internal/testutil"
+)
+
+// The test binary doubles as the receiver child: the harness starts it
+// again with XDPIPE_BENCH_CHILD=1.
+func TestMain(m *testing.M) {
+	if os.Getenv("XDPIPE_BENCH_CHILD") == "1" {
+		if err := ReceiverMain(os.Args[1:]); err != nil {
+			os.Stderr.WriteString("receiver: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	testutil.RunCheckingLeaks(m)
+}
+
+// TestShortMatrix runs the CI matrix: one size, two receivers, one second
+// each, and checks the JSON and PNG it writes.
+func TestShortMatrix(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	var log bytes.Buffer
+	rep, err := Run(context.Background(), Config{
+		Receivers: []string{"xdp-drop", "udp"},
+		Sizes:     []int{64},
+		Duration:  time.Second,
+		Self:      []string{os.Args[0]},
+		Env:       []string{"XDPIPE_BENCH_CHILD=1"},
+		Retries:   1,
+		Log:       &log,
+	})
+	t.Log("\n" + log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tab bytes.Buffer
+	if err := rep.WriteTable(&tab); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + tab.String())
+	if len(rep.Results) != 2 {
+		t.Fatalf("%d results, want 2", len(rep.Results))
+	}
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			t.Fatalf("%s: %s", r.Receiver, r.Error)
+		}
+		if r.Received == 0 || r.Sent == 0 {
+			t.Fatalf("%s: sent %d received %d", r.Receiver, r.Sent, r.Received)
+		}
+		if r.Received > r.Sent {
+			t.Fatalf("%s: received %d of %d sent", r.Receiver, r.Received, r.Sent)
+		}
+	}
+	if rep.Results[0].RatioToCeiling != 1 {
+		t.Fatalf("ceiling's ratio %v, want 1", rep.Results[0].RatioToCeiling)
+	}
+	jp, pp := filepath.Join(dir, "bench.json"), filepath.Join(dir, "bench.png")
+	if err := rep.WriteJSON(jp); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WritePNG(pp); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(jp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil || len(back.Results) != 2 {
+		t.Fatalf("JSON does not read back: %v (%d results)", err, len(back.Results))
+	}
+	f, err := os.Open(pp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("PNG: %v", err)
+	}
+	if img.Bounds().Dx() < 300 {
+		t.Fatalf("PNG %v too small", img.Bounds())
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []Config{
+		{Receivers: []string{"nope"}},
+		{Sizes: []int{10}},
+		{Duration: -time.Second},
+	} {
+		if _, err := Run(context.Background(), c); err == nil {
+			t.Errorf("%+v: no error", c)
+		}
+	}
+}

@@ -1,0 +1,294 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sort"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/gen"
+)
+
+// A receiver runs in a child process (so its CPU time can be read alone)
+// in the receiving namespace: it sets up, prints "ready" on stdout,
+// receives until SIGTERM, SIGINT or its stdin closes, and prints one JSON
+// line (childResult) on stdout.
+
+// childResult is what a receiver child reports.
+type childResult struct {
+	Frames uint64 `json:"frames"`
+	Bytes  uint64 `json:"bytes"`
+	Note   string `json:"note,omitempty"`
+}
+
+// rxArgs is what a receiver child is told.
+type rxArgs struct {
+	Iface string
+	IP    net.IP
+	Port  int
+	Size  int
+}
+
+// rxFunc sets up a receiver and returns its loop, which counts into c
+// until ctx is done, and a cleanup.
+type rxFunc func(ctx context.Context, a rxArgs, c *counts) (loop func() error, cleanup func(), err error)
+
+type counts struct {
+	frames, bytes atomic.Uint64
+	note          string
+}
+
+// inProcess are the receivers this package runs itself (as children of
+// the harness, through ReceiverMain). External ones are in external.go.
+var inProcess = map[string]rxFunc{
+	"xdp-drop":  rxXDPDrop,
+	"udp":       rxUDP,
+	"recvmmsg":  rxRecvmmsg,
+	"afpacket3": rxAFPacket,
+}
+
+// Receivers lists the names Run accepts, in matrix order.
+func Receivers() []string {
+	names := []string{"xdp-drop"}
+	var rest []string
+	for n := range inProcess {
+		if n != "xdp-drop" {
+			rest = append(rest, n)
+		}
+	}
+	for n := range external {
+		rest = append(rest, n)
+	}
+	sort.Strings(rest)
+	return append(names, rest...)
+}
+
+// ReceiverMain is the entry point of a receiver child: `xdpipe bench
+// receiver --kind K --iface IF ...` (the harness starts it; users do not).
+func ReceiverMain(args []string) error {
+	fs := flag.NewFlagSet("bench receiver", flag.ContinueOnError)
+	kind := fs.String("kind", "", "receiver kind")
+	iface := fs.String("iface", "", "interface")
+	ip := fs.String("ip", "", "IPv4 address to listen on (socket receivers)")
+	port := fs.Int("port", 9, "UDP port")
+	size := fs.Int("size", 64, "frame size")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fn, ok := inProcess[*kind]
+	if !ok {
+		return fmt.Errorf("unknown receiver kind %q", *kind)
+	}
+	a := rxArgs{Iface: *iface, IP: net.ParseIP(*ip), Port: *port, Size: *size}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() { // the harness closing our stdin also stops us
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		stop()
+	}()
+	var c counts
+	loop, cleanup, err := fn(ctx, a, &c)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	fmt.Println("ready")
+	if err := loop(); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(childResult{Frames: c.frames.Load(), Bytes: c.bytes.Load(), Note: c.note})
+}
+
+// attachPass attaches an XDP_PASS program to iface: frames XDP_TX'd into a
+// veth by the live generator vanish uncounted unless the receiving veth has
+// an XDP program, so the socket receivers get one that passes everything.
+func attachPass(iface string) (func(), error) {
+	ifc, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := gen.NewXDPProgram(2, true)
+	if err != nil {
+		return nil, err
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifc.Index})
+	if err != nil {
+		prog.Close()
+		return nil, fmt.Errorf("attach XDP_PASS to %s: %w", iface, err)
+	}
+	return func() { l.Close(); prog.Close() }, nil
+}
+
+func rxXDPDrop(ctx context.Context, a rxArgs, c *counts) (func() error, func(), error) {
+	ifc, err := net.InterfaceByName(a.Iface)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := bpf.LoadDropCount()
+	if err != nil {
+		return nil, nil, err
+	}
+	mode, err := d.Attach(ifc.Index, bpf.AttachAuto)
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	c.note = "in-kernel XDP_DROP (" + mode.String() + " mode): all work in softirq"
+	loop := func() error {
+		<-ctx.Done()
+		n, err := d.Counts()
+		if err != nil {
+			return err
+		}
+		c.frames.Store(n.Packets)
+		c.bytes.Store(n.Bytes)
+		return nil
+	}
+	return loop, func() { d.Close() }, nil
+}
+
+// listenUDP opens the UDP socket with a large receive buffer.
+func listenUDP(a rxArgs) (*net.UDPConn, func(), error) {
+	undo, err := attachPass(a.Iface)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: a.IP, Port: a.Port})
+	if err != nil {
+		undo()
+		return nil, nil, err
+	}
+	if rc, err := conn.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20)
+		})
+	}
+	return conn, func() { conn.Close(); undo() }, nil
+}
+
+// closeOnDone closes conn when ctx ends, unblocking its reader.
+func closeOnDone(ctx context.Context, conn io.Closer) {
+	go func() { <-ctx.Done(); conn.Close() }()
+}
+
+func rxUDP(ctx context.Context, a rxArgs, c *counts) (func() error, func(), error) {
+	conn, cleanup, err := listenUDP(a)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.note = "net.UDPConn.ReadFromUDP, one datagram per call"
+	loop := func() error {
+		closeOnDone(ctx, conn)
+		buf := make([]byte, 65536)
+		hdr := uint64(gen.HeaderLen(gen.UDP4))
+		for {
+			n, _, err := conn.ReadFromUDP(buf)
+			if err != nil {
+				return err
+			}
+			c.frames.Add(1)
+			c.bytes.Add(uint64(n) + hdr)
+		}
+	}
+	return loop, cleanup, nil
+}
+
+func rxRecvmmsg(ctx context.Context, a rxArgs, c *counts) (func() error, func(), error) {
+	conn, cleanup, err := listenUDP(a)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.note = "x/net ipv4.PacketConn.ReadBatch (recvmmsg), 64 per call"
+	loop := func() error {
+		closeOnDone(ctx, conn)
+		pc := ipv4.NewPacketConn(conn)
+		msgs := make([]ipv4.Message, 64)
+		for i := range msgs {
+			msgs[i].Buffers = [][]byte{make([]byte, 9216)}
+		}
+		hdr := uint64(gen.HeaderLen(gen.UDP4))
+		for {
+			n, err := pc.ReadBatch(msgs, 0)
+			if err != nil {
+				return err
+			}
+			var b uint64
+			for i := range n {
+				b += uint64(msgs[i].N) + hdr
+			}
+			c.frames.Add(uint64(n))
+			c.bytes.Add(b)
+		}
+	}
+	return loop, cleanup, nil
+}
+
+func rxAFPacket(ctx context.Context, a rxArgs, c *counts) (func() error, func(), error) {
+	undo, err := attachPass(a.Iface)
+	if err != nil {
+		return nil, nil, err
+	}
+	ifc, err := net.InterfaceByName(a.Iface)
+	if err != nil {
+		undo()
+		return nil, nil, err
+	}
+	r, err := newTPacketV3(ifc.Index, a.Size)
+	if err != nil {
+		undo()
+		return nil, nil, err
+	}
+	c.note = "AF_PACKET TPACKET_V3 mmap ring, poll(2) per block"
+	loop := func() error {
+		for ctx.Err() == nil {
+			n, b, err := r.next(100)
+			if err != nil {
+				return err
+			}
+			c.frames.Add(n)
+			c.bytes.Add(b)
+		}
+		return nil
+	}
+	return loop, func() { r.close(); undo() }, nil
+}
+
+// readyLine waits for the child's "ready" line.
+func readyLine(r *bufio.Reader, timeout time.Duration) error {
+	type res struct {
+		line string
+		err  error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		l, err := r.ReadString('\n')
+		ch <- res{l, err}
+	}()
+	select {
+	case x := <-ch:
+		if x.err != nil {
+			return fmt.Errorf("receiver exited before it was ready: %w", x.err)
+		}
+		if x.line != "ready\n" {
+			return fmt.Errorf("receiver said %q, want ready", x.line)
+		}
+		return nil
+	case <-time.After(timeout):
+		return errors.New("receiver not ready in time")
+	}
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xdpipe/xdpipe/bench"
+)
+
+// runBench is `xdpipe bench`: the receiver x frame-size matrix on a veth
+// testbed it makes and removes. `xdpipe bench receiver ...` is the child
+// the harness starts for each cell; users do not run it.
+func runBench(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "receiver" {
+		return bench.ReceiverMain(args[1:])
+	}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: xdpipe bench [flags]\n\n"+
+			"Builds a veth testbed in two fresh network namespaces, sends the same generated traffic\n"+
+			"(live frames; AF_XDP above one page) to each receiver at each frame size, one after another,\n"+
+			"and reports frames/s, Gbit/s, receiver CPU per million frames and the ratio to the\n"+
+			"in-kernel XDP_DROP ceiling, as a table, JSON and a PNG chart. Needs root.\n\nreceivers: %s\n\n",
+			strings.Join(bench.Receivers(), ", "))
+		fs.PrintDefaults()
+	}
+	receivers := fs.String("receivers", "all", "comma-separated receivers, or all")
+	sizes := fs.String("sizes", "64,512,1500,9000", "comma-separated frame sizes in bytes")
+	dur := fs.Duration("duration", 3*time.Second, "traffic time per cell")
+	flows := fs.Int("flows", 1, "flows in the generated traffic")
+	retries := fs.Int("retries", 2, "repeat a cell disturbed by other processes up to this often")
+	jsonOut := fs.String("json", "bench.json", "write the report as JSON here (empty: no JSON)")
+	pngOut := fs.String("png", "bench.png", "write the chart here (empty: no chart)")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the harness (the generator) to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	c := bench.Config{Duration: *dur, Flows: *flows, Retries: *retries, Log: os.Stderr}
+	if !*quiet {
+		c.Progress = os.Stderr
+	}
+	if *receivers != "all" {
+		c.Receivers = strings.Split(*receivers, ",")
+	}
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("--sizes: %q is not a number", s)
+		}
+		c.Sizes = append(c.Sizes, n)
+	}
+	if *retries < 0 {
+		return errors.New("--retries must not be negative")
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	rep, err := bench.Run(ctx, c)
+	if rep == nil {
+		return err
+	}
+	rep.Command = "xdpipe " + strings.Join(append([]string{"bench"}, args...), " ")
+	fmt.Println()
+	if werr := rep.WriteTable(os.Stdout); werr != nil {
+		return werr
+	}
+	if *jsonOut != "" {
+		if werr := rep.WriteJSON(*jsonOut); werr != nil {
+			return werr
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", *jsonOut)
+	}
+	if *pngOut != "" {
+		if werr := rep.WritePNG(*pngOut); werr != nil {
+			return werr
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", *pngOut)
+	}
+	return err
+}
