@@ -338,10 +338,12 @@ func (s *Socket) Refill() int {
 }
 
 // Transmit queues up to len(descs) descriptors on the TX ring and kicks the
-// kernel if it asks (always in copy mode without need_wakeup, and with busy
-// polling). It returns how many it queued; those frames are the kernel's
-// until they come back on the completion ring, the rest are still the
-// caller's.
+// kernel if it asks (always without need_wakeup, and with busy polling).
+// It returns how many it queued; those frames are the kernel's until they
+// come back on the completion ring, the rest are still the caller's.
+// In copy mode the kernel sends at most 32 frames per kick: call Transmit
+// again, with no descriptors if need be, while the TX ring has entries; it
+// kicks whenever the ring is not empty and the kernel asks.
 func (s *Socket) Transmit(descs []Desc) int {
 	n, idx := s.tx.Reserve(uint32(len(descs)))
 	for i := range n {

@@ -1,23 +1,97 @@
 package xsk_test
 
+// Privileged tests on a veth pair in fresh namespaces: A transmits from an
+// AF_XDP socket (copy mode, so the TX path is tested too), B receives
+// through the redirect program into AF_XDP sockets. They skip without root
+// and fail under CI=true (testutil.RequireRoot).
+
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
-// openSocket makes a Umem and a socket on end e's queue, inside its
-// namespace, closed at the end of the test.
-func openSocket(t *testing.T, e *testutil.VethEnd, queue int, uo xsk.UmemOptions, so xsk.SocketOptions) (*xsk.Umem, *xsk.Socket) {
+var magic = [8]byte{'x', 'd', 'p', 'i', 'p', 'e', 'T', '1'}
+
+// testFrame builds an Ethernet/IPv4/UDP frame of size bytes from a to b
+// (198.18.0.0/15), whose payload carries magic, a stream id, a sequence
+// number and a pattern derived from both, so corruption is visible.
+func testFrame(p *testutil.VethPair, size, stream, seq int) []byte {
+	f := make([]byte, size)
+	copy(f[0:6], p.B.MAC)
+	copy(f[6:12], p.A.MAC)
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	ip := f[14:34]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], uint16(min(size-14, 0xffff)))
+	ip[8] = 64
+	ip[9] = 17
+	copy(ip[12:16], p.A.IP.To4())
+	copy(ip[16:20], p.B.IP.To4())
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	udp := f[34:42]
+	binary.BigEndian.PutUint16(udp[0:], 40000)
+	binary.BigEndian.PutUint16(udp[2:], 9)
+	binary.BigEndian.PutUint16(udp[4:], uint16(min(size-34, 0xffff)))
+	pl := f[42:]
+	copy(pl, magic[:])
+	binary.BigEndian.PutUint32(pl[8:], uint32(stream))
+	binary.BigEndian.PutUint32(pl[12:], uint32(seq))
+	for i := 16; i < len(pl); i++ {
+		pl[i] = byte(i*31 + seq*7 + stream)
+	}
+	return f
+}
+
+// parseFrame returns the stream and sequence of a test frame, ok=false for
+// foreign frames (IPv6 MLD and the like), and an error for a test frame
+// whose bytes differ from what was sent.
+func parseFrame(p *testutil.VethPair, f []byte) (stream, seq int, ok bool, err error) {
+	if len(f) < 58 || !bytes.Equal(f[42:50], magic[:]) {
+		return 0, 0, false, nil
+	}
+	stream = int(binary.BigEndian.Uint32(f[50:]))
+	seq = int(binary.BigEndian.Uint32(f[54:]))
+	if want := testFrame(p, len(f), stream, seq); !bytes.Equal(f, want) {
+		return stream, seq, true, fmt.Errorf("stream %d frame %d (%d bytes) corrupted", stream, seq, len(f))
+	}
+	return stream, seq, true, nil
+}
+
+// umemOn makes a Umem closed at the end of the test.
+func umemOn(t *testing.T, opts xsk.UmemOptions) *xsk.Umem {
 	t.Helper()
-	u, err := xsk.NewUmem(uo)
+	u, err := xsk.NewUmem(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { u.Close() })
+	t.Cleanup(func() {
+		if err := u.Close(); err != nil {
+			t.Errorf("umem close: %v", err)
+		}
+	})
+	return u
+}
+
+// socketOn opens a socket on queue of end e, inside its namespace.
+func socketOn(t *testing.T, e *testutil.VethEnd, u *xsk.Umem, queue int, so xsk.SocketOptions) *xsk.Socket {
+	t.Helper()
 	ifindex := e.Ifindex(t)
 	var s *xsk.Socket
 	e.NS.MustDo(t, func() error {
@@ -25,53 +99,380 @@ func openSocket(t *testing.T, e *testutil.VethEnd, queue int, uo xsk.UmemOptions
 		s, err = xsk.NewSocket(u, ifindex, queue, so)
 		return err
 	})
-	t.Cleanup(func() { s.Close() })
-	return u, s
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("socket close: %v", err)
+		}
+	})
+	return s
 }
 
-func TestBindCopy(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
-	_, s := openSocket(t, &p.B, 0, xsk.UmemOptions{NumFrames: 256}, xsk.SocketOptions{Bind: xsk.BindCopy})
-	if s.Mode() != xsk.BindCopy {
-		t.Fatalf("mode %v, want copy", s.Mode())
-	}
-	if s.FD() < 0 {
-		t.Fatal("no fd")
-	}
-	t.Logf("fill need_wakeup=%v tx need_wakeup=%v", s.Fill().NeedWakeup(), s.TX().NeedWakeup())
-	if st, err := s.Stats(); err != nil {
+// redirectOn loads the redirect program, attaches it to e in driver mode
+// and registers socks by queue.
+func redirectOn(t *testing.T, e *testutil.VethEnd, socks ...*xsk.Socket) *bpf.Redirect {
+	t.Helper()
+	r, err := bpf.LoadRedirect()
+	if err != nil {
 		t.Fatal(err)
-	} else {
-		t.Logf("stats %+v", st)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("redirect close: %v", err)
+		}
+	})
+	ifindex := e.Ifindex(t)
+	e.NS.MustDo(t, func() error {
+		_, err := r.Attach(ifindex, bpf.AttachDriver)
+		return err
+	})
+	for _, s := range socks {
+		if err := r.Register(s.Queue(), s.FD()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+// pump sends n frames per TX socket (stream i = txs[i]'s index) and
+// receives on rxs until every frame arrived once, intact; then drains a
+// little longer to catch duplicates. got[r][stream] counts what RX socket
+// r received of each stream. Flow control keeps at most 64 frames in
+// flight per stream, below veth's 256-entry ring, so nothing is dropped.
+func pump(t *testing.T, p *testutil.VethPair, txs, rxs []*xsk.Socket, n, size int) (got [][]int) {
+	t.Helper()
+	got = make([][]int, len(rxs))
+	for i := range got {
+		got[i] = make([]int, len(txs))
+	}
+	seen := make([][]bool, len(txs))
+	for i := range seen {
+		seen[i] = make([]bool, n)
+	}
+	sent := make([]int, len(txs))
+	received := make([]int, len(txs))
+	addrs := make([]uint64, 32)
+	descs := make([]xsk.Desc, 64)
+	total := 0
+	receive := func() {
+		for r, s := range rxs {
+			s.Refill()
+			k := s.Receive(descs)
+			for _, d := range descs[:k] {
+				stream, seq, ok, err := parseFrame(p, s.Umem().Bytes(d))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !ok {
+					continue
+				}
+				if stream >= len(txs) || seq >= n || seen[stream][seq] {
+					t.Fatalf("duplicate or unknown frame: stream %d seq %d", stream, seq)
+				}
+				seen[stream][seq] = true
+				got[r][stream]++
+				received[stream]++
+				total++
+			}
+			r := s.Recycle(descs[:k])
+			s.Umem().FreeDescs(descs[r:k]) // fill ring full: back to the free stack
+		}
+	}
+	for _, s := range rxs {
+		s.Refill() // before the first frame arrives, or it is dropped
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for total < n*len(txs) {
+		if time.Now().After(deadline) {
+			var stats []xsk.Statistics
+			for _, s := range append(append([]*xsk.Socket(nil), txs...), rxs...) {
+				st, _ := s.Stats()
+				stats = append(stats, st)
+			}
+			t.Fatalf("gave up: sent %v, received %v of %d each; stats (tx..., rx...) %+v", sent, received, n, stats)
+		}
+		for i, s := range txs {
+			u := s.Umem()
+			s.Complete()
+			want := min(len(addrs), n-sent[i], 64-(sent[i]-received[i]))
+			if want <= 0 {
+				s.Transmit(nil) // copy mode sends at most 32 per kick: flush the rest
+				continue
+			}
+			k := u.Alloc(addrs[:want])
+			tx := make([]xsk.Desc, k)
+			for j := range k {
+				f := testFrame(p, size, i, sent[i]+j)
+				a := addrs[j] + u.DataOffset()
+				copy(u.Frame(a)[u.DataOffset():], f)
+				tx[j] = xsk.Desc{Addr: a, Len: uint32(len(f))}
+			}
+			q := s.Transmit(tx)
+			u.FreeDescs(tx[q:])
+			sent[i] += q
+		}
+		receive()
+		if total < n*len(txs) {
+			rxs[0].Wait(time.Millisecond)
+		}
+	}
+	end := time.Now().Add(200 * time.Millisecond)
+	for time.Now().Before(end) {
+		receive()
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, s := range txs {
+		s.Complete()
+	}
+	return got
+}
+
+// TestSendReceive sends N frames of known content from an AF_XDP socket on
+// A and receives exactly N, intact, on B.
+func TestSendReceive(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	ua := umemOn(t, xsk.UmemOptions{NumFrames: 512, FrameSize: 2048, Debug: true})
+	ub := umemOn(t, xsk.UmemOptions{NumFrames: 1024, FrameSize: 2048, FillSize: 512, Debug: true})
+	tx := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{Bind: xsk.BindCopy})
+	rx := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{RXSize: 512})
+	redirectOn(t, &p.B, rx)
+	if rx.Mode() != xsk.BindCopy {
+		t.Fatalf("auto mode on veth got %v, want copy", rx.Mode())
+	}
+	const n = 5000
+	got := pump(t, p, []*xsk.Socket{tx}, []*xsk.Socket{rx}, n, 300)
+	if got[0][0] != n {
+		t.Fatalf("received %d of %d", got[0][0], n)
+	}
+	st, err := rx.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RxDropped != 0 || st.RxRingFull != 0 || st.RxInvalidDescs != 0 {
+		t.Fatalf("receiver stats %+v", st)
+	}
+	for _, u := range []*xsk.Umem{ua, ub} {
+		a := u.Accounting()
+		if err := a.Check(); err != nil {
+			t.Fatal(err)
+		}
+		if a.App != 0 || a.Kernel != 0 || a.TX != 0 || a.Completion != 0 {
+			t.Fatalf("after the run: %+v", a)
+		}
+	}
+	t.Logf("B: %+v; A: %+v", ub.Accounting(), ua.Accounting())
+}
+
+// TestSharedUmem binds two sockets on queues 0 and 1 of B to one UMEM (and
+// two on A to another): frames sent on A's queue q land on B's queue q.
+func TestSharedUmem(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{Queues: 2})
+	p.A.NS.MustRun(t, "ethtool", "-L", p.A.Name, "rx", "2", "tx", "2")
+	p.B.NS.MustRun(t, "ethtool", "-L", p.B.Name, "rx", "2", "tx", "2")
+	ua := umemOn(t, xsk.UmemOptions{NumFrames: 512, FrameSize: 2048, Debug: true})
+	ub := umemOn(t, xsk.UmemOptions{NumFrames: 2048, FrameSize: 2048, FillSize: 512, Debug: true})
+	tx0 := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{Bind: xsk.BindCopy})
+	tx1 := socketOn(t, &p.A, ua, 1, xsk.SocketOptions{})
+	rx0 := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{RXSize: 512})
+	rx1 := socketOn(t, &p.B, ub, 1, xsk.SocketOptions{RXSize: 512})
+	if tx0.Shared() || !tx1.Shared() || rx0.Shared() || !rx1.Shared() {
+		t.Fatal("second sockets should share the umem")
+	}
+	if tx1.Mode() != xsk.BindCopy || rx1.Mode() != xsk.BindCopy {
+		t.Fatalf("shared sockets' modes: %v %v", tx1.Mode(), rx1.Mode())
+	}
+	redirectOn(t, &p.B, rx0, rx1)
+
+	// A third socket on an occupied queue of the same UMEM is refused
+	// with a clear error.
+	ifindex := p.B.Ifindex(t)
+	p.B.NS.MustDo(t, func() error {
+		s, err := xsk.NewSocket(ub, ifindex, 1, xsk.SocketOptions{})
+		if err == nil {
+			s.Close()
+			return errors.New("second socket on queue 1 of the same umem succeeded")
+		}
+		if !errors.Is(err, xsk.ErrNotSupported) {
+			return fmt.Errorf("want ErrNotSupported, got %w", err)
+		}
+		return nil
+	})
+
+	const n = 2000
+	got := pump(t, p, []*xsk.Socket{tx0, tx1}, []*xsk.Socket{rx0, rx1}, n, 200)
+	t.Logf("B queue 0 got %v, queue 1 got %v (by A queue)", got[0], got[1])
+	if got[0][0] != n || got[1][1] != n || got[0][1] != 0 || got[1][0] != 0 {
+		t.Fatalf("frames from A queue q should land on B queue q: queue 0 got %v, queue 1 got %v", got[0], got[1])
+	}
+	for _, u := range []*xsk.Umem{ua, ub} {
+		if err := u.Accounting().Check(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
-func TestBindZeroCopyFallsBack(t *testing.T) {
+// TestMultiBufferJumbo sends 9000-byte frames on an MTU 9000 veth as
+// three-segment packets (XDP_USE_SG on both sockets) and receives them
+// whole.
+func TestMultiBufferJumbo(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{MTU: 9000})
+	ua := umemOn(t, xsk.UmemOptions{NumFrames: 256, Debug: true})
+	ub := umemOn(t, xsk.UmemOptions{NumFrames: 512, FillSize: 256, Debug: true})
+	tx := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{Bind: xsk.BindCopy, MultiBuffer: true})
+	rx := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{MultiBuffer: true, RXSize: 256})
+	redirectOn(t, &p.B, rx)
+	rx.Refill()
+
+	const n = 50
+	addrs := make([]uint64, 3)
+	segs := make([]xsk.Desc, 3)
+	in := make([]xsk.Desc, 8)
+	buf := make([]byte, 9100)
+	received := 0
+	deadline := time.Now().Add(20 * time.Second)
+	for seq := 0; received < n; {
+		if time.Now().After(deadline) {
+			st, _ := rx.Stats()
+			t.Fatalf("gave up: sent %d, received %d; stats %+v", seq, received, st)
+		}
+		tx.Complete()
+		if seq < n && seq-received < 8 {
+			if ua.Alloc(addrs) != 3 {
+				t.Fatal("sender out of frames")
+			}
+			f := testFrame(p, 9000+14, 0, seq)
+			if k := ua.WritePacket(segs, addrs, f); k != 3 {
+				t.Fatalf("9014 bytes in %d segments", k)
+			}
+			if !tx.TransmitPacket(segs) {
+				ua.Free(addrs)
+			} else {
+				seq++
+			}
+		} else {
+			tx.Transmit(nil)
+		}
+		for {
+			k, err := rx.ReceivePacket(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k == 0 {
+				break
+			}
+			if k < 2 {
+				t.Fatalf("jumbo frame in %d segment(s): %+v", k, in[:k])
+			}
+			m := ub.CopyPacket(buf, in[:k])
+			if _, _, ok, err := parseFrame(p, buf[:m]); err != nil || !ok || m != 9014 {
+				t.Fatalf("packet of %d bytes in %d segments: ok=%v err=%v", m, k, ok, err)
+			}
+			received++
+			r := rx.Recycle(in[:k])
+			ub.FreeDescs(in[r:k])
+		}
+		rx.Wait(time.Millisecond)
+	}
+	if st, _ := rx.Stats(); st.RxDropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestCloseReleasesEverything checks that after Close no fd, no mapping and
+// no attached program remain, and that Close is idempotent.
+func TestCloseReleasesEverything(t *testing.T) {
 	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	before, err := testutil.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 256})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer u.Close()
+	ifindex := p.B.Ifindex(t)
+	var s *xsk.Socket
+	p.B.NS.MustDo(t, func() error {
+		s, err = xsk.NewSocket(u, ifindex, 0, xsk.SocketOptions{})
+		return err
+	})
+	r, err := bpf.LoadRedirect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.B.NS.MustDo(t, func() error { _, err := r.Attach(ifindex, bpf.AttachDriver); return err })
+	if err := r.Register(0, s.FD()); err != nil {
+		t.Fatal(err)
+	}
+	s.Refill()
+	during, _ := testutil.Snapshot()
+	if len(during.Mappings) < len(before.Mappings)+4 {
+		t.Fatalf("expected 4 ring mappings, have %d more", len(during.Mappings)-len(before.Mappings))
+	}
+	fd := s.FD()
+	for range 2 {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := u.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err == nil {
+		t.Fatalf("fd %d still open", fd)
+	}
+	after, err := testutil.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.FDs) > len(before.FDs) || len(after.Mappings) > len(before.Mappings) {
+		t.Fatalf("leaked: fds %d -> %d, mappings %d -> %d\n%s", len(before.FDs), len(after.FDs),
+			len(before.Mappings), len(after.Mappings), strings.Join(after.Mappings, "\n"))
+	}
+	if out := p.B.NS.MustRun(t, "ip", "link", "show", p.B.Name); strings.Contains(out, "prog/xdp") {
+		t.Fatalf("program still attached:\n%s", out)
+	}
+	// Frames on the fill ring at close are accounted as lost, not leaked
+	// silently; nothing else is out.
+	if a := u.Accounting(); a.Check() != nil || a.Free+a.Lost != int64(a.Total) {
+		t.Fatalf("after close: %+v (%v)", a, a.Check())
+	}
+}
+
+// TestBindErrors checks the one-line errors for a busy queue, a queue the
+// interface does not have and a missing interface, and that failed
+// constructors leave nothing open (the package's TestMain checks fds and
+// mappings).
+func TestBindErrors(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	u1 := umemOn(t, xsk.UmemOptions{NumFrames: 64})
+	u2 := umemOn(t, xsk.UmemOptions{NumFrames: 64})
+	socketOn(t, &p.B, u1, 0, xsk.SocketOptions{})
 	ifindex := p.B.Ifindex(t)
 	p.B.NS.MustDo(t, func() error {
-		s, err := xsk.NewSocket(u, ifindex, 0, xsk.SocketOptions{Bind: xsk.BindZeroCopy})
-		if err == nil {
-			s.Close()
-			return errors.New("zero-copy bind on veth succeeded")
-		}
-		t.Logf("zero-copy: %v", err)
-		if !errors.Is(err, xsk.ErrNotSupported) || !strings.Contains(err.Error(), "zero-copy not supported by xdpb queue 0; use copy or auto") {
-			return err
-		}
-		s, err = xsk.NewSocket(u, ifindex, 0, xsk.SocketOptions{})
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		if s.Mode() != xsk.BindCopy {
-			return errors.New("auto did not fall back to copy")
+		for _, c := range []struct {
+			ifindex, queue int
+			want           string
+		}{
+			{ifindex, 0, "queue 0 of xdpb already has an AF_XDP socket"},
+			{ifindex, 7, "is queue 7 below the active queue count"},
+			{ifindex + 1000, 0, "no interface with index"},
+		} {
+			s, err := xsk.NewSocket(u2, c.ifindex, c.queue, xsk.SocketOptions{})
+			if err == nil {
+				s.Close()
+				return fmt.Errorf("ifindex %d queue %d: no error", c.ifindex, c.queue)
+			}
+			t.Logf("%v", err)
+			if !strings.Contains(err.Error(), c.want) {
+				return fmt.Errorf("got %q, want it to say %q", err, c.want)
+			}
 		}
 		return nil
 	})
+	if a := u2.Accounting(); a.Free != 64 || a.Check() != nil {
+		t.Fatalf("failed binds changed the umem: %+v", a)
+	}
 }
