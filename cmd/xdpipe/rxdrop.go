@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/gen"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
@@ -32,6 +33,7 @@ type rxdropOptions struct {
 	batch    uint
 	cpu      int
 	busyPoll bool
+	track    bool
 	profile  string
 }
 
@@ -53,11 +55,12 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	fs.StringVar(&attach, "attach", "auto", "XDP attach mode: driver, generic or auto (driver, else generic)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until SIGINT or SIGTERM)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "rate line interval")
-	fs.UintVar(&o.frames, "frames", xsk.DefaultNumFrames, "UMEM frames")
-	fs.UintVar(&o.ring, "ring", xsk.DefaultRingSize, "entries in each of the RX and fill rings (power of two)")
+	fs.UintVar(&o.frames, "frames", 4*xsk.DefaultRingSize, "UMEM frames (at least twice the fill ring)")
+	fs.UintVar(&o.ring, "ring", xsk.DefaultRingSize, "entries in the RX ring (power of two); the fill ring gets twice as many, so a\nreceiver that is descheduled for a moment still has frames posted")
 	fs.UintVar(&o.batch, "batch", 64, "frames taken from the RX ring per burst")
 	fs.IntVar(&o.cpu, "cpu", -1, "pin the receive loop to this CPU (-1: no pinning)")
 	fs.BoolVar(&o.busyPoll, "busy-poll", false, "enable socket busy polling (SO_PREFER_BUSY_POLL)")
+	fs.BoolVar(&o.track, "track", true, "account generated frames (xdpipe gen): loss, duplicates, reordering, latency")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -87,6 +90,8 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		return o, fmt.Errorf("--queue %d: must be 0 or more", o.queue)
 	case o.batch == 0 || o.batch > o.ring:
 		return o, fmt.Errorf("--batch %d: must be between 1 and --ring (%d)", o.batch, o.ring)
+	case o.frames < 4*o.ring:
+		return o, fmt.Errorf("--frames %d: need at least %d, twice the fill ring of 2x --ring %d", o.frames, 4*o.ring, o.ring)
 	case o.interval <= 0:
 		return o, fmt.Errorf("--interval %v: must be positive", o.interval)
 	case o.duration < 0:
@@ -122,7 +127,7 @@ func runRxdrop(ctx context.Context, args []string) error {
 		iface:  o.iface,
 		queue:  o.queue,
 		attach: o.attach,
-		umem:   xsk.UmemOptions{NumFrames: uint32(o.frames), FillSize: uint32(o.ring)},
+		umem:   xsk.UmemOptions{NumFrames: uint32(o.frames), FillSize: 2 * uint32(o.ring)},
 		socket: xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
 	})
 	if err != nil {
@@ -142,11 +147,15 @@ func runRxdrop(ctx context.Context, args []string) error {
 		stop   atomic.Bool
 		wg     sync.WaitGroup
 		loop   error
+		tr     *gen.Tracker
 	)
+	if o.track {
+		tr = gen.NewTracker()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		loop = rxdropLoop(port.sock, &counts, &stop, o)
+		loop = rxdropLoop(port.sock, &counts, tr, &stop, o)
 	}()
 
 	rep := newRateReporter(port.sock, &counts)
@@ -164,6 +173,10 @@ wait:
 	stop.Store(true)
 	wg.Wait()
 	fmt.Println(rep.summary())
+	if tr != nil {
+		// The loop has stopped: its tracker can be read.
+		fmt.Println("generated:", tr.Stats(0))
+	}
 	if loop != nil {
 		return loop
 	}
@@ -171,9 +184,10 @@ wait:
 }
 
 // rxdropLoop is the receive-and-drop loop: take a burst off the RX ring,
-// count it, and hand its frames straight back to the fill ring. It reads no
-// clock and allocates nothing.
-func rxdropLoop(s *xsk.Socket, c *rxCounters, stop *atomic.Bool, o rxdropOptions) error {
+// count it, and hand its frames straight back to the fill ring. With a
+// tracker it also accounts generated frames, reading the clock once per
+// burst. It allocates nothing.
+func rxdropLoop(s *xsk.Socket, c *rxCounters, tr *gen.Tracker, stop *atomic.Bool, o rxdropOptions) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if o.cpu >= 0 {
@@ -197,8 +211,16 @@ func rxdropLoop(s *xsk.Socket, c *rxCounters, stop *atomic.Bool, o rxdropOptions
 			continue
 		}
 		var bytes uint64
-		for i := range descs[:n] {
-			bytes += uint64(descs[i].Len)
+		if tr != nil {
+			now := gen.Monotonic()
+			for i := range descs[:n] {
+				bytes += uint64(descs[i].Len)
+				tr.Observe(u.Bytes(descs[i]), now)
+			}
+		} else {
+			for i := range descs[:n] {
+				bytes += uint64(descs[i].Len)
+			}
 		}
 		c.packets.Add(uint64(n))
 		c.bytes.Add(bytes)

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/xdpipe/xdpipe/internal/testutil"
+)
+
+// xdpipeBin is the binary under test, built once by TestMain.
+var xdpipeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "xdpipe-cmd-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	xdpipeBin = filepath.Join(dir, "xdpipe")
+	if out, err := exec.Command("go", "build", "-o", xdpipeBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build xdpipe: %v\n%s", err, out)
+		os.Exit(2)
+	}
+	code := testutil.CheckLeaks(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// xdpipeIn runs the xdpipe binary inside ns (or the test's namespace when
+// ns is nil) and returns its combined output and exit code.
+func xdpipeIn(t *testing.T, ns *testutil.NetNS, args ...string) (string, int) {
+	t.Helper()
+	var cmd *exec.Cmd
+	if ns == nil {
+		cmd = exec.Command(xdpipeBin, args...)
+	} else {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name, xdpipeBin}, args...)...)
+	}
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run xdpipe %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out), code
+}
+
+// xdpAttached matches `ip link` output of an interface with an XDP program.
+var xdpAttached = regexp.MustCompile(`\sxdp(generic|drv|offload)?\s`)
+
+// noXDP fails the test if the interface has an XDP program attached.
+func noXDP(t *testing.T, e *testutil.VethEnd) {
+	t.Helper()
+	if out := e.NS.MustRun(t, "ip", "link", "show", "dev", e.Name); xdpAttached.MatchString(out) {
+		t.Errorf("%s still has an XDP program attached:\n%s", e.Name, out)
+	}
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpipe/xdpipe/internal/testutil"
+)
+
+// startRxdrop starts `xdpipe rxdrop` on the B end and waits for its
+// start-up line, so traffic sent afterwards is received. Its output is
+// collected; wait returns it with the exit code.
+func startRxdrop(t *testing.T, p *testutil.VethPair, args ...string) (cmd *exec.Cmd, wait func() (string, int)) {
+	t.Helper()
+	cmd = exec.Command("ip", append([]string{"netns", "exec", p.B.NS.Name, xdpipeBin, "rxdrop", "--iface", p.B.Name}, args...)...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	var out strings.Builder
+	ready := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			if strings.HasPrefix(sc.Text(), "rxdrop: ") {
+				close(ready)
+			}
+		}
+	}()
+	exited := make(chan int, 1)
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		exited <- code
+	}()
+	select {
+	case <-ready:
+	case code := <-exited:
+		<-done
+		t.Fatalf("rxdrop exited with %d before it was ready:\n%s", code, out.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("rxdrop not ready after 20s:\n%s", out.String())
+	}
+	return cmd, func() (string, int) {
+		code := <-exited
+		<-done
+		return out.String(), code
+	}
+}
+
+// trackedRE matches the tracker's line in rxdrop's summary.
+var trackedRE = regexp.MustCompile(`generated: received (\d+) \(unique (\d+)\) of (\d+): lost (\d+), duplicates (\d+)`)
+
+// tracked returns the received, unique and lost counts of generated frames
+// from rxdrop's output.
+func tracked(t *testing.T, out string) (received, unique, lost uint64) {
+	t.Helper()
+	m := trackedRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no tracker line in rxdrop output:\n%s", out)
+	}
+	num := func(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n }
+	return num(m[1]), num(m[2]), num(m[4])
+}
+
+// TestRxdropCountsExactly sends a known number of frames at a moderate
+// rate and requires rxdrop to count exactly that many, in both polling
+// modes, then stops it with SIGINT and checks nothing stays attached.
+func TestRxdropCountsExactly(t *testing.T) {
+	for _, poll := range []string{"spin", "wakeup"} {
+		t.Run(poll, func(t *testing.T) {
+			p := testutil.NewVethPair(t, testutil.VethOptions{})
+			// Deep rings (160 ms of traffic at this rate) so a receiver
+			// descheduled on a busy machine still loses nothing.
+			cmd, wait := startRxdrop(t, p, "--poll", poll, "--bind", "copy", "--ring", "8192", "--frames", "32768")
+			const count = 50000
+			out, code := xdpipeIn(t, p.A.NS, "gen", "--iface", p.A.Name, "--dst-mac", p.B.MAC.String(),
+				"--dst-ip", p.B.IP.String(), "--count", strconv.Itoa(count), "--rate", "50k", "--quiet")
+			if code != 0 {
+				t.Fatalf("gen exited %d:\n%s", code, out)
+			}
+			time.Sleep(300 * time.Millisecond) // let the last burst drain
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			out, code = wait()
+			if code != 0 {
+				t.Fatalf("rxdrop exited %d after SIGINT:\n%s", code, out)
+			}
+			if rx, uniq, lost := tracked(t, out); rx != count || uniq != count || lost != 0 {
+				t.Errorf("rxdrop saw %d generated frames (%d unique, %d lost), gen sent %d\n%s", rx, uniq, lost, count, out)
+			}
+			noXDP(t, &p.B)
+		})
+	}
+}
+
+// TestRxdropBadInput checks each misuse gives a one-line error naming the
+// cause, a non-zero exit, and leaves nothing attached.
+func TestRxdropBadInput(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	down := p.B.NS
+	down.MustRun(t, "ip", "link", "add", "xdpdown", "type", "veth", "peer", "name", "xdpdown1")
+
+	cases := []struct {
+		name string
+		wrap []string // command prefix, e.g. privileges dropped
+		args []string
+		want string
+	}{
+		{"no iface flag", nil, []string{}, "--iface is required"},
+		{"missing interface", nil, []string{"--iface", "nosuch0"}, `interface "nosuch0" not found`},
+		{"queue out of range", nil, []string{"--iface", p.B.Name, "--queue", "99"}, "queue 99"},
+		{"interface down", nil, []string{"--iface", "xdpdown"}, "is down"},
+		{"zero-copy on veth", nil, []string{"--iface", p.B.Name, "--bind", "zerocopy"}, "zero-copy not supported"},
+		{"bad bind mode", nil, []string{"--iface", p.B.Name, "--bind", "fast"}, "unknown bind mode"},
+		{"bad poll mode", nil, []string{"--iface", p.B.Name, "--poll", "sometimes"}, "unknown --poll"},
+		{"bad ring size", nil, []string{"--iface", p.B.Name, "--ring", "1000"}, "power of two"},
+		{"not root", []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"},
+			[]string{"--iface", p.B.Name}, "needs root"},
+		{"memlock too low", []string{"prlimit", "--memlock=65536:65536", "setpriv",
+			"--bounding-set=-ipc_lock,-sys_resource", "--inh-caps=-ipc_lock,-sys_resource", "--"},
+			[]string{"--iface", p.B.Name, "--frames", "16384"}, "RLIMIT_MEMLOCK"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"netns", "exec", down.Name}, c.wrap...)
+			args = append(append(args, xdpipeBin, "rxdrop", "--duration", "1s"), c.args...)
+			out, err := exec.Command("ip", args...).CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() == 0 {
+				t.Fatalf("want a non-zero exit, got %v:\n%s", err, out)
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			last := lines[len(lines)-1]
+			if !strings.Contains(last, c.want) {
+				t.Errorf("want an error containing %q, got:\n%s", c.want, out)
+			}
+			noXDP(t, &p.B)
+		})
+	}
+}
+
+// TestRxdropQueueTaken checks that a second receiver on a busy queue gets a
+// clear error and does not disturb the first.
+func TestRxdropQueueTaken(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	first, wait := startRxdrop(t, p, "--poll", "wakeup")
+	out, code := xdpipeIn(t, p.B.NS, "rxdrop", "--iface", p.B.Name, "--duration", "1s")
+	if code == 0 || !strings.Contains(out, "already has an AF_XDP socket") {
+		t.Errorf("second rxdrop on the same queue: exit %d, want a clear 'already has an AF_XDP socket' error:\n%s", code, out)
+	}
+	first.Process.Signal(syscall.SIGTERM)
+	if out, code := wait(); code != 0 {
+		t.Fatalf("first rxdrop exited %d after SIGTERM:\n%s", code, out)
+	}
+	noXDP(t, &p.B)
+}
