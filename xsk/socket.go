@@ -70,6 +70,15 @@ func NewSocket(u *Umem, ifindex, queue int, opts SocketOptions) (_ *Socket, err 
 	if queue < 0 {
 		return nil, invalid("socket options: queue %d: must not be negative", queue)
 	}
+	// The interface must exist and be up: bind succeeds on a down one, and
+	// then nothing ever arrives.
+	ifc, err := net.InterfaceByIndex(ifindex)
+	if err != nil {
+		return nil, fmt.Errorf("new socket: no interface with index %d in this network namespace: %w", ifindex, unix.ENODEV)
+	}
+	if ifc.Flags&net.FlagUp == 0 {
+		return nil, fmt.Errorf("new socket: interface %s is down; bring it up with ip link set %s up: %w", ifc.Name, ifc.Name, unix.ENETDOWN)
+	}
 	u.sockMu.Lock()
 	defer u.sockMu.Unlock()
 	if u.closed {
@@ -327,6 +336,10 @@ func (s *Socket) Recycle(descs []Desc) int {
 // and are free, and kicks the kernel if it asks. Returns how many.
 func (s *Socket) Refill() int {
 	got, idx := s.fill.Reserve(uint32(len(s.fillBuf)))
+	if got == 0 {
+		s.kickFill()
+		return 0
+	}
 	n := uint32(s.umem.Alloc(s.fillBuf[:got]))
 	for i := range n {
 		s.fill.Set(idx+i, s.fillBuf[i])

@@ -472,7 +472,32 @@ func TestBindErrors(t *testing.T) {
 		}
 		return nil
 	})
+	p.A.NS.MustRun(t, "ip", "link", "set", p.A.Name, "down")
+	ifA := p.A.Ifindex(t)
+	p.A.NS.MustDo(t, func() error {
+		_, err := xsk.NewSocket(u2, ifA, 0, xsk.SocketOptions{})
+		t.Logf("%v", err)
+		if err == nil || !strings.Contains(err.Error(), "interface xdpa is down") {
+			return fmt.Errorf("bind on a down interface: got %v", err)
+		}
+		return nil
+	})
 	if a := u2.Accounting(); a.Free != 64 || a.Check() != nil {
 		t.Fatalf("failed binds changed the umem: %+v", a)
+	}
+}
+
+// TestBusyPoll runs traffic through sockets with busy polling on
+// (SO_PREFER_BUSY_POLL, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET).
+func TestBusyPoll(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	ua := umemOn(t, xsk.UmemOptions{NumFrames: 256, FrameSize: 2048})
+	ub := umemOn(t, xsk.UmemOptions{NumFrames: 512, FrameSize: 2048, FillSize: 256})
+	bp := xsk.SocketOptions{BusyPoll: true, BusyPollTimeout: 50 * time.Microsecond, BusyPollBudget: 32}
+	tx := socketOn(t, &p.A, ua, 0, bp)
+	rx := socketOn(t, &p.B, ub, 0, bp)
+	redirectOn(t, &p.B, rx)
+	if got := pump(t, p, []*xsk.Socket{tx}, []*xsk.Socket{rx}, 1000, 100); got[0][0] != 1000 {
+		t.Fatalf("received %d of 1000", got[0][0])
 	}
 }
