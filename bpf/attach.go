@@ -143,7 +143,14 @@ type Counter struct {
 	Bytes   uint64
 }
 
-// sumCounters sums the per-CPU values of a counter.
+// Add returns c + o.
+func (c Counter) Add(o Counter) Counter { return Counter{c.Packets + o.Packets, c.Bytes + o.Bytes} }
+
+// Sub returns c - o, for rates between two reads.
+func (c Counter) Sub(o Counter) Counter { return Counter{c.Packets - o.Packets, c.Bytes - o.Bytes} }
+
+// sumCounters sums the per-CPU values of a counter (struct counter in C;
+// every program's generated counter type converts to dropcountCounter).
 func sumCounters(percpu []dropcountCounter) Counter {
 	var c Counter
 	for _, v := range percpu {

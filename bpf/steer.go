@@ -1,0 +1,872 @@
+//go:build linux
+
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/rules"
+)
+
+// Limits of the steering program (steer.c).
+const (
+	// MaxRules is the most rules a rule set may hold (rules.MaxRules).
+	MaxRules = rules.MaxRules
+	bmWords  = MaxRules / 64
+	sumWords = bmWords / 64
+	wildcard = 0xffffffff
+)
+
+// Indexes of the match fields in steer.c's enum field.
+const (
+	fIfindex = iota
+	fVLAN
+	fEtherType
+	fProto
+	fSrc
+	fDst
+	fSport
+	fDport
+)
+
+// DefaultPinPath is where a pinned steering program keeps its maps and links.
+const DefaultPinPath = "/sys/fs/bpf/xdpipe"
+
+// ErrNotRunning: no pinned steering maps, so no xdpipe instance to talk to.
+var ErrNotRunning = errors.New("no running xdpipe instance")
+
+// SteerOptions tunes LoadSteer. The zero value pins nothing: everything is
+// detached and freed on Close or exit.
+type SteerOptions struct {
+	// PinPath, when set, pins the maps and the XDP links in this directory
+	// of a bpffs (mounted at /sys/fs/bpf if none is). Rules and attachments
+	// then outlive the process; a later LoadSteer with the same PinPath
+	// takes over the rule maps (rules and counters kept) and the links
+	// (updated to the new program), and `xdpipe rules` can change the
+	// rules. Use DefaultPinPath unless running several instances.
+	PinPath string
+}
+
+// Steer is the rule-driven steering program: parses each frame and, by the
+// first matching rule, redirects it to the AF_XDP socket of its RX queue,
+// passes it to the kernel, or drops it. Rules change at run time with Apply,
+// atomically. Methods are safe for concurrent use; Apply is also serialised
+// with other processes using the same PinPath (flock).
+type Steer struct {
+	mu     sync.Mutex
+	maps   steerMaps
+	prog   *ebpf.Program // nil when opened with OpenPinnedSteer
+	links  map[int]link.Link
+	pin    string
+	closed bool
+}
+
+// LoadSteer loads the steering program and its maps. A fresh rule set is
+// empty: default and malformed actions pass.
+func LoadSteer(opts SteerOptions) (*Steer, error) {
+	if err := removeMemlock(); err != nil {
+		return nil, err
+	}
+	spec, err := loadSteer()
+	if err != nil {
+		return nil, err
+	}
+	var copts ebpf.CollectionOptions
+	if opts.PinPath != "" {
+		if err := ensurePinDir(opts.PinPath); err != nil {
+			return nil, err
+		}
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinByName
+		}
+		copts.Maps.PinPath = opts.PinPath
+	}
+	var objs steerObjects
+	if err := spec.LoadAndAssign(&objs, &copts); err != nil {
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, fmt.Errorf("load steer: maps pinned under %s are from an incompatible version; remove the directory (detaches a pinned program): %w", opts.PinPath, err)
+		}
+		return nil, fmt.Errorf("load steer program: %w", err)
+	}
+	return &Steer{maps: objs.steerMaps, prog: objs.XdpSteer, links: map[int]link.Link{}, pin: opts.PinPath}, nil
+}
+
+// OpenPinnedSteer opens the maps of a steering program pinned under path by
+// a running (or exited, with its pins left) instance, to read and change its
+// rules. Without pins it returns an error wrapping ErrNotRunning. The
+// returned Steer has no program: Attach and Program are unavailable.
+func OpenPinnedSteer(path string) (*Steer, error) {
+	if _, err := os.Stat(filepath.Join(path, "steer_active")); err != nil {
+		return nil, fmt.Errorf("%w: no steering maps pinned under %s (start xdpipe with rule pinning, or check --pin): %v", ErrNotRunning, path, err)
+	}
+	spec, err := loadSteer()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range spec.Maps {
+		m.Pinning = ebpf.PinByName
+	}
+	var maps steerMaps
+	if err := spec.LoadAndAssign(&maps, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: path}}); err != nil {
+		return nil, fmt.Errorf("open steering maps pinned under %s: %w", path, err)
+	}
+	return &Steer{maps: maps, links: map[int]link.Link{}, pin: path}, nil
+}
+
+// ensurePinDir mounts bpffs at /sys/fs/bpf when dir is below it and nothing
+// is mounted there, then creates dir (mode 0700: only root changes rules).
+func ensurePinDir(dir string) error {
+	const root = "/sys/fs/bpf"
+	var st unix.Statfs_t
+	if rel, err := filepath.Rel(root, dir); err == nil && !filepath.IsAbs(rel) && len(rel) > 0 && rel[0] != '.' {
+		if err := unix.Statfs(root, &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				return fmt.Errorf("create %s: %w", root, err)
+			}
+			if err := unix.Mount("bpffs", root, "bpf", 0, "mode=0700"); err != nil {
+				return fmt.Errorf("mount bpffs on %s: %w", root, err)
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create pin directory: %w", err)
+	}
+	if err := unix.Statfs(dir, &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("pin directory %s is not on a bpffs (mount -t bpf bpffs DIR)", dir)
+	}
+	return nil
+}
+
+// Attach attaches the program to interface ifindex (resolved in the calling
+// thread's network namespace) and returns the mode obtained. It may be
+// called for several interfaces. With PinPath, the link is pinned there as
+// link-<ifindex>; a link already pinned for that interface is taken over and
+// switched to this program (the mode is then the one it was attached with,
+// reported as requested).
+func (s *Steer) Attach(ifindex int, mode AttachMode) (AttachMode, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, fmt.Errorf("attach steer: %w", ErrClosed)
+	}
+	if s.prog == nil {
+		return 0, errors.New("attach steer: opened from pins without a program")
+	}
+	if _, ok := s.links[ifindex]; ok {
+		return 0, fmt.Errorf("attach steer: already attached to interface index %d", ifindex)
+	}
+	if s.pin != "" {
+		path := filepath.Join(s.pin, fmt.Sprintf("link-%d", ifindex))
+		if l, err := link.LoadPinnedLink(path, nil); err == nil {
+			if err := l.Update(s.prog); err != nil {
+				l.Close()
+				return 0, fmt.Errorf("attach steer: update pinned link %s: %w", path, err)
+			}
+			s.links[ifindex] = l
+			return mode, nil
+		}
+		l, got, err := attachXDP(s.prog, ifindex, mode)
+		if err != nil {
+			return 0, err
+		}
+		if err := l.Pin(path); err != nil {
+			l.Close()
+			return 0, fmt.Errorf("attach steer: pin link: %w", err)
+		}
+		s.links[ifindex] = l
+		return got, nil
+	}
+	l, got, err := attachXDP(s.prog, ifindex, mode)
+	if err != nil {
+		return 0, err
+	}
+	s.links[ifindex] = l
+	return got, nil
+}
+
+// Register sends redirected frames of RX queue queue to AF_XDP socket fd.
+func (s *Steer) Register(queue, fd int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("register queue %d: %w", queue, ErrClosed)
+	}
+	return registerXSK(s.maps.SteerXsks, queue, fd)
+}
+
+// Unregister removes the socket of queue; redirected frames of that queue
+// then pass to the kernel. Not an error when none is registered.
+func (s *Steer) Unregister(queue int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("unregister queue %d: %w", queue, ErrClosed)
+	}
+	return unregisterXSK(s.maps.SteerXsks, queue)
+}
+
+func registerXSK(m *ebpf.Map, queue, fd int) error {
+	if queue < 0 || queue >= MaxQueues {
+		return fmt.Errorf("register queue %d: out of range 0..%d", queue, MaxQueues-1)
+	}
+	if err := m.Update(uint32(queue), uint32(fd), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("register queue %d socket fd %d (must be an AF_XDP socket): %w", queue, fd, err)
+	}
+	return nil
+}
+
+func unregisterXSK(m *ebpf.Map, queue int) error {
+	if queue < 0 || queue >= MaxQueues {
+		return fmt.Errorf("unregister queue %d: out of range 0..%d", queue, MaxQueues-1)
+	}
+	if err := m.Delete(uint32(queue)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("unregister queue %d: %w", queue, err)
+	}
+	return nil
+}
+
+// Program returns the loaded program (for BPF_PROG_RUN), or nil for a Steer
+// opened from pins. Owned by s: valid until Close.
+func (s *Steer) Program() *ebpf.Program { return s.prog }
+
+// Close releases the program, maps and links. Without pinning that detaches
+// the program; with pinning the pins keep the attachment and the rules alive
+// (see Unpin). Safe to call more than once.
+func (s *Steer) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for idx, l := range s.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach steer from interface index %d: %w", idx, err))
+		}
+	}
+	s.links = nil
+	if s.prog != nil {
+		if err := s.prog.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.maps.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Unpin removes the pins of the maps and links, so that Close (or exit)
+// detaches the program and frees everything.
+func (s *Steer) Unpin() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pin == "" {
+		return nil
+	}
+	var errs []error
+	for _, l := range s.links {
+		if err := l.Unpin(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, m := range s.allMaps() {
+		if err := m.Unpin(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(s.pin); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Steer) allMaps() []*ebpf.Map {
+	m := &s.maps
+	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCounters, m.SteerExact, m.SteerGens, m.SteerLpm4,
+		m.SteerLpm6, m.SteerPorts, m.SteerRules, m.SteerStats, m.SteerXsks}
+}
+
+// lock serialises rule changes within the process and, when pinned, with
+// other processes changing the same pins.
+func (s *Steer) lock() (func(), error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if s.pin == "" {
+		return s.mu.Unlock, nil
+	}
+	fd, err := unix.Open(s.pin, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("lock %s: %w", s.pin, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		s.mu.Unlock()
+		return nil, fmt.Errorf("lock %s: %w", s.pin, err)
+	}
+	return func() { unix.Close(fd); s.mu.Unlock() }, nil
+}
+
+// waitForReaders returns when no XDP program run that started before the
+// call is still running: membarrier(MEMBARRIER_CMD_GLOBAL) is
+// synchronize_rcu(), and XDP and BPF_PROG_RUN run inside RCU read-side
+// sections. On kernels refusing it (nohz_full) a generous sleep stands in.
+func waitForReaders() {
+	const membarrierCmdGlobal = 1
+	if _, _, e := unix.Syscall(unix.SYS_MEMBARRIER, membarrierCmdGlobal, 0, 0); e != 0 {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Apply replaces the rule set atomically: it writes the inactive generation
+// in full, then switches to it with one store, so every frame is matched
+// against either the whole old set or the whole new one. Rules present in
+// both sets (same priority, match and action) keep their counters. Interface
+// names in rules are resolved in the calling thread's network namespace. On
+// error the running rule set is unchanged. set is not modified.
+func (s *Steer) Apply(set *rules.Set) error {
+	ns := *set
+	ns.Rules = slices.Clone(set.Rules)
+	if err := ns.ResolveIfaces(func(name string) (int, error) {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			return 0, err
+		}
+		return ifc.Index, nil
+	}); err != nil {
+		return err
+	}
+	if err := ns.Normalize(); err != nil {
+		return err
+	}
+	for _, r := range ns.Rules {
+		if r.Fields&rules.FieldIfindex != 0 && r.Ifindex == 0 {
+			return fmt.Errorf("rule priority %d: interface index 0", r.Priority)
+		}
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return fmt.Errorf("apply rules: %w", err)
+	}
+	defer unlock()
+	// The inactive generation was last active before the previous switch:
+	// wait until no frame can still be reading it.
+	waitForReaders()
+	var active uint32
+	if err := s.maps.SteerActive.Lookup(uint32(0), &active); err != nil {
+		return fmt.Errorf("apply rules: read active generation: %w", err)
+	}
+	active &= 1
+	cur, err := s.readGen(active)
+	if err != nil {
+		return fmt.Errorf("apply rules: %w", err)
+	}
+	if err := s.writeGen(1-active, &ns, cur); err != nil {
+		return fmt.Errorf("apply rules (running set unchanged): %w", err)
+	}
+	if err := s.maps.SteerActive.Update(uint32(0), 1-active, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("apply rules: switch generation (running set unchanged): %w", err)
+	}
+	return nil
+}
+
+// readGen reads generation g's stored rules, in priority order.
+func (s *Steer) readGen(g uint32) ([]steerRule, error) {
+	var gi steerGenInfo
+	if err := s.maps.SteerGens.Lookup(g, &gi); err != nil {
+		return nil, fmt.Errorf("read generation %d: %w", g, err)
+	}
+	if gi.Nrules > MaxRules {
+		return nil, fmt.Errorf("generation %d claims %d rules", g, gi.Nrules)
+	}
+	out := make([]steerRule, gi.Nrules)
+	for i := range out {
+		if err := s.maps.SteerRules.Lookup(g*MaxRules+uint32(i), &out[i]); err != nil {
+			return nil, fmt.Errorf("read rule %d of generation %d: %w", i, g, err)
+		}
+	}
+	return out, nil
+}
+
+func encodeRule(r *rules.Rule) steerRule {
+	sr := steerRule{
+		Action: uint32(r.Action), Priority: r.Priority, Fields: uint32(r.Fields), Ifindex: r.Ifindex,
+		Vlan: r.VLAN, Ethertype: r.EtherType, Proto: r.Proto,
+		SportLo: r.Sport.Lo, SportHi: r.Sport.Hi, DportLo: r.Dport.Lo, DportHi: r.Dport.Hi,
+	}
+	if r.Fields&rules.FieldSrc != 0 {
+		sr.SrcLen = uint8(r.Src.Bits())
+		sr.Src = r.Src.Addr().As16()
+		if r.Src.Addr().Is6() {
+			sr.Family |= 1
+		}
+	}
+	if r.Fields&rules.FieldDst != 0 {
+		sr.DstLen = uint8(r.Dst.Bits())
+		sr.Dst = r.Dst.Addr().As16()
+		if r.Dst.Addr().Is6() {
+			sr.Family |= 2
+		}
+	}
+	copy(sr.Name[:], r.Name)
+	return sr
+}
+
+func decodeRule(sr *steerRule) rules.Rule {
+	r := rules.Rule{
+		Priority: sr.Priority, Fields: rules.Field(sr.Fields), Ifindex: sr.Ifindex, VLAN: sr.Vlan,
+		EtherType: sr.Ethertype, Proto: sr.Proto, Action: rules.Action(sr.Action),
+		Sport: rules.PortRange{Lo: sr.SportLo, Hi: sr.SportHi}, Dport: rules.PortRange{Lo: sr.DportLo, Hi: sr.DportHi},
+	}
+	addr := func(b [16]byte, v6 bool, bits uint8) netip.Prefix {
+		a := netip.AddrFrom16(b)
+		if !v6 {
+			a = a.Unmap()
+		}
+		return netip.PrefixFrom(a, int(bits))
+	}
+	if r.Fields&rules.FieldSrc != 0 {
+		r.Src = addr(sr.Src, sr.Family&1 != 0, sr.SrcLen)
+	}
+	if r.Fields&rules.FieldDst != 0 {
+		r.Dst = addr(sr.Dst, sr.Family&2 != 0, sr.DstLen)
+	}
+	n := 0
+	for n < len(sr.Name) && sr.Name[n] != 0 {
+		n++
+	}
+	r.Name = string(sr.Name[:n])
+	return r
+}
+
+// bitset is a rule bitmap under construction.
+type bitset [bmWords]uint64
+
+func (b *bitset) set(i int) { b[i/64] |= 1 << (i % 64) }
+
+func (b *bitset) clear(i int) { b[i/64] &^= 1 << (i % 64) }
+
+func (b *bitset) value() *steerBitmap {
+	v := &steerBitmap{Words: *b}
+	for j, w := range b {
+		if w != 0 {
+			v.Summary[j/64] |= 1 << (j % 64)
+		}
+	}
+	return v
+}
+
+// writeGen writes set into generation g, which no frame reads.
+func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
+	n := len(set.Rules)
+	// Counter slots: a rule unchanged from the running set keeps its slot;
+	// others take slots the running set does not use, zeroed first.
+	keep := make(map[steerRule]uint32, len(cur))
+	used := make(map[uint32]bool, len(cur))
+	for _, r := range cur {
+		slot := r.Slot
+		r.Slot = 0
+		keep[r] = slot
+		used[slot] = true
+	}
+	stored := make([]steerRule, n)
+	var next uint32
+	zero := make([]dropcountCounter, ebpfPossibleCPUs())
+	for i := range set.Rules {
+		sr := encodeRule(&set.Rules[i])
+		if slot, ok := keep[sr]; ok {
+			sr.Slot = slot
+			delete(keep, sr)
+		} else {
+			for used[next] {
+				next++
+			}
+			sr.Slot = next
+			used[next] = true
+			if err := s.maps.SteerCounters.Update(next, zero, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("zero counter slot %d: %w", next, err)
+			}
+		}
+		stored[i] = sr
+	}
+	if err := s.clearGen(g); err != nil {
+		return err
+	}
+
+	var usedFields uint32
+	var all bitset
+	for i, r := range set.Rules {
+		all.set(i)
+		usedFields |= uint32(r.Fields)
+	}
+	// Bitmaps are stored once each (identical ones share an id); ids of
+	// generation g carry g in bit 31, and 0 means none.
+	ids := map[bitset]uint32{}
+	bitmapID := func(b *bitset) (uint32, error) {
+		if id, ok := ids[*b]; ok {
+			return id, nil
+		}
+		id := g<<31 | uint32(len(ids)+1)
+		if err := s.maps.SteerBitmaps.Update(id, b.value(), ebpf.UpdateAny); err != nil {
+			return 0, fmt.Errorf("write bitmap %d: %w", len(ids), err)
+		}
+		ids[*b] = id
+		return id, nil
+	}
+	put := func(field int, value uint32, b *bitset) error {
+		id, err := bitmapID(b)
+		if err != nil {
+			return err
+		}
+		k := steerExactKey{Gen: uint8(g), Field: uint8(field), Value: value}
+		if err := s.maps.SteerExact.Update(&k, id, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("write exact map (field %d value %d): %w", field, value, err)
+		}
+		return nil
+	}
+	// wild returns the rules that leave field f unset.
+	wild := func(f rules.Field) bitset {
+		var b bitset
+		for i, r := range set.Rules {
+			if r.Fields&f == 0 {
+				b.set(i)
+			}
+		}
+		return b
+	}
+
+	// Exact fields.
+	for _, ef := range []struct {
+		id    int
+		f     rules.Field
+		value func(*rules.Rule) uint32
+	}{
+		{fIfindex, rules.FieldIfindex, func(r *rules.Rule) uint32 { return r.Ifindex }},
+		{fVLAN, rules.FieldVLAN, func(r *rules.Rule) uint32 { return uint32(r.VLAN) }},
+		{fEtherType, rules.FieldEtherType, func(r *rules.Rule) uint32 { return uint32(r.EtherType) }},
+		{fProto, rules.FieldProto, func(r *rules.Rule) uint32 { return uint32(r.Proto) }},
+	} {
+		if usedFields&uint32(ef.f) == 0 {
+			continue
+		}
+		w := wild(ef.f)
+		if err := put(ef.id, wildcard, &w); err != nil {
+			return err
+		}
+		byValue := map[uint32][]int{}
+		for i := range set.Rules {
+			if r := &set.Rules[i]; r.Fields&ef.f != 0 {
+				v := ef.value(r)
+				byValue[v] = append(byValue[v], i)
+			}
+		}
+		for v, idxs := range byValue {
+			b := w
+			for _, i := range idxs {
+				b.set(i)
+			}
+			if err := put(ef.id, v, &b); err != nil {
+				return err
+			}
+		}
+	}
+
+	// Prefixes.
+	for dir, pf := range []struct {
+		id     int
+		f      rules.Field
+		prefix func(*rules.Rule) netip.Prefix
+	}{
+		{fSrc, rules.FieldSrc, func(r *rules.Rule) netip.Prefix { return r.Src }},
+		{fDst, rules.FieldDst, func(r *rules.Rule) netip.Prefix { return r.Dst }},
+	} {
+		if usedFields&uint32(pf.f) == 0 {
+			continue
+		}
+		w := wild(pf.f)
+		if err := put(pf.id, wildcard, &w); err != nil {
+			return err
+		}
+		byPrefix := map[netip.Prefix][]int{
+			netip.PrefixFrom(netip.IPv4Unspecified(), 0): nil,
+			netip.PrefixFrom(netip.IPv6Unspecified(), 0): nil,
+		}
+		for i := range set.Rules {
+			if r := &set.Rules[i]; r.Fields&pf.f != 0 {
+				p := pf.prefix(r)
+				byPrefix[p] = append(byPrefix[p], i)
+			}
+		}
+		for p := range byPrefix {
+			b := w
+			for l := 0; l <= p.Bits(); l++ {
+				q, _ := p.Addr().Prefix(l)
+				for _, i := range byPrefix[q] {
+					b.set(i)
+				}
+			}
+			id, err := bitmapID(&b)
+			if err != nil {
+				return err
+			}
+			if err := s.putPrefix(g, uint8(dir), p, id); err != nil {
+				return err
+			}
+		}
+	}
+
+	// Ports: elementary intervals.
+	for dir, pf := range []struct {
+		id  int
+		f   rules.Field
+		rng func(*rules.Rule) rules.PortRange
+	}{
+		{fSport, rules.FieldSport, func(r *rules.Rule) rules.PortRange { return r.Sport }},
+		{fDport, rules.FieldDport, func(r *rules.Rule) rules.PortRange { return r.Dport }},
+	} {
+		if usedFields&uint32(pf.f) == 0 {
+			continue
+		}
+		w := wild(pf.f)
+		if err := put(pf.id, wildcard, &w); err != nil {
+			return err
+		}
+		starts := map[int][]int{} // boundary -> rules starting there
+		ends := map[int][]int{}   // boundary -> rules ending just before
+		bounds := map[int]bool{0: true}
+		for i := range set.Rules {
+			if r := &set.Rules[i]; r.Fields&pf.f != 0 {
+				pr := pf.rng(r)
+				starts[int(pr.Lo)] = append(starts[int(pr.Lo)], i)
+				bounds[int(pr.Lo)] = true
+				if int(pr.Hi)+1 <= 0xffff {
+					ends[int(pr.Hi)+1] = append(ends[int(pr.Hi)+1], i)
+					bounds[int(pr.Hi)+1] = true
+				}
+			}
+		}
+		sorted := make([]int, 0, len(bounds))
+		for b := range bounds {
+			sorted = append(sorted, b)
+		}
+		sort.Ints(sorted)
+		table := new(steerPortTable)
+		b := w
+		for iv, start := range sorted {
+			for _, i := range ends[start] {
+				b.clear(i)
+			}
+			for _, i := range starts[start] {
+				b.set(i)
+			}
+			end := 0x10000
+			if iv+1 < len(sorted) {
+				end = sorted[iv+1]
+			}
+			for p := start; p < end; p++ {
+				table.Interval[p] = uint16(iv)
+			}
+			if err := put(pf.id, uint32(iv), &b); err != nil {
+				return err
+			}
+		}
+		if err := s.maps.SteerPorts.Update(g*2+uint32(dir), table, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("write port table: %w", err)
+		}
+	}
+
+	allID, err := bitmapID(&all)
+	if err != nil {
+		return err
+	}
+	for i := range stored {
+		if err := s.maps.SteerRules.Update(g*MaxRules+uint32(i), &stored[i], ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("write rule %d: %w", i, err)
+		}
+	}
+	gi := steerGenInfo{AllId: allID, Used: usedFields, Nrules: uint32(n), DefaultAction: uint32(set.Default), MalformedAction: uint32(set.Malformed)}
+	if err := s.maps.SteerGens.Update(g, &gi, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write generation info: %w", err)
+	}
+	return nil
+}
+
+func (s *Steer) putPrefix(g uint32, dir uint8, p netip.Prefix, id uint32) error {
+	var err error
+	if p.Addr().Is4() {
+		k := steerLpm4Key{Prefixlen: 16 + uint32(p.Bits()), Gen: uint8(g), Dir: dir, Addr: p.Addr().As4()}
+		err = s.maps.SteerLpm4.Update(&k, id, ebpf.UpdateAny)
+	} else {
+		k := steerLpm6Key{Prefixlen: 16 + uint32(p.Bits()), Gen: uint8(g), Dir: dir, Addr: p.Addr().As16()}
+		err = s.maps.SteerLpm6.Update(&k, id, ebpf.UpdateAny)
+	}
+	if err != nil {
+		return fmt.Errorf("write prefix %s: %w", p, err)
+	}
+	return nil
+}
+
+// clearGen deletes generation g's entries from the hash and LPM maps.
+func (s *Steer) clearGen(g uint32) error {
+	if err := clearKeys(s.maps.SteerExact, func(k *steerExactKey) bool { return uint32(k.Gen) == g }); err != nil {
+		return err
+	}
+	if err := clearKeys(s.maps.SteerBitmaps, func(k *uint32) bool { return *k>>31 == g }); err != nil {
+		return err
+	}
+	if err := clearKeys(s.maps.SteerLpm4, func(k *steerLpm4Key) bool { return uint32(k.Gen) == g }); err != nil {
+		return err
+	}
+	return clearKeys(s.maps.SteerLpm6, func(k *steerLpm6Key) bool { return uint32(k.Gen) == g })
+}
+
+func clearKeys[K any](m *ebpf.Map, match func(*K) bool) error {
+	var del []K
+	var k K
+	var prev any // nil: first key
+	for {
+		if err := m.NextKey(prev, &k); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				break
+			}
+			return fmt.Errorf("iterate %s: %w", m, err)
+		}
+		if match(&k) {
+			del = append(del, k)
+		}
+		kk := k
+		prev = &kk
+	}
+	for i := range del {
+		if err := m.Delete(&del[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+func ebpfPossibleCPUs() int {
+	n, err := ebpf.PossibleCPU()
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// Rules returns the running rule set, rebuilt from the maps (interfaces as
+// indexes: names are resolved when a set is applied).
+func (s *Steer) Rules() (*rules.Set, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	set, _, err := s.active()
+	return set, err
+}
+
+func (s *Steer) active() (*rules.Set, []steerRule, error) {
+	var g uint32
+	if err := s.maps.SteerActive.Lookup(uint32(0), &g); err != nil {
+		return nil, nil, fmt.Errorf("read active generation: %w", err)
+	}
+	g &= 1
+	var gi steerGenInfo
+	if err := s.maps.SteerGens.Lookup(g, &gi); err != nil {
+		return nil, nil, err
+	}
+	stored, err := s.readGen(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	set := &rules.Set{Default: rules.Action(gi.DefaultAction), Malformed: rules.Action(gi.MalformedAction)}
+	for i := range stored {
+		set.Rules = append(set.Rules, decodeRule(&stored[i]))
+	}
+	return set, stored, nil
+}
+
+// RuleStat is a running rule and its counter.
+type RuleStat struct {
+	Rule rules.Rule
+	Counter
+}
+
+// RuleStats returns the running rules with their packet and byte counts
+// (summed over CPUs), in priority order.
+func (s *Steer) RuleStats() ([]RuleStat, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	set, stored, err := s.active()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RuleStat, len(stored))
+	for i := range stored {
+		var percpu []dropcountCounter
+		if err := s.maps.SteerCounters.Lookup(stored[i].Slot, &percpu); err != nil {
+			return nil, fmt.Errorf("read counter of rule priority %d: %w", stored[i].Priority, err)
+		}
+		out[i] = RuleStat{Rule: set.Rules[i], Counter: sumCounters(percpu)}
+	}
+	return out, nil
+}
+
+// SteerStats are the frames no rule decided: unmatched, and malformed by
+// reason (index rules.Reason; index 0, ReasonNone, is unused).
+type SteerStats struct {
+	NoMatch   Counter
+	Malformed [rules.NumReasons]Counter
+}
+
+// MalformedTotal sums the malformed counters.
+func (st *SteerStats) MalformedTotal() Counter {
+	var c Counter
+	for _, m := range st.Malformed {
+		c = c.Add(m)
+	}
+	return c
+}
+
+// Stats returns the unmatched and malformed counters, summed over CPUs.
+func (s *Steer) Stats() (SteerStats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st SteerStats
+	if s.closed {
+		return st, ErrClosed
+	}
+	for i := 0; i < int(rules.NumReasons); i++ {
+		var percpu []dropcountCounter
+		if err := s.maps.SteerStats.Lookup(uint32(i), &percpu); err != nil {
+			return st, fmt.Errorf("read steer stats: %w", err)
+		}
+		if i == 0 {
+			st.NoMatch = sumCounters(percpu)
+		} else {
+			st.Malformed[i] = sumCounters(percpu)
+		}
+	}
+	return st, nil
+}
