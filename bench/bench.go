@@ -223,10 +223,10 @@ func sendOnce(tb *testbed, r genReq) genRes {
 	return genRes{res: res, engine: name, err: err}
 }
 
-// newXSK is the generator for frames above a page; set by xsk.go once the
-// xsk engine exists.
-var newXSK = func(tp *gen.Template, ifindex int) (gen.Engine, error) {
-	return nil, errors.New("frames above one page need the xsk engine, not built yet")
+// newXSK is the generator for frames above a page (live frames cannot
+// send them): AF_XDP TX, multi-buffer.
+func newXSK(tp *gen.Template, ifindex int) (gen.Engine, error) {
+	return gen.NewXSK(tp, gen.XSKOptions{Ifindex: ifindex})
 }
 
 // Run builds the testbed, runs the matrix and removes the testbed.

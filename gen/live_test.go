@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
@@ -278,4 +279,46 @@ func TestLiveBadInput(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestXSKSendsExactCount(t *testing.T) {
+	for _, c := range []struct {
+		proto Proto
+		size  int
+		mtu   int
+	}{{UDP4, 64, 1500}, {UDP6, 1500, 1500}, {TCP4SYN, 9000, 9000}} {
+		t.Run(fmt.Sprintf("%v/%d", c.proto, c.size), func(t *testing.T) {
+			p := testutil.NewVethPair(t, testutil.VethOptions{MTU: c.mtu})
+			tp, err := NewTemplate(vethConfig(p, c.proto, c.size))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rx := newReceiver(t, &p.B, tp, true)
+			count := uint64(20000)
+			if c.size == 9000 {
+				count = 2000
+			}
+			var res Result
+			p.A.NS.MustDo(t, func() error {
+				e, err := NewXSK(tp, XSKOptions{Ifindex: p.A.Ifindex(t)})
+				if err != nil {
+					return err
+				}
+				defer e.Close()
+				res, err = e.Send(context.Background(), Run{Count: count, Rate: 50000})
+				return err
+			})
+			if res.Sent != count {
+				t.Fatalf("sent %d, want %d", res.Sent, count)
+			}
+			st := rx.wait(count)
+			t.Logf("%v", st)
+			if st.Received != count || st.Unique != count || st.Lost != 0 || st.Duplicates != 0 {
+				t.Fatalf("receiver: %+v", st)
+			}
+			if rx.bad != 0 {
+				t.Fatalf("%d frames arrived damaged", rx.bad)
+			}
+		})
+	}
 }

@@ -259,5 +259,10 @@ func runGen(ctx context.Context, args []string) error {
 }
 
 func newXSKEngine(tp *gen.Template, ifindex, queue int) (gen.Engine, error) {
-	return nil, errors.New("the xsk engine is not available yet: use --engine live")
+	e, err := gen.NewXSK(tp, gen.XSKOptions{Ifindex: ifindex, Queue: queue})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "xdpipe gen: AF_XDP socket on queue %d in %s mode\n", queue, e.Mode())
+	return e, nil
 }

@@ -1,0 +1,223 @@
+package gen
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// XSKOptions configures the AF_XDP engine. Only Ifindex is required.
+type XSKOptions struct {
+	// Ifindex and Queue of the sending device (in the namespace of the
+	// thread calling NewXSK).
+	Ifindex, Queue int
+	// Bind mode (default auto: zero-copy where the driver can, else copy).
+	Bind xsk.BindMode
+	// Frames is the UMEM size in frames of 4096 bytes (default 4096).
+	Frames uint32
+	// TXSize is the TX and completion ring size (default 2048).
+	TXSize uint32
+	// Burst is how many frames are queued per pass (default 64).
+	Burst int
+}
+
+// XSK is the AF_XDP engine: frames are written once into UMEM slots (a
+// slot is the frames of one packet: one, or several chained with
+// XDP_PKT_CONTD for a packet larger than a frame's 3840 data bytes), and
+// each send stamps the slot's first segment (Template.Stamp: flow word,
+// sequence number, Monotonic timestamp, checksums) and queues it on the TX
+// ring. Slots come back through the completion ring. One goroutine only.
+type XSK struct {
+	t     *Template
+	opts  XSKOptions
+	umem  *xsk.Umem
+	sock  *xsk.Socket
+	segs  int          // segments per packet
+	slots [][]xsk.Desc // descriptors of each slot's packet
+	owner []int32      // frame index (addr / frame size) -> slot
+	left  []int8       // per slot: segments not yet completed
+	free  []int32      // stack of free slots
+	addrs []uint64     // all UMEM frames, held for the engine's life
+	comp  []uint64
+	batch []xsk.Desc
+}
+
+var _ Engine = (*XSK)(nil)
+
+// NewXSK opens an AF_XDP socket on (Ifindex, Queue) and writes the
+// template into every slot.
+func NewXSK(t *Template, opts XSKOptions) (_ *XSK, err error) {
+	if opts.Frames == 0 {
+		opts.Frames = 4096
+	}
+	if opts.TXSize == 0 {
+		opts.TXSize = 2048
+	}
+	if opts.Burst == 0 {
+		opts.Burst = 64
+	}
+	if err := checkDevice(opts.Ifindex, t.Len()); err != nil {
+		return nil, fmt.Errorf("xsk engine: %w", err)
+	}
+	const frameSize = 4096
+	umem, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: opts.Frames, FrameSize: frameSize,
+		FillSize: 64, CompletionSize: opts.TXSize})
+	if err != nil {
+		return nil, fmt.Errorf("xsk engine: %w", err)
+	}
+	e := &XSK{t: t, opts: opts, umem: umem}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	room := int(frameSize - umem.DataOffset())
+	e.segs = (t.Len() + room - 1) / room
+	if e.segs > 17 {
+		return nil, fmt.Errorf("xsk engine: %w: %d-byte frames need %d segments, above the kernel's 17", ErrBadConfig, t.Len(), e.segs)
+	}
+	e.sock, err = xsk.NewSocket(umem, opts.Ifindex, opts.Queue, xsk.SocketOptions{
+		RXSize: 64, TXSize: opts.TXSize, Bind: opts.Bind, MultiBuffer: e.segs > 1})
+	if err != nil {
+		return nil, fmt.Errorf("xsk engine: %w", err)
+	}
+	e.addrs = make([]uint64, opts.Frames)
+	if n := umem.Alloc(e.addrs); n != len(e.addrs) {
+		return nil, fmt.Errorf("xsk engine: got %d of %d UMEM frames", n, len(e.addrs))
+	}
+	nslots := len(e.addrs) / e.segs
+	e.slots = make([][]xsk.Desc, nslots)
+	e.owner = make([]int32, opts.Frames)
+	e.left = make([]int8, nslots)
+	e.free = make([]int32, 0, nslots)
+	for s := range nslots {
+		fr := e.addrs[s*e.segs : (s+1)*e.segs]
+		d := make([]xsk.Desc, e.segs)
+		if umem.WritePacket(d, fr, t.Bytes()) != e.segs {
+			return nil, fmt.Errorf("xsk engine: write template into slot %d", s)
+		}
+		for _, a := range fr {
+			e.owner[a/frameSize] = int32(s)
+		}
+		e.slots[s] = d
+		e.free = append(e.free, int32(s))
+	}
+	e.comp = make([]uint64, opts.TXSize)
+	e.batch = make([]xsk.Desc, opts.Burst)
+	return e, nil
+}
+
+// Mode reports the bind mode the socket got.
+func (e *XSK) Mode() xsk.BindMode { return e.sock.Mode() }
+
+// complete takes finished frames off the completion ring and frees the
+// slots whose every segment is done. It returns the packets completed.
+func (e *XSK) complete() uint64 {
+	var done uint64
+	for {
+		n := e.sock.CompleteInto(e.comp)
+		if n == 0 {
+			return done
+		}
+		for _, a := range e.comp[:n] {
+			s := e.owner[a/4096]
+			e.left[s]--
+			if e.left[s] == 0 {
+				e.free = append(e.free, s)
+				done++
+			}
+		}
+	}
+}
+
+// Send implements Engine. Sent counts packets the kernel completed, so
+// Send waits (up to a second) for the last ones before it returns.
+func (e *XSK) Send(ctx context.Context, r Run) (Result, error) {
+	if err := r.validate(); err != nil {
+		return Result{}, err
+	}
+	p := newPacer(r)
+	var queued, done, seq uint64
+	for ctx.Err() == nil {
+		done += e.complete()
+		now := time.Now()
+		p.report(now, done, false)
+		n, wait, fin := p.budget(now, queued, uint64(e.opts.Burst))
+		if fin {
+			break
+		}
+		if n == 0 {
+			sleepCtx(ctx, wait)
+			continue
+		}
+		n = min(n, uint64(len(e.free)))
+		if n == 0 {
+			e.sock.Transmit(nil) // kick the kernel if it waits for one
+			continue
+		}
+		ts := Monotonic()
+		if e.segs == 1 {
+			k := int(n)
+			for i := range k {
+				s := e.free[len(e.free)-1-i]
+				d := e.slots[s][0]
+				e.t.Stamp(e.umem.Bytes(d), seq+uint64(i), ts)
+				e.batch[i] = d
+			}
+			got := e.sock.Transmit(e.batch[:k])
+			for i := range got {
+				e.left[e.free[len(e.free)-1-i]] = 1
+			}
+			e.free = e.free[:len(e.free)-got]
+			seq += uint64(got)
+			queued += uint64(got)
+			continue
+		}
+		for range n {
+			s := e.free[len(e.free)-1]
+			d := e.slots[s]
+			e.t.Stamp(e.umem.Bytes(d[0]), seq, ts)
+			if !e.sock.TransmitPacket(d) {
+				break
+			}
+			e.left[s] = int8(e.segs)
+			e.free = e.free[:len(e.free)-1]
+			seq++
+			queued++
+		}
+	}
+	// Wait for the kernel to finish what is queued.
+	deadline := time.Now().Add(time.Second)
+	for done < queued && time.Now().Before(deadline) {
+		done += e.complete()
+		if done < queued {
+			e.sock.Transmit(nil)
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	now := time.Now()
+	p.report(now, done, true)
+	res := Result{Sent: done, Elapsed: now.Sub(p.start)}
+	if done < queued {
+		return res, fmt.Errorf("xsk engine: %d of %d queued frames not completed by the kernel", queued-done, queued)
+	}
+	return res, nil
+}
+
+// Close closes the socket and the UMEM; idempotent.
+func (e *XSK) Close() error {
+	var err error
+	if e.sock != nil {
+		err = e.sock.Close()
+		e.sock = nil
+	}
+	if e.umem != nil {
+		if cerr := e.umem.Close(); err == nil {
+			err = cerr
+		}
+		e.umem = nil
+	}
+	return err
+}
