@@ -8,7 +8,7 @@ PKGS     := ./...
 # packages that bind veth queues from fighting over the two CPUs.
 TESTFLAGS ?= -count=1 -p 1 -timeout 30m
 
-.PHONY: all build generate generate-check test test-unit bench demo lint clean
+.PHONY: all build generate generate-check test bench demo profile lint clean
 
 all: build
 
@@ -41,6 +41,11 @@ bench: build
 demo: build
 	hack/deps.sh run
 	hack/demo.sh $(BIN)
+
+# A CPU profile of the receive path under load, and its top functions.
+profile: build
+	hack/deps.sh run
+	hack/profile.sh $(BIN)
 
 clean:
 	rm -rf bin
