@@ -495,7 +495,8 @@ func (s *Socket) Stats() (Statistics, error) {
 // on its fill and TX rings or inside the kernel cannot be taken back safely
 // while the kernel may still use them and are counted as Lost in the
 // Umem's Accounting (a fake socket gets all of them back). Must not run
-// concurrently with the ring methods. Safe to call twice.
+// concurrently with the ring methods, which must not be used afterwards
+// (they panic). Safe to call twice.
 func (s *Socket) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
@@ -518,8 +519,18 @@ func (s *Socket) Close() error {
 	if s.fake != nil {
 		reclaimed = s.fake.reclaim()
 	}
+	// Leave the Umem's list before unmapping, so Accounting never reads
+	// the rings of a socket being closed.
+	u.sockMu.Lock()
 	fillSide, txSide := s.inFlight()
-	inFlight := fillSide + txSide - reclaimed
+	u.lost += fillSide + txSide - reclaimed
+	for i, o := range u.sockets {
+		if o == s {
+			u.sockets = append(u.sockets[:i], u.sockets[i+1:]...)
+			break
+		}
+	}
+	u.sockMu.Unlock()
 
 	var errs []error
 	for _, m := range s.maps {
@@ -528,19 +539,13 @@ func (s *Socket) Close() error {
 		}
 	}
 	s.maps = nil
+	// Ring methods on a closed socket now panic with a nil dereference
+	// instead of faulting on unmapped memory.
+	s.fill, s.comp, s.rx, s.tx = nil, nil, nil, nil
 	if s.fd >= 0 {
 		if err := unix.Close(s.fd); err != nil {
 			errs = append(errs, fmt.Errorf("close socket: %w", err))
 		}
 	}
-	u.sockMu.Lock()
-	for i, o := range u.sockets {
-		if o == s {
-			u.sockets = append(u.sockets[:i], u.sockets[i+1:]...)
-			break
-		}
-	}
-	u.lost += inFlight
-	u.sockMu.Unlock()
 	return errors.Join(errs...)
 }

@@ -217,7 +217,7 @@ func (u *Umem) Close() error {
 // the kernel will charge the pinned UMEM against it.
 func (u *Umem) register(fd int) error {
 	if err := ensureMemlock(uint64(len(u.mem))); err != nil {
-		return err
+		return fmt.Errorf("register umem: %w", err)
 	}
 	reg := unix.XDPUmemReg{
 		Addr:     baseAddr(u.mem),
