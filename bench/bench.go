@@ -39,10 +39,16 @@ type Config struct {
 	Self []string
 	// Env is added to the children's environment.
 	Env []string
+	// Xdpipe is the xdpipe binary, for the receivers that are its own
+	// commands (xdpipe-spin, xdpipe-wakeup); empty skips them.
+	Xdpipe string
+	// AsaviePeer is the directory of the hack/asavie-peer module; empty
+	// skips asavie-xdp.
+	AsaviePeer string
 	// GenCPU and RxCPU pin the generator thread and the receiver process
 	// (defaults 0 and 1; -1 leaves them unpinned).
 	GenCPU, RxCPU *int
-	// Retries is how often a disturbed cell is repeated (default 2).
+	// Retries is how often a disturbed cell is repeated (0: never).
 	Retries int
 	// Disturbance is the CPU share (of one CPU, over the cell) that other
 	// processes may use before a cell counts as disturbed (default 0.05).
@@ -153,8 +159,8 @@ func (c *Config) defaults() error {
 		}
 		c.RxCPU = &o
 	}
-	if c.Retries == 0 {
-		c.Retries = 2
+	if c.Retries < 0 {
+		return fmt.Errorf("negative retries %d", c.Retries)
 	}
 	if c.Disturbance == 0 {
 		c.Disturbance = 0.05
@@ -328,9 +334,10 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	fail := func(err error) Result { r.Error = err.Error(); return r }
 	argv := append(append([]string{}, c.Self...), "--kind", rx, "--iface", tb.ifB, "--ip", tb.ipB.String(),
 		"--size", fmt.Sprint(tp.Len()))
-	if ext, ok := external[rx]; ok {
+	ext, isExt := external[rx]
+	if isExt {
 		var err error
-		if argv, err = ext.argv(tb, tp.Len()); err != nil {
+		if argv, err = ext.argv(c, tb, tp.Len()); err != nil {
 			r.Skipped = true
 			return fail(err)
 		}
@@ -366,7 +373,7 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 		t.Stop()
 	}()
 	out := bufio.NewReader(stdoutPipe)
-	if err := readyLine(out, 15*time.Second); err != nil {
+	if err := readyLine(out, ext.ready, 15*time.Second); err != nil {
 		stop()
 		_ = cmd.Wait()
 		return fail(fmt.Errorf("%v: %s", err, lastLine(stderr.String())))
@@ -393,13 +400,16 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	cpu1, _ := procCPU(pid)
 	sys1, procs1 := readSysCPU(), procTicks()
 	stop()
-	res, err := readResult(out)
+	res, err := readResult(out, ext.parse)
 	if err != nil {
 		return fail(fmt.Errorf("receiver result: %v: %s", err, lastLine(stderr.String())))
 	}
 	secs := g.res.Elapsed.Seconds()
 	r.Sent, r.Received, r.Seconds = g.res.Sent, res.Frames, secs
 	r.Note = res.Note
+	if r.Note == "" {
+		r.Note = ext.note
+	}
 	if secs > 0 {
 		r.SentFps = float64(r.Sent) / secs
 		r.Fps = float64(r.Received) / secs
@@ -423,7 +433,7 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	return r
 }
 
-func readResult(r *bufio.Reader) (childResult, error) {
+func readResult(r *bufio.Reader, parse func(string) (childResult, error)) (childResult, error) {
 	var res childResult
 	type out struct {
 		b   []byte
@@ -439,6 +449,9 @@ func readResult(r *bufio.Reader) (childResult, error) {
 	case o = <-ch:
 	case <-time.After(15 * time.Second):
 		return res, errors.New("receiver did not report in time")
+	}
+	if parse != nil {
+		return parse(string(o.b))
 	}
 	lines := strings.Split(strings.TrimSpace(string(o.b)), "\n")
 	last := lines[len(lines)-1]

@@ -62,17 +62,26 @@ var inProcess = map[string]rxFunc{
 	"afpacket3": rxAFPacket,
 }
 
+// order is the matrix order: the ceiling, xdpipe, then the alternatives.
+var order = []string{"xdp-drop", "xdpipe-spin", "xdpipe-wakeup", "asavie-xdp", "afpacket3", "recvmmsg", "udp"}
+
 // Receivers lists the names Run accepts, in matrix order.
 func Receivers() []string {
-	names := []string{"xdp-drop"}
+	names := append([]string(nil), order...)
+	seen := map[string]bool{}
+	for _, n := range order {
+		seen[n] = true
+	}
 	var rest []string
 	for n := range inProcess {
-		if n != "xdp-drop" {
+		if !seen[n] {
 			rest = append(rest, n)
 		}
 	}
 	for n := range external {
-		rest = append(rest, n)
+		if !seen[n] {
+			rest = append(rest, n)
+		}
 	}
 	sort.Strings(rest)
 	return append(names, rest...)
@@ -268,23 +277,29 @@ func rxAFPacket(ctx context.Context, a rxArgs, c *counts) (func() error, func(),
 	return loop, func() { r.close(); undo() }, nil
 }
 
-// readyLine waits for the child's "ready" line.
-func readyLine(r *bufio.Reader, timeout time.Duration) error {
+// readyLine waits for the child's ready line: "ready", or one that ok
+// accepts (skipping others).
+func readyLine(r *bufio.Reader, ok func(string) bool, timeout time.Duration) error {
 	type res struct {
 		line string
 		err  error
 	}
 	ch := make(chan res, 1)
 	go func() {
-		l, err := r.ReadString('\n')
-		ch <- res{l, err}
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil || ok == nil || ok(l) {
+				ch <- res{l, err}
+				return
+			}
+		}
 	}()
 	select {
 	case x := <-ch:
 		if x.err != nil {
 			return fmt.Errorf("receiver exited before it was ready: %w", x.err)
 		}
-		if x.line != "ready\n" {
+		if ok == nil && x.line != "ready\n" {
 			return fmt.Errorf("receiver said %q, want ready", x.line)
 		}
 		return nil

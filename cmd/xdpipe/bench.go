@@ -39,6 +39,7 @@ func runBench(ctx context.Context, args []string) error {
 	jsonOut := fs.String("json", "bench.json", "write the report as JSON here (empty: no JSON)")
 	pngOut := fs.String("png", "bench.png", "write the chart here (empty: no chart)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	asavie := fs.String("asavie-peer", "hack/asavie-peer", "directory of the asavie/xdp peer module (built with go build on first use)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the harness (the generator) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -46,7 +47,11 @@ func runBench(ctx context.Context, args []string) error {
 	if fs.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	c := bench.Config{Duration: *dur, Flows: *flows, Retries: *retries, Log: os.Stderr}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	c := bench.Config{Duration: *dur, Flows: *flows, Retries: *retries, Log: os.Stderr, Xdpipe: exe, AsaviePeer: *asavie}
 	if !*quiet {
 		c.Progress = os.Stderr
 	}
