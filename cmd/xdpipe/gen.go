@@ -87,6 +87,9 @@ func parseGenFlags(args []string) (*genFlags, error) {
 	default:
 		return nil, fmt.Errorf("unknown --vary %q: want srcport or srcaddr", f.vary)
 	}
+	if f.flows < 1 || f.flows > 65536 {
+		return nil, fmt.Errorf("--flows %d out of range 1..65536", f.flows)
+	}
 	c.Size, c.Flows = f.size, f.flows
 	if f.srcPort == 0 || f.srcPort > 65535 || f.dstPort == 0 || f.dstPort > 65535 {
 		return nil, fmt.Errorf("ports must be 1..65535 (got --src-port %d, --dst-port %d)", f.srcPort, f.dstPort)
