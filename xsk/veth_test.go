@@ -359,10 +359,17 @@ func TestMultiBufferJumbo(t *testing.T) {
 			if k == 0 {
 				break
 			}
-			if k < 2 {
-				t.Fatalf("jumbo frame in %d segment(s): %+v", k, in[:k])
-			}
 			m := ub.CopyPacket(buf, in[:k])
+			if k == 1 {
+				// Foreign traffic (IPv6 MLD and the like) fits one frame;
+				// one of ours must not.
+				if _, _, ok, _ := parseFrame(p, buf[:m]); ok {
+					t.Fatalf("jumbo frame in one segment: %+v", in[0])
+				}
+				r := rx.Recycle(in[:1])
+				ub.FreeDescs(in[r:1])
+				continue
+			}
 			if _, _, ok, err := parseFrame(p, buf[:m]); err != nil || !ok || m != 9014 {
 				t.Fatalf("packet of %d bytes in %d segments: ok=%v err=%v", m, k, ok, err)
 			}
