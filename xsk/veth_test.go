@@ -126,6 +126,7 @@ func redirectOn(t *testing.T, e *testutil.VethEnd, socks ...*xsk.Socket) *bpf.Re
 		return err
 	})
 	for _, s := range socks {
+		s.Refill() // before frames arrive, or they are dropped (RxDropped)
 		if err := r.Register(s.Queue(), s.FD()); err != nil {
 			t.Fatal(err)
 		}
@@ -320,7 +321,6 @@ func TestMultiBufferJumbo(t *testing.T) {
 	tx := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{Bind: xsk.BindCopy, MultiBuffer: true})
 	rx := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{MultiBuffer: true, RXSize: 256})
 	redirectOn(t, &p.B, rx)
-	rx.Refill()
 
 	const n = 50
 	addrs := make([]uint64, 3)
