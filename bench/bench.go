@@ -87,6 +87,9 @@ type Result struct {
 	Skipped    bool    `json:"skipped,omitempty"`
 	RxCPUSecs  float64 `json:"rx_cpu_s"`
 	SoftirqSec float64 `json:"softirq_s"`
+	// CPU seconds the whole machine was busy during the cell (/proc/stat),
+	// of CPUs x seconds available.
+	MachineBusy float64 `json:"machine_busy_s"`
 }
 
 // Report is the whole matrix.
@@ -410,6 +413,9 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	if r.Note == "" {
 		r.Note = ext.note
 	}
+	if res.Frames == 0 && g.res.Sent > 0 {
+		r.Note = "received nothing (" + r.Note + ")"
+	}
 	if secs > 0 {
 		r.SentFps = float64(r.Sent) / secs
 		r.Fps = float64(r.Received) / secs
@@ -417,6 +423,7 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	}
 	r.RxCPUSecs = (cpu1 - cpu0).Seconds()
 	r.SoftirqSec = sys1.sub(sys0).Softirq.Seconds()
+	r.MachineBusy = sys1.sub(sys0).Busy.Seconds()
 	if r.Received > 0 {
 		mf := float64(r.Received) / 1e6
 		r.CPUPerMframe = r.RxCPUSecs / mf

@@ -26,6 +26,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			continue
 		}
 		note := ""
+		if r.Received == 0 {
+			note = "received nothing"
+		}
 		if r.Disturbed {
 			note = fmt.Sprintf("disturbed after %d runs (%s)", r.Attempts, r.OtherTop)
 		} else if r.Attempts > 1 {
