@@ -2,8 +2,9 @@
 //
 // A Umem is packet memory: frames in one anonymous mapping, never the Go
 // heap, with a free-frame stack (Alloc, Free: O(1) per frame, one lock per
-// batch). A Socket is bound to one queue of one interface and has four
-// rings, one type each, each for one goroutine only, allocating nothing:
+// batch, safe from several goroutines). A Socket is bound to one queue of
+// one interface and has four rings, one type each, each for one goroutine
+// only, allocating nothing:
 //
 //	FillRing        app -> kernel   frame addresses to receive into
 //	RXRing          kernel -> app   received descriptors
@@ -11,29 +12,49 @@
 //	CompletionRing  kernel -> app   addresses of sent frames
 //
 // Consumers use Peek(n) (got, idx), Get(idx), Release(n); producers use
-// Reserve(n) (got, idx), Set(idx, v), Submit(n). Indices are free-running
-// uint32s masked at access; the other side's index is cached and reloaded
-// only when the cache says empty (consumers) or short of room (producers);
-// the shared words are read and written with sync/atomic. The rings work
-// over any byte region, so FakeKernel can drive a Socket without privileges.
+// Reserve(n) (got, idx), Set(idx, v), Submit(n) (and Cancel). Indices are
+// free-running uint32s masked at access; the other side's index is cached
+// and reloaded only when the cache says empty (consumers) or short of room
+// (producers), as libxdp does; the shared words are read and written with
+// sync/atomic, the producer index stored only after the entries it
+// publishes. The rings work over any byte region (NewFillRing and friends,
+// FakeRingLayout), so FakeKernel can drive a Socket without privileges.
 //
 // Burst helpers on Socket cover the usual loop: Receive, Recycle (RX frames
 // straight back to the fill ring), Refill (free stack to fill ring),
 // Transmit, Complete (completion ring to free stack), Wait (poll), and for
 // multi-buffer packets ReceivePacket and TransmitPacket. With need_wakeup
-// (the default) the kernel is kicked only when a ring's flag asks.
+// (the default) the kernel is kicked only when a ring's flag asks; EAGAIN,
+// EBUSY and ENOBUFS from a kick are not errors.
+//
+// Binding: the first socket on a Umem registers it (XDP_UMEM_REG, raising
+// RLIMIT_MEMLOCK where needed); later sockets on other queues or interfaces
+// share it (XDP_SHARED_UMEM) with fill and completion rings of their own and
+// inherit its mode, need_wakeup and multi-buffer settings. BindAuto lets
+// the kernel try zero-copy and fall back to copy; Mode reads back what it
+// got (XDP_OPTIONS).
 //
 // Frame ownership: every frame is in exactly one place (free stack, fill
 // ring, kernel, RX ring, application, TX ring, completion ring).
-// Umem.Accounting counts each place and Accounting.Check verifies the sum.
+// Umem.Accounting counts each place and Accounting.Check verifies the sum;
+// UmemOptions.Debug adds a per-frame bitmap that panics on a double free.
 // A frame returned by Receive or Alloc is the caller's until it is passed
-// to Recycle, Transmit, Free or a ring's Submit.
+// to Recycle, Transmit, Free or a ring's Submit; calls that take a batch
+// return how many they took, and the rest stay the caller's. Slices from
+// Umem.Bytes, Frame and Region are valid until Umem.Close. Socket.Close
+// returns what the RX and completion rings hold to the free stack; frames
+// the kernel may still touch (fill and TX rings, in flight) are counted as
+// Lost.
 //
-// Additions to the contract's API: Umem.FreeDescs, DataOffset, FreeCount,
-// CopyPacket, WritePacket, Options, HugePages; Socket.Recycle,
+// Errors carry short lowercase context and wrap the errno; ErrNotSupported
+// (zero-copy or multi-buffer unavailable, AF_XDP missing) and
+// ErrInvalidOption (validation, before any syscall) work with errors.Is.
+//
+// Additions to the API agreed in the contract: Umem.FreeDescs, DataOffset,
+// FreeCount, CopyPacket, WritePacket, Options, HugePages; Socket.Recycle,
 // CompleteInto, Kick, Shared, Ifindex, Queue, Umem; ring constructors over
-// byte regions (NewFillRing, ...) with RingOffsets and FakeRingLayout; the
-// FakeKernel; ErrInvalidOption, ErrClosed, ErrShortBuffer. A zero
-// NumFrames means the default (4096): the zero-value options must work, so
-// "zero frames" cannot be asked for.
+// byte regions with RingOffsets and FakeRingLayout; Cancel on producer
+// rings; FakeKernel and NewFakeSocket; PktContd, PacketLen; ErrInvalidOption,
+// ErrClosed, ErrShortBuffer. A zero NumFrames means the default (4096): the
+// zero-value options must work, so "zero frames" cannot be asked for.
 package xsk
