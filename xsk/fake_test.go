@@ -3,6 +3,7 @@ package xsk
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -268,5 +269,29 @@ func TestConcurrentFakeKernel(t *testing.T) {
 	}
 	if a := u.Accounting(); a.Check() != nil || a.App != 0 || a.Kernel != 0 {
 		t.Fatalf("after the run: %+v (%v)", a, a.Check())
+	}
+}
+
+// TestDebugFrameInTwoPlaces: with Debug, transmitting or recycling a frame
+// that is on the free stack panics.
+func TestDebugFrameInTwoPlaces(t *testing.T) {
+	u, s, _ := newFake(t, UmemOptions{NumFrames: 16, FrameSize: 2048, FillSize: 16, CompletionSize: 16, Debug: true},
+		SocketOptions{RXSize: 16, TXSize: 16}, FakeOptions{})
+	var a [1]uint64
+	u.Alloc(a[:])
+	u.Free(a[:])
+	for name, f := range map[string]func(){
+		"transmit": func() { s.Transmit([]Desc{{Addr: a[0] + 256, Len: 60}}) },
+		"recycle":  func() { s.Recycle([]Desc{{Addr: a[0] + 256, Len: 60}}) },
+	} {
+		func() {
+			defer func() {
+				r, _ := recover().(string)
+				if !strings.Contains(r, "on the free stack") {
+					t.Errorf("%s of a free frame: recover() = %q", name, r)
+				}
+			}()
+			f()
+		}()
 	}
 }

@@ -22,6 +22,9 @@ func (s *Socket) ReceivePacket(segs []Desc) (int, error) {
 		segs[i] = d
 		if d.Options&PktContd == 0 {
 			s.rx.Release(i + 1)
+			if s.umem.isFree != nil {
+				s.umem.debugHeld("receive", segs[:i+1])
+			}
 			return int(i + 1), nil
 		}
 	}
@@ -41,6 +44,9 @@ func (s *Socket) TransmitPacket(segs []Desc) bool {
 	if got < n {
 		s.tx.Cancel(got)
 		return false
+	}
+	if s.umem.isFree != nil {
+		s.umem.debugHeld("transmit", segs)
 	}
 	for i := range n {
 		d := segs[i]

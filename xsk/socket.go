@@ -315,6 +315,9 @@ func (s *Socket) Receive(descs []Desc) int {
 		descs[i] = s.rx.Get(idx + i)
 	}
 	s.rx.Release(n)
+	if s.umem.isFree != nil {
+		s.umem.debugHeld("receive", descs[:n])
+	}
 	return int(n)
 }
 
@@ -323,6 +326,9 @@ func (s *Socket) Receive(descs []Desc) int {
 // many it placed; the rest are still the caller's.
 func (s *Socket) Recycle(descs []Desc) int {
 	n, idx := s.fill.Reserve(uint32(len(descs)))
+	if s.umem.isFree != nil {
+		s.umem.debugHeld("recycle", descs[:n])
+	}
 	mask := s.umem.frameMask
 	for i := range n {
 		s.fill.Set(idx+i, descs[i].Addr&mask)
@@ -359,6 +365,9 @@ func (s *Socket) Refill() int {
 // kicks whenever the ring is not empty and the kernel asks.
 func (s *Socket) Transmit(descs []Desc) int {
 	n, idx := s.tx.Reserve(uint32(len(descs)))
+	if s.umem.isFree != nil {
+		s.umem.debugHeld("transmit", descs[:n])
+	}
 	for i := range n {
 		s.tx.Set(idx+i, descs[i])
 	}

@@ -286,3 +286,19 @@ func hasCapIPCLock() bool {
 	}
 	return false
 }
+
+// debugHeld panics when a descriptor's frame is on the free stack or
+// outside the UMEM: a frame in two places at once. UmemOptions.Debug only.
+func (u *Umem) debugHeld(what string, descs []Desc) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, d := range descs {
+		i := d.Addr / uint64(u.opts.FrameSize)
+		if i >= uint64(len(u.isFree)) {
+			panic(fmt.Sprintf("xsk: %s of address %#x outside the umem (%d frames)", what, d.Addr, len(u.isFree)))
+		}
+		if u.isFree[i] {
+			panic(fmt.Sprintf("xsk: %s of frame %#x, which is on the free stack", what, d.Addr&u.frameMask))
+		}
+	}
+}

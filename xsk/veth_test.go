@@ -508,3 +508,55 @@ func TestBusyPoll(t *testing.T) {
 		t.Fatalf("received %d of 1000", got[0][0])
 	}
 }
+
+// TestStatsDrops sends frames to a socket whose fill ring is empty: the
+// kernel drops them and XDP_STATISTICS says so.
+func TestStatsDrops(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	ua := umemOn(t, xsk.UmemOptions{NumFrames: 64, FrameSize: 2048})
+	ub := umemOn(t, xsk.UmemOptions{NumFrames: 64, FrameSize: 2048})
+	tx := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{})
+	rx := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{})
+	r := redirectOn(t, &p.B) // registered below, without a Refill
+	if err := r.Register(0, rx.FD()); err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	addrs := make([]uint64, n)
+	descs := make([]xsk.Desc, n)
+	ua.Alloc(addrs)
+	for i, a := range addrs {
+		f := testFrame(p, 100, 0, i)
+		copy(ua.Frame(a)[ua.DataOffset():], f)
+		descs[i] = xsk.Desc{Addr: a + ua.DataOffset(), Len: uint32(len(f))}
+	}
+	if q := tx.Transmit(descs); q != n {
+		t.Fatalf("queued %d of %d", q, n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for done := 0; done < n; done += tx.Complete() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d completed", done, n)
+		}
+		tx.Transmit(nil)
+		time.Sleep(time.Millisecond)
+	}
+	var st xsk.Statistics
+	for {
+		var err error
+		if st, err = rx.Stats(); err != nil {
+			t.Fatal(err)
+		}
+		if st.RxDropped >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("receiver stats %+v", st)
+	if st.RxDropped < n {
+		t.Fatalf("RxDropped %d after %d frames into an empty fill ring", st.RxDropped, n)
+	}
+	if k := rx.Receive(descs); k != 0 {
+		t.Fatalf("received %d frames without a fill ring", k)
+	}
+}
