@@ -60,10 +60,13 @@ var inProcess = map[string]rxFunc{
 	"udp":       rxUDP,
 	"recvmmsg":  rxRecvmmsg,
 	"afpacket3": rxAFPacket,
+	// 10,000 steering rules: in process until xdpipe has a command that
+	// runs rxdrop behind the steering program.
+	"xdpipe-steer10k": rxSteer10k,
 }
 
 // order is the matrix order: the ceiling, xdpipe, then the alternatives.
-var order = []string{"xdp-drop", "xdpipe-spin", "xdpipe-wakeup", "asavie-xdp", "afpacket3", "recvmmsg", "udp"}
+var order = []string{"xdp-drop", "xdpipe-spin", "xdpipe-wakeup", "xdpipe-steer10k", "asavie-xdp", "afpacket3", "recvmmsg", "udp"}
 
 // Receivers lists the names Run accepts, in matrix order.
 func Receivers() []string {
