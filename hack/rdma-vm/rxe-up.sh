@@ -30,6 +30,10 @@ for c in all default xrdma0 xrdma1; do
 done
 ip link set xrdma0 up
 ip link set xrdma1 up
+# Static neighbours: rdma_cm's first address resolution otherwise waits for
+# its own timeout (2s and more under TCG) with both ends in one namespace.
+ip neigh replace 198.18.0.2 lladdr "$(cat /sys/class/net/xrdma1/address)" dev xrdma0 nud permanent
+ip neigh replace 198.18.0.1 lladdr "$(cat /sys/class/net/xrdma0/address)" dev xrdma1 nud permanent
 rdma link add rxe0 type rxe netdev xrdma0
 rdma link add rxe1 type rxe netdev xrdma1
 

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Guest side of the SoftRoCE test bed: runs a test binary built with
+# `go test -c -tags rdma ./rdma`, in two phases:
+#   1. before any RDMA device exists: the no-device error paths (TestNoDevice);
+#   2. after rxe-up.sh made the rxe pair: every test, with RXE_* exported.
+# Extra arguments go to phase 2 (e.g. -test.run TestDeliverExact).
+#
+#   hack/rdma-vm/run.sh -- /path/to/hack/rdma-vm/guest-test.sh ./rdma.test [-test.run X]
+set -u
+here=$(dirname "$0")
+bin=$1
+shift
+rc=0
+echo "== phase 1: no RDMA device"
+XDPIPE_RDMA_NODEV=1 "$bin" -test.run '^TestNoDevice$' -test.v -test.count=1 -test.timeout 2m || rc=1
+echo "== phase 2: rxe pair"
+"$here/rxe-up.sh" /tmp/rxe.env || exit 1
+set -a
+. /tmp/rxe.env
+set +a
+"$bin" -test.v -test.count=1 -test.timeout 10m "$@" || rc=1
+echo "== rdma resources after the tests"
+rdma resource show
+exit $rc

@@ -1,0 +1,124 @@
+package rdma
+
+import (
+	"errors"
+	"time"
+)
+
+var (
+	// ErrNotSupported is returned by every entry point in builds without
+	// the `rdma` tag.
+	ErrNotSupported = errors.New("rdma: not supported (build with -tags rdma and rdma-core installed)")
+	// ErrNoDevice means the machine has no RDMA device (no rxe link, no HCA).
+	ErrNoDevice = errors.New("rdma: no RDMA device")
+	// ErrUnreachable means the peer's address or route could not be
+	// resolved, or it did not answer the connection request.
+	ErrUnreachable = errors.New("rdma: peer unreachable")
+	// ErrRefused means the peer rejected the connection: nothing listens on
+	// the port, or the sink refused it (the reason follows in the message).
+	ErrRefused = errors.New("rdma: connection refused")
+	// ErrDisconnected means the connection ended: the peer closed it, went
+	// away, or a work request failed.
+	ErrDisconnected = errors.New("rdma: disconnected")
+	// ErrTooLarge means a packet is longer than the sink's receive buffers
+	// or lies outside the registered region. Nothing was posted for it.
+	ErrTooLarge = errors.New("rdma: message too large")
+	// ErrTimeout means a bounded wait (set-up, drain, close) ran out.
+	ErrTimeout = errors.New("rdma: timed out")
+	// ErrClosed means the object was closed.
+	ErrClosed = errors.New("rdma: closed")
+)
+
+// Desc is one packet inside the sender's registered region: Addr is the
+// byte offset of its first byte from the start of the region (for an AF_XDP
+// UMEM that is exactly xsk.Desc.Addr) and Len its length.
+type Desc struct {
+	Addr uint64
+	Len  uint32
+	_    uint32 // layout shared with C (struct xd_desc)
+}
+
+// Device is an RDMA device found by Devices.
+type Device struct {
+	Name  string // e.g. rxe0, mlx5_0
+	GUID  string // node GUID
+	Ports []Port
+	// MaxQPWR is the device's largest work queue; MaxSGE its most
+	// scatter-gather entries per work request.
+	MaxQPWR, MaxSGE int
+}
+
+// Port is one port of a Device.
+type Port struct {
+	Num       int
+	State     string // "ACTIVE", "DOWN", ...
+	ActiveMTU int    // bytes: 256..4096
+	LinkLayer string // "Ethernet" (RoCE) or "InfiniBand"
+}
+
+// DialOptions configure a Sender. The zero value works.
+type DialOptions struct {
+	// Source is the local IP address to connect from, which picks the RDMA
+	// device (default: the one routing chooses for the destination). With
+	// both ends of a test bed on one host, routing picks the destination's
+	// own address, so set it.
+	Source string
+	// Timeout bounds address and route resolution and connection set-up
+	// together (default 10s).
+	Timeout time.Duration
+	// SendQueue is the send queue depth, the most sends in flight
+	// (default 512, rounded up to a power of two).
+	SendQueue int
+	// Chain is the most work requests per ibv_post_send (1..32, default 32).
+	Chain int
+	// SignalEvery asks for a completion every that many sends besides the
+	// last of each chain (default SendQueue/4), so frames come back
+	// while a long burst is still in flight.
+	SignalEvery int
+	// AckTimeout is the RC ack timeout exponent: 4.096us * 2^AckTimeout per
+	// try, 7 tries before a send fails (default 16: ~0.27s, ~2s in all).
+	AckTimeout int
+}
+
+// ListenOptions configure a Listener and the Receivers it accepts. The zero
+// value works.
+type ListenOptions struct {
+	// Buffers is how many receive buffers each connection keeps posted:
+	// the sender's credits (default 512).
+	Buffers int
+	// BufferSize is the size of each receive buffer, the largest packet a
+	// sender may send (default 2048, room for a 1500-byte MTU frame).
+	BufferSize int
+	// Backlog is the listen backlog (default 16).
+	Backlog int
+	// Accept, if set, is asked about every connection request with the
+	// peer's address; a non-nil error refuses the connection and its text
+	// is sent to the peer (first 100 bytes) as the reason.
+	Accept func(remote string) error
+	// Timeout bounds the set-up of one accepted connection (default 10s).
+	Timeout time.Duration
+}
+
+// SenderStats are a Sender's counters.
+type SenderStats struct {
+	Sent      uint64 // packets posted
+	Completed uint64 // packets handed back by Completed
+	Bytes     uint64 // bytes posted
+	Stalls    uint64 // Send calls that could post nothing for lack of credits
+	Credits   int    // credits held now
+}
+
+// ReceiverStats are a Receiver's counters.
+type ReceiverStats struct {
+	Received        uint64 // packets returned by Receive
+	Bytes           uint64
+	CreditMessages  uint64 // credit updates sent to the peer
+	CreditsReturned uint64
+}
+
+// SeqObserver checks the sequence numbers of generated frames at the sink;
+// *gen.Tracker satisfies it. now is CLOCK_MONOTONIC nanoseconds, read once
+// per burst.
+type SeqObserver interface {
+	Observe(frame []byte, now int64) bool
+}
