@@ -63,10 +63,12 @@ var inProcess = map[string]rxFunc{
 	// 10,000 steering rules: in process until xdpipe has a command that
 	// runs rxdrop behind the steering program.
 	"xdpipe-steer10k": rxSteer10k,
+	// l2fwd: in process until `xdpipe run` exists.
+	"xdpipe-l2fwd": rxL2fwd,
 }
 
 // order is the matrix order: the ceiling, xdpipe, then the alternatives.
-var order = []string{"xdp-drop", "xdpipe-spin", "xdpipe-wakeup", "xdpipe-steer10k", "asavie-xdp", "afpacket3", "recvmmsg", "udp"}
+var order = []string{"xdp-drop", "xdpipe-spin", "xdpipe-wakeup", "xdpipe-l2fwd", "xdpipe-steer10k", "asavie-xdp", "afpacket3", "recvmmsg", "udp"}
 
 // Receivers lists the names Run accepts, in matrix order.
 func Receivers() []string {
