@@ -91,7 +91,7 @@ func NewSocket(u *Umem, ifindex, queue int, opts SocketOptions) (_ *Socket, err 
 		}
 		if s.ifindex == ifindex && s.queue == queue {
 			return nil, fmt.Errorf("new socket: queue %d of %s already has a socket on this umem; sharing one queue's fill ring is not supported: %w",
-				queue, ifname(ifindex), ErrNotSupported)
+				queue, ifc.Name, ErrNotSupported)
 		}
 		if owner == nil {
 			owner = s
@@ -118,6 +118,9 @@ func NewSocket(u *Umem, ifindex, queue int, opts SocketOptions) (_ *Socket, err 
 	if err != nil {
 		if errors.Is(err, unix.EAFNOSUPPORT) {
 			return nil, fmt.Errorf("open af_xdp socket: kernel without CONFIG_XDP_SOCKETS: %w (%w)", ErrNotSupported, err)
+		}
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			return nil, fmt.Errorf("open af_xdp socket: needs CAP_NET_RAW (run as root): %w", err)
 		}
 		return nil, fmt.Errorf("open af_xdp socket: %w", err)
 	}

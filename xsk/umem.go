@@ -268,7 +268,7 @@ func ensureMemlock(need uint64) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("umem needs %d bytes of locked memory but RLIMIT_MEMLOCK is %s (hard %s) and cannot be raised: raise it (ulimit -l, LimitMEMLOCK=), grant CAP_IPC_LOCK, or use fewer frames: %w",
+	return fmt.Errorf("%d bytes must be locked but RLIMIT_MEMLOCK is %s (hard %s) and cannot be raised: raise it (ulimit -l, LimitMEMLOCK=), grant CAP_IPC_LOCK, or use fewer frames: %w",
 		need, rlim(lim.Cur), rlim(lim.Max), unix.ENOBUFS)
 }
 
