@@ -68,7 +68,7 @@ func udp4Frame(size int) []byte {
 	return f
 }
 
-func newRedirect(t *testing.T) *Redirect {
+func newRedirect(t testing.TB) *Redirect {
 	t.Helper()
 	testutil.RequireRoot(t)
 	r, err := LoadRedirect()
@@ -83,7 +83,7 @@ func newRedirect(t *testing.T) *Redirect {
 	return r
 }
 
-func run(t *testing.T, prog *ebpf.Program, frame []byte) uint32 {
+func run(t testing.TB, prog *ebpf.Program, frame []byte) uint32 {
 	t.Helper()
 	ret, err := prog.Run(&ebpf.RunOptions{Data: frame})
 	if err != nil {

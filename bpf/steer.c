@@ -14,8 +14,9 @@
 // (rules that leave the field unset included):
 //   - ifindex, VLAN id, EtherType, IP protocol: a hash lookup of the exact
 //     value, or the field's wildcard entry when the value is absent;
-//   - source and destination prefix: a longest-prefix-match lookup in an
-//     LPM trie (IPv4 or IPv6); the bitmap of the longest stored prefix is
+//   - source and destination prefix: a hash lookup of the address among the
+//     full-length prefixes (/32, /128) when there are any, else a
+//     longest-prefix-match lookup in an LPM trie (IPv4 or IPv6); the bitmap of the longest stored prefix is
 //     the set of rules whose prefix contains it, which is exactly the set of
 //     rules containing the address, because matching prefixes nest;
 //   - source and destination port: a 65536-entry table maps the port to
@@ -127,6 +128,7 @@ struct gen_info {
 	__u32 default_action;
 	__u32 malformed_action;
 	__u32 all_id; // bitmap of all the generation's rules
+	__u32 hosts; // bit dir*2 + (IPv6): full-length prefixes in steer_hosts
 };
 
 // A rule as stored: the program reads action and slot; the rest is the
@@ -209,6 +211,25 @@ struct {
 	__type(key, struct lpm6_key);
 	__type(value, __u32);
 } steer_lpm6 SEC(".maps");
+
+// Full-length prefixes (/32, /128): one hash lookup instead of a walk down
+// the LPM trie, whose depth grows with the number of prefixes. A host entry's
+// bitmap already includes the rules of every shorter prefix containing it.
+struct host_key {
+	__u8 gen;
+	__u8 dir;
+	__u8 family; // 4 or 6
+	__u8 pad;
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 2 * 2 * MAX_RULES);
+	__type(key, struct host_key);
+	__type(value, __u32);
+} steer_hosts SEC(".maps");
 
 // Key gen*2 + dir (0 source, 1 destination).
 struct {
@@ -389,10 +410,20 @@ static __always_inline __u32 exact_id(__u32 gen, __u32 field, __u32 value)
 	return id ? *id : 0;
 }
 
-static __always_inline __u32 prefix_id(__u32 gen, __u32 dir, struct tuple *t)
+static __always_inline __u32 prefix_id(__u32 gen, __u32 dir, struct tuple *t, __u32 hosts)
 {
 	__u32 *id = 0;
 
+	if ((t->family == 4 || t->family == 6) && (hosts & (1 << (dir * 2 + (t->family == 6))))) {
+		struct host_key hk = {.gen = gen, .dir = dir, .family = t->family};
+		if (t->family == 4)
+			__builtin_memcpy(hk.addr, dir ? t->dst : t->src, 4);
+		else
+			__builtin_memcpy(hk.addr, dir ? t->dst : t->src, 16);
+		id = bpf_map_lookup_elem(&steer_hosts, &hk);
+		if (id)
+			return *id;
+	}
 	if (t->family == 4) {
 		struct lpm4_key k = {.prefixlen = 16 + 32, .gen = gen, .dir = dir};
 		__builtin_memcpy(k.addr, dir ? t->dst : t->src, 4);
@@ -458,17 +489,22 @@ static __always_inline int verdict(struct xdp_md *ctx, __u32 action)
 			return -1;     \
 	}
 
-#define BITMAP(var, id)                                  \
-	struct bitmap *var = bpf_map_lookup_elem(&steer_bitmaps, &id); \
-	if (!var)                                        \
-		return -1;
+// Only fields in use cost a bitmap lookup; the others alias all (one map,
+// one pointer type, so the verifier's states still merge).
+#define BITMAP(bit, var, id)                                        \
+	struct bitmap *var = all;                                   \
+	if (used & (1 << (bit))) {                                  \
+		var = bpf_map_lookup_elem(&steer_bitmaps, &id);     \
+		if (!var)                                           \
+			return -1;                                  \
+	}
 
 #define AND_ALL(member) \
 	(all->member & b0->member & b1->member & b2->member & b3->member & b4->member & b5->member & b6->member & b7->member)
 
 // match returns the index (priority order) of the first rule of generation
 // gen matching t, or -1. A global function, verified once.
-__attribute__((noinline)) int match(struct tuple *t, __u32 gen, __u32 used, __u32 all_id)
+__attribute__((noinline)) int match(struct tuple *t, __u32 gen, __u32 used, __u32 all_id, __u32 hosts)
 {
 	if (!t)
 		return -1;
@@ -477,19 +513,21 @@ __attribute__((noinline)) int match(struct tuple *t, __u32 gen, __u32 used, __u3
 	FIELD_ID(F_VLAN, i1, exact_id(gen, F_VLAN, t->vlan));
 	FIELD_ID(F_ETHERTYPE, i2, exact_id(gen, F_ETHERTYPE, t->ethertype));
 	FIELD_ID(F_PROTO, i3, exact_id(gen, F_PROTO, t->proto));
-	FIELD_ID(F_SRC, i4, prefix_id(gen, 0, t));
-	FIELD_ID(F_DST, i5, prefix_id(gen, 1, t));
+	FIELD_ID(F_SRC, i4, prefix_id(gen, 0, t, hosts));
+	FIELD_ID(F_DST, i5, prefix_id(gen, 1, t, hosts));
 	FIELD_ID(F_SPORT, i6, port_id(gen, 0, t));
 	FIELD_ID(F_DPORT, i7, port_id(gen, 1, t));
-	BITMAP(all, all_id);
-	BITMAP(b0, i0);
-	BITMAP(b1, i1);
-	BITMAP(b2, i2);
-	BITMAP(b3, i3);
-	BITMAP(b4, i4);
-	BITMAP(b5, i5);
-	BITMAP(b6, i6);
-	BITMAP(b7, i7);
+	struct bitmap *all = bpf_map_lookup_elem(&steer_bitmaps, &all_id);
+	if (!all)
+		return -1;
+	BITMAP(F_IFINDEX, b0, i0);
+	BITMAP(F_VLAN, b1, i1);
+	BITMAP(F_ETHERTYPE, b2, i2);
+	BITMAP(F_PROTO, b3, i3);
+	BITMAP(F_SRC, b4, i4);
+	BITMAP(F_DST, b5, i5);
+	BITMAP(F_SPORT, b6, i6);
+	BITMAP(F_DPORT, b7, i7);
 
 	for (__u32 k = 0; k < SUM_WORDS; k++) {
 		__u64 s = AND_ALL(summary[k & (SUM_WORDS - 1)]);
@@ -524,7 +562,7 @@ int xdp_steer(struct xdp_md *ctx)
 		return verdict(ctx, gi->malformed_action);
 	}
 	if (gi->nrules) {
-		int idx = match(&t, gen, gi->used, gi->all_id);
+		int idx = match(&t, gen, gi->used, gi->all_id, gi->hosts);
 		if (idx >= 0) {
 			__u32 key = gen * MAX_RULES + (idx & (MAX_RULES - 1));
 			struct rule *r = bpf_map_lookup_elem(&steer_rules, &key);

@@ -297,7 +297,7 @@ func (s *Steer) Unpin() error {
 
 func (s *Steer) allMaps() []*ebpf.Map {
 	m := &s.maps
-	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCounters, m.SteerExact, m.SteerGens, m.SteerLpm4,
+	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCounters, m.SteerExact, m.SteerGens, m.SteerHosts, m.SteerLpm4,
 		m.SteerLpm6, m.SteerPorts, m.SteerRules, m.SteerStats, m.SteerXsks}
 }
 
@@ -511,7 +511,7 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 		return err
 	}
 
-	var usedFields uint32
+	var usedFields, hosts uint32
 	var all bitset
 	for i, r := range set.Rules {
 		all.set(i)
@@ -627,6 +627,13 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 			if err != nil {
 				return err
 			}
+			if p.Bits() == p.Addr().BitLen() {
+				fam := uint32(0)
+				if p.Addr().Is6() {
+					fam = 1
+				}
+				hosts |= 1 << (uint32(dir)*2 + fam)
+			}
 			if err := s.putPrefix(g, uint8(dir), p, id); err != nil {
 				return err
 			}
@@ -702,16 +709,26 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 			return fmt.Errorf("write rule %d: %w", i, err)
 		}
 	}
-	gi := steerGenInfo{AllId: allID, Used: usedFields, Nrules: uint32(n), DefaultAction: uint32(set.Default), MalformedAction: uint32(set.Malformed)}
+	gi := steerGenInfo{AllId: allID, Hosts: hosts, Used: usedFields, Nrules: uint32(n), DefaultAction: uint32(set.Default), MalformedAction: uint32(set.Malformed)}
 	if err := s.maps.SteerGens.Update(g, &gi, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write generation info: %w", err)
 	}
 	return nil
 }
 
+// putPrefix stores a prefix's bitmap id: full-length prefixes in the host
+// hash, others in the LPM trie of their family.
 func (s *Steer) putPrefix(g uint32, dir uint8, p netip.Prefix, id uint32) error {
 	var err error
-	if p.Addr().Is4() {
+	if p.Bits() == p.Addr().BitLen() {
+		k := steerHostKey{Gen: uint8(g), Dir: dir, Family: 4}
+		if p.Addr().Is6() {
+			k.Family = 6
+		}
+		a := p.Addr().AsSlice()
+		copy(k.Addr[:], a)
+		err = s.maps.SteerHosts.Update(&k, id, ebpf.UpdateAny)
+	} else if p.Addr().Is4() {
 		k := steerLpm4Key{Prefixlen: 16 + uint32(p.Bits()), Gen: uint8(g), Dir: dir, Addr: p.Addr().As4()}
 		err = s.maps.SteerLpm4.Update(&k, id, ebpf.UpdateAny)
 	} else {
@@ -730,6 +747,9 @@ func (s *Steer) clearGen(g uint32) error {
 		return err
 	}
 	if err := clearKeys(s.maps.SteerBitmaps, func(k *uint32) bool { return *k>>31 == g }); err != nil {
+		return err
+	}
+	if err := clearKeys(s.maps.SteerHosts, func(k *steerHostKey) bool { return uint32(k.Gen) == g }); err != nil {
 		return err
 	}
 	if err := clearKeys(s.maps.SteerLpm4, func(k *steerLpm4Key) bool { return uint32(k.Gen) == g }); err != nil {

@@ -40,6 +40,16 @@ type steerGenInfo struct {
 	DefaultAction   uint32
 	MalformedAction uint32
 	AllId           uint32
+	Hosts           uint32
+}
+
+type steerHostKey struct {
+	_      structs.HostLayout
+	Gen    uint8
+	Dir    uint8
+	Family uint8
+	Pad    uint8
+	Addr   [16]uint8
 }
 
 type steerLpm4Key struct {
@@ -96,6 +106,7 @@ const (
 	steerMapSteerCounters = "steer_counters"
 	steerMapSteerExact    = "steer_exact"
 	steerMapSteerGens     = "steer_gens"
+	steerMapSteerHosts    = "steer_hosts"
 	steerMapSteerLpm4     = "steer_lpm4"
 	steerMapSteerLpm6     = "steer_lpm6"
 	steerMapSteerPorts    = "steer_ports"
@@ -159,6 +170,7 @@ type steerMapSpecs struct {
 	SteerCounters *ebpf.MapSpec `ebpf:"steer_counters"`
 	SteerExact    *ebpf.MapSpec `ebpf:"steer_exact"`
 	SteerGens     *ebpf.MapSpec `ebpf:"steer_gens"`
+	SteerHosts    *ebpf.MapSpec `ebpf:"steer_hosts"`
 	SteerLpm4     *ebpf.MapSpec `ebpf:"steer_lpm4"`
 	SteerLpm6     *ebpf.MapSpec `ebpf:"steer_lpm6"`
 	SteerPorts    *ebpf.MapSpec `ebpf:"steer_ports"`
@@ -198,6 +210,7 @@ type steerMaps struct {
 	SteerCounters *ebpf.Map `ebpf:"steer_counters"`
 	SteerExact    *ebpf.Map `ebpf:"steer_exact"`
 	SteerGens     *ebpf.Map `ebpf:"steer_gens"`
+	SteerHosts    *ebpf.Map `ebpf:"steer_hosts"`
 	SteerLpm4     *ebpf.Map `ebpf:"steer_lpm4"`
 	SteerLpm6     *ebpf.Map `ebpf:"steer_lpm6"`
 	SteerPorts    *ebpf.Map `ebpf:"steer_ports"`
@@ -213,6 +226,7 @@ func (m *steerMaps) Close() error {
 		m.SteerCounters,
 		m.SteerExact,
 		m.SteerGens,
+		m.SteerHosts,
 		m.SteerLpm4,
 		m.SteerLpm6,
 		m.SteerPorts,
