@@ -458,6 +458,10 @@ func TestBindErrors(t *testing.T) {
 	u2 := umemOn(t, xsk.UmemOptions{NumFrames: 64})
 	socketOn(t, &p.B, u1, 0, xsk.SocketOptions{})
 	ifindex := p.B.Ifindex(t)
+	before, err := testutil.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.B.NS.MustDo(t, func() error {
 		for _, c := range []struct {
 			ifindex, queue int
@@ -489,6 +493,16 @@ func TestBindErrors(t *testing.T) {
 		}
 		return nil
 	})
+	// The failed binds got as far as registering the UMEM and mapping the
+	// rings; their cleanup stacks must have undone all of it.
+	after, err := testutil.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.FDs) != len(before.FDs) || len(after.Mappings) != len(before.Mappings) {
+		t.Fatalf("failed constructors leaked: fds %d -> %d, mappings %d -> %d",
+			len(before.FDs), len(after.FDs), len(before.Mappings), len(after.Mappings))
+	}
 	if a := u2.Accounting(); a.Free != 64 || a.Check() != nil {
 		t.Fatalf("failed binds changed the umem: %+v", a)
 	}
