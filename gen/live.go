@@ -2,11 +2,13 @@ package gen
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -76,6 +78,9 @@ func NewLive(t *Template, opts LiveOptions) (*Live, error) {
 	if err := checkDevice(opts.Ifindex, t.Len()); err != nil {
 		return nil, fmt.Errorf("live engine: %w", err)
 	}
+	if err := checkQueue(opts.Ifindex, opts.Queue); err != nil {
+		return nil, fmt.Errorf("live engine: %w", err)
+	}
 	if t.Len() > MaxLiveFrameSize() {
 		return nil, fmt.Errorf("live engine: %w: frame size %d above %d, the most live frames can send (one page); use the xsk engine for larger frames",
 			ErrBadConfig, t.Len(), MaxLiveFrameSize())
@@ -109,6 +114,51 @@ func checkDevice(ifindex, size int) error {
 			ErrBadConfig, size, ifc.Name, ifc.MTU)
 	}
 	return nil
+}
+
+// checkQueue checks that the device has RX queue q (live frames pretend
+// to arrive on it; the kernel refuses a queue the device does not have).
+// The count comes from rtnetlink, in the calling thread's namespace.
+func checkQueue(ifindex, q int) error {
+	n, err := rxQueues(ifindex)
+	if err != nil {
+		return nil // let the kernel decide
+	}
+	if q < 0 || q >= n {
+		return fmt.Errorf("%w: queue %d: interface %d has %d RX queues", ErrBadConfig, q, ifindex, n)
+	}
+	return nil
+}
+
+// rxQueues is the interface's IFLA_NUM_RX_QUEUES.
+func rxQueues(ifindex int) (int, error) {
+	rib, err := syscall.NetlinkRIB(syscall.RTM_GETLINK, syscall.AF_UNSPEC)
+	if err != nil {
+		return 0, err
+	}
+	msgs, err := syscall.ParseNetlinkMessage(rib)
+	if err != nil {
+		return 0, err
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Header.Type != syscall.RTM_NEWLINK || len(m.Data) < syscall.SizeofIfInfomsg {
+			continue
+		}
+		if int(int32(binary.NativeEndian.Uint32(m.Data[4:8]))) != ifindex {
+			continue
+		}
+		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		if err != nil {
+			return 0, err
+		}
+		for _, a := range attrs {
+			if a.Attr.Type == 0x20 && len(a.Value) >= 4 { // IFLA_NUM_RX_QUEUES
+				return int(binary.NativeEndian.Uint32(a.Value)), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("interface %d: no RX queue count", ifindex)
 }
 
 // Send implements Engine. Call it on a thread in the device's namespace.

@@ -269,6 +269,12 @@ func TestLiveBadInput(t *testing.T) {
 		if _, err := NewLive(small, LiveOptions{Ifindex: 9999}); err == nil {
 			t.Error("missing interface: no error")
 		}
+		if l, err := NewLive(small, LiveOptions{Ifindex: idx, Queue: 5}); !errors.Is(err, ErrBadConfig) {
+			t.Errorf("queue 5 of 1: err %v, want ErrBadConfig", err)
+			if l != nil {
+				l.Close()
+			}
+		}
 		l, err := NewLive(small, LiveOptions{Ifindex: idx})
 		if err != nil {
 			return err
