@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the full benchmark matrix (xdpipe bench) and keeps its outputs:
+#
+#   hack/bench.sh [BIN] [xdpipe bench flags...]
+#
+# BIN defaults to bin/xdpipe. Writes bench-results/bench.{json,png,txt}.
+# Needs root (network namespaces, XDP, AF_XDP). The machine should be quiet:
+# cells disturbed by other processes are repeated and marked.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-bin/xdpipe}
+[[ $# -gt 0 ]] && shift
+if [[ ! -x $bin ]]; then
+  echo "hack/bench.sh: $bin not built (make build)" >&2
+  exit 1
+fi
+out=bench-results
+mkdir -p "$out"
+"$bin" bench --json "$out/bench.json" --png "$out/bench.png" --asavie-peer hack/asavie-peer "$@" | tee "$out/bench.txt"
+echo "results in $out/ (bench.txt, bench.json, bench.png)"
