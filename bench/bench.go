@@ -173,6 +173,7 @@ func (c *Config) defaults() error {
 
 // genReq asks the generator thread to send.
 type genReq struct {
+	ctx   context.Context
 	tp    *gen.Template
 	run   gen.Run
 	reply chan genRes
@@ -228,7 +229,7 @@ func sendOnce(tb *testbed, r genReq) genRes {
 		return genRes{engine: name, err: err}
 	}
 	defer eng.Close()
-	res, err := eng.Send(context.Background(), r.run)
+	res, err := eng.Send(r.ctx, r.run)
 	return genRes{res: res, engine: name, err: err}
 }
 
@@ -387,14 +388,8 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	sys0, procs0 := readSysCPU(), procTicks()
 
 	reply := make(chan genRes, 1)
-	reqs <- genReq{tp: tp, run: gen.Run{Duration: c.Duration}, reply: reply}
-	var g genRes
-	select {
-	case g = <-reply:
-	case <-ctx.Done():
-		// The generator stops at its duration; wait for it.
-		g = <-reply
-	}
+	reqs <- genReq{ctx: ctx, tp: tp, run: gen.Run{Duration: c.Duration}, reply: reply}
+	g := <-reply // the generator stops at its duration or when ctx ends
 	r.Engine = g.engine
 	if g.err != nil {
 		return fail(fmt.Errorf("generator: %w", g.err))
