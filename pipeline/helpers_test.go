@@ -187,3 +187,7 @@ func (m *portMatcher) NumRules() int { return len(m.ports) }
 func newTestLogger(w *bytes.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, nil))
 }
+
+type netipAddr = netip.Addr
+
+var netipAddrFromSlice = netip.AddrFromSlice

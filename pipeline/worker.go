@@ -139,10 +139,11 @@ type WorkerStats struct {
 }
 
 type workerPort struct {
-	name  string
-	port  Port
-	tx    []Desc // buffered TX, cap TXBatch
-	stats PortStats
+	name     string
+	port     Port
+	tx       []Desc // buffered TX, cap TXBatch
+	inFlight int    // frames on the TX ring or in the kernel, not yet completed
+	stats    PortStats
 }
 
 type stageSet struct {
@@ -318,12 +319,30 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.lastTX = Now()
 	for !w.stop.Load() {
-		if w.pass() == 0 && w.cfg.Poll == PollWait {
+		if w.pass() == 0 && w.cfg.Poll == PollWait && w.txIdle() {
 			w.wait()
 		}
 	}
 	w.shutdown()
 	return nil
+}
+
+// txIdle reports whether no port has frames in flight on TX.
+func (w *Worker) txIdle() bool {
+	for i := range w.ports {
+		if w.ports[i].inFlight > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// complete drains a port's completion ring.
+func (w *Worker) complete(wp *workerPort) {
+	if c := wp.port.Complete(); c > 0 {
+		wp.inFlight -= c
+		wp.stats.TxDone.Add(uint64(c))
+	}
 }
 
 // wait blocks in poll(2) on the ports in turn, each for a share of the
@@ -350,8 +369,14 @@ func (w *Worker) pass() int {
 	b := w.burst
 	for pi := range w.ports {
 		wp := &w.ports[pi]
-		if c := wp.port.Complete(); c > 0 {
-			wp.stats.TxDone.Add(uint64(c))
+		if wp.inFlight > 0 {
+			w.complete(wp)
+			if wp.inFlight > 0 {
+				// Copy mode sends at most 32 frames per kick: kick again
+				// for what is still on the TX ring (Transmit kicks only if
+				// the ring holds frames and the kernel asks).
+				wp.port.Transmit(nil)
+			}
 		}
 		n := wp.port.Receive(b.Descs)
 		if n == 0 {
@@ -462,11 +487,10 @@ func (w *Worker) flushTX(pi int) {
 	buf := wp.tx
 	n := wp.port.Transmit(buf)
 	if n < len(buf) {
-		if c := wp.port.Complete(); c > 0 {
-			wp.stats.TxDone.Add(uint64(c))
-		}
+		w.complete(wp)
 		n += wp.port.Transmit(buf[n:])
 	}
+	wp.inFlight += n
 	var bytes uint64
 	for i := 0; i < n; i++ {
 		bytes += uint64(buf[i].Len)
@@ -509,9 +533,7 @@ func (w *Worker) shutdown() {
 		for pi := range w.ports {
 			wp := &w.ports[pi]
 			wp.port.Transmit(nil) // kick if the kernel waits for one
-			if c := wp.port.Complete(); c > 0 {
-				wp.stats.TxDone.Add(uint64(c))
-			}
+			w.complete(wp)
 		}
 		time.Sleep(time.Millisecond)
 	}
