@@ -59,6 +59,10 @@ type Socket struct {
 //
 // For frames to arrive, an XDP program must redirect them into an XSKMAP
 // entry holding FD().
+//
+// The kernel frees a closed socket's queue a little later (from a
+// workqueue), so a bind that finds the queue taken is retried for up to a
+// second before it fails.
 func NewSocket(u *Umem, ifindex, queue int, opts SocketOptions) (_ *Socket, err error) {
 	o, err := opts.resolve()
 	if err != nil {
@@ -208,7 +212,7 @@ func NewSocket(u *Umem, ifindex, queue int, opts SocketOptions) (_ *Socket, err 
 			sa.Flags |= unix.XDP_ZEROCOPY
 		}
 	}
-	if err := unix.Bind(fd, sa); err != nil {
+	if err := bind(fd, sa); err != nil {
 		return nil, bindError(err, ifindex, queue, o)
 	}
 	xo, err := unix.GetsockoptInt(fd, unix.SOL_XDP, unix.XDP_OPTIONS)
@@ -264,7 +268,7 @@ func bindError(err error, ifindex, queue int, o SocketOptions) error {
 	case errors.Is(err, unix.EOPNOTSUPP) && o.MultiBuffer:
 		return fmt.Errorf("bind %s queue %d: multi-buffer (XDP_USE_SG) not supported here; turn MultiBuffer off: %w (%w)", name, queue, ErrNotSupported, err)
 	case errors.Is(err, unix.EBUSY):
-		return fmt.Errorf("bind %s queue %d: queue %d of %s already has an AF_XDP socket; close it or pick another queue: %w", name, queue, queue, name, err)
+		return fmt.Errorf("bind %s queue %d: queue %d of %s already has an AF_XDP socket (still taken after %v); close it or pick another queue: %w", name, queue, queue, name, bindBusyWait, err)
 	case errors.Is(err, unix.ENODEV):
 		return fmt.Errorf("bind: no interface with index %d in this network namespace: %w", ifindex, err)
 	case errors.Is(err, unix.EINVAL):
@@ -561,3 +565,24 @@ func (s *Socket) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// bind binds, retrying EBUSY for a short while: the kernel releases a
+// closed socket's hold on its queue from a workqueue, so a queue closed a
+// moment ago can still look taken.
+func bind(fd int, sa *unix.SockaddrXDP) error {
+	start := time.Now()
+	delay := 100 * time.Microsecond
+	for {
+		err := unix.Bind(fd, sa)
+		if !errors.Is(err, unix.EBUSY) || time.Since(start) > bindBusyWait {
+			return err
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 10*time.Millisecond)
+	}
+}
+
+// bindBusyWait is how long bind retries EBUSY. Here a closed socket's
+// queue came free after 18 to 90 ms (an RCU grace period in the deferred
+// release); a queue genuinely taken costs this long to report.
+const bindBusyWait = time.Second

@@ -574,3 +574,39 @@ func TestStatsDrops(t *testing.T) {
 		t.Fatalf("received %d frames without a fill ring", k)
 	}
 }
+
+// TestBindModes: copy mode binds on veth; zero-copy fails with a clear
+// error that errors.Is sees as ErrNotSupported; auto falls back to copy.
+func TestBindModes(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	u := umemOn(t, xsk.UmemOptions{NumFrames: 256})
+	ifindex := p.B.Ifindex(t)
+	p.B.NS.MustDo(t, func() error {
+		s, err := xsk.NewSocket(u, ifindex, 0, xsk.SocketOptions{Bind: xsk.BindZeroCopy})
+		if err == nil {
+			s.Close()
+			return errors.New("zero-copy bind on veth succeeded")
+		}
+		t.Logf("zero-copy: %v", err)
+		if !errors.Is(err, xsk.ErrNotSupported) || !strings.Contains(err.Error(), "zero-copy not supported by xdpb queue 0; use copy or auto") {
+			return fmt.Errorf("zero-copy error not clear: %w", err)
+		}
+		for _, mode := range []xsk.BindMode{xsk.BindCopy, xsk.BindAuto} {
+			s, err = xsk.NewSocket(u, ifindex, 0, xsk.SocketOptions{Bind: mode})
+			if err != nil {
+				return fmt.Errorf("bind %v: %w", mode, err)
+			}
+			got := s.Mode()
+			if err := s.Close(); err != nil {
+				return err
+			}
+			if got != xsk.BindCopy {
+				return fmt.Errorf("bind %v on veth got %v, want copy", mode, got)
+			}
+		}
+		return nil
+	})
+	if a := u.Accounting(); a.Check() != nil || a.Free != 256 {
+		t.Fatalf("after binds: %+v", a)
+	}
+}
