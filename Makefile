@@ -30,7 +30,7 @@ lint:
 	$(GO) tool staticcheck $(PKGS)
 
 test: build
-	hack/deps.sh test
+	hack/deps.sh test rdma
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
