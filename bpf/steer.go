@@ -890,3 +890,26 @@ func (s *Steer) Stats() (SteerStats, error) {
 	}
 	return st, nil
 }
+
+// RemovePins removes a pinned steering program's pins under path: its
+// links (which detaches the program unless a process still holds them) and
+// its maps (freed with the last reference). Removing nothing is no error.
+func RemovePins(path string) error {
+	ents, err := os.ReadDir(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if err := os.Remove(filepath.Join(path, e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"rxdrop": {"receive on one queue with AF_XDP, count and drop", runRxdrop},
 	"gen":    {"send generated frames (live frames or AF_XDP)", runGen},
 	"bench":  {"benchmark receivers x frame sizes on a veth testbed", runBench},
+	"rules":  {"list, change and count the steering rules of a running instance", runRules},
 }
 
 func usage() {
