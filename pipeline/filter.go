@@ -3,48 +3,83 @@ package pipeline
 import (
 	"fmt"
 	"sync/atomic"
+
+	"github.com/xdpipe/xdpipe/rules"
 )
 
-// Matcher evaluates steering rules against a frame in Go, with the same
-// match language as the XDP steering program, so a filter stage and the
-// kernel agree on what a rule means. It must not allocate.
-//
-// The rule model and its Go reference matcher belong to the bpf package; the
-// command adapts it to this interface, so pipeline does not depend on bpf.
+// Matcher classifies a frame for the filter stage. It must not allocate.
+// RuleMatcher adapts the steering rules (package rules, the match language
+// the XDP steering program implements), so the filter stage and the kernel
+// agree on what a rule means.
 type Matcher interface {
-	// Match returns the index of the first rule the frame matches, or
-	// ok false.
-	Match(frame []byte) (rule int, ok bool)
+	// Match returns the index of the rule that decided (-1: none) and the
+	// verdict for a frame received on ifindex.
+	Match(frame []byte, ifindex uint32) (rule int, v Verdict)
 	// NumRules is the number of rules (for per-rule hit counters).
 	NumRules() int
 }
 
-// Filter sets verdicts by rule match: OnMatch for frames that match a rule,
-// OnMiss for the others. VerdictKeep leaves a packet to later stages. The
-// rule index of a match is stored in Packet.Rule.
+// RuleMatcher evaluates a steering rule set with the rules package's
+// reference matcher (rules.Set.Decide, which allocates nothing). A frame
+// whose decision is drop gets VerdictDrop; pass and redirect leave it to
+// later stages (VerdictKeep): in the pipeline the frame is already in user
+// space, and "pass to the kernel" has no meaning there.
+type RuleMatcher struct {
+	set *rules.Set
+}
+
+var _ Matcher = (*RuleMatcher)(nil)
+
+// NewRuleMatcher wraps a normalized rule set (rules.LoadFile or
+// rules.Parse, then ResolveIfaces if rules name interfaces).
+func NewRuleMatcher(set *rules.Set) (*RuleMatcher, error) {
+	if set == nil {
+		return nil, fmt.Errorf("filter: no rule set")
+	}
+	if err := set.Normalize(); err != nil {
+		return nil, fmt.Errorf("filter: %w", err)
+	}
+	return &RuleMatcher{set: set}, nil
+}
+
+// Match implements Matcher.
+func (m *RuleMatcher) Match(frame []byte, ifindex uint32) (int, Verdict) {
+	d := m.set.Decide(frame, ifindex)
+	if d.Action == rules.ActionDrop {
+		return d.Rule, VerdictDrop
+	}
+	return d.Rule, VerdictKeep
+}
+
+// NumRules implements Matcher.
+func (m *RuleMatcher) NumRules() int { return len(m.set.Rules) }
+
+// Set returns the rule set.
+func (m *RuleMatcher) Set() *rules.Set { return m.set }
+
+// Filter sets verdicts with a Matcher and counts hits per rule. The index of
+// the deciding rule is stored in Packet.Rule.
 type Filter struct {
-	match   Matcher
-	onMatch Verdict
-	onMiss  Verdict
-	// Hits counts matches per rule; Misses the frames that matched none.
-	Hits   []atomic.Uint64
-	Misses atomic.Uint64
-	hits   []uint64 // per-burst scratch, folded into Hits once per burst
+	match Matcher
+	// Ifindexes maps a worker port index (Packet.Port) to the interface
+	// index rules match on; ports beyond it match as ifindex 0.
+	Ifindexes []uint32
+	// Hits counts decisions per rule; Misses the frames no rule decided;
+	// Dropped the frames the filter dropped.
+	Hits            []atomic.Uint64
+	Misses, Dropped atomic.Uint64
+	hits            []uint64 // per-burst scratch, folded into Hits once per burst
 }
 
 var _ Stage = (*Filter)(nil)
 
-// NewFilter makes a filter stage. The usual shapes are (Keep, Drop), an
-// allow list, and (Drop, Keep), a deny list.
-func NewFilter(m Matcher, onMatch, onMiss Verdict) (*Filter, error) {
+// NewFilter makes a filter stage.
+func NewFilter(m Matcher) (*Filter, error) {
 	if m == nil {
 		return nil, fmt.Errorf("filter: no matcher")
 	}
-	if onMatch == VerdictForward || onMiss == VerdictForward {
-		return nil, fmt.Errorf("filter: forward is a stage, not a filter verdict")
-	}
 	n := m.NumRules()
-	return &Filter{match: m, onMatch: onMatch, onMiss: onMiss, Hits: make([]atomic.Uint64, n), hits: make([]uint64, n)}, nil
+	return &Filter{match: m, Hits: make([]atomic.Uint64, n), hits: make([]uint64, n)}, nil
 }
 
 // StageName implements Named.
@@ -52,24 +87,28 @@ func (*Filter) StageName() string { return "filter" }
 
 // Process implements Stage.
 func (f *Filter) Process(b *Burst) {
-	var miss uint64
+	var miss, dropped uint64
 	for i := range b.Pkts {
 		p := &b.Pkts[i]
 		if p.Verdict == VerdictDrop {
 			continue
 		}
-		r, ok := f.match.Match(p.Data)
-		if !ok || r < 0 || r >= len(f.hits) {
-			miss++
-			if f.onMiss != VerdictKeep {
-				p.Verdict = f.onMiss
-			}
-			continue
+		var ifindex uint32
+		if int(p.Port) < len(f.Ifindexes) {
+			ifindex = f.Ifindexes[p.Port]
 		}
-		f.hits[r]++
-		p.Rule = int16(r)
-		if f.onMatch != VerdictKeep {
-			p.Verdict = f.onMatch
+		r, v := f.match.Match(p.Data, ifindex)
+		if r >= 0 && r < len(f.hits) {
+			f.hits[r]++
+			p.Rule = int16(min(r, 1<<15-1))
+		} else {
+			miss++
+		}
+		if v != VerdictKeep {
+			p.Verdict = v
+			if v == VerdictDrop {
+				dropped++
+			}
 		}
 	}
 	for r, n := range f.hits {
@@ -80,5 +119,8 @@ func (f *Filter) Process(b *Burst) {
 	}
 	if miss != 0 {
 		f.Misses.Add(miss)
+	}
+	if dropped != 0 {
+		f.Dropped.Add(dropped)
 	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/xdpipe/xdpipe/rules"
 )
 
 // fakeMem is a UMEM stand-in: a plain byte region cut into frames, with a
@@ -163,26 +165,26 @@ func udp4(tb testing.TB, dport uint16) []byte {
 	return buildFrame(tb, frameSpec{sport: 40000, dport: dport, payload: 18})
 }
 
-// portMatcher is a test Matcher: rule i matches UDP/TCP destination port
-// ports[i]. (The real matcher is the bpf package's rule model.)
-type portMatcher struct {
-	ports []uint16
-	h     Headers
-}
-
-func (m *portMatcher) Match(f []byte) (int, bool) {
-	if m.h.Parse(f) != nil || m.h.L4 == 0 {
-		return 0, false
+// portFilter is an allow list of UDP destination ports in the steering rule
+// language: rule i redirects (keeps) UDP port ports[i], everything else is
+// dropped.
+func portFilter(tb testing.TB, ports ...uint16) *Filter {
+	tb.Helper()
+	set := &rules.Set{Default: rules.ActionDrop, Malformed: rules.ActionDrop}
+	for i, p := range ports {
+		set.Rules = append(set.Rules, rules.Rule{Priority: uint32(i + 1), Fields: rules.FieldProto | rules.FieldDport,
+			Proto: ProtoUDP, Dport: rules.PortRange{Lo: p, Hi: p}, Action: rules.ActionRedirect})
 	}
-	for i, p := range m.ports {
-		if m.h.DstPort == p {
-			return i, true
-		}
+	m, err := NewRuleMatcher(set)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return 0, false
+	f, err := NewFilter(m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
 }
-
-func (m *portMatcher) NumRules() int { return len(m.ports) }
 
 func newTestLogger(w *bytes.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, nil))

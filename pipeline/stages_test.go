@@ -13,6 +13,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/xdpipe/xdpipe/rules"
 )
 
 func TestBurstLoadAndResize(t *testing.T) {
@@ -99,23 +101,23 @@ func TestForward(t *testing.T) {
 
 func TestFilter(t *testing.T) {
 	b, _ := burstOf(t, udp4(t, 53), udp4(t, 80), udp4(t, 443), udp4(t, 53))
-	f, err := NewFilter(&portMatcher{ports: []uint16{53, 443}}, VerdictKeep, VerdictDrop)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := portFilter(t, 53, 443)
 	f.Process(b)
 	want := []Verdict{VerdictKeep, VerdictDrop, VerdictKeep, VerdictKeep}
-	rules := []int16{0, -1, 1, 0}
+	wantRule := []int16{0, -1, 1, 0}
 	for i, p := range b.Pkts {
-		if p.Verdict != want[i] || p.Rule != rules[i] {
-			t.Errorf("packet %d: verdict %v rule %d, want %v %d", i, p.Verdict, p.Rule, want[i], rules[i])
+		if p.Verdict != want[i] || p.Rule != wantRule[i] {
+			t.Errorf("packet %d: verdict %v rule %d, want %v %d", i, p.Verdict, p.Rule, want[i], wantRule[i])
 		}
 	}
-	if f.Hits[0].Load() != 2 || f.Hits[1].Load() != 1 || f.Misses.Load() != 1 {
-		t.Errorf("hits %d %d misses %d", f.Hits[0].Load(), f.Hits[1].Load(), f.Misses.Load())
+	if f.Hits[0].Load() != 2 || f.Hits[1].Load() != 1 || f.Misses.Load() != 1 || f.Dropped.Load() != 1 {
+		t.Errorf("hits %d %d misses %d dropped %d", f.Hits[0].Load(), f.Hits[1].Load(), f.Misses.Load(), f.Dropped.Load())
 	}
-	if _, err := NewFilter(nil, VerdictKeep, VerdictDrop); err == nil {
+	if _, err := NewFilter(nil); err == nil {
 		t.Error("nil matcher accepted")
+	}
+	if _, err := NewRuleMatcher(&rules.Set{Rules: []rules.Rule{{Priority: 1}, {Priority: 1}}}); err == nil {
+		t.Error("duplicate priorities accepted")
 	}
 }
 

@@ -184,13 +184,7 @@ func waitCount(t *testing.T, what string, want int64, got func() int64) {
 
 // testOnly is a filter stage that drops what is not a test frame (IPv6
 // neighbour discovery and MLD from the namespaces), so counts are exact.
-func testOnly(t *testing.T) *Filter {
-	f, err := NewFilter(&portMatcher{ports: []uint16{9}}, VerdictKeep, VerdictDrop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
+func testOnly(t *testing.T) *Filter { return portFilter(t, 9) }
 
 // TestVethL2fwd: every frame comes back to the sender with MACs swapped,
 // count and content checked, and the UMEM accounts for every frame after.

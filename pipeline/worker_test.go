@@ -275,10 +275,7 @@ func TestWorkerDrain(t *testing.T) {
 // live packets: 3 of 4 frames pass the filter, every one is rewritten twice,
 // swapped and forwarded.
 func allStages(t testing.TB) []Stage {
-	f, err := NewFilter(&portMatcher{ports: []uint16{53}}, VerdictKeep, VerdictDrop)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := portFilter(t, 53)
 	s, err := NewSample(16, 8, 128)
 	if err != nil {
 		t.Fatal(err)

@@ -81,7 +81,7 @@ func BenchmarkWorkerXskFake(b *testing.B) {
 		{"drop", func() []Stage { return []Stage{&Drop{}} }},
 		{"macswap", func() []Stage { return []Stage{&MacSwap{}} }},
 		{"count+filter+rewrite+macswap", func() []Stage {
-			f, _ := NewFilter(&portMatcher{ports: []uint16{53}}, VerdictKeep, VerdictDrop)
+			f := portFilter(b, 53)
 			return []Stage{&Count{}, f, &Rewrite{SetTTL: 9, SetDSCP: true, DSCP: 1}, &MacSwap{}}
 		}},
 	} {
