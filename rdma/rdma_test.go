@@ -598,9 +598,12 @@ func TestTooLarge(t *testing.T) {
 	}
 }
 
-// helperMain is a sink in a child process, so the test can kill it.
+// helperMain is a sink in a child process, so the test can kill it
+// (XDPIPE_RDMA_HELPER=sink) or measure against it (=count: prints the
+// packet count when the sender closes).
 func helperMain() int {
-	l, err := rdma.Listen(os.Getenv("XDPIPE_RDMA_ADDR"), rdma.ListenOptions{Buffers: 64})
+	bufs, _ := strconv.Atoi(os.Getenv("XDPIPE_RDMA_BUFFERS"))
+	l, err := rdma.Listen(os.Getenv("XDPIPE_RDMA_ADDR"), rdma.ListenOptions{Buffers: max(bufs, 64)})
 	if err != nil {
 		fmt.Println("listen:", err)
 		return 1
@@ -612,6 +615,17 @@ func helperMain() int {
 		return 1
 	}
 	fmt.Println("accepted")
+	if os.Getenv("XDPIPE_RDMA_HELPER") == "count" {
+		st, err := (&rdma.Sink{}).Run(context.Background(), r)
+		fmt.Printf("count %d\n", st.Packets)
+		if err != nil {
+			fmt.Println("sink:", err)
+			return 1
+		}
+		r.Close()
+		l.Close()
+		return 0
+	}
 	pkts := make([][]byte, 64)
 	for {
 		if _, err := r.Receive(pkts); err != nil {
@@ -688,22 +702,100 @@ func TestMeasure(t *testing.T) {
 	}
 }
 
+// measureOpts are knobs for experiments: XDPIPE_RDMA_MEASURE_OPTS="sq=128
+// chain=32 sig=32 bufs=512 frames=4096 proc=1" (proc=1: the sink runs in a
+// child process, as ib_send_bw's server does).
+func measureOpts() map[string]int {
+	o := map[string]int{"sq": 128, "chain": 32, "sig": 0, "bufs": 512, "frames": 4096, "proc": 1}
+	for _, kv := range strings.Fields(os.Getenv("XDPIPE_RDMA_MEASURE_OPTS")) {
+		k, v, _ := strings.Cut(kv, "=")
+		if n, err := strconv.Atoi(v); err == nil {
+			o[k] = n
+		}
+	}
+	return o
+}
+
 func measure(t *testing.T, size int, count uint64) {
-	const nframes = 4096
+	o := measureOpts()
+	nframes := o["frames"]
 	reg := region(t, nframes, 2048)
 	fr := newFrames(nframes, 2048)
 	for i := 0; i < nframes; i++ {
 		content(reg[i*2048:i*2048+size], uint64(i))
 	}
 	// ib_send_bw's defaults: 128 sends in flight, 512 receives posted.
-	s, r := connect(t, reg, rdma.ListenOptions{Buffers: 512, BufferSize: 2048}, rdma.DialOptions{SendQueue: 128})
-	sinkDone := make(chan rdma.SinkStats, 1)
-	go func() {
-		st, _ := (&rdma.Sink{}).Run(context.Background(), r)
-		sinkDone <- st
-	}()
+	do := rdma.DialOptions{SendQueue: o["sq"], Chain: o["chain"], SignalEvery: o["sig"]}
+	lo := rdma.ListenOptions{Buffers: o["bufs"], BufferSize: 2048}
+	var s *rdma.Sender
+	sinkDone := make(chan uint64, 1)
+	fill := func(p []byte, i uint64) int { return size }
+	if o["gen"] != 0 { // generator frames (package gen), for the sink's sequence check
+		a, b := pair(t)
+		tmpl, err := gen.NewTemplate(gen.Config{
+			Proto: gen.UDP4, Size: max(size, gen.MinSize(gen.UDP4)),
+			SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
+			SrcIP: netip.MustParseAddr(a), DstIP: netip.MustParseAddr(b),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fill = func(p []byte, i uint64) int {
+			copy(p, tmpl.Bytes())
+			tmpl.Stamp(p[:tmpl.Len()], i, gen.Monotonic())
+			return tmpl.Len()
+		}
+	}
+	if ext := os.Getenv("XDPIPE_RDMA_SINK_ADDR"); ext != "" { // an external sink: xdpipe rdma-sink
+		a, _ := pair(t)
+		do.Source = a
+		var err error
+		if s, err = rdma.Dial(context.Background(), ext, reg, do); err != nil {
+			t.Fatal(err)
+		}
+		sinkDone <- count
+	} else if o["proc"] != 0 {
+		a, b := pair(t)
+		sa := addr(b)
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "XDPIPE_RDMA_HELPER=count", "XDPIPE_RDMA_ADDR="+sa, "XDPIPE_RDMA_BUFFERS="+strconv.Itoa(lo.Buffers))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		line := make([]byte, 64)
+		if n, err := out.Read(line); err != nil || !strings.HasPrefix(string(line[:n]), "ready") {
+			t.Fatalf("helper: %q %v", line[:n], err)
+		}
+		do.Source = a
+		if s, err = rdma.Dial(context.Background(), sa, reg, do); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			var got uint64
+			b, _ := io.ReadAll(out)
+			for _, l := range strings.Split(string(b), "\n") {
+				if c, ok := strings.CutPrefix(l, "count "); ok {
+					got, _ = strconv.ParseUint(c, 10, 64)
+				}
+			}
+			sinkDone <- got
+		}()
+	} else {
+		var r *rdma.Receiver
+		s, r = connect(t, reg, lo, do)
+		go func() {
+			st, _ := (&rdma.Sink{}).Run(context.Background(), r)
+			sinkDone <- st.Packets
+		}()
+	}
 	start := time.Now()
-	if _, err := stream(s, reg, fr, count, func(p []byte, i uint64) int { return size }); err != nil {
+	if _, err := stream(s, reg, fr, count, fill); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Drain(context.Background(), fr.put); err != nil {
@@ -712,12 +804,11 @@ func measure(t *testing.T, size int, count uint64) {
 	el := time.Since(start)
 	st := s.Stats()
 	s.Close()
-	sink := <-sinkDone
-	if sink.Packets != count {
-		t.Errorf("sink got %d of %d", sink.Packets, count)
+	if got := <-sinkDone; got != count {
+		t.Errorf("sink got %d of %d", got, count)
 	}
 	gbps := float64(st.Bytes) * 8 / el.Seconds() / 1e9
 	mpps := float64(st.Sent) / el.Seconds() / 1e6
-	fmt.Printf("MEASURE xdpipe size=%d msgs=%d seconds=%.3f gbps=%.4f mpps=%.6f stalls=%d\n",
-		size, st.Sent, el.Seconds(), gbps, mpps, st.Stalls)
+	fmt.Printf("MEASURE xdpipe size=%d msgs=%d seconds=%.3f gbps=%.6f mpps=%.6f stalls=%d opts=%v\n",
+		size, st.Sent, el.Seconds(), gbps, mpps, st.Stalls, o)
 }

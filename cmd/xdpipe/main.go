@@ -27,10 +27,11 @@ type command struct {
 
 // commands is the table of subcommands.
 var commands = map[string]command{
-	"rxdrop": {"receive on one queue with AF_XDP, count and drop", runRxdrop},
-	"gen":    {"send generated frames (live frames or AF_XDP)", runGen},
-	"bench":  {"benchmark receivers x frame sizes on a veth testbed", runBench},
-	"rules":  {"list, change and count the steering rules of a running instance", runRules},
+	"rxdrop":    {"receive on one queue with AF_XDP, count and drop", runRxdrop},
+	"gen":       {"send generated frames (live frames or AF_XDP)", runGen},
+	"bench":     {"benchmark receivers x frame sizes on a veth testbed", runBench},
+	"rules":     {"list, change and count the steering rules of a running instance", runRules},
+	"rdma-sink": {"receive, count and check packets sent over RDMA (build with -tags rdma)", runRdmaSink},
 }
 
 func usage() {
