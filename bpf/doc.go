@@ -9,6 +9,50 @@
 //   - TX (LoadTX): returns XDP_TX; driven with BPF_PROG_RUN in live-frames
 //     mode on the sending end of a veth pair, it is the traffic generator.
 //   - DropCount (LoadDropCount): drops and counts, the benchmark ceiling.
+//   - Steer (LoadSteer): the rule-driven steering program (steer.c), with
+//     the match language of package rules.
+//
+// # Steering: design, limits, cost
+//
+// steer.c parses Ethernet, up to two VLAN tags, IPv4 (options, fragments),
+// IPv6 (up to 6 hop-by-hop/routing/fragment/destination-options headers),
+// UDP, TCP, ICMP and ICMPv6, with exactly the semantics of rules.ParseFrame
+// and rules.Set.Match (the fuzz test holds them together). Malformed
+// frames take the rule set's Malformed action and are counted by reason.
+//
+// Lookup is a bit-vector intersection. Rules are numbered in priority
+// order; per field, a lookup of the frame's value yields the bitmap of the
+// rules accepting it (hash maps for interface, VLAN, EtherType and protocol;
+// a hash of /32 and /128 prefixes, then an LPM trie per family for the other
+// prefixes; a 65536-entry port -> elementary-interval table for port
+// ranges). Bitmaps (stored once each, deduplicated) are ANDed, the lowest
+// set bit wins. A 256-bit summary per bitmap says which 64-bit words are
+// non-zero, so the AND touches only candidate words. Fields no rule uses
+// are not looked up.
+//
+//   - Maximum: MaxRules (16384) rules a set; a bitmap is 2 KiB.
+//   - Cost per frame: two lookups per field in use (value -> bitmap id ->
+//     bitmap), plus one for the all-rules bitmap, 4 summary ANDs and in
+//     practice one word AND; constant in the number of rules except for the
+//     LPM trie's depth (logarithmic in the number of distinct non-host
+//     prefixes). Measured (BenchmarkSteerRuleScaling, BPF_PROG_RUN, frame
+//     matching the last rule, 3 fields in use): 110-150 ns per frame for 1,
+//     100 or 10,000 rules, IPv4 and IPv6 (10,000/1 ratio 0.97 and 1.10);
+//     the bare redirect program costs 6 ns.
+//   - Memory: one bitmap per distinct field value, prefix and port
+//     interval, per generation: 10,000 rules with distinct /32 destinations
+//     and ports hold about 20,000 bitmaps, 40 MiB of kernel memory. Maps
+//     holding bitmaps are BPF_F_NO_PREALLOC, so only what a set uses is
+//     allocated.
+//   - Update: Apply writes the inactive of two generations (every key
+//     carries its generation) and flips one u32; frames see the old set or
+//     the new one, never a mix. Before rewriting a generation Apply waits
+//     for an RCU grace period (membarrier MEMBARRIER_CMD_GLOBAL), so no
+//     frame still reads it. Rules unchanged across an update keep their
+//     counters. 10,000 rules apply in 0.5-0.8 s.
+//   - Pinning (SteerOptions.PinPath): maps and bpf_links pinned on bpffs
+//     (mounted at /sys/fs/bpf if needed); rules and attachment survive the
+//     process, and `xdpipe rules` changes them through the pins.
 //
 // # Attaching
 //

@@ -33,6 +33,10 @@ subcommands:
                        to IF (stays attached after exit; --file F applies rules first)
   detach               remove the pins: detaches the program, frees its maps
 
+Pins must be on a bpffs the later commands see. 'ip netns exec' remounts
+/sys, so a pin under /sys/fs/bpf made there vanishes with the command: use
+--pin on a bpffs mounted elsewhere (mount -t bpf bpffs DIR).
+
 flags:
 `
 

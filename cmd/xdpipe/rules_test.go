@@ -169,3 +169,18 @@ rules:
 	}
 	noXDP(t, &p.B)
 }
+
+// TestRulesAttachMountsBPFFS: `ip netns exec` gives the command a fresh
+// /sys without bpffs on /sys/fs/bpf, so attach has to mount one to pin.
+// (That mount lives in ip's private mount namespace, so this touches no
+// real instance's pins.)
+func TestRulesAttachMountsBPFFS(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	if out := p.B.NS.MustRun(t, "stat", "-f", "-c", "%T", "/sys/fs/bpf"); strings.TrimSpace(out) == "bpf_fs" {
+		t.Skip("ip netns exec kept a bpffs on /sys/fs/bpf; nothing to mount")
+	}
+	out, code := xdpipeIn(t, p.B.NS, "rules", "attach", "--iface", p.B.Name, "--pin", "/sys/fs/bpf/xdpipe-mount-test")
+	if code != 0 || !strings.Contains(out, "attached to "+p.B.Name) {
+		t.Fatalf("attach with no bpffs mounted: exit %d:\n%s", code, out)
+	}
+}
