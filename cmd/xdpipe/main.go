@@ -27,6 +27,7 @@ type command struct {
 
 // commands is the table of subcommands.
 var commands = map[string]command{
+	"run":       {"run the burst pipeline: stages per queue, metrics, SIGHUP reload", runRun},
 	"rxdrop":    {"receive on one queue with AF_XDP, count and drop", runRxdrop},
 	"gen":       {"send generated frames (live frames or AF_XDP)", runGen},
 	"bench":     {"benchmark receivers x frame sizes on a veth testbed", runBench},

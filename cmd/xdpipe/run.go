@@ -1,0 +1,577 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/rules"
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// runFlags are `xdpipe run`'s flags; set ones override the config file.
+type runFlags struct {
+	config   string
+	duration time.Duration
+	cfg      runConfig
+	stages   string
+	set      map[string]bool
+}
+
+func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
+	f := &runFlags{set: map[string]bool{}}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: xdpipe run [--config FILE] [flags]\n\n"+
+			"Runs the burst pipeline: AF_XDP sockets on each interface and queue, one\n"+
+			"run-to-completion worker per queue, the stages in order. Prints a rate line\n"+
+			"per queue each interval; SIGHUP reloads steering rules and stage settings\n"+
+			"without closing the sockets; SIGINT/SIGTERM stop and account for every frame.\n"+
+			"Stages: "+stageNames()+".\n\n")
+		fs.PrintDefaults()
+	}
+	var ifaces string
+	fs.StringVar(&f.config, "config", "", "YAML configuration file (flags override it)")
+	fs.StringVar(&ifaces, "iface", "", "interfaces, comma-separated")
+	fs.StringVar(&f.cfg.Queues, "queues", "", `queues: "all" (default) or a list "0,1" / "0-3"`)
+	fs.StringVar(&f.stages, "stages", "", "stages in order, comma-separated (options need the config file)")
+	fs.StringVar(&f.cfg.Poll, "poll", "", "spin (default) or wait")
+	fs.StringVar(&f.cfg.CPUs, "cpus", "", `CPU list, one CPU per worker in queue order ("0-3")`)
+	fs.StringVar(&f.cfg.Metrics, "metrics", "", `metrics and pprof address (default 127.0.0.1:9464; "off")`)
+	fs.StringVar(&f.cfg.Rules, "rules", "", "steering rules file (default: redirect every frame)")
+	fs.StringVar(&f.cfg.Bind, "bind", "", "AF_XDP bind mode: auto, copy or zerocopy")
+	fs.StringVar(&f.cfg.Attach, "attach", "", "XDP attach mode: auto, driver or generic")
+	fs.StringVar(&f.cfg.Umem, "umem", "", "per-queue or shared")
+	fs.StringVar(&f.cfg.Default, "default", "", "verdict for undecided frames: drop or transmit")
+	fs.IntVar(&f.cfg.Burst, "burst", 0, "RX burst size (default 64)")
+	var ring uint
+	fs.UintVar(&ring, "ring", 0, "RX/TX ring entries (default 2048)")
+	fs.DurationVar(&f.cfg.Interval.Duration, "interval", 0, "rate line interval (default 1s)")
+	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until SIGINT/SIGTERM)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
+	}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	f.cfg.Ring = uint32(ring)
+	if ifaces != "" {
+		f.cfg.Interfaces = strings.Split(ifaces, ",")
+	}
+	if f.set["interval"] {
+		f.cfg.Interval.set = true
+	}
+	return f, nil
+}
+
+// load reads the config file (if any) and applies the flags set on top.
+func (f *runFlags) load() (*runConfig, error) {
+	c := &runConfig{}
+	if f.config != "" {
+		var err error
+		if c, err = loadRunConfig(f.config); err != nil {
+			return nil, err
+		}
+	}
+	o := &f.cfg
+	over := func(flag string, dst *string, v string) {
+		if f.set[flag] {
+			*dst = v
+		}
+	}
+	if f.set["iface"] {
+		c.Interfaces = o.Interfaces
+	}
+	over("queues", &c.Queues, o.Queues)
+	over("poll", &c.Poll, o.Poll)
+	over("cpus", &c.CPUs, o.CPUs)
+	over("metrics", &c.Metrics, o.Metrics)
+	over("rules", &c.Rules, o.Rules)
+	over("bind", &c.Bind, o.Bind)
+	over("attach", &c.Attach, o.Attach)
+	over("umem", &c.Umem, o.Umem)
+	over("default", &c.Default, o.Default)
+	if f.set["burst"] {
+		c.Burst = o.Burst
+	}
+	if f.set["ring"] {
+		c.Ring = o.Ring
+	}
+	if f.set["interval"] {
+		c.Interval = o.Interval
+	}
+	if f.set["stages"] {
+		c.Stages = nil
+		for _, name := range strings.Split(f.stages, ",") {
+			name = strings.TrimSpace(name)
+			if _, ok := stageKinds[name]; !ok {
+				return nil, fmt.Errorf("unknown stage %q (known: %s)", name, stageNames())
+			}
+			if len(stageKinds[name]) > 0 && name != "sample" {
+				return nil, fmt.Errorf("stage %s needs options: put it in the --config file", name)
+			}
+			c.Stages = append(c.Stages, stageConfig{Kind: name})
+		}
+	}
+	if c.Metrics == "" {
+		c.Metrics = "127.0.0.1:9464"
+	}
+	if !c.Interval.set {
+		c.Interval.Duration = time.Second
+	}
+	return c, nil
+}
+
+// daemon is a running `xdpipe run`: its sockets, programs and workers.
+type daemon struct {
+	log      *slog.Logger
+	r        *resolved
+	umems    []*xsk.Umem
+	umemName map[string]*xsk.Umem
+	socks    [][]*xsk.Socket // [worker][iface]
+	redirect []*bpf.Redirect // per interface, without steering rules
+	steer    []*bpf.Steer    // per interface, with steering rules
+	workers  []*pipeline.Worker
+	chains   *chainSet
+}
+
+func runRun(ctx context.Context, args []string) error {
+	f, err := parseRunFlags(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	return runDaemon(ctx, f, log, os.Stdout)
+}
+
+func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Writer) (err error) {
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	// Everything that can be checked is checked before anything is
+	// attached: config, interfaces, CPUs, rules, stage options and files,
+	// the metrics address.
+	r, err := resolve(cfg)
+	if err != nil {
+		return err
+	}
+	chains, err := buildChains(r)
+	if err != nil {
+		return err
+	}
+	d := &daemon{log: log, r: r, chains: chains, umemName: map[string]*xsk.Umem{}}
+	defer func() {
+		if cerr := d.close(); err == nil {
+			err = cerr
+		}
+	}()
+	var ln net.Listener
+	if cfg.Metrics != "off" {
+		if ln, err = net.Listen("tcp", cfg.Metrics); err != nil {
+			return fmt.Errorf("metrics address %s: %w (choose another with --metrics, or \"off\")", cfg.Metrics, err)
+		}
+		defer ln.Close()
+	}
+	if err := d.open(); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	coll := pipeline.NewCollector(d.workers, d.umemName)
+	coll.AddFunc(d.steerMetrics)
+	reg.MustRegister(coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if ln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+	}
+
+	wctx, stopWorkers := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, w := range d.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.Run(wctx); err != nil {
+				log.Error("worker failed", "queue", w.Queue(), "err", err)
+			}
+		}()
+	}
+	for _, s := range d.chains.samples {
+		go slowPath(log, s)
+	}
+	if f.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.duration)
+		defer cancel()
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	fmt.Fprintf(stdout, "run: ready: %d queues %v on %s, stages %s, metrics %s\n", len(r.queues), r.queues,
+		strings.Join(cfg.Interfaces, ","), stageList(cfg.Stages), cfg.Metrics)
+	log.Info("running", "queues", r.queues, "interfaces", cfg.Interfaces, "poll", r.poll.String(), "cpus", r.cpus,
+		"umem", map[bool]string{true: "shared", false: "per-queue"}[r.sharedMem], "steering", cfg.Rules != "")
+
+	rates := newRates(d.workers)
+	var tick <-chan time.Time
+	if cfg.Interval.Duration > 0 {
+		t := time.NewTicker(cfg.Interval.Duration)
+		defer t.Stop()
+		tick = t.C
+	}
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-hup:
+			if err := d.reload(ctx, f); err != nil {
+				log.Error("reload failed; the previous rules and stages keep running", "err", err)
+			} else {
+				fmt.Fprintln(stdout, "run: reloaded")
+			}
+		case now := <-tick:
+			for _, line := range rates.lines(now) {
+				fmt.Fprintln(stdout, line)
+			}
+		}
+	}
+	// Stop: detach the programs first, so nothing new arrives, then stop
+	// the workers (they flush TX and wait for completions), then account.
+	d.detach()
+	stopWorkers()
+	wg.Wait()
+	for _, line := range rates.summary() {
+		fmt.Fprintln(stdout, line)
+	}
+	return d.account(stdout)
+}
+
+func stageList(s []stageConfig) string {
+	n := make([]string, len(s))
+	for i, st := range s {
+		n[i] = st.Kind
+	}
+	return strings.Join(n, ",")
+}
+
+// open makes the UMEMs and sockets, attaches the XDP programs and registers
+// the sockets, and builds the workers. Sockets are filled before they are
+// registered (see pipeline's package doc). On error, close undoes it all.
+func (d *daemon) open() error {
+	r := d.r
+	ring := r.cfg.Ring
+	nIf := len(r.ifaces)
+	perSocket := 4 * ring // fill (2x ring) + TX ring + what is in flight
+	socketOpts := xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: r.bind}
+	umemOpts := func(sockets int) xsk.UmemOptions {
+		return xsk.UmemOptions{NumFrames: uint32(sockets) * perSocket, FrameSize: r.cfg.FrameSize,
+			FillSize: 2 * ring, CompletionSize: 2 * ring}
+	}
+	var shared *xsk.Umem
+	if r.sharedMem {
+		u, err := xsk.NewUmem(umemOpts(nIf * len(r.queues)))
+		if err != nil {
+			return fmt.Errorf("umem: %w", err)
+		}
+		shared = u
+		d.umems = append(d.umems, u)
+		d.umemName["shared"] = u
+	}
+	for wi, q := range r.queues {
+		u := shared
+		if u == nil {
+			var err error
+			if u, err = xsk.NewUmem(umemOpts(nIf)); err != nil {
+				return fmt.Errorf("umem queue %d: %w", q, err)
+			}
+			d.umems = append(d.umems, u)
+			d.umemName[fmt.Sprintf("q%d", q)] = u
+		}
+		var ports []pipeline.NamedPort
+		var socks []*xsk.Socket
+		for _, ifc := range r.ifaces {
+			s, err := xsk.NewSocket(u, ifc.Index, q, socketOpts)
+			if err != nil {
+				d.socks = append(d.socks, socks)
+				return explainSocket(fmt.Errorf("socket %s queue %d: %w", ifc.Name, q, err), portOptions{socket: socketOpts})
+			}
+			s.Refill()
+			socks = append(socks, s)
+			ports = append(ports, pipeline.NamedPort{Name: ifc.Name, Port: s})
+		}
+		d.socks = append(d.socks, socks)
+		cpu := -1
+		if len(r.cpus) > 0 {
+			cpu = r.cpus[wi]
+		}
+		w, err := pipeline.NewWorker(pipeline.WorkerConfig{Queue: q, Ports: ports, Mem: u, Stages: d.chains.chains[wi],
+			BurstSize: r.cfg.Burst, TXBatch: r.cfg.TXBatch, DrainInterval: r.cfg.Drain.Duration, Default: r.def,
+			Poll: r.poll, CPU: cpu, Logger: d.log})
+		if err != nil {
+			return err
+		}
+		d.workers = append(d.workers, w)
+	}
+	for i, ifc := range r.ifaces {
+		var register func(queue, fd int) error
+		if r.steer != nil {
+			s, err := bpf.LoadSteer(bpf.SteerOptions{})
+			if err != nil {
+				return err
+			}
+			d.steer = append(d.steer, s)
+			if err := s.Apply(r.steer); err != nil {
+				return fmt.Errorf("steering rules: %w", err)
+			}
+			mode, err := s.Attach(ifc.Index, r.attach)
+			if err != nil {
+				return err
+			}
+			d.log.Info("steering program attached", "iface", ifc.Name, "mode", mode.String(), "rules", len(r.steer.Rules))
+			register = s.Register
+		} else {
+			p, err := bpf.LoadRedirect()
+			if err != nil {
+				return err
+			}
+			d.redirect = append(d.redirect, p)
+			mode, err := p.Attach(ifc.Index, r.attach)
+			if err != nil {
+				return err
+			}
+			d.log.Info("redirect program attached", "iface", ifc.Name, "mode", mode.String())
+			register = p.Register
+		}
+		for wi, q := range r.queues {
+			s := d.socks[wi][i]
+			if err := register(q, s.FD()); err != nil {
+				return err
+			}
+			d.log.Info("socket registered", "iface", ifc.Name, "queue", q, "bind", s.Mode().String())
+		}
+	}
+	return nil
+}
+
+// reload re-reads the config (stage settings) and the steering rules, and
+// swaps them in without closing a socket. A bad config changes nothing.
+func (d *daemon) reload(ctx context.Context, f *runFlags) error {
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	// Interfaces, queues, CPUs, rings and modes need new sockets: only
+	// stages and rules change at run time.
+	cfg.Interfaces, cfg.Queues, cfg.CPUs, cfg.Ring = d.r.cfg.Interfaces, d.r.cfg.Queues, d.r.cfg.CPUs, d.r.cfg.Ring
+	r, err := resolve(cfg)
+	if err != nil {
+		return err
+	}
+	if (r.steer == nil) != (d.r.steer == nil) {
+		return errors.New("switching between steering rules and the redirect program needs a restart")
+	}
+	chains, err := buildChains(r)
+	if err != nil {
+		return err
+	}
+	for _, s := range d.steer {
+		if err := s.Apply(r.steer); err != nil {
+			chains.close()
+			return fmt.Errorf("steering rules: %w", err)
+		}
+	}
+	for i, w := range d.workers {
+		old, err := w.SetStages(ctx, chains.chains[i])
+		if err != nil {
+			chains.close()
+			return fmt.Errorf("queue %d: %w", w.Queue(), err)
+		}
+		if err := pipeline.CloseStages(old); err != nil {
+			d.log.Warn("closing old stages", "queue", w.Queue(), "err", err)
+		}
+	}
+	for _, s := range chains.samples {
+		go slowPath(d.log, s)
+	}
+	d.chains = chains
+	d.r.steer = r.steer
+	d.log.Info("reloaded", "stages", stageList(cfg.Stages), "steering_rules", cfg.Rules)
+	return nil
+}
+
+// detach removes the XDP programs (no new frames reach the sockets).
+func (d *daemon) detach() {
+	for _, p := range d.redirect {
+		p.Close()
+	}
+	d.redirect = nil
+	for _, s := range d.steer {
+		s.Close()
+	}
+	d.steer = nil
+}
+
+// account checks every UMEM's frame accounting after the workers stopped
+// and prints where the frames are.
+func (d *daemon) account(stdout io.Writer) error {
+	var errs []error
+	for name, u := range d.umemName {
+		var a xsk.Accounting
+		var err error
+		for i := 0; i < 50; i++ { // the kernel may still be completing TX
+			if a = u.Accounting(); a.Check() == nil && a.TX == 0 && a.Kernel == 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err = a.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("umem %s: %w", name, err))
+			continue
+		}
+		fmt.Fprintf(stdout, "run: umem %s: all %d frames accounted for: free %d, fill %d, rx %d, tx %d, completion %d, kernel %d, app %d\n",
+			name, a.Total, a.Free, a.Fill, a.RX, a.TX, a.Completion, a.Kernel, a.App)
+	}
+	return errors.Join(errs...)
+}
+
+func (d *daemon) close() error {
+	d.detach()
+	for _, socks := range d.socks {
+		for _, s := range socks {
+			s.Close()
+		}
+	}
+	var errs []error
+	for _, u := range d.umems {
+		if err := u.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.chains != nil {
+		if err := d.chains.close2(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// steerMetrics exports the steering program's per-rule hits.
+func (d *daemon) steerMetrics(ch chan<- prometheus.Metric) {
+	for i, s := range d.steer {
+		stats, err := s.RuleStats()
+		if err != nil {
+			continue
+		}
+		iface := d.r.ifaces[i].Name
+		for _, rs := range stats {
+			name := rs.Rule.Name
+			if name == "" {
+				name = fmt.Sprintf("prio-%d", rs.Rule.Priority)
+			}
+			ch <- prometheus.MustNewConstMetric(steerHits, prometheus.CounterValue, float64(rs.Packets), iface, name, rs.Rule.Action.String())
+		}
+	}
+}
+
+var steerHits = prometheus.NewDesc("xdpipe_steer_rule_hits_total", "Frames matched by each steering rule in the XDP program.",
+	[]string{"iface", "rule", "action"}, nil)
+
+// slowPath consumes a sample stage's channel: one structured log line per
+// sample, then the buffer goes back.
+func slowPath(log *slog.Logger, s *pipeline.Sample) {
+	for x := range s.C() {
+		var h pipeline.Headers
+		err := h.Parse(x.Data)
+		log.Debug("sample", "queue", x.Queue, "len", x.Length, "src", h.Src, "dst", h.Dst, "proto", rules.ProtoName(h.Proto),
+			"sport", h.SrcPort, "dport", h.DstPort, "parse_err", err)
+		s.Release(x)
+	}
+}
+
+// rates turns worker counters into per-queue rate lines.
+type rates struct {
+	workers []*pipeline.Worker
+	last    time.Time
+	prev    []snapshot
+	start   time.Time
+}
+
+type snapshot struct{ rx, tx, rxBytes, drops uint64 }
+
+func newRates(ws []*pipeline.Worker) *rates {
+	r := &rates{workers: ws, start: time.Now(), last: time.Now(), prev: make([]snapshot, len(ws))}
+	return r
+}
+
+func snap(w *pipeline.Worker) snapshot {
+	var s snapshot
+	for i := range w.PortNames() {
+		ps := w.PortStats(i)
+		s.rx += ps.RxPackets.Load()
+		s.rxBytes += ps.RxBytes.Load()
+		s.tx += ps.TxPackets.Load()
+		s.drops += ps.TxRingFull.Load()
+	}
+	ws := w.Stats()
+	s.drops += ws.Dropped.Load() + ws.BadOutput.Load()
+	return s
+}
+
+func (r *rates) lines(now time.Time) []string {
+	dt := now.Sub(r.last).Seconds()
+	r.last = now
+	var out []string
+	for i, w := range r.workers {
+		s := snap(w)
+		p := r.prev[i]
+		r.prev[i] = s
+		out = append(out, fmt.Sprintf("queue %d: rx %s (%.1f Mbit/s) tx %s dropped %s; total rx %d tx %d dropped %d",
+			w.Queue(), fmtRate(float64(s.rx-p.rx)/dt), float64(s.rxBytes-p.rxBytes)*8/dt/1e6,
+			fmtRate(float64(s.tx-p.tx)/dt), fmtRate(float64(s.drops-p.drops)/dt), s.rx, s.tx, s.drops))
+	}
+	return out
+}
+
+func (r *rates) summary() []string {
+	var out []string
+	for _, w := range r.workers {
+		s := snap(w)
+		st := w.Stats()
+		var txFull uint64
+		for i := range w.PortNames() {
+			txFull += w.PortStats(i).TxRingFull.Load()
+		}
+		out = append(out, fmt.Sprintf("run: queue %d: received %d, transmitted %d, dropped %d (verdict %d, tx ring full %d, bad output %d)",
+			w.Queue(), s.rx, s.tx, s.drops, st.Dropped.Load(), txFull, st.BadOutput.Load()))
+	}
+	return out
+}

@@ -1,0 +1,201 @@
+package pipeline
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// Collector exports the workers' counters to Prometheus. It reads atomics
+// (and XDP_STATISTICS through each port that has Stats) at scrape time, so
+// the hot path pays nothing for it.
+//
+// Metrics, all labelled with queue and, where per socket, iface:
+//
+//	xdpipe_rx_packets_total, xdpipe_rx_bytes_total, xdpipe_tx_packets_total, xdpipe_tx_bytes_total
+//	xdpipe_tx_completed_total, xdpipe_tx_in_flight
+//	xdpipe_drops_total{reason}: verdict (stages or the default), bad_output,
+//	    tx_ring_full, and every XDP_STATISTICS field: xsk_rx_dropped,
+//	    xsk_rx_invalid_descs, xsk_tx_invalid_descs, xsk_rx_ring_full,
+//	    xsk_rx_fill_ring_empty_descs, xsk_tx_ring_empty_descs (the last two
+//	    count events the kernel saw, not frames)
+//	xdpipe_umem_frames{umem, place}: where the frames are (free, app, fill,
+//	    rx, tx, completion, kernel): ring occupancy
+//	xdpipe_burst_size: histogram of non-empty RX burst sizes
+//	xdpipe_worker_passes_total, xdpipe_worker_idle_passes_total, xdpipe_stage_reloads_total
+//	xdpipe_filter_rule_hits_total{rule}, xdpipe_filter_misses_total
+//	xdpipe_stage_packets_total{stage, index} (count stages)
+//	xdpipe_stage_errors_total{stage, index}, xdpipe_stage_lost_total{stage, index}
+//	    (pcap write failures and frames not captured; rewrite push without room)
+//	xdpipe_sample_sent_total, xdpipe_sample_dropped_total
+type Collector struct {
+	mu      sync.Mutex
+	workers []*Worker
+	umems   map[string]*xsk.Umem
+	extra   []func(ch chan<- prometheus.Metric)
+}
+
+var _ prometheus.Collector = (*Collector)(nil)
+
+// NewCollector makes a collector for the workers; umems (name -> UMEM) feed
+// the frame-place gauges.
+func NewCollector(workers []*Worker, umems map[string]*xsk.Umem) *Collector {
+	return &Collector{workers: workers, umems: umems}
+}
+
+// AddFunc adds metrics produced by f at each scrape (rule hits of the
+// steering program, say).
+func (c *Collector) AddFunc(f func(ch chan<- prometheus.Metric)) {
+	c.mu.Lock()
+	c.extra = append(c.extra, f)
+	c.mu.Unlock()
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	mRxPackets   = desc("xdpipe_rx_packets_total", "Frames received.", "iface", "queue")
+	mRxBytes     = desc("xdpipe_rx_bytes_total", "Bytes received.", "iface", "queue")
+	mTxPackets   = desc("xdpipe_tx_packets_total", "Frames put on the TX ring.", "iface", "queue")
+	mTxBytes     = desc("xdpipe_tx_bytes_total", "Bytes put on the TX ring.", "iface", "queue")
+	mTxDone      = desc("xdpipe_tx_completed_total", "Frames back from the completion ring.", "iface", "queue")
+	mTxInFlight  = desc("xdpipe_tx_in_flight", "Frames on the TX ring or in the kernel, not yet completed.", "iface", "queue")
+	mDrops       = desc("xdpipe_drops_total", "Frames dropped, by reason.", "iface", "queue", "reason")
+	mUmem        = desc("xdpipe_umem_frames", "UMEM frames by place (ring occupancy).", "umem", "place")
+	mBurst       = desc("xdpipe_burst_size", "Size of non-empty RX bursts.", "queue")
+	mPasses      = desc("xdpipe_worker_passes_total", "Worker passes.", "queue")
+	mIdle        = desc("xdpipe_worker_idle_passes_total", "Worker passes that received nothing.", "queue")
+	mReloads     = desc("xdpipe_stage_reloads_total", "Stage chains swapped in at run time.", "queue")
+	mRuleHits    = desc("xdpipe_filter_rule_hits_total", "Frames decided by each filter rule.", "queue", "index", "rule")
+	mRuleMisses  = desc("xdpipe_filter_misses_total", "Frames no filter rule decided.", "queue", "index")
+	mStagePkts   = desc("xdpipe_stage_packets_total", "Frames seen by a count (or pcap: written) stage.", "queue", "stage", "index")
+	mStageErrors = desc("xdpipe_stage_errors_total", "Run-time stage failures (pcap write or open errors).", "queue", "stage", "index")
+	mStageLost   = desc("xdpipe_stage_lost_total", "Frames a stage could not handle (pcap not captured, VLAN push without room, TTL expired).", "queue", "stage", "index")
+	mSampleSent  = desc("xdpipe_sample_sent_total", "Frames sampled to the slow path.", "queue", "index")
+	mSampleDrop  = desc("xdpipe_sample_dropped_total", "Samples lost because the slow path was behind.", "queue", "index")
+)
+
+// Describe implements prometheus.Collector (unchecked: label sets vary with
+// the stages).
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {}
+
+// statser is a port with XDP_STATISTICS (*xsk.Socket).
+type statser interface {
+	Stats() (xsk.Statistics, error)
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.workers {
+		q := strconv.Itoa(w.Queue())
+		for i, name := range w.PortNames() {
+			ps := w.PortStats(i)
+			counter(ch, mRxPackets, ps.RxPackets.Load(), name, q)
+			counter(ch, mRxBytes, ps.RxBytes.Load(), name, q)
+			tx, done := ps.TxPackets.Load(), ps.TxDone.Load()
+			counter(ch, mTxPackets, tx, name, q)
+			counter(ch, mTxBytes, ps.TxBytes.Load(), name, q)
+			counter(ch, mTxDone, done, name, q)
+			gauge(ch, mTxInFlight, float64(tx-min(done, tx)), name, q)
+			counter(ch, mDrops, ps.TxRingFull.Load(), name, q, "tx_ring_full")
+			if s, ok := w.ports[i].port.(statser); ok {
+				if st, err := s.Stats(); err == nil {
+					counter(ch, mDrops, st.RxDropped, name, q, "xsk_rx_dropped")
+					counter(ch, mDrops, st.RxInvalidDescs, name, q, "xsk_rx_invalid_descs")
+					counter(ch, mDrops, st.TxInvalidDescs, name, q, "xsk_tx_invalid_descs")
+					counter(ch, mDrops, st.RxRingFull, name, q, "xsk_rx_ring_full")
+					counter(ch, mDrops, st.RxFillRingEmptyDescs, name, q, "xsk_rx_fill_ring_empty_descs")
+					counter(ch, mDrops, st.TxRingEmptyDescs, name, q, "xsk_tx_ring_empty_descs")
+				}
+			}
+		}
+		ws := w.Stats()
+		counter(ch, mDrops, ws.Dropped.Load(), "", q, "verdict")
+		counter(ch, mDrops, ws.BadOutput.Load(), "", q, "bad_output")
+		counter(ch, mPasses, ws.Passes.Load(), q)
+		counter(ch, mIdle, ws.IdlePasses.Load(), q)
+		counter(ch, mReloads, ws.Reloads.Load(), q)
+		buckets := make(map[float64]uint64, len(BurstBuckets))
+		var cum, count uint64
+		var sum float64
+		prev := 0
+		for i, ub := range BurstBuckets {
+			n := ws.Bursts[i].Load()
+			cum += n
+			count += n
+			// The sum is estimated from bucket midpoints (sizes are not
+			// recorded one by one).
+			sum += float64(n) * float64(prev+1+ub) / 2
+			buckets[float64(ub)] = cum
+			prev = ub
+		}
+		ch <- prometheus.MustNewConstHistogram(mBurst, count, sum, buckets, q)
+		for i, s := range w.Stages() {
+			idx := strconv.Itoa(i)
+			switch s := s.(type) {
+			case *Count:
+				counter(ch, mStagePkts, s.Packets.Load(), q, "count", idx)
+			case *Filter:
+				names := []string(nil)
+				if rm, ok := s.match.(*RuleMatcher); ok {
+					for _, r := range rm.Set().Rules {
+						names = append(names, ruleLabel(r.Priority, r.Name))
+					}
+				}
+				for r := range s.Hits {
+					label := strconv.Itoa(r)
+					if r < len(names) {
+						label = names[r]
+					}
+					counter(ch, mRuleHits, s.Hits[r].Load(), q, idx, label)
+				}
+				counter(ch, mRuleMisses, s.Misses.Load(), q, idx)
+			case *Pcap:
+				counter(ch, mStagePkts, s.Packets.Load(), q, "pcap", idx)
+				counter(ch, mStageErrors, s.Errors.Load(), q, "pcap", idx)
+				counter(ch, mStageLost, s.Lost.Load(), q, "pcap", idx)
+			case *Rewrite:
+				counter(ch, mStageLost, s.NoRoom.Load()+s.TTLExpired.Load(), q, "rewrite", idx)
+			case *Sample:
+				counter(ch, mSampleSent, s.Sent.Load(), q, idx)
+				counter(ch, mSampleDrop, s.Dropped.Load(), q, idx)
+			}
+		}
+	}
+	for name, u := range c.umems {
+		a := u.Accounting()
+		for _, p := range []struct {
+			place string
+			v     int64
+		}{{"free", a.Free}, {"app", a.App}, {"fill", a.Fill}, {"rx", a.RX}, {"tx", a.TX},
+			{"completion", a.Completion}, {"kernel", a.Kernel}, {"lost", a.Lost}} {
+			gauge(ch, mUmem, float64(p.v), name, p.place)
+		}
+	}
+	for _, f := range c.extra {
+		f(ch)
+	}
+}
+
+// ruleLabel names a rule for metrics: its name, or its priority.
+func ruleLabel(prio uint32, name string) string {
+	if name != "" {
+		return name
+	}
+	return "prio-" + strconv.FormatUint(uint64(prio), 10)
+}
