@@ -22,23 +22,25 @@
 //
 // Lookup is a bit-vector intersection. Rules are numbered in priority
 // order; per field, a lookup of the frame's value yields the bitmap of the
-// rules accepting it (hash maps for interface, VLAN, EtherType and protocol;
-// a hash of /32 and /128 prefixes, then an LPM trie per family for the other
-// prefixes; a 65536-entry port -> elementary-interval table for port
-// ranges). Bitmaps (stored once each, deduplicated) are ANDed, the lowest
+// rules accepting it (a hash for the interface; 65536-entry arrays for
+// VLAN, EtherType, protocol and ports, a port mapping to its elementary
+// interval of the rules' ranges; a hash of /32 and /128 prefixes, then an
+// LPM trie per family for the other prefixes). Bitmaps (stored once each, deduplicated) are ANDed, the lowest
 // set bit wins. A 256-bit summary per bitmap says which 64-bit words are
 // non-zero, so the AND touches only candidate words. Fields no rule uses
 // are not looked up.
 //
 //   - Maximum: MaxRules (16384) rules a set; a bitmap is 2 KiB.
-//   - Cost per frame: two lookups per field in use (value -> bitmap id ->
-//     bitmap), plus one for the all-rules bitmap, 4 summary ANDs and in
-//     practice one word AND; constant in the number of rules except for the
-//     LPM trie's depth (logarithmic in the number of distinct non-host
-//     prefixes). Measured (BenchmarkSteerRuleScaling, BPF_PROG_RUN, frame
-//     matching the last rule, 3 fields in use): 110-150 ns per frame for 1,
-//     100 or 10,000 rules, IPv4 and IPv6 (10,000/1 ratio 0.97 and 1.10);
-//     the bare redirect program costs 6 ns.
+//   - Cost per frame: per field in use, an id lookup (array, hash or LPM)
+//     and a bitmap lookup (hash), 4 summary ANDs and in practice one word
+//     AND; constant in the number of rules except for the LPM trie's depth
+//     (logarithmic in the number of distinct non-host prefixes). Measured
+//     (BenchmarkSteerRuleScaling, BPF_PROG_RUN, frame matching the last
+//     rule, 3 fields in use): 73-93 ns per frame for 1, 100 or 10,000
+//     rules, IPv4 and IPv6 (10,000/1 ratio 1.16 and 1.09); the bare
+//     redirect program costs 6 ns. On the veth testbed (xdpipe bench,
+//     64-byte frames, AF_XDP copy mode, spinning receiver) 10,000 rules
+//     gave 3.23 Mfps against 3.78 for the bare redirect program.
 //   - Memory: one bitmap per distinct field value, prefix and port
 //     interval, per generation: 10,000 rules with distinct /32 destinations
 //     and ports hold about 20,000 bitmaps, 40 MiB of kernel memory. Maps
@@ -49,7 +51,7 @@
 //     the new one, never a mix. Before rewriting a generation Apply waits
 //     for an RCU grace period (membarrier MEMBARRIER_CMD_GLOBAL), so no
 //     frame still reads it. Rules unchanged across an update keep their
-//     counters. 10,000 rules apply in 0.5-0.8 s.
+//     counters. 10,000 rules apply in about 0.35 s.
 //   - Pinning (SteerOptions.PinPath): maps and bpf_links pinned on bpffs
 //     (mounted at /sys/fs/bpf if needed); rules and attachment survive the
 //     process, and `xdpipe rules` changes them through the pins.

@@ -9,28 +9,34 @@
 // first rule in priority order wins; with no match the default action applies.
 //
 // Lookup: bitmap intersection (Lakshman and Stiliadis' bit-vector scheme).
-// Rules are numbered 0..n-1 in priority order. For each match field a map
-// gives, for the frame's value, the bitmap of rules that accept that value
-// (rules that leave the field unset included):
-//   - ifindex, VLAN id, EtherType, IP protocol: a hash lookup of the exact
-//     value, or the field's wildcard entry when the value is absent;
+// Rules are numbered 0..n-1 in priority order. For each match field a
+// lookup of the frame's value gives the id of the bitmap of the rules that
+// accept that value (rules leaving the field unset included):
+//   - ingress ifindex: a hash lookup; a miss means the field's wildcard;
+//   - VLAN id, EtherType, IP protocol, source and destination port: one
+//     entry of a 65536-entry table per field (an array lookup the JIT
+//     inlines); a port's entry is the bitmap of its elementary interval (the
+//     ranges' endpoints cut the port space into at most 2n+1 of them);
 //   - source and destination prefix: a hash lookup of the address among the
-//     full-length prefixes (/32, /128) when there are any, else a
-//     longest-prefix-match lookup in an LPM trie (IPv4 or IPv6); the bitmap of the longest stored prefix is
-//     the set of rules whose prefix contains it, which is exactly the set of
-//     rules containing the address, because matching prefixes nest;
-//   - source and destination port: a 65536-entry table maps the port to
-//     its elementary interval (the ranges' endpoints cut the port space into
-//     at most 2n+1 of them), whose bitmap is a hash lookup.
-// Fields no rule of the generation uses are not looked up at all. The
-// bitmaps are ANDed; the lowest set bit is the winning rule. Each bitmap
-// carries a summary (bit j set when word j is non-zero), so the AND visits
-// only the words that can hold a match, lowest first, and stops at the first
-// non-zero one. Cost per frame: for each field some rule uses, a field
-// lookup and a bitmap lookup (+1 for a missed exact value, +1 for a port
-// table); SUM_WORDS summary ANDs; usually one word AND: it does not grow with the number of rules, only the LPM trie
-// depth does (logarithmically). Memory: one bitmap (MAX_RULES/8 bytes plus
-// summary) per distinct field value, interval and prefix, per generation.
+//     full-length prefixes (/32, /128) when there are any, else a longest-
+//     prefix-match lookup in an LPM trie (IPv4 or IPv6). The bitmap of the
+//     longest stored prefix holds the rules whose prefix contains it, which
+//     is exactly the rules containing the address, as matching prefixes nest.
+// A frame without the field (untagged, non-IP, no ports) takes the field's
+// wildcard bitmap: the rules leaving it unset. Fields no rule of the
+// generation uses are not looked up at all. The bitmaps (in one hash,
+// deduplicated, so that the verifier sees one pointer type) are ANDed; the
+// lowest set bit is the winning rule. Each bitmap carries a summary (bit j
+// set when word j is non-zero), so the AND visits only words that can hold a
+// match, lowest first, and stops at the first non-zero one.
+//
+// Cost per frame: per field in use, one id lookup and one bitmap hash lookup
+// (none for a field whose bitmap is one already fetched); SUM_WORDS summary
+// ANDs; usually one word AND. It does not grow with the number of rules; only
+// the LPM trie's depth does (logarithmically, with the number of distinct
+// prefixes that are not full-length). Memory: one bitmap (MAX_RULES/8 bytes
+// plus summary) per distinct field value, interval and prefix, per generation,
+// plus 2 x 5 tables of 256 KiB.
 //
 // Live updates: every key carries a generation (0 or 1). The loader writes
 // the inactive generation completely, then flips steer_active, a single
@@ -118,8 +124,19 @@ struct lpm6_key {
 	__u8 pad[2];
 };
 
-struct port_table {
-	__u16 interval[65536];
+// Value -> bitmap id for the fields with small domains, indexed by the
+// value: one array lookup (inlined by the JIT) instead of a hash lookup.
+enum table {
+	T_VLAN,
+	T_ETHERTYPE,
+	T_PROTO,
+	T_SPORT,
+	T_DPORT,
+	T_COUNT,
+};
+
+struct id_table {
+	__u32 id[65536];
 };
 
 struct gen_info {
@@ -127,8 +144,8 @@ struct gen_info {
 	__u32 nrules;
 	__u32 default_action;
 	__u32 malformed_action;
-	__u32 all_id; // bitmap of all the generation's rules
 	__u32 hosts; // bit dir*2 + (IPv6): full-length prefixes in steer_hosts
+	__u32 wild[F_COUNT]; // per field: bitmap id of the rules leaving it unset
 };
 
 // A rule as stored: the program reads action and slot; the rest is the
@@ -231,13 +248,14 @@ struct {
 	__type(value, __u32);
 } steer_hosts SEC(".maps");
 
-// Key gen*2 + dir (0 source, 1 destination).
+// Key gen*T_COUNT + enum table. Ports map straight to the bitmap of their
+// elementary interval.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 4);
+	__uint(max_entries, 2 * T_COUNT);
 	__type(key, __u32);
-	__type(value, struct port_table);
-} steer_ports SEC(".maps");
+	__type(value, struct id_table);
+} steer_tables SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -396,25 +414,29 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 	return 0;
 }
 
-// exact_id returns the bitmap id for value of field, or of the field's
-// wildcard entry when value has none; 0 when neither exists.
-static __always_inline __u32 exact_id(__u32 gen, __u32 field, __u32 value)
+static __always_inline __u32 table_id(__u32 gen, __u32 table, __u32 value)
 {
-	struct exact_key k = {.gen = gen, .field = field, .value = value};
-	__u32 *id = bpf_map_lookup_elem(&steer_exact, &k);
+	__u32 key = gen * T_COUNT + table;
+	struct id_table *tab = bpf_map_lookup_elem(&steer_tables, &key);
 
-	if (!id && value != WILDCARD) {
-		k.value = WILDCARD;
-		id = bpf_map_lookup_elem(&steer_exact, &k);
-	}
-	return id ? *id : 0;
+	return tab ? tab->id[value & 0xffff] : 0;
 }
 
-static __always_inline __u32 prefix_id(__u32 gen, __u32 dir, struct tuple *t, __u32 hosts)
+static __always_inline __u32 ifindex_id(__u32 gen, __u32 ifindex, __u32 wild)
+{
+	struct exact_key k = {.gen = gen, .field = F_IFINDEX, .value = ifindex};
+	__u32 *id = bpf_map_lookup_elem(&steer_exact, &k);
+
+	return id ? *id : wild;
+}
+
+static __always_inline __u32 prefix_id(__u32 gen, __u32 dir, struct tuple *t, __u32 hosts, __u32 wild)
 {
 	__u32 *id = 0;
 
-	if ((t->family == 4 || t->family == 6) && (hosts & (1 << (dir * 2 + (t->family == 6))))) {
+	if (t->family != 4 && t->family != 6)
+		return wild;
+	if (hosts & (1 << (dir * 2 + (t->family == 6)))) {
 		struct host_key hk = {.gen = gen, .dir = dir, .family = t->family};
 		if (t->family == 4)
 			__builtin_memcpy(hk.addr, dir ? t->dst : t->src, 4);
@@ -428,26 +450,12 @@ static __always_inline __u32 prefix_id(__u32 gen, __u32 dir, struct tuple *t, __
 		struct lpm4_key k = {.prefixlen = 16 + 32, .gen = gen, .dir = dir};
 		__builtin_memcpy(k.addr, dir ? t->dst : t->src, 4);
 		id = bpf_map_lookup_elem(&steer_lpm4, &k);
-	} else if (t->family == 6) {
+	} else {
 		struct lpm6_key k = {.prefixlen = 16 + 128, .gen = gen, .dir = dir};
 		__builtin_memcpy(k.addr, dir ? t->dst : t->src, 16);
 		id = bpf_map_lookup_elem(&steer_lpm6, &k);
-	} else {
-		return exact_id(gen, dir ? F_DST : F_SRC, WILDCARD);
 	}
 	return id ? *id : 0;
-}
-
-static __always_inline __u32 port_id(__u32 gen, __u32 dir, struct tuple *t)
-{
-	if (!t->has_ports)
-		return exact_id(gen, dir ? F_DPORT : F_SPORT, WILDCARD);
-	__u32 key = gen * 2 + dir;
-	struct port_table *tab = bpf_map_lookup_elem(&steer_ports, &key);
-	if (!tab)
-		return 0;
-	__u32 iv = tab->interval[(dir ? t->dport : t->sport) & 0xffff];
-	return exact_id(gen, dir ? F_DPORT : F_SPORT, iv);
 }
 
 // ctz64 counts trailing zeros of x != 0 without branches (BPF has no such
@@ -489,36 +497,47 @@ static __always_inline int verdict(struct xdp_md *ctx, __u32 action)
 			return -1;     \
 	}
 
-// Only fields in use cost a bitmap lookup; the others alias all (one map,
-// one pointer type, so the verifier's states still merge).
+// Only fields in use cost a bitmap lookup; the others, and fields whose
+// bitmap is the base's (ids are deduplicated), alias base: one map, one
+// pointer type, so the verifier's states still merge.
 #define BITMAP(bit, var, id)                                        \
-	struct bitmap *var = all;                                   \
-	if (used & (1 << (bit))) {                                  \
+	struct bitmap *var = base;                                  \
+	if ((used & (1 << (bit))) && id != base_id) {               \
 		var = bpf_map_lookup_elem(&steer_bitmaps, &id);     \
 		if (!var)                                           \
 			return -1;                                  \
 	}
 
 #define AND_ALL(member) \
-	(all->member & b0->member & b1->member & b2->member & b3->member & b4->member & b5->member & b6->member & b7->member)
+	(base->member & b0->member & b1->member & b2->member & b3->member & b4->member & b5->member & b6->member & b7->member)
 
 // match returns the index (priority order) of the first rule of generation
-// gen matching t, or -1. A global function, verified once.
-__attribute__((noinline)) int match(struct tuple *t, __u32 gen, __u32 used, __u32 all_id, __u32 hosts)
+// gen matching t, or -1. gi is a copy of the generation's info. A global
+// function, verified once.
+__attribute__((noinline)) int match(struct tuple *t, struct gen_info *gi, __u32 gen)
 {
-	if (!t)
+	if (!t || !gi)
 		return -1;
-	__u32 i0 = all_id, i1 = all_id, i2 = all_id, i3 = all_id, i4 = all_id, i5 = all_id, i6 = all_id, i7 = all_id;
-	FIELD_ID(F_IFINDEX, i0, exact_id(gen, F_IFINDEX, t->ifindex));
-	FIELD_ID(F_VLAN, i1, exact_id(gen, F_VLAN, t->vlan));
-	FIELD_ID(F_ETHERTYPE, i2, exact_id(gen, F_ETHERTYPE, t->ethertype));
-	FIELD_ID(F_PROTO, i3, exact_id(gen, F_PROTO, t->proto));
-	FIELD_ID(F_SRC, i4, prefix_id(gen, 0, t, hosts));
-	FIELD_ID(F_DST, i5, prefix_id(gen, 1, t, hosts));
-	FIELD_ID(F_SPORT, i6, port_id(gen, 0, t));
-	FIELD_ID(F_DPORT, i7, port_id(gen, 1, t));
-	struct bitmap *all = bpf_map_lookup_elem(&steer_bitmaps, &all_id);
-	if (!all)
+	__u32 used = gi->used;
+	if (!used)
+		return 0; // no rule constrains anything: the first matches all
+	__u32 hosts = gi->hosts;
+	__u32 i0 = 0, i1 = 0, i2 = 0, i3 = 0, i4 = 0, i5 = 0, i6 = 0, i7 = 0;
+	FIELD_ID(F_IFINDEX, i0, ifindex_id(gen, t->ifindex, gi->wild[F_IFINDEX]));
+	FIELD_ID(F_VLAN, i1, t->vlan == WILDCARD ? gi->wild[F_VLAN] : table_id(gen, T_VLAN, t->vlan));
+	FIELD_ID(F_ETHERTYPE, i2, table_id(gen, T_ETHERTYPE, t->ethertype));
+	FIELD_ID(F_PROTO, i3, t->family ? table_id(gen, T_PROTO, t->proto) : gi->wild[F_PROTO]);
+	FIELD_ID(F_SRC, i4, prefix_id(gen, 0, t, hosts, gi->wild[F_SRC]));
+	FIELD_ID(F_DST, i5, prefix_id(gen, 1, t, hosts, gi->wild[F_DST]));
+	FIELD_ID(F_SPORT, i6, t->has_ports ? table_id(gen, T_SPORT, t->sport) : gi->wild[F_SPORT]);
+	FIELD_ID(F_DPORT, i7, t->has_ports ? table_id(gen, T_DPORT, t->dport) : gi->wild[F_DPORT]);
+
+	// The base is the bitmap of the first field in use.
+	__u32 base_id = used & (1 << F_IFINDEX) ? i0 : used & (1 << F_VLAN) ? i1 : used & (1 << F_ETHERTYPE) ? i2
+		      : used & (1 << F_PROTO)	? i3 : used & (1 << F_SRC)  ? i4 : used & (1 << F_DST) ? i5
+		      : used & (1 << F_SPORT)	? i6 : i7;
+	struct bitmap *base = bpf_map_lookup_elem(&steer_bitmaps, &base_id);
+	if (!base)
 		return -1;
 	BITMAP(F_IFINDEX, b0, i0);
 	BITMAP(F_VLAN, b1, i1);
@@ -562,7 +581,8 @@ int xdp_steer(struct xdp_md *ctx)
 		return verdict(ctx, gi->malformed_action);
 	}
 	if (gi->nrules) {
-		int idx = match(&t, gen, gi->used, gi->all_id, gi->hosts);
+		struct gen_info info = *gi;
+		int idx = match(&t, &info, gen);
 		if (idx >= 0) {
 			__u32 key = gen * MAX_RULES + (idx & (MAX_RULES - 1));
 			struct rule *r = bpf_map_lookup_elem(&steer_rules, &key);

@@ -27,7 +27,16 @@ const (
 	MaxRules = rules.MaxRules
 	bmWords  = MaxRules / 64
 	sumWords = bmWords / 64
-	wildcard = 0xffffffff
+)
+
+// Value tables, steer.c's enum table.
+const (
+	tVLAN = iota
+	tEtherType
+	tProto
+	tSport
+	tDport
+	tCount
 )
 
 // Indexes of the match fields in steer.c's enum field.
@@ -298,7 +307,7 @@ func (s *Steer) Unpin() error {
 func (s *Steer) allMaps() []*ebpf.Map {
 	m := &s.maps
 	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCounters, m.SteerExact, m.SteerGens, m.SteerHosts, m.SteerLpm4,
-		m.SteerLpm6, m.SteerPorts, m.SteerRules, m.SteerStats, m.SteerXsks}
+		m.SteerLpm6, m.SteerTables, m.SteerRules, m.SteerStats, m.SteerXsks}
 }
 
 // lock serialises rule changes within the process and, when pinned, with
@@ -511,12 +520,11 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 		return err
 	}
 
-	var usedFields, hosts uint32
-	var all bitset
-	for i, r := range set.Rules {
-		all.set(i)
+	var usedFields uint32
+	for _, r := range set.Rules {
 		usedFields |= uint32(r.Fields)
 	}
+	gi := steerGenInfo{Used: usedFields, Nrules: uint32(n), DefaultAction: uint32(set.Default), MalformedAction: uint32(set.Malformed)}
 	// Bitmaps are stored once each (identical ones share an id); ids of
 	// generation g carry g in bit 31, and 0 means none.
 	ids := map[bitset]uint32{}
@@ -531,45 +539,52 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 		ids[*b] = id
 		return id, nil
 	}
-	put := func(field int, value uint32, b *bitset) error {
-		id, err := bitmapID(b)
-		if err != nil {
-			return err
-		}
-		k := steerExactKey{Gen: uint8(g), Field: uint8(field), Value: value}
-		if err := s.maps.SteerExact.Update(&k, id, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("write exact map (field %d value %d): %w", field, value, err)
-		}
-		return nil
-	}
-	// wild returns the rules that leave field f unset.
-	wild := func(f rules.Field) bitset {
+	// wild returns the rules that leave field f unset, and stores its id
+	// as the field's wildcard: what frames without the field, or with a
+	// value no rule names, match.
+	wild := func(fid int, f rules.Field) (bitset, error) {
 		var b bitset
 		for i, r := range set.Rules {
 			if r.Fields&f == 0 {
 				b.set(i)
 			}
 		}
-		return b
+		id, err := bitmapID(&b)
+		gi.Wild[fid] = id
+		return b, err
+	}
+	putTable := func(t int, tab *steerIdTable) error {
+		if err := s.maps.SteerTables.Update(g*tCount+uint32(t), tab, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("write value table %d: %w", t, err)
+		}
+		return nil
 	}
 
-	// Exact fields.
+	// Exact fields: the interface in a hash, the others in tables.
 	for _, ef := range []struct {
 		id    int
+		table int // -1: hash
 		f     rules.Field
 		value func(*rules.Rule) uint32
 	}{
-		{fIfindex, rules.FieldIfindex, func(r *rules.Rule) uint32 { return r.Ifindex }},
-		{fVLAN, rules.FieldVLAN, func(r *rules.Rule) uint32 { return uint32(r.VLAN) }},
-		{fEtherType, rules.FieldEtherType, func(r *rules.Rule) uint32 { return uint32(r.EtherType) }},
-		{fProto, rules.FieldProto, func(r *rules.Rule) uint32 { return uint32(r.Proto) }},
+		{fIfindex, -1, rules.FieldIfindex, func(r *rules.Rule) uint32 { return r.Ifindex }},
+		{fVLAN, tVLAN, rules.FieldVLAN, func(r *rules.Rule) uint32 { return uint32(r.VLAN) }},
+		{fEtherType, tEtherType, rules.FieldEtherType, func(r *rules.Rule) uint32 { return uint32(r.EtherType) }},
+		{fProto, tProto, rules.FieldProto, func(r *rules.Rule) uint32 { return uint32(r.Proto) }},
 	} {
 		if usedFields&uint32(ef.f) == 0 {
 			continue
 		}
-		w := wild(ef.f)
-		if err := put(ef.id, wildcard, &w); err != nil {
+		w, err := wild(ef.id, ef.f)
+		if err != nil {
 			return err
+		}
+		var tab *steerIdTable
+		if ef.table >= 0 {
+			tab = new(steerIdTable)
+			for v := range tab.Id {
+				tab.Id[v] = gi.Wild[ef.id]
+			}
 		}
 		byValue := map[uint32][]int{}
 		for i := range set.Rules {
@@ -583,7 +598,21 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 			for _, i := range idxs {
 				b.set(i)
 			}
-			if err := put(ef.id, v, &b); err != nil {
+			id, err := bitmapID(&b)
+			if err != nil {
+				return err
+			}
+			if tab != nil {
+				tab.Id[v&0xffff] = id
+				continue
+			}
+			k := steerExactKey{Gen: uint8(g), Field: uint8(ef.id), Value: v}
+			if err := s.maps.SteerExact.Update(&k, id, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("write interface map: %w", err)
+			}
+		}
+		if tab != nil {
+			if err := putTable(ef.table, tab); err != nil {
 				return err
 			}
 		}
@@ -601,8 +630,8 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 		if usedFields&uint32(pf.f) == 0 {
 			continue
 		}
-		w := wild(pf.f)
-		if err := put(pf.id, wildcard, &w); err != nil {
+		w, err := wild(pf.id, pf.f)
+		if err != nil {
 			return err
 		}
 		byPrefix := map[netip.Prefix][]int{
@@ -632,7 +661,7 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 				if p.Addr().Is6() {
 					fam = 1
 				}
-				hosts |= 1 << (uint32(dir)*2 + fam)
+				gi.Hosts |= 1 << (uint32(dir)*2 + fam)
 			}
 			if err := s.putPrefix(g, uint8(dir), p, id); err != nil {
 				return err
@@ -640,20 +669,21 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 		}
 	}
 
-	// Ports: elementary intervals.
-	for dir, pf := range []struct {
-		id  int
-		f   rules.Field
-		rng func(*rules.Rule) rules.PortRange
+	// Ports: each port maps to the bitmap of its elementary interval.
+	for _, pf := range []struct {
+		id    int
+		table int
+		f     rules.Field
+		rng   func(*rules.Rule) rules.PortRange
 	}{
-		{fSport, rules.FieldSport, func(r *rules.Rule) rules.PortRange { return r.Sport }},
-		{fDport, rules.FieldDport, func(r *rules.Rule) rules.PortRange { return r.Dport }},
+		{fSport, tSport, rules.FieldSport, func(r *rules.Rule) rules.PortRange { return r.Sport }},
+		{fDport, tDport, rules.FieldDport, func(r *rules.Rule) rules.PortRange { return r.Dport }},
 	} {
 		if usedFields&uint32(pf.f) == 0 {
 			continue
 		}
-		w := wild(pf.f)
-		if err := put(pf.id, wildcard, &w); err != nil {
+		w, err := wild(pf.id, pf.f)
+		if err != nil {
 			return err
 		}
 		starts := map[int][]int{} // boundary -> rules starting there
@@ -675,7 +705,7 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 			sorted = append(sorted, b)
 		}
 		sort.Ints(sorted)
-		table := new(steerPortTable)
+		tab := new(steerIdTable)
 		b := w
 		for iv, start := range sorted {
 			for _, i := range ends[start] {
@@ -684,32 +714,28 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 			for _, i := range starts[start] {
 				b.set(i)
 			}
+			id, err := bitmapID(&b)
+			if err != nil {
+				return err
+			}
 			end := 0x10000
 			if iv+1 < len(sorted) {
 				end = sorted[iv+1]
 			}
 			for p := start; p < end; p++ {
-				table.Interval[p] = uint16(iv)
-			}
-			if err := put(pf.id, uint32(iv), &b); err != nil {
-				return err
+				tab.Id[p] = id
 			}
 		}
-		if err := s.maps.SteerPorts.Update(g*2+uint32(dir), table, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("write port table: %w", err)
+		if err := putTable(pf.table, tab); err != nil {
+			return err
 		}
 	}
 
-	allID, err := bitmapID(&all)
-	if err != nil {
-		return err
-	}
 	for i := range stored {
 		if err := s.maps.SteerRules.Update(g*MaxRules+uint32(i), &stored[i], ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("write rule %d: %w", i, err)
 		}
 	}
-	gi := steerGenInfo{AllId: allID, Hosts: hosts, Used: usedFields, Nrules: uint32(n), DefaultAction: uint32(set.Default), MalformedAction: uint32(set.Malformed)}
 	if err := s.maps.SteerGens.Update(g, &gi, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write generation info: %w", err)
 	}

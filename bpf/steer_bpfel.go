@@ -39,8 +39,8 @@ type steerGenInfo struct {
 	Nrules          uint32
 	DefaultAction   uint32
 	MalformedAction uint32
-	AllId           uint32
 	Hosts           uint32
+	Wild            [8]uint32
 }
 
 type steerHostKey struct {
@@ -50,6 +50,11 @@ type steerHostKey struct {
 	Family uint8
 	Pad    uint8
 	Addr   [16]uint8
+}
+
+type steerIdTable struct {
+	_  structs.HostLayout
+	Id [65536]uint32
 }
 
 type steerLpm4Key struct {
@@ -68,11 +73,6 @@ type steerLpm6Key struct {
 	Dir       uint8
 	Addr      [16]uint8
 	Pad       [2]uint8
-}
-
-type steerPortTable struct {
-	_        structs.HostLayout
-	Interval [65536]uint16
 }
 
 type steerRule struct {
@@ -109,9 +109,9 @@ const (
 	steerMapSteerHosts    = "steer_hosts"
 	steerMapSteerLpm4     = "steer_lpm4"
 	steerMapSteerLpm6     = "steer_lpm6"
-	steerMapSteerPorts    = "steer_ports"
 	steerMapSteerRules    = "steer_rules"
 	steerMapSteerStats    = "steer_stats"
+	steerMapSteerTables   = "steer_tables"
 	steerMapSteerXsks     = "steer_xsks"
 	steerProgXdpSteer     = "xdp_steer"
 )
@@ -173,9 +173,9 @@ type steerMapSpecs struct {
 	SteerHosts    *ebpf.MapSpec `ebpf:"steer_hosts"`
 	SteerLpm4     *ebpf.MapSpec `ebpf:"steer_lpm4"`
 	SteerLpm6     *ebpf.MapSpec `ebpf:"steer_lpm6"`
-	SteerPorts    *ebpf.MapSpec `ebpf:"steer_ports"`
 	SteerRules    *ebpf.MapSpec `ebpf:"steer_rules"`
 	SteerStats    *ebpf.MapSpec `ebpf:"steer_stats"`
+	SteerTables   *ebpf.MapSpec `ebpf:"steer_tables"`
 	SteerXsks     *ebpf.MapSpec `ebpf:"steer_xsks"`
 }
 
@@ -213,9 +213,9 @@ type steerMaps struct {
 	SteerHosts    *ebpf.Map `ebpf:"steer_hosts"`
 	SteerLpm4     *ebpf.Map `ebpf:"steer_lpm4"`
 	SteerLpm6     *ebpf.Map `ebpf:"steer_lpm6"`
-	SteerPorts    *ebpf.Map `ebpf:"steer_ports"`
 	SteerRules    *ebpf.Map `ebpf:"steer_rules"`
 	SteerStats    *ebpf.Map `ebpf:"steer_stats"`
+	SteerTables   *ebpf.Map `ebpf:"steer_tables"`
 	SteerXsks     *ebpf.Map `ebpf:"steer_xsks"`
 }
 
@@ -229,9 +229,9 @@ func (m *steerMaps) Close() error {
 		m.SteerHosts,
 		m.SteerLpm4,
 		m.SteerLpm6,
-		m.SteerPorts,
 		m.SteerRules,
 		m.SteerStats,
+		m.SteerTables,
 		m.SteerXsks,
 	)
 }
