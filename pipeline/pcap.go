@@ -28,6 +28,9 @@ type PcapOptions struct {
 	MaxBytes int64
 	// BufferSize is the write buffer (default 256 KiB).
 	BufferSize int
+	// FlushInterval writes buffered records out at least this often while
+	// frames arrive (default 1s), so a capture file lags by at most that.
+	FlushInterval time.Duration
 	// RetryAfter is how long a failed capture (disk full) waits before it
 	// opens a new file (default 1s). Frames in between are counted in Lost.
 	RetryAfter time.Duration
@@ -47,16 +50,17 @@ type PcapOptions struct {
 type Pcap struct {
 	opts PcapOptions
 
-	mu     sync.Mutex // Process vs Flush/Close/Files from other goroutines
-	f      *os.File
-	bw     *bufio.Writer
-	w      *pcapgo.Writer
-	size   int64
-	seq    int
-	files  []string
-	failed bool
-	retry  int64 // pipeline time of the next reopen attempt
-	closed bool
+	mu      sync.Mutex // Process vs Flush/Close/Files from other goroutines
+	f       *os.File
+	bw      *bufio.Writer
+	w       *pcapgo.Writer
+	size    int64
+	seq     int
+	files   []string
+	failed  bool
+	retry   int64 // pipeline time of the next reopen attempt
+	flushed int64 // pipeline time of the last flush
+	closed  bool
 
 	// Packets and Bytes count what was written (Bytes: captured length plus
 	// the 16-byte record header). Errors counts failed writes or opens;
@@ -77,6 +81,9 @@ func NewPcap(opts PcapOptions) (*Pcap, error) {
 	}
 	if opts.BufferSize == 0 {
 		opts.BufferSize = 256 << 10
+	}
+	if opts.FlushInterval == 0 {
+		opts.FlushInterval = time.Second
 	}
 	if opts.RetryAfter == 0 {
 		opts.RetryAfter = time.Second
@@ -212,6 +219,12 @@ func (p *Pcap) Process(b *Burst) {
 			if err := p.open(); err != nil {
 				p.fail(b.Time, err)
 			}
+		}
+	}
+	if p.f != nil && b.Time-p.flushed >= int64(p.opts.FlushInterval) {
+		p.flushed = b.Time
+		if err := p.bw.Flush(); err != nil {
+			p.fail(b.Time, err)
 		}
 	}
 	p.Packets.Add(n)

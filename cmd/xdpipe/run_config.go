@@ -88,7 +88,7 @@ var stageKinds = map[string][]string{
 	"forward": {"to"},
 	"filter":  {"rules"},
 	"rewrite": {"src_mac", "dst_mac", "push_vlan", "pcp", "pop_vlan", "dec_ttl", "ttl", "dscp"},
-	"pcap":    {"path", "snaplen", "max_bytes"},
+	"pcap":    {"path", "snaplen", "max_bytes", "buffer"},
 	"sample":  {"every", "depth", "snaplen"},
 }
 
@@ -114,6 +114,7 @@ type stageConfig struct {
 	Path     string `yaml:"path"`
 	SnapLen  int    `yaml:"snaplen"`
 	MaxBytes int64  `yaml:"max_bytes"`
+	Buffer   int    `yaml:"buffer"`
 	Every    int    `yaml:"every"`
 	Depth    int    `yaml:"depth"`
 	// rewrite
@@ -477,10 +478,10 @@ func buildStage(s stageConfig, queue int, perQueue bool, ifindexes []uint32, fil
 			ext := filepath.Ext(path)
 			path = fmt.Sprintf("%s.q%d%s", strings.TrimSuffix(path, ext), queue, ext)
 		}
-		if s.SnapLen < 0 || s.MaxBytes < 0 {
-			return nil, errors.New("snaplen and max_bytes must not be negative")
+		if s.SnapLen < 0 || s.MaxBytes < 0 || s.Buffer < 0 {
+			return nil, errors.New("snaplen, max_bytes and buffer must not be negative")
 		}
-		return pipeline.NewPcap(pipeline.PcapOptions{Path: path, SnapLen: uint32(s.SnapLen), MaxBytes: s.MaxBytes})
+		return pipeline.NewPcap(pipeline.PcapOptions{Path: path, SnapLen: uint32(s.SnapLen), MaxBytes: s.MaxBytes, BufferSize: s.Buffer})
 	case "sample":
 		every := s.Every
 		if every == 0 {

@@ -1,0 +1,84 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// gathered returns the value of the series of name whose labels include
+// every name=value pair of want, and how many series name has.
+func gathered(t *testing.T, reg *prometheus.Registry, name string, want ...string) (v float64, series int) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			series++
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			ok := true
+			for _, w := range want {
+				k, val, _ := strings.Cut(w, "=")
+				if labels[k] != val {
+					ok = false
+				}
+			}
+			if ok {
+				switch {
+				case m.Counter != nil:
+					v += m.GetCounter().GetValue()
+				case m.Gauge != nil:
+					v += m.GetGauge().GetValue()
+				case m.Histogram != nil:
+					v += float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+	}
+	return v, series
+}
+
+// TestCollector scrapes a worker driven by the fake kernel and checks the
+// counters against what the worker saw.
+func TestCollector(t *testing.T) {
+	mem := newFakeMem(512, 2048)
+	port := newFakePort(mem, udp4(t, 53), 1000, 128, 128)
+	w, err := NewWorker(WorkerConfig{Queue: 3, Ports: []NamedPort{{"eth0", port}}, Mem: mem,
+		Stages: []Stage{portFilter(t, 53), &Count{}, &MacSwap{}}, CPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port.Refill()
+	for port.received < 1000 {
+		w.pass()
+	}
+	w.shutdown()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector([]*Worker{w}, nil))
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"xdpipe_rx_packets_total", []string{"iface=eth0", "queue=3"}, 1000},
+		{"xdpipe_tx_packets_total", []string{"iface=eth0", "queue=3"}, 1000},
+		{"xdpipe_tx_completed_total", []string{"iface=eth0"}, 1000},
+		{"xdpipe_stage_packets_total", []string{"stage=count", "index=1"}, 1000},
+		{"xdpipe_filter_rule_hits_total", []string{"rule=prio-1"}, 1000},
+		{"xdpipe_drops_total", []string{"reason=tx_ring_full"}, 0},
+		{"xdpipe_burst_size", []string{"queue=3"}, float64(w.Stats().Passes.Load() - w.Stats().IdlePasses.Load())},
+	} {
+		if v, n := gathered(t, reg, c.name, c.labels...); n == 0 || v != c.want {
+			t.Errorf("%s%v = %v (%d series), want %v", c.name, c.labels, v, n, c.want)
+		}
+	}
+}
