@@ -155,6 +155,7 @@ type stageSet struct {
 // buffered TX, completion, fill. One goroutine; see Run.
 type Worker struct {
 	cfg     WorkerConfig
+	pollFds []unix.PollFd // every port's fd, when all ports have one (PollWait)
 	ports   []workerPort
 	burst   *Burst
 	free    []uint64 // frames to return to the free stack, flushed in batches
@@ -210,6 +211,16 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 			return nil, fmt.Errorf("worker queue %d: port %d (%s) is nil", cfg.Queue, i, p.Name)
 		}
 		w.ports = append(w.ports, workerPort{name: p.Name, port: p.Port, tx: make([]Desc, 0, cfg.TXBatch)})
+	}
+	// In PollWait mode, a worker whose ports all have fds (xsk sockets)
+	// sleeps in one poll(2) on all of them.
+	for _, p := range cfg.Ports {
+		f, ok := p.Port.(interface{ FD() int })
+		if !ok || f.FD() < 0 {
+			w.pollFds = nil
+			break
+		}
+		w.pollFds = append(w.pollFds, unix.PollFd{Fd: int32(f.FD()), Events: unix.POLLIN})
 	}
 	set, err := w.bind(cfg.Stages, 1)
 	if err != nil {
@@ -345,9 +356,17 @@ func (w *Worker) complete(wp *workerPort) {
 	}
 }
 
-// wait blocks in poll(2) on the ports in turn, each for a share of the
-// wait timeout.
+// wait blocks in poll(2) until a port has frames or WaitTimeout passes: on
+// all ports' fds at once when they have fds, else on the ports in turn, each
+// for a share of the timeout.
 func (w *Worker) wait() {
+	if len(w.pollFds) > 1 {
+		ms := int((w.cfg.WaitTimeout + time.Millisecond - 1) / time.Millisecond)
+		if _, err := unix.Poll(w.pollFds, ms); err != nil && !errors.Is(err, unix.EINTR) {
+			w.log.Debug("poll", "err", err)
+		}
+		return
+	}
 	t := w.cfg.WaitTimeout / time.Duration(len(w.ports))
 	p := &w.ports[w.stats.IdlePasses.Load()%uint64(len(w.ports))]
 	if err := p.port.Wait(t); err != nil && !errors.Is(err, unix.EINTR) {

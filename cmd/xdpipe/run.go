@@ -55,6 +55,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.StringVar(&f.cfg.Queues, "queues", "", `queues: "all" (default) or a list "0,1" / "0-3"`)
 	fs.StringVar(&f.stages, "stages", "", "stages in order, comma-separated (options need the config file)")
 	fs.StringVar(&f.cfg.Poll, "poll", "", "spin (default) or wait")
+	fs.BoolVar(&f.cfg.BusyPoll, "busy-poll", false, "socket busy polling (SO_PREFER_BUSY_POLL)")
 	fs.StringVar(&f.cfg.CPUs, "cpus", "", `CPU list, one CPU per worker in queue order ("0-3")`)
 	fs.StringVar(&f.cfg.Metrics, "metrics", "", `metrics and pprof address (default 127.0.0.1:9464; "off")`)
 	fs.StringVar(&f.cfg.Rules, "rules", "", "steering rules file (default: redirect every frame)")
@@ -104,6 +105,9 @@ func (f *runFlags) load() (*runConfig, error) {
 	}
 	over("queues", &c.Queues, o.Queues)
 	over("poll", &c.Poll, o.Poll)
+	if f.set["busy-poll"] {
+		c.BusyPoll = o.BusyPoll
+	}
 	over("cpus", &c.CPUs, o.CPUs)
 	over("metrics", &c.Metrics, o.Metrics)
 	over("rules", &c.Rules, o.Rules)
@@ -291,7 +295,7 @@ func (d *daemon) open() error {
 	ring := r.cfg.Ring
 	nIf := len(r.ifaces)
 	perSocket := 4 * ring // fill (2x ring) + TX ring + what is in flight
-	socketOpts := xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: r.bind}
+	socketOpts := xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: r.bind, BusyPoll: r.cfg.BusyPoll}
 	umemOpts := func(sockets int) xsk.UmemOptions {
 		return xsk.UmemOptions{NumFrames: uint32(sockets) * perSocket, FrameSize: r.cfg.FrameSize,
 			FillSize: 2 * ring, CompletionSize: 2 * ring}

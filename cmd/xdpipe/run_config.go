@@ -41,6 +41,9 @@ type runConfig struct {
 	Attach string `yaml:"attach"`
 	// Poll: spin (default) or wait.
 	Poll string `yaml:"poll"`
+	// BusyPoll turns on socket busy polling (SO_PREFER_BUSY_POLL): the
+	// kernel's NAPI runs in the worker's context on each kick.
+	BusyPoll bool `yaml:"busy_poll"`
 	// CPUs lists one CPU per worker, in queue order ("0-3", "2,3"); empty:
 	// no pinning.
 	CPUs string `yaml:"cpus"`

@@ -475,6 +475,10 @@ func TestRunSIGHUPUnderTraffic(t *testing.T) {
 	os.WriteFile(rulesFile, []byte(testRules), 0o644)
 	cfg := filepath.Join(dir, "run.yaml")
 	write := func(extra string) {
+		// The steering rules change too: the rule is renamed on each reload.
+		r := strings.Replace(testRules, "test-frames", fmt.Sprintf("test-frames-%d", len(extra)), 1)
+		os.WriteFile(rulesFile+".tmp", []byte(r), 0o644)
+		os.Rename(rulesFile+".tmp", rulesFile)
 		os.WriteFile(cfg+".tmp", []byte(fmt.Sprintf("interfaces: [%s]\nrules: %s\nstages:\n  - count\n%s  - macswap\n",
 			p.B.Name, rulesFile, extra)), 0o644)
 		os.Rename(cfg+".tmp", cfg)
