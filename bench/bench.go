@@ -398,7 +398,7 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	cpu1, _ := procCPU(pid)
 	sys1, procs1 := readSysCPU(), procTicks()
 	stop()
-	res, err := readResult(out, ext.parse)
+	res, err := readResult(out, ext.parse, tp.Len())
 	if err != nil {
 		return fail(fmt.Errorf("receiver result: %v: %s", err, lastLine(stderr.String())))
 	}
@@ -435,7 +435,7 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	return r
 }
 
-func readResult(r *bufio.Reader, parse func(string) (childResult, error)) (childResult, error) {
+func readResult(r *bufio.Reader, parse func(string, int) (childResult, error), size int) (childResult, error) {
 	var res childResult
 	type out struct {
 		b   []byte
@@ -453,7 +453,7 @@ func readResult(r *bufio.Reader, parse func(string) (childResult, error)) (child
 		return res, errors.New("receiver did not report in time")
 	}
 	if parse != nil {
-		return parse(string(o.b))
+		return parse(string(o.b), size)
 	}
 	lines := strings.Split(strings.TrimSpace(string(o.b)), "\n")
 	last := lines[len(lines)-1]

@@ -110,11 +110,15 @@ func TestConfigErrors(t *testing.T) {
 
 func TestParseRxdropSummary(t *testing.T) {
 	out := "   1.0s  rx   3.10 Mpps ...\nsummary: 3100000 packets, 198400000 bytes in 1.00s:   3.10 Mpps, 1587.2 Mbit/s\ncpu: 1.00s\n"
-	r, err := parseRxdropSummary(out)
+	r, err := parseRxdropSummary(out, 64)
 	if err != nil || r.Frames != 3100000 || r.Bytes != 198400000 {
 		t.Fatalf("%+v %v", r, err)
 	}
-	if _, err := parseRxdropSummary("nothing"); err == nil {
+	if _, err := parseRxdropSummary("nothing", 64); err == nil {
 		t.Fatal("no error without a summary")
+	}
+	r, err = parseRunSummary("run: ready\nrun: queue 0: received 221428, transmitted 221428, dropped 0 (verdict 0)\n", 64)
+	if err != nil || r.Frames != 221428 || r.Bytes != 221428*64 {
+		t.Fatalf("%+v %v", r, err)
 	}
 }

@@ -24,7 +24,7 @@ type externalRx struct {
 	ready func(line string) bool
 	// parse extracts the result from everything the child printed on
 	// stdout after ready (nil: the last line is a JSON childResult).
-	parse func(out string) (childResult, error)
+	parse func(out string, size int) (childResult, error)
 	note  string
 }
 
@@ -32,6 +32,7 @@ type externalRx struct {
 var external = map[string]externalRx{
 	"xdpipe-spin":   rxdropRx("spin"),
 	"xdpipe-wakeup": rxdropRx("wakeup"),
+	"xdpipe-l2fwd":  l2fwdRx(),
 	"asavie-xdp":    asavieRx(),
 }
 
@@ -54,7 +55,7 @@ func rxdropRx(poll string) externalRx {
 
 var rxdropSummary = regexp.MustCompile(`summary: (\d+) packets, (\d+) bytes`)
 
-func parseRxdropSummary(out string) (childResult, error) {
+func parseRxdropSummary(out string, _ int) (childResult, error) {
 	m := rxdropSummary.FindStringSubmatch(out)
 	if m == nil {
 		return childResult{}, fmt.Errorf("no summary line in %q", lastLine(out))
@@ -62,6 +63,38 @@ func parseRxdropSummary(out string) (childResult, error) {
 	f, _ := strconv.ParseUint(m[1], 10, 64)
 	b, _ := strconv.ParseUint(m[2], 10, 64)
 	return childResult{Frames: f, Bytes: b}, nil
+}
+
+// l2fwdRx runs `xdpipe run` with the macswap stage (DPDK l2fwd's
+// macswap: every frame back out of the port it came in on), spinning, in
+// copy mode, and reads its per-queue summary.
+func l2fwdRx() externalRx {
+	return externalRx{
+		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
+			if c.Xdpipe == "" {
+				return nil, errors.New("no xdpipe binary to run (Config.Xdpipe)")
+			}
+			return []string{c.Xdpipe, "run", "--iface", tb.ifB, "--queues", "0", "--stages", "macswap",
+				"--poll", "spin", "--bind", "copy", "--metrics", "off", "--interval", "1h"}, nil
+		},
+		ready: func(line string) bool { return strings.HasPrefix(line, "run: ready") },
+		parse: parseRunSummary,
+		note:  "xdpipe run --stages macswap --poll spin --bind copy (l2fwd)",
+	}
+}
+
+var runSummary = regexp.MustCompile(`run: queue 0: received (\d+), transmitted (\d+)`)
+
+// parseRunSummary reads `xdpipe run`'s summary; it has no byte count, and
+// every generated frame has the same size.
+func parseRunSummary(out string, size int) (childResult, error) {
+	m := runSummary.FindStringSubmatch(out)
+	if m == nil {
+		return childResult{}, fmt.Errorf("no summary line in %q", lastLine(out))
+	}
+	f, _ := strconv.ParseUint(m[1], 10, 64)
+	tx, _ := strconv.ParseUint(m[2], 10, 64)
+	return childResult{Frames: f, Bytes: f * uint64(size), Note: fmt.Sprintf("xdpipe run --stages macswap (l2fwd), spinning, copy mode; transmitted back %d", tx)}, nil
 }
 
 // asavieRx runs hack/asavie-peer, built on first use with `go build` in

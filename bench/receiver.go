@@ -63,8 +63,6 @@ var inProcess = map[string]rxFunc{
 	// 10,000 steering rules: in process until xdpipe has a command that
 	// runs rxdrop behind the steering program.
 	"xdpipe-steer10k": rxSteer10k,
-	// l2fwd: in process until `xdpipe run` exists.
-	"xdpipe-l2fwd": rxL2fwd,
 }
 
 // order is the matrix order: the ceiling, xdpipe, then the alternatives.
