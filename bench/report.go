@@ -109,3 +109,26 @@ func (rep *Report) WritePNG(path string) error {
 	}
 	return p.Save(10*vg.Inch, 6*vg.Inch, path)
 }
+
+// WriteMarkdown writes the report as a Markdown table (for a README).
+func (rep *Report) WriteMarkdown(w io.Writer) error {
+	fmt.Fprintf(w, "Kernel %s, %d CPUs, %.0f s per cell, %s.\n\n", rep.Kernel, rep.CPUs, rep.Duration, rep.Started.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintln(w, "| receiver | size | generator | sent Mfps | rx Mfps | Gbit/s | rx CPU s/Mframe | x ceiling | note |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---|")
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			fmt.Fprintf(w, "| %s | %d | %s | | | | | | %s |\n", r.Receiver, r.Size, r.Engine, r.Error)
+			continue
+		}
+		note := ""
+		switch {
+		case r.Received == 0:
+			note = "received nothing"
+		case r.Disturbed:
+			note = "disturbed"
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %.3f | %.3f | %.2f | %.3f | %.2f | %s |\n",
+			r.Receiver, r.Size, r.Engine, r.SentFps/1e6, r.Fps/1e6, r.Gbps, r.CPUPerMframe, r.RatioToCeiling, note)
+	}
+	return nil
+}

@@ -3,7 +3,7 @@
 #
 #   hack/bench.sh [BIN] [xdpipe bench flags...]
 #
-# BIN defaults to bin/xdpipe. Writes bench-results/bench.{json,png,txt}.
+# BIN defaults to bin/xdpipe. Writes bench-results/bench.{json,png,md,txt}.
 # Needs root (network namespaces, XDP, AF_XDP). The machine should be quiet:
 # cells disturbed by other processes are repeated and marked.
 set -euo pipefail
@@ -16,5 +16,5 @@ if [[ ! -x $bin ]]; then
 fi
 out=bench-results
 mkdir -p "$out"
-"$bin" bench --json "$out/bench.json" --png "$out/bench.png" --asavie-peer hack/asavie-peer "$@" | tee "$out/bench.txt"
+"$bin" bench --json "$out/bench.json" --png "$out/bench.png" --markdown "$out/bench.md" --asavie-peer hack/asavie-peer "$@" | tee "$out/bench.txt"
 echo "results in $out/ (bench.txt, bench.json, bench.png)"

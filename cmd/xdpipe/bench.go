@@ -38,6 +38,7 @@ func runBench(ctx context.Context, args []string) error {
 	retries := fs.Int("retries", 2, "repeat a cell disturbed by other processes up to this often")
 	jsonOut := fs.String("json", "bench.json", "write the report as JSON here (empty: no JSON)")
 	pngOut := fs.String("png", "bench.png", "write the chart here (empty: no chart)")
+	mdOut := fs.String("markdown", "", "also write the table as Markdown here")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	asavie := fs.String("asavie-peer", "hack/asavie-peer", "directory of the asavie/xdp peer module (built with go build on first use)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the harness (the generator) to this file")
@@ -99,6 +100,20 @@ func runBench(ctx context.Context, args []string) error {
 			return werr
 		}
 		fmt.Fprintf(os.Stderr, "wrote %s\n", *pngOut)
+	}
+	if *mdOut != "" {
+		f, werr := os.Create(*mdOut)
+		if werr != nil {
+			return werr
+		}
+		werr = rep.WriteMarkdown(f)
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return werr
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", *mdOut)
 	}
 	return err
 }
