@@ -17,11 +17,13 @@
 //     entry of a 65536-entry table per field (an array lookup the JIT
 //     inlines); a port's entry is the bitmap of its elementary interval (the
 //     ranges' endpoints cut the port space into at most 2n+1 of them);
-//   - source and destination prefix: a hash lookup of the address among the
-//     full-length prefixes (/32, /128) when there are any, else a longest-
-//     prefix-match lookup in an LPM trie (IPv4 or IPv6). The bitmap of the
-//     longest stored prefix holds the rules whose prefix contains it, which
-//     is exactly the rules containing the address, as matching prefixes nest.
+//   - source and destination prefix: for each of the (up to HASH_PLENS)
+//     longest prefix lengths in use, longest first, a hash lookup of the
+//     address masked to that length; if none hits, a longest-prefix-match
+//     lookup in an LPM trie (IPv4 or IPv6) holding the shorter ones. The
+//     bitmap of the longest stored prefix holds the rules whose prefix
+//     contains it, which is exactly the rules containing the address, as
+//     matching prefixes nest.
 // A frame without the field (untagged, non-IP, no ports) takes the field's
 // wildcard bitmap: the rules leaving it unset. Fields no rule of the
 // generation uses are not looked up at all. The bitmaps (in one hash,
@@ -60,6 +62,7 @@
 #define MAX_VLANS 2
 #define MAX_EXT_HDRS 6
 #define WILDCARD 0xffffffff
+#define HASH_PLENS 4
 
 // Match fields, in the exact map's key and as bits of gen_info.used.
 enum field {
@@ -144,8 +147,10 @@ struct gen_info {
 	__u32 nrules;
 	__u32 default_action;
 	__u32 malformed_action;
-	__u32 hosts; // bit dir*2 + (IPv6): full-length prefixes in steer_hosts
 	__u32 wild[F_COUNT]; // per field: bitmap id of the rules leaving it unset
+	// [dir][IPv6]: the prefix lengths kept in steer_prefixes, longest
+	// first, 0 ending the list; other lengths are in the LPM tries.
+	__u8 plens[2][2][HASH_PLENS];
 };
 
 // A rule as stored: the program reads action and slot; the rest is the
@@ -229,24 +234,26 @@ struct {
 	__type(value, __u32);
 } steer_lpm6 SEC(".maps");
 
-// Full-length prefixes (/32, /128): one hash lookup instead of a walk down
-// the LPM trie, whose depth grows with the number of prefixes. A host entry's
-// bitmap already includes the rules of every shorter prefix containing it.
-struct host_key {
+// Prefixes of the (up to HASH_PLENS) longest lengths a generation uses, per
+// direction and family: a hash lookup of the masked address per length,
+// longest first, instead of a walk down the LPM trie, whose depth grows with
+// the number of prefixes. Each entry's bitmap already includes the rules of
+// every shorter prefix containing it, so the first hit is the answer.
+struct prefix_key {
 	__u8 gen;
 	__u8 dir;
 	__u8 family; // 4 or 6
-	__u8 pad;
-	__u8 addr[16];
+	__u8 plen;
+	__u8 addr[16]; // masked to plen bits
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 2 * 2 * MAX_RULES);
-	__type(key, struct host_key);
+	__type(key, struct prefix_key);
 	__type(value, __u32);
-} steer_hosts SEC(".maps");
+} steer_prefixes SEC(".maps");
 
 // Key gen*T_COUNT + enum table. Ports map straight to the bitmap of their
 // elementary interval.
@@ -430,29 +437,41 @@ static __always_inline __u32 ifindex_id(__u32 gen, __u32 ifindex, __u32 wild)
 	return id ? *id : wild;
 }
 
-static __always_inline __u32 prefix_id(__u32 gen, __u32 dir, struct tuple *t, __u32 hosts, __u32 wild)
+static __always_inline __u32 prefix_id(__u32 gen, __u32 dir, struct tuple *t, struct gen_info *gi)
 {
 	__u32 *id = 0;
+	__u8 *addr = dir ? t->dst : t->src;
 
 	if (t->family != 4 && t->family != 6)
-		return wild;
-	if (hosts & (1 << (dir * 2 + (t->family == 6)))) {
-		struct host_key hk = {.gen = gen, .dir = dir, .family = t->family};
-		if (t->family == 4)
-			__builtin_memcpy(hk.addr, dir ? t->dst : t->src, 4);
-		else
-			__builtin_memcpy(hk.addr, dir ? t->dst : t->src, 16);
-		id = bpf_map_lookup_elem(&steer_hosts, &hk);
+		return gi->wild[dir ? F_DST : F_SRC];
+	__u32 v6 = t->family == 6;
+	for (int k = 0; k < HASH_PLENS; k++) {
+		__u32 l = gi->plens[dir & 1][v6][k];
+		if (!l)
+			break;
+		struct prefix_key pk = {.gen = gen, .dir = dir, .family = t->family, .plen = l};
+		__u32 a[4];
+		__builtin_memcpy(a, addr, 16); // IPv4: the first 4 bytes, zeros after
+#pragma unroll
+		for (int w = 0; w < 4; w++) {
+			int bits = (int)l - 32 * w;
+			if (bits <= 0)
+				a[w] = 0;
+			else if (bits < 32)
+				a[w] &= bpf_htonl(~((1U << (32 - bits)) - 1));
+		}
+		__builtin_memcpy(pk.addr, a, 16);
+		id = bpf_map_lookup_elem(&steer_prefixes, &pk);
 		if (id)
 			return *id;
 	}
-	if (t->family == 4) {
+	if (!v6) {
 		struct lpm4_key k = {.prefixlen = 16 + 32, .gen = gen, .dir = dir};
-		__builtin_memcpy(k.addr, dir ? t->dst : t->src, 4);
+		__builtin_memcpy(k.addr, addr, 4);
 		id = bpf_map_lookup_elem(&steer_lpm4, &k);
 	} else {
 		struct lpm6_key k = {.prefixlen = 16 + 128, .gen = gen, .dir = dir};
-		__builtin_memcpy(k.addr, dir ? t->dst : t->src, 16);
+		__builtin_memcpy(k.addr, addr, 16);
 		id = bpf_map_lookup_elem(&steer_lpm6, &k);
 	}
 	return id ? *id : 0;
@@ -521,14 +540,13 @@ __attribute__((noinline)) int match(struct tuple *t, struct gen_info *gi, __u32 
 	__u32 used = gi->used;
 	if (!used)
 		return 0; // no rule constrains anything: the first matches all
-	__u32 hosts = gi->hosts;
 	__u32 i0 = 0, i1 = 0, i2 = 0, i3 = 0, i4 = 0, i5 = 0, i6 = 0, i7 = 0;
 	FIELD_ID(F_IFINDEX, i0, ifindex_id(gen, t->ifindex, gi->wild[F_IFINDEX]));
 	FIELD_ID(F_VLAN, i1, t->vlan == WILDCARD ? gi->wild[F_VLAN] : table_id(gen, T_VLAN, t->vlan));
 	FIELD_ID(F_ETHERTYPE, i2, table_id(gen, T_ETHERTYPE, t->ethertype));
 	FIELD_ID(F_PROTO, i3, t->family ? table_id(gen, T_PROTO, t->proto) : gi->wild[F_PROTO]);
-	FIELD_ID(F_SRC, i4, prefix_id(gen, 0, t, hosts, gi->wild[F_SRC]));
-	FIELD_ID(F_DST, i5, prefix_id(gen, 1, t, hosts, gi->wild[F_DST]));
+	FIELD_ID(F_SRC, i4, prefix_id(gen, 0, t, gi));
+	FIELD_ID(F_DST, i5, prefix_id(gen, 1, t, gi));
 	FIELD_ID(F_SPORT, i6, t->has_ports ? table_id(gen, T_SPORT, t->sport) : gi->wild[F_SPORT]);
 	FIELD_ID(F_DPORT, i7, t->has_ports ? table_id(gen, T_DPORT, t->dport) : gi->wild[F_DPORT]);
 

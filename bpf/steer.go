@@ -29,6 +29,10 @@ const (
 	sumWords = bmWords / 64
 )
 
+// hashPlens is steer.c's HASH_PLENS: how many prefix lengths per
+// direction and family are looked up by hash before the LPM trie.
+const hashPlens = 4
+
 // Value tables, steer.c's enum table.
 const (
 	tVLAN = iota
@@ -306,7 +310,7 @@ func (s *Steer) Unpin() error {
 
 func (s *Steer) allMaps() []*ebpf.Map {
 	m := &s.maps
-	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCounters, m.SteerExact, m.SteerGens, m.SteerHosts, m.SteerLpm4,
+	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCounters, m.SteerExact, m.SteerGens, m.SteerPrefixes, m.SteerLpm4,
 		m.SteerLpm6, m.SteerTables, m.SteerRules, m.SteerStats, m.SteerXsks}
 }
 
@@ -644,6 +648,25 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 				byPrefix[p] = append(byPrefix[p], i)
 			}
 		}
+		// The hashPlens longest lengths of each family go to the prefix
+		// hash, the rest (and /0) to the LPM tries.
+		var hashed [2]map[int]bool
+		for fam := range 2 {
+			var lens []int
+			seen := map[int]bool{}
+			for p := range byPrefix {
+				if p.Bits() > 0 && p.Addr().Is6() == (fam == 1) && !seen[p.Bits()] {
+					seen[p.Bits()] = true
+					lens = append(lens, p.Bits())
+				}
+			}
+			sort.Sort(sort.Reverse(sort.IntSlice(lens)))
+			hashed[fam] = map[int]bool{}
+			for k, l := range lens[:min(len(lens), hashPlens)] {
+				gi.Plens[dir][fam][k] = uint8(l)
+				hashed[fam][l] = true
+			}
+		}
 		for p := range byPrefix {
 			b := w
 			for l := 0; l <= p.Bits(); l++ {
@@ -656,14 +679,11 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 			if err != nil {
 				return err
 			}
-			if p.Bits() == p.Addr().BitLen() {
-				fam := uint32(0)
-				if p.Addr().Is6() {
-					fam = 1
-				}
-				gi.Hosts |= 1 << (uint32(dir)*2 + fam)
+			fam := 0
+			if p.Addr().Is6() {
+				fam = 1
 			}
-			if err := s.putPrefix(g, uint8(dir), p, id); err != nil {
+			if err := s.putPrefix(g, uint8(dir), p, id, hashed[fam][p.Bits()]); err != nil {
 				return err
 			}
 		}
@@ -742,18 +762,17 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 	return nil
 }
 
-// putPrefix stores a prefix's bitmap id: full-length prefixes in the host
-// hash, others in the LPM trie of their family.
-func (s *Steer) putPrefix(g uint32, dir uint8, p netip.Prefix, id uint32) error {
+// putPrefix stores a prefix's bitmap id in the prefix hash (hashed) or the
+// LPM trie of its family.
+func (s *Steer) putPrefix(g uint32, dir uint8, p netip.Prefix, id uint32, hashed bool) error {
 	var err error
-	if p.Bits() == p.Addr().BitLen() {
-		k := steerHostKey{Gen: uint8(g), Dir: dir, Family: 4}
+	if hashed {
+		k := steerPrefixKey{Gen: uint8(g), Dir: dir, Family: 4, Plen: uint8(p.Bits())}
 		if p.Addr().Is6() {
 			k.Family = 6
 		}
-		a := p.Addr().AsSlice()
-		copy(k.Addr[:], a)
-		err = s.maps.SteerHosts.Update(&k, id, ebpf.UpdateAny)
+		copy(k.Addr[:], p.Masked().Addr().AsSlice())
+		err = s.maps.SteerPrefixes.Update(&k, id, ebpf.UpdateAny)
 	} else if p.Addr().Is4() {
 		k := steerLpm4Key{Prefixlen: 16 + uint32(p.Bits()), Gen: uint8(g), Dir: dir, Addr: p.Addr().As4()}
 		err = s.maps.SteerLpm4.Update(&k, id, ebpf.UpdateAny)
@@ -775,7 +794,7 @@ func (s *Steer) clearGen(g uint32) error {
 	if err := clearKeys(s.maps.SteerBitmaps, func(k *uint32) bool { return *k>>31 == g }); err != nil {
 		return err
 	}
-	if err := clearKeys(s.maps.SteerHosts, func(k *steerHostKey) bool { return uint32(k.Gen) == g }); err != nil {
+	if err := clearKeys(s.maps.SteerPrefixes, func(k *steerPrefixKey) bool { return uint32(k.Gen) == g }); err != nil {
 		return err
 	}
 	if err := clearKeys(s.maps.SteerLpm4, func(k *steerLpm4Key) bool { return uint32(k.Gen) == g }); err != nil {

@@ -39,17 +39,8 @@ type steerGenInfo struct {
 	Nrules          uint32
 	DefaultAction   uint32
 	MalformedAction uint32
-	Hosts           uint32
 	Wild            [8]uint32
-}
-
-type steerHostKey struct {
-	_      structs.HostLayout
-	Gen    uint8
-	Dir    uint8
-	Family uint8
-	Pad    uint8
-	Addr   [16]uint8
+	Plens           [2][2][4]uint8
 }
 
 type steerIdTable struct {
@@ -73,6 +64,15 @@ type steerLpm6Key struct {
 	Dir       uint8
 	Addr      [16]uint8
 	Pad       [2]uint8
+}
+
+type steerPrefixKey struct {
+	_      structs.HostLayout
+	Gen    uint8
+	Dir    uint8
+	Family uint8
+	Plen   uint8
+	Addr   [16]uint8
 }
 
 type steerRule struct {
@@ -106,9 +106,9 @@ const (
 	steerMapSteerCounters = "steer_counters"
 	steerMapSteerExact    = "steer_exact"
 	steerMapSteerGens     = "steer_gens"
-	steerMapSteerHosts    = "steer_hosts"
 	steerMapSteerLpm4     = "steer_lpm4"
 	steerMapSteerLpm6     = "steer_lpm6"
+	steerMapSteerPrefixes = "steer_prefixes"
 	steerMapSteerRules    = "steer_rules"
 	steerMapSteerStats    = "steer_stats"
 	steerMapSteerTables   = "steer_tables"
@@ -170,9 +170,9 @@ type steerMapSpecs struct {
 	SteerCounters *ebpf.MapSpec `ebpf:"steer_counters"`
 	SteerExact    *ebpf.MapSpec `ebpf:"steer_exact"`
 	SteerGens     *ebpf.MapSpec `ebpf:"steer_gens"`
-	SteerHosts    *ebpf.MapSpec `ebpf:"steer_hosts"`
 	SteerLpm4     *ebpf.MapSpec `ebpf:"steer_lpm4"`
 	SteerLpm6     *ebpf.MapSpec `ebpf:"steer_lpm6"`
+	SteerPrefixes *ebpf.MapSpec `ebpf:"steer_prefixes"`
 	SteerRules    *ebpf.MapSpec `ebpf:"steer_rules"`
 	SteerStats    *ebpf.MapSpec `ebpf:"steer_stats"`
 	SteerTables   *ebpf.MapSpec `ebpf:"steer_tables"`
@@ -210,9 +210,9 @@ type steerMaps struct {
 	SteerCounters *ebpf.Map `ebpf:"steer_counters"`
 	SteerExact    *ebpf.Map `ebpf:"steer_exact"`
 	SteerGens     *ebpf.Map `ebpf:"steer_gens"`
-	SteerHosts    *ebpf.Map `ebpf:"steer_hosts"`
 	SteerLpm4     *ebpf.Map `ebpf:"steer_lpm4"`
 	SteerLpm6     *ebpf.Map `ebpf:"steer_lpm6"`
+	SteerPrefixes *ebpf.Map `ebpf:"steer_prefixes"`
 	SteerRules    *ebpf.Map `ebpf:"steer_rules"`
 	SteerStats    *ebpf.Map `ebpf:"steer_stats"`
 	SteerTables   *ebpf.Map `ebpf:"steer_tables"`
@@ -226,9 +226,9 @@ func (m *steerMaps) Close() error {
 		m.SteerCounters,
 		m.SteerExact,
 		m.SteerGens,
-		m.SteerHosts,
 		m.SteerLpm4,
 		m.SteerLpm6,
+		m.SteerPrefixes,
 		m.SteerRules,
 		m.SteerStats,
 		m.SteerTables,

@@ -152,6 +152,29 @@ func fieldSet() *rules.Set {
 	}}
 }
 
+// prefixSet has more distinct prefix lengths per family and direction than
+// the prefix hash takes (HASH_PLENS), so both the hash and the LPM trie
+// decide, with priorities not in length order.
+func prefixSet() *rules.Set {
+	set := &rules.Set{Default: rules.ActionPass, Malformed: rules.ActionPass}
+	acts := []rules.Action{rules.ActionDrop, rules.ActionRedirect}
+	prio := uint32(1000)
+	for i, p := range []string{"198.18.2.2/32", "198.18.2.0/30", "198.18.2.0/28", "198.18.0.0/24", "198.18.0.0/16", "198.0.0.0/8",
+		"198.18.3.0/24", "198.18.2.3/32", "2001:2::2/128", "2001:2::/126", "2001:2::/120", "2001:2::/112", "2001:2::/64", "2001:2::/48",
+		"2001:2::3/128", "2001:2:0:1::/64"} {
+		prio -= 7
+		if i%3 == 0 {
+			prio += 50
+		}
+		set.Rules = append(set.Rules, rules.Rule{Priority: prio, Fields: rules.FieldDst, Dst: prefix(p), Action: acts[i%2]})
+	}
+	for i, p := range []string{"198.18.1.1/32", "198.18.1.0/24", "198.16.0.0/13", "198.18.1.0/31", "198.18.1.0/29", "2001:2::1/128", "2001:2::/100"} {
+		set.Rules = append(set.Rules, rules.Rule{Priority: uint32(2000 + i), Fields: rules.FieldSrc | rules.FieldProto, Src: prefix(p),
+			Proto: []uint8{6, 17, 1, 58, 47}[i%5], Action: acts[(i+1)%2]})
+	}
+	return set
+}
+
 // TestSteerFrames runs every sample frame (each protocol combination, each
 // malformed case) through the program under several rule sets, checking
 // the action and the counters against the reference matcher.
@@ -162,6 +185,7 @@ func TestSteerFrames(t *testing.T) {
 		"empty-redirect": {Default: rules.ActionRedirect, Malformed: rules.ActionPass},
 		"catch-all":      {Rules: []rules.Rule{{Priority: 1, Action: rules.ActionDrop}}},
 		"fields":         fieldSet(),
+		"prefixes":       prefixSet(),
 	}
 	for name, set := range sets {
 		t.Run(name, func(t *testing.T) {
