@@ -425,3 +425,12 @@ func TestSteerRandomSets(t *testing.T) {
 		})
 	}
 }
+
+// TestSteerMaxRules: a full set (rules.MaxRules rules, IPv6) applies and
+// its last rule decides a frame.
+func TestSteerMaxRules(t *testing.T) {
+	s := newSteer(t)
+	set, frame := scaleSet(rules.MaxRules, true)
+	ref := apply(t, s, set)
+	checkFrame(t, s, ref, "last of MaxRules", frame)
+}
