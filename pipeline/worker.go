@@ -161,7 +161,8 @@ type Worker struct {
 	free    []uint64 // frames to return to the free stack, flushed in batches
 	lastTX  int64
 	drain   int64
-	cur     *stageSet
+	cur     *stageSet                // worker goroutine only
+	active  atomic.Pointer[stageSet] // cur, published for other goroutines
 	next    atomic.Pointer[stageSet]
 	seen    atomic.Uint64 // generation of the stage set the worker runs
 	stop    atomic.Bool
@@ -227,6 +228,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, err
 	}
 	w.cur = set
+	w.active.Store(set)
 	w.seen.Store(set.gen)
 	return w, nil
 }
@@ -273,12 +275,8 @@ func (w *Worker) PortNames() []string {
 }
 
 // Stages returns the stage chain the worker currently runs (for metrics).
-func (w *Worker) Stages() []Stage {
-	if s := w.next.Load(); s != nil {
-		return s.stages
-	}
-	return w.cur.stages
-}
+// Safe from any goroutine.
+func (w *Worker) Stages() []Stage { return w.active.Load().stages }
 
 // SetStages replaces the stage chain without stopping the worker or
 // touching the sockets (SIGHUP reload). It returns once the worker runs the
@@ -293,6 +291,7 @@ func (w *Worker) SetStages(ctx context.Context, stages []Stage) (old []Stage, er
 	}
 	if !w.running.Load() {
 		w.cur = set
+		w.active.Store(set)
 		w.seen.Store(set.gen)
 		return prev, nil
 	}
@@ -380,6 +379,7 @@ func (w *Worker) pass() int {
 	now := Now() // the clock, once per pass
 	if s := w.next.Load(); s != nil && s != w.cur {
 		w.cur = s
+		w.active.Store(s)
 		w.seen.Store(s.gen)
 		w.stats.Reloads.Add(1)
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // fakePort is a fake kernel behind one AF_XDP socket: a fill ring fed from
@@ -325,6 +327,27 @@ func TestWorkerSetStages(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, w)
+	// Scrape metrics all along: the collector reads the stage chain from
+	// another goroutine while it is swapped (go test -race checks it).
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector([]*Worker{w}, nil))
+	scraping := make(chan struct{})
+	scraped := make(chan struct{})
+	go func() {
+		defer close(scraped)
+		for {
+			select {
+			case <-scraping:
+				return
+			default:
+			}
+			if _, err := reg.Gather(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(scraping); <-scraped }()
 	waitFor(t, "traffic", func() bool { return c1.Packets.Load() > 0 })
 	c2 := &Count{}
 	old, err := w.SetStages(context.Background(), []Stage{c2, &MacSwap{}})
