@@ -55,8 +55,30 @@ const (
 	fDport
 )
 
-// DefaultPinPath is where a pinned steering program keeps its maps and links.
+// DefaultPinPath is the directory under which pinned steering programs
+// keep their maps and links, one subdirectory per interface (PinPathFor).
 const DefaultPinPath = "/sys/fs/bpf/xdpipe"
+
+// PinPathFor is the conventional PinPath of the steering program of
+// interface iface: DefaultPinPath/iface. `xdpipe rules` looks there.
+func PinPathFor(iface string) string { return filepath.Join(DefaultPinPath, iface) }
+
+// PinnedSteers lists the subdirectories of base holding pinned steering
+// maps: the running instances `xdpipe rules` can talk to.
+func PinnedSteers(base string) []string {
+	ents, err := os.ReadDir(base)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		dir := filepath.Join(base, e.Name())
+		if _, err := os.Stat(filepath.Join(dir, "steer_active")); e.IsDir() && err == nil {
+			out = append(out, dir)
+		}
+	}
+	return out
+}
 
 // ErrNotRunning: no pinned steering maps, so no xdpipe instance to talk to.
 var ErrNotRunning = errors.New("no running xdpipe instance")

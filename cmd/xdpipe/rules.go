@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -29,7 +30,7 @@ subcommands:
   add FILE             add FILE's rules to the running set (priorities must be new)
   replace FILE         replace the running set, default and malformed actions by FILE's
   del PRIO|NAME...     delete rules by priority or name
-  attach --iface IF    load the steering program pinned under --pin and attach it
+  attach --iface IF    load the steering program, pin it under --pin and attach it
                        to IF (stays attached after exit; --file F applies rules first)
   detach               remove the pins: detaches the program, frees its maps
 
@@ -58,9 +59,9 @@ func parseRulesFlags(args []string, stderr io.Writer) (*rulesFlags, []string, er
 	o := &rulesFlags{}
 	fs := flag.NewFlagSet("rules", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.pin, "pin", bpf.DefaultPinPath, "bpffs directory of the running instance's pinned maps")
+	fs.StringVar(&o.pin, "pin", "", "bpffs directory of the instance's pinned maps (default: "+bpf.DefaultPinPath+"/IFACE,\nwith IFACE from --iface, or the only instance pinned there)")
 	fs.BoolVar(&o.json, "json", false, "print JSON instead of a table")
-	fs.StringVar(&o.iface, "iface", "", "attach: interface to attach the steering program to")
+	fs.StringVar(&o.iface, "iface", "", "interface whose steering program to use (attach: to attach to)")
 	fs.StringVar(&o.mode, "mode", "auto", "attach: XDP attach mode, driver, generic or auto")
 	fs.StringVar(&o.file, "file", "", "attach: rules file to apply before attaching")
 	fs.Usage = func() {
@@ -90,6 +91,11 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 		return flag.ErrHelp
 	}
 	sub, pos := pos[0], pos[1:]
+	if o.pin == "" {
+		if o.pin, err = resolvePin(o.iface, sub == "attach", bpf.DefaultPinPath); err != nil {
+			return err
+		}
+	}
 	switch sub {
 	case "attach":
 		return rulesAttach(o, stdout)
@@ -144,6 +150,30 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 		return rulesDel(s, pos, stdout)
 	}
 	return nil
+}
+
+// resolvePin finds the pin directory when --pin is not given: base/IFACE
+// with --iface (always for attach), else the only instance under base.
+func resolvePin(iface string, attach bool, base string) (string, error) {
+	if iface != "" {
+		return filepath.Join(base, iface), nil
+	}
+	if attach {
+		return "", errors.New("attach: --iface is required")
+	}
+	dirs := bpf.PinnedSteers(base)
+	switch len(dirs) {
+	case 0:
+		return "", fmt.Errorf("%w: no steering maps pinned under %s/IFACE (start one with `xdpipe rules attach --iface IF`, or name the directory with --pin)",
+			bpf.ErrNotRunning, base)
+	case 1:
+		return dirs[0], nil
+	}
+	names := make([]string, len(dirs))
+	for i, d := range dirs {
+		names[i] = filepath.Base(d)
+	}
+	return "", fmt.Errorf("instances for several interfaces are pinned under %s (%s): pick one with --iface", base, strings.Join(names, ", "))
 }
 
 func rulesAttach(o *rulesFlags, stdout io.Writer) error {

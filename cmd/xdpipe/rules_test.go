@@ -184,3 +184,29 @@ func TestRulesAttachMountsBPFFS(t *testing.T) {
 		t.Fatalf("attach with no bpffs mounted: exit %d:\n%s", code, out)
 	}
 }
+
+// TestResolvePin: without --pin, --iface names base/IFACE; otherwise the
+// only pinned instance is used, and none or several are clear errors.
+func TestResolvePin(t *testing.T) {
+	base := t.TempDir()
+	if _, err := resolvePin("", false, base); err == nil || !strings.Contains(err.Error(), "no running xdpipe instance") {
+		t.Fatalf("no instance: %v", err)
+	}
+	if _, err := resolvePin("", true, base); err == nil || !strings.Contains(err.Error(), "--iface is required") {
+		t.Fatalf("attach without iface: %v", err)
+	}
+	if got, err := resolvePin("eth0", false, base); err != nil || got != filepath.Join(base, "eth0") {
+		t.Fatalf("--iface eth0: %q, %v", got, err)
+	}
+	for _, ifc := range []string{"eth0", "eth1"} {
+		os.MkdirAll(filepath.Join(base, ifc), 0o700)
+	}
+	os.WriteFile(filepath.Join(base, "eth1", "steer_active"), nil, 0o600)
+	if got, err := resolvePin("", false, base); err != nil || got != filepath.Join(base, "eth1") {
+		t.Fatalf("one instance: %q, %v", got, err)
+	}
+	os.WriteFile(filepath.Join(base, "eth0", "steer_active"), nil, 0o600)
+	if _, err := resolvePin("", false, base); err == nil || !strings.Contains(err.Error(), "eth0, eth1") {
+		t.Fatalf("two instances: %v", err)
+	}
+}
