@@ -148,6 +148,7 @@ func (f *runFlags) load() (*runConfig, error) {
 
 // daemon is a running `xdpipe run`: its sockets, programs and workers.
 type daemon struct {
+	mu       sync.Mutex // steer and redirect, against metrics scrapes
 	log      *slog.Logger
 	r        *resolved
 	umems    []*xsk.Umem
@@ -407,7 +408,10 @@ func (d *daemon) reload(ctx context.Context, f *runFlags) error {
 	if err != nil {
 		return err
 	}
-	for _, s := range d.steer {
+	d.mu.Lock()
+	steer := d.steer
+	d.mu.Unlock()
+	for _, s := range steer {
 		if err := s.Apply(r.steer); err != nil {
 			chains.close()
 			return fmt.Errorf("steering rules: %w", err)
@@ -434,6 +438,8 @@ func (d *daemon) reload(ctx context.Context, f *runFlags) error {
 
 // detach removes the XDP programs (no new frames reach the sockets).
 func (d *daemon) detach() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	for _, p := range d.redirect {
 		p.Close()
 	}
@@ -492,6 +498,8 @@ func (d *daemon) close() error {
 
 // steerMetrics exports the steering program's per-rule hits.
 func (d *daemon) steerMetrics(ch chan<- prometheus.Metric) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	for i, s := range d.steer {
 		stats, err := s.RuleStats()
 		if err != nil {
