@@ -264,9 +264,11 @@ struct {
 	__type(value, struct id_table);
 } steer_tables SEC(".maps");
 
+// Per-rule counters by slot. Twice MAX_RULES: while a new set is written
+// the running one keeps its slots, and a full set may replace a full set.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_RULES);
+	__uint(max_entries, 2 * MAX_RULES);
 	__type(key, __u32);
 	__type(value, struct counter);
 } steer_counters SEC(".maps");

@@ -433,4 +433,9 @@ func TestSteerMaxRules(t *testing.T) {
 	set, frame := scaleSet(rules.MaxRules, true)
 	ref := apply(t, s, set)
 	checkFrame(t, s, ref, "last of MaxRules", frame)
+	// A full set replaced by a full set of other rules: every rule needs a
+	// fresh counter slot while the running set still holds its own.
+	set2, frame2 := scaleSet(rules.MaxRules, false)
+	ref2 := apply(t, s, set2)
+	checkFrame(t, s, ref2, "last of another MaxRules", frame2)
 }
