@@ -45,6 +45,9 @@
 //     64-byte frames, AF_XDP copy mode, spinning receiver) 10,000 rules
 //     gave 3.23 Mfps against 3.78 for the bare redirect program (measured
 //     before the array tables and prefix hash).
+//   - Verifier: parse and match are global BPF functions (verified once
+//     each), ctz is branch-free and all bitmaps come from one map, so the
+//     verifier processes about 182,000 instructions (limit 1,000,000), 80 ms.
 //   - Memory: one bitmap per distinct field value, prefix and port
 //     interval, per generation: 10,000 rules with distinct /32 destinations
 //     and ports hold about 20,000 bitmaps, 40 MiB of kernel memory. Maps
