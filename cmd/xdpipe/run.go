@@ -52,7 +52,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	var ifaces string
 	fs.StringVar(&f.config, "config", "", "YAML configuration file (flags override it)")
 	fs.StringVar(&ifaces, "iface", "", "interfaces, comma-separated")
-	fs.StringVar(&f.cfg.Queues, "queues", "", `queues: "all" (default) or a list "0,1" / "0-3"`)
+	fs.StringVar((*string)(&f.cfg.Queues), "queues", "", `queues: "all" (default) or a list "0,1" / "0-3"`)
 	fs.StringVar(&f.stages, "stages", "", "stages in order, comma-separated (options need the config file)")
 	fs.StringVar(&f.cfg.Poll, "poll", "", "spin (default) or wait")
 	fs.BoolVar(&f.cfg.BusyPoll, "busy-poll", false, "socket busy polling (SO_PREFER_BUSY_POLL)")
@@ -103,7 +103,9 @@ func (f *runFlags) load() (*runConfig, error) {
 	if f.set["iface"] {
 		c.Interfaces = o.Interfaces
 	}
-	over("queues", &c.Queues, o.Queues)
+	if f.set["queues"] {
+		c.Queues = o.Queues
+	}
 	over("poll", &c.Poll, o.Poll)
 	if f.set["busy-poll"] {
 		c.BusyPoll = o.BusyPoll

@@ -26,7 +26,7 @@ type runConfig struct {
 	// Interfaces are the ports: one AF_XDP socket per interface and queue.
 	Interfaces []string `yaml:"interfaces"`
 	// Queues: "all" (default) or a list such as [0, 1] or "0,1".
-	Queues string `yaml:"queues"`
+	Queues queueList `yaml:"queues"`
 	// Umem: "per-queue" (default: one UMEM per worker, shared by its
 	// interfaces so forwarding copies nothing) or "shared" (one for all).
 	Umem string `yaml:"umem"`
@@ -66,6 +66,22 @@ type runConfig struct {
 	Interval duration `yaml:"interval"`
 	// Stages in order; see stageConfig.
 	Stages []stageConfig `yaml:"stages"`
+}
+
+// queueList is "all", "0,1", "0-3" or a YAML sequence of queue numbers.
+type queueList string
+
+func (q *queueList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.SequenceNode {
+		parts := make([]string, len(n.Content))
+		for i, c := range n.Content {
+			parts[i] = c.Value
+		}
+		*q = queueList(strings.Join(parts, ","))
+		return nil
+	}
+	*q = queueList(n.Value)
+	return nil
 }
 
 // duration is a time.Duration in YAML ("100us", "1s").
@@ -232,7 +248,7 @@ func resolve(c *runConfig) (*resolved, error) {
 		}
 	}
 	var err error
-	if r.queues, err = parseQueues(c.Queues, nq); err != nil {
+	if r.queues, err = parseQueues(string(c.Queues), nq); err != nil {
 		return nil, err
 	}
 	if r.cpus, err = pipeline.ParseCPUList(c.CPUs); err != nil {

@@ -31,7 +31,7 @@ func TestRunConfigParse(t *testing.T) {
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, []byte(`
 interfaces: [eth0]
-queues: "0"
+queues: [0, 2]
 poll: wait
 drain: 50us
 stages:
@@ -46,7 +46,7 @@ stages:
 		t.Fatal(err)
 	}
 	if len(c.Stages) != 5 || c.Stages[1].Kind != "rewrite" || *c.Stages[1].PushVLAN != 100 || c.Stages[2].SnapLen != 128 ||
-		c.Drain.Duration != 50*time.Microsecond || c.Poll != "wait" {
+		c.Drain.Duration != 50*time.Microsecond || c.Poll != "wait" || c.Queues != "0,2" {
 		t.Fatalf("parsed %+v", c)
 	}
 	for name, body := range map[string]string{
