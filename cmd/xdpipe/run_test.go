@@ -588,3 +588,39 @@ func TestRunPcapDiskFull(t *testing.T) {
 	}
 	t.Logf("all %d frames forwarded; pcap wrote %v, lost %v, %v errors", n, written, lost, errs)
 }
+
+// TestRunForward: two veth pairs with both B ends in one namespace; the
+// daemon forwards what arrives on the first out of the second (rewriting
+// MACs), sockets sharing one UMEM per queue, waiting in one poll on both.
+func TestRunForward(t *testing.T) {
+	testutil.RequireRoot(t)
+	p1 := testutil.NewVethPair(t, testutil.VethOptions{})
+	p2 := testutil.NewVethPair(t, testutil.VethOptions{})
+	p2.B.NS.MustRun(t, "ip", "link", "set", p2.B.Name, "netns", p1.B.NS.Name, "name", "xdpc")
+	p2.B.NS, p2.B.Name = p1.B.NS, "xdpc"
+	p2.B.NS.MustRun(t, "ip", "link", "set", "xdpc", "up")
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rulesFile, []byte(testRules), 0o644)
+	cfg := filepath.Join(dir, "run.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`interfaces: [%s, xdpc]
+rules: %s
+poll: wait
+stages:
+  - rewrite: {src_mac: "%s", dst_mac: "%s"}
+  - forward: {to: xdpc}
+`, p1.B.Name, rulesFile, p2.B.MAC, p2.A.MAC)), 0o644)
+	src := openPkt(t, &p1.A, func([]byte) bool { return false })
+	dst := openPkt(t, &p2.A, func(f []byte) bool {
+		return len(f) >= 46 && string(f[0:6]) == string(p2.A.MAC) && string(f[6:12]) == string(p2.B.MAC) &&
+			binary.BigEndian.Uint16(f[36:38]) == 9
+	})
+	proc := startRun(t, p1.B.NS, "--config", cfg, "--metrics", "off", "--interval", "0s")
+	const n = 3000
+	sendFrames(t, src, p1, n, 128, dst.received.Load)
+	waitBack(t, dst, n)
+	out, code := proc.stop(t, syscall.SIGTERM)
+	if code != 0 || !strings.Contains(out, "transmitted 3000") || strings.Count(out, "frames accounted for") != 1 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
