@@ -3,11 +3,14 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 // fakePort is a fake kernel behind one AF_XDP socket: a fill ring fed from
@@ -377,5 +380,39 @@ func TestParseCPUList(t *testing.T) {
 		if _, err := ParseCPUList(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestPinThread: a locked goroutine pinned to one CPU runs only there.
+func TestPinThread(t *testing.T) {
+	cpus, err := ParseCPUList("0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Leave the thread locked: the runtime discards it when the
+		// goroutine exits, so the pinning does not leak to other goroutines.
+		if err := PinThread(cpus[0]); err != nil {
+			done <- err
+			return
+		}
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &set); err != nil {
+			done <- err
+			return
+		}
+		if set.Count() != 1 || !set.IsSet(cpus[0]) {
+			done <- fmt.Errorf("affinity %v after pinning to cpu %d", set, cpus[0])
+			return
+		}
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := PinThread(-1); err == nil {
+		t.Fatal("cpu -1 accepted")
 	}
 }

@@ -417,6 +417,7 @@ func TestRunL2fwdMetricsPcap(t *testing.T) {
 queues: all
 poll: wait
 ring: 512
+cpus: "1"
 stages:
   - filter: {rules: %s}
   - count
@@ -447,7 +448,8 @@ stages:
 	metric(t, body, "xdpipe_drops_total", `reason="xsk_rx_ring_full"`)
 	time.Sleep(300 * time.Millisecond) // at least one rate line
 	out, code := proc.stop(t, syscall.SIGTERM)
-	if code != 0 || !regexp.MustCompile(`all \d+ frames accounted for`).MatchString(out) || !strings.Contains(out, "queue 0: rx") {
+	if code != 0 || !regexp.MustCompile(`all \d+ frames accounted for`).MatchString(out) || !strings.Contains(out, "queue 0: rx") ||
+		!strings.Contains(out, "cpus=[1]") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 	noXDP(t, &p.B)
