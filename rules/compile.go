@@ -17,7 +17,7 @@ type Matcher struct {
 	set   *Set
 	used  Field
 	words int
-	sums  int // summary words at the start of each bitmap: bit j set when word j is non-zero
+	sums  int           // summary words at the start of each bitmap: bit j set when word j is non-zero
 	exact [4]exactField // ifindex, VLAN, EtherType, proto
 	pfx   [2]prefixField
 	ports [2]portField
