@@ -3,9 +3,12 @@
 //
 // The XDP steering program (package bpf, steer.c) implements exactly these
 // semantics in the kernel; the matcher here is the specification it is
-// fuzzed against, and the one the pipeline's Go filter stage uses. The
-// package is pure Go with no dependency beyond the standard library and
-// yaml.v3, and ParseFrame and Set.Match allocate nothing.
+// fuzzed against. Compile turns a Set into a Matcher with the program's
+// bit-vector lookup (about 35-45 ns per frame for 100 or 10,000 rules,
+// parse included, against a linear scan's 370 ns for 100): what a Go filter
+// stage should use. The package is pure Go with no dependency beyond the
+// standard library and yaml.v3; ParseFrame, Set.Match and Matcher.Match
+// allocate nothing.
 //
 // # Semantics
 //
