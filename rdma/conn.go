@@ -248,7 +248,12 @@ func Dial(ctx context.Context, addr string, region []byte, opts DialOptions) (_ 
 		s.id.disconnect()
 		return nil, fmt.Errorf("dial %s: %w: accept: %v", addr, ErrRefused, err)
 	}
-	s.credits = int(binary.BigEndian.Uint32(e.priv[8:]))
+	// One credit stays in reserve for the FIN that ends a clean stream.
+	s.credits = int(binary.BigEndian.Uint32(e.priv[8:])) - 1
+	if s.credits < 1 {
+		s.id.disconnect()
+		return nil, fmt.Errorf("dial %s: %w: sink offers %d buffers, need 2", addr, ErrRefused, s.credits+1)
+	}
 	s.maxMsg = binary.BigEndian.Uint32(e.priv[12:])
 	s.pathMTU = s.q.pathMTU()
 	s.ring = make([]Desc, opts.SendQueue)
@@ -361,7 +366,11 @@ func (s *Sender) Send(descs []Desc) (int, error) {
 	}
 	if n == 0 {
 		if bad == nil && len(descs) > 0 {
-			s.stats.Stalls++
+			if s.credits == 0 {
+				s.stats.Stalls++
+			} else {
+				s.stats.QueueFull++
+			}
 			if s.idle++; s.idle%eventEvery == 0 {
 				s.events()
 				if s.err != nil {
@@ -467,22 +476,53 @@ func (s *Sender) Drain(ctx context.Context, done func([]Desc)) error {
 	return s.err
 }
 
-// Close disconnects (without waiting for the peer's reply) and
-// releases the queue pair, completion queues, memory registration and the
-// rdma_cm identifier. Sends still in flight are abandoned: Drain first.
-// Idempotent.
+// Close ends the stream and releases the queue pair, completion queues,
+// memory registration and the rdma_cm identifier. After Drain (nothing in
+// flight) it first tells the sink the stream ended cleanly (a FIN message:
+// the sink's Receive then returns io.EOF); sends still in flight are
+// abandoned, and the sink then sees ErrDisconnected. It does not wait for
+// the peer's disconnect reply. Idempotent.
 func (s *Sender) Close() error {
 	if s == nil || s.closed {
 		return nil
 	}
 	s.closed = true
 	if s.err == nil {
+		s.sendFin()
 		// Sends that were handed back have been acknowledged by the sink,
 		// so nothing is lost by not waiting for its disconnect reply.
 		s.id.disconnect()
 	}
 	s.undo.run()
 	return nil
+}
+
+// finImm is the immediate of the zero-length SEND that ends a stream
+// cleanly (data SENDs carry no immediate).
+const finImm = 0xFFFFFFFF
+
+// sendFin tells the sink the stream ended cleanly, if nothing is in flight
+// (Drain was called): a zero-length SEND-with-immediate finImm, on the
+// credit kept in reserve for it. It waits at most 2s for the acknowledgement.
+func (s *Sender) sendFin() {
+	if s.InFlight() != 0 {
+		return // not drained: the sink will see an unclean end, rightly
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	if s.q.postImm(finImm, s.next) != nil {
+		return
+	}
+	for time.Now().Before(deadline) {
+		k := pollCQ(s.q.scq, s.wcs[:])
+		for _, w := range s.wcs[:k] {
+			if w.wrID == s.next {
+				return
+			}
+		}
+		if k == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
 }
 
 // Listener accepts connections from Senders. Close may be called while
@@ -635,7 +675,8 @@ type Receiver struct {
 	creditsOut int // credit sends not yet completed
 	wcs        [64]wc
 	idle       int
-	eof        bool
+	fin        bool // the sender closed cleanly (its FIN arrived)
+	gone       bool // the connection went down
 	err        error
 	closed     bool
 	stats      ReceiverStats
@@ -720,8 +761,10 @@ func (r *Receiver) fail(err error) {
 
 // Receive returns up to len(pkts) received packets as slices of the receive
 // buffers, valid until the next Receive or Close (which repost them). It
-// returns 0 and nil when nothing has arrived, and io.EOF once the sender has
-// closed the connection and everything before that was returned.
+// returns 0 and nil when nothing has arrived; io.EOF once the sender has
+// closed the connection cleanly (Drain, then Close) and everything before
+// was returned; an error wrapping ErrDisconnected if the sender went away
+// without closing (killed, crashed, closed with sends in flight).
 func (r *Receiver) Receive(pkts [][]byte) (int, error) {
 	if r.closed {
 		return 0, ErrClosed
@@ -730,7 +773,8 @@ func (r *Receiver) Receive(pkts [][]byte) (int, error) {
 		return 0, r.err
 	}
 	size := r.opts.BufferSize
-	if len(r.held) > 0 && !r.eof {
+	live := !r.fin && !r.gone
+	if len(r.held) > 0 && live {
 		if err := r.q.postRecvs(r.m, size, r.held); err != nil {
 			r.fail(fmt.Errorf("%w: repost receive: %v", ErrDisconnected, err))
 			return 0, r.err
@@ -742,13 +786,13 @@ func (r *Receiver) Receive(pkts [][]byte) (int, error) {
 	for k := pollCQ(r.q.scq, r.wcs[:]); k > 0; k = pollCQ(r.q.scq, r.wcs[:]) {
 		r.creditsOut -= k
 		for _, w := range r.wcs[:k] {
-			if w.status != wcSuccess && w.status != wcFlushErr && !r.eof {
+			if w.status != wcSuccess && w.status != wcFlushErr && live {
 				r.fail(fmt.Errorf("%w: credit update: %s", ErrDisconnected, w.statusString()))
 				return 0, r.err
 			}
 		}
 	}
-	if r.pending >= r.threshold && r.creditsOut < creditSQDepth && !r.eof {
+	if r.pending >= r.threshold && r.creditsOut < creditSQDepth && live {
 		if err := r.q.postImm(uint32(r.pending), 0); err != nil {
 			r.fail(fmt.Errorf("%w: %v", ErrDisconnected, err))
 			return 0, r.err
@@ -765,13 +809,18 @@ func (r *Receiver) Receive(pkts [][]byte) (int, error) {
 		for _, w := range r.wcs[:k] {
 			switch w.status {
 			case wcSuccess:
+				if w.imm == finImm { // data never carries an immediate
+					r.fin = true
+					r.held = append(r.held, uint32(w.wrID))
+					continue
+				}
 				off := int(w.wrID) * size
 				pkts[n] = r.bufs[off : off+int(w.byteLen) : off+size]
 				r.held = append(r.held, uint32(w.wrID))
 				r.stats.Bytes += uint64(w.byteLen)
 				n++
 			case wcFlushErr:
-				r.eof = true // the connection is going down; the rest are flushed buffers
+				r.gone = true // the connection is going down; the rest are flushed buffers
 			default:
 				r.fail(fmt.Errorf("%w: receive completion: %s", ErrDisconnected, w.statusString()))
 			}
@@ -788,8 +837,12 @@ func (r *Receiver) Receive(pkts [][]byte) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
-	if r.eof {
+	if r.fin {
 		return 0, io.EOF
+	}
+	if r.gone {
+		r.err = fmt.Errorf("%w: the sender went away without closing", ErrDisconnected)
+		return 0, r.err
 	}
 	if r.idle++; r.idle%eventEvery == 0 {
 		for {
@@ -798,9 +851,11 @@ func (r *Receiver) Receive(pkts [][]byte) (int, error) {
 				break
 			}
 			if e.typ == evDisconnected || e.typ == evDeviceRemoval {
-				// Everything the sender saw acknowledged is in the
-				// completion queue already; Receive drains it, then EOF.
-				r.eof = true
+				// Everything the sender saw acknowledged, its FIN
+				// included, is in the completion queue already: the
+				// next Receive drains it, then reports EOF after a FIN
+				// and ErrDisconnected without one.
+				r.gone = true
 			}
 		}
 	}
@@ -849,6 +904,7 @@ func (o ListenOptions) withDefaults() ListenOptions {
 	if o.Buffers <= 0 {
 		o.Buffers = 512
 	}
+	o.Buffers = max(o.Buffers, 2) // one credit is the sender's reserve for its FIN
 	if o.BufferSize <= 0 {
 		o.BufferSize = 2048
 	}

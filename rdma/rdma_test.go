@@ -172,8 +172,8 @@ func TestConnect(t *testing.T) {
 	if mtu := s.PathMTU(); mtu < 256 || mtu > 4096 {
 		t.Errorf("PathMTU %d", mtu)
 	}
-	if st := s.Stats(); st.Credits != 64 {
-		t.Errorf("credits %d, want 64", st.Credits)
+	if st := s.Stats(); st.Credits != 63 { // one kept for the FIN
+		t.Errorf("credits %d, want 63", st.Credits)
 	}
 	a, _ := pair(t)
 	if !strings.HasPrefix(r.Remote(), a+":") {
@@ -602,6 +602,9 @@ func TestTooLarge(t *testing.T) {
 // (XDPIPE_RDMA_HELPER=sink) or measure against it (=count: prints the
 // packet count when the sender closes).
 func helperMain() int {
+	if os.Getenv("XDPIPE_RDMA_HELPER") == "send" {
+		return helperSend()
+	}
 	bufs, _ := strconv.Atoi(os.Getenv("XDPIPE_RDMA_BUFFERS"))
 	l, err := rdma.Listen(os.Getenv("XDPIPE_RDMA_ADDR"), rdma.ListenOptions{Buffers: max(bufs, 64)})
 	if err != nil {
@@ -616,7 +619,7 @@ func helperMain() int {
 	}
 	fmt.Println("accepted")
 	if os.Getenv("XDPIPE_RDMA_HELPER") == "count" {
-		st, err := (&rdma.Sink{}).Run(context.Background(), r)
+		st, err := (&rdma.Sink{Spin: os.Getenv("XDPIPE_RDMA_SPIN") != "0"}).Run(context.Background(), r)
 		fmt.Printf("count %d\n", st.Packets)
 		if err != nil {
 			fmt.Println("sink:", err)
@@ -790,7 +793,7 @@ func measure(t *testing.T, size int, count uint64) {
 		var r *rdma.Receiver
 		s, r = connect(t, reg, lo, do)
 		go func() {
-			st, _ := (&rdma.Sink{}).Run(context.Background(), r)
+			st, _ := (&rdma.Sink{Spin: true}).Run(context.Background(), r)
 			sinkDone <- st.Packets
 		}()
 	}
@@ -809,6 +812,77 @@ func measure(t *testing.T, size int, count uint64) {
 	}
 	gbps := float64(st.Bytes) * 8 / el.Seconds() / 1e9
 	mpps := float64(st.Sent) / el.Seconds() / 1e6
-	fmt.Printf("MEASURE xdpipe size=%d msgs=%d seconds=%.3f gbps=%.6f mpps=%.6f stalls=%d opts=%v\n",
-		size, st.Sent, el.Seconds(), gbps, mpps, st.Stalls, o)
+	fmt.Printf("MEASURE xdpipe size=%d msgs=%d seconds=%.3f gbps=%.6f mpps=%.6f creditstalls=%d queuefull=%d opts=%v\n",
+		size, st.Sent, el.Seconds(), gbps, mpps, st.Stalls, st.QueueFull, o)
+}
+
+// helperSend is a sender in a child process (XDPIPE_RDMA_HELPER=send): it
+// streams 256-byte packets to XDPIPE_RDMA_ADDR until killed.
+func helperSend() int {
+	reg, err := unix.Mmap(-1, 0, 128*2048, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		fmt.Println("mmap:", err)
+		return 1
+	}
+	s, err := rdma.Dial(context.Background(), os.Getenv("XDPIPE_RDMA_ADDR"), reg, rdma.DialOptions{Source: os.Getenv("RXE_A_IP")})
+	if err != nil {
+		fmt.Println("dial:", err)
+		return 1
+	}
+	_, err = stream(s, reg, newFrames(128, 2048), 1<<62, func(p []byte, i uint64) int { return 256 })
+	fmt.Println("stream:", err)
+	return 1
+}
+
+// TestSenderKilled kills the sender process mid-stream: the sink must
+// report ErrDisconnected (not a clean EOF) within a bounded time.
+func TestSenderKilled(t *testing.T) {
+	_, b := pair(t)
+	l, err := rdma.Listen(addr(b), rdma.ListenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "XDPIPE_RDMA_HELPER=send", "XDPIPE_RDMA_ADDR="+l.Addr())
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pkts := make([][]byte, 64)
+	var got int
+	var start time.Time
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		n, err := r.Receive(pkts)
+		got += n
+		if got >= 2000 && start.IsZero() {
+			cmd.Process.Kill()
+			start = time.Now()
+		}
+		if err != nil {
+			if start.IsZero() {
+				t.Fatalf("after %d packets, before the kill: %v", got, err)
+			}
+			if !errors.Is(err, rdma.ErrDisconnected) {
+				t.Fatalf("after the kill: %v, want ErrDisconnected", err)
+			}
+			t.Logf("%d packets, then %v %v after the kill", got, err, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no error 90s into the test (%d packets)", got)
+		}
+		if n == 0 {
+			time.Sleep(10 * time.Microsecond)
+		}
+	}
 }

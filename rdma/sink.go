@@ -23,6 +23,10 @@ type Sink struct {
 	Burst int
 	// Progress, if set, is called about once a second with the totals so far.
 	Progress func(SinkStats)
+	// Spin busy-polls also when idle, like ib_send_bw's server: one whole
+	// core, the lowest latency. Otherwise an idle Sink yields, then sleeps
+	// 50us between polls.
+	Spin bool
 }
 
 // SinkStats are what a Sink counted.
@@ -48,8 +52,9 @@ func (s SinkStats) PPS() float64 {
 }
 
 // Run receives until the sender closes the connection (it then returns the
-// totals and nil), the connection fails, or ctx ends (ctx's error). It
-// busy-polls while packets flow and backs off to short sleeps when idle.
+// totals and nil), the connection fails (an error wrapping ErrDisconnected
+// if the sender went away without closing), or ctx ends (ctx's error). It
+// busy-polls while packets flow and, unless Spin, backs off when idle.
 func (s *Sink) Run(ctx context.Context, r *Receiver) (SinkStats, error) {
 	burst := s.Burst
 	if burst <= 0 {
@@ -99,6 +104,7 @@ func (s *Sink) Run(ctx context.Context, r *Receiver) (SinkStats, error) {
 		}
 		idle++
 		switch {
+		case s.Spin:
 		case idle < 1024:
 			runtime.Gosched()
 		default:

@@ -84,7 +84,8 @@ type DialOptions struct {
 // value works.
 type ListenOptions struct {
 	// Buffers is how many receive buffers each connection keeps posted:
-	// the sender's credits (default 512).
+	// the sender's credits, one of them kept for its FIN (default 512,
+	// at least 2).
 	Buffers int
 	// BufferSize is the size of each receive buffer, the largest packet a
 	// sender may send (default 2048, room for a 1500-byte MTU frame).
@@ -105,6 +106,7 @@ type SenderStats struct {
 	Completed uint64 // packets handed back by Completed
 	Bytes     uint64 // bytes posted
 	Stalls    uint64 // Send calls that could post nothing for lack of credits
+	QueueFull uint64 // Send calls that could post nothing: send queue full
 	Credits   int    // credits held now
 }
 

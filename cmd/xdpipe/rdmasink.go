@@ -27,6 +27,7 @@ type rdmaSinkOptions struct {
 	once       bool
 	track      bool
 	interval   time.Duration
+	spin       bool
 }
 
 func parseRdmaSink(args []string, stderr io.Writer) (rdmaSinkOptions, error) {
@@ -48,6 +49,7 @@ func parseRdmaSink(args []string, stderr io.Writer) (rdmaSinkOptions, error) {
 	fs.BoolVar(&o.once, "once", false, "exit after the first connection ends")
 	fs.BoolVar(&o.track, "track", true, "check generated frames' sequence numbers (xdpipe gen payload)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "progress line interval (0: none)")
+	fs.BoolVar(&o.spin, "spin", false, "busy-poll also when idle (one whole core, lowest latency)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -111,7 +113,7 @@ func runRdmaSink(ctx context.Context, args []string) error {
 
 // sinkOne drains one connection and prints its totals.
 func sinkOne(ctx context.Context, r *rdma.Receiver, o rdmaSinkOptions, pw *pcapgo.Writer) error {
-	sink := &rdma.Sink{}
+	sink := &rdma.Sink{Spin: o.spin}
 	var tr *gen.Tracker
 	if o.track {
 		tr = gen.NewTracker()

@@ -18,7 +18,7 @@ echo "== phase 2: rxe pair"
 set -a
 . /tmp/rxe.env
 set +a
-"$bin" -test.v -test.count=1 -test.timeout 10m "$@" || rc=1
+"$bin" -test.v -test.count=1 -test.timeout 8m "$@" || rc=1
 echo "== rdma resources after the tests"
 rdma resource show
 exit $rc
