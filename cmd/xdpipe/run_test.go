@@ -178,6 +178,7 @@ func TestRunBadInput(t *testing.T) {
 		{"unwritable pcap", "interfaces: [xdpb]\nstages: [{pcap: {path: /nonexistent/dir/x.pcap}}]\n", "no such file or directory", nil},
 		{"metrics port in use", "interfaces: [xdpb]\nstages: [count]\n", "address already in use", []string{"--metrics", busy.Addr().String()}},
 		{"forward to unknown", "interfaces: [xdpb]\nstages: [{forward: {to: eth9}}]\n", `output "eth9" is not one of the interfaces`, nil},
+		{"zero-copy on veth", "interfaces: [xdpb]\nbind: zerocopy\nstages: [count]\n", "zero-copy not supported", nil},
 		{"bad steering rules", "interfaces: [xdpb]\nrules: " + filepath.Join(dir, "none.yaml") + "\nstages: [count]\n", "steering rules", nil},
 	}
 	for i, c := range cases {
