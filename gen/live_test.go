@@ -328,3 +328,31 @@ func TestXSKSendsExactCount(t *testing.T) {
 		})
 	}
 }
+
+func TestXSKRateLimit(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	tp, err := NewTemplate(vethConfig(p, UDP4, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx := newReceiver(t, &p.B, tp, false)
+	const rate, secs = 20000.0, 2
+	var res Result
+	p.A.NS.MustDo(t, func() error {
+		e, err := NewXSK(tp, XSKOptions{Ifindex: p.A.Ifindex(t)})
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		res, err = e.Send(context.Background(), Run{Duration: secs * time.Second, Rate: rate})
+		return err
+	})
+	got := res.Rate()
+	t.Logf("sent %d in %v: %.0f frames/s (target %.0f)", res.Sent, res.Elapsed, got, rate)
+	if got < rate*0.95 || got > rate*1.05 {
+		t.Fatalf("rate %.0f frames/s, want %.0f within 5%%", got, rate)
+	}
+	if st := rx.wait(res.Sent); st.Received != res.Sent || st.Lost != 0 {
+		t.Fatalf("receiver: %+v", st)
+	}
+}
