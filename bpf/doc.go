@@ -19,6 +19,10 @@
 // UDP, TCP, ICMP and ICMPv6, with exactly the semantics of rules.ParseFrame
 // and rules.Set.Match (the fuzz test holds them together). Malformed
 // frames take the rule set's Malformed action and are counted by reason.
+// The program reads headers from a frame's first buffer only: in a
+// multi-buffer frame whose headers continue into a second buffer (not seen
+// with real traffic: the first holds at least 3 KiB) they count as
+// truncated.
 //
 // Lookup is a bit-vector intersection. Rules are numbered in priority
 // order; per field, a lookup of the frame's value yields the bitmap of the
