@@ -127,8 +127,13 @@ func ipv4Header(d []byte) []byte {
 func setIPv4Byte(ip []byte, i int, v byte) {
 	w := i &^ 1
 	old := binary.BigEndian.Uint16(ip[w : w+2])
+	// The new word is computed, not read back after the byte store: a
+	// 16-bit load of a just-written byte stalls store forwarding.
+	nw := old&0x00ff | uint16(v)<<8
+	if i&1 == 1 {
+		nw = old&0xff00 | uint16(v)
+	}
 	ip[i] = v
-	nw := binary.BigEndian.Uint16(ip[w : w+2])
 	sum := binary.BigEndian.Uint16(ip[10:12])
 	binary.BigEndian.PutUint16(ip[10:12], csumUpdate16(sum, old, nw))
 }
