@@ -15,7 +15,7 @@
 // Data moves with two-sided SEND, one packet per message, one scatter-gather
 // entry per packet pointing straight into the caller's registered region (the
 // UMEM): no copy on the sender. Several packets go to the device per
-// ibv_post_send as a chain of work requests (DialOptions.Chain, default 32);
+// ibv_post_send as a chain of work requests (DialOptions.Chain, default 64);
 // only the last request of a chain (and every DialOptions.SignalEvery-th) asks
 // for a completion, and since an RC send queue completes in order, one
 // completion retires every request before it.
@@ -36,8 +36,14 @@
 // returns credits for the buffers it has reposted with a zero-length
 // SEND-with-immediate whose immediate is the count, at most one per
 // Buffers/16 buffers, into a small pool of receives the sender keeps posted
-// (the bound on credit messages in flight is 16, so that pool never runs
-// dry). A packet longer than the sink's BufferSize is refused by Send with
+// (credits in flight never exceed Buffers, so at most 32 credit messages
+// are, and the pool of 64 never runs dry). One credit stays in reserve for
+// the FIN, a zero-length SEND-with-immediate by which Close (after Drain)
+// tells the sink the stream ended cleanly: the sink's Receive returns io.EOF
+// after a FIN and ErrDisconnected when the connection drops without one
+// (sender killed, or closed with sends in flight).
+//
+// A packet longer than the sink's BufferSize is refused by Send with
 // ErrTooLarge before anything is posted. RC segments messages at the path MTU
 // (Sender.PathMTU; 1024 bytes on a 1500-byte RoCE link) by itself, so the
 // message limit is the sink's buffer size, not the MTU.
@@ -51,17 +57,21 @@
 // every send that has completed, in order; only then may the frame go back to
 // the UMEM free stack. A pipeline stage therefore looks like:
 //
-//	s, err := rdma.Dial(ctx, "198.18.0.2:4791", umem.Region(), rdma.DialOptions{})
+//	s, err := rdma.Dial(ctx, "198.18.0.2:7471", umem.Region(), rdma.DialOptions{})
 //	// per burst:
 //	n, err := s.Send(descs)     // descs[n:] stay the caller's (no credit yet): drop or retry
 //	// every pass, also when idle:
 //	m, err := s.Completed(done) // done[:m] are free again: umem.Free(addrs of done[:m])
 //	// at shutdown:
-//	err = s.Drain(ctx)          // or loop on Completed until s.InFlight() == 0
-//	s.Close()
+//	err = s.Drain(ctx, free)    // hands back the rest; or loop on Completed until s.InFlight() == 0
+//	s.Close()                   // after Drain: the sink sees a clean end (io.EOF)
 //
 // After an error every in-flight descriptor is still handed back by
-// Completed (or Drain), so frame accounting holds on failure too.
+// Completed (or Drain), so frame accounting holds on failure too. A Sender
+// belongs to one goroutine: give each pipeline worker its own Sender (its
+// own queue pair; several may register the same UMEM). Frames Send did not
+// take (no credit: the sink is slower than the wire) are the stage's to drop
+// and count, or to hold for the next pass; Send never blocks.
 //
 // The receiver side is Listener.Accept and Receiver.Receive, which returns
 // packets as slices into the receive buffers, valid until the next Receive;

@@ -706,10 +706,11 @@ func TestMeasure(t *testing.T) {
 }
 
 // measureOpts are knobs for experiments: XDPIPE_RDMA_MEASURE_OPTS="sq=128
-// chain=32 sig=32 bufs=512 frames=4096 proc=1" (proc=1: the sink runs in a
-// child process, as ib_send_bw's server does).
+// chain=64 sig=64 bufs=512 frames=4096 proc=1 gen=0" (0: the library
+// default; proc=1: the sink runs in a child process, as ib_send_bw's server
+// does; gen=1: generator frames).
 func measureOpts() map[string]int {
-	o := map[string]int{"sq": 128, "chain": 32, "sig": 0, "bufs": 512, "frames": 4096, "proc": 1}
+	o := map[string]int{"sq": 128, "chain": 0, "sig": 0, "bufs": 512, "frames": 4096, "proc": 1}
 	for _, kv := range strings.Fields(os.Getenv("XDPIPE_RDMA_MEASURE_OPTS")) {
 		k, v, _ := strings.Cut(kv, "=")
 		if n, err := strconv.Atoi(v); err == nil {

@@ -69,10 +69,12 @@ type DialOptions struct {
 	// SendQueue is the send queue depth, the most sends in flight
 	// (default 512, rounded up to a power of two).
 	SendQueue int
-	// Chain is the most work requests per ibv_post_send (1..32, default 32).
+	// Chain is the most work requests per ibv_post_send (1..64, default
+	// 64). On SoftRoCE each ibv_post_send is a system call that runs the
+	// rxe pipeline: longer chains, fewer calls.
 	Chain int
 	// SignalEvery asks for a completion every that many sends besides the
-	// last of each chain (default SendQueue/4), so frames come back
+	// last of each chain (default SendQueue/2), so frames come back
 	// while a long burst is still in flight.
 	SignalEvery int
 	// AckTimeout is the RC ack timeout exponent: 4.096us * 2^AckTimeout per

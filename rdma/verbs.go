@@ -29,7 +29,7 @@ struct xd_event {
 	uint8_t priv[256];
 };
 
-#define XD_CHAIN 32
+#define XD_CHAIN 64
 
 // xd_post_sends posts n SENDs, one SGE each (base+addr, len), as chains of
 // up to chain work requests. wr_id is wrid0 + i. The last request of each
