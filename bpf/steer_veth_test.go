@@ -26,11 +26,6 @@ import (
 func TestSteerLiveUpdate(t *testing.T) {
 	p := testutil.NewVethPair(t, testutil.VethOptions{})
 	s := newSteer(t)
-	ib := p.B.Ifindex(t)
-	p.B.NS.MustDo(t, func() error {
-		_, err := s.Attach(ib, AttachAuto)
-		return err
-	})
 	dst := netip.PrefixFrom(netip.AddrFrom4([4]byte(p.B.IP)), 32)
 	drop := rules.Rule{Priority: 10, Name: "drop", Fields: rules.FieldProto | rules.FieldDst | rules.FieldDport,
 		Proto: 17, Dst: dst, Dport: rules.PortRange{Lo: 9001, Hi: 9001}, Action: rules.ActionDrop}
@@ -42,6 +37,13 @@ func TestSteerLiveUpdate(t *testing.T) {
 	if err := s.Apply(setDrop); err != nil {
 		t.Fatal(err)
 	}
+	// Attach only once a rule set is in: frames the kernel sends on its own
+	// when a link comes up (IPv6 MLD and ND) must meet the catch-all too.
+	ib := p.B.Ifindex(t)
+	p.B.NS.MustDo(t, func() error {
+		_, err := s.Attach(ib, AttachAuto)
+		return err
+	})
 
 	var rx net.PacketConn
 	p.B.NS.MustDo(t, func() (err error) {
