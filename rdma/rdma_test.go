@@ -887,3 +887,47 @@ func TestSenderKilled(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroAllocs checks the steady state allocates nothing: a burst sent,
+// received and handed back.
+func TestZeroAllocs(t *testing.T) {
+	reg := region(t, 64, 2048)
+	s, r := connect(t, reg, rdma.ListenOptions{Buffers: 64}, rdma.DialOptions{SendQueue: 32})
+	burst := make([]rdma.Desc, 8)
+	for i := range burst {
+		burst[i] = rdma.Desc{Addr: uint64(i) * 2048, Len: 200}
+	}
+	done := make([]rdma.Desc, 32)
+	pkts := make([][]byte, 32)
+	var failed error
+	cycle := func() {
+		if n, err := s.Send(burst); n != len(burst) || err != nil {
+			failed = fmt.Errorf("Send: %d, %v", n, err)
+			return
+		}
+		got, back := 0, 0
+		for i := 0; (got < len(burst) || back < len(burst)) && i < 10_000_000; i++ {
+			n, err := r.Receive(pkts)
+			got += n
+			m, cerr := s.Completed(done)
+			back += m
+			if err != nil || cerr != nil {
+				failed = fmt.Errorf("Receive: %v, Completed: %v", err, cerr)
+				return
+			}
+		}
+		if got != len(burst) || back != len(burst) {
+			failed = fmt.Errorf("received %d, completed %d of %d", got, back, len(burst))
+		}
+	}
+	for i := 0; i < 20; i++ { // warm up: credit updates, lazily sized state
+		cycle()
+	}
+	allocs := testing.AllocsPerRun(50, cycle)
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	if allocs != 0 {
+		t.Errorf("%v allocations per burst of %d (send, receive, complete), want 0", allocs, len(burst))
+	}
+}
