@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
@@ -21,12 +22,28 @@ type portOptions struct {
 	attach bpf.AttachMode
 	umem   xsk.UmemOptions
 	socket xsk.SocketOptions
+	// rules, if set, puts the steering program with these rules in front
+	// of the socket instead of the redirect-everything program.
+	rules *rules.Set
 }
 
-// port is one AF_XDP socket on one interface queue, with the redirect
-// program attached to the interface and the socket registered in its XSKMAP.
+// xdpProgram is what a port needs of its XDP program: bpf.Redirect and
+// bpf.Steer both are one.
+type xdpProgram interface {
+	Attach(ifindex int, mode bpf.AttachMode) (bpf.AttachMode, error)
+	Register(queue, fd int) error
+	Close() error
+}
+
+var (
+	_ xdpProgram = (*bpf.Redirect)(nil)
+	_ xdpProgram = (*bpf.Steer)(nil)
+)
+
+// port is one AF_XDP socket on one interface queue, with an XDP program
+// attached to the interface and the socket registered in its XSKMAP.
 type port struct {
-	prog       *bpf.Redirect
+	prog       xdpProgram
 	umem       *xsk.Umem
 	sock       *xsk.Socket
 	attachMode bpf.AttachMode
@@ -85,9 +102,12 @@ func openPort(o portOptions) (_ *port, err error) {
 	if p.sock, err = xsk.NewSocket(p.umem, ifc.Index, o.queue, o.socket); err != nil {
 		return nil, explainSocket(err, o)
 	}
-	if p.prog, err = bpf.LoadRedirect(); err != nil {
+	if p.prog, err = loadProgram(o.rules); err != nil {
 		return nil, err
 	}
+	// Frames on the fill ring before the socket is registered, so the
+	// first redirected frames find somewhere to land.
+	p.sock.Refill()
 	if p.attachMode, err = p.prog.Attach(ifc.Index, o.attach); err != nil {
 		return nil, err
 	}
@@ -95,6 +115,23 @@ func openPort(o portOptions) (_ *port, err error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// loadProgram loads the steering program with set, or the redirect
+// program when set is nil.
+func loadProgram(set *rules.Set) (xdpProgram, error) {
+	if set == nil {
+		return bpf.LoadRedirect()
+	}
+	st, err := bpf.LoadSteer(bpf.SteerOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Apply(set); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("apply %d rules: %w", len(set.Rules), err)
+	}
+	return st, nil
 }
 
 // explainSocket adds what to do to socket errors a user can fix.

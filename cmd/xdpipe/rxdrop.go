@@ -16,6 +16,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
@@ -34,6 +35,7 @@ type rxdropOptions struct {
 	cpu      int
 	busyPoll bool
 	track    bool
+	rules    *rules.Set
 	profile  string
 }
 
@@ -47,7 +49,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 			"queue, receives and drops every frame, and prints rates each interval.\n\n")
 		fs.PrintDefaults()
 	}
-	var bind, poll, attach string
+	var bind, poll, attach, rulesFile string
 	fs.StringVar(&o.iface, "iface", "", "interface to receive on (required)")
 	fs.IntVar(&o.queue, "queue", 0, "RX queue to bind")
 	fs.StringVar(&bind, "bind", "auto", "AF_XDP bind mode: copy, zerocopy or auto (zero-copy, else copy)")
@@ -60,6 +62,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	fs.UintVar(&o.batch, "batch", 64, "frames taken from the RX ring per burst")
 	fs.IntVar(&o.cpu, "cpu", -1, "pin the receive loop to this CPU (-1: no pinning)")
 	fs.BoolVar(&o.busyPoll, "busy-poll", false, "enable socket busy polling (SO_PREFER_BUSY_POLL)")
+	fs.StringVar(&rulesFile, "rules", "", "steer with the rules in this YAML file instead of redirecting every frame\n(frames the rules redirect reach the socket; see `xdpipe rules`)")
 	fs.BoolVar(&o.track, "track", true, "account generated frames (xdpipe gen): loss, duplicates, reordering, latency")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
@@ -84,6 +87,11 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	}
 	if o.attach, err = bpf.ParseAttachMode(attach); err != nil {
 		return o, err
+	}
+	if rulesFile != "" {
+		if o.rules, _, err = rules.LoadFile(rulesFile); err != nil {
+			return o, err
+		}
 	}
 	switch {
 	case o.queue < 0:
@@ -129,13 +137,18 @@ func runRxdrop(ctx context.Context, args []string) error {
 		attach: o.attach,
 		umem:   xsk.UmemOptions{NumFrames: uint32(o.frames), FillSize: 2 * uint32(o.ring)},
 		socket: xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
+		rules:  o.rules,
 	})
 	if err != nil {
 		return err
 	}
 	defer port.Close()
-	fmt.Printf("rxdrop: %s queue %d, XDP %s mode, AF_XDP %s mode, %s polling, burst %d\n",
-		o.iface, o.queue, port.attachMode, port.sock.Mode(), map[bool]string{false: "spin", true: "wakeup"}[o.wakeup], o.batch)
+	prog := "redirect"
+	if o.rules != nil {
+		prog = fmt.Sprintf("steer with %d rules", len(o.rules.Rules))
+	}
+	fmt.Printf("rxdrop: %s queue %d, XDP %s (%s mode), AF_XDP %s mode, %s polling, burst %d\n",
+		o.iface, o.queue, prog, port.attachMode, port.sock.Mode(), map[bool]string{false: "spin", true: "wakeup"}[o.wakeup], o.batch)
 
 	if o.duration > 0 {
 		var cancel context.CancelFunc
@@ -199,7 +212,6 @@ func rxdropLoop(s *xsk.Socket, c *rxCounters, tr *gen.Tracker, stop *atomic.Bool
 	}
 	descs := make([]xsk.Desc, o.batch)
 	u := s.Umem()
-	s.Refill()
 	for !stop.Load() {
 		n := s.Receive(descs)
 		if n == 0 {

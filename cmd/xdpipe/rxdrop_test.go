@@ -2,8 +2,11 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -171,4 +174,55 @@ func TestRxdropQueueTaken(t *testing.T) {
 		t.Fatalf("first rxdrop exited %d after SIGTERM:\n%s", code, out)
 	}
 	noXDP(t, &p.B)
+}
+
+// TestRxdropRules runs rxdrop behind the steering program: a rule file
+// that redirects the generated flow delivers all of it; one that redirects
+// another port delivers none of it (the default passes it to the kernel);
+// a broken file is refused with its file and line before anything is
+// attached.
+func TestRxdropRules(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	for _, c := range []struct {
+		name  string
+		dport int
+		want  uint64
+	}{{"matching", 9, 2000}, {"other port", 10, 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			p := testutil.NewVethPair(t, testutil.VethOptions{})
+			file := write(c.name+".yaml", fmt.Sprintf("default: pass\nrules:\n  - priority: 1\n    proto: udp\n    dst: %s\n    dport: %d\n    action: redirect\n", p.B.IP, c.dport))
+			cmd, wait := startRxdrop(t, p, "--rules", file, "--ring", "4096", "--frames", "16384")
+			out, code := xdpipeIn(t, p.A.NS, "gen", "--iface", p.A.Name, "--dst-mac", p.B.MAC.String(),
+				"--dst-ip", p.B.IP.String(), "--count", "2000", "--rate", "20k", "--quiet")
+			if code != 0 {
+				t.Fatalf("gen exited %d:\n%s", code, out)
+			}
+			time.Sleep(300 * time.Millisecond)
+			cmd.Process.Signal(syscall.SIGINT)
+			out, code = wait()
+			if code != 0 || !strings.Contains(out, "steer with 1 rules") {
+				t.Fatalf("rxdrop exited %d, or not behind the steering program:\n%s", code, out)
+			}
+			if rx, _, _ := tracked(t, out); rx != c.want {
+				t.Errorf("received %d generated frames, want %d:\n%s", rx, c.want, out)
+			}
+			noXDP(t, &p.B)
+		})
+	}
+	t.Run("broken file", func(t *testing.T) {
+		p := testutil.NewVethPair(t, testutil.VethOptions{})
+		file := write("broken.yaml", "rules:\n  - priority: 1\n    dport: 20-10\n    action: redirect\n")
+		out, code := xdpipeIn(t, p.B.NS, "rxdrop", "--iface", p.B.Name, "--rules", file)
+		if code == 0 || !strings.Contains(out, "broken.yaml:3") {
+			t.Errorf("want a non-zero exit naming broken.yaml:3, got %d:\n%s", code, out)
+		}
+		noXDP(t, &p.B)
+	})
 }
