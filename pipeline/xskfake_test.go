@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"sync"
 	"testing"
 
 	"github.com/xdpipe/xdpipe/xsk"
@@ -96,6 +97,78 @@ func BenchmarkWorkerXskFake(b *testing.B) {
 				k.Send(sent)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*DefaultBurstSize), "ns/pkt")
+		})
+	}
+}
+
+// BenchmarkWorkersUmem: two workers (queues) on two goroutines, each with
+// its own socket on xsk's fake kernel, l2fwd; one UMEM per queue against one
+// shared UMEM (whose free stack lock the workers then share). ns/pkt is
+// wall time per frame over both workers.
+func BenchmarkWorkersUmem(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		name := "per-queue"
+		if shared {
+			name = "shared"
+		}
+		b.Run(name, func(b *testing.B) {
+			var umems []*xsk.Umem
+			newUmem := func() *xsk.Umem {
+				u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 8192})
+				if err != nil {
+					b.Fatal(err)
+				}
+				umems = append(umems, u)
+				return u
+			}
+			defer func() {
+				for _, u := range umems {
+					u.Close()
+				}
+			}()
+			var common *xsk.Umem
+			if shared {
+				common = newUmem()
+			}
+			type q struct {
+				w *Worker
+				k *xsk.FakeKernel
+			}
+			var qs []q
+			for i := 0; i < 2; i++ {
+				u := common
+				if u == nil {
+					u = newUmem()
+				}
+				s, k, err := xsk.NewFakeSocket(u, xsk.SocketOptions{}, xsk.FakeOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				w, err := NewWorker(WorkerConfig{Queue: i, Ports: []NamedPort{{"fake", s}}, Mem: u, Stages: []Stage{&MacSwap{}}, CPU: -1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.Refill()
+				qs = append(qs, q{w, k})
+			}
+			tmpl := udp4(b, 53)
+			b.ReportAllocs()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for _, q := range qs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					sent := make([]xsk.Desc, 256)
+					for i := 0; i < b.N; i++ {
+						q.k.Deliver(tmpl, DefaultBurstSize)
+						q.w.pass()
+						q.k.Send(sent)
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N*DefaultBurstSize), "ns/pkt")
 		})
 	}
 }
