@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -619,6 +620,9 @@ func helperMain() int {
 	}
 	fmt.Println("accepted")
 	if os.Getenv("XDPIPE_RDMA_HELPER") == "count" {
+		if os.Getenv("XDPIPE_RDMA_PIN") != "" {
+			pinTo(nil, 1)
+		}
 		st, err := (&rdma.Sink{Spin: os.Getenv("XDPIPE_RDMA_SPIN") != "0"}).Run(context.Background(), r)
 		fmt.Printf("count %d\n", st.Packets)
 		if err != nil {
@@ -706,9 +710,9 @@ func TestMeasure(t *testing.T) {
 }
 
 // measureOpts are knobs for experiments: XDPIPE_RDMA_MEASURE_OPTS="sq=128
-// chain=64 sig=64 bufs=512 frames=4096 proc=1 gen=0" (0: the library
+// chain=64 sig=64 bufs=512 frames=4096 proc=1 gen=0 pin=0" (0: the library
 // default; proc=1: the sink runs in a child process, as ib_send_bw's server
-// does; gen=1: generator frames).
+// does; gen=1: generator frames; pin=1: sender on CPU 0, sink on CPU 1).
 func measureOpts() map[string]int {
 	o := map[string]int{"sq": 128, "chain": 0, "sig": 0, "bufs": 512, "frames": 4096, "proc": 1}
 	for _, kv := range strings.Fields(os.Getenv("XDPIPE_RDMA_MEASURE_OPTS")) {
@@ -763,6 +767,9 @@ func measure(t *testing.T, size int, count uint64) {
 		sa := addr(b)
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "XDPIPE_RDMA_HELPER=count", "XDPIPE_RDMA_ADDR="+sa, "XDPIPE_RDMA_BUFFERS="+strconv.Itoa(lo.Buffers))
+		if o["pin"] != 0 {
+			cmd.Env = append(cmd.Env, "XDPIPE_RDMA_PIN=1")
+		}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -797,6 +804,9 @@ func measure(t *testing.T, size int, count uint64) {
 			st, _ := (&rdma.Sink{Spin: true}).Run(context.Background(), r)
 			sinkDone <- st.Packets
 		}()
+	}
+	if o["pin"] != 0 {
+		pinTo(t, 0)
 	}
 	start := time.Now()
 	if _, err := stream(s, reg, fr, count, fill); err != nil {
@@ -929,5 +939,16 @@ func TestZeroAllocs(t *testing.T) {
 	}
 	if allocs != 0 {
 		t.Errorf("%v allocations per burst of %d (send, receive, complete), want 0", allocs, len(burst))
+	}
+}
+
+// pinTo locks the calling goroutine to its thread and the thread to cpu
+// (modulo the CPUs there are), the way a busy-polling worker runs.
+func pinTo(t *testing.T, cpu int) {
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(cpu % runtime.NumCPU())
+	if err := unix.SchedSetaffinity(0, &set); err != nil && t != nil {
+		t.Fatal(err)
 	}
 }
