@@ -33,7 +33,23 @@ var external = map[string]externalRx{
 	"xdpipe-spin":   rxdropRx("spin"),
 	"xdpipe-wakeup": rxdropRx("wakeup"),
 	"xdpipe-l2fwd":  l2fwdRx(),
-	"asavie-xdp":    asavieRx(),
+	"xdpipe-steer10k": {
+		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
+			if c.Xdpipe == "" {
+				return nil, errors.New("no xdpipe binary to run (Config.Xdpipe)")
+			}
+			f, err := tb.steerRules()
+			if err != nil {
+				return nil, err
+			}
+			return []string{c.Xdpipe, "rxdrop", "--iface", tb.ifB, "--bind", "copy", "--poll", "spin",
+				"--track=false", "--interval", "1h", "--rules", f}, nil
+		},
+		ready: func(line string) bool { return strings.HasPrefix(line, "rxdrop: ") },
+		parse: parseRxdropSummary,
+		note:  "xdpipe rxdrop --rules (10,000 rules, the last matches) --bind copy --poll spin --track=false",
+	},
+	"asavie-xdp": asavieRx(),
 }
 
 // rxdropRx runs `xdpipe rxdrop` in copy mode with the given polling, its
@@ -63,6 +79,29 @@ func parseRxdropSummary(out string, _ int) (childResult, error) {
 	f, _ := strconv.ParseUint(m[1], 10, 64)
 	b, _ := strconv.ParseUint(m[2], 10, 64)
 	return childResult{Frames: f, Bytes: b}, nil
+}
+
+// steerRuleCount is the rule count of the xdpipe-steer10k receiver.
+const steerRuleCount = 10000
+
+// steerRules writes (once) a rules file of steerRuleCount rules of which
+// only the last, lowest-priority one matches the generated traffic (UDP to
+// ipB port 9) and redirects it; the others match other destinations and
+// ports and would drop.
+func (t *testbed) steerRules() (string, error) {
+	path := filepath.Join(t.dir, "steer10k.yaml")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	var b strings.Builder
+	b.WriteString("default: pass\nmalformed: pass\nrules:\n")
+	for i := range steerRuleCount - 1 {
+		fmt.Fprintf(&b, "  - priority: %d\n    proto: udp\n    dst: 198.18.%d.%d/32\n    dport: %d\n    action: drop\n",
+			i+1, i>>8, i&0xff, 1000+i%50000)
+	}
+	fmt.Fprintf(&b, "  - priority: %d\n    name: bench\n    proto: udp\n    dst: %s/32\n    dport: 9\n    action: redirect\n",
+		steerRuleCount, t.ipB)
+	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // l2fwdRx runs `xdpipe run` with the macswap stage (DPDK l2fwd's

@@ -60,9 +60,6 @@ var inProcess = map[string]rxFunc{
 	"udp":       rxUDP,
 	"recvmmsg":  rxRecvmmsg,
 	"afpacket3": rxAFPacket,
-	// 10,000 steering rules: in process until xdpipe has a command that
-	// runs rxdrop behind the steering program.
-	"xdpipe-steer10k": rxSteer10k,
 }
 
 // order is the matrix order: the ceiling, xdpipe, then the alternatives.

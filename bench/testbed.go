@@ -23,6 +23,7 @@ type testbed struct {
 	ifindexA   int
 	mtu        int
 	made       []string // namespaces to delete
+	dir        string   // scratch files (rules), removed by close
 }
 
 func sh(name string, args ...string) error {
@@ -50,6 +51,9 @@ func newTestbed() (_ *testbed, err error) {
 			t.close()
 		}
 	}()
+	if t.dir, err = os.MkdirTemp("", "xdpipe-bench-"); err != nil {
+		return nil, err
+	}
 	for _, ns := range []string{t.nsA, t.nsB} {
 		if err := sh("ip", "netns", "add", ns); err != nil {
 			return nil, fmt.Errorf("testbed (needs root): %w", err)
@@ -153,4 +157,8 @@ func (t *testbed) close() {
 		_ = sh("ip", "netns", "del", ns)
 	}
 	t.made = nil
+	if t.dir != "" {
+		os.RemoveAll(t.dir)
+		t.dir = ""
+	}
 }
