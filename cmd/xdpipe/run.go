@@ -23,6 +23,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/rdma"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -158,6 +159,7 @@ type daemon struct {
 	socks    [][]*xsk.Socket // [worker][iface]
 	redirect []*bpf.Redirect // per interface, without steering rules
 	steer    []*bpf.Steer    // per interface, with steering rules
+	senders  []*rdma.Sender  // per worker, with an rdma stage
 	workers  []*pipeline.Worker
 	chains   *chainSet
 }
@@ -336,6 +338,13 @@ func (d *daemon) open() error {
 			ports = append(ports, pipeline.NamedPort{Name: ifc.Name, Port: s})
 		}
 		d.socks = append(d.socks, socks)
+		if r.rdmaSink != "" {
+			p, err := d.dialRDMA(u)
+			if err != nil {
+				return err
+			}
+			ports = append(ports, pipeline.NamedPort{Name: rdmaOutput, Port: p})
+		}
 		cpu := -1
 		if len(r.cpus) > 0 {
 			cpu = r.cpus[wi]
@@ -387,6 +396,26 @@ func (d *daemon) open() error {
 		}
 	}
 	return nil
+}
+
+// rdmaOutput is the name of a worker's RDMA output port.
+const rdmaOutput = "rdma"
+
+// dialRDMA connects one worker's RDMA output to the sink, registering the
+// worker's UMEM so frames ship from it without a copy.
+func (d *daemon) dialRDMA(u *xsk.Umem) (*rdmaPort, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := rdma.Dial(ctx, d.r.rdmaSink, u.Region(), rdma.DialOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("rdma stage: connect to %s: %w", d.r.rdmaSink, err)
+	}
+	d.senders = append(d.senders, s)
+	batch := d.r.cfg.TXBatch
+	if batch <= 0 {
+		batch = pipeline.DefaultBurstSize
+	}
+	return newRDMAPort(s, u, batch, d.log), nil
 }
 
 // reload re-reads the config (stage settings) and the steering rules, and
@@ -477,6 +506,11 @@ func (d *daemon) account(stdout io.Writer) error {
 
 func (d *daemon) close() error {
 	d.detach()
+	// The workers have stopped and waited for their sends: disconnect
+	// before the UMEMs (the senders' registered regions) go.
+	for _, s := range d.senders {
+		s.Close()
+	}
 	for _, socks := range d.socks {
 		for _, s := range socks {
 			s.Close()

@@ -109,6 +109,7 @@ var stageKinds = map[string][]string{
 	"rewrite": {"src_mac", "dst_mac", "push_vlan", "pcp", "pop_vlan", "dec_ttl", "ttl", "dscp"},
 	"pcap":    {"path", "snaplen", "max_bytes", "buffer"},
 	"sample":  {"every", "depth", "snaplen"},
+	"rdma":    {"connect"},
 }
 
 func stageNames() string {
@@ -136,6 +137,8 @@ type stageConfig struct {
 	Buffer   int    `yaml:"buffer"`
 	Every    int    `yaml:"every"`
 	Depth    int    `yaml:"depth"`
+	// rdma: the sink's address (host:port), see `xdpipe rdma-sink`
+	Connect string `yaml:"connect"`
 	// rewrite
 	SrcMAC   string `yaml:"src_mac"`
 	DstMAC   string `yaml:"dst_mac"`
@@ -219,6 +222,7 @@ type resolved struct {
 	def       pipeline.Verdict
 	steer     *rules.Set // nil: redirect program
 	sharedMem bool
+	rdmaSink  string // the rdma stage's sink address, or ""
 }
 
 // resolve validates everything that can be checked before anything is
@@ -307,8 +311,18 @@ func resolve(c *runConfig) (*resolved, error) {
 		return nil, errors.New("no stages: list them in the config or with --stages")
 	}
 	for _, s := range c.Stages {
-		if s.Kind == "forward" && !seen[s.To] {
+		switch {
+		case s.Kind == "forward" && !seen[s.To]:
 			return nil, fmt.Errorf("stage forward (line %d): output %q is not one of the interfaces %v", s.Line, s.To, c.Interfaces)
+		case s.Kind == "rdma" && s.Connect == "":
+			return nil, fmt.Errorf("stage rdma (line %d): needs connect: the sink's host:port (xdpipe rdma-sink --listen)", s.Line)
+		case s.Kind == "rdma" && r.rdmaSink != "" && s.Connect != r.rdmaSink:
+			return nil, fmt.Errorf("stage rdma (line %d): a second sink %s; one rdma sink per instance (%s)", s.Line, s.Connect, r.rdmaSink)
+		case s.Kind == "rdma":
+			if _, _, err := net.SplitHostPort(s.Connect); err != nil {
+				return nil, fmt.Errorf("stage rdma (line %d): connect %q: %w", s.Line, s.Connect, err)
+			}
+			r.rdmaSink = s.Connect
 		}
 	}
 	return r, nil
@@ -433,6 +447,9 @@ func buildStage(s stageConfig, queue int, perQueue bool, ifindexes []uint32, fil
 		return &pipeline.MacSwap{}, nil
 	case "forward":
 		return &pipeline.Forward{To: s.To}, nil
+	case "rdma":
+		// Frames go to the worker's rdma output port (an rdmaPort).
+		return &pipeline.Forward{To: rdmaOutput}, nil
 	case "filter":
 		if s.Rules == "" {
 			return nil, errors.New("needs rules: a rules file")

@@ -180,6 +180,10 @@ func TestRunBadInput(t *testing.T) {
 		{"forward to unknown", "interfaces: [xdpb]\nstages: [{forward: {to: eth9}}]\n", `output "eth9" is not one of the interfaces`, nil},
 		{"zero-copy on veth", "interfaces: [xdpb]\nbind: zerocopy\nstages: [count]\n", "zero-copy not supported", nil},
 		{"bad steering rules", "interfaces: [xdpb]\nrules: " + filepath.Join(dir, "none.yaml") + "\nstages: [count]\n", "steering rules", nil},
+		{"rdma without sink", "interfaces: [xdpb]\nstages: [count, rdma]\n", "stage rdma (line 2): needs connect", nil},
+		{"rdma bad address", "interfaces: [xdpb]\nstages: [{rdma: {connect: 198.18.0.2}}]\n", "missing port in address", nil},
+		// The default build has no verbs: the stage says how to get them.
+		{"rdma not built in", "interfaces: [xdpb]\nstages: [{rdma: {connect: \"198.18.0.2:7471\"}}]\n", "build with -tags rdma", nil},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
