@@ -68,7 +68,12 @@ func TestSoftRoCE(t *testing.T) {
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go test -c -tags rdma: %v\n%s", err, b)
 	}
-	for _, f := range []string{"guest-test.sh", "rxe-up.sh"} {
+	// The binary too, with verbs, for the end-to-end phase.
+	build = exec.Command(goBin, "build", "-tags", "rdma", "-o", filepath.Join(out, "xdpipe"), "../cmd/xdpipe")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags rdma ./cmd/xdpipe: %v\n%s", err, b)
+	}
+	for _, f := range []string{"guest-test.sh", "guest-e2e.sh", "rxe-up.sh"} {
 		b, err := os.ReadFile(filepath.Join(vmDir, f))
 		if err != nil {
 			t.Fatal(err)

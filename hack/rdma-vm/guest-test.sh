@@ -21,6 +21,10 @@ set +a
 # Everything the tests need is here now: a test that would skip fails instead.
 export CI=true
 "$bin" -test.v -test.count=1 -test.timeout 8m "$@" || rc=1
+if [ -x ./xdpipe ]; then
+  echo "== phase 3: xdpipe end to end (gen -> run with the rdma stage -> rdma-sink)"
+  "$here/guest-e2e.sh" ./xdpipe || rc=1
+fi
 echo "== rdma resources after the tests"
 rdma resource show
 exit $rc
