@@ -48,6 +48,19 @@ func short(s string) string {
 	return s
 }
 
+// ReadJSON reads a report WriteJSON wrote.
+func ReadJSON(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &rep, nil
+}
+
 // WriteJSON writes the report as indented JSON to path.
 func (rep *Report) WriteJSON(path string) error {
 	b, err := json.MarshalIndent(rep, "", "  ")
@@ -60,7 +73,7 @@ func (rep *Report) WriteJSON(path string) error {
 // WritePNG draws frames/s by frame size, one line per receiver.
 func (rep *Report) WritePNG(path string) error {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("xdpipe bench: frames/s received by frame size (veth, %s, %d CPUs)", rep.Kernel, rep.CPUs)
+	p.Title.Text = fmt.Sprintf("xdpipe bench: frames/s received by frame size (veth, %s, %d CPUs; cells that received nothing left out)", rep.Kernel, rep.CPUs)
 	p.X.Label.Text = "frame size (bytes)"
 	p.Y.Label.Text = "million frames/s"
 	p.X.Scale = plot.LogScale{}
@@ -77,7 +90,7 @@ func (rep *Report) WritePNG(path string) error {
 	for i, rx := range rep.Receivers {
 		var pts plotter.XYs
 		for _, r := range rep.Results {
-			if r.Receiver == rx && r.Error == "" && r.Size > 0 {
+			if r.Receiver == rx && r.Error == "" && r.Size > 0 && r.Received > 0 {
 				pts = append(pts, plotter.XY{X: float64(r.Size), Y: r.Fps / 1e6})
 				ymax = math.Max(ymax, r.Fps/1e6)
 			}

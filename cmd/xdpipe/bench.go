@@ -42,6 +42,7 @@ func runBench(ctx context.Context, args []string) error {
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	asavie := fs.String("asavie-peer", "hack/asavie-peer", "directory of the asavie/xdp peer module (built with go build on first use)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the harness (the generator) to this file")
+	from := fs.String("from", "", "run nothing: redraw the table, chart and Markdown from this JSON report")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,11 +81,21 @@ func runBench(ctx context.Context, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	rep, err := bench.Run(ctx, c)
-	if rep == nil {
-		return err
+	var rep *bench.Report
+	if *from != "" {
+		if rep, err = bench.ReadJSON(*from); err != nil {
+			return err
+		}
+		if *jsonOut == *from {
+			*jsonOut = ""
+		}
+	} else {
+		rep, err = bench.Run(ctx, c)
+		if rep == nil {
+			return err
+		}
+		rep.Command = "xdpipe " + strings.Join(append([]string{"bench"}, args...), " ")
 	}
-	rep.Command = "xdpipe " + strings.Join(append([]string{"bench"}, args...), " ")
 	fmt.Println()
 	if werr := rep.WriteTable(os.Stdout); werr != nil {
 		return werr
