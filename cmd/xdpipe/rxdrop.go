@@ -196,6 +196,12 @@ wait:
 	return nil
 }
 
+// idleSpins is how many empty passes wakeup mode makes before it sleeps.
+// Measured on the veth testbed in one run (live generator on CPU 0,
+// receiver on CPU 1): 1 gave 4.75 Mpps at 60% of a core, 16 gave 5.75 Mpps
+// at 68%, 512 gave 5.78 Mpps at 82%.
+const idleSpins = 16
+
 // rxdropLoop is the receive-and-drop loop: take a burst off the RX ring,
 // count it, and hand its frames straight back to the fill ring. With a
 // tracker it also accounts generated frames, reading the clock once per
@@ -212,16 +218,21 @@ func rxdropLoop(s *xsk.Socket, c *rxCounters, tr *gen.Tracker, stop *atomic.Bool
 	}
 	descs := make([]xsk.Desc, o.batch)
 	u := s.Umem()
+	idle := 0
 	for !stop.Load() {
 		n := s.Receive(descs)
 		if n == 0 {
-			if o.wakeup {
+			// Wakeup mode sleeps in poll(2) only after a run of empty
+			// passes: a poll per momentary gap costs more than the gap.
+			if idle++; o.wakeup && idle >= idleSpins {
 				if err := s.Wait(100 * time.Millisecond); err != nil {
 					return err
 				}
+				idle = 0
 			}
 			continue
 		}
+		idle = 0
 		var bytes uint64
 		if tr != nil {
 			now := gen.Monotonic()
