@@ -90,6 +90,15 @@ func openPort(o portOptions) (_ *port, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Frames larger than a UMEM frame's data room arrive in several
+	// segments: turn multi-buffer on when the MTU allows such frames.
+	fs := o.umem.FrameSize
+	if fs == 0 {
+		fs = xsk.DefaultFrameSize
+	}
+	if ifc.MTU+14 > int(fs)-xskHeadroom {
+		o.socket.MultiBuffer = true
+	}
 	p := &port{}
 	defer func() {
 		if err != nil {
@@ -133,6 +142,10 @@ func loadProgram(set *rules.Set) (xdpProgram, error) {
 	}
 	return st, nil
 }
+
+// xskHeadroom is the part of a UMEM frame in front of received data
+// (XDP_PACKET_HEADROOM).
+const xskHeadroom = 256
 
 // explainSocket adds what to do to socket errors a user can fix.
 func explainSocket(err error, o portOptions) error {

@@ -219,6 +219,7 @@ func rxdropLoop(s *xsk.Socket, c *rxCounters, tr *gen.Tracker, stop *atomic.Bool
 	descs := make([]xsk.Desc, o.batch)
 	u := s.Umem()
 	idle := 0
+	first := true // the next descriptor starts a packet
 	for !stop.Load() {
 		n := s.Receive(descs)
 		if n == 0 {
@@ -233,19 +234,26 @@ func rxdropLoop(s *xsk.Socket, c *rxCounters, tr *gen.Tracker, stop *atomic.Bool
 			continue
 		}
 		idle = 0
-		var bytes uint64
+		// A packet larger than a frame (multi-buffer) comes as several
+		// descriptors, all but the last marked PktContd: count packets by
+		// their last segment, track them by their first.
+		var bytes, pkts uint64
+		var now int64
 		if tr != nil {
-			now := gen.Monotonic()
-			for i := range descs[:n] {
-				bytes += uint64(descs[i].Len)
-				tr.Observe(u.Bytes(descs[i]), now)
+			now = gen.Monotonic()
+		}
+		for i := range descs[:n] {
+			d := &descs[i]
+			bytes += uint64(d.Len)
+			if tr != nil && first {
+				tr.Observe(u.Bytes(*d), now)
 			}
-		} else {
-			for i := range descs[:n] {
-				bytes += uint64(descs[i].Len)
+			first = d.Options&xsk.PktContd == 0
+			if first {
+				pkts++
 			}
 		}
-		c.packets.Add(uint64(n))
+		c.packets.Add(pkts)
 		c.bytes.Add(bytes)
 		// The fill ring always has room for what the RX ring gave back;
 		// anything it does not take goes to the free stack, and Refill

@@ -226,3 +226,29 @@ func TestRxdropRules(t *testing.T) {
 		noXDP(t, &p.B)
 	})
 }
+
+// TestRxdropJumbo: on an MTU 9000 veth rxdrop turns multi-buffer on by
+// itself and counts each 9000-byte frame once, though it spans three UMEM
+// frames.
+func TestRxdropJumbo(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{MTU: 9000})
+	cmd, wait := startRxdrop(t, p)
+	const count = 500
+	out, code := xdpipeIn(t, p.A.NS, "gen", "--engine", "xsk", "--size", "9000", "--iface", p.A.Name,
+		"--dst-mac", p.B.MAC.String(), "--dst-ip", p.B.IP.String(), "--count", strconv.Itoa(count), "--rate", "5k", "--quiet")
+	if code != 0 {
+		t.Fatalf("gen exited %d:\n%s", code, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	out, code = wait()
+	if code != 0 {
+		t.Fatalf("rxdrop exited %d:\n%s", code, out)
+	}
+	if rx, uniq, lost := tracked(t, out); rx != count || uniq != count || lost != 0 {
+		t.Errorf("received %d 9000-byte frames (%d unique, %d lost), want %d:\n%s", rx, uniq, lost, count, out)
+	}
+	if !regexp.MustCompile(`summary: 50\d packets, 45\d{5} bytes`).MatchString(out) {
+		t.Errorf("want about %d packets of 9000 bytes counted once each (a few foreign ones allowed):\n%s", count, out)
+	}
+}
