@@ -34,8 +34,11 @@ test: build
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
+# The benchmark matrix on a veth testbed (bench-results/), then the Go
+# micro-benchmarks (rings, stages, steering cost) with allocation counts.
 bench: build
 	hack/deps.sh run
+	hack/bench.sh $(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 demo: build
