@@ -93,6 +93,11 @@ type SteerOptions struct {
 	// (updated to the new program), and `xdpipe rules` can change the
 	// rules. Use DefaultPinPath unless running several instances.
 	PinPath string
+	// MapsOnly pins only the maps under PinPath, not the links: the
+	// attachment still ends with the process (or its crash), while
+	// `xdpipe rules` can read and change the running instance's rules.
+	// Unpin on a clean stop removes the maps' pins too.
+	MapsOnly bool
 }
 
 // Steer is the rule-driven steering program: parses each frame and, by the
@@ -101,12 +106,14 @@ type SteerOptions struct {
 // atomically. Methods are safe for concurrent use; Apply is also serialised
 // with other processes using the same PinPath (flock).
 type Steer struct {
-	mu     sync.Mutex
-	maps   steerMaps
-	prog   *ebpf.Program // nil when opened with OpenPinnedSteer
-	links  map[int]link.Link
-	pin    string
-	closed bool
+	mu    sync.Mutex
+	maps  steerMaps
+	prog  *ebpf.Program // nil when opened with OpenPinnedSteer
+	links map[int]link.Link
+	pin   string
+	// pinLinks: links are pinned under pin too (not MapsOnly).
+	pinLinks bool
+	closed   bool
 }
 
 // LoadSteer loads the steering program and its maps. A fresh rule set is
@@ -136,7 +143,8 @@ func LoadSteer(opts SteerOptions) (*Steer, error) {
 		}
 		return nil, fmt.Errorf("load steer program: %w", err)
 	}
-	return &Steer{maps: objs.steerMaps, prog: objs.XdpSteer, links: map[int]link.Link{}, pin: opts.PinPath}, nil
+	return &Steer{maps: objs.steerMaps, prog: objs.XdpSteer, links: map[int]link.Link{}, pin: opts.PinPath,
+		pinLinks: opts.PinPath != "" && !opts.MapsOnly}, nil
 }
 
 // OpenPinnedSteer opens the maps of a steering program pinned under path by
@@ -203,7 +211,7 @@ func (s *Steer) Attach(ifindex int, mode AttachMode) (AttachMode, error) {
 	if _, ok := s.links[ifindex]; ok {
 		return 0, fmt.Errorf("attach steer: already attached to interface index %d", ifindex)
 	}
-	if s.pin != "" {
+	if s.pinLinks {
 		path := filepath.Join(s.pin, fmt.Sprintf("link-%d", ifindex))
 		if l, err := link.LoadPinnedLink(path, nil); err == nil {
 			if err := l.Update(s.prog); err != nil {
@@ -315,6 +323,9 @@ func (s *Steer) Unpin() error {
 	}
 	var errs []error
 	for _, l := range s.links {
+		if !s.pinLinks {
+			break
+		}
 		if err := l.Unpin(); err != nil {
 			errs = append(errs, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -60,6 +61,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.StringVar(&f.cfg.CPUs, "cpus", "", `CPU list, one CPU per worker in queue order ("0-3")`)
 	fs.StringVar(&f.cfg.Metrics, "metrics", "", `metrics and pprof address (default 127.0.0.1:9464; "off")`)
 	fs.StringVar(&f.cfg.Rules, "rules", "", "steering rules file (default: redirect every frame)")
+	fs.StringVar(&f.cfg.PinDir, "pin-dir", "", "bpffs directory for the rule maps' pins, one per interface, for `xdpipe rules`\n(default "+bpf.DefaultPinPath+")")
 	fs.StringVar(&f.cfg.Bind, "bind", "", "AF_XDP bind mode: auto, copy or zerocopy")
 	fs.StringVar(&f.cfg.Attach, "attach", "", "XDP attach mode: auto, driver or generic")
 	fs.StringVar(&f.cfg.Umem, "umem", "", "per-queue or shared")
@@ -114,6 +116,7 @@ func (f *runFlags) load() (*runConfig, error) {
 	over("cpus", &c.CPUs, o.CPUs)
 	over("metrics", &c.Metrics, o.Metrics)
 	over("rules", &c.Rules, o.Rules)
+	over("pin-dir", &c.PinDir, o.PinDir)
 	over("bind", &c.Bind, o.Bind)
 	over("attach", &c.Attach, o.Attach)
 	over("umem", &c.Umem, o.Umem)
@@ -360,7 +363,14 @@ func (d *daemon) open() error {
 	for i, ifc := range r.ifaces {
 		var register func(queue, fd int) error
 		if r.steer != nil {
-			s, err := bpf.LoadSteer(bpf.SteerOptions{})
+			// The rule maps are pinned (not the link) so `xdpipe rules`
+			// can change this instance's rules while it runs; the pins
+			// go on a clean stop.
+			pinDir := r.cfg.PinDir
+			if pinDir == "" {
+				pinDir = bpf.DefaultPinPath
+			}
+			s, err := bpf.LoadSteer(bpf.SteerOptions{PinPath: filepath.Join(pinDir, ifc.Name), MapsOnly: true})
 			if err != nil {
 				return err
 			}
@@ -476,6 +486,9 @@ func (d *daemon) detach() {
 	}
 	d.redirect = nil
 	for _, s := range d.steer {
+		if err := s.Unpin(); err != nil {
+			d.log.Warn("removing the steering maps' pins", "err", err)
+		}
 		s.Close()
 	}
 	d.steer = nil

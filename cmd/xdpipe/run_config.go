@@ -59,6 +59,11 @@ type runConfig struct {
 	// program is attached and only frames its rules redirect reach the
 	// sockets. Empty: the redirect program sends every frame.
 	Rules string `yaml:"rules"`
+	// PinDir is the bpffs directory under which the steering program's
+	// rule maps are pinned, one subdirectory per interface, for `xdpipe
+	// rules --pin PINDIR/IFACE` (default /sys/fs/bpf/xdpipe). Only the maps
+	// are pinned, and only while the instance runs.
+	PinDir string `yaml:"pin_dir"`
 	// Metrics is the Prometheus /metrics and /debug/pprof address
 	// (default 127.0.0.1:9464; "off" disables).
 	Metrics string `yaml:"metrics"`

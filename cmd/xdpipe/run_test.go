@@ -631,3 +631,38 @@ stages:
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }
+
+// TestRunRulesReachRunning: `xdpipe rules` lists and changes the rules of
+// a running `xdpipe run` through its pinned maps, and the pins go when it
+// stops (the program was never pinned: it detaches with the process).
+func TestRunRulesReachRunning(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	pinDir := t.TempDir()
+	testutil.MustRun(t, "mount", "-t", "bpf", "bpffs", pinDir)
+	t.Cleanup(func() { testutil.MustRun(t, "umount", pinDir) })
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rulesFile, []byte("rules:\n  - priority: 10\n    name: gen\n    proto: udp\n    dport: 9\n    action: redirect\n"), 0o644)
+	more := filepath.Join(dir, "more.yaml")
+	os.WriteFile(more, []byte("rules:\n  - priority: 20\n    name: dns\n    proto: udp\n    dport: 53\n    action: drop\n"), 0o644)
+
+	r := startRun(t, p.B.NS, "--iface", p.B.Name, "--stages", "count", "--metrics", "off", "--rules", rulesFile, "--pin-dir", pinDir)
+	pin := filepath.Join(pinDir, p.B.Name)
+	if out, code := xdpipeIn(t, nil, "rules", "add", "--pin", pin, more); code != 0 {
+		t.Fatalf("rules add against the running instance: exit %d:\n%s", code, out)
+	}
+	out, code := xdpipeIn(t, nil, "rules", "list", "--pin", pin)
+	if code != 0 || !strings.Contains(out, "gen") || !strings.Contains(out, "dns") {
+		t.Fatalf("rules list: exit %d, want the file's rule and the added one:\n%s", code, out)
+	}
+	if out, code := r.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("run exited %d:\n%s", code, out)
+	}
+	if _, err := os.Stat(pin); !os.IsNotExist(err) {
+		t.Errorf("pins under %s left after a clean stop (%v)", pin, err)
+	}
+	if out, code := xdpipeIn(t, nil, "rules", "list", "--pin", pin); code == 0 || !strings.Contains(out, "no running xdpipe instance") {
+		t.Errorf("rules list after the stop: exit %d, want 'no running xdpipe instance':\n%s", code, out)
+	}
+	noXDP(t, &p.B)
+}
