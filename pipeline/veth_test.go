@@ -2,18 +2,13 @@ package pipeline
 
 import (
 	"encoding/binary"
-	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/testutil"
@@ -53,90 +48,6 @@ func openXsk(t *testing.T, e *testutil.VethEnd, u *xsk.Umem, queue int, so xsk.S
 	return s
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
-// rawSock is an AF_PACKET socket bound to one veth end: the test's traffic
-// source and sink.
-type rawSock struct {
-	fd       int
-	ifindex  int
-	received atomic.Int64
-	mu       sync.Mutex
-	frames   [][]byte // received frames that pass the filter
-	filter   func([]byte) bool
-	done     chan struct{}
-}
-
-func openRaw(t *testing.T, e *testutil.VethEnd, filter func([]byte) bool) *rawSock {
-	t.Helper()
-	r := &rawSock{ifindex: e.Ifindex(t), filter: filter, done: make(chan struct{})}
-	e.NS.MustDo(t, func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
-		if err != nil {
-			return err
-		}
-		r.fd = fd
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: r.ifindex}); err != nil {
-			unix.Close(fd)
-			return err
-		}
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 16<<20)
-		tv := unix.NsecToTimeval(int64(20 * time.Millisecond))
-		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	})
-	stop := make(chan struct{})
-	go func() {
-		defer close(r.done)
-		buf := make([]byte, 9216)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			n, from, err := unix.Recvfrom(r.fd, buf, 0)
-			if err != nil {
-				if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-					continue
-				}
-				return
-			}
-			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-				continue
-			}
-			if r.filter != nil && !r.filter(buf[:n]) {
-				continue
-			}
-			r.mu.Lock()
-			r.frames = append(r.frames, append([]byte(nil), buf[:n]...))
-			r.mu.Unlock()
-			r.received.Add(1)
-		}
-	}()
-	t.Cleanup(func() {
-		close(stop)
-		<-r.done
-		unix.Close(r.fd)
-	})
-	return r
-}
-
-func (r *rawSock) send(t *testing.T, frame []byte) {
-	t.Helper()
-	for {
-		_, err := unix.Write(r.fd, frame)
-		if err == nil {
-			return
-		}
-		if errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EAGAIN) {
-			time.Sleep(100 * time.Microsecond)
-			continue
-		}
-		t.Fatalf("send: %v", err)
-	}
-}
-
 // testFrame is a UDP frame from src to dst (MACs of the veth ends) to port
 // 9 with a sequence number at the start of the payload.
 func testFrame(t testing.TB, src, dst *testutil.VethEnd, seq uint32, size int) []byte {
@@ -156,7 +67,7 @@ func isTestFrame(f []byte) bool {
 
 // sendWindow sends n frames made by mk, keeping at most window frames
 // outstanding against got (frames seen at the far end).
-func sendWindow(t *testing.T, from *rawSock, n, window int, got func() int64, mk func(seq uint32) []byte) {
+func sendWindow(t *testing.T, from *testutil.PacketSocket, n, window int, got func() int64, mk func(seq uint32) []byte) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for i := 0; i < n; i++ {
@@ -166,7 +77,7 @@ func sendWindow(t *testing.T, from *rawSock, n, window int, got func() int64, mk
 			}
 			time.Sleep(50 * time.Microsecond)
 		}
-		from.send(t, mk(uint32(i)))
+		from.Send(t, mk(uint32(i)))
 	}
 }
 
@@ -206,7 +117,7 @@ func TestVethL2fwd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back := openRaw(t, &p.A, isTestFrame)
+	back := testutil.OpenPacketSocket(t, &p.A, isTestFrame)
 	stop := runWorker(t, w)
 	const n = 5000
 	defer func() {
@@ -222,12 +133,11 @@ func TestVethL2fwd(t *testing.T) {
 	if v, _ := strconv.Atoi(os.Getenv("XWIN")); v > 0 {
 		win = v
 	}
-	sendWindow(t, back, n, win, back.received.Load, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, 64) })
-	waitCount(t, "frames back at A", n, back.received.Load)
+	sendWindow(t, back, n, win, back.Received, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, 64) })
+	waitCount(t, "frames back at A", n, back.Received)
 	stop()
 	seen := make([]bool, n)
-	back.mu.Lock()
-	for _, f := range back.frames {
+	for _, f := range back.Frames() {
 		want := testFrame(t, &p.B, &p.B, 0, 64) // src/dst MACs swapped: dst A, src B
 		copy(want[0:6], p.A.MAC)
 		copy(want[6:12], p.B.MAC)
@@ -239,7 +149,6 @@ func TestVethL2fwd(t *testing.T) {
 		}
 		seen[seq] = true
 	}
-	back.mu.Unlock()
 	if count.Packets.Load() != n || w.PortStats(0).TxPackets.Load() != n {
 		t.Fatalf("worker counted %d, sent %d", count.Packets.Load(), w.PortStats(0).TxPackets.Load())
 	}
@@ -290,18 +199,17 @@ func TestVethForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := openRaw(t, &p1.A, isTestFrame)
-	dst := openRaw(t, &p2.A, isTestFrame)
+	src := testutil.OpenPacketSocket(t, &p1.A, isTestFrame)
+	dst := testutil.OpenPacketSocket(t, &p2.A, isTestFrame)
 	stop := runWorker(t, w)
 	const n = 3000
-	sendWindow(t, src, n, 128, dst.received.Load, func(seq uint32) []byte { return testFrame(t, &p1.A, &p1.B, seq, 128) })
-	waitCount(t, "frames at pair 2", n, dst.received.Load)
+	sendWindow(t, src, n, 128, dst.Received, func(seq uint32) []byte { return testFrame(t, &p1.A, &p1.B, seq, 128) })
+	waitCount(t, "frames at pair 2", n, dst.Received)
 	stop()
-	if src.received.Load() != 0 {
-		t.Errorf("%d frames came back to the sender", src.received.Load())
+	if src.Received() != 0 {
+		t.Errorf("%d frames came back to the sender", src.Received())
 	}
-	dst.mu.Lock()
-	for _, f := range dst.frames {
+	for _, f := range dst.Frames() {
 		seq := binary.BigEndian.Uint32(f[42:46])
 		want := testFrame(t, &p1.A, &p1.B, seq, 128)
 		copy(want[0:6], p2.A.MAC)
@@ -310,7 +218,6 @@ func TestVethForward(t *testing.T) {
 			t.Fatalf("frame %d differs:\n% x\n% x", seq, f, want)
 		}
 	}
-	dst.mu.Unlock()
 	if w.PortStats(0).RxPackets.Load() < n || w.PortStats(1).TxPackets.Load() < n {
 		t.Fatalf("in rx %d, out tx %d", w.PortStats(0).RxPackets.Load(), w.PortStats(1).TxPackets.Load())
 	}
@@ -340,11 +247,11 @@ func TestVethPcap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back := openRaw(t, &p.A, isTestFrame)
+	back := testutil.OpenPacketSocket(t, &p.A, isTestFrame)
 	stop := runWorker(t, w)
 	const n = 3000
-	sendWindow(t, back, n, 128, back.received.Load, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, 200) })
-	waitCount(t, "frames back", n, back.received.Load)
+	sendWindow(t, back, n, 128, back.Received, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, 200) })
+	waitCount(t, "frames back", n, back.Received)
 	stop()
 	if err := pc.Close(); err != nil {
 		t.Fatal(err)
@@ -406,7 +313,7 @@ func TestVethTXRingFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back := openRaw(t, &p.A, isTestFrame)
+	back := testutil.OpenPacketSocket(t, &p.A, isTestFrame)
 	stop := runWorker(t, w)
 	const n = 5000
 	ps := w.PortStats(0)
@@ -418,7 +325,7 @@ func TestVethTXRingFull(t *testing.T) {
 	}
 	stop()
 	rx, tx, full, other := ps.RxPackets.Load(), ps.TxPackets.Load(), ps.TxRingFull.Load(), w.Stats().Dropped.Load()
-	t.Logf("rx %d (%d not test frames, dropped), tx %d, dropped for a full TX ring %d, back at A %d", rx, other, tx, full, back.received.Load())
+	t.Logf("rx %d (%d not test frames, dropped), tx %d, dropped for a full TX ring %d, back at A %d", rx, other, tx, full, back.Received())
 	if tx+full != n || rx != tx+full+other {
 		t.Fatalf("rx %d != tx %d + tx-ring-full %d + dropped %d (sent %d)", rx, tx, full, other, n)
 	}

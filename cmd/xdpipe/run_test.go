@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,12 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
@@ -202,61 +198,6 @@ func TestRunBadInput(t *testing.T) {
 	}
 }
 
-// pktSock is an AF_PACKET socket on a veth end in its namespace: the test's
-// traffic source and sink.
-type pktSock struct {
-	fd       int
-	received atomic.Int64
-	stopped  chan struct{}
-}
-
-func openPkt(t *testing.T, e *testutil.VethEnd, keep func([]byte) bool) *pktSock {
-	t.Helper()
-	s := &pktSock{stopped: make(chan struct{})}
-	idx := e.Ifindex(t)
-	proto := int(uint16(unix.ETH_P_ALL)<<8 | uint16(unix.ETH_P_ALL)>>8)
-	e.NS.MustDo(t, func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
-		if err != nil {
-			return err
-		}
-		s.fd = fd
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: idx}); err != nil {
-			return err
-		}
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
-		tv := unix.NsecToTimeval(int64(20 * time.Millisecond))
-		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	})
-	quit := make(chan struct{})
-	go func() {
-		defer close(s.stopped)
-		buf := make([]byte, 2048)
-		for {
-			select {
-			case <-quit:
-				return
-			default:
-			}
-			n, from, err := unix.Recvfrom(s.fd, buf, 0)
-			if err != nil {
-				if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-					continue
-				}
-				return
-			}
-			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-				continue
-			}
-			if keep(buf[:n]) {
-				s.received.Add(1)
-			}
-		}
-	}()
-	t.Cleanup(func() { close(quit); <-s.stopped; unix.Close(s.fd) })
-	return s
-}
-
 // udpFlow is a UDP/IPv4 frame from A to B, destination port 9, with a
 // sequence number in the payload; checksums are not needed by anyone here.
 // (source port 40000+flow).
@@ -295,13 +236,13 @@ func swappedTest(p *testutil.VethPair) func([]byte) bool {
 
 // sendFrames sends n frames from A with at most window outstanding
 // against got().
-func sendFrames(t *testing.T, s *pktSock, p *testutil.VethPair, n, window int, got func() int64) {
+func sendFrames(t *testing.T, s *testutil.PacketSocket, p *testutil.VethPair, n, window int, got func() int64) {
 	t.Helper()
 	sendFlows(t, s, p, n, window, 1, got)
 }
 
 // sendFlows is sendFrames over flows source ports.
-func sendFlows(t *testing.T, s *pktSock, p *testutil.VethPair, n, window, flows int, got func() int64) {
+func sendFlows(t *testing.T, s *testutil.PacketSocket, p *testutil.VethPair, n, window, flows int, got func() int64) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; i < n; i++ {
@@ -311,25 +252,18 @@ func sendFlows(t *testing.T, s *pktSock, p *testutil.VethPair, n, window, flows 
 			}
 			time.Sleep(50 * time.Microsecond)
 		}
-		for {
-			if _, err := unix.Write(s.fd, udpFlow(p, uint32(i), uint16(i%flows))); err == nil {
-				break
-			} else if !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, unix.EAGAIN) {
-				t.Fatalf("send: %v", err)
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
+		s.Send(t, udpFlow(p, uint32(i), uint16(i%flows)))
 	}
 }
 
-func waitBack(t *testing.T, s *pktSock, n int64) {
+func waitBack(t *testing.T, s *testutil.PacketSocket, n int64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for s.received.Load() < n && time.Now().Before(deadline) {
+	for s.Received() < n && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if got := s.received.Load(); got != n {
+	if got := s.Received(); got != n {
 		t.Fatalf("%d frames back, sent %d", got, n)
 	}
 }
@@ -430,10 +364,10 @@ stages:
   - macswap
 `, p.B.Name, rulesFile, pcapFile)), 0o644)
 	addr := freePort(t, p.B.NS)
-	back := openPkt(t, &p.A, swappedTest(p))
+	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
 	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", addr, "--interval", "200ms")
 	const n = 3000
-	sendFrames(t, back, p, n, 128, back.received.Load)
+	sendFrames(t, back, p, n, 128, back.Received)
 	waitBack(t, back, n)
 	body := scrape(t, p.B.NS, addr)
 	if v := metric(t, body, "xdpipe_stage_packets_total", `stage="count"`); v != n {
@@ -491,7 +425,7 @@ func TestRunSIGHUPUnderTraffic(t *testing.T) {
 		os.Rename(cfg+".tmp", cfg)
 	}
 	write("")
-	back := openPkt(t, &p.A, swappedTest(p))
+	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
 	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", "off", "--poll", "wait", "--interval", "0s")
 	const n = 20000
 	done := make(chan struct{})
@@ -504,14 +438,14 @@ func TestRunSIGHUPUnderTraffic(t *testing.T) {
 			case <-done:
 				return
 			}
-			if back.received.Load() >= n {
+			if back.Received() >= n {
 				return
 			}
 			write(extras[i%len(extras)])
 			proc.cmd.Process.Signal(syscall.SIGHUP)
 		}
 	}()
-	sendFrames(t, back, p, n, 128, back.received.Load)
+	sendFrames(t, back, p, n, 128, back.Received)
 	waitBack(t, back, n)
 	<-done
 	out, code := proc.stop(t, syscall.SIGINT)
@@ -537,11 +471,11 @@ func TestRunMultiQueue(t *testing.T) {
 			// namespaces' IPv6 chatter goes to the kernel.
 			rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
 			os.WriteFile(rulesFile, []byte(testRules), 0o644)
-			back := openPkt(t, &p.A, swappedTest(p))
+			back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
 			proc := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "all", "--umem", umem, "--stages", "count,macswap",
 				"--rules", rulesFile, "--poll", "wait", "--ring", "512", "--metrics", addr, "--interval", "0s")
 			const n = 4000
-			sendFlows(t, back, p, n, 128, 16, back.received.Load)
+			sendFlows(t, back, p, n, 128, 16, back.Received)
 			waitBack(t, back, n)
 			body := scrape(t, p.B.NS, addr)
 			q0 := metric(t, body, "xdpipe_tx_packets_total", `queue="0"`)
@@ -580,10 +514,10 @@ func TestRunPcapDiskFull(t *testing.T) {
 	os.WriteFile(cfg, []byte(fmt.Sprintf("interfaces: [%s]\nstages:\n  - pcap: {path: %s/cap.pcap, buffer: 4096}\n  - macswap\n",
 		p.B.Name, small)), 0o644)
 	addr := freePort(t, p.B.NS)
-	back := openPkt(t, &p.A, swappedTest(p))
+	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
 	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", addr, "--poll", "wait", "--interval", "0s")
 	const n = 3000
-	sendFrames(t, back, p, n, 128, back.received.Load)
+	sendFrames(t, back, p, n, 128, back.Received)
 	waitBack(t, back, n)
 	body := scrape(t, p.B.NS, addr)
 	errs := metric(t, body, "xdpipe_stage_errors_total", `stage="pcap"`)
@@ -617,14 +551,14 @@ stages:
   - rewrite: {src_mac: "%s", dst_mac: "%s"}
   - forward: {to: xdpc}
 `, p1.B.Name, rulesFile, p2.B.MAC, p2.A.MAC)), 0o644)
-	src := openPkt(t, &p1.A, func([]byte) bool { return false })
-	dst := openPkt(t, &p2.A, func(f []byte) bool {
+	src := testutil.OpenPacketSocket(t, &p1.A, func([]byte) bool { return false })
+	dst := testutil.OpenPacketSocket(t, &p2.A, func(f []byte) bool {
 		return len(f) >= 46 && string(f[0:6]) == string(p2.A.MAC) && string(f[6:12]) == string(p2.B.MAC) &&
 			binary.BigEndian.Uint16(f[36:38]) == 9
 	})
 	proc := startRun(t, p1.B.NS, "--config", cfg, "--metrics", "off", "--interval", "0s")
 	const n = 3000
-	sendFrames(t, src, p1, n, 128, dst.received.Load)
+	sendFrames(t, src, p1, n, 128, dst.Received)
 	waitBack(t, dst, n)
 	out, code := proc.stop(t, syscall.SIGTERM)
 	if code != 0 || !strings.Contains(out, "transmitted 3000") || strings.Count(out, "frames accounted for") != 1 {
