@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/pipeline"
 )
 
 // Config is a benchmark matrix. The zero value runs every receiver at
@@ -198,9 +199,7 @@ func startGenerator(tb *testbed, cpu int) (chan<- genReq, error) {
 			return
 		}
 		if cpu >= 0 {
-			var set unix.CPUSet
-			set.Set(cpu)
-			_ = unix.SchedSetaffinity(0, &set)
+			_ = pipeline.PinThread(cpu) // best effort: an unpinned generator still runs
 		}
 		ready <- nil
 		for r := range reqs {

@@ -1,6 +1,7 @@
 package xsk
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -98,6 +99,20 @@ func (m BindMode) String() string {
 		return "zerocopy"
 	}
 	return "BindMode(?)"
+}
+
+// ParseBindMode parses auto (or empty), copy and zerocopy (or zero-copy,
+// zc), the names String gives.
+func ParseBindMode(s string) (BindMode, error) {
+	switch s {
+	case "auto", "":
+		return BindAuto, nil
+	case "copy":
+		return BindCopy, nil
+	case "zerocopy", "zero-copy", "zc":
+		return BindZeroCopy, nil
+	}
+	return 0, fmt.Errorf("unknown bind mode %q (want copy, zerocopy or auto)", s)
 }
 
 // SocketOptions configure NewSocket. The zero value works: RX and TX rings

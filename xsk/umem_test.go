@@ -206,3 +206,14 @@ func TestUmemCloseIdempotent(t *testing.T) {
 		t.Fatalf("socket on closed umem: %v", err)
 	}
 }
+
+func TestParseBindMode(t *testing.T) {
+	for _, m := range []BindMode{BindAuto, BindCopy, BindZeroCopy} {
+		if got, err := ParseBindMode(m.String()); err != nil || got != m {
+			t.Errorf("ParseBindMode(%q) = %v, %v; want %v", m.String(), got, err, m)
+		}
+	}
+	if _, err := ParseBindMode("fast"); err == nil {
+		t.Error("ParseBindMode(\"fast\") accepted")
+	}
+}

@@ -49,19 +49,6 @@ type port struct {
 	attachMode bpf.AttachMode
 }
 
-// parseBindMode parses copy, zerocopy (or zero-copy, zc) and auto.
-func parseBindMode(s string) (xsk.BindMode, error) {
-	switch s {
-	case "auto", "":
-		return xsk.BindAuto, nil
-	case "copy":
-		return xsk.BindCopy, nil
-	case "zerocopy", "zero-copy", "zc":
-		return xsk.BindZeroCopy, nil
-	}
-	return 0, fmt.Errorf("unknown bind mode %q (want copy, zerocopy or auto)", s)
-}
-
 // checkInterface validates an interface and queue before anything is
 // attached or mapped, so bad input fails with an error that says what to do.
 func checkInterface(name string, queue int) (*net.Interface, error) {

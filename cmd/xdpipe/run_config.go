@@ -266,7 +266,7 @@ func resolve(c *runConfig) (*resolved, error) {
 	if len(r.cpus) > 0 && len(r.cpus) < len(r.queues) {
 		return nil, fmt.Errorf("cpus %q: %d CPUs for %d workers (one per queue)", c.CPUs, len(r.cpus), len(r.queues))
 	}
-	if r.bind, err = parseBindMode(c.Bind); err != nil {
+	if r.bind, err = xsk.ParseBindMode(c.Bind); err != nil {
 		return nil, err
 	}
 	if r.attach, err = bpf.ParseAttachMode(c.Attach); err != nil {

@@ -12,10 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -75,7 +74,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	if o.iface == "" {
 		return o, errors.New("--iface is required (the interface to receive on)")
 	}
-	if o.bind, err = parseBindMode(bind); err != nil {
+	if o.bind, err = xsk.ParseBindMode(bind); err != nil {
 		return o, err
 	}
 	switch poll {
@@ -210,10 +209,8 @@ func rxdropLoop(s *xsk.Socket, c *rxCounters, tr *gen.Tracker, stop *atomic.Bool
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if o.cpu >= 0 {
-		var set unix.CPUSet
-		set.Set(o.cpu)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return fmt.Errorf("pin receive loop to cpu %d: %w", o.cpu, err)
+		if err := pipeline.PinThread(o.cpu); err != nil {
+			return fmt.Errorf("pin receive loop: %w", err)
 		}
 	}
 	descs := make([]xsk.Desc, o.batch)
