@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpipe/xdpipe/xsk"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,6 +98,13 @@ type WorkerConfig struct {
 	Poll PollMode
 	// WaitTimeout bounds one wait in PollWait mode (default 10ms).
 	WaitTimeout time.Duration
+	// Coalesce is PollWait's longest nap while frames keep coming, instead
+	// of a poll(2) (default xsk.DefaultCoalesce; negative: always poll).
+	// See xsk.Idler.
+	Coalesce time.Duration
+	// RXRing is the ports' RX ring size: naps stay short enough not to fill
+	// half of it (0: naps are bounded by Coalesce only).
+	RXRing int
 	// CPU pins the worker's OS thread with sched_setaffinity (-1: no pinning).
 	CPU int
 	// Logger for stage errors and the stop report (default slog.Default()).
@@ -156,6 +164,7 @@ type stageSet struct {
 type Worker struct {
 	cfg     WorkerConfig
 	pollFds []unix.PollFd // every port's fd, when all ports have one (PollWait)
+	idler   xsk.Idler     // PollWait's choice between spinning, napping and poll(2)
 	ports   []workerPort
 	burst   *Burst
 	free    []uint64 // frames to return to the free stack, flushed in batches
@@ -205,7 +214,8 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Worker{cfg: cfg, burst: b, drain: int64(cfg.DrainInterval), log: cfg.Logger.With("queue", cfg.Queue)}
+	w := &Worker{cfg: cfg, burst: b, drain: int64(cfg.DrainInterval), log: cfg.Logger.With("queue", cfg.Queue),
+		idler: xsk.Idler{Coalesce: cfg.Coalesce, Ring: cfg.RXRing}}
 	w.free = make([]uint64, 0, 2*b.Cap())
 	for i, p := range cfg.Ports {
 		if p.Port == nil {
@@ -329,8 +339,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.lastTX = Now()
 	for !w.stop.Load() {
-		if w.pass() == 0 && w.cfg.Poll == PollWait && w.txIdle() {
+		n := w.pass()
+		if w.cfg.Poll != PollWait {
+			continue
+		}
+		if n > 0 || !w.txIdle() {
+			w.idler.Got(n)
+		} else if nap, poll := w.idler.Idle(); poll {
 			w.wait()
+		} else if nap > 0 {
+			w.idler.Nap(nap)
 		}
 	}
 	w.shutdown()

@@ -57,6 +57,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.StringVar((*string)(&f.cfg.Queues), "queues", "", `queues: "all" (default) or a list "0,1" / "0-3"`)
 	fs.StringVar(&f.stages, "stages", "", "stages in order, comma-separated (options need the config file)")
 	fs.StringVar(&f.cfg.Poll, "poll", "", "spin (default) or wait")
+	fs.DurationVar(&f.cfg.Coalesce.Duration, "coalesce", 0, "wait mode: longest nap while frames keep coming, instead of poll(2)\n(default 50µs; 0: always poll)")
 	fs.BoolVar(&f.cfg.BusyPoll, "busy-poll", false, "socket busy polling (SO_PREFER_BUSY_POLL)")
 	fs.StringVar(&f.cfg.CPUs, "cpus", "", `CPU list, one CPU per worker in queue order ("0-3")`)
 	fs.StringVar(&f.cfg.Metrics, "metrics", "", `metrics and pprof address (default 127.0.0.1:9464; "off")`)
@@ -110,6 +111,9 @@ func (f *runFlags) load() (*runConfig, error) {
 		c.Queues = o.Queues
 	}
 	over("poll", &c.Poll, o.Poll)
+	if f.set["coalesce"] {
+		c.Coalesce = duration{o.Coalesce.Duration, true}
+	}
 	if f.set["busy-poll"] {
 		c.BusyPoll = o.BusyPoll
 	}
@@ -354,7 +358,7 @@ func (d *daemon) open() error {
 		}
 		w, err := pipeline.NewWorker(pipeline.WorkerConfig{Queue: q, Ports: ports, Mem: u, Stages: d.chains.chains[wi],
 			BurstSize: r.cfg.Burst, TXBatch: r.cfg.TXBatch, DrainInterval: r.cfg.Drain.Duration, Default: r.def,
-			Poll: r.poll, CPU: cpu, Logger: d.log})
+			Poll: r.poll, Coalesce: r.coalesce, RXRing: int(ring), CPU: cpu, Logger: d.log})
 		if err != nil {
 			return err
 		}

@@ -41,6 +41,9 @@ type runConfig struct {
 	Attach string `yaml:"attach"`
 	// Poll: spin (default) or wait.
 	Poll string `yaml:"poll"`
+	// Coalesce is wait mode's longest nap while frames keep coming, instead
+	// of sleeping in poll(2) (default 50us; 0: always poll). See xsk.Idler.
+	Coalesce duration `yaml:"coalesce"`
 	// BusyPoll turns on socket busy polling (SO_PREFER_BUSY_POLL): the
 	// kernel's NAPI runs in the worker's context on each kick.
 	BusyPoll bool `yaml:"busy_poll"`
@@ -224,6 +227,7 @@ type resolved struct {
 	bind      xsk.BindMode
 	attach    bpf.AttachMode
 	poll      pipeline.PollMode
+	coalesce  time.Duration // for pipeline.WorkerConfig: negative means never nap
 	def       pipeline.Verdict
 	steer     *rules.Set // nil: redirect program
 	sharedMem bool
@@ -274,6 +278,16 @@ func resolve(c *runConfig) (*resolved, error) {
 	}
 	if r.poll, err = pipeline.ParsePollMode(c.Poll); err != nil {
 		return nil, err
+	}
+	switch co := c.Coalesce.Duration; {
+	case co < 0 || co > time.Second:
+		return nil, fmt.Errorf("coalesce %v: want 0 to 1s", co)
+	case !c.Coalesce.set:
+		r.coalesce = xsk.DefaultCoalesce
+	case co == 0:
+		r.coalesce = -1 // never nap
+	default:
+		r.coalesce = co
 	}
 	switch c.Default {
 	case "", "drop":

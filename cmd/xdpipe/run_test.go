@@ -29,6 +29,7 @@ func TestRunConfigParse(t *testing.T) {
 interfaces: [eth0]
 queues: [0, 2]
 poll: wait
+coalesce: 20us
 drain: 50us
 stages:
   - count
@@ -42,7 +43,8 @@ stages:
 		t.Fatal(err)
 	}
 	if len(c.Stages) != 5 || c.Stages[1].Kind != "rewrite" || *c.Stages[1].PushVLAN != 100 || c.Stages[2].SnapLen != 128 ||
-		c.Drain.Duration != 50*time.Microsecond || c.Poll != "wait" || c.Queues != "0,2" {
+		c.Drain.Duration != 50*time.Microsecond || c.Poll != "wait" || c.Queues != "0,2" ||
+		c.Coalesce.Duration != 20*time.Microsecond || !c.Coalesce.set {
 		t.Fatalf("parsed %+v", c)
 	}
 	for name, body := range map[string]string{

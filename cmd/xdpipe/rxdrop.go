@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ type rxdropOptions struct {
 	queue    int
 	bind     xsk.BindMode
 	wakeup   bool
+	coalesce time.Duration
 	attach   bpf.AttachMode
 	duration time.Duration
 	interval time.Duration
@@ -52,7 +54,8 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	fs.StringVar(&o.iface, "iface", "", "interface to receive on (required)")
 	fs.IntVar(&o.queue, "queue", 0, "RX queue to bind")
 	fs.StringVar(&bind, "bind", "auto", "AF_XDP bind mode: copy, zerocopy or auto (zero-copy, else copy)")
-	fs.StringVar(&poll, "poll", "spin", "spin (busy loop, one whole core) or wakeup (sleep in poll(2) when idle)")
+	fs.StringVar(&poll, "poll", "spin", "spin (busy loop, one whole core) or wakeup (sleep when the RX ring is empty)")
+	fs.DurationVar(&o.coalesce, "coalesce", xsk.DefaultCoalesce, "wakeup mode: while frames keep coming, nap this long at most (never long enough\nto fill half the RX ring) instead of sleeping in poll(2), so the receiving CPU\nis spared a wakeup per NAPI poll; 0: always poll(2)")
 	fs.StringVar(&attach, "attach", "auto", "XDP attach mode: driver, generic or auto (driver, else generic)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until SIGINT or SIGTERM)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "rate line interval")
@@ -103,9 +106,15 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		return o, fmt.Errorf("--interval %v: must be positive", o.interval)
 	case o.duration < 0:
 		return o, fmt.Errorf("--duration %v: must not be negative", o.duration)
+	case o.coalesce < 0 || o.coalesce > time.Second:
+		return o, fmt.Errorf("--coalesce %v: must be between 0 and 1s", o.coalesce)
 	}
-	if o.cpu >= runtime.NumCPU() {
-		return o, fmt.Errorf("--cpu %d: this machine has CPUs 0 to %d", o.cpu, runtime.NumCPU()-1)
+	if o.cpu >= 0 {
+		// The CPUs this process may run on (taskset), not only those the
+		// machine has.
+		if _, err := pipeline.ParseCPUList(strconv.Itoa(o.cpu)); err != nil {
+			return o, fmt.Errorf("--cpu: %w", err)
+		}
 	}
 	return o, nil
 }
@@ -146,8 +155,15 @@ func runRxdrop(ctx context.Context, args []string) error {
 	if o.rules != nil {
 		prog = fmt.Sprintf("steer with %d rules", len(o.rules.Rules))
 	}
+	poll := "spin"
+	switch {
+	case o.wakeup && o.coalesce > 0:
+		poll = fmt.Sprintf("wakeup (naps up to %v while busy)", o.coalesce)
+	case o.wakeup:
+		poll = "wakeup (poll only)"
+	}
 	fmt.Printf("rxdrop: %s queue %d, XDP %s (%s mode), AF_XDP %s mode, %s polling, burst %d\n",
-		o.iface, o.queue, prog, port.attachMode, port.sock.Mode(), map[bool]string{false: "spin", true: "wakeup"}[o.wakeup], o.batch)
+		o.iface, o.queue, prog, port.attachMode, port.sock.Mode(), poll, o.batch)
 
 	if o.duration > 0 {
 		var cancel context.CancelFunc
@@ -195,12 +211,6 @@ wait:
 	return nil
 }
 
-// idleSpins is how many empty passes wakeup mode makes before it sleeps.
-// Measured on the veth testbed in one run (live generator on CPU 0,
-// receiver on CPU 1): 1 gave 4.75 Mpps at 60% of a core, 16 gave 5.75 Mpps
-// at 68%, 512 gave 5.78 Mpps at 82%.
-const idleSpins = 16
-
 // rxdropLoop is the receive-and-drop loop: take a burst off the RX ring,
 // count it, and hand its frames straight back to the fill ring. With a
 // tracker it also accounts generated frames, reading the clock once per
@@ -215,22 +225,27 @@ func rxdropLoop(s *xsk.Socket, c *rxCounters, tr *gen.Tracker, stop *atomic.Bool
 	}
 	descs := make([]xsk.Desc, o.batch)
 	u := s.Umem()
-	idle := 0
+	idler := xsk.Idler{Coalesce: o.coalesce, Ring: int(o.ring)}
+	if o.coalesce == 0 {
+		idler.Coalesce = -1 // never nap
+	}
 	first := true // the next descriptor starts a packet
 	for !stop.Load() {
 		n := s.Receive(descs)
 		if n == 0 {
-			// Wakeup mode sleeps in poll(2) only after a run of empty
-			// passes: a poll per momentary gap costs more than the gap.
-			if idle++; o.wakeup && idle >= idleSpins {
+			if !o.wakeup {
+				continue
+			}
+			if nap, poll := idler.Idle(); poll {
 				if err := s.Wait(100 * time.Millisecond); err != nil {
 					return err
 				}
-				idle = 0
+			} else if nap > 0 {
+				idler.Nap(nap)
 			}
 			continue
 		}
-		idle = 0
+		idler.Got(n)
 		// A packet larger than a frame (multi-buffer) comes as several
 		// descriptors, all but the last marked PktContd: count packets by
 		// their last segment, track them by their first.

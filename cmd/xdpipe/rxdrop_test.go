@@ -83,15 +83,20 @@ func tracked(t *testing.T, out string) (received, unique, lost uint64) {
 }
 
 // TestRxdropCountsExactly sends a known number of frames at a moderate
-// rate and requires rxdrop to count exactly that many, in both polling
-// modes, then stops it with SIGINT and checks nothing stays attached.
+// rate and requires rxdrop to count exactly that many, spinning, in wakeup
+// mode (naps and poll(2)) and in wakeup mode with poll(2) only, then stops
+// it with SIGINT and checks nothing stays attached.
 func TestRxdropCountsExactly(t *testing.T) {
-	for _, poll := range []string{"spin", "wakeup"} {
-		t.Run(poll, func(t *testing.T) {
+	for name, poll := range map[string][]string{
+		"spin":        {"--poll", "spin"},
+		"wakeup":      {"--poll", "wakeup"},
+		"wakeup-poll": {"--poll", "wakeup", "--coalesce", "0"},
+	} {
+		t.Run(name, func(t *testing.T) {
 			p := testutil.NewVethPair(t, testutil.VethOptions{})
 			// Deep rings (160 ms of traffic at this rate) so a receiver
 			// descheduled on a busy machine still loses nothing.
-			cmd, wait := startRxdrop(t, p, "--poll", poll, "--bind", "copy", "--ring", "8192", "--frames", "32768")
+			cmd, wait := startRxdrop(t, p, append(poll, "--bind", "copy", "--ring", "8192", "--frames", "32768")...)
 			const count = 50000
 			out, code := xdpipeIn(t, p.A.NS, "gen", "--iface", p.A.Name, "--dst-mac", p.B.MAC.String(),
 				"--dst-ip", p.B.IP.String(), "--count", strconv.Itoa(count), "--rate", "50k", "--quiet")
@@ -134,6 +139,7 @@ func TestRxdropBadInput(t *testing.T) {
 		{"zero-copy on veth", nil, []string{"--iface", p.B.Name, "--bind", "zerocopy"}, "zero-copy not supported"},
 		{"bad bind mode", nil, []string{"--iface", p.B.Name, "--bind", "fast"}, "unknown bind mode"},
 		{"bad poll mode", nil, []string{"--iface", p.B.Name, "--poll", "sometimes"}, "unknown --poll"},
+		{"bad coalesce", nil, []string{"--iface", p.B.Name, "--poll", "wakeup", "--coalesce", "-1ms"}, "--coalesce -1ms"},
 		{"bad ring size", nil, []string{"--iface", p.B.Name, "--ring", "1000"}, "power of two"},
 		{"not root", []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"},
 			[]string{"--iface", p.B.Name}, "needs root"},

@@ -1,0 +1,115 @@
+package xsk
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultCoalesce is Idler's longest nap while frames keep arriving.
+const DefaultCoalesce = 50 * time.Microsecond
+
+// defaultSpins is how many empty passes Idler makes before it sleeps: a
+// sleep per momentary gap costs more than the gap.
+const defaultSpins = 16
+
+// napSlack is the timer slack a napping thread asks for: Linux's default
+// (50 µs) would double a 50 µs nap.
+const napSlack = time.Microsecond
+
+// Idler is how a receive loop in wakeup mode waits when its RX ring is
+// empty, the way a NIC coalesces interrupts: while frames keep coming it
+// naps on a timer (nanosleep), and only when a nap brings nothing does it
+// block in poll(2).
+//
+// The point is who pays for the wakeup. A thread blocked in poll(2) is woken
+// by the kernel's receive path (sk_data_ready, a wakeup and an IPI) once per
+// NAPI poll, on the CPU that receives the frames; on a veth or a loaded NIC
+// queue that CPU is the bottleneck, and the wakeups cost it a quarter of its
+// rate. A nap costs the receiving CPU nothing: the napping thread's own
+// timer wakes it. A nap is sized so that, at the rate seen since the last
+// sleep, the RX ring fills to at most half meanwhile.
+//
+// An Idler is used by one goroutine, locked to its OS thread (Nap sets the
+// thread's timer slack). The zero value works.
+type Idler struct {
+	// Spins is how many empty passes in a row come before a sleep
+	// (default 16).
+	Spins int
+	// Coalesce is the longest nap (default DefaultCoalesce; negative: never
+	// nap, always poll).
+	Coalesce time.Duration
+	// Ring is the RX ring's size (0: naps are not bounded by it).
+	Ring int
+
+	idle  int           // empty passes in a row
+	got   int           // frames received since the last sleep began
+	since time.Duration // when the last sleep began (monotonic)
+	slack bool          // the thread's timer slack is set
+	now   func() time.Duration
+}
+
+// start is the monotonic clock's origin for Idler.
+var start = time.Now()
+
+func monotonic() time.Duration { return time.Since(start) }
+
+// Got records a busy pass: one that received n frames, or had other work
+// (n 0: frames still in flight on TX, say).
+func (d *Idler) Got(n int) {
+	d.idle = 0
+	d.got += n
+}
+
+// Idle records a pass that received nothing and says what to do next: keep
+// spinning (0, false), nap for the returned time (Nap), or block in poll(2)
+// (poll true). It reads the clock only when it decides to sleep.
+func (d *Idler) Idle() (nap time.Duration, poll bool) {
+	spins := d.Spins
+	if spins <= 0 {
+		spins = defaultSpins
+	}
+	if d.idle++; d.idle < spins {
+		return 0, false
+	}
+	d.idle = 0
+	now := d.clock()
+	got, elapsed := d.got, now-d.since
+	d.got, d.since = 0, now
+	max := d.Coalesce
+	if max == 0 {
+		max = DefaultCoalesce
+	}
+	if got == 0 || max < 0 {
+		return 0, true // nothing since the last sleep: traffic stopped
+	}
+	nap = max
+	if d.Ring > 0 && elapsed > 0 {
+		// At got frames per elapsed, half the ring takes this long.
+		if half := time.Duration(int64(elapsed) * int64(d.Ring/2) / int64(got)); half < nap {
+			nap = half
+		}
+	}
+	if nap < time.Microsecond {
+		nap = time.Microsecond
+	}
+	return nap, false
+}
+
+func (d *Idler) clock() time.Duration {
+	if d.now != nil {
+		return d.now()
+	}
+	return monotonic()
+}
+
+// Nap sleeps for t on the calling thread with nanosleep(2), first asking
+// for a timer slack of 1 µs. EINTR ends the nap early, which is harmless.
+func (d *Idler) Nap(t time.Duration) {
+	if !d.slack {
+		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(napSlack), 0, 0, 0)
+		d.slack = true
+	}
+	ts := unix.NsecToTimespec(int64(t))
+	_ = unix.Nanosleep(&ts, nil)
+}
