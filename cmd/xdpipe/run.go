@@ -256,7 +256,7 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	log.Info("running", "queues", r.queues, "interfaces", cfg.Interfaces, "poll", r.poll.String(), "cpus", r.cpus,
 		"umem", map[bool]string{true: "shared", false: "per-queue"}[r.sharedMem], "steering", cfg.Rules != "")
 
-	rates := newRates(d.workers)
+	rates := newRates(d.workers, d.socks)
 	var tick <-chan time.Time
 	if cfg.Interval.Duration > 0 {
 		t := time.NewTicker(cfg.Interval.Duration)
@@ -584,23 +584,36 @@ func slowPath(log *slog.Logger, s *pipeline.Sample) {
 	}
 }
 
-// rates turns worker counters into per-queue rate lines.
+// rates turns worker counters and the sockets' XDP statistics into
+// per-queue rate lines.
 type rates struct {
 	workers []*pipeline.Worker
+	socks   [][]*xsk.Socket // [worker][iface]
 	last    time.Time
 	prev    []snapshot
 	start   time.Time
 }
 
-type snapshot struct{ rx, tx, rxBytes, drops uint64 }
+// snapshot is one queue's counts. kernel are the frames the kernel dropped
+// before the worker saw them: RX ring full (the worker is behind) and
+// rx_dropped (no fill-ring frame, too large).
+type snapshot struct{ rx, tx, rxBytes, drops, ringFull, kernelOther uint64 }
 
-func newRates(ws []*pipeline.Worker) *rates {
-	r := &rates{workers: ws, start: time.Now(), last: time.Now(), prev: make([]snapshot, len(ws))}
-	return r
+func (s snapshot) kernel() uint64 { return s.ringFull + s.kernelOther }
+
+func newRates(ws []*pipeline.Worker, socks [][]*xsk.Socket) *rates {
+	return &rates{workers: ws, socks: socks, start: time.Now(), last: time.Now(), prev: make([]snapshot, len(ws))}
 }
 
-func snap(w *pipeline.Worker) snapshot {
+func (r *rates) snap(i int) snapshot {
+	w := r.workers[i]
 	var s snapshot
+	for _, sk := range r.socks[i] {
+		if st, err := sk.Stats(); err == nil {
+			s.ringFull += st.RxRingFull
+			s.kernelOther += st.RxDropped
+		}
+	}
 	for i := range w.PortNames() {
 		ps := w.PortStats(i)
 		s.rx += ps.RxPackets.Load()
@@ -618,27 +631,29 @@ func (r *rates) lines(now time.Time) []string {
 	r.last = now
 	var out []string
 	for i, w := range r.workers {
-		s := snap(w)
+		s := r.snap(i)
 		p := r.prev[i]
 		r.prev[i] = s
-		out = append(out, fmt.Sprintf("queue %d: rx %s (%.1f Mbit/s) tx %s dropped %s; total rx %d tx %d dropped %d",
+		out = append(out, fmt.Sprintf("queue %d: rx %s (%.1f Mbit/s) tx %s dropped %s kernel-dropped %s; total rx %d tx %d dropped %d kernel-dropped %d",
 			w.Queue(), fmtRate(float64(s.rx-p.rx)/dt), float64(s.rxBytes-p.rxBytes)*8/dt/1e6,
-			fmtRate(float64(s.tx-p.tx)/dt), fmtRate(float64(s.drops-p.drops)/dt), s.rx, s.tx, s.drops))
+			fmtRate(float64(s.tx-p.tx)/dt), fmtRate(float64(s.drops-p.drops)/dt), fmtRate(float64(s.kernel()-p.kernel())/dt),
+			s.rx, s.tx, s.drops, s.kernel()))
 	}
 	return out
 }
 
 func (r *rates) summary() []string {
 	var out []string
-	for _, w := range r.workers {
-		s := snap(w)
+	for i, w := range r.workers {
+		s := r.snap(i)
 		st := w.Stats()
 		var txFull uint64
 		for i := range w.PortNames() {
 			txFull += w.PortStats(i).TxRingFull.Load()
 		}
-		out = append(out, fmt.Sprintf("run: queue %d: received %d, transmitted %d, dropped %d (verdict %d, tx ring full %d, bad output %d)",
-			w.Queue(), s.rx, s.tx, s.drops, st.Dropped.Load(), txFull, st.BadOutput.Load()))
+		out = append(out, fmt.Sprintf("run: queue %d: received %d, transmitted %d, dropped %d (verdict %d, tx ring full %d, bad output %d); "+
+			"kernel dropped %d before the worker (rx ring full %d, rx_dropped %d)",
+			w.Queue(), s.rx, s.tx, s.drops, st.Dropped.Load(), txFull, st.BadOutput.Load(), s.kernel(), s.ringFull, s.kernelOther))
 	}
 	return out
 }
