@@ -27,8 +27,10 @@ const napSlack = time.Microsecond
 // NAPI poll, on the CPU that receives the frames; on a veth or a loaded NIC
 // queue that CPU is the bottleneck, and the wakeups cost it a quarter of its
 // rate. A nap costs the receiving CPU nothing: the napping thread's own
-// timer wakes it. A nap is sized so that, at the rate seen since the last
-// sleep, the RX ring fills to at most half meanwhile.
+// timer wakes it. A nap is sized so that, at the rate seen, the RX ring
+// fills to at most half meanwhile, counting the time a nap overruns what it
+// asked for (timer and wake-up latency: tens of µs in a VM). When no nap can
+// be that short, the loop keeps spinning rather than lose frames.
 //
 // An Idler is used by one goroutine, locked to its OS thread (Nap sets the
 // thread's timer slack). The zero value works.
@@ -43,11 +45,20 @@ type Idler struct {
 	Ring int
 
 	idle  int           // empty passes in a row
-	got   int           // frames received since the last sleep began
-	since time.Duration // when the last sleep began (monotonic)
+	hot   bool          // frames came since the last sleep began
+	got   int           // frames received since since
+	since time.Duration // start of the rate window: the last sleep, or later
+	over  time.Duration // how much naps overrun, averaged
 	slack bool          // the thread's timer slack is set
 	now   func() time.Duration
 }
+
+// minNap is the shortest nap worth taking; rateWindow is the age at which
+// the rate estimate is halved while spinning.
+const (
+	minNap     = time.Microsecond
+	rateWindow = time.Millisecond
+)
 
 // start is the monotonic clock's origin for Idler.
 var start = time.Now()
@@ -59,6 +70,9 @@ func monotonic() time.Duration { return time.Since(start) }
 func (d *Idler) Got(n int) {
 	d.idle = 0
 	d.got += n
+	if n > 0 {
+		d.hot = true
+	}
 }
 
 // Idle records a pass that received nothing and says what to do next: keep
@@ -74,26 +88,42 @@ func (d *Idler) Idle() (nap time.Duration, poll bool) {
 	}
 	d.idle = 0
 	now := d.clock()
-	got, elapsed := d.got, now-d.since
-	d.got, d.since = 0, now
 	max := d.Coalesce
 	if max == 0 {
 		max = DefaultCoalesce
 	}
-	if got == 0 || max < 0 {
+	if !d.hot || max < 0 {
+		d.sleep(now)
 		return 0, true // nothing since the last sleep: traffic stopped
 	}
 	nap = max
-	if d.Ring > 0 && elapsed > 0 {
-		// At got frames per elapsed, half the ring takes this long.
-		if half := time.Duration(int64(elapsed) * int64(d.Ring/2) / int64(got)); half < nap {
-			nap = half
+	if elapsed := now - d.since; d.Ring > 0 && d.got > 0 && elapsed > 0 {
+		// At got frames per elapsed, half the ring fills in this long;
+		// the nap will overrun what it asks for by about over.
+		half := time.Duration(int64(elapsed) * int64(d.Ring/2) / int64(d.got))
+		nap = min(nap, half-d.over)
+		if nap < minNap {
+			// Too fast to nap safely: spin, keeping the estimate
+			// current by halving it as it ages.
+			if elapsed > rateWindow {
+				d.got /= 2
+				d.since = now - elapsed/2
+			}
+			return 0, false
 		}
 	}
-	if nap < time.Microsecond {
-		nap = time.Microsecond
-	}
+	d.sleep(now)
 	return nap, false
+}
+
+// sleep starts a new rate window as a sleep begins.
+func (d *Idler) sleep(now time.Duration) {
+	d.hot, d.got, d.since = false, 0, now
+}
+
+// napped records that a nap asked for t took took.
+func (d *Idler) napped(t, took time.Duration) {
+	d.over = (3*d.over + max(took-t, 0)) / 4
 }
 
 func (d *Idler) clock() time.Duration {
@@ -104,12 +134,15 @@ func (d *Idler) clock() time.Duration {
 }
 
 // Nap sleeps for t on the calling thread with nanosleep(2), first asking
-// for a timer slack of 1 µs. EINTR ends the nap early, which is harmless.
+// for a timer slack of 1 µs, and learns how much naps overrun. EINTR ends
+// the nap early, which is harmless.
 func (d *Idler) Nap(t time.Duration) {
 	if !d.slack {
 		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(napSlack), 0, 0, 0)
 		d.slack = true
 	}
 	ts := unix.NsecToTimespec(int64(t))
+	t0 := d.clock()
 	_ = unix.Nanosleep(&ts, nil)
+	d.napped(t, d.clock()-t0)
 }

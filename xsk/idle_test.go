@@ -73,11 +73,51 @@ func TestIdlerNapKeepsRingHalfEmpty(t *testing.T) {
 	if poll || nap != 51200*time.Nanosecond {
 		t.Fatalf("at 20 Mpps: nap %v poll %v; want 51.2µs", nap, poll)
 	}
-	// An absurd rate still naps at least a microsecond.
-	c.t++
-	d.Got(1 << 20)
-	if _, nap, _ = idleUntilSleep(t, &d); nap != time.Microsecond {
-		t.Fatalf("at an absurd rate: nap %v; want 1µs", nap)
+}
+
+// TestIdlerSpinsWhenNoNapIsShortEnough: naps that overrun by 40 µs at a
+// rate where half the ring fills in 51.2 µs leave 11.2 µs to ask for; at
+// twice that rate nothing is left, and the loop spins instead of napping.
+func TestIdlerSpinsWhenNoNapIsShortEnough(t *testing.T) {
+	var c fakeClock
+	d := Idler{Ring: 2048, Coalesce: 100 * time.Microsecond, now: c.now}
+	for range 20 {
+		d.napped(10*time.Microsecond, 50*time.Microsecond)
+	}
+	if d.over < 39*time.Microsecond || d.over > 40*time.Microsecond {
+		t.Fatalf("learned overrun %v, want about 40µs", d.over)
+	}
+	idleUntilSleep(t, &d)
+	c.t += 10 * time.Microsecond
+	d.Got(200) // 20 Mpps
+	if _, nap, poll := idleUntilSleep(t, &d); poll || nap < 11*time.Microsecond || nap > 12*time.Microsecond {
+		t.Fatalf("at 20 Mpps with 40µs overrun: nap %v poll %v; want about 11.2µs", nap, poll)
+	}
+	// 5 ms at 40 Mpps (half the ring in 25.6 µs, less than the overrun):
+	// the loop must spin through every gap.
+	for us := range 5000 {
+		c.t += time.Microsecond
+		d.Got(40)
+		for range defaultSpins {
+			if nap, poll := d.Idle(); nap != 0 || poll {
+				t.Fatalf("%d µs at 40 Mpps: nap %v poll %v; want spinning", us, nap, poll)
+			}
+		}
+	}
+	// The rate falls to 1 Mpps: within a few ms the old rate has aged out
+	// of the estimate and naps resume.
+	napped := false
+	for range 3000 {
+		c.t += time.Microsecond
+		d.Got(1)
+		for range defaultSpins {
+			if nap, _ := d.Idle(); nap > 0 {
+				napped = true
+			}
+		}
+	}
+	if !napped {
+		t.Fatal("3 ms at 1 Mpps after 40 Mpps: never napped")
 	}
 }
 
