@@ -31,6 +31,7 @@ type rxdropOptions struct {
 	duration time.Duration
 	interval time.Duration
 	frames   uint
+	frameSz  uint
 	ring     uint
 	batch    uint
 	cpu      int
@@ -60,6 +61,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until SIGINT or SIGTERM)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "rate line interval")
 	fs.UintVar(&o.frames, "frames", 4*xsk.DefaultRingSize, "UMEM frames (at least twice the fill ring)")
+	fs.UintVar(&o.frameSz, "frame-size", xsk.DefaultFrameSize, "UMEM frame size: 2048 or 4096")
 	fs.UintVar(&o.ring, "ring", xsk.DefaultRingSize, "entries in the RX ring (power of two); the fill ring gets twice as many, so a\nreceiver that is descheduled for a moment still has frames posted")
 	fs.UintVar(&o.batch, "batch", 64, "frames taken from the RX ring per burst")
 	fs.IntVar(&o.cpu, "cpu", -1, "pin the receive loop to this CPU (-1: no pinning)")
@@ -100,6 +102,8 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		return o, fmt.Errorf("--queue %d: must be 0 or more", o.queue)
 	case o.batch == 0 || o.batch > o.ring:
 		return o, fmt.Errorf("--batch %d: must be between 1 and --ring (%d)", o.batch, o.ring)
+	case o.frameSz != 2048 && o.frameSz != 4096:
+		return o, fmt.Errorf("--frame-size %d: must be 2048 or 4096", o.frameSz)
 	case o.frames < 4*o.ring:
 		return o, fmt.Errorf("--frames %d: need at least %d, twice the fill ring of 2x --ring %d", o.frames, 4*o.ring, o.ring)
 	case o.interval <= 0:
@@ -143,7 +147,7 @@ func runRxdrop(ctx context.Context, args []string) error {
 		iface:  o.iface,
 		queue:  o.queue,
 		attach: o.attach,
-		umem:   xsk.UmemOptions{NumFrames: uint32(o.frames), FillSize: 2 * uint32(o.ring)},
+		umem:   xsk.UmemOptions{NumFrames: uint32(o.frames), FrameSize: uint32(o.frameSz), FillSize: 2 * uint32(o.ring)},
 		socket: xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
 		rules:  o.rules,
 	})

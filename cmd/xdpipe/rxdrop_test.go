@@ -140,6 +140,7 @@ func TestRxdropBadInput(t *testing.T) {
 		{"bad bind mode", nil, []string{"--iface", p.B.Name, "--bind", "fast"}, "unknown bind mode"},
 		{"bad poll mode", nil, []string{"--iface", p.B.Name, "--poll", "sometimes"}, "unknown --poll"},
 		{"bad coalesce", nil, []string{"--iface", p.B.Name, "--poll", "wakeup", "--coalesce", "-1ms"}, "--coalesce -1ms"},
+		{"bad frame size", nil, []string{"--iface", p.B.Name, "--frame-size", "1000"}, "--frame-size 1000: must be 2048 or 4096"},
 		{"bad ring size", nil, []string{"--iface", p.B.Name, "--ring", "1000"}, "power of two"},
 		{"not root", []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"},
 			[]string{"--iface", p.B.Name}, "needs root"},
