@@ -32,7 +32,7 @@ func FuzzSteer(f *testing.F) {
 		if tu, r := rules.ParseFrame(frame, progIfindex); r == rules.ReasonNone {
 			tuples = append(tuples, tu)
 		}
-		set := genSet(ruleData, tuples)
+		set := rules.FuzzSet(ruleData, tuples, progIfindex)
 		ref := apply(t, s, set)
 		checkFrame(t, s, ref, "fuzz", frame)
 	})
