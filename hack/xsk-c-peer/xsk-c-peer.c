@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * xsk-c-peer: the benchmark's C AF_XDP reference on libxdp's <xdp/xsk.h>,
+ * doing the same jobs as xdpipe's Go receivers so that a slow cell can be
+ * told apart as "our code" or "the kernel's ceiling":
+ *
+ *   rxdrop  take every frame off the RX ring and give it straight back to
+ *           the fill ring (xdpipe rxdrop)
+ *   l2fwd   swap the source and destination MAC and send the frame back out
+ *           of the socket it came in on (xdpipe run --stages macswap)
+ *
+ * Fixed setup, as the bench compares it: one socket on one queue, copy mode
+ * (XDP_COPY), need_wakeup, bursts of 64, a spinning loop, 4096 frames of
+ * 4096 bytes (so frames up to 3840 bytes: the kernel keeps 256 bytes of
+ * headroom in each; no multi-buffer).
+ *
+ * The XDP program is libxdp's default (xsk_def_xdp_prog: redirect by RX
+ * queue to the socket's XSKMAP entry), loaded by xsk_socket__create, since
+ * that is the path a libxdp user takes and what this reference stands for.
+ * Without a bpffs (as under `ip netns exec`, which mounts a fresh /sys)
+ * libxdp attaches it alone, without its dispatcher, and says so on stderr.
+ * libxdp 1.3 detaches it when the last socket is deleted; older versions
+ * leave it, so on exit the peer removes whatever program is still there,
+ * unless the interface had one before it started (then it is not ours). A
+ * crash leaves it attached; the bench deletes the whole namespace anyway.
+ *
+ * Speaks xdpipe bench's child protocol: "ready" on stdout once set up, then
+ * on SIGINT or SIGTERM one JSON line {"frames":N,"bytes":B,"note":"..."}
+ * (frames and bytes received; for l2fwd the note says how many frames the
+ * kernel completed on TX) and exit 0. Errors: one line on stderr, exit 1.
+ *
+ *   xsk-c-peer rxdrop|l2fwd --iface IF [--queue Q]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <xdp/libxdp.h>
+#include <xdp/xsk.h>
+
+#define NUM_FRAMES 4096
+#define FRAME_SIZE XSK_UMEM__DEFAULT_FRAME_SIZE
+/* The kernel reserves XDP_PACKET_HEADROOM (256) in each frame. */
+#define MAX_FRAME_LEN (FRAME_SIZE - 256)
+#define RING_SIZE 2048
+#define BURST 64
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("xsk-c-peer: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* libxdp's and libbpf's warnings only (they prefix their own name); their
+ * info lines (ELF sections skipped, ...) are noise here. */
+static int print_libxdp(enum libxdp_print_level level, const char *fmt, va_list ap)
+{
+	return level == LIBXDP_WARN ? vfprintf(stderr, fmt, ap) : 0;
+}
+
+static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	return level == LIBBPF_WARN ? vfprintf(stderr, fmt, ap) : 0;
+}
+
+struct peer {
+	struct xsk_ring_prod fill;
+	struct xsk_ring_cons comp;
+	struct xsk_ring_cons rx;
+	struct xsk_ring_prod tx;
+	struct xsk_umem *umem;
+	struct xsk_socket *xsk;
+	void *area;
+	int fd;
+	uint64_t frames, bytes;
+	uint64_t transmitted; /* TX frames the kernel completed */
+	uint64_t outstanding; /* submitted on TX, not yet completed */
+	uint64_t kicks, kick_errors;
+};
+
+static void usage(void)
+{
+	fputs("usage: xsk-c-peer rxdrop|l2fwd --iface IF [--queue Q]\n", stderr);
+	exit(2);
+}
+
+/* Kicks the kernel to transmit. In copy mode the kernel sends only inside
+ * this call, at most 32 frames a call (TX_BATCH_SIZE in net/xdp/xsk.c).
+ * EAGAIN, EBUSY, ENOBUFS and ENETDOWN mean "not now", not failure. */
+static void kick_tx(struct peer *p)
+{
+	p->kicks++;
+	if (sendto(p->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
+		return;
+	if (errno == EAGAIN || errno == EBUSY || errno == ENOBUFS || errno == ENETDOWN || errno == EINTR) {
+		p->kick_errors++;
+		return;
+	}
+	die("sendto (TX kick): %s", strerror(errno));
+}
+
+/* Kicks TX if the kernel asks for it (need_wakeup; always so in copy mode)
+ * or frames are still on the TX ring, then moves completed frames back to
+ * the fill ring. The fill ring holds every frame, so it always has room. */
+static void complete_tx(struct peer *p)
+{
+	uint32_t n, idx_cq, idx_fq, i;
+
+	if (!p->outstanding)
+		return;
+	if (xsk_ring_prod__needs_wakeup(&p->tx) || xsk_prod_nb_free(&p->tx, RING_SIZE) < RING_SIZE)
+		kick_tx(p);
+	n = xsk_ring_cons__peek(&p->comp, RING_SIZE, &idx_cq);
+	if (!n)
+		return;
+	if (xsk_ring_prod__reserve(&p->fill, n, &idx_fq) != n)
+		die("fill ring full with %u completions (frame accounting broken)", n);
+	for (i = 0; i < n; i++)
+		*xsk_ring_prod__fill_addr(&p->fill, idx_fq + i) = *xsk_ring_cons__comp_addr(&p->comp, idx_cq + i);
+	xsk_ring_prod__submit(&p->fill, n);
+	xsk_ring_cons__release(&p->comp, n);
+	p->outstanding -= n;
+	p->transmitted += n;
+}
+
+/* When nothing arrived: wake the kernel's RX if the fill ring asks for it
+ * (zero-copy drivers do; copy mode does not set the flag). */
+static void rx_idle(struct peer *p)
+{
+	if (xsk_ring_prod__needs_wakeup(&p->fill))
+		(void)recvfrom(p->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+}
+
+static void rxdrop(struct peer *p)
+{
+	uint32_t n, idx_rx, idx_fq, i;
+
+	while (!stop) {
+		n = xsk_ring_cons__peek(&p->rx, BURST, &idx_rx);
+		if (!n) {
+			rx_idle(p);
+			continue;
+		}
+		if (xsk_ring_prod__reserve(&p->fill, n, &idx_fq) != n)
+			die("fill ring full with %u frames back (frame accounting broken)", n);
+		for (i = 0; i < n; i++) {
+			const struct xdp_desc *d = xsk_ring_cons__rx_desc(&p->rx, idx_rx + i);
+
+			p->bytes += d->len;
+			*xsk_ring_prod__fill_addr(&p->fill, idx_fq + i) = xsk_umem__extract_addr(d->addr);
+		}
+		xsk_ring_prod__submit(&p->fill, n);
+		xsk_ring_cons__release(&p->rx, n);
+		p->frames += n;
+	}
+}
+
+static inline void swap_mac(uint8_t *pkt)
+{
+	uint8_t tmp[6];
+
+	memcpy(tmp, pkt, 6);
+	memcpy(pkt, pkt + 6, 6);
+	memcpy(pkt + 6, tmp, 6);
+}
+
+static void l2fwd(struct peer *p)
+{
+	uint32_t n, idx_rx, idx_tx, i;
+
+	while (!stop) {
+		complete_tx(p);
+		n = xsk_ring_cons__peek(&p->rx, BURST, &idx_rx);
+		if (!n) {
+			rx_idle(p);
+			continue;
+		}
+		while (xsk_ring_prod__reserve(&p->tx, n, &idx_tx) != n) {
+			complete_tx(p);
+			if (stop) {
+				xsk_ring_cons__cancel(&p->rx, n);
+				return;
+			}
+		}
+		for (i = 0; i < n; i++) {
+			const struct xdp_desc *d = xsk_ring_cons__rx_desc(&p->rx, idx_rx + i);
+			struct xdp_desc *t = xsk_ring_prod__tx_desc(&p->tx, idx_tx + i);
+
+			swap_mac(xsk_umem__get_data(p->area, d->addr));
+			t->addr = d->addr;
+			t->len = d->len;
+			p->bytes += d->len;
+		}
+		xsk_ring_prod__submit(&p->tx, n);
+		xsk_ring_cons__release(&p->rx, n);
+		p->frames += n;
+		p->outstanding += n;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "iface", required_argument, NULL, 'i' },
+		{ "queue", required_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *iface = NULL, *mode;
+	bool fwd, had_prog;
+	struct peer p = { .fd = -1 };
+	struct xsk_umem_config ucfg = {
+		.fill_size = NUM_FRAMES, /* every frame fits: refilling never waits */
+		.comp_size = RING_SIZE,
+		.frame_size = FRAME_SIZE,
+		.frame_headroom = 0,
+	};
+	struct xsk_socket_config scfg = {
+		.rx_size = RING_SIZE,
+		.tx_size = RING_SIZE,
+		.libxdp_flags = 0, /* load libxdp's default redirect program */
+		.xdp_flags = XDP_FLAGS_DRV_MODE,
+		.bind_flags = XDP_COPY | XDP_USE_NEED_WAKEUP,
+	};
+	struct sigaction sa = { .sa_handler = on_signal };
+	uint32_t idx, prog_id = 0, i;
+	unsigned long queue = 0;
+	int ifindex, err, c;
+	char *end;
+
+	if (argc < 2 || argv[1][0] == '-')
+		usage();
+	mode = argv[1];
+	if (!strcmp(mode, "rxdrop"))
+		fwd = false;
+	else if (!strcmp(mode, "l2fwd"))
+		fwd = true;
+	else
+		die("unknown mode %s (rxdrop, l2fwd)", mode);
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "i:q:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			iface = optarg;
+			break;
+		case 'q':
+			errno = 0;
+			queue = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || queue > UINT32_MAX)
+				die("--queue %s: not a queue number", optarg);
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc || !iface)
+		usage();
+	ifindex = if_nametoindex(iface);
+	if (!ifindex)
+		die("interface %s: %s", iface, strerror(errno));
+
+	libxdp_set_print(print_libxdp);
+	libbpf_set_print(print_libbpf);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	err = bpf_xdp_query_id(ifindex, 0, &prog_id);
+	if (err)
+		die("query XDP program on %s: %s", iface, strerror(-err));
+	had_prog = prog_id != 0;
+
+	p.area = mmap(NULL, (size_t)NUM_FRAMES * FRAME_SIZE, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (p.area == MAP_FAILED)
+		die("mmap UMEM: %s", strerror(errno));
+	err = xsk_umem__create(&p.umem, p.area, (uint64_t)NUM_FRAMES * FRAME_SIZE, &p.fill, &p.comp, &ucfg);
+	if (err)
+		die("create UMEM: %s", strerror(-err));
+	err = xsk_socket__create(&p.xsk, iface, queue, p.umem, &p.rx, fwd ? &p.tx : NULL, &scfg);
+	if (err)
+		die("create socket on %s queue %lu (copy mode, libxdp's program): %s", iface, queue, strerror(-err));
+	p.fd = xsk_socket__fd(p.xsk);
+
+	if (xsk_ring_prod__reserve(&p.fill, NUM_FRAMES, &idx) != NUM_FRAMES)
+		die("fill ring has no room for %d frames", NUM_FRAMES);
+	for (i = 0; i < NUM_FRAMES; i++)
+		*xsk_ring_prod__fill_addr(&p.fill, idx + i) = (uint64_t)i * FRAME_SIZE;
+	xsk_ring_prod__submit(&p.fill, NUM_FRAMES);
+
+	printf("ready\n");
+	fflush(stdout);
+
+	if (fwd)
+		l2fwd(&p);
+	else
+		rxdrop(&p);
+
+	xsk_socket__delete(p.xsk);
+	err = xsk_umem__delete(p.umem);
+	if (err)
+		die("delete UMEM: %s", strerror(-err));
+	munmap(p.area, (size_t)NUM_FRAMES * FRAME_SIZE);
+	/* libxdp 1.3 detaches its default program with the last socket; older
+	 * versions leave it attached. Whatever is still there and was not
+	 * there before is ours to remove. */
+	prog_id = 0;
+	if (!had_prog && !bpf_xdp_query_id(ifindex, 0, &prog_id) && prog_id) {
+		struct xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex);
+
+		err = libxdp_get_error(mp);
+		if (err)
+			die("find the XDP program to detach from %s: %s", iface, strerror(-err));
+		err = xdp_multiprog__detach(mp);
+		xdp_multiprog__close(mp);
+		if (err)
+			die("detach the XDP program from %s: %s", iface, strerror(-err));
+	}
+
+	if (fwd)
+		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp l2fwd (macswap), copy mode, need_wakeup, spinning; "
+		       "transmitted back %" PRIu64 " (%" PRIu64 " sendto kicks, %" PRIu64 " not now)\"}\n",
+		       p.frames, p.bytes, p.transmitted, p.kicks, p.kick_errors);
+	else
+		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp rxdrop, copy mode, need_wakeup, spinning\"}\n",
+		       p.frames, p.bytes);
+	return 0;
+}
