@@ -3,14 +3,16 @@
 # already installed are not touched, and apt-get runs only when one is missing.
 #
 #   hack/deps.sh run       iproute2, ethtool, ping: the veth testbed and demo
-#   hack/deps.sh test      run + tshark (pcap checks) + bpf toolchain
+#   hack/deps.sh test      run + tshark (pcap checks) + bpf toolchain + bench
+#   hack/deps.sh bench     run + libxdp, libbpf and a C compiler for hack/xsk-c-peer
 #   hack/deps.sh generate  the pinned clang and libbpf headers for bpf2go
 #   hack/deps.sh rdma      qemu, Debian's kernel and rdma-core for the SoftRoCE VM
 set -euo pipefail
 
 run_pkgs=(iproute2 ethtool iputils-ping procps)
 generate_pkgs=(clang-14 llvm-14 libbpf-dev linux-libc-dev)
-test_pkgs=("${run_pkgs[@]}" tshark "${generate_pkgs[@]}")
+bench_pkgs=("${run_pkgs[@]}" libxdp-dev libbpf-dev gcc libc6-dev make)
+test_pkgs=("${run_pkgs[@]}" tshark "${generate_pkgs[@]}" "${bench_pkgs[@]}")
 rdma_pkgs=(qemu-system-x86 linux-image-amd64 rdma-core ibverbs-providers libibverbs-dev librdmacm-dev perftest busybox-static cpio kmod)
 
 want=()
@@ -19,8 +21,9 @@ for set in "$@"; do
     run) want+=("${run_pkgs[@]}") ;;
     test) want+=("${test_pkgs[@]}") ;;
     generate) want+=("${generate_pkgs[@]}") ;;
+    bench) want+=("${bench_pkgs[@]}") ;;
     rdma) want+=("${rdma_pkgs[@]}") ;;
-    *) echo "hack/deps.sh: unknown set '$set' (run, test, generate, rdma)" >&2; exit 2 ;;
+    *) echo "hack/deps.sh: unknown set '$set' (run, test, generate, bench, rdma)" >&2; exit 2 ;;
   esac
 done
 
