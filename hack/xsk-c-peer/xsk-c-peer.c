@@ -59,6 +59,9 @@
 #define BURST 64
 
 static volatile sig_atomic_t stop;
+/* A failure once the socket is up: the loop stops, the socket and the
+ * program are released, and then this is reported. */
+static char failed[256];
 
 static void on_signal(int sig)
 {
@@ -76,6 +79,18 @@ static void die(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
+}
+
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	stop = 1;
+	if (failed[0])
+		return; /* keep the first */
+	va_start(ap, fmt);
+	vsnprintf(failed, sizeof(failed), fmt, ap);
+	va_end(ap);
 }
 
 /* libxdp's and libbpf's warnings only (they prefix their own name); their
@@ -102,7 +117,9 @@ struct peer {
 	uint64_t frames, bytes;
 	uint64_t transmitted; /* TX frames the kernel completed */
 	uint64_t outstanding; /* submitted on TX, not yet completed */
-	uint64_t kicks, kick_errors;
+	uint64_t kicks;   /* sendto calls */
+	uint64_t partial; /* ... that sent a batch and left frames (EAGAIN) */
+	uint64_t busy;    /* ... that sent nothing now (EBUSY, ENOBUFS, ENETDOWN) */
 };
 
 static void usage(void)
@@ -112,23 +129,31 @@ static void usage(void)
 }
 
 /* Kicks the kernel to transmit. In copy mode the kernel sends only inside
- * this call, at most 32 frames a call (TX_BATCH_SIZE in net/xdp/xsk.c).
- * EAGAIN, EBUSY, ENOBUFS and ENETDOWN mean "not now", not failure. */
+ * this call, at most 32 frames a call (the budget in xsk_generic_xmit),
+ * and says EAGAIN when it stopped there with frames left. EBUSY, ENOBUFS
+ * and ENETDOWN mean "not now"; none of them is a failure. */
 static void kick_tx(struct peer *p)
 {
 	p->kicks++;
 	if (sendto(p->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
 		return;
-	if (errno == EAGAIN || errno == EBUSY || errno == ENOBUFS || errno == ENETDOWN || errno == EINTR) {
-		p->kick_errors++;
+	switch (errno) {
+	case EAGAIN:
+		p->partial++;
+		return;
+	case EBUSY:
+	case ENOBUFS:
+	case ENETDOWN:
+	case EINTR:
+		p->busy++;
 		return;
 	}
-	die("sendto (TX kick): %s", strerror(errno));
+	fail("sendto (TX kick): %s", strerror(errno));
 }
 
 /* Kicks TX if the kernel asks for it (need_wakeup; always so in copy mode)
  * or frames are still on the TX ring, then moves completed frames back to
- * the fill ring. The fill ring holds every frame, so it always has room. */
+ * the fill ring (sized so that it always has room). */
 static void complete_tx(struct peer *p)
 {
 	uint32_t n, idx_cq, idx_fq, i;
@@ -140,8 +165,10 @@ static void complete_tx(struct peer *p)
 	n = xsk_ring_cons__peek(&p->comp, RING_SIZE, &idx_cq);
 	if (!n)
 		return;
-	if (xsk_ring_prod__reserve(&p->fill, n, &idx_fq) != n)
-		die("fill ring full with %u completions (frame accounting broken)", n);
+	if (xsk_ring_prod__reserve(&p->fill, n, &idx_fq) != n) {
+		fail("fill ring full with %u completions (frame accounting broken)", n);
+		return;
+	}
 	for (i = 0; i < n; i++)
 		*xsk_ring_prod__fill_addr(&p->fill, idx_fq + i) = *xsk_ring_cons__comp_addr(&p->comp, idx_cq + i);
 	xsk_ring_prod__submit(&p->fill, n);
@@ -168,8 +195,10 @@ static void rxdrop(struct peer *p)
 			rx_idle(p);
 			continue;
 		}
-		if (xsk_ring_prod__reserve(&p->fill, n, &idx_fq) != n)
-			die("fill ring full with %u frames back (frame accounting broken)", n);
+		if (xsk_ring_prod__reserve(&p->fill, n, &idx_fq) != n) {
+			fail("fill ring full with %u frames back (frame accounting broken)", n);
+			return;
+		}
 		for (i = 0; i < n; i++) {
 			const struct xdp_desc *d = xsk_ring_cons__rx_desc(&p->rx, idx_rx + i);
 
@@ -237,7 +266,10 @@ int main(int argc, char **argv)
 	bool fwd, had_prog;
 	struct peer p = { .fd = -1 };
 	struct xsk_umem_config ucfg = {
-		.fill_size = NUM_FRAMES, /* every frame fits: refilling never waits */
+		/* Twice the frames: the kernel publishes its fill-ring consumer
+		 * index only when it has used up what it last saw, so a ring
+		 * of exactly NUM_FRAMES can look full while frames are out. */
+		.fill_size = 2 * NUM_FRAMES,
 		.comp_size = RING_SIZE,
 		.frame_size = FRAME_SIZE,
 		.frame_headroom = 0,
@@ -250,6 +282,9 @@ int main(int argc, char **argv)
 		.bind_flags = XDP_COPY | XDP_USE_NEED_WAKEUP,
 	};
 	struct sigaction sa = { .sa_handler = on_signal };
+	struct xdp_statistics st;
+	socklen_t stlen;
+	char note[160];
 	uint32_t idx, prog_id = 0, i;
 	unsigned long queue = 0;
 	int ifindex, err, c;
@@ -308,25 +343,33 @@ int main(int argc, char **argv)
 		die("create socket on %s queue %lu (copy mode, libxdp's program): %s", iface, queue, strerror(-err));
 	p.fd = xsk_socket__fd(p.xsk);
 
-	if (xsk_ring_prod__reserve(&p.fill, NUM_FRAMES, &idx) != NUM_FRAMES)
-		die("fill ring has no room for %d frames", NUM_FRAMES);
-	for (i = 0; i < NUM_FRAMES; i++)
-		*xsk_ring_prod__fill_addr(&p.fill, idx + i) = (uint64_t)i * FRAME_SIZE;
-	xsk_ring_prod__submit(&p.fill, NUM_FRAMES);
+	if (xsk_ring_prod__reserve(&p.fill, NUM_FRAMES, &idx) == NUM_FRAMES) {
+		for (i = 0; i < NUM_FRAMES; i++)
+			*xsk_ring_prod__fill_addr(&p.fill, idx + i) = (uint64_t)i * FRAME_SIZE;
+		xsk_ring_prod__submit(&p.fill, NUM_FRAMES);
+		printf("ready\n");
+		fflush(stdout);
+		if (fwd)
+			l2fwd(&p);
+		else
+			rxdrop(&p);
+	} else {
+		fail("fill ring has no room for %d frames", NUM_FRAMES);
+	}
 
-	printf("ready\n");
-	fflush(stdout);
-
-	if (fwd)
-		l2fwd(&p);
-	else
-		rxdrop(&p);
-
+	/* What the kernel dropped or found wanting, for the note. */
+	stlen = sizeof(st);
+	if (getsockopt(p.fd, SOL_XDP, XDP_STATISTICS, &st, &stlen))
+		memset(&st, 0, sizeof(st));
+	snprintf(note, sizeof(note), "kernel: rx_dropped %llu, rx_ring_full %llu, fill_ring_empty %llu, tx_invalid %llu",
+		 (unsigned long long)st.rx_dropped, (unsigned long long)st.rx_ring_full,
+		 (unsigned long long)st.rx_fill_ring_empty_descs, (unsigned long long)st.tx_invalid_descs);
 	xsk_socket__delete(p.xsk);
 	err = xsk_umem__delete(p.umem);
 	if (err)
-		die("delete UMEM: %s", strerror(-err));
-	munmap(p.area, (size_t)NUM_FRAMES * FRAME_SIZE);
+		fail("delete UMEM: %s", strerror(-err));
+	else
+		munmap(p.area, (size_t)NUM_FRAMES * FRAME_SIZE);
 	/* libxdp 1.3 detaches its default program with the last socket; older
 	 * versions leave it attached. Whatever is still there and was not
 	 * there before is ours to remove. */
@@ -343,12 +386,14 @@ int main(int argc, char **argv)
 			die("detach the XDP program from %s: %s", iface, strerror(-err));
 	}
 
+	if (failed[0])
+		die("%s", failed);
 	if (fwd)
 		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp l2fwd (macswap), copy mode, need_wakeup, spinning; "
-		       "transmitted back %" PRIu64 " (%" PRIu64 " sendto kicks, %" PRIu64 " not now)\"}\n",
-		       p.frames, p.bytes, p.transmitted, p.kicks, p.kick_errors);
+		       "transmitted back %" PRIu64 " (%" PRIu64 " sendto kicks: %" PRIu64 " left frames, %" PRIu64 " busy); %s\"}\n",
+		       p.frames, p.bytes, p.transmitted, p.kicks, p.partial, p.busy, note);
 	else
-		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp rxdrop, copy mode, need_wakeup, spinning\"}\n",
-		       p.frames, p.bytes);
+		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp rxdrop, copy mode, need_wakeup, spinning; %s\"}\n",
+		       p.frames, p.bytes, note);
 	return 0;
 }
