@@ -264,7 +264,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		if err := tb.setMTU(max(1500, size-14)); err != nil {
 			return rep, err
 		}
-		cfg := gen.Config{Proto: gen.UDP4, Size: size, Flows: c.Flows, SrcMAC: tb.macA, DstMAC: tb.macB,
+		cfg := gen.Config{Proto: gen.UDP4, Size: size, Flows: c.Flows, SrcMAC: tb.genMAC, DstMAC: tb.macB,
 			SrcIP: netip.AddrFrom4([4]byte(tb.ipA)), DstIP: netip.AddrFrom4([4]byte(tb.ipB)), DstPort: 9}
 		tp, err := gen.NewTemplate(cfg)
 		if err != nil {

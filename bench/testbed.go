@@ -24,6 +24,15 @@ type testbed struct {
 	mtu        int
 	made       []string // namespaces to delete
 	dir        string   // scratch files (rules), removed by close
+
+	// genMAC is the generated frames' source MAC: not A's own, so that
+	// what comes back to A (l2fwd swaps the MACs and sends every frame
+	// back) is PACKET_OTHERHOST there and dropped at the first check in
+	// ip_rcv, instead of taking a route lookup (ip_route_input_slow, the
+	// destination is B's address) and a dst_destroy in A's IP stack on
+	// the generator's CPU, which a real deployment, whose sender is
+	// another host, would not pay. No receiver looks at the source MAC.
+	genMAC net.HardwareAddr
 }
 
 func sh(name string, args ...string) error {
@@ -45,6 +54,8 @@ func newTestbed() (_ *testbed, err error) {
 		macB: net.HardwareAddr{0x02, 0x58, 0x42, 0x45, 0x4e, 0x0b},
 		ipA:  net.IPv4(198, 19, 254, 1).To4(), ipB: net.IPv4(198, 19, 254, 2).To4(),
 		mtu: 1500,
+		// Locally administered, unicast, on no interface.
+		genMAC: net.HardwareAddr{0x02, 0x58, 0x42, 0x45, 0x4e, 0x6a},
 	}
 	defer func() {
 		if err != nil {
