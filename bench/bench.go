@@ -46,6 +46,10 @@ type Config struct {
 	// AsaviePeer is the directory of the hack/asavie-peer module; empty
 	// skips asavie-xdp.
 	AsaviePeer string
+	// XskCPeer is the directory of hack/xsk-c-peer (the C libxdp peer,
+	// built with make on first use); empty skips c-xsk-rxdrop and
+	// c-xsk-l2fwd.
+	XskCPeer string
 	// GenCPU and RxCPU pin the generator thread and the receiver process
 	// (defaults 0 and 1; -1 leaves them unpinned).
 	GenCPU, RxCPU *int
@@ -177,8 +181,13 @@ type genReq struct {
 	ctx   context.Context
 	tp    *gen.Template
 	run   gen.Run
+	xsk   bool // the xsk engine whatever the size
 	reply chan genRes
 }
+
+// xskTX are the receivers fed by gen's xsk engine (AF_XDP TX, copy mode on
+// a veth) at every size, not only above a page.
+var xskTX = map[string]bool{"xdp-drop-xsktx": true}
 
 type genRes struct {
 	res    gen.Result
@@ -213,12 +222,12 @@ func startGenerator(tb *testbed, cpu int) (chan<- genReq, error) {
 }
 
 // sendOnce builds the engine for the frame size and sends: live frames up
-// to a page, the xsk engine above.
+// to a page, the xsk engine above or when asked for.
 func sendOnce(tb *testbed, r genReq) genRes {
 	var eng gen.Engine
 	var err error
 	name := "live"
-	if r.tp.Len() <= gen.MaxLiveFrameSize() {
+	if !r.xsk && r.tp.Len() <= gen.MaxLiveFrameSize() {
 		eng, err = gen.NewLive(r.tp, gen.LiveOptions{Ifindex: tb.ifindexA, Chunk: 1 << 18})
 	} else {
 		name = "xsk"
@@ -387,7 +396,7 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	sys0, procs0 := readSysCPU(), procTicks()
 
 	reply := make(chan genRes, 1)
-	reqs <- genReq{ctx: ctx, tp: tp, run: gen.Run{Duration: c.Duration}, reply: reply}
+	reqs <- genReq{ctx: ctx, tp: tp, run: gen.Run{Duration: c.Duration}, xsk: xskTX[rx], reply: reply}
 	g := <-reply // the generator stops at its duration or when ctx ends
 	r.Engine = g.engine
 	if g.err != nil {

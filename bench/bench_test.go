@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,5 +124,87 @@ func TestParseRxdropSummary(t *testing.T) {
 	r, err = parseRunSummary("run: ready\nrun: queue 0: received 221428, transmitted 221428, dropped 0 (verdict 0)\n", 64)
 	if err != nil || r.Frames != 221428 || r.Bytes != 221428*64 {
 		t.Fatalf("%+v %v", r, err)
+	}
+}
+
+// requireCToolchain gates on what building hack/xsk-c-peer needs
+// (hack/deps.sh bench): make, cc and libxdp's headers.
+func requireCToolchain(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{"make", "cc"} {
+		if _, err := exec.LookPath(p); err != nil {
+			testutil.SkipOrFail(t, "no %s to build hack/xsk-c-peer (hack/deps.sh bench)", p)
+		}
+	}
+	if _, err := os.Stat("/usr/include/xdp/xsk.h"); err != nil {
+		testutil.SkipOrFail(t, "no libxdp headers to build hack/xsk-c-peer (hack/deps.sh bench): %v", err)
+	}
+}
+
+var transmittedBack = regexp.MustCompile(`transmitted back (\d+)`)
+
+// TestXskCPeer builds hack/xsk-c-peer and runs both its modes, then the
+// ceiling fed by gen's xsk engine, one second each at 64 bytes on a fresh
+// testbed. The last cell also shows that the peer left no XDP program
+// behind: xdp-drop could not attach next to one.
+func TestXskCPeer(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireCToolchain(t)
+	const dir = "../hack/xsk-c-peer"
+	bin, err := buildXskC(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(bin); err != nil || fi.Mode()&0o111 == 0 {
+		t.Fatalf("built %s: %v", bin, err)
+	}
+	var log bytes.Buffer
+	rep, err := Run(context.Background(), Config{
+		Receivers: []string{"c-xsk-rxdrop", "c-xsk-l2fwd", "xdp-drop-xsktx"},
+		Sizes:     []int{64},
+		Duration:  time.Second,
+		Self:      []string{os.Args[0]},
+		Env:       []string{"XDPIPE_BENCH_CHILD=1"},
+		XskCPeer:  dir,
+		Log:       &log,
+	})
+	t.Log("\n" + log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 3 {
+		t.Fatalf("%d results, want 3", len(rep.Results))
+	}
+	for _, r := range rep.Results {
+		t.Logf("%s: sent %d received %d (%s)", r.Receiver, r.Sent, r.Received, r.Note)
+		if r.Error != "" {
+			t.Fatalf("%s: %s", r.Receiver, r.Error)
+		}
+		if r.Received == 0 || r.Sent == 0 || r.Received > r.Sent {
+			t.Fatalf("%s: sent %d received %d", r.Receiver, r.Sent, r.Received)
+		}
+		switch r.Receiver {
+		case "c-xsk-l2fwd":
+			m := transmittedBack.FindStringSubmatch(r.Note)
+			if m == nil {
+				t.Fatalf("c-xsk-l2fwd: no transmitted count in %q", r.Note)
+			}
+			if n, _ := strconv.ParseUint(m[1], 10, 64); n == 0 {
+				t.Fatalf("c-xsk-l2fwd transmitted nothing back (%s)", r.Note)
+			}
+		case "xdp-drop-xsktx":
+			if r.Engine != "xsk" {
+				t.Fatalf("xdp-drop-xsktx fed by %q, want the xsk engine", r.Engine)
+			}
+		}
+	}
+}
+
+func TestXskCPeerFrameLimit(t *testing.T) {
+	for _, mode := range []string{"rxdrop", "l2fwd"} {
+		_, err := xskCRx(mode).argv(&Config{}, &testbed{}, 9000)
+		if err == nil || !strings.Contains(err.Error(), "multi-buffer") {
+			t.Fatalf("%s at 9000 bytes: %v, want a multi-buffer skip", mode, err)
+		}
 	}
 }

@@ -13,8 +13,9 @@ import (
 )
 
 // externalRx is a receiver that is a separate program: xdpipe's own
-// commands (rxdrop, ...) run as users run them, and the asavie/xdp peer
-// built from its own module under hack/asavie-peer.
+// commands (rxdrop, ...) run as users run them, the asavie/xdp peer built
+// from its own module under hack/asavie-peer, and the C libxdp peer built
+// from hack/xsk-c-peer.
 type externalRx struct {
 	// argv returns the command line for one cell, or an error that skips
 	// the cell (not built, frame size not supported).
@@ -49,7 +50,9 @@ var external = map[string]externalRx{
 		parse: parseRxdropSummary,
 		note:  "xdpipe rxdrop --rules (10,000 rules, the last matches) --bind copy --poll spin --track=false",
 	},
-	"asavie-xdp": asavieRx(),
+	"asavie-xdp":   asavieRx(),
+	"c-xsk-rxdrop": xskCRx("rxdrop"),
+	"c-xsk-l2fwd":  xskCRx("l2fwd"),
 }
 
 // rxdropRx runs `xdpipe rxdrop` in copy mode with the given polling, its
@@ -154,41 +157,96 @@ func asavieRx() externalRx {
 	}
 }
 
-var asavieBuild struct {
+// A build is a peer built at most once per process: the first call builds,
+// later calls get the same binary or the same error.
+type build struct {
 	sync.Mutex
-	bin string
-	err error
+	done bool
+	bin  string
+	err  error
 }
+
+func (b *build) get(f func() (string, error)) (string, error) {
+	b.Lock()
+	defer b.Unlock()
+	if !b.done {
+		b.bin, b.err = f()
+		b.done = true
+	}
+	return b.bin, b.err
+}
+
+var asavieBuild, xskCBuild build
 
 // buildAsavie builds the asavie peer once per process into a temporary
 // directory.
 func buildAsavie(dir string) (string, error) {
-	asavieBuild.Lock()
-	defer asavieBuild.Unlock()
-	if asavieBuild.bin != "" || asavieBuild.err != nil {
-		return asavieBuild.bin, asavieBuild.err
+	return asavieBuild.get(func() (string, error) {
+		if dir == "" {
+			return "", errors.New("asavie peer module directory not given (hack/asavie-peer)")
+		}
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+			return "", fmt.Errorf("asavie peer: %w", err)
+		}
+		tmp, err := os.MkdirTemp("", "xdpipe-asavie-")
+		if err != nil {
+			return "", err
+		}
+		bin := filepath.Join(tmp, "asavie-peer")
+		cmd := exec.Command("go", "build", "-o", bin, ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build asavie peer: %v: %s", err, lastLine(string(out)))
+		}
+		return bin, nil
+	})
+}
+
+// xskCMaxFrame is the largest frame hack/xsk-c-peer takes: one 4096-byte
+// UMEM frame less the kernel's 256 bytes of headroom, no multi-buffer.
+const xskCMaxFrame = 3840
+
+// xskCRx runs hack/xsk-c-peer (Config.XskCPeer: its directory), the C
+// reference on libxdp, in mode rxdrop or l2fwd: the same jobs as
+// xdpipe-spin and xdpipe-l2fwd (one socket, copy mode, need_wakeup, bursts
+// of 64, spinning), so that a gap to the ceiling can be told apart as
+// xdpipe's or the kernel's. It prints the JSON childResult itself.
+func xskCRx(mode string) externalRx {
+	return externalRx{
+		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
+			if size > xskCMaxFrame {
+				return nil, fmt.Errorf("hack/xsk-c-peer has no multi-buffer (frames above %d bytes)", xskCMaxFrame)
+			}
+			bin, err := buildXskC(c.XskCPeer)
+			if err != nil {
+				return nil, err
+			}
+			return []string{bin, mode, "--iface", tb.ifB}, nil
+		},
+		note: "C libxdp " + mode + ", copy mode, need_wakeup, spinning",
 	}
-	if dir == "" {
-		asavieBuild.err = errors.New("asavie peer module directory not given (hack/asavie-peer)")
-		return "", asavieBuild.err
-	}
-	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-		asavieBuild.err = fmt.Errorf("asavie peer: %w", err)
-		return "", asavieBuild.err
-	}
-	tmp, err := os.MkdirTemp("", "xdpipe-asavie-")
-	if err != nil {
-		asavieBuild.err = err
-		return "", err
-	}
-	bin := filepath.Join(tmp, "asavie-peer")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		asavieBuild.err = fmt.Errorf("build asavie peer: %v: %s", err, lastLine(string(out)))
-		return "", asavieBuild.err
-	}
-	asavieBuild.bin = bin
-	return bin, nil
+}
+
+// buildXskC builds the C peer once per process into a temporary directory
+// with its Makefile (needs hack/deps.sh bench: libxdp-dev, a C compiler).
+func buildXskC(dir string) (string, error) {
+	return xskCBuild.get(func() (string, error) {
+		if dir == "" {
+			return "", errors.New("directory of the C peer not given (hack/xsk-c-peer)")
+		}
+		if _, err := os.Stat(filepath.Join(dir, "Makefile")); err != nil {
+			return "", fmt.Errorf("xsk-c-peer: %w", err)
+		}
+		tmp, err := os.MkdirTemp("", "xdpipe-xsk-c-")
+		if err != nil {
+			return "", err
+		}
+		cmd := exec.Command("make", "-s", "-C", dir, "OUT="+tmp)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("build xsk-c-peer (hack/deps.sh bench installs libxdp-dev and a compiler): %v: %s", err, lastLine(string(out)))
+		}
+		return filepath.Join(tmp, "xsk-c-peer"), nil
+	})
 }

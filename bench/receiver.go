@@ -56,14 +56,20 @@ type counts struct {
 // inProcess are the receivers this package runs itself (as children of
 // the harness, through ReceiverMain). External ones are in external.go.
 var inProcess = map[string]rxFunc{
-	"xdp-drop":  rxXDPDrop,
-	"udp":       rxUDP,
-	"recvmmsg":  rxRecvmmsg,
-	"afpacket3": rxAFPacket,
+	"xdp-drop":       rxXDPDrop,
+	"xdp-drop-xsktx": rxXDPDropXSKTX,
+	"udp":            rxUDP,
+	"recvmmsg":       rxRecvmmsg,
+	"afpacket3":      rxAFPacket,
 }
 
 // order is the matrix order: the ceiling, xdpipe, then the alternatives.
-var order = []string{"xdp-drop", "xdpipe-spin", "xdpipe-wakeup", "xdpipe-l2fwd", "xdpipe-steer10k", "asavie-xdp", "afpacket3", "recvmmsg", "udp"}
+// c-xsk-* and xdp-drop-xsktx follow xdpipe-l2fwd: the C reference doing
+// the same jobs, and the kernel's copy-mode AF_XDP TX ceiling that l2fwd
+// runs into.
+var order = []string{"xdp-drop", "xdpipe-spin", "xdpipe-wakeup", "xdpipe-l2fwd",
+	"c-xsk-rxdrop", "c-xsk-l2fwd", "xdp-drop-xsktx",
+	"xdpipe-steer10k", "asavie-xdp", "afpacket3", "recvmmsg", "udp"}
 
 // Receivers lists the names Run accepts, in matrix order.
 func Receivers() []string {
@@ -169,6 +175,19 @@ func rxXDPDrop(ctx context.Context, a rxArgs, c *counts) (func() error, func(), 
 		return nil
 	}
 	return loop, func() { d.Close() }, nil
+}
+
+// rxXDPDropXSKTX is xdp-drop fed by gen's xsk engine (AF_XDP TX in copy
+// mode) at every size instead of live frames (see xskTX in bench.go): the
+// kernel's copy-mode AF_XDP TX path (xsk_generic_xmit, an skb per frame
+// in sendto) with next to nothing behind it, the ceiling of any l2fwd that
+// sends that way from one CPU. A slightly low one: that CPU also runs the
+// generator's loop (which stamps every frame) and, in softirq, the
+// receiving veth's XDP_DROP.
+func rxXDPDropXSKTX(ctx context.Context, a rxArgs, c *counts) (func() error, func(), error) {
+	loop, cleanup, err := rxXDPDrop(ctx, a, c)
+	c.note += "; fed by gen's AF_XDP TX in copy mode: the kernel's copy-mode TX ceiling on one CPU"
+	return loop, cleanup, err
 }
 
 // listenUDP opens the UDP socket with a large receive buffer.

@@ -4,8 +4,9 @@
 #   hack/bench.sh [BIN] [xdpipe bench flags...]
 #
 # BIN defaults to bin/xdpipe. Writes bench-results/bench.{json,png,md,txt}.
-# Needs root (network namespaces, XDP, AF_XDP). The machine should be quiet:
-# cells disturbed by other processes are repeated and marked.
+# Needs root (network namespaces, XDP, AF_XDP); installs what the C peer
+# (hack/xsk-c-peer) needs to build (hack/deps.sh bench). The machine should
+# be quiet: cells disturbed by other processes are repeated and marked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-bin/xdpipe}
@@ -14,7 +15,8 @@ if [[ ! -x $bin ]]; then
   echo "hack/bench.sh: $bin not built (make build)" >&2
   exit 1
 fi
+hack/deps.sh bench
 out=bench-results
 mkdir -p "$out"
-"$bin" bench --json "$out/bench.json" --png "$out/bench.png" --markdown "$out/bench.md" --asavie-peer hack/asavie-peer "$@" | tee "$out/bench.txt"
+"$bin" bench --json "$out/bench.json" --png "$out/bench.png" --markdown "$out/bench.md" --asavie-peer hack/asavie-peer --xsk-c-peer hack/xsk-c-peer "$@" | tee "$out/bench.txt"
 echo "results in $out/ (bench.txt, bench.json, bench.png)"

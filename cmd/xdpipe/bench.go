@@ -41,6 +41,7 @@ func runBench(ctx context.Context, args []string) error {
 	mdOut := fs.String("markdown", "", "also write the table as Markdown here")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	asavie := fs.String("asavie-peer", "hack/asavie-peer", "directory of the asavie/xdp peer module (built with go build on first use)")
+	xskC := fs.String("xsk-c-peer", "hack/xsk-c-peer", "directory of the C libxdp peer (built with make on first use; hack/deps.sh bench)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the harness (the generator) to this file")
 	from := fs.String("from", "", "run nothing: redraw the table, chart and Markdown from this JSON report")
 	if err := fs.Parse(args); err != nil {
@@ -53,7 +54,8 @@ func runBench(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := bench.Config{Duration: *dur, Flows: *flows, Retries: *retries, Log: os.Stderr, Xdpipe: exe, AsaviePeer: *asavie}
+	c := bench.Config{Duration: *dur, Flows: *flows, Retries: *retries, Log: os.Stderr, Xdpipe: exe, AsaviePeer: *asavie,
+		XskCPeer: *xskC}
 	if !*quiet {
 		c.Progress = os.Stderr
 	}
