@@ -53,8 +53,6 @@
 
 #define NUM_FRAMES 4096
 #define FRAME_SIZE XSK_UMEM__DEFAULT_FRAME_SIZE
-/* The kernel reserves XDP_PACKET_HEADROOM (256) in each frame. */
-#define MAX_FRAME_LEN (FRAME_SIZE - 256)
 #define RING_SIZE 2048
 #define BURST 64
 
