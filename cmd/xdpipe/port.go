@@ -79,11 +79,7 @@ func openPort(o portOptions) (_ *port, err error) {
 	}
 	// Frames larger than a UMEM frame's data room arrive in several
 	// segments: turn multi-buffer on when the MTU allows such frames.
-	fs := o.umem.FrameSize
-	if fs == 0 {
-		fs = xsk.DefaultFrameSize
-	}
-	if ifc.MTU+14 > int(fs)-xskHeadroom {
+	if needsMultiBuffer(ifc.MTU, o.umem.FrameSize) {
 		o.socket.MultiBuffer = true
 	}
 	p := &port{}
@@ -133,6 +129,15 @@ func loadProgram(set *rules.Set) (xdpProgram, error) {
 // xskHeadroom is the part of a UMEM frame in front of received data
 // (XDP_PACKET_HEADROOM).
 const xskHeadroom = 256
+
+// needsMultiBuffer reports whether an interface with this MTU can receive
+// frames larger than one UMEM frame of frameSize (0: the default) holds.
+func needsMultiBuffer(mtu int, frameSize uint32) bool {
+	if frameSize == 0 {
+		frameSize = xsk.DefaultFrameSize
+	}
+	return mtu+14 > int(frameSize)-xskHeadroom
+}
 
 // explainSocket adds what to do to socket errors a user can fix.
 func explainSocket(err error, o portOptions) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -191,6 +192,14 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	r, err := resolve(cfg)
 	if err != nil {
 		return err
+	}
+	frameSize := cmp.Or(cfg.FrameSize, xsk.DefaultFrameSize)
+	for _, ifc := range r.ifaces {
+		if needsMultiBuffer(ifc.MTU, frameSize) {
+			log.Warn("frames larger than a UMEM frame are dropped: the pipeline does not take multi-buffer packets yet; "+
+				"the kernel counts them in rx_dropped (kernel-dropped on the rate line)",
+				"interface", ifc.Name, "mtu", ifc.MTU, "frame_size", frameSize)
+		}
 	}
 	chains, err := buildChains(r)
 	if err != nil {
