@@ -178,28 +178,37 @@ func (b *build) get(f func() (string, error)) (string, error) {
 
 var asavieBuild, xskCBuild build
 
-// buildAsavie builds the asavie peer once per process into a temporary
-// directory.
-func buildAsavie(dir string) (string, error) {
-	return asavieBuild.get(func() (string, error) {
+// peer builds the program name from its directory dir (which must hold
+// marker) into a fresh temporary directory, once: cmd is the build command
+// given that directory, run in dir; hint is added to a build error.
+func (b *build) peer(name, dir, marker, hint string, cmd func(out string) *exec.Cmd) (string, error) {
+	return b.get(func() (string, error) {
 		if dir == "" {
-			return "", errors.New("asavie peer module directory not given (hack/asavie-peer)")
+			return "", fmt.Errorf("%s: its directory was not given (hack/%s)", name, name)
 		}
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-			return "", fmt.Errorf("asavie peer: %w", err)
+		if _, err := os.Stat(filepath.Join(dir, marker)); err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
 		}
-		tmp, err := os.MkdirTemp("", "xdpipe-asavie-")
+		tmp, err := os.MkdirTemp("", "xdpipe-"+name+"-")
 		if err != nil {
 			return "", err
 		}
-		bin := filepath.Join(tmp, "asavie-peer")
-		cmd := exec.Command("go", "build", "-o", bin, ".")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build asavie peer: %v: %s", err, lastLine(string(out)))
+		c := cmd(tmp)
+		c.Dir = dir
+		if out, err := c.CombinedOutput(); err != nil {
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("build %s%s: %v: %s", name, hint, err, lastLine(string(out)))
 		}
-		return bin, nil
+		return filepath.Join(tmp, name), nil
+	})
+}
+
+// buildAsavie builds the asavie peer once per process.
+func buildAsavie(dir string) (string, error) {
+	return asavieBuild.peer("asavie-peer", dir, "go.mod", "", func(out string) *exec.Cmd {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(out, "asavie-peer"), ".")
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+		return cmd
 	})
 }
 
@@ -228,25 +237,9 @@ func xskCRx(mode string) externalRx {
 	}
 }
 
-// buildXskC builds the C peer once per process into a temporary directory
-// with its Makefile (needs hack/deps.sh bench: libxdp-dev, a C compiler).
+// buildXskC builds the C peer once per process with its Makefile (needs
+// hack/deps.sh bench: libxdp-dev, a C compiler).
 func buildXskC(dir string) (string, error) {
-	return xskCBuild.get(func() (string, error) {
-		if dir == "" {
-			return "", errors.New("directory of the C peer not given (hack/xsk-c-peer)")
-		}
-		if _, err := os.Stat(filepath.Join(dir, "Makefile")); err != nil {
-			return "", fmt.Errorf("xsk-c-peer: %w", err)
-		}
-		tmp, err := os.MkdirTemp("", "xdpipe-xsk-c-")
-		if err != nil {
-			return "", err
-		}
-		cmd := exec.Command("make", "-s", "-C", dir, "OUT="+tmp)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			os.RemoveAll(tmp)
-			return "", fmt.Errorf("build xsk-c-peer (hack/deps.sh bench installs libxdp-dev and a compiler): %v: %s", err, lastLine(string(out)))
-		}
-		return filepath.Join(tmp, "xsk-c-peer"), nil
-	})
+	return xskCBuild.peer("xsk-c-peer", dir, "Makefile", " (hack/deps.sh bench installs libxdp-dev and a compiler)",
+		func(out string) *exec.Cmd { return exec.Command("make", "-s", "OUT="+out) })
 }

@@ -612,13 +612,8 @@ func TestRunJumboCounted(t *testing.T) {
 	r := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--bind", "copy",
 		"--metrics", "off", "--interval", "1h")
 	const count = 200
-	out, code := xdpipeIn(t, p.A.NS, "gen", "--engine", "xsk", "--size", "9000", "--iface", p.A.Name,
-		"--dst-mac", p.B.MAC.String(), "--dst-ip", p.B.IP.String(), "--count", strconv.Itoa(count), "--rate", "5k", "--quiet")
-	if code != 0 {
-		t.Fatalf("gen exited %d:\n%s", code, out)
-	}
-	time.Sleep(300 * time.Millisecond)
-	out, code = r.stop(t, syscall.SIGINT)
+	sendJumbo(t, p, count)
+	out, code := r.stop(t, syscall.SIGINT)
 	if code != 0 {
 		t.Fatalf("run exited %d:\n%s", code, out)
 	}

@@ -241,14 +241,9 @@ func TestRxdropJumbo(t *testing.T) {
 	p := testutil.NewVethPair(t, testutil.VethOptions{MTU: 9000})
 	cmd, wait := startRxdrop(t, p)
 	const count = 500
-	out, code := xdpipeIn(t, p.A.NS, "gen", "--engine", "xsk", "--size", "9000", "--iface", p.A.Name,
-		"--dst-mac", p.B.MAC.String(), "--dst-ip", p.B.IP.String(), "--count", strconv.Itoa(count), "--rate", "5k", "--quiet")
-	if code != 0 {
-		t.Fatalf("gen exited %d:\n%s", code, out)
-	}
-	time.Sleep(300 * time.Millisecond)
+	sendJumbo(t, p, count)
 	cmd.Process.Signal(syscall.SIGINT)
-	out, code = wait()
+	out, code := wait()
 	if code != 0 {
 		t.Fatalf("rxdrop exited %d:\n%s", code, out)
 	}
@@ -258,4 +253,16 @@ func TestRxdropJumbo(t *testing.T) {
 	if !regexp.MustCompile(`summary: 50\d packets, 45\d{5} bytes`).MatchString(out) {
 		t.Errorf("want about %d packets of 9000 bytes counted once each (a few foreign ones allowed):\n%s", count, out)
 	}
+}
+
+// sendJumbo sends count generated 9000-byte frames from p.A to p.B (gen's
+// xsk engine, multi-buffer) and leaves 300 ms for the last to arrive.
+func sendJumbo(t *testing.T, p *testutil.VethPair, count int) {
+	t.Helper()
+	out, code := xdpipeIn(t, p.A.NS, "gen", "--engine", "xsk", "--size", "9000", "--iface", p.A.Name,
+		"--dst-mac", p.B.MAC.String(), "--dst-ip", p.B.IP.String(), "--count", strconv.Itoa(count), "--rate", "5k", "--quiet")
+	if code != 0 {
+		t.Fatalf("gen exited %d:\n%s", code, out)
+	}
+	time.Sleep(300 * time.Millisecond)
 }

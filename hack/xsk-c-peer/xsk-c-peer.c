@@ -336,7 +336,15 @@ int main(int argc, char **argv)
 	err = xsk_umem__create(&p.umem, p.area, (uint64_t)NUM_FRAMES * FRAME_SIZE, &p.fill, &p.comp, &ucfg);
 	if (err)
 		die("create UMEM: %s", strerror(-err));
-	err = xsk_socket__create(&p.xsk, iface, queue, p.umem, &p.rx, fwd ? &p.tx : NULL, &scfg);
+	/* The kernel releases a closed socket's hold on the queue from a work
+	 * queue, so a peer started right after another can find the queue
+	 * busy for a moment: retry EBUSY for up to 2 s, as xdpipe's xsk does. */
+	for (i = 0; i < 200; i++) {
+		err = xsk_socket__create(&p.xsk, iface, queue, p.umem, &p.rx, fwd ? &p.tx : NULL, &scfg);
+		if (err != -EBUSY)
+			break;
+		usleep(10000);
+	}
 	if (err)
 		die("create socket on %s queue %lu (copy mode, libxdp's program): %s", iface, queue, strerror(-err));
 	p.fd = xsk_socket__fd(p.xsk);
