@@ -89,7 +89,8 @@ type WorkerConfig struct {
 	// (default BurstSize).
 	TXBatch int
 	// DrainInterval flushes partly filled TX buffers this long after the
-	// last flush (default 100µs, DPDK l2fwd's BURST_TX_DRAIN_US).
+	// last flush (default 100µs, DPDK l2fwd's BURST_TX_DRAIN_US), or at
+	// once when a pass receives nothing.
 	DrainInterval time.Duration
 	// Default is the verdict of packets the stages left at VerdictKeep
 	// (default VerdictDrop).
@@ -355,10 +356,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// txIdle reports whether no port has frames in flight on TX.
+// txIdle reports whether no port has frames buffered for TX or in flight.
 func (w *Worker) txIdle() bool {
 	for i := range w.ports {
-		if w.ports[i].inFlight > 0 {
+		if w.ports[i].inFlight > 0 || len(w.ports[i].tx) > 0 {
 			return false
 		}
 	}
@@ -434,7 +435,10 @@ func (w *Worker) pass() int {
 		}
 		w.dispatch(b)
 	}
-	if now-w.lastTX >= w.drain {
+	// Partly filled TX buffers go out when the drain interval has passed,
+	// or at once when the input went quiet: nothing more is coming to fill
+	// them, and a worker in wait mode is about to sleep.
+	if total == 0 || now-w.lastTX >= w.drain {
 		for pi := range w.ports {
 			if len(w.ports[pi].tx) > 0 {
 				w.flushTX(pi)

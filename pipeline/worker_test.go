@@ -416,3 +416,19 @@ func TestPinThread(t *testing.T) {
 		t.Fatal("cpu -1 accepted")
 	}
 }
+
+// TestWorkerFlushesWhenInputStops: in wait mode a worker must not go to
+// sleep holding frames it buffered for TX; with the drain interval at an
+// hour, the lone frame goes out only because the input went quiet.
+func TestWorkerFlushesWhenInputStops(t *testing.T) {
+	mem := newFakeMem(64, 2048)
+	port := newFakePort(mem, udp4(t, 53), 1, 32, 32)
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}},
+		CPU: -1, Poll: PollWait, DrainInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	defer stop()
+	waitFor(t, "the frame transmitted", func() bool { return w.PortStats(0).TxPackets.Load() == 1 })
+}
