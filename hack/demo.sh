@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The xdpipe demo: a veth pair across two fresh network namespaces, the
 # live-frames generator on one end and `xdpipe rxdrop` on the other for a few
-# seconds. Everything it makes is removed on exit, also when interrupted.
+# seconds spinning, then as long in wakeup mode (the same rate on less CPU).
+# Everything it makes is removed on exit, also when interrupted.
 #
 #   hack/demo.sh [path/to/xdpipe]      DURATION=5s SIZE=64 to change the run
 set -euo pipefail
@@ -13,9 +14,14 @@ size=${SIZE:-64}
 source hack/testbed.sh
 testbed_up demo
 
-echo "== traffic: xdpipe gen --engine live, ${size}-byte UDP frames $IPA -> $IPB, full speed"
-gen_bg --engine live --size "$size"
-
-echo "== receiver: xdpipe rxdrop on $IFB queue 0 for $duration"
-ip netns exec "$NSB" "$BIN" rxdrop --iface $IFB --queue 0 --duration "$duration"
+# A generator run per receiver: sequence numbers start at 0 with each run,
+# and rxdrop's loss count starts there too (frames sent before the socket
+# was ready count as lost).
+for poll in spin wakeup; do
+  echo "== traffic: xdpipe gen --engine live, ${size}-byte UDP frames $IPA -> $IPB, full speed"
+  gen_bg --engine live --size "$size"
+  echo "== receiver: xdpipe rxdrop --poll $poll on $IFB queue 0 for $duration"
+  ip netns exec "$NSB" "$BIN" rxdrop --iface $IFB --queue 0 --poll $poll --duration "$duration"
+  kill %% && wait %% 2>/dev/null || true
+done
 echo "== done; removing the testbed"
