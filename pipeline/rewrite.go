@@ -8,9 +8,10 @@ import (
 )
 
 // Rewrite edits headers in place, in this order: VLAN pop, VLAN push, MAC
-// addresses, IPv4 TTL, IPv4 DSCP. The IPv4 header checksum is updated
-// incrementally (RFC 1624, eqn. 3), never recomputed. The zero value changes
-// nothing.
+// addresses, TTL (IPv6: hop limit), DSCP (IPv6: in the traffic class). The
+// IPv4 header checksum is updated incrementally (RFC 1624, eqn. 3), never
+// recomputed; IPv6 has none, and neither field is in the UDP or TCP
+// pseudo-header. The zero value changes nothing.
 type Rewrite struct {
 	// SrcMAC and DstMAC replace the Ethernet addresses when non-nil.
 	SrcMAC, DstMAC net.HardwareAddr
@@ -20,11 +21,13 @@ type Rewrite struct {
 	// DEI<<12 | VID), using 4 bytes of the frame's headroom (or tailroom).
 	PushVLAN bool
 	VLANTCI  uint16
-	// DecTTL decrements the IPv4 TTL; a packet whose TTL would reach 0 is
-	// dropped (as a router would). SetTTL, if non-zero, sets it instead.
+	// DecTTL decrements the IPv4 TTL or IPv6 hop limit; a packet whose TTL
+	// would reach 0 is dropped (as a router would). SetTTL, if non-zero,
+	// sets it instead.
 	DecTTL bool
 	SetTTL uint8
-	// SetDSCP sets the IPv4 DSCP to DSCP (0..63), keeping ECN.
+	// SetDSCP sets the DSCP to DSCP (0..63), keeping ECN: the top six bits
+	// of the IPv4 TOS or of the IPv6 traffic class.
 	SetDSCP bool
 	DSCP    uint8
 
@@ -73,12 +76,16 @@ func (r *Rewrite) Process(b *Burst) {
 			copy(p.Data[6:12], r.SrcMAC)
 		}
 		if r.DecTTL || r.SetTTL != 0 || r.SetDSCP {
-			ip := ipv4Header(p.Data)
+			ip, v6 := ipHeader(p.Data)
 			if ip == nil {
 				continue
 			}
+			ttlAt := 8 // IPv4 TTL; IPv6 hop limit is byte 7
+			if v6 {
+				ttlAt = 7
+			}
 			if r.SetTTL != 0 || r.DecTTL {
-				ttl := ip[8]
+				ttl := ip[ttlAt]
 				nttl := r.SetTTL
 				if r.DecTTL {
 					if ttl <= 1 {
@@ -88,10 +95,21 @@ func (r *Rewrite) Process(b *Burst) {
 					}
 					nttl = ttl - 1
 				}
-				setIPv4Byte(ip, 8, nttl)
+				if v6 {
+					ip[ttlAt] = nttl
+				} else {
+					setIPv4Byte(ip, ttlAt, nttl)
+				}
 			}
 			if r.SetDSCP {
-				setIPv4Byte(ip, 1, r.DSCP<<2|ip[1]&3)
+				if v6 {
+					// Version(4) | traffic class(8) | flow label(20):
+					// the DSCP is bits 2..7 of the first two bytes.
+					ip[0] = ip[0]&0xf0 | r.DSCP>>2
+					ip[1] = (r.DSCP&3)<<6 | ip[1]&0x3f
+				} else {
+					setIPv4Byte(ip, 1, r.DSCP<<2|ip[1]&3)
+				}
 			}
 		}
 	}
@@ -103,22 +121,25 @@ func (r *Rewrite) Process(b *Burst) {
 	}
 }
 
-// ipv4Header returns the IPv4 header of an Ethernet frame with at most two
-// VLAN tags, or nil.
-func ipv4Header(d []byte) []byte {
+// ipHeader returns the IP header of an Ethernet frame with at most two VLAN
+// tags and whether it is IPv6, or nil.
+func ipHeader(d []byte) (ip []byte, v6 bool) {
 	off := ethHeaderLen
 	et := binary.BigEndian.Uint16(d[12:14])
 	for n := 0; (et == EtherTypeVLAN || et == EtherTypeQinQ) && n < maxVLANHeaders; n++ {
 		if len(d) < off+vlanHeaderLen {
-			return nil
+			return nil, false
 		}
 		et = binary.BigEndian.Uint16(d[off+2 : off+4])
 		off += vlanHeaderLen
 	}
-	if et != EtherTypeIPv4 || len(d) < off+ipv4MinLen || d[off]>>4 != 4 {
-		return nil
+	switch {
+	case et == EtherTypeIPv4 && len(d) >= off+ipv4MinLen && d[off]>>4 == 4:
+		return d[off:], false
+	case et == EtherTypeIPv6 && len(d) >= off+ipv6HeaderLen && d[off]>>4 == 6:
+		return d[off:], true
 	}
-	return d[off:]
+	return nil, false
 }
 
 // setIPv4Byte sets byte i of an IPv4 header and updates the header checksum

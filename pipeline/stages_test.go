@@ -354,3 +354,32 @@ func TestSample(t *testing.T) {
 		t.Error("1-in-0 accepted")
 	}
 }
+
+// TestRewriteIPv6: hop limit and traffic class rewritten behind a VLAN tag,
+// the flow label and ECN kept.
+func TestRewriteIPv6(t *testing.T) {
+	f := buildFrame(t, frameSpec{v6: true, vlan: 7, dport: 53, ttl: 2, tos: 0x02, payload: 30})
+	f[18+1] |= 0x0a // a flow label, which the rewrite must keep
+	f[18+2], f[18+3] = 0xbc, 0xde
+	b, _ := burstOf(t, f, f)
+	b.Pkts[1].Data[18+7] = 1 // hop limit 1: expires
+	r := &Rewrite{DecTTL: true, SetDSCP: true, DSCP: 46}
+	r.Process(b)
+	pkt := gopacket.NewPacket(b.Pkts[0].Data, layers.LayerTypeEthernet, gopacket.Default)
+	ip, _ := pkt.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+	udp, _ := pkt.Layer(layers.LayerTypeUDP).(*layers.UDP)
+	if ip == nil || udp == nil {
+		t.Fatalf("decode after rewrite: %v", pkt)
+	}
+	if ip.HopLimit != 1 || ip.TrafficClass != 46<<2|0x02 || ip.FlowLabel != 0xabcde {
+		t.Errorf("hop limit %d, traffic class %#x, flow label %#x; want 1, %#x, 0xabcde", ip.HopLimit, ip.TrafficClass, ip.FlowLabel, 46<<2|2)
+	}
+	if b.Pkts[1].Verdict != VerdictDrop || r.TTLExpired.Load() != 1 {
+		t.Errorf("hop limit 1 not dropped: %v %d", b.Pkts[1].Verdict, r.TTLExpired.Load())
+	}
+	// Setting back what was there restores the frame byte for byte.
+	(&Rewrite{SetTTL: 2, SetDSCP: true, DSCP: 0}).Process(b)
+	if !bytes.Equal(b.Pkts[0].Data, f) {
+		t.Errorf("set back:\n% x\n% x", b.Pkts[0].Data, f)
+	}
+}
