@@ -285,23 +285,9 @@ func TestSteerApplyErrorKeepsSet(t *testing.T) {
 // sets and every sample frame, for a deterministic run in `go test`.
 func TestSteerRandomSets(t *testing.T) {
 	s := newSteer(t)
-	samples := rules.SampleFrames()
-	var tuples []rules.Tuple
-	for _, smp := range samples {
-		if tu, r := rules.ParseFrame(smp.Frame, progIfindex); r == rules.ReasonNone {
-			tuples = append(tuples, tu)
-		}
-	}
+	samples, tuples := rules.SampleFrames(), rules.SampleTuples(progIfindex)
 	for seed := range 12 {
-		data := make([]byte, 512)
-		x := uint32(seed*2654435761 + 1)
-		for i := range data {
-			x ^= x << 13
-			x ^= x >> 17
-			x ^= x << 5
-			data[i] = byte(x)
-		}
-		set := rules.FuzzSet(data, tuples, progIfindex)
+		set := rules.SeededSet(uint32(seed*2654435761+1), 512, tuples, progIfindex)
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			ref := apply(t, s, set)
 			matched, ran := 0, 0

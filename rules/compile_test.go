@@ -15,14 +15,7 @@ func genSet(data []byte, tuples []Tuple) *Set {
 }
 
 func sampleTuples() ([]Sample, []Tuple) {
-	samples := SampleFrames()
-	var tuples []Tuple
-	for _, s := range samples {
-		if tu, r := ParseFrame(s.Frame, 1); r == ReasonNone {
-			tuples = append(tuples, tu)
-		}
-	}
-	return samples, tuples
+	return SampleFrames(), SampleTuples(1)
 }
 
 // TestMatcherAgrees: the compiled matcher decides every sample frame like
@@ -31,15 +24,10 @@ func TestMatcherAgrees(t *testing.T) {
 	samples, tuples := sampleTuples()
 	matched := 0
 	for seed := range 200 {
-		data := make([]byte, 2048)
-		x := uint32(seed*2654435761 + 7)
-		for i := range data {
-			x ^= x << 13
-			x ^= x >> 17
-			x ^= x << 5
-			data[i] = byte(x)
+		set := SeededSet(uint32(seed*2654435761+7), 2048, tuples, 1)
+		if err := set.Normalize(); err != nil {
+			t.Fatal(err)
 		}
-		set := genSet(data, tuples)
 		m := Compile(set)
 		for _, s := range samples {
 			want, got := set.Decide(s.Frame, 1), m.Decide(s.Frame, 1)

@@ -112,3 +112,28 @@ func FuzzSet(data []byte, tuples []Tuple, ifindex uint32) *Set {
 	}
 	return set
 }
+
+// SeededSet is FuzzSet over size bytes of a xorshift32 stream started at x
+// (not zero): many reproducible rule sets for tests without a fuzzer.
+func SeededSet(x uint32, size int, tuples []Tuple, ifindex uint32) *Set {
+	data := make([]byte, size)
+	for i := range data {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		data[i] = byte(x)
+	}
+	return FuzzSet(data, tuples, ifindex)
+}
+
+// SampleTuples are the tuples of the SampleFrames that parse cleanly as
+// received on ifindex: field values for FuzzSet's rules to match.
+func SampleTuples(ifindex uint32) []Tuple {
+	var tuples []Tuple
+	for _, s := range SampleFrames() {
+		if tu, r := ParseFrame(s.Frame, ifindex); r == ReasonNone {
+			tuples = append(tuples, tu)
+		}
+	}
+	return tuples
+}
