@@ -22,11 +22,15 @@ var _ shipper = (*rdma.Sender)(nil)
 
 // rdmaPort is a worker output port that ships frames straight from the
 // UMEM to an RDMA sink (the `rdma` stage forwards to it). A frame leaves
-// the worker when Transmit posts it and returns to the UMEM free stack only
-// when Complete sees its send finished, so frame accounting holds: frames
-// the connection does not take (no credits, or it failed) stay the
-// worker's, which counts and frees them as it does for a full TX ring.
-// One worker only, like the rest of its ports.
+// the worker when Transmit takes it and returns to the UMEM free stack only
+// when Complete sees its send finished, so frame accounting holds.
+//
+// The sink grants credits (receive buffers); when a burst finds them used
+// up, which a sink that falls behind for a moment causes, the frames wait
+// in a backlog, oldest first, and go out as credits come back (on the
+// worker's next Transmit or Complete). Only what finds the backlog full
+// stays the worker's, which counts and frees it as it does for a full TX
+// ring. One worker only, like the rest of its ports.
 type rdmaPort struct {
 	s    shipper
 	mem  pipeline.Memory
@@ -34,45 +38,99 @@ type rdmaPort struct {
 	send []rdma.Desc
 	done []rdma.Desc
 	free []uint64
+	// backlog is a ring of frames waiting for credits: queued of them
+	// from head.
+	backlog      []rdma.Desc
+	head, queued int
 	// Errors counts failed Send and Completed calls; the first is logged.
 	Errors atomic.Uint64
+	// Dropped counts backlogged frames freed unsent because the connection
+	// failed; Complete returns them to the worker like finished sends.
+	Dropped atomic.Uint64
+	failed  bool
 }
 
 var _ pipeline.Port = (*rdmaPort)(nil)
 
 // newRDMAPort ships through s, returning completed frames to mem; batch is
-// the most descriptors moved per call.
-func newRDMAPort(s shipper, mem pipeline.Memory, batch int, log *slog.Logger) *rdmaPort {
+// the most descriptors moved per call, backlog the most frames that wait
+// for credits.
+func newRDMAPort(s shipper, mem pipeline.Memory, batch, backlog int, log *slog.Logger) *rdmaPort {
 	return &rdmaPort{
 		s: s, mem: mem, log: log,
-		send: make([]rdma.Desc, batch),
-		done: make([]rdma.Desc, batch),
-		free: make([]uint64, batch),
+		send:    make([]rdma.Desc, batch),
+		done:    make([]rdma.Desc, batch),
+		free:    make([]uint64, max(batch, backlog)),
+		backlog: make([]rdma.Desc, backlog),
 	}
 }
 
 func (p *rdmaPort) fail(what string, err error) {
+	p.failed = true
 	if p.Errors.Add(1) == 1 {
 		p.log.Error("rdma port: "+what+" failed; frames it does not take are counted as TX drops", "err", err)
 	}
 }
 
-// Transmit posts up to len(descs) frames and returns how many were taken.
+// Transmit takes up to len(descs) frames, sending what the credits allow
+// and queueing the rest while the backlog has room, and returns how many it
+// took. Frames already waiting go first; Transmit(nil) only sends those.
 func (p *rdmaPort) Transmit(descs []pipeline.Desc) int {
+	if !p.flushBacklog() {
+		return 0
+	}
 	total := 0
-	for total < len(descs) {
+	for p.queued == 0 && total < len(descs) {
 		batch := toRDMA(p.send, descs[total:])
 		k, err := p.s.Send(batch)
 		total += k
 		if err != nil {
 			p.fail("send", err)
-			break
+			return total
 		}
 		if k < len(batch) {
-			break // out of credits: the rest stay the caller's
+			break // out of credits: the rest wait
 		}
 	}
+	for total < len(descs) && p.queued < len(p.backlog) {
+		d := descs[total]
+		p.backlog[(p.head+p.queued)%len(p.backlog)] = rdma.Desc{Addr: d.Addr, Len: d.Len}
+		p.queued++
+		total++
+	}
 	return total
+}
+
+// flushBacklog sends waiting frames, oldest first, as far as the credits
+// go. It reports false if the connection has failed.
+func (p *rdmaPort) flushBacklog() bool {
+	for p.queued > 0 && !p.failed {
+		n := min(p.queued, len(p.backlog)-p.head)
+		k, err := p.s.Send(p.backlog[p.head : p.head+n])
+		p.head = (p.head + k) % len(p.backlog)
+		p.queued -= k
+		if err != nil {
+			p.fail("send", err)
+		} else if k < n {
+			return true
+		}
+	}
+	return !p.failed
+}
+
+// dropBacklog frees the waiting frames (the connection failed: they will
+// never be sent) and returns how many.
+func (p *rdmaPort) dropBacklog() int {
+	n := p.queued
+	for i := range n {
+		p.free[i] = p.backlog[(p.head+i)%len(p.backlog)].Addr
+	}
+	if n > 0 {
+		p.mem.Free(p.free[:n])
+		p.Dropped.Add(uint64(n))
+	}
+	p.head, p.queued = 0, 0
+	return n
 }
 
 // toRDMA converts as many descriptors as fit in dst and returns dst's
@@ -86,8 +144,20 @@ func toRDMA(dst []rdma.Desc, src []pipeline.Desc) []rdma.Desc {
 	return dst[:n]
 }
 
-// Complete returns the frames of finished sends to the free stack.
+// Complete returns the frames of finished sends to the free stack, then
+// sends waiting frames with the credits that came back. After a failure it
+// also frees the waiting frames (Dropped) and counts them among those it
+// returns.
 func (p *rdmaPort) Complete() int {
+	total := p.reap()
+	if !p.flushBacklog() {
+		total += p.dropBacklog()
+	}
+	return total
+}
+
+// reap returns the frames of finished sends to the free stack.
+func (p *rdmaPort) reap() int {
 	total := 0
 	for {
 		n, err := p.s.Completed(p.done)

@@ -57,7 +57,7 @@ func descs(n int, base uint64) []pipeline.Desc {
 func TestRDMAPortAccounting(t *testing.T) {
 	f := &fakeShipper{credits: 100}
 	mem := &freeList{}
-	p := newRDMAPort(f, mem, 16, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := newRDMAPort(f, mem, 16, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	if got := p.Transmit(descs(40, 0)); got != 40 {
 		t.Fatalf("Transmit took %d of 40 with 100 credits", got)
@@ -92,7 +92,7 @@ func TestRDMAPortAccounting(t *testing.T) {
 // and keeps the frames with the caller.
 func TestRDMAPortFailure(t *testing.T) {
 	f := &fakeShipper{credits: 100, err: errors.New("disconnected")}
-	p := newRDMAPort(f, &freeList{}, 16, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := newRDMAPort(f, &freeList{}, 16, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if got := p.Transmit(descs(10, 0)); got != 0 {
 		t.Fatalf("a failed connection took %d frames", got)
 	}
@@ -104,7 +104,7 @@ func TestRDMAPortFailure(t *testing.T) {
 // TestRDMAPortAllocs: shipping and completing a burst allocates nothing.
 func TestRDMAPortAllocs(t *testing.T) {
 	f := &fakeShipper{credits: 64, inFlight: make([]rdma.Desc, 0, 64)}
-	p := newRDMAPort(f, &freeList{freed: make([]uint64, 0, 1<<20)}, 64, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := newRDMAPort(f, &freeList{freed: make([]uint64, 0, 1<<20)}, 64, 64, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	burst := descs(64, 0)
 	allocs := testing.AllocsPerRun(100, func() {
 		p.Transmit(burst)
@@ -113,5 +113,68 @@ func TestRDMAPortAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per burst, want 0", allocs)
+	}
+}
+
+// TestRDMAPortBacklog: frames that find no credits wait, in order, and go
+// out as completions return credits; only a full backlog refuses frames.
+func TestRDMAPortBacklog(t *testing.T) {
+	f := &fakeShipper{credits: 10}
+	mem := &freeList{}
+	p := newRDMAPort(f, mem, 16, 16, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	// 10 sent, 16 wait, 4 refused (they stay the caller's).
+	if got := p.Transmit(descs(30, 0)); got != 26 {
+		t.Fatalf("Transmit took %d of 30 with 10 credits and a backlog of 16, want 26", got)
+	}
+	// Newer frames queue behind the waiting ones, never ahead of them.
+	if got := p.Transmit(descs(5, 1<<20)); got != 0 {
+		t.Fatalf("Transmit took %d with the backlog full", got)
+	}
+	f.finished = 10 // credits back: the next 10 waiting frames go out
+	if got := p.Complete(); got != 10 {
+		t.Fatalf("Complete returned %d, want 10", got)
+	}
+	if got := p.Transmit(descs(5, 1<<20)); got != 5 {
+		t.Fatalf("Transmit took %d of 5 with room in the backlog, want 5", got)
+	}
+	for round := 0; len(mem.freed) < 31 && round < 10; round++ {
+		f.finished = len(f.inFlight)
+		p.Complete()
+	}
+	if len(mem.freed) != 31 || p.queued != 0 {
+		t.Fatalf("%d frames freed, %d still waiting; want 31 and 0", len(mem.freed), p.queued)
+	}
+	want := append(descs(26, 0), descs(5, 1<<20)...)
+	for i, a := range mem.freed {
+		if a != want[i].Addr {
+			t.Fatalf("frame %d sent out of order: %#x, want %#x", i, a, want[i].Addr)
+		}
+	}
+	if p.Dropped.Load() != 0 || p.Errors.Load() != 0 {
+		t.Fatalf("dropped %d, errors %d without a failure", p.Dropped.Load(), p.Errors.Load())
+	}
+}
+
+// TestRDMAPortBacklogFailure: when the connection fails, waiting frames go
+// back to the free stack, counted as dropped and returned by Complete so
+// the worker's in-flight count comes back to zero.
+func TestRDMAPortBacklogFailure(t *testing.T) {
+	f := &fakeShipper{credits: 5}
+	mem := &freeList{}
+	p := newRDMAPort(f, mem, 16, 16, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if got := p.Transmit(descs(10, 0)); got != 10 {
+		t.Fatalf("Transmit took %d of 10, want 10 (5 sent, 5 waiting)", got)
+	}
+	f.err = errors.New("disconnected")
+	f.finished = 5
+	if got := p.Complete(); got != 10 {
+		t.Fatalf("Complete returned %d after the failure, want 10 (5 completed, 5 dropped)", got)
+	}
+	if p.Dropped.Load() != 5 || p.Errors.Load() != 1 || len(mem.freed) != 10 {
+		t.Fatalf("dropped %d, errors %d, freed %d; want 5, 1, 10", p.Dropped.Load(), p.Errors.Load(), len(mem.freed))
+	}
+	if got := p.Transmit(descs(3, 1<<20)); got != 0 {
+		t.Fatalf("a failed connection took %d frames", got)
 	}
 }

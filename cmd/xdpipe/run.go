@@ -438,7 +438,9 @@ func (d *daemon) dialRDMA(u *xsk.Umem) (*rdmaPort, error) {
 	if batch <= 0 {
 		batch = pipeline.DefaultBurstSize
 	}
-	return newRDMAPort(s, u, batch, d.log), nil
+	// Frames wait for the sink's credits up to a ring's worth, as many as
+	// the socket's TX ring would hold.
+	return newRDMAPort(s, u, batch, int(d.r.cfg.Ring), d.log), nil
 }
 
 // reload re-reads the config (stage settings) and the steering rules, and
