@@ -168,6 +168,7 @@ type daemon struct {
 	redirect []*bpf.Redirect // per interface, without steering rules
 	steer    []*bpf.Steer    // per interface, with steering rules
 	senders  []*rdma.Sender  // per worker, with an rdma stage
+	rdmaOut  []*rdmaPort     // their output ports
 	workers  []*pipeline.Worker
 	chains   *chainSet
 }
@@ -296,6 +297,11 @@ loop:
 	wg.Wait()
 	for _, line := range rates.summary() {
 		fmt.Fprintln(stdout, line)
+	}
+	for i, p := range d.rdmaOut {
+		if n := p.Dropped.Load(); n > 0 {
+			fmt.Fprintf(stdout, "run: rdma output %d: %d frames waiting for credits dropped when the connection failed\n", i, n)
+		}
 	}
 	return d.account(stdout)
 }
@@ -440,7 +446,9 @@ func (d *daemon) dialRDMA(u *xsk.Umem) (*rdmaPort, error) {
 	}
 	// Frames wait for the sink's credits up to a ring's worth, as many as
 	// the socket's TX ring would hold.
-	return newRDMAPort(s, u, batch, int(d.r.cfg.Ring), d.log), nil
+	p := newRDMAPort(s, u, batch, int(d.r.cfg.Ring), d.log)
+	d.rdmaOut = append(d.rdmaOut, p)
+	return p, nil
 }
 
 // reload re-reads the config (stage settings) and the steering rules, and
