@@ -107,6 +107,8 @@ type Report struct {
 	Results   []Result  `json:"results"`
 	Receivers []string  `json:"receivers"`
 	Sizes     []int     `json:"sizes"`
+	// Ratios are Compare's, filled in when the run ends.
+	Ratios []Ratio `json:"ratios,omitempty"`
 }
 
 // DefaultSizes are the frame sizes of the full matrix.
@@ -303,6 +305,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	if c.Progress != nil {
 		fmt.Fprintln(c.Progress)
 	}
+	rep.Ratios = rep.Compare()
 	return rep, nil
 }
 

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image/png"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,5 +208,56 @@ func TestXskCPeerFrameLimit(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "multi-buffer") {
 			t.Fatalf("%s at 9000 bytes: %v, want a multi-buffer skip", mode, err)
 		}
+	}
+}
+
+// TestCompare: ratios come from cells of the same size, skip cells that
+// failed or received nothing, and say whether each bar is met.
+func TestCompare(t *testing.T) {
+	rep := &Report{Sizes: []int{64, 1500, 9000}, Results: []Result{
+		{Receiver: "xdpipe-spin", Size: 64, Engine: "live", Fps: 6e6},
+		{Receiver: "xdpipe-wakeup", Size: 64, Engine: "live", Fps: 5.7e6},
+		{Receiver: "xdpipe-l2fwd", Size: 64, Engine: "live", Fps: 0.6e6},
+		{Receiver: "udp", Size: 64, Engine: "live", Fps: 0.3e6},
+		{Receiver: "xdpipe-spin", Size: 1500, Engine: "live", Fps: 3e6},
+		{Receiver: "xdpipe-wakeup", Size: 1500, Engine: "live", Fps: 2.4e6},
+		{Receiver: "xdpipe-l2fwd", Size: 1500, Error: "skipped"},
+		{Receiver: "udp", Size: 1500, Engine: "live"},
+		// The slow xsk generator: every receiver keeps up, no bar applies.
+		{Receiver: "xdpipe-spin", Size: 9000, Engine: "xsk", Fps: 0.15e6},
+		{Receiver: "udp", Size: 9000, Engine: "xsk", Fps: 0.15e6},
+	}}
+	got := map[string]Ratio{}
+	for _, r := range rep.Compare() {
+		got[fmt.Sprint(r.What, "@", r.Size)] = r
+	}
+	want := map[string]struct {
+		v   float64
+		met bool
+	}{
+		"rxdrop spin / Go UDP socket@64":   {20, true},
+		"rxdrop wakeup / spin@64":          {0.95, true},
+		"l2fwd / rxdrop@64":                {0.1, false},
+		"rxdrop wakeup / spin@1500":        {0.8, false},
+		"rxdrop spin / Go UDP socket@9000": {1, false},
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d ratios, want %d: %v", len(got), len(want), got)
+	}
+	for k, w := range want {
+		r, ok := got[k]
+		if !ok || math.Abs(r.Value-w.v) > 1e-9 || r.Met != w.met {
+			t.Errorf("%s: got %+v, want value %v met %v", k, r, w.v, w.met)
+		}
+	}
+	var b strings.Builder
+	if err := rep.WriteRatios(&b); err != nil {
+		t.Fatal(err)
+	}
+	if got["rxdrop spin / Go UDP socket@9000"].Bar != 0 {
+		t.Error("a bar applied to cells fed by the xsk engine")
+	}
+	if !strings.Contains(b.String(), "bar 0.7: NOT met") || !strings.Contains(b.String(), "bar 5: met") {
+		t.Errorf("ratio table:\n%s", b.String())
 	}
 }

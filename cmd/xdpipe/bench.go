@@ -88,6 +88,7 @@ func runBench(ctx context.Context, args []string) error {
 		if rep, err = bench.ReadJSON(*from); err != nil {
 			return err
 		}
+		rep.Ratios = rep.Compare() // reports from before ratios were kept
 		if *jsonOut == *from {
 			*jsonOut = ""
 		}
@@ -100,6 +101,10 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	fmt.Println()
 	if werr := rep.WriteTable(os.Stdout); werr != nil {
+		return werr
+	}
+	fmt.Println()
+	if werr := rep.WriteRatios(os.Stdout); werr != nil {
 		return werr
 	}
 	if *jsonOut != "" {
