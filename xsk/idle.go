@@ -88,15 +88,15 @@ func (d *Idler) Idle() (nap time.Duration, poll bool) {
 	}
 	d.idle = 0
 	now := d.clock()
-	max := d.Coalesce
-	if max == 0 {
-		max = DefaultCoalesce
+	limit := d.Coalesce
+	if limit == 0 {
+		limit = DefaultCoalesce
 	}
-	if !d.hot || max < 0 {
+	if !d.hot || limit < 0 {
 		d.sleep(now)
 		return 0, true // nothing since the last sleep: traffic stopped
 	}
-	nap = max
+	nap = limit
 	if elapsed := now - d.since; d.Ring > 0 && d.got > 0 && elapsed > 0 {
 		// At got frames per elapsed, half the ring fills in this long;
 		// the nap will overrun what it asks for by about over.
