@@ -443,9 +443,20 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		if mid[os.Getenv("RXE_A_DEV")]["qp"] <= before[os.Getenv("RXE_A_DEV")]["qp"] {
 			t.Errorf("no QP visible while connected: %v", mid)
 		}
+		// The receive loop must have stopped before the cleanups close r:
+		// a Receiver belongs to one goroutine, and closing it under a
+		// running Receive frees the completion queue it polls.
+		stop, done := make(chan struct{}), make(chan struct{})
+		defer func() { close(stop); <-done }()
 		go func() {
+			defer close(done)
 			pkts := make([][]byte, 64)
 			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				if _, err := r.Receive(pkts); err != nil {
 					return
 				}
