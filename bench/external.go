@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // externalRx is a receiver that is a separate program: xdpipe's own
@@ -148,8 +150,8 @@ func asavieRx() externalRx {
 			if err != nil {
 				return nil, err
 			}
-			if size > 3840 {
-				return nil, errors.New("asavie/xdp v0.3.3 has no multi-buffer (frames above 3840 bytes)")
+			if limit := xsk.FrameData(asavieFrameSize); size > limit {
+				return nil, fmt.Errorf("asavie/xdp v0.3.3 has no multi-buffer (frames above %d bytes)", limit)
 			}
 			return []string{bin, "--iface", tb.ifB}, nil
 		},
@@ -212,9 +214,12 @@ func buildAsavie(dir string) (string, error) {
 	})
 }
 
-// xskCMaxFrame is the largest frame hack/xsk-c-peer takes: one 4096-byte
-// UMEM frame less the kernel's 256 bytes of headroom, no multi-buffer.
-const xskCMaxFrame = 3840
+// The UMEM frame sizes of the peers, which have no multi-buffer: asavie's
+// default, and the C peer's (libxdp's default).
+const (
+	asavieFrameSize = 2048
+	xskCFrameSize   = 4096
+)
 
 // xskCRx runs hack/xsk-c-peer (Config.XskCPeer: its directory), the C
 // reference on libxdp, in mode rxdrop or l2fwd: the same jobs as
@@ -224,8 +229,8 @@ const xskCMaxFrame = 3840
 func xskCRx(mode string) externalRx {
 	return externalRx{
 		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
-			if size > xskCMaxFrame {
-				return nil, fmt.Errorf("hack/xsk-c-peer has no multi-buffer (frames above %d bytes)", xskCMaxFrame)
+			if limit := xsk.FrameData(xskCFrameSize); size > limit {
+				return nil, fmt.Errorf("hack/xsk-c-peer has no multi-buffer (frames above %d bytes)", limit)
 			}
 			bin, err := buildXskC(c.XskCPeer)
 			if err != nil {

@@ -18,6 +18,17 @@ const (
 	minFrameData = 128
 )
 
+// FrameData is how many bytes of a received packet fit in one UMEM frame of
+// frameSize bytes (0: the default) without UMEM headroom: what the kernel
+// leaves after XDP_PACKET_HEADROOM. A larger packet needs multi-buffer
+// (SocketOptions.MultiBuffer), or the kernel drops it.
+func FrameData(frameSize uint32) int {
+	if frameSize == 0 {
+		frameSize = DefaultFrameSize
+	}
+	return int(frameSize) - xdpPacketHeadroom
+}
+
 // UmemOptions configure NewUmem. The zero value works: 4096 frames of 4096
 // bytes, no headroom, fill and completion rings of 2048 entries.
 type UmemOptions struct {

@@ -217,3 +217,13 @@ func TestParseBindMode(t *testing.T) {
 		t.Error("ParseBindMode(\"fast\") accepted")
 	}
 }
+
+// TestFrameData: what fits in one frame is the frame less the kernel's 256
+// bytes of XDP_PACKET_HEADROOM.
+func TestFrameData(t *testing.T) {
+	for size, want := range map[uint32]int{0: 3840, 4096: 3840, 2048: 1792} {
+		if got := FrameData(size); got != want {
+			t.Errorf("FrameData(%d) = %d, want %d", size, got, want)
+		}
+	}
+}

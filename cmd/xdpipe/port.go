@@ -126,17 +126,10 @@ func loadProgram(set *rules.Set) (xdpProgram, error) {
 	return st, nil
 }
 
-// xskHeadroom is the part of a UMEM frame in front of received data
-// (XDP_PACKET_HEADROOM).
-const xskHeadroom = 256
-
 // needsMultiBuffer reports whether an interface with this MTU can receive
 // frames larger than one UMEM frame of frameSize (0: the default) holds.
 func needsMultiBuffer(mtu int, frameSize uint32) bool {
-	if frameSize == 0 {
-		frameSize = xsk.DefaultFrameSize
-	}
-	return mtu+14 > int(frameSize)-xskHeadroom
+	return mtu+14 > xsk.FrameData(frameSize)
 }
 
 // explainSocket adds what to do to socket errors a user can fix.
