@@ -43,6 +43,13 @@ type freeList struct{ freed []uint64 }
 func (m *freeList) Frame(uint64) []byte { return nil }
 func (m *freeList) Free(addrs []uint64) { m.freed = append(m.freed, addrs...) }
 
+// testPort is an rdmaPort over a fakeShipper with credits and a freeList,
+// logging nowhere.
+func testPort(credits, batch, backlog int) (*fakeShipper, *freeList, *rdmaPort) {
+	f, mem := &fakeShipper{credits: credits}, &freeList{}
+	return f, mem, newRDMAPort(f, mem, batch, backlog, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
 func descs(n int, base uint64) []pipeline.Desc {
 	d := make([]pipeline.Desc, n)
 	for i := range d {
@@ -55,9 +62,7 @@ func descs(n int, base uint64) []pipeline.Desc {
 // only on completion, and what the connection does not take stays the
 // caller's.
 func TestRDMAPortAccounting(t *testing.T) {
-	f := &fakeShipper{credits: 100}
-	mem := &freeList{}
-	p := newRDMAPort(f, mem, 16, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f, mem, p := testPort(100, 16, 0)
 
 	if got := p.Transmit(descs(40, 0)); got != 40 {
 		t.Fatalf("Transmit took %d of 40 with 100 credits", got)
@@ -91,8 +96,8 @@ func TestRDMAPortAccounting(t *testing.T) {
 // TestRDMAPortFailure: a failed connection takes nothing, counts the error
 // and keeps the frames with the caller.
 func TestRDMAPortFailure(t *testing.T) {
-	f := &fakeShipper{credits: 100, err: errors.New("disconnected")}
-	p := newRDMAPort(f, &freeList{}, 16, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f, _, p := testPort(100, 16, 0)
+	f.err = errors.New("disconnected")
 	if got := p.Transmit(descs(10, 0)); got != 0 {
 		t.Fatalf("a failed connection took %d frames", got)
 	}
@@ -103,8 +108,9 @@ func TestRDMAPortFailure(t *testing.T) {
 
 // TestRDMAPortAllocs: shipping and completing a burst allocates nothing.
 func TestRDMAPortAllocs(t *testing.T) {
-	f := &fakeShipper{credits: 64, inFlight: make([]rdma.Desc, 0, 64)}
-	p := newRDMAPort(f, &freeList{freed: make([]uint64, 0, 1<<20)}, 64, 64, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f, mem, p := testPort(64, 64, 64)
+	f.inFlight = make([]rdma.Desc, 0, 64)
+	mem.freed = make([]uint64, 0, 1<<20)
 	burst := descs(64, 0)
 	allocs := testing.AllocsPerRun(100, func() {
 		p.Transmit(burst)
@@ -119,9 +125,7 @@ func TestRDMAPortAllocs(t *testing.T) {
 // TestRDMAPortBacklog: frames that find no credits wait, in order, and go
 // out as completions return credits; only a full backlog refuses frames.
 func TestRDMAPortBacklog(t *testing.T) {
-	f := &fakeShipper{credits: 10}
-	mem := &freeList{}
-	p := newRDMAPort(f, mem, 16, 16, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f, mem, p := testPort(10, 16, 16)
 
 	// 10 sent, 16 wait, 4 refused (they stay the caller's).
 	if got := p.Transmit(descs(30, 0)); got != 26 {
@@ -160,9 +164,7 @@ func TestRDMAPortBacklog(t *testing.T) {
 // back to the free stack, counted as dropped and returned by Complete so
 // the worker's in-flight count comes back to zero.
 func TestRDMAPortBacklogFailure(t *testing.T) {
-	f := &fakeShipper{credits: 5}
-	mem := &freeList{}
-	p := newRDMAPort(f, mem, 16, 16, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f, mem, p := testPort(5, 16, 16)
 	if got := p.Transmit(descs(10, 0)); got != 10 {
 		t.Fatalf("Transmit took %d of 10, want 10 (5 sent, 5 waiting)", got)
 	}
