@@ -346,10 +346,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if n > 0 || !w.txIdle() {
 			w.idler.Got(n)
-		} else if nap, poll := w.idler.Idle(); poll {
+		} else if w.idler.Idle() {
 			w.wait()
-		} else if nap > 0 {
-			w.idler.Nap(nap)
 		}
 	}
 	w.shutdown()

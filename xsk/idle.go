@@ -32,7 +32,7 @@ const napSlack = time.Microsecond
 // asked for (timer and wake-up latency: tens of µs in a VM). When no nap can
 // be that short, the loop keeps spinning rather than lose frames.
 //
-// An Idler is used by one goroutine, locked to its OS thread (Nap sets the
+// An Idler is used by one goroutine, locked to its OS thread (a nap sets the
 // thread's timer slack). The zero value works.
 type Idler struct {
 	// Spins is how many empty passes in a row come before a sleep
@@ -75,10 +75,20 @@ func (d *Idler) Got(n int) {
 	}
 }
 
-// Idle records a pass that received nothing and says what to do next: keep
-// spinning (0, false), nap for the returned time (Nap), or block in poll(2)
-// (poll true). It reads the clock only when it decides to sleep.
-func (d *Idler) Idle() (nap time.Duration, poll bool) {
+// Idle records a pass that received nothing. It returns at once (keep
+// spinning), or after a nap, or reports that the caller should block in
+// poll(2) (true). It reads the clock only when it decides to sleep.
+func (d *Idler) Idle() (poll bool) {
+	nap, poll := d.decide()
+	if nap > 0 {
+		d.nap(nap)
+	}
+	return poll
+}
+
+// decide is Idle's choice: keep spinning (0, false), nap for the returned
+// time, or poll (true).
+func (d *Idler) decide() (nap time.Duration, poll bool) {
 	spins := d.Spins
 	if spins <= 0 {
 		spins = defaultSpins
@@ -133,10 +143,10 @@ func (d *Idler) clock() time.Duration {
 	return monotonic()
 }
 
-// Nap sleeps for t on the calling thread with nanosleep(2), first asking
+// nap sleeps for t on the calling thread with nanosleep(2), first asking
 // for a timer slack of 1 µs, and learns how much naps overrun. EINTR ends
 // the nap early, which is harmless.
-func (d *Idler) Nap(t time.Duration) {
+func (d *Idler) nap(t time.Duration) {
 	if !d.slack {
 		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(napSlack), 0, 0, 0)
 		d.slack = true

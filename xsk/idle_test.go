@@ -15,7 +15,7 @@ func (c *fakeClock) now() time.Duration { return c.t }
 func idleUntilSleep(t *testing.T, d *Idler) (passes int, nap time.Duration, poll bool) {
 	t.Helper()
 	for passes = 1; passes < 1000; passes++ {
-		if nap, poll = d.Idle(); nap > 0 || poll {
+		if nap, poll = d.decide(); nap > 0 || poll {
 			return passes, nap, poll
 		}
 	}
@@ -55,7 +55,7 @@ func TestIdlerNapsWhileFramesCome(t *testing.T) {
 	// A frame between empty passes restarts the spin count.
 	d.Got(1)
 	for i := 0; i < 3; i++ {
-		if nap, poll := d.Idle(); nap != 0 || poll {
+		if nap, poll := d.decide(); nap != 0 || poll {
 			t.Fatalf("pass %d after a frame: nap %v poll %v", i, nap, poll)
 		}
 	}
@@ -99,7 +99,7 @@ func TestIdlerSpinsWhenNoNapIsShortEnough(t *testing.T) {
 		c.t += time.Microsecond
 		d.Got(40)
 		for range defaultSpins {
-			if nap, poll := d.Idle(); nap != 0 || poll {
+			if nap, poll := d.decide(); nap != 0 || poll {
 				t.Fatalf("%d µs at 40 Mpps: nap %v poll %v; want spinning", us, nap, poll)
 			}
 		}
@@ -111,7 +111,7 @@ func TestIdlerSpinsWhenNoNapIsShortEnough(t *testing.T) {
 		c.t += time.Microsecond
 		d.Got(1)
 		for range defaultSpins {
-			if nap, _ := d.Idle(); nap > 0 {
+			if nap, _ := d.decide(); nap > 0 {
 				napped = true
 			}
 		}
@@ -135,7 +135,7 @@ func TestIdlerAllocatesNothing(t *testing.T) {
 	var d Idler
 	if n := testing.AllocsPerRun(1000, func() {
 		d.Got(3)
-		d.Idle()
+		d.decide()
 	}); n != 0 {
 		t.Fatalf("%v allocations per pass", n)
 	}

@@ -240,12 +240,10 @@ func rxdropLoop(s *xsk.Socket, c *rxCounters, tr *gen.Tracker, stop *atomic.Bool
 			if !o.wakeup {
 				continue
 			}
-			if nap, poll := idler.Idle(); poll {
+			if idler.Idle() {
 				if err := s.Wait(100 * time.Millisecond); err != nil {
 					return err
 				}
-			} else if nap > 0 {
-				idler.Nap(nap)
 			}
 			continue
 		}
