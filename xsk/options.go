@@ -90,8 +90,8 @@ func pow2(n uint32) bool { return n != 0 && n&(n-1) == 0 }
 type BindMode int
 
 const (
-	// BindAuto lets the kernel try zero-copy and fall back to copy mode;
-	// Socket.Mode reports which it got.
+	// BindAuto tries zero-copy and falls back to copy mode; Socket.Mode
+	// reports which it got and Socket.Fallback why.
 	BindAuto BindMode = iota
 	// BindCopy forces copy mode (XDP_COPY): works on every interface.
 	BindCopy
@@ -155,6 +155,13 @@ type SocketOptions struct {
 	BusyPoll        bool
 	BusyPollTimeout time.Duration
 	BusyPollBudget  int
+	// Driver is what is known of the interface's driver (package netdev
+	// reads it; zero: unknown). With it, BindZeroCopy is refused before
+	// any bind where the driver cannot do zero-copy or the MTU needs more
+	// segments than its zero-copy takes, BindAuto goes to copy mode for
+	// the same reasons (Socket.Fallback says which), and a queue beyond
+	// the active count fails naming the count.
+	Driver Driver
 }
 
 func (o SocketOptions) resolve() (SocketOptions, error) {

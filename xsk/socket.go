@@ -28,7 +28,8 @@ type Socket struct {
 	queue   int
 	opts    SocketOptions
 	mode    BindMode
-	shared  bool // bound with XDP_SHARED_UMEM
+	shared  bool   // bound with XDP_SHARED_UMEM
+	why     string // why BindAuto got copy mode
 
 	fill *FillRing
 	comp *CompletionRing
@@ -112,6 +113,64 @@ func NewSocket(u *Umem, ifindex, queue int, opts SocketOptions) (_ *Socket, err 
 		}
 	}
 
+	if err := o.Driver.checkQueue(ifc.Name, queue); err != nil {
+		return nil, err
+	}
+	if owner != nil {
+		return open(u, ifc, queue, o, owner)
+	}
+	var why string
+	if o.Bind != BindCopy {
+		if why = o.Driver.zeroCopyBlocker(ifc.MTU, u.opts.FrameSize); why != "" {
+			if o.Bind == BindZeroCopy {
+				return nil, fmt.Errorf("bind %s queue %d: zero-copy: %s: %w", ifc.Name, queue, why, ErrNotSupported)
+			}
+			o.Bind = BindCopy
+		}
+	}
+	if o.Bind == BindAuto {
+		// Ask for zero-copy explicitly, not the kernel's silent fallback,
+		// so a refusal can be told.
+		zc := o
+		zc.Bind = BindZeroCopy
+		s, err := open(u, ifc, queue, zc, nil)
+		var be *bindErr
+		if !errors.As(err, &be) || !zeroCopyRefused(be.err) {
+			return s, err
+		}
+		why = o.Driver.zeroCopyRefusal(be.err)
+		o.Bind = BindCopy
+	}
+	s, err := open(u, ifc, queue, o, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.why = why
+	return s, nil
+}
+
+// bindErr is a failed bind(2), already explained.
+type bindErr struct{ err, explained error }
+
+func (e *bindErr) Error() string { return e.explained.Error() }
+func (e *bindErr) Unwrap() error { return e.explained }
+
+// zeroCopyRefused reports whether a zero-copy bind failed for a reason a
+// copy-mode bind may not have.
+func zeroCopyRefused(err error) bool {
+	for _, e := range []unix.Errno{unix.EBUSY, unix.ENODEV, unix.ENETDOWN, unix.EPERM} {
+		if errors.Is(err, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// open opens and binds a socket with resolved options o (o.Bind is copy or
+// zero-copy unless the umem is shared with owner). Called with u.sockMu
+// held; on failure nothing is left open or mapped.
+func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket) (_ *Socket, err error) {
+	ifindex := ifc.Index
 	var undo cleanup
 	defer func() {
 		if err != nil {
@@ -213,7 +272,7 @@ func NewSocket(u *Umem, ifindex, queue int, opts SocketOptions) (_ *Socket, err 
 		}
 	}
 	if err := bind(fd, sa); err != nil {
-		return nil, bindError(err, ifindex, queue, o)
+		return nil, &bindErr{err: err, explained: bindError(err, ifc.Name, queue, o)}
 	}
 	xo, err := unix.GetsockoptInt(fd, unix.SOL_XDP, unix.XDP_OPTIONS)
 	if err != nil {
@@ -251,27 +310,18 @@ func (s *Socket) initBuffers() {
 	s.pollFds[0] = unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN}
 }
 
-// ifname names an interface for messages, falling back to its index.
-func ifname(ifindex int) string {
-	if ifc, err := net.InterfaceByIndex(ifindex); err == nil {
-		return ifc.Name
-	}
-	return fmt.Sprintf("ifindex %d", ifindex)
-}
-
 // bindError turns a bind errno into a message naming the cause and a fix.
-func bindError(err error, ifindex, queue int, o SocketOptions) error {
-	name := ifname(ifindex)
+func bindError(err error, name string, queue int, o SocketOptions) error {
 	switch {
-	case errors.Is(err, unix.EOPNOTSUPP) && o.Bind == BindZeroCopy:
-		return fmt.Errorf("bind %s queue %d: zero-copy not supported by %s queue %d; use copy or auto: %w (%w)", name, queue, name, queue, ErrNotSupported, err)
+	case o.Bind == BindZeroCopy && zeroCopyRefused(err):
+		return fmt.Errorf("bind %s queue %d: zero-copy: %s; use copy or auto mode: %w (%w)", name, queue, o.Driver.zeroCopyRefusal(err), ErrNotSupported, err)
 	case errors.Is(err, unix.EOPNOTSUPP) && o.MultiBuffer:
 		return fmt.Errorf("bind %s queue %d: multi-buffer (XDP_USE_SG) not supported here; turn MultiBuffer off: %w (%w)", name, queue, ErrNotSupported, err)
 	case errors.Is(err, unix.EBUSY):
 		return fmt.Errorf("bind %s queue %d: queue %d of %s already has an AF_XDP socket (still taken after %v); close it or pick another queue: %w", name, queue, queue, name, bindBusyWait, err)
 	case errors.Is(err, unix.ENODEV):
-		return fmt.Errorf("bind: no interface with index %d in this network namespace: %w", ifindex, err)
-	case errors.Is(err, unix.EINVAL):
+		return fmt.Errorf("bind: no interface %s in this network namespace: %w", name, err)
+	case errors.Is(err, unix.EINVAL) && o.Driver.Queues == 0:
 		return fmt.Errorf("bind %s queue %d: rejected; is queue %d below the active queue count (ethtool -l %s)?: %w", name, queue, queue, name, err)
 	case errors.Is(err, unix.ENETDOWN):
 		return fmt.Errorf("bind %s queue %d: interface is down; ip link set %s up: %w", name, queue, name, err)
@@ -296,6 +346,11 @@ func (s *Socket) Queue() int { return s.queue }
 // Mode is the bind mode the socket got, BindCopy or BindZeroCopy, as the
 // kernel reports it in XDP_OPTIONS.
 func (s *Socket) Mode() BindMode { return s.mode }
+
+// Fallback says why a BindAuto socket is in copy mode ("driver veth has no
+// xsk-zerocopy in its xdp-features", "zero-copy refused (EINVAL): ...");
+// empty for a socket in zero-copy mode or one asked for copy mode.
+func (s *Socket) Fallback() string { return s.why }
 
 // Shared reports whether the socket shares a UMEM registered by an earlier
 // socket (XDP_SHARED_UMEM).

@@ -588,7 +588,7 @@ func TestBindModes(t *testing.T) {
 			return errors.New("zero-copy bind on veth succeeded")
 		}
 		t.Logf("zero-copy: %v", err)
-		if !errors.Is(err, xsk.ErrNotSupported) || !strings.Contains(err.Error(), "zero-copy not supported by xdpb queue 0; use copy or auto") {
+		if !errors.Is(err, xsk.ErrNotSupported) || !strings.Contains(err.Error(), "zero-copy: the driver does not support zero-copy (EOPNOTSUPP); use copy or auto mode") {
 			return fmt.Errorf("zero-copy error not clear: %w", err)
 		}
 		for _, mode := range []xsk.BindMode{xsk.BindCopy, xsk.BindAuto} {
