@@ -164,7 +164,7 @@ func TestBindBadInput(t *testing.T) {
 	}
 	t.Run("zero-copy asked of a driver without it", func(t *testing.T) {
 		_, _, err := bindOn(t, &p.A, 0, xsk.SocketOptions{Bind: xsk.BindZeroCopy})
-		checkLine(t, err, "bind "+p.A.Name+" queue 0: zero-copy: driver veth has no xsk-zerocopy in its xdp-features")
+		checkLine(t, err, "bind "+p.A.Name+" queue 0: zero-copy: driver veth has no xsk-zerocopy in its xdp-features; use copy or auto mode")
 		if !errors.Is(err, xsk.ErrNotSupported) {
 			t.Errorf("%v: not ErrNotSupported", err)
 		}

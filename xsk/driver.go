@@ -35,20 +35,20 @@ func (d Driver) name() string {
 
 // zeroCopyBlocker says why zero-copy cannot work, from what the driver
 // advertises, for an interface with this MTU and UMEM frames of frameSize
-// bytes; "" when it may (or nothing is known).
-func (d Driver) zeroCopyBlocker(mtu int, frameSize uint32) string {
+// bytes, and what to do; "" when it may (or nothing is known).
+func (d Driver) zeroCopyBlocker(mtu int, frameSize uint32) (why, fix string) {
 	if !d.Known {
-		return ""
+		return "", ""
 	}
 	if !d.ZeroCopy {
-		return fmt.Sprintf("%s has no xsk-zerocopy in its xdp-features", d.name())
+		return fmt.Sprintf("%s has no xsk-zerocopy in its xdp-features", d.name()), "use copy or auto mode"
 	}
 	segs := (mtu + ethHeader + FrameData(frameSize) - 1) / FrameData(frameSize)
 	if max(d.ZeroCopyMaxSegs, 1) < segs {
-		return fmt.Sprintf("MTU %d needs multi-buffer (%d segments of a %d-byte frame), %s's zero-copy takes %d segment(s); lower the MTU or use copy mode (--bind copy)",
-			mtu, segs, frameSize, d.name(), max(d.ZeroCopyMaxSegs, 1))
+		return fmt.Sprintf("MTU %d needs multi-buffer (%d segments of a %d-byte frame), %s's zero-copy takes %d segment(s)",
+			mtu, segs, frameSize, d.name(), max(d.ZeroCopyMaxSegs, 1)), "lower the MTU or use copy mode (--bind copy)"
 	}
-	return ""
+	return "", ""
 }
 
 // ethHeader is the Ethernet header a frame carries on top of the MTU.

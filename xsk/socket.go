@@ -121,9 +121,10 @@ func NewSocket(u *Umem, ifindex, queue int, opts SocketOptions) (_ *Socket, err 
 	}
 	var why string
 	if o.Bind != BindCopy {
-		if why = o.Driver.zeroCopyBlocker(ifc.MTU, u.opts.FrameSize); why != "" {
+		var fix string
+		if why, fix = o.Driver.zeroCopyBlocker(ifc.MTU, u.opts.FrameSize); why != "" {
 			if o.Bind == BindZeroCopy {
-				return nil, fmt.Errorf("bind %s queue %d: zero-copy: %s: %w", ifc.Name, queue, why, ErrNotSupported)
+				return nil, fmt.Errorf("bind %s queue %d: zero-copy: %s; %s: %w", ifc.Name, queue, why, fix, ErrNotSupported)
 			}
 			o.Bind = BindCopy
 		}

@@ -610,3 +610,35 @@ func TestBindModes(t *testing.T) {
 		t.Fatalf("after binds: %+v", a)
 	}
 }
+
+// TestJumboZeroCopyOneSegment: on an interface whose MTU needs multi-buffer
+// and a driver whose zero-copy takes one segment (xdp-zc-max-segs 1, as
+// virtio-net's), zero-copy is refused in one line before any bind, and
+// auto binds copy mode saying why: never a zero-copy socket that would
+// drop every jumbo frame. veth has no zero-copy, so the driver facts are
+// given as virtio-net reports them; the socket, MTU and bind are real.
+func TestJumboZeroCopyOneSegment(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{MTU: 9000})
+	u := umemOn(t, xsk.UmemOptions{NumFrames: 64, FillSize: 32, CompletionSize: 32})
+	drv := xsk.Driver{Known: true, Name: "virtio_net", ZeroCopy: true, ZeroCopyMaxSegs: 1, Queues: 1}
+	ifindex := p.A.Ifindex(t)
+	p.A.NS.MustDo(t, func() error {
+		_, err := xsk.NewSocket(u, ifindex, 0, xsk.SocketOptions{RXSize: 32, TXSize: 32, Bind: xsk.BindZeroCopy, MultiBuffer: true, Driver: drv})
+		want := "bind " + p.A.Name + " queue 0: zero-copy: MTU 9000 needs multi-buffer (3 segments of a 4096-byte frame), driver virtio_net's zero-copy takes 1 segment(s); lower the MTU or use copy mode (--bind copy): not supported"
+		if err == nil || err.Error() != want || !errors.Is(err, xsk.ErrNotSupported) {
+			return fmt.Errorf("zero-copy with MTU 9000: %v\nwant %s", err, want)
+		}
+		s, err := xsk.NewSocket(u, ifindex, 0, xsk.SocketOptions{RXSize: 32, TXSize: 32, MultiBuffer: true, Driver: drv})
+		if err != nil {
+			return fmt.Errorf("auto with MTU 9000: %w", err)
+		}
+		mode, why := s.Mode(), s.Fallback()
+		if err := s.Close(); err != nil {
+			return err
+		}
+		if mode != xsk.BindCopy || !strings.HasPrefix(why, "MTU 9000 needs multi-buffer") {
+			return fmt.Errorf("auto with MTU 9000: mode %v, fallback %q", mode, why)
+		}
+		return nil
+	})
+}
