@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -47,6 +48,8 @@ type port struct {
 	umem       *xsk.Umem
 	sock       *xsk.Socket
 	attachMode bpf.AttachMode
+	// driver is the interface's XDP features for the start line.
+	driver string
 }
 
 // checkInterface validates an interface and queue before anything is
@@ -64,7 +67,7 @@ func checkInterface(name string, queue int) (*net.Interface, error) {
 	}
 	queues, _ := filepath.Glob(filepath.Join("/sys/class/net", name, "queues", "rx-*"))
 	if len(queues) > 0 && queue >= len(queues) {
-		return nil, fmt.Errorf("queue %d: %s has %d RX queues (0 to %d); see `ethtool -l %s`", queue, name, len(queues), len(queues)-1, name)
+		return nil, fmt.Errorf("queue %d: %s has %d active RX queues (0 to %d); pick one of them or raise the count with ethtool -L %s", queue, name, len(queues), len(queues)-1, name)
 	}
 	return ifc, nil
 }
@@ -82,7 +85,9 @@ func openPort(o portOptions) (_ *port, err error) {
 	if needsMultiBuffer(ifc.MTU, o.umem.FrameSize) {
 		o.socket.MultiBuffer = true
 	}
-	p := &port{}
+	dev, driver := netdev.Describe(ifc.Index)
+	o.socket.Driver = dev.XSK()
+	p := &port{driver: driver}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -92,7 +97,7 @@ func openPort(o portOptions) (_ *port, err error) {
 		return nil, err
 	}
 	if p.sock, err = xsk.NewSocket(p.umem, ifc.Index, o.queue, o.socket); err != nil {
-		return nil, explainSocket(err, o)
+		return nil, explainSocket(err)
 	}
 	if p.prog, err = loadProgram(o.rules); err != nil {
 		return nil, err
@@ -133,16 +138,23 @@ func needsMultiBuffer(mtu int, frameSize uint32) bool {
 }
 
 // explainSocket adds what to do to socket errors a user can fix.
-func explainSocket(err error, o portOptions) error {
+func explainSocket(err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM):
 		return fmt.Errorf("%w (needs root, or CAP_NET_RAW and CAP_NET_ADMIN)", err)
-	case errors.Is(err, xsk.ErrNotSupported) && o.socket.Bind == xsk.BindZeroCopy:
-		return fmt.Errorf("%w; run with --bind copy or --bind auto", err)
 	case strings.Contains(err.Error(), "memlock"):
 		return fmt.Errorf("%w; raise it with `ulimit -l unlimited` or run as root", err)
 	}
 	return err
+}
+
+// modeText is the socket's bind mode for a start line, with why auto fell
+// back to copy mode.
+func modeText(s *xsk.Socket) string {
+	if why := s.Fallback(); why != "" {
+		return fmt.Sprintf("%v mode (auto: %s)", s.Mode(), why)
+	}
+	return fmt.Sprintf("%v mode", s.Mode())
 }
 
 // Close detaches the program and releases the socket and UMEM. Safe on a

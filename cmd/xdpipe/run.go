@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rdma"
 	"github.com/xdpipe/xdpipe/rules"
@@ -327,6 +328,12 @@ func (d *daemon) open() error {
 		return xsk.UmemOptions{NumFrames: uint32(sockets) * perSocket, FrameSize: r.cfg.FrameSize,
 			FillSize: 2 * ring, CompletionSize: 2 * ring}
 	}
+	drivers := make([]xsk.Driver, nIf)
+	for i, ifc := range r.ifaces {
+		dev, text := netdev.Describe(ifc.Index)
+		drivers[i] = dev.XSK()
+		d.log.Info("interface", "iface", ifc.Name, "driver", dev.Driver, "xdp", text)
+	}
 	var shared *xsk.Umem
 	if r.sharedMem {
 		u, err := xsk.NewUmem(umemOpts(nIf * len(r.queues)))
@@ -349,11 +356,13 @@ func (d *daemon) open() error {
 		}
 		var ports []pipeline.NamedPort
 		var socks []*xsk.Socket
-		for _, ifc := range r.ifaces {
-			s, err := xsk.NewSocket(u, ifc.Index, q, socketOpts)
+		for i, ifc := range r.ifaces {
+			so := socketOpts
+			so.Driver = drivers[i]
+			s, err := xsk.NewSocket(u, ifc.Index, q, so)
 			if err != nil {
 				d.socks = append(d.socks, socks)
-				return explainSocket(fmt.Errorf("socket %s queue %d: %w", ifc.Name, q, err), portOptions{socket: socketOpts})
+				return explainSocket(fmt.Errorf("socket %s queue %d: %w", ifc.Name, q, err))
 			}
 			s.Refill()
 			socks = append(socks, s)
@@ -421,7 +430,7 @@ func (d *daemon) open() error {
 			if err := register(q, s.FD()); err != nil {
 				return err
 			}
-			d.log.Info("socket registered", "iface", ifc.Name, "queue", q, "bind", s.Mode().String())
+			d.log.Info("socket registered", "iface", ifc.Name, "queue", q, "bind", modeText(s))
 		}
 	}
 	return nil

@@ -134,9 +134,11 @@ func TestRxdropBadInput(t *testing.T) {
 	}{
 		{"no iface flag", nil, []string{}, "--iface is required"},
 		{"missing interface", nil, []string{"--iface", "nosuch0"}, `interface "nosuch0" not found`},
-		{"queue out of range", nil, []string{"--iface", p.B.Name, "--queue", "99"}, "queue 99"},
+		{"queue out of range", nil, []string{"--iface", p.B.Name, "--queue", "99"},
+			"queue 99: " + p.B.Name + " has 1 active RX queues (0 to 0); pick one of them or raise the count with ethtool -L " + p.B.Name},
 		{"interface down", nil, []string{"--iface", "xdpdown"}, "is down"},
-		{"zero-copy on veth", nil, []string{"--iface", p.B.Name, "--bind", "zerocopy"}, "zero-copy not supported"},
+		{"zero-copy on veth", nil, []string{"--iface", p.B.Name, "--bind", "zerocopy"},
+			"bind " + p.B.Name + " queue 0: zero-copy: driver veth has no xsk-zerocopy in its xdp-features; use copy or auto mode"},
 		{"bad bind mode", nil, []string{"--iface", p.B.Name, "--bind", "fast"}, "unknown bind mode"},
 		{"bad poll mode", nil, []string{"--iface", p.B.Name, "--poll", "sometimes"}, "unknown --poll"},
 		{"bad coalesce", nil, []string{"--iface", p.B.Name, "--poll", "wakeup", "--coalesce", "-1ms"}, "--coalesce -1ms"},
@@ -164,6 +166,24 @@ func TestRxdropBadInput(t *testing.T) {
 			}
 			noXDP(t, &p.B)
 		})
+	}
+}
+
+// TestRxdropStartLine: the start line shows the driver's XDP features and,
+// with --bind auto, why the socket is in copy mode.
+func TestRxdropStartLine(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	_, wait := startRxdrop(t, p, "--duration", "1s")
+	out, code := wait()
+	if code != 0 {
+		t.Fatalf("rxdrop exited %d:\n%s", code, out)
+	}
+	start := strings.SplitN(out, "\n", 2)[0]
+	for _, want := range []string{"xdp-features basic,redirect,", "zc-max-segs 0",
+		"AF_XDP copy mode (auto: driver veth has no xsk-zerocopy in its xdp-features)"} {
+		if !strings.Contains(start, want) {
+			t.Errorf("start line lacks %q:\n%s", want, start)
+		}
 	}
 }
 
