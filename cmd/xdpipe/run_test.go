@@ -176,7 +176,7 @@ func TestRunBadInput(t *testing.T) {
 		{"unwritable pcap", "interfaces: [xdpb]\nstages: [{pcap: {path: /nonexistent/dir/x.pcap}}]\n", "no such file or directory", nil},
 		{"metrics port in use", "interfaces: [xdpb]\nstages: [count]\n", "address already in use", []string{"--metrics", busy.Addr().String()}},
 		{"forward to unknown", "interfaces: [xdpb]\nstages: [{forward: {to: eth9}}]\n", `output "eth9" is not one of the interfaces`, nil},
-		{"zero-copy on veth", "interfaces: [xdpb]\nbind: zerocopy\nstages: [count]\n", "zero-copy not supported", nil},
+		{"zero-copy on veth", "interfaces: [xdpb]\nbind: zerocopy\nstages: [count]\n", "zero-copy: driver veth has no xsk-zerocopy in its xdp-features; use copy or auto mode", nil},
 		{"bad steering rules", "interfaces: [xdpb]\nrules: " + filepath.Join(dir, "none.yaml") + "\nstages: [count]\n", "steering rules", nil},
 		{"rdma without sink", "interfaces: [xdpb]\nstages: [count, rdma]\n", "stage rdma (line 2): needs connect", nil},
 		{"rdma bad address", "interfaces: [xdpb]\nstages: [{rdma: {connect: 198.18.0.2}}]\n", "missing port in address", nil},
