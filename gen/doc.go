@@ -12,11 +12,15 @@
 //     through BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES: the kernel
 //     sends the frame Repeat times with XDP_TX, the program stamping each
 //     copy with a sequence number from an atomic map counter and
-//     bpf_ktime_get_ns(). About 16 million 64-byte frames/s on one core
-//     here into a veth with nothing attached. Frames up to one page
-//     (MaxLiveFrameSize).
+//     bpf_ktime_get_ns(). Frames up to one page (MaxLiveFrameSize). A
+//     frame counts as sent once the driver took it, as the kernel's
+//     xdp:xdp_devmap_xmit tracepoint reports; a device that cannot send
+//     XDP frames (no ndo-xmit in its xdp-features: a veth whose peer has
+//     no XDP program, a virtio-net NIC without one) is refused with the
+//     cause, read through package netdev.
 //   - XSK sends from Go through an AF_XDP socket (package xsk), multi-buffer
-//     for frames larger than a UMEM frame.
+//     for frames larger than a UMEM frame, in the bind mode asked for,
+//     chosen with the driver's features (package netdev).
 //
 // A Tracker is the receiver's side: Observe each frame; it counts loss,
 // duplicates, reordering and one-way latency percentiles without

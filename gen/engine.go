@@ -42,7 +42,11 @@ type Progress struct {
 
 // Result is what Send did.
 type Result struct {
-	Sent    uint64
+	// Sent counts the frames that left: the driver took them.
+	Sent uint64
+	// Dropped counts frames made but refused by the driver (live engine:
+	// its transmit ring was full, or it cannot send XDP frames at all).
+	Dropped uint64
 	Elapsed time.Duration
 }
 

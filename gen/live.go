@@ -8,10 +8,14 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/netdev"
 )
 
 // LiveOptions configures the live engine. Only Ifindex is required.
@@ -55,10 +59,18 @@ func MaxLiveFrameSize() int { return os.Getpagesize() - 256 - 320 }
 // every frame differs although user space hands the kernel one template.
 // The program drops frames past the count, so a Count is exact even when a
 // call is interrupted and repeated.
+//
+// Frames count as sent only once the driver took them: a tracepoint
+// program (xmitCounter) counts what the kernel hands to the driver's
+// ndo_xdp_xmit and what the driver refuses. Where nothing can leave (a
+// driver without ndo-xmit in its xdp-features: a veth whose peer has no
+// XDP program, a virtio-net NIC without one of its own) NewLive fails
+// naming the cause, and so does Send when no frame left.
 type Live struct {
 	t    *Template
 	opts LiveOptions
 	st   *stamper
+	xmit *xmitCounter
 	md   xdpMD
 }
 
@@ -85,11 +97,19 @@ func NewLive(t *Template, opts LiveOptions) (*Live, error) {
 		return nil, fmt.Errorf("live engine: %w: frame size %d above %d, the most live frames can send (one page); use the xsk engine for larger frames",
 			ErrBadConfig, t.Len(), MaxLiveFrameSize())
 	}
+	if dev, err := netdev.Get(opts.Ifindex); err == nil && !dev.Features.Has(netdev.XDPNdoXmit) {
+		return nil, fmt.Errorf("live engine: %s", noXmit(dev))
+	}
 	st, err := newStamper(t)
 	if err != nil {
 		return nil, fmt.Errorf("live engine: %w", err)
 	}
-	return &Live{t: t, opts: opts, st: st, md: xdpMD{
+	x, err := newXmitCounter()
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("live engine: %w", err)
+	}
+	return &Live{t: t, opts: opts, st: st, xmit: x, md: xdpMD{
 		DataEnd:        uint32(t.Len()),
 		IngressIfindex: uint32(opts.Ifindex),
 		RxQueueIndex:   uint32(opts.Queue),
@@ -162,6 +182,9 @@ func rxQueues(ifindex int) (int, error) {
 }
 
 // Send implements Engine. Call it on a thread in the device's namespace.
+// Result.Sent counts the frames the driver took; Result.Dropped those the
+// program made that did not leave. When none left, Send fails naming the
+// cause.
 func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 	if err := r.validate(); err != nil {
 		return Result{}, err
@@ -173,6 +196,12 @@ func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 	if err := l.st.set(counter{Next: 0, Limit: limit}); err != nil {
 		return Result{}, err
 	}
+	// The transmit counter counts this thread's frames.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := l.xmit.watch(); err != nil {
+		return Result{}, err
+	}
 	p := newPacer(r)
 	opts := ebpf.RunOptions{
 		Data:      l.t.Bytes(),
@@ -180,11 +209,12 @@ func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 		Flags:     bpfFTestXDPLiveFrames,
 		BatchSize: l.opts.BatchSize,
 	}
-	var sent uint64
+	var made, left uint64
+	var err error
 	for ctx.Err() == nil {
 		now := time.Now()
-		p.report(now, sent, false)
-		n, wait, done := p.budget(now, sent, uint64(l.opts.Chunk))
+		p.report(now, left, false)
+		n, wait, done := p.budget(now, made, uint64(l.opts.Chunk))
 		if done {
 			break
 		}
@@ -193,19 +223,62 @@ func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 			continue
 		}
 		opts.Repeat = uint32(n)
-		_, err := l.st.prog.Run(&opts) // live mode reports no return value
-		if err != nil {
-			return Result{Sent: sent, Elapsed: time.Since(p.start)}, fmt.Errorf("live engine: %w", errors.Join(err, liveHint(err)))
+		if _, err = l.st.prog.Run(&opts); err != nil { // live mode reports no return value
+			err = fmt.Errorf("live engine: %w", errors.Join(err, liveHint(err)))
+			break
 		}
-		c, err := l.st.get()
-		if err != nil {
-			return Result{Sent: sent, Elapsed: time.Since(p.start)}, err
+		var c counter
+		if c, err = l.st.get(); err != nil {
+			break
 		}
-		sent = min(c.Next, limit)
+		made = min(c.Next, limit)
+		if left, _, _, err = l.xmit.read(); err != nil {
+			break
+		}
 	}
+	sent, drops, errno, rerr := l.xmit.read()
 	now := time.Now()
 	p.report(now, sent, true)
-	return Result{Sent: sent, Elapsed: now.Sub(p.start)}, nil
+	res := Result{Sent: min(sent, made), Elapsed: now.Sub(p.start)}
+	res.Dropped = made - res.Sent
+	switch {
+	case err != nil:
+		return res, err
+	case rerr != nil:
+		return res, rerr
+	case made > 0 && sent == 0:
+		return res, fmt.Errorf("live engine: none of %d frames left: %s", made, l.why(drops, errno))
+	}
+	return res, nil
+}
+
+// why explains frames that did not leave: what the device's features say,
+// or the driver's error.
+func (l *Live) why(drops uint64, errno int32) string {
+	dev, err := netdev.Get(l.opts.Ifindex)
+	switch {
+	case err == nil && !dev.Features.Has(netdev.XDPNdoXmit):
+		return noXmit(dev)
+	case errno < 0 && err == nil && dev.Driver == "veth" && unix.Errno(-errno) == unix.ENXIO:
+		return fmt.Sprintf("the driver refused %d of them (ENXIO): the veth peer of %s is down; bring it up", drops, dev.Name)
+	case errno < 0:
+		return fmt.Sprintf("the driver refused %d of them (%s)", drops, unix.ErrnoName(unix.Errno(-errno)))
+	case drops > 0:
+		return fmt.Sprintf("the driver refused %d of them (its transmit ring was full)", drops)
+	}
+	return "they never reached the driver (the XDP_TX redirect failed; see the xdp:xdp_redirect_err tracepoint)"
+}
+
+// noXmit says why a device without ndo-xmit cannot send XDP frames, and
+// what to do.
+func noXmit(d netdev.Device) string {
+	switch d.Driver {
+	case "veth":
+		return fmt.Sprintf("%s cannot send XDP frames: its veth peer has no XDP program (veth hands XDP_TX frames only to a peer with one, or with GRO on); attach one to the peer, e.g. run xdpipe rxdrop there", d.Name)
+	case "virtio_net":
+		return fmt.Sprintf("%s cannot send XDP frames: virtio-net transmits them only while an XDP program is attached to the sending NIC; attach one to %s", d.Name, d.Name)
+	}
+	return fmt.Sprintf("%s cannot send XDP frames: its driver %s has no ndo-xmit in its xdp-features (%v)", d.Name, d.Driver, d.Features)
 }
 
 func liveHint(err error) error {
@@ -221,6 +294,9 @@ func (l *Live) Close() error {
 		return nil
 	}
 	err := l.st.Close()
-	l.st = nil
+	if xerr := l.xmit.Close(); err == nil {
+		err = xerr
+	}
+	l.st, l.xmit = nil, nil
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -259,6 +260,7 @@ func TestLiveRateLimit(t *testing.T) {
 
 func TestLiveBadInput(t *testing.T) {
 	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	passOn(t, &p.B)
 	big, _ := NewTemplate(vethConfig(p, UDP4, 4000))
 	small, _ := NewTemplate(vethConfig(p, UDP4, 64))
 	idx := p.A.Ifindex(t)
@@ -354,5 +356,91 @@ func TestXSKRateLimit(t *testing.T) {
 	}
 	if st := rx.wait(res.Sent); st.Received != res.Sent || st.Lost != 0 {
 		t.Fatalf("receiver: %+v", st)
+	}
+}
+
+// passOn attaches an XDP_PASS program to e and returns its detach; the
+// test's cleanup detaches it too (twice is harmless).
+func passOn(t *testing.T, e *testutil.VethEnd) (detach func()) {
+	t.Helper()
+	idx := e.Ifindex(t)
+	var l link.Link
+	var prog *ebpf.Program
+	e.NS.MustDo(t, func() error {
+		var err error
+		if prog, err = NewXDPProgram(2, false); err != nil {
+			return err
+		}
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx})
+		return err
+	})
+	detach = func() { l.Close(); prog.Close() }
+	t.Cleanup(detach)
+	return detach
+}
+
+// liveSend sends count frames with the live engine from A, returning what
+// Send returned.
+func liveSend(t *testing.T, p *testutil.VethPair, l *Live, count uint64) (res Result, err error) {
+	t.Helper()
+	p.A.NS.MustDo(t, func() error {
+		res, err = l.Send(context.Background(), Run{Count: count})
+		return nil
+	})
+	return res, err
+}
+
+// TestLiveCountsOnlyFramesThatLeft: where nothing can leave, the live
+// engine fails naming the cause and counts no frame as sent (it used to
+// say "sent 20000 frames" into a veth whose peer had no XDP program).
+func TestLiveCountsOnlyFramesThatLeft(t *testing.T) {
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	tp, err := NewTemplate(vethConfig(p, UDP4, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := p.A.Ifindex(t)
+	noProgram := p.A.Name + " cannot send XDP frames: its veth peer has no XDP program"
+
+	// Checked up front: the peer has no program.
+	p.A.NS.MustDo(t, func() error {
+		l, err := NewLive(tp, LiveOptions{Ifindex: idx})
+		if err == nil {
+			l.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), noProgram) {
+			t.Errorf("NewLive with no program on the peer: %v, want %q", err, noProgram)
+		}
+		return nil
+	})
+
+	// The peer's program goes away after NewLive: Send fails, sent 0.
+	detach := passOn(t, &p.B)
+	var l *Live
+	p.A.NS.MustDo(t, func() error {
+		l, err = NewLive(tp, LiveOptions{Ifindex: idx})
+		return err
+	})
+	defer l.Close()
+	detach()
+	res, err := liveSend(t, p, l, 1000)
+	t.Logf("program gone: %+v, %v", res, err)
+	if err == nil || !strings.Contains(err.Error(), "live engine: none of 1000 frames left: "+noProgram) || res.Sent != 0 || res.Dropped != 1000 {
+		t.Errorf("Send with the peer's program gone: %+v, %v", res, err)
+	}
+
+	// A program on the peer, but the peer down: veth refuses the frames.
+	passOn(t, &p.B)
+	p.B.NS.MustRun(t, "ip", "link", "set", p.B.Name, "down")
+	res, err = liveSend(t, p, l, 1000)
+	t.Logf("peer down: %+v, %v", res, err)
+	if err == nil || !strings.Contains(err.Error(), "live engine: none of 1000 frames left: the driver refused 1000 of them (ENXIO): the veth peer of "+p.A.Name+" is down; bring it up") || res.Sent != 0 {
+		t.Errorf("Send into a peer that is down: %+v, %v", res, err)
+	}
+
+	// Up again: every frame leaves and is counted.
+	p.B.NS.MustRun(t, "ip", "link", "set", p.B.Name, "up")
+	if res, err = liveSend(t, p, l, 1000); err != nil || res.Sent != 1000 || res.Dropped != 0 {
+		t.Errorf("Send with the peer up: %+v, %v", res, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
@@ -42,6 +43,7 @@ type XSK struct {
 	addrs []uint64     // all UMEM frames, held for the engine's life
 	comp  []uint64
 	batch []xsk.Desc
+	xdp   string // the driver's XDP features, for a start line
 }
 
 var _ Engine = (*XSK)(nil)
@@ -78,8 +80,10 @@ func NewXSK(t *Template, opts XSKOptions) (_ *XSK, err error) {
 	if e.segs > 17 {
 		return nil, fmt.Errorf("xsk engine: %w: %d-byte frames need %d segments, above the kernel's 17", ErrBadConfig, t.Len(), e.segs)
 	}
+	dev, xdp := netdev.Describe(opts.Ifindex)
+	e.xdp = xdp
 	e.sock, err = xsk.NewSocket(umem, opts.Ifindex, opts.Queue, xsk.SocketOptions{
-		RXSize: 64, TXSize: opts.TXSize, Bind: opts.Bind, MultiBuffer: e.segs > 1})
+		RXSize: 64, TXSize: opts.TXSize, Bind: opts.Bind, MultiBuffer: e.segs > 1, Driver: dev.XSK()})
 	if err != nil {
 		return nil, fmt.Errorf("xsk engine: %w", err)
 	}
@@ -111,6 +115,14 @@ func NewXSK(t *Template, opts XSKOptions) (_ *XSK, err error) {
 
 // Mode reports the bind mode the socket got.
 func (e *XSK) Mode() xsk.BindMode { return e.sock.Mode() }
+
+// Fallback says why a BindAuto socket is in copy mode (xsk.Socket.Fallback).
+func (e *XSK) Fallback() string { return e.sock.Fallback() }
+
+// XDPFeatures describes the device's XDP features
+// ("xdp-features basic,redirect,rx-sg zc-max-segs 0"), or why they are
+// unknown.
+func (e *XSK) XDPFeatures() string { return e.xdp }
 
 // complete takes finished frames off the completion ring and frees the
 // slots whose every segment is done. It returns the packets completed.

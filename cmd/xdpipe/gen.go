@@ -15,11 +15,13 @@ import (
 	"time"
 
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // genFlags are the flags of `xdpipe gen`, parsed and checked.
 type genFlags struct {
 	iface, engine     string
+	bind              xsk.BindMode
 	cfg               gen.Config
 	run               gen.Run
 	queue             int
@@ -45,6 +47,7 @@ func parseGenFlags(args []string) (*genFlags, error) {
 	}
 	fs.StringVar(&f.iface, "iface", "", "interface to send on (required)")
 	fs.StringVar(&f.engine, "engine", "live", "live (BPF_PROG_RUN live frames, in-kernel, fastest, frames up to one page) or xsk (AF_XDP TX from Go, multi-buffer for jumbo)")
+	bind := fs.String("bind", "auto", "xsk engine: AF_XDP bind mode, copy, zerocopy or auto (zero-copy, else copy)")
 	fs.StringVar(&f.proto, "proto", "udp4", "udp4, udp6, tcp4syn or tcp6syn")
 	fs.IntVar(&f.size, "size", 0, "frame size in bytes without FCS, 64..9000 (default: the smallest that holds the headers and payload)")
 	fs.IntVar(&f.flows, "flows", 1, "number of flows, 1..65536")
@@ -75,6 +78,12 @@ func parseGenFlags(args []string) (*genFlags, error) {
 		return nil, fmt.Errorf("unknown engine %q: want live or xsk", f.engine)
 	}
 	var err error
+	if f.bind, err = xsk.ParseBindMode(*bind); err != nil {
+		return nil, fmt.Errorf("--bind: %w", err)
+	}
+	if f.bind != xsk.BindAuto && f.engine != "xsk" {
+		return nil, fmt.Errorf("--bind %v: only the xsk engine binds an AF_XDP socket; add --engine xsk", f.bind)
+	}
 	c := &f.cfg
 	if c.Proto, err = gen.ParseProto(f.proto); err != nil {
 		return nil, err
@@ -221,7 +230,7 @@ func runGen(ctx context.Context, args []string) error {
 	case "live":
 		eng, err = gen.NewLive(tp, gen.LiveOptions{Ifindex: ifc.Index, Queue: f.queue, BatchSize: uint32(f.batch)})
 	case "xsk":
-		eng, err = newXSKEngine(tp, ifc.Index, f.queue)
+		eng, err = newXSKEngine(tp, ifc.Index, f.queue, f.bind)
 	}
 	if err != nil {
 		return err
@@ -256,16 +265,24 @@ func runGen(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stderr, "xdpipe gen: %s engine on %s: %s %d-byte frames, %d flow(s), %s -> %s, %s\n",
 		f.engine, f.iface, tp.Config().Proto, size, tp.Config().Flows, tp.Config().SrcIP, tp.Config().DstIP, rate)
 	res, err := eng.Send(ctx, f.run)
-	fmt.Printf("sent %d frames in %v: %.3f Mfps, %.3f Gbit/s\n",
-		res.Sent, res.Elapsed.Round(time.Millisecond), res.Rate()/1e6, res.Rate()*float64(size)*8/1e9)
+	dropped := ""
+	if res.Dropped > 0 {
+		dropped = fmt.Sprintf(" (%d more made but refused by the driver: not sent)", res.Dropped)
+	}
+	fmt.Printf("sent %d frames in %v: %.3f Mfps, %.3f Gbit/s%s\n",
+		res.Sent, res.Elapsed.Round(time.Millisecond), res.Rate()/1e6, res.Rate()*float64(size)*8/1e9, dropped)
 	return err
 }
 
-func newXSKEngine(tp *gen.Template, ifindex, queue int) (gen.Engine, error) {
-	e, err := gen.NewXSK(tp, gen.XSKOptions{Ifindex: ifindex, Queue: queue})
+func newXSKEngine(tp *gen.Template, ifindex, queue int, bind xsk.BindMode) (gen.Engine, error) {
+	e, err := gen.NewXSK(tp, gen.XSKOptions{Ifindex: ifindex, Queue: queue, Bind: bind})
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "xdpipe gen: AF_XDP socket on queue %d in %s mode\n", queue, e.Mode())
+	mode := fmt.Sprintf("%s mode", e.Mode())
+	if why := e.Fallback(); why != "" {
+		mode += " (auto: " + why + ")"
+	}
+	fmt.Fprintf(os.Stderr, "xdpipe gen: AF_XDP socket on queue %d in %s, %s\n", queue, mode, e.XDPFeatures())
 	return e, nil
 }

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf/link"
+
+	"github.com/xdpipe/xdpipe/gen"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
@@ -29,6 +32,14 @@ func TestGenBadInput(t *testing.T) {
 		{[]string{"--proto", "udp6"}, "needs IPv6 addresses"},
 		{[]string{"--iface", "nope0"}, `interface "nope0"`},
 		{[]string{"--flows", "0"}, "--flows 0 out of range"},
+		{[]string{"--bind", "fast", "--engine", "xsk"}, `--bind: unknown bind mode "fast"`},
+		{[]string{"--bind", "copy"}, "--bind copy: only the xsk engine binds an AF_XDP socket; add --engine xsk"},
+		{[]string{"--bind", "zerocopy", "--engine", "xsk"},
+			"bind " + p.A.Name + " queue 0: zero-copy: driver veth has no xsk-zerocopy in its xdp-features; use copy or auto mode"},
+		{[]string{"--queue", "1", "--engine", "xsk"}, "bind " + p.A.Name + " queue 1: " + p.A.Name + " has 1 active queues (0 to 0); pick one of them or raise the count with ethtool -L " + p.A.Name},
+		// Nothing can leave: B has no XDP program, so veth drops what
+		// XDP_TX hands it.
+		{nil, p.A.Name + " cannot send XDP frames: its veth peer has no XDP program"},
 	} {
 		args := append(append([]string{}, ok...), c.args...)
 		out, code := xdpipeIn(t, p.A.NS, args...)
@@ -37,8 +48,34 @@ func TestGenBadInput(t *testing.T) {
 				strings.Join(c.args, " "), code, out, c.want)
 		}
 	}
-	// And the good command does send.
+	// With a program on B frames leave, from both engines; the xsk
+	// engine's start line shows the features and why auto bound copy mode.
+	passOn(t, &p.B)
 	if out, code := xdpipeIn(t, p.A.NS, ok...); code != 0 || !strings.Contains(out, "sent 10 frames") {
 		t.Fatalf("xdpipe gen: exit %d\n%s", code, out)
 	}
+	out, code := xdpipeIn(t, p.A.NS, append(ok, "--engine", "xsk")...)
+	if code != 0 || !strings.Contains(out, "sent 10 frames") ||
+		!strings.Contains(out, "AF_XDP socket on queue 0 in copy mode (auto: driver veth has no xsk-zerocopy in its xdp-features), xdp-features basic,redirect,") {
+		t.Fatalf("xdpipe gen --engine xsk: exit %d\n%s", code, out)
+	}
+}
+
+// passOn attaches an XDP_PASS program to e until the test ends.
+func passOn(t *testing.T, e *testutil.VethEnd) {
+	t.Helper()
+	idx := e.Ifindex(t)
+	e.NS.MustDo(t, func() error {
+		prog, err := gen.NewXDPProgram(2, false)
+		if err != nil {
+			return err
+		}
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx})
+		if err != nil {
+			prog.Close()
+			return err
+		}
+		t.Cleanup(func() { l.Close(); prog.Close() })
+		return nil
+	})
 }
