@@ -14,14 +14,21 @@ size=${SIZE:-64}
 source hack/testbed.sh
 testbed_up demo
 
-# A generator run per receiver: sequence numbers start at 0 with each run,
-# and rxdrop's loss count starts there too (frames sent before the socket
-# was ready count as lost).
+# A generator run per receiver, started once rxdrop is ready: a veth takes
+# XDP_TX frames only while its peer has an XDP program, and gen refuses to
+# send into one that has none. Sequence numbers start at 0 with each run.
+log=$(mktemp)
+trap 'rm -f "$log"; testbed_down' EXIT  # keeps testbed_up's cleanup
 for poll in spin wakeup; do
+  echo "== receiver: xdpipe rxdrop --poll $poll on $IFB queue 0 for $duration"
+  : >"$log"
+  ip netns exec "$NSB" "$BIN" rxdrop --iface $IFB --queue 0 --poll $poll --duration "$duration" | tee "$log" &
+  rx=$!
+  for _ in $(seq 100); do grep -q '^rxdrop: ' "$log" && break; sleep 0.1; done
+  grep -q '^rxdrop: ' "$log" || { echo "demo: rxdrop did not start" >&2; exit 1; }
   echo "== traffic: xdpipe gen --engine live, ${size}-byte UDP frames $IPA -> $IPB, full speed"
   gen_bg --engine live --size "$size"
-  echo "== receiver: xdpipe rxdrop --poll $poll on $IFB queue 0 for $duration"
-  ip netns exec "$NSB" "$BIN" rxdrop --iface $IFB --queue 0 --poll $poll --duration "$duration"
+  wait $rx
   kill %% && wait %% 2>/dev/null || true
 done
 echo "== done; removing the testbed"
