@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/internal/testutil"
@@ -99,21 +98,12 @@ type receiver struct {
 	bad  int // frames that failed Verify
 }
 
-func newReceiver(t *testing.T, end *testutil.VethEnd, tp *Template, frags bool) *receiver {
+func newReceiver(t *testing.T, end *testutil.VethEnd, tp *Template) *receiver {
 	t.Helper()
 	idx := end.Ifindex(t)
 	r := &receiver{tr: NewTracker(), done: make(chan struct{}), tp: tp}
+	end.AttachPass(t)
 	end.NS.MustDo(t, func() error {
-		prog, err := NewXDPProgram(2, frags)
-		if err != nil {
-			return err
-		}
-		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx})
-		if err != nil {
-			prog.Close()
-			return err
-		}
-		t.Cleanup(func() { l.Close(); prog.Close() })
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
 			return err
@@ -198,7 +188,7 @@ func TestLiveSendsExactCount(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rx := newReceiver(t, &p.B, tp, false)
+			rx := newReceiver(t, &p.B, tp)
 			const count = 20000
 			var res Result
 			p.A.NS.MustDo(t, func() error {
@@ -228,7 +218,7 @@ func TestLiveRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rx := newReceiver(t, &p.B, tp, false)
+	rx := newReceiver(t, &p.B, tp)
 	// 2 seconds at 50k frames/s: long enough that the first and last
 	// bursts (a few ms each) weigh under 1%.
 	const rate, secs = 50000.0, 2
@@ -260,7 +250,7 @@ func TestLiveRateLimit(t *testing.T) {
 
 func TestLiveBadInput(t *testing.T) {
 	p := testutil.NewVethPair(t, testutil.VethOptions{})
-	passOn(t, &p.B)
+	p.B.AttachPass(t)
 	big, _ := NewTemplate(vethConfig(p, UDP4, 4000))
 	small, _ := NewTemplate(vethConfig(p, UDP4, 64))
 	idx := p.A.Ifindex(t)
@@ -301,7 +291,7 @@ func TestXSKSendsExactCount(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rx := newReceiver(t, &p.B, tp, true)
+			rx := newReceiver(t, &p.B, tp)
 			count := uint64(20000)
 			if c.size == 9000 {
 				count = 2000
@@ -337,7 +327,7 @@ func TestXSKRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rx := newReceiver(t, &p.B, tp, false)
+	rx := newReceiver(t, &p.B, tp)
 	const rate, secs = 20000.0, 2
 	var res Result
 	p.A.NS.MustDo(t, func() error {
@@ -357,26 +347,6 @@ func TestXSKRateLimit(t *testing.T) {
 	if st := rx.wait(res.Sent); st.Received != res.Sent || st.Lost != 0 {
 		t.Fatalf("receiver: %+v", st)
 	}
-}
-
-// passOn attaches an XDP_PASS program to e and returns its detach; the
-// test's cleanup detaches it too (twice is harmless).
-func passOn(t *testing.T, e *testutil.VethEnd) (detach func()) {
-	t.Helper()
-	idx := e.Ifindex(t)
-	var l link.Link
-	var prog *ebpf.Program
-	e.NS.MustDo(t, func() error {
-		var err error
-		if prog, err = NewXDPProgram(2, false); err != nil {
-			return err
-		}
-		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx})
-		return err
-	})
-	detach = func() { l.Close(); prog.Close() }
-	t.Cleanup(detach)
-	return detach
 }
 
 // liveSend sends count frames with the live engine from A, returning what
@@ -415,7 +385,7 @@ func TestLiveCountsOnlyFramesThatLeft(t *testing.T) {
 	})
 
 	// The peer's program goes away after NewLive: Send fails, sent 0.
-	detach := passOn(t, &p.B)
+	detach := p.B.AttachPass(t)
 	var l *Live
 	p.A.NS.MustDo(t, func() error {
 		l, err = NewLive(tp, LiveOptions{Ifindex: idx})
@@ -430,7 +400,7 @@ func TestLiveCountsOnlyFramesThatLeft(t *testing.T) {
 	}
 
 	// A program on the peer, but the peer down: veth refuses the frames.
-	passOn(t, &p.B)
+	p.B.AttachPass(t)
 	p.B.NS.MustRun(t, "ip", "link", "set", p.B.Name, "down")
 	res, err = liveSend(t, p, l, 1000)
 	t.Logf("peer down: %+v, %v", res, err)

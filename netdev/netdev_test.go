@@ -5,10 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
-
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/xsk"
@@ -73,7 +69,7 @@ func TestVethFeatures(t *testing.T) {
 		t.Fatalf("XSK(): %+v", x)
 	}
 
-	passOn(t, &p.B)
+	p.B.AttachPass(t)
 	if d := get(t, &p.A); !d.Features.Has(netdev.XDPNdoXmit) {
 		t.Fatalf("with a program on the peer: %v, want ndo-xmit", d.Features)
 	}
@@ -94,26 +90,6 @@ func TestNoInterface(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "no interface with index 4000") {
 			t.Errorf("Get(4000): %v", err)
 		}
-		return nil
-	})
-}
-
-// passOn attaches an XDP_PASS program to e (multi-buffer aware).
-func passOn(t *testing.T, e *testutil.VethEnd) {
-	t.Helper()
-	idx := e.Ifindex(t)
-	e.NS.MustDo(t, func() error {
-		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Flags: 1 << 5, // BPF_F_XDP_HAS_FRAGS
-			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
-		if err != nil {
-			return err
-		}
-		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx})
-		if err != nil {
-			prog.Close()
-			return err
-		}
-		t.Cleanup(func() { l.Close(); prog.Close() })
 		return nil
 	})
 }

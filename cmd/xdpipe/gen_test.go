@@ -4,9 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf/link"
-
-	"github.com/xdpipe/xdpipe/gen"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
@@ -50,7 +47,7 @@ func TestGenBadInput(t *testing.T) {
 	}
 	// With a program on B frames leave, from both engines; the xsk
 	// engine's start line shows the features and why auto bound copy mode.
-	passOn(t, &p.B)
+	p.B.AttachPass(t)
 	if out, code := xdpipeIn(t, p.A.NS, ok...); code != 0 || !strings.Contains(out, "sent 10 frames") {
 		t.Fatalf("xdpipe gen: exit %d\n%s", code, out)
 	}
@@ -59,23 +56,4 @@ func TestGenBadInput(t *testing.T) {
 		!strings.Contains(out, "AF_XDP socket on queue 0 in copy mode (auto: driver veth has no xsk-zerocopy in its xdp-features), xdp-features basic,redirect,") {
 		t.Fatalf("xdpipe gen --engine xsk: exit %d\n%s", code, out)
 	}
-}
-
-// passOn attaches an XDP_PASS program to e until the test ends.
-func passOn(t *testing.T, e *testutil.VethEnd) {
-	t.Helper()
-	idx := e.Ifindex(t)
-	e.NS.MustDo(t, func() error {
-		prog, err := gen.NewXDPProgram(2, false)
-		if err != nil {
-			return err
-		}
-		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx})
-		if err != nil {
-			prog.Close()
-			return err
-		}
-		t.Cleanup(func() { l.Close(); prog.Close() })
-		return nil
-	})
 }

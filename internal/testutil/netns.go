@@ -8,9 +8,13 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -196,4 +200,33 @@ func NewVethPair(tb testing.TB, opts VethOptions) *VethPair {
 		self.NS.MustRun(tb, "ip", "-6", "neigh", "replace", peer.IP6.String(), "lladdr", peer.MAC.String(), "dev", self.Name, "nud", "permanent")
 	}
 	return p
+}
+
+// AttachPass attaches an XDP_PASS program (multi-buffer aware) to the end,
+// so frames redirected or XDP_TX'd into its peer are taken (a veth advertises
+// ndo-xmit only while its peer has a program) and reach the stack. It
+// returns the detach, which the test's cleanup also runs.
+func (e *VethEnd) AttachPass(tb testing.TB) (detach func()) {
+	tb.Helper()
+	idx := e.Ifindex(tb)
+	var l link.Link
+	var prog *ebpf.Program
+	e.NS.MustDo(tb, func() error {
+		var err error
+		prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "xdpipe_t_pass", Type: ebpf.XDP, License: "Dual MIT/GPL",
+			Flags:        1 << 5, // BPF_F_XDP_HAS_FRAGS
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
+		if err != nil {
+			return fmt.Errorf("load XDP_PASS: %w", err)
+		}
+		if l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx}); err != nil {
+			prog.Close()
+			return fmt.Errorf("attach XDP_PASS to %s: %w", e.Name, err)
+		}
+		return nil
+	})
+	var once sync.Once
+	detach = func() { once.Do(func() { l.Close(); prog.Close() }) }
+	tb.Cleanup(detach)
+	return detach
 }
