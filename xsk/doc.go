@@ -32,9 +32,14 @@
 // Binding: the first socket on a Umem registers it (XDP_UMEM_REG, raising
 // RLIMIT_MEMLOCK where needed); later sockets on other queues or interfaces
 // share it (XDP_SHARED_UMEM) with fill and completion rings of their own and
-// inherit its mode, need_wakeup and multi-buffer settings. BindAuto lets
-// the kernel try zero-copy and fall back to copy; Mode reads back what it
-// got (XDP_OPTIONS).
+// inherit its mode, need_wakeup and multi-buffer settings. BindAuto asks
+// for zero-copy and, refused, binds copy mode on a fresh socket; Mode reads
+// back what it got (XDP_OPTIONS) and Fallback why it is copy mode. With
+// SocketOptions.Driver (what package netdev reads from the kernel) the
+// choice is made before any bind: no xsk-zerocopy, or an MTU needing more
+// segments than the driver's zero-copy takes, means copy mode (or, asked
+// for zero-copy, a refusal naming the cause), and a queue beyond the active
+// count fails naming it.
 //
 // Frame ownership: every frame is in exactly one place (free stack, fill
 // ring, kernel, RX ring, application, TX ring, completion ring).
