@@ -172,6 +172,7 @@ type daemon struct {
 	rdmaOut  []*rdmaPort     // their output ports
 	workers  []*pipeline.Worker
 	chains   *chainSet
+	xdp      []string // per interface: its XDP features, for the ready line
 }
 
 func runRun(ctx context.Context, args []string) error {
@@ -264,6 +265,9 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	defer signal.Stop(hup)
 	fmt.Fprintf(stdout, "run: ready: %d queues %v on %s, stages %s, metrics %s\n", len(r.queues), r.queues,
 		strings.Join(cfg.Interfaces, ","), stageList(cfg.Stages), cfg.Metrics)
+	for i, ifc := range r.ifaces {
+		fmt.Fprintf(stdout, "run: %s: %s, AF_XDP %s\n", ifc.Name, d.xdp[i], modeText(d.socks[0][i]))
+	}
 	log.Info("running", "queues", r.queues, "interfaces", cfg.Interfaces, "poll", r.poll.String(), "cpus", r.cpus,
 		"umem", map[bool]string{true: "shared", false: "per-queue"}[r.sharedMem], "steering", cfg.Rules != "")
 
@@ -333,6 +337,7 @@ func (d *daemon) open() error {
 		dev, text := netdev.Describe(ifc.Index)
 		drivers[i] = dev.XSK()
 		d.log.Info("interface", "iface", ifc.Name, "driver", dev.Driver, "xdp", text)
+		d.xdp = append(d.xdp, text)
 	}
 	var shared *xsk.Umem
 	if r.sharedMem {

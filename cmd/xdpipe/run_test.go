@@ -603,6 +603,20 @@ func TestRunRulesReachRunning(t *testing.T) {
 	noXDP(t, &p.B)
 }
 
+// TestRunStartLines: after the ready line, one line per interface shows
+// its XDP features and the bind mode, with why auto bound copy mode.
+func TestRunStartLines(t *testing.T) {
+	testutil.RequireRoot(t)
+	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	r := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--metrics", "off", "--interval", "1h")
+	out, code := r.stop(t, syscall.SIGINT)
+	want := "run: " + p.B.Name + ": xdp-features basic,redirect,"
+	mode := "zc-max-segs 0, AF_XDP copy mode (auto: driver veth has no xsk-zerocopy in its xdp-features)"
+	if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, mode) {
+		t.Fatalf("exit %d; want lines with %q and %q:\n%s", code, want, mode, out)
+	}
+}
+
 // TestRunJumboCounted: the pipeline takes no multi-buffer packets yet, so on
 // an MTU 9000 interface run warns at start, and frames too large for a UMEM
 // frame are counted as dropped by the kernel, none lost silently.
