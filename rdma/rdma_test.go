@@ -3,7 +3,7 @@
 package rdma_test
 
 // These tests need RDMA devices: they run inside the SoftRoCE VM
-// (hack/rdma-vm/run.sh with hack/rdma-vm/guest-test.sh, driven from the
+// (hack/vm/run.sh with hack/vm/rdma/guest-test.sh, driven from the
 // host by TestSoftRoCE in vm_test.go), which exports the rxe pair as
 // RXE_A_IP / RXE_B_IP (198.18.0.1 / 198.18.0.2).
 
@@ -54,7 +54,7 @@ func pair(t *testing.T) (a, b string) {
 	t.Helper()
 	a, b = os.Getenv("RXE_A_IP"), os.Getenv("RXE_B_IP")
 	if a == "" || b == "" {
-		testutil.SkipOrFail(t, "no SoftRoCE pair (RXE_A_IP, RXE_B_IP): these tests run in the VM, via TestSoftRoCE or hack/rdma-vm/guest-test.sh")
+		testutil.SkipOrFail(t, "no SoftRoCE pair (RXE_A_IP, RXE_B_IP): these tests run in the VM, via TestSoftRoCE or hack/vm/rdma/guest-test.sh")
 	}
 	return a, b
 }
@@ -700,14 +700,14 @@ func TestPeerKilled(t *testing.T) {
 }
 
 // TestMeasure is the throughput measurement, run by
-// hack/rdma-vm/guest-bench.sh next to ib_send_bw on the same rxe pair:
+// hack/vm/rdma/guest-bench.sh next to ib_send_bw on the same rxe pair:
 // XDPIPE_RDMA_MEASURE="size:count ..." sends count packets of size bytes
 // for each pair and prints one MEASURE line each. The rate is taken at the
 // sender, from the first post to the last completion, as ib_send_bw does.
 func TestMeasure(t *testing.T) {
 	spec := os.Getenv("XDPIPE_RDMA_MEASURE")
 	if spec == "" {
-		t.Skip("set XDPIPE_RDMA_MEASURE=size:count,... (hack/rdma-vm/guest-bench.sh does)")
+		t.Skip("set XDPIPE_RDMA_MEASURE=size:count,... (hack/vm/rdma/guest-bench.sh does)")
 	}
 	for _, f := range strings.Fields(strings.ReplaceAll(spec, ",", " ")) {
 		sz, cnt, _ := strings.Cut(f, ":")

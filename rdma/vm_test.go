@@ -27,7 +27,7 @@ func TestStubNotSupported(t *testing.T) {
 }
 
 // TestSoftRoCE builds this package's tests with -tags rdma and runs them in
-// the SoftRoCE VM (hack/rdma-vm): this host's kernel has no RDMA. About a
+// the SoftRoCE VM (hack/vm, guest scripts in hack/vm/rdma): this host's kernel has no RDMA. About a
 // minute under TCG. Needs hack/deps.sh rdma; skips without it, fails under
 // CI=true.
 func TestSoftRoCE(t *testing.T) {
@@ -58,7 +58,7 @@ func TestSoftRoCE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vmDir := filepath.Join(here, "..", "hack", "rdma-vm")
+	vmDir := filepath.Join(here, "..", "hack", "vm")
 
 	// The results directory is shared read-write with the guest, where it
 	// is the working directory: the test binary and guest scripts go there,
@@ -74,7 +74,7 @@ func TestSoftRoCE(t *testing.T) {
 		t.Fatalf("go build -tags rdma ./cmd/xdpipe: %v\n%s", err, b)
 	}
 	for _, f := range []string{"guest-test.sh", "guest-e2e.sh", "rxe-up.sh"} {
-		b, err := os.ReadFile(filepath.Join(vmDir, f))
+		b, err := os.ReadFile(filepath.Join(vmDir, "rdma", f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +82,7 @@ func TestSoftRoCE(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(filepath.Join(vmDir, "run.sh"), "--timeout", "600", "--out", out, "--",
+	cmd := exec.Command(filepath.Join(vmDir, "run.sh"), "--kernel", "host", "--timeout", "600", "--out", out, "--",
 		"./guest-test.sh", "./rdma.test")
 	b, err := cmd.CombinedOutput()
 	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {

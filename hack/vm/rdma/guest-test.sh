@@ -5,7 +5,7 @@
 #   2. after rxe-up.sh made the rxe pair: every test, with RXE_* exported.
 # Extra arguments go to phase 2 (e.g. -test.run TestDeliverExact).
 #
-#   hack/rdma-vm/run.sh -- /path/to/hack/rdma-vm/guest-test.sh ./rdma.test [-test.run X]
+#   hack/vm/run.sh -- /path/to/hack/vm/rdma/guest-test.sh ./rdma.test [-test.run X]
 set -u
 here=$(dirname "$0")
 bin=$1

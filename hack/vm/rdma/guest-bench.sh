@@ -9,7 +9,7 @@
 # other load on the host). Ratios are of messages/s (ib_send_bw prints Gb/s
 # with two decimals only).
 #
-#   hack/rdma-vm/run.sh -- .../guest-bench.sh ./rdma.test [N64] [N1500] [ROUNDS]
+#   hack/vm/run.sh -- .../guest-bench.sh ./rdma.test [N64] [N1500] [ROUNDS]
 #
 # Both sides: one RC QP, 128 sends in flight, 512 posted receives (ib_send_bw's
 # defaults), sender and sink in separate processes, rates taken at the sender

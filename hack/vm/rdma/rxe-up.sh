@@ -1,5 +1,5 @@
 #!/bin/sh
-# Guest side of the SoftRoCE test bed (run inside hack/rdma-vm/run.sh):
+# Guest side of the SoftRoCE test bed (run inside hack/vm/run.sh):
 # creates a veth pair with one rxe device on each end, in the one network
 # namespace of the VM, and writes what it made to the env file given as $1
 # (default /tmp/rxe.env), as shell assignments:
