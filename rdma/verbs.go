@@ -427,6 +427,9 @@ const (
 type channel struct {
 	ch *C.struct_rdma_event_channel
 	fd int
+	// ev receives poll's event: a local passed to C escapes, and poll runs
+	// on the data path (Sender.events, Receiver.Receive when idle).
+	ev C.struct_xd_event
 }
 
 func newChannel() (*channel, error) {
@@ -451,8 +454,8 @@ func (c *channel) close() {
 
 // poll returns the next event if one is pending.
 func (c *channel) poll() (event, bool, error) {
-	var ev C.struct_xd_event
-	rc := C.xd_get_event(c.ch, &ev)
+	ev := &c.ev
+	rc := C.xd_get_event(c.ch, ev)
 	if rc == -C.EAGAIN || rc == -C.EWOULDBLOCK {
 		return event{}, false, nil
 	}
