@@ -6,24 +6,29 @@
 #   hack/deps.sh test      run + tshark (pcap checks) + bpf toolchain + bench
 #   hack/deps.sh bench     run + libxdp, libbpf and a C compiler for hack/xsk-c-peer
 #   hack/deps.sh generate  the pinned clang and libbpf headers for bpf2go
-#   hack/deps.sh rdma      qemu, Debian's kernel and rdma-core for the SoftRoCE VM
+#   hack/deps.sh vm        qemu, busybox and the guest kernel for the VM test bed
+#                          (hack/vm: virtio-net zero-copy, SoftRoCE); the kernel
+#                          is downloaded into a cache, not installed
+#   hack/deps.sh rdma      vm + rdma-core, perftest and the verbs headers
 set -euo pipefail
 
 run_pkgs=(iproute2 ethtool iputils-ping procps)
 generate_pkgs=(clang-14 llvm-14 libbpf-dev linux-libc-dev)
 bench_pkgs=("${run_pkgs[@]}" libxdp-dev libbpf-dev gcc libc6-dev make)
 test_pkgs=("${run_pkgs[@]}" tshark "${generate_pkgs[@]}" "${bench_pkgs[@]}")
-rdma_pkgs=(qemu-system-x86 linux-image-amd64 rdma-core ibverbs-providers libibverbs-dev librdmacm-dev perftest busybox-static cpio kmod)
+vm_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils apt dpkg debian-archive-keyring "${run_pkgs[@]}")
+rdma_pkgs=("${vm_pkgs[@]}" rdma-core ibverbs-providers libibverbs-dev librdmacm-dev perftest)
 
-want=()
+want=() kernel=0
 for set in "$@"; do
   case $set in
     run) want+=("${run_pkgs[@]}") ;;
     test) want+=("${test_pkgs[@]}") ;;
     generate) want+=("${generate_pkgs[@]}") ;;
     bench) want+=("${bench_pkgs[@]}") ;;
-    rdma) want+=("${rdma_pkgs[@]}") ;;
-    *) echo "hack/deps.sh: unknown set '$set' (run, test, generate, bench, rdma)" >&2; exit 2 ;;
+    vm) want+=("${vm_pkgs[@]}"); kernel=1 ;;
+    rdma) want+=("${rdma_pkgs[@]}"); kernel=1 ;;
+    *) echo "hack/deps.sh: unknown set '$set' (run, test, generate, bench, vm, rdma)" >&2; exit 2 ;;
   esac
 done
 
@@ -31,13 +36,17 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
 done
-((${#missing[@]} == 0)) && exit 0
-
-if [[ $(id -u) -ne 0 ]]; then
-  echo "hack/deps.sh: missing packages ${missing[*]}; run as root or install them" >&2
-  exit 1
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "hack/deps.sh: missing packages ${missing[*]}; run as root or install them" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "installing: ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The VM's guest kernel: fetched once into its cache (a no-op when cached).
+if ((kernel)); then
+  "$(dirname "$0")/vm/guest-kernel.sh" >/dev/null
+fi

@@ -1,17 +1,13 @@
 #!/usr/bin/env bash
 # xdpipe's VM test bed, for SoftRoCE and for AF_XDP zero-copy on virtio-net:
-# boots a Debian kernel under qemu with the host's root shared read-only over
-# virtio-9p, runs one command in the guest and returns its exit status. The
-# guest runs the host's own binaries (go test -c output, rdma-core, perftest,
-# iproute2, ethtool).
+# boots the Debian trixie-backports kernel (>= 6.13) that guest-kernel.sh
+# fetched (virtio-net with AF_XDP zero-copy, rdma_rxe) under qemu with the
+# host's root shared read-only over virtio-9p, runs one command in the guest
+# and returns its exit status. The guest runs the host's own binaries (go
+# test -c output, rdma-core, perftest, iproute2, ethtool).
 #
 #   hack/vm/run.sh [options] -- COMMAND [ARGS...]
 #
-#   --kernel K      zc (default): the Debian trixie-backports kernel >= 6.13
-#                   that hack/vm/guest-kernel.sh fetched (virtio-net AF_XDP
-#                   zero-copy; it also runs rdma_rxe);
-#                   host: the newest /boot/vmlinuz-*-amd64 of the host's
-#                   Debian (package linux-image-amd64) with rdma_rxe
 #   --nics N        0 (default) or 2 virtio-net NICs able to bind AF_XDP in
 #                   zero-copy mode (iommu_platform=on), wired to each other,
 #                   named xzc0 and xzc1 in the guest (MACs 02:58:44:50:7a:00
@@ -33,11 +29,11 @@
 #   --accel A       kvm, tcg or auto (default auto, or $XDPIPE_VM_ACCEL):
 #                   auto uses KVM when /dev/kvm is present and a probe boot
 #                   works under it (cached in /run/xdpipe/vm-accel until the
-#                   host reboots), TCG otherwise. TCG is single-threaded with
-#                   the zc kernel (under multi-threaded TCG the 7.x guest now
-#                   and then oopses in bpf_dispatcher_xdp_func when an XDP
-#                   program is attached while the other vCPU runs XDP) and
-#                   multi-threaded with the host kernel
+#                   host reboots), TCG otherwise
+#   --tcg-thread T  single (default) or multi: multi-threaded TCG runs the
+#                   vCPUs in parallel, but the guest now and then oopses
+#                   (int3 in bpf_dispatcher_xdp_func) when an XDP program is
+#                   attached while the other vCPU runs XDP
 #
 # In the guest: proc, sys, devtmpfs, tmpfs on /tmp, /run, /dev/shm; the
 # modules for 9p, veth, virtio_net and rdma_rxe are loaded; no RDMA device
@@ -49,17 +45,15 @@
 # serial console to DIR/console.log. Exit status of run.sh: COMMAND's status,
 # 124 on timeout, 125 when the VM failed before reporting a status.
 #
-# Needs: qemu-system-x86, busybox-static, cpio, kmod, xz-utils; the zc kernel
-# (hack/deps.sh vm) or linux-image-amd64 (hack/deps.sh rdma). Root only for
-# --queues > 1.
+# Needs: qemu-system-x86, busybox-static, cpio, kmod, xz-utils and the guest
+# kernel (hack/deps.sh vm). Root only for --queues > 1.
 set -euo pipefail
 
-kernel_kind=zc out="" timeout=600 mem=1024 smp=2 accel=${XDPIPE_VM_ACCEL:-auto}
-nics=0 queues=1 noiommu=0
-usage="usage: $0 [--kernel zc|host] [--nics 0|2] [--queues Q] [--noiommu-nic] [--out DIR] [--timeout SEC] [--mem MIB] [--smp N] [--accel kvm|tcg|auto] -- COMMAND [ARGS...]"
+out="" timeout=600 mem=1024 smp=2 accel=${XDPIPE_VM_ACCEL:-auto}
+nics=0 queues=1 noiommu=0 tcg_thread=single
+usage="usage: $0 [--nics 0|2] [--queues Q] [--noiommu-nic] [--out DIR] [--timeout SEC] [--mem MIB] [--smp N] [--accel kvm|tcg|auto] [--tcg-thread single|multi] -- COMMAND [ARGS...]"
 while (($#)); do
   case $1 in
-    --kernel) kernel_kind=$2; shift 2 ;;
     --nics) nics=$2; shift 2 ;;
     --queues) queues=$2; shift 2 ;;
     --noiommu-nic) noiommu=1; shift ;;
@@ -68,6 +62,7 @@ while (($#)); do
     --mem) mem=$2; shift 2 ;;
     --smp) smp=$2; shift 2 ;;
     --accel) accel=$2; shift 2 ;;
+    --tcg-thread) tcg_thread=$2; shift 2 ;;
     --) shift; break ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) break ;;
@@ -78,29 +73,13 @@ bad() { echo "vm: $*" >&2; echo "$usage" >&2; exit 2; }
 [[ $nics == 0 || $nics == 2 ]] || bad "--nics must be 0 or 2"
 [[ $queues =~ ^[1-9][0-9]*$ ]] && ((queues <= 16)) || bad "--queues must be 1..16"
 ((noiommu == 0 || nics == 2)) || bad "--noiommu-nic needs --nics 2"
-[[ $kernel_kind == zc || $kernel_kind == host ]] || bad "--kernel must be zc or host"
+[[ $tcg_thread == single || $tcg_thread == multi ]] || bad "--tcg-thread must be single or multi"
 
 die() { echo "vm: $*" >&2; exit 125; }
 here=$(cd "$(dirname "$0")" && pwd)
 
-# The kernel: kroot holds lib/modules/$kver (the host root for the host kernel).
-case $kernel_kind in
-  host)
-    kernel="" kver="" kroot=""
-    for k in $(ls -1 /boot/vmlinuz-*-amd64 2>/dev/null | sort -V -r); do
-      v=${k#/boot/vmlinuz-}
-      if [[ -f /lib/modules/$v/modules.dep ]] && compgen -G "/lib/modules/$v/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko*" >/dev/null; then
-        kernel=$k kver=$v
-        break
-      fi
-    done 2>/dev/null
-    [[ -n $kernel ]] || die "no /boot/vmlinuz-*-amd64 with rdma_rxe under /lib/modules (hack/deps.sh rdma)"
-    tcg_thread=multi ;;
-  zc)
-    kroot=$("$here/guest-kernel.sh" --print) || die "no zero-copy guest kernel: run hack/vm/guest-kernel.sh (hack/deps.sh vm)"
-    kver=${kroot##*/} kernel=$kroot/vmlinuz
-    tcg_thread=single ;;
-esac
+kroot=$("$here/guest-kernel.sh" --print) || die "no guest kernel: run hack/vm/guest-kernel.sh (hack/deps.sh vm)"
+kver=${kroot##*/} kernel=$kroot/vmlinuz
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (hack/deps.sh vm)"
 busybox=$(command -v busybox) || die "busybox missing (hack/deps.sh vm)"
 ldd "$busybox" >/dev/null 2>&1 && die "busybox must be static (busybox-static)"
@@ -143,8 +122,7 @@ chmod +x "$out/command.sh"
 
 # --- initramfs: static busybox, the modules with their dependencies in load
 # order, the NIC plan and /init.
-mods=(virtio_pci 9pnet_virtio 9p veth crc32_generic rdma_rxe ib_uverbs rdma_ucm failover net_failover virtio_net)
-optional=" crc32_generic " # rxe needs it on 6.1 but does not declare it; gone (built in) by 6.13
+mods=(virtio_pci 9pnet_virtio 9p veth rdma_rxe ib_uverbs rdma_ucm failover net_failover virtio_net)
 root=$work/root
 mkdir -p "$root"/{bin,dev,proc,sys,newroot,lib/modules,etc}
 cp "$busybox" "$root/bin/busybox"
@@ -155,9 +133,7 @@ order=()
 add_mod() { # depth-first: dependencies first
   local name=$1 line path dep
   if ! line=$(grep -E "(^|/)${name//_/[_-]}\.ko(\.[a-z]+)?:" "$depfile" | head -1) || [[ -z $line ]]; then
-    # Built in, or (crc32_generic) gone.
     grep -qE "(^|/)${name//_/[_-]}\.ko" "$moddir/modules.builtin" 2>/dev/null && return 0
-    [[ $optional == *" $name "* ]] && return 0
     die "module $name not in $depfile"
   fi
   path=${line%%:*}
