@@ -10,7 +10,8 @@
 # RXE_MTU sets the veth MTU (default 1500, which gives a RoCE path MTU of
 # 1024). Addresses are from 198.18.0.0/15 only.
 #
-# Facts this depends on (found on Debian's 6.1 kernel):
+# Facts this depends on (found on Debian's 6.1 kernel, kept for the 7.x
+# guest kernel):
 #   - with both veth ends in one namespace, accept_local=1 and rp_filter=0 or
 #     the queue pair never reaches RTR (the peer's packets look spoofed);
 #   - the RoCE v2 GID index of the IPv4 address is read from sysfs, never
