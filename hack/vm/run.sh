@@ -40,7 +40,9 @@
 # exists yet (hack/vm/rdma/rxe-up.sh makes them). COMMAND runs chrooted in the
 # host's root as root with cwd /tmp/results and, in its environment,
 # XDPIPE_IN_VM=1, XDPIPE_VM_KERNEL (uname -r), XDPIPE_VM_NICS ("xzc0 xzc1" or
-# empty), XDPIPE_VM_QUEUES (Q) and XDPIPE_VM_NOIOMMU_NIC (xzcn or empty). Its
+# empty), XDPIPE_VM_QUEUES (Q), XDPIPE_VM_NOIOMMU_NIC (xzcn or empty) and
+# the host's CI (so that under CI=true a test in the guest fails where it
+# would skip). Its
 # stdout+stderr go to DIR/command.log, its exit status to DIR/status, the
 # serial console to DIR/console.log. Exit status of run.sh: COMMAND's status,
 # 124 on timeout, 125 when the VM failed before reporting a status.
@@ -202,6 +204,7 @@ fi
   echo "XDPIPE_VM_NICS='$( ((nics == 2)) && echo "xzc0 xzc1")'"
   echo "XDPIPE_VM_QUEUES=$queues"
   echo "XDPIPE_VM_NOIOMMU_NIC=$( ((noiommu)) && echo xzcn)"
+  printf 'CI=%q\n' "${CI:-}"
 } >"$root/etc/vm.env"
 
 cat >"$root/init" <<'EOF'
@@ -242,7 +245,7 @@ done </etc/nics
 say "running command"
 chroot /newroot /usr/bin/env -i HOME=/root PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   TMPDIR=/tmp XDPIPE_IN_VM=1 XDPIPE_VM_KERNEL="$(uname -r)" XDPIPE_VM_NICS="$XDPIPE_VM_NICS" \
-  XDPIPE_VM_QUEUES="$XDPIPE_VM_QUEUES" XDPIPE_VM_NOIOMMU_NIC="$XDPIPE_VM_NOIOMMU_NIC" \
+  XDPIPE_VM_QUEUES="$XDPIPE_VM_QUEUES" XDPIPE_VM_NOIOMMU_NIC="$XDPIPE_VM_NOIOMMU_NIC" CI="$CI" \
   /bin/sh -c '/tmp/results/command.sh >/tmp/results/command.log 2>&1' </dev/null
 rc=$?
 echo $rc >/newroot/tmp/results/status

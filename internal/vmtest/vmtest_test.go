@@ -19,6 +19,8 @@ import (
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
+func TestMain(m *testing.M) { testutil.RunCheckingLeaks(m) }
+
 // TestVMNICs boots the zero-copy VM twice, with two NICs of one queue pair
 // (plus one without iommu_platform) and of two, and runs TestGuestNICs of
 // this package's test binary in the guest: the contract other packages' VM
