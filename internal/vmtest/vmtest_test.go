@@ -16,6 +16,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/internal/vmtest"
+	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
@@ -43,8 +44,9 @@ func TestVMNICs(t *testing.T) {
 }
 
 // TestGuestNICs is the guest side of TestVMNICs (it skips on the host): each
-// NIC in XDPIPE_VM_NICS exists, has XDPIPE_VM_QUEUES combined channels and
-// binds an AF_XDP socket in zero-copy mode on every queue; the NIC without
+// NIC in XDPIPE_VM_NICS exists, has XDPIPE_VM_QUEUES combined channels,
+// xsk-zerocopy in its xdp-features, and binds an AF_XDP socket in zero-copy
+// mode on every queue; the NIC without
 // iommu_platform refuses zero-copy and binds in copy mode; frames sent out
 // of one NIC arrive, all of them, at the other.
 func TestGuestNICs(t *testing.T) {
@@ -61,6 +63,10 @@ func TestGuestNICs(t *testing.T) {
 		if got := combinedChannels(t, name); got != queues {
 			t.Errorf("%s: %d combined channels, want %d", name, got, queues)
 		}
+		d := describe(t, name)
+		if !d.Features.Has(netdev.XDPXSKZeroCopy) || d.RXQueues != queues || d.TXQueues != queues {
+			t.Errorf("%s: %v, %d rx and %d tx queues: want xsk-zerocopy and %d queues", name, d, d.RXQueues, d.TXQueues, queues)
+		}
 		for q := 0; q < queues; q++ {
 			if mode, err := bind(t, name, q, xsk.BindZeroCopy); err != nil || mode != xsk.BindZeroCopy {
 				t.Errorf("%s queue %d: zero-copy bind: mode %v, %v", name, q, mode, err)
@@ -71,6 +77,7 @@ func TestGuestNICs(t *testing.T) {
 		// Without iommu_platform the driver has no DMA API: the kernel
 		// refuses the zero-copy bind with EINVAL (not EOPNOTSUPP, though
 		// the NIC advertises xsk-zerocopy).
+		t.Logf("%s (no iommu_platform): %v", name, describe(t, name))
 		if _, err := bind(t, name, 0, xsk.BindZeroCopy); !errors.Is(err, unix.EINVAL) {
 			t.Errorf("%s (no iommu_platform): zero-copy bind: %v, want EINVAL", name, err)
 		}
@@ -79,6 +86,20 @@ func TestGuestNICs(t *testing.T) {
 		}
 	}
 	t.Run("wire", func(t *testing.T) { wire(t, nics[0], nics[1]) })
+}
+
+// describe is what the netdev family says about the NIC.
+func describe(t *testing.T, name string) netdev.Device {
+	t.Helper()
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := netdev.Get(ifc.Index)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return d
 }
 
 var combinedRe = regexp.MustCompile(`(?s)Current hardware settings:.*?Combined:\s*(\d+)`)
