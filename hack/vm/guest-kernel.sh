@@ -42,6 +42,10 @@ if cached; then exit 0; fi
 for t in apt-get dpkg-deb depmod; do command -v $t >/dev/null || die "$t missing (apt-get install apt dpkg kmod)"; done
 [[ -r $keyring ]] || die "$keyring missing (apt-get install debian-archive-keyring)"
 mkdir -p "$cache" 2>/dev/null || die "cannot create $cache: run as root or set XDPIPE_VM_CACHE"
+# One fetch at a time; a second caller waits, then finds the kernel cached.
+exec 9>"$cache/.lock"
+flock -w 1200 9 || die "another guest-kernel.sh holds $cache/.lock for 20 minutes"
+if cached; then exit 0; fi
 work=$(mktemp -d "$cache/.fetch.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work"/{lists/partial,archives/partial,etc/preferences.d,deb}
