@@ -2,7 +2,11 @@ package pipeline
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xdpipe/xdpipe/rules"
 )
@@ -71,7 +75,10 @@ type Filter struct {
 	hits            []uint64 // per-burst scratch, folded into Hits once per burst
 }
 
-var _ Stage = (*Filter)(nil)
+var (
+	_ Stage   = (*Filter)(nil)
+	_ Metered = (*Filter)(nil)
+)
 
 // NewFilter makes a filter stage.
 func NewFilter(m Matcher) (*Filter, error) {
@@ -123,4 +130,68 @@ func (f *Filter) Process(b *Burst) {
 	if dropped != 0 {
 		f.Dropped.Add(dropped)
 	}
+}
+
+var (
+	mRuleHits   = desc("xdpipe_filter_rule_hits_total", "Frames decided by each filter rule.", "queue", "stage", "index", "rule")
+	mRuleMisses = desc("xdpipe_filter_misses_total", "Frames no filter rule decided.", "queue", "stage", "index")
+)
+
+// Counters implements Metered: hits per rule, labelled with the rule's
+// name (or priority), and misses.
+func (f *Filter) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+	var set *rules.Set
+	if rm, ok := f.match.(*RuleMatcher); ok {
+		set = rm.Set()
+	}
+	for r := range f.Hits {
+		label := strconv.Itoa(r)
+		if set != nil && r < len(set.Rules) {
+			label = ruleLabel(set.Rules[r].Priority, set.Rules[r].Name)
+		}
+		emit(mRuleHits, f.Hits[r].Load(), label)
+	}
+	emit(mRuleMisses, f.Misses.Load())
+}
+
+// FilterOptions are the filter stage's options in a configuration file.
+type FilterOptions struct {
+	// Rules is a rules file (package rules' YAML).
+	Rules string     `yaml:"rules"`
+	set   *rules.Set // loaded once for every worker's filter
+}
+
+func newFilterStage(o *FilterOptions, env StageEnv) (Stage, error) {
+	if o.Rules == "" {
+		return nil, fmt.Errorf("needs rules: a rules file")
+	}
+	if o.set == nil {
+		set, _, err := rules.LoadFile(o.Rules)
+		if err != nil {
+			return nil, err
+		}
+		if err := set.ResolveIfaces(ifindexOf); err != nil {
+			return nil, err
+		}
+		o.set = set
+	}
+	m, err := NewRuleMatcher(o.set)
+	if err != nil {
+		return nil, err
+	}
+	f, err := NewFilter(m)
+	if err != nil {
+		return nil, err
+	}
+	f.Ifindexes = env.Ifindexes
+	return f, nil
+}
+
+// ifindexOf resolves the interface names rules match on.
+func ifindexOf(name string) (int, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0, err
+	}
+	return ifc.Index, nil
 }

@@ -26,23 +26,32 @@ import (
 //	    rx, tx, completion, kernel): ring occupancy
 //	xdpipe_burst_size: histogram of non-empty RX burst sizes
 //	xdpipe_worker_passes_total, xdpipe_worker_idle_passes_total, xdpipe_stage_reloads_total
-//	xdpipe_filter_rule_hits_total{rule}, xdpipe_filter_misses_total
-//	xdpipe_stage_packets_total{stage, index} (count stages)
-//	xdpipe_stage_errors_total{stage, index}, xdpipe_stage_lost_total{stage, index}
+//
+// and each stage's own (Metered), labelled with queue, stage (its kind) and
+// index (its place in the chain):
+//
+//	xdpipe_stage_packets_total (count, pcap)
+//	xdpipe_stage_errors_total, xdpipe_stage_lost_total
 //	    (pcap write failures and frames not captured; rewrite push without room)
+//	xdpipe_filter_rule_hits_total{rule}, xdpipe_filter_misses_total
 //	xdpipe_sample_sent_total, xdpipe_sample_dropped_total
 type Collector struct {
 	mu      sync.Mutex
 	workers []*Worker
-	umems   map[string]*xsk.Umem
+	umems   map[string]Accounted
 	extra   []func(ch chan<- prometheus.Metric)
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
 
+// Accounted is a UMEM that says where its frames are (*xsk.Umem).
+type Accounted interface {
+	Accounting() xsk.Accounting
+}
+
 // NewCollector makes a collector for the workers; umems (name -> UMEM) feed
 // the frame-place gauges.
-func NewCollector(workers []*Worker, umems map[string]*xsk.Umem) *Collector {
+func NewCollector(workers []*Worker, umems map[string]Accounted) *Collector {
 	return &Collector{workers: workers, umems: umems}
 }
 
@@ -71,13 +80,9 @@ var (
 	mPasses      = desc("xdpipe_worker_passes_total", "Worker passes.", "queue")
 	mIdle        = desc("xdpipe_worker_idle_passes_total", "Worker passes that received nothing.", "queue")
 	mReloads     = desc("xdpipe_stage_reloads_total", "Stage chains swapped in at run time.", "queue")
-	mRuleHits    = desc("xdpipe_filter_rule_hits_total", "Frames decided by each filter rule.", "queue", "index", "rule")
-	mRuleMisses  = desc("xdpipe_filter_misses_total", "Frames no filter rule decided.", "queue", "index")
 	mStagePkts   = desc("xdpipe_stage_packets_total", "Frames seen by a count (or pcap: written) stage.", "queue", "stage", "index")
 	mStageErrors = desc("xdpipe_stage_errors_total", "Run-time stage failures (pcap write or open errors).", "queue", "stage", "index")
 	mStageLost   = desc("xdpipe_stage_lost_total", "Frames a stage could not handle (pcap not captured, VLAN push without room, TTL expired).", "queue", "stage", "index")
-	mSampleSent  = desc("xdpipe_sample_sent_total", "Frames sampled to the slow path.", "queue", "index")
-	mSampleDrop  = desc("xdpipe_sample_dropped_total", "Samples lost because the slow path was behind.", "queue", "index")
 )
 
 // Describe implements prometheus.Collector (unchecked: label sets vary with
@@ -146,34 +151,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstHistogram(mBurst, count, sum, buckets, q)
 		for i, s := range w.Stages() {
-			idx := strconv.Itoa(i)
-			switch s := s.(type) {
-			case *Count:
-				counter(ch, mStagePkts, s.Packets.Load(), q, "count", idx)
-			case *Filter:
-				names := []string(nil)
-				if rm, ok := s.match.(*RuleMatcher); ok {
-					for _, r := range rm.Set().Rules {
-						names = append(names, ruleLabel(r.Priority, r.Name))
-					}
-				}
-				for r := range s.Hits {
-					label := strconv.Itoa(r)
-					if r < len(names) {
-						label = names[r]
-					}
-					counter(ch, mRuleHits, s.Hits[r].Load(), q, idx, label)
-				}
-				counter(ch, mRuleMisses, s.Misses.Load(), q, idx)
-			case *Pcap:
-				counter(ch, mStagePkts, s.Packets.Load(), q, "pcap", idx)
-				counter(ch, mStageErrors, s.Errors.Load(), q, "pcap", idx)
-				counter(ch, mStageLost, s.Lost.Load(), q, "pcap", idx)
-			case *Rewrite:
-				counter(ch, mStageLost, s.NoRoom.Load()+s.TTLExpired.Load(), q, "rewrite", idx)
-			case *Sample:
-				counter(ch, mSampleSent, s.Sent.Load(), q, idx)
-				counter(ch, mSampleDrop, s.Dropped.Load(), q, idx)
+			if m, ok := s.(Metered); ok {
+				lv := []string{q, stageName(s), strconv.Itoa(i)}
+				m.Counters(func(d *prometheus.Desc, v uint64, labels ...string) {
+					counter(ch, d, v, append(lv[:3:3], labels...)...)
+				})
 			}
 		}
 	}

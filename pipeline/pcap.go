@@ -15,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // PcapOptions configure a capture stage. The zero value, with a Path, works.
@@ -68,7 +69,10 @@ type Pcap struct {
 	Packets, Bytes, Errors, Lost atomic.Uint64
 }
 
-var _ Stage = (*Pcap)(nil)
+var (
+	_ Stage   = (*Pcap)(nil)
+	_ Metered = (*Pcap)(nil)
+)
 
 // NewPcap opens the first capture file. An unwritable path is an error here,
 // before anything is attached.
@@ -103,6 +107,40 @@ func NewPcap(opts PcapOptions) (*Pcap, error) {
 
 // StageName implements Named.
 func (*Pcap) StageName() string { return "pcap" }
+
+// Counters implements Metered.
+func (p *Pcap) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+	emit(mStagePkts, p.Packets.Load())
+	emit(mStageErrors, p.Errors.Load())
+	emit(mStageLost, p.Lost.Load())
+}
+
+// PcapStageOptions are the pcap stage's options in a configuration file.
+type PcapStageOptions struct {
+	// Path of the capture file; with several workers each writes its own,
+	// the queue before the extension (cap.q1.pcap).
+	Path string `yaml:"path"`
+	// SnapLen, MaxBytes and Buffer: PcapOptions' SnapLen, MaxBytes and
+	// BufferSize.
+	SnapLen  int   `yaml:"snaplen"`
+	MaxBytes int64 `yaml:"max_bytes"`
+	Buffer   int   `yaml:"buffer"`
+}
+
+func newPcapStage(o *PcapStageOptions, env StageEnv) (Stage, error) {
+	if o.Path == "" {
+		return nil, errors.New("needs path")
+	}
+	if o.SnapLen < 0 || o.MaxBytes < 0 || o.Buffer < 0 {
+		return nil, errors.New("snaplen, max_bytes and buffer must not be negative")
+	}
+	path := o.Path
+	if env.PerQueue {
+		ext := filepath.Ext(path)
+		path = fmt.Sprintf("%s.q%d%s", strings.TrimSuffix(path, ext), env.Queue, ext)
+	}
+	return NewPcap(PcapOptions{Path: path, SnapLen: uint32(o.SnapLen), MaxBytes: o.MaxBytes, BufferSize: o.Buffer})
+}
 
 // fileName is the name of the seq'th capture file.
 func (p *Pcap) fileName(seq int) string {

@@ -2,9 +2,12 @@ package pipeline
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Rewrite edits headers in place, in this order: VLAN pop, VLAN push, MAC
@@ -36,7 +39,10 @@ type Rewrite struct {
 	NoRoom, TTLExpired atomic.Uint64
 }
 
-var _ Stage = (*Rewrite)(nil)
+var (
+	_ Stage   = (*Rewrite)(nil)
+	_ Metered = (*Rewrite)(nil)
+)
 
 // Validate checks the settings.
 func (r *Rewrite) Validate() error {
@@ -44,7 +50,7 @@ func (r *Rewrite) Validate() error {
 		return fmt.Errorf("rewrite: MAC addresses must be 6 bytes")
 	}
 	if r.DSCP > 63 {
-		return fmt.Errorf("rewrite: DSCP %d out of range 0..63", r.DSCP)
+		return fmt.Errorf("rewrite: dscp %d: want 0..63", r.DSCP)
 	}
 	if r.PushVLAN && r.VLANTCI&0x0fff == 0x0fff {
 		return fmt.Errorf("rewrite: VLAN ID 4095 is reserved")
@@ -54,6 +60,68 @@ func (r *Rewrite) Validate() error {
 
 // StageName implements Named.
 func (*Rewrite) StageName() string { return "rewrite" }
+
+// Counters implements Metered.
+func (r *Rewrite) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+	emit(mStageLost, r.NoRoom.Load()+r.TTLExpired.Load())
+}
+
+// RewriteOptions are the rewrite stage's options in a configuration file;
+// unset ones change nothing.
+type RewriteOptions struct {
+	SrcMAC string `yaml:"src_mac"`
+	DstMAC string `yaml:"dst_mac"`
+	// PushVLAN is the VLAN ID (1..4094) of a tag to push, PCP its priority.
+	PushVLAN *int `yaml:"push_vlan"`
+	PCP      int  `yaml:"pcp"`
+	PopVLAN  bool `yaml:"pop_vlan"`
+	DecTTL   bool `yaml:"dec_ttl"`
+	// TTL sets the TTL (hop limit): 1..255.
+	TTL  *int `yaml:"ttl"`
+	DSCP *int `yaml:"dscp"`
+}
+
+// inRange checks one integer option.
+func inRange(name string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return fmt.Errorf("%s %d: want %d..%d", name, v, lo, hi)
+	}
+	return nil
+}
+
+func newRewriteStage(o *RewriteOptions, _ StageEnv) (Stage, error) {
+	rw := &Rewrite{PopVLAN: o.PopVLAN, DecTTL: o.DecTTL}
+	var err error
+	if o.SrcMAC != "" {
+		if rw.SrcMAC, err = net.ParseMAC(o.SrcMAC); err != nil {
+			return nil, fmt.Errorf("src_mac: %w", err)
+		}
+	}
+	if o.DstMAC != "" {
+		if rw.DstMAC, err = net.ParseMAC(o.DstMAC); err != nil {
+			return nil, fmt.Errorf("dst_mac: %w", err)
+		}
+	}
+	if o.PushVLAN != nil {
+		if err := errors.Join(inRange("push_vlan", *o.PushVLAN, 1, 4094), inRange("pcp", o.PCP, 0, 7)); err != nil {
+			return nil, err
+		}
+		rw.PushVLAN, rw.VLANTCI = true, uint16(o.PCP)<<13|uint16(*o.PushVLAN)
+	}
+	if o.TTL != nil {
+		if err := inRange("ttl", *o.TTL, 1, 255); err != nil {
+			return nil, err
+		}
+		rw.SetTTL = uint8(*o.TTL)
+	}
+	if o.DSCP != nil {
+		if err := inRange("dscp", *o.DSCP, 0, 63); err != nil {
+			return nil, err
+		}
+		rw.SetDSCP, rw.DSCP = true, uint8(*o.DSCP)
+	}
+	return rw, rw.Validate()
+}
 
 // Process implements Stage.
 func (r *Rewrite) Process(b *Burst) {

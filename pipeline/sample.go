@@ -1,8 +1,11 @@
 package pipeline
 
 import (
+	"cmp"
 	"fmt"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Sampled is a copy of one sampled packet, handed to the slow path. Its
@@ -30,7 +33,10 @@ type Sample struct {
 	Sent, Dropped atomic.Uint64
 }
 
-var _ Stage = (*Sample)(nil)
+var (
+	_ Stage   = (*Sample)(nil)
+	_ Metered = (*Sample)(nil)
+)
 
 // NewSample samples one packet in every n (n >= 1) into a channel of depth
 // buffers (default 64) of snap bytes each (default 256).
@@ -56,6 +62,30 @@ func NewSample(n, depth, snap int) (*Sample, error) {
 
 // StageName implements Named.
 func (*Sample) StageName() string { return "sample" }
+
+var (
+	mSampleSent = desc("xdpipe_sample_sent_total", "Frames sampled to the slow path.", "queue", "stage", "index")
+	mSampleDrop = desc("xdpipe_sample_dropped_total", "Samples lost because the slow path was behind.", "queue", "stage", "index")
+)
+
+// Counters implements Metered.
+func (s *Sample) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+	emit(mSampleSent, s.Sent.Load())
+	emit(mSampleDrop, s.Dropped.Load())
+}
+
+// SampleOptions are the sample stage's options in a configuration file.
+type SampleOptions struct {
+	// Every samples one frame in every so many (default 1000); Depth and
+	// SnapLen: NewSample's.
+	Every   int `yaml:"every"`
+	Depth   int `yaml:"depth"`
+	SnapLen int `yaml:"snaplen"`
+}
+
+func newSampleStage(o *SampleOptions, _ StageEnv) (Stage, error) {
+	return NewSample(cmp.Or(o.Every, 1000), o.Depth, o.SnapLen)
+}
 
 // C is the slow-path channel.
 func (s *Sample) C() <-chan *Sampled { return s.out }

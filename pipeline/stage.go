@@ -1,5 +1,11 @@
 package pipeline
 
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
 // Stage processes a burst in place: it reads and edits packet bytes and sets
 // verdicts. Stages skip packets whose verdict is already VerdictDrop. Process runs on
 // the worker goroutine and must not allocate or block in steady state (the
@@ -18,7 +24,24 @@ type OutputBinder interface {
 	BindOutputs(lookup func(name string) (int, bool)) error
 }
 
-// Named stages report a short name for logs and metrics.
+// Named stages report their kind (the registry's name for them): the
+// Collector labels their counters with it.
 type Named interface {
 	StageName() string
+}
+
+// Metered is implemented by stages with counters. The Collector calls
+// Counters at every scrape, from its own goroutine: read the counters with
+// atomic loads. emit's labels are those d has after queue, stage and index
+// (a rule's name, say).
+type Metered interface {
+	Counters(emit func(d *prometheus.Desc, v uint64, labels ...string))
+}
+
+// stageName is a stage's kind for metrics: its StageName, or its Go type.
+func stageName(s Stage) string {
+	if n, ok := s.(Named); ok {
+		return n.StageName()
+	}
+	return fmt.Sprintf("%T", s)
 }

@@ -3,7 +3,10 @@ package pipeline
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Compile-time checks that the built-in stages are Stages.
@@ -13,6 +16,7 @@ var (
 	_ Stage        = (*MacSwap)(nil)
 	_ Stage        = (*Forward)(nil)
 	_ OutputBinder = (*Forward)(nil)
+	_ Metered      = (*Count)(nil)
 )
 
 // Count counts the packets and bytes that reach it (dropped ones excluded).
@@ -24,6 +28,11 @@ type Count struct {
 
 // StageName implements Named.
 func (*Count) StageName() string { return "count" }
+
+// Counters implements Metered.
+func (c *Count) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+	emit(mStagePkts, c.Packets.Load())
+}
 
 // Process implements Stage.
 func (c *Count) Process(b *Burst) {
@@ -99,6 +108,19 @@ type Forward struct {
 
 // StageName implements Named.
 func (*Forward) StageName() string { return "forward" }
+
+// ForwardOptions are the forward stage's options.
+type ForwardOptions struct {
+	// To names the output: one of the worker's ports (an interface).
+	To string `yaml:"to"`
+}
+
+func newForwardStage(o *ForwardOptions, env StageEnv) (Stage, error) {
+	if !slices.Contains(env.Ports, o.To) {
+		return nil, fmt.Errorf("output %q is not one of the interfaces %v", o.To, env.Ports)
+	}
+	return &Forward{To: o.To}, nil
+}
 
 // BindOutputs implements OutputBinder.
 func (f *Forward) BindOutputs(lookup func(string) (int, bool)) error {

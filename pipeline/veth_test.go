@@ -109,7 +109,7 @@ func TestVethL2fwd(t *testing.T) {
 	t.Cleanup(func() { u.Close() })
 	s := openXsk(t, &p.B, u, 0, xsk.SocketOptions{})
 	count := &Count{}
-	poll := PollWait
+	poll := PollWakeup
 	if os.Getenv("XSPIN") != "" {
 		poll = PollSpin
 	}
@@ -195,7 +195,7 @@ func TestVethForward(t *testing.T) {
 	s1 := openXsk(t, &p1.B, u, 0, xsk.SocketOptions{})
 	s2 := openXsk(t, &p2.B, u, 0, xsk.SocketOptions{})
 	stages := []Stage{testOnly(t), &Rewrite{SrcMAC: p2.B.MAC, DstMAC: p2.A.MAC}, &Forward{To: "out"}}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"in", s1}, {"out", s2}}, Mem: u, Stages: stages, CPU: -1, Poll: PollWait})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"in", s1}, {"out", s2}}, Mem: u, Stages: stages, CPU: -1, Poll: PollWakeup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestVethPcap(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{keep, pc, &MacSwap{}}, CPU: -1, Poll: PollWait})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{keep, pc, &MacSwap{}}, CPU: -1, Poll: PollWakeup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func TestVethTXRingFull(t *testing.T) {
 	}
 	t.Cleanup(func() { u.Close() })
 	s := openXsk(t, &p.B, u, 0, xsk.SocketOptions{TXSize: 8})
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{testOnly(t), &MacSwap{}}, CPU: -1, Poll: PollWait})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{testOnly(t), &MacSwap{}}, CPU: -1, Poll: PollWakeup})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,29 +39,32 @@ type PollMode int
 const (
 	// PollSpin busy-polls: lowest latency, one CPU at 100%.
 	PollSpin PollMode = iota
-	// PollWait sleeps in poll(2) until RX has frames (need_wakeup mode).
-	PollWait
+	// PollWakeup naps or sleeps in poll(2) until RX has frames
+	// (need_wakeup mode; see xsk.Idler).
+	PollWakeup
 )
 
 func (m PollMode) String() string {
 	switch m {
 	case PollSpin:
 		return "spin"
-	case PollWait:
-		return "wait"
+	case PollWakeup:
+		return "wakeup"
 	}
 	return fmt.Sprintf("PollMode(%d)", int(m))
 }
 
-// ParsePollMode parses "spin" or "wait".
+// ParsePollMode parses "spin" (the default) or "wakeup", every command's
+// words for the two modes. "wait", what `xdpipe run` called wakeup
+// before, is still accepted so older config files keep working.
 func ParsePollMode(s string) (PollMode, error) {
 	switch s {
 	case "spin", "":
 		return PollSpin, nil
-	case "wait", "wakeup":
-		return PollWait, nil
+	case "wakeup", "wait":
+		return PollWakeup, nil
 	}
-	return 0, fmt.Errorf("poll mode %q: want spin or wait", s)
+	return 0, fmt.Errorf("poll mode %q: want spin or wakeup", s)
 }
 
 // NamedPort is a worker port with the name (interface) Forward stages use.
@@ -97,9 +100,9 @@ type WorkerConfig struct {
 	Default Verdict
 	// Poll selects spinning or waiting when idle.
 	Poll PollMode
-	// WaitTimeout bounds one wait in PollWait mode (default 10ms).
+	// WaitTimeout bounds one wait in PollWakeup mode (default 10ms).
 	WaitTimeout time.Duration
-	// Coalesce is PollWait's longest nap while frames keep coming, instead
+	// Coalesce is PollWakeup's longest nap while frames keep coming, instead
 	// of a poll(2) (default xsk.DefaultCoalesce; negative: always poll).
 	// See xsk.Idler.
 	Coalesce time.Duration
@@ -164,8 +167,8 @@ type stageSet struct {
 // buffered TX, completion, fill. One goroutine; see Run.
 type Worker struct {
 	cfg     WorkerConfig
-	pollFds []unix.PollFd // every port's fd, when all ports have one (PollWait)
-	idler   xsk.Idler     // PollWait's choice between spinning, napping and poll(2)
+	pollFds []unix.PollFd // every port's fd, when all ports have one (PollWakeup)
+	idler   xsk.Idler     // PollWakeup's choice between spinning, napping and poll(2)
 	ports   []workerPort
 	burst   *Burst
 	free    []uint64 // frames to return to the free stack, flushed in batches
@@ -224,7 +227,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		}
 		w.ports = append(w.ports, workerPort{name: p.Name, port: p.Port, tx: make([]Desc, 0, cfg.TXBatch)})
 	}
-	// In PollWait mode, a worker whose ports all have fds (xsk sockets)
+	// In PollWakeup mode, a worker whose ports all have fds (xsk sockets)
 	// sleeps in one poll(2) on all of them.
 	for _, p := range cfg.Ports {
 		f, ok := p.Port.(interface{ FD() int })
@@ -341,7 +344,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.lastTX = Now()
 	for !w.stop.Load() {
 		n := w.pass()
-		if w.cfg.Poll != PollWait {
+		if w.cfg.Poll != PollWakeup {
 			continue
 		}
 		if n > 0 || !w.txIdle() {

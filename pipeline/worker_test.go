@@ -178,7 +178,7 @@ func TestWorkerL2fwdFake(t *testing.T) {
 			bad++
 		}
 	}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1, Poll: PollWait})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1, Poll: PollWakeup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +424,7 @@ func TestWorkerFlushesWhenInputStops(t *testing.T) {
 	mem := newFakeMem(64, 2048)
 	port := newFakePort(mem, udp4(t, 53), 1, 32, 32)
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}},
-		CPU: -1, Poll: PollWait, DrainInterval: time.Hour})
+		CPU: -1, Poll: PollWakeup, DrainInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

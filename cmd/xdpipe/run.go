@@ -225,7 +225,11 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	coll := pipeline.NewCollector(d.workers, d.umemName)
+	umems := map[string]pipeline.Accounted{}
+	for n, u := range d.umemName {
+		umems[n] = u
+	}
+	coll := pipeline.NewCollector(d.workers, umems)
 	coll.AddFunc(d.steerMetrics)
 	reg.MustRegister(coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if ln != nil {
