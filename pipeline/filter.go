@@ -156,26 +156,23 @@ func (f *Filter) Counters(emit func(d *prometheus.Desc, v uint64, labels ...stri
 
 // FilterOptions are the filter stage's options in a configuration file.
 type FilterOptions struct {
-	// Rules is a rules file (package rules' YAML).
-	Rules string     `yaml:"rules"`
-	set   *rules.Set // loaded once for every worker's filter
+	// Rules is a rules file (package rules' YAML), read by each build
+	// (for each worker, and again on reload).
+	Rules string `yaml:"rules"`
 }
 
 func newFilterStage(o *FilterOptions, env StageEnv) (Stage, error) {
 	if o.Rules == "" {
 		return nil, fmt.Errorf("needs rules: a rules file")
 	}
-	if o.set == nil {
-		set, _, err := rules.LoadFile(o.Rules)
-		if err != nil {
-			return nil, err
-		}
-		if err := set.ResolveIfaces(ifindexOf); err != nil {
-			return nil, err
-		}
-		o.set = set
+	set, _, err := rules.LoadFile(o.Rules)
+	if err != nil {
+		return nil, err
 	}
-	m, err := NewRuleMatcher(o.set)
+	if err := set.ResolveIfaces(ifindexOf); err != nil {
+		return nil, err
+	}
+	m, err := NewRuleMatcher(set)
 	if err != nil {
 		return nil, err
 	}

@@ -49,9 +49,13 @@ func usage() {
 }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+	if len(os.Args) < 2 {
 		usage()
 		os.Exit(2)
+	}
+	if a := os.Args[1]; a == "-h" || a == "--help" || a == "help" {
+		usage()
+		return
 	}
 	cmd, ok := commands[os.Args[1]]
 	if !ok {
@@ -65,7 +69,8 @@ func main() {
 	switch {
 	case err == nil:
 	case errors.Is(err, flag.ErrHelp):
-		os.Exit(2)
+		// -h and --help asked for the usage, which was printed: success,
+		// as Go's flag package exits since Go 1.16.
 	default:
 		fmt.Fprintf(os.Stderr, "xdpipe %s: %v\n", os.Args[1], err)
 		os.Exit(1)

@@ -61,3 +61,20 @@ func noXDP(t *testing.T, e *testutil.VethEnd) {
 		t.Errorf("%s still has an XDP program attached:\n%s", e.Name, out)
 	}
 }
+
+// TestHelpExitsZero: asking for the usage is success (as Go's flag package
+// has it since Go 1.16; scripts rely on it); a wrong flag or no command is
+// not.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"run", "-h"}, {"rxdrop", "--help"}, {"gen", "-h"},
+		{"bench", "-h"}, {"rules", "-h"}, {"rules", "list", "-h"}, {"rdma-sink", "-h"}} {
+		if out, code := xdpipeIn(t, nil, args...); code != 0 || !strings.Contains(out, "usage") {
+			t.Errorf("xdpipe %s: exit %d, want 0 with the usage:\n%s", strings.Join(args, " "), code, out)
+		}
+	}
+	for _, args := range [][]string{{}, {"run", "--no-such-flag"}, {"frobnicate"}} {
+		if out, code := xdpipeIn(t, nil, args...); code == 0 {
+			t.Errorf("xdpipe %s: exit 0, want a failure:\n%s", strings.Join(args, " "), out)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/dataplane"
 	"github.com/xdpipe/xdpipe/gen"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rules"
@@ -25,8 +27,8 @@ type rxdropOptions struct {
 	iface    string
 	queue    int
 	bind     xsk.BindMode
-	wakeup   bool
-	coalesce time.Duration
+	poll     pipeline.PollMode
+	coalesce time.Duration // for xsk.Idler: negative means never nap
 	attach   bpf.AttachMode
 	duration time.Duration
 	interval time.Duration
@@ -38,6 +40,7 @@ type rxdropOptions struct {
 	busyPoll bool
 	track    bool
 	rules    *rules.Set
+	pinDir   string
 	profile  string
 }
 
@@ -52,11 +55,12 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		fs.PrintDefaults()
 	}
 	var bind, poll, attach, rulesFile string
+	var coalesce dataplane.Duration
 	fs.StringVar(&o.iface, "iface", "", "interface to receive on (required)")
 	fs.IntVar(&o.queue, "queue", 0, "RX queue to bind")
 	fs.StringVar(&bind, "bind", "auto", "AF_XDP bind mode: copy, zerocopy or auto (zero-copy, else copy)")
 	fs.StringVar(&poll, "poll", "spin", "spin (busy loop, one whole core) or wakeup (sleep when the RX ring is empty)")
-	fs.DurationVar(&o.coalesce, "coalesce", xsk.DefaultCoalesce, "wakeup mode: while frames keep coming, nap this long at most (never long enough\nto fill half the RX ring) instead of sleeping in poll(2), so the receiving CPU\nis spared a wakeup per NAPI poll; 0: always poll(2)")
+	fs.DurationVar(&coalesce.Duration, "coalesce", xsk.DefaultCoalesce, "wakeup mode: while frames keep coming, nap this long at most (never long enough\nto fill half the RX ring) instead of sleeping in poll(2), so the receiving CPU\nis spared a wakeup per NAPI poll; 0: always poll(2)")
 	fs.StringVar(&attach, "attach", "auto", "XDP attach mode: driver, generic or auto (driver, else generic)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until SIGINT or SIGTERM)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "rate line interval")
@@ -67,6 +71,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	fs.IntVar(&o.cpu, "cpu", -1, "pin the receive loop to this CPU (-1: no pinning)")
 	fs.BoolVar(&o.busyPoll, "busy-poll", false, "enable socket busy polling (SO_PREFER_BUSY_POLL)")
 	fs.StringVar(&rulesFile, "rules", "", "steer with the rules in this YAML file instead of redirecting every frame\n(frames the rules redirect reach the socket; see `xdpipe rules`)")
+	fs.StringVar(&o.pinDir, "pin-dir", bpf.DefaultPinPath, "with --rules: bpffs directory under which the rule maps are pinned (one directory per\ninterface) while rxdrop runs, for `xdpipe rules`; empty: no pins")
 	fs.BoolVar(&o.track, "track", true, "account generated frames (xdpipe gen): loss, duplicates, reordering, latency")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
@@ -82,12 +87,12 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	if o.bind, err = xsk.ParseBindMode(bind); err != nil {
 		return o, err
 	}
-	switch poll {
-	case "spin":
-	case "wakeup":
-		o.wakeup = true
-	default:
-		return o, fmt.Errorf("unknown --poll %q (want spin or wakeup)", poll)
+	fs.Visit(func(f *flag.Flag) { coalesce.Set = coalesce.Set || f.Name == "coalesce" })
+	if o.poll, err = pipeline.ParsePollMode(poll); err != nil {
+		return o, fmt.Errorf("--poll: %w", err)
+	}
+	if o.coalesce, err = dataplane.ParseCoalesce(coalesce); err != nil {
+		return o, fmt.Errorf("--coalesce: %w", err)
 	}
 	if o.attach, err = bpf.ParseAttachMode(attach); err != nil {
 		return o, err
@@ -110,8 +115,6 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		return o, fmt.Errorf("--interval %v: must be positive", o.interval)
 	case o.duration < 0:
 		return o, fmt.Errorf("--duration %v: must not be negative", o.duration)
-	case o.coalesce < 0 || o.coalesce > time.Second:
-		return o, fmt.Errorf("--coalesce %v: must be between 0 and 1s", o.coalesce)
 	}
 	if o.cpu >= 0 {
 		// The CPUs this process may run on (taskset), not only those the
@@ -143,31 +146,38 @@ func runRxdrop(ctx context.Context, args []string) error {
 	}
 	defer stopProfile()
 
-	port, err := openPort(portOptions{
-		iface:  o.iface,
-		queue:  o.queue,
-		attach: o.attach,
-		umem:   xsk.UmemOptions{NumFrames: uint32(o.frames), FrameSize: uint32(o.frameSz), FillSize: 2 * uint32(o.ring)},
-		socket: xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
-		rules:  o.rules,
+	if _, _, err := dataplane.CheckInterface(o.iface, o.queue); err != nil {
+		return err
+	}
+	umem, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: uint32(o.frames), FrameSize: uint32(o.frameSz), FillSize: 2 * uint32(o.ring)})
+	if err != nil {
+		return err
+	}
+	defer umem.Close()
+	port, err := dataplane.OpenPort(dataplane.PortOptions{
+		Iface: o.iface, Queues: []int{o.queue}, Umems: []*xsk.Umem{umem},
+		Socket:           xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
+		TakesMultiBuffer: true, Rules: o.rules, Attach: o.attach, PinDir: o.pinDir,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		return err
 	}
 	defer port.Close()
+	sock := port.Sockets[0]
 	prog := "redirect"
 	if o.rules != nil {
 		prog = fmt.Sprintf("steer with %d rules", len(o.rules.Rules))
 	}
-	poll := "spin"
+	poll := o.poll.String()
 	switch {
-	case o.wakeup && o.coalesce > 0:
-		poll = fmt.Sprintf("wakeup (naps up to %v while busy)", o.coalesce)
-	case o.wakeup:
-		poll = "wakeup (poll only)"
+	case o.poll == pipeline.PollWakeup && o.coalesce > 0:
+		poll += fmt.Sprintf(" (naps up to %v while busy)", o.coalesce)
+	case o.poll == pipeline.PollWakeup:
+		poll += " (poll only)"
 	}
-	fmt.Printf("rxdrop: %s queue %d, %s, XDP %s (%s mode), AF_XDP %s, %s polling, burst %d\n",
-		o.iface, o.queue, port.driver, prog, port.attachMode, modeText(port.sock), poll, o.batch)
+	fmt.Printf("rxdrop: %s queue %d, XDP %s (%s mode), AF_XDP %s mode, %s polling, burst %d\n",
+		o.iface, o.queue, prog, port.Attached, sock.Mode(), poll, o.batch)
 
 	if o.duration > 0 {
 		var cancel context.CancelFunc
@@ -187,10 +197,10 @@ func runRxdrop(ctx context.Context, args []string) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		loop = rxdropLoop(port.sock, &counts, tr, &stop, o)
+		loop = rxdropLoop(sock, &counts, tr, &stop, o)
 	}()
 
-	rep := newRateReporter(port.sock, &counts)
+	rep := newRateReporter(sock, &counts)
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
 wait:
@@ -230,14 +240,11 @@ func rxdropLoop(s *xsk.Socket, c *rxCounters, tr *gen.Tracker, stop *atomic.Bool
 	descs := make([]xsk.Desc, o.batch)
 	u := s.Umem()
 	idler := xsk.Idler{Coalesce: o.coalesce, Ring: int(o.ring)}
-	if o.coalesce == 0 {
-		idler.Coalesce = -1 // never nap
-	}
 	first := true // the next descriptor starts a packet
 	for !stop.Load() {
 		n := s.Receive(descs)
 		if n == 0 {
-			if !o.wakeup {
+			if o.poll != pipeline.PollWakeup {
 				continue
 			}
 			if idler.Idle() {

@@ -1,4 +1,4 @@
-package main
+package dataplane
 
 import (
 	"log/slog"
@@ -18,7 +18,13 @@ type shipper interface {
 	Completed(done []rdma.Desc) (int, error)
 }
 
-var _ shipper = (*rdma.Sender)(nil)
+// rdmaConn is a daemon's RDMA connection (*rdma.Sender).
+type rdmaConn interface {
+	shipper
+	Close() error
+}
+
+var _ rdmaConn = (*rdma.Sender)(nil)
 
 // rdmaPort is a worker output port that ships frames straight from the
 // UMEM to an RDMA sink (the `rdma` stage forwards to it). A frame leaves

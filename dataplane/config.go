@@ -1,0 +1,465 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/rules"
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// Config is a daemon's configuration: a YAML file (LoadConfig), with
+// `xdpipe run`'s flags for the common settings on top. Zero values take
+// the defaults.
+type Config struct {
+	// Interfaces are the ports: one AF_XDP socket per interface and queue.
+	Interfaces []string `yaml:"interfaces"`
+	// Queues: "all" (default) or a list such as [0, 1] or "0,1".
+	Queues QueueList `yaml:"queues"`
+	// Umem: "per-queue" (default: one UMEM per worker, shared by its
+	// interfaces so forwarding copies nothing) or "shared" (one for all).
+	Umem string `yaml:"umem"`
+	// Ring is the RX and TX ring size (default 2048); fill and completion
+	// rings get twice as many entries, and each socket 4x ring frames.
+	Ring uint32 `yaml:"ring"`
+	// FrameSize is the UMEM frame size: 2048 or 4096 (default).
+	FrameSize uint32 `yaml:"frame_size"`
+	// Bind: auto (default), copy or zerocopy.
+	Bind string `yaml:"bind"`
+	// Attach: auto (default), driver or generic.
+	Attach string `yaml:"attach"`
+	// Poll: spin (default) or wakeup (pipeline.ParsePollMode).
+	Poll string `yaml:"poll"`
+	// Coalesce is wakeup mode's longest nap while frames keep coming,
+	// instead of sleeping in poll(2) (default 50us; 0: always poll). See
+	// xsk.Idler.
+	Coalesce Duration `yaml:"coalesce"`
+	// BusyPoll turns on socket busy polling (SO_PREFER_BUSY_POLL): the
+	// kernel's NAPI runs in the worker's context on each kick.
+	BusyPoll bool `yaml:"busy_poll"`
+	// CPUs lists one CPU per worker, in queue order ("0-3", "2,3"); empty:
+	// no pinning.
+	CPUs string `yaml:"cpus"`
+	// Burst is the RX burst size (default 64); TXBatch the TX buffer.
+	Burst   int `yaml:"burst"`
+	TXBatch int `yaml:"tx_batch"`
+	// Drain flushes partial TX batches after this long (default 100us).
+	Drain Duration `yaml:"drain"`
+	// Default is the verdict for frames no stage decided: drop (default)
+	// or transmit.
+	Default string `yaml:"default"`
+	// Rules is a steering rules file (package rules' YAML): the steering
+	// program is attached and only frames its rules redirect reach the
+	// sockets. Empty: the redirect program sends every frame.
+	Rules string `yaml:"rules"`
+	// PinDir is the bpffs directory under which the steering program's
+	// rule maps are pinned, one subdirectory per interface, for `xdpipe
+	// rules --pin PINDIR/IFACE` (default /sys/fs/bpf/xdpipe). Only the maps
+	// are pinned, and only while the daemon runs.
+	PinDir string `yaml:"pin_dir"`
+	// Metrics is the Prometheus /metrics and /debug/pprof address
+	// (default 127.0.0.1:9464; "off" disables).
+	Metrics string `yaml:"metrics"`
+	// Interval between rate lines (default 1s; 0s: none). The daemon
+	// does not print; the command that runs it does.
+	Interval Duration `yaml:"interval"`
+	// Stages in order; see StageConfig.
+	Stages []StageConfig `yaml:"stages"`
+}
+
+// DefaultMetrics is the metrics address when Config.Metrics is empty.
+const DefaultMetrics = "127.0.0.1:9464"
+
+// WithDefaults fills the defaults of the settings a command prints or
+// acts on itself (Metrics, Interval); the daemon applies the rest.
+func (c Config) WithDefaults() Config {
+	if c.Metrics == "" {
+		c.Metrics = DefaultMetrics
+	}
+	if !c.Interval.Set {
+		c.Interval = Duration{time.Second, true}
+	}
+	return c
+}
+
+// QueueList is "all", "0,1", "0-3" or a YAML sequence of queue numbers.
+type QueueList string
+
+func (q *QueueList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.SequenceNode {
+		parts := make([]string, len(n.Content))
+		for i, c := range n.Content {
+			parts[i] = c.Value
+		}
+		*q = QueueList(strings.Join(parts, ","))
+		return nil
+	}
+	*q = QueueList(n.Value)
+	return nil
+}
+
+// Duration is a time.Duration in YAML ("100us", "1s"); Set says it was
+// given (0 can mean something else than unset).
+type Duration struct {
+	time.Duration
+	Set bool
+}
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	d.Duration, d.Set = v, true
+	return nil
+}
+
+// StageConfig is one stage: a bare name ("macswap") or a one-key mapping
+// from the name to its options ({pcap: {path: x.pcap, snaplen: 128}}).
+type StageConfig struct {
+	// Kind is the stage's name in pipeline's registry.
+	Kind string
+	// Line is where the stage is in the config file (0: from --stages).
+	Line int
+	// Options is the kind's options value (pipeline.StageKind.Options),
+	// decoded from the file.
+	Options any
+}
+
+// NewStageConfig is a stage of kind with no options set (--stages).
+func NewStageConfig(kind string) (StageConfig, error) {
+	k, ok := pipeline.LookupStage(kind)
+	if !ok {
+		return StageConfig{}, fmt.Errorf("unknown stage %q (known: %s)", kind, pipeline.StageNames())
+	}
+	return StageConfig{Kind: kind, Options: k.Options()}, nil
+}
+
+// where names the stage in errors.
+func (s StageConfig) where() string {
+	if s.Line == 0 {
+		return fmt.Sprintf("stage %s (--stages; options need the config file)", s.Kind)
+	}
+	return fmt.Sprintf("stage %s (line %d)", s.Kind, s.Line)
+}
+
+func (s *StageConfig) UnmarshalYAML(n *yaml.Node) error {
+	var opts *yaml.Node
+	switch n.Kind {
+	case yaml.ScalarNode:
+		s.Kind = n.Value
+	case yaml.MappingNode:
+		if len(n.Content) != 2 {
+			return fmt.Errorf("line %d: a stage is a name or a mapping of one name to its options", n.Line)
+		}
+		s.Kind = n.Content[0].Value
+		opts = n.Content[1]
+	default:
+		return fmt.Errorf("line %d: a stage is a name or a mapping of one name to its options", n.Line)
+	}
+	c, err := NewStageConfig(s.Kind)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	c.Line = n.Line
+	*s = c
+	switch {
+	case opts == nil || opts.Kind == yaml.ScalarNode && opts.Value == "":
+		return nil
+	case opts.Kind != yaml.MappingNode:
+		return fmt.Errorf("line %d: options of stage %s must be a mapping", opts.Line, s.Kind)
+	}
+	allowed := optionNames(s.Options)
+	for i := 0; i < len(opts.Content); i += 2 {
+		if k := opts.Content[i].Value; !slices.Contains(allowed, k) {
+			return fmt.Errorf("line %d: stage %s has no option %q (options: %s)", opts.Content[i].Line, s.Kind, k, strings.Join(allowed, ", "))
+		}
+	}
+	return opts.Decode(s.Options)
+}
+
+// optionNames lists the yaml names of an options struct's fields.
+func optionNames(opts any) []string {
+	t := reflect.TypeOf(opts).Elem()
+	var names []string
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// LoadConfig reads a config file; unknown keys are errors.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig parses a config file's contents; unknown keys are errors.
+func ParseConfig(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// ParseCoalesce is the one check of every command's coalesce setting,
+// wakeup mode's longest nap: 0 to 1s (unset: xsk.DefaultCoalesce). It
+// returns what pipeline.WorkerConfig and xsk.Idler take: negative means
+// never nap.
+func ParseCoalesce(d Duration) (time.Duration, error) {
+	switch co := d.Duration; {
+	case co < 0 || co > time.Second:
+		return 0, fmt.Errorf("coalesce %v: want 0 to 1s", co)
+	case !d.Set:
+		return xsk.DefaultCoalesce, nil
+	case co == 0:
+		return -1, nil
+	default:
+		return co, nil
+	}
+}
+
+// plan is a validated configuration, ready to be wired.
+type plan struct {
+	cfg       Config
+	ifaces    []*net.Interface
+	queues    []int
+	cpus      []int // one per worker, or nil
+	bind      xsk.BindMode
+	attach    bpf.AttachMode
+	poll      pipeline.PollMode
+	coalesce  time.Duration // for pipeline.WorkerConfig: negative means never nap
+	def       pipeline.Verdict
+	steer     *rules.Set // nil: redirect program
+	sharedMem bool
+	rdmaSink  string // the rdma stage's sink address, or ""
+}
+
+// resolve validates everything that can be checked before anything is
+// attached: interfaces, queues, CPUs, modes, rules. Stage options are
+// checked by building the chains (buildChains).
+func resolve(c Config, sys system) (*plan, error) {
+	if c.Ring == 0 {
+		c.Ring = 2048
+	}
+	if c.PinDir == "" {
+		c.PinDir = bpf.DefaultPinPath
+	}
+	r := &plan{cfg: c}
+	if len(c.Interfaces) == 0 {
+		return nil, errors.New("no interfaces: set interfaces in the config or --iface")
+	}
+	nq := -1
+	for i, name := range c.Interfaces {
+		if slices.Contains(c.Interfaces[:i], name) {
+			return nil, fmt.Errorf("interface %s listed twice", name)
+		}
+		ifc, n, err := sys.iface(name)
+		if err != nil {
+			return nil, err
+		}
+		r.ifaces = append(r.ifaces, ifc)
+		if nq < 0 || n < nq {
+			nq = n
+		}
+	}
+	var err error
+	if r.queues, err = ParseQueues(string(c.Queues), nq); err != nil {
+		return nil, err
+	}
+	if r.cpus, err = pipeline.ParseCPUList(c.CPUs); err != nil {
+		return nil, fmt.Errorf("cpus: %w", err)
+	}
+	if len(r.cpus) > 0 && len(r.cpus) < len(r.queues) {
+		return nil, fmt.Errorf("cpus %q: %d CPUs for %d workers (one per queue)", c.CPUs, len(r.cpus), len(r.queues))
+	}
+	if r.bind, err = xsk.ParseBindMode(c.Bind); err != nil {
+		return nil, err
+	}
+	if r.attach, err = bpf.ParseAttachMode(c.Attach); err != nil {
+		return nil, err
+	}
+	if r.poll, err = pipeline.ParsePollMode(c.Poll); err != nil {
+		return nil, err
+	}
+	if r.coalesce, err = ParseCoalesce(c.Coalesce); err != nil {
+		return nil, err
+	}
+	switch c.Default {
+	case "", "drop":
+		r.def = pipeline.VerdictDrop
+	case "transmit", "tx":
+		r.def = pipeline.VerdictTransmit
+	default:
+		return nil, fmt.Errorf("default verdict %q: want drop or transmit", c.Default)
+	}
+	switch c.Umem {
+	case "", "per-queue":
+	case "shared":
+		r.sharedMem = true
+	default:
+		return nil, fmt.Errorf("umem %q: want per-queue or shared", c.Umem)
+	}
+	if c.Ring&(c.Ring-1) != 0 || c.Ring < 64 {
+		return nil, fmt.Errorf("ring %d: want a power of two >= 64", c.Ring)
+	}
+	if c.Burst > int(c.Ring) {
+		return nil, fmt.Errorf("burst %d larger than the ring (%d)", c.Burst, c.Ring)
+	}
+	if c.Rules != "" {
+		set, _, err := rules.LoadFile(c.Rules)
+		if err != nil {
+			return nil, fmt.Errorf("steering rules: %w", err)
+		}
+		if err := set.ResolveIfaces(ifindexOf); err != nil {
+			return nil, fmt.Errorf("steering rules: %w", err)
+		}
+		if err := set.Normalize(); err != nil {
+			return nil, fmt.Errorf("steering rules %s: %w", c.Rules, err)
+		}
+		r.steer = set
+	}
+	if len(c.Stages) == 0 {
+		return nil, errors.New("no stages: list them in the config or with --stages")
+	}
+	for _, s := range c.Stages {
+		o, ok := s.Options.(*pipeline.RDMAOptions)
+		if !ok {
+			continue
+		}
+		if r.rdmaSink != "" && o.Connect != r.rdmaSink {
+			return nil, fmt.Errorf("%s: a second sink %s; one rdma sink per instance (%s)", s.where(), o.Connect, r.rdmaSink)
+		}
+		r.rdmaSink = o.Connect
+	}
+	return r, nil
+}
+
+func ifindexOf(name string) (int, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0, err
+	}
+	return ifc.Index, nil
+}
+
+// ParseQueues parses "all" or a list "0,2" / "0-3" against n queues.
+func ParseQueues(s string, n int) ([]int, error) {
+	s = strings.TrimSpace(strings.Trim(strings.TrimSpace(s), "[]"))
+	if s == "" || s == "all" {
+		q := make([]int, n)
+		for i := range q {
+			q[i] = i
+		}
+		return q, nil
+	}
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(strings.TrimSpace(lo))
+		if err != nil {
+			return nil, fmt.Errorf("queues %q: bad queue %q", s, part)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(strings.TrimSpace(hi)); err != nil || b < a {
+				return nil, fmt.Errorf("queues %q: bad range %q", s, part)
+			}
+		}
+		for q := a; q <= b; q++ {
+			if q < 0 || q >= n {
+				return nil, fmt.Errorf("queue %d: the interfaces have %d RX queues (0 to %d); see `ethtool -l`", q, n, n-1)
+			}
+			if slices.Contains(out, q) {
+				return nil, fmt.Errorf("queues %q: queue %d listed twice", s, q)
+			}
+			out = append(out, q)
+		}
+	}
+	return out, nil
+}
+
+// chains are the stage chains, one per worker, built from the registry.
+// Files (pcap) are opened here, so an unwritable path fails before
+// anything is attached.
+type chains struct {
+	chains  [][]pipeline.Stage
+	samples []*pipeline.Sample
+}
+
+// close closes the stages that hold resources (pcap files).
+func (cs *chains) close() error {
+	var errs []error
+	for _, c := range cs.chains {
+		errs = append(errs, pipeline.CloseStages(c))
+	}
+	return errors.Join(errs...)
+}
+
+func buildChains(r *plan) (_ *chains, err error) {
+	cs := &chains{}
+	defer func() {
+		if err != nil {
+			_ = cs.close()
+		}
+	}()
+	env := pipeline.StageEnv{PerQueue: len(r.queues) > 1}
+	for _, ifc := range r.ifaces {
+		env.Ports = append(env.Ports, ifc.Name)
+		env.Ifindexes = append(env.Ifindexes, uint32(ifc.Index))
+	}
+	for _, q := range r.queues {
+		env.Queue = q
+		var chain []pipeline.Stage
+		for _, s := range r.cfg.Stages {
+			k, ok := pipeline.LookupStage(s.Kind)
+			if !ok {
+				return nil, fmt.Errorf("unknown stage %q (known: %s)", s.Kind, pipeline.StageNames())
+			}
+			st, err := k.New(s.Options, env)
+			if err != nil {
+				cs.chains = append(cs.chains, chain)
+				return nil, fmt.Errorf("%s: %w", s.where(), err)
+			}
+			if smp, ok := st.(*pipeline.Sample); ok {
+				cs.samples = append(cs.samples, smp)
+			}
+			chain = append(chain, st)
+		}
+		cs.chains = append(cs.chains, chain)
+	}
+	return cs, nil
+}
+
+// stageList names the stages, comma-separated.
+func stageList(s []StageConfig) string {
+	n := make([]string, len(s))
+	for i, st := range s {
+		n[i] = st.Kind
+	}
+	return strings.Join(n, ",")
+}

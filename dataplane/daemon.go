@@ -1,0 +1,439 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/rules"
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// Daemon is a running pipeline: per interface an XDP program and one
+// AF_XDP socket per queue, per queue a UMEM (or one shared) and a worker
+// that runs the stage chain, and the metrics endpoint. Open makes it, Run
+// drives it until its context ends, Reload swaps rules and stages under
+// traffic, Account checks where every frame is, Close releases it all.
+type Daemon struct {
+	log *slog.Logger
+	sys system
+
+	mu     sync.Mutex // p's steering rules and chains, against Reload and scrapes
+	p      *plan
+	chains *chains
+
+	umems   []umem
+	names   []string // umems[i]'s name: "shared" or "q<queue>"
+	ports   []port   // per interface
+	socks   [][]socket
+	conns   []rdmaConn // per worker, with an rdma stage
+	rdma    []*rdmaPort
+	workers []*pipeline.Worker
+	metrics net.Listener
+	closed  bool
+}
+
+// Open validates cfg (interfaces, queues, CPUs, rules, stage options and
+// files, the metrics address) before it attaches anything, then makes the
+// UMEMs, opens a Port per interface and builds the workers. On error
+// everything it made is undone.
+func Open(cfg Config, log *slog.Logger) (*Daemon, error) {
+	return open(cfg, log, kernel{})
+}
+
+func open(cfg Config, log *slog.Logger, sys system) (_ *Daemon, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	p, err := resolve(cfg, sys)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := buildChains(p)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{log: log, sys: sys, p: p, chains: cs}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if m := cfg.WithDefaults().Metrics; m != "off" {
+		if d.metrics, err = net.Listen("tcp", m); err != nil {
+			return nil, fmt.Errorf("metrics address %s: %w (choose another with --metrics, or \"off\")", m, err)
+		}
+	}
+	if err := d.open(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// open makes the UMEMs, connects the RDMA outputs, opens the ports and
+// builds the workers.
+func (d *Daemon) open() error {
+	p := d.p
+	ring := p.cfg.Ring
+	perSocket := 4 * ring // fill (2x ring) + TX ring + what is in flight
+	umemOpts := func(sockets int) xsk.UmemOptions {
+		return xsk.UmemOptions{NumFrames: uint32(sockets) * perSocket, FrameSize: p.cfg.FrameSize,
+			FillSize: 2 * ring, CompletionSize: 2 * ring}
+	}
+	mems := make([]umem, len(p.queues)) // per worker
+	for wi, q := range p.queues {
+		if p.sharedMem && wi > 0 {
+			mems[wi] = mems[0]
+			continue
+		}
+		n, name := len(p.ifaces), fmt.Sprintf("q%d", q)
+		if p.sharedMem {
+			n, name = len(p.ifaces)*len(p.queues), "shared"
+		}
+		u, err := d.sys.umem(umemOpts(n))
+		if err != nil {
+			return fmt.Errorf("umem %s: %w", name, err)
+		}
+		d.umems, d.names = append(d.umems, u), append(d.names, name)
+		mems[wi] = u
+	}
+	if p.rdmaSink != "" {
+		for _, u := range mems {
+			if err := d.dialRDMA(u); err != nil {
+				return err
+			}
+		}
+	}
+	d.socks = make([][]socket, len(p.queues))
+	for _, ifc := range p.ifaces {
+		pt, err := d.sys.openPort(PortOptions{
+			Iface: ifc.Name, Queues: p.queues,
+			Socket: xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: p.bind, BusyPoll: p.cfg.BusyPoll},
+			Rules:  p.steer, Attach: p.attach, PinDir: p.cfg.PinDir, Log: d.log,
+		}, mems)
+		if err != nil {
+			return err
+		}
+		d.ports = append(d.ports, pt)
+		for wi, s := range pt.sockets() {
+			d.socks[wi] = append(d.socks[wi], s)
+		}
+	}
+	for wi, q := range p.queues {
+		var ports []pipeline.NamedPort
+		for i, ifc := range p.ifaces {
+			ports = append(ports, pipeline.NamedPort{Name: ifc.Name, Port: d.socks[wi][i]})
+		}
+		if d.rdma != nil {
+			ports = append(ports, pipeline.NamedPort{Name: pipeline.RDMAOutput, Port: d.rdma[wi]})
+		}
+		cpu := -1
+		if len(p.cpus) > 0 {
+			cpu = p.cpus[wi]
+		}
+		w, err := pipeline.NewWorker(pipeline.WorkerConfig{Queue: q, Ports: ports, Mem: mems[wi], Stages: d.chains.chains[wi],
+			BurstSize: p.cfg.Burst, TXBatch: p.cfg.TXBatch, DrainInterval: p.cfg.Drain.Duration, Default: p.def,
+			Poll: p.poll, Coalesce: p.coalesce, RXRing: int(ring), CPU: cpu, Logger: d.log})
+		if err != nil {
+			return err
+		}
+		d.workers = append(d.workers, w)
+	}
+	return nil
+}
+
+// dialRDMA connects one worker's RDMA output to the sink, registering the
+// worker's UMEM so frames ship from it without a copy.
+func (d *Daemon) dialRDMA(u umem) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := d.sys.dialRDMA(ctx, d.p.rdmaSink, u)
+	if err != nil {
+		return fmt.Errorf("rdma stage: connect to %s: %w", d.p.rdmaSink, err)
+	}
+	d.conns = append(d.conns, c)
+	batch := d.p.cfg.TXBatch
+	if batch <= 0 {
+		batch = pipeline.DefaultBurstSize
+	}
+	// Frames wait for the sink's credits up to a ring's worth, as many as
+	// the socket's TX ring would hold.
+	d.rdma = append(d.rdma, newRDMAPort(c, u, batch, int(d.p.cfg.Ring), d.log))
+	return nil
+}
+
+// Queues are the queues the daemon serves, one worker each.
+func (d *Daemon) Queues() []int { return slices.Clone(d.p.queues) }
+
+// Run runs the workers, the sample stages' slow paths and the metrics
+// endpoint until ctx ends; then it detaches the XDP programs (nothing new
+// arrives) and stops the workers, which flush TX and wait for completions.
+// It returns the workers' errors (a CPU that cannot be pinned).
+func (d *Daemon) Run(ctx context.Context) error {
+	if d.metrics != nil {
+		srv := &http.Server{Handler: d.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(d.metrics)
+		defer srv.Close()
+	}
+	d.mu.Lock()
+	for _, s := range d.chains.samples {
+		go slowPath(d.log, s)
+	}
+	d.mu.Unlock()
+	d.log.Info("running", "queues", d.p.queues, "interfaces", d.p.cfg.Interfaces, "poll", d.p.poll.String(), "cpus", d.p.cpus,
+		"umem", map[bool]string{true: "shared", false: "per-queue"}[d.p.sharedMem], "steering", d.p.steer != nil)
+	wctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	errs := make([]error, len(d.workers))
+	var wg sync.WaitGroup
+	for i, w := range d.workers {
+		wg.Go(func() {
+			if errs[i] = w.Run(wctx); errs[i] != nil {
+				d.log.Error("worker failed", "queue", w.Queue(), "err", errs[i])
+			}
+		})
+	}
+	<-ctx.Done()
+	d.detach()
+	stop()
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Reload swaps in cfg's steering rules and stages without closing a
+// socket; the workers keep running. Interfaces, queues, CPUs and rings
+// need new sockets: those of the running daemon stay. A bad cfg changes
+// nothing: the previous rules and stages keep running.
+func (d *Daemon) Reload(ctx context.Context, cfg Config) error {
+	cfg.Interfaces, cfg.Queues, cfg.CPUs, cfg.Ring = d.p.cfg.Interfaces, d.p.cfg.Queues, d.p.cfg.CPUs, d.p.cfg.Ring
+	p, err := resolve(cfg, d.sys)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if (p.steer == nil) != (d.p.steer == nil) {
+		return errors.New("switching between steering rules and the redirect program needs a restart")
+	}
+	if p.rdmaSink != d.p.rdmaSink {
+		return errors.New("adding, removing or changing the rdma stage's sink needs a restart")
+	}
+	cs, err := buildChains(p)
+	if err != nil {
+		return err
+	}
+	for _, pt := range d.ports {
+		if st := pt.steer(); st != nil {
+			if err := st.Apply(p.steer); err != nil {
+				_ = cs.close()
+				return fmt.Errorf("steering rules: %w", err)
+			}
+		}
+	}
+	for i, w := range d.workers {
+		old, err := w.SetStages(ctx, cs.chains[i])
+		if err != nil {
+			_ = cs.close()
+			return fmt.Errorf("queue %d: %w", w.Queue(), err)
+		}
+		if err := pipeline.CloseStages(old); err != nil {
+			d.log.Warn("closing old stages", "queue", w.Queue(), "err", err)
+		}
+	}
+	for _, s := range cs.samples {
+		go slowPath(d.log, s)
+	}
+	d.chains, d.p.steer = cs, p.steer
+	d.log.Info("reloaded", "stages", stageList(cfg.Stages), "steering_rules", cfg.Rules)
+	return nil
+}
+
+// detach removes the XDP programs (no new frames reach the sockets) and
+// the rule maps' pins.
+func (d *Daemon) detach() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, pt := range d.ports {
+		if err := pt.detach(); err != nil {
+			d.log.Warn("detaching", "err", err)
+		}
+	}
+}
+
+// UmemAccount is where one UMEM's frames are.
+type UmemAccount struct {
+	// Name is "shared" or "q<queue>".
+	Name string
+	xsk.Accounting
+}
+
+// Account checks every UMEM's frame accounting once the workers have
+// stopped (Run returned), giving the kernel up to half a second to
+// complete what is in flight. The error names each UMEM whose frames do
+// not add up.
+func (d *Daemon) Account() ([]UmemAccount, error) {
+	var out []UmemAccount
+	var errs []error
+	for i, u := range d.umems {
+		var a xsk.Accounting
+		for range 50 { // the kernel may still be completing TX
+			if a = u.Accounting(); a.Check() == nil && a.TX == 0 && a.Kernel == 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := a.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("umem %s: %w", d.names[i], err))
+			continue
+		}
+		out = append(out, UmemAccount{d.names[i], a})
+	}
+	return out, errors.Join(errs...)
+}
+
+// RDMADropped counts frames the RDMA outputs dropped when their
+// connection failed while they waited for credits.
+func (d *Daemon) RDMADropped() uint64 {
+	var n uint64
+	for _, p := range d.rdma {
+		n += p.Dropped.Load()
+	}
+	return n
+}
+
+// Close detaches the programs and releases the connections, sockets,
+// UMEMs and stages. Call it after Run has returned; idempotent.
+func (d *Daemon) Close() error {
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	d.detach()
+	var errs []error
+	if d.metrics != nil {
+		d.metrics.Close()
+	}
+	// The workers have stopped and waited for their sends: disconnect
+	// before the UMEMs (the connections' registered regions) go.
+	for _, c := range d.conns {
+		errs = append(errs, c.Close())
+	}
+	for _, pt := range d.ports {
+		errs = append(errs, pt.close())
+	}
+	for _, u := range d.umems {
+		errs = append(errs, u.Close())
+	}
+	// Stage failures (a full disk under pcap) were reported and counted
+	// while running; closing them is not a reason to fail the stop.
+	if err := d.chains.close(); err != nil {
+		d.log.Warn("closing stages", "err", err)
+	}
+	return errors.Join(errs...)
+}
+
+// slowPath consumes a sample stage's channel: one structured log line per
+// sample, then the buffer goes back.
+func slowPath(log *slog.Logger, s *pipeline.Sample) {
+	for x := range s.C() {
+		var h pipeline.Headers
+		err := h.Parse(x.Data)
+		log.Debug("sample", "queue", x.Queue, "len", x.Length, "src", h.Src, "dst", h.Dst, "proto", rules.ProtoName(h.Proto),
+			"sport", h.SrcPort, "dport", h.DstPort, "parse_err", err)
+		s.Release(x)
+	}
+}
+
+// QueueCounts are one queue's counters, summed over its ports.
+type QueueCounts struct {
+	Queue int
+	// RX, RXBytes and TX are frames received, bytes received and frames
+	// transmitted.
+	RX, RXBytes, TX uint64
+	// Verdict, TXRingFull and BadOutput are the worker's drops: by
+	// verdict, because a TX ring was full, to an output that does not
+	// exist.
+	Verdict, TXRingFull, BadOutput uint64
+	// RingFull and KernelOther are frames the kernel dropped before the
+	// worker saw them: RX ring full (the worker is behind), and
+	// rx_dropped (no fill-ring frame, too large).
+	RingFull, KernelOther uint64
+}
+
+// Dropped are the worker's drops.
+func (c QueueCounts) Dropped() uint64 { return c.Verdict + c.TXRingFull + c.BadOutput }
+
+// Kernel are the kernel's drops before the worker.
+func (c QueueCounts) Kernel() uint64 { return c.RingFull + c.KernelOther }
+
+// Counts reads every queue's counters; safe while Run runs.
+func (d *Daemon) Counts() []QueueCounts {
+	out := make([]QueueCounts, len(d.workers))
+	for i, w := range d.workers {
+		c := &out[i]
+		c.Queue = w.Queue()
+		for _, s := range d.socks[i] {
+			if st, err := s.Stats(); err == nil {
+				c.RingFull += st.RxRingFull
+				c.KernelOther += st.RxDropped
+			}
+		}
+		for pi := range w.PortNames() {
+			ps := w.PortStats(pi)
+			c.RX += ps.RxPackets.Load()
+			c.RXBytes += ps.RxBytes.Load()
+			c.TX += ps.TxPackets.Load()
+			c.TXRingFull += ps.TxRingFull.Load()
+		}
+		ws := w.Stats()
+		c.Verdict, c.BadOutput = ws.Dropped.Load(), ws.BadOutput.Load()
+	}
+	return out
+}
+
+// system is where a daemon gets its interfaces, memory, ports and RDMA
+// connections: the kernel's, or a test's fakes.
+type system interface {
+	// iface checks an interface and returns it and its RX queue count.
+	iface(name string) (*net.Interface, int, error)
+	umem(o xsk.UmemOptions) (umem, error)
+	// openPort opens o with mems[i] the UMEM of o.Queues[i].
+	openPort(o PortOptions, mems []umem) (port, error)
+	dialRDMA(ctx context.Context, addr string, mem umem) (rdmaConn, error)
+}
+
+// umem is a UMEM (*xsk.Umem).
+type umem interface {
+	pipeline.Memory
+	pipeline.Accounted
+	Close() error
+}
+
+// socket is an AF_XDP socket (*xsk.Socket).
+type socket interface {
+	pipeline.Port
+	Stats() (xsk.Statistics, error)
+}
+
+// port is an open Port.
+type port interface {
+	sockets() []socket
+	// steer is the steering program, or nil (redirect program, detached).
+	steer() steerer
+	detach() error
+	close() error
+}
+
+// steerer is the steering program (*bpf.Steer).
+type steerer interface {
+	Apply(set *rules.Set) error
+	RuleStats() ([]bpf.RuleStat, error)
+}

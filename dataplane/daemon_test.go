@@ -1,0 +1,431 @@
+package dataplane
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpipe/xdpipe/internal/testutil"
+	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+func TestMain(m *testing.M) { os.Exit(testutil.CheckLeaks(m)) }
+
+// fakeSystem stands in for the kernel: interfaces with two queues each,
+// UMEMs on the heap, sockets that receive what the test injects and
+// complete every transmit at once.
+type fakeSystem struct {
+	mu      sync.Mutex
+	mems    []*fakeMem
+	socks   []*fakeSocket
+	opened  int // ports opened
+	closed  int // ports closed
+	pending atomic.Int64
+}
+
+func (f *fakeSystem) iface(name string) (*net.Interface, int, error) {
+	if strings.HasPrefix(name, "nosuch") {
+		return nil, 0, errors.New("interface not found")
+	}
+	return &net.Interface{Name: name, Index: 10 + len(name), MTU: 1500, Flags: net.FlagUp}, 2, nil
+}
+
+func (f *fakeSystem) umem(o xsk.UmemOptions) (umem, error) {
+	m := &fakeMem{frames: make([]byte, int(o.NumFrames)*2048), total: int(o.NumFrames)}
+	for i := range int(o.NumFrames) {
+		m.free = append(m.free, uint64(i)*2048)
+	}
+	f.mu.Lock()
+	f.mems = append(f.mems, m)
+	f.mu.Unlock()
+	return m, nil
+}
+
+func (f *fakeSystem) openPort(o PortOptions, mems []umem) (port, error) {
+	p := &fakePort{sys: f}
+	for i := range o.Queues {
+		m := mems[i].(*fakeMem)
+		s := &fakeSocket{sys: f, mem: m, fillCap: int(2 * o.Socket.RXSize)}
+		m.mu.Lock()
+		m.socks = append(m.socks, s)
+		m.mu.Unlock()
+		s.Refill()
+		p.socks = append(p.socks, s)
+	}
+	f.mu.Lock()
+	f.opened++
+	f.socks = append(f.socks, p.socks...)
+	f.mu.Unlock()
+	return p, nil
+}
+
+func (f *fakeSystem) dialRDMA(context.Context, string, umem) (rdmaConn, error) {
+	return nil, errors.New("no rdma here")
+}
+
+// send injects n frames, spread over the sockets as they take them.
+func (f *fakeSystem) send(n int64) { f.pending.Add(n) }
+
+type fakeMem struct {
+	mu     sync.Mutex
+	frames []byte
+	free   []uint64
+	total  int
+	socks  []*fakeSocket
+}
+
+func (m *fakeMem) Frame(addr uint64) []byte {
+	base := addr - addr%2048
+	return m.frames[base : base+2048 : base+2048]
+}
+
+func (m *fakeMem) Free(addrs []uint64) {
+	m.mu.Lock()
+	for _, a := range addrs {
+		m.free = append(m.free, a-a%2048)
+	}
+	m.mu.Unlock()
+}
+
+func (m *fakeMem) alloc(dst []uint64) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := min(len(dst), len(m.free))
+	copy(dst, m.free[len(m.free)-n:])
+	m.free = m.free[:len(m.free)-n]
+	return n
+}
+
+func (m *fakeMem) Accounting() xsk.Accounting {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := xsk.Accounting{Total: uint32(m.total), Free: int64(len(m.free))}
+	for _, s := range m.socks {
+		s.mu.Lock()
+		a.Fill += int64(len(s.fill))
+		s.mu.Unlock()
+	}
+	a.App = int64(m.total) - a.Free - a.Fill
+	return a
+}
+
+func (m *fakeMem) Close() error { return nil }
+
+// fakeSocket is one queue's socket: its fill ring holds frames the worker
+// posted; Receive writes an injected UDP frame into each it takes.
+type fakeSocket struct {
+	sys     *fakeSystem
+	mem     *fakeMem
+	mu      sync.Mutex
+	fill    []uint64
+	fillCap int
+	done    []uint64 // transmitted, completed at once
+	scratch [64]uint64
+}
+
+var frame = func() []byte {
+	b := make([]byte, 60)
+	copy(b, []byte{0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00})
+	ip := b[14:]
+	ip[0], ip[8], ip[9] = 0x45, 64, 17
+	binary.BigEndian.PutUint16(ip[2:], 46)
+	copy(ip[12:], net.IPv4(198, 18, 0, 1).To4())
+	copy(ip[16:], net.IPv4(198, 18, 0, 2).To4())
+	binary.BigEndian.PutUint16(ip[20:], 10000)
+	binary.BigEndian.PutUint16(ip[22:], 9)
+	binary.BigEndian.PutUint16(ip[24:], 26)
+	return b
+}()
+
+func (s *fakeSocket) Receive(descs []pipeline.Desc) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := min(len(descs), len(s.fill))
+	for n > 0 {
+		p := s.sys.pending.Load()
+		if p <= 0 {
+			return 0
+		}
+		n = min(n, int(p))
+		if s.sys.pending.CompareAndSwap(p, p-int64(n)) {
+			break
+		}
+	}
+	for i := range n {
+		a := s.fill[len(s.fill)-1-i]
+		copy(s.mem.Frame(a)[256:], frame)
+		descs[i] = pipeline.Desc{Addr: a + 256, Len: uint32(len(frame))}
+	}
+	s.fill = s.fill[:len(s.fill)-n]
+	return n
+}
+
+func (s *fakeSocket) Transmit(descs []pipeline.Desc) int {
+	s.mu.Lock()
+	for _, d := range descs {
+		s.done = append(s.done, d.Addr)
+	}
+	s.mu.Unlock()
+	return len(descs)
+}
+
+func (s *fakeSocket) Complete() int {
+	s.mu.Lock()
+	done := s.done
+	s.done = nil
+	s.mu.Unlock()
+	s.mem.Free(done)
+	return len(done)
+}
+
+func (s *fakeSocket) Refill() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.mem.alloc(s.scratch[:min(len(s.scratch), s.fillCap-len(s.fill))])
+	s.fill = append(s.fill, s.scratch[:n]...)
+	return n
+}
+
+func (s *fakeSocket) Wait(timeout time.Duration) error {
+	time.Sleep(min(timeout, 100*time.Microsecond))
+	return nil
+}
+
+func (s *fakeSocket) Stats() (xsk.Statistics, error) { return xsk.Statistics{}, nil }
+
+type fakePort struct {
+	sys      *fakeSystem
+	socks    []*fakeSocket
+	detached bool
+}
+
+func (p *fakePort) sockets() []socket {
+	out := make([]socket, len(p.socks))
+	for i, s := range p.socks {
+		out[i] = s
+	}
+	return out
+}
+func (p *fakePort) steer() steerer { return nil }
+func (p *fakePort) detach() error  { p.detached = true; return nil }
+func (p *fakePort) close() error {
+	p.sys.mu.Lock()
+	p.sys.closed++
+	p.sys.mu.Unlock()
+	return nil
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func stages(t *testing.T, kinds ...string) []StageConfig {
+	t.Helper()
+	var out []StageConfig
+	for _, k := range kinds {
+		s, err := NewStageConfig(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// running opens a daemon on the fake system and runs it until the test
+// ends; stop stops it and returns Run's error.
+func running(t *testing.T, cfg Config) (*Daemon, *fakeSystem, func() error) {
+	t.Helper()
+	sys := &fakeSystem{}
+	d, err := open(cfg, quiet(), sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		stop()
+		d.Close()
+	})
+	return d, sys, stop
+}
+
+// waitRX waits until the daemon has received n frames.
+func waitRX(t *testing.T, d *Daemon, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var rx uint64
+		for _, c := range d.Counts() {
+			rx += c.RX
+		}
+		if rx >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d of %d frames", rx, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func baseConfig(t *testing.T, kinds ...string) Config {
+	return Config{Interfaces: []string{"fake0"}, Metrics: "off", Ring: 64, Poll: "wakeup", Stages: stages(t, kinds...)}
+}
+
+// TestDaemonReloadUnderTrafficLosesNoFrame swaps the stage chain many
+// times while frames flow: every frame is received once and then either
+// transmitted or dropped by a verdict, the chains in between run, and
+// every UMEM frame is back where it belongs after the stop.
+func TestDaemonReloadUnderTrafficLosesNoFrame(t *testing.T) {
+	d, sys, stop := running(t, baseConfig(t, "count", "macswap"))
+	if q := d.Queues(); len(q) != 2 {
+		t.Fatalf("queues %v, want both of the fake's two", q)
+	}
+	const perRound = 2000
+	var sent uint64
+	for i := range 20 {
+		sys.send(perRound)
+		sent += perRound
+		waitRX(t, d, sent-perRound/2) // half of the round still to come
+		next := baseConfig(t, "count", "macswap")
+		if i%2 == 0 {
+			next = baseConfig(t, "count", "drop")
+		}
+		if err := d.Reload(context.Background(), next); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+	}
+	waitRX(t, d, sent)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	var rx, tx, dropped, reloads uint64
+	for i, c := range d.Counts() {
+		rx, tx, dropped = rx+c.RX, tx+c.TX, dropped+c.Dropped()
+		reloads += d.workers[i].Stats().Reloads.Load()
+	}
+	if rx != sent || tx+dropped != rx || tx == 0 || dropped == 0 {
+		t.Errorf("sent %d: received %d, transmitted %d, dropped %d", sent, rx, tx, dropped)
+	}
+	if reloads == 0 {
+		t.Error("no worker ran a reloaded chain")
+	}
+	accts, err := d.Account()
+	if err != nil || len(accts) != 2 {
+		t.Fatalf("accounting %v: %v", accts, err)
+	}
+	for _, a := range accts {
+		if a.App != 0 || a.Free+a.Fill != int64(a.Total) {
+			t.Errorf("umem %s after the stop: %+v, want every frame free or on the fill ring", a.Name, a.Accounting)
+		}
+	}
+}
+
+// TestDaemonAccountCountsStages: the Collector exports the stages' own
+// counters, labelled with their kind and place in the chain.
+func TestDaemonAccountCountsStages(t *testing.T) {
+	cfg := baseConfig(t, "count", "drop")
+	cfg.Queues = "1"
+	d, sys, stop := running(t, cfg)
+	sys.send(500)
+	waitRX(t, d, 500)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(d.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() != "xdpipe_stage_packets_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			if l["queue"] == "1" && l["stage"] == "count" && l["index"] == "0" && m.GetCounter().GetValue() == 500 {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no xdpipe_stage_packets_total{queue=1,stage=count,index=0} = 500 in %v", mfs)
+	}
+	c := d.Counts()
+	if len(c) != 1 || c[0].Queue != 1 || c[0].Verdict != 500 {
+		t.Errorf("counts %+v, want queue 1 with 500 dropped by verdict", c)
+	}
+}
+
+// TestDaemonStageErrors: a stage whose options are wrong fails Open before
+// any port is opened, and fails a Reload with the running chain kept.
+func TestDaemonStageErrors(t *testing.T) {
+	bad := func(t *testing.T) Config {
+		c := baseConfig(t, "count")
+		s, _ := NewStageConfig("pcap")
+		s.Line = 7
+		s.Options.(*pipeline.PcapStageOptions).Path = filepath.Join(t.TempDir(), "no", "such", "dir.pcap")
+		c.Stages = append(c.Stages, s)
+		return c
+	}
+	sys := &fakeSystem{}
+	if _, err := open(bad(t), quiet(), sys); err == nil || !strings.Contains(err.Error(), "stage pcap (line 7)") {
+		t.Fatalf("open with a bad pcap path: %v", err)
+	}
+	if sys.opened != 0 || len(sys.mems) != 0 {
+		t.Fatalf("a bad stage opened %d ports and %d UMEMs", sys.opened, len(sys.mems))
+	}
+	d, sys, stop := running(t, baseConfig(t, "count", "macswap"))
+	if err := d.Reload(context.Background(), bad(t)); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("reload with a bad pcap path: %v", err)
+	}
+	fwd, _ := NewStageConfig("forward")
+	fwd.Options.(*pipeline.ForwardOptions).To = "eth9"
+	c := baseConfig(t)
+	c.Stages = []StageConfig{fwd}
+	if err := d.Reload(context.Background(), c); err == nil || !strings.Contains(err.Error(), `output "eth9" is not one of the interfaces`) {
+		t.Fatalf("reload forwarding to an unknown interface: %v", err)
+	}
+	sys.send(300)
+	waitRX(t, d, 300)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	var tx uint64
+	for _, c := range d.Counts() {
+		tx += c.TX
+	}
+	if tx != 300 {
+		t.Errorf("transmitted %d of 300: the chain before the failed reloads (macswap) should run", tx)
+	}
+	if err := d.Close(); err != nil || sys.closed != 1 {
+		t.Errorf("close: %v, %d ports closed", err, sys.closed)
+	}
+}

@@ -1,0 +1,66 @@
+package dataplane
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/xdpipe/xdpipe/pipeline"
+)
+
+// Collector exports the daemon's metrics: the workers' and stages'
+// (pipeline.Collector), the UMEMs' frame places and the steering
+// program's per-rule hits.
+func (d *Daemon) Collector() prometheus.Collector {
+	umems := map[string]pipeline.Accounted{}
+	for i, u := range d.umems {
+		umems[d.names[i]] = u
+	}
+	c := pipeline.NewCollector(d.workers, umems)
+	c.AddFunc(d.steerMetrics)
+	return c
+}
+
+// metricsHandler serves /metrics and /debug/pprof.
+func (d *Daemon) metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(d.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+var steerHits = prometheus.NewDesc("xdpipe_steer_rule_hits_total", "Frames matched by each steering rule in the XDP program.",
+	[]string{"iface", "rule", "action"}, nil)
+
+// steerMetrics exports the steering programs' per-rule hits.
+func (d *Daemon) steerMetrics(ch chan<- prometheus.Metric) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, pt := range d.ports {
+		st := pt.steer()
+		if st == nil {
+			continue
+		}
+		stats, err := st.RuleStats()
+		if err != nil {
+			continue
+		}
+		for _, rs := range stats {
+			name := rs.Rule.Name
+			if name == "" {
+				name = fmt.Sprintf("prio-%d", rs.Rule.Priority)
+			}
+			ch <- prometheus.MustNewConstMetric(steerHits, prometheus.CounterValue, float64(rs.Packets), d.p.ifaces[i].Name, name, rs.Rule.Action.String())
+		}
+	}
+}

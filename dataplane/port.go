@@ -1,0 +1,240 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/rules"
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// ErrNeedsRoot is the error of every command that attaches XDP programs or
+// opens AF_XDP sockets without the privileges to.
+var ErrNeedsRoot = errors.New("needs root (CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW) to attach XDP programs and open AF_XDP sockets; run with sudo")
+
+// PortOptions say which queues of which interface to open and how. Every
+// command opens its sockets through OpenPort with these.
+type PortOptions struct {
+	// Iface is the interface; Queues the RX queues to open a socket on.
+	Iface  string
+	Queues []int
+	// Umems holds the UMEM of each queue's socket, in Queues order (one
+	// UMEM may appear several times: shared). The caller owns them.
+	Umems []*xsk.Umem
+	// Socket are the sockets' options. MultiBuffer is set by OpenPort:
+	// see TakesMultiBuffer.
+	Socket xsk.SocketOptions
+	// TakesMultiBuffer says the caller handles packets larger than one
+	// UMEM frame (several descriptors). When the interface's MTU allows
+	// such packets, OpenPort turns multi-buffer on if the caller takes
+	// them, and otherwise logs that the kernel will drop them.
+	TakesMultiBuffer bool
+	// NoProgram opens the sockets without an XDP program: a socket that
+	// only transmits (the generator's) needs none.
+	NoProgram bool
+	// Rules, if set, puts the steering program with these rules in front
+	// of the sockets; nil: the redirect program sends every frame.
+	Rules *rules.Set
+	// Attach is the XDP attach mode (default auto).
+	Attach bpf.AttachMode
+	// PinDir, with Rules, pins the rule maps under PinDir/Iface while the
+	// port is open, so `xdpipe rules` can change them (empty: no pins).
+	PinDir string
+	// Log reports what was attached (default slog.Default()).
+	Log *slog.Logger
+}
+
+// Port is an interface's XDP program with AF_XDP sockets registered for
+// some of its queues.
+type Port struct {
+	// Iface is the interface; Sockets the sockets, in PortOptions.Queues
+	// order; Attached the mode the program got.
+	Iface    *net.Interface
+	Sockets  []*xsk.Socket
+	Attached bpf.AttachMode
+	prog     xdpProgram // nil with NoProgram, or once detached
+	steer    *bpf.Steer // prog, when it is the steering program
+}
+
+// xdpProgram is what a port needs of its XDP program: bpf.Redirect and
+// bpf.Steer both are one.
+type xdpProgram interface {
+	Attach(ifindex int, mode bpf.AttachMode) (bpf.AttachMode, error)
+	Register(queue, fd int) error
+	Close() error
+}
+
+var (
+	_ xdpProgram = (*bpf.Redirect)(nil)
+	_ xdpProgram = (*bpf.Steer)(nil)
+)
+
+// CheckInterface validates an interface and queues before anything is
+// attached or mapped, so bad input fails with an error that says what to
+// do. It returns the interface and its number of RX queues.
+func CheckInterface(name string, queues ...int) (*net.Interface, int, error) {
+	if os.Geteuid() != 0 {
+		return nil, 0, ErrNeedsRoot
+	}
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, 0, fmt.Errorf("interface %q not found in this network namespace (see `ip link`; for a namespace, run under `ip netns exec NS`)", name)
+	}
+	if ifc.Flags&net.FlagUp == 0 {
+		return nil, 0, fmt.Errorf("interface %s is down: bring it up with `ip link set dev %s up`", name, name)
+	}
+	n := RXQueues(name)
+	for _, q := range queues {
+		if q < 0 || q >= n {
+			return nil, 0, fmt.Errorf("queue %d: %s has %d RX queues (0 to %d); see `ethtool -l %s`", q, name, n, n-1, name)
+		}
+	}
+	return ifc, n, nil
+}
+
+// RXQueues counts an interface's RX queues in sysfs (1 if sysfs does not
+// say).
+func RXQueues(name string) int {
+	q, _ := filepath.Glob(filepath.Join("/sys/class/net", name, "queues", "rx-*"))
+	return max(len(q), 1)
+}
+
+// NeedsMultiBuffer reports whether an interface with this MTU can receive
+// frames larger than one UMEM frame of frameSize (0: the default) holds.
+func NeedsMultiBuffer(mtu int, frameSize uint32) bool {
+	return mtu+14 > xsk.FrameData(frameSize)
+}
+
+// OpenPort opens a port the one way every command does: check the
+// interface, load the program (and its rules, pinned where asked), make
+// the sockets, fill each before it is registered (see pipeline's package
+// doc), attach, register. On error everything it made is undone.
+func OpenPort(o PortOptions) (_ *Port, err error) {
+	if len(o.Umems) != len(o.Queues) {
+		return nil, fmt.Errorf("open port %s: %d UMEMs for %d queues", o.Iface, len(o.Umems), len(o.Queues))
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	ifc, _, err := CheckInterface(o.Iface, o.Queues...)
+	if err != nil {
+		return nil, err
+	}
+	p := &Port{Iface: ifc}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	for i, q := range o.Queues {
+		so := o.Socket
+		if NeedsMultiBuffer(ifc.MTU, o.Umems[i].FrameSize()) {
+			if o.TakesMultiBuffer {
+				so.MultiBuffer = true
+			} else if i == 0 {
+				log.Warn("frames larger than a UMEM frame are dropped: this receiver does not take multi-buffer packets; "+
+					"the kernel counts them in rx_dropped", "iface", ifc.Name, "mtu", ifc.MTU, "frame_size", o.Umems[i].FrameSize())
+			}
+		}
+		s, err := xsk.NewSocket(o.Umems[i], ifc.Index, q, so)
+		if err != nil {
+			return nil, explainSocket(fmt.Errorf("socket %s queue %d: %w", ifc.Name, q, err), so.Bind)
+		}
+		p.Sockets = append(p.Sockets, s)
+		s.Refill()
+	}
+	if o.NoProgram {
+		return p, nil
+	}
+	if o.Rules != nil {
+		so := bpf.SteerOptions{}
+		if o.PinDir != "" {
+			// Only the maps are pinned (not the link), and only while the
+			// port is open: Detach removes them.
+			so = bpf.SteerOptions{PinPath: filepath.Join(o.PinDir, ifc.Name), MapsOnly: true}
+		}
+		if p.steer, err = bpf.LoadSteer(so); err != nil {
+			return nil, err
+		}
+		p.prog = p.steer
+		if err := p.steer.Apply(o.Rules); err != nil {
+			return nil, fmt.Errorf("apply %d steering rules: %w", len(o.Rules.Rules), err)
+		}
+	} else {
+		if p.prog, err = bpf.LoadRedirect(); err != nil {
+			return nil, err
+		}
+	}
+	if p.Attached, err = p.prog.Attach(ifc.Index, o.Attach); err != nil {
+		return nil, err
+	}
+	for i, q := range o.Queues {
+		if err := p.prog.Register(q, p.Sockets[i].FD()); err != nil {
+			return nil, err
+		}
+	}
+	log.Info("port open", "iface", ifc.Name, "queues", o.Queues, "xdp", p.Program(), "attach", p.Attached.String(),
+		"bind", p.Sockets[0].Mode().String())
+	return p, nil
+}
+
+// Program says which XDP program the port has.
+func (p *Port) Program() string {
+	switch {
+	case p.steer != nil:
+		return "steer"
+	case p.prog != nil:
+		return "redirect"
+	}
+	return "none"
+}
+
+// Steer is the port's steering program, or nil.
+func (p *Port) Steer() *bpf.Steer { return p.steer }
+
+// explainSocket adds what to do to socket errors a user can fix.
+func explainSocket(err error, bind xsk.BindMode) error {
+	switch {
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("%w: %w", ErrNeedsRoot, err)
+	case errors.Is(err, xsk.ErrNotSupported) && bind == xsk.BindZeroCopy:
+		return fmt.Errorf("%w; run with --bind copy or --bind auto", err)
+	case strings.Contains(err.Error(), "memlock"):
+		return fmt.Errorf("%w; raise it with `ulimit -l unlimited` or run as root", err)
+	}
+	return err
+}
+
+// Detach removes the XDP program (and the rule maps' pins): no new frames
+// reach the sockets. The sockets stay open for the frames they hold.
+func (p *Port) Detach() error {
+	var err error
+	if p.steer != nil {
+		err = p.steer.Unpin()
+	}
+	if p.prog != nil {
+		err = errors.Join(err, p.prog.Close())
+	}
+	p.prog, p.steer = nil, nil
+	return err
+}
+
+// Close detaches the program and closes the sockets (not the UMEMs,
+// which are the caller's). Safe on a partly opened port.
+func (p *Port) Close() error {
+	err := p.Detach()
+	for _, s := range p.Sockets {
+		err = errors.Join(err, s.Close())
+	}
+	p.Sockets = nil
+	return err
+}
