@@ -12,8 +12,11 @@ TESTFLAGS ?= -count=1 -p 1 -timeout 30m
 
 all: build
 
+# xdpipe-chart draws bench's chart: a binary of its own, so that xdpipe
+# does not link gonum/plot.
 build:
 	$(GO) build -o $(BIN) ./cmd/xdpipe
+	$(GO) build -o bin/xdpipe-chart ./cmd/xdpipe-chart
 
 # Regenerate the committed bpf2go output with the pinned clang (clang-14).
 generate:
@@ -24,7 +27,9 @@ generate:
 generate-check: generate
 	git diff --exit-code -- bpf/
 
+# go.mod and go.sum must be what `go mod tidy` makes.
 lint:
+	$(GO) mod tidy -diff
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)

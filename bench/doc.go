@@ -15,5 +15,7 @@
 // read before and after each cell; a cell in which others used more than a
 // share of a CPU is marked disturbed and run again.
 //
-// Output: Report.WriteTable, WriteJSON, WritePNG (gonum/plot).
+// Output: Report.WriteTable, WriteJSON, WriteMarkdown; the chart is drawn
+// by package bench/chart (cmd/xdpipe-chart), so that the xdpipe binary does
+// not link gonum/plot.
 package bench

@@ -3,7 +3,8 @@
 #
 #   hack/bench.sh [BIN] [xdpipe bench flags...]
 #
-# BIN defaults to bin/xdpipe. Writes bench-results/bench.{json,png,md,txt}.
+# BIN defaults to bin/xdpipe. Writes bench-results/bench.{json,png,md,txt};
+# the chart is drawn by xdpipe-chart, built next to BIN (make build).
 # Needs root (network namespaces, XDP, AF_XDP); installs what the C peer
 # (hack/xsk-c-peer) needs to build (hack/deps.sh bench). The machine should
 # be quiet: cells disturbed by other processes are repeated and marked.
@@ -18,5 +19,6 @@ fi
 hack/deps.sh bench
 out=bench-results
 mkdir -p "$out"
-"$bin" bench --json "$out/bench.json" --png "$out/bench.png" --markdown "$out/bench.md" --asavie-peer hack/asavie-peer --xsk-c-peer hack/xsk-c-peer "$@" | tee "$out/bench.txt"
+"$bin" bench --json "$out/bench.json" --markdown "$out/bench.md" --asavie-peer hack/asavie-peer --xsk-c-peer hack/xsk-c-peer "$@" | tee "$out/bench.txt"
+"$(dirname "$bin")/xdpipe-chart" -o "$out/bench.png" "$out/bench.json"
 echo "results in $out/ (bench.txt, bench.json, bench.png)"

@@ -27,7 +27,7 @@ func runBench(ctx context.Context, args []string) error {
 			"Builds a veth testbed in two fresh network namespaces, sends the same generated traffic\n"+
 			"(live frames; AF_XDP above one page) to each receiver at each frame size, one after another,\n"+
 			"and reports frames/s, Gbit/s, receiver CPU per million frames and the ratio to the\n"+
-			"in-kernel XDP_DROP ceiling, as a table, JSON and a PNG chart. Needs root.\n\nreceivers: %s\n\n",
+			"in-kernel XDP_DROP ceiling, as a table and JSON (xdpipe-chart draws the JSON). Needs root.\n\nreceivers: %s\n\n",
 			strings.Join(bench.Receivers(), ", "))
 		fs.PrintDefaults()
 	}
@@ -37,13 +37,12 @@ func runBench(ctx context.Context, args []string) error {
 	flows := fs.Int("flows", 1, "flows in the generated traffic")
 	retries := fs.Int("retries", 2, "repeat a cell disturbed by other processes up to this often")
 	jsonOut := fs.String("json", "bench.json", "write the report as JSON here (empty: no JSON)")
-	pngOut := fs.String("png", "bench.png", "write the chart here (empty: no chart)")
 	mdOut := fs.String("markdown", "", "also write the table as Markdown here")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	asavie := fs.String("asavie-peer", "hack/asavie-peer", "directory of the asavie/xdp peer module (built with go build on first use)")
 	xskC := fs.String("xsk-c-peer", "hack/xsk-c-peer", "directory of the C libxdp peer (built with make on first use; hack/deps.sh bench)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the harness (the generator) to this file")
-	from := fs.String("from", "", "run nothing: redraw the table, chart and Markdown from this JSON report")
+	from := fs.String("from", "", "run nothing: rewrite the table and Markdown from this JSON report")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -112,12 +111,6 @@ func runBench(ctx context.Context, args []string) error {
 			return werr
 		}
 		fmt.Fprintf(os.Stderr, "wrote %s\n", *jsonOut)
-	}
-	if *pngOut != "" {
-		if werr := rep.WritePNG(*pngOut); werr != nil {
-			return werr
-		}
-		fmt.Fprintf(os.Stderr, "wrote %s\n", *pngOut)
 	}
 	if *mdOut != "" {
 		f, werr := os.Create(*mdOut)

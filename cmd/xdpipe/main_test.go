@@ -78,3 +78,17 @@ func TestHelpExitsZero(t *testing.T) {
 		}
 	}
 }
+
+// TestBinaryLinksNoPlotting: the daemon binary does not carry gonum/plot
+// and its fonts; the bench chart is xdpipe-chart's.
+func TestBinaryLinksNoPlotting(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "gonum.org/") || strings.Contains(dep, "go-fonts") {
+			t.Errorf("xdpipe links %s", dep)
+		}
+	}
+}

@@ -1,0 +1,45 @@
+// Command xdpipe-chart draws the chart of an `xdpipe bench` JSON report:
+//
+//	xdpipe-chart [-o bench.png] bench.json
+//
+// It is a binary of its own so that xdpipe does not link gonum/plot and its
+// fonts only to draw it.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/xdpipe/xdpipe/bench"
+	"github.com/xdpipe/xdpipe/bench/chart"
+)
+
+func main() {
+	fs := flag.NewFlagSet("xdpipe-chart", flag.ContinueOnError)
+	out := fs.String("o", "bench.png", "write the chart here")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: xdpipe-chart [-o bench.png] bench.json\n\nDraws frames/s by frame size, one line per receiver, from an `xdpipe bench --json` report.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		os.Exit(2)
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		os.Exit(2)
+	}
+	rep, err := bench.ReadJSON(fs.Arg(0))
+	if err == nil {
+		err = chart.WritePNG(rep, *out)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "xdpipe-chart: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s\n", *out)
+}
