@@ -71,4 +71,3 @@ func WritePNG(rep *bench.Report, path string) error {
 	}
 	return p.Save(10*vg.Inch, 6*vg.Inch, path)
 }
-
