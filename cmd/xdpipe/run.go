@@ -191,7 +191,10 @@ loop:
 		case runErr = <-done:
 			break loop
 		case <-hup:
-			if err := reload(ctx, d, f); err != nil {
+			// A stop that comes during a reload does not cancel it: the
+			// reload returns once the worker runs the new chain or has
+			// stopped.
+			if err := reload(context.WithoutCancel(ctx), d, f); err != nil {
 				log.Error("reload failed; the previous rules and stages keep running", "err", err)
 			} else {
 				fmt.Fprintln(stdout, "run: reloaded")
