@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpipe/xdpipe/dataplane"
 	"github.com/xdpipe/xdpipe/gen"
 	"github.com/xdpipe/xdpipe/pipeline"
 )
@@ -246,7 +248,11 @@ func sendOnce(tb *testbed, r genReq) genRes {
 // newXSK is the generator for frames above a page (live frames cannot
 // send them): AF_XDP TX, multi-buffer.
 func newXSK(tp *gen.Template, ifindex int) (gen.Engine, error) {
-	return gen.NewXSK(tp, gen.XSKOptions{Ifindex: ifindex})
+	ifc, err := net.InterfaceByIndex(ifindex)
+	if err != nil {
+		return nil, err
+	}
+	return dataplane.OpenGenerator(tp, ifc.Name, 0, gen.XSKOptions{Ifindex: ifindex})
 }
 
 // Run builds the testbed, runs the matrix and removes the testbed.

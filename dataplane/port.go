@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -29,16 +30,21 @@ type PortOptions struct {
 	// Umems holds the UMEM of each queue's socket, in Queues order (one
 	// UMEM may appear several times: shared). The caller owns them.
 	Umems []*xsk.Umem
-	// Socket are the sockets' options. MultiBuffer is set by OpenPort:
-	// see TakesMultiBuffer.
+	// Socket are the sockets' options. MultiBuffer is set by OpenPort
+	// (see TakesMultiBuffer), and Driver, what package netdev knows of the
+	// interface's driver, which decides BindAuto and refuses a zero-copy
+	// bind or a queue the driver cannot take.
 	Socket xsk.SocketOptions
 	// TakesMultiBuffer says the caller handles packets larger than one
 	// UMEM frame (several descriptors). When the interface's MTU allows
 	// such packets, OpenPort turns multi-buffer on if the caller takes
 	// them, and otherwise logs that the kernel will drop them.
 	TakesMultiBuffer bool
-	// NoProgram opens the sockets without an XDP program: a socket that
-	// only transmits (the generator's) needs none.
+	// NoProgram opens the sockets without an XDP program and leaves their
+	// fill rings empty: a socket that only transmits (the generator's)
+	// needs neither, and its UMEM's frames stay the caller's. Its queue is
+	// a TX queue: the socket's bind checks it against the driver's active
+	// queues, not OpenPort against the RX queues.
 	NoProgram bool
 	// Rules, if set, puts the steering program with these rules in front
 	// of the sockets; nil: the redirect program sends every frame.
@@ -60,8 +66,11 @@ type Port struct {
 	Iface    *net.Interface
 	Sockets  []*xsk.Socket
 	Attached bpf.AttachMode
-	prog     xdpProgram // nil with NoProgram, or once detached
-	steer    *bpf.Steer // prog, when it is the steering program
+	// XDP describes the driver's XDP features ("xdp-features
+	// basic,redirect,... zc-max-segs 0"), or why they are unknown.
+	XDP   string
+	prog  xdpProgram // nil with NoProgram, or once detached
+	steer *bpf.Steer // prog, when it is the steering program
 }
 
 // xdpProgram is what a port needs of its XDP program: bpf.Redirect and
@@ -94,7 +103,7 @@ func CheckInterface(name string, queues ...int) (*net.Interface, int, error) {
 	n := RXQueues(name)
 	for _, q := range queues {
 		if q < 0 || q >= n {
-			return nil, 0, fmt.Errorf("queue %d: %s has %d RX queues (0 to %d); see `ethtool -l %s`", q, name, n, n-1, name)
+			return nil, 0, fmt.Errorf("queue %d: %s has %d active RX queues (0 to %d); pick one of them or raise the count with ethtool -L %s", q, name, n, n-1, name)
 		}
 	}
 	return ifc, n, nil
@@ -125,11 +134,17 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	ifc, _, err := CheckInterface(o.Iface, o.Queues...)
+	rxQueues := o.Queues
+	if o.NoProgram {
+		rxQueues = nil
+	}
+	ifc, _, err := CheckInterface(o.Iface, rxQueues...)
 	if err != nil {
 		return nil, err
 	}
-	p := &Port{Iface: ifc}
+	dev, xdp := netdev.Describe(ifc.Index)
+	o.Socket.Driver = dev.XSK()
+	p := &Port{Iface: ifc, XDP: xdp}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -147,10 +162,12 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 		}
 		s, err := xsk.NewSocket(o.Umems[i], ifc.Index, q, so)
 		if err != nil {
-			return nil, explainSocket(fmt.Errorf("socket %s queue %d: %w", ifc.Name, q, err), so.Bind)
+			return nil, explainSocket(fmt.Errorf("socket %s queue %d: %w", ifc.Name, q, err))
 		}
 		p.Sockets = append(p.Sockets, s)
-		s.Refill()
+		if !o.NoProgram {
+			s.Refill() // before the socket is registered
+		}
 	}
 	if o.NoProgram {
 		return p, nil
@@ -182,8 +199,8 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 			return nil, err
 		}
 	}
-	log.Info("port open", "iface", ifc.Name, "queues", o.Queues, "xdp", p.Program(), "attach", p.Attached.String(),
-		"bind", p.Sockets[0].Mode().String())
+	log.Info("port open", "iface", ifc.Name, "driver", dev.Driver, "xdp_features", xdp, "queues", o.Queues, "xdp", p.Program(),
+		"attach", p.Attached.String(), "bind", ModeText(p.Sockets[0]))
 	return p, nil
 }
 
@@ -201,13 +218,20 @@ func (p *Port) Program() string {
 // Steer is the port's steering program, or nil.
 func (p *Port) Steer() *bpf.Steer { return p.steer }
 
+// ModeText is a socket's bind mode for a start line, with why auto fell
+// back to copy mode.
+func ModeText(s *xsk.Socket) string {
+	if why := s.Fallback(); why != "" {
+		return fmt.Sprintf("%v mode (auto: %s)", s.Mode(), why)
+	}
+	return fmt.Sprintf("%v mode", s.Mode())
+}
+
 // explainSocket adds what to do to socket errors a user can fix.
-func explainSocket(err error, bind xsk.BindMode) error {
+func explainSocket(err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM):
 		return fmt.Errorf("%w: %w", ErrNeedsRoot, err)
-	case errors.Is(err, xsk.ErrNotSupported) && bind == xsk.BindZeroCopy:
-		return fmt.Errorf("%w; run with --bind copy or --bind auto", err)
 	case strings.Contains(err.Error(), "memlock"):
 		return fmt.Errorf("%w; raise it with `ulimit -l unlimited` or run as root", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/internal/testutil"
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
 func TestMain(m *testing.M) { testutil.RunCheckingLeaks(m) }
@@ -279,6 +280,32 @@ func TestLiveBadInput(t *testing.T) {
 	})
 }
 
+// openXSK opens the engine's UMEM and socket on queue 0 of opts.Ifindex
+// (no XDP program: it only sends) and the engine on them. Commands open the
+// socket through package dataplane's OpenPort instead.
+func openXSK(tp *Template, opts XSKOptions) (*XSK, func(), error) {
+	uo, so, err := XSKSocket(tp, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := xsk.NewUmem(uo)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := xsk.NewSocket(u, opts.Ifindex, 0, so)
+	if err != nil {
+		u.Close()
+		return nil, nil, err
+	}
+	e, err := NewXSK(tp, s, opts)
+	if err != nil {
+		s.Close()
+		u.Close()
+		return nil, nil, err
+	}
+	return e, func() { e.Close(); s.Close(); u.Close() }, nil
+}
+
 func TestXSKSendsExactCount(t *testing.T) {
 	for _, c := range []struct {
 		proto Proto
@@ -298,11 +325,11 @@ func TestXSKSendsExactCount(t *testing.T) {
 			}
 			var res Result
 			p.A.NS.MustDo(t, func() error {
-				e, err := NewXSK(tp, XSKOptions{Ifindex: p.A.Ifindex(t)})
+				e, closeXSK, err := openXSK(tp, XSKOptions{Ifindex: p.A.Ifindex(t)})
 				if err != nil {
 					return err
 				}
-				defer e.Close()
+				defer closeXSK()
 				res, err = e.Send(context.Background(), Run{Count: count, Rate: 50000})
 				return err
 			})
@@ -331,11 +358,11 @@ func TestXSKRateLimit(t *testing.T) {
 	const rate, secs = 20000.0, 2
 	var res Result
 	p.A.NS.MustDo(t, func() error {
-		e, err := NewXSK(tp, XSKOptions{Ifindex: p.A.Ifindex(t)})
+		e, closeXSK, err := openXSK(tp, XSKOptions{Ifindex: p.A.Ifindex(t)})
 		if err != nil {
 			return err
 		}
-		defer e.Close()
+		defer closeXSK()
 		res, err = e.Send(context.Background(), Run{Duration: secs * time.Second, Rate: rate})
 		return err
 	})

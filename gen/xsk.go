@@ -5,15 +5,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // XSKOptions configures the AF_XDP engine. Only Ifindex is required.
 type XSKOptions struct {
-	// Ifindex and Queue of the sending device (in the namespace of the
-	// thread calling NewXSK).
-	Ifindex, Queue int
+	// Ifindex is the sending device (in the namespace of the calling
+	// thread), whose MTU XSKSocket checks the template against.
+	Ifindex int
 	// Bind mode (default auto: zero-copy where the driver can, else copy).
 	Bind xsk.BindMode
 	// Frames is the UMEM size in frames of 4096 bytes (default 4096).
@@ -22,6 +21,44 @@ type XSKOptions struct {
 	TXSize uint32
 	// Burst is how many frames are queued per pass (default 64).
 	Burst int
+}
+
+// xskFrameSize is the engine's UMEM frame size.
+const xskFrameSize = 4096
+
+func (o *XSKOptions) defaults() {
+	if o.Frames == 0 {
+		o.Frames = 4096
+	}
+	if o.TXSize == 0 {
+		o.TXSize = 2048
+	}
+	if o.Burst == 0 {
+		o.Burst = 64
+	}
+}
+
+// XSKSocket checks t against the device and says how to make the engine's
+// UMEM and socket: open them with these options (package dataplane's
+// OpenPort, without an XDP program: the engine only sends) and hand the
+// socket to NewXSK.
+func XSKSocket(t *Template, opts XSKOptions) (xsk.UmemOptions, xsk.SocketOptions, error) {
+	opts.defaults()
+	if err := checkDevice(opts.Ifindex, t.Len()); err != nil {
+		return xsk.UmemOptions{}, xsk.SocketOptions{}, fmt.Errorf("xsk engine: %w", err)
+	}
+	uo := xsk.UmemOptions{NumFrames: opts.Frames, FrameSize: xskFrameSize, FillSize: 64, CompletionSize: opts.TXSize}
+	segs := segments(t, uo)
+	if segs > 17 {
+		return uo, xsk.SocketOptions{}, fmt.Errorf("xsk engine: %w: %d-byte frames need %d segments, above the kernel's 17", ErrBadConfig, t.Len(), segs)
+	}
+	return uo, xsk.SocketOptions{RXSize: 64, TXSize: opts.TXSize, Bind: opts.Bind, MultiBuffer: segs > 1}, nil
+}
+
+// segments is how many UMEM frames one packet of t takes.
+func segments(t *Template, uo xsk.UmemOptions) int {
+	room := int(xsk.FrameData(uo.FrameSize))
+	return (t.Len() + room - 1) / room
 }
 
 // XSK is the AF_XDP engine: frames are written once into UMEM slots (a
@@ -43,52 +80,24 @@ type XSK struct {
 	addrs []uint64     // all UMEM frames, held for the engine's life
 	comp  []uint64
 	batch []xsk.Desc
-	xdp   string // the driver's XDP features, for a start line
 }
 
 var _ Engine = (*XSK)(nil)
 
-// NewXSK opens an AF_XDP socket on (Ifindex, Queue) and writes the
-// template into every slot.
-func NewXSK(t *Template, opts XSKOptions) (_ *XSK, err error) {
-	if opts.Frames == 0 {
-		opts.Frames = 4096
+// NewXSK sends t through sock, a socket opened with XSKSocket's options,
+// and writes the template into every frame of its UMEM. The engine takes
+// all of the UMEM's frames; the socket and UMEM stay the caller's, to close
+// after the engine.
+func NewXSK(t *Template, sock *xsk.Socket, opts XSKOptions) (*XSK, error) {
+	opts.defaults()
+	umem := sock.Umem()
+	if uo := umem.Options(); uo.FrameSize != xskFrameSize || uo.NumFrames != opts.Frames {
+		return nil, fmt.Errorf("xsk engine: UMEM of %d frames of %d bytes, want XSKSocket's %d of %d", uo.NumFrames, uo.FrameSize, opts.Frames, xskFrameSize)
 	}
-	if opts.TXSize == 0 {
-		opts.TXSize = 2048
-	}
-	if opts.Burst == 0 {
-		opts.Burst = 64
-	}
-	if err := checkDevice(opts.Ifindex, t.Len()); err != nil {
-		return nil, fmt.Errorf("xsk engine: %w", err)
-	}
-	const frameSize = 4096
-	umem, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: opts.Frames, FrameSize: frameSize,
-		FillSize: 64, CompletionSize: opts.TXSize})
-	if err != nil {
-		return nil, fmt.Errorf("xsk engine: %w", err)
-	}
-	e := &XSK{t: t, opts: opts, umem: umem}
-	defer func() {
-		if err != nil {
-			e.Close()
-		}
-	}()
-	room := int(frameSize - umem.DataOffset())
-	e.segs = (t.Len() + room - 1) / room
-	if e.segs > 17 {
-		return nil, fmt.Errorf("xsk engine: %w: %d-byte frames need %d segments, above the kernel's 17", ErrBadConfig, t.Len(), e.segs)
-	}
-	dev, xdp := netdev.Describe(opts.Ifindex)
-	e.xdp = xdp
-	e.sock, err = xsk.NewSocket(umem, opts.Ifindex, opts.Queue, xsk.SocketOptions{
-		RXSize: 64, TXSize: opts.TXSize, Bind: opts.Bind, MultiBuffer: e.segs > 1, Driver: dev.XSK()})
-	if err != nil {
-		return nil, fmt.Errorf("xsk engine: %w", err)
-	}
+	e := &XSK{t: t, opts: opts, umem: umem, sock: sock, segs: segments(t, umem.Options())}
 	e.addrs = make([]uint64, opts.Frames)
 	if n := umem.Alloc(e.addrs); n != len(e.addrs) {
+		umem.Free(e.addrs[:n])
 		return nil, fmt.Errorf("xsk engine: got %d of %d UMEM frames", n, len(e.addrs))
 	}
 	nslots := len(e.addrs) / e.segs
@@ -100,10 +109,11 @@ func NewXSK(t *Template, opts XSKOptions) (_ *XSK, err error) {
 		fr := e.addrs[s*e.segs : (s+1)*e.segs]
 		d := make([]xsk.Desc, e.segs)
 		if umem.WritePacket(d, fr, t.Bytes()) != e.segs {
+			umem.Free(e.addrs)
 			return nil, fmt.Errorf("xsk engine: write template into slot %d", s)
 		}
 		for _, a := range fr {
-			e.owner[a/frameSize] = int32(s)
+			e.owner[a/xskFrameSize] = int32(s)
 		}
 		e.slots[s] = d
 		e.free = append(e.free, int32(s))
@@ -119,11 +129,6 @@ func (e *XSK) Mode() xsk.BindMode { return e.sock.Mode() }
 // Fallback says why a BindAuto socket is in copy mode (xsk.Socket.Fallback).
 func (e *XSK) Fallback() string { return e.sock.Fallback() }
 
-// XDPFeatures describes the device's XDP features
-// ("xdp-features basic,redirect,rx-sg zc-max-segs 0"), or why they are
-// unknown.
-func (e *XSK) XDPFeatures() string { return e.xdp }
-
 // complete takes finished frames off the completion ring and frees the
 // slots whose every segment is done. It returns the packets completed.
 func (e *XSK) complete() uint64 {
@@ -134,7 +139,7 @@ func (e *XSK) complete() uint64 {
 			return done
 		}
 		for _, a := range e.comp[:n] {
-			s := e.owner[a/4096]
+			s := e.owner[a/xskFrameSize]
 			e.left[s]--
 			if e.left[s] == 0 {
 				e.free = append(e.free, s)
@@ -218,18 +223,6 @@ func (e *XSK) Send(ctx context.Context, r Run) (Result, error) {
 	return res, nil
 }
 
-// Close closes the socket and the UMEM; idempotent.
-func (e *XSK) Close() error {
-	var err error
-	if e.sock != nil {
-		err = e.sock.Close()
-		e.sock = nil
-	}
-	if e.umem != nil {
-		if cerr := e.umem.Close(); err == nil {
-			err = cerr
-		}
-		e.umem = nil
-	}
-	return err
-}
+// Close implements Engine. The socket and UMEM are the caller's: close
+// them after the engine.
+func (e *XSK) Close() error { return nil }

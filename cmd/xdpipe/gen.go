@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xdpipe/xdpipe/dataplane"
 	"github.com/xdpipe/xdpipe/gen"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -230,7 +231,7 @@ func runGen(ctx context.Context, args []string) error {
 	case "live":
 		eng, err = gen.NewLive(tp, gen.LiveOptions{Ifindex: ifc.Index, Queue: f.queue, BatchSize: uint32(f.batch)})
 	case "xsk":
-		eng, err = newXSKEngine(tp, ifc.Index, f.queue, f.bind)
+		eng, err = newXSKEngine(tp, ifc, f.queue, f.bind)
 	}
 	if err != nil {
 		return err
@@ -274,8 +275,8 @@ func runGen(ctx context.Context, args []string) error {
 	return err
 }
 
-func newXSKEngine(tp *gen.Template, ifindex, queue int, bind xsk.BindMode) (gen.Engine, error) {
-	e, err := gen.NewXSK(tp, gen.XSKOptions{Ifindex: ifindex, Queue: queue, Bind: bind})
+func newXSKEngine(tp *gen.Template, ifc *net.Interface, queue int, bind xsk.BindMode) (gen.Engine, error) {
+	e, err := dataplane.OpenGenerator(tp, ifc.Name, queue, gen.XSKOptions{Ifindex: ifc.Index, Bind: bind})
 	if err != nil {
 		return nil, err
 	}

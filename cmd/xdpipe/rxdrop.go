@@ -158,7 +158,7 @@ func runRxdrop(ctx context.Context, args []string) error {
 		Iface: o.iface, Queues: []int{o.queue}, Umems: []*xsk.Umem{umem},
 		Socket:           xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
 		TakesMultiBuffer: true, Rules: o.rules, Attach: o.attach, PinDir: o.pinDir,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return err
