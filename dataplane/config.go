@@ -335,7 +335,7 @@ func resolve(c Config, sys system) (*plan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("steering rules: %w", err)
 		}
-		if err := set.ResolveIfaces(ifindexOf); err != nil {
+		if err := set.ResolveIfaces(pipeline.InterfaceIndex); err != nil {
 			return nil, fmt.Errorf("steering rules: %w", err)
 		}
 		if err := set.Normalize(); err != nil {
@@ -357,14 +357,6 @@ func resolve(c Config, sys system) (*plan, error) {
 		r.rdmaSink = o.Connect
 	}
 	return r, nil
-}
-
-func ifindexOf(name string) (int, error) {
-	ifc, err := net.InterfaceByName(name)
-	if err != nil {
-		return 0, err
-	}
-	return ifc.Index, nil
 }
 
 // ParseQueues parses "all" or a list "0,2" / "0-3" against n queues.

@@ -169,7 +169,7 @@ func newFilterStage(o *FilterOptions, env StageEnv) (Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := set.ResolveIfaces(ifindexOf); err != nil {
+	if err := set.ResolveIfaces(InterfaceIndex); err != nil {
 		return nil, err
 	}
 	m, err := NewRuleMatcher(set)
@@ -184,8 +184,9 @@ func newFilterStage(o *FilterOptions, env StageEnv) (Stage, error) {
 	return f, nil
 }
 
-// ifindexOf resolves the interface names rules match on.
-func ifindexOf(name string) (int, error) {
+// InterfaceIndex resolves the interface names rules match on (in this
+// thread's network namespace), for rules.Set.ResolveIfaces.
+func InterfaceIndex(name string) (int, error) {
 	ifc, err := net.InterfaceByName(name)
 	if err != nil {
 		return 0, err
