@@ -14,7 +14,10 @@
 // a Matcher), MacSwap (l2fwd), Forward (to another interface's socket sharing
 // the UMEM), Rewrite (MAC, VLAN push/pop, IPv4 TTL/DSCP with RFC 1624
 // incremental checksum), Pcap (gopacket's pcapgo, snap length, rotation by
-// size) and Sample (1 in N to a slow-path channel, never blocking).
+// size) and Sample (1 in N to a slow-path channel, never blocking). Each is
+// an entry of the stage registry (LookupStage): its kind, its options, its
+// constructor; its counters are its Counters method (Metered), exported by
+// the Collector.
 //
 // # Header parsing
 //

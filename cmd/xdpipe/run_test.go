@@ -302,7 +302,7 @@ func TestRunL2fwdMetricsPcap(t *testing.T) {
 	cfg := filepath.Join(dir, "run.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`interfaces: [%s]
 queues: all
-poll: wait
+poll: wakeup
 ring: 512
 cpus: "1"
 stages:
@@ -374,7 +374,7 @@ func TestRunSIGHUPUnderTraffic(t *testing.T) {
 	}
 	write("")
 	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
-	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", "off", "--poll", "wait", "--interval", "0s")
+	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", "off", "--poll", "wakeup", "--interval", "0s")
 	const n = 20000
 	done := make(chan struct{})
 	go func() {
@@ -421,7 +421,7 @@ func TestRunMultiQueue(t *testing.T) {
 			os.WriteFile(rulesFile, []byte(testRules), 0o644)
 			back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
 			proc := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "all", "--umem", umem, "--stages", "count,macswap",
-				"--rules", rulesFile, "--poll", "wait", "--ring", "512", "--metrics", addr, "--interval", "0s")
+				"--rules", rulesFile, "--poll", "wakeup", "--ring", "512", "--metrics", addr, "--interval", "0s")
 			const n = 4000
 			sendFlows(t, back, p, n, 128, 16, back.Received)
 			waitBack(t, back, n)
@@ -463,7 +463,7 @@ func TestRunPcapDiskFull(t *testing.T) {
 		p.B.Name, small)), 0o644)
 	addr := freePort(t, p.B.NS)
 	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
-	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", addr, "--poll", "wait", "--interval", "0s")
+	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", addr, "--poll", "wakeup", "--interval", "0s")
 	const n = 3000
 	sendFrames(t, back, p, n, 128, back.Received)
 	waitBack(t, back, n)
@@ -494,7 +494,7 @@ func TestRunForward(t *testing.T) {
 	cfg := filepath.Join(dir, "run.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`interfaces: [%s, xdpc]
 rules: %s
-poll: wait
+poll: wakeup
 stages:
   - rewrite: {src_mac: "%s", dst_mac: "%s"}
   - forward: {to: xdpc}

@@ -36,7 +36,7 @@ until grep -q listening /tmp/sink.log; do i=$((i+1)); [ $i -gt 100 ] && fail "si
 cat >/tmp/e2e.yaml <<EOC
 interfaces: [xe2e1]
 metrics: "off"
-poll: wait
+poll: wakeup
 stages: [count, {rdma: {connect: "$sink"}}]
 EOC
 "$bin" run --config /tmp/e2e.yaml >/tmp/run.log 2>&1 &
