@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xdpipe/xdpipe/dataplane"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
@@ -13,7 +14,7 @@ import (
 // into a rate line per interval and a summary at the end.
 type rateReporter struct {
 	sock      *xsk.Socket
-	c         *rxCounters
+	c         *dataplane.DropCounters
 	start     time.Time
 	startCPU  time.Duration
 	last      time.Time
@@ -21,7 +22,7 @@ type rateReporter struct {
 	lastBytes uint64
 }
 
-func newRateReporter(s *xsk.Socket, c *rxCounters) *rateReporter {
+func newRateReporter(s *xsk.Socket, c *dataplane.DropCounters) *rateReporter {
 	now := time.Now()
 	return &rateReporter{sock: s, c: c, start: now, last: now, startCPU: processCPU()}
 }
@@ -47,7 +48,7 @@ func (r *rateReporter) xdpStats() string {
 // line is the rate over the interval since the last call.
 func (r *rateReporter) line() string {
 	now := time.Now()
-	pkts, bytes := r.c.packets.Load(), r.c.bytes.Load()
+	pkts, bytes := r.c.Packets.Load(), r.c.Bytes.Load()
 	dt := now.Sub(r.last).Seconds()
 	pps := float64(pkts-r.lastPkts) / dt
 	mbps := float64(bytes-r.lastBytes) * 8 / dt / 1e6
@@ -60,7 +61,7 @@ func (r *rateReporter) line() string {
 // packets (all threads: the receive loop and everything else).
 func (r *rateReporter) summary() string {
 	el := time.Since(r.start).Seconds()
-	pkts, bytes := r.c.packets.Load(), r.c.bytes.Load()
+	pkts, bytes := r.c.Packets.Load(), r.c.Bytes.Load()
 	cpu := (processCPU() - r.startCPU).Seconds()
 	var b strings.Builder
 	fmt.Fprintf(&b, "summary: %d packets, %d bytes in %.2fs: %s, %.1f Mbit/s\n",

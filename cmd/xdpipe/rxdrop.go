@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -126,15 +125,6 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	return o, nil
 }
 
-// rxCounters are the receive loop's counts, written by the loop once per
-// burst and read by the reporter. Padded so the reporter's reads do not
-// share a cache line with anything else.
-type rxCounters struct {
-	packets atomic.Uint64
-	bytes   atomic.Uint64
-	_       [64 - 16]byte
-}
-
 func runRxdrop(ctx context.Context, args []string) error {
 	o, err := parseRxdrop(args, os.Stderr)
 	if err != nil {
@@ -185,7 +175,7 @@ func runRxdrop(ctx context.Context, args []string) error {
 		defer cancel()
 	}
 	var (
-		counts rxCounters
+		counts dataplane.DropCounters
 		stop   atomic.Bool
 		wg     sync.WaitGroup
 		loop   error
@@ -197,7 +187,8 @@ func runRxdrop(ctx context.Context, args []string) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		loop = rxdropLoop(sock, &counts, tr, &stop, o)
+		loop = dataplane.Drop(sock, &counts, tr, &stop, dataplane.DropOptions{
+			Batch: int(o.batch), CPU: o.cpu, Poll: o.poll, Coalesce: o.coalesce, Ring: int(o.ring)})
 	}()
 
 	rep := newRateReporter(sock, &counts)
@@ -221,68 +212,6 @@ wait:
 	}
 	if loop != nil {
 		return loop
-	}
-	return nil
-}
-
-// rxdropLoop is the receive-and-drop loop: take a burst off the RX ring,
-// count it, and hand its frames straight back to the fill ring. With a
-// tracker it also accounts generated frames, reading the clock once per
-// burst. It allocates nothing.
-func rxdropLoop(s *xsk.Socket, c *rxCounters, tr *gen.Tracker, stop *atomic.Bool, o rxdropOptions) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if o.cpu >= 0 {
-		if err := pipeline.PinThread(o.cpu); err != nil {
-			return fmt.Errorf("pin receive loop: %w", err)
-		}
-	}
-	descs := make([]xsk.Desc, o.batch)
-	u := s.Umem()
-	idler := xsk.Idler{Coalesce: o.coalesce, Ring: int(o.ring)}
-	first := true // the next descriptor starts a packet
-	for !stop.Load() {
-		n := s.Receive(descs)
-		if n == 0 {
-			if o.poll != pipeline.PollWakeup {
-				continue
-			}
-			if idler.Idle() {
-				if err := s.Wait(100 * time.Millisecond); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		idler.Got(n)
-		// A packet larger than a frame (multi-buffer) comes as several
-		// descriptors, all but the last marked PktContd: count packets by
-		// their last segment, track them by their first.
-		var bytes, pkts uint64
-		var now int64
-		if tr != nil {
-			now = gen.Monotonic()
-		}
-		for i := range descs[:n] {
-			d := &descs[i]
-			bytes += uint64(d.Len)
-			if tr != nil && first {
-				tr.Observe(u.Bytes(*d), now)
-			}
-			first = d.Options&xsk.PktContd == 0
-			if first {
-				pkts++
-			}
-		}
-		c.packets.Add(pkts)
-		c.bytes.Add(bytes)
-		// The fill ring always has room for what the RX ring gave back;
-		// anything it does not take goes to the free stack, and Refill
-		// puts it back on the fill ring.
-		if r := s.Recycle(descs[:n]); r < n {
-			u.FreeDescs(descs[r:n])
-			s.Refill()
-		}
 	}
 	return nil
 }

@@ -1,0 +1,98 @@
+package dataplane
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// DropCounters are Drop's counts, written by the loop once per burst and
+// read by a reporter. Padded so the reporter's reads do not share a cache
+// line with anything else.
+type DropCounters struct {
+	Packets atomic.Uint64
+	Bytes   atomic.Uint64
+	_       [64 - 16]byte
+}
+
+// DropOptions configure Drop.
+type DropOptions struct {
+	// Batch is the most frames taken off the RX ring per burst.
+	Batch int
+	// CPU pins the loop's thread (-1: no pinning).
+	CPU int
+	// Poll is how the loop waits when the RX ring is empty; Coalesce is
+	// wakeup mode's longest nap (ParseCoalesce's result) and Ring the RX
+	// ring size, which bounds the nap (see xsk.Idler).
+	Poll     pipeline.PollMode
+	Coalesce time.Duration
+	Ring     int
+}
+
+// Drop is `xdpipe rxdrop`'s receive-and-drop loop on one socket until stop
+// is set: take a burst off the RX ring, count it, and hand its frames
+// straight back to the fill ring. With a tracker it also accounts
+// generated frames, reading the clock once per burst. It allocates nothing
+// per burst.
+func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o DropOptions) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if o.CPU >= 0 {
+		if err := pipeline.PinThread(o.CPU); err != nil {
+			return fmt.Errorf("pin receive loop: %w", err)
+		}
+	}
+	descs := make([]xsk.Desc, o.Batch)
+	u := s.Umem()
+	idler := xsk.Idler{Coalesce: o.Coalesce, Ring: o.Ring}
+	first := true // the next descriptor starts a packet
+	for !stop.Load() {
+		n := s.Receive(descs)
+		if n == 0 {
+			if o.Poll != pipeline.PollWakeup {
+				continue
+			}
+			if idler.Idle() {
+				if err := s.Wait(100 * time.Millisecond); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		idler.Got(n)
+		// A packet larger than a frame (multi-buffer) comes as several
+		// descriptors, all but the last marked PktContd: count packets by
+		// their last segment, track them by their first.
+		var bytes, pkts uint64
+		var now int64
+		if tr != nil {
+			now = gen.Monotonic()
+		}
+		for i := range descs[:n] {
+			d := &descs[i]
+			bytes += uint64(d.Len)
+			if tr != nil && first {
+				tr.Observe(u.Bytes(*d), now)
+			}
+			first = d.Options&xsk.PktContd == 0
+			if first {
+				pkts++
+			}
+		}
+		c.Packets.Add(pkts)
+		c.Bytes.Add(bytes)
+		// The fill ring always has room for what the RX ring gave back;
+		// anything it does not take goes to the free stack, and Refill
+		// puts it back on the fill ring.
+		if r := s.Recycle(descs[:n]); r < n {
+			u.FreeDescs(descs[r:n])
+			s.Refill()
+		}
+	}
+	return nil
+}
