@@ -173,6 +173,24 @@ func (d *Daemon) dialRDMA(u umem) error {
 // Queues are the queues the daemon serves, one worker each.
 func (d *Daemon) Queues() []int { return slices.Clone(d.p.queues) }
 
+// PortInfo describes an open interface for a start line.
+type PortInfo struct {
+	// Name is the interface; XDP its driver's XDP features (Port.XDP);
+	// Mode its sockets' bind mode with why auto bound copy mode
+	// (ModeText of the first queue's socket).
+	Name, XDP, Mode string
+}
+
+// Ports describes the open interfaces, in Config.Interfaces order.
+func (d *Daemon) Ports() []PortInfo {
+	out := make([]PortInfo, len(d.ports))
+	for i, pt := range d.ports {
+		out[i] = pt.info()
+		out[i].Name = d.p.ifaces[i].Name
+	}
+	return out
+}
+
 // Run runs the workers, the sample stages' slow paths and the metrics
 // endpoint until ctx ends; then it detaches the XDP programs (nothing new
 // arrives) and stops the workers, which flush TX and wait for completions.
@@ -426,6 +444,8 @@ type socket interface {
 // port is an open Port.
 type port interface {
 	sockets() []socket
+	// info describes the port (PortInfo without the name).
+	info() PortInfo
 	// steer is the steering program, or nil (redirect program, detached).
 	steer() steerer
 	detach() error

@@ -219,6 +219,7 @@ func (p *fakePort) sockets() []socket {
 	}
 	return out
 }
+func (p *fakePort) info() PortInfo { return PortInfo{XDP: "fake", Mode: "fake mode"} }
 func (p *fakePort) steer() steerer { return nil }
 func (p *fakePort) detach() error  { p.detached = true; return nil }
 func (p *fakePort) close() error {

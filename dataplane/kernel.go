@@ -53,6 +53,8 @@ func (p kernelPort) sockets() []socket {
 	return s
 }
 
+func (p kernelPort) info() PortInfo { return PortInfo{XDP: p.XDP, Mode: ModeText(p.Sockets[0])} }
+
 func (p kernelPort) steer() steerer {
 	if st := p.Steer(); st != nil {
 		return st

@@ -176,6 +176,9 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	go func() { done <- d.Run(rctx) }()
 	fmt.Fprintf(stdout, "run: ready: %d queues %v on %s, stages %s, metrics %s\n", len(d.Queues()), d.Queues(),
 		strings.Join(cfg.Interfaces, ","), stageList(cfg.Stages), cfg.Metrics)
+	for _, pi := range d.Ports() {
+		fmt.Fprintf(stdout, "run: %s: %s, AF_XDP %s\n", pi.Name, pi.XDP, pi.Mode)
+	}
 
 	rates := newRates(d)
 	var tick <-chan time.Time

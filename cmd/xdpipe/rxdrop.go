@@ -166,8 +166,8 @@ func runRxdrop(ctx context.Context, args []string) error {
 	case o.poll == pipeline.PollWakeup:
 		poll += " (poll only)"
 	}
-	fmt.Printf("rxdrop: %s queue %d, XDP %s (%s mode), AF_XDP %s mode, %s polling, burst %d\n",
-		o.iface, o.queue, prog, port.Attached, sock.Mode(), poll, o.batch)
+	fmt.Printf("rxdrop: %s queue %d, %s, XDP %s (%s mode), AF_XDP %s, %s polling, burst %d\n",
+		o.iface, o.queue, port.XDP, prog, port.Attached, dataplane.ModeText(sock), poll, o.batch)
 
 	if o.duration > 0 {
 		var cancel context.CancelFunc
