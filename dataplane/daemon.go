@@ -26,7 +26,8 @@ type Daemon struct {
 	log *slog.Logger
 	sys system
 
-	mu     sync.Mutex // p's steering rules and chains, against Reload and scrapes
+	reload sync.Mutex // one Reload at a time
+	mu     sync.Mutex // p.steer, chains and the ports' programs: Reload, detach, scrapes
 	p      *plan
 	chains *chains
 
@@ -227,17 +228,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 // Reload swaps in cfg's steering rules and stages without closing a
-// socket; the workers keep running. Interfaces, queues, CPUs and rings
+// socket; the workers keep running. It returns once every worker runs the
+// new chain (at its next pass) or has stopped. Interfaces, queues, CPUs and rings
 // need new sockets: those of the running daemon stay. A bad cfg changes
 // nothing: the previous rules and stages keep running.
-func (d *Daemon) Reload(ctx context.Context, cfg Config) error {
+func (d *Daemon) Reload(cfg Config) error {
 	cfg.Interfaces, cfg.Queues, cfg.CPUs, cfg.Ring = d.p.cfg.Interfaces, d.p.cfg.Queues, d.p.cfg.CPUs, d.p.cfg.Ring
+	d.reload.Lock()
+	defer d.reload.Unlock()
 	p, err := resolve(cfg, d.sys)
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if (p.steer == nil) != (d.p.steer == nil) {
 		return errors.New("switching between steering rules and the redirect program needs a restart")
 	}
@@ -248,28 +250,50 @@ func (d *Daemon) Reload(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	d.mu.Lock()
 	for _, pt := range d.ports {
 		if st := pt.steer(); st != nil {
 			if err := st.Apply(p.steer); err != nil {
+				d.mu.Unlock()
 				_ = cs.close()
 				return fmt.Errorf("steering rules: %w", err)
 			}
 		}
 	}
+	d.p.steer = p.steer
+	d.mu.Unlock()
+	// Without d.mu: the swap waits for each worker's next pass, and a stop
+	// (detach) must not wait for it. It is not cancelled: a worker takes
+	// a chain it was handed at its next pass. The chains were built for
+	// the same outputs, so binding them does not fail.
+	var swapErr error
+	swapped := 0
 	for i, w := range d.workers {
-		old, err := w.SetStages(ctx, cs.chains[i])
+		old, err := w.SetStages(context.Background(), cs.chains[i])
 		if err != nil {
-			_ = cs.close()
-			return fmt.Errorf("queue %d: %w", w.Queue(), err)
+			swapErr = fmt.Errorf("queue %d: %w", w.Queue(), err)
+			break
 		}
+		swapped++
 		if err := pipeline.CloseStages(old); err != nil {
 			d.log.Warn("closing old stages", "queue", w.Queue(), "err", err)
 		}
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// Workers that did not swap keep their chains; the new ones they did
+	// not take are closed.
+	for i := swapped; i < len(cs.chains); i++ {
+		_ = pipeline.CloseStages(cs.chains[i])
+		cs.chains[i] = d.chains.chains[i]
+	}
 	for _, s := range cs.samples {
 		go slowPath(d.log, s)
 	}
-	d.chains, d.p.steer = cs, p.steer
+	d.chains = cs
+	if swapErr != nil {
+		return swapErr
+	}
 	d.log.Info("reloaded", "stages", stageList(cfg.Stages), "steering_rules", cfg.Rules)
 	return nil
 }

@@ -314,7 +314,7 @@ func TestDaemonReloadUnderTrafficLosesNoFrame(t *testing.T) {
 		if i%2 == 0 {
 			next = baseConfig(t, "count", "drop")
 		}
-		if err := d.Reload(context.Background(), next); err != nil {
+		if err := d.Reload(next); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
 	}
@@ -404,14 +404,14 @@ func TestDaemonStageErrors(t *testing.T) {
 		t.Fatalf("a bad stage opened %d ports and %d UMEMs", sys.opened, len(sys.mems))
 	}
 	d, sys, stop := running(t, baseConfig(t, "count", "macswap"))
-	if err := d.Reload(context.Background(), bad(t)); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if err := d.Reload(bad(t)); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("reload with a bad pcap path: %v", err)
 	}
 	fwd, _ := NewStageConfig("forward")
 	fwd.Options.(*pipeline.ForwardOptions).To = "eth9"
 	c := baseConfig(t)
 	c.Stages = []StageConfig{fwd}
-	if err := d.Reload(context.Background(), c); err == nil || !strings.Contains(err.Error(), `output "eth9" is not one of the interfaces`) {
+	if err := d.Reload(c); err == nil || !strings.Contains(err.Error(), `output "eth9" is not one of the interfaces`) {
 		t.Fatalf("reload forwarding to an unknown interface: %v", err)
 	}
 	sys.send(300)
@@ -428,5 +428,35 @@ func TestDaemonStageErrors(t *testing.T) {
 	}
 	if err := d.Close(); err != nil || sys.closed != 1 {
 		t.Errorf("close: %v, %d ports closed", err, sys.closed)
+	}
+}
+
+// TestDaemonStopDuringReload: a stop that comes while a reload waits for
+// the workers neither fails the reload nor hangs the stop, and every frame
+// is accounted for after it.
+func TestDaemonStopDuringReload(t *testing.T) {
+	for range 20 {
+		d, sys, stop := running(t, baseConfig(t, "count", "macswap"))
+		sys.send(1000)
+		waitRX(t, d, 100)
+		done := make(chan error, 1)
+		go func() { done <- d.Reload(baseConfig(t, "count", "drop")) }()
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("reload during the stop: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("reload did not return after the stop")
+		}
+		if _, err := d.Account(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -177,7 +177,9 @@ type Worker struct {
 	cur     *stageSet                // worker goroutine only
 	active  atomic.Pointer[stageSet] // cur, published for other goroutines
 	next    atomic.Pointer[stageSet]
-	seen    atomic.Uint64 // generation of the stage set the worker runs
+	seen    atomic.Uint64            // generation of the stage set the worker runs
+	gens    atomic.Uint64            // generations handed out
+	handed  atomic.Pointer[stageSet] // the last set handed to the worker (SetStages)
 	stop    atomic.Bool
 	running atomic.Bool
 	stats   WorkerStats
@@ -243,6 +245,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	w.cur = set
 	w.active.Store(set)
+	w.handed.Store(set)
 	w.seen.Store(set.gen)
 	return w, nil
 }
@@ -293,22 +296,22 @@ func (w *Worker) PortNames() []string {
 func (w *Worker) Stages() []Stage { return w.active.Load().stages }
 
 // SetStages replaces the stage chain without stopping the worker or
-// touching the sockets (SIGHUP reload). It returns once the worker runs the
-// new chain (or has stopped, or ctx ends); the caller may then close the old
-// stages. Outputs are bound before the swap, so a bad chain is refused and
-// the old one keeps running.
+// touching the sockets (SIGHUP reload). The worker takes the new chain at
+// its next pass (a worker that is not running, at its first). SetStages
+// returns the chain it replaces once the worker runs the new one or is not
+// running: the worker never runs the old one again, and the caller may close
+// it. When ctx ends first it returns ctx's error, and the old chain is
+// still the worker's until it takes the new one: do not close either.
+// Outputs are bound before the swap, so a bad chain is refused and the old
+// one keeps running. Call it from one goroutine at a time.
 func (w *Worker) SetStages(ctx context.Context, stages []Stage) (old []Stage, err error) {
-	prev := w.Stages()
-	set, err := w.bind(stages, w.seen.Load()+1)
+	set, err := w.bind(stages, w.gens.Add(1)+1)
 	if err != nil {
 		return nil, err
 	}
-	if !w.running.Load() {
-		w.cur = set
-		w.active.Store(set)
-		w.seen.Store(set.gen)
-		return prev, nil
-	}
+	prev := w.handed.Swap(set)
+	// Stored before running is read, and Run stores running before its
+	// first pass reads next: a worker that starts meanwhile takes set.
 	w.next.Store(set)
 	for w.seen.Load() < set.gen && w.running.Load() {
 		select {
@@ -317,7 +320,7 @@ func (w *Worker) SetStages(ctx context.Context, stages []Stage) (old []Stage, er
 		case <-time.After(time.Millisecond):
 		}
 	}
-	return prev, nil
+	return prev.stages, nil
 }
 
 // Run runs the worker until ctx is cancelled: it locks its goroutine to an

@@ -194,10 +194,7 @@ loop:
 		case runErr = <-done:
 			break loop
 		case <-hup:
-			// A stop that comes during a reload does not cancel it: the
-			// reload returns once the worker runs the new chain or has
-			// stopped.
-			if err := reload(context.WithoutCancel(ctx), d, f); err != nil {
+			if err := reload(d, f); err != nil {
 				log.Error("reload failed; the previous rules and stages keep running", "err", err)
 			} else {
 				fmt.Fprintln(stdout, "run: reloaded")
@@ -224,12 +221,12 @@ loop:
 
 // reload re-reads the config file with the flags on top and swaps the
 // rules and stages in.
-func reload(ctx context.Context, d *dataplane.Daemon, f *runFlags) error {
+func reload(d *dataplane.Daemon, f *runFlags) error {
 	cfg, err := f.load()
 	if err != nil {
 		return err
 	}
-	return d.Reload(ctx, cfg)
+	return d.Reload(cfg)
 }
 
 func stageList(s []dataplane.StageConfig) string {
