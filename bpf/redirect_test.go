@@ -160,7 +160,7 @@ func TestRedirectCloseTwice(t *testing.T) {
 
 // xdpShown reports whether `ip link show` in the end's namespace lists an
 // XDP program on it.
-func xdpShown(t *testing.T, e *testutil.VethEnd) bool {
+func xdpShown(t *testing.T, e *testutil.LinkEnd) bool {
 	t.Helper()
 	// Attached: "mtu 1500 xdp qdisc ..." (xdpgeneric in generic mode) and a
 	// "prog/xdp id N" line with -d.
@@ -182,7 +182,7 @@ func TestRedirectAttachVeth(t *testing.T) {
 		{AttachDriver, AttachDriver, 9000},
 	} {
 		t.Run(tc.mode.String()+"-mtu"+strconv.Itoa(tc.mtu), func(t *testing.T) {
-			p := testutil.NewVethPair(t, testutil.VethOptions{MTU: tc.mtu})
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: tc.mtu})
 			r := newRedirect(t)
 			ifindex := p.B.Ifindex(t)
 			var got AttachMode
@@ -211,7 +211,7 @@ func TestRedirectAttachVeth(t *testing.T) {
 // TestRedirectAttachErrors: a missing interface, an interface that already
 // has an XDP program, attaching twice.
 func TestRedirectAttachErrors(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	r1, r2 := newRedirect(t), newRedirect(t)
 	ifindex := p.B.Ifindex(t)
 	p.B.NS.MustDo(t, func() error {

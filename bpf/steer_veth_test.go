@@ -24,7 +24,7 @@ import (
 // no-match counter. Nothing may be lost: the drop rule's counter plus what
 // the UDP socket received equals what was sent, and no-match stays 0.
 func TestSteerLiveUpdate(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	s := newSteer(t)
 	dst := netip.PrefixFrom(netip.AddrFrom4([4]byte(p.B.IP)), 32)
 	drop := rules.Rule{Priority: 10, Name: "drop", Fields: rules.FieldProto | rules.FieldDst | rules.FieldDport,
@@ -157,7 +157,7 @@ func bpffs(t *testing.T) string {
 // Unpin then Close detaches.
 func TestSteerPinned(t *testing.T) {
 	pin := bpffs(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	ib := p.B.Ifindex(t)
 
 	if _, err := OpenPinnedSteer(pin); err == nil || !strings.Contains(err.Error(), ErrNotRunning.Error()) {

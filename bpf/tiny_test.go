@@ -75,7 +75,7 @@ func TestDropCountProgRun(t *testing.T) {
 // live-frames mode out of one veth end and counts them with xdp_drop_count
 // on the other: the generator and the ceiling of the benchmarks, together.
 func TestLiveFramesIntoDropCount(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	x, d := newTX(t), newDropCount(t)
 	ia, ib := p.A.Ifindex(t), p.B.Ifindex(t)
 	var mode AttachMode

@@ -21,7 +21,7 @@ import (
 func TestMain(m *testing.M) { testutil.RunCheckingLeaks(m) }
 
 // vethConfig is a Config from A to B of the pair.
-func vethConfig(p *testutil.VethPair, proto Proto, size int) Config {
+func vethConfig(p *testutil.LinkPair, proto Proto, size int) Config {
 	c := Config{Proto: proto, Size: size, SrcMAC: p.A.MAC, DstMAC: p.B.MAC}
 	if proto.v6() {
 		c.SrcIP, _ = netip.AddrFromSlice(p.A.IP6)
@@ -99,7 +99,7 @@ type receiver struct {
 	bad  int // frames that failed Verify
 }
 
-func newReceiver(t *testing.T, end *testutil.VethEnd, tp *Template) *receiver {
+func newReceiver(t *testing.T, end *testutil.LinkEnd, tp *Template) *receiver {
 	t.Helper()
 	idx := end.Ifindex(t)
 	r := &receiver{tr: NewTracker(), done: make(chan struct{}), tp: tp}
@@ -182,7 +182,7 @@ func (r *receiver) wait(want uint64) Stats {
 func TestLiveSendsExactCount(t *testing.T) {
 	for _, proto := range []Proto{UDP4, UDP6, TCP4SYN} {
 		t.Run(proto.String(), func(t *testing.T) {
-			p := testutil.NewVethPair(t, testutil.VethOptions{})
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 			c := vethConfig(p, proto, 128)
 			c.Flows = 16
 			tp, err := NewTemplate(c)
@@ -214,7 +214,7 @@ func TestLiveSendsExactCount(t *testing.T) {
 }
 
 func TestLiveRateLimit(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	tp, err := NewTemplate(vethConfig(p, UDP4, 64))
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +250,7 @@ func TestLiveRateLimit(t *testing.T) {
 }
 
 func TestLiveBadInput(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	p.B.AttachPass(t)
 	big, _ := NewTemplate(vethConfig(p, UDP4, 4000))
 	small, _ := NewTemplate(vethConfig(p, UDP4, 64))
@@ -313,7 +313,7 @@ func TestXSKSendsExactCount(t *testing.T) {
 		mtu   int
 	}{{UDP4, 64, 1500}, {UDP6, 1500, 1500}, {TCP4SYN, 9000, 9000}} {
 		t.Run(fmt.Sprintf("%v/%d", c.proto, c.size), func(t *testing.T) {
-			p := testutil.NewVethPair(t, testutil.VethOptions{MTU: c.mtu})
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: c.mtu})
 			tp, err := NewTemplate(vethConfig(p, c.proto, c.size))
 			if err != nil {
 				t.Fatal(err)
@@ -349,7 +349,7 @@ func TestXSKSendsExactCount(t *testing.T) {
 }
 
 func TestXSKRateLimit(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	tp, err := NewTemplate(vethConfig(p, UDP4, 64))
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +378,7 @@ func TestXSKRateLimit(t *testing.T) {
 
 // liveSend sends count frames with the live engine from A, returning what
 // Send returned.
-func liveSend(t *testing.T, p *testutil.VethPair, l *Live, count uint64) (res Result, err error) {
+func liveSend(t *testing.T, p *testutil.LinkPair, l *Live, count uint64) (res Result, err error) {
 	t.Helper()
 	p.A.NS.MustDo(t, func() error {
 		res, err = l.Send(context.Background(), Run{Count: count})
@@ -391,7 +391,7 @@ func liveSend(t *testing.T, p *testutil.VethPair, l *Live, count uint64) (res Re
 // engine fails naming the cause and counts no frame as sent (it used to
 // say "sent 20000 frames" into a veth whose peer had no XDP program).
 func TestLiveCountsOnlyFramesThatLeft(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	tp, err := NewTemplate(vethConfig(p, UDP4, 64))
 	if err != nil {
 		t.Fatal(err)

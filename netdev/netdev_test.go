@@ -30,7 +30,7 @@ func TestXDPFeaturesString(t *testing.T) {
 }
 
 // get reads end's device inside its namespace.
-func get(t *testing.T, e *testutil.VethEnd) netdev.Device {
+func get(t *testing.T, e *testutil.LinkEnd) netdev.Device {
 	t.Helper()
 	idx := e.Ifindex(t)
 	var d netdev.Device
@@ -49,7 +49,7 @@ func get(t *testing.T, e *testutil.VethEnd) netdev.Device {
 // redirect and rx-sg, no zero-copy; ndo-xmit appears on A once its peer B
 // has an XDP program (veth can then take redirected frames).
 func TestVethFeatures(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{Queues: 2})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{Queues: 2})
 	d := get(t, &p.A)
 	t.Logf("%s (%s): %v, queues rx %d tx %d", d.Name, d.Driver, d, d.RXQueues, d.TXQueues)
 	if !d.Known || d.Name != p.A.Name || d.Driver != "veth" {
@@ -96,7 +96,7 @@ func TestNoInterface(t *testing.T) {
 
 // bindOn binds a socket on e's queue with the driver as netdev reads it
 // and returns the error (closing a socket that opened).
-func bindOn(t *testing.T, e *testutil.VethEnd, queue int, o xsk.SocketOptions) (mode xsk.BindMode, why string, err error) {
+func bindOn(t *testing.T, e *testutil.LinkEnd, queue int, o xsk.SocketOptions) (mode xsk.BindMode, why string, err error) {
 	t.Helper()
 	d := get(t, e)
 	idx := e.Ifindex(t)
@@ -121,7 +121,7 @@ func bindOn(t *testing.T, e *testutil.VethEnd, queue int, o xsk.SocketOptions) (
 // TestBindBadInput: each refused bind is one line naming the cause and
 // the fix, and never a guess at the queue count when the queue is valid.
 func TestBindBadInput(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{Queues: 2})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{Queues: 2})
 	checkLine := func(t *testing.T, err error, want ...string) {
 		t.Helper()
 		if err == nil {

@@ -22,7 +22,7 @@ import (
 
 // openXsk attaches the redirect program to e and opens an AF_XDP socket on
 // its queue, registered in the XSKMAP. Closed at the end of the test.
-func openXsk(t *testing.T, e *testutil.VethEnd, u *xsk.Umem, queue int, so xsk.SocketOptions) *xsk.Socket {
+func openXsk(t *testing.T, e *testutil.LinkEnd, u *xsk.Umem, queue int, so xsk.SocketOptions) *xsk.Socket {
 	t.Helper()
 	ifindex := e.Ifindex(t)
 	var s *xsk.Socket
@@ -50,7 +50,7 @@ func openXsk(t *testing.T, e *testutil.VethEnd, u *xsk.Umem, queue int, so xsk.S
 
 // testFrame is a UDP frame from src to dst (MACs of the veth ends) to port
 // 9 with a sequence number at the start of the payload.
-func testFrame(t testing.TB, src, dst *testutil.VethEnd, seq uint32, size int) []byte {
+func testFrame(t testing.TB, src, dst *testutil.LinkEnd, seq uint32, size int) []byte {
 	f := buildFrame(t, frameSpec{sport: 40000, dport: 9, payload: size - 42,
 		src: netipFrom(src.IP), dst: netipFrom(dst.IP)})
 	copy(f[0:6], dst.MAC)
@@ -101,7 +101,7 @@ func testOnly(t *testing.T) *Filter { return portFilter(t, 9) }
 // count and content checked, and the UMEM accounts for every frame after.
 func TestVethL2fwd(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	u, err := xsk.NewUmem(xsk.UmemOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -179,8 +179,8 @@ func netipFrom(ip net.IP) (a netipAddr) {
 // the UMEM: no copy) to pair 2's A. Every frame arrives.
 func TestVethForward(t *testing.T) {
 	testutil.RequireRoot(t)
-	p1 := testutil.NewVethPair(t, testutil.VethOptions{})
-	p2 := testutil.NewVethPair(t, testutil.VethOptions{})
+	p1 := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	p2 := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 8192})
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +228,7 @@ func TestVethForward(t *testing.T) {
 // them back with gopacket and tshark: same frame count as sent.
 func TestVethPcap(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	u, err := xsk.NewUmem(xsk.UmemOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +302,7 @@ func tsharkCount(t *testing.T, name string) int {
 // = transmitted + dropped for a full ring, and the UMEM's places add up.
 func TestVethTXRingFull(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	u, err := xsk.NewUmem(xsk.UmemOptions{Debug: true})
 	if err != nil {
 		t.Fatal(err)

@@ -25,7 +25,7 @@ var magic = [8]byte{'x', 'd', 'p', 'i', 'p', 'e', 'T', '1'}
 // testFrame builds an Ethernet/IPv4/UDP frame of size bytes from a to b
 // (198.18.0.0/15), whose payload carries magic, a stream id, a sequence
 // number and a pattern derived from both, so corruption is visible.
-func testFrame(p *testutil.VethPair, size, stream, seq int) []byte {
+func testFrame(p *testutil.LinkPair, size, stream, seq int) []byte {
 	f := make([]byte, size)
 	copy(f[0:6], p.B.MAC)
 	copy(f[6:12], p.A.MAC)
@@ -62,7 +62,7 @@ func testFrame(p *testutil.VethPair, size, stream, seq int) []byte {
 // parseFrame returns the stream and sequence of a test frame, ok=false for
 // foreign frames (IPv6 MLD and the like), and an error for a test frame
 // whose bytes differ from what was sent.
-func parseFrame(p *testutil.VethPair, f []byte) (stream, seq int, ok bool, err error) {
+func parseFrame(p *testutil.LinkPair, f []byte) (stream, seq int, ok bool, err error) {
 	if len(f) < 58 || !bytes.Equal(f[42:50], magic[:]) {
 		return 0, 0, false, nil
 	}
@@ -90,7 +90,7 @@ func umemOn(t *testing.T, opts xsk.UmemOptions) *xsk.Umem {
 }
 
 // socketOn opens a socket on queue of end e, inside its namespace.
-func socketOn(t *testing.T, e *testutil.VethEnd, u *xsk.Umem, queue int, so xsk.SocketOptions) *xsk.Socket {
+func socketOn(t *testing.T, e *testutil.LinkEnd, u *xsk.Umem, queue int, so xsk.SocketOptions) *xsk.Socket {
 	t.Helper()
 	ifindex := e.Ifindex(t)
 	var s *xsk.Socket
@@ -109,7 +109,7 @@ func socketOn(t *testing.T, e *testutil.VethEnd, u *xsk.Umem, queue int, so xsk.
 
 // redirectOn loads the redirect program, attaches it to e in driver mode
 // and registers socks by queue.
-func redirectOn(t *testing.T, e *testutil.VethEnd, socks ...*xsk.Socket) *bpf.Redirect {
+func redirectOn(t *testing.T, e *testutil.LinkEnd, socks ...*xsk.Socket) *bpf.Redirect {
 	t.Helper()
 	r, err := bpf.LoadRedirect()
 	if err != nil {
@@ -139,7 +139,7 @@ func redirectOn(t *testing.T, e *testutil.VethEnd, socks ...*xsk.Socket) *bpf.Re
 // little longer to catch duplicates. got[r][stream] counts what RX socket
 // r received of each stream. Flow control keeps at most 64 frames in
 // flight per stream, below veth's 256-entry ring, so nothing is dropped.
-func pump(t *testing.T, p *testutil.VethPair, txs, rxs []*xsk.Socket, n, size int) (got [][]int) {
+func pump(t *testing.T, p *testutil.LinkPair, txs, rxs []*xsk.Socket, n, size int) (got [][]int) {
 	t.Helper()
 	got = make([][]int, len(rxs))
 	for i := range got {
@@ -230,7 +230,7 @@ func pump(t *testing.T, p *testutil.VethPair, txs, rxs []*xsk.Socket, n, size in
 // TestSendReceive sends N frames of known content from an AF_XDP socket on
 // A and receives exactly N, intact, on B.
 func TestSendReceive(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	ua := umemOn(t, xsk.UmemOptions{NumFrames: 512, FrameSize: 2048, Debug: true})
 	ub := umemOn(t, xsk.UmemOptions{NumFrames: 1024, FrameSize: 2048, FillSize: 512, Debug: true})
 	tx := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{Bind: xsk.BindCopy})
@@ -266,7 +266,7 @@ func TestSendReceive(t *testing.T) {
 // TestSharedUmem binds two sockets on queues 0 and 1 of B to one UMEM (and
 // two on A to another): frames sent on A's queue q land on B's queue q.
 func TestSharedUmem(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{Queues: 2})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{Queues: 2})
 	p.A.NS.MustRun(t, "ethtool", "-L", p.A.Name, "rx", "2", "tx", "2")
 	p.B.NS.MustRun(t, "ethtool", "-L", p.B.Name, "rx", "2", "tx", "2")
 	ua := umemOn(t, xsk.UmemOptions{NumFrames: 512, FrameSize: 2048, Debug: true})
@@ -315,7 +315,7 @@ func TestSharedUmem(t *testing.T) {
 // three-segment packets (XDP_USE_SG on both sockets) and receives them
 // whole.
 func TestMultiBufferJumbo(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{MTU: 9000})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: 9000})
 	ua := umemOn(t, xsk.UmemOptions{NumFrames: 256, Debug: true})
 	ub := umemOn(t, xsk.UmemOptions{NumFrames: 512, FillSize: 256, Debug: true})
 	tx := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{Bind: xsk.BindCopy, MultiBuffer: true})
@@ -387,7 +387,7 @@ func TestMultiBufferJumbo(t *testing.T) {
 // TestCloseReleasesEverything checks that after Close no fd, no mapping and
 // no attached program remain, and that Close is idempotent.
 func TestCloseReleasesEverything(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	before, err := testutil.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -453,7 +453,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 // constructors leave nothing open (the package's TestMain checks fds and
 // mappings).
 func TestBindErrors(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	u1 := umemOn(t, xsk.UmemOptions{NumFrames: 64})
 	u2 := umemOn(t, xsk.UmemOptions{NumFrames: 64})
 	socketOn(t, &p.B, u1, 0, xsk.SocketOptions{})
@@ -511,7 +511,7 @@ func TestBindErrors(t *testing.T) {
 // TestBusyPoll runs traffic through sockets with busy polling on
 // (SO_PREFER_BUSY_POLL, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET).
 func TestBusyPoll(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	ua := umemOn(t, xsk.UmemOptions{NumFrames: 256, FrameSize: 2048})
 	ub := umemOn(t, xsk.UmemOptions{NumFrames: 512, FrameSize: 2048, FillSize: 256})
 	bp := xsk.SocketOptions{BusyPoll: true, BusyPollTimeout: 50 * time.Microsecond, BusyPollBudget: 32}
@@ -526,7 +526,7 @@ func TestBusyPoll(t *testing.T) {
 // TestStatsDrops sends frames to a socket whose fill ring is empty: the
 // kernel drops them and XDP_STATISTICS says so.
 func TestStatsDrops(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	ua := umemOn(t, xsk.UmemOptions{NumFrames: 64, FrameSize: 2048})
 	ub := umemOn(t, xsk.UmemOptions{NumFrames: 64, FrameSize: 2048})
 	tx := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{})
@@ -578,7 +578,7 @@ func TestStatsDrops(t *testing.T) {
 // TestBindModes: copy mode binds on veth; zero-copy fails with a clear
 // error that errors.Is sees as ErrNotSupported; auto falls back to copy.
 func TestBindModes(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	u := umemOn(t, xsk.UmemOptions{NumFrames: 256})
 	ifindex := p.B.Ifindex(t)
 	p.B.NS.MustDo(t, func() error {
@@ -618,7 +618,7 @@ func TestBindModes(t *testing.T) {
 // drop every jumbo frame. veth has no zero-copy, so the driver facts are
 // given as virtio-net reports them; the socket, MTU and bind are real.
 func TestJumboZeroCopyOneSegment(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{MTU: 9000})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: 9000})
 	u := umemOn(t, xsk.UmemOptions{NumFrames: 64, FillSize: 32, CompletionSize: 32})
 	drv := xsk.Driver{Known: true, Name: "virtio_net", ZeroCopy: true, ZeroCopyMaxSegs: 1, Queues: 1}
 	ifindex := p.A.Ifindex(t)

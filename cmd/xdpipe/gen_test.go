@@ -11,7 +11,7 @@ import (
 // cause and exit status 1, before anything is sent (the output has no
 // "sent" summary; validation runs before an engine exists).
 func TestGenBadInput(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	ok := []string{"gen", "--iface", p.A.Name, "--dst-mac", p.B.MAC.String(), "--dst-ip", p.B.IP.String(), "--count", "10"}
 	for _, c := range []struct {
 		args []string

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -51,13 +50,10 @@ func xdpipeIn(t *testing.T, ns *testutil.NetNS, args ...string) (string, int) {
 	return string(out), code
 }
 
-// xdpAttached matches `ip link` output of an interface with an XDP program.
-var xdpAttached = regexp.MustCompile(`\sxdp(generic|drv|offload)?\s`)
-
 // noXDP fails the test if the interface has an XDP program attached.
-func noXDP(t *testing.T, e *testutil.VethEnd) {
+func noXDP(t *testing.T, e *testutil.LinkEnd) {
 	t.Helper()
-	if out := e.NS.MustRun(t, "ip", "link", "show", "dev", e.Name); xdpAttached.MatchString(out) {
+	if out := e.NS.MustRun(t, "ip", "link", "show", "dev", e.Name); testutil.XDPAttached(out) {
 		t.Errorf("%s still has an XDP program attached:\n%s", e.Name, out)
 	}
 }

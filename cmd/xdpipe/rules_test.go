@@ -44,7 +44,7 @@ func writeFile(t *testing.T, name, body string) string {
 // a bad file leaving the running set alone, detach.
 func TestRulesCommand(t *testing.T) {
 	pin := bpffsDir(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	b := p.B.NS
 
 	out, code := xdpipeIn(t, b, "rules", "list", "--pin", pin)
@@ -71,7 +71,7 @@ rules:
 		t.Fatalf("attach: exit %d:\n%s", code, out)
 	}
 	t.Log(strings.TrimSpace(out))
-	if !xdpAttached.MatchString(b.MustRun(t, "ip", "link", "show", "dev", p.B.Name)) {
+	if !testutil.XDPAttached(b.MustRun(t, "ip", "link", "show", "dev", p.B.Name)) {
 		t.Fatal("no XDP program on the interface after rules attach exited")
 	}
 
@@ -175,7 +175,7 @@ rules:
 // (That mount lives in ip's private mount namespace, so this touches no
 // real instance's pins.)
 func TestRulesAttachMountsBPFFS(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	if out := p.B.NS.MustRun(t, "stat", "-f", "-c", "%T", "/sys/fs/bpf"); strings.TrimSpace(out) == "bpf_fs" {
 		t.Skip("ip netns exec kept a bpffs on /sys/fs/bpf; nothing to mount")
 	}

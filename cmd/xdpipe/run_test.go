@@ -102,7 +102,7 @@ func (p *runProc) stop(t *testing.T, sig syscall.Signal) (string, int) {
 // anything is attached.
 func TestRunBadInput(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	dir := t.TempDir()
 	// A port in use in B's namespace.
 	var busy net.Listener
@@ -149,7 +149,7 @@ func TestRunBadInput(t *testing.T) {
 // udpFlow is a UDP/IPv4 frame from A to B, destination port 9, with a
 // sequence number in the payload; checksums are not needed by anyone here.
 // (source port 40000+flow).
-func udpFlow(p *testutil.VethPair, seq uint32, flow uint16) []byte {
+func udpFlow(p *testutil.LinkPair, seq uint32, flow uint16) []byte {
 	f := make([]byte, 64)
 	copy(f[0:6], p.B.MAC)
 	copy(f[6:12], p.A.MAC)
@@ -175,7 +175,7 @@ func udpFlow(p *testutil.VethPair, seq uint32, flow uint16) []byte {
 }
 
 // swappedTest recognises a test frame that came back with MACs swapped.
-func swappedTest(p *testutil.VethPair) func([]byte) bool {
+func swappedTest(p *testutil.LinkPair) func([]byte) bool {
 	return func(f []byte) bool {
 		return len(f) >= 46 && string(f[0:6]) == string(p.A.MAC) && string(f[6:12]) == string(p.B.MAC) &&
 			binary.BigEndian.Uint16(f[36:38]) == 9 && f[23] == 17
@@ -184,13 +184,13 @@ func swappedTest(p *testutil.VethPair) func([]byte) bool {
 
 // sendFrames sends n frames from A with at most window outstanding
 // against got().
-func sendFrames(t *testing.T, s *testutil.PacketSocket, p *testutil.VethPair, n, window int, got func() int64) {
+func sendFrames(t *testing.T, s *testutil.PacketSocket, p *testutil.LinkPair, n, window int, got func() int64) {
 	t.Helper()
 	sendFlows(t, s, p, n, window, 1, got)
 }
 
 // sendFlows is sendFrames over flows source ports.
-func sendFlows(t *testing.T, s *testutil.PacketSocket, p *testutil.VethPair, n, window, flows int, got func() int64) {
+func sendFlows(t *testing.T, s *testutil.PacketSocket, p *testutil.LinkPair, n, window, flows int, got func() int64) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; i < n; i++ {
@@ -294,7 +294,7 @@ func freePort(t *testing.T, ns *testutil.NetNS) string {
 // tshark), and SIGTERM stops it with every frame accounted for.
 func TestRunL2fwdMetricsPcap(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	dir := t.TempDir()
 	rulesFile := filepath.Join(dir, "rules.yaml")
 	os.WriteFile(rulesFile, []byte(testRules), 0o644)
@@ -358,7 +358,7 @@ stages:
 // frames flow: nothing is lost, the sockets stay open.
 func TestRunSIGHUPUnderTraffic(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	dir := t.TempDir()
 	rulesFile := filepath.Join(dir, "rules.yaml")
 	os.WriteFile(rulesFile, []byte(testRules), 0o644)
@@ -411,7 +411,7 @@ func TestRunMultiQueue(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, umem := range []string{"per-queue", "shared"} {
 		t.Run(umem, func(t *testing.T) {
-			p := testutil.NewVethPair(t, testutil.VethOptions{Queues: 2})
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{Queues: 2})
 			p.A.NS.MustRun(t, "ethtool", "-L", p.A.Name, "rx", "2", "tx", "2")
 			p.B.NS.MustRun(t, "ethtool", "-L", p.B.Name, "rx", "2", "tx", "2")
 			addr := freePort(t, p.B.NS)
@@ -452,7 +452,7 @@ func TestRunMultiQueue(t *testing.T) {
 // still forwarded.
 func TestRunPcapDiskFull(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	dir := t.TempDir()
 	small := filepath.Join(dir, "small")
 	os.Mkdir(small, 0o755)
@@ -483,8 +483,8 @@ func TestRunPcapDiskFull(t *testing.T) {
 // MACs), sockets sharing one UMEM per queue, waiting in one poll on both.
 func TestRunForward(t *testing.T) {
 	testutil.RequireRoot(t)
-	p1 := testutil.NewVethPair(t, testutil.VethOptions{})
-	p2 := testutil.NewVethPair(t, testutil.VethOptions{})
+	p1 := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	p2 := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	p2.B.NS.MustRun(t, "ip", "link", "set", p2.B.Name, "netns", p1.B.NS.Name, "name", "xdpc")
 	p2.B.NS, p2.B.Name = p1.B.NS, "xdpc"
 	p2.B.NS.MustRun(t, "ip", "link", "set", "xdpc", "up")
@@ -518,7 +518,7 @@ stages:
 // a running `xdpipe run` through its pinned maps, and the pins go when it
 // stops (the program was never pinned: it detaches with the process).
 func TestRunRulesReachRunning(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	pinDir := t.TempDir()
 	testutil.MustRun(t, "mount", "-t", "bpf", "bpffs", pinDir)
 	t.Cleanup(func() { testutil.MustRun(t, "umount", pinDir) })
@@ -553,7 +553,7 @@ func TestRunRulesReachRunning(t *testing.T) {
 // its XDP features and the bind mode, with why auto bound copy mode.
 func TestRunStartLines(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	r := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--metrics", "off", "--interval", "1h")
 	out, code := r.stop(t, syscall.SIGINT)
 	want := "run: " + p.B.Name + ": xdp-features basic,redirect,"
@@ -568,7 +568,7 @@ func TestRunStartLines(t *testing.T) {
 // frame are counted as dropped by the kernel, none lost silently.
 func TestRunJumboCounted(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{MTU: 9000})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: 9000})
 	r := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--bind", "copy",
 		"--metrics", "off", "--interval", "1h")
 	const count = 200

@@ -20,7 +20,7 @@ import (
 // startRxdrop starts `xdpipe rxdrop` on the B end and waits for its
 // start-up line, so traffic sent afterwards is received. Its output is
 // collected; wait returns it with the exit code.
-func startRxdrop(t *testing.T, p *testutil.VethPair, args ...string) (cmd *exec.Cmd, wait func() (string, int)) {
+func startRxdrop(t *testing.T, p *testutil.LinkPair, args ...string) (cmd *exec.Cmd, wait func() (string, int)) {
 	t.Helper()
 	cmd = exec.Command("ip", append([]string{"netns", "exec", p.B.NS.Name, xdpipeBin, "rxdrop", "--iface", p.B.Name}, args...)...)
 	pr, pw := io.Pipe()
@@ -93,7 +93,7 @@ func TestRxdropCountsExactly(t *testing.T) {
 		"wakeup-poll": {"--poll", "wakeup", "--coalesce", "0"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p := testutil.NewVethPair(t, testutil.VethOptions{})
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 			// Deep rings (160 ms of traffic at this rate) so a receiver
 			// descheduled on a busy machine still loses nothing.
 			cmd, wait := startRxdrop(t, p, append(poll, "--bind", "copy", "--ring", "8192", "--frames", "32768")...)
@@ -122,7 +122,7 @@ func TestRxdropCountsExactly(t *testing.T) {
 // TestRxdropBadInput checks each misuse gives a one-line error naming the
 // cause, a non-zero exit, and leaves nothing attached.
 func TestRxdropBadInput(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	down := p.B.NS
 	down.MustRun(t, "ip", "link", "add", "xdpdown", "type", "veth", "peer", "name", "xdpdown1")
 
@@ -172,7 +172,7 @@ func TestRxdropBadInput(t *testing.T) {
 // TestRxdropStartLine: the start line shows the driver's XDP features and,
 // with --bind auto, why the socket is in copy mode.
 func TestRxdropStartLine(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	_, wait := startRxdrop(t, p, "--duration", "1s")
 	out, code := wait()
 	if code != 0 {
@@ -190,7 +190,7 @@ func TestRxdropStartLine(t *testing.T) {
 // TestRxdropQueueTaken checks that a second receiver on a busy queue gets a
 // clear error and does not disturb the first.
 func TestRxdropQueueTaken(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	first, wait := startRxdrop(t, p, "--poll", "wakeup")
 	out, code := xdpipeIn(t, p.B.NS, "rxdrop", "--iface", p.B.Name, "--duration", "1s")
 	if code == 0 || !strings.Contains(out, "already has an AF_XDP socket") {
@@ -223,7 +223,7 @@ func TestRxdropRules(t *testing.T) {
 		want  uint64
 	}{{"matching", 9, 2000}, {"other port", 10, 0}} {
 		t.Run(c.name, func(t *testing.T) {
-			p := testutil.NewVethPair(t, testutil.VethOptions{})
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 			file := write(c.name+".yaml", fmt.Sprintf("default: pass\nrules:\n  - priority: 1\n    proto: udp\n    dst: %s\n    dport: %d\n    action: redirect\n", p.B.IP, c.dport))
 			cmd, wait := startRxdrop(t, p, "--rules", file, "--ring", "4096", "--frames", "16384")
 			out, code := xdpipeIn(t, p.A.NS, "gen", "--iface", p.A.Name, "--dst-mac", p.B.MAC.String(),
@@ -244,7 +244,7 @@ func TestRxdropRules(t *testing.T) {
 		})
 	}
 	t.Run("broken file", func(t *testing.T) {
-		p := testutil.NewVethPair(t, testutil.VethOptions{})
+		p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 		file := write("broken.yaml", "rules:\n  - priority: 1\n    dport: 20-10\n    action: redirect\n")
 		out, code := xdpipeIn(t, p.B.NS, "rxdrop", "--iface", p.B.Name, "--rules", file)
 		if code == 0 || !strings.Contains(out, "broken.yaml:3") {
@@ -258,7 +258,7 @@ func TestRxdropRules(t *testing.T) {
 // itself and counts each 9000-byte frame once, though it spans three UMEM
 // frames.
 func TestRxdropJumbo(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{MTU: 9000})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: 9000})
 	cmd, wait := startRxdrop(t, p)
 	const count = 500
 	sendJumbo(t, p, count)
@@ -277,7 +277,7 @@ func TestRxdropJumbo(t *testing.T) {
 
 // sendJumbo sends count generated 9000-byte frames from p.A to p.B (gen's
 // xsk engine, multi-buffer) and leaves 300 ms for the last to arrive.
-func sendJumbo(t *testing.T, p *testutil.VethPair, count int) {
+func sendJumbo(t *testing.T, p *testutil.LinkPair, count int) {
 	t.Helper()
 	out, code := xdpipeIn(t, p.A.NS, "gen", "--engine", "xsk", "--size", "9000", "--iface", p.A.Name,
 		"--dst-mac", p.B.MAC.String(), "--dst-ip", p.B.IP.String(), "--count", strconv.Itoa(count), "--rate", "5k", "--quiet")

@@ -18,7 +18,7 @@ import (
 // matching a drop rule is dropped, and other flows reach a UDP socket
 // through the kernel stack; each counted exactly.
 func TestSteerEndToEnd(t *testing.T) {
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	ib := p.B.Ifindex(t)
 	s, err := bpf.LoadSteer(bpf.SteerOptions{})
 	if err != nil {

@@ -3,18 +3,13 @@ package testutil
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -118,115 +113,4 @@ func run(name string, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	err := cmd.Run()
 	return buf.String(), err
-}
-
-// VethEnd is one end of a veth pair, inside its own namespace.
-type VethEnd struct {
-	NS   *NetNS
-	Name string
-	MAC  net.HardwareAddr
-	IP   net.IP // IPv4, from 198.18.0.0/15
-	IP6  net.IP // IPv6, from 2001:2::/48 (RFC 5180's benchmarking range)
-}
-
-// Ifindex resolves the interface index inside the end's namespace.
-func (e *VethEnd) Ifindex(tb testing.TB) int {
-	tb.Helper()
-	var idx int
-	e.NS.MustDo(tb, func() error {
-		ifc, err := net.InterfaceByName(e.Name)
-		if err != nil {
-			return err
-		}
-		idx = ifc.Index
-		return nil
-	})
-	return idx
-}
-
-// VethPair is two namespaces joined by a veth pair: A sends, B receives.
-type VethPair struct {
-	A, B VethEnd
-}
-
-// VethOptions tunes NewVethPair. The zero value gives one queue each way
-// and MTU 1500.
-type VethOptions struct {
-	// Queues is the number of RX and TX queues on each end (default 1).
-	// Frames redirected into a veth land on queue cpu % active queues.
-	Queues int
-	// MTU of both ends (default 1500). Above about 3500 an XDP program on
-	// the veth must be multi-buffer aware (xdp.frags).
-	MTU int
-}
-
-var pairSeq atomic.Uint32
-
-// NewVethPair makes two fresh namespaces and a veth pair between them, both
-// ends up, with fixed MACs and addresses from 198.18.0.0/15 (IPv4) and
-// 2001:2::/48 (IPv6). Static neighbour entries are set, so no ARP or ND
-// traffic mixes with what a test sends. All of it is removed when the test ends.
-func NewVethPair(tb testing.TB, opts VethOptions) *VethPair {
-	tb.Helper()
-	if opts.Queues == 0 {
-		opts.Queues = 1
-	}
-	if opts.MTU == 0 {
-		opts.MTU = 1500
-	}
-	nsA, nsB := NewNetNS(tb), NewNetNS(tb)
-	n := byte(pairSeq.Add(1))
-	p := &VethPair{
-		A: VethEnd{NS: nsA, Name: "xdpa", MAC: net.HardwareAddr{0x02, 0x58, 0x44, 0x50, n, 0x0a},
-			IP: net.IPv4(198, 18, n, 1).To4(), IP6: net.ParseIP(fmt.Sprintf("2001:2::%x:1", n))},
-		B: VethEnd{NS: nsB, Name: "xdpb", MAC: net.HardwareAddr{0x02, 0x58, 0x44, 0x50, n, 0x0b},
-			IP: net.IPv4(198, 18, n, 2).To4(), IP6: net.ParseIP(fmt.Sprintf("2001:2::%x:2", n))},
-	}
-	// Create in A with the peer directly in B, so nothing ever appears in
-	// the root namespace.
-	q := fmt.Sprint(opts.Queues)
-	nsA.MustRun(tb, "ip", "link", "add", p.A.Name, "numrxqueues", q, "numtxqueues", q,
-		"type", "veth", "peer", "name", p.B.Name, "netns", nsB.Name, "numrxqueues", q, "numtxqueues", q)
-	for _, e := range []*VethEnd{&p.A, &p.B} {
-		e.NS.MustRun(tb, "ip", "link", "set", e.Name, "address", e.MAC.String(), "mtu", fmt.Sprint(opts.MTU))
-		e.NS.MustRun(tb, "ip", "addr", "add", e.IP.String()+"/24", "dev", e.Name)
-		e.NS.MustRun(tb, "ip", "-6", "addr", "add", e.IP6.String()+"/64", "dev", e.Name, "nodad")
-		e.NS.MustRun(tb, "sysctl", "-qw", "net.ipv6.conf."+e.Name+".accept_ra=0")
-		e.NS.MustRun(tb, "ip", "link", "set", e.Name, "up")
-	}
-	for _, pr := range [][2]*VethEnd{{&p.A, &p.B}, {&p.B, &p.A}} {
-		self, peer := pr[0], pr[1]
-		self.NS.MustRun(tb, "ip", "neigh", "replace", peer.IP.String(), "lladdr", peer.MAC.String(), "dev", self.Name, "nud", "permanent")
-		self.NS.MustRun(tb, "ip", "-6", "neigh", "replace", peer.IP6.String(), "lladdr", peer.MAC.String(), "dev", self.Name, "nud", "permanent")
-	}
-	return p
-}
-
-// AttachPass attaches an XDP_PASS program (multi-buffer aware) to the end,
-// so frames redirected or XDP_TX'd into its peer are taken (a veth advertises
-// ndo-xmit only while its peer has a program) and reach the stack. It
-// returns the detach, which the test's cleanup also runs.
-func (e *VethEnd) AttachPass(tb testing.TB) (detach func()) {
-	tb.Helper()
-	idx := e.Ifindex(tb)
-	var l link.Link
-	var prog *ebpf.Program
-	e.NS.MustDo(tb, func() error {
-		var err error
-		prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "xdpipe_t_pass", Type: ebpf.XDP, License: "Dual MIT/GPL",
-			Flags:        1 << 5, // BPF_F_XDP_HAS_FRAGS
-			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
-		if err != nil {
-			return fmt.Errorf("load XDP_PASS: %w", err)
-		}
-		if l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx}); err != nil {
-			prog.Close()
-			return fmt.Errorf("attach XDP_PASS to %s: %w", e.Name, err)
-		}
-		return nil
-	})
-	var once sync.Once
-	detach = func() { once.Do(func() { l.Close(); prog.Close() }) }
-	tb.Cleanup(detach)
-	return detach
 }

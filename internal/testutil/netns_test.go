@@ -7,8 +7,8 @@ import (
 
 func TestMain(m *testing.M) { RunCheckingLeaks(m) }
 
-func TestVethPairPings(t *testing.T) {
-	p := NewVethPair(t, VethOptions{Queues: 2})
+func TestLinkPairPings(t *testing.T) {
+	p := NewLinkPair(t, LinkOptions{Queues: 2})
 	out := p.A.NS.MustRun(t, "ping", "-c1", "-W2", p.B.IP.String())
 	if !strings.Contains(out, "1 received") {
 		t.Fatalf("ping over the veth pair failed:\n%s", out)

@@ -32,7 +32,7 @@ const packetBufSize = 9216
 // from it. Received frames for which keep returns true (all frames if keep
 // is nil) are counted and recorded. The socket is closed, and the reader
 // stopped, when the test ends.
-func OpenPacketSocket(tb testing.TB, end *VethEnd, keep func([]byte) bool) *PacketSocket {
+func OpenPacketSocket(tb testing.TB, end *LinkEnd, keep func([]byte) bool) *PacketSocket {
 	tb.Helper()
 	s := &PacketSocket{keep: keep, done: make(chan struct{})}
 	ifindex := end.Ifindex(tb)

@@ -146,7 +146,7 @@ func bind(t *testing.T, name string, q int, mode xsk.BindMode) (xsk.BindMode, er
 func wire(t *testing.T, a, b string) {
 	const n = 50
 	const etherType = 0x88b5 // IEEE local experimental: nothing else sends it
-	var ends [2]*testutil.VethEnd
+	var ends [2]*testutil.LinkEnd
 	for i, name := range []string{a, b} {
 		ifc, err := net.InterfaceByName(name)
 		if err != nil {
@@ -156,7 +156,7 @@ func wire(t *testing.T, a, b string) {
 		// Deleting the namespace moves the NIC back to the guest's own.
 		testutil.MustRun(t, "ip", "link", "set", name, "netns", ns.Name)
 		ns.MustRun(t, "ip", "link", "set", name, "up")
-		ends[i] = &testutil.VethEnd{NS: ns, Name: name, MAC: ifc.HardwareAddr}
+		ends[i] = &testutil.LinkEnd{NS: ns, Name: name, MAC: ifc.HardwareAddr}
 	}
 	mark := []byte("xdpipe vmtest wire")
 	keep := func(f []byte) bool {
