@@ -206,7 +206,7 @@ func makeVeth(tb testing.TB, p *LinkPair, queues int) {
 }
 
 // lendNICs moves the two NICs of XDPIPE_TEST_NICS into the pair's
-// namespaces, renamed to the ends' names, with queues combined channels,
+// namespaces, renamed to the ends' names, with queues channels,
 // and registers the cleanup that brings them back, checked.
 func lendNICs(tb testing.TB, p *LinkPair, queues int) {
 	tb.Helper()
@@ -220,14 +220,15 @@ func lendNICs(tb testing.TB, p *LinkPair, queues int) {
 	tb.Cleanup(func() { nicsLent.Store(false) })
 	for i, e := range []*LinkEnd{&p.A, &p.B} {
 		nic := nics[i]
-		if max := maxCombined(tb, nic); max < queues {
+		max, set := channels(tb, nic)
+		if max < queues {
 			tb.Skipf("needs %d queues; %s has %d (the VM stage's multi-queue run has more)", queues, nic, max)
 		}
 		MustRun(tb, "ip", "link", "set", "dev", nic, "down")
 		MustRun(tb, "ip", "addr", "flush", "dev", nic)
 		MustRun(tb, "ip", "link", "set", "dev", nic, "netns", e.NS.Name, "name", e.Name)
 		tb.Cleanup(func() { returnNIC(tb, e, nic) })
-		e.NS.MustRun(tb, "ethtool", "-L", e.Name, "combined", strconv.Itoa(queues))
+		e.NS.MustRun(tb, "ethtool", append([]string{"-L", e.Name}, set(queues)...)...)
 		// Interrupt deferral stays off unless a test turns it on (SetSysfs).
 		e.NS.MustRun(tb, "sh", "-c", "echo 0 >/sys/class/net/"+e.Name+"/napi_defer_hard_irqs; echo 0 >/sys/class/net/"+e.Name+"/gro_flush_timeout")
 	}
@@ -266,16 +267,24 @@ var xdpAttached = regexp.MustCompile(`\sxdp(generic|drv|offload)?\s`)
 // attached.
 func XDPAttached(ipLinkShow string) bool { return xdpAttached.MatchString(ipLinkShow) }
 
-// maxCombined reads the NIC's maximum of combined channels (ethtool -l).
-func maxCombined(tb testing.TB, nic string) int {
+// channels reads how many queues nic can have (ethtool -l) and returns the
+// ethtool -L arguments for n of them: combined channels, or rx and tx where
+// the driver counts them apart (veth, used to try the NIC mode on a host).
+func channels(tb testing.TB, nic string) (max int, set func(n int) []string) {
 	tb.Helper()
 	out := MustRun(tb, "ethtool", "-l", nic)
-	m := regexp.MustCompile(`(?s)maximums:.*?Combined:\s+(\d+)`).FindStringSubmatch(out)
-	if m == nil {
-		tb.Fatalf("ethtool -l %s: no maximum of combined channels:\n%s", nic, out)
+	get := func(kind string) int {
+		m := regexp.MustCompile(`(?s)maximums:.*?` + kind + `:\s+(\d+)`).FindStringSubmatch(out)
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
 	}
-	n, _ := strconv.Atoi(m[1])
-	return n
+	if c := get("Combined"); c > 0 {
+		return c, func(n int) []string { return []string{"combined", strconv.Itoa(n)} }
+	}
+	return min(get("RX"), get("TX")), func(n int) []string { return []string{"rx", strconv.Itoa(n), "tx", strconv.Itoa(n)} }
 }
 
 // AttachPass attaches an XDP_PASS program (multi-buffer aware) to the end,
