@@ -24,7 +24,8 @@ import (
 //   - NICs: XDPIPE_TEST_NICS="IF0 IF1" names two interfaces of the test's
 //     namespace that are wired to each other (the VM stage's virtio-net
 //     NICs, hack/vm). Each pair lends them to two fresh namespaces and
-//     gives them back when the test ends; AF_XDP binds in zero-copy mode.
+//     gives them back when the test ends; AF_XDP binds in zero-copy mode,
+//     which the NICs must support.
 //
 // XDPIPE_TEST_BIND (copy, zerocopy or auto) overrides the bind mode.
 
