@@ -15,15 +15,21 @@ import (
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
-// Veth tests: frames are sent from namespace A with an AF_PACKET socket into
-// the veth, the redirect program on B hands them to an AF_XDP socket, the
-// worker processes them, and what it transmits is read back in A (or on a
-// second pair) with another AF_PACKET socket.
+// Link tests: frames are sent from namespace A with an AF_PACKET socket into
+// the link (veth, or the VM stage's NICs: testutil.NewLinkPair), the
+// redirect program on B hands them to an AF_XDP socket, the worker
+// processes them, and what it transmits is read back in A (or on a second
+// pair) with another AF_PACKET socket.
 
 // openXsk attaches the redirect program to e and opens an AF_XDP socket on
-// its queue, registered in the XSKMAP. Closed at the end of the test.
+// its queue, bound in testutil.Bind's mode, registered in the XSKMAP.
+// Closed at the end of the test.
 func openXsk(t *testing.T, e *testutil.LinkEnd, u *xsk.Umem, queue int, so xsk.SocketOptions) *xsk.Socket {
 	t.Helper()
+	var err error
+	if so.Bind, err = xsk.ParseBindMode(testutil.Bind()); err != nil {
+		t.Fatalf("XDPIPE_TEST_BIND: %v", err)
+	}
 	ifindex := e.Ifindex(t)
 	var s *xsk.Socket
 	e.NS.MustDo(t, func() error {
@@ -179,6 +185,7 @@ func netipFrom(ip net.IP) (a netipAddr) {
 // the UMEM: no copy) to pair 2's A. Every frame arrives.
 func TestVethForward(t *testing.T) {
 	testutil.RequireRoot(t)
+	testutil.RequireVeth(t, "two pairs; cmd/xdpipe's TestRunForward forwards between the two NICs")
 	p1 := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	p2 := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 8192})
