@@ -27,7 +27,9 @@ import (
 //     gives them back when the test ends; AF_XDP binds in zero-copy mode,
 //     which the NICs must support.
 //
-// XDPIPE_TEST_BIND (copy, zerocopy or auto) overrides the bind mode.
+// XDPIPE_TEST_BIND (copy, zerocopy or auto) overrides the bind mode, and
+// XDPIPE_TEST_SCALE (a factor, default 1) scales the tests' frame counts
+// (Frames): the VM stage emulates its CPUs and sets 0.1.
 
 // LinkKind is what a LinkPair is made of.
 type LinkKind string
@@ -58,6 +60,16 @@ func Bind() string {
 		return "zerocopy"
 	}
 	return "copy"
+}
+
+// Frames scales a test's frame count n by XDPIPE_TEST_SCALE, keeping at
+// least 500 (or n, if smaller) so the count still means something.
+func Frames(n int) int {
+	f, err := strconv.ParseFloat(os.Getenv("XDPIPE_TEST_SCALE"), 64)
+	if err != nil || f <= 0 {
+		return n
+	}
+	return max(int(float64(n)*f), min(n, 500))
 }
 
 // RequireVeth skips a test that checks a fact of veth (why) when the pairs
@@ -192,6 +204,16 @@ func NewLinkPair(tb testing.TB, opts LinkOptions) *LinkPair {
 	return p
 }
 
+// SetQueues sets the active RX and TX queues of both ends to n (ethtool
+// -L), as LinkOptions.Queues does at the start; n must not exceed it.
+func (p *LinkPair) SetQueues(tb testing.TB, n int) {
+	tb.Helper()
+	for _, e := range []*LinkEnd{&p.A, &p.B} {
+		_, set := channels(tb, e.NS.MustRun(tb, "ethtool", "-l", e.Name))
+		e.NS.MustRun(tb, "ethtool", append([]string{"-L", e.Name}, set(n)...)...)
+	}
+}
+
 // makeVeth creates the veth pair in A's namespace with the peer directly in
 // B's, so nothing ever appears in the test's own namespace.
 func makeVeth(tb testing.TB, p *LinkPair, queues int) {
@@ -200,9 +222,7 @@ func makeVeth(tb testing.TB, p *LinkPair, queues int) {
 	p.A.NS.MustRun(tb, "ip", "link", "add", p.A.Name, "numrxqueues", q, "numtxqueues", q,
 		"type", "veth", "peer", "name", p.B.Name, "netns", p.B.NS.Name, "numrxqueues", q, "numtxqueues", q)
 	if queues > 1 {
-		for _, e := range []*LinkEnd{&p.A, &p.B} {
-			e.NS.MustRun(tb, "ethtool", "-L", e.Name, "rx", q, "tx", q)
-		}
+		p.SetQueues(tb, queues)
 	}
 }
 
@@ -221,18 +241,17 @@ func lendNICs(tb testing.TB, p *LinkPair, queues int) {
 	tb.Cleanup(func() { nicsLent.Store(false) })
 	for i, e := range []*LinkEnd{&p.A, &p.B} {
 		nic := nics[i]
-		max, set := channels(tb, nic)
-		if max < queues {
+		if max, _ := channels(tb, MustRun(tb, "ethtool", "-l", nic)); max < queues {
 			tb.Skipf("needs %d queues; %s has %d (the VM stage's multi-queue run has more)", queues, nic, max)
 		}
 		MustRun(tb, "ip", "link", "set", "dev", nic, "down")
 		MustRun(tb, "ip", "addr", "flush", "dev", nic)
 		MustRun(tb, "ip", "link", "set", "dev", nic, "netns", e.NS.Name, "name", e.Name)
 		tb.Cleanup(func() { returnNIC(tb, e, nic) })
-		e.NS.MustRun(tb, "ethtool", append([]string{"-L", e.Name}, set(queues)...)...)
 		// Interrupt deferral stays off unless a test turns it on (SetSysfs).
 		e.NS.MustRun(tb, "sh", "-c", "echo 0 >/sys/class/net/"+e.Name+"/napi_defer_hard_irqs; echo 0 >/sys/class/net/"+e.Name+"/gro_flush_timeout")
 	}
+	p.SetQueues(tb, queues)
 }
 
 // returnNIC moves a lent NIC back to the test's namespace under its own
@@ -268,12 +287,12 @@ var xdpAttached = regexp.MustCompile(`\sxdp(generic|drv|offload)?\s`)
 // attached.
 func XDPAttached(ipLinkShow string) bool { return xdpAttached.MatchString(ipLinkShow) }
 
-// channels reads how many queues nic can have (ethtool -l) and returns the
-// ethtool -L arguments for n of them: combined channels, or rx and tx where
-// the driver counts them apart (veth, used to try the NIC mode on a host).
-func channels(tb testing.TB, nic string) (max int, set func(n int) []string) {
+// channels reads from `ethtool -l` output how many queues a link can have,
+// and returns the ethtool -L arguments for n of them: combined channels, or
+// rx and tx where the driver counts them apart (veth, used to try the NIC
+// mode on a host).
+func channels(tb testing.TB, out string) (max int, set func(n int) []string) {
 	tb.Helper()
-	out := MustRun(tb, "ethtool", "-l", nic)
 	get := func(kind string) int {
 		m := regexp.MustCompile(`(?s)maximums:.*?` + kind + `:\s+(\d+)`).FindStringSubmatch(out)
 		if m == nil {
