@@ -12,7 +12,7 @@ import (
 // "sent" summary; validation runs before an engine exists).
 func TestGenBadInput(t *testing.T) {
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-	ok := []string{"gen", "--iface", p.A.Name, "--dst-mac", p.B.MAC.String(), "--dst-ip", p.B.IP.String(), "--count", "10"}
+	ok := genFrom(p, 10, "1k")
 	for _, c := range []struct {
 		args []string
 		want string

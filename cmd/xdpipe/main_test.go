@@ -5,16 +5,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
-// xdpipeBin is the binary under test, built once by TestMain.
+// xdpipeBin is the binary under test, built once by TestMain, or given
+// by XDPIPE_TEST_BIN (the VM stage builds it on the host: internal/vmtest).
 var xdpipeBin string
 
 func TestMain(m *testing.M) {
+	if xdpipeBin = os.Getenv("XDPIPE_TEST_BIN"); xdpipeBin != "" {
+		os.Exit(testutil.CheckLeaks(m))
+	}
 	dir, err := os.MkdirTemp("", "xdpipe-cmd-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -87,4 +92,17 @@ func TestBinaryLinksNoPlotting(t *testing.T) {
 			t.Errorf("xdpipe links %s", dep)
 		}
 	}
+}
+
+// genFrom returns the arguments of `xdpipe gen` sending count frames at
+// rate from p.A to p.B, quietly, plus extra. On NICs the sender is the xsk
+// engine: the live engine transmits with XDP_TX, which a virtio NIC only
+// does with an XDP program of its own attached (issue 10).
+func genFrom(p *testutil.LinkPair, count int, rate string, extra ...string) []string {
+	args := []string{"gen", "--iface", p.A.Name, "--dst-mac", p.B.MAC.String(), "--dst-ip", p.B.IP.String(),
+		"--count", strconv.Itoa(count), "--rate", rate, "--quiet"}
+	if p.Kind == testutil.NIC {
+		args = append(args, "--engine", "xsk")
+	}
+	return append(args, extra...)
 }
