@@ -179,7 +179,26 @@ func (r *receiver) wait(want uint64) Stats {
 	return r.tr.Stats(want)
 }
 
+// requireLiveSender skips the live engine's tests on NICs: a virtio NIC
+// transmits XDP_TX frames only with an XDP program of its own attached
+// (issue 10), which the engine does not attach.
+func requireLiveSender(t *testing.T) {
+	t.Helper()
+	testutil.RequireVeth(t, "the live engine XDP_TXes out of the sender, which a virtio NIC does only with a program attached")
+}
+
+// bind is the xsk engine's bind mode in these tests (testutil.Bind).
+func bind(t *testing.T) xsk.BindMode {
+	t.Helper()
+	m, err := xsk.ParseBindMode(testutil.Bind())
+	if err != nil {
+		t.Fatalf("XDPIPE_TEST_BIND: %v", err)
+	}
+	return m
+}
+
 func TestLiveSendsExactCount(t *testing.T) {
+	requireLiveSender(t)
 	for _, proto := range []Proto{UDP4, UDP6, TCP4SYN} {
 		t.Run(proto.String(), func(t *testing.T) {
 			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
@@ -214,6 +233,7 @@ func TestLiveSendsExactCount(t *testing.T) {
 }
 
 func TestLiveRateLimit(t *testing.T) {
+	requireLiveSender(t)
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	tp, err := NewTemplate(vethConfig(p, UDP4, 64))
 	if err != nil {
@@ -250,6 +270,7 @@ func TestLiveRateLimit(t *testing.T) {
 }
 
 func TestLiveBadInput(t *testing.T) {
+	requireLiveSender(t)
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	p.B.AttachPass(t)
 	big, _ := NewTemplate(vethConfig(p, UDP4, 4000))
@@ -313,23 +334,29 @@ func TestXSKSendsExactCount(t *testing.T) {
 		mtu   int
 	}{{UDP4, 64, 1500}, {UDP6, 1500, 1500}, {TCP4SYN, 9000, 9000}} {
 		t.Run(fmt.Sprintf("%v/%d", c.proto, c.size), func(t *testing.T) {
+			if c.size > 1500 && testutil.Bind() == "zerocopy" {
+				t.Skip("multi-buffer: copy mode only on virtio-net (xdp-zc-max-segs 1)")
+			}
 			p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: c.mtu})
 			tp, err := NewTemplate(vethConfig(p, c.proto, c.size))
 			if err != nil {
 				t.Fatal(err)
 			}
 			rx := newReceiver(t, &p.B, tp)
-			count := uint64(20000)
+			count := uint64(testutil.Frames(20000))
 			if c.size == 9000 {
-				count = 2000
+				count = uint64(testutil.Frames(2000))
 			}
 			var res Result
 			p.A.NS.MustDo(t, func() error {
-				e, closeXSK, err := openXSK(tp, XSKOptions{Ifindex: p.A.Ifindex(t)})
+				e, closeXSK, err := openXSK(tp, XSKOptions{Ifindex: p.A.Ifindex(t), Bind: bind(t)})
 				if err != nil {
 					return err
 				}
 				defer closeXSK()
+				if b := bind(t); b != xsk.BindAuto && e.Mode() != b {
+					return fmt.Errorf("engine bound %v, asked %v", e.Mode(), b)
+				}
 				res, err = e.Send(context.Background(), Run{Count: count, Rate: 50000})
 				return err
 			})
@@ -358,7 +385,7 @@ func TestXSKRateLimit(t *testing.T) {
 	const rate, secs = 20000.0, 2
 	var res Result
 	p.A.NS.MustDo(t, func() error {
-		e, closeXSK, err := openXSK(tp, XSKOptions{Ifindex: p.A.Ifindex(t)})
+		e, closeXSK, err := openXSK(tp, XSKOptions{Ifindex: p.A.Ifindex(t), Bind: bind(t)})
 		if err != nil {
 			return err
 		}
