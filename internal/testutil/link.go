@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -189,17 +190,22 @@ func NewLinkPair(tb testing.TB, opts LinkOptions) *LinkPair {
 	} else {
 		makeVeth(tb, p, opts.Queues)
 	}
-	for _, e := range []*LinkEnd{&p.A, &p.B} {
-		e.NS.MustRun(tb, "ip", "link", "set", e.Name, "address", e.MAC.String(), "mtu", fmt.Sprint(opts.MTU))
-		e.NS.MustRun(tb, "ip", "addr", "add", e.IP.String()+"/24", "dev", e.Name)
-		e.NS.MustRun(tb, "ip", "-6", "addr", "add", e.IP6.String()+"/64", "dev", e.Name, "nodad")
-		e.NS.MustRun(tb, "sysctl", "-qw", "net.ipv6.conf."+e.Name+".accept_ra=0")
-		e.NS.MustRun(tb, "ip", "link", "set", e.Name, "up")
-	}
+	ends := map[*NetNS][]string{}
 	for _, pr := range [][2]*LinkEnd{{&p.A, &p.B}, {&p.B, &p.A}} {
-		self, peer := pr[0], pr[1]
-		self.NS.MustRun(tb, "ip", "neigh", "replace", peer.IP.String(), "lladdr", peer.MAC.String(), "dev", self.Name, "nud", "permanent")
-		self.NS.MustRun(tb, "ip", "-6", "neigh", "replace", peer.IP6.String(), "lladdr", peer.MAC.String(), "dev", self.Name, "nud", "permanent")
+		e, peer := pr[0], pr[1]
+		e.NS.MustDo(tb, func() error {
+			return os.WriteFile("/proc/sys/net/ipv6/conf/"+e.Name+"/accept_ra", []byte("0"), 0)
+		})
+		ends[e.NS] = append(ends[e.NS],
+			fmt.Sprintf("link set %s address %s mtu %d", e.Name, e.MAC, opts.MTU),
+			fmt.Sprintf("addr add %s/24 dev %s", e.IP, e.Name),
+			fmt.Sprintf("addr add %s/64 dev %s nodad", e.IP6, e.Name),
+			fmt.Sprintf("link set %s up", e.Name),
+			fmt.Sprintf("neigh replace %s lladdr %s dev %s nud permanent", peer.IP, peer.MAC, e.Name),
+			fmt.Sprintf("neigh replace %s lladdr %s dev %s nud permanent", peer.IP6, peer.MAC, e.Name))
+	}
+	for ns, lines := range ends {
+		ns.Batch(tb, lines...)
 	}
 	return p
 }
@@ -219,16 +225,17 @@ func (p *LinkPair) SetQueues(tb testing.TB, n int) {
 func makeVeth(tb testing.TB, p *LinkPair, queues int) {
 	tb.Helper()
 	q := strconv.Itoa(queues)
-	p.A.NS.MustRun(tb, "ip", "link", "add", p.A.Name, "numrxqueues", q, "numtxqueues", q,
-		"type", "veth", "peer", "name", p.B.Name, "netns", p.B.NS.Name, "numrxqueues", q, "numtxqueues", q)
+	p.A.NS.Batch(tb, fmt.Sprintf("link add %s numrxqueues %s numtxqueues %s type veth peer name %s netns %s numrxqueues %s numtxqueues %s",
+		p.A.Name, q, q, p.B.Name, p.B.NS.Name, q, q))
 	if queues > 1 {
 		p.SetQueues(tb, queues)
 	}
 }
 
 // lendNICs moves the two NICs of XDPIPE_TEST_NICS into the pair's
-// namespaces, renamed to the ends' names, with queues channels,
-// and registers the cleanup that brings them back, checked.
+// namespaces, renamed to the ends' names, with queues channels and
+// interrupt deferral off (SetSysfs turns it on), and registers the cleanup
+// that brings them back, checked.
 func lendNICs(tb testing.TB, p *LinkPair, queues int) {
 	tb.Helper()
 	nics := strings.Fields(os.Getenv("XDPIPE_TEST_NICS"))
@@ -239,43 +246,57 @@ func lendNICs(tb testing.TB, p *LinkPair, queues int) {
 		tb.Fatalf("the NICs %v are lent to another pair already: a test gets one pair at a time on NICs", nics)
 	}
 	tb.Cleanup(func() { nicsLent.Store(false) })
+	var move []string
 	for i, e := range []*LinkEnd{&p.A, &p.B} {
 		nic := nics[i]
-		if max, _ := channels(tb, MustRun(tb, "ethtool", "-l", nic)); max < queues {
+		out := MustRun(tb, "ethtool", "-l", nic)
+		max, set := channels(tb, out)
+		if max < queues {
 			tb.Skipf("needs %d queues; %s has %d (the VM stage's multi-queue run has more)", queues, nic, max)
 		}
-		MustRun(tb, "ip", "link", "set", "dev", nic, "down")
-		MustRun(tb, "ip", "addr", "flush", "dev", nic)
-		MustRun(tb, "ip", "link", "set", "dev", nic, "netns", e.NS.Name, "name", e.Name)
-		tb.Cleanup(func() { returnNIC(tb, e, nic) })
-		// Interrupt deferral stays off unless a test turns it on (SetSysfs).
-		e.NS.MustRun(tb, "sh", "-c", "echo 0 >/sys/class/net/"+e.Name+"/napi_defer_hard_irqs; echo 0 >/sys/class/net/"+e.Name+"/gro_flush_timeout")
+		if current(out) != queues {
+			MustRun(tb, "ethtool", append([]string{"-L", nic}, set(queues)...)...)
+		}
+		sys := "/sys/class/net/" + nic + "/"
+		var orig [2]string
+		for j, attr := range []string{"address", "mtu"} {
+			b, err := os.ReadFile(sys + attr)
+			if err != nil {
+				tb.Fatalf("NIC %s: %v", nic, err)
+			}
+			orig[j] = strings.TrimSpace(string(b))
+		}
+		for _, attr := range []string{"napi_defer_hard_irqs", "gro_flush_timeout"} {
+			if err := os.WriteFile(sys+attr, []byte("0"), 0); err != nil {
+				tb.Fatalf("NIC %s: %v", nic, err)
+			}
+		}
+		move = append(move, "link set dev "+nic+" down", "addr flush dev "+nic,
+			"link set dev "+nic+" netns "+e.NS.Name+" name "+e.Name)
+		tb.Cleanup(func() { returnNIC(tb, e, nic, orig[0], orig[1]) })
 	}
-	p.SetQueues(tb, queues)
+	batch(tb, nil, move)
 }
 
 // returnNIC moves a lent NIC back to the test's namespace under its own
-// name, failing the test if an XDP program is still attached or the NIC
-// did not come back. (Deleting the namespace would return it too, but to
-// the initial namespace and under the end's name.)
-func returnNIC(tb testing.TB, e *LinkEnd, nic string) {
-	if out, err := e.NS.Run("ip", "link", "show", "dev", e.Name); err != nil {
+// name, MAC and MTU, failing the test if an XDP program is still attached
+// or the NIC did not come back. (Deleting the namespace would return it
+// too, but to the initial namespace and under the end's name.)
+func returnNIC(tb testing.TB, e *LinkEnd, nic, mac, mtu string) {
+	if out, err := run("ip", "-n", e.NS.Name, "link", "show", "dev", e.Name); err != nil {
 		tb.Errorf("cleanup: %s (%s) gone from %s: %v: %s", e.Name, nic, e.NS.Name, err, out)
 		return
 	} else if xdpAttached.MatchString(out) {
 		tb.Errorf("cleanup: %s (%s) still has an XDP program attached:\n%s", e.Name, nic, out)
 	}
-	for _, args := range [][]string{
-		{"ip", "link", "set", "dev", e.Name, "down"},
-		{"ip", "addr", "flush", "dev", e.Name},
-		{"ip", "link", "set", "dev", e.Name, "netns", strconv.Itoa(os.Getpid()), "name", nic},
-	} {
-		if out, err := e.NS.Run(args[0], args[1:]...); err != nil {
-			tb.Errorf("cleanup: give back %s: %s: %v: %s", nic, strings.Join(args, " "), err, out)
-			return
-		}
+	back := fmt.Sprintf("link set dev %s down\naddr flush dev %[1]s\nlink set dev %[1]s netns %d name %s\n", e.Name, os.Getpid(), nic)
+	cmd := exec.Command("ip", "-n", e.NS.Name, "-batch", "-")
+	cmd.Stdin = strings.NewReader(back)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Errorf("cleanup: give back %s: %v: %s", nic, err, out)
+		return
 	}
-	if out, err := run("ip", "link", "show", "dev", nic); err != nil {
+	if out, err := run("ip", "link", "set", "dev", nic, "address", mac, "mtu", mtu); err != nil {
 		tb.Errorf("cleanup: %s did not come back: %v: %s", nic, err, out)
 	}
 }
@@ -293,18 +314,30 @@ func XDPAttached(ipLinkShow string) bool { return xdpAttached.MatchString(ipLink
 // mode on a host).
 func channels(tb testing.TB, out string) (max int, set func(n int) []string) {
 	tb.Helper()
-	get := func(kind string) int {
-		m := regexp.MustCompile(`(?s)maximums:.*?` + kind + `:\s+(\d+)`).FindStringSubmatch(out)
-		if m == nil {
-			return 0
-		}
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
-	if c := get("Combined"); c > 0 {
+	if c := channel(out, "maximums", "Combined"); c > 0 {
 		return c, func(n int) []string { return []string{"combined", strconv.Itoa(n)} }
 	}
-	return min(get("RX"), get("TX")), func(n int) []string { return []string{"rx", strconv.Itoa(n), "tx", strconv.Itoa(n)} }
+	return min(channel(out, "maximums", "RX"), channel(out, "maximums", "TX")),
+		func(n int) []string { return []string{"rx", strconv.Itoa(n), "tx", strconv.Itoa(n)} }
+}
+
+// current reads the active queue count from `ethtool -l` output.
+func current(out string) int {
+	if c := channel(out, "settings", "Combined"); c > 0 {
+		return c
+	}
+	return min(channel(out, "settings", "RX"), channel(out, "settings", "TX"))
+}
+
+// channel reads one count of `ethtool -l` output: kind (Combined, RX, TX)
+// in the section whose heading ends with section (maximums, settings).
+func channel(out, section, kind string) int {
+	m := regexp.MustCompile(`(?s)` + section + `:.*?` + kind + `:\s+(\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // AttachPass attaches an XDP_PASS program (multi-buffer aware) to the end,

@@ -38,7 +38,7 @@ func NewNetNS(tb testing.TB) *NetNS {
 			tb.Errorf("cleanup: ip netns del %s: %v: %s", ns.Name, err, out)
 		}
 	})
-	ns.MustRun(tb, "ip", "link", "set", "lo", "up")
+	MustRun(tb, "ip", "-n", ns.Name, "link", "set", "lo", "up")
 	return ns
 }
 
@@ -95,6 +95,25 @@ func (ns *NetNS) MustRun(tb testing.TB, name string, args ...string) string {
 		tb.Fatalf("%s %s in %s: %v\n%s", name, strings.Join(args, " "), ns.Name, err, out)
 	}
 	return out
+}
+
+// Batch runs ip commands (one a line, without "ip") in the namespace with
+// one ip process, failing the test on error: the VM stage emulates its
+// CPUs, where every process costs.
+func (ns *NetNS) Batch(tb testing.TB, lines ...string) {
+	tb.Helper()
+	batch(tb, []string{"-n", ns.Name}, lines)
+}
+
+func batch(tb testing.TB, opts, lines []string) {
+	tb.Helper()
+	var buf bytes.Buffer
+	cmd := exec.Command("ip", append(opts, "-batch", "-")...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Run(); err != nil {
+		tb.Fatalf("ip %s -batch:\n%s\n%v: %s", strings.Join(opts, " "), strings.Join(lines, "\n"), err, buf.String())
+	}
 }
 
 // MustRun runs a command in the test's own namespace, failing the test on error.
