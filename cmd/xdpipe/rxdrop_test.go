@@ -113,6 +113,9 @@ func TestRxdropCountsExactly(t *testing.T) {
 			if rx, uniq, lost := tracked(t, out); rx != count || uniq != count || lost != 0 {
 				t.Errorf("rxdrop saw %d generated frames (%d unique, %d lost), gen sent %d\n%s", rx, uniq, lost, count, out)
 			}
+			if !strings.Contains(out, "AF_XDP "+testutil.Bind()+" mode") {
+				t.Errorf("rxdrop not bound in %s mode:\n%s", testutil.Bind(), out)
+			}
 			noXDP(t, &p.B)
 		})
 	}

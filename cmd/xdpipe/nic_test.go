@@ -1,0 +1,155 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpipe/xdpipe/internal/testutil"
+)
+
+// Tests of what NIC-attached hosts meet: RSS over several queues, a daemon
+// killed with SIGKILL, a jumbo MTU with zero-copy. They run on veth here and
+// on the VM stage's zero-copy virtio-net NICs (internal/vmtest).
+
+// TestRunRSS: with 4 queues on each end, then 2 (ethtool -L between the
+// runs), `queues: all` runs one worker per active queue; 64 flows spread
+// over the queues, every frame comes back exactly once, and the per-queue
+// counters add up to the total.
+func TestRunRSS(t *testing.T) {
+	testutil.RequireRoot(t)
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{Queues: 4})
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	os.WriteFile(rulesFile, []byte(testRules), 0o644)
+	for _, queues := range []int{4, 2} {
+		t.Run(fmt.Sprintf("queues=%d", queues), func(t *testing.T) {
+			p.SetQueues(t, queues)
+			addr := freePort(t, p.B.NS)
+			back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
+			proc := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "all", "--stages", "count,macswap",
+				"--rules", rulesFile, "--poll", "wait", "--ring", "512", "--metrics", addr, "--interval", "0s", "--bind", testutil.Bind())
+			if out := proc.output(); !strings.Contains(out, fmt.Sprintf("ready: %d queues", queues)) {
+				t.Fatalf("want one worker per queue, %d:\n%s", queues, out)
+			}
+			n := testutil.Frames(4000)
+			sendFlows(t, back, p, 0, n, 128, 64, back.Received)
+			waitBack(t, back, int64(n))
+			seen := make([]bool, n)
+			for _, f := range back.Frames() {
+				seq := binary.BigEndian.Uint32(f[42:46])
+				if int(seq) >= n || seen[seq] {
+					t.Fatalf("frame %d unknown or twice", seq)
+				}
+				seen[seq] = true
+			}
+			body := scrape(t, p.B.NS, addr)
+			var rx, tx []float64
+			var sumRX, sumTX float64
+			used := 0
+			for q := range queues {
+				rx = append(rx, metric(t, body, "xdpipe_rx_packets_total", fmt.Sprintf(`queue="%d"`, q)))
+				tx = append(tx, metric(t, body, "xdpipe_tx_packets_total", fmt.Sprintf(`queue="%d"`, q)))
+				sumRX, sumTX = sumRX+rx[q], sumTX+tx[q]
+				if rx[q] > 0 {
+					used++
+				}
+			}
+			t.Logf("%d frames of 64 flows over %d queues: rx %v, tx %v", n, queues, rx, tx)
+			if sumRX != float64(n) || sumTX != float64(n) {
+				t.Errorf("per-queue counters add up to rx %v, tx %v; sent %d", sumRX, sumTX, n)
+			}
+			if used < 2 {
+				t.Errorf("64 flows all on one queue of %d: rx %v", queues, rx)
+			}
+			out, code := proc.stop(t, syscall.SIGTERM)
+			if code != 0 || strings.Count(out, "frames accounted for") != queues {
+				t.Fatalf("exit %d, want every queue's frames accounted for:\n%s", code, out)
+			}
+		})
+	}
+}
+
+// TestRunKill9LeavesNothing: `xdpipe run` killed with SIGKILL under
+// traffic leaves no XDP program attached and the queue free: a new run
+// binds the same queue in the same mode and forwards every frame. The rule
+// maps' pins outlive the kill by design (the next run takes over their
+// rules and counters; bpf.SteerOptions); its clean stop removes them.
+func TestRunKill9LeavesNothing(t *testing.T) {
+	testutil.RequireRoot(t)
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	pinDir := t.TempDir()
+	testutil.MustRun(t, "mount", "-t", "bpf", "bpffs", pinDir)
+	t.Cleanup(func() { testutil.MustRun(t, "umount", pinDir) })
+	pin := filepath.Join(pinDir, p.B.Name)
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	os.WriteFile(rulesFile, []byte(testRules), 0o644)
+	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
+	args := []string{"--iface", p.B.Name, "--stages", "count,macswap", "--rules", rulesFile, "--pin-dir", pinDir,
+		"--poll", "wait", "--metrics", "off", "--interval", "0s", "--bind", testutil.Bind()}
+	n := testutil.Frames(2000)
+
+	first := startRun(t, p.B.NS, args...)
+	sendFlows(t, back, p, 0, n/2, 128, 1, back.Received)
+	if err := first.cmd.Process.Kill(); err != nil { // frames still in flight
+		t.Fatal(err)
+	}
+	select {
+	case <-first.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("xdpipe run still there 20 s after SIGKILL")
+	}
+	noXDP(t, &p.B)
+	if _, err := os.Stat(pin); err != nil {
+		t.Errorf("the rule maps' pins should outlive a SIGKILL, for the next run to take over: %v", err)
+	}
+
+	before := back.Received() // what came back before the kill
+	second := startRun(t, p.B.NS, args...)
+	sendFlows(t, back, p, n/2, n-n/2, 128, 1, func() int64 { return back.Received() - before + int64(n/2) })
+	waitBack(t, back, before+int64(n-n/2))
+	out, code := second.stop(t, syscall.SIGTERM)
+	if code != 0 || !strings.Contains(out, "frames accounted for") {
+		t.Fatalf("second run: exit %d:\n%s", code, out)
+	}
+	noXDP(t, &p.B)
+	if _, err := os.Stat(pin); !os.IsNotExist(err) {
+		t.Errorf("pins under %s left after the second run's clean stop (%v)", pin, err)
+	}
+}
+
+// TestZeroCopyJumbo: on a NIC whose zero-copy takes one buffer a packet
+// (virtio-net: xdp-zc-max-segs 1) an MTU of 9000 has a clear outcome, never
+// silent loss: --bind zerocopy is refused with one line naming the cause
+// and the fix, before anything is attached; --bind auto binds copy mode,
+// says why in its start line, and counts every 9000-byte frame.
+func TestZeroCopyJumbo(t *testing.T) {
+	testutil.RequireZeroCopy(t)
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: 9000})
+	for _, cmd := range [][]string{
+		{"rxdrop", "--iface", p.B.Name, "--bind", "zerocopy", "--duration", "1s"},
+		{"run", "--iface", p.B.Name, "--bind", "zerocopy", "--stages", "count", "--metrics", "off"},
+	} {
+		out, code := xdpipeIn(t, p.B.NS, cmd...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if last := lines[len(lines)-1]; code == 0 || !strings.Contains(last, "needs multi-buffer") || !strings.Contains(last, "--bind copy") {
+			t.Errorf("%s --bind zerocopy at MTU 9000: exit %d, want a refusal naming multi-buffer and --bind copy:\n%s", cmd[0], code, out)
+		}
+		noXDP(t, &p.B)
+	}
+	rxdrop, wait := startRxdrop(t, p, "--bind", "auto")
+	count := testutil.Frames(500)
+	sendJumbo(t, p, count)
+	rxdrop.Process.Signal(syscall.SIGINT)
+	out, code := wait()
+	if code != 0 || !strings.Contains(out, "AF_XDP copy mode (auto: ") || !strings.Contains(out, "multi-buffer") {
+		t.Fatalf("rxdrop --bind auto at MTU 9000: exit %d, want copy mode and why in the start line:\n%s", code, out)
+	}
+	if rx, uniq, lost := tracked(t, out); rx != uint64(count) || uniq != uint64(count) || lost != 0 {
+		t.Errorf("received %d 9000-byte frames (%d unique, %d lost), want %d:\n%s", rx, uniq, lost, count, out)
+	}
+}
