@@ -53,9 +53,15 @@ func Link() LinkKind {
 // Bind returns the AF_XDP bind mode the tests use, spelt as xsk.ParseBindMode
 // and the --bind flag take it: XDPIPE_TEST_BIND when set, else copy on veth
 // (which has no zero-copy) and zerocopy on NICs.
+//
+// An XDPIPE_TEST_BIND of another value panics: the whole run is misconfigured.
 func Bind() string {
-	if b := os.Getenv("XDPIPE_TEST_BIND"); b != "" {
+	switch b := os.Getenv("XDPIPE_TEST_BIND"); b {
+	case "copy", "zerocopy", "auto":
 		return b
+	case "":
+	default:
+		panic(fmt.Sprintf("XDPIPE_TEST_BIND=%q: want copy, zerocopy or auto", b))
 	}
 	if Link() == NIC {
 		return "zerocopy"
