@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
@@ -34,6 +35,11 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// readyWithin bounds how long a started command may take to say it is
+// ready: a minute, for the VM stage's emulated CPUs on a busy host, where
+// starting xdpipe takes up to ten seconds.
+const readyWithin = time.Minute
 
 // xdpipeIn runs the xdpipe binary inside ns (or the test's namespace when
 // ns is nil) and returns its combined output and exit code.

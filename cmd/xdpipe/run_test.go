@@ -79,8 +79,8 @@ func startRun(t *testing.T, ns *testutil.NetNS, args ...string) *runProc {
 	case code := <-p.exited:
 		<-p.done
 		t.Fatalf("xdpipe run exited with %d before it was ready:\n%s", code, p.output())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("xdpipe run not ready after 20s:\n%s", p.output())
+	case <-time.After(readyWithin):
+		t.Fatalf("xdpipe run not ready after %v:\n%s", readyWithin, p.output())
 	}
 	return p
 }

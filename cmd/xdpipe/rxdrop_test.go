@@ -57,8 +57,8 @@ func startRxdrop(t *testing.T, p *testutil.LinkPair, args ...string) (cmd *exec.
 	case code := <-exited:
 		<-done
 		t.Fatalf("rxdrop exited with %d before it was ready:\n%s", code, out.String())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("rxdrop not ready after 20s:\n%s", out.String())
+	case <-time.After(readyWithin):
+		t.Fatalf("rxdrop not ready after %v:\n%s", readyWithin, out.String())
 	}
 	return cmd, func() (string, int) {
 		code := <-exited
