@@ -477,8 +477,7 @@ func TestRunPcapDiskFull(t *testing.T) {
 // forwards what arrives on B out of A, tagged with VLAN 100. The frame comes
 // back in on B, where a filter stage drops VLAN 100 as the first thing,
 // counting it: every frame comes back once. On NICs that is forwarding
-// between two zero-copy sockets. (No steering program: in the VM stage its
-// load takes minutes.)
+// between two zero-copy sockets. (No steering program: requireSteerLoads.)
 func TestRunForward(t *testing.T) {
 	testutil.RequireRoot(t)
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{OneNS: true})
