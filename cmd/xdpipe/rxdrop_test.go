@@ -113,6 +113,11 @@ func TestRxdropCountsExactly(t *testing.T) {
 			if rx, uniq, lost := tracked(t, out); rx != count || uniq != count || lost != 0 {
 				t.Errorf("rxdrop saw %d generated frames (%d unique, %d lost), gen sent %d\n%s", rx, uniq, lost, count, out)
 			}
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, "generated: received") {
+					t.Log(strings.TrimSpace(line)) // reordering and latency, for the record
+				}
+			}
 			if !strings.Contains(out, "AF_XDP "+testutil.Bind()+" mode") {
 				t.Errorf("rxdrop not bound in %s mode:\n%s", testutil.Bind(), out)
 			}
