@@ -35,6 +35,14 @@ func TestRunRSS(t *testing.T) {
 	for _, queues := range []int{4, 2} {
 		t.Run(fmt.Sprintf("queues=%d", queues), func(t *testing.T) {
 			p.SetQueues(t, queues)
+			t.Cleanup(func() {
+				if t.Failed() { // where the frames went, per queue
+					for _, e := range []*testutil.LinkEnd{&p.A, &p.B} {
+						out, _ := e.NS.Run("ethtool", "-S", e.Name)
+						t.Logf("ethtool -S %s:\n%s", e.Name, out)
+					}
+				}
+			})
 			addr := freePort(t, p.B.NS)
 			back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
 			proc := startRun(t, p.B.NS, "--config", cfg, "--poll", "wait", "--ring", "512", "--metrics", addr,
