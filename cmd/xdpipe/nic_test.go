@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,6 +35,13 @@ func TestRunRSS(t *testing.T) {
 		p.B.Name, rulesFile)), 0o644)
 	for _, queues := range []int{4, 2} {
 		t.Run(fmt.Sprintf("queues=%d", queues), func(t *testing.T) {
+			if vmq, _ := strconv.Atoi(os.Getenv("XDPIPE_VM_QUEUES")); vmq > queues {
+				// Seen with qemu 7.2 (vhost off), Linux 7.3.4 guest: with 2
+				// of 4 channels, about half the flows never reach queues 0
+				// and 1 (ethtool -S), while the daemon sends back every
+				// frame that does; with all 4, every frame arrives.
+				t.Skipf("the VM's multi-queue tap keeps steering flows to the %d queues the guest turned off", vmq-queues)
+			}
 			p.SetQueues(t, queues)
 			t.Cleanup(func() {
 				if t.Failed() { // where the frames went, per queue

@@ -520,7 +520,7 @@ stages:
 	went := metric(t, body, "xdpipe_tx_packets_total", `iface="`+p.A.Name+`"`)
 	out, code := proc.stop(t, syscall.SIGTERM)
 	if came != float64(n) || went != float64(n) {
-		t.Errorf("sent %d: %v forwarded out of %s, %v came back and expired", n, went, p.A.Name, came)
+		t.Errorf("sent %d: %v forwarded out of %s, %v came back and expired\n%s", n, went, p.A.Name, came, out)
 	}
 	if code != 0 || strings.Count(out, "frames accounted for") != 1 {
 		t.Fatalf("exit %d:\n%s", code, out)
