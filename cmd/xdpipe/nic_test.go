@@ -53,7 +53,7 @@ func TestRunRSS(t *testing.T) {
 			})
 			addr := freePort(t, p.B.NS)
 			back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
-			proc := startRun(t, p.B.NS, "--config", cfg, "--poll", "wait", "--ring", "512", "--metrics", addr,
+			proc := startRun(t, p.B.NS, "--config", cfg, "--poll", "wakeup", "--ring", "512", "--metrics", addr,
 				"--interval", "0s", "--bind", testutil.Bind())
 			if out := proc.output(); !strings.Contains(out, fmt.Sprintf("ready: %d queues", queues)) {
 				t.Fatalf("want one worker per queue, %d:\n%s", queues, out)
@@ -130,7 +130,7 @@ func TestRunKill9LeavesNothing(t *testing.T) {
 
 func kill9(t *testing.T, steer bool) {
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-	args := []string{"--iface", p.B.Name, "--stages", "count,macswap", "--poll", "wait", "--metrics", "off",
+	args := []string{"--iface", p.B.Name, "--stages", "count,macswap", "--poll", "wakeup", "--metrics", "off",
 		"--interval", "0s", "--bind", testutil.Bind()}
 	var pin string
 	if steer {
