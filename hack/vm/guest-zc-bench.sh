@@ -1,0 +1,191 @@
+#!/bin/sh
+# Guest side of the zero-copy measurement (hack/vm/README.md): on the VM's
+# two virtio-net NICs, in one run, ROUNDS rounds of the same receivers in
+# rotating order, each fed the same traffic by `xdpipe gen --engine xsk` out
+# of xzc0, received on xzc1. Prints one MEASURE line per run, per-round
+# ratios and their min/median/max. Ratios only: TCG's absolute rates mean
+# nothing.
+#
+#   hack/vm/run.sh --nics 2 --queues 2 --out DIR -- ./guest-zc-bench.sh ./xdpipe [ROUNDS] [RATE] [N] [NFULL]
+#
+# ROUNDS (default 3); RATE frames/s and N frames for the fixed-rate runs
+# (default 5000, 15000); NFULL frames for the full-rate runs (default 40000).
+#
+# Wire: with --queues 2 the NICs are taps on a host bridge, set here to one
+# combined channel each. qemu's hub (--queues 1) reorders and silently drops
+# frames whenever the receiver's RX ring runs dry (README: "Reordering"),
+# which would charge qemu's artefacts to the receivers.
+#
+# Placement: the sender (gen) and xzc0's interrupts on CPU 0; the receiver
+# process and thread, and xzc1's interrupts, on CPU 1. Receiver CPU is CPU
+# 1's busy time (user, system, irq, softirq) from /proc/stat while the
+# traffic runs plus one second of drain: the receiving process and the
+# kernel's receive work (NAPI, XDP, the copy in copy mode, TX completions
+# of l2fwd) together. An XDP program on xzc0 (`xdpipe bench receiver --kind
+# xdp-drop`) drops what l2fwd sends back; xzc0's rx_packets counts it.
+#
+# Runs (receiver on xzc1, queue 0):
+#   fixed rate, the CPU comparisons (the receivers sleep when idle):
+#     copy      rxdrop --bind copy --poll wakeup
+#     zc        rxdrop --bind zerocopy --poll wakeup
+#     l2fwd     run --stages macswap --bind zerocopy --poll wait
+#     busy      run --stages macswap --bind zerocopy --poll spin --busy-poll,
+#               with xzc1's napi_defer_hard_irqs 2, gro_flush_timeout 200 µs
+#   full rate (gen as fast as it goes), what gets through:
+#     zc-spin, l2fwd-spin (no busy polling), busy, l2fwd
+set -u
+X=${1:?usage: guest-zc-bench.sh XDPIPE [ROUNDS] [RATE] [N] [NFULL]}
+ROUNDS=${2:-3}
+RATE=${3:-5000}
+N=${4:-15000}
+NFULL=${5:-40000}
+TX=xzc0 RX=xzc1
+RXMAC=$(cat /sys/class/net/$RX/address)
+res=zc-bench.txt
+: >"$res"
+
+die() { echo "guest-zc-bench: $*" >&2; exit 1; }
+[ -x "$X" ] || die "$X is not an executable xdpipe"
+for n in $TX $RX; do
+  [ -d /sys/class/net/$n ] || die "no NIC $n (boot with hack/vm/run.sh --nics 2)"
+  if [ "${XDPIPE_VM_QUEUES:-1}" -gt 1 ]; then
+    ethtool -L $n combined 1 || die "ethtool -L $n combined 1"
+  fi
+done
+[ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (hack/vm/run.sh --smp 2)"
+
+# Each NIC's interrupts on its side's CPU (virtio_net spreads queue i to CPU
+# i by default: both NICs' queue 0 on CPU 0).
+pin_irqs() { # nic cpu
+  dev=$(basename "$(readlink /sys/class/net/$1/device)")
+  for irq in $(awk -v d="$dev-" 'index($NF, d) == 1 { sub(":", "", $1); print $1 }' /proc/interrupts); do
+    echo "$2" >/proc/irq/$irq/smp_affinity_list || die "pin irq $irq of $1 to CPU $2"
+  done
+}
+pin_irqs $TX 0
+pin_irqs $RX 1
+rxdev=$(basename "$(readlink /sys/class/net/$RX/device)")
+# Interrupts of xzc1's receive queue, all CPUs.
+rx_irqs() { awk -v d="$rxdev-input.0" '$NF == d { s = 0; for (i = 2; i < NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s }' /proc/interrupts; }
+# CPU 1's busy and softirq ticks (USER_HZ).
+cpu1() { awk '$1 == "cpu1" { print $2 + $3 + $4 + $7 + $8 + $9, $8 }' /proc/stat; }
+napi() { # defer gro_flush_timeout
+  echo "$1" >/sys/class/net/$RX/napi_defer_hard_irqs && echo "$2" >/sys/class/net/$RX/gro_flush_timeout
+}
+
+# Waits up to 30 s for a line matching pattern in file while pid lives.
+wait_for() { # file pattern pid
+  i=0
+  while ! grep -q "$2" "$1" 2>/dev/null; do
+    kill -0 "$3" 2>/dev/null || return 1
+    i=$((i + 1))
+    [ $i -gt 300 ] && return 1
+    sleep 0.1
+  done
+}
+
+# The program that drops (and so counts) what l2fwd sends back to xzc0.
+fifo=/tmp/zc-bench.fifo
+rm -f $fifo && mkfifo $fifo
+$X bench receiver --kind xdp-drop --iface $TX <$fifo >xdp-drop.log 2>&1 &
+xdpid=$!
+exec 3>$fifo
+wait_for xdp-drop.log ready $xdpid || die "xdp-drop on $TX: $(cat xdp-drop.log)"
+
+one() { # phase cfg round
+  phase=$1 cfg=$2 round=$3
+  case $cfg in
+    copy) cmd="rxdrop --bind copy --poll wakeup --cpu 1 --interval 1h" ;;
+    zc) cmd="rxdrop --bind zerocopy --poll wakeup --cpu 1 --interval 1h" ;;
+    zc-spin) cmd="rxdrop --bind zerocopy --poll spin --cpu 1 --interval 1h" ;;
+    l2fwd) cmd="run --queues 0 --stages macswap --bind zerocopy --poll wait --cpus 1 --metrics off --interval 0" ;;
+    l2fwd-spin) cmd="run --queues 0 --stages macswap --bind zerocopy --poll spin --cpus 1 --metrics off --interval 0" ;;
+    busy) cmd="run --queues 0 --stages macswap --bind zerocopy --poll spin --busy-poll --cpus 1 --metrics off --interval 0" ;;
+  esac
+  if [ $cfg = busy ]; then napi 2 200000; else napi 0 0; fi
+  log=rx.$phase.$cfg.$round.log
+  # shellcheck disable=SC2086
+  taskset -c 1 $X $cmd --iface $RX >"$log" 2>&1 &
+  pid=$!
+  if ! wait_for "$log" "^rxdrop: \|^run: ready" $pid; then
+    echo "$cfg: receiver did not start:"; cat "$log"; kill -INT $pid 2>/dev/null; wait $pid; napi 0 0
+    return 1
+  fi
+  sleep 0.5
+  if [ $phase = fixed ]; then gargs="--count $N --rate $RATE"; else gargs="--count $NFULL"; fi
+  fwd0=$(cat /sys/class/net/$TX/statistics/rx_packets)
+  irq0=$(rx_irqs)
+  set -- $(cpu1)
+  c0=$1 s0=$2
+  t0=$(date +%s.%N)
+  # shellcheck disable=SC2086
+  sent=$(taskset -c 0 $X gen --engine xsk --iface $TX --dst-mac "$RXMAC" --src-ip 198.18.0.1 --dst-ip 198.18.0.2 --quiet $gargs 2>gen.err |
+    sed -n 's/^sent \([0-9]*\) frames.*/\1/p')
+  t1=$(date +%s.%N)
+  sleep 1
+  set -- $(cpu1)
+  c1=$1 s1=$2
+  irq1=$(rx_irqs)
+  fwd1=$(cat /sys/class/net/$TX/statistics/rx_packets)
+  kill -INT $pid
+  wait $pid
+  napi 0 0
+  case $cfg in
+    copy | zc | zc-spin) rx=$(sed -n 's/^summary: \([0-9]*\) packets.*/\1/p' "$log") ;;
+    *) rx=$(sed -n 's/^run: queue 0: received \([0-9]*\),.*/\1/p' "$log") ;;
+  esac
+  extra=$(sed -n 's/^generated: .*reordered \([0-9]*\);.*p50 \([^ ]*\) p99 \([^ ]*\) .*/reordered=\1 p50=\2 p99=\3/p' "$log")
+  [ -n "$sent" ] && [ -n "$rx" ] || { echo "$cfg: no counts (gen: $(cat gen.err))"; cat "$log"; return 1; }
+  echo "MEASURE phase=$phase cfg=$cfg round=$round sent=$sent rx=$rx fwd=$((fwd1 - fwd0)) cpu_ticks=$((c1 - c0)) softirq_ticks=$((s1 - s0)) rx_irqs=$((irq1 - irq0)) secs=$(echo "$t1 $t0" | awk '{ printf "%.3f", $1 - $2 }') $extra" | tee -a "$res"
+}
+
+rc=0
+fixed="copy zc l2fwd busy"
+full="zc-spin l2fwd-spin busy l2fwd"
+r=0
+while [ $r -lt "$ROUNDS" ]; do
+  r=$((r + 1))
+  # Rotate the order each round: a neighbour's disturbance hits each in turn.
+  for phase in fixed full; do
+    if [ $phase = fixed ]; then set -- $fixed; else set -- $full; fi
+    k=$(((r - 1) % $#))
+    while [ $k -gt 0 ]; do x=$1; shift; set -- "$@" "$x"; k=$((k - 1)); done
+    for cfg in "$@"; do one $phase $cfg $r || rc=1; done
+  done
+done
+exec 3>&-
+wait $xdpid
+echo "xdp-drop on $TX over the whole run: $(cat xdp-drop.log | tail -1)"
+
+echo "== per-round ratios (min / median / max over $ROUNDS rounds)"
+awk '
+  /^MEASURE/ {
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    k = v["phase"] " " v["cfg"] " " v["round"]
+    rx[k] = v["rx"]; fwd[k] = v["fwd"]; sent[k] = v["sent"]; cpu[k] = v["cpu_ticks"]; irq[k] = v["rx_irqs"]
+    rounds[v["round"]] = 1
+  }
+  function cpf(k) { return (k in rx && rx[k] > 0) ? cpu[k] / 100 / rx[k] * 1e6 : -1 } # CPU s per Mframe
+  function add(name, val) { if (val >= 0) { n[name]++; R[name, n[name]] = val } }
+  function sort_(name,   i, j, t, m) {
+    m = n[name]
+    for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (R[name, j] < R[name, i]) { t = R[name, i]; R[name, i] = R[name, j]; R[name, j] = t }
+  }
+  END {
+    for (r in rounds) {
+      zc = cpf("fixed zc " r); cp = cpf("fixed copy " r); l2 = cpf("fixed l2fwd " r); bz = cpf("fixed busy " r)
+      if (zc > 0 && cp > 0) add("receiver CPU per frame, zero-copy / copy (rxdrop, wakeup)", zc / cp)
+      if (zc > 0 && l2 > 0) add("l2fwd / rxdrop capacity, zero-copy (rxdrop CPU per frame / l2fwd CPU per frame, both sleeping when idle)", zc / l2)
+      if (("full zc-spin " r) in rx && rx["full zc-spin " r] > 0) add("l2fwd / rxdrop delivered at full rate, zero-copy, spinning (frames back at xzc0 / frames rxdrop received)", fwd["full l2fwd-spin " r] / rx["full zc-spin " r])
+      if (("full l2fwd " r) in fwd && fwd["full l2fwd " r] > 0) add("busy polling / wakeup, l2fwd frames delivered at full rate", fwd["full busy " r] / fwd["full l2fwd " r])
+      if (l2 > 0 && bz > 0) add("busy polling / wakeup, l2fwd CPU per frame at the fixed rate", bz / l2)
+      if (rx["fixed l2fwd " r] > 0) add("xzc1 RX interrupts per 1000 frames, l2fwd wakeup (fixed rate)", 1000 * irq["fixed l2fwd " r] / rx["fixed l2fwd " r])
+      if (rx["fixed busy " r] > 0) add("xzc1 RX interrupts per 1000 frames, l2fwd busy polling (fixed rate)", 1000 * irq["fixed busy " r] / rx["fixed busy " r])
+    }
+    for (name in n) {
+      sort_(name); m = n[name]
+      med = (m % 2) ? R[name, (m + 1) / 2] : (R[name, m / 2] + R[name, m / 2 + 1]) / 2
+      printf "%-7.3f %-7.3f %-7.3f  %s (%d rounds)\n", R[name, 1], med, R[name, m], name, m
+    }
+  }' "$res" | sort -k4
+exit $rc
