@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/xsk"
@@ -509,7 +511,8 @@ func TestBindErrors(t *testing.T) {
 }
 
 // TestBusyPoll runs traffic through sockets with busy polling on
-// (SO_PREFER_BUSY_POLL, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET).
+// (SO_PREFER_BUSY_POLL, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET), after reading
+// the options back from the kernel.
 func TestBusyPoll(t *testing.T) {
 	p := testutil.NewVethPair(t, testutil.VethOptions{})
 	ua := umemOn(t, xsk.UmemOptions{NumFrames: 256, FrameSize: 2048})
@@ -517,6 +520,21 @@ func TestBusyPoll(t *testing.T) {
 	bp := xsk.SocketOptions{BusyPoll: true, BusyPollTimeout: 50 * time.Microsecond, BusyPollBudget: 32}
 	tx := socketOn(t, &p.A, ua, 0, bp)
 	rx := socketOn(t, &p.B, ub, 0, bp)
+	for _, s := range []*xsk.Socket{tx, rx} {
+		for _, o := range []struct {
+			opt, want int
+			name      string
+		}{
+			{unix.SO_PREFER_BUSY_POLL, 1, "SO_PREFER_BUSY_POLL"},
+			{unix.SO_BUSY_POLL, 50, "SO_BUSY_POLL (µs)"},
+			// SO_BUSY_POLL_BUDGET cannot be read back (getsockopt
+			// answers ENOPROTOOPT); its setsockopt is checked.
+		} {
+			if got, err := unix.GetsockoptInt(s.FD(), unix.SOL_SOCKET, o.opt); err != nil || got != o.want {
+				t.Errorf("%s: %d, %v; want %d", o.name, got, err, o.want)
+			}
+		}
+	}
 	redirectOn(t, &p.B, rx)
 	if got := pump(t, p, []*xsk.Socket{tx}, []*xsk.Socket{rx}, 1000, 100); got[0][0] != 1000 {
 		t.Fatalf("received %d of 1000", got[0][0])
