@@ -6,10 +6,11 @@
 # ratios and their min/median/max. Ratios only: TCG's absolute rates mean
 # nothing.
 #
-#   hack/vm/run.sh --nics 2 --queues 2 --out DIR -- ./guest-zc-bench.sh ./xdpipe [ROUNDS] [RATE] [N] [NFULL]
+#   hack/vm/run.sh --nics 2 --queues 2 --out DIR -- ./guest-zc-bench.sh ./xdpipe [ROUNDS] [RATE] [N] [NFULL] [SIZE]
 #
 # ROUNDS (default 3); RATE frames/s and N frames for the fixed-rate runs
-# (default 5000, 15000); NFULL frames for the full-rate runs (default 40000).
+# (default 5000, 10000); NFULL frames for the full-rate runs (default
+# 30000); SIZE bytes a frame (default 64).
 #
 # Wire: with --queues 2 the NICs are taps on a host bridge, set here to one
 # combined channel each. qemu's hub (--queues 1) reorders and silently drops
@@ -22,23 +23,28 @@
 # traffic runs plus one second of drain: the receiving process and the
 # kernel's receive work (NAPI, XDP, the copy in copy mode, TX completions
 # of l2fwd) together. An XDP program on xzc0 (`xdpipe bench receiver --kind
-# xdp-drop`) drops what l2fwd sends back; xzc0's rx_packets counts it.
+# xdp-drop`) drops what l2fwd sends back. l2fwd's count is what its worker
+# put on the TX ring and the kernel completed (`run` accounts every frame).
 #
 # Runs (receiver on xzc1, queue 0):
 #   fixed rate, the CPU comparisons (the receivers sleep when idle):
 #     copy      rxdrop --bind copy --poll wakeup
 #     zc        rxdrop --bind zerocopy --poll wakeup
 #     l2fwd     run --stages macswap --bind zerocopy --poll wait
-#     busy      run --stages macswap --bind zerocopy --poll spin --busy-poll,
-#               with xzc1's napi_defer_hard_irqs 2, gro_flush_timeout 200 µs
+#     busy      rxdrop --bind zerocopy --poll spin --busy-poll, with xzc1's
+#               napi_defer_hard_irqs 2 and gro_flush_timeout 200 µs
 #   full rate (gen as fast as it goes), what gets through:
-#     zc-spin, l2fwd-spin (no busy polling), busy, l2fwd
+#     zc-spin (rxdrop), l2fwd-spin (run --poll spin), busy, zc
+# Busy polling is measured on the receive side only: on virtio_net,
+# SO_PREFER_BUSY_POLL stalls AF_XDP zero-copy transmit (README.md).
+
 set -u
-X=${1:?usage: guest-zc-bench.sh XDPIPE [ROUNDS] [RATE] [N] [NFULL]}
+X=${1:?usage: guest-zc-bench.sh XDPIPE [ROUNDS] [RATE] [N] [NFULL] [SIZE]}
 ROUNDS=${2:-3}
 RATE=${3:-5000}
-N=${4:-15000}
-NFULL=${5:-40000}
+N=${4:-10000}
+NFULL=${5:-30000}
+SIZE=${6:-64}
 TX=xzc0 RX=xzc1
 RXMAC=$(cat /sys/class/net/$RX/address)
 res=zc-bench.txt
@@ -100,7 +106,7 @@ one() { # phase cfg round
     zc-spin) cmd="rxdrop --bind zerocopy --poll spin --cpu 1 --interval 1h" ;;
     l2fwd) cmd="run --queues 0 --stages macswap --bind zerocopy --poll wait --cpus 1 --metrics off --interval 0" ;;
     l2fwd-spin) cmd="run --queues 0 --stages macswap --bind zerocopy --poll spin --cpus 1 --metrics off --interval 0" ;;
-    busy) cmd="run --queues 0 --stages macswap --bind zerocopy --poll spin --busy-poll --cpus 1 --metrics off --interval 0" ;;
+    busy) cmd="rxdrop --bind zerocopy --poll spin --busy-poll --cpu 1 --interval 1h" ;;
   esac
   if [ $cfg = busy ]; then napi 2 200000; else napi 0 0; fi
   log=rx.$phase.$cfg.$round.log
@@ -113,35 +119,39 @@ one() { # phase cfg round
   fi
   sleep 0.5
   if [ $phase = fixed ]; then gargs="--count $N --rate $RATE"; else gargs="--count $NFULL"; fi
-  fwd0=$(cat /sys/class/net/$TX/statistics/rx_packets)
   irq0=$(rx_irqs)
   set -- $(cpu1)
   c0=$1 s0=$2
   t0=$(date +%s.%N)
   # shellcheck disable=SC2086
-  sent=$(taskset -c 0 $X gen --engine xsk --iface $TX --dst-mac "$RXMAC" --src-ip 198.18.0.1 --dst-ip 198.18.0.2 --quiet $gargs 2>gen.err |
+  sent=$(taskset -c 0 $X gen --engine xsk --iface $TX --dst-mac "$RXMAC" --src-ip 198.18.0.1 --dst-ip 198.18.0.2 --size "$SIZE" --quiet $gargs 2>gen.err |
     sed -n 's/^sent \([0-9]*\) frames.*/\1/p')
   t1=$(date +%s.%N)
   sleep 1
   set -- $(cpu1)
   c1=$1 s1=$2
   irq1=$(rx_irqs)
-  fwd1=$(cat /sys/class/net/$TX/statistics/rx_packets)
+  fwd=0
   kill -INT $pid
   wait $pid
   napi 0 0
   case $cfg in
-    copy | zc | zc-spin) rx=$(sed -n 's/^summary: \([0-9]*\) packets.*/\1/p' "$log") ;;
-    *) rx=$(sed -n 's/^run: queue 0: received \([0-9]*\),.*/\1/p' "$log") ;;
+    copy | zc | zc-spin | busy) rx=$(sed -n 's/^summary: \([0-9]*\) packets.*/\1/p' "$log") ;;
+    *)
+      rx=$(sed -n 's/^run: queue 0: received \([0-9]*\),.*/\1/p' "$log")
+      fwd=$(sed -n 's/^run: queue 0: .*transmitted \([0-9]*\),.*/\1/p' "$log")
+      # Transmitted frames left only if the kernel gave every one back.
+      grep -q '^run: umem .*, tx 0, completion 0,' "$log" || fwd=-1
+      ;;
   esac
   extra=$(sed -n 's/^generated: .*reordered \([0-9]*\);.*p50 \([^ ]*\) p99 \([^ ]*\) .*/reordered=\1 p50=\2 p99=\3/p' "$log")
   [ -n "$sent" ] && [ -n "$rx" ] || { echo "$cfg: no counts (gen: $(cat gen.err))"; cat "$log"; return 1; }
-  echo "MEASURE phase=$phase cfg=$cfg round=$round sent=$sent rx=$rx fwd=$((fwd1 - fwd0)) cpu_ticks=$((c1 - c0)) softirq_ticks=$((s1 - s0)) rx_irqs=$((irq1 - irq0)) secs=$(echo "$t1 $t0" | awk '{ printf "%.3f", $1 - $2 }') $extra" | tee -a "$res"
+  echo "MEASURE size=$SIZE phase=$phase cfg=$cfg round=$round sent=$sent rx=$rx fwd=$fwd cpu_ticks=$((c1 - c0)) softirq_ticks=$((s1 - s0)) rx_irqs=$((irq1 - irq0)) secs=$(echo "$t1 $t0" | awk '{ printf "%.3f", $1 - $2 }') $extra" | tee -a "$res"
 }
 
 rc=0
 fixed="copy zc l2fwd busy"
-full="zc-spin l2fwd-spin busy l2fwd"
+full="zc-spin l2fwd-spin busy zc"
 r=0
 while [ $r -lt "$ROUNDS" ]; do
   r=$((r + 1))
@@ -157,13 +167,19 @@ exec 3>&-
 wait $xdpid
 echo "xdp-drop on $TX over the whole run: $(cat xdp-drop.log | tail -1)"
 
-echo "== per-round ratios (min / median / max over $ROUNDS rounds)"
+echo "== $SIZE-byte frames: per-round ratios, min / median / max over $ROUNDS rounds"
 awk '
   /^MEASURE/ {
     for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
     k = v["phase"] " " v["cfg"] " " v["round"]
     rx[k] = v["rx"]; fwd[k] = v["fwd"]; sent[k] = v["sent"]; cpu[k] = v["cpu_ticks"]; irq[k] = v["rx_irqs"]
+    p50[k] = dur(v["p50"])
     rounds[v["round"]] = 1
+  }
+  function dur(s,   x) { # a Go duration: ns, µs, ms, s
+    x = s + 0
+    if (s ~ /ns$/) return x; if (s ~ /µs$/ || s ~ /us$/) return x * 1e3; if (s ~ /ms$/) return x * 1e6; if (s ~ /s$/) return x * 1e9
+    return -1
   }
   function cpf(k) { return (k in rx && rx[k] > 0) ? cpu[k] / 100 / rx[k] * 1e6 : -1 } # CPU s per Mframe
   function add(name, val) { if (val >= 0) { n[name]++; R[name, n[name]] = val } }
@@ -173,14 +189,15 @@ awk '
   }
   END {
     for (r in rounds) {
-      zc = cpf("fixed zc " r); cp = cpf("fixed copy " r); l2 = cpf("fixed l2fwd " r); bz = cpf("fixed busy " r)
-      if (zc > 0 && cp > 0) add("receiver CPU per frame, zero-copy / copy (rxdrop, wakeup)", zc / cp)
-      if (zc > 0 && l2 > 0) add("l2fwd / rxdrop capacity, zero-copy (rxdrop CPU per frame / l2fwd CPU per frame, both sleeping when idle)", zc / l2)
-      if (("full zc-spin " r) in rx && rx["full zc-spin " r] > 0) add("l2fwd / rxdrop delivered at full rate, zero-copy, spinning (frames back at xzc0 / frames rxdrop received)", fwd["full l2fwd-spin " r] / rx["full zc-spin " r])
-      if (("full l2fwd " r) in fwd && fwd["full l2fwd " r] > 0) add("busy polling / wakeup, l2fwd frames delivered at full rate", fwd["full busy " r] / fwd["full l2fwd " r])
-      if (l2 > 0 && bz > 0) add("busy polling / wakeup, l2fwd CPU per frame at the fixed rate", bz / l2)
-      if (rx["fixed l2fwd " r] > 0) add("xzc1 RX interrupts per 1000 frames, l2fwd wakeup (fixed rate)", 1000 * irq["fixed l2fwd " r] / rx["fixed l2fwd " r])
-      if (rx["fixed busy " r] > 0) add("xzc1 RX interrupts per 1000 frames, l2fwd busy polling (fixed rate)", 1000 * irq["fixed busy " r] / rx["fixed busy " r])
+      zc = cpf("fixed zc " r); cp = cpf("fixed copy " r); l2 = cpf("fixed l2fwd " r)
+      if (zc > 0 && cp > 0) add("receiver CPU per frame, zero-copy / copy (rxdrop, wakeup, fixed rate)", zc / cp)
+      if (zc > 0 && l2 > 0) add("l2fwd / rxdrop, zero-copy: capacity (rxdrop CPU per frame / l2fwd CPU per frame, wakeup, fixed rate)", zc / l2)
+      if (rx["full zc-spin " r] > 0 && fwd["full l2fwd-spin " r] >= 0) add("l2fwd / rxdrop, zero-copy: delivered at full rate, spinning (frames l2fwd sent / frames rxdrop received)", fwd["full l2fwd-spin " r] / rx["full zc-spin " r])
+      if (rx["full zc " r] > 0) add("busy polling / wakeup (rxdrop): received at full rate", rx["full busy " r] / rx["full zc " r])
+      if (p50["fixed zc " r] > 0) add("busy polling / wakeup (rxdrop): latency p50, fixed rate", p50["fixed busy " r] / p50["fixed zc " r])
+      if (rx["fixed zc " r] > 0) add("xzc1 RX interrupts per 1000 frames, rxdrop wakeup (fixed rate)", 1000 * irq["fixed zc " r] / rx["fixed zc " r])
+      if (rx["fixed busy " r] > 0) add("xzc1 RX interrupts per 1000 frames, rxdrop busy polling (fixed rate)", 1000 * irq["fixed busy " r] / rx["fixed busy " r])
+      if (rx["fixed l2fwd " r] > 0) add("frames l2fwd sent / received (fixed rate)", fwd["fixed l2fwd " r] / rx["fixed l2fwd " r])
     }
     for (name in n) {
       sort_(name); m = n[name]
