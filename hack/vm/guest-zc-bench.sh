@@ -90,7 +90,8 @@ wait_for() { # file pattern pid
   done
 }
 
-# The program that drops (and so counts) what l2fwd sends back to xzc0.
+# An XDP program that drops what l2fwd sends back to xzc0 before the
+# stack sees it on the sender's CPU.
 fifo=/tmp/zc-bench.fifo
 rm -f $fifo && mkfifo $fifo
 $X bench receiver --kind xdp-drop --iface $TX <$fifo >xdp-drop.log 2>&1 &
@@ -165,7 +166,6 @@ while [ $r -lt "$ROUNDS" ]; do
 done
 exec 3>&-
 wait $xdpid
-echo "xdp-drop on $TX over the whole run: $(cat xdp-drop.log | tail -1)"
 
 echo "== $SIZE-byte frames: per-round ratios, min / median / max over $ROUNDS rounds"
 awk '
