@@ -12,6 +12,15 @@
 # (default 5000, 10000); NFULL frames for the full-rate runs (default
 # 30000); SIZE bytes a frame (default 64).
 #
+#   hack/vm/run.sh --nics 2 --queues Q --out DIR -- ./guest-zc-bench.sh ./xdpipe reorder [N] [ROUNDS]
+#
+# is the reordering check instead: N frames (default 100000) at full rate,
+# ROUNDS times (default 2), into `rxdrop --bind zerocopy` (AF_XDP) and into
+# `xdpipe bench receiver --kind afpacket3` (AF_PACKET: the kernel's own
+# receive path), one RESULT line each with the frames received and how many
+# arrived after a higher sequence number. Run it with Q 1 (qemu's hub) and
+# Q 2 (taps) to compare the wires.
+#
 # Wire: with --queues 2 the NICs are taps on a host bridge, set here to one
 # combined channel each. qemu's hub (--queues 1) reorders and silently drops
 # frames whenever the receiver's RX ring runs dry (README: "Reordering"),
@@ -39,17 +48,15 @@
 # SO_PREFER_BUSY_POLL stalls AF_XDP zero-copy transmit (README.md).
 
 set -u
-X=${1:?usage: guest-zc-bench.sh XDPIPE [ROUNDS] [RATE] [N] [NFULL] [SIZE]}
-ROUNDS=${2:-3}
-RATE=${3:-5000}
-N=${4:-10000}
-NFULL=${5:-30000}
-SIZE=${6:-64}
+X=${1:?usage: guest-zc-bench.sh XDPIPE [ROUNDS] [RATE] [N] [NFULL] [SIZE] | XDPIPE reorder [N] [ROUNDS]}
+mode=bench
+if [ "${2:-}" = reorder ]; then
+  mode=reorder N=${3:-100000} ROUNDS=${4:-2}
+else
+  ROUNDS=${2:-3} RATE=${3:-5000} N=${4:-10000} NFULL=${5:-30000} SIZE=${6:-64}
+fi
 TX=xzc0 RX=xzc1
 RXMAC=$(cat /sys/class/net/$RX/address)
-res=zc-bench.txt
-: >"$res"
-
 die() { echo "guest-zc-bench: $*" >&2; exit 1; }
 [ -x "$X" ] || die "$X is not an executable xdpipe"
 for n in $TX $RX; do
@@ -90,9 +97,58 @@ wait_for() { # file pattern pid
   done
 }
 
+# The reordering check: the same sender (one socket, one TX queue, pinned to
+# CPU 0) into an AF_XDP and an AF_PACKET receiver in turn.
+reorder() {
+  wire="qemu hub"
+  [ "${XDPIPE_VM_QUEUES:-1}" -gt 1 ] && wire="taps ($XDPIPE_VM_QUEUES-queue taps on a bridge, 1 channel used)"
+  rc=0 r=0
+  while [ $r -lt "$ROUNDS" ]; do
+    r=$((r + 1))
+    taskset -c 1 $X rxdrop --iface $RX --bind zerocopy --cpu 1 --interval 1h >rx.log 2>&1 &
+    pid=$!
+    if wait_for rx.log '^rxdrop: ' $pid; then
+      send --count "$N"
+      sleep 3 # what TCG still has in flight
+      kill -INT $pid
+      wait $pid
+      echo "RESULT wire=$wire receiver=rxdrop-zerocopy round=$r $(sed -n 's/^generated: received \([0-9]*\) .* reordered \([0-9]*\);.*/received=\1 reordered=\2/p' rx.log)"
+    else
+      cat rx.log; kill -INT $pid 2>/dev/null; wait $pid; rc=1
+    fi
+    # AF_PACKET: it stops when its stdin closes.
+    rm -f $fifo && mkfifo $fifo
+    taskset -c 1 $X bench receiver --kind afpacket3 --iface $RX <$fifo >af.log 2>&1 &
+    pid=$!
+    exec 4>$fifo
+    if wait_for af.log ready $pid; then
+      send --count "$N"
+      sleep 3
+      exec 4>&-
+      wait $pid
+      echo "RESULT wire=$wire receiver=afpacket round=$r $(sed -n 's/.*generated: received \([0-9]*\) .* reordered \([0-9]*\);.*/received=\1 reordered=\2/p' af.log)"
+    else
+      exec 4>&-; cat af.log; wait $pid; rc=1
+    fi
+  done
+  return $rc
+}
+
+# send [gen flags]: generated frames out of xzc0 from CPU 0; prints gen's
+# last line ("sent N frames ...").
+send() {
+  # shellcheck disable=SC2086
+  taskset -c 0 $X gen --engine xsk --iface $TX --dst-mac "$RXMAC" --src-ip 198.18.0.1 --dst-ip 198.18.0.2 --size "${SIZE:-64}" --quiet "$@" 2>gen.err | tail -1
+}
+
+fifo=/tmp/zc-bench.fifo
+if [ $mode = reorder ]; then
+  reorder
+  exit $?
+fi
+
 # An XDP program that drops what l2fwd sends back to xzc0 before the
 # stack sees it on the sender's CPU.
-fifo=/tmp/zc-bench.fifo
 rm -f $fifo && mkfifo $fifo
 $X bench receiver --kind xdp-drop --iface $TX <$fifo >xdp-drop.log 2>&1 &
 xdpid=$!
@@ -125,8 +181,7 @@ one() { # phase cfg round
   c0=$1 s0=$2
   t0=$(date +%s.%N)
   # shellcheck disable=SC2086
-  sent=$(taskset -c 0 $X gen --engine xsk --iface $TX --dst-mac "$RXMAC" --src-ip 198.18.0.1 --dst-ip 198.18.0.2 --size "$SIZE" --quiet $gargs 2>gen.err |
-    sed -n 's/^sent \([0-9]*\) frames.*/\1/p')
+  sent=$(send $gargs | sed -n 's/^sent \([0-9]*\) frames.*/\1/p')
   t1=$(date +%s.%N)
   sleep 1
   set -- $(cpu1)
@@ -150,6 +205,8 @@ one() { # phase cfg round
   echo "MEASURE size=$SIZE phase=$phase cfg=$cfg round=$round sent=$sent rx=$rx fwd=$fwd cpu_ticks=$((c1 - c0)) softirq_ticks=$((s1 - s0)) rx_irqs=$((irq1 - irq0)) secs=$(echo "$t1 $t0" | awk '{ printf "%.3f", $1 - $2 }') $extra" | tee -a "$res"
 }
 
+res=zc-bench.txt
+: >"$res"
 rc=0
 fixed="copy zc l2fwd busy"
 full="zc-spin l2fwd-spin busy zc"
