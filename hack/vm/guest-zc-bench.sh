@@ -39,7 +39,7 @@
 #   fixed rate, the CPU comparisons (the receivers sleep when idle):
 #     copy      rxdrop --bind copy --poll wakeup
 #     zc        rxdrop --bind zerocopy --poll wakeup
-#     l2fwd     run --stages macswap --bind zerocopy --poll wait
+#     l2fwd     run --stages macswap --bind zerocopy --poll wakeup
 #     busy      rxdrop --bind zerocopy --poll spin --busy-poll, with xzc1's
 #               napi_defer_hard_irqs 2 and gro_flush_timeout 200 µs
 #   full rate (gen as fast as it goes), what gets through:
@@ -161,7 +161,7 @@ one() { # phase cfg round
     copy) cmd="rxdrop --bind copy --poll wakeup --cpu 1 --interval 1h" ;;
     zc) cmd="rxdrop --bind zerocopy --poll wakeup --cpu 1 --interval 1h" ;;
     zc-spin) cmd="rxdrop --bind zerocopy --poll spin --cpu 1 --interval 1h" ;;
-    l2fwd) cmd="run --queues 0 --stages macswap --bind zerocopy --poll wait --cpus 1 --metrics off --interval 0" ;;
+    l2fwd) cmd="run --queues 0 --stages macswap --bind zerocopy --poll wakeup --cpus 1 --metrics off --interval 0" ;;
     l2fwd-spin) cmd="run --queues 0 --stages macswap --bind zerocopy --poll spin --cpus 1 --metrics off --interval 0" ;;
     busy) cmd="rxdrop --bind zerocopy --poll spin --busy-poll --cpu 1 --interval 1h" ;;
   esac
