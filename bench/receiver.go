@@ -282,14 +282,24 @@ func rxAFPacket(ctx context.Context, a rxArgs, c *counts) (func() error, func(),
 		return nil, nil, err
 	}
 	c.note = "AF_PACKET TPACKET_V3 mmap ring, poll(2) per block"
+	// The kernel's own receive path, no AF_XDP: the generated frames'
+	// loss and order as the stack sees them (hack/vm/README.md uses it
+	// to tell the VM's reordering from xdpipe's).
+	tr := gen.NewTracker()
+	var now int64
+	observe := func(frame []byte) { tr.Observe(frame, now) }
 	loop := func() error {
 		for ctx.Err() == nil {
-			n, b, err := r.next(100)
+			now = gen.Monotonic()
+			n, b, err := r.next(100, observe)
 			if err != nil {
 				return err
 			}
 			c.frames.Add(n)
 			c.bytes.Add(b)
+		}
+		if st := tr.Stats(0); st.Received > 0 {
+			c.note += "; generated: " + st.String()
 		}
 		return nil
 	}

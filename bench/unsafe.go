@@ -31,9 +31,12 @@ const (
 	bdBlockStatus = 8
 	bdNumPkts     = 12
 	bdFirstPkt    = 16
-	// struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len.
+	// struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen,
+	// tp_len, tp_status, tp_mac (u16).
 	tp3NextOffset = 0
+	tp3Snaplen    = 12
 	tp3Len        = 16
+	tp3Mac        = 24
 )
 
 func newTPacketV3(ifindex, frameSize int) (*tpacketV3, error) {
@@ -80,8 +83,9 @@ func (t *tpacketV3) status(b []byte) *uint32 {
 }
 
 // next waits up to timeoutMs for the current block, counts its packets and
-// bytes, and returns it to the kernel.
-func (t *tpacketV3) next(timeoutMs int) (frames, bytes uint64, err error) {
+// bytes, hands each frame (valid only during the call) to observe unless
+// it is nil, and returns the block to the kernel.
+func (t *tpacketV3) next(timeoutMs int, observe func(frame []byte)) (frames, bytes uint64, err error) {
 	b := t.ring[t.cur*t.blockSize : (t.cur+1)*t.blockSize]
 	st := t.status(b)
 	if atomic.LoadUint32(st)&tpStatusUser == 0 {
@@ -98,6 +102,10 @@ func (t *tpacketV3) next(timeoutMs int) (frames, bytes uint64, err error) {
 	for range n {
 		p := b[off:]
 		bytes += uint64(ne.Uint32(p[tp3Len:]))
+		if observe != nil {
+			mac := uint32(ne.Uint16(p[tp3Mac:]))
+			observe(p[mac : mac+ne.Uint32(p[tp3Snaplen:])])
+		}
 		off += ne.Uint32(p[tp3NextOffset:])
 	}
 	atomic.StoreUint32(st, tpStatusKernel)

@@ -257,6 +257,9 @@ type plan struct {
 	steer     *rules.Set // nil: redirect program
 	sharedMem bool
 	rdmaSink  string // the rdma stage's sink address, or ""
+	// transmits: the chain may send packets out of the interfaces (a
+	// stage that sends, or the default verdict transmit).
+	transmits bool
 }
 
 // resolve validates everything that can be checked before anything is
@@ -346,7 +349,11 @@ func resolve(c Config, sys system) (*plan, error) {
 	if len(c.Stages) == 0 {
 		return nil, errors.New("no stages: list them in the config or with --stages")
 	}
+	r.transmits = r.def == pipeline.VerdictTransmit
 	for _, s := range c.Stages {
+		if k, _ := pipeline.LookupStage(s.Kind); k.Sends {
+			r.transmits = true
+		}
 		o, ok := s.Options.(*pipeline.RDMAOptions)
 		if !ok {
 			continue

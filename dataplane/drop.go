@@ -32,6 +32,9 @@ type DropOptions struct {
 	Poll     pipeline.PollMode
 	Coalesce time.Duration
 	Ring     int
+	// BusyPoll says the socket busy-polls (xsk.SocketOptions.BusyPoll):
+	// the loop then kicks the kernel also when the RX ring is empty.
+	BusyPoll bool
 }
 
 // Drop is `xdpipe rxdrop`'s receive-and-drop loop on one socket until stop
@@ -54,6 +57,12 @@ func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o 
 	for !stop.Load() {
 		n := s.Receive(descs)
 		if n == 0 {
+			if o.BusyPoll {
+				// Busy polling: recvfrom (Refill kicks on every call)
+				// runs the driver's NAPI, also when nothing came;
+				// otherwise frames wait for the gro_flush_timeout timer.
+				s.Refill()
+			}
 			if o.Poll != pipeline.PollWakeup {
 				continue
 			}

@@ -46,6 +46,9 @@ type PortOptions struct {
 	// a TX queue: the socket's bind checks it against the driver's active
 	// queues, not OpenPort against the RX queues.
 	NoProgram bool
+	// Transmits says the caller sends on the sockets (TX ring). With busy
+	// polling it keeps virtio_net out of zero-copy: see busyPollStall.
+	Transmits bool
 	// Rules, if set, puts the steering program with these rules in front
 	// of the sockets; nil: the redirect program sends every frame.
 	Rules *rules.Set
@@ -122,6 +125,19 @@ func NeedsMultiBuffer(mtu int, frameSize uint32) bool {
 	return mtu+14 > xsk.FrameData(frameSize)
 }
 
+// busyPollStall says why busy polling would stall these sockets' zero-copy
+// transmit, or "". virtio_net sends AF_XDP zero-copy frames only from its
+// TX NAPI, which runs off the TX interrupt; with SO_PREFER_BUSY_POLL the
+// kernel's sendto only busy-polls the RX NAPI and skips the driver's wakeup
+// (xsk_no_wakeup), so the TX ring fills and nothing leaves. Copy mode
+// transmits from sendto itself and is not affected, nor is receiving.
+func busyPollStall(driver string, o PortOptions) string {
+	if !o.Socket.BusyPoll || !o.Transmits || o.Socket.Bind == xsk.BindCopy || driver != "virtio_net" {
+		return ""
+	}
+	return "busy polling stalls AF_XDP zero-copy transmit on virtio_net (its TX NAPI never runs under SO_PREFER_BUSY_POLL)"
+}
+
 // OpenPort opens a port the one way every command does: check the
 // interface, load the program (and its rules, pinned where asked), make
 // the sockets, fill each before it is registered (see pipeline's package
@@ -144,6 +160,13 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 	}
 	dev, xdp := netdev.Describe(ifc.Index)
 	o.Socket.Driver = dev.XSK()
+	if why := busyPollStall(dev.Driver, o); why != "" {
+		if o.Socket.Bind == xsk.BindZeroCopy {
+			return nil, fmt.Errorf("%s: %s; drop --busy-poll (busy_poll) or bind copy mode", ifc.Name, why)
+		}
+		log.Warn("binding copy mode: "+why, "iface", ifc.Name)
+		o.Socket.Bind = xsk.BindCopy
+	}
 	p := &Port{Iface: ifc, XDP: xdp}
 	defer func() {
 		if err != nil {

@@ -25,6 +25,9 @@ type StageKind struct {
 	// It checks every option and opens what the stage needs (files, rule
 	// sets), so a bad option fails before anything is attached.
 	New func(opts any, env StageEnv) (Stage, error)
+	// Sends says the stage may give packets a verdict that sends them
+	// (VerdictTransmit or VerdictForward), so the worker's sockets transmit.
+	Sends bool
 }
 
 // StageEnv is what a stage constructor knows of the worker it builds for.
@@ -55,6 +58,12 @@ func kind[O any](name string, build func(o *O, env StageEnv) (Stage, error)) Sta
 	}
 }
 
+// sends marks a kind whose stages send packets.
+func sends(k StageKind) StageKind {
+	k.Sends = true
+	return k
+}
+
 // NoOptions are the options of a stage that takes none.
 type NoOptions struct{}
 
@@ -63,8 +72,8 @@ var stageKinds = [...]StageKind{
 	kind("count", func(*NoOptions, StageEnv) (Stage, error) { return &Count{}, nil }),
 	kind("drop", func(*NoOptions, StageEnv) (Stage, error) { return &Drop{}, nil }),
 	kind("filter", newFilterStage),
-	kind("forward", newForwardStage),
-	kind("macswap", func(*NoOptions, StageEnv) (Stage, error) { return &MacSwap{}, nil }),
+	sends(kind("forward", newForwardStage)),
+	sends(kind("macswap", func(*NoOptions, StageEnv) (Stage, error) { return &MacSwap{}, nil })),
 	kind("pcap", newPcapStage),
 	kind("rdma", newRDMAStage),
 	kind("rewrite", newRewriteStage),

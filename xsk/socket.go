@@ -10,13 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Socket options for busy polling missing from x/sys/unix.
-const (
-	soBusyPoll       = 46 // SO_BUSY_POLL
-	soPreferBusyPoll = 69 // SO_PREFER_BUSY_POLL
-	soBusyPollBudget = 70 // SO_BUSY_POLL_BUDGET
-)
-
 // Socket is an AF_XDP socket bound to one queue of one interface, with its
 // four rings. Each ring is for one goroutine only; the usual split is one
 // goroutine for Receive/Refill/Recycle and the same or another for
@@ -288,9 +281,9 @@ func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket
 			opt, val int
 			name     string
 		}{
-			{soPreferBusyPoll, 1, "SO_PREFER_BUSY_POLL"},
-			{soBusyPoll, int(o.BusyPollTimeout / time.Microsecond), "SO_BUSY_POLL"},
-			{soBusyPollBudget, o.BusyPollBudget, "SO_BUSY_POLL_BUDGET"},
+			{unix.SO_PREFER_BUSY_POLL, 1, "SO_PREFER_BUSY_POLL"},
+			{unix.SO_BUSY_POLL, int(o.BusyPollTimeout / time.Microsecond), "SO_BUSY_POLL"},
+			{unix.SO_BUSY_POLL_BUDGET, o.BusyPollBudget, "SO_BUSY_POLL_BUDGET"},
 		} {
 			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, b.opt, b.val); err != nil {
 				if errors.Is(err, unix.ENOPROTOOPT) {

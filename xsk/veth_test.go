@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/xsk"
@@ -526,7 +528,8 @@ func TestBindErrors(t *testing.T) {
 // (SO_PREFER_BUSY_POLL, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET) and the links'
 // interrupts deferred as preferred busy polling wants (napi_defer_hard_irqs,
 // gro_flush_timeout): the application's polls then drive the NAPI loop.
-// First on the receiver only, then on the sender too.
+// The options are read back from the kernel. First on the receiver only,
+// then on the sender too.
 //
 // A sender that busy-polls in zero-copy mode on virtio-net never transmits
 // (Linux 7.3): with SO_PREFER_BUSY_POLL, sendto only busy-polls the queue's
@@ -556,6 +559,19 @@ func TestBusyPoll(t *testing.T) {
 			}
 			tx := socketOn(t, &p.A, ua, 0, txo)
 			rx := socketOn(t, &p.B, ub, 0, bp)
+			for _, o := range []struct {
+				opt, want int
+				name      string
+			}{
+				{unix.SO_PREFER_BUSY_POLL, 1, "SO_PREFER_BUSY_POLL"},
+				{unix.SO_BUSY_POLL, 50, "SO_BUSY_POLL (µs)"},
+				// SO_BUSY_POLL_BUDGET cannot be read back (getsockopt
+				// answers ENOPROTOOPT); its setsockopt is checked.
+			} {
+				if got, err := unix.GetsockoptInt(rx.FD(), unix.SOL_SOCKET, o.opt); err != nil || got != o.want {
+					t.Errorf("%s: %d, %v; want %d", o.name, got, err, o.want)
+				}
+			}
 			redirectOn(t, &p.B, rx)
 			if got := pump(t, p, []*xsk.Socket{tx}, []*xsk.Socket{rx}, 1000, 100); got[0][0] != 1000 {
 				t.Fatalf("received %d of 1000", got[0][0])

@@ -188,7 +188,7 @@ func runRxdrop(ctx context.Context, args []string) error {
 	go func() {
 		defer wg.Done()
 		loop = dataplane.Drop(sock, &counts, tr, &stop, dataplane.DropOptions{
-			Batch: int(o.batch), CPU: o.cpu, Poll: o.poll, Coalesce: o.coalesce, Ring: int(o.ring)})
+			Batch: int(o.batch), CPU: o.cpu, Poll: o.poll, Coalesce: o.coalesce, Ring: int(o.ring), BusyPoll: o.busyPoll})
 	}()
 
 	rep := newRateReporter(sock, &counts)

@@ -1,0 +1,66 @@
+package dataplane
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// TestBusyPollZeroCopyTransmit: busy polling keeps a virtio_net port that
+// transmits out of zero-copy (its zero-copy transmit would stall): zero-copy
+// asked for is refused, auto binds copy mode; receiving only, copy mode,
+// no busy polling or another driver are left alone.
+func TestBusyPollZeroCopyTransmit(t *testing.T) {
+	for _, tc := range []struct {
+		driver    string
+		bind      xsk.BindMode
+		busy, txs bool
+		stalls    bool
+	}{
+		{"virtio_net", xsk.BindZeroCopy, true, true, true},
+		{"virtio_net", xsk.BindAuto, true, true, true},
+		{"virtio_net", xsk.BindCopy, true, true, false},
+		{"virtio_net", xsk.BindZeroCopy, true, false, false},
+		{"virtio_net", xsk.BindZeroCopy, false, true, false},
+		{"mlx5_core", xsk.BindZeroCopy, true, true, false},
+	} {
+		o := PortOptions{Transmits: tc.txs, Socket: xsk.SocketOptions{Bind: tc.bind, BusyPoll: tc.busy}}
+		why := busyPollStall(tc.driver, o)
+		if (why != "") != tc.stalls || tc.stalls && !strings.Contains(why, "virtio_net") {
+			t.Errorf("%s bind %v busy %v transmits %v: %q, want stall %v", tc.driver, tc.bind, tc.busy, tc.txs, why, tc.stalls)
+		}
+	}
+}
+
+// TestPlanTransmits: a chain transmits when a stage that sends is in it,
+// or undecided frames go back out; a receive-only chain does not.
+func TestPlanTransmits(t *testing.T) {
+	for _, tc := range []struct {
+		stages []string
+		def    string
+		want   bool
+	}{
+		{[]string{"count"}, "", false},
+		{[]string{"count"}, "drop", false},
+		{[]string{"count"}, "transmit", true},
+		{[]string{"count", "macswap"}, "", true},
+		{[]string{"forward"}, "", true},
+	} {
+		c := Config{Interfaces: []string{"xa"}, Default: tc.def}
+		for _, k := range tc.stages {
+			s, err := NewStageConfig(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Stages = append(c.Stages, s)
+		}
+		p, err := resolve(c, &fakeSystem{})
+		if err != nil {
+			t.Fatalf("%v default %q: %v", tc.stages, tc.def, err)
+		}
+		if p.transmits != tc.want {
+			t.Errorf("%v default %q: transmits %v, want %v", tc.stages, tc.def, p.transmits, tc.want)
+		}
+	}
+}
