@@ -14,7 +14,7 @@ import (
 // its observer, which the AF_PACKET receiver's tracker relies on.
 func TestTPacketV3Frames(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewVethPair(t, testutil.VethOptions{})
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	tp, err := gen.NewTemplate(gen.Config{Proto: gen.UDP4, Size: 100, SrcMAC: p.A.MAC, DstMAC: p.B.MAC,
 		SrcIP: netip.AddrFrom4([4]byte(p.A.IP)), DstIP: netip.AddrFrom4([4]byte(p.B.IP)), DstPort: 9})
 	if err != nil {
