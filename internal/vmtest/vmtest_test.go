@@ -15,43 +15,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/internal/testutil"
-	"github.com/xdpipe/xdpipe/internal/vmtest"
 	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
 func TestMain(m *testing.M) { testutil.RunCheckingLeaks(m) }
 
-// TestVMNICs boots the zero-copy VM twice, with two NICs of one queue pair
-// (plus one without iommu_platform) and of two, and runs TestGuestNICs of
-// this package's test binary in the guest: the contract other packages' VM
-// tests rely on (XDPIPE_VM_NICS, XDPIPE_VM_QUEUES, XDPIPE_VM_NOIOMMU_NIC)
-// and that the NICs bind AF_XDP in zero-copy mode. Two boots of a few
-// seconds each under TCG, more on a loaded host.
-func TestVMNICs(t *testing.T) {
-	for _, opts := range []vmtest.Options{
-		{NICs: 2, Queues: 1, NoIOMMUNIC: true, Timeout: 5 * time.Minute},
-		{NICs: 2, Queues: 2, Timeout: 5 * time.Minute},
-	} {
-		t.Run("queues="+strconv.Itoa(opts.Queues), func(t *testing.T) {
-			vm := vmtest.New(t, opts)
-			vm.BuildTest("./internal/vmtest", "vmtest.test")
-			if err := vm.Run("./vmtest.test", "-test.run", "^TestGuestNICs$", "-test.v", "-test.count=1"); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-}
-
-// TestGuestNICs is the guest side of TestVMNICs (it skips on the host): each
-// NIC in XDPIPE_VM_NICS exists, has XDPIPE_VM_QUEUES combined channels,
-// xsk-zerocopy in its xdp-features, and binds an AF_XDP socket in zero-copy
-// mode on every queue; the NIC without
-// iommu_platform refuses zero-copy and binds in copy mode; frames sent out
-// of one NIC arrive, all of them, at the other.
+// TestGuestNICs runs first in each boot of TestVMZeroCopy (it skips on the
+// host): each NIC in XDPIPE_VM_NICS exists, has XDPIPE_VM_QUEUES combined
+// channels, xsk-zerocopy in its xdp-features, and binds an AF_XDP socket in
+// zero-copy mode on every queue; the NIC without iommu_platform refuses
+// zero-copy and binds in copy mode; frames sent out of one NIC arrive, all
+// of them, at the other.
 func TestGuestNICs(t *testing.T) {
 	if os.Getenv("XDPIPE_IN_VM") == "" {
-		t.Skip("runs inside the VM (TestVMNICs boots it)")
+		t.Skip("runs inside the VM (TestVMZeroCopy boots it)")
 	}
 	testutil.RequireRoot(t)
 	nics := strings.Fields(os.Getenv("XDPIPE_VM_NICS"))
