@@ -16,6 +16,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 // PcapOptions configure a capture stage. The zero value, with a Path, works.
@@ -27,6 +28,12 @@ type PcapOptions struct {
 	SnapLen uint32
 	// MaxBytes rotates to a new file once a file reaches this size (0: never).
 	MaxBytes int64
+	// MaxFiles keeps at most this many files, removing the oldest on
+	// rotation, like tcpdump -W (0: no limit).
+	MaxFiles int
+	// Mode is the capture files' permission bits (default 0600: captured
+	// traffic is for root only). Set on files that existed before too.
+	Mode os.FileMode
 	// BufferSize is the write buffer (default 256 KiB).
 	BufferSize int
 	// FlushInterval writes buffered records out at least this often while
@@ -46,22 +53,17 @@ type PcapOptions struct {
 // full) the error is counted and logged, the frames are counted in Lost,
 // and forwarding goes on; the stage tries a fresh file after RetryAfter.
 //
+// A capture file is held with flock(2) while it is written: a capture never
+// truncates or writes into a file another live capture holds (a second
+// instance, or the new chain of a reload); it writes the next free name
+// instead. A reload with unchanged options continues the file (Continue).
+//
 // Pcap is the one built-in stage that blocks (on the file write), so put it
 // on a worker whose rate the disk can take, or behind a filter or sampler.
 type Pcap struct {
-	opts PcapOptions
-
-	mu      sync.Mutex // Process vs Flush/Close/Files from other goroutines
-	f       *os.File
-	bw      *bufio.Writer
-	w       *pcapgo.Writer
-	size    int64
-	seq     int
-	files   []string
-	failed  bool
-	retry   int64 // pipeline time of the next reopen attempt
-	flushed int64 // pipeline time of the last flush
-	closed  bool
+	opts   PcapOptions
+	c      *capture // shared with the stage this one continues
+	closed atomic.Bool
 
 	// Packets and Bytes count what was written (Bytes: captured length plus
 	// the 16-byte record header). Errors counts failed writes or opens;
@@ -70,9 +72,29 @@ type Pcap struct {
 }
 
 var (
-	_ Stage   = (*Pcap)(nil)
-	_ Metered = (*Pcap)(nil)
+	_ Stage     = (*Pcap)(nil)
+	_ Metered   = (*Pcap)(nil)
+	_ Continuer = (*Pcap)(nil)
 )
+
+// capture is an open capture: the file, its rotation, and the stages
+// writing it (more than one between a reload's swap and the old chain's
+// Close).
+type capture struct {
+	opts    PcapOptions
+	mu      sync.Mutex // Process vs Flush/Close/Files from other goroutines
+	refs    int
+	f       *os.File
+	bw      *bufio.Writer
+	w       *pcapgo.Writer
+	size    int64
+	seq     int
+	files   []string
+	failed  bool
+	excl    bool  // met a name held by another capture: only new names from now
+	retry   int64 // pipeline time of the next reopen attempt
+	flushed int64 // pipeline time of the last flush
+}
 
 // NewPcap opens the first capture file. An unwritable path is an error here,
 // before anything is attached.
@@ -95,14 +117,20 @@ func NewPcap(opts PcapOptions) (*Pcap, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.MaxBytes < 0 {
-		return nil, fmt.Errorf("pcap: negative max bytes")
+	if opts.Mode == 0 {
+		opts.Mode = 0o600
 	}
-	p := &Pcap{opts: opts}
-	if err := p.open(); err != nil {
+	if opts.MaxBytes < 0 || opts.MaxFiles < 0 {
+		return nil, fmt.Errorf("pcap: negative max bytes or max files")
+	}
+	if opts.Mode&^os.ModePerm != 0 {
+		return nil, fmt.Errorf("pcap: mode %v: want permission bits only", opts.Mode)
+	}
+	c := &capture{opts: opts, refs: 1}
+	if err := c.open(true); err != nil {
 		return nil, err
 	}
-	return p, nil
+	return &Pcap{opts: opts, c: c}, nil
 }
 
 // StageName implements Named.
@@ -120,98 +148,201 @@ type PcapStageOptions struct {
 	// Path of the capture file; with several workers each writes its own,
 	// the queue before the extension (cap.q1.pcap).
 	Path string `yaml:"path"`
-	// SnapLen, MaxBytes and Buffer: PcapOptions' SnapLen, MaxBytes and
-	// BufferSize.
+	// SnapLen, MaxBytes, MaxFiles and Buffer: PcapOptions' SnapLen,
+	// MaxBytes, MaxFiles and BufferSize.
 	SnapLen  int   `yaml:"snaplen"`
 	MaxBytes int64 `yaml:"max_bytes"`
+	MaxFiles int   `yaml:"max_files"`
 	Buffer   int   `yaml:"buffer"`
+	// Mode is the files' permission bits, octal (default 0600).
+	Mode os.FileMode `yaml:"mode"`
 }
 
 func newPcapStage(o *PcapStageOptions, env StageEnv) (Stage, error) {
 	if o.Path == "" {
 		return nil, errors.New("needs path")
 	}
-	if o.SnapLen < 0 || o.MaxBytes < 0 || o.Buffer < 0 {
-		return nil, errors.New("snaplen, max_bytes and buffer must not be negative")
+	if o.SnapLen < 0 || o.MaxBytes < 0 || o.MaxFiles < 0 || o.Buffer < 0 {
+		return nil, errors.New("snaplen, max_bytes, max_files and buffer must not be negative")
 	}
 	path := o.Path
 	if env.PerQueue {
 		ext := filepath.Ext(path)
 		path = fmt.Sprintf("%s.q%d%s", strings.TrimSuffix(path, ext), env.Queue, ext)
 	}
-	return NewPcap(PcapOptions{Path: path, SnapLen: uint32(o.SnapLen), MaxBytes: o.MaxBytes, BufferSize: o.Buffer})
+	return NewPcap(PcapOptions{Path: path, SnapLen: uint32(o.SnapLen), MaxBytes: o.MaxBytes, MaxFiles: o.MaxFiles,
+		BufferSize: o.Buffer, Mode: o.Mode})
+}
+
+// Continue implements Continuer: when old is a capture with the same
+// options, p writes on in old's file (and rotation) instead of its own.
+func (p *Pcap) Continue(old Stage) {
+	o, ok := old.(*Pcap)
+	if !ok || o == p || o.closed.Load() || !sameCapture(o.opts, p.opts) {
+		return
+	}
+	o.c.mu.Lock()
+	o.c.refs++
+	o.c.mu.Unlock()
+	p.c.release()
+	p.c = o.c
+}
+
+// sameCapture: everything but the logger is equal.
+func sameCapture(a, b PcapOptions) bool {
+	a.Logger, b.Logger = nil, nil
+	return a == b
 }
 
 // fileName is the name of the seq'th capture file.
-func (p *Pcap) fileName(seq int) string {
+func (c *capture) fileName(seq int) string {
 	if seq == 0 {
-		return p.opts.Path
+		return c.opts.Path
 	}
-	ext := filepath.Ext(p.opts.Path)
-	return fmt.Sprintf("%s.%d%s", strings.TrimSuffix(p.opts.Path, ext), seq, ext)
+	ext := filepath.Ext(c.opts.Path)
+	return fmt.Sprintf("%s.%d%s", strings.TrimSuffix(c.opts.Path, ext), seq, ext)
 }
 
-func (p *Pcap) open() error {
-	name := p.fileName(p.seq)
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("pcap: %w", err)
+// maxHeld is how many names held by other captures open skips.
+const maxHeld = 1000
+
+// open starts the next capture file. A name another live capture holds is
+// skipped, and so, from then on, is every name that exists: they may be
+// that capture's next files. With lazy, a held first name leaves the
+// capture without a file: Continue may share the holder's, or the first
+// frame opens the next free name.
+func (c *capture) open(lazy bool) error {
+	skipped := 0
+	for {
+		name := c.fileName(c.seq)
+		flags := os.O_WRONLY
+		if c.excl {
+			flags |= os.O_EXCL
+		}
+		f, err := lockCaptureFile(name, flags, c.opts.Mode)
+		if err == nil {
+			if skipped > 0 {
+				c.opts.Logger.Warn("pcap file in use by another capture; writing a new one", "path", c.opts.Path, "file", name)
+			}
+			return c.start(f)
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("pcap: %w", err)
+		}
+		if skipped == maxHeld {
+			return fmt.Errorf("pcap: %s and the next %d names are in use by other captures", c.opts.Path, maxHeld)
+		}
+		if !c.excl && lazy {
+			c.excl = true
+			return nil
+		}
+		c.excl = true
+		c.seq++
+		skipped++
 	}
-	if p.bw == nil {
-		p.bw = bufio.NewWriterSize(f, p.opts.BufferSize)
+}
+
+// start writes the file header to f, the new current file.
+func (c *capture) start(f *os.File) error {
+	if c.bw == nil {
+		c.bw = bufio.NewWriterSize(f, c.opts.BufferSize)
 	} else {
-		p.bw.Reset(f)
+		c.bw.Reset(f)
 	}
-	w := pcapgo.NewWriter(p.bw)
-	if err := w.WriteFileHeader(p.opts.SnapLen, layers.LinkTypeEthernet); err != nil {
+	w := pcapgo.NewWriter(c.bw)
+	if err := w.WriteFileHeader(c.opts.SnapLen, layers.LinkTypeEthernet); err != nil {
 		f.Close()
 		return fmt.Errorf("pcap: write header: %w", err)
 	}
-	if err := p.bw.Flush(); err != nil { // find a full disk or a bad device now
+	if err := c.bw.Flush(); err != nil { // find a full disk or a bad device now
 		f.Close()
 		return fmt.Errorf("pcap: write header: %w", err)
 	}
-	p.f, p.w, p.size = f, w, 24
-	p.files = append(p.files, name)
-	p.seq++
+	c.f, c.w, c.size = f, w, 24
+	c.files = append(c.files, f.Name())
+	c.seq++
+	if c.opts.MaxFiles > 0 && len(c.files) > c.opts.MaxFiles {
+		if err := os.Remove(c.files[0]); err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.opts.Logger.Warn("pcap: removing the oldest capture file", "err", err)
+		}
+		c.files = c.files[1:]
+	}
 	return nil
 }
 
+// lockCaptureFile opens name for writing, takes its flock (EWOULDBLOCK:
+// another capture holds it) and only then empties it and sets its mode.
+func lockCaptureFile(name string, flags int, mode os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(name, flags|os.O_CREATE, mode)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	st, err := f.Stat()
+	if err == nil && st.Mode().IsRegular() { // not /dev/null, a fifo
+		if err = f.Truncate(0); err == nil {
+			err = f.Chmod(mode)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // closeFile flushes and closes the current file.
-func (p *Pcap) closeFile() error {
-	if p.f == nil {
+func (c *capture) closeFile() error {
+	if c.f == nil {
 		return nil
 	}
-	err := p.bw.Flush()
-	if cerr := p.f.Close(); err == nil {
+	err := c.bw.Flush()
+	if cerr := c.f.Close(); err == nil {
 		err = cerr
 	}
-	p.f, p.w = nil, nil
+	c.f, c.w = nil, nil
 	return err
 }
 
 // fail records a write or open error: the current file is abandoned and a
 // new one tried after RetryAfter.
-func (p *Pcap) fail(now int64, err error) {
+func (c *capture) fail(p *Pcap, now int64, err error) {
 	p.Errors.Add(1)
-	if !p.failed {
-		p.opts.Logger.Error("pcap capture failing, forwarding continues", "path", p.opts.Path, "err", err,
-			"retry_after", p.opts.RetryAfter)
+	if !c.failed {
+		c.opts.Logger.Error("pcap capture failing, forwarding continues", "path", c.opts.Path, "err", err,
+			"retry_after", c.opts.RetryAfter)
 	}
-	p.failed = true
-	if p.f != nil {
-		p.bw.Reset(nil) // discard what cannot be written
-		p.f.Close()
-		p.f, p.w = nil, nil
+	c.failed = true
+	if c.f != nil {
+		c.bw.Reset(nil) // discard what cannot be written
+		c.f.Close()
+		c.f, c.w = nil, nil
 	}
-	p.retry = now + int64(p.opts.RetryAfter)
+	c.retry = now + int64(c.opts.RetryAfter)
+}
+
+// release drops one stage's reference; the last one closes the file.
+func (c *capture) release() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refs--; c.refs > 0 {
+		return nil
+	}
+	if err := c.closeFile(); err != nil {
+		return errors.Join(fmt.Errorf("pcap: close %s", c.fileName(c.seq-1)), err)
+	}
+	return nil
 }
 
 // Process implements Stage.
 func (p *Pcap) Process(b *Burst) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
+	c := p.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.closed.Load() {
 		return
 	}
 	var n, bytes, lost uint64
@@ -220,49 +351,49 @@ func (p *Pcap) Process(b *Burst) {
 		if pk.Verdict == VerdictDrop {
 			continue
 		}
-		if p.w == nil {
-			if b.Time < p.retry || p.closed {
+		if c.w == nil {
+			if b.Time < c.retry {
 				lost++
 				continue
 			}
-			if err := p.open(); err != nil {
-				p.fail(b.Time, err)
+			if err := c.open(false); err != nil {
+				c.fail(p, b.Time, err)
 				lost++
 				continue
 			}
-			if p.failed {
-				p.opts.Logger.Info("pcap capture resumed", "file", p.files[len(p.files)-1])
-				p.failed = false
+			if c.failed {
+				c.opts.Logger.Info("pcap capture resumed", "file", c.files[len(c.files)-1])
+				c.failed = false
 			}
 		}
 		data := pk.Data
-		if uint32(len(data)) > p.opts.SnapLen {
-			data = data[:p.opts.SnapLen]
+		if uint32(len(data)) > c.opts.SnapLen {
+			data = data[:c.opts.SnapLen]
 		}
 		ci := gopacket.CaptureInfo{Timestamp: WallTime(pk.Time), CaptureLength: len(data), Length: len(pk.Data)}
-		if err := p.w.WritePacket(ci, data); err != nil {
-			p.fail(b.Time, err)
+		if err := c.w.WritePacket(ci, data); err != nil {
+			c.fail(p, b.Time, err)
 			lost++
 			continue
 		}
 		n++
 		rec := int64(16 + len(data))
 		bytes += uint64(rec)
-		p.size += rec
-		if p.opts.MaxBytes > 0 && p.size >= p.opts.MaxBytes {
-			if err := p.closeFile(); err != nil {
-				p.fail(b.Time, err)
+		c.size += rec
+		if c.opts.MaxBytes > 0 && c.size >= c.opts.MaxBytes {
+			if err := c.closeFile(); err != nil {
+				c.fail(p, b.Time, err)
 				continue
 			}
-			if err := p.open(); err != nil {
-				p.fail(b.Time, err)
+			if err := c.open(false); err != nil {
+				c.fail(p, b.Time, err)
 			}
 		}
 	}
-	if p.f != nil && b.Time-p.flushed >= int64(p.opts.FlushInterval) {
-		p.flushed = b.Time
-		if err := p.bw.Flush(); err != nil {
-			p.fail(b.Time, err)
+	if c.f != nil && b.Time-c.flushed >= int64(c.opts.FlushInterval) {
+		c.flushed = b.Time
+		if err := c.bw.Flush(); err != nil {
+			c.fail(p, b.Time, err)
 		}
 	}
 	p.Packets.Add(n)
@@ -274,35 +405,33 @@ func (p *Pcap) Process(b *Burst) {
 
 // Flush writes buffered records to the file.
 func (p *Pcap) Flush() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.f == nil {
+	c := p.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.f == nil {
 		return nil
 	}
-	if err := p.bw.Flush(); err != nil {
-		p.fail(Now(), err)
+	if err := c.bw.Flush(); err != nil {
+		c.fail(p, Now(), err)
 		return fmt.Errorf("pcap: %w", err)
 	}
 	return nil
 }
 
-// Files lists the capture files written so far, oldest first.
+// Files lists the capture files written so far and still kept (MaxFiles),
+// oldest first; after Continue, those of the capture continued too.
 func (p *Pcap) Files() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.files...)
+	c := p.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.files...)
 }
 
-// Close flushes and closes the capture. Idempotent.
+// Close flushes and closes the capture, unless a stage that continues it
+// still writes. Idempotent.
 func (p *Pcap) Close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed.Swap(true) {
 		return nil
 	}
-	p.closed = true
-	if err := p.closeFile(); err != nil {
-		return errors.Join(fmt.Errorf("pcap: close %s", p.fileName(p.seq-1)), err)
-	}
-	return nil
+	return p.c.release()
 }

@@ -30,6 +30,40 @@ type Named interface {
 	StageName() string
 }
 
+// Continuer is implemented by stages whose state outlives a reload, such as
+// an open capture file. Worker.SetStages calls Continue on each stage of the
+// new chain with the stage it replaces (the old chain's stage of the same
+// kind and rank among that kind), before the swap: the old stage may still
+// be processing, and is closed after the new one took over.
+type Continuer interface {
+	Continue(old Stage)
+}
+
+// continueStages hands each new stage the old one of the same kind and rank.
+func continueStages(old, next []Stage) {
+	rank := func(chain []Stage, i int) int {
+		n := 0
+		for _, s := range chain[:i] {
+			if stageName(s) == stageName(chain[i]) {
+				n++
+			}
+		}
+		return n
+	}
+	for i, s := range next {
+		c, ok := s.(Continuer)
+		if !ok {
+			continue
+		}
+		for j, o := range old {
+			if stageName(o) == stageName(s) && rank(old, j) == rank(next, i) {
+				c.Continue(o)
+				break
+			}
+		}
+	}
+}
+
 // Metered is implemented by stages with counters. The Collector calls
 // Counters at every scrape, from its own goroutine: read the counters with
 // atomic loads. emit's labels are those d has after queue, stage and index

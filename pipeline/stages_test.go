@@ -296,11 +296,12 @@ func TestPcapDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.mu.Lock()
-	p.f.Close()
-	p.f = fh
-	p.bw.Reset(fh)
-	p.mu.Unlock()
+	c := p.c
+	c.mu.Lock()
+	c.f.Close()
+	c.f = fh
+	c.bw.Reset(fh)
+	c.mu.Unlock()
 	b, _ := burstOf(t, udp4(t, 1), udp4(t, 2), udp4(t, 3))
 	b.Pkts[0].Verdict = VerdictTransmit
 	p.Process(b)

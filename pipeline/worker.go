@@ -303,8 +303,11 @@ func (w *Worker) Stages() []Stage { return w.active.Load().stages }
 // it. When ctx ends first it returns ctx's error, and the old chain is
 // still the worker's until it takes the new one: do not close either.
 // Outputs are bound before the swap, so a bad chain is refused and the old
-// one keeps running. Call it from one goroutine at a time.
+// one keeps running. New stages that are Continuers first take over from
+// the ones they replace (a capture file goes on). Call it from one
+// goroutine at a time.
 func (w *Worker) SetStages(ctx context.Context, stages []Stage) (old []Stage, err error) {
+	continueStages(w.handed.Load().stages, stages)
 	set, err := w.bind(stages, w.gens.Add(1)+1)
 	if err != nil {
 		return nil, err
