@@ -3,6 +3,7 @@ package pipeline
 import (
 	"cmp"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,7 @@ type Sample struct {
 	snap  int
 	out   chan *Sampled
 	free  chan *Sampled
+	once  sync.Once
 	// Sent counts samples delivered to the channel; Dropped the ones lost
 	// because the slow path was behind.
 	Sent, Dropped atomic.Uint64
@@ -87,8 +89,17 @@ func newSampleStage(o *SampleOptions, _ StageEnv) (Stage, error) {
 	return NewSample(cmp.Or(o.Every, 1000), o.Depth, o.SnapLen)
 }
 
-// C is the slow-path channel.
+// C is the slow-path channel. Close closes it: a slow path ranging over it
+// ends once it drained the samples sent before.
 func (s *Sample) C() <-chan *Sampled { return s.out }
+
+// Close ends the slow path's channel. Call it once the stage no longer
+// runs (CloseStages after Worker.SetStages, or after the worker stopped).
+// Idempotent.
+func (s *Sample) Close() error {
+	s.once.Do(func() { close(s.out) })
+	return nil
+}
 
 // Release recycles a sample's buffer.
 func (s *Sample) Release(x *Sampled) {

@@ -300,8 +300,9 @@ func (w *Worker) Stages() []Stage { return w.active.Load().stages }
 // its next pass (a worker that is not running, at its first). SetStages
 // returns the chain it replaces once the worker runs the new one or is not
 // running: the worker never runs the old one again, and the caller may close
-// it. When ctx ends first it returns ctx's error, and the old chain is
-// still the worker's until it takes the new one: do not close either.
+// it. When ctx ends before the worker took the new chain, SetStages takes
+// it back and returns ctx's error: the worker keeps the old chain and never
+// runs the new one, which the caller may close.
 // Outputs are bound before the swap, so a bad chain is refused and the old
 // one keeps running. New stages that are Continuers first take over from
 // the ones they replace (a capture file goes on). Call it from one
@@ -314,12 +315,18 @@ func (w *Worker) SetStages(ctx context.Context, stages []Stage) (old []Stage, er
 	}
 	prev := w.handed.Swap(set)
 	// Stored before running is read, and Run stores running before its
-	// first pass reads next: a worker that starts meanwhile takes set.
+	// first pass reads next: a worker that starts meanwhile takes set. The
+	// worker takes it by swapping next back to nil; taking it back the
+	// same way tells whether the worker ever will run it.
 	w.next.Store(set)
 	for w.seen.Load() < set.gen && w.running.Load() {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			if w.next.CompareAndSwap(set, nil) {
+				w.handed.Store(prev)
+				return nil, ctx.Err()
+			}
+			return prev.stages, nil // taken: the worker is past the old chain
 		case <-time.After(time.Millisecond):
 		}
 	}
@@ -403,7 +410,7 @@ func (w *Worker) wait() {
 // received. It allocates nothing.
 func (w *Worker) pass() int {
 	now := Now() // the clock, once per pass
-	if s := w.next.Load(); s != nil && s != w.cur {
+	if s := w.next.Load(); s != nil && w.next.CompareAndSwap(s, nil) {
 		w.cur = s
 		w.active.Store(s)
 		w.seen.Store(s.gen)

@@ -1,0 +1,88 @@
+package pipeline
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestClosingStageReleasesGoroutines: a reload closes the old chain; the
+// goroutine draining a closed sample stage's channel ends, so reloads do
+// not pile up goroutines and buffers.
+func TestClosingStageReleasesGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for range 200 {
+		s, err := NewSample(1, 8, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := burstOf(t, udp4(t, 1), udp4(t, 2))
+		s.Process(b)
+		go func() {
+			for x := range s.C() {
+				s.Release(x)
+			}
+		}()
+		if err := CloseStages([]Stage{s}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal("second Close:", err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines after 200 closed sample stages, %d before", n, before)
+	}
+}
+
+// gate blocks the worker in Process until the test opens it.
+type gate struct {
+	in   chan struct{}
+	open chan struct{}
+	n    atomic.Uint64
+}
+
+func (g *gate) Process(*Burst) {
+	if g.n.Add(1) == 1 {
+		close(g.in)
+		<-g.open
+	}
+}
+
+// TestFailedSetStagesNeverSwaps: when SetStages returns an error (its
+// context ended before the worker took the chain), the worker never runs
+// that chain: the caller closes it at once, and a closed stage that still
+// ran (a sample stage's closed channel) would panic or lose frames.
+func TestFailedSetStagesNeverSwaps(t *testing.T) {
+	mem := newFakeMem(512, 2048)
+	port := newFakePort(mem, udp4(t, 9), -1, 128, 128)
+	g := &gate{in: make(chan struct{}), open: make(chan struct{})}
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{g}, CPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, w)
+	<-g.in // the worker is inside a pass
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	next := &Count{}
+	if _, err := w.SetStages(ctx, []Stage{next}); err == nil {
+		t.Fatal("SetStages with an ended context succeeded while the worker was busy")
+	}
+	close(g.open)
+	waitFor(t, "more traffic", func() bool {
+		port.mu.Lock()
+		defer port.mu.Unlock()
+		return port.received > 10000
+	})
+	stop()
+	if next.Packets.Load() != 0 || w.Stages()[0] != Stage(g) {
+		t.Fatalf("the refused chain ran: %d packets", next.Packets.Load())
+	}
+}
