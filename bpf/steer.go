@@ -127,7 +127,10 @@ func LoadSteer(opts SteerOptions) (*Steer, error) {
 		return nil, err
 	}
 	var copts ebpf.CollectionOptions
+	fresh := false // the pin directory is ours to remove on failure
 	if opts.PinPath != "" {
+		_, err := os.Lstat(opts.PinPath)
+		fresh = errors.Is(err, os.ErrNotExist)
 		if err := ensurePinDir(opts.PinPath); err != nil {
 			return nil, err
 		}
@@ -138,6 +141,9 @@ func LoadSteer(opts SteerOptions) (*Steer, error) {
 	}
 	var objs steerObjects
 	if err := spec.LoadAndAssign(&objs, &copts); err != nil {
+		if fresh {
+			_ = RemovePins(opts.PinPath)
+		}
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, fmt.Errorf("load steer: maps pinned under %s are from an incompatible version; remove the directory (detaches a pinned program): %w", opts.PinPath, err)
 		}
@@ -167,30 +173,6 @@ func OpenPinnedSteer(path string) (*Steer, error) {
 		return nil, fmt.Errorf("open steering maps pinned under %s: %w", path, err)
 	}
 	return &Steer{maps: maps, links: map[int]link.Link{}, pin: path}, nil
-}
-
-// ensurePinDir mounts bpffs at /sys/fs/bpf when dir is below it and nothing
-// is mounted there, then creates dir (mode 0700: only root changes rules).
-func ensurePinDir(dir string) error {
-	const root = "/sys/fs/bpf"
-	var st unix.Statfs_t
-	if rel, err := filepath.Rel(root, dir); err == nil && !filepath.IsAbs(rel) && len(rel) > 0 && rel[0] != '.' {
-		if err := unix.Statfs(root, &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
-			if err := os.MkdirAll(root, 0o755); err != nil {
-				return fmt.Errorf("create %s: %w", root, err)
-			}
-			if err := unix.Mount("bpffs", root, "bpf", 0, "mode=0700"); err != nil {
-				return fmt.Errorf("mount bpffs on %s: %w", root, err)
-			}
-		}
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create pin directory: %w", err)
-	}
-	if err := unix.Statfs(dir, &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
-		return fmt.Errorf("pin directory %s is not on a bpffs (mount -t bpf bpffs DIR)", dir)
-	}
-	return nil
 }
 
 // Attach attaches the program to interface ifindex (resolved in the calling
@@ -335,7 +317,7 @@ func (s *Steer) Unpin() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := os.Remove(s.pin); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removePinDir(s.pin); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -971,7 +953,8 @@ func (s *Steer) Stats() (SteerStats, error) {
 
 // RemovePins removes a pinned steering program's pins under path: its
 // links (which detaches the program unless a process still holds them) and
-// its maps (freed with the last reference). Removing nothing is no error.
+// its maps (freed with the last reference), then the directory and its
+// parents left empty. Removing nothing is no error.
 func RemovePins(path string) error {
 	ents, err := os.ReadDir(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -986,7 +969,7 @@ func RemovePins(path string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := os.Remove(path); err != nil {
+	if err := removePinDir(path); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -1,0 +1,110 @@
+//go:build linux
+
+package bpf
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// bpffsMounted mounts a private bpffs as the help text says (mode 1777)
+// and returns its root.
+func bpffsMounted(t *testing.T) string {
+	t.Helper()
+	return filepath.Dir(bpffs(t))
+}
+
+// TestPinDirsArePrivate: the directories a start creates are 0700.
+func TestPinDirsArePrivate(t *testing.T) {
+	root := bpffsMounted(t)
+	pin := filepath.Join(root, "xdpipe", "veth0")
+	if err := ensurePinDir(pin); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{pin, filepath.Dir(pin)} {
+		st, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, want 0700", d, st.Mode().Perm())
+		}
+	}
+}
+
+// TestPinDirOfAnotherUserRefused: a directory on the way to the pins that
+// another user owns, or that others may write, is refused: its owner could
+// rename or remove the pins.
+func TestPinDirOfAnotherUserRefused(t *testing.T) {
+	root := bpffsMounted(t)
+	for _, c := range []struct {
+		name string
+		mode os.FileMode
+		uid  int
+	}{
+		{"evil", 0o777, 65534},
+		{"theirs", 0o700, 65534},
+		{"open", 0o777, 0},
+		{"group", 0o770, 0},
+	} {
+		d := filepath.Join(root, c.name)
+		if err := os.Mkdir(d, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, c.mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, c.uid, c.uid); err != nil {
+			t.Fatal(err)
+		}
+		for _, pin := range []string{filepath.Join(d, "veth0"), d} {
+			if err := ensurePinDir(pin); err == nil {
+				t.Errorf("%s (mode %v, uid %d) accepted", pin, c.mode, c.uid)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(d, "veth0")); err == nil {
+			t.Errorf("%s: created a directory in a refused one", d)
+		}
+	}
+}
+
+// TestPinPathOffBPFFSLeavesNothing: a pin path that is not on a bpffs is
+// refused before a directory is made.
+func TestPinPathOffBPFFSLeavesNothing(t *testing.T) {
+	base := t.TempDir()
+	if err := ensurePinDir(filepath.Join(base, "xdpipe", "veth0")); err == nil {
+		t.Fatal("pin path on tmpfs accepted")
+	}
+	if ents, _ := os.ReadDir(base); len(ents) != 0 {
+		t.Fatalf("left behind: %v", ents)
+	}
+}
+
+// TestUnpinLeavesNoDirectory: a clean stop removes the pins, the
+// interface's directory and the parent it created; a parent another
+// instance still uses stays.
+func TestUnpinLeavesNoDirectory(t *testing.T) {
+	root := bpffsMounted(t)
+	a, err := LoadSteer(SteerOptions{PinPath: filepath.Join(root, "xdpipe", "a"), MapsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadSteer(SteerOptions{PinPath: filepath.Join(root, "xdpipe", "b"), MapsOnly: true})
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	for _, s := range []*Steer{a, b} {
+		if err := s.Unpin(); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if _, err := os.Stat(filepath.Join(root, "xdpipe")); (err == nil) != (s == a) {
+			t.Fatalf("after unpinning %s: parent there: %v", s.pin, err == nil)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "xdpipe")); err == nil {
+		t.Fatal("left behind: the pin directories' parent")
+	}
+}
