@@ -2,7 +2,8 @@
 // AF_XDP: the XDP feature bits and the zero-copy segment limit from the
 // kernel's "netdev" generic-netlink family (NETDEV_CMD_DEV_GET, Linux 6.3),
 // the active queue count (NETDEV_CMD_QUEUE_GET, Linux 6.8) and the driver's
-// name (ethtool's driver info).
+// name (ethtool's driver info). WatchLinks watches interfaces for what
+// stops a data path: deletion, or the XDP program replaced or removed.
 //
 // It talks netlink through mdlayher/genetlink and mdlayher/netlink's
 // attribute encoder and decoder rather than hand-built messages. It is a
