@@ -263,7 +263,7 @@ type plan struct {
 }
 
 // resolve validates everything that can be checked before anything is
-// attached: interfaces, queues, CPUs, modes, rules. Stage options are
+// attached: interfaces, queues, CPUs, modes, rules, the memory it costs. Stage options are
 // checked by building the chains (buildChains).
 func resolve(c Config, sys system) (*plan, error) {
 	if c.Ring == 0 {
@@ -362,6 +362,15 @@ func resolve(c Config, sys system) (*plan, error) {
 			return nil, fmt.Errorf("%s: a second sink %s; one rdma sink per instance (%s)", s.where(), o.Connect, r.rdmaSink)
 		}
 		r.rdmaSink = o.Connect
+	}
+	// Last, once every size is known, and before anything is allocated:
+	// a typo in a size must not bring on the OOM killer.
+	lim, err := xsk.ReadMemoryLimits()
+	if err != nil {
+		return nil, err
+	}
+	if err := xsk.CheckMemory(r.memoryCosts(), lim); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -43,7 +44,14 @@ func (f *fakeSystem) iface(name string) (*net.Interface, int, error) {
 	return &net.Interface{Name: name, Index: 10 + len(name), MTU: 1500, Flags: net.FlagUp}, 2, nil
 }
 
+// fakeMaxFrames bounds the fake's UMEMs: a test never allocates a size
+// that validation should have refused.
+const fakeMaxFrames = 1 << 16
+
 func (f *fakeSystem) umem(o xsk.UmemOptions) (umem, error) {
+	if o.NumFrames > fakeMaxFrames {
+		return nil, fmt.Errorf("test fake: refusing a UMEM of %d frames that validation let through", o.NumFrames)
+	}
 	m := &fakeMem{frames: make([]byte, int(o.NumFrames)*2048), total: int(o.NumFrames)}
 	for i := range int(o.NumFrames) {
 		m.free = append(m.free, uint64(i)*2048)

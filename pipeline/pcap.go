@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -105,9 +106,7 @@ func NewPcap(opts PcapOptions) (*Pcap, error) {
 	if opts.SnapLen == 0 {
 		opts.SnapLen = 262144
 	}
-	if opts.BufferSize == 0 {
-		opts.BufferSize = 256 << 10
-	}
+	opts.BufferSize = cmp.Or(opts.BufferSize, defaultPcapBuffer)
 	if opts.FlushInterval == 0 {
 		opts.FlushInterval = time.Second
 	}
@@ -156,6 +155,14 @@ type PcapStageOptions struct {
 	Buffer   int   `yaml:"buffer"`
 	// Mode is the files' permission bits, octal (default 0600).
 	Mode os.FileMode `yaml:"mode"`
+}
+
+// defaultPcapBuffer is PcapOptions.BufferSize's default.
+const defaultPcapBuffer = 256 << 10
+
+// MemoryCost implements Costly: the write buffer.
+func (o *PcapStageOptions) MemoryCost() (uint64, string) {
+	return costOf(o.Buffer, defaultPcapBuffer), "buffer"
 }
 
 func newPcapStage(o *PcapStageOptions, env StageEnv) (Stage, error) {

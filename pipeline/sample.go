@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // Sampled is a copy of one sampled packet, handed to the slow path. Its
@@ -40,18 +42,17 @@ var (
 	_ Metered = (*Sample)(nil)
 )
 
+// The sample stage's defaults: buffers, and bytes kept of each sample.
+const defaultSampleDepth, defaultSampleSnap = 64, 256
+
 // NewSample samples one packet in every n (n >= 1) into a channel of depth
 // buffers (default 64) of snap bytes each (default 256).
 func NewSample(n, depth, snap int) (*Sample, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("sample: rate 1-in-%d: want n >= 1", n)
 	}
-	if depth == 0 {
-		depth = 64
-	}
-	if snap == 0 {
-		snap = 256
-	}
+	depth = cmp.Or(depth, defaultSampleDepth)
+	snap = cmp.Or(snap, defaultSampleSnap)
 	if depth < 0 || snap < 0 {
 		return nil, fmt.Errorf("sample: negative depth or snap length")
 	}
@@ -83,6 +84,11 @@ type SampleOptions struct {
 	Every   int `yaml:"every"`
 	Depth   int `yaml:"depth"`
 	SnapLen int `yaml:"snaplen"`
+}
+
+// MemoryCost implements Costly: the stage's buffers.
+func (o *SampleOptions) MemoryCost() (uint64, string) {
+	return xsk.MulSat(costOf(o.Depth, defaultSampleDepth), costOf(o.SnapLen, defaultSampleSnap)), "depth × snaplen"
 }
 
 func newSampleStage(o *SampleOptions, _ StageEnv) (Stage, error) {

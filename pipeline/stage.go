@@ -79,3 +79,20 @@ func stageName(s Stage) string {
 	}
 	return fmt.Sprintf("%T", s)
 }
+
+// Costly is implemented by stage options whose stage allocates memory
+// that grows with them, so a configuration's cost is known before any
+// stage is built (xsk.CheckMemory). MemoryCost is one stage instance's
+// bytes, and the options that size it ("depth × snaplen").
+type Costly interface {
+	MemoryCost() (bytes uint64, setting string)
+}
+
+// costOf is a size option's value for MemoryCost: def when unset, 0 when
+// negative (the constructor refuses it).
+func costOf(v, def int) uint64 {
+	if v == 0 {
+		v = def
+	}
+	return uint64(max(v, 0))
+}
