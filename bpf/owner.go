@@ -3,6 +3,7 @@
 package bpf
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +15,7 @@ import (
 
 // DefaultOwnerDir holds the owner files of the interfaces xdpipe instances
 // hold (a tmpfs: a reboot clears it with the attachments).
-const DefaultOwnerDir = "/run/xdpipe"
+const DefaultOwnerDir = "/run/xdpipe/owners"
 
 // ErrInterfaceOwned: another xdpipe instance, or a pinned steering program,
 // holds the interface.
@@ -66,24 +67,47 @@ type ownerRecord struct {
 // goes with the process however it ends, so an owner killed with -9 is
 // found stale by the next claim, which removes the pins it left (its
 // program went with its links). A pinned steering program (`rules attach`)
-// stays the owner after its process exits, until a claim with Replace.
+// stays the owner after its process exits, until a claim with Replace (SetPinned).
 func ClaimInterface(ifindex int, opts ClaimOptions) (*Claim, error) {
-	dir := opts.Dir
-	if dir == "" {
-		dir = DefaultOwnerDir
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("claim interface %s: %w", opts.Name, err)
-	}
-	if err := checkPinDirOwner(dir, false); err != nil {
-		return nil, fmt.Errorf("claim interface %s: owner directory: %w", opts.Name, err)
-	}
+	dir := cmp.Or(opts.Dir, DefaultOwnerDir)
 	var ns unix.Stat_t
 	if err := unix.Stat("/proc/thread-self/ns/net", &ns); err != nil {
 		return nil, fmt.Errorf("claim interface %s: network namespace: %w", opts.Name, err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("net%d-if%d.owner", ns.Ino, ifindex))
-	f, err := lockOwnerFile(path)
+	return claim(dir, filepath.Join(dir, fmt.Sprintf("net%d-if%d.owner", ns.Ino, ifindex)), opts)
+}
+
+// ClaimPinned claims the interface whose owner pins under pin, as
+// ClaimInterface would, for a command that names the pins rather than the
+// interface (rules detach --pin). Nil, and no error: no owner record names
+// pin.
+func ClaimPinned(pin string, opts ClaimOptions) (*Claim, error) {
+	dir := cmp.Or(opts.Dir, DefaultOwnerDir)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.owner"))
+	for _, path := range files {
+		if rec, err := readOwner(path); err == nil && rec.Pin == pin {
+			opts.Name = cmp.Or(opts.Name, rec.Name)
+			return claim(dir, path, opts)
+		}
+	}
+	return nil, nil
+}
+
+// claim takes the owner file at path in dir.
+func claim(dir, path string, opts ClaimOptions) (*Claim, error) {
+	var f *os.File
+	var err error
+	for range 10 { // the last owner's Release may remove dir in between
+		if err = os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("claim interface %s: %w", opts.Name, err)
+		}
+		if err := checkPinDirOwner(dir, false); err != nil {
+			return nil, fmt.Errorf("claim interface %s: owner directory: %w", opts.Name, err)
+		}
+		if f, err = lockOwnerFile(path); !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+	}
 	if errors.Is(err, unix.EWOULDBLOCK) {
 		rec, _ := readOwner(path)
 		return nil, fmt.Errorf("%s: %w: xdpipe pid %d runs on it (pins under %s); stop it first, or use another interface",
@@ -100,6 +124,7 @@ func ClaimInterface(ifindex int, opts ClaimOptions) (*Claim, error) {
 	}
 	if prev.PID != 0 {
 		live := prev.Pinned && prev.Pin != "" && pinsPresent(prev.Pin)
+		c.rec.Pinned = live
 		if live && !opts.Replace {
 			c.f.Close() // keep the file: the pinned program still owns
 			return nil, fmt.Errorf("%s: %w: a pinned steering program (pins under %s) is attached; remove it with `xdpipe rules detach --iface %s`",
@@ -175,18 +200,19 @@ func (c *Claim) write() error {
 	return nil
 }
 
-// Persist records that the attachment outlives the process (a pinned
-// link): after Release the interface stays owned until a claim with
-// Replace.
-func (c *Claim) Persist() error {
-	c.rec.Pinned = true
+// SetPinned records whether an attachment outlives the process (a pinned
+// link): after Release the interface then stays owned until a claim with
+// Replace. A claim that replaced a pinned attachment starts pinned: it is
+// still there until removed (rules detach: SetPinned(false)).
+func (c *Claim) SetPinned(pinned bool) error {
+	c.rec.Pinned = pinned
 	if err := c.write(); err != nil {
 		return fmt.Errorf("claim interface %s: %w", c.rec.Name, err)
 	}
 	return nil
 }
 
-// Release gives the interface up: the owner file goes, unless Persist
+// Release gives the interface up: the owner file goes, unless SetPinned
 // said the attachment outlives the process. Call it after removing the
 // pins. Idempotent.
 func (c *Claim) Release() error {
@@ -200,6 +226,7 @@ func (c *Claim) Release() error {
 		if rerr := os.Remove(c.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = fmt.Errorf("release interface %s: %w", c.rec.Name, rerr)
 		}
+		_ = os.Remove(filepath.Dir(c.path)) // when it was the last: nothing left behind
 	}
 	c.f.Close()
 	c.f = nil

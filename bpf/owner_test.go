@@ -108,7 +108,7 @@ func TestPinnedAttachmentStaysOwner(t *testing.T) {
 	}
 	s.Close()
 	t.Cleanup(func() { RemovePins(pin) })
-	if err := a.Persist(); err != nil {
+	if err := a.SetPinned(true); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Release(); err != nil {
@@ -128,7 +128,26 @@ func TestPinnedAttachmentStaysOwner(t *testing.T) {
 	if !pinsPresent(pin) || b.Stale != "" {
 		t.Fatalf("replace removed the pins it is to take over (stale %q)", b.Stale)
 	}
-	b.Release()
+	b.Release() // a replace that failed: the pinned program still owns
+	if _, err := ClaimInterface(7, ClaimOptions{Name: "veth0", Dir: dir}); !errors.Is(err, ErrInterfaceOwned) {
+		t.Fatalf("run after a failed replace: %v", err)
+	}
+	c, err := ClaimPinned(pin, ClaimOptions{PinPath: pin, Dir: dir, Replace: true}) // rules detach --pin
+	if err != nil || c == nil {
+		t.Fatalf("claim by pin: %v %v", c, err)
+	}
+	if err := RemovePins(pin); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetPinned(false); err != nil {
+		t.Fatal(err)
+	}
+	c.Release()
+	d, err := ClaimInterface(7, ClaimOptions{Name: "veth0", Dir: dir})
+	if err != nil || d.Stale != "" {
+		t.Fatalf("claim after detach: %v (stale %q)", err, d.Stale)
+	}
+	d.Release()
 }
 
 func mustRules(t *testing.T, y string) *rules.Set {

@@ -260,6 +260,7 @@ type plan struct {
 	// transmits: the chain may send packets out of the interfaces (a
 	// stage that sends, or the default verdict transmit).
 	transmits bool
+	checkOnly bool // Check: chains for validation, creating nothing
 }
 
 // resolve validates everything that can be checked before anything is
@@ -435,7 +436,7 @@ func buildChains(r *plan) (_ *chains, err error) {
 			_ = cs.close()
 		}
 	}()
-	env := pipeline.StageEnv{PerQueue: len(r.queues) > 1}
+	env := pipeline.StageEnv{PerQueue: len(r.queues) > 1, CheckOnly: r.checkOnly}
 	for _, ifc := range r.ifaces {
 		env.Ports = append(env.Ports, ifc.Name)
 		env.Ifindexes = append(env.Ifindexes, uint32(ifc.Index))
@@ -452,6 +453,9 @@ func buildChains(r *plan) (_ *chains, err error) {
 			if err != nil {
 				cs.chains = append(cs.chains, chain)
 				return nil, fmt.Errorf("%s: %w", s.where(), err)
+			}
+			if st == nil { // CheckOnly
+				continue
 			}
 			if smp, ok := st.(*pipeline.Sample); ok {
 				cs.samples = append(cs.samples, smp)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
@@ -196,7 +197,10 @@ func (d *Daemon) Ports() []PortInfo {
 // Run runs the workers, the sample stages' slow paths and the metrics
 // endpoint until ctx ends; then it detaches the XDP programs (nothing new
 // arrives) and stops the workers, which flush TX and wait for completions.
-// It returns the workers' errors (a CPU that cannot be pinned).
+// It returns the workers' errors (a CPU that cannot be pinned). It also
+// stops, with an error wrapping ErrDataPathLost, when an interface is
+// deleted or its XDP program removed or replaced: it never runs on
+// silently.
 func (d *Daemon) Run(ctx context.Context) error {
 	if d.metrics != nil {
 		srv := &http.Server{Handler: d.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -221,12 +225,32 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		})
 	}
-	<-ctx.Done()
+	fault := make(chan netdev.LinkEvent, len(d.ports))
+	for _, pt := range d.ports {
+		if c := pt.faults(); c != nil {
+			go func() {
+				if ev, ok := <-c; ok {
+					fault <- ev
+				}
+			}()
+		}
+	}
+	var lost error
+	select {
+	case <-ctx.Done():
+	case ev := <-fault:
+		lost = fmt.Errorf("%w: %s", ErrDataPathLost, ev)
+		d.log.Error("stopping", "err", lost)
+	}
 	d.detach()
 	stop()
 	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, lost)...)
 }
+
+// ErrDataPathLost: Run stopped because an interface was deleted, or its XDP
+// program replaced or removed by someone else (Port.Faults).
+var ErrDataPathLost = errors.New("data path lost")
 
 // Reload swaps in cfg's steering rules and stages without closing a
 // socket; the workers keep running. It returns once every worker runs the
@@ -473,6 +497,8 @@ type port interface {
 	info() PortInfo
 	// steer is the steering program, or nil (redirect program, detached).
 	steer() steerer
+	// faults delivers what stops the port (Port.Faults); nil: nothing.
+	faults() <-chan netdev.LinkEvent
 	detach() error
 	close() error
 }

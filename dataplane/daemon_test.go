@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xdpipe/xdpipe/internal/testutil"
+	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -32,6 +33,7 @@ type fakeSystem struct {
 	mu      sync.Mutex
 	mems    []*fakeMem
 	socks   []*fakeSocket
+	ports   []*fakePort
 	opened  int // ports opened
 	closed  int // ports closed
 	pending atomic.Int64
@@ -63,7 +65,7 @@ func (f *fakeSystem) umem(o xsk.UmemOptions) (umem, error) {
 }
 
 func (f *fakeSystem) openPort(o PortOptions, mems []umem) (port, error) {
-	p := &fakePort{sys: f}
+	p := &fakePort{sys: f, fault: make(chan netdev.LinkEvent, 1)}
 	for i := range o.Queues {
 		m := mems[i].(*fakeMem)
 		s := &fakeSocket{sys: f, mem: m, fillCap: int(2 * o.Socket.RXSize)}
@@ -75,6 +77,7 @@ func (f *fakeSystem) openPort(o PortOptions, mems []umem) (port, error) {
 	}
 	f.mu.Lock()
 	f.opened++
+	f.ports = append(f.ports, p)
 	f.socks = append(f.socks, p.socks...)
 	f.mu.Unlock()
 	return p, nil
@@ -218,6 +221,7 @@ type fakePort struct {
 	sys      *fakeSystem
 	socks    []*fakeSocket
 	detached bool
+	fault    chan netdev.LinkEvent // what the test makes happen to the interface
 }
 
 func (p *fakePort) sockets() []socket {
@@ -227,9 +231,10 @@ func (p *fakePort) sockets() []socket {
 	}
 	return out
 }
-func (p *fakePort) info() PortInfo { return PortInfo{XDP: "fake", Mode: "fake mode"} }
-func (p *fakePort) steer() steerer { return nil }
-func (p *fakePort) detach() error  { p.detached = true; return nil }
+func (p *fakePort) info() PortInfo                  { return PortInfo{XDP: "fake", Mode: "fake mode"} }
+func (p *fakePort) steer() steerer                  { return nil }
+func (p *fakePort) faults() <-chan netdev.LinkEvent { return p.fault }
+func (p *fakePort) detach() error                   { p.detached = true; return nil }
 func (p *fakePort) close() error {
 	p.sys.mu.Lock()
 	p.sys.closed++

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/rdma"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -62,5 +63,6 @@ func (p kernelPort) steer() steerer {
 	return nil
 }
 
-func (p kernelPort) detach() error { return p.Detach() }
-func (p kernelPort) close() error  { return p.Close() }
+func (p kernelPort) faults() <-chan netdev.LinkEvent { return p.Faults() }
+func (p kernelPort) detach() error                   { return p.Detach() }
+func (p kernelPort) close() error                    { return p.Close() }

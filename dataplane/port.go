@@ -74,6 +74,8 @@ type Port struct {
 	XDP   string
 	prog  xdpProgram // nil with NoProgram, or once detached
 	steer *bpf.Steer // prog, when it is the steering program
+	claim *bpf.Claim // the interface's ownership, with a program
+	watch *netdev.LinkWatch
 }
 
 // xdpProgram is what a port needs of its XDP program: bpf.Redirect and
@@ -158,8 +160,29 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 	if err != nil {
 		return nil, err
 	}
+	p := &Port{Iface: ifc}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	if !o.NoProgram {
+		// First: another instance's pins, maps and program are not to be
+		// touched, not even by this one's failure.
+		pin := ""
+		if o.Rules != nil && o.PinDir != "" {
+			pin = filepath.Join(o.PinDir, ifc.Name)
+		}
+		if p.claim, err = bpf.ClaimInterface(ifc.Index, bpf.ClaimOptions{Name: ifc.Name, PinPath: pin}); err != nil {
+			return nil, err
+		}
+		if p.claim.Stale != "" {
+			log.Warn("took the interface over from a dead instance", "iface", ifc.Name, "previous", p.claim.Stale)
+		}
+	}
 	dev, xdp := netdev.Describe(ifc.Index)
 	o.Socket.Driver = dev.XSK()
+	p.XDP = xdp
 	if why := busyPollStall(dev.Driver, o); why != "" {
 		if o.Socket.Bind == xsk.BindZeroCopy {
 			return nil, fmt.Errorf("%s: %s; drop --busy-poll (busy_poll) or bind copy mode", ifc.Name, why)
@@ -167,12 +190,6 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 		log.Warn("binding copy mode: "+why, "iface", ifc.Name)
 		o.Socket.Bind = xsk.BindCopy
 	}
-	p := &Port{Iface: ifc, XDP: xdp}
-	defer func() {
-		if err != nil {
-			p.Close()
-		}
-	}()
 	for i, q := range o.Queues {
 		so := o.Socket
 		if NeedsMultiBuffer(ifc.MTU, o.Umems[i].FrameSize()) {
@@ -222,6 +239,9 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 			return nil, err
 		}
 	}
+	if p.watch, err = netdev.WatchLinks(ifc.Index); err != nil {
+		return nil, err
+	}
 	log.Info("port open", "iface", ifc.Name, "driver", dev.Driver, "xdp_features", xdp, "queues", o.Queues, "xdp", p.Program(),
 		"attach", p.Attached.String(), "bind", ModeText(p.Sockets[0]))
 	return p, nil
@@ -236,6 +256,17 @@ func (p *Port) Program() string {
 		return "redirect"
 	}
 	return "none"
+}
+
+// Faults delivers what stops the port's data path: the interface deleted,
+// or its XDP program replaced or removed by someone else (at most one
+// event). A receiver must not run on silently after one. Nil channel
+// (never ready) without a program.
+func (p *Port) Faults() <-chan netdev.LinkEvent {
+	if p.watch == nil {
+		return nil
+	}
+	return p.watch.Events()
 }
 
 // Steer is the port's steering program, or nil.
@@ -265,8 +296,12 @@ func explainSocket(err error) error {
 // reach the sockets. The sockets stay open for the frames they hold.
 func (p *Port) Detach() error {
 	var err error
+	if p.watch != nil {
+		err = p.watch.Close() // what follows is no fault
+		p.watch = nil
+	}
 	if p.steer != nil {
-		err = p.steer.Unpin()
+		err = errors.Join(err, p.steer.Unpin())
 	}
 	if p.prog != nil {
 		err = errors.Join(err, p.prog.Close())
@@ -275,13 +310,18 @@ func (p *Port) Detach() error {
 	return err
 }
 
-// Close detaches the program and closes the sockets (not the UMEMs,
-// which are the caller's). Safe on a partly opened port.
+// Close detaches the program, closes the sockets (not the UMEMs, which
+// are the caller's) and gives up the interface. Safe on a partly opened
+// port.
 func (p *Port) Close() error {
 	err := p.Detach()
 	for _, s := range p.Sockets {
 		err = errors.Join(err, s.Close())
 	}
 	p.Sockets = nil
+	if p.claim != nil {
+		err = errors.Join(err, p.claim.Release())
+		p.claim = nil
+	}
 	return err
 }

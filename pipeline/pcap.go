@@ -177,8 +177,28 @@ func newPcapStage(o *PcapStageOptions, env StageEnv) (Stage, error) {
 		ext := filepath.Ext(path)
 		path = fmt.Sprintf("%s.q%d%s", strings.TrimSuffix(path, ext), env.Queue, ext)
 	}
+	if env.CheckOnly {
+		return nil, checkPcapPath(path)
+	}
 	return NewPcap(PcapOptions{Path: path, SnapLen: uint32(o.SnapLen), MaxBytes: o.MaxBytes, MaxFiles: o.MaxFiles,
 		BufferSize: o.Buffer, Mode: o.Mode})
+}
+
+// checkPcapPath says whether NewPcap could write path, without creating
+// it: its directory is writable, and the file, if there, is too.
+func checkPcapPath(path string) error {
+	if err := unix.Access(filepath.Dir(path), unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("pcap: directory of %s: %w", path, err)
+	}
+	if st, err := os.Stat(path); err == nil {
+		if st.IsDir() {
+			return fmt.Errorf("pcap: %s is a directory", path)
+		}
+		if err := unix.Access(path, unix.W_OK); err != nil {
+			return fmt.Errorf("pcap: %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // Continue implements Continuer: when old is a capture with the same

@@ -41,6 +41,10 @@ type StageEnv struct {
 	// index order; Ifindexes their interface indexes.
 	Ports     []string
 	Ifindexes []uint32
+	// CheckOnly builds for validation (xdpipe run --check): the constructor
+	// checks the options and the paths it would open, creates nothing, and
+	// may return a nil Stage.
+	CheckOnly bool
 }
 
 // kind makes a registry entry for a stage whose options are O.

@@ -48,14 +48,11 @@ const defaultSampleDepth, defaultSampleSnap = 64, 256
 // NewSample samples one packet in every n (n >= 1) into a channel of depth
 // buffers (default 64) of snap bytes each (default 256).
 func NewSample(n, depth, snap int) (*Sample, error) {
-	if n < 1 {
-		return nil, fmt.Errorf("sample: rate 1-in-%d: want n >= 1", n)
+	if err := checkSample(n, depth, snap); err != nil {
+		return nil, err
 	}
 	depth = cmp.Or(depth, defaultSampleDepth)
 	snap = cmp.Or(snap, defaultSampleSnap)
-	if depth < 0 || snap < 0 {
-		return nil, fmt.Errorf("sample: negative depth or snap length")
-	}
 	s := &Sample{n: uint32(n), snap: snap, out: make(chan *Sampled, depth), free: make(chan *Sampled, depth)}
 	for i := 0; i < depth; i++ {
 		s.free <- &Sampled{buf: make([]byte, snap)}
@@ -91,8 +88,23 @@ func (o *SampleOptions) MemoryCost() (uint64, string) {
 	return xsk.MulSat(costOf(o.Depth, defaultSampleDepth), costOf(o.SnapLen, defaultSampleSnap)), "depth × snaplen"
 }
 
-func newSampleStage(o *SampleOptions, _ StageEnv) (Stage, error) {
-	return NewSample(cmp.Or(o.Every, 1000), o.Depth, o.SnapLen)
+// checkSample checks NewSample's arguments.
+func checkSample(n, depth, snap int) error {
+	if n < 1 {
+		return fmt.Errorf("sample: rate 1-in-%d: want n >= 1", n)
+	}
+	if depth < 0 || snap < 0 {
+		return fmt.Errorf("sample: negative depth or snap length")
+	}
+	return nil
+}
+
+func newSampleStage(o *SampleOptions, env StageEnv) (Stage, error) {
+	every := cmp.Or(o.Every, 1000)
+	if env.CheckOnly {
+		return nil, checkSample(every, o.Depth, o.SnapLen)
+	}
+	return NewSample(every, o.Depth, o.SnapLen)
 }
 
 // C is the slow-path channel. Close closes it: a slow path ranging over it

@@ -100,14 +100,7 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 	case "attach":
 		return rulesAttach(o, stdout)
 	case "detach":
-		if _, err := os.Stat(o.pin); err != nil {
-			return fmt.Errorf("%w: nothing pinned under %s", bpf.ErrNotRunning, o.pin)
-		}
-		if err := bpf.RemovePins(o.pin); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "removed the pins under %s: the steering program is detached once no process holds it\n", o.pin)
-		return nil
+		return rulesDetach(o, stdout)
 	case "list", "stats", "add", "replace", "del":
 	default:
 		return fmt.Errorf("unknown subcommand %q (want list, stats, add, replace, del, attach or detach)", sub)
@@ -194,21 +187,67 @@ func rulesAttach(o *rulesFlags, stdout io.Writer) error {
 			return err
 		}
 	}
-	s, err := bpf.LoadSteer(bpf.SteerOptions{PinPath: o.pin})
+	// Before the pins are touched: a running instance is not to be
+	// hijacked; an earlier rules attach is replaced.
+	claim, err := bpf.ClaimInterface(ifc.Index, bpf.ClaimOptions{Name: ifc.Name, PinPath: o.pin, Replace: true})
 	if err != nil {
 		return err
+	}
+	defer claim.Release()
+	_, err = os.Stat(o.pin)
+	fresh := errors.Is(err, os.ErrNotExist)
+	got, err := attachPinned(o.pin, ifc.Index, mode, set)
+	if err != nil {
+		if fresh {
+			_ = bpf.RemovePins(o.pin) // what this attach pinned
+		}
+		return err
+	}
+	if err := claim.SetPinned(true); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "steering program attached to %s in %s mode, pinned under %s (xdpipe rules detach removes it)\n", o.iface, got, o.pin)
+	return nil
+}
+
+// attachPinned loads the steering program pinned under pin, applies set
+// (if any) and attaches it, its link pinned too.
+func attachPinned(pin string, ifindex int, mode bpf.AttachMode, set *rules.Set) (bpf.AttachMode, error) {
+	s, err := bpf.LoadSteer(bpf.SteerOptions{PinPath: pin})
+	if err != nil {
+		return 0, err
 	}
 	defer s.Close()
 	if set != nil {
 		if err := s.Apply(set); err != nil {
+			return 0, err
+		}
+	}
+	return s.Attach(ifindex, mode)
+}
+
+// rulesDetach removes a pinned steering program (rules attach), and
+// refuses to take a running instance's pins from under it.
+func rulesDetach(o *rulesFlags, stdout io.Writer) error {
+	if _, err := os.Stat(o.pin); err != nil {
+		return fmt.Errorf("%w: nothing pinned under %s", bpf.ErrNotRunning, o.pin)
+	}
+	claim, err := bpf.ClaimPinned(o.pin, bpf.ClaimOptions{PinPath: o.pin, Replace: true})
+	if err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	if claim != nil { // nil: no owner on record (pins from before ownership)
+		defer claim.Release()
+	}
+	if err := bpf.RemovePins(o.pin); err != nil {
+		return err
+	}
+	if claim != nil {
+		if err := claim.SetPinned(false); err != nil {
 			return err
 		}
 	}
-	got, err := s.Attach(ifc.Index, mode)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "steering program attached to %s in %s mode, pinned under %s (xdpipe rules detach removes it)\n", o.iface, got, o.pin)
+	fmt.Fprintf(stdout, "removed the pins under %s: the steering program is detached once no process holds it\n", o.pin)
 	return nil
 }
 

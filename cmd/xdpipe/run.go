@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -21,6 +22,7 @@ import (
 // runFlags are `xdpipe run`'s flags; set ones override the config file.
 type runFlags struct {
 	config   string
+	check    bool
 	duration time.Duration
 	cfg      dataplane.Config
 	stages   string
@@ -42,6 +44,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	}
 	var ifaces string
 	fs.StringVar(&f.config, "config", "", "YAML configuration file (flags override it)")
+	fs.BoolVar(&f.check, "check", false, "validate everything that can be checked without attaching (config, interfaces,\n"+
+		"rules, CPUs, capture paths, the memory the configuration costs) and exit: 0, or 1 with the error")
 	fs.StringVar(&ifaces, "iface", "", "interfaces, comma-separated")
 	fs.StringVar((*string)(&f.cfg.Queues), "queues", "", `queues: "all" (default) or a list "0,1" / "0-3"`)
 	fs.StringVar(&f.stages, "stages", "", "stages in order, comma-separated (options need the config file)")
@@ -141,8 +145,25 @@ func runRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if f.check {
+		return checkRun(f, os.Stdout)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	return runDaemon(ctx, f, log, os.Stdout)
+}
+
+// checkRun is `xdpipe run --check`.
+func checkRun(f *runFlags, stdout io.Writer) error {
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	if err := dataplane.Check(cfg); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "run: configuration OK: %s on %s, stages %s\n", cmp.Or(f.config, "flags"),
+		strings.Join(cfg.Interfaces, ","), stageList(cfg.Stages))
+	return nil
 }
 
 // runDaemon opens the daemon, runs it until ctx ends or the duration

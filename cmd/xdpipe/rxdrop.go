@@ -139,6 +139,18 @@ func runRxdrop(ctx context.Context, args []string) error {
 	if _, _, err := dataplane.CheckInterface(o.iface, o.queue); err != nil {
 		return err
 	}
+	// Before anything is allocated: no size may bring on the OOM killer.
+	lim, err := xsk.ReadMemoryLimits()
+	if err != nil {
+		return err
+	}
+	ring := uint64(o.ring)
+	if err := xsk.CheckMemory([]xsk.Cost{
+		xsk.UmemCost("--frames", 1, uint64(o.frames), uint32(o.frameSz)),
+		xsk.RingsCost("--ring", 1, ring, ring, 2*ring, 2*ring),
+	}, lim); err != nil {
+		return err
+	}
 	umem, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: uint32(o.frames), FrameSize: uint32(o.frameSz), FillSize: 2 * uint32(o.ring)})
 	if err != nil {
 		return err
@@ -194,10 +206,14 @@ func runRxdrop(ctx context.Context, args []string) error {
 	rep := newRateReporter(sock, &counts)
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
+	var lost error
 wait:
 	for {
 		select {
 		case <-ctx.Done():
+			break wait
+		case ev := <-port.Faults():
+			lost = fmt.Errorf("%w: %s", dataplane.ErrDataPathLost, ev)
 			break wait
 		case <-tick.C:
 			fmt.Println(rep.line())
@@ -210,8 +226,5 @@ wait:
 		// The loop has stopped: its tracker can be read.
 		fmt.Println("generated:", tr.Stats(0))
 	}
-	if loop != nil {
-		return loop
-	}
-	return nil
+	return errors.Join(lost, loop)
 }
