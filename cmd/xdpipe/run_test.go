@@ -39,15 +39,22 @@ func (p *runProc) output() string {
 
 func startRun(t *testing.T, ns *testutil.NetNS, args ...string) *runProc {
 	t.Helper()
+	return startXdpipe(t, ns, "run: ready", append([]string{"run"}, args...)...)
+}
+
+// startXdpipe starts an xdpipe command in namespace ns and waits for the
+// line starting with ready.
+func startXdpipe(t *testing.T, ns *testutil.NetNS, ready string, args ...string) *runProc {
+	t.Helper()
 	p := &runProc{lines: make(chan string, 1000), exited: make(chan int, 1), done: make(chan struct{})}
-	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name, xdpipeBin, "run"}, args...)...)
+	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name, xdpipeBin}, args...)...)
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.cmd.Process.Kill() })
-	ready := make(chan struct{})
+	isReady := make(chan struct{})
 	go func() {
 		defer close(p.done)
 		sc := bufio.NewScanner(pr)
@@ -56,8 +63,8 @@ func startRun(t *testing.T, ns *testutil.NetNS, args ...string) *runProc {
 			p.mu.Lock()
 			p.out.WriteString(sc.Text() + "\n")
 			p.mu.Unlock()
-			if strings.HasPrefix(sc.Text(), "run: ready") {
-				once.Do(func() { close(ready) })
+			if strings.HasPrefix(sc.Text(), ready) {
+				once.Do(func() { close(isReady) })
 			}
 			select {
 			case p.lines <- sc.Text():
@@ -75,12 +82,12 @@ func startRun(t *testing.T, ns *testutil.NetNS, args ...string) *runProc {
 		p.exited <- code
 	}()
 	select {
-	case <-ready:
+	case <-isReady:
 	case code := <-p.exited:
 		<-p.done
-		t.Fatalf("xdpipe run exited with %d before it was ready:\n%s", code, p.output())
+		t.Fatalf("xdpipe %s exited with %d before it was ready:\n%s", args[0], code, p.output())
 	case <-time.After(readyWithin):
-		t.Fatalf("xdpipe run not ready after %v:\n%s", readyWithin, p.output())
+		t.Fatalf("xdpipe %s not ready after %v:\n%s", args[0], readyWithin, p.output())
 	}
 	return p
 }

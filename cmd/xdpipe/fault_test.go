@@ -1,0 +1,155 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpipe/xdpipe/internal/testutil"
+)
+
+// The fault-injection suite (issue 13): each scenario on a veth testbed,
+// with the real binary.
+
+// wait returns the output and exit code once the process exits by itself.
+func (p *runProc) wait(t *testing.T) (string, int) {
+	t.Helper()
+	select {
+	case code := <-p.exited:
+		<-p.done
+		return p.output(), code
+	case <-time.After(20 * time.Second): // a hung test's bound, not a timing gate
+		t.Fatalf("xdpipe went on running:\n%s", p.output())
+	}
+	return "", 0
+}
+
+const gateRules = "rules:\n  - priority: 10\n    name: gen\n    proto: udp\n    dport: 9\n    action: redirect\n"
+
+// TestSecondInstanceIsRefused: a second run on an interface a live
+// instance holds (another queue, other rules that drop everything) is
+// refused before it touches anything: the first one's pins, rules and
+// program stay, and it stops cleanly. So is a rules attach.
+func TestSecondInstanceIsRefused(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{Queues: 2})
+	pinDir := bpffsDir(t)
+	first := writeFile(t, "first.yaml", gateRules)
+	other := writeFile(t, "other.yaml", "default: drop\nrules:\n  - priority: 5\n    name: other\n    proto: tcp\n    action: drop\n")
+	a := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--metrics", "off",
+		"--rules", first, "--pin-dir", pinDir)
+	pin := filepath.Join(pinDir, p.B.Name)
+
+	out, code := xdpipeIn(t, p.B.NS, "run", "--iface", p.B.Name, "--queues", "1", "--stages", "count", "--metrics", "off",
+		"--rules", other, "--pin-dir", pinDir)
+	if code != 1 || !strings.Contains(out, "held by another xdpipe instance") || strings.Count(strings.TrimSpace(out), "\n") > 0 &&
+		!strings.Contains(out, "level=") {
+		t.Errorf("second run: exit %d, want 1 naming the owner:\n%s", code, out)
+	}
+	out, code = xdpipeIn(t, p.B.NS, "rules", "attach", "--iface", p.B.Name, "--pin", filepath.Join(pinDir, "other"), "--file", other)
+	if code != 1 || !strings.Contains(out, "held by another xdpipe instance") {
+		t.Errorf("rules attach: exit %d, want 1 naming the owner:\n%s", code, out)
+	}
+	out, code = xdpipeIn(t, p.B.NS, "rules", "detach", "--pin", pin)
+	if code != 1 || !strings.Contains(out, "held by another xdpipe instance") {
+		t.Errorf("rules detach of a running instance's pins: exit %d, want 1:\n%s", code, out)
+	}
+	out, code = xdpipeIn(t, nil, "rules", "list", "--pin", pin)
+	if code != 0 || !strings.Contains(out, "gen") || strings.Contains(out, "other") {
+		t.Errorf("the first instance's rules after the refusals: exit %d:\n%s", code, out)
+	}
+	if !testutil.XDPAttached(p.B.NS.MustRun(t, "ip", "link", "show", "dev", p.B.Name)) {
+		t.Error("the first instance's program is gone")
+	}
+	if out, code := a.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("first run exited %d:\n%s", code, out)
+	}
+	if _, err := os.Stat(pinDir + "/" + p.B.Name); !os.IsNotExist(err) {
+		t.Errorf("pins left after a clean stop: %v", err)
+	}
+	noXDP(t, &p.B)
+}
+
+// TestKilledInstanceIsCleanedOnRestart: kill -9 leaves the rule maps'
+// pins (the program went with the process); the next run finds the dead
+// owner, removes them, says so, and starts.
+func TestKilledInstanceIsCleanedOnRestart(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	pinDir := bpffsDir(t)
+	rules := writeFile(t, "rules.yaml", gateRules)
+	args := []string{"--iface", p.B.Name, "--stages", "count", "--metrics", "off", "--rules", rules, "--pin-dir", pinDir}
+	a := startRun(t, p.B.NS, args...)
+	pin := filepath.Join(pinDir, p.B.Name)
+	if out, code := a.stop(t, syscall.SIGKILL); code == 0 {
+		t.Fatalf("kill -9: exit 0:\n%s", out)
+	}
+	if _, err := os.Stat(pin); err != nil {
+		t.Fatalf("no pins left by the killed instance to clean (%v): the test tests nothing", err)
+	}
+	noXDP(t, &p.B)
+	b := startRun(t, p.B.NS, args...)
+	out, code := b.stop(t, syscall.SIGINT)
+	if code != 0 || !strings.Contains(out, "took the interface over from a dead instance") || !strings.Contains(out, "removed its pins") {
+		t.Fatalf("restart after kill -9: exit %d, want the dead owner reported:\n%s", code, out)
+	}
+	if _, err := os.Stat(pin); !os.IsNotExist(err) {
+		t.Errorf("pins left after a clean stop: %v", err)
+	}
+	noXDP(t, &p.B)
+}
+
+// TestDeletedInterfaceStopsWithTheCause: run and rxdrop exit non-zero,
+// naming the cause, when their interface is deleted under them; they never
+// run on at 0 pps.
+func TestDeletedInterfaceStopsWithTheCause(t *testing.T) {
+	for _, c := range []struct {
+		ready string
+		args  []string
+	}{
+		{"run: ready", []string{"run", "--stages", "count", "--metrics", "off", "--iface"}},
+		{"rxdrop:", []string{"rxdrop", "--poll", "wakeup", "--iface"}},
+	} {
+		t.Run(c.args[0], func(t *testing.T) {
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+			r := startXdpipe(t, p.B.NS, c.ready, append(c.args, p.B.Name)...)
+			p.A.NS.MustRun(t, "ip", "link", "del", p.A.Name) // takes its peer, the interface, with it
+			out, code := r.wait(t)
+			if code != 1 || !strings.Contains(out, "data path lost: interface "+p.B.Name) || !strings.Contains(out, "was deleted") {
+				t.Fatalf("exit %d, want 1 with the cause:\n%s", code, out)
+			}
+		})
+	}
+}
+
+// TestOOMSizedConfigRefusedByCheckFirst: sizes the machine cannot hold are
+// refused in one line naming the setting: by run --check, and only then
+// (never the other way round: run must not be tried unvalidated) by run,
+// before it allocates. A sound config passes --check.
+func TestOOMSizedConfigRefusedByCheckFirst(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	base := "interfaces: [" + p.B.Name + "]\nmetrics: \"off\"\n"
+	good := writeFile(t, "good.yaml", base+"stages: [count]\n")
+	if out, code := xdpipeIn(t, p.B.NS, "run", "--check", "--config", good); code != 0 || !strings.Contains(out, "configuration OK") {
+		t.Fatalf("run --check of a sound config: exit %d:\n%s", code, out)
+	}
+	for _, c := range []struct{ name, body, setting string }{
+		{"ring", base + "ring: 1073741824\nstages: [count]\n", "ring:"},
+		{"sample", base + "stages:\n  - sample: {every: 1, depth: 100000000, snaplen: 100000000}\n", "stage sample (line 4) depth × snaplen:"},
+	} {
+		cfg := writeFile(t, c.name+".yaml", c.body)
+		for _, args := range [][]string{{"run", "--check", "--config", cfg}, {"run", "--config", cfg}} {
+			out, code := xdpipeIn(t, p.B.NS, args...)
+			line := strings.TrimSpace(out)
+			if code != 1 || strings.Contains(line, "\n") || !strings.HasPrefix(line, "xdpipe run: "+c.setting) {
+				t.Fatalf("%s: exit %d, want 1 and one line naming %q:\n%s", strings.Join(args, " "), code, c.setting, out)
+			}
+		}
+	}
+	out, code := xdpipeIn(t, p.B.NS, "rxdrop", "--iface", p.B.Name, "--ring", "4294967296", "--frames", "17179869184", "--batch", "64")
+	if code != 1 || !strings.Contains(out, "--frames:") {
+		t.Fatalf("rxdrop with OOM-sized --ring and --frames: exit %d:\n%s", code, out)
+	}
+	noXDP(t, &p.B)
+}
