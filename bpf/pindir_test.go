@@ -3,8 +3,10 @@
 package bpf
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -106,5 +108,31 @@ func TestUnpinLeavesNoDirectory(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "xdpipe")); err == nil {
 		t.Fatal("left behind: the pin directories' parent")
+	}
+}
+
+// TestRulesChangeAfterPinsGoneSaysHow: when a running program's pins are
+// removed under it, changing its rules fails saying what happened and how
+// to recover; the rules in force stay.
+func TestRulesChangeAfterPinsGoneSaysHow(t *testing.T) {
+	pin := filepath.Join(bpffsMounted(t), "xdpipe", "veth0")
+	s, err := LoadSteer(SteerOptions{PinPath: pin, MapsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	set := mustRules(t, "rules:\n  - {priority: 10, name: web, proto: tcp, dport: 80, action: redirect}\n")
+	if err := s.Apply(set); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemovePins(pin); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Apply(mustRules(t, "rules: []\n"))
+	if !errors.Is(err, ErrPinsGone) || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("apply after the pins went: %v", err)
+	}
+	if got, err := s.Rules(); err != nil || len(got.Rules) != 1 {
+		t.Fatalf("rules in force: %v %v", got, err)
 	}
 }

@@ -80,6 +80,10 @@ func PinnedSteers(base string) []string {
 	return out
 }
 
+// ErrPinsGone: the pins of a running steering program were removed under
+// it; its rules cannot be changed until it pins them again (a restart).
+var ErrPinsGone = errors.New("steering pins gone")
+
 // ErrNotRunning: no pinned steering maps, so no xdpipe instance to talk to.
 var ErrNotRunning = errors.New("no running xdpipe instance")
 
@@ -341,6 +345,11 @@ func (s *Steer) lock() (func(), error) {
 		return s.mu.Unlock, nil
 	}
 	fd, err := unix.Open(s.pin, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s was removed while this program ran (by hand, or an older rules detach); "+
+			"the rules in force keep steering: restart xdpipe to pin them again and change them", ErrPinsGone, s.pin)
+	}
 	if err != nil {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("lock %s: %w", s.pin, err)
