@@ -110,8 +110,12 @@ func claim(dir, path string, opts ClaimOptions) (*Claim, error) {
 	}
 	if errors.Is(err, unix.EWOULDBLOCK) {
 		rec, _ := readOwner(path)
-		return nil, fmt.Errorf("%s: %w: xdpipe pid %d runs on it (pins under %s); stop it first, or use another interface",
-			opts.Name, ErrInterfaceOwned, rec.PID, rec.Pin)
+		pins := ""
+		if rec.Pin != "" {
+			pins = " (pins under " + rec.Pin + ")"
+		}
+		return nil, fmt.Errorf("%s: %w: xdpipe pid %d runs on it%s; stop it first, or use another interface",
+			opts.Name, ErrInterfaceOwned, rec.PID, pins)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("claim interface %s: %w", opts.Name, err)
