@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/link"
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/xdpipe/xdpipe/internal/testutil"
@@ -105,10 +106,42 @@ func TestKilledInstanceIsCleanedOnRestart(t *testing.T) {
 	noXDP(t, &p.B)
 }
 
-// TestDeletedInterfaceStopsWithTheCause: run and rxdrop exit non-zero,
-// naming the cause, when their interface is deleted under them; they never
-// run on at 0 pps.
-func TestDeletedInterfaceStopsWithTheCause(t *testing.T) {
+// detachXDPLinkOf detaches the XDP bpf_link process pid holds (found in
+// its fdinfo, so no other process's program is touched), as `bpftool link
+// detach` would: someone else removing the program.
+func detachXDPLinkOf(t *testing.T, pid int) {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fdinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
+		if err != nil || !strings.Contains(string(b), "link_type:\txdp") {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "link_id:"); ok {
+				id, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+				l, err := link.NewFromID(link.ID(id))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				if err := l.Detach(); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+		}
+	}
+	t.Fatalf("pid %d holds no XDP link", pid)
+}
+
+// TestLostDataPathStopsWithTheCause: run and rxdrop exit non-zero, naming
+// the cause, when their interface is deleted under them, or their XDP
+// program detached by someone else; they never run on at 0 pps.
+func TestLostDataPathStopsWithTheCause(t *testing.T) {
 	for _, c := range []struct {
 		ready string
 		args  []string
@@ -116,7 +149,7 @@ func TestDeletedInterfaceStopsWithTheCause(t *testing.T) {
 		{"run: ready", []string{"run", "--stages", "count", "--metrics", "off", "--iface"}},
 		{"rxdrop:", []string{"rxdrop", "--poll", "wakeup", "--iface"}},
 	} {
-		t.Run(c.args[0], func(t *testing.T) {
+		t.Run(c.args[0]+"/deleted", func(t *testing.T) {
 			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 			r := startXdpipe(t, p.B.NS, c.ready, append(c.args, p.B.Name)...)
 			p.A.NS.MustRun(t, "ip", "link", "del", p.A.Name) // takes its peer, the interface, with it
@@ -124,6 +157,16 @@ func TestDeletedInterfaceStopsWithTheCause(t *testing.T) {
 			if code != 1 || !strings.Contains(out, "data path lost: interface "+p.B.Name) || !strings.Contains(out, "was deleted") {
 				t.Fatalf("exit %d, want 1 with the cause:\n%s", code, out)
 			}
+		})
+		t.Run(c.args[0]+"/detached", func(t *testing.T) {
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+			r := startXdpipe(t, p.B.NS, c.ready, append(c.args, p.B.Name)...)
+			detachXDPLinkOf(t, r.cmd.Process.Pid)
+			out, code := r.wait(t)
+			if code != 1 || !strings.Contains(out, "data path lost: the XDP program") || !strings.Contains(out, "removed by someone else") {
+				t.Fatalf("exit %d, want 1 with the cause:\n%s", code, out)
+			}
+			noXDP(t, &p.B)
 		})
 	}
 }
@@ -264,5 +307,26 @@ func TestSIGHUPStormKeepsEverything(t *testing.T) {
 	}
 	if n != frames {
 		t.Errorf("%s holds %d records, want all %d frames", capFile, n, frames)
+	}
+}
+
+// TestCheckCreatesNothing: run --check validates capture paths without
+// creating a file, attaches nothing, and refuses an unwritable path.
+func TestCheckCreatesNothing(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	dir := t.TempDir()
+	cfg := func(path string) string {
+		return writeFile(t, "check.yaml", fmt.Sprintf("interfaces: [%s]\nmetrics: \"off\"\nstages:\n  - sample\n  - pcap: {path: %s}\n", p.B.Name, path))
+	}
+	if out, code := xdpipeIn(t, p.B.NS, "run", "--check", "--config", cfg(filepath.Join(dir, "cap.pcap"))); code != 0 {
+		t.Fatalf("run --check: exit %d:\n%s", code, out)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("run --check created %v", ents)
+	}
+	noXDP(t, &p.B)
+	out, code := xdpipeIn(t, p.B.NS, "run", "--check", "--config", cfg(filepath.Join(dir, "no", "such", "cap.pcap")))
+	if code != 1 || !strings.Contains(out, "stage pcap (line 5)") {
+		t.Fatalf("run --check of an unwritable capture path: exit %d:\n%s", code, out)
 	}
 }
