@@ -150,14 +150,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			prev = ub
 		}
 		ch <- prometheus.MustNewConstHistogram(mBurst, count, sum, buckets, q)
-		for i, s := range w.Stages() {
-			if m, ok := s.(Metered); ok {
-				lv := []string{q, stageName(s), strconv.Itoa(i)}
-				m.Counters(func(d *prometheus.Desc, v uint64, labels ...string) {
-					counter(ch, d, v, append(lv[:3:3], labels...)...)
-				})
-			}
-		}
+		w.retired.counters(&w.active, func(d *prometheus.Desc, v uint64, labels []string) {
+			counter(ch, d, v, append([]string{q}, labels...)...)
+		})
 	}
 	for name, u := range c.umems {
 		a := u.Accounting()

@@ -180,6 +180,7 @@ type Worker struct {
 	seen    atomic.Uint64            // generation of the stage set the worker runs
 	gens    atomic.Uint64            // generations handed out
 	handed  atomic.Pointer[stageSet] // the last set handed to the worker (SetStages)
+	retired retired                  // the counters of the chains swapped out
 	stop    atomic.Bool
 	running atomic.Bool
 	stats   WorkerStats
@@ -411,8 +412,8 @@ func (w *Worker) wait() {
 func (w *Worker) pass() int {
 	now := Now() // the clock, once per pass
 	if s := w.next.Load(); s != nil && w.next.CompareAndSwap(s, nil) {
+		w.retired.swap(w.cur, s, &w.active) // once per reload: it may lock
 		w.cur = s
-		w.active.Store(s)
 		w.seen.Store(s.gen)
 		w.stats.Reloads.Add(1)
 	}

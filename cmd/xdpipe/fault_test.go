@@ -224,8 +224,8 @@ func procStat(t *testing.T, pid int) (rss uint64, fds int) {
 
 // TestSIGHUPStormKeepsEverything: 1,000 reloads under traffic with a
 // sample and a pcap stage lose no frame, leak no goroutine, fd or memory,
-// keep the worker counters monotonic, and leave one capture file holding
-// every frame.
+// keep the counters monotonic (the worker's and the stages'), and leave one
+// capture file holding every frame.
 func TestSIGHUPStormKeepsEverything(t *testing.T) {
 	const reloads, frames = 1000, 30000
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
@@ -246,7 +246,11 @@ func TestSIGHUPStormKeepsEverything(t *testing.T) {
 			}
 		}
 	}
-	rx := func() float64 { return metric(t, scrape(t, p.B.NS, addr), "xdpipe_rx_packets_total") }
+	// The worker's and the count stage's counters: neither goes back.
+	counters := func() [2]float64 {
+		body := scrape(t, p.B.NS, addr)
+		return [2]float64{metric(t, body, "xdpipe_rx_packets_total"), metric(t, body, "xdpipe_stage_packets_total", `stage="count"`)}
+	}
 	for range 20 { // warm up: what a first reload sets up once is no leak
 		reload()
 	}
@@ -259,19 +263,22 @@ func TestSIGHUPStormKeepsEverything(t *testing.T) {
 		defer close(sent)
 		sendFrames(t, back, p, frames, 128, back.Received)
 	}()
-	last := rx()
+	last := counters()
 	for i := range reloads {
 		reload()
-		if i%100 == 0 {
-			if now := rx(); now < last {
-				t.Fatalf("xdpipe_rx_packets_total went back from %v to %v", last, now)
-			} else {
-				last = now
+		if i%50 == 0 {
+			now := counters()
+			if now[0] < last[0] || now[1] < last[1] {
+				t.Fatalf("counters went back: rx and count stage %v, then %v", last, now)
 			}
+			last = now
 		}
 	}
 	<-sent
 	waitBack(t, back, frames)
+	if got := counters(); got[1] != frames {
+		t.Errorf("the count stage exports %v frames across the reloads, want %d", got[1], frames)
+	}
 	body = scrape(t, p.B.NS, addr)
 	g1 := metric(t, body, "go_goroutines")
 	rss1, fds1 := procStat(t, pid)
