@@ -17,11 +17,13 @@ import (
 //
 //	xdpipe_rx_packets_total, xdpipe_rx_bytes_total, xdpipe_tx_packets_total, xdpipe_tx_bytes_total
 //	xdpipe_tx_completed_total, xdpipe_tx_in_flight
-//	xdpipe_drops_total{reason}: verdict (stages or the default), bad_output,
-//	    tx_ring_full, and every XDP_STATISTICS field: xsk_rx_dropped,
-//	    xsk_rx_invalid_descs, xsk_tx_invalid_descs, xsk_rx_ring_full,
-//	    xsk_rx_fill_ring_empty_descs, xsk_tx_ring_empty_descs (the last two
-//	    count events the kernel saw, not frames)
+//	xdpipe_drops_total{reason}: frames lost: verdict (stages or the
+//	    default), bad_output, tx_ring_full, and the XDP_STATISTICS fields
+//	    that count frames: xsk_rx_dropped, xsk_rx_invalid_descs,
+//	    xsk_tx_invalid_descs, xsk_rx_ring_full
+//	xdpipe_xsk_ring_empty_total{ring}: the XDP_STATISTICS fields that count
+//	    events, not frames: fill (rx_fill_ring_empty_descs), tx
+//	    (tx_ring_empty_descs, always counting on a receive-only daemon)
 //	xdpipe_umem_frames{umem, place}: where the frames are (free, app, fill,
 //	    rx, tx, completion, kernel): ring occupancy
 //	xdpipe_burst_size: histogram of non-empty RX burst sizes
@@ -75,6 +77,7 @@ var (
 	mTxDone      = desc("xdpipe_tx_completed_total", "Frames back from the completion ring.", "iface", "queue")
 	mTxInFlight  = desc("xdpipe_tx_in_flight", "Frames on the TX ring or in the kernel, not yet completed.", "iface", "queue")
 	mDrops       = desc("xdpipe_drops_total", "Frames dropped, by reason.", "iface", "queue", "reason")
+	mRingEmpty   = desc("xdpipe_xsk_ring_empty_total", "Times the kernel found a ring empty (XDP_STATISTICS): fill (no frame to receive into), tx (nothing to send); events, not frames.", "iface", "queue", "ring")
 	mUmem        = desc("xdpipe_umem_frames", "UMEM frames by place (ring occupancy).", "umem", "place")
 	mBurst       = desc("xdpipe_burst_size", "Size of non-empty RX bursts.", "queue")
 	mPasses      = desc("xdpipe_worker_passes_total", "Worker passes.", "queue")
@@ -124,8 +127,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 					counter(ch, mDrops, st.RxInvalidDescs, name, q, "xsk_rx_invalid_descs")
 					counter(ch, mDrops, st.TxInvalidDescs, name, q, "xsk_tx_invalid_descs")
 					counter(ch, mDrops, st.RxRingFull, name, q, "xsk_rx_ring_full")
-					counter(ch, mDrops, st.RxFillRingEmptyDescs, name, q, "xsk_rx_fill_ring_empty_descs")
-					counter(ch, mDrops, st.TxRingEmptyDescs, name, q, "xsk_tx_ring_empty_descs")
+					counter(ch, mRingEmpty, st.RxFillRingEmptyDescs, name, q, "fill")
+					counter(ch, mRingEmpty, st.TxRingEmptyDescs, name, q, "tx")
 				}
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // gathered returns the value of the series of name whose labels include
@@ -79,6 +81,37 @@ func TestCollector(t *testing.T) {
 	} {
 		if v, n := gathered(t, reg, c.name, c.labels...); n == 0 || v != c.want {
 			t.Errorf("%s%v = %v (%d series), want %v", c.name, c.labels, v, n, c.want)
+		}
+	}
+}
+
+// statsPort is a fake port with XDP_STATISTICS.
+type statsPort struct {
+	*fakePort
+	st xsk.Statistics
+}
+
+func (p statsPort) Stats() (xsk.Statistics, error) { return p.st, nil }
+
+// TestDropsAreFramesLost: xdpipe_drops_total counts frames lost only; the
+// kernel's empty-ring events (a receive-only daemon's TX ring is always
+// empty) are counted apart.
+func TestDropsAreFramesLost(t *testing.T) {
+	mem := newFakeMem(512, 2048)
+	port := statsPort{newFakePort(mem, udp4(t, 53), 0, 128, 128),
+		xsk.Statistics{RxDropped: 1, RxRingFull: 2, RxFillRingEmptyDescs: 5, TxRingEmptyDescs: 32610}}
+	w, err := NewWorker(WorkerConfig{Queue: 0, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector([]*Worker{w}, nil))
+	if v, _ := gathered(t, reg, "xdpipe_drops_total"); v != 3 {
+		t.Errorf("xdpipe_drops_total = %v, want the 3 frames lost (rx_dropped, rx_ring_full)", v)
+	}
+	for ring, want := range map[string]float64{"fill": 5, "tx": 32610} {
+		if v, n := gathered(t, reg, "xdpipe_xsk_ring_empty_total", "ring="+ring); n == 0 || v != want {
+			t.Errorf("xdpipe_xsk_ring_empty_total{ring=%s} = %v (%d series), want %v", ring, v, n, want)
 		}
 	}
 }
