@@ -276,8 +276,10 @@ func (d *Daemon) Reload(cfg Config) error {
 		return err
 	}
 	d.mu.Lock()
+	var dropped []string // rules added at run time that the file replaces
 	for _, pt := range d.ports {
 		if st := pt.steer(); st != nil {
+			dropped = append(dropped, addedAtRunTime(st, d.p.steer)...)
 			if err := st.Apply(p.steer); err != nil {
 				d.mu.Unlock()
 				_ = cs.close()
@@ -319,8 +321,29 @@ func (d *Daemon) Reload(cfg Config) error {
 	if swapErr != nil {
 		return swapErr
 	}
-	d.log.Info("reloaded", "stages", stageList(cfg.Stages), "steering_rules", cfg.Rules)
+	if len(dropped) > 0 {
+		d.log.Warn("reloaded: the rules file replaced rules added at run time (xdpipe rules add); put them in the file to keep them",
+			"stages", stageList(cfg.Stages), "steering_rules", cfg.Rules, "replaced", slices.Compact(dropped))
+	} else {
+		d.log.Info("reloaded", "stages", stageList(cfg.Stages), "steering_rules", cfg.Rules)
+	}
 	return nil
+}
+
+// addedAtRunTime names the rules running in st that file, the rules file
+// loaded last, does not have: added or changed with xdpipe rules.
+func addedAtRunTime(st steerer, file *rules.Set) []string {
+	stats, err := st.RuleStats()
+	if err != nil || file == nil {
+		return nil
+	}
+	var out []string
+	for _, rs := range stats {
+		if !slices.ContainsFunc(file.Rules, func(r rules.Rule) bool { return r.Priority == rs.Rule.Priority && r.Name == rs.Rule.Name }) {
+			out = append(out, ruleName(rs.Rule))
+		}
+	}
+	return out
 }
 
 // detach removes the XDP programs (no new frames reach the sockets) and

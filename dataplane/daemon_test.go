@@ -66,6 +66,10 @@ func (f *fakeSystem) umem(o xsk.UmemOptions) (umem, error) {
 
 func (f *fakeSystem) openPort(o PortOptions, mems []umem) (port, error) {
 	p := &fakePort{sys: f, fault: make(chan netdev.LinkEvent, 1)}
+	if o.Rules != nil {
+		p.st = &fakeSteer{}
+		p.st.Apply(o.Rules)
+	}
 	for i := range o.Queues {
 		m := mems[i].(*fakeMem)
 		s := &fakeSocket{sys: f, mem: m, fillCap: int(2 * o.Socket.RXSize)}
@@ -222,6 +226,7 @@ type fakePort struct {
 	socks    []*fakeSocket
 	detached bool
 	fault    chan netdev.LinkEvent // what the test makes happen to the interface
+	st       *fakeSteer            // with rules
 }
 
 func (p *fakePort) sockets() []socket {
@@ -232,9 +237,14 @@ func (p *fakePort) sockets() []socket {
 	return out
 }
 func (p *fakePort) info() PortInfo                  { return PortInfo{XDP: "fake", Mode: "fake mode"} }
-func (p *fakePort) steer() steerer                  { return nil }
 func (p *fakePort) faults() <-chan netdev.LinkEvent { return p.fault }
 func (p *fakePort) detach() error                   { p.detached = true; return nil }
+func (p *fakePort) steer() steerer {
+	if p.st == nil {
+		return nil
+	}
+	return p.st
+}
 func (p *fakePort) close() error {
 	p.sys.mu.Lock()
 	p.sys.closed++

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/rules"
 )
 
 // Collector exports the daemon's metrics: the workers' and stages'
@@ -56,11 +57,15 @@ func (d *Daemon) steerMetrics(ch chan<- prometheus.Metric) {
 			continue
 		}
 		for _, rs := range stats {
-			name := rs.Rule.Name
-			if name == "" {
-				name = fmt.Sprintf("prio-%d", rs.Rule.Priority)
-			}
-			ch <- prometheus.MustNewConstMetric(steerHits, prometheus.CounterValue, float64(rs.Packets), d.p.ifaces[i].Name, name, rs.Rule.Action.String())
+			ch <- prometheus.MustNewConstMetric(steerHits, prometheus.CounterValue, float64(rs.Packets), d.p.ifaces[i].Name, ruleName(rs.Rule), rs.Rule.Action.String())
 		}
 	}
+}
+
+// ruleName names a steering rule: its name, or prio-<priority>.
+func ruleName(r rules.Rule) string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return fmt.Sprintf("prio-%d", r.Priority)
 }
