@@ -122,6 +122,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if err != nil {
 		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
+	if v < 0 {
+		return fmt.Errorf("line %d: duration %s: must not be negative", n.Line, n.Value)
+	}
 	d.Duration, d.Set = v, true
 	return nil
 }

@@ -36,10 +36,12 @@ stages:
 		t.Fatalf("parsed %+v", c)
 	}
 	for name, body := range map[string]string{
-		"unknown stage":  "stages: [count, frobnicate]",
-		"unknown option": "stages: [{pcap: {path: x, colour: red}}]",
-		"unknown key":    "interfacez: [eth0]",
-		"bad duration":   "drain: soon",
+		"unknown stage":     "stages: [count, frobnicate]",
+		"unknown option":    "stages: [{pcap: {path: x, colour: red}}]",
+		"unknown key":       "interfacez: [eth0]",
+		"bad duration":      "drain: soon",
+		"negative interval": "interval: -1s",
+		"negative drain":    "drain: -5us",
 	} {
 		p := filepath.Join(dir, "bad.yaml")
 		os.WriteFile(p, []byte(body), 0o644)

@@ -337,3 +337,11 @@ func TestCheckCreatesNothing(t *testing.T) {
 		t.Fatalf("run --check of an unwritable capture path: exit %d:\n%s", code, out)
 	}
 }
+
+func TestRunRefusesNegativeDurations(t *testing.T) {
+	for _, args := range [][]string{{"--interval", "-1s"}, {"--duration", "-2s"}} {
+		if _, err := parseRunFlags(args, io.Discard); err == nil || !strings.Contains(err.Error(), args[0]+" ") {
+			t.Errorf("%v: %v, want the flag named", args, err)
+		}
+	}
+}

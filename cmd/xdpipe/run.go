@@ -72,6 +72,11 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 		return nil, fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
 	}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	for name, d := range map[string]time.Duration{"interval": f.cfg.Interval.Duration, "duration": f.duration} {
+		if d < 0 {
+			return nil, fmt.Errorf("--%s %v: must not be negative", name, d)
+		}
+	}
 	f.cfg.Ring = uint32(ring)
 	if ifaces != "" {
 		f.cfg.Interfaces = strings.Split(ifaces, ",")
