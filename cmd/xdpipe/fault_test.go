@@ -345,3 +345,31 @@ func TestRunRefusesNegativeDurations(t *testing.T) {
 		}
 	}
 }
+
+// TestFailingCPUProfileIsAnError: a profile that cannot be written (a full
+// disk) fails the command instead of vanishing.
+func TestFailingCPUProfileIsAnError(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full")
+	}
+	stop, err := startCPUProfile("/dev/full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1e6; i++ { // something to profile
+		_ = strconv.Itoa(i)
+	}
+	if err := stop(); err == nil || !strings.Contains(err.Error(), "/dev/full") {
+		t.Fatalf("profile to /dev/full: %v", err)
+	}
+}
+
+// TestRxdropNamesTheFlag: a bad --ring is named as such, not as the
+// --batch or fill ring it would upset.
+func TestRxdropNamesTheFlag(t *testing.T) {
+	for _, args := range [][]string{{"--ring", "3"}, {"--ring", "3", "--batch", "2", "--frames", "64"}, {"--ring", "100"}} {
+		if _, err := parseRxdrop(append([]string{"--iface", "x"}, args...), io.Discard); err == nil || !strings.HasPrefix(err.Error(), "--ring ") {
+			t.Errorf("%v: %v, want --ring named", args, err)
+		}
+	}
+}

@@ -102,6 +102,8 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		}
 	}
 	switch {
+	case o.ring < 64 || o.ring&(o.ring-1) != 0:
+		return o, fmt.Errorf("--ring %d: want a power of two, 64 or more", o.ring)
 	case o.queue < 0:
 		return o, fmt.Errorf("--queue %d: must be 0 or more", o.queue)
 	case o.batch == 0 || o.batch > o.ring:
@@ -125,7 +127,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	return o, nil
 }
 
-func runRxdrop(ctx context.Context, args []string) error {
+func runRxdrop(ctx context.Context, args []string) (err error) {
 	o, err := parseRxdrop(args, os.Stderr)
 	if err != nil {
 		return err
@@ -134,7 +136,7 @@ func runRxdrop(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer stopProfile()
+	defer func() { err = errors.Join(err, stopProfile()) }()
 
 	if _, _, err := dataplane.CheckInterface(o.iface, o.queue); err != nil {
 		return err
