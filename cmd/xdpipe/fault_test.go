@@ -373,3 +373,12 @@ func TestRxdropNamesTheFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestRulesUnknownSubcommandFirst: a wrong subcommand is named as such,
+// whether or not an instance runs.
+func TestRulesUnknownSubcommandFirst(t *testing.T) {
+	out, code := xdpipeIn(t, nil, "rules", "bogus")
+	if code != 1 || !strings.Contains(out, `unknown subcommand "bogus"`) {
+		t.Fatalf("rules bogus: exit %d:\n%s", code, out)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -91,6 +92,9 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 		return flag.ErrHelp
 	}
 	sub, pos := pos[0], pos[1:]
+	if !slices.Contains([]string{"list", "stats", "add", "replace", "del", "attach", "detach"}, sub) {
+		return fmt.Errorf("unknown subcommand %q (want list, stats, add, replace, del, attach or detach)", sub)
+	}
 	if o.pin == "" {
 		if o.pin, err = resolvePin(o.iface, sub == "attach", bpf.DefaultPinPath); err != nil {
 			return err
@@ -101,9 +105,6 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 		return rulesAttach(o, stdout)
 	case "detach":
 		return rulesDetach(o, stdout)
-	case "list", "stats", "add", "replace", "del":
-	default:
-		return fmt.Errorf("unknown subcommand %q (want list, stats, add, replace, del, attach or detach)", sub)
 	}
 	s, err := bpf.OpenPinnedSteer(o.pin)
 	if err != nil {
