@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -224,9 +225,90 @@ func ParseConfig(b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		return nil, yamlError(b, err)
 	}
 	return &c, nil
+}
+
+var (
+	yamlTypeErr  = regexp.MustCompile("^line ([0-9]+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
+	yamlFieldErr = regexp.MustCompile(`^line ([0-9]+): field (\S+) not found in type \S+$`)
+)
+
+// yamlError puts a decoding error on one line, each problem with its line
+// and key and what the key wants, in the words of the file rather than Go's
+// type names ("line 2: ring: `abc` is not a whole number").
+func yamlError(b []byte, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var doc yaml.Node
+	_ = yaml.Unmarshal(b, &doc)
+	type at struct {
+		line  int
+		value string
+	}
+	keys := map[at]string{} // a value where it is: its key
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				keys[at{n.Content[i+1].Line, n.Content[i+1].Value}] = n.Content[i].Value
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&doc)
+	msgs := make([]string, len(te.Errors))
+	for i, e := range te.Errors {
+		if m := yamlFieldErr.FindStringSubmatch(e); m != nil {
+			msgs[i] = fmt.Sprintf("line %s: unknown key %s", m[1], m[2])
+			continue
+		}
+		m := yamlTypeErr.FindStringSubmatch(e)
+		if m == nil {
+			msgs[i] = e
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		key := ""
+		if k, ok := keys[at{line, m[3]}]; ok {
+			key = k + ": "
+		}
+		what := "`" + m[3] + "`"
+		switch m[2] {
+		case "seq":
+			what = "a list"
+		case "map":
+			what = "a mapping"
+		}
+		msgs[i] = fmt.Sprintf("line %d: %s%s is not %s", line, key, what, yamlWants(m[4]))
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// yamlWants says what a Go type holds, in a config file's words.
+func yamlWants(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "uint"):
+		return "a whole number, 0 or more"
+	case strings.HasPrefix(goType, "int"):
+		return "a whole number"
+	case strings.HasPrefix(goType, "float"):
+		return "a number"
+	case goType == "bool":
+		return "true or false"
+	case goType == "string":
+		return "a string"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map["):
+		return "a mapping"
+	}
+	return "a mapping of options" // a struct
 }
 
 // ParseCoalesce is the one check of every command's coalesce setting,

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,23 @@ stages:
 	for _, bad := range []string{"4", "1,1", "x", "3-1"} {
 		if _, err := ParseQueues(bad, 4); err == nil {
 			t.Errorf("queues %q accepted", bad)
+		}
+	}
+}
+
+// TestConfigErrorsOnOneLine: a config file's decoding errors fit on one
+// line, each with its line and key, and no Go type names.
+func TestConfigErrorsOnOneLine(t *testing.T) {
+	for body, want := range map[string]string{
+		"interfaces: [eth0]\nring: abc\nstages:\n  - pcap: {path: x, snaplen: big}\n": "line 2: ring: `abc` is not a whole number, 0 or more; line 4: snaplen: `big` is not a whole number",
+		"interfaces: eth0\n":   "line 1: interfaces: `eth0` is not a list",
+		"interfacez: [eth0]\n": "line 1: unknown key interfacez",
+		"burst: [1]\n":         "line 1: burst: a list is not a whole number",
+	} {
+		_, err := ParseConfig([]byte(body))
+		if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") ||
+			strings.Contains(err.Error(), "dataplane.") || strings.Contains(err.Error(), "int") && !strings.Contains(err.Error(), "interface") {
+			t.Errorf("%q: %v, want one line starting %q", body, err, want)
 		}
 	}
 }
