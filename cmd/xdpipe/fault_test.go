@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -380,5 +381,42 @@ func TestRulesUnknownSubcommandFirst(t *testing.T) {
 	out, code := xdpipeIn(t, nil, "rules", "bogus")
 	if code != 1 || !strings.Contains(out, `unknown subcommand "bogus"`) {
 		t.Fatalf("rules bogus: exit %d:\n%s", code, out)
+	}
+}
+
+// TestUnprivilegedCommandsSayNeedsRoot: every command that needs
+// privileges says so in one form, "needs root (CAP_...)", naming the
+// capabilities, instead of a misleading error from deeper down.
+func TestUnprivilegedCommandsSayNeedsRoot(t *testing.T) {
+	testutil.RequireRoot(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		testutil.SkipOrFail(t, "no setpriv to drop privileges")
+	}
+	dir, err := os.MkdirTemp("", "xdpipe-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "xdpipe")
+	b, err := os.ReadFile(xdpipeBin)
+	if err == nil {
+		err = os.WriteFile(bin, b, 0o755)
+	}
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"rules", "list"}, {"rules", "detach"}, {"rules", "attach", "--iface", "lo"},
+		{"gen", "--iface", "lo", "--dst-mac", "02:00:00:00:00:01", "--dst-ip", "198.18.0.1", "--count", "1"},
+		{"rxdrop", "--iface", "lo"}, {"run", "--iface", "lo", "--stages", "count"}, {"run", "--check", "--iface", "lo", "--stages", "count"},
+	} {
+		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...)
+		out, _ := cmd.CombinedOutput()
+		if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "needs root (CAP_") {
+			t.Errorf("%s as nobody: exit %d, want 1 and needs root (CAP_...):\n%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), out)
+		}
 	}
 }

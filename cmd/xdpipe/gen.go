@@ -211,6 +211,9 @@ func runGen(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := needsRoot("CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW", "run the generator's BPF program and open AF_XDP sockets"); err != nil {
+		return err
+	}
 	ifc, err := net.InterfaceByName(f.iface)
 	if err != nil {
 		return fmt.Errorf("interface %q: %w (run in its namespace: ip netns exec NS xdpipe gen ...)", f.iface, err)

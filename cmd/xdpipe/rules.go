@@ -95,6 +95,16 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 	if !slices.Contains([]string{"list", "stats", "add", "replace", "del", "attach", "detach"}, sub) {
 		return fmt.Errorf("unknown subcommand %q (want list, stats, add, replace, del, attach or detach)", sub)
 	}
+	caps, what := "CAP_BPF", "read and change the steering maps pinned under "+bpf.DefaultPinPath
+	switch sub {
+	case "attach":
+		caps, what = "CAP_BPF and CAP_NET_ADMIN", "load, pin and attach the steering program"
+	case "detach":
+		what = "remove the steering program's pins"
+	}
+	if err := needsRoot(caps, what); err != nil {
+		return err
+	}
 	if o.pin == "" {
 		if o.pin, err = resolvePin(o.iface, sub == "attach", bpf.DefaultPinPath); err != nil {
 			return err
