@@ -339,8 +339,10 @@ func TestCheckCreatesNothing(t *testing.T) {
 	}
 }
 
-func TestRunRefusesNegativeDurations(t *testing.T) {
-	for _, args := range [][]string{{"--interval", "-1s"}, {"--duration", "-2s"}} {
+// TestRunFlagsAreNotTruncated: negative durations and a ring that does not
+// fit are refused, naming the flag, instead of running on another value.
+func TestRunFlagsAreNotTruncated(t *testing.T) {
+	for _, args := range [][]string{{"--interval", "-1s"}, {"--duration", "-2s"}, {"--ring", "4294967360"}} {
 		if _, err := parseRunFlags(args, io.Discard); err == nil || !strings.Contains(err.Error(), args[0]+" ") {
 			t.Errorf("%v: %v, want the flag named", args, err)
 		}

@@ -168,8 +168,11 @@ func parseRate(s string) (float64, error) {
 		return 0, fmt.Errorf("%q is not a number of frames per second or max", s)
 	}
 	v *= mult
-	if !(v > 0) || v > 1e9 {
+	switch {
+	case !(v > 0):
 		return 0, fmt.Errorf("rate %v frames/s: want a positive rate (or max for full speed)", v)
+	case v > 1e9:
+		return 0, fmt.Errorf("rate %v frames/s: more than 10^9 frames/s, beyond any interface; use max for full speed", v)
 	}
 	return v, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -76,6 +77,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 		if d < 0 {
 			return nil, fmt.Errorf("--%s %v: must not be negative", name, d)
 		}
+	}
+	if ring > math.MaxUint32 {
+		return nil, fmt.Errorf("--ring %d: more entries than a ring can have (2^32)", ring)
 	}
 	f.cfg.Ring = uint32(ring)
 	if ifaces != "" {
