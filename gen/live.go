@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -145,7 +146,12 @@ func checkQueue(ifindex, q int) error {
 		return nil // let the kernel decide
 	}
 	if q < 0 || q >= n {
-		return fmt.Errorf("%w: queue %d: interface %d has %d RX queues", ErrBadConfig, q, ifindex, n)
+		name := strconv.Itoa(ifindex)
+		if ifc, err := net.InterfaceByIndex(ifindex); err == nil {
+			name = ifc.Name
+		}
+		return fmt.Errorf("%w: queue %d: %s has %d RX queues (0 to %d); pick one of them or raise the count with ethtool -L %s",
+			ErrBadConfig, q, name, n, n-1, name)
 	}
 	return nil
 }

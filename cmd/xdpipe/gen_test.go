@@ -23,6 +23,7 @@ func TestGenBadInput(t *testing.T) {
 		{[]string{"--size", "4000", "--engine", "xsk"}, "MTU 1500"},
 		{[]string{"--rate", "0"}, "want a positive rate"},
 		{[]string{"--rate", "1e12"}, "more than 10^9 frames/s"},
+		{[]string{"--queue", "99"}, "queue 99: " + p.A.Name + " has 1 RX queues (0 to 0)"},
 		{[]string{"--rate", "fast"}, "not a number"},
 		{[]string{"--engine", "dpdk"}, `unknown engine "dpdk"`},
 		{[]string{"--dst-mac", "02:00:zz:00:00:01"}, "--dst-mac"},
