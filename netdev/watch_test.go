@@ -25,6 +25,7 @@ func nextEvent(t *testing.T, w *LinkWatch) LinkEvent {
 // TestDeletedInterfaceIsSeen: deleting a veth's peer deletes the watched
 // end; the watch delivers that.
 func TestDeletedInterfaceIsSeen(t *testing.T) {
+	testutil.RequireVeth(t, "the test deletes the interface")
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	idx := p.A.Ifindex(t)
 	var w *LinkWatch

@@ -151,6 +151,7 @@ func TestLostDataPathStopsWithTheCause(t *testing.T) {
 		{"rxdrop:", []string{"rxdrop", "--poll", "wakeup", "--iface"}},
 	} {
 		t.Run(c.args[0]+"/deleted", func(t *testing.T) {
+			testutil.RequireVeth(t, "the test deletes the interface")
 			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 			r := startXdpipe(t, p.B.NS, c.ready, append(c.args, p.B.Name)...)
 			p.A.NS.MustRun(t, "ip", "link", "del", p.A.Name) // takes its peer, the interface, with it
