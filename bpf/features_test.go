@@ -22,7 +22,8 @@ func TestKernelFeatures(t *testing.T) {
 		check func() error
 	}{
 		{"XDP program type", func() error { return features.HaveProgramType(ebpf.XDP) }},
-		{"bounded loops (5.3; steer's VLAN, extension header and bitmap loops)", features.HaveBoundedLoops},
+		{"bounded loops (5.3; steer's VLAN, extension header and prefix loops)", features.HaveBoundedLoops},
+		{"bpf_loop (5.17; steer's bitmap scan)", func() error { return features.HaveProgramHelper(ebpf.XDP, asm.FnLoop) }},
 		{"XSKMAP (4.18)", func() error { return features.HaveMapType(ebpf.XSKMap) }},
 		{"LPM trie (4.11; steer's prefixes)", func() error { return features.HaveMapType(ebpf.LPMTrie) }},
 		{"per-CPU array (counters)", func() error { return features.HaveMapType(ebpf.PerCPUArray) }},

@@ -47,6 +47,17 @@
 // an RCU grace period (membarrier(MEMBARRIER_CMD_GLOBAL) runs
 // synchronize_rcu), so no frame still in flight can read a half-rewritten
 // generation.
+//
+// Verification: the verifier walks every path with its own state and prunes
+// a path only when an equivalent state was seen, within a budget of one
+// million instructions. So that the cost adds up rather than multiplies,
+// parse, field_ids, prefix_id and match are global functions (each checked
+// once, whatever its caller's state), the scan for the first common bit is
+// a bpf_loop callback (checked until its states converge, not once per
+// step), and the bitmaps match keeps are packed so that its states depend
+// on how many fields are in use, not on which. TestSteerVerifierBudget holds
+// the count well under the limit; internal/vmtest runs it on the VM's newer
+// kernel too.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -439,8 +450,13 @@ static __always_inline __u32 ifindex_id(__u32 gen, __u32 ifindex, __u32 wild)
 	return id ? *id : wild;
 }
 
-static __always_inline __u32 prefix_id(__u32 gen, __u32 dir, struct tuple *t, struct gen_info *gi)
+// prefix_id is the bitmap id of the longest stored prefix containing the
+// source (dir 0) or destination (dir 1) address, 0 when none does. A global
+// function, verified once: its loops do not multiply the caller's states.
+__attribute__((noinline)) __u32 prefix_id(struct tuple *t, struct gen_info *gi, __u32 gen, __u32 dir)
 {
+	if (!t || !gi)
+		return 0;
 	__u32 *id = 0;
 	__u8 *addr = dir ? t->dst : t->src;
 
@@ -511,74 +527,130 @@ static __always_inline int verdict(struct xdp_md *ctx, __u32 action)
 	return XDP_PASS;
 }
 
-#define FIELD_ID(bit, var, expr)       \
-	if (used & (1 << (bit))) {     \
-		var = (expr);          \
-		if (!var)              \
-			return -1;     \
+// The bitmap id of each match field (0 for fields not in use).
+struct field_ids {
+	__u32 id[F_COUNT];
+};
+
+#define FIELD_ID(f, expr)                \
+	if (used & (1 << (f))) {         \
+		__u32 v = (expr);        \
+		if (!v)                  \
+			return -1;       \
+		ids->id[f] = v;          \
 	}
 
-// Only fields in use cost a bitmap lookup; the others, and fields whose
-// bitmap is the base's (ids are deduplicated), alias base: one map, one
-// pointer type, so the verifier's states still merge.
-#define BITMAP(bit, var, id)                                        \
-	struct bitmap *var = base;                                  \
-	if ((used & (1 << (bit))) && id != base_id) {               \
-		var = bpf_map_lookup_elem(&steer_bitmaps, &id);     \
-		if (!var)                                           \
-			return -1;                                  \
-	}
+// field_ids fills ids with the bitmap id of each field in use for t and
+// returns 0, or -1 when a lookup fails. A global function, verified once:
+// the ids go to memory, so the paths through the fields in use and not in
+// use do not multiply the verifier's states.
+__attribute__((noinline)) int field_ids(struct tuple *t, struct gen_info *gi, __u32 gen, struct field_ids *ids)
+{
+	if (!t || !gi || !ids)
+		return -1;
+	__u32 used = gi->used;
+	FIELD_ID(F_IFINDEX, ifindex_id(gen, t->ifindex, gi->wild[F_IFINDEX]));
+	FIELD_ID(F_VLAN, t->vlan == WILDCARD ? gi->wild[F_VLAN] : table_id(gen, T_VLAN, t->vlan));
+	FIELD_ID(F_ETHERTYPE, table_id(gen, T_ETHERTYPE, t->ethertype));
+	FIELD_ID(F_PROTO, t->family ? table_id(gen, T_PROTO, t->proto) : gi->wild[F_PROTO]);
+	FIELD_ID(F_SRC, prefix_id(t, gi, gen, 0));
+	FIELD_ID(F_DST, prefix_id(t, gi, gen, 1));
+	FIELD_ID(F_SPORT, t->has_ports ? table_id(gen, T_SPORT, t->sport) : gi->wild[F_SPORT]);
+	FIELD_ID(F_DPORT, t->has_ports ? table_id(gen, T_DPORT, t->dport) : gi->wild[F_DPORT]);
+	return 0;
+}
 
-#define AND_ALL(member) \
-	(base->member & b0->member & b1->member & b2->member & b3->member & b4->member & b5->member & b6->member & b7->member)
+// The state of the scan for the first common bit, on match's stack: the
+// distinct bitmaps of the fields in use, b[0] the base, the slots after
+// them repeating the base.
+struct scan {
+	struct bitmap *b[F_COUNT];
+	__u64 s; // summary bits of word group k - 1 not visited yet
+	__u32 k; // next summary word
+	int rule;
+};
+
+#define AND_ALL(c, member)                                                                            \
+	(c->b[0]->member & c->b[1]->member & c->b[2]->member & c->b[3]->member & c->b[4]->member & \
+	 c->b[5]->member & c->b[6]->member & c->b[7]->member)
+
+// scan_step is one step of the scan, a bpf_loop callback: it takes the
+// next summary word when the current one is exhausted, else ANDs the
+// words of the lowest remaining summary bit. It returns 1 (stop) when it
+// found the rule or ran out of summary words. The verifier checks a
+// callback's body until its states converge, not once per step.
+static __always_inline long scan_step(__u32 n, void *ctx)
+{
+	struct scan *c = ctx;
+
+	if (!c->s) {
+		if (c->k >= SUM_WORDS)
+			return 1;
+		c->s = AND_ALL(c, summary[c->k & (SUM_WORDS - 1)]);
+		c->k++;
+		return 0;
+	}
+	__u32 j = ((c->k - 1) * 64 + ctz64(c->s)) & (BM_WORDS - 1);
+	c->s &= c->s - 1;
+	__u64 w = AND_ALL(c, words[j]);
+	if (!w)
+		return 0;
+	c->rule = j * 64 + ctz64(w);
+	return 1;
+}
 
 // match returns the index (priority order) of the first rule of generation
 // gen matching t, or -1. gi is a copy of the generation's info. A global
 // function, verified once.
 __attribute__((noinline)) int match(struct tuple *t, struct gen_info *gi, __u32 gen)
 {
+	struct field_ids ids = {};
+
 	if (!t || !gi)
 		return -1;
 	__u32 used = gi->used;
 	if (!used)
 		return 0; // no rule constrains anything: the first matches all
-	__u32 i0 = 0, i1 = 0, i2 = 0, i3 = 0, i4 = 0, i5 = 0, i6 = 0, i7 = 0;
-	FIELD_ID(F_IFINDEX, i0, ifindex_id(gen, t->ifindex, gi->wild[F_IFINDEX]));
-	FIELD_ID(F_VLAN, i1, t->vlan == WILDCARD ? gi->wild[F_VLAN] : table_id(gen, T_VLAN, t->vlan));
-	FIELD_ID(F_ETHERTYPE, i2, table_id(gen, T_ETHERTYPE, t->ethertype));
-	FIELD_ID(F_PROTO, i3, t->family ? table_id(gen, T_PROTO, t->proto) : gi->wild[F_PROTO]);
-	FIELD_ID(F_SRC, i4, prefix_id(gen, 0, t, gi));
-	FIELD_ID(F_DST, i5, prefix_id(gen, 1, t, gi));
-	FIELD_ID(F_SPORT, i6, t->has_ports ? table_id(gen, T_SPORT, t->sport) : gi->wild[F_SPORT]);
-	FIELD_ID(F_DPORT, i7, t->has_ports ? table_id(gen, T_DPORT, t->dport) : gi->wild[F_DPORT]);
+	if (field_ids(t, gi, gen, &ids))
+		return -1;
 
-	// The base is the bitmap of the first field in use.
-	__u32 base_id = used & (1 << F_IFINDEX) ? i0 : used & (1 << F_VLAN) ? i1 : used & (1 << F_ETHERTYPE) ? i2
-		      : used & (1 << F_PROTO)	? i3 : used & (1 << F_SRC)  ? i4 : used & (1 << F_DST) ? i5
-		      : used & (1 << F_SPORT)	? i6 : i7;
+	// The base is the bitmap of the first field in use. Only fields in
+	// use whose bitmap is not the base's (ids are deduplicated) cost a
+	// lookup. Their bitmaps are packed after the base, the other slots
+	// repeat it, so that the verifier's state here depends only on how
+	// many there are, not on which fields: Linux 7.3's verifier keeps a
+	// map value pointer's id after the NULL check, so a slot that aliases
+	// the base is another state than one holding a lookup of its own, and
+	// one state per subset of the 8 fields, each carried through the
+	// scan, exceeded its limit.
+	__u32 base_id = used & (1 << F_IFINDEX) ? ids.id[F_IFINDEX] : used & (1 << F_VLAN) ? ids.id[F_VLAN]
+		      : used & (1 << F_ETHERTYPE) ? ids.id[F_ETHERTYPE] : used & (1 << F_PROTO) ? ids.id[F_PROTO]
+		      : used & (1 << F_SRC)	  ? ids.id[F_SRC] : used & (1 << F_DST) ? ids.id[F_DST]
+		      : used & (1 << F_SPORT)	  ? ids.id[F_SPORT] : ids.id[F_DPORT];
+	struct scan c = {.rule = -1};
 	struct bitmap *base = bpf_map_lookup_elem(&steer_bitmaps, &base_id);
 	if (!base)
 		return -1;
-	BITMAP(F_IFINDEX, b0, i0);
-	BITMAP(F_VLAN, b1, i1);
-	BITMAP(F_ETHERTYPE, b2, i2);
-	BITMAP(F_PROTO, b3, i3);
-	BITMAP(F_SRC, b4, i4);
-	BITMAP(F_DST, b5, i5);
-	BITMAP(F_SPORT, b6, i6);
-	BITMAP(F_DPORT, b7, i7);
-
-	for (__u32 k = 0; k < SUM_WORDS; k++) {
-		__u64 s = AND_ALL(summary[k & (SUM_WORDS - 1)]);
-		for (__u32 i = 0; i < 64 && s; i++) {
-			__u32 j = (k * 64 + ctz64(s)) & (BM_WORDS - 1);
-			s &= s - 1;
-			__u64 w = AND_ALL(words[j]);
-			if (w)
-				return j * 64 + ctz64(w);
-		}
+#pragma unroll
+	for (int f = 0; f < F_COUNT; f++)
+		c.b[f] = base;
+	__u32 n = 1;
+#pragma unroll
+	for (int f = 0; f < F_COUNT; f++) {
+		if (!(used & (1 << f)) || ids.id[f] == base_id)
+			continue;
+		struct bitmap *b = bpf_map_lookup_elem(&steer_bitmaps, &ids.id[f]);
+		if (!b)
+			return -1;
+		c.b[n & (F_COUNT - 1)] = b;
+		n++;
 	}
-	return -1;
+	// Each step takes a summary word or visits one of its bits. The
+	// first two, which usually decide, run inline; bpf_loop runs the rest.
+	if (scan_step(0, &c) || scan_step(1, &c))
+		return c.rule;
+	bpf_loop(SUM_WORDS + BM_WORDS - 2, scan_step, &c, 0);
+	return c.rule;
 }
 
 SEC("xdp.frags")
