@@ -39,12 +39,7 @@ func newSteer(tb testing.TB) *Steer {
 			tb.Error(err)
 		}
 	})
-	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		tb.Fatalf("AF_XDP socket: %v", err)
-	}
-	tb.Cleanup(func() { unix.Close(fd) })
-	if err := s.Register(0, fd); err != nil {
+	if err := s.Register(0, unboundXSK(tb)); err != nil {
 		tb.Fatal(err)
 	}
 	return s
