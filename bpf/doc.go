@@ -51,12 +51,12 @@
 //     rules gave 3.89 Mfps against 6.10 for the bare redirect program: on
 //     veth the program runs in the sender's softirq, whose per-frame budget
 //     at 6 Mfps is about 165 ns, so the 75 ns more show in full.
-//   - Verifier: parse, match, field_ids and prefix_id are global BPF
-//     functions (verified once each), the bitmaps match keeps are packed
-//     (its states depend on how many fields are in use, not which), the
-//     scan for the first common bit is a bpf_loop callback (5.17) and ctz
-//     is branch-free. The verifier processes 12,841 instructions on Linux
-//     6.18 and 24,208 on 7.3 (limit 1,000,000; 7.3 rejected the earlier
+//   - Verifier: parse, match and field_ids are global BPF functions
+//     (verified once each), the bitmaps match keeps are packed (its states
+//     depend on how many fields are in use, not which), the scan for the
+//     first common bit is a bpf_loop callback (5.17) and ctz is
+//     branch-free. The verifier processes 13,948 instructions on Linux
+//     6.18 and 24,022 on 7.3 (limit 1,000,000; 7.3 rejected the earlier
 //     layout, which took 182,000 on 6.18). TestSteerVerifierBudget holds
 //     the count under 100,000; internal/vmtest's TestVMBPF runs it, and the
 //     program's tests, on the VM's kernel.

@@ -51,8 +51,8 @@
 // Verification: the verifier walks every path with its own state and prunes
 // a path only when an equivalent state was seen, within a budget of one
 // million instructions. So that the cost adds up rather than multiplies,
-// parse, field_ids, prefix_id and match are global functions (each checked
-// once, whatever its caller's state), the scan for the first common bit is
+// parse, field_ids and match are global functions (each checked once,
+// whatever its caller's state), the scan for the first common bit is
 // a bpf_loop callback (checked until its states converge, not once per
 // step), and the bitmaps match keeps are packed so that its states depend
 // on how many fields are in use, not on which. TestSteerVerifierBudget holds
@@ -451,12 +451,9 @@ static __always_inline __u32 ifindex_id(__u32 gen, __u32 ifindex, __u32 wild)
 }
 
 // prefix_id is the bitmap id of the longest stored prefix containing the
-// source (dir 0) or destination (dir 1) address, 0 when none does. A global
-// function, verified once: its loops do not multiply the caller's states.
-__attribute__((noinline)) __u32 prefix_id(struct tuple *t, struct gen_info *gi, __u32 gen, __u32 dir)
+// source (dir 0) or destination (dir 1) address, 0 when none does.
+static __always_inline __u32 prefix_id(struct tuple *t, struct gen_info *gi, __u32 gen, __u32 dir)
 {
-	if (!t || !gi)
-		return 0;
 	__u32 *id = 0;
 	__u8 *addr = dir ? t->dst : t->src;
 
