@@ -28,8 +28,7 @@ func TestRunRSS(t *testing.T) {
 	dir := t.TempDir()
 	rulesFile := filepath.Join(dir, "rules.yaml")
 	os.WriteFile(rulesFile, []byte(testRules), 0o644)
-	// A filter stage, not the steering program (see steerLoads), keeps the
-	// namespaces' IPv6 chatter out of the counts.
+	// A filter stage keeps the namespaces' IPv6 chatter out of the counts.
 	cfg := filepath.Join(dir, "run.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("interfaces: [%s]\nqueues: all\nstages:\n  - filter: {rules: %s}\n  - count\n  - macswap\n",
 		p.B.Name, rulesFile)), 0o644)
@@ -98,18 +97,6 @@ func TestRunRSS(t *testing.T) {
 	}
 }
 
-// requireSteerLoads skips a test of the steering program in the VM stage:
-// the guest's kernel (Debian's 7.3.4) refuses to load it after six minutes
-// of verification under TCG ("BPF program is too large. Processed 1000001
-// insn"), where Linux 6.18 loads it. Until bpf/steer.c verifies there, tests
-// whose subject is not steering use the redirect program or a filter stage.
-func requireSteerLoads(t *testing.T) {
-	t.Helper()
-	if os.Getenv("XDPIPE_IN_VM") != "" {
-		t.Skip("the VM's Linux 7.3 verifier rejects the steering program (over 1M instructions processed)")
-	}
-}
-
 // TestRunKill9LeavesNothing: `xdpipe run` killed with SIGKILL under
 // traffic leaves no XDP program attached and the queue free: a new run
 // binds the same queue in the same mode and forwards every frame. Behind
@@ -120,9 +107,6 @@ func TestRunKill9LeavesNothing(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, steer := range []bool{false, true} {
 		t.Run(map[bool]string{false: "redirect", true: "steer-pinned"}[steer], func(t *testing.T) {
-			if steer {
-				requireSteerLoads(t)
-			}
 			kill9(t, steer)
 		})
 	}

@@ -484,9 +484,9 @@ func TestRunPcapDiskFull(t *testing.T) {
 // forwards what arrives on B out of A, decrementing the TTL as a router
 // would. The frame comes back in on B with TTL 1 and expires there,
 // counted: every frame goes out once and comes back once. On NICs that is
-// forwarding between two zero-copy sockets. (No steering program:
-// requireSteerLoads. No VLAN tag to tell the frames apart: qemu's
-// virtio-net drops VLANs the guest did not add, and this host has no 8021q.)
+// forwarding between two zero-copy sockets. (No VLAN tag to tell the
+// frames apart: qemu's virtio-net drops VLANs the guest did not add, and
+// this host has no 8021q.)
 func TestRunForward(t *testing.T) {
 	testutil.RequireRoot(t)
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{OneNS: true})
