@@ -152,3 +152,15 @@ func FuzzParse(f *testing.F) {
 	f.Add(tp.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) { Parse(b) })
 }
+
+// BenchmarkParse: the payload of a 64-byte IPv4/UDP frame.
+func BenchmarkParse(b *testing.B) {
+	tp, _ := NewTemplate(testConfig(UDP4, 64))
+	f := tp.Bytes()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := Parse(f); !ok {
+			b.Fatal("no payload")
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 )
@@ -14,6 +15,11 @@ func benchStage(b *testing.B, s Stage) {
 	for i := range frames {
 		frames[i] = udp4(b, uint16(i))
 	}
+	benchFrames(b, s, frames)
+}
+
+// benchFrames is benchStage over the given frames, one burst of them.
+func benchFrames(b *testing.B, s Stage, frames [][]byte) {
 	bu, _ := burstOf(b, frames...)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -76,3 +82,22 @@ func BenchmarkStagePcap(b *testing.B) {
 type stageFunc func(*Burst)
 
 func (f stageFunc) Process(b *Burst) { f(b) }
+
+// BenchmarkStageFilterRules: the filter stage with n UDP port rules, the
+// frames of the burst matching the last 64 of them (the linear scan's
+// worst case): its cost per packet must not grow with n.
+func BenchmarkStageFilterRules(b *testing.B) {
+	for _, n := range []int{8, 1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ports := make([]uint16, n)
+			for i := range ports {
+				ports[i] = uint16(1000 + i)
+			}
+			frames := make([][]byte, DefaultBurstSize)
+			for i := range frames {
+				frames[i] = udp4(b, uint16(1000+n-1-i%n))
+			}
+			benchFrames(b, portFilter(b, ports...), frames)
+		})
+	}
+}

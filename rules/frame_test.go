@@ -175,3 +175,14 @@ func TestSampleFramesCoverEveryReason(t *testing.T) {
 	}
 	t.Logf("%d samples: %v", len(SampleFrames()), seen)
 }
+
+// BenchmarkParseFrame: one IPv4/UDP frame through the parser.
+func BenchmarkParseFrame(b *testing.B) {
+	f := BuildFrame(FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 53})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, r := ParseFrame(f, 1); r != ReasonNone {
+			b.Fatal(r)
+		}
+	}
+}
