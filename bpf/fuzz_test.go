@@ -5,7 +5,9 @@ package bpf
 import (
 	"testing"
 
+	"github.com/xdpipe/xdpipe/internal/frame/frametest"
 	"github.com/xdpipe/xdpipe/rules"
+	"github.com/xdpipe/xdpipe/rules/rulestest"
 )
 
 // FuzzSteer feeds random frames and random rule sets to the steering
@@ -14,7 +16,7 @@ import (
 // under testdata/fuzz/FuzzSteer and is extended here with every sample
 // frame. Run: go test ./bpf/ -run '^$' -fuzz FuzzSteer -fuzztime 60s
 func FuzzSteer(f *testing.F) {
-	samples := rules.SampleFrames()
+	samples := frametest.SampleFrames()
 	for i, smp := range samples {
 		if i%5 == 0 {
 			f.Add([]byte{byte(i), byte(i >> 8), 5, 0xff, byte(i * 7), 1, 0x5a, 0xa5}, smp.Frame)
@@ -32,7 +34,7 @@ func FuzzSteer(f *testing.F) {
 		if tu, r := rules.ParseFrame(frame, progIfindex); r == rules.ReasonNone {
 			tuples = append(tuples, tu)
 		}
-		set := rules.FuzzSet(ruleData, tuples, progIfindex)
+		set := rulestest.FuzzSet(ruleData, tuples, progIfindex)
 		ref := apply(t, s, set)
 		checkFrame(t, s, ref, "fuzz", frame)
 	})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpipe/xdpipe/internal/frame/frametest"
 	"github.com/xdpipe/xdpipe/rules"
 )
 
@@ -47,7 +48,7 @@ func scaleSetBits(n int, v6 bool, short int) (*rules.Set, []byte) {
 	if short > 0 {
 		last = addr((n-1)<<short | 1)
 	}
-	frame := rules.BuildFrame(rules.FrameSpec{Src: src, Dst: last, Proto: 17, Sport: 7, Dport: uint16(1000 + n - 1), Payload: 22})
+	frame := frametest.BuildFrame(frametest.FrameSpec{Src: src, Dst: last, Proto: 17, Sport: 7, Dport: uint16(1000 + n - 1), Payload: 22})
 	return set, frame
 }
 

@@ -11,8 +11,10 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpipe/xdpipe/internal/frame/frametest"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/rules"
+	"github.com/xdpipe/xdpipe/rules/rulestest"
 )
 
 // Kernel features the steering tests need (all present since 6.4; this
@@ -185,7 +187,7 @@ func TestSteerFrames(t *testing.T) {
 	for name, set := range sets {
 		t.Run(name, func(t *testing.T) {
 			ref := apply(t, s, set)
-			for _, smp := range rules.SampleFrames() {
+			for _, smp := range frametest.SampleFrames() {
 				checkFrame(t, s, ref, smp.Name, smp.Frame)
 			}
 		})
@@ -197,7 +199,7 @@ func TestSteerFrames(t *testing.T) {
 func TestSteerMultiBuffer(t *testing.T) {
 	s := newSteer(t)
 	ref := apply(t, s, fieldSet())
-	f := rules.BuildFrame(rules.FrameSpec{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.9"),
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.9"),
 		Proto: 17, Sport: 7, Dport: 53, Payload: 9000 - 42})
 	checkFrame(t, s, ref, "jumbo", f)
 }
@@ -218,7 +220,7 @@ func TestSteerUpdateKeepsCounters(t *testing.T) {
 	s := newSteer(t)
 	set := fieldSet()
 	ref := apply(t, s, set)
-	f := rules.BuildFrame(rules.FrameSpec{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.9"), Proto: 17, Sport: 7, Dport: 53})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.9"), Proto: 17, Sport: 7, Dport: 53})
 	for range 3 {
 		checkFrame(t, s, ref, "dns", f)
 	}
@@ -280,9 +282,9 @@ func TestSteerApplyErrorKeepsSet(t *testing.T) {
 // sets and every sample frame, for a deterministic run in `go test`.
 func TestSteerRandomSets(t *testing.T) {
 	s := newSteer(t)
-	samples, tuples := rules.SampleFrames(), rules.SampleTuples(progIfindex)
+	samples, tuples := frametest.SampleFrames(), rulestest.SampleTuples(progIfindex)
 	for seed := range 12 {
-		set := rules.SeededSet(uint32(seed*2654435761+1), 512, tuples, progIfindex)
+		set := rulestest.SeededSet(uint32(seed*2654435761+1), 512, tuples, progIfindex)
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			ref := apply(t, s, set)
 			matched, ran := 0, 0

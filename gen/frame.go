@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+
+	"github.com/xdpipe/xdpipe/internal/frame"
 )
 
 // Proto is the kind of frame a Template builds.
@@ -72,23 +74,18 @@ func (v Vary) String() string {
 const (
 	MinFrameSize = 64
 	MaxFrameSize = 9000
-	ethLen       = 14
-	ipv4Len      = 20
-	ipv6Len      = 40
-	udpLen       = 8
-	tcpLen       = 20
 )
 
 // HeaderLen is the length of a proto's Ethernet, IP and L4 headers.
 func HeaderLen(p Proto) int {
-	n := ethLen + udpLen
+	n := frame.EthLen + frame.UDPLen
 	if p.tcp() {
-		n = ethLen + tcpLen
+		n = frame.EthLen + frame.TCPMinLen
 	}
 	if p.v6() {
-		return n + ipv6Len
+		return n + frame.IPv6Len
 	}
-	return n + ipv4Len
+	return n + frame.IPv4MinLen
 }
 
 // MinSize is the smallest frame of proto p that carries the payload
@@ -211,16 +208,16 @@ func (t *Template) build() {
 	}
 	copy(b[0:6], c.DstMAC)
 	copy(b[6:12], c.SrcMAC)
-	t.l3Off = ethLen
+	t.l3Off = frame.EthLen
 	var l4Len int
-	proto := byte(17)
+	proto := byte(frame.ProtoUDP)
 	if c.Proto.tcp() {
-		proto = 6
+		proto = frame.ProtoTCP
 	}
 	if c.Proto.v6() {
-		binary.BigEndian.PutUint16(b[12:], 0x86dd)
-		ip := b[ethLen:]
-		t.l4Off = ethLen + ipv6Len
+		binary.BigEndian.PutUint16(b[12:], frame.EtherTypeIPv6)
+		ip := b[frame.EthLen:]
+		t.l4Off = frame.EthLen + frame.IPv6Len
 		l4Len = c.Size - t.l4Off
 		binary.BigEndian.PutUint32(ip[0:], 6<<28)
 		binary.BigEndian.PutUint16(ip[4:], uint16(l4Len))
@@ -230,13 +227,13 @@ func (t *Template) build() {
 		copy(ip[8:24], s[:])
 		copy(ip[24:40], d[:])
 	} else {
-		binary.BigEndian.PutUint16(b[12:], 0x0800)
-		ip := b[ethLen:]
-		t.l4Off = ethLen + ipv4Len
+		binary.BigEndian.PutUint16(b[12:], frame.EtherTypeIPv4)
+		ip := b[frame.EthLen:]
+		t.l4Off = frame.EthLen + frame.IPv4MinLen
 		l4Len = c.Size - t.l4Off
 		ip[0] = 0x45
 		ip[1] = 0
-		binary.BigEndian.PutUint16(ip[2:], uint16(ipv4Len+l4Len))
+		binary.BigEndian.PutUint16(ip[2:], uint16(frame.IPv4MinLen+l4Len))
 		binary.BigEndian.PutUint16(ip[4:], 0)      // id
 		binary.BigEndian.PutUint16(ip[6:], 0x4000) // DF
 		ip[8] = 64
@@ -245,8 +242,8 @@ func (t *Template) build() {
 		s, d := c.SrcIP.As4(), c.DstIP.As4()
 		copy(ip[12:16], s[:])
 		copy(ip[16:20], d[:])
-		binary.NativeEndian.PutUint16(ip[10:], ^uint16(fold(sum(ip[:ipv4Len]))))
-		t.ipCsumOff = ethLen + 10
+		binary.NativeEndian.PutUint16(ip[10:], ^uint16(fold(sum(ip[:frame.IPv4MinLen]))))
+		t.ipCsumOff = frame.EthLen + 10
 	}
 	l4 := b[t.l4Off:]
 	binary.BigEndian.PutUint16(l4[0:], c.SrcPort)
@@ -259,12 +256,12 @@ func (t *Template) build() {
 		binary.BigEndian.PutUint16(l4[14:], 65535)
 		l4[16], l4[17] = 0, 0
 		binary.BigEndian.PutUint16(l4[18:], 0)
-		t.payOff = t.l4Off + tcpLen
+		t.payOff = t.l4Off + frame.TCPMinLen
 		t.l4CsumOff = t.l4Off + 16
 	} else {
 		binary.BigEndian.PutUint16(l4[4:], uint16(l4Len))
 		l4[6], l4[7] = 0, 0
-		t.payOff = t.l4Off + udpLen
+		t.payOff = t.l4Off + frame.UDPLen
 		t.l4CsumOff = t.l4Off + 6
 	}
 	p := b[t.payOff:]
@@ -275,9 +272,9 @@ func (t *Template) build() {
 	pseudo := [4]byte{0, proto, byte(l4Len >> 8), byte(l4Len)}
 	s := sum(b[t.l4Off:]) + sum(pseudo[:])
 	if c.Proto.v6() {
-		s += sum(b[ethLen+8 : ethLen+40])
+		s += sum(b[frame.EthLen+8 : frame.EthLen+40])
 	} else {
-		s += sum(b[ethLen+12 : ethLen+20])
+		s += sum(b[frame.EthLen+12 : frame.EthLen+20])
 	}
 	csum := ^uint16(fold(s))
 	if !c.Proto.tcp() && csum == 0 {
@@ -291,9 +288,9 @@ func (t *Template) build() {
 		t.varyOff = t.l4Off
 		t.varyBase = c.SrcPort
 	case c.Proto.v6():
-		t.varyOff = ethLen + 8 + 14
+		t.varyOff = frame.EthLen + 8 + 14
 	default:
-		t.varyOff = ethLen + 12 + 2
+		t.varyOff = frame.EthLen + 12 + 2
 	}
 	if c.Vary == VarySrcAddr {
 		t.varyBase = binary.BigEndian.Uint16(b[t.varyOff:])

@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpipe/xdpipe/internal/frame"
 	"github.com/xdpipe/xdpipe/netdev"
 )
 
@@ -130,7 +131,7 @@ func checkDevice(ifindex, size int) error {
 	if ifc.Flags&net.FlagUp == 0 {
 		return fmt.Errorf("interface %s is down: ip link set %s up", ifc.Name, ifc.Name)
 	}
-	if size > ifc.MTU+ethLen {
+	if size > ifc.MTU+frame.EthLen {
 		return fmt.Errorf("%w: frame size %d above interface %s's MTU %d plus the 14-byte Ethernet header: raise the MTU or the frame size",
 			ErrBadConfig, size, ifc.Name, ifc.MTU)
 	}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/frame"
 )
 
 // The payload every generated frame carries right after its L4 header:
@@ -33,56 +35,30 @@ type Payload struct {
 }
 
 // Parse finds the generator payload in an Ethernet frame (IPv4 or IPv6,
-// UDP or TCP, at most one 802.1Q tag) and reports whether it carries Magic.
-// It allocates nothing.
-func Parse(frame []byte) (Payload, bool) {
-	if len(frame) < ethLen {
+// UDP or TCP, read by xdpipe's one frame parser: up to two VLAN tags, IPv6
+// extension headers, the steering program's limits) and reports whether it
+// carries Magic. It allocates nothing.
+func Parse(b []byte) (Payload, bool) {
+	var h frame.Headers
+	if frame.Parse(b, &h) != frame.ReasonNone || !h.HasPorts {
 		return Payload{}, false
 	}
-	et := binary.BigEndian.Uint16(frame[12:])
-	off := ethLen
-	if et == 0x8100 && len(frame) >= ethLen+4 {
-		et = binary.BigEndian.Uint16(frame[16:])
-		off += 4
+	off := int(h.L4) + frame.UDPLen
+	if h.Proto == frame.ProtoTCP {
+		// The parser checked the 20-byte fixed header; the data offset
+		// says where the payload starts.
+		doff := int(b[h.L4+12]>>4) * 4
+		if doff < frame.TCPMinLen {
+			return Payload{}, false
+		}
+		off = int(h.L4) + doff
 	}
-	var proto byte
-	switch et {
-	case 0x0800:
-		if len(frame) < off+ipv4Len {
-			return Payload{}, false
-		}
-		ihl := int(frame[off]&0x0f) * 4
-		if ihl < ipv4Len {
-			return Payload{}, false
-		}
-		proto = frame[off+9]
-		off += ihl
-	case 0x86dd:
-		if len(frame) < off+ipv6Len {
-			return Payload{}, false
-		}
-		proto = frame[off+6]
-		off += ipv6Len
-	default:
-		return Payload{}, false
-	}
-	switch proto {
-	case 17:
-		off += udpLen
-	case 6:
-		if len(frame) < off+tcpLen {
-			return Payload{}, false
-		}
-		off += int(frame[off+12]>>4) * 4
-	default:
-		return Payload{}, false
-	}
-	if len(frame) < off+PayloadLen || binary.BigEndian.Uint32(frame[off:]) != Magic {
+	if len(b) < off+PayloadLen || binary.BigEndian.Uint32(b[off:]) != Magic {
 		return Payload{}, false
 	}
 	return Payload{
-		Seq:  binary.LittleEndian.Uint64(frame[off+4:]),
-		Sent: int64(binary.LittleEndian.Uint64(frame[off+12:])),
+		Seq:  binary.LittleEndian.Uint64(b[off+4:]),
+		Sent: int64(binary.LittleEndian.Uint64(b[off+12:])),
 	}, true
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/xdpipe/xdpipe/internal/frame"
 	"github.com/xdpipe/xdpipe/rules"
 )
 
@@ -173,7 +174,7 @@ func portFilter(tb testing.TB, ports ...uint16) *Filter {
 	set := &rules.Set{Default: rules.ActionDrop, Malformed: rules.ActionDrop}
 	for i, p := range ports {
 		set.Rules = append(set.Rules, rules.Rule{Priority: uint32(i + 1), Fields: rules.FieldProto | rules.FieldDport,
-			Proto: ProtoUDP, Dport: rules.PortRange{Lo: p, Hi: p}, Action: rules.ActionRedirect})
+			Proto: frame.ProtoUDP, Dport: rules.PortRange{Lo: p, Hi: p}, Action: rules.ActionRedirect})
 	}
 	m, err := NewRuleMatcher(set)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpipe/xdpipe/internal/frame"
 )
 
 // Rewrite edits headers in place, in this order: VLAN pop, VLAN push, MAC
@@ -128,7 +130,7 @@ func (r *Rewrite) Process(b *Burst) {
 	var noRoom, expired uint64
 	for i := range b.Pkts {
 		p := &b.Pkts[i]
-		if p.Verdict == VerdictDrop || len(p.Data) < ethHeaderLen {
+		if p.Verdict == VerdictDrop || len(p.Data) < frame.EthLen {
 			continue
 		}
 		if r.PopVLAN {
@@ -192,19 +194,19 @@ func (r *Rewrite) Process(b *Burst) {
 // ipHeader returns the IP header of an Ethernet frame with at most two VLAN
 // tags and whether it is IPv6, or nil.
 func ipHeader(d []byte) (ip []byte, v6 bool) {
-	off := ethHeaderLen
+	off := frame.EthLen
 	et := binary.BigEndian.Uint16(d[12:14])
-	for n := 0; (et == EtherTypeVLAN || et == EtherTypeQinQ) && n < maxVLANHeaders; n++ {
-		if len(d) < off+vlanHeaderLen {
+	for n := 0; (et == frame.EtherTypeVLAN || et == frame.EtherTypeQinQ) && n < frame.MaxVLANs; n++ {
+		if len(d) < off+frame.VLANLen {
 			return nil, false
 		}
 		et = binary.BigEndian.Uint16(d[off+2 : off+4])
-		off += vlanHeaderLen
+		off += frame.VLANLen
 	}
 	switch {
-	case et == EtherTypeIPv4 && len(d) >= off+ipv4MinLen && d[off]>>4 == 4:
+	case et == frame.EtherTypeIPv4 && len(d) >= off+frame.IPv4MinLen && d[off]>>4 == 4:
 		return d[off:], false
-	case et == EtherTypeIPv6 && len(d) >= off+ipv6HeaderLen && d[off]>>4 == 6:
+	case et == frame.EtherTypeIPv6 && len(d) >= off+frame.IPv6Len && d[off]>>4 == 6:
 		return d[off:], true
 	}
 	return nil, false
@@ -240,11 +242,11 @@ func csumUpdate16(sum, old, new uint16) uint16 {
 func popVLAN(p *Packet) {
 	d := p.Data
 	et := binary.BigEndian.Uint16(d[12:14])
-	if et != EtherTypeVLAN && et != EtherTypeQinQ || len(d) < ethHeaderLen+vlanHeaderLen {
+	if et != frame.EtherTypeVLAN && et != frame.EtherTypeQinQ || len(d) < frame.EthLen+frame.VLANLen {
 		return
 	}
 	copy(d[4:16], d[0:12])
-	p.Resize(vlanHeaderLen, len(d)-vlanHeaderLen)
+	p.Resize(frame.VLANLen, len(d)-frame.VLANLen)
 }
 
 // pushVLAN inserts an 802.1Q tag after the MAC addresses, moving the
@@ -252,14 +254,14 @@ func popVLAN(p *Packet) {
 // of the frame 4 bytes into the tailroom.
 func pushVLAN(p *Packet, tci uint16) bool {
 	n := len(p.Data)
-	if p.Resize(-vlanHeaderLen, n+vlanHeaderLen) {
+	if p.Resize(-frame.VLANLen, n+frame.VLANLen) {
 		copy(p.Data[0:12], p.Data[4:16])
-	} else if p.Resize(0, n+vlanHeaderLen) {
+	} else if p.Resize(0, n+frame.VLANLen) {
 		copy(p.Data[16:], p.Data[12:n])
 	} else {
 		return false
 	}
-	binary.BigEndian.PutUint16(p.Data[12:14], EtherTypeVLAN)
+	binary.BigEndian.PutUint16(p.Data[12:14], frame.EtherTypeVLAN)
 	binary.BigEndian.PutUint16(p.Data[14:16], tci)
 	return true
 }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpipe/xdpipe/internal/frame"
 )
 
 // Compile-time checks that the built-in stages are Stages.
@@ -80,7 +82,7 @@ func (*MacSwap) Process(b *Burst) {
 			continue
 		}
 		d := p.Data
-		if len(d) < ethHeaderLen {
+		if len(d) < frame.EthLen {
 			p.Verdict = VerdictDrop
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/internal/frame"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -64,7 +65,7 @@ func testFrame(t testing.TB, src, dst *testutil.LinkEnd, seq uint32, size int) [
 
 // isTestFrame recognises testFrame's frames (UDP to port 9 from 40000).
 func isTestFrame(f []byte) bool {
-	return len(f) >= 46 && binary.BigEndian.Uint16(f[12:14]) == EtherTypeIPv4 && f[23] == ProtoUDP &&
+	return len(f) >= 46 && binary.BigEndian.Uint16(f[12:14]) == frame.EtherTypeIPv4 && f[23] == frame.ProtoUDP &&
 		binary.BigEndian.Uint16(f[34:36]) == 40000 && binary.BigEndian.Uint16(f[36:38]) == 9
 }
 

@@ -1,21 +1,33 @@
-package rules
+package rules_test
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
+
+	"github.com/xdpipe/xdpipe/internal/frame/frametest"
+	"github.com/xdpipe/xdpipe/rules"
+	"github.com/xdpipe/xdpipe/rules/rulestest"
+)
+
+var (
+	src4 = netip.MustParseAddr("198.18.1.1")
+	dst4 = netip.MustParseAddr("198.18.2.2")
+	src6 = netip.MustParseAddr("2001:2::1")
+	dst6 = netip.MustParseAddr("2001:2::2")
 )
 
 // genSet is FuzzSet for interface 1, normalized.
-func genSet(data []byte, tuples []Tuple) *Set {
-	set := FuzzSet(data, tuples, 1)
+func genSet(data []byte, tuples []rules.Tuple) *rules.Set {
+	set := rulestest.FuzzSet(data, tuples, 1)
 	if err := set.Normalize(); err != nil {
 		panic(err)
 	}
 	return set
 }
 
-func sampleTuples() ([]Sample, []Tuple) {
-	return SampleFrames(), SampleTuples(1)
+func sampleTuples() ([]frametest.Sample, []rules.Tuple) {
+	return frametest.SampleFrames(), rulestest.SampleTuples(1)
 }
 
 // TestMatcherAgrees: the compiled matcher decides every sample frame like
@@ -24,15 +36,15 @@ func TestMatcherAgrees(t *testing.T) {
 	samples, tuples := sampleTuples()
 	matched := 0
 	for seed := range 200 {
-		set := SeededSet(uint32(seed*2654435761+7), 2048, tuples, 1)
+		set := rulestest.SeededSet(uint32(seed*2654435761+7), 2048, tuples, 1)
 		if err := set.Normalize(); err != nil {
 			t.Fatal(err)
 		}
-		m := Compile(set)
+		m := rules.Compile(set)
 		for _, s := range samples {
 			want, got := set.Decide(s.Frame, 1), m.Decide(s.Frame, 1)
 			if got != want {
-				t.Fatalf("seed %d, frame %s: matcher %+v, reference %+v\n%s", seed, s.Name, got, want, Format(set))
+				t.Fatalf("seed %d, frame %s: matcher %+v, reference %+v\n%s", seed, s.Name, got, want, rules.Format(set))
 			}
 			if want.Rule >= 0 {
 				matched++
@@ -57,12 +69,12 @@ func FuzzMatcher(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, ruleData, frame []byte) {
 		ts := tuples
-		if tu, r := ParseFrame(frame, 1); r == ReasonNone {
-			ts = []Tuple{tu}
+		if tu, r := rules.ParseFrame(frame, 1); r == rules.ReasonNone {
+			ts = []rules.Tuple{tu}
 		}
 		set := genSet(ruleData, ts)
-		if want, got := set.Decide(frame, 1), Compile(set).Decide(frame, 1); got != want {
-			t.Fatalf("matcher %+v, reference %+v\n%s", got, want, Format(set))
+		if want, got := set.Decide(frame, 1), rules.Compile(set).Decide(frame, 1); got != want {
+			t.Fatalf("matcher %+v, reference %+v\n%s", got, want, rules.Format(set))
 		}
 	})
 }
@@ -70,8 +82,8 @@ func FuzzMatcher(f *testing.F) {
 func TestMatcherAllocs(t *testing.T) {
 	_, tuples := sampleTuples()
 	set := genSet([]byte("some rules with prefixes and ports and more bytes to go around"), tuples)
-	m := Compile(set)
-	f := BuildFrame(FrameSpec{Src: src6, Dst: dst6, Proto: 17, Sport: 5, Dport: 53})
+	m := rules.Compile(set)
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: src6, Dst: dst6, Proto: 17, Sport: 5, Dport: 53})
 	if n := testing.AllocsPerRun(100, func() { m.Decide(f, 1) }); n != 0 {
 		t.Fatalf("%v allocations per Decide", n)
 	}
@@ -82,16 +94,16 @@ func TestMatcherAllocs(t *testing.T) {
 func BenchmarkMatcher(b *testing.B) {
 	for _, n := range []int{100, 10000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			set := &Set{}
+			set := &rules.Set{}
 			for i := range n {
-				set.Rules = append(set.Rules, Rule{Priority: uint32(i), Fields: FieldProto | FieldDport, Proto: 17,
-					Dport: PortRange{uint16(1000 + i), uint16(1000 + i)}, Action: ActionRedirect})
+				set.Rules = append(set.Rules, rules.Rule{Priority: uint32(i), Fields: rules.FieldProto | rules.FieldDport, Proto: 17,
+					Dport: rules.PortRange{uint16(1000 + i), uint16(1000 + i)}, Action: rules.ActionRedirect})
 			}
 			if err := set.Normalize(); err != nil {
 				b.Fatal(err)
 			}
-			m := Compile(set)
-			f := BuildFrame(FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: uint16(1000 + n - 1)})
+			m := rules.Compile(set)
+			f := frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: uint16(1000 + n - 1)})
 			b.ReportAllocs()
 			for b.Loop() {
 				if d := m.Decide(f, 1); d.Rule != n-1 {

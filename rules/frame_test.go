@@ -3,6 +3,8 @@ package rules
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/xdpipe/xdpipe/internal/frame/frametest"
 )
 
 var (
@@ -13,69 +15,69 @@ var (
 )
 
 func TestParseFrame(t *testing.T) {
-	udp4 := FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1000, Dport: 53}
-	with := func(s FrameSpec, f func(*FrameSpec)) FrameSpec {
+	udp4 := frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1000, Dport: 53}
+	with := func(s frametest.FrameSpec, f func(*frametest.FrameSpec)) frametest.FrameSpec {
 		s.VLANs = append([]uint16(nil), s.VLANs...)
 		s.ExtHeaders = append([]uint8(nil), s.ExtHeaders...)
 		f(&s)
 		return s
 	}
-	udp6 := FrameSpec{Src: src6, Dst: dst6, Proto: 17, Sport: 1000, Dport: 53}
+	udp6 := frametest.FrameSpec{Src: src6, Dst: dst6, Proto: 17, Sport: 1000, Dport: 53}
 	for _, tc := range []struct {
 		name string
-		spec FrameSpec
+		spec frametest.FrameSpec
 		cut  int // truncate to this length when > 0
 		want Tuple
 		fail Reason
 	}{
 		{name: "udp4", spec: udp4, want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "tcp4", spec: with(udp4, func(s *FrameSpec) { s.Proto = 6 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 6, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "icmp4", spec: with(udp4, func(s *FrameSpec) { s.Proto = 1 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 1, Src: src4, Dst: dst4}},
-		{name: "gre4", spec: with(udp4, func(s *FrameSpec) { s.Proto = 47 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 47, Src: src4, Dst: dst4}},
-		{name: "udp4-options", spec: with(udp4, func(s *FrameSpec) { s.OptionWords = 10 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "udp4-first-fragment", spec: with(udp4, func(s *FrameSpec) { s.MoreFrags = true }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "udp4-later-fragment", spec: with(udp4, func(s *FrameSpec) { s.FragOffset = 185 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4}},
-		{name: "udp4-later-fragment-short", spec: with(udp4, func(s *FrameSpec) { s.FragOffset = 1 }), cut: 14 + 20 + 2, want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4}},
-		{name: "vlan", spec: with(udp4, func(s *FrameSpec) { s.VLANs = []uint16{100} }), want: Tuple{HasVLAN: true, VLAN: 100, EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "qinq", spec: with(udp4, func(s *FrameSpec) { s.VLANs = []uint16{100, 200} }), want: Tuple{HasVLAN: true, VLAN: 100, EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "arp", spec: FrameSpec{EtherType: 0x0806}, want: Tuple{EtherType: 0x0806}},
-		{name: "arp-vlan", spec: FrameSpec{EtherType: 0x0806, VLANs: []uint16{7}}, want: Tuple{HasVLAN: true, VLAN: 7, EtherType: 0x0806}},
+		{name: "tcp4", spec: with(udp4, func(s *frametest.FrameSpec) { s.Proto = 6 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 6, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "icmp4", spec: with(udp4, func(s *frametest.FrameSpec) { s.Proto = 1 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 1, Src: src4, Dst: dst4}},
+		{name: "gre4", spec: with(udp4, func(s *frametest.FrameSpec) { s.Proto = 47 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 47, Src: src4, Dst: dst4}},
+		{name: "udp4-options", spec: with(udp4, func(s *frametest.FrameSpec) { s.OptionWords = 10 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "udp4-first-fragment", spec: with(udp4, func(s *frametest.FrameSpec) { s.MoreFrags = true }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "udp4-later-fragment", spec: with(udp4, func(s *frametest.FrameSpec) { s.FragOffset = 185 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4}},
+		{name: "udp4-later-fragment-short", spec: with(udp4, func(s *frametest.FrameSpec) { s.FragOffset = 1 }), cut: 14 + 20 + 2, want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4}},
+		{name: "vlan", spec: with(udp4, func(s *frametest.FrameSpec) { s.VLANs = []uint16{100} }), want: Tuple{HasVLAN: true, VLAN: 100, EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "qinq", spec: with(udp4, func(s *frametest.FrameSpec) { s.VLANs = []uint16{100, 200} }), want: Tuple{HasVLAN: true, VLAN: 100, EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "arp", spec: frametest.FrameSpec{EtherType: 0x0806}, want: Tuple{EtherType: 0x0806}},
+		{name: "arp-vlan", spec: frametest.FrameSpec{EtherType: 0x0806, VLANs: []uint16{7}}, want: Tuple{HasVLAN: true, VLAN: 7, EtherType: 0x0806}},
 		{name: "udp6", spec: udp6, want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "tcp6", spec: with(udp6, func(s *FrameSpec) { s.Proto = 6 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 6, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "icmp6", spec: with(udp6, func(s *FrameSpec) { s.Proto = 58 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 58, Src: src6, Dst: dst6}},
-		{name: "udp6-ext", spec: with(udp6, func(s *FrameSpec) { s.ExtHeaders = []uint8{0, 43, 60} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "udp6-6-ext", spec: with(udp6, func(s *FrameSpec) { s.ExtHeaders = []uint8{0, 60, 43, 44, 60, 60} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "udp6-first-fragment", spec: with(udp6, func(s *FrameSpec) { s.MoreFrags = true }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "udp6-later-fragment", spec: with(udp6, func(s *FrameSpec) { s.FragOffset = 100; s.ExtHeaders = []uint8{0} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6}},
-		{name: "ah6", spec: with(udp6, func(s *FrameSpec) { s.Proto = 51 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 51, Src: src6, Dst: dst6}},
-		{name: "icmp4-in-ipv6-short", spec: with(udp6, func(s *FrameSpec) { s.Proto = 1 }), cut: 14 + 40 + 2, want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 1, Src: src6, Dst: dst6}},
+		{name: "tcp6", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 6 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 6, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "icmp6", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 58 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 58, Src: src6, Dst: dst6}},
+		{name: "udp6-ext", spec: with(udp6, func(s *frametest.FrameSpec) { s.ExtHeaders = []uint8{0, 43, 60} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "udp6-6-ext", spec: with(udp6, func(s *frametest.FrameSpec) { s.ExtHeaders = []uint8{0, 60, 43, 44, 60, 60} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "udp6-first-fragment", spec: with(udp6, func(s *frametest.FrameSpec) { s.MoreFrags = true }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "udp6-later-fragment", spec: with(udp6, func(s *frametest.FrameSpec) { s.FragOffset = 100; s.ExtHeaders = []uint8{0} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6}},
+		{name: "ah6", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 51 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 51, Src: src6, Dst: dst6}},
+		{name: "icmp4-in-ipv6-short", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 1 }), cut: 14 + 40 + 2, want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 1, Src: src6, Dst: dst6}},
 
 		{name: "empty", spec: udp4, cut: -1, fail: ReasonTruncEth},
 		{name: "short-ethernet", spec: udp4, cut: 13, fail: ReasonTruncEth},
-		{name: "trunc-vlan", spec: with(udp4, func(s *FrameSpec) { s.VLANs = []uint16{1} }), cut: 17, fail: ReasonTruncVLAN},
-		{name: "trunc-inner-vlan", spec: with(udp4, func(s *FrameSpec) { s.VLANs = []uint16{1, 2} }), cut: 21, fail: ReasonTruncVLAN},
-		{name: "three-vlans", spec: with(udp4, func(s *FrameSpec) { s.VLANs = []uint16{1, 2, 3} }), fail: ReasonTooManyVLANs},
+		{name: "trunc-vlan", spec: with(udp4, func(s *frametest.FrameSpec) { s.VLANs = []uint16{1} }), cut: 17, fail: ReasonTruncVLAN},
+		{name: "trunc-inner-vlan", spec: with(udp4, func(s *frametest.FrameSpec) { s.VLANs = []uint16{1, 2} }), cut: 21, fail: ReasonTruncVLAN},
+		{name: "three-vlans", spec: with(udp4, func(s *frametest.FrameSpec) { s.VLANs = []uint16{1, 2, 3} }), fail: ReasonTooManyVLANs},
 		{name: "trunc-ipv4", spec: udp4, cut: 14 + 19, fail: ReasonTruncIPv4},
 		{name: "trunc-ipv4-empty", spec: udp4, cut: 14, fail: ReasonTruncIPv4},
-		{name: "trunc-ipv4-options", spec: with(udp4, func(s *FrameSpec) { s.OptionWords = 4 }), cut: 14 + 30, fail: ReasonTruncIPv4},
-		{name: "ihl-4", spec: with(udp4, func(s *FrameSpec) { s.IHL = 4 }), fail: ReasonBadIHL},
-		{name: "ihl-0", spec: with(udp4, func(s *FrameSpec) { s.IHL = 16 }), fail: ReasonBadIHL},
-		{name: "bad-version4", spec: with(udp4, func(s *FrameSpec) { s.BadVersion = true }), fail: ReasonBadVersion},
-		{name: "bad-version6", spec: with(udp6, func(s *FrameSpec) { s.BadVersion = true }), fail: ReasonBadVersion},
+		{name: "trunc-ipv4-options", spec: with(udp4, func(s *frametest.FrameSpec) { s.OptionWords = 4 }), cut: 14 + 30, fail: ReasonTruncIPv4},
+		{name: "ihl-4", spec: with(udp4, func(s *frametest.FrameSpec) { s.IHL = 4 }), fail: ReasonBadIHL},
+		{name: "ihl-0", spec: with(udp4, func(s *frametest.FrameSpec) { s.IHL = 16 }), fail: ReasonBadIHL},
+		{name: "bad-version4", spec: with(udp4, func(s *frametest.FrameSpec) { s.BadVersion = true }), fail: ReasonBadVersion},
+		{name: "bad-version6", spec: with(udp6, func(s *frametest.FrameSpec) { s.BadVersion = true }), fail: ReasonBadVersion},
 		{name: "trunc-ipv6", spec: udp6, cut: 14 + 39, fail: ReasonTruncIPv6},
-		{name: "trunc-ext", spec: with(udp6, func(s *FrameSpec) { s.ExtHeaders = []uint8{0} }), cut: 14 + 40 + 1, fail: ReasonTruncExt},
-		{name: "trunc-ext-body", spec: with(udp6, func(s *FrameSpec) { s.ExtHeaders = []uint8{0} }), cut: 14 + 40 + 7, fail: ReasonTruncExt},
-		{name: "trunc-frag", spec: with(udp6, func(s *FrameSpec) { s.FragOffset = 3 }), cut: 14 + 40 + 7, fail: ReasonTruncExt},
-		{name: "seven-ext", spec: with(udp6, func(s *FrameSpec) { s.ExtHeaders = []uint8{0, 60, 60, 60, 60, 60, 43} }), fail: ReasonTooManyExt},
+		{name: "trunc-ext", spec: with(udp6, func(s *frametest.FrameSpec) { s.ExtHeaders = []uint8{0} }), cut: 14 + 40 + 1, fail: ReasonTruncExt},
+		{name: "trunc-ext-body", spec: with(udp6, func(s *frametest.FrameSpec) { s.ExtHeaders = []uint8{0} }), cut: 14 + 40 + 7, fail: ReasonTruncExt},
+		{name: "trunc-frag", spec: with(udp6, func(s *frametest.FrameSpec) { s.FragOffset = 3 }), cut: 14 + 40 + 7, fail: ReasonTruncExt},
+		{name: "seven-ext", spec: with(udp6, func(s *frametest.FrameSpec) { s.ExtHeaders = []uint8{0, 60, 60, 60, 60, 60, 43} }), fail: ReasonTooManyExt},
 		{name: "trunc-udp4", spec: udp4, cut: 14 + 20 + 7, fail: ReasonTruncL4},
-		{name: "trunc-tcp4", spec: with(udp4, func(s *FrameSpec) { s.Proto = 6 }), cut: 14 + 20 + 19, fail: ReasonTruncL4},
-		{name: "trunc-icmp4", spec: with(udp4, func(s *FrameSpec) { s.Proto = 1 }), cut: 14 + 20 + 7, fail: ReasonTruncL4},
+		{name: "trunc-tcp4", spec: with(udp4, func(s *frametest.FrameSpec) { s.Proto = 6 }), cut: 14 + 20 + 19, fail: ReasonTruncL4},
+		{name: "trunc-icmp4", spec: with(udp4, func(s *frametest.FrameSpec) { s.Proto = 1 }), cut: 14 + 20 + 7, fail: ReasonTruncL4},
 		{name: "trunc-udp6", spec: udp6, cut: 14 + 40 + 7, fail: ReasonTruncL4},
-		{name: "trunc-tcp6-ext", spec: with(udp6, func(s *FrameSpec) { s.Proto = 6; s.ExtHeaders = []uint8{60} }), cut: 14 + 48 + 10, fail: ReasonTruncL4},
-		{name: "trunc-icmp6", spec: with(udp6, func(s *FrameSpec) { s.Proto = 58 }), cut: 14 + 40 + 4, fail: ReasonTruncL4},
+		{name: "trunc-tcp6-ext", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 6; s.ExtHeaders = []uint8{60} }), cut: 14 + 48 + 10, fail: ReasonTruncL4},
+		{name: "trunc-icmp6", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 58 }), cut: 14 + 40 + 4, fail: ReasonTruncL4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := BuildFrame(tc.spec)
+			b := frametest.BuildFrame(tc.spec)
 			switch {
 			case tc.cut < 0:
 				b = b[:0]
@@ -137,15 +139,15 @@ func TestSetDecide(t *testing.T) {
 	if err := set.Normalize(); err != nil {
 		t.Fatal(err)
 	}
-	f := BuildFrame(FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 53})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 53})
 	if d := set.Decide(f, 1); d.Rule != 0 || d.Action != ActionRedirect {
 		t.Errorf("dns: %+v", d)
 	}
-	f = BuildFrame(FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 54})
+	f = frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 54})
 	if d := set.Decide(f, 1); d.Rule != 1 || d.Action != ActionDrop {
 		t.Errorf("udp: %+v", d)
 	}
-	f = BuildFrame(FrameSpec{Src: src4, Dst: dst4, Proto: 6, Sport: 1, Dport: 54})
+	f = frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 6, Sport: 1, Dport: 54})
 	if d := set.Decide(f, 1); d.Rule != -1 || d.Action != ActionPass {
 		t.Errorf("tcp: %+v", d)
 	}
@@ -155,7 +157,7 @@ func TestSetDecide(t *testing.T) {
 }
 
 func TestParseFrameAllocs(t *testing.T) {
-	f := BuildFrame(FrameSpec{Src: src6, Dst: dst6, Proto: 17, ExtHeaders: []uint8{0}})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: src6, Dst: dst6, Proto: 17, ExtHeaders: []uint8{0}})
 	set := &Set{Rules: []Rule{{Fields: FieldDst, Dst: netip.MustParsePrefix("2001:2::/48")}}}
 	if n := testing.AllocsPerRun(100, func() { set.Decide(f, 1) }); n != 0 {
 		t.Fatalf("%v allocations per Decide", n)
@@ -164,7 +166,7 @@ func TestParseFrameAllocs(t *testing.T) {
 
 func TestSampleFramesCoverEveryReason(t *testing.T) {
 	seen := map[Reason]int{}
-	for _, s := range SampleFrames() {
+	for _, s := range frametest.SampleFrames() {
 		_, r := ParseFrame(s.Frame, 1)
 		seen[r]++
 	}
@@ -173,12 +175,12 @@ func TestSampleFramesCoverEveryReason(t *testing.T) {
 			t.Errorf("no sample frame is %v", r)
 		}
 	}
-	t.Logf("%d samples: %v", len(SampleFrames()), seen)
+	t.Logf("%d samples: %v", len(frametest.SampleFrames()), seen)
 }
 
 // BenchmarkParseFrame: one IPv4/UDP frame through the parser.
 func BenchmarkParseFrame(b *testing.B) {
-	f := BuildFrame(FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 53})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 53})
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, r := ParseFrame(f, 1); r != ReasonNone {

@@ -3,13 +3,15 @@ package rules
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/xdpipe/xdpipe/internal/frame/frametest"
 )
 
 // FuzzParseFrame: the parser never panics, never reads past the frame
 // (a panic would show), and its tuple is self-consistent. Seeds: every
 // sample frame. Run: go test ./rules/ -run '^$' -fuzz FuzzParseFrame
 func FuzzParseFrame(f *testing.F) {
-	for _, s := range SampleFrames() {
+	for _, s := range frametest.SampleFrames() {
 		f.Add(s.Frame)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -77,7 +79,7 @@ func BenchmarkDecide(b *testing.B) {
 	if err := set.Normalize(); err != nil {
 		b.Fatal(err)
 	}
-	f := BuildFrame(FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 1099})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 1099})
 	b.ReportAllocs()
 	for b.Loop() {
 		if d := set.Decide(f, 1); d.Rule != 99 {

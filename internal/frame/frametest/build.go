@@ -1,4 +1,7 @@
-package rules
+// Package frametest builds Ethernet frames for tests: crafted by field
+// (BuildFrame) and a corpus covering every case the parser knows, well-formed
+// and malformed (SampleFrames).
+package frametest
 
 import (
 	"encoding/binary"

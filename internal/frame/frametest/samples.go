@@ -1,9 +1,12 @@
-package rules
+package frametest
 
 import (
 	"fmt"
 	"net/netip"
 )
+
+// protoNames names the protocols of the sample frames.
+var protoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 58: "icmpv6"}
 
 // Sample is a named test frame.
 type Sample struct {
@@ -65,7 +68,7 @@ func SampleFrames() []Sample {
 				for _, v := range variants {
 					s := base
 					v.f(&s)
-					name := fmt.Sprintf("%s-%s-%s%s", a.name, ProtoName(proto), vname, v.name)
+					name := fmt.Sprintf("%s-%s-%s%s", a.name, protoNames[proto], vname, v.name)
 					full := BuildFrame(s)
 					add(name, full)
 					// Cut short inside each header: malformed, or (past the
