@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -43,17 +42,9 @@ const (
 	tCount
 )
 
-// Indexes of the match fields in steer.c's enum field.
-const (
-	fIfindex = iota
-	fVLAN
-	fEtherType
-	fProto
-	fSrc
-	fDst
-	fSport
-	fDport
-)
+// fIfindex is the interface's index in steer.c's enum field (the exact
+// map's key); the enum's order is the rules.Field bits'.
+const fIfindex = 0
 
 // DefaultPinPath is the directory under which pinned steering programs
 // keep their maps and links, one subdirectory per interface (PinPathFor).
@@ -494,12 +485,8 @@ func decodeRule(sr *steerRule) rules.Rule {
 	return r
 }
 
-// bitset is a rule bitmap under construction.
+// bitset is a rule bitmap as steer.c stores it, without its summary.
 type bitset [bmWords]uint64
-
-func (b *bitset) set(i int) { b[i/64] |= 1 << (i % 64) }
-
-func (b *bitset) clear(i int) { b[i/64] &^= 1 << (i % 64) }
 
 func (b *bitset) value() *steerBitmap {
 	v := &steerBitmap{Words: *b}
@@ -548,85 +535,55 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 		return err
 	}
 
-	var usedFields uint32
-	for _, r := range set.Rules {
-		usedFields |= uint32(r.Fields)
-	}
-	gi := steerGenInfo{Used: usedFields, Nrules: uint32(n), DefaultAction: uint32(set.Default), MalformedAction: uint32(set.Malformed)}
+	t := rules.Compile(set)
+	gi := steerGenInfo{Used: uint32(t.Used), Nrules: uint32(n), DefaultAction: uint32(set.Default), MalformedAction: uint32(set.Malformed)}
 	// Bitmaps are stored once each (identical ones share an id); ids of
 	// generation g carry g in bit 31, and 0 means none.
 	ids := map[bitset]uint32{}
-	bitmapID := func(b *bitset) (uint32, error) {
-		if id, ok := ids[*b]; ok {
+	bitmapID := func(words []uint64) (uint32, error) {
+		var b bitset
+		copy(b[:], words)
+		if id, ok := ids[b]; ok {
 			return id, nil
 		}
 		id := g<<31 | uint32(len(ids)+1)
 		if err := s.maps.SteerBitmaps.Update(id, b.value(), ebpf.UpdateAny); err != nil {
 			return 0, fmt.Errorf("write bitmap %d: %w", len(ids), err)
 		}
-		ids[*b] = id
+		ids[b] = id
 		return id, nil
 	}
-	// wild returns the rules that leave field f unset, and stores its id
-	// as the field's wildcard: what frames without the field, or with a
-	// value no rule names, match.
-	wild := func(fid int, f rules.Field) (bitset, error) {
-		var b bitset
-		for i, r := range set.Rules {
-			if r.Fields&f == 0 {
-				b.set(i)
-			}
-		}
-		id, err := bitmapID(&b)
-		gi.Wild[fid] = id
-		return b, err
-	}
-	putTable := func(t int, tab *steerIdTable) error {
-		if err := s.maps.SteerTables.Update(g*tCount+uint32(t), tab, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("write value table %d: %w", t, err)
+	putTable := func(table int, tab *steerIdTable) error {
+		if err := s.maps.SteerTables.Update(g*tCount+uint32(table), tab, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("write value table %d: %w", table, err)
 		}
 		return nil
 	}
-
+	// A field's wildcard: what frames without the field, or with a value
+	// no rule names, match.
+	for f, b := range t.Wild {
+		if b != nil {
+			id, err := bitmapID(b)
+			if err != nil {
+				return err
+			}
+			gi.Wild[f] = id
+		}
+	}
 	// Exact fields: the interface in a hash, the others in tables.
-	for _, ef := range []struct {
-		id    int
-		table int // -1: hash
-		f     rules.Field
-		value func(*rules.Rule) uint32
-	}{
-		{fIfindex, -1, rules.FieldIfindex, func(r *rules.Rule) uint32 { return r.Ifindex }},
-		{fVLAN, tVLAN, rules.FieldVLAN, func(r *rules.Rule) uint32 { return uint32(r.VLAN) }},
-		{fEtherType, tEtherType, rules.FieldEtherType, func(r *rules.Rule) uint32 { return uint32(r.EtherType) }},
-		{fProto, tProto, rules.FieldProto, func(r *rules.Rule) uint32 { return uint32(r.Proto) }},
-	} {
-		if usedFields&uint32(ef.f) == 0 {
+	for k, table := range []int{-1, tVLAN, tEtherType, tProto} {
+		if t.Exact[k] == nil {
 			continue
 		}
-		w, err := wild(ef.id, ef.f)
-		if err != nil {
-			return err
-		}
 		var tab *steerIdTable
-		if ef.table >= 0 {
+		if table >= 0 {
 			tab = new(steerIdTable)
 			for v := range tab.Id {
-				tab.Id[v] = gi.Wild[ef.id]
+				tab.Id[v] = gi.Wild[k]
 			}
 		}
-		byValue := map[uint32][]int{}
-		for i := range set.Rules {
-			if r := &set.Rules[i]; r.Fields&ef.f != 0 {
-				v := ef.value(r)
-				byValue[v] = append(byValue[v], i)
-			}
-		}
-		for v, idxs := range byValue {
-			b := w
-			for _, i := range idxs {
-				b.set(i)
-			}
-			id, err := bitmapID(&b)
+		for v, b := range t.Exact[k] {
+			id, err := bitmapID(b)
 			if err != nil {
 				return err
 			}
@@ -634,72 +591,37 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 				tab.Id[v&0xffff] = id
 				continue
 			}
-			k := steerExactKey{Gen: uint8(g), Field: uint8(ef.id), Value: v}
-			if err := s.maps.SteerExact.Update(&k, id, ebpf.UpdateAny); err != nil {
+			key := steerExactKey{Gen: uint8(g), Field: fIfindex, Value: v}
+			if err := s.maps.SteerExact.Update(&key, id, ebpf.UpdateAny); err != nil {
 				return fmt.Errorf("write interface map: %w", err)
 			}
 		}
 		if tab != nil {
-			if err := putTable(ef.table, tab); err != nil {
+			if err := putTable(table, tab); err != nil {
 				return err
 			}
 		}
 	}
-
-	// Prefixes.
-	for dir, pf := range []struct {
-		id     int
-		f      rules.Field
-		prefix func(*rules.Rule) netip.Prefix
-	}{
-		{fSrc, rules.FieldSrc, func(r *rules.Rule) netip.Prefix { return r.Src }},
-		{fDst, rules.FieldDst, func(r *rules.Rule) netip.Prefix { return r.Dst }},
-	} {
-		if usedFields&uint32(pf.f) == 0 {
+	// Prefixes: the hashPlens longest lengths of each family go to the
+	// prefix hash, the rest (and /0) to the LPM tries.
+	for dir, prefixes := range t.Prefix {
+		if prefixes == nil {
 			continue
 		}
-		w, err := wild(pf.id, pf.f)
-		if err != nil {
-			return err
-		}
-		byPrefix := map[netip.Prefix][]int{
-			netip.PrefixFrom(netip.IPv4Unspecified(), 0): nil,
-			netip.PrefixFrom(netip.IPv6Unspecified(), 0): nil,
-		}
-		for i := range set.Rules {
-			if r := &set.Rules[i]; r.Fields&pf.f != 0 {
-				p := pf.prefix(r)
-				byPrefix[p] = append(byPrefix[p], i)
-			}
-		}
-		// The hashPlens longest lengths of each family go to the prefix
-		// hash, the rest (and /0) to the LPM tries.
 		var hashed [2]map[int]bool
 		for fam := range 2 {
-			var lens []int
-			seen := map[int]bool{}
-			for p := range byPrefix {
-				if p.Bits() > 0 && p.Addr().Is6() == (fam == 1) && !seen[p.Bits()] {
-					seen[p.Bits()] = true
-					lens = append(lens, p.Bits())
-				}
-			}
-			sort.Sort(sort.Reverse(sort.IntSlice(lens)))
 			hashed[fam] = map[int]bool{}
-			for k, l := range lens[:min(len(lens), hashPlens)] {
-				gi.Plens[dir][fam][k] = uint8(l)
-				hashed[fam][l] = true
+			k := 0
+			for _, l := range t.PrefixLengths(dir, fam == 1) {
+				if l > 0 && k < hashPlens {
+					gi.Plens[dir][fam][k] = uint8(l)
+					hashed[fam][l] = true
+					k++
+				}
 			}
 		}
-		for p := range byPrefix {
-			b := w
-			for l := 0; l <= p.Bits(); l++ {
-				q, _ := p.Addr().Prefix(l)
-				for _, i := range byPrefix[q] {
-					b.set(i)
-				}
-			}
-			id, err := bitmapID(&b)
+		for p, b := range prefixes {
+			id, err := bitmapID(b)
 			if err != nil {
 				return err
 			}
@@ -712,65 +634,27 @@ func (s *Steer) writeGen(g uint32, set *rules.Set, cur []steerRule) error {
 			}
 		}
 	}
-
 	// Ports: each port maps to the bitmap of its elementary interval.
-	for _, pf := range []struct {
-		id    int
-		table int
-		f     rules.Field
-		rng   func(*rules.Rule) rules.PortRange
-	}{
-		{fSport, tSport, rules.FieldSport, func(r *rules.Rule) rules.PortRange { return r.Sport }},
-		{fDport, tDport, rules.FieldDport, func(r *rules.Rule) rules.PortRange { return r.Dport }},
-	} {
-		if usedFields&uint32(pf.f) == 0 {
+	for dir, table := range []int{tSport, tDport} {
+		iv := t.Ports[dir]
+		if iv.Starts == nil {
 			continue
 		}
-		w, err := wild(pf.id, pf.f)
-		if err != nil {
-			return err
-		}
-		starts := map[int][]int{} // boundary -> rules starting there
-		ends := map[int][]int{}   // boundary -> rules ending just before
-		bounds := map[int]bool{0: true}
-		for i := range set.Rules {
-			if r := &set.Rules[i]; r.Fields&pf.f != 0 {
-				pr := pf.rng(r)
-				starts[int(pr.Lo)] = append(starts[int(pr.Lo)], i)
-				bounds[int(pr.Lo)] = true
-				if int(pr.Hi)+1 <= 0xffff {
-					ends[int(pr.Hi)+1] = append(ends[int(pr.Hi)+1], i)
-					bounds[int(pr.Hi)+1] = true
-				}
-			}
-		}
-		sorted := make([]int, 0, len(bounds))
-		for b := range bounds {
-			sorted = append(sorted, b)
-		}
-		sort.Ints(sorted)
 		tab := new(steerIdTable)
-		b := w
-		for iv, start := range sorted {
-			for _, i := range ends[start] {
-				b.clear(i)
-			}
-			for _, i := range starts[start] {
-				b.set(i)
-			}
-			id, err := bitmapID(&b)
+		for i, start := range iv.Starts {
+			id, err := bitmapID(iv.Bitmaps[i])
 			if err != nil {
 				return err
 			}
 			end := 0x10000
-			if iv+1 < len(sorted) {
-				end = sorted[iv+1]
+			if i+1 < len(iv.Starts) {
+				end = int(iv.Starts[i+1])
 			}
-			for p := start; p < end; p++ {
+			for p := int(start); p < end; p++ {
 				tab.Id[p] = id
 			}
 		}
-		if err := putTable(pf.table, tab); err != nil {
+		if err := putTable(table, tab); err != nil {
 			return err
 		}
 	}

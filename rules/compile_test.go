@@ -40,7 +40,7 @@ func TestMatcherAgrees(t *testing.T) {
 		if err := set.Normalize(); err != nil {
 			t.Fatal(err)
 		}
-		m := rules.Compile(set)
+		m := rules.NewMatcher(rules.Compile(set))
 		for _, s := range samples {
 			want, got := set.Decide(s.Frame, 1), m.Decide(s.Frame, 1)
 			if got != want {
@@ -73,7 +73,7 @@ func FuzzMatcher(f *testing.F) {
 			ts = []rules.Tuple{tu}
 		}
 		set := genSet(ruleData, ts)
-		if want, got := set.Decide(frame, 1), rules.Compile(set).Decide(frame, 1); got != want {
+		if want, got := set.Decide(frame, 1), rules.NewMatcher(rules.Compile(set)).Decide(frame, 1); got != want {
 			t.Fatalf("matcher %+v, reference %+v\n%s", got, want, rules.Format(set))
 		}
 	})
@@ -82,7 +82,7 @@ func FuzzMatcher(f *testing.F) {
 func TestMatcherAllocs(t *testing.T) {
 	_, tuples := sampleTuples()
 	set := genSet([]byte("some rules with prefixes and ports and more bytes to go around"), tuples)
-	m := rules.Compile(set)
+	m := rules.NewMatcher(rules.Compile(set))
 	f := frametest.BuildFrame(frametest.FrameSpec{Src: src6, Dst: dst6, Proto: 17, Sport: 5, Dport: 53})
 	if n := testing.AllocsPerRun(100, func() { m.Decide(f, 1) }); n != 0 {
 		t.Fatalf("%v allocations per Decide", n)
@@ -102,7 +102,7 @@ func BenchmarkMatcher(b *testing.B) {
 			if err := set.Normalize(); err != nil {
 				b.Fatal(err)
 			}
-			m := rules.Compile(set)
+			m := rules.NewMatcher(rules.Compile(set))
 			f := frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: uint16(1000 + n - 1)})
 			b.ReportAllocs()
 			for b.Loop() {
