@@ -22,6 +22,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/internal/monotime"
 )
 
 // A receiver runs in a child process (so its CPU time can be read alone)
@@ -290,7 +291,7 @@ func rxAFPacket(ctx context.Context, a rxArgs, c *counts) (func() error, func(),
 	observe := func(frame []byte) { tr.Observe(frame, now) }
 	loop := func() error {
 		for ctx.Err() == nil {
-			now = gen.Monotonic()
+			now = monotime.Now()
 			n, b, err := r.next(100, observe)
 			if err != nil {
 				return err

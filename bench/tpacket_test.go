@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/internal/monotime"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
@@ -31,7 +32,7 @@ func TestTPacketV3Frames(t *testing.T) {
 	const n = 50
 	frame := append([]byte(nil), tp.Bytes()...)
 	for i := range n {
-		tp.Stamp(frame, uint64(i), gen.Monotonic())
+		tp.Stamp(frame, uint64(i), monotime.Now())
 		tx.Send(t, frame)
 	}
 	tr := gen.NewTracker()
@@ -39,7 +40,7 @@ func TestTPacketV3Frames(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for tr.Stats(0).Received < n && time.Now().Before(deadline) {
 		if _, _, err := r.next(100, func(f []byte) {
-			if tr.Observe(f, gen.Monotonic()) {
+			if tr.Observe(f, monotime.Now()) {
 				lens[len(f)]++
 			}
 		}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/internal/monotime"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -80,7 +81,7 @@ func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o 
 		var bytes, pkts uint64
 		var now int64
 		if tr != nil {
-			now = gen.Monotonic()
+			now = monotime.Now()
 		}
 		for i := range descs[:n] {
 			d := &descs[i]

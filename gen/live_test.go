@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpipe/xdpipe/internal/monotime"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -133,7 +134,7 @@ func newReceiver(t *testing.T, end *testutil.LinkEnd, tp *Template) *receiver {
 				}
 			}
 			r.mu.Lock()
-			if r.tr.Observe(buf[:n], Monotonic()) {
+			if r.tr.Observe(buf[:n], monotime.Now()) {
 				if err := tp.Verify(buf[:n]); err != nil {
 					r.bad++
 					if r.bad == 1 {

@@ -2,9 +2,6 @@ package gen
 
 import (
 	"encoding/binary"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/internal/frame"
 )
@@ -13,14 +10,14 @@ import (
 //
 //	offset 0  Magic, 4 bytes, big-endian
 //	offset 4  sequence number, 8 bytes, little-endian, 0 for the first frame of a run
-//	offset 12 send timestamp, 8 bytes, little-endian: CLOCK_MONOTONIC nanoseconds
+//	offset 12 send timestamp, 8 bytes, little-endian: CLOCK_MONOTONIC nanoseconds (internal/monotime)
 //
 // The rest of the frame up to its size is padding with byte i = i mod 256
 // (offset from the start of the frame), so a receiver can check that a frame
 // arrived whole (Template.Verify).
 //
 // The timestamp is CLOCK_MONOTONIC of the sending host (bpf_ktime_get_ns in
-// the live engine, Monotonic in the xsk engine). One-way latency computed
+// the live engine, monotime.Now in the xsk engine). One-way latency computed
 // from it is only meaningful when sender and receiver read the same clock:
 // the same host, as on a veth testbed. Across hosts it is not comparable.
 const (
@@ -61,23 +58,3 @@ func Parse(b []byte) (Payload, bool) {
 		Sent: int64(binary.LittleEndian.Uint64(b[off+12:])),
 	}, true
 }
-
-// clockBase pairs a CLOCK_MONOTONIC reading with a time.Time (which carries
-// Go's monotonic clock, itself CLOCK_MONOTONIC on Linux), so Monotonic can
-// use the vDSO-backed time.Since instead of a clock_gettime system call.
-var clockBase = func() (b struct {
-	mono int64
-	t    time.Time
-}) {
-	var ts unix.Timespec
-	b.t = time.Now()
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err == nil {
-		b.mono = ts.Nano()
-	}
-	return b
-}()
-
-// Monotonic returns CLOCK_MONOTONIC in nanoseconds, the clock of the
-// payload's send timestamp (and of bpf_ktime_get_ns). It is accurate to
-// within a microsecond of the kernel's reading and allocates nothing.
-func Monotonic() int64 { return clockBase.mono + int64(time.Since(clockBase.t)) }

@@ -48,7 +48,7 @@ func NewTracker() *Tracker { return &Tracker{} }
 func (t *Tracker) Reset() { *t = Tracker{} }
 
 // Observe accounts one received frame; now is CLOCK_MONOTONIC ns
-// (Monotonic, read once per burst). It returns whether the frame was a
+// (monotime.Now, read once per burst). It returns whether the frame was a
 // generated one. It allocates nothing.
 func (t *Tracker) Observe(frame []byte, now int64) bool {
 	p, ok := Parse(frame)

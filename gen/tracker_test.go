@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/xdpipe/xdpipe/internal/monotime"
 )
 
 func TestTrackerCounts(t *testing.T) {
@@ -103,7 +105,7 @@ func TestTrackerAllocatesNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(10000, func() {
 		tp.Stamp(f, seq, 5)
 		seq += 3
-		tr.Observe(f, Monotonic())
+		tr.Observe(f, monotime.Now())
 	})
 	if allocs != 0 {
 		t.Fatalf("Observe+Stamp: %v allocations per frame, want 0", allocs)
@@ -115,7 +117,7 @@ func BenchmarkTrackerObserve(b *testing.B) {
 	f := bytes.Clone(tp.Bytes())
 	tr := NewTracker()
 	b.ReportAllocs()
-	now := Monotonic()
+	now := monotime.Now()
 	for i := 0; b.Loop(); i++ {
 		tp.Stamp(f, uint64(i), now)
 		tr.Observe(f, now+1000)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/xdpipe/xdpipe/internal/monotime"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
@@ -65,7 +66,7 @@ func segments(t *Template, uo xsk.UmemOptions) int {
 // slot is the frames of one packet: one, or several chained with
 // XDP_PKT_CONTD for a packet larger than a frame's 3840 data bytes), and
 // each send stamps the slot's first segment (Template.Stamp: flow word,
-// sequence number, Monotonic timestamp, checksums) and queues it on the TX
+// sequence number, CLOCK_MONOTONIC timestamp, checksums) and queues it on the TX
 // ring. Slots come back through the completion ring. One goroutine only.
 type XSK struct {
 	t     *Template
@@ -174,7 +175,7 @@ func (e *XSK) Send(ctx context.Context, r Run) (Result, error) {
 			e.sock.Transmit(nil) // kick the kernel if it waits for one
 			continue
 		}
-		ts := Monotonic()
+		ts := monotime.Now()
 		if e.segs == 1 {
 			k := int(n)
 			for i := range k {

@@ -18,6 +18,8 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/monotime"
 )
 
 // PcapOptions configure a capture stage. The zero value, with a Path, works.
@@ -397,7 +399,7 @@ func (p *Pcap) Process(b *Burst) {
 		if uint32(len(data)) > c.opts.SnapLen {
 			data = data[:c.opts.SnapLen]
 		}
-		ci := gopacket.CaptureInfo{Timestamp: WallTime(pk.Time), CaptureLength: len(data), Length: len(pk.Data)}
+		ci := gopacket.CaptureInfo{Timestamp: monotime.Wall(pk.Time), CaptureLength: len(data), Length: len(pk.Data)}
 		if err := c.w.WritePacket(ci, data); err != nil {
 			c.fail(p, b.Time, err)
 			lost++
@@ -439,7 +441,7 @@ func (p *Pcap) Flush() error {
 		return nil
 	}
 	if err := c.bw.Flush(); err != nil {
-		c.fail(p, Now(), err)
+		c.fail(p, monotime.Now(), err)
 		return fmt.Errorf("pcap: %w", err)
 	}
 	return nil

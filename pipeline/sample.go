@@ -18,7 +18,7 @@ type Sampled struct {
 	Data   []byte // the first SnapLen bytes, copied out of the UMEM
 	Length int    // the packet's full length
 	Queue  uint16
-	Time   int64 // pipeline time, see WallTime
+	Time   int64 // CLOCK_MONOTONIC ns (internal/monotime); monotime.Wall converts
 	buf    []byte
 }
 

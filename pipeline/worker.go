@@ -10,8 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/xdpipe/xdpipe/xsk"
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/monotime"
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // Port is one AF_XDP socket as the worker drives it: *xsk.Socket implements
@@ -355,7 +357,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for i := range w.ports {
 		w.ports[i].port.Refill()
 	}
-	w.lastTX = Now()
+	w.lastTX = monotime.Now()
 	for !w.stop.Load() {
 		n := w.pass()
 		if w.cfg.Poll != PollWakeup {
@@ -410,7 +412,7 @@ func (w *Worker) wait() {
 // pass is one run-to-completion pass over every port. It returns the frames
 // received. It allocates nothing.
 func (w *Worker) pass() int {
-	now := Now() // the clock, once per pass
+	now := monotime.Now() // the clock, once per pass
 	if s := w.next.Load(); s != nil && w.next.CompareAndSwap(s, nil) {
 		w.retired.swap(w.cur, s, &w.active) // once per reload: it may lock
 		w.cur = s
@@ -562,7 +564,7 @@ func (w *Worker) flushTX(pi int) {
 		}
 	}
 	wp.tx = wp.tx[:0]
-	w.lastTX = Now()
+	w.lastTX = monotime.Now()
 }
 
 // InFlight is the number of frames put on TX rings and not yet completed.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/monotime"
 )
 
 // fakePort is a fake kernel behind one AF_XDP socket: a fill ring fed from
@@ -264,7 +266,7 @@ func TestWorkerDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.lastTX = Now()
+	w.lastTX = monotime.Now()
 	port.Refill()
 	if n := w.pass(); n != 3 || w.PortStats(0).TxPackets.Load() != 0 {
 		t.Fatalf("pass got %d, sent %d before the drain interval", n, w.PortStats(0).TxPackets.Load())

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/internal/monotime"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/rdma"
 )
@@ -381,7 +382,7 @@ func TestSequenceChecking(t *testing.T) {
 	}
 	if _, err := stream(s, reg, fr, uint64(len(seqs)), func(p []byte, i uint64) int {
 		copy(p, tmpl.Bytes())
-		tmpl.Stamp(p[:tmpl.Len()], seqs[i], gen.Monotonic())
+		tmpl.Stamp(p[:tmpl.Len()], seqs[i], monotime.Now())
 		return tmpl.Len()
 	}); err != nil {
 		t.Fatal(err)
@@ -765,7 +766,7 @@ func measure(t *testing.T, size int, count uint64) {
 		}
 		fill = func(p []byte, i uint64) int {
 			copy(p, tmpl.Bytes())
-			tmpl.Stamp(p[:tmpl.Len()], i, gen.Monotonic())
+			tmpl.Stamp(p[:tmpl.Len()], i, monotime.Now())
 			return tmpl.Len()
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"runtime"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/xdpipe/xdpipe/internal/monotime"
 )
 
 // Sink drains a Receiver: it counts packets and bytes, feeds a sequence
@@ -73,7 +73,7 @@ func (s *Sink) Run(ctx context.Context, r *Receiver) (SinkStats, error) {
 				first = now
 			}
 			last = now
-			mono := monotonic(now)
+			mono := monotime.At(now)
 			for _, p := range pkts[:n] {
 				st.Bytes += uint64(len(p))
 				if s.Seq != nil {
@@ -111,22 +111,4 @@ func (s *Sink) Run(ctx context.Context, r *Receiver) (SinkStats, error) {
 			time.Sleep(50 * time.Microsecond)
 		}
 	}
-}
-
-// monoBase pairs a CLOCK_MONOTONIC reading with a time.Time, so monotonic
-// can turn time.Now into CLOCK_MONOTONIC nanoseconds without a system call
-// (the clock of the generator's send timestamps).
-var monoBase = struct {
-	mono int64
-	t    time.Time
-}{mono: clockMonotonic(), t: time.Now()}
-
-func monotonic(now time.Time) int64 { return monoBase.mono + int64(now.Sub(monoBase.t)) }
-
-func clockMonotonic() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return ts.Nano()
 }

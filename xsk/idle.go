@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/monotime"
 )
 
 // DefaultCoalesce is Idler's longest nap while frames keep arriving.
@@ -59,11 +61,6 @@ const (
 	minNap     = time.Microsecond
 	rateWindow = time.Millisecond
 )
-
-// start is the monotonic clock's origin for Idler.
-var start = time.Now()
-
-func monotonic() time.Duration { return time.Since(start) }
 
 // Got records a busy pass: one that received n frames, or had other work
 // (n 0: frames still in flight on TX, say).
@@ -140,7 +137,7 @@ func (d *Idler) clock() time.Duration {
 	if d.now != nil {
 		return d.now()
 	}
-	return monotonic()
+	return time.Duration(monotime.Now())
 }
 
 // nap sleeps for t on the calling thread with nanosleep(2), first asking
