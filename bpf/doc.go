@@ -1,13 +1,11 @@
 // Package bpf holds xdpipe's XDP programs and their Go loader.
 //
-// The programs are C (redirect.c, xdptx.c, dropcount.c, steer.c) compiled by
+// The programs are C (redirect.c, dropcount.c, steer.c) compiled by
 // bpf2go; the generated *_bpfel.go and *_bpfel.o are committed, so building
 // xdpipe needs no clang (see gen.go).
 //
 //   - Redirect (LoadRedirect): every frame goes to the AF_XDP socket
 //     registered for its RX queue, or to the kernel stack when none is.
-//   - TX (LoadTX): returns XDP_TX; driven with BPF_PROG_RUN in live-frames
-//     mode on the sending end of a veth pair, it is the traffic generator.
 //   - DropCount (LoadDropCount): drops and counts, the benchmark ceiling.
 //   - Steer (LoadSteer): the rule-driven steering program (steer.c), with
 //     the match language of package rules.
@@ -92,6 +90,6 @@
 // # Namespaces
 //
 // Interface indexes, attachments and BPF_PROG_RUN's ingress_ifindex are
-// resolved in the network namespace of the calling thread: call Attach and
-// TX.Send from a thread inside the interface's namespace.
+// resolved in the network namespace of the calling thread: call Attach from a
+// thread inside the interface's namespace.
 package bpf

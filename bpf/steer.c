@@ -1,6 +1,6 @@
 //go:build ignore
 
-// steer: the rule-driven XDP steering program (issue 3).
+// steer: the rule-driven XDP steering program.
 //
 // Each frame is parsed into a tuple (ingress ifindex, outer VLAN id, inner
 // EtherType, IP protocol, source and destination address, ports). Frames that

@@ -10,11 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/rules"
@@ -101,14 +99,11 @@ type SteerOptions struct {
 // atomically. Methods are safe for concurrent use; Apply is also serialised
 // with other processes using the same PinPath (flock).
 type Steer struct {
-	mu    sync.Mutex
-	maps  steerMaps
-	prog  *ebpf.Program // nil when opened with OpenPinnedSteer
-	links map[int]link.Link
-	pin   string
+	p    program // its prog is nil when opened with OpenPinnedSteer
+	maps steerMaps
+	pin  string
 	// pinLinks: links are pinned under pin too (not MapsOnly).
 	pinLinks bool
-	closed   bool
 }
 
 // LoadSteer loads the steering program and its maps. A fresh rule set is
@@ -144,7 +139,7 @@ func LoadSteer(opts SteerOptions) (*Steer, error) {
 		}
 		return nil, fmt.Errorf("load steer program: %w", err)
 	}
-	return &Steer{maps: objs.steerMaps, prog: objs.XdpSteer, links: map[int]link.Link{}, pin: opts.PinPath,
+	return &Steer{p: newProgram("steer", objs.XdpSteer, &objs, false), maps: objs.steerMaps, pin: opts.PinPath,
 		pinLinks: opts.PinPath != "" && !opts.MapsOnly}, nil
 }
 
@@ -167,7 +162,7 @@ func OpenPinnedSteer(path string) (*Steer, error) {
 	if err := spec.LoadAndAssign(&maps, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: path}}); err != nil {
 		return nil, fmt.Errorf("open steering maps pinned under %s: %w", path, err)
 	}
-	return &Steer{maps: maps, links: map[int]link.Link{}, pin: path}, nil
+	return &Steer{p: newProgram("steer", nil, &maps, false), maps: maps, pin: path}, nil
 }
 
 // Attach attaches the program to interface ifindex (resolved in the calling
@@ -177,64 +172,29 @@ func OpenPinnedSteer(path string) (*Steer, error) {
 // switched to this program (the mode is then the one it was attached with,
 // reported as requested).
 func (s *Steer) Attach(ifindex int, mode AttachMode) (AttachMode, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return 0, fmt.Errorf("attach steer: %w", ErrClosed)
-	}
-	if s.prog == nil {
-		return 0, errors.New("attach steer: opened from pins without a program")
-	}
-	if _, ok := s.links[ifindex]; ok {
-		return 0, fmt.Errorf("attach steer: already attached to interface index %d", ifindex)
-	}
+	pin := ""
 	if s.pinLinks {
-		path := filepath.Join(s.pin, fmt.Sprintf("link-%d", ifindex))
-		if l, err := link.LoadPinnedLink(path, nil); err == nil {
-			if err := l.Update(s.prog); err != nil {
-				l.Close()
-				return 0, fmt.Errorf("attach steer: update pinned link %s: %w", path, err)
-			}
-			s.links[ifindex] = l
-			return mode, nil
-		}
-		l, got, err := attachXDP(s.prog, ifindex, mode)
-		if err != nil {
-			return 0, err
-		}
-		if err := l.Pin(path); err != nil {
-			l.Close()
-			return 0, fmt.Errorf("attach steer: pin link: %w", err)
-		}
-		s.links[ifindex] = l
-		return got, nil
+		pin = filepath.Join(s.pin, fmt.Sprintf("link-%d", ifindex))
 	}
-	l, got, err := attachXDP(s.prog, ifindex, mode)
-	if err != nil {
-		return 0, err
-	}
-	s.links[ifindex] = l
-	return got, nil
+	return s.p.attach(ifindex, mode, pin)
 }
 
 // Register sends redirected frames of RX queue queue to AF_XDP socket fd.
 func (s *Steer) Register(queue, fd int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return fmt.Errorf("register queue %d: %w", queue, ErrClosed)
+	if err := s.p.lock(); err != nil {
+		return fmt.Errorf("register queue %d: %w", queue, err)
 	}
+	defer s.p.mu.Unlock()
 	return registerXSK(s.maps.SteerXsks, queue, fd)
 }
 
 // Unregister removes the socket of queue; redirected frames of that queue
 // then pass to the kernel. Not an error when none is registered.
 func (s *Steer) Unregister(queue int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return fmt.Errorf("unregister queue %d: %w", queue, ErrClosed)
+	if err := s.p.lock(); err != nil {
+		return fmt.Errorf("unregister queue %d: %w", queue, err)
 	}
+	defer s.p.mu.Unlock()
 	return unregisterXSK(s.maps.SteerXsks, queue)
 }
 
@@ -260,46 +220,23 @@ func unregisterXSK(m *ebpf.Map, queue int) error {
 
 // Program returns the loaded program (for BPF_PROG_RUN), or nil for a Steer
 // opened from pins. Owned by s: valid until Close.
-func (s *Steer) Program() *ebpf.Program { return s.prog }
+func (s *Steer) Program() *ebpf.Program { return s.p.prog }
 
 // Close releases the program, maps and links. Without pinning that detaches
 // the program; with pinning the pins keep the attachment and the rules alive
 // (see Unpin). Safe to call more than once.
-func (s *Steer) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	var errs []error
-	for idx, l := range s.links {
-		if err := l.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("detach steer from interface index %d: %w", idx, err))
-		}
-	}
-	s.links = nil
-	if s.prog != nil {
-		if err := s.prog.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := s.maps.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
+func (s *Steer) Close() error { return s.p.close() }
 
 // Unpin removes the pins of the maps and links, so that Close (or exit)
 // detaches the program and frees everything.
 func (s *Steer) Unpin() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
 	if s.pin == "" {
 		return nil
 	}
 	var errs []error
-	for _, l := range s.links {
+	for _, l := range s.p.links {
 		if !s.pinLinks {
 			break
 		}
@@ -327,30 +264,28 @@ func (s *Steer) allMaps() []*ebpf.Map {
 // lock serialises rule changes within the process and, when pinned, with
 // other processes changing the same pins.
 func (s *Steer) lock() (func(), error) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrClosed
+	if err := s.p.lock(); err != nil {
+		return nil, err
 	}
 	if s.pin == "" {
-		return s.mu.Unlock, nil
+		return s.p.mu.Unlock, nil
 	}
 	fd, err := unix.Open(s.pin, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) {
-		s.mu.Unlock()
+		s.p.mu.Unlock()
 		return nil, fmt.Errorf("%w: %s was removed while this program ran (by hand, or an older rules detach); "+
 			"the rules in force keep steering: restart xdpipe to pin them again and change them", ErrPinsGone, s.pin)
 	}
 	if err != nil {
-		s.mu.Unlock()
+		s.p.mu.Unlock()
 		return nil, fmt.Errorf("lock %s: %w", s.pin, err)
 	}
 	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
 		unix.Close(fd)
-		s.mu.Unlock()
+		s.p.mu.Unlock()
 		return nil, fmt.Errorf("lock %s: %w", s.pin, err)
 	}
-	return func() { unix.Close(fd); s.mu.Unlock() }, nil
+	return func() { unix.Close(fd); s.p.mu.Unlock() }, nil
 }
 
 // waitForReaders returns when no XDP program run that started before the
@@ -747,11 +682,10 @@ func ebpfPossibleCPUs() int {
 // Rules returns the running rule set, rebuilt from the maps (interfaces as
 // indexes: names are resolved when a set is applied).
 func (s *Steer) Rules() (*rules.Set, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrClosed
+	if err := s.p.lock(); err != nil {
+		return nil, err
 	}
+	defer s.p.mu.Unlock()
 	set, _, err := s.active()
 	return set, err
 }
@@ -786,11 +720,10 @@ type RuleStat struct {
 // RuleStats returns the running rules with their packet and byte counts
 // (summed over CPUs), in priority order.
 func (s *Steer) RuleStats() ([]RuleStat, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrClosed
+	if err := s.p.lock(); err != nil {
+		return nil, err
 	}
+	defer s.p.mu.Unlock()
 	set, stored, err := s.active()
 	if err != nil {
 		return nil, err
@@ -824,12 +757,11 @@ func (st *SteerStats) MalformedTotal() Counter {
 
 // Stats returns the unmatched and malformed counters, summed over CPUs.
 func (s *Steer) Stats() (SteerStats, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var st SteerStats
-	if s.closed {
-		return st, ErrClosed
+	if err := s.p.lock(); err != nil {
+		return st, err
 	}
+	defer s.p.mu.Unlock()
 	for i := 0; i < int(rules.NumReasons); i++ {
 		var percpu []dropcountCounter
 		if err := s.maps.SteerStats.Lookup(uint32(i), &percpu); err != nil {

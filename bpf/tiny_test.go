@@ -3,27 +3,15 @@
 package bpf
 
 import (
+	"context"
+	"net/netip"
 	"testing"
 
 	"github.com/cilium/ebpf"
 
+	"github.com/xdpipe/xdpipe/gen"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
-
-func newTX(t *testing.T) *TX {
-	t.Helper()
-	testutil.RequireRoot(t)
-	x, err := LoadTX()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := x.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return x
-}
 
 func newDropCount(t *testing.T) *DropCount {
 	t.Helper()
@@ -38,13 +26,6 @@ func newDropCount(t *testing.T) *DropCount {
 		}
 	})
 	return d
-}
-
-func TestTXProgRun(t *testing.T) {
-	x := newTX(t)
-	if got := run(t, x.Program(), udp4Frame(64)); got != xdpTX {
-		t.Fatalf("action %d, want XDP_TX", got)
-	}
 }
 
 // TestDropCountProgRun checks the action and that the per-CPU counters sum
@@ -71,12 +52,12 @@ func TestDropCountProgRun(t *testing.T) {
 	}
 }
 
-// TestLiveFramesIntoDropCount sends frames with the XDP_TX program in
-// live-frames mode out of one veth end and counts them with xdp_drop_count
-// on the other: the generator and the ceiling of the benchmarks, together.
+// TestLiveFramesIntoDropCount sends frames with the generator's live
+// engine out of one veth end and counts them with xdp_drop_count on the
+// other: the generator and the ceiling of the benchmarks, together.
 func TestLiveFramesIntoDropCount(t *testing.T) {
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-	x, d := newTX(t), newDropCount(t)
+	d := newDropCount(t)
 	ia, ib := p.A.Ifindex(t), p.B.Ifindex(t)
 	var mode AttachMode
 	p.B.NS.MustDo(t, func() (err error) {
@@ -88,10 +69,20 @@ func TestLiveFramesIntoDropCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 10000
-	frame := udp4Frame(64)
-	copy(frame[0:6], p.B.MAC)
-	copy(frame[6:12], p.A.MAC)
-	p.A.NS.MustDo(t, func() error { return x.Send(ia, frame, LiveOptions{Repeat: n}) })
+	tp, err := gen.NewTemplate(gen.Config{Proto: gen.UDP4, SrcMAC: p.A.MAC, DstMAC: p.B.MAC,
+		SrcIP: netip.MustParseAddr("198.18.0.1"), DstIP: netip.MustParseAddr("198.18.0.2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.A.NS.MustDo(t, func() error {
+		l, err := gen.NewLive(tp, gen.LiveOptions{Ifindex: ia})
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		_, err = l.Send(context.Background(), gen.Run{Count: n})
+		return err
+	})
 	after, err := d.Counts()
 	if err != nil {
 		t.Fatal(err)
