@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/undo"
 )
 
 // Private data carried by the rdma_cm connection handshake.
@@ -80,17 +82,6 @@ func splitAddr(ctx context.Context, addr string) (net.IP, int, error) {
 		}
 	}
 	return ips[0].IP, port, nil
-}
-
-// cleanup is a stack of undo functions for constructors.
-type cleanup []func()
-
-func (c *cleanup) push(f func()) { *c = append(*c, f) }
-func (c *cleanup) run() {
-	for i := len(*c) - 1; i >= 0; i-- {
-		(*c)[i]()
-	}
-	*c = nil
 }
 
 // eventError turns an unexpected rdma_cm event during set-up into an error.
@@ -161,7 +152,7 @@ type Sender struct {
 	err     error
 	closed  bool
 	stats   SenderStats
-	undo    cleanup
+	undo    undo.Stack
 	started time.Time
 }
 
@@ -188,17 +179,17 @@ func Dial(ctx context.Context, addr string, region []byte, opts DialOptions) (_ 
 	s := &Sender{opts: opts, remote: addr, size: uint64(len(region))}
 	defer func() {
 		if err != nil {
-			s.undo.run()
+			s.undo.Run()
 		}
 	}()
 	if s.ch, err = newChannel(); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	s.undo.push(s.ch.close)
+	s.undo.Push(s.ch.close)
 	if s.id, err = createID(s.ch); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	s.undo.push(s.id.destroy)
+	s.undo.Push(s.id.destroy)
 
 	step := min(time.Until(deadline)/2, 2*time.Second)
 	var src net.IP
@@ -229,7 +220,7 @@ func Dial(ctx context.Context, addr string, region []byte, opts DialOptions) (_ 
 	if s.q, err = newQueues(s.id, opts.SendQueue, creditRecvs); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	s.undo.push(s.q.close)
+	s.undo.Push(s.q.close)
 	if s.region, err = s.q.register(region, accessLocalWrite); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
@@ -502,7 +493,7 @@ func (s *Sender) Close() error {
 		// so nothing is lost by not waiting for its disconnect reply.
 		s.id.disconnect()
 	}
-	s.undo.run()
+	s.undo.Run()
 	return nil
 }
 
@@ -560,20 +551,20 @@ func Listen(addr string, opts ListenOptions) (_ *Listener, err error) {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	l := &Listener{opts: opts}
-	var undo cleanup
+	var undo undo.Stack
 	defer func() {
 		if err != nil {
-			undo.run()
+			undo.Run()
 		}
 	}()
 	if l.ch, err = newChannel(); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	undo.push(l.ch.close)
+	undo.Push(l.ch.close)
 	if l.id, err = createID(l.ch); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	undo.push(l.id.destroy)
+	undo.Push(l.id.destroy)
 	if err := l.id.bind(ip, port); err != nil {
 		return nil, fmt.Errorf("listen %s: rdma_bind_addr: %w", addr, err)
 	}
@@ -689,7 +680,7 @@ type Receiver struct {
 	err        error
 	closed     bool
 	stats      ReceiverStats
-	undo       cleanup
+	undo       undo.Stack
 }
 
 func newReceiver(ctx context.Context, id cmID, remote string, opts ListenOptions) (_ *Receiver, err error) {
@@ -697,7 +688,7 @@ func newReceiver(ctx context.Context, id cmID, remote string, opts ListenOptions
 	deadline := time.Now().Add(opts.Timeout)
 	defer func() {
 		if err != nil {
-			r.undo.run()
+			r.undo.Run()
 		}
 	}()
 	if r.ch, err = newChannel(); err != nil {
@@ -706,9 +697,9 @@ func newReceiver(ctx context.Context, id cmID, remote string, opts ListenOptions
 	}
 	// Undone in reverse: queues (QP before the id), then the id, then its
 	// channel.
-	r.undo.push(r.ch.close)
+	r.undo.Push(r.ch.close)
 	accepted := false
-	r.undo.push(func() {
+	r.undo.Push(func() {
 		if accepted || r.err != nil {
 			id.destroy()
 		} else {
@@ -721,12 +712,12 @@ func newReceiver(ctx context.Context, id cmID, remote string, opts ListenOptions
 	if r.q, err = newQueues(id, creditSQDepth, opts.Buffers); err != nil {
 		return nil, err
 	}
-	r.undo.push(r.q.close)
+	r.undo.Push(r.q.close)
 	size := opts.Buffers * opts.BufferSize
 	if r.bufs, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE); err != nil {
 		return nil, fmt.Errorf("mmap %d receive buffers: %w", opts.Buffers, err)
 	}
-	r.undo.push(func() {
+	r.undo.Push(func() {
 		r.q.close() // deregister before unmapping
 		unix.Munmap(r.bufs)
 	})
@@ -880,7 +871,7 @@ func (r *Receiver) Close() error {
 	r.closed = true
 	// Also after the peer's disconnect request: this sends the reply.
 	r.id.disconnect()
-	r.undo.run()
+	r.undo.Run()
 	return nil
 }
 

@@ -23,15 +23,3 @@ var (
 func invalid(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, ErrInvalidOption)...)
 }
-
-// cleanup is a stack of undo functions a constructor runs, newest first,
-// when it fails part way.
-type cleanup []func()
-
-func (c *cleanup) push(f func()) { *c = append(*c, f) }
-
-func (c cleanup) run() {
-	for i := len(c) - 1; i >= 0; i-- {
-		c[i]()
-	}
-}

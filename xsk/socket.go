@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/undo"
 )
 
 // Socket is an AF_XDP socket bound to one queue of one interface, with its
@@ -165,10 +167,10 @@ func zeroCopyRefused(err error) bool {
 // held; on failure nothing is left open or mapped.
 func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket) (_ *Socket, err error) {
 	ifindex := ifc.Index
-	var undo cleanup
+	var undo undo.Stack
 	defer func() {
 		if err != nil {
-			undo.run()
+			undo.Run()
 		}
 	}()
 	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
@@ -181,7 +183,7 @@ func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket
 		}
 		return nil, fmt.Errorf("open af_xdp socket: %w", err)
 	}
-	undo.push(func() { unix.Close(fd) })
+	undo.Push(func() { unix.Close(fd) })
 	s := &Socket{fd: fd, umem: u, ifindex: ifindex, queue: queue, opts: o, shared: owner != nil}
 
 	if owner == nil {
@@ -214,7 +216,7 @@ func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket
 			return nil, fmt.Errorf("mmap %s ring: %w", name, err)
 		}
 		s.maps = append(s.maps, mem)
-		undo.push(func() { unix.Munmap(mem) })
+		undo.Push(func() { unix.Munmap(mem) })
 		return mem, nil
 	}
 	mem, err := mapRing(unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, u.opts.FillSize, 8, "fill")
