@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xdpipe/xdpipe/xsk"
+	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
 
 // TestDropBusyPollKicksWhenIdle: with busy polling the application drives
@@ -19,7 +20,7 @@ func TestDropBusyPollKicksWhenIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	s, k, err := xsk.NewFakeSocket(u, xsk.SocketOptions{RXSize: 32, TXSize: 32, BusyPoll: true}, xsk.FakeOptions{})
+	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{RXSize: 32, TXSize: 32, BusyPoll: true}, xsktest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

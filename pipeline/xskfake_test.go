@@ -6,22 +6,23 @@ import (
 	"testing"
 
 	"github.com/xdpipe/xdpipe/xsk"
+	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
 
 // newXskFake makes a worker on a real xsk.Socket whose kernel is xsk's
-// FakeKernel, so the worker runs the production ring code in plain memory.
-func newXskFake(t *testing.T, stages []Stage) (*Worker, *xsk.Umem, *xsk.FakeKernel) {
+// fake kernel (xsktest), so the worker runs the production ring code in plain memory.
+func newXskFake(t *testing.T, stages []Stage) (*Worker, *xsk.Umem, *xsktest.Kernel) {
 	return newXskFakeB(t, stages)
 }
 
-func newXskFakeB(t testing.TB, stages []Stage) (*Worker, *xsk.Umem, *xsk.FakeKernel) {
+func newXskFakeB(t testing.TB, stages []Stage) (*Worker, *xsk.Umem, *xsktest.Kernel) {
 	t.Helper()
 	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { u.Close() })
-	s, k, err := xsk.NewFakeSocket(u, xsk.SocketOptions{}, xsk.FakeOptions{StartIndex: 0xFFFFFF00})
+	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{}, xsktest.Options{StartIndex: 0xFFFFFF00})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func BenchmarkWorkersUmem(b *testing.B) {
 			}
 			type q struct {
 				w *Worker
-				k *xsk.FakeKernel
+				k *xsktest.Kernel
 			}
 			var qs []q
 			for i := 0; i < 2; i++ {
@@ -140,7 +141,7 @@ func BenchmarkWorkersUmem(b *testing.B) {
 				if u == nil {
 					u = newUmem()
 				}
-				s, k, err := xsk.NewFakeSocket(u, xsk.SocketOptions{}, xsk.FakeOptions{})
+				s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{}, xsktest.Options{})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,15 +1,18 @@
-package xsk
+package xsk_test
 
 import (
 	"fmt"
 	"testing"
+
+	"github.com/xdpipe/xdpipe/xsk"
+	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
 
 // rxLoop is one pass of the rxdrop loop against the fake kernel: the fake
 // delivers a burst (copying 64-byte frames in, as copy mode does), the
 // socket receives it, touches each packet and recycles the frames to the
 // fill ring.
-func rxLoop(u *Umem, s *Socket, k *FakeKernel, pkt []byte, descs []Desc) int {
+func rxLoop(u *xsk.Umem, s *xsk.Socket, k *xsktest.Kernel, pkt []byte, descs []xsk.Desc) int {
 	k.Deliver(pkt, len(descs))
 	n := s.Receive(descs)
 	for _, d := range descs[:n] {
@@ -22,11 +25,11 @@ func rxLoop(u *Umem, s *Socket, k *FakeKernel, pkt []byte, descs []Desc) int {
 func BenchmarkReceive(b *testing.B) {
 	for _, burst := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("burst=%d", burst), func(b *testing.B) {
-			u, s, k := newFake(b, UmemOptions{NumFrames: 4096, FrameSize: 2048},
-				SocketOptions{}, FakeOptions{StartIndex: 0xFFFFFF00})
+			u, s, k := newFake(b, xsk.UmemOptions{NumFrames: 4096, FrameSize: 2048},
+				xsk.SocketOptions{}, xsktest.Options{StartIndex: 0xFFFFFF00})
 			s.Refill()
 			pkt := make([]byte, 64)
-			descs := make([]Desc, burst)
+			descs := make([]xsk.Desc, burst)
 			b.ReportAllocs()
 			b.ResetTimer()
 			pkts := 0
@@ -43,22 +46,15 @@ func BenchmarkReceive(b *testing.B) {
 // the socket's own Receive+Recycle cost per packet.
 func BenchmarkReceiveOnly(b *testing.B) {
 	const burst = 64
-	u, s, k := newFake(b, UmemOptions{NumFrames: 4096, FrameSize: 2048},
-		SocketOptions{}, FakeOptions{StartIndex: 0xFFFFFF00})
+	u, s, k := newFake(b, xsk.UmemOptions{NumFrames: 4096, FrameSize: 2048},
+		xsk.SocketOptions{}, xsktest.Options{StartIndex: 0xFFFFFF00})
 	s.Refill()
-	descs := make([]Desc, burst)
+	descs := make([]xsk.Desc, burst)
 	b.ReportAllocs()
 	b.ResetTimer()
 	pkts := 0
 	for range b.N {
-		// The fake's side, without the copy: fill -> RX.
-		got, fidx := k.fill.peek(burst)
-		put, ridx := k.rx.reserve(got)
-		for i := range put {
-			k.rxDesc[(ridx+i)&k.rx.mask] = Desc{Addr: k.fillAddr[(fidx+i)&k.fill.mask] + 256, Len: 64}
-		}
-		k.fill.release(put)
-		k.rx.submit(put)
+		k.Post(burst, 64) // the fake's side, without the copy: fill -> RX
 		n := s.Receive(descs)
 		s.Recycle(descs[:n])
 		pkts += n
@@ -70,12 +66,12 @@ func BenchmarkReceiveOnly(b *testing.B) {
 // TestReceiveBurstAllocs proves the receive path allocates nothing per
 // burst: fake delivery, Receive, Recycle, Refill, Transmit, Complete.
 func TestReceiveBurstAllocs(t *testing.T) {
-	u, s, k := newFake(t, UmemOptions{NumFrames: 4096, FrameSize: 2048},
-		SocketOptions{}, FakeOptions{StartIndex: 0xFFFFFF00})
+	u, s, k := newFake(t, xsk.UmemOptions{NumFrames: 4096, FrameSize: 2048},
+		xsk.SocketOptions{}, xsktest.Options{StartIndex: 0xFFFFFF00})
 	s.Refill()
 	pkt := make([]byte, 64)
-	descs := make([]Desc, 64)
-	sent := make([]Desc, 64)
+	descs := make([]xsk.Desc, 64)
+	sent := make([]xsk.Desc, 64)
 	k.SetNeedWakeup(true, true)
 	allocs := testing.AllocsPerRun(1000, func() {
 		rxLoop(u, s, k, pkt, descs)

@@ -17,8 +17,10 @@
 // and reloaded only when the cache says empty (consumers) or short of room
 // (producers), as libxdp does; the shared words are read and written with
 // sync/atomic, the producer index stored only after the entries it
-// publishes. The rings work over any byte region (NewFillRing and friends,
-// FakeRingLayout), so FakeKernel can drive a Socket without privileges.
+// publishes. The rings work over any byte region (NewFillRing and friends),
+// and a Socket reaches the kernel through the small Kernel interface
+// (wake, poll, statistics, release), so package xsktest's fake kernel
+// drives a Socket in plain memory, without privileges (NewSocketFrom).
 //
 // Burst helpers on Socket cover the usual loop: Receive, Recycle (RX frames
 // straight back to the fill ring), Refill (free stack to fill ring),
@@ -57,11 +59,6 @@
 // (zero-copy or multi-buffer unavailable, AF_XDP missing) and
 // ErrInvalidOption (validation, before any syscall) work with errors.Is.
 //
-// Additions to the API agreed in the contract: Umem.FreeDescs, DataOffset,
-// FreeCount, CopyPacket, WritePacket, Options, HugePages; Socket.Recycle,
-// CompleteInto, Kick, Shared, Ifindex, Queue, Umem; ring constructors over
-// byte regions with RingOffsets and FakeRingLayout; Cancel on producer
-// rings; FakeKernel and NewFakeSocket; PktContd, PacketLen; ErrInvalidOption,
-// ErrClosed, ErrShortBuffer. A zero NumFrames means the default (4096): the
-// zero-value options must work, so "zero frames" cannot be asked for.
+// A zero NumFrames means the default (4096): the zero-value options must
+// work, so "zero frames" cannot be asked for.
 package xsk

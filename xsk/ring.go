@@ -10,21 +10,14 @@ import (
 // RingOffsets locates a ring's words inside its memory region: the byte
 // offsets of the producer index, the consumer index, the flags word and the
 // first descriptor (the kernel's struct xdp_ring_offset, read with
-// XDP_MMAP_OFFSETS). Fakes lay rings out with FakeRingLayout.
+// XDP_MMAP_OFFSETS). Fakes lay rings out like the kernel does
+// (xsktest.RingLayout).
 type RingOffsets struct {
 	Producer, Consumer, Desc, Flags uint64
 }
 
 func offsetsFrom(o unix.XDPRingOffset) RingOffsets {
 	return RingOffsets{Producer: o.Producer, Consumer: o.Consumer, Desc: o.Desc, Flags: o.Flags}
-}
-
-// FakeRingLayout returns offsets like the kernel's (each index word on its
-// own cache line) for a ring of size entries of elemSize bytes (8 for fill
-// and completion, 16 for RX and TX), and the region length it needs.
-func FakeRingLayout(size uint32, elemSize int) (RingOffsets, int) {
-	off := RingOffsets{Producer: 0, Consumer: 64, Flags: 128, Desc: 192}
-	return off, int(off.Desc) + int(size)*elemSize
 }
 
 // ringWords is what every ring shares: pointers to the producer, consumer

@@ -31,14 +31,13 @@ type Socket struct {
 	rx   *RXRing
 	tx   *TXRing
 
-	maps [][]byte    // ring mappings, unmapped by Close
-	fake *FakeKernel // set for a socket driven by a fake kernel
+	maps [][]byte // ring mappings, unmapped by Close
+	k    Kernel   // the kernel's side: the real one, or a fake (NewSocketFrom)
 
 	// Scratch batches, allocated once: fillBuf for Refill (the fill/RX
 	// goroutine), compBuf for Complete (the TX goroutine).
 	fillBuf []uint64
 	compBuf []uint64
-	pollFds [1]unix.PollFd
 
 	closeMu sync.Mutex
 	closed  bool
@@ -86,7 +85,7 @@ func NewSocket(u *Umem, ifindex, queue int, opts SocketOptions) (_ *Socket, err 
 	}
 	var owner *Socket
 	for _, s := range u.sockets {
-		if s.fake != nil {
+		if s.fd < 0 { // a fake kernel's: no queue, nothing to share
 			continue
 		}
 		if s.ifindex == ifindex && s.queue == queue {
@@ -295,6 +294,48 @@ func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket
 			}
 		}
 	}
+	s.k = newSysKernel(fd)
+	s.initBuffers()
+	u.sockets = append(u.sockets, s)
+	return s, nil
+}
+
+// Rings are a socket's four rings, for NewSocketFrom.
+type Rings struct {
+	Fill       *FillRing
+	Completion *CompletionRing
+	RX         *RXRing
+	TX         *TXRing
+}
+
+// NewSocketFrom makes a Socket on u over rings the caller built (with
+// NewFillRing and friends, over plain memory) whose other side is k: how
+// package xsktest's fake kernel drives a Socket without privileges. The
+// socket has no fd (FD returns -1) and is bound to nothing (Ifindex and
+// Queue are 0); everything else (Receive, Refill, Transmit, Complete,
+// accounting, Close) works as on a socket from NewSocket. The fill and
+// completion rings must have u's sizes, the RX and TX rings opts'.
+func NewSocketFrom(u *Umem, opts SocketOptions, rings Rings, k Kernel) (*Socket, error) {
+	o, err := opts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if rings.Fill == nil || rings.Completion == nil || rings.RX == nil || rings.TX == nil || k == nil {
+		return nil, invalid("new socket from rings: a ring or the kernel is missing")
+	}
+	if rings.Fill.Size() != u.opts.FillSize || rings.Completion.Size() != u.opts.CompletionSize ||
+		rings.RX.Size() != o.RXSize || rings.TX.Size() != o.TXSize {
+		return nil, invalid("new socket from rings: ring sizes %d/%d/%d/%d (fill/completion/rx/tx), want %d/%d/%d/%d",
+			rings.Fill.Size(), rings.Completion.Size(), rings.RX.Size(), rings.TX.Size(),
+			u.opts.FillSize, u.opts.CompletionSize, o.RXSize, o.TXSize)
+	}
+	u.sockMu.Lock()
+	defer u.sockMu.Unlock()
+	if u.closed {
+		return nil, fmt.Errorf("new socket from rings: umem: %w", ErrClosed)
+	}
+	s := &Socket{fd: -1, umem: u, opts: o, mode: BindCopy, k: k,
+		fill: rings.Fill, comp: rings.Completion, rx: rings.RX, tx: rings.TX}
 	s.initBuffers()
 	u.sockets = append(u.sockets, s)
 	return s, nil
@@ -303,7 +344,6 @@ func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket
 func (s *Socket) initBuffers() {
 	s.fillBuf = make([]uint64, s.fill.Size())
 	s.compBuf = make([]uint64, s.comp.Size())
-	s.pollFds[0] = unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN}
 }
 
 // bindError turns a bind errno into a message naming the cause and a fix.
@@ -473,11 +513,7 @@ func (s *Socket) kickFill() {
 	if !s.opts.BusyPoll && !s.fill.NeedWakeup() {
 		return
 	}
-	if s.fake != nil {
-		s.fake.fillKicks++
-		return
-	}
-	_ = kickRX(s.fd)
+	_ = s.k.WakeRX()
 }
 
 // kickTX makes the kernel send what is on the TX ring: when the ring asks,
@@ -487,23 +523,14 @@ func (s *Socket) kickTX() {
 	if !s.opts.NoNeedWakeup && !s.opts.BusyPoll && !s.tx.NeedWakeup() {
 		return
 	}
-	if s.fake != nil {
-		s.fake.txKicks++
-		return
-	}
-	_ = kickTX(s.fd) // EAGAIN/EBUSY/ENOBUFS: the kernel is behind, retried next call
+	_ = s.k.WakeTX() // EAGAIN/EBUSY/ENOBUFS: the kernel is behind, retried next call
 }
 
 // Kick wakes the kernel for both directions unconditionally (recvfrom and
 // sendto), ignoring EAGAIN, EBUSY and ENOBUFS.
 func (s *Socket) Kick() error {
-	if s.fake != nil {
-		s.fake.fillKicks++
-		s.fake.txKicks++
-		return nil
-	}
-	for _, k := range []func(int) error{kickRX, kickTX} {
-		if err := k(s.fd); err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOBUFS) {
+	for _, wake := range []func() error{s.k.WakeRX, s.k.WakeTX} {
+		if err := wake(); err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOBUFS) {
 			return fmt.Errorf("kick: %w", err)
 		}
 	}
@@ -513,20 +540,7 @@ func (s *Socket) Kick() error {
 // Wait blocks in poll(2) until the RX ring has descriptors or timeout
 // passes (a negative timeout waits for ever). A timeout or EINTR is not an
 // error. With need_wakeup, poll also wakes the driver for the fill ring.
-func (s *Socket) Wait(timeout time.Duration) error {
-	if s.fake != nil {
-		return nil
-	}
-	ms := -1
-	if timeout >= 0 {
-		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
-	}
-	_, err := unix.Poll(s.pollFds[:], ms)
-	if err != nil && !errors.Is(err, unix.EINTR) {
-		return fmt.Errorf("poll: %w", err)
-	}
-	return nil
-}
+func (s *Socket) Wait(timeout time.Duration) error { return s.k.Poll(timeout) }
 
 // Statistics are the kernel's per-socket counters (XDP_STATISTICS).
 type Statistics struct {
@@ -539,29 +553,13 @@ type Statistics struct {
 }
 
 // Stats reads the socket's XDP_STATISTICS.
-func (s *Socket) Stats() (Statistics, error) {
-	if s.fake != nil {
-		return s.fake.stats, nil
-	}
-	st, err := xdpStatistics(s.fd)
-	if err != nil {
-		return Statistics{}, fmt.Errorf("get xdp statistics: %w", err)
-	}
-	return Statistics{
-		RxDropped:            st.Rx_dropped,
-		RxInvalidDescs:       st.Rx_invalid_descs,
-		TxInvalidDescs:       st.Tx_invalid_descs,
-		RxRingFull:           st.Rx_ring_full,
-		RxFillRingEmptyDescs: st.Rx_fill_ring_empty_descs,
-		TxRingEmptyDescs:     st.Tx_ring_empty_descs,
-	}, nil
-}
+func (s *Socket) Stats() (Statistics, error) { return s.k.Statistics() }
 
 // Close unbinds the socket and releases its fd and ring mappings. Frames
 // waiting on its RX and completion rings go back to the free stack; frames
 // on its fill and TX rings or inside the kernel cannot be taken back safely
 // while the kernel may still use them and are counted as Lost in the
-// Umem's Accounting (a fake socket gets all of them back). Must not run
+// Umem's Accounting (a fake kernel may hand them back). Must not run
 // concurrently with the ring methods, which must not be used afterwards
 // (they panic). Safe to call twice.
 func (s *Socket) Close() error {
@@ -582,9 +580,10 @@ func (s *Socket) Close() error {
 		u.FreeDescs(buf[:n])
 	}
 	s.Complete()
-	var reclaimed int64
-	if s.fake != nil {
-		reclaimed = s.fake.reclaim()
+	var errs []error
+	reclaimed, err := s.k.Release()
+	if err != nil {
+		errs = append(errs, err)
 	}
 	// Leave the Umem's list before unmapping, so Accounting never reads
 	// the rings of a socket being closed.
@@ -599,7 +598,6 @@ func (s *Socket) Close() error {
 	}
 	u.sockMu.Unlock()
 
-	var errs []error
 	for _, m := range s.maps {
 		if err := unix.Munmap(m); err != nil {
 			errs = append(errs, fmt.Errorf("munmap ring: %w", err))
@@ -609,11 +607,6 @@ func (s *Socket) Close() error {
 	// Ring methods on a closed socket now panic with a nil dereference
 	// instead of faulting on unmapped memory.
 	s.fill, s.comp, s.rx, s.tx = nil, nil, nil, nil
-	if s.fd >= 0 {
-		if err := unix.Close(s.fd); err != nil {
-			errs = append(errs, fmt.Errorf("close socket: %w", err))
-		}
-	}
 	return errors.Join(errs...)
 }
 

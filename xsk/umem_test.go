@@ -181,32 +181,6 @@ func TestAccountingCheck(t *testing.T) {
 	}
 }
 
-func TestUmemCloseIdempotent(t *testing.T) {
-	u, err := NewUmem(UmemOptions{NumFrames: 16, FrameSize: 2048})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _, err := NewFakeSocket(u, SocketOptions{RXSize: 16, TXSize: 16}, FakeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Close(); err != nil { // closes s too
-		t.Fatal(err)
-	}
-	if err := u.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := NewFakeSocket(u, SocketOptions{}, FakeOptions{}); !errors.Is(err, ErrClosed) {
-		t.Fatalf("socket on closed umem: %v", err)
-	}
-	if _, err := NewSocket(u, 1, 0, SocketOptions{}); !errors.Is(err, ErrClosed) {
-		t.Fatalf("socket on closed umem: %v", err)
-	}
-}
-
 func TestParseBindMode(t *testing.T) {
 	for _, m := range []BindMode{BindAuto, BindCopy, BindZeroCopy} {
 		if got, err := ParseBindMode(m.String()); err != nil || got != m {
