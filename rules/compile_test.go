@@ -2,19 +2,11 @@ package rules_test
 
 import (
 	"fmt"
-	"net/netip"
 	"testing"
 
 	"github.com/xdpipe/xdpipe/internal/frame/frametest"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/rules/rulestest"
-)
-
-var (
-	src4 = netip.MustParseAddr("198.18.1.1")
-	dst4 = netip.MustParseAddr("198.18.2.2")
-	src6 = netip.MustParseAddr("2001:2::1")
-	dst6 = netip.MustParseAddr("2001:2::2")
 )
 
 // genSet is FuzzSet for interface 1, normalized.
@@ -83,7 +75,7 @@ func TestMatcherAllocs(t *testing.T) {
 	_, tuples := sampleTuples()
 	set := genSet([]byte("some rules with prefixes and ports and more bytes to go around"), tuples)
 	m := rules.NewMatcher(rules.Compile(set))
-	f := frametest.BuildFrame(frametest.FrameSpec{Src: src6, Dst: dst6, Proto: 17, Sport: 5, Dport: 53})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: frametest.Src6, Dst: frametest.Dst6, Proto: 17, Sport: 5, Dport: 53})
 	if n := testing.AllocsPerRun(100, func() { m.Decide(f, 1) }); n != 0 {
 		t.Fatalf("%v allocations per Decide", n)
 	}
@@ -103,7 +95,7 @@ func BenchmarkMatcher(b *testing.B) {
 				b.Fatal(err)
 			}
 			m := rules.NewMatcher(rules.Compile(set))
-			f := frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: uint16(1000 + n - 1)})
+			f := frametest.BuildFrame(frametest.FrameSpec{Src: frametest.Src4, Dst: frametest.Dst4, Proto: 17, Sport: 1, Dport: uint16(1000 + n - 1)})
 			b.ReportAllocs()
 			for b.Loop() {
 				if d := m.Decide(f, 1); d.Rule != n-1 {

@@ -7,22 +7,15 @@ import (
 	"github.com/xdpipe/xdpipe/internal/frame/frametest"
 )
 
-var (
-	src4 = netip.MustParseAddr("198.18.1.1")
-	dst4 = netip.MustParseAddr("198.18.2.2")
-	src6 = netip.MustParseAddr("2001:2::1")
-	dst6 = netip.MustParseAddr("2001:2::2")
-)
-
 func TestParseFrame(t *testing.T) {
-	udp4 := frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1000, Dport: 53}
+	udp4 := frametest.FrameSpec{Src: frametest.Src4, Dst: frametest.Dst4, Proto: 17, Sport: 1000, Dport: 53}
 	with := func(s frametest.FrameSpec, f func(*frametest.FrameSpec)) frametest.FrameSpec {
 		s.VLANs = append([]uint16(nil), s.VLANs...)
 		s.ExtHeaders = append([]uint8(nil), s.ExtHeaders...)
 		f(&s)
 		return s
 	}
-	udp6 := frametest.FrameSpec{Src: src6, Dst: dst6, Proto: 17, Sport: 1000, Dport: 53}
+	udp6 := frametest.FrameSpec{Src: frametest.Src6, Dst: frametest.Dst6, Proto: 17, Sport: 1000, Dport: 53}
 	for _, tc := range []struct {
 		name string
 		spec frametest.FrameSpec
@@ -30,27 +23,27 @@ func TestParseFrame(t *testing.T) {
 		want Tuple
 		fail Reason
 	}{
-		{name: "udp4", spec: udp4, want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "tcp4", spec: with(udp4, func(s *frametest.FrameSpec) { s.Proto = 6 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 6, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "icmp4", spec: with(udp4, func(s *frametest.FrameSpec) { s.Proto = 1 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 1, Src: src4, Dst: dst4}},
-		{name: "gre4", spec: with(udp4, func(s *frametest.FrameSpec) { s.Proto = 47 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 47, Src: src4, Dst: dst4}},
-		{name: "udp4-options", spec: with(udp4, func(s *frametest.FrameSpec) { s.OptionWords = 10 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "udp4-first-fragment", spec: with(udp4, func(s *frametest.FrameSpec) { s.MoreFrags = true }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "udp4-later-fragment", spec: with(udp4, func(s *frametest.FrameSpec) { s.FragOffset = 185 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4}},
-		{name: "udp4-later-fragment-short", spec: with(udp4, func(s *frametest.FrameSpec) { s.FragOffset = 1 }), cut: 14 + 20 + 2, want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4}},
-		{name: "vlan", spec: with(udp4, func(s *frametest.FrameSpec) { s.VLANs = []uint16{100} }), want: Tuple{HasVLAN: true, VLAN: 100, EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "qinq", spec: with(udp4, func(s *frametest.FrameSpec) { s.VLANs = []uint16{100, 200} }), want: Tuple{HasVLAN: true, VLAN: 100, EtherType: 0x0800, Family: 4, Proto: 17, Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "udp4", spec: udp4, want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: frametest.Src4, Dst: frametest.Dst4, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "tcp4", spec: with(udp4, func(s *frametest.FrameSpec) { s.Proto = 6 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 6, Src: frametest.Src4, Dst: frametest.Dst4, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "icmp4", spec: with(udp4, func(s *frametest.FrameSpec) { s.Proto = 1 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 1, Src: frametest.Src4, Dst: frametest.Dst4}},
+		{name: "gre4", spec: with(udp4, func(s *frametest.FrameSpec) { s.Proto = 47 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 47, Src: frametest.Src4, Dst: frametest.Dst4}},
+		{name: "udp4-options", spec: with(udp4, func(s *frametest.FrameSpec) { s.OptionWords = 10 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: frametest.Src4, Dst: frametest.Dst4, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "udp4-first-fragment", spec: with(udp4, func(s *frametest.FrameSpec) { s.MoreFrags = true }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: frametest.Src4, Dst: frametest.Dst4, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "udp4-later-fragment", spec: with(udp4, func(s *frametest.FrameSpec) { s.FragOffset = 185 }), want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: frametest.Src4, Dst: frametest.Dst4}},
+		{name: "udp4-later-fragment-short", spec: with(udp4, func(s *frametest.FrameSpec) { s.FragOffset = 1 }), cut: 14 + 20 + 2, want: Tuple{EtherType: 0x0800, Family: 4, Proto: 17, Src: frametest.Src4, Dst: frametest.Dst4}},
+		{name: "vlan", spec: with(udp4, func(s *frametest.FrameSpec) { s.VLANs = []uint16{100} }), want: Tuple{HasVLAN: true, VLAN: 100, EtherType: 0x0800, Family: 4, Proto: 17, Src: frametest.Src4, Dst: frametest.Dst4, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "qinq", spec: with(udp4, func(s *frametest.FrameSpec) { s.VLANs = []uint16{100, 200} }), want: Tuple{HasVLAN: true, VLAN: 100, EtherType: 0x0800, Family: 4, Proto: 17, Src: frametest.Src4, Dst: frametest.Dst4, HasPorts: true, Sport: 1000, Dport: 53}},
 		{name: "arp", spec: frametest.FrameSpec{EtherType: 0x0806}, want: Tuple{EtherType: 0x0806}},
 		{name: "arp-vlan", spec: frametest.FrameSpec{EtherType: 0x0806, VLANs: []uint16{7}}, want: Tuple{HasVLAN: true, VLAN: 7, EtherType: 0x0806}},
-		{name: "udp6", spec: udp6, want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "tcp6", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 6 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 6, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "icmp6", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 58 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 58, Src: src6, Dst: dst6}},
-		{name: "udp6-ext", spec: with(udp6, func(s *frametest.FrameSpec) { s.ExtHeaders = []uint8{0, 43, 60} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "udp6-6-ext", spec: with(udp6, func(s *frametest.FrameSpec) { s.ExtHeaders = []uint8{0, 60, 43, 44, 60, 60} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "udp6-first-fragment", spec: with(udp6, func(s *frametest.FrameSpec) { s.MoreFrags = true }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6, HasPorts: true, Sport: 1000, Dport: 53}},
-		{name: "udp6-later-fragment", spec: with(udp6, func(s *frametest.FrameSpec) { s.FragOffset = 100; s.ExtHeaders = []uint8{0} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: src6, Dst: dst6}},
-		{name: "ah6", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 51 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 51, Src: src6, Dst: dst6}},
-		{name: "icmp4-in-ipv6-short", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 1 }), cut: 14 + 40 + 2, want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 1, Src: src6, Dst: dst6}},
+		{name: "udp6", spec: udp6, want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: frametest.Src6, Dst: frametest.Dst6, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "tcp6", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 6 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 6, Src: frametest.Src6, Dst: frametest.Dst6, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "icmp6", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 58 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 58, Src: frametest.Src6, Dst: frametest.Dst6}},
+		{name: "udp6-ext", spec: with(udp6, func(s *frametest.FrameSpec) { s.ExtHeaders = []uint8{0, 43, 60} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: frametest.Src6, Dst: frametest.Dst6, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "udp6-6-ext", spec: with(udp6, func(s *frametest.FrameSpec) { s.ExtHeaders = []uint8{0, 60, 43, 44, 60, 60} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: frametest.Src6, Dst: frametest.Dst6, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "udp6-first-fragment", spec: with(udp6, func(s *frametest.FrameSpec) { s.MoreFrags = true }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: frametest.Src6, Dst: frametest.Dst6, HasPorts: true, Sport: 1000, Dport: 53}},
+		{name: "udp6-later-fragment", spec: with(udp6, func(s *frametest.FrameSpec) { s.FragOffset = 100; s.ExtHeaders = []uint8{0} }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 17, Src: frametest.Src6, Dst: frametest.Dst6}},
+		{name: "ah6", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 51 }), want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 51, Src: frametest.Src6, Dst: frametest.Dst6}},
+		{name: "icmp4-in-ipv6-short", spec: with(udp6, func(s *frametest.FrameSpec) { s.Proto = 1 }), cut: 14 + 40 + 2, want: Tuple{EtherType: 0x86dd, Family: 6, Proto: 1, Src: frametest.Src6, Dst: frametest.Dst6}},
 
 		{name: "empty", spec: udp4, cut: -1, fail: ReasonTruncEth},
 		{name: "short-ethernet", spec: udp4, cut: 13, fail: ReasonTruncEth},
@@ -101,7 +94,7 @@ func TestParseFrame(t *testing.T) {
 
 func TestRuleMatch(t *testing.T) {
 	tu := Tuple{Ifindex: 3, HasVLAN: true, VLAN: 100, EtherType: 0x0800, Family: 4, Proto: 17,
-		Src: src4, Dst: dst4, HasPorts: true, Sport: 1000, Dport: 53}
+		Src: frametest.Src4, Dst: frametest.Dst4, HasPorts: true, Sport: 1000, Dport: 53}
 	arp := Tuple{Ifindex: 3, EtherType: 0x0806}
 	for _, tc := range []struct {
 		r          Rule
@@ -139,15 +132,15 @@ func TestSetDecide(t *testing.T) {
 	if err := set.Normalize(); err != nil {
 		t.Fatal(err)
 	}
-	f := frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 53})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: frametest.Src4, Dst: frametest.Dst4, Proto: 17, Sport: 1, Dport: 53})
 	if d := set.Decide(f, 1); d.Rule != 0 || d.Action != ActionRedirect {
 		t.Errorf("dns: %+v", d)
 	}
-	f = frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 54})
+	f = frametest.BuildFrame(frametest.FrameSpec{Src: frametest.Src4, Dst: frametest.Dst4, Proto: 17, Sport: 1, Dport: 54})
 	if d := set.Decide(f, 1); d.Rule != 1 || d.Action != ActionDrop {
 		t.Errorf("udp: %+v", d)
 	}
-	f = frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 6, Sport: 1, Dport: 54})
+	f = frametest.BuildFrame(frametest.FrameSpec{Src: frametest.Src4, Dst: frametest.Dst4, Proto: 6, Sport: 1, Dport: 54})
 	if d := set.Decide(f, 1); d.Rule != -1 || d.Action != ActionPass {
 		t.Errorf("tcp: %+v", d)
 	}
@@ -157,7 +150,7 @@ func TestSetDecide(t *testing.T) {
 }
 
 func TestParseFrameAllocs(t *testing.T) {
-	f := frametest.BuildFrame(frametest.FrameSpec{Src: src6, Dst: dst6, Proto: 17, ExtHeaders: []uint8{0}})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: frametest.Src6, Dst: frametest.Dst6, Proto: 17, ExtHeaders: []uint8{0}})
 	set := &Set{Rules: []Rule{{Fields: FieldDst, Dst: netip.MustParsePrefix("2001:2::/48")}}}
 	if n := testing.AllocsPerRun(100, func() { set.Decide(f, 1) }); n != 0 {
 		t.Fatalf("%v allocations per Decide", n)
@@ -180,7 +173,7 @@ func TestSampleFramesCoverEveryReason(t *testing.T) {
 
 // BenchmarkParseFrame: one IPv4/UDP frame through the parser.
 func BenchmarkParseFrame(b *testing.B) {
-	f := frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 53})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: frametest.Src4, Dst: frametest.Dst4, Proto: 17, Sport: 1, Dport: 53})
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, r := ParseFrame(f, 1); r != ReasonNone {

@@ -79,7 +79,7 @@ func BenchmarkDecide(b *testing.B) {
 	if err := set.Normalize(); err != nil {
 		b.Fatal(err)
 	}
-	f := frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 1099})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: frametest.Src4, Dst: frametest.Dst4, Proto: 17, Sport: 1, Dport: 1099})
 	b.ReportAllocs()
 	for b.Loop() {
 		if d := set.Decide(f, 1); d.Rule != 99 {

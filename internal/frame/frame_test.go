@@ -1,7 +1,6 @@
 package frame_test
 
 import (
-	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -9,13 +8,6 @@ import (
 
 	"github.com/xdpipe/xdpipe/internal/frame"
 	"github.com/xdpipe/xdpipe/internal/frame/frametest"
-)
-
-var (
-	src4 = netip.MustParseAddr("198.18.1.1")
-	dst4 = netip.MustParseAddr("198.18.2.2")
-	src6 = netip.MustParseAddr("2001:2::1")
-	dst6 = netip.MustParseAddr("2001:2::2")
 )
 
 // TestLimitsAreTheSteeringProgramsLimits: the parser's limits are the
@@ -44,17 +36,17 @@ func TestParse(t *testing.T) {
 		want frame.Headers
 		fail frame.Reason
 	}{
-		{name: "udp4", spec: frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1000, Dport: 53, Payload: 4},
-			want: frame.Headers{EtherType: 0x0800, Family: 4, Proto: 17, TTL: 64, L3: 14, L4: 34, Src: src4, Dst: dst4, HasPorts: true, SrcPort: 1000, DstPort: 53}},
-		{name: "tcp6-vlan-ext", spec: frametest.FrameSpec{VLANs: []uint16{7}, Src: src6, Dst: dst6, Proto: 6, Sport: 1, Dport: 443, ExtHeaders: []uint8{0, 60}},
-			want: frame.Headers{VLANs: 1, VLAN: 7, EtherType: 0x86dd, Family: 6, Proto: 6, TTL: 64, L3: 18, L4: 18 + 40 + 16, Src: src6, Dst: dst6, HasPorts: true, SrcPort: 1, DstPort: 443}},
-		{name: "udp4-later-fragment", spec: frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, FragOffset: 10},
-			want: frame.Headers{EtherType: 0x0800, Family: 4, Proto: 17, TTL: 64, L3: 14, Src: src4, Dst: dst4, Fragment: true}},
-		{name: "tcp-header-cut-at-20", spec: frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 6}, cut: 14 + 20 + 19, fail: frame.ReasonTruncL4},
-		{name: "three-vlans", spec: frametest.FrameSpec{VLANs: []uint16{1, 2, 3}, Src: src4, Dst: dst4, Proto: 17}, fail: frame.ReasonTooManyVLANs},
-		{name: "six-ext", spec: frametest.FrameSpec{Src: src6, Dst: dst6, Proto: 17, ExtHeaders: []uint8{0, 60, 60, 60, 60, 43}},
-			want: frame.Headers{EtherType: 0x86dd, Family: 6, Proto: 17, TTL: 64, L3: 14, L4: 14 + 40 + 48, Src: src6, Dst: dst6, HasPorts: true}},
-		{name: "seven-ext", spec: frametest.FrameSpec{Src: src6, Dst: dst6, Proto: 17, ExtHeaders: []uint8{0, 60, 60, 60, 60, 60, 43}}, fail: frame.ReasonTooManyExt},
+		{name: "udp4", spec: frametest.FrameSpec{Src: frametest.Src4, Dst: frametest.Dst4, Proto: 17, Sport: 1000, Dport: 53, Payload: 4},
+			want: frame.Headers{EtherType: 0x0800, Family: 4, Proto: 17, TTL: 64, L3: 14, L4: 34, Src: frametest.Src4, Dst: frametest.Dst4, HasPorts: true, SrcPort: 1000, DstPort: 53}},
+		{name: "tcp6-vlan-ext", spec: frametest.FrameSpec{VLANs: []uint16{7}, Src: frametest.Src6, Dst: frametest.Dst6, Proto: 6, Sport: 1, Dport: 443, ExtHeaders: []uint8{0, 60}},
+			want: frame.Headers{VLANs: 1, VLAN: 7, EtherType: 0x86dd, Family: 6, Proto: 6, TTL: 64, L3: 18, L4: 18 + 40 + 16, Src: frametest.Src6, Dst: frametest.Dst6, HasPorts: true, SrcPort: 1, DstPort: 443}},
+		{name: "udp4-later-fragment", spec: frametest.FrameSpec{Src: frametest.Src4, Dst: frametest.Dst4, Proto: 17, FragOffset: 10},
+			want: frame.Headers{EtherType: 0x0800, Family: 4, Proto: 17, TTL: 64, L3: 14, Src: frametest.Src4, Dst: frametest.Dst4, Fragment: true}},
+		{name: "tcp-header-cut-at-20", spec: frametest.FrameSpec{Src: frametest.Src4, Dst: frametest.Dst4, Proto: 6}, cut: 14 + 20 + 19, fail: frame.ReasonTruncL4},
+		{name: "three-vlans", spec: frametest.FrameSpec{VLANs: []uint16{1, 2, 3}, Src: frametest.Src4, Dst: frametest.Dst4, Proto: 17}, fail: frame.ReasonTooManyVLANs},
+		{name: "six-ext", spec: frametest.FrameSpec{Src: frametest.Src6, Dst: frametest.Dst6, Proto: 17, ExtHeaders: []uint8{0, 60, 60, 60, 60, 43}},
+			want: frame.Headers{EtherType: 0x86dd, Family: 6, Proto: 17, TTL: 64, L3: 14, L4: 14 + 40 + 48, Src: frametest.Src6, Dst: frametest.Dst6, HasPorts: true}},
+		{name: "seven-ext", spec: frametest.FrameSpec{Src: frametest.Src6, Dst: frametest.Dst6, Proto: 17, ExtHeaders: []uint8{0, 60, 60, 60, 60, 60, 43}}, fail: frame.ReasonTooManyExt},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -149,7 +141,7 @@ func FuzzParse(f *testing.F) {
 
 // BenchmarkParse: one IPv4/UDP frame.
 func BenchmarkParse(b *testing.B) {
-	f := frametest.BuildFrame(frametest.FrameSpec{Src: src4, Dst: dst4, Proto: 17, Sport: 1, Dport: 53, Payload: 18})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: frametest.Src4, Dst: frametest.Dst4, Proto: 17, Sport: 1, Dport: 53, Payload: 18})
 	var h frame.Headers
 	b.ReportAllocs()
 	for b.Loop() {

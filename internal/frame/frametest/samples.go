@@ -5,6 +5,14 @@ import (
 	"net/netip"
 )
 
+// Addresses of the sample frames, for tests to build frames and rules with.
+var (
+	Src4 = netip.MustParseAddr("198.18.1.1")
+	Dst4 = netip.MustParseAddr("198.18.2.2")
+	Src6 = netip.MustParseAddr("2001:2::1")
+	Dst6 = netip.MustParseAddr("2001:2::2")
+)
+
 // protoNames names the protocols of the sample frames.
 var protoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 58: "icmpv6"}
 
@@ -29,8 +37,8 @@ func SampleFrames() []Sample {
 		name     string
 		src, dst netip.Addr
 	}{
-		{"v4", netip.MustParseAddr("198.18.1.1"), netip.MustParseAddr("198.18.2.2")},
-		{"v6", netip.MustParseAddr("2001:2::1"), netip.MustParseAddr("2001:2::2")},
+		{"v4", Src4, Dst4},
+		{"v6", Src6, Dst6},
 	}
 	vlans := [][]uint16{nil, {100}, {100, 200}}
 	for _, vl := range vlans {
