@@ -22,7 +22,9 @@
 // with real traffic: the first holds at least 3 KiB) they count as
 // truncated.
 //
-// Lookup is a bit-vector intersection. Rules are numbered in priority
+// Lookup is a bit-vector intersection; the bitmaps are rules.Compile's
+// Tables (the same the filter stage runs in Go), which Apply writes into
+// the program's maps. Rules are numbered in priority
 // order; per field, a lookup of the frame's value yields the bitmap of the
 // rules accepting it (a hash for the interface; 65536-entry arrays for
 // VLAN, EtherType, protocol and ports, a port mapping to its elementary
