@@ -74,7 +74,11 @@ type Filter struct {
 	// Dropped the frames the filter dropped.
 	Hits            []atomic.Uint64
 	Misses, Dropped atomic.Uint64
-	hits            []uint64 // per-burst scratch, folded into Hits once per burst
+	// Per-burst scratch, folded into Hits once per burst: the hits per
+	// rule, and the rules hit (so the fold costs the burst, not the rule
+	// count).
+	hits []uint64
+	hit  []int32
 }
 
 var (
@@ -97,6 +101,9 @@ func (*Filter) StageName() string { return "filter" }
 // Process implements Stage.
 func (f *Filter) Process(b *Burst) {
 	var miss, dropped uint64
+	if cap(f.hit) < len(b.Pkts) {
+		f.hit = make([]int32, 0, cap(b.Pkts)) // once: bursts keep their capacity
+	}
 	for i := range b.Pkts {
 		p := &b.Pkts[i]
 		if p.Verdict == VerdictDrop {
@@ -108,6 +115,9 @@ func (f *Filter) Process(b *Burst) {
 		}
 		r, v := f.match.Match(p.Data, ifindex)
 		if r >= 0 && r < len(f.hits) {
+			if f.hits[r] == 0 {
+				f.hit = append(f.hit, int32(r))
+			}
 			f.hits[r]++
 			p.Rule = int16(min(r, 1<<15-1))
 		} else {
@@ -120,12 +130,11 @@ func (f *Filter) Process(b *Burst) {
 			}
 		}
 	}
-	for r, n := range f.hits {
-		if n != 0 {
-			f.Hits[r].Add(n)
-			f.hits[r] = 0
-		}
+	for _, r := range f.hit {
+		f.Hits[r].Add(f.hits[r])
+		f.hits[r] = 0
 	}
+	f.hit = f.hit[:0]
 	if miss != 0 {
 		f.Misses.Add(miss)
 	}
