@@ -43,6 +43,11 @@ func RingLayout(size uint32, elemSize int) (xsk.RingOffsets, int) {
 type Kernel struct {
 	umem  *xsk.Umem
 	multi bool // the socket has MultiBuffer
+	// The UMEM's geometry: a frame address's base is addr&frameMask, its
+	// data starts dataOff after it, and holds up to room bytes.
+	region        []byte
+	frameMask     uint64
+	dataOff, room uint64
 
 	fill *xsk.CompletionRing // the fill ring, consumed
 	rx   *xsk.TXRing         // the RX ring, produced
@@ -70,7 +75,8 @@ func NewSocket(u *xsk.Umem, opts xsk.SocketOptions, o Options) (*xsk.Socket, *Ke
 	if txSize == 0 {
 		txSize = xsk.DefaultRingSize
 	}
-	k := &Kernel{umem: u, multi: opts.MultiBuffer}
+	k := &Kernel{umem: u, multi: opts.MultiBuffer, region: u.Region(), frameMask: ^uint64(u.FrameSize() - 1),
+		dataOff: u.DataOffset(), room: uint64(u.FrameSize()) - u.DataOffset()}
 	region := func(size uint32, elem int) ([]byte, xsk.RingOffsets) {
 		off, n := RingLayout(size, elem)
 		mem := make([]byte, n)
@@ -150,13 +156,8 @@ func (k *Kernel) Poll(time.Duration) error { return nil }
 // Statistics implements xsk.Kernel: the drops Deliver and Send counted.
 func (k *Kernel) Statistics() (xsk.Statistics, error) { return k.stats, nil }
 
-// dataRoom is how many bytes of a frame a packet may fill.
-func (k *Kernel) dataRoom() uint64 { return uint64(k.umem.FrameSize()) - k.umem.DataOffset() }
-
 // frameAddr turns a fill-ring address into the address of its data.
-func (k *Kernel) frameAddr(a uint64) uint64 {
-	return a&^uint64(k.umem.FrameSize()-1) + k.umem.DataOffset()
-}
+func (k *Kernel) frameAddr(a uint64) uint64 { return a&k.frameMask + k.dataOff }
 
 // Deliver receives frame n times, the way copy mode does: each copy takes a
 // frame from the fill ring, is written at the frame's data offset and
@@ -165,7 +166,7 @@ func (k *Kernel) frameAddr(a uint64) uint64 {
 // kernel's terms). A frame longer than a UMEM frame's data room is dropped.
 // Allocates nothing.
 func (k *Kernel) Deliver(frame []byte, n int) int {
-	if uint64(len(frame)) > k.dataRoom() {
+	if uint64(len(frame)) > k.room {
 		k.stats.RxDropped += uint64(n)
 		return 0
 	}
@@ -178,10 +179,9 @@ func (k *Kernel) Deliver(frame []byte, n int) int {
 	if put < got {
 		k.stats.RxRingFull += uint64(got - put)
 	}
-	region := k.umem.Region()
 	for i := range put {
 		addr := k.frameAddr(k.fill.Get(fidx + i))
-		copy(region[addr:], frame)
+		copy(k.region[addr:], frame)
 		k.rx.Set(ridx+i, xsk.Desc{Addr: addr, Len: uint32(len(frame))})
 	}
 	k.fill.Release(put)
@@ -210,7 +210,7 @@ func (k *Kernel) Post(n, length int) int {
 // the socket has no MultiBuffer and the packet needs more than one frame,
 // or when the fill or RX ring lacks room.
 func (k *Kernel) DeliverPacket(frame []byte) bool {
-	room := k.dataRoom()
+	room := k.room
 	segs := max(uint32((uint64(len(frame))+room-1)/room), 1)
 	if segs > 1 && !k.multi {
 		k.stats.RxDropped++
@@ -228,11 +228,10 @@ func (k *Kernel) DeliverPacket(frame []byte) bool {
 		k.stats.RxRingFull++
 		return false
 	}
-	region := k.umem.Region()
 	for i := range segs {
 		addr := k.frameAddr(k.fill.Get(fidx + i))
 		part := frame[min(uint64(i)*room, uint64(len(frame))):min(uint64(i+1)*room, uint64(len(frame)))]
-		copy(region[addr:], part)
+		copy(k.region[addr:], part)
 		var opt uint32
 		if i < segs-1 {
 			opt = unix.XDP_PKT_CONTD
