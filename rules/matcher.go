@@ -10,8 +10,9 @@ import (
 // kernel: one table lookup per field in use (a few hash lookups for
 // prefixes, one per prefix length in use) and an AND of bitmaps that skips
 // words by their summaries. Its cost does not grow with the number of
-// rules; Set.Match is a linear scan. Same semantics as Set.Match (fuzzed
-// against it). Safe for concurrent use; immutable.
+// rules; Set.Match is a linear scan, which Match itself uses for sets of
+// up to linearMax rules, where scanning is cheaper. Same semantics as
+// Set.Match (fuzzed against it). Safe for concurrent use; immutable.
 type Matcher struct {
 	set    *Set
 	used   Field
@@ -177,6 +178,11 @@ func (px *prefixIndex) lookup(a netip.Addr, v6 bool) uint32 {
 	panic("rules: no /0 prefix stored") // Compile always stores /0
 }
 
+// linearMax is the largest set Match scans linearly: up to a few rules the
+// scan (Set.Match, the reference itself) costs less than looking up and
+// ANDing the bitmaps, and its cost stays bounded.
+const linearMax = 4
+
 // Set returns the compiled set.
 func (m *Matcher) Set() *Set { return m.set }
 
@@ -190,6 +196,9 @@ func (m *Matcher) Match(t *Tuple) (int, Action) {
 	}
 	if m.used == 0 {
 		return 0, set.Rules[0].Action
+	}
+	if len(set.Rules) <= linearMax {
+		return set.Match(t)
 	}
 	var bms [8]int // arena offsets of the fields' bitmaps
 	n := 0
