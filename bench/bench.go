@@ -28,7 +28,8 @@ import (
 // every size for 3 seconds a cell.
 type Config struct {
 	// Receivers to run, in order (default Receivers()). "xdp-drop", the
-	// ceiling, is always run first for each size if listed.
+	// ceiling, is moved first if listed: the first round runs it first for
+	// each size.
 	Receivers []string
 	// Sizes are frame sizes in bytes (default 64, 512, 1500, 9000).
 	Sizes []int
@@ -57,6 +58,11 @@ type Config struct {
 	GenCPU, RxCPU *int
 	// Retries is how often a disturbed cell is repeated (0: never).
 	Retries int
+	// Repeat is how many rounds of the whole matrix to run (0: 1). Rounds
+	// after the first run the cells in a rotated order (see roundOrder), and
+	// the report gives each cell's and each ratio's median, minimum and
+	// maximum over the rounds.
+	Repeat int
 	// Disturbance is the CPU share (of one CPU, over the cell) that other
 	// processes may use before a cell counts as disturbed (default 0.05).
 	Disturbance float64
@@ -97,6 +103,10 @@ type Result struct {
 	// CPU seconds the whole machine was busy during the cell (/proc/stat),
 	// of CPUs x seconds available.
 	MachineBusy float64 `json:"machine_busy_s"`
+	// Spread, in a repeated run's Results only: the rates, per-frame CPU
+	// and ratio to the ceiling above are then medians over the rounds the
+	// cell ran without error, and counts and seconds totals over them.
+	Spread *CellSpread `json:"spread,omitempty"`
 }
 
 // Report is the whole matrix.
@@ -111,6 +121,10 @@ type Report struct {
 	Sizes     []int     `json:"sizes"`
 	// Ratios are Compare's, filled in when the run ends.
 	Ratios []Ratio `json:"ratios,omitempty"`
+	// Rounds, in a repeated run (Config.Repeat above 1) only: every
+	// round's cells as measured, in Results' order; Results then folds
+	// them into one cell each (see Result.Spread).
+	Rounds [][]Result `json:"rounds,omitempty"`
 }
 
 // DefaultSizes are the frame sizes of the full matrix.
@@ -173,6 +187,12 @@ func (c *Config) defaults() error {
 	}
 	if c.Retries < 0 {
 		return fmt.Errorf("negative retries %d", c.Retries)
+	}
+	if c.Repeat < 0 {
+		return fmt.Errorf("negative repeat %d", c.Repeat)
+	}
+	if c.Repeat == 0 {
+		c.Repeat = 1
 	}
 	if c.Disturbance == 0 {
 		c.Disturbance = 0.05
@@ -275,36 +295,23 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	_ = unix.Uname(&uts)
 	rep := &Report{Started: time.Now().UTC(), Kernel: unix.ByteSliceToString(uts.Release[:]),
 		CPUs: runtime.NumCPU(), Duration: c.Duration.Seconds(), Receivers: c.Receivers, Sizes: c.Sizes}
-	total := len(c.Sizes) * len(c.Receivers)
+	total := c.Repeat * len(c.Sizes) * len(c.Receivers)
 	done := 0
-	for _, size := range c.Sizes {
-		if err := tb.setMTU(max(1500, size-14)); err != nil {
-			return rep, err
+	for round := range c.Repeat {
+		if c.Repeat > 1 && c.Log != nil {
+			fmt.Fprintf(c.Log, "\rround %d of %d\n", round+1, c.Repeat)
 		}
-		cfg := gen.Config{Proto: gen.UDP4, Size: size, Flows: c.Flows, SrcMAC: tb.genMAC, DstMAC: tb.macB,
-			SrcIP: netip.AddrFrom4([4]byte(tb.ipA)), DstIP: netip.AddrFrom4([4]byte(tb.ipB)), DstPort: 9}
-		tp, err := gen.NewTemplate(cfg)
+		results, err := runRound(ctx, &c, tb, reqs, roundOrder(round, c.Receivers, c.Sizes), &done, total)
+		canonical(results, c.Receivers, c.Sizes)
+		setCeilingRatios(results)
+		if c.Repeat == 1 {
+			rep.Results = results
+		} else {
+			rep.Rounds = append(rep.Rounds, results)
+			rep.Results = aggregate(rep.Rounds)
+		}
 		if err != nil {
 			return rep, err
-		}
-		var ceiling float64
-		for _, rx := range c.Receivers {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
-			progressBar(c.Progress, done, total, fmt.Sprintf("%-14s %5d B", rx, size))
-			r := runCell(ctx, &c, tb, reqs, tp, rx)
-			if rx == "xdp-drop" && r.Error == "" {
-				ceiling = r.Fps
-			}
-			if ceiling > 0 {
-				r.RatioToCeiling = r.Fps / ceiling
-			}
-			rep.Results = append(rep.Results, r)
-			done++
-			if c.Log != nil {
-				logCell(c.Log, r)
-			}
 		}
 	}
 	progressBar(c.Progress, done, total, "done")
@@ -313,6 +320,38 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	}
 	rep.Ratios = rep.Compare()
 	return rep, nil
+}
+
+// runRound runs the cells of one round in the order given, one size group
+// after another, counting them in *done of total for the progress bar. On
+// an error it returns the cells that ran so far.
+func runRound(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, groups [][]cell, done *int, total int) ([]Result, error) {
+	var results []Result
+	for _, group := range groups {
+		size := group[0].size
+		if err := tb.setMTU(max(1500, size-14)); err != nil {
+			return results, err
+		}
+		cfg := gen.Config{Proto: gen.UDP4, Size: size, Flows: c.Flows, SrcMAC: tb.genMAC, DstMAC: tb.macB,
+			SrcIP: netip.AddrFrom4([4]byte(tb.ipA)), DstIP: netip.AddrFrom4([4]byte(tb.ipB)), DstPort: 9}
+		tp, err := gen.NewTemplate(cfg)
+		if err != nil {
+			return results, err
+		}
+		for _, cl := range group {
+			if ctx.Err() != nil {
+				return results, ctx.Err()
+			}
+			progressBar(c.Progress, *done, total, fmt.Sprintf("%-14s %5d B", cl.rx, size))
+			r := runCell(ctx, c, tb, reqs, tp, cl.rx)
+			results = append(results, r)
+			*done++
+			if c.Log != nil {
+				logCell(c.Log, r)
+			}
+		}
+	}
+	return results, nil
 }
 
 func logCell(w io.Writer, r Result) {

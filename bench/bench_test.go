@@ -31,21 +31,28 @@ func TestMain(m *testing.M) {
 	testutil.RunCheckingLeaks(m)
 }
 
+// ciMatrix is the CI matrix: one size, two receivers, one second each,
+// this test binary as the receiver child.
+func ciMatrix(log *bytes.Buffer) Config {
+	return Config{
+		Receivers: []string{"xdp-drop", "udp"},
+		Sizes:     []int{64},
+		Duration:  time.Second,
+		Self:      []string{os.Args[0]},
+		Env:       []string{"XDPIPE_BENCH_CHILD=1"},
+		Log:       log,
+	}
+}
+
 // TestShortMatrix runs the CI matrix: one size, two receivers, one second
 // each, and checks the JSON it writes (package chart draws it).
 func TestShortMatrix(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	var log bytes.Buffer
-	rep, err := Run(context.Background(), Config{
-		Receivers: []string{"xdp-drop", "udp"},
-		Sizes:     []int{64},
-		Duration:  time.Second,
-		Self:      []string{os.Args[0]},
-		Env:       []string{"XDPIPE_BENCH_CHILD=1"},
-		Retries:   1,
-		Log:       &log,
-	})
+	c := ciMatrix(&log)
+	c.Retries = 1
+	rep, err := Run(context.Background(), c)
 	t.Log("\n" + log.String())
 	if err != nil {
 		t.Fatal(err)
@@ -86,11 +93,61 @@ func TestShortMatrix(t *testing.T) {
 	}
 }
 
+// TestRepeatMatrix runs the CI matrix twice: the second round runs the
+// cells in the other order, and the report folds both rounds.
+func TestRepeatMatrix(t *testing.T) {
+	testutil.RequireRoot(t)
+	var log bytes.Buffer
+	c := ciMatrix(&log)
+	c.Repeat = 2
+	rep, err := Run(context.Background(), c)
+	t.Log("\n" + log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tab, rat bytes.Buffer
+	if err := rep.WriteTable(&tab); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteRatios(&rat); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + tab.String() + "\n" + rat.String())
+	if len(rep.Rounds) != 2 || len(rep.Results) != 2 {
+		t.Fatalf("%d rounds, %d cells, want 2 and 2", len(rep.Rounds), len(rep.Results))
+	}
+	for i, round := range rep.Rounds {
+		if len(round) != 2 || round[0].Receiver != "xdp-drop" || round[1].Receiver != "udp" {
+			t.Fatalf("round %d: %+v, want xdp-drop then udp (the configured order)", i, round)
+		}
+		if round[0].RatioToCeiling != 1 || round[1].RatioToCeiling <= 0 {
+			t.Fatalf("round %d: ratios to the ceiling %v and %v", i, round[0].RatioToCeiling, round[1].RatioToCeiling)
+		}
+	}
+	// The log names the cells as they ran: round 2 starts with udp.
+	second := log.String()[strings.Index(log.String(), "round 2 of 2"):]
+	if u, x := strings.Index(second, "udp "), strings.Index(second, "xdp-drop "); u < 0 || x < 0 || u > x {
+		t.Fatalf("round 2 did not run udp first:\n%s", second)
+	}
+	for _, r := range rep.Results {
+		if r.Error != "" || r.Spread == nil || r.Spread.Rounds != 2 {
+			t.Fatalf("%s: %s, spread %+v", r.Receiver, r.Error, r.Spread)
+		}
+		if s := r.Spread.Fps; s.Min <= 0 || s.Min > s.Median || s.Median > s.Max || r.Fps != s.Median {
+			t.Fatalf("%s: rate spread %+v, figure %v", r.Receiver, s, r.Fps)
+		}
+	}
+	if rep.Results[0].Spread.RatioToCeiling != (Spread{1, 1, 1}) {
+		t.Fatalf("the ceiling's ratio %+v, want 1 in every round", rep.Results[0].Spread.RatioToCeiling)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for _, c := range []Config{
 		{Receivers: []string{"nope"}},
 		{Sizes: []int{10}},
 		{Duration: -time.Second},
+		{Repeat: -1},
 	} {
 		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("%+v: no error", c)

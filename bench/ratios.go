@@ -18,6 +18,11 @@ type Ratio struct {
 	// with: the ratio then measures the generator).
 	Bar float64 `json:"bar,omitempty"`
 	Met bool    `json:"met,omitempty"`
+	// Spread and Rounds, in a repeated run only: Value is then the median
+	// over the Rounds this ratio could be taken in, each ratio taken
+	// between cells of one round, and Met judges the median.
+	Spread *Spread `json:"spread,omitempty"`
+	Rounds int     `json:"rounds,omitempty"`
 }
 
 // comparisons are the ratios reported, numerator over denominator.
@@ -36,8 +41,16 @@ var comparisons = []struct {
 }
 
 // Compare computes the comparisons for every size where both cells ran and
-// received something.
+// received something; in a repeated run, their spread over the rounds.
 func (rep *Report) Compare() []Ratio {
+	if len(rep.Rounds) > 1 {
+		return rep.compareRounds()
+	}
+	return rep.compareResults()
+}
+
+// compareResults is Compare over the cells in Results.
+func (rep *Report) compareResults() []Ratio {
 	type key struct {
 		rx   string
 		size int
@@ -79,9 +92,18 @@ func (r Ratio) verdict() string {
 	return fmt.Sprintf("bar %.2g: NOT met", r.Bar)
 }
 
-// WriteRatios prints the ratios as a table.
+// WriteRatios prints the ratios as a table; a repeated run's with their
+// median, minimum and maximum over the rounds.
 func (rep *Report) WriteRatios(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(rep.Rounds) > 1 {
+		fmt.Fprintf(tw, "ratio\tsize\tmedian\tmin\tmax\trounds\t\n")
+		for _, r := range rep.Compare() {
+			fmt.Fprintf(tw, "%s\t%d\t%.2fx\t%.2fx\t%.2fx\t%d\t%s\n", r.What, r.Size, r.Value, r.Spread.Min, r.Spread.Max,
+				r.Rounds, r.verdict())
+		}
+		return tw.Flush()
+	}
 	fmt.Fprintf(tw, "ratio\tsize\tvalue\t\n")
 	for _, r := range rep.Compare() {
 		fmt.Fprintf(tw, "%s\t%d\t%.2fx\t%s\n", r.What, r.Size, r.Value, r.verdict())
@@ -93,6 +115,14 @@ func (rep *Report) WriteRatios(w io.Writer) error {
 func (rep *Report) writeRatiosMarkdown(w io.Writer) {
 	ratios := rep.Compare()
 	if len(ratios) == 0 {
+		return
+	}
+	if len(rep.Rounds) > 1 {
+		fmt.Fprintf(w, "\n| ratio (same round, over %d rounds) | size | median | min | max | bar |\n", len(rep.Rounds))
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|")
+		for _, r := range ratios {
+			fmt.Fprintf(w, "| %s | %d | %.2fx | %.2fx | %.2fx | %s |\n", r.What, r.Size, r.Value, r.Spread.Min, r.Spread.Max, r.verdict())
+		}
 		return
 	}
 	fmt.Fprintln(w, "\n| ratio (same run) | size | value | bar |")

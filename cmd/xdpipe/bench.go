@@ -36,6 +36,7 @@ func runBench(ctx context.Context, args []string) error {
 	dur := fs.Duration("duration", 3*time.Second, "traffic time per cell")
 	flows := fs.Int("flows", 1, "flows in the generated traffic")
 	retries := fs.Int("retries", 2, "repeat a cell disturbed by other processes up to this often")
+	repeat := fs.Int("repeat", 1, "run the matrix this many times, each round in a rotated cell order, and report every\ncell's and ratio's median, min and max")
 	jsonOut := fs.String("json", "bench.json", "write the report as JSON here (empty: no JSON)")
 	mdOut := fs.String("markdown", "", "also write the table as Markdown here")
 	quiet := fs.Bool("quiet", false, "no progress bar")
@@ -53,7 +54,7 @@ func runBench(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := bench.Config{Duration: *dur, Flows: *flows, Retries: *retries, Log: os.Stderr, Xdpipe: exe, AsaviePeer: *asavie,
+	c := bench.Config{Duration: *dur, Flows: *flows, Retries: *retries, Repeat: *repeat, Log: os.Stderr, Xdpipe: exe, AsaviePeer: *asavie,
 		XskCPeer: *xskC}
 	if !*quiet {
 		c.Progress = os.Stderr
@@ -70,6 +71,9 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	if *retries < 0 {
 		return errors.New("--retries must not be negative")
+	}
+	if *repeat < 1 {
+		return errors.New("--repeat must be at least 1")
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
