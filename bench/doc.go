@@ -13,7 +13,9 @@
 //
 // The machine may be shared: the CPU time of every other user process is
 // read before and after each cell; a cell in which others used more than a
-// share of a CPU is marked disturbed and run again.
+// share of a CPU is marked disturbed and run again. Config.Repeat runs the
+// matrix in several rounds, each in a rotated cell order, and folds them
+// into each cell's and each ratio's median, minimum and maximum.
 //
 // Output: Report.WriteTable, WriteJSON, WriteMarkdown; the chart is drawn
 // by package bench/chart (cmd/xdpipe-chart), so that the xdpipe binary does

@@ -8,6 +8,8 @@
 # Needs root (network namespaces, XDP, AF_XDP); installs what the C peer
 # (hack/xsk-c-peer) needs to build (hack/deps.sh bench). The machine should
 # be quiet: cells disturbed by other processes are repeated and marked.
+# On a shared machine pass --repeat 3: three interleaved rounds, each cell
+# and ratio reported as median, min and max (bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-bin/xdpipe}
