@@ -27,7 +27,9 @@ func runBench(ctx context.Context, args []string) error {
 			"Builds a veth testbed in two fresh network namespaces, sends the same generated traffic\n"+
 			"(live frames; AF_XDP above one page) to each receiver at each frame size, one after another,\n"+
 			"and reports frames/s, Gbit/s, receiver CPU per million frames and the ratio to the\n"+
-			"in-kernel XDP_DROP ceiling, as a table and JSON (xdpipe-chart draws the JSON). Needs root.\n\nreceivers: %s\n\n",
+			"in-kernel XDP_DROP ceiling, as a table and JSON (xdpipe-chart draws the JSON). --repeat N runs\n"+
+			"the matrix N times, the cells' order rotated each round, and reports median, min and max.\n"+
+			"Needs root.\n\nreceivers: %s\n\n",
 			strings.Join(bench.Receivers(), ", "))
 		fs.PrintDefaults()
 	}

@@ -79,7 +79,7 @@ func TestHelpExitsZero(t *testing.T) {
 			t.Errorf("xdpipe %s: exit %d, want 0 with the usage:\n%s", strings.Join(args, " "), code, out)
 		}
 	}
-	for _, args := range [][]string{{}, {"run", "--no-such-flag"}, {"frobnicate"}} {
+	for _, args := range [][]string{{}, {"run", "--no-such-flag"}, {"frobnicate"}, {"bench", "--repeat", "0"}} {
 		if out, code := xdpipeIn(t, nil, args...); code == 0 {
 			t.Errorf("xdpipe %s: exit 0, want a failure:\n%s", strings.Join(args, " "), out)
 		}
