@@ -56,9 +56,11 @@ func MaxLiveFrameSize() int { return os.Getpagesize() - 256 - 320 }
 // BPF_F_TEST_XDP_LIVE_FRAMES runs an XDP program (built for the Template)
 // over kernel-allocated copies of the frame, Repeat times per call, and
 // the program's XDP_TX sends each out of the device. The program takes a
-// sequence number from an atomic counter in a map, stamps it with the flow
-// word and bpf_ktime_get_ns() into the frame and fixes the checksums, so
-// every frame differs although user space hands the kernel one template.
+// sequence number from a counter in global data, stamps it with the flow
+// word and the send time (bpf_ktime_get_ns(), read once a batch) into the
+// frame and fixes the checksums, so every frame differs although user
+// space hands the kernel one template. A Live sends from one goroutine at
+// a time: the counter has no atomic instruction.
 // The program drops frames past the count, so a Count is exact even when a
 // call is interrupted and repeated.
 //
@@ -102,7 +104,7 @@ func NewLive(t *Template, opts LiveOptions) (*Live, error) {
 	if dev, err := netdev.Get(opts.Ifindex); err == nil && !dev.Features.Has(netdev.XDPNdoXmit) {
 		return nil, fmt.Errorf("live engine: %s", noXmit(dev))
 	}
-	st, err := newStamper(t)
+	st, err := newStamper(t, opts.BatchSize)
 	if err != nil {
 		return nil, fmt.Errorf("live engine: %w", err)
 	}
@@ -200,9 +202,6 @@ func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 	if r.Count != 0 {
 		limit = r.Count
 	}
-	if err := l.st.set(counter{Next: 0, Limit: limit}); err != nil {
-		return Result{}, err
-	}
 	// The transmit counter counts this thread's frames.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -218,6 +217,7 @@ func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 	}
 	var made, left uint64
 	var err error
+	c := counter{Limit: limit}
 	for ctx.Err() == nil {
 		now := time.Now()
 		p.report(now, left, false)
@@ -230,11 +230,14 @@ func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 			continue
 		}
 		opts.Repeat = uint32(n)
+		c.Left = 0 // the call's first frame reads the clock
+		if err = l.st.set(c); err != nil {
+			break
+		}
 		if _, err = l.st.prog.Run(&opts); err != nil { // live mode reports no return value
 			err = fmt.Errorf("live engine: %w", errors.Join(err, liveHint(err)))
 			break
 		}
-		var c counter
 		if c, err = l.st.get(); err != nil {
 			break
 		}

@@ -47,7 +47,7 @@ func TestStampProgramMatchesStamp(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st, err := newStamper(tp)
+			st, err := newStamper(tp, 64)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,6 +73,28 @@ func TestStampProgramMatchesStamp(t *testing.T) {
 				tp.Stamp(want, seq, pl.Sent)
 				if !bytes.Equal(got, want) {
 					t.Fatalf("%v %v seq %d: program wrote\n%x\nStamp writes\n%x", p, vary, seq, got, want)
+				}
+			}
+			// Between readings of the clock frames carry the last one:
+			// two frames take Stamp, the third reads the clock again.
+			if err := st.set(counter{Next: 9, Limit: ^uint64(0), Stamp: 12345, Left: 2}); err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range []struct{ sent, left uint64 }{{12345, 1}, {12345, 0}, {0, 63}} {
+				out := make([]byte, tp.Len()+256)
+				opts := ebpf.RunOptions{Data: tp.Bytes(), DataOut: out}
+				if _, err := st.prog.Run(&opts); err != nil {
+					t.Fatal(err)
+				}
+				pl := checkFrame(t, opts.DataOut)
+				c, err := st.get()
+				if err != nil {
+					t.Fatal(err)
+				}
+				fresh := want.sent == 0 && pl.Sent > 12345 && uint64(pl.Sent) == c.Stamp
+				if pl.Seq != uint64(9+i) || (uint64(pl.Sent) != want.sent && !fresh) || c.Left != want.left {
+					t.Fatalf("%v frame %d after a reading: seq %d sent %d, counter %+v; want seq %d sent %d (0: a new reading), left %d",
+						p, i, pl.Seq, pl.Sent, c, 9+i, want.sent, want.left)
 				}
 			}
 			// Past the limit the program drops.

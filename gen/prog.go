@@ -15,18 +15,31 @@ import (
 // 60 instructions and is checked against Template.Stamp by a test that runs
 // both on the same input.
 
-// counter is the value of the live program's one-entry array map.
+// counter is the value of the live program's one-entry array map, which
+// the program reads and writes as global data (no lookup, no atomic: only
+// the one thread in Live.Send runs it).
 type counter struct {
 	Next  uint64 // sequence number of the next frame
 	Limit uint64 // frames with Next >= Limit are dropped, not sent
+	Stamp uint64 // the send time the next Left frames carry
+	Left  uint64 // frames that still carry Stamp; at 0 the next frame reads the clock
 }
 
 // stampProgram returns the instructions of the live engine's XDP program:
-// take a sequence number from the map's counter with an atomic add, drop
-// the frame if the count is reached, otherwise stamp the flow word, the
-// sequence number and bpf_ktime_get_ns() into the frame, fix the checksums
-// as Template.Stamp does, and return XDP_TX.
-func stampProgram(t *Template, mapFD int) asm.Instructions {
+// take the next sequence number from the counter, drop the frame if the
+// count is reached, otherwise stamp the flow word, the sequence number and
+// the send time into the frame, fix the checksums as Template.Stamp does,
+// and return XDP_TX.
+//
+// The send time is bpf_ktime_get_ns() read once every perClock frames,
+// not per frame: the call alone cost a quarter of a bare generator's rate
+// (issue 12). With perClock the batch size that costs nothing in accuracy,
+// because live mode sends a batch's frames together, when the kernel
+// flushes it after the last frame's run: a per-frame reading was already
+// up to a batch older than the frame's departure, and so is this one.
+// Send zeroes Left before every BPF_PROG_RUN call, so a frame never
+// carries a time from before its call (from before a pacing sleep).
+func stampProgram(t *Template, mapFD int, perClock uint32) asm.Instructions {
 	const (
 		ctx  = asm.R6
 		seq  = asm.R7
@@ -35,19 +48,23 @@ func stampProgram(t *Template, mapFD int) asm.Instructions {
 	)
 	insns := asm.Instructions{
 		asm.Mov.Reg(ctx, asm.R1),
-		asm.StoreImm(asm.R10, -4, 0, asm.Word),
-		asm.Mov.Reg(asm.R2, asm.R10),
-		asm.Add.Imm(asm.R2, -4),
-		asm.LoadMapPtr(asm.R1, mapFD),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "abort"),
-		asm.Mov.Imm(asm.R1, 1),
-		fetchAdd(asm.R0, asm.R1), // r1 = old Next
-		asm.Mov.Reg(seq, asm.R1),
-		asm.LoadMem(asm.R2, asm.R0, 8, asm.DWord), // Limit
-		asm.JGE.Reg(seq, asm.R2, "drop"),
+		asm.LoadMapValue(asm.R2, mapFD, 0), // r2 = &counter
+		asm.LoadMem(seq, asm.R2, 0, asm.DWord),
+		asm.LoadMem(asm.R3, asm.R2, 8, asm.DWord),
+		asm.JGE.Reg(seq, asm.R3, "drop"),
+		asm.Mov.Reg(asm.R3, seq),
+		asm.Add.Imm(asm.R3, 1),
+		asm.StoreMem(asm.R2, 0, asm.R3, asm.DWord),
+		asm.LoadMem(ts, asm.R2, 16, asm.DWord),
+		asm.LoadMem(asm.R3, asm.R2, 24, asm.DWord),
+		asm.JNE.Imm(asm.R3, 0, "stamped"),
 		asm.FnKtimeGetNs.Call(),
 		asm.Mov.Reg(ts, asm.R0),
+		asm.LoadMapValue(asm.R2, mapFD, 0), // the call clobbered r2
+		asm.StoreMem(asm.R2, 16, ts, asm.DWord),
+		asm.Mov.Imm(asm.R3, int32(perClock)),
+		asm.Add.Imm(asm.R3, -1).WithSymbol("stamped"),
+		asm.StoreMem(asm.R2, 24, asm.R3, asm.DWord),
 		asm.LoadMem(data, ctx, 0, asm.Word),   // xdp_md.data
 		asm.LoadMem(asm.R3, ctx, 4, asm.Word), // xdp_md.data_end
 		asm.Mov.Reg(asm.R4, data),
@@ -108,17 +125,6 @@ func stampProgram(t *Template, mapFD int) asm.Instructions {
 	return insns
 }
 
-// fetchAdd is `src = atomic_fetch_add((u64 *)(dst + 0), src)`.
-// cilium/ebpf v0.22.0's Marshal reads the immediate before it derives it
-// from the opcode's atomic bits, so FetchAdd.Mem alone encodes a plain
-// atomic add (imm 0) and src keeps its value; set the immediate
-// (BPF_ADD | BPF_FETCH = 0x01) ourselves.
-func fetchAdd(dst, src asm.Register) asm.Instruction {
-	ins := asm.FetchAdd.Mem(dst, src, asm.DWord, 0)
-	ins.Constant = 0x01
-	return ins
-}
-
 // foldInsns folds the one's complement sum in r to 16 bits, using tmp.
 func foldInsns(r, tmp asm.Register) asm.Instructions {
 	var out asm.Instructions
@@ -139,12 +145,12 @@ type stamper struct {
 	cnt  *ebpf.Map
 }
 
-func newStamper(t *Template) (*stamper, error) {
+func newStamper(t *Template, perClock uint32) (*stamper, error) {
 	m, err := ebpf.NewMap(&ebpf.MapSpec{
 		Name:       "xdpipe_gen_seq",
 		Type:       ebpf.Array,
 		KeySize:    4,
-		ValueSize:  16,
+		ValueSize:  32,
 		MaxEntries: 1,
 	})
 	if err != nil {
@@ -154,7 +160,7 @@ func newStamper(t *Template) (*stamper, error) {
 		Name:         "xdpipe_gen_tx",
 		Type:         ebpf.XDP,
 		License:      "Dual MIT/GPL",
-		Instructions: stampProgram(t, m.FD()),
+		Instructions: stampProgram(t, m.FD(), perClock),
 	})
 	if err != nil {
 		m.Close()
