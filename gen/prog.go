@@ -72,7 +72,7 @@ func stampProgram(t *Template, mapFD int, perClock uint32) asm.Instructions {
 		asm.JGT.Reg(asm.R4, asm.R3, "abort"),
 		// Flow word: base + seq % flows, big-endian.
 		asm.Mov.Reg(asm.R1, seq),
-		asm.Mod.Imm(asm.R1, int32(t.cfg.Flows)),
+		flowMod(asm.R1, t.cfg.Flows),
 		asm.Add.Imm(asm.R1, int32(t.varyBase)),
 		asm.And.Imm(asm.R1, 0xffff),
 		asm.HostTo(asm.BE, asm.R1, asm.Half),
@@ -123,6 +123,16 @@ func stampProgram(t *Template, mapFD int, perClock uint32) asm.Instructions {
 		asm.Return(),
 	)
 	return insns
+}
+
+// flowMod is r %= flows, as a mask when flows is a power of two (the
+// default 1 among them): a division costs as much as the rest of the
+// flow word.
+func flowMod(r asm.Register, flows int) asm.Instruction {
+	if flows&(flows-1) == 0 {
+		return asm.And.Imm(r, int32(flows-1))
+	}
+	return asm.Mod.Imm(r, int32(flows))
 }
 
 // foldInsns folds the one's complement sum in r to 16 bits, using tmp.
