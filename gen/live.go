@@ -37,6 +37,11 @@ type LiveOptions struct {
 	// grace period, so short calls cap the rate; Chunk also bounds how
 	// late a Duration or a cancellation is noticed.
 	Chunk uint32
+	// Bare sends the template as it is, through a program that only
+	// returns XDP_TX: no sequence number, flow word or timestamp. It is
+	// the reference the engine's cost is measured against (the bench's
+	// xdp-drop-bare cell); a Tracker sees every frame as sequence 0.
+	Bare bool
 }
 
 // xdpMD is struct xdp_md, the context of an XDP program.
@@ -104,7 +109,11 @@ func NewLive(t *Template, opts LiveOptions) (*Live, error) {
 	if dev, err := netdev.Get(opts.Ifindex); err == nil && !dev.Features.Has(netdev.XDPNdoXmit) {
 		return nil, fmt.Errorf("live engine: %s", noXmit(dev))
 	}
-	st, err := newStamper(t, opts.BatchSize)
+	newProg := func() (*stamper, error) { return newStamper(t, opts.BatchSize) }
+	if opts.Bare {
+		newProg = newBare
+	}
+	st, err := newProg()
 	if err != nil {
 		return nil, fmt.Errorf("live engine: %w", err)
 	}
@@ -238,10 +247,13 @@ func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 			err = fmt.Errorf("live engine: %w", errors.Join(err, liveHint(err)))
 			break
 		}
-		if c, err = l.st.get(); err != nil {
+		if l.opts.Bare {
+			made += n
+		} else if c, err = l.st.get(); err != nil {
 			break
+		} else {
+			made = min(c.Next, limit)
 		}
-		made = min(c.Next, limit)
 		if left, _, _, err = l.xmit.read(); err != nil {
 			break
 		}

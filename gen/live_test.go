@@ -484,3 +484,24 @@ func TestLiveCountsOnlyFramesThatLeft(t *testing.T) {
 		t.Errorf("Send with the peer up: %+v, %v", res, err)
 	}
 }
+
+// TestLiveBare: the bare reference program sends exactly the count, the
+// template's bytes unchanged.
+func TestLiveBare(t *testing.T) {
+	requireLiveSender(t)
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	tp, err := NewTemplate(vethConfig(p, UDP4, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.B.AttachPass(t)
+	var l *Live
+	p.A.NS.MustDo(t, func() error {
+		l, err = NewLive(tp, LiveOptions{Ifindex: p.A.Ifindex(t), Bare: true})
+		return err
+	})
+	defer l.Close()
+	if res, err := liveSend(t, p, l, 3000); err != nil || res.Sent != 3000 || res.Dropped != 0 {
+		t.Errorf("bare Send of 3000: %+v, %v", res, err)
+	}
+}

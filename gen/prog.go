@@ -149,7 +149,8 @@ func foldInsns(r, tmp asm.Register) asm.Instructions {
 	return out
 }
 
-// stamper is the live engine's program and its counter map.
+// stamper is the live engine's program and its counter map (nil for a
+// bare program).
 type stamper struct {
 	prog *ebpf.Program
 	cnt  *ebpf.Map
@@ -179,7 +180,20 @@ func newStamper(t *Template, perClock uint32) (*stamper, error) {
 	return &stamper{prog: p, cnt: m}, nil
 }
 
+// newBare is the program of LiveOptions.Bare: XDP_TX, no counter.
+func newBare() (*stamper, error) {
+	p, err := NewXDPProgram(3, false)
+	if err != nil {
+		return nil, err
+	}
+	return &stamper{prog: p}, nil
+}
+
+// set is a no-op on a bare program.
 func (s *stamper) set(c counter) error {
+	if s.cnt == nil {
+		return nil
+	}
 	if err := s.cnt.Put(uint32(0), c); err != nil {
 		return fmt.Errorf("set sequence counter: %w", err)
 	}
@@ -196,6 +210,9 @@ func (s *stamper) get() (counter, error) {
 
 func (s *stamper) Close() error {
 	err := s.prog.Close()
+	if s.cnt == nil {
+		return err
+	}
 	if e := s.cnt.Close(); err == nil {
 		err = e
 	}

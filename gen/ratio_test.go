@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -15,8 +13,8 @@ import (
 )
 
 // BenchmarkLiveVsBare measures the live engine against a bare live-frames
-// generator (an XDP program that only returns XDP_TX on the same fixed
-// 64-byte UDP frame), side by side in one run: rounds alternate the two,
+// generator (LiveOptions.Bare: an XDP program that only returns XDP_TX on
+// the same fixed 64-byte UDP frame), side by side in one run: rounds alternate the two,
 // both on one pinned thread, both feeding an XDP_DROP program on the veth
 // peer, and each rate counts only the frames the driver took. It reports
 // the min, median and max of the per-round ratio live/bare (issue 12 asks
@@ -46,7 +44,7 @@ func BenchmarkLiveVsBare(b *testing.B) {
 			return err
 		}
 		defer l.Close()
-		g, err := newBareGen(tp, idx)
+		g, err := NewLive(tp, LiveOptions{Ifindex: idx, Chunk: 1 << 18, Bare: true})
 		if err != nil {
 			return err
 		}
@@ -54,16 +52,16 @@ func BenchmarkLiveVsBare(b *testing.B) {
 		b.ResetTimer()
 		for i := range b.N {
 			var lr, br float64
-			for k := range 2 {
-				if (i+k)%2 == 0 {
-					res, err := l.Send(context.Background(), Run{Count: frames})
-					if err != nil {
-						return err
-					}
-					lr = float64(res.Sent) / res.Elapsed.Seconds()
-				} else if br, err = g.send(frames); err != nil {
+			for k := range 2 { // alternate which goes first
+				e, rate := Engine(l), &lr
+				if (i+k)%2 == 1 {
+					e, rate = g, &br
+				}
+				res, err := e.Send(context.Background(), Run{Count: frames})
+				if err != nil {
 					return err
 				}
+				*rate = float64(res.Sent) / res.Elapsed.Seconds()
 			}
 			live, bare = append(live, lr), append(bare, br)
 			ratios = append(ratios, lr/br)
@@ -99,58 +97,4 @@ func attachDrop(tb testing.TB, e *testutil.LinkEnd) {
 		tb.Cleanup(func() { l.Close() })
 		return nil
 	})
-}
-
-// bareGen is the reference: live frames of the template's bytes through a
-// program that only returns XDP_TX, counted by the same transmit counter.
-type bareGen struct {
-	prog *ebpf.Program
-	xmit *xmitCounter
-	opts ebpf.RunOptions
-}
-
-func newBareGen(tp *Template, ifindex int) (*bareGen, error) {
-	prog, err := NewXDPProgram(3, false)
-	if err != nil {
-		return nil, err
-	}
-	x, err := newXmitCounter()
-	if err != nil {
-		prog.Close()
-		return nil, err
-	}
-	return &bareGen{prog: prog, xmit: x, opts: ebpf.RunOptions{
-		Data:      tp.Bytes(),
-		Context:   xdpMD{DataEnd: uint32(tp.Len()), IngressIfindex: uint32(ifindex)},
-		Flags:     bpfFTestXDPLiveFrames,
-		BatchSize: 64,
-	}}, nil
-}
-
-// send sends n frames in chunks as the live engine does and returns the
-// rate of those that left; call it on the locked thread.
-func (g *bareGen) send(n uint64) (float64, error) {
-	if err := g.xmit.watch(); err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	for done := uint64(0); done < n; {
-		c := min(n-done, 1<<18)
-		g.opts.Repeat = uint32(c)
-		if _, err := g.prog.Run(&g.opts); err != nil {
-			return 0, err
-		}
-		done += c
-	}
-	el := time.Since(start)
-	sent, _, _, err := g.xmit.read()
-	if err != nil {
-		return 0, err
-	}
-	return float64(sent) / el.Seconds(), nil
-}
-
-func (g *bareGen) Close() error {
-	g.prog.Close()
-	return g.xmit.Close()
 }
