@@ -206,12 +206,17 @@ type genReq struct {
 	tp    *gen.Template
 	run   gen.Run
 	xsk   bool // the xsk engine whatever the size
+	bare  bool // live frames through the bare XDP_TX program (gen.LiveOptions.Bare)
 	reply chan genRes
 }
 
 // xskTX are the receivers fed by gen's xsk engine (AF_XDP TX, copy mode on
 // a veth) at every size, not only above a page.
 var xskTX = map[string]bool{"xdp-drop-xsktx": true}
+
+// bareTX are the receivers fed by the bare live-frames generator, the
+// reference gen's live engine is measured against.
+var bareTX = map[string]bool{"xdp-drop-bare": true}
 
 type genRes struct {
 	res    gen.Result
@@ -251,8 +256,11 @@ func sendOnce(tb *testbed, r genReq) genRes {
 	var eng gen.Engine
 	var err error
 	name := "live"
+	if r.bare {
+		name = "bare"
+	}
 	if !r.xsk && r.tp.Len() <= gen.MaxLiveFrameSize() {
-		eng, err = gen.NewLive(r.tp, gen.LiveOptions{Ifindex: tb.ifindexA, Chunk: 1 << 18})
+		eng, err = gen.NewLive(r.tp, gen.LiveOptions{Ifindex: tb.ifindexA, Chunk: 1 << 18, Bare: r.bare})
 	} else {
 		name = "xsk"
 		eng, err = newXSK(r.tp, tb.ifindexA)
@@ -394,6 +402,10 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	fail := func(err error) Result { r.Error = err.Error(); return r }
 	argv := append(append([]string{}, c.Self...), "--kind", rx, "--iface", tb.ifB, "--ip", tb.ipB.String(),
 		"--size", fmt.Sprint(tp.Len()))
+	if bareTX[rx] && tp.Len() > gen.MaxLiveFrameSize() {
+		r.Skipped = true
+		return fail(fmt.Errorf("the bare generator sends live frames, at most %d bytes", gen.MaxLiveFrameSize()))
+	}
 	ext, isExt := external[rx]
 	if isExt {
 		var err error
@@ -444,7 +456,7 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	sys0, procs0 := readSysCPU(), procTicks()
 
 	reply := make(chan genRes, 1)
-	reqs <- genReq{ctx: ctx, tp: tp, run: gen.Run{Duration: c.Duration}, xsk: xskTX[rx], reply: reply}
+	reqs <- genReq{ctx: ctx, tp: tp, run: gen.Run{Duration: c.Duration}, xsk: xskTX[rx], bare: bareTX[rx], reply: reply}
 	g := <-reply // the generator stops at its duration or when ctx ends
 	r.Engine = g.engine
 	if g.err != nil {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,13 +45,15 @@ func ciMatrix(log *bytes.Buffer) Config {
 	}
 }
 
-// TestShortMatrix runs the CI matrix: one size, two receivers, one second
-// each, and checks the JSON it writes (package chart draws it).
+// TestShortMatrix runs the CI matrix with the ceiling fed by the bare
+// generator added (three receivers), and checks the ratios and the JSON it
+// writes (package chart draws it).
 func TestShortMatrix(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	var log bytes.Buffer
 	c := ciMatrix(&log)
+	c.Receivers = []string{"xdp-drop", "xdp-drop-bare", "udp"}
 	c.Retries = 1
 	rep, err := Run(context.Background(), c)
 	t.Log("\n" + log.String())
@@ -62,8 +65,8 @@ func TestShortMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log("\n" + tab.String())
-	if len(rep.Results) != 2 {
-		t.Fatalf("%d results, want 2", len(rep.Results))
+	if len(rep.Results) != 3 {
+		t.Fatalf("%d results, want 3", len(rep.Results))
 	}
 	for _, r := range rep.Results {
 		if r.Error != "" {
@@ -79,6 +82,12 @@ func TestShortMatrix(t *testing.T) {
 	if rep.Results[0].RatioToCeiling != 1 {
 		t.Fatalf("ceiling's ratio %v, want 1", rep.Results[0].RatioToCeiling)
 	}
+	if e := rep.Results[1].Engine; e != "bare" {
+		t.Fatalf("xdp-drop-bare fed by %q, want the bare generator", e)
+	}
+	if !slices.ContainsFunc(rep.Ratios, func(r Ratio) bool { return r.What == "gen live / bare live frames" && r.Bar == 0.9 }) {
+		t.Fatalf("no generator ratio in %+v", rep.Ratios)
+	}
 	jp := filepath.Join(dir, "bench.json")
 	if err := rep.WriteJSON(jp); err != nil {
 		t.Fatal(err)
@@ -88,7 +97,7 @@ func TestShortMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back Report
-	if err := json.Unmarshal(b, &back); err != nil || len(back.Results) != 2 {
+	if err := json.Unmarshal(b, &back); err != nil || len(back.Results) != 3 {
 		t.Fatalf("JSON does not read back: %v (%d results)", err, len(back.Results))
 	}
 }
@@ -256,6 +265,8 @@ func TestXskCPeerFrameLimit(t *testing.T) {
 // failed or received nothing, and say whether each bar is met.
 func TestCompare(t *testing.T) {
 	rep := &Report{Sizes: []int{64, 1500, 9000}, Results: []Result{
+		{Receiver: "xdp-drop", Size: 64, Engine: "live", Fps: 4.6e6},
+		{Receiver: "xdp-drop-bare", Size: 64, Engine: "bare", Fps: 5e6},
 		{Receiver: "xdpipe-spin", Size: 64, Engine: "live", Fps: 6e6},
 		{Receiver: "xdpipe-wakeup", Size: 64, Engine: "live", Fps: 5.7e6},
 		{Receiver: "xdpipe-l2fwd", Size: 64, Engine: "live", Fps: 0.6e6},
@@ -276,6 +287,7 @@ func TestCompare(t *testing.T) {
 		v   float64
 		met bool
 	}{
+		"gen live / bare live frames@64":   {0.92, true},
 		"rxdrop spin / Go UDP socket@64":   {20, true},
 		"rxdrop wakeup / spin@64":          {0.95, true},
 		"l2fwd / rxdrop@64":                {0.1, false},

@@ -30,6 +30,7 @@ var comparisons = []struct {
 	num, den, what string
 	bar            float64
 }{
+	{"xdp-drop", "xdp-drop-bare", "gen live / bare live frames", 0.9},
 	{"xdpipe-spin", "udp", "rxdrop spin / Go UDP socket", 5},
 	{"xdpipe-wakeup", "xdpipe-spin", "rxdrop wakeup / spin", 0.9},
 	{"xdpipe-l2fwd", "xdpipe-spin", "l2fwd / rxdrop", 0.7},
@@ -60,7 +61,7 @@ func (rep *Report) compareResults() []Ratio {
 	for _, r := range rep.Results {
 		if r.Error == "" && r.Fps > 0 {
 			fps[key{r.Receiver, r.Size}] = r.Fps
-			live[key{r.Receiver, r.Size}] = r.Engine == "live"
+			live[key{r.Receiver, r.Size}] = r.Engine == "live" || r.Engine == "bare"
 		}
 	}
 	var out []Ratio

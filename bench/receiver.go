@@ -59,16 +59,18 @@ type counts struct {
 var inProcess = map[string]rxFunc{
 	"xdp-drop":       rxXDPDrop,
 	"xdp-drop-xsktx": rxXDPDropXSKTX,
+	"xdp-drop-bare":  rxXDPDropBare,
 	"udp":            rxUDP,
 	"recvmmsg":       rxRecvmmsg,
 	"afpacket3":      rxAFPacket,
 }
 
-// order is the matrix order: the ceiling, xdpipe, then the alternatives.
+// order is the matrix order: the ceiling, the same receiver fed by the
+// bare generator (what gen's stamps cost), xdpipe, then the alternatives.
 // c-xsk-* and xdp-drop-xsktx follow xdpipe-l2fwd: the C reference doing
 // the same jobs, and the kernel's copy-mode AF_XDP TX ceiling that l2fwd
 // runs into.
-var order = []string{"xdp-drop", "xdpipe-spin", "xdpipe-wakeup", "xdpipe-l2fwd",
+var order = []string{"xdp-drop", "xdp-drop-bare", "xdpipe-spin", "xdpipe-wakeup", "xdpipe-l2fwd",
 	"c-xsk-rxdrop", "c-xsk-l2fwd", "xdp-drop-xsktx",
 	"xdpipe-steer10k", "asavie-xdp", "afpacket3", "recvmmsg", "udp"}
 
@@ -188,6 +190,16 @@ func rxXDPDrop(ctx context.Context, a rxArgs, c *counts) (func() error, func(), 
 func rxXDPDropXSKTX(ctx context.Context, a rxArgs, c *counts) (func() error, func(), error) {
 	loop, cleanup, err := rxXDPDrop(ctx, a, c)
 	c.note += "; fed by gen's AF_XDP TX in copy mode: the kernel's copy-mode TX ceiling on one CPU"
+	return loop, cleanup, err
+}
+
+// rxXDPDropBare is xdp-drop fed by the bare live-frames generator
+// (gen.LiveOptions.Bare, see bareTX in bench.go): a program that only
+// returns XDP_TX on the unstamped template. xdp-drop over this cell is what
+// gen's sequence numbers, flow words and timestamps cost.
+func rxXDPDropBare(ctx context.Context, a rxArgs, c *counts) (func() error, func(), error) {
+	loop, cleanup, err := rxXDPDrop(ctx, a, c)
+	c.note += "; fed by the bare live-frames generator (XDP_TX only, no stamps)"
 	return loop, cleanup, err
 }
 
