@@ -11,8 +11,12 @@
 //   - Live runs an XDP program, built here with cilium/ebpf's asm package,
 //     through BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES: the kernel
 //     sends the frame Repeat times with XDP_TX, the program stamping each
-//     copy with a sequence number from an atomic map counter and
-//     bpf_ktime_get_ns(). Frames up to one page (MaxLiveFrameSize). A
+//     copy with a sequence number from a counter in global data and a
+//     send time from bpf_ktime_get_ns(), read once a batch (the kernel
+//     flushes a batch's frames together). LiveOptions.Bare sends the
+//     template unstamped: the reference the engine is measured against
+//     (BenchmarkLiveVsBare, the bench's xdp-drop-bare cell). Frames up to
+//     one page (MaxLiveFrameSize). A
 //     frame counts as sent once the driver took it, as the kernel's
 //     xdp:xdp_devmap_xmit tracepoint reports; a device that cannot send
 //     XDP frames (no ndo-xmit in its xdp-features: a veth whose peer has
