@@ -14,11 +14,11 @@ import (
 
 // BenchmarkLiveVsBare measures the live engine against a bare live-frames
 // generator (LiveOptions.Bare: an XDP program that only returns XDP_TX on
-// the same fixed 64-byte UDP frame), side by side in one run: rounds alternate the two,
-// both on one pinned thread, both feeding an XDP_DROP program on the veth
-// peer, and each rate counts only the frames the driver took. It reports
-// the min, median and max of the per-round ratio live/bare (issue 12 asks
-// for 0.9x or more).
+// the same fixed 64-byte UDP frame), side by side in one run: rounds
+// alternate the two, both on one pinned thread, both feeding an XDP_DROP
+// program on the veth peer, and each rate counts only the frames the
+// driver took. It reports the min, median and max of the per-round ratio
+// live/bare (issue 12 asks for 0.9x or more).
 //
 //	go test ./gen/ -run '^$' -bench LiveVsBare -benchtime 7x
 //
