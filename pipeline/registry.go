@@ -25,8 +25,10 @@ type StageKind struct {
 	// It checks every option and opens what the stage needs (files, rule
 	// sets), so a bad option fails before anything is attached.
 	New func(opts any, env StageEnv) (Stage, error)
-	// Sends says the stage may give packets a verdict that sends them
-	// (VerdictTransmit or VerdictForward), so the worker's sockets transmit.
+	// Sends says the stage may send packets out of an interface
+	// (VerdictTransmit, or VerdictForward to another interface), so the
+	// worker's sockets transmit. The rdma stage forwards to the RDMA
+	// output, not an interface, and does not send in this sense.
 	Sends bool
 }
 
