@@ -82,10 +82,43 @@ func tracked(t *testing.T, out string) (received, unique, lost uint64) {
 	return num(m[1]), num(m[2]), num(m[4])
 }
 
+// genSentRE matches gen's summary: frames the driver took, and those it
+// refused (live engine only).
+var genSentRE = regexp.MustCompile(`sent (\d+) frames in [^\n(]*(?:\((\d+) more made but refused by the driver[^\n]*)?\n`)
+
+// genSent returns what gen's summary says the driver took and refused.
+func genSent(t *testing.T, out string) (sent, refused uint64) {
+	t.Helper()
+	m := genSentRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no summary in gen's output:\n%s", out)
+	}
+	sent, _ = strconv.ParseUint(m[1], 10, 64)
+	refused, _ = strconv.ParseUint(m[2], 10, 64) // empty: none
+	return sent, refused
+}
+
+// kernelRE matches the socket's kernel drop counters in rxdrop's summary.
+var kernelRE = regexp.MustCompile(`xdp: rx_dropped=(\d+) rx_ring_full=(\d+)`)
+
+// kernelDrops returns the frames the kernel dropped in front of rxdrop's
+// socket: rx_dropped (no fill ring entry, too large) plus rx_ring_full.
+func kernelDrops(t *testing.T, out string) uint64 {
+	t.Helper()
+	m := kernelRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no xdp statistics in rxdrop's summary:\n%s", out)
+	}
+	dropped, _ := strconv.ParseUint(m[1], 10, 64)
+	full, _ := strconv.ParseUint(m[2], 10, 64)
+	return dropped + full
+}
+
 // TestRxdropCountsExactly sends a known number of frames at a moderate
-// rate and requires rxdrop to count exactly that many, spinning, in wakeup
-// mode (naps and poll(2)) and in wakeup mode with poll(2) only, then stops
-// it with SIGINT and checks nothing stays attached.
+// rate and requires rxdrop to count exactly those no counter reports
+// dropped, spinning, in wakeup mode (naps and poll(2)) and in wakeup mode
+// with poll(2) only, then stops it with SIGINT and checks nothing stays
+// attached.
 func TestRxdropCountsExactly(t *testing.T) {
 	for name, poll := range map[string][]string{
 		"spin":        {"--poll", "spin"},
@@ -98,20 +131,29 @@ func TestRxdropCountsExactly(t *testing.T) {
 			// descheduled on a busy machine still loses nothing.
 			cmd, wait := startRxdrop(t, p, append(poll, "--bind", testutil.Bind(), "--ring", "8192", "--frames", "32768")...)
 			count := uint64(testutil.Frames(50000))
-			out, code := xdpipeIn(t, p.A.NS, genFrom(p, int(count), "50k")...)
+			genOut, code := xdpipeIn(t, p.A.NS, genFrom(p, int(count), "50k")...)
 			if code != 0 {
-				t.Fatalf("gen exited %d:\n%s", code, out)
+				t.Fatalf("gen exited %d:\n%s", code, genOut)
 			}
 			time.Sleep(300 * time.Millisecond) // let the last burst drain
 			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 				t.Fatal(err)
 			}
-			out, code = wait()
+			out, code := wait()
 			if code != 0 {
 				t.Fatalf("rxdrop exited %d after SIGINT:\n%s", code, out)
 			}
-			if rx, uniq, lost := tracked(t, out); rx != count || uniq != count || lost != 0 {
-				t.Errorf("rxdrop saw %d generated frames (%d unique, %d lost), gen sent %d\n%s", rx, uniq, lost, count, out)
+			// Every frame arrives or is counted where it was dropped: by
+			// gen's driver (a veth refuses frames while its peer's ring is
+			// full) or by the kernel in front of the socket (rx ring full).
+			// On a busy machine either can happen; nothing may vanish.
+			sent, refused := genSent(t, genOut)
+			kernel := kernelDrops(t, out)
+			if rx, uniq, lost := tracked(t, out); sent+refused != count || rx != uniq || uniq+kernel != sent || lost > refused+kernel {
+				t.Errorf("gen made %d (sent %d, refused %d); rxdrop saw %d generated frames (%d unique, %d lost), the kernel dropped %d\n%s\n%s",
+					count, sent, refused, rx, uniq, lost, kernel, genOut, out)
+			} else if refused+kernel > 0 {
+				t.Logf("counted drops on a busy machine: %d refused by gen's driver, %d by the kernel", refused, kernel)
 			}
 			for _, line := range strings.Split(out, "\n") {
 				if strings.Contains(line, "generated: received") {
