@@ -353,7 +353,7 @@ type plan struct {
 // checked by building the chains (buildChains).
 func resolve(c Config, sys system) (*plan, error) {
 	if c.Ring == 0 {
-		c.Ring = 2048
+		c.Ring = DefaultRing
 	}
 	if c.PinDir == "" {
 		c.PinDir = bpf.DefaultPinPath
@@ -455,7 +455,7 @@ func resolve(c Config, sys system) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := xsk.CheckMemory(r.memoryCosts(), lim); err != nil {
+	if err := xsk.CheckMemory(r.cfg.MemoryCosts(len(r.ifaces), len(r.queues)), lim); err != nil {
 		return nil, err
 	}
 	return r, nil

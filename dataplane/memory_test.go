@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // TestOOMSizedConfigRefusedBeforeAllocating: a configuration whose sizes
@@ -66,5 +67,35 @@ func TestOOMSizedConfigRefusedBeforeAllocating(t *testing.T) {
 	}
 	if ents, _ := filepath.Glob(filepath.Join(dir, "*")); len(ents) != 0 {
 		t.Errorf("refused configurations left files: %v", ents)
+	}
+}
+
+// TestMemoryCostsCountEverySocketAndWorker: the UMEM and rings grow with
+// interfaces × queues, a stage's buffers with the workers (queues), and
+// ring 0 costs the default ring.
+func TestMemoryCostsCountEverySocketAndWorker(t *testing.T) {
+	s, err := NewStageConfig("sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.Options.(*pipeline.SampleOptions)
+	o.Depth, o.SnapLen = 100, 1000
+	for _, c := range []struct {
+		name                  string
+		cfg                   Config
+		ifaces, queues        int
+		wantTotal, wantLocked uint64
+	}{
+		// 4 UMEM frames a ring entry; rings: 16-byte rx and tx
+		// descriptors, 8-byte fill and completion entries (2x ring), a
+		// page of producer and consumer words each.
+		{"default ring, one socket", Config{}, 1, 1, 32<<20 + 144<<10, 32 << 20},
+		{"ring 1024, 2 interfaces x 4 queues", Config{Ring: 1024, FrameSize: 2048}, 2, 4, 64<<20 + 8*80<<10, 64 << 20},
+		{"a sample stage per worker", Config{Ring: 64, Stages: []StageConfig{s}}, 1, 3, 3*256<<12 + 3*(64*64+4<<12) + 3*100*1000, 3 * 256 << 12},
+	} {
+		total, locked := xsk.Sum(c.cfg.MemoryCosts(c.ifaces, c.queues))
+		if total != c.wantTotal || locked != c.wantLocked {
+			t.Errorf("%s: total %d locked %d, want %d and %d", c.name, total, locked, c.wantTotal, c.wantLocked)
+		}
 	}
 }

@@ -115,21 +115,29 @@ func memAvailable(meminfo []byte) (uint64, error) {
 	return 0, errors.New("no MemAvailable in /proc/meminfo")
 }
 
+// Sum adds costs up: the total, and the part of it that is locked (the
+// UMEMs), each saturated at math.MaxUint64.
+func Sum(costs []Cost) (total, locked uint64) {
+	for _, c := range costs {
+		total = addSat(total, c.Bytes)
+		if c.Locked {
+			locked = addSat(locked, c.Bytes)
+		}
+	}
+	return total, locked
+}
+
 // CheckMemory refuses costs that the limits cannot take, in one line that
 // names the setting costing the most. Call it before allocating anything.
 func CheckMemory(costs []Cost, lim MemoryLimits) error {
-	var total, locked uint64
+	total, locked := Sum(costs)
 	var top, topLocked Cost
 	for _, c := range costs {
-		total = addSat(total, c.Bytes)
 		if c.Bytes > top.Bytes {
 			top = c
 		}
-		if c.Locked {
-			locked = addSat(locked, c.Bytes)
-			if c.Bytes > topLocked.Bytes {
-				topLocked = c
-			}
+		if c.Locked && c.Bytes > topLocked.Bytes {
+			topLocked = c
 		}
 	}
 	if budget := lim.Available / 4 * 3; total > budget {

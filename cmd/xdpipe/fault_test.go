@@ -176,17 +176,20 @@ func TestLostDataPathStopsWithTheCause(t *testing.T) {
 // TestOOMSizedConfigRefusedByCheckFirst: sizes the machine cannot hold are
 // refused in one line naming the setting: by run --check, and only then
 // (never the other way round: run must not be tried unvalidated) by run,
-// before it allocates. A sound config passes --check.
+// before it allocates. A sound config passes --check, which says what it
+// costs: one socket of the default ring, 4 x 2048 frames of 4096 bytes
+// (32 MiB of UMEM) and 144 KiB of rings.
 func TestOOMSizedConfigRefusedByCheckFirst(t *testing.T) {
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-	base := "interfaces: [" + p.B.Name + "]\nmetrics: \"off\"\n"
+	base := "interfaces: [" + p.B.Name + "]\nqueues: 0\nmetrics: \"off\"\n"
 	good := writeFile(t, "good.yaml", base+"stages: [count]\n")
-	if out, code := xdpipeIn(t, p.B.NS, "run", "--check", "--config", good); code != 0 || !strings.Contains(out, "configuration OK") {
-		t.Fatalf("run --check of a sound config: exit %d:\n%s", code, out)
+	if out, code := xdpipeIn(t, p.B.NS, "run", "--check", "--config", good); code != 0 || !strings.Contains(out, "configuration OK") ||
+		!strings.Contains(out, "memory 32.1 MiB (UMEM 32.0 MiB, locked)") {
+		t.Fatalf("run --check of a sound config: exit %d, want OK and memory 32.1 MiB (UMEM 32.0 MiB, locked):\n%s", code, out)
 	}
 	for _, c := range []struct{ name, body, setting string }{
 		{"ring", base + "ring: 1073741824\nstages: [count]\n", "ring:"},
-		{"sample", base + "stages:\n  - sample: {every: 1, depth: 100000000, snaplen: 100000000}\n", "stage sample (line 4) depth × snaplen:"},
+		{"sample", base + "stages:\n  - sample: {every: 1, depth: 100000000, snaplen: 100000000}\n", "stage sample (line 5) depth × snaplen:"},
 	} {
 		cfg := writeFile(t, c.name+".yaml", c.body)
 		for _, args := range [][]string{{"run", "--check", "--config", cfg}, {"run", "--config", cfg}} {

@@ -18,6 +18,7 @@ import (
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/dataplane"
 	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // runFlags are `xdpipe run`'s flags; set ones override the config file.
@@ -167,11 +168,12 @@ func checkRun(f *runFlags, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := dataplane.Check(cfg); err != nil {
+	mem, err := dataplane.Check(cfg)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "run: configuration OK: %s on %s, stages %s\n", cmp.Or(f.config, "flags"),
-		strings.Join(cfg.Interfaces, ","), stageList(cfg.Stages))
+	fmt.Fprintf(stdout, "run: configuration OK: %s on %s, stages %s; memory %s (UMEM %s, locked)\n", cmp.Or(f.config, "flags"),
+		strings.Join(cfg.Interfaces, ","), stageList(cfg.Stages), xsk.Bytes(mem.Total), xsk.Bytes(mem.Locked))
 	return nil
 }
 
