@@ -7,6 +7,9 @@ PKGS     := ./...
 # Tests touch XDP, AF_XDP and network namespaces: they need root. -p 1 keeps
 # packages that bind veth queues from fighting over the two CPUs.
 TESTFLAGS ?= -count=1 -p 1 -timeout 30m
+# Modules of their own, so that their dependencies stay out of xdpipe's:
+# deploy/k8s decodes the Kubernetes manifests with k8s.io/api.
+SUBMODULES := deploy/k8s
 
 .PHONY: all build generate generate-check test bench demo profile lint clean
 
@@ -28,11 +31,14 @@ generate-check: generate
 	git diff --exit-code -- bpf/
 
 # go.mod and go.sum must be what `go mod tidy` makes.
+# The submodules use the staticcheck xdpipe's go.mod pins, built once.
 lint:
 	$(GO) mod tidy -diff
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	$(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
+	for m in $(SUBMODULES); do (cd $$m && $(GO) mod tidy -diff && $(GO) vet ./... && $(CURDIR)/bin/staticcheck ./...) || exit 1; done
 
 # The VM test bed (hack/vm) boots a cached guest kernel that `deps.sh vm`
 # fetches once: virtio-net zero-copy and SoftRoCE tests run there.
@@ -40,6 +46,7 @@ test: build
 	hack/deps.sh test vm rdma
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
+	for m in $(SUBMODULES); do (cd $$m && $(GO) vet ./... && $(GO) test $(TESTFLAGS) ./...) || exit 1; done
 
 # The benchmark matrix on a veth testbed (bench-results/), then the Go
 # micro-benchmarks (rings, stages, steering cost) with allocation counts.
