@@ -326,7 +326,9 @@ func TestDaemonSetRunsWithCapabilitiesOnHostNetwork(t *testing.T) {
 	if bpffs.MountPath != "/sys/fs/bpf" || bpffs.ReadOnly || v.HostPath.Type == nil || *v.HostPath.Type != corev1.HostPathDirectory {
 		t.Errorf("bpffs mounted %+v from %+v: want the node's bpffs read-write at /sys/fs/bpf", bpffs, v.HostPath)
 	}
-	owners, _ := m.mountOf(t, func(v corev1.Volume) bool { return v.HostPath != nil && v.HostPath.Path == filepath.Dir(bpf.DefaultOwnerDir) })
+	owners, _ := m.mountOf(t, func(v corev1.Volume) bool {
+		return v.HostPath != nil && v.HostPath.Path == filepath.Dir(bpf.DefaultOwnerDir)
+	})
 	if owners.MountPath != filepath.Dir(bpf.DefaultOwnerDir) || owners.ReadOnly {
 		t.Errorf("owner records mounted %+v: want the node's %s read-write", owners, filepath.Dir(bpf.DefaultOwnerDir))
 	}
