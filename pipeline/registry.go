@@ -79,6 +79,7 @@ var stageKinds = [...]StageKind{
 	kind("drop", func(*NoOptions, StageEnv) (Stage, error) { return &Drop{}, nil }),
 	kind("filter", newFilterStage),
 	sends(kind("forward", newForwardStage)),
+	kind("ipfix", newIPFIXStage),
 	sends(kind("macswap", func(*NoOptions, StageEnv) (Stage, error) { return &MacSwap{}, nil })),
 	kind("pcap", newPcapStage),
 	kind("rdma", newRDMAStage),

@@ -20,6 +20,7 @@ func TestRegistryKindsBuildAndNameThemselves(t *testing.T) {
 	good := map[string]func(o any){
 		"filter":  func(o any) { o.(*FilterOptions).Rules = rulesFile },
 		"forward": func(o any) { o.(*ForwardOptions).To = "eth1" },
+		"ipfix":   func(o any) { *o.(*IPFIXOptions) = IPFIXOptions{Collector: "127.0.0.1:4739", MaxFlows: 16} },
 		"pcap":    func(o any) { o.(*PcapStageOptions).Path = filepath.Join(dir, "c.pcap") },
 		"rdma":    func(o any) { o.(*RDMAOptions).Connect = "198.18.0.1:7471" },
 	}
@@ -66,6 +67,7 @@ func TestRegistryRejectsBadOptions(t *testing.T) {
 	}{
 		{"forward", func(o any) { o.(*ForwardOptions).To = "eth9" }, "not one of the interfaces"},
 		{"filter", func(any) {}, "needs rules"},
+		{"ipfix", func(any) {}, "needs collector"},
 		{"pcap", func(any) {}, "needs path"},
 		{"pcap", func(o any) { *o.(*PcapStageOptions) = PcapStageOptions{Path: "x", SnapLen: -1} }, "negative"},
 		{"rdma", func(any) {}, "needs connect"},

@@ -30,6 +30,16 @@ type Named interface {
 	StageName() string
 }
 
+// Ticker is implemented by stages with timers (the ipfix stage's flow
+// expiry). The worker calls Tick on the worker goroutine once per pass,
+// whether the pass received frames or not, with the pass time
+// (Burst.Time's clock), after the bursts: in PollWakeup mode an idle
+// worker still passes every WaitTimeout. Tick must be cheap when nothing
+// is due, and must not allocate or block.
+type Ticker interface {
+	Tick(now int64)
+}
+
 // Continuer is implemented by stages whose state outlives a reload, such as
 // an open capture file. Worker.SetStages calls Continue on each stage of the
 // new chain with the stage it replaces (the old chain's stage of the same

@@ -161,8 +161,9 @@ type workerPort struct {
 }
 
 type stageSet struct {
-	stages []Stage
-	gen    uint64
+	stages  []Stage
+	tickers []Ticker // the stages that are Tickers, in chain order
+	gen     uint64
 }
 
 // Worker drains the ports of one queue run-to-completion: RX burst, stages,
@@ -263,9 +264,13 @@ func (w *Worker) bind(stages []Stage, gen uint64) (*stageSet, error) {
 		}
 		return 0, false
 	}
+	set := &stageSet{stages: append([]Stage(nil), stages...), gen: gen}
 	for _, s := range stages {
 		if s == nil {
 			return nil, fmt.Errorf("worker queue %d: nil stage", w.cfg.Queue)
+		}
+		if t, ok := s.(Ticker); ok {
+			set.tickers = append(set.tickers, t)
 		}
 		if ob, ok := s.(OutputBinder); ok {
 			if err := ob.BindOutputs(lookup); err != nil {
@@ -273,7 +278,7 @@ func (w *Worker) bind(stages []Stage, gen uint64) (*stageSet, error) {
 			}
 		}
 	}
-	return &stageSet{stages: append([]Stage(nil), stages...), gen: gen}, nil
+	return set, nil
 }
 
 // Queue is the queue the worker serves.
@@ -451,6 +456,9 @@ func (w *Worker) pass() int {
 			s.Process(b)
 		}
 		w.dispatch(b)
+	}
+	for _, t := range w.cur.tickers {
+		t.Tick(now)
 	}
 	// Partly filled TX buffers go out when the drain interval has passed,
 	// or at once when the input went quiet: nothing more is coming to fill

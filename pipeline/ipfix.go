@@ -1,0 +1,557 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/frame"
+	"github.com/xdpipe/xdpipe/internal/ipfix"
+	"github.com/xdpipe/xdpipe/internal/monotime"
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// IPFIXOptions are the ipfix stage's options in a configuration file.
+type IPFIXOptions struct {
+	// Collector is the IPFIX collector's host:port (UDP), such as nfcapd's
+	// -b and -p. It must resolve when the stage is built.
+	Collector string `yaml:"collector"`
+	// ActiveTimeout exports a flow that is still going on this long after
+	// its last record's start, with the counts since (default 60s,
+	// 1s..1h).
+	ActiveTimeout time.Duration `yaml:"active_timeout"`
+	// IdleTimeout ends a flow that has seen no packet for this long
+	// (default 15s, 1s..1h).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxFlows bounds each worker's flow table (required, 1..MaxIPFIXFlows);
+	// a new flow in a full table first exports the flow it replaces.
+	MaxFlows int `yaml:"max_flows"`
+}
+
+// The ipfix stage's limits and defaults.
+const (
+	// MaxIPFIXFlows bounds max_flows; the memory check (xsk.CheckMemory)
+	// usually refuses less.
+	MaxIPFIXFlows       = 1 << 28
+	minIPFIXTimeout     = time.Second
+	maxIPFIXTimeout     = time.Hour
+	defaultIPFIXActive  = 60 * time.Second
+	defaultIPFIXIdle    = 15 * time.Second
+	ipfixTemplateResend = 30 * time.Second
+	// A sweep of the whole table takes ipfixSweep, in ipfixSteps steps:
+	// a flow is exported at most ipfixSweep after its timeout, and a
+	// record waits at most ipfixSweep/ipfixSteps in an unsent message.
+	ipfixSweep = 500 * time.Millisecond
+	ipfixSteps = 50
+	// flowSize is the bytes of one flow table slot.
+	flowSize = 72
+)
+
+// ipfixSlots is the table size for max flows: a power of two above 4/3
+// of it (linear probing at a load under 3/4, and always an empty slot,
+// which ends every probe).
+func ipfixSlots(maxFlows int) uint64 {
+	n := uint64(max(maxFlows, 1))
+	return 1 << bits.Len64(n+n/3)
+}
+
+// MemoryCost implements Costly: the flow table and the message buffer.
+func (o *IPFIXOptions) MemoryCost() (uint64, string) {
+	if o.MaxFlows <= 0 {
+		return 0, "max_flows"
+	}
+	return xsk.MulSat(ipfixSlots(min(o.MaxFlows, MaxIPFIXFlows*4)), flowSize) + ipfix.MaxMessage, "max_flows"
+}
+
+// check validates the options and fills in the defaults.
+func (o *IPFIXOptions) check() error {
+	if o.Collector == "" {
+		return errors.New("needs collector: the IPFIX collector's host:port (UDP)")
+	}
+	if o.MaxFlows <= 0 || o.MaxFlows > MaxIPFIXFlows {
+		return fmt.Errorf("max_flows %d: want 1..%d flows per worker (each costs about %d bytes)", o.MaxFlows, MaxIPFIXFlows, flowSize*4/3)
+	}
+	if o.ActiveTimeout == 0 {
+		o.ActiveTimeout = defaultIPFIXActive
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = defaultIPFIXIdle
+	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{{"active_timeout", o.ActiveTimeout}, {"idle_timeout", o.IdleTimeout}} {
+		if t.d < minIPFIXTimeout || t.d > maxIPFIXTimeout {
+			return fmt.Errorf("%s %v out of range: want %v..%v", t.name, t.d, minIPFIXTimeout, maxIPFIXTimeout)
+		}
+	}
+	return nil
+}
+
+// resolveCollector resolves the collector's address.
+func resolveCollector(s string) (*net.UDPAddr, error) {
+	a, err := net.ResolveUDPAddr("udp", s)
+	if err != nil {
+		return nil, fmt.Errorf("collector %q does not resolve: %w (want host:port of the IPFIX collector)", s, err)
+	}
+	if a.IP == nil || a.IP.IsUnspecified() || a.Port == 0 {
+		return nil, fmt.Errorf("collector %q: want a host and a port other than 0", s)
+	}
+	return a, nil
+}
+
+func newIPFIXStage(o *IPFIXOptions, env StageEnv) (Stage, error) {
+	opts := *o
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	addr, err := resolveCollector(opts.Collector)
+	if err != nil {
+		return nil, err
+	}
+	if env.CheckOnly {
+		return nil, nil
+	}
+	return NewIPFIX(opts, addr, uint32(env.Queue), env.Ifindexes)
+}
+
+// flowKey is a flow's 5-tuple, VLAN and ingress port. An IPv4 address is
+// in the low 32 bits of its first word. meta packs source port (bits
+// 48-63), destination port (32-47), protocol (24-31), VLAN ID (12-23),
+// the worker port (4-11) and the family (0-3: 4 or 6); it is never 0 for
+// a flow, so 0 marks an empty slot.
+type flowKey struct {
+	src, dst [2]uint64
+	meta     uint64
+}
+
+// flow is one slot of the table: 72 bytes (flowSize).
+type flow struct {
+	key     flowKey
+	packets uint64 // since the last record
+	octets  uint64
+	first   int64 // pipeline time of the first packet since the last record
+	last    int64 // of the last packet
+}
+
+// flowTable is a fixed-size open-addressing hash table (linear probing,
+// backward-shift deletion), allocated once.
+type flowTable struct {
+	slots []flow
+	mask  uint64
+	n     int // flows in the table
+	max   int
+	seed  [3]uint64
+}
+
+func newFlowTable(maxFlows int) *flowTable {
+	n := ipfixSlots(maxFlows)
+	return &flowTable{slots: make([]flow, n), mask: n - 1, max: maxFlows,
+		seed: [3]uint64{rand.Uint64(), rand.Uint64(), rand.Uint64()}}
+}
+
+// mix is wyhash's mixing step: the two halves of a 128-bit product, xored.
+func mix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// home is the slot a key hashes to. The seed is random per table, so
+// crafted flows cannot aim at one probe chain.
+func (t *flowTable) home(k *flowKey) uint64 {
+	h := mix(k.src[0]^t.seed[0], k.src[1]^t.seed[1]) ^ mix(k.dst[0]^t.seed[1], k.dst[1]^t.seed[2]) ^ mix(k.meta^t.seed[2], t.seed[0])
+	return mix(h, 0x9e3779b97f4a7c15) & t.mask
+}
+
+// find returns the slot holding k, or the empty slot where k goes.
+func (t *flowTable) find(k *flowKey) *flow {
+	for i := t.home(k); ; i = (i + 1) & t.mask {
+		// Field by field, meta first: cheaper than the runtime's memequal
+		// of the struct, and most misses differ in ports.
+		f := &t.slots[i]
+		if f.key.meta == 0 || f.key.meta == k.meta && f.key.src[0] == k.src[0] && f.key.dst[0] == k.dst[0] &&
+			f.key.src[1] == k.src[1] && f.key.dst[1] == k.dst[1] {
+			return f
+		}
+	}
+}
+
+// remove empties slot i, moving later entries of the probe chain back
+// so that every key stays reachable from its home slot.
+func (t *flowTable) remove(i uint64) {
+	t.n--
+	for {
+		t.slots[i].key.meta = 0
+		j := i
+		for {
+			j = (j + 1) & t.mask
+			if t.slots[j].key.meta == 0 {
+				return
+			}
+			// Slot j's entry may move to i when i lies on its chain:
+			// between its home and j.
+			if h := t.home(&t.slots[j].key); (j-h)&t.mask >= (j-i)&t.mask {
+				t.slots[i] = t.slots[j]
+				i = j
+				break
+			}
+		}
+	}
+}
+
+// IPFIX is the ipfix stage: each worker's instance keeps a flow table
+// keyed by 5-tuple, VLAN ID and ingress interface, counting packets and
+// octets (the IP length, as IANA's octetDeltaCount has it) with the times
+// of the first and last packet, and exports the flows as IPFIX (RFC 7011)
+// over UDP, one template each for IPv4 and IPv6 flows:
+//
+//   - a flow idle for IdleTimeout is exported and ends;
+//   - a flow going on ActiveTimeout after its record's start is exported
+//     with the counts since its previous record, and goes on;
+//   - a new flow in a full table exports a flow first (evicting it), so
+//     no flow is ever lost from the table;
+//   - Close exports every flow (a stop or a reload).
+//
+// It exports from the worker, but never blocks it: the socket is
+// non-blocking and a message that cannot be sent (a collector gone, a full
+// socket buffer) is counted in Failed, with its records, and dropped. The
+// table is allocated once: Process and Tick allocate nothing. Frames that
+// are not IPv4 or IPv6 are not counted. Verdicts are not changed.
+//
+// Each worker is its own observation domain (its queue number) and
+// transport session (its own socket): sequence numbers count the data
+// records sent in its messages before each one. Templates go out at start,
+// every 30 s and after a failed send. Messages stay under the route's MTU
+// (at most 1500 bytes).
+type IPFIX struct {
+	opts    IPFIXOptions
+	table   *flowTable
+	w       *ipfix.Writer
+	rec     ipfix.Record
+	fd      int
+	ifindex []uint32
+	active  int64 // timeouts in ns
+	idle    int64
+	wallOff int64 // Unix ns minus monotime ns
+
+	cursor    uint64 // the expiry sweep's next slot
+	step      uint64 // slots a sweep step covers
+	nextStep  int64
+	nextTmpl  int64 // pipeline time from which a new message carries the templates
+	pending   bool  // the message holds records not sent yet
+	lastLog   int64
+	closeOnce sync.Once
+	log       *slog.Logger
+
+	// Exported counts records sent, Evicted records exported early
+	// because the table was full (also in Exported once sent), Failed
+	// records whose message could not be sent; Messages counts the
+	// messages sent.
+	Exported, Evicted, Failed, Messages atomic.Uint64
+}
+
+var (
+	_ Stage   = (*IPFIX)(nil)
+	_ Metered = (*IPFIX)(nil)
+	_ Ticker  = (*IPFIX)(nil)
+)
+
+// NewIPFIX opens the stage's socket to the collector and sends the
+// templates. opts must be checked; domain is the observation domain (the
+// worker's queue) and ifindex maps the worker's port index to the
+// interface index exported as ingressInterface.
+func NewIPFIX(opts IPFIXOptions, collector *net.UDPAddr, domain uint32, ifindex []uint32) (*IPFIX, error) {
+	if err := opts.check(); err != nil {
+		return nil, fmt.Errorf("ipfix: %w", err)
+	}
+	fd, size, err := dialCollector(collector)
+	if err != nil {
+		return nil, err
+	}
+	w, err := ipfix.NewWriter(size, domain)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	now := monotime.Now()
+	s := &IPFIX{opts: opts, table: newFlowTable(opts.MaxFlows), w: w, fd: fd, ifindex: append([]uint32(nil), ifindex...),
+		active: int64(opts.ActiveTimeout), idle: int64(opts.IdleTimeout), wallOff: time.Now().UnixNano() - now,
+		lastLog: now - int64(time.Minute), log: slog.Default().With("stage", "ipfix", "domain", domain)}
+	s.step = max(uint64(len(s.table.slots))/ipfixSteps, 1)
+	s.nextStep = now + int64(ipfixSweep/ipfixSteps)
+	// The templates, at once: the collector knows them before the
+	// first flow ends.
+	s.begin(now)
+	s.send(now)
+	return s, nil
+}
+
+// dialCollector opens a connected, non-blocking UDP socket to the
+// collector and returns it with the largest message under the route's
+// MTU (at most 1500).
+func dialCollector(a *net.UDPAddr) (fd, size int, err error) {
+	family, hdr := unix.AF_INET, 20
+	var sa unix.Sockaddr
+	if ip4 := a.IP.To4(); ip4 != nil {
+		sa = &unix.SockaddrInet4{Port: a.Port, Addr: [4]byte(ip4)}
+	} else {
+		family, hdr = unix.AF_INET6, 40
+		s6 := &unix.SockaddrInet6{Port: a.Port, Addr: [16]byte(a.IP.To16())}
+		if a.Zone != "" {
+			ifc, err := net.InterfaceByName(a.Zone)
+			if err != nil {
+				return -1, 0, fmt.Errorf("ipfix: collector %s: %w", a, err)
+			}
+			s6.ZoneId = uint32(ifc.Index)
+		}
+		sa = s6
+	}
+	fd, err = unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, fmt.Errorf("ipfix: socket: %w", err)
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("ipfix: collector %s: %w (is there a route to it?)", a, err)
+	}
+	mtu := 1500
+	if family == unix.AF_INET {
+		if m, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU); err == nil {
+			mtu = m
+		}
+	} else if m, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MTU); err == nil {
+		mtu = m
+	}
+	size = min(max(mtu, 576), 1500) - hdr - 8
+	return fd, size, nil
+}
+
+// StageName implements Named.
+func (*IPFIX) StageName() string { return "ipfix" }
+
+var (
+	mIPFIXExported = desc("xdpipe_ipfix_records_exported_total", "IPFIX flow records sent to the collector.", "queue", "stage", "index")
+	mIPFIXEvicted  = desc("xdpipe_ipfix_records_evicted_total", "Flows exported early because the flow table was full.", "queue", "stage", "index")
+	mIPFIXFailed   = desc("xdpipe_ipfix_records_failed_total", "IPFIX flow records lost because their message could not be sent.", "queue", "stage", "index")
+	mIPFIXMessages = desc("xdpipe_ipfix_messages_total", "IPFIX messages sent to the collector.", "queue", "stage", "index")
+)
+
+// Counters implements Metered.
+func (s *IPFIX) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+	emit(mIPFIXExported, s.Exported.Load())
+	emit(mIPFIXEvicted, s.Evicted.Load())
+	emit(mIPFIXFailed, s.Failed.Load())
+	emit(mIPFIXMessages, s.Messages.Load())
+}
+
+// flowOf fills k with the frame's flow and returns its IP length, or
+// false for a frame that is not IP or is malformed.
+func (s *IPFIX) flowOf(p *Packet, h *frame.Headers, k *flowKey) (uint64, bool) {
+	if frame.Parse(p.Data, h) != frame.ReasonNone || h.Family == 0 {
+		return 0, false
+	}
+	ip := p.Data[h.L3:]
+	var n uint64
+	if h.Family == 4 {
+		n = uint64(binary.BigEndian.Uint16(ip[2:4]))
+		s4, d4 := h.Src.As4(), h.Dst.As4()
+		k.src = [2]uint64{uint64(binary.BigEndian.Uint32(s4[:])), 0}
+		k.dst = [2]uint64{uint64(binary.BigEndian.Uint32(d4[:])), 0}
+	} else {
+		if pl := binary.BigEndian.Uint16(ip[4:6]); pl != 0 { // 0: a jumbogram, the frame says
+			n = frame.IPv6Len + uint64(pl)
+		}
+		s16, d16 := h.Src.As16(), h.Dst.As16()
+		k.src = [2]uint64{binary.BigEndian.Uint64(s16[:8]), binary.BigEndian.Uint64(s16[8:])}
+		k.dst = [2]uint64{binary.BigEndian.Uint64(d16[:8]), binary.BigEndian.Uint64(d16[8:])}
+	}
+	// The IP length, but never more than the frame holds (nor its
+	// Ethernet padding).
+	if l3 := uint64(len(p.Data) - int(h.L3)); n == 0 || n > l3 {
+		n = l3
+	}
+	var vlan uint64
+	if h.VLANs > 0 {
+		vlan = uint64(h.VLAN & 0x0fff)
+	}
+	k.meta = uint64(h.SrcPort)<<48 | uint64(h.DstPort)<<32 | uint64(h.Proto)<<24 | vlan<<12 | uint64(p.Port)<<4 | uint64(h.Family)
+	return n, true
+}
+
+// Process implements Stage: each live IP packet counts in its flow.
+func (s *IPFIX) Process(b *Burst) {
+	var h frame.Headers
+	var k flowKey
+	var evicted uint64
+	t := s.table
+	for i := range b.Pkts {
+		p := &b.Pkts[i]
+		if p.Verdict == VerdictDrop {
+			continue
+		}
+		n, ok := s.flowOf(p, &h, &k)
+		if !ok {
+			continue
+		}
+		f := t.find(&k)
+		if f.key.meta == 0 {
+			if t.n == t.max {
+				s.evict(b.Time)
+				evicted++
+				f = t.find(&k) // the eviction may have moved entries
+			}
+			*f = flow{key: k}
+			t.n++
+		}
+		if f.packets == 0 {
+			f.first = b.Time
+		}
+		f.packets++
+		f.octets += n
+		f.last = b.Time
+	}
+	if evicted != 0 {
+		s.Evicted.Add(evicted)
+	}
+}
+
+// evict exports and removes the next flow of the sweep.
+func (s *IPFIX) evict(now int64) {
+	t := s.table
+	for t.slots[s.cursor].key.meta == 0 {
+		s.cursor = (s.cursor + 1) & t.mask
+	}
+	s.export(&t.slots[s.cursor], now)
+	t.remove(s.cursor)
+}
+
+// Tick implements Ticker: a step of the expiry sweep every
+// ipfixSweep/ipfixSteps, which also sends the records waiting in the
+// message.
+func (s *IPFIX) Tick(now int64) {
+	if now < s.nextStep {
+		return
+	}
+	s.nextStep = now + int64(ipfixSweep/ipfixSteps)
+	t := s.table
+	for range s.step {
+		i := s.cursor
+		f := &t.slots[i]
+		switch {
+		case f.key.meta == 0:
+		case now-f.last >= s.idle:
+			if f.packets > 0 {
+				s.export(f, now)
+			}
+			t.remove(i)
+			continue // slot i now holds the next entry of its chain, or none
+		case f.packets > 0 && now-f.first >= s.active:
+			s.export(f, now)
+			f.packets, f.octets = 0, 0
+		}
+		s.cursor = (i + 1) & t.mask
+	}
+	if s.pending {
+		s.send(now)
+	}
+}
+
+// export adds a flow's record to the message, sending the message first
+// when it is full.
+func (s *IPFIX) export(f *flow, now int64) {
+	r := &s.rec
+	k := &f.key
+	r.V6 = k.meta&0xf == 6
+	if r.V6 {
+		binary.BigEndian.PutUint64(r.Src[:8], k.src[0])
+		binary.BigEndian.PutUint64(r.Src[8:], k.src[1])
+		binary.BigEndian.PutUint64(r.Dst[:8], k.dst[0])
+		binary.BigEndian.PutUint64(r.Dst[8:], k.dst[1])
+	} else {
+		binary.BigEndian.PutUint32(r.Src[:4], uint32(k.src[0]))
+		binary.BigEndian.PutUint32(r.Dst[:4], uint32(k.dst[0]))
+	}
+	r.SrcPort, r.DstPort, r.Proto = uint16(k.meta>>48), uint16(k.meta>>32), uint8(k.meta>>24)
+	r.VLAN = uint16(k.meta>>12) & 0x0fff
+	r.Ingress = 0
+	if port := int(k.meta>>4) & 0xff; port < len(s.ifindex) {
+		r.Ingress = s.ifindex[port]
+	}
+	r.Packets, r.Octets = f.packets, f.octets
+	r.Start, r.End = uint64((f.first+s.wallOff)/1e6), uint64((f.last+s.wallOff)/1e6)
+	if !s.pending {
+		s.begin(now)
+	}
+	if !s.w.Add(r) {
+		s.send(now)
+		s.begin(now)
+		s.w.Add(r) // fits: an empty message holds the templates and a record
+	}
+	s.pending = true
+}
+
+// begin starts a message, with the templates when they are due.
+func (s *IPFIX) begin(now int64) {
+	s.w.Begin()
+	if now >= s.nextTmpl {
+		s.w.AddTemplates()
+		s.nextTmpl = now + int64(ipfixTemplateResend)
+	}
+}
+
+// send sends the message without blocking. A failed send counts its
+// records in Failed, logs at most once a minute, and has the next message
+// carry the templates again.
+func (s *IPFIX) send(now int64) {
+	s.pending = false
+	msg := s.w.Finish(uint32((now + s.wallOff) / 1e9))
+	recs := uint64(s.w.Records())
+	if _, err := unix.Write(s.fd, msg); err != nil {
+		s.Failed.Add(recs)
+		s.nextTmpl = now
+		if now-s.lastLog >= int64(time.Minute) {
+			s.lastLog = now
+			s.log.Warn("ipfix export failed; records are lost until the collector takes them again",
+				"collector", s.opts.Collector, "records", recs, "err", err)
+		}
+		return
+	}
+	s.w.Sent()
+	s.Messages.Add(1)
+	if recs != 0 {
+		s.Exported.Add(recs)
+	}
+}
+
+// Close exports every flow and closes the socket. Call it once the stage
+// no longer runs (CloseStages after Worker.SetStages, or after the worker
+// stopped). Idempotent.
+func (s *IPFIX) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		now := monotime.Now()
+		t := s.table
+		for i := range t.slots {
+			if f := &t.slots[i]; f.key.meta != 0 && f.packets > 0 {
+				s.export(f, now)
+			}
+			t.slots[i].key.meta = 0
+		}
+		t.n = 0
+		if s.pending {
+			s.send(now)
+		}
+		err = unix.Close(s.fd)
+	})
+	return err
+}

@@ -1,0 +1,416 @@
+package pipeline
+
+import (
+	"net"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xdpipe/xdpipe/internal/ipfix"
+	"github.com/xdpipe/xdpipe/internal/monotime"
+)
+
+// collector is a UDP socket on loopback that the stage exports to.
+type collector struct {
+	conn *net.UDPConn
+	// joined: the stage sent before this collector listened, so the
+	// first message's sequence number is taken as it comes.
+	joined bool
+}
+
+func newCollector(t testing.TB) *collector {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &collector{conn: c}
+}
+
+// read returns the messages that arrived, decoded, until none comes for
+// 200ms. It checks every message's sequence number against the records
+// before it (from 0, or from the first message's when joined).
+func (c *collector) read(t *testing.T) (msgs int, templates int, recs []ipfix.Record) {
+	t.Helper()
+	buf := make([]byte, 65536)
+	var seq uint32
+	for {
+		c.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		n, err := c.conn.Read(buf)
+		if err != nil {
+			return msgs, templates, recs
+		}
+		h, tmpl, r, err := ipfix.Decode(buf[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msgs == 0 && c.joined {
+			seq = h.Sequence
+		}
+		if h.Sequence != seq {
+			t.Errorf("message %d: sequence %d, want %d (records sent before)", msgs, h.Sequence, seq)
+		}
+		if n > 1500-28 {
+			t.Errorf("message of %d bytes: more than a 1500-byte MTU takes", n)
+		}
+		seq += uint32(len(r))
+		msgs++
+		if tmpl {
+			templates++
+		}
+		recs = append(recs, r...)
+	}
+}
+
+func newTestIPFIX(t testing.TB, c *collector, o IPFIXOptions) *IPFIX {
+	t.Helper()
+	o.Collector = c.conn.LocalAddr().String()
+	s, err := newIPFIXStage(&o, StageEnv{Queue: 2, Ifindexes: []uint32{7}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { CloseStages([]Stage{s}) })
+	return s.(*IPFIX)
+}
+
+// flowFrames are n frames over flows UDP flows (source port 40000+i for
+// frame i%flows), each with payload bytes of payload.
+func flowFrames(t testing.TB, n, flows, payload int) [][]byte {
+	frames := make([][]byte, n)
+	for i := range frames {
+		frames[i] = buildFrame(t, frameSpec{sport: uint16(40000 + i%flows), dport: 9, payload: payload})
+	}
+	return frames
+}
+
+// sums adds up records by source port.
+func sums(recs []ipfix.Record) (pkts, octets map[uint16]uint64) {
+	pkts, octets = map[uint16]uint64{}, map[uint16]uint64{}
+	for _, r := range recs {
+		pkts[r.SrcPort] += r.Packets
+		octets[r.SrcPort] += r.Octets
+	}
+	return pkts, octets
+}
+
+// TestIPFIXExportsEveryPacket: frames over several flows, a stop (Close):
+// the collector gets the templates first, one record per flow with the
+// packets and IP octets sent, the flow's 5-tuple, ingress interface and
+// times, in messages whose sequence numbers are right.
+func TestIPFIXExportsEveryPacket(t *testing.T) {
+	c := newCollector(t)
+	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 100})
+	const flows, rounds = 5, 3
+	b, _ := burstOf(t, flowFrames(t, 40, flows, 18)...)
+	start := monotime.Now()
+	for i := range rounds {
+		b.Time = start + int64(i)*int64(time.Millisecond)
+		s.Process(b)
+		s.Tick(b.Time)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, templates, recs := c.read(t)
+	if templates < 1 || len(recs) != flows {
+		t.Fatalf("%d messages, %d with templates, %d records: want templates and %d records", msgs, templates, len(recs), flows)
+	}
+	pkts, octets := sums(recs)
+	ipLen := uint64(len(b.Pkts[0].Data) - 14)
+	for i := range flows {
+		sp := uint16(40000 + i)
+		if pkts[sp] != rounds*40/flows || octets[sp] != pkts[sp]*ipLen {
+			t.Errorf("flow %d: %d packets, %d octets; want %d, %d", sp, pkts[sp], octets[sp], rounds*40/flows, rounds*40/flows*int(ipLen))
+		}
+	}
+	r := recs[0]
+	wantStart := uint64(monotime.Wall(start).UnixMilli())
+	if r.V6 || netip.AddrFrom4([4]byte(r.Src[:4])) != ipA || netip.AddrFrom4([4]byte(r.Dst[:4])) != ipB || r.DstPort != 9 ||
+		r.Proto != 17 || r.Ingress != 7 || r.VLAN != 0 || r.Start < wantStart-1 || r.Start > wantStart+1 || r.End != r.Start+2 {
+		t.Errorf("record %+v; want 198.18.0.1 -> 198.18.0.2:9 udp, ingress 7, from %d for 2 ms", r, wantStart)
+	}
+	if got := s.Exported.Load(); got != flows || s.Failed.Load() != 0 {
+		t.Errorf("exported %d, failed %d; want %d, 0", got, s.Failed.Load(), flows)
+	}
+}
+
+// TestIPFIXKeys: IPv6 and VLAN-tagged flows are flows of their own, with
+// the IPv6 template and the VLAN ID.
+func TestIPFIXKeys(t *testing.T) {
+	c := newCollector(t)
+	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 10})
+	b, _ := burstOf(t,
+		buildFrame(t, frameSpec{sport: 1, dport: 2}),
+		buildFrame(t, frameSpec{sport: 1, dport: 2, vlan: 0x2000 | 100}), // PCP 1, VID 100
+		buildFrame(t, frameSpec{sport: 1, dport: 2, v6: true, payload: 10}),
+		buildFrame(t, frameSpec{sport: 1, dport: 2, v6: true, payload: 10}),
+		[]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 0}, // ARP: not a flow
+	)
+	s.Process(b)
+	s.Close()
+	_, _, recs := c.read(t)
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want 3: %+v", len(recs), recs)
+	}
+	var v6, vlan int
+	for _, r := range recs {
+		if r.V6 {
+			v6++
+			if netip.AddrFrom16(r.Src) != ip6A || r.Packets != 2 || r.Octets != 2*(40+8+10) {
+				t.Errorf("IPv6 record %+v", r)
+			}
+		}
+		if r.VLAN == 100 {
+			vlan++
+		}
+	}
+	if v6 != 1 || vlan != 1 {
+		t.Errorf("%d IPv6 and %d VLAN 100 records, want 1 each: %+v", v6, vlan, recs)
+	}
+}
+
+// TestIPFIXTimeouts: an idle flow is exported and leaves the table; a
+// long flow is exported every active timeout with the counts since its
+// last record, and its records add up.
+func TestIPFIXTimeouts(t *testing.T) {
+	c := newCollector(t)
+	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 10, ActiveTimeout: 2 * time.Second, IdleTimeout: time.Second})
+	long, _ := burstOf(t, flowFrames(t, 1, 1, 0)...)
+	short, _ := burstOf(t, buildFrame(t, frameSpec{sport: 50000, dport: 9}))
+	sweep := func(now int64) { // a whole sweep at now
+		for range ipfixSteps + 1 {
+			s.nextStep = 0
+			s.Tick(now)
+		}
+	}
+	t0 := monotime.Now()
+	short.Time = t0
+	s.Process(short)
+	// The long flow: a packet every 100ms for 5 s.
+	for i := range 50 {
+		long.Time = t0 + int64(i)*int64(100*time.Millisecond)
+		s.Process(long)
+		sweep(long.Time)
+	}
+	if s.table.n != 1 {
+		t.Errorf("%d flows in the table after the short one went idle, want 1", s.table.n)
+	}
+	s.Close()
+	_, _, recs := c.read(t)
+	pkts, _ := sums(recs)
+	var longRecs int
+	for _, r := range recs {
+		if r.SrcPort == 40000 {
+			longRecs++
+			if r.End-r.Start > 2000 {
+				t.Errorf("record of %d ms, longer than the active timeout", r.End-r.Start)
+			}
+		}
+	}
+	if pkts[50000] != 1 || pkts[40000] != 50 || longRecs != 3 {
+		t.Errorf("short flow %d packets, long flow %d in %d records; want 1, and 50 in 3", pkts[50000], pkts[40000], longRecs)
+	}
+}
+
+// TestIPFIXTableFullEvicts: more flows than the table holds: each new
+// flow exports one first, none is lost, and the evictions are counted.
+func TestIPFIXTableFullEvicts(t *testing.T) {
+	c := newCollector(t)
+	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 4})
+	const flows = 50
+	b, _ := burstOf(t, flowFrames(t, 2*flows, flows, 0)...)
+	s.Process(b)
+	if s.table.n != 4 {
+		t.Errorf("%d flows in a table of 4", s.table.n)
+	}
+	s.Close()
+	_, _, recs := c.read(t)
+	pkts, _ := sums(recs)
+	var total uint64
+	for _, n := range pkts {
+		total += n
+	}
+	if len(pkts) != flows || total != 2*flows || s.Evicted.Load() != 2*flows-4 {
+		t.Errorf("%d flows, %d packets, %d evicted; want %d, %d, %d", len(pkts), total, s.Evicted.Load(), flows, 2*flows, 2*flows-4)
+	}
+}
+
+// TestFlowTableRemoveKeepsChains: after any removals, every flow left is
+// found, on a table small enough for long probe chains that wrap.
+func TestFlowTableRemoveKeepsChains(t *testing.T) {
+	tb := newFlowTable(12) // 16 slots
+	keys := make([]flowKey, 12)
+	for i := range keys {
+		keys[i] = flowKey{src: [2]uint64{uint64(i)}, meta: 4}
+		*tb.find(&keys[i]) = flow{key: keys[i], packets: uint64(i)}
+		tb.n++
+	}
+	for _, del := range []int{3, 0, 7, 11, 5} {
+		i := tb.home(&keys[del])
+		for tb.slots[i].key != keys[del] {
+			i = (i + 1) & tb.mask
+		}
+		tb.remove(i)
+		keys[del].meta = 0
+		for j, k := range keys {
+			if k.meta == 0 {
+				continue
+			}
+			if f := tb.find(&k); f.key != k || f.packets != uint64(j) {
+				t.Fatalf("after removing %d, flow %d not found", del, j)
+			}
+		}
+	}
+	if tb.n != 7 {
+		t.Errorf("%d flows, want 7", tb.n)
+	}
+}
+
+// TestIPFIXCollectorGone: a collector that goes away never blocks the
+// worker: the records of failed messages are counted, and exports resume
+// with the templates once it is back.
+func TestIPFIXCollectorGone(t *testing.T) {
+	c := newCollector(t)
+	addr := c.conn.LocalAddr().(*net.UDPAddr)
+	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 2})
+	c.conn.Close()
+	b, _ := burstOf(t, flowFrames(t, 64, 64, 0)...)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 100 {
+			b.Time = monotime.Now()
+			s.Process(b)
+			s.nextStep = 0
+			s.Tick(b.Time)
+			if i == 50 {
+				time.Sleep(10 * time.Millisecond) // the port unreachable comes back
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stage blocked with its collector gone")
+	}
+	if s.Failed.Load() == 0 || s.Evicted.Load() == 0 {
+		t.Fatalf("failed %d, evicted %d: want failures counted", s.Failed.Load(), s.Evicted.Load())
+	}
+	back, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		t.Skipf("collector port taken meanwhile: %v", err)
+	}
+	c2 := &collector{conn: back, joined: true}
+	t.Cleanup(func() { back.Close() })
+	s.Close()
+	if _, templates, recs := c2.read(t); templates != 1 || len(recs) != 2 {
+		t.Errorf("after the collector came back: %d template sets, %d records; want 1, 2", templates, len(recs))
+	}
+}
+
+// TestIPFIXAllocs: counting, expiring, evicting and exporting allocate
+// nothing.
+func TestIPFIXAllocs(t *testing.T) {
+	c := newCollector(t)
+	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 16, IdleTimeout: time.Second})
+	b, _ := burstOf(t, flowFrames(t, 64, 64, 0)...)
+	go func() { // drain, so sends keep succeeding
+		buf := make([]byte, 65536)
+		for {
+			if _, err := c.conn.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	now := monotime.Now()
+	if a := testing.AllocsPerRun(1000, func() {
+		now += int64(100 * time.Millisecond)
+		b.Time = now
+		s.Process(b)
+		s.Tick(now)
+	}); a != 0 {
+		t.Fatalf("%v allocations per burst", a)
+	}
+	if s.Evicted.Load() == 0 || s.Exported.Load() == 0 {
+		t.Fatalf("nothing evicted (%d) or exported (%d): the test did not exercise the export path", s.Evicted.Load(), s.Exported.Load())
+	}
+}
+
+// TestIPFIXBadOptions: one line for each bad option.
+func TestIPFIXBadOptions(t *testing.T) {
+	for _, c := range []struct {
+		o    IPFIXOptions
+		want string
+	}{
+		{IPFIXOptions{MaxFlows: 10}, "needs collector"},
+		{IPFIXOptions{Collector: "nosuch.invalid:4739", MaxFlows: 10}, `collector "nosuch.invalid:4739" does not resolve`},
+		{IPFIXOptions{Collector: "198.18.0.2:nosuchservice", MaxFlows: 10}, "does not resolve"},
+		{IPFIXOptions{Collector: "198.18.0.2", MaxFlows: 10}, "missing port"},
+		{IPFIXOptions{Collector: "198.18.0.2:0", MaxFlows: 10}, "a port other than 0"},
+		{IPFIXOptions{Collector: "198.18.0.2:4739"}, "max_flows 0: want 1..268435456"},
+		{IPFIXOptions{Collector: "198.18.0.2:4739", MaxFlows: MaxIPFIXFlows + 1}, "max_flows 268435457"},
+		{IPFIXOptions{Collector: "198.18.0.2:4739", MaxFlows: 10, IdleTimeout: time.Millisecond}, "idle_timeout 1ms out of range: want 1s..1h0m0s"},
+		{IPFIXOptions{Collector: "198.18.0.2:4739", MaxFlows: 10, ActiveTimeout: 2 * time.Hour}, "active_timeout 2h0m0s out of range"},
+		{IPFIXOptions{Collector: "198.18.0.2:4739", MaxFlows: 10, ActiveTimeout: -time.Second}, "active_timeout -1s out of range"},
+	} {
+		s, err := newIPFIXStage(&c.o, StageEnv{CheckOnly: true})
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%+v: err %v, want one line with %q", c.o, err, c.want)
+		}
+		if s != nil {
+			t.Errorf("%+v: a stage built in check mode", c.o)
+		}
+	}
+}
+
+// TestIPFIXMemoryCost: the cost is the table's slots and the buffer, and
+// grows with max_flows.
+func TestIPFIXMemoryCost(t *testing.T) {
+	if n := reflect.TypeFor[flow]().Size(); n != flowSize {
+		t.Fatalf("a flow slot is %d bytes, flowSize says %d", n, flowSize)
+	}
+	o := IPFIXOptions{MaxFlows: 3000}
+	if n, setting := o.MemoryCost(); n != 4096*flowSize+ipfix.MaxMessage || setting != "max_flows" {
+		t.Errorf("cost %d (%s), want 4096 slots of %d bytes and a message", n, setting, flowSize)
+	}
+	o.MaxFlows = 3073 // 4097 slots at a load of 3/4: 8192
+	if n, _ := o.MemoryCost(); n != 8192*flowSize+ipfix.MaxMessage {
+		t.Errorf("cost %d for 3073 flows, want 8192 slots", n)
+	}
+}
+
+// BenchmarkStageIPFIX: a burst of 64 packets over 64 flows that are in
+// the table (the steady state: count, no export).
+func BenchmarkStageIPFIX(b *testing.B) {
+	c := newCollector(b)
+	s := newTestIPFIX(b, c, IPFIXOptions{MaxFlows: 65536})
+	frames := make([][]byte, DefaultBurstSize)
+	for i := range frames {
+		frames[i] = udp4(b, uint16(i))
+	}
+	benchFrames(b, s, frames)
+}
+
+// BenchmarkStageIPFIXChurn: every packet a new flow in a full table, so
+// every packet exports one (the cost of evicting, encoding and sending,
+// one message per 28 records).
+func BenchmarkStageIPFIXChurn(b *testing.B) {
+	c := newCollector(b)
+	s := newTestIPFIX(b, c, IPFIXOptions{MaxFlows: 16})
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			if _, err := c.conn.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	frames := make([][]byte, DefaultBurstSize)
+	for i := range frames {
+		frames[i] = udp4(b, uint16(i))
+	}
+	benchFrames(b, s, frames)
+}
