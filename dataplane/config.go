@@ -293,6 +293,8 @@ func yamlError(b []byte, err error) error {
 // yamlWants says what a Go type holds, in a config file's words.
 func yamlWants(goType string) string {
 	switch {
+	case goType == "time.Duration":
+		return "a duration with its unit (15s, 1m)"
 	case strings.HasPrefix(goType, "uint"):
 		return "a whole number, 0 or more"
 	case strings.HasPrefix(goType, "int"):

@@ -25,12 +25,17 @@ stages:
   - pcap: {path: /tmp/x.pcap, snaplen: 128, max_bytes: 1000000}
   - sample: {every: 100}
   - macswap
+  - ipfix: {collector: "198.18.0.2:4739", active_timeout: 90s, idle_timeout: 5s, max_flows: 1000}
 `), 0o644)
 	c, err := LoadConfig(good)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Stages) != 5 || c.Stages[1].Kind != "rewrite" || *c.Stages[1].Options.(*pipeline.RewriteOptions).PushVLAN != 100 ||
+	if o := c.Stages[5].Options.(*pipeline.IPFIXOptions); o.ActiveTimeout != 90*time.Second || o.IdleTimeout != 5*time.Second ||
+		o.MaxFlows != 1000 || o.Collector != "198.18.0.2:4739" {
+		t.Errorf("ipfix options %+v", o)
+	}
+	if len(c.Stages) != 6 || c.Stages[1].Kind != "rewrite" || *c.Stages[1].Options.(*pipeline.RewriteOptions).PushVLAN != 100 ||
 		c.Stages[2].Options.(*pipeline.PcapStageOptions).SnapLen != 128 ||
 		c.Drain.Duration != 50*time.Microsecond || c.Poll != "wait" || c.Queues != "0,2" ||
 		c.Coalesce.Duration != 20*time.Microsecond || !c.Coalesce.Set {
@@ -43,11 +48,14 @@ stages:
 		"bad duration":      "drain: soon",
 		"negative interval": "interval: -1s",
 		"negative drain":    "drain: -5us",
+		"ipfix bare number": "stages: [{ipfix: {collector: \"198.18.0.2:4739\", max_flows: 10, idle_timeout: 15}}]",
 	} {
 		p := filepath.Join(dir, "bad.yaml")
 		os.WriteFile(p, []byte(body), 0o644)
 		if _, err := LoadConfig(p); err == nil {
 			t.Errorf("%s: accepted", name)
+		} else if name == "ipfix bare number" && !strings.Contains(err.Error(), "idle_timeout: `15` is not a duration with its unit") {
+			t.Errorf("%s: %v", name, err)
 		} else {
 			t.Logf("%s: %v", name, err)
 		}

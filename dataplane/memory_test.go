@@ -41,6 +41,11 @@ func TestOOMSizedConfigRefusedBeforeAllocating(t *testing.T) {
 		{"sample depth 10^11", func(t *testing.T, c *Config) {
 			c.Stages = append(c.Stages, stage(t, "sample", func(o any) { o.(*pipeline.SampleOptions).Depth = 100000000000 }))
 		}, "stage sample (line 9) depth × snaplen:"},
+		{"ipfix max_flows 2^40", func(t *testing.T, c *Config) {
+			c.Stages = append(c.Stages, stage(t, "ipfix", func(o any) {
+				*o.(*pipeline.IPFIXOptions) = pipeline.IPFIXOptions{Collector: "198.18.0.2:4739", MaxFlows: 1 << 40}
+			}))
+		}, "stage ipfix (line 9) max_flows:"},
 		{"pcap buffer 1 TiB", func(t *testing.T, c *Config) {
 			c.Stages = append(c.Stages, stage(t, "pcap", func(o any) {
 				o.(*pipeline.PcapStageOptions).Path = filepath.Join(dir, "x.pcap")

@@ -37,6 +37,8 @@ import (
 //	    (pcap write failures and frames not captured; rewrite push without room)
 //	xdpipe_filter_rule_hits_total{rule}, xdpipe_filter_misses_total
 //	xdpipe_sample_sent_total, xdpipe_sample_dropped_total
+//	xdpipe_ipfix_records_exported_total, xdpipe_ipfix_records_evicted_total,
+//	    xdpipe_ipfix_records_failed_total, xdpipe_ipfix_messages_total
 type Collector struct {
 	mu      sync.Mutex
 	workers []*Worker
