@@ -3,7 +3,8 @@
 # already installed are not touched, and apt-get runs only when one is missing.
 #
 #   hack/deps.sh run       iproute2, ethtool, ping: the veth testbed and demo
-#   hack/deps.sh test      run + tshark (pcap checks) + bpf toolchain + bench
+#   hack/deps.sh test      run + tshark (pcap checks) + nfdump (the IPFIX stage's
+#                          collector: nfcapd, nfdump) + bpf toolchain + bench
 #   hack/deps.sh bench     run + libxdp, libbpf and a C compiler for hack/xsk-c-peer
 #   hack/deps.sh generate  the pinned clang and libbpf headers for bpf2go
 #   hack/deps.sh vm        qemu, busybox and the guest kernel for the VM test bed
@@ -15,7 +16,7 @@ set -euo pipefail
 run_pkgs=(iproute2 ethtool iputils-ping procps)
 generate_pkgs=(clang-14 llvm-14 libbpf-dev linux-libc-dev)
 bench_pkgs=("${run_pkgs[@]}" libxdp-dev libbpf-dev gcc libc6-dev make)
-test_pkgs=("${run_pkgs[@]}" tshark "${generate_pkgs[@]}" "${bench_pkgs[@]}")
+test_pkgs=("${run_pkgs[@]}" tshark nfdump "${generate_pkgs[@]}" "${bench_pkgs[@]}")
 vm_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils apt dpkg debian-archive-keyring "${run_pkgs[@]}")
 rdma_pkgs=("${vm_pkgs[@]}" rdma-core ibverbs-providers libibverbs-dev librdmacm-dev perftest)
 

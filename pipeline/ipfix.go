@@ -79,7 +79,7 @@ func (o *IPFIXOptions) check() error {
 		return errors.New("needs collector: the IPFIX collector's host:port (UDP)")
 	}
 	if o.MaxFlows <= 0 || o.MaxFlows > MaxIPFIXFlows {
-		return fmt.Errorf("max_flows %d: want 1..%d flows per worker (each costs about %d bytes)", o.MaxFlows, MaxIPFIXFlows, flowSize*4/3)
+		return fmt.Errorf("max_flows %d: want 1..%d flows per worker", o.MaxFlows, MaxIPFIXFlows)
 	}
 	if o.ActiveTimeout == 0 {
 		o.ActiveTimeout = defaultIPFIXActive

@@ -299,7 +299,8 @@ func TestWorkerPassAllocs(t *testing.T) {
 	for _, chain := range []struct {
 		name   string
 		stages []Stage
-	}{{"all", allStages(t)}, {"drop", []Stage{&Count{}, &Drop{}}}} {
+	}{{"all", allStages(t)}, {"drop", []Stage{&Count{}, &Drop{}}},
+		{"ipfix", []Stage{newTestIPFIX(t, newCollector(t), IPFIXOptions{MaxFlows: 16}), &Drop{}}}} {
 		t.Run(chain.name, func(t *testing.T) {
 			mem := newFakeMem(1024, 2048)
 			a := newFakePort(mem, udp4(t, 53), -1, 256, 256)
@@ -318,6 +319,37 @@ func TestWorkerPassAllocs(t *testing.T) {
 				t.Fatalf("passes received only %d frames", w.PortStats(0).RxPackets.Load())
 			}
 		})
+	}
+}
+
+// ticks is a Ticker that records its ticks.
+type ticks struct {
+	n    int
+	last int64
+}
+
+func (*ticks) Process(*Burst)      {}
+func (t *ticks) Tick(now int64)    { t.n, t.last = t.n+1, now }
+func (t *ticks) StageName() string { return "ticks" }
+
+// TestWorkerTicksWhenIdle: Tickers get the pass time once per pass, also
+// when the pass received nothing (timers run without traffic).
+func TestWorkerTicksWhenIdle(t *testing.T) {
+	mem := newFakeMem(64, 2048)
+	a := newFakePort(mem, nil, 0, 32, 32)
+	tk := &ticks{}
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}}, Mem: mem, Stages: []Stage{&Count{}, tk}, CPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := monotime.Now()
+	for range 3 {
+		if w.pass() != 0 {
+			t.Fatal("the idle port received frames")
+		}
+	}
+	if tk.n != 3 || tk.last < before {
+		t.Fatalf("%d ticks, the last at %d; want 3, at or after %d", tk.n, tk.last, before)
 	}
 }
 

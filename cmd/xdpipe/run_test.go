@@ -133,6 +133,15 @@ func TestRunBadInput(t *testing.T) {
 		{"bad steering rules", "interfaces: [xdpb]\nrules: " + filepath.Join(dir, "none.yaml") + "\nstages: [count]\n", "steering rules", nil},
 		{"rdma without sink", "interfaces: [xdpb]\nstages: [count, rdma]\n", "stage rdma (line 2): needs connect", nil},
 		{"rdma bad address", "interfaces: [xdpb]\nstages: [{rdma: {connect: 198.18.0.2}}]\n", "missing port in address", nil},
+		// The namespace has no route to a resolver: the name fails there.
+		{"ipfix collector does not resolve", "interfaces: [xdpb]\nstages: [{ipfix: {collector: \"nosuch.invalid:4739\", max_flows: 100}}]\n",
+			`stage ipfix (line 2): collector "nosuch.invalid:4739" does not resolve`, nil},
+		{"ipfix max_flows 0", "interfaces: [xdpb]\nstages: [{ipfix: {collector: \"198.18.0.2:4739\", max_flows: 0}}]\n",
+			"stage ipfix (line 2): max_flows 0: want 1..268435456", nil},
+		{"ipfix max_flows beyond memory", "interfaces: [xdpb]\nstages: [{ipfix: {collector: \"198.18.0.2:4739\", max_flows: 1099511627776}}]\n",
+			"stage ipfix (line 2) max_flows: the configuration needs", nil},
+		{"ipfix timeout out of range", "interfaces: [xdpb]\nstages: [{ipfix: {collector: \"198.18.0.2:4739\", max_flows: 10, idle_timeout: 2h}}]\n",
+			"stage ipfix (line 2): idle_timeout 2h0m0s out of range: want 1s..1h0m0s", nil},
 		// The default build has no verbs: the stage says how to get them.
 		{"rdma not built in", "interfaces: [xdpb]\nstages: [{rdma: {connect: \"198.18.0.2:7471\"}}]\n", "build with -tags rdma", nil},
 	}

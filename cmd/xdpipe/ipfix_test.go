@@ -1,0 +1,183 @@
+package main
+
+import (
+	"encoding/csv"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpipe/xdpipe/internal/testutil"
+)
+
+// startNfcapd runs Debian's nfcapd (the nfdump package's collector) in ns,
+// listening on addr:port and writing into dir, and returns a function that
+// stops it (SIGTERM: it writes out its file) and waits for it to exit.
+func startNfcapd(t *testing.T, ns *testutil.NetNS, addr net.IP, port int, dir string) (stop func()) {
+	t.Helper()
+	bin, err := exec.LookPath("nfcapd")
+	if err != nil {
+		testutil.SkipOrFail(t, "nfcapd not installed (hack/deps.sh test installs nfdump)")
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, bin, "-w", dir, "-b", addr.String(), "-p", strconv.Itoa(port), "-t", "3600")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			t.Errorf("nfcapd did not stop on SIGTERM:\n%s", out.String())
+		}
+	}
+	t.Cleanup(stop)
+	// Ready once its socket is bound.
+	want := fmt.Sprintf("%s:%d", addr, port)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if o, _ := ns.Run("ss", "-Hlun"); strings.Contains(o, want) {
+			return stop
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("nfcapd exited (%v) before listening:\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nfcapd not listening on %s after 10s:\n%s", want, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// nfdumpFlows reads the flows nfcapd wrote into dir with nfdump's CSV
+// output: for each, the source port, packets and bytes, keyed by the
+// columns named.
+func nfdumpFlows(t *testing.T, dir string) []map[string]string {
+	t.Helper()
+	out, err := exec.Command("nfdump", "-R", dir, "-o", "csv", "-N").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nfdump: %v\n%s", err, out)
+	}
+	r := csv.NewReader(strings.NewReader(string(out)))
+	r.FieldsPerRecord = -1
+	rows, err := r.ReadAll()
+	if err != nil {
+		t.Fatalf("nfdump csv: %v\n%s", err, out)
+	}
+	var flows []map[string]string
+	var head []string
+	for _, row := range rows {
+		if len(row) < 5 {
+			continue
+		}
+		if head == nil {
+			head = row
+			continue
+		}
+		if len(row) != len(head) {
+			continue
+		}
+		f := map[string]string{}
+		for i, h := range head {
+			f[h] = strings.TrimSpace(row[i])
+		}
+		flows = append(flows, f)
+	}
+	if head == nil {
+		t.Fatalf("nfdump printed no CSV header:\n%s", out)
+	}
+	return flows
+}
+
+// TestRunIPFIXToNfcapd: gen sends N frames over F flows to `xdpipe run`
+// with an ipfix stage exporting to Debian's nfcapd in the same namespace;
+// once run stops (and exports every flow) nfdump reads back F flows of
+// the generated tuple whose packets and bytes (IP lengths) add up to what
+// gen sent.
+func TestRunIPFIXToNfcapd(t *testing.T) {
+	testutil.RequireRoot(t)
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	dir := t.TempDir()
+	flowDir := filepath.Join(dir, "flows")
+	os.Mkdir(flowDir, 0o755)
+	const port = 4739
+	stopNfcapd := startNfcapd(t, p.B.NS, p.B.IP, port, flowDir)
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rulesFile, []byte(testRules), 0o644)
+	cfg := filepath.Join(dir, "run.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`interfaces: [%s]
+rules: %s
+poll: wakeup
+bind: %s
+ring: 2048
+stages:
+  - count
+  - ipfix: {collector: "%s:%d", active_timeout: 60s, idle_timeout: 15s, max_flows: 1024}
+`, p.B.Name, rulesFile, testutil.Bind(), p.B.IP, port)), 0o644)
+	addr := freePort(t, p.B.NS)
+	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", addr, "--interval", "0s")
+	const flows, size = 7, 128
+	n := testutil.Frames(3000)
+	out, code := xdpipeIn(t, p.A.NS, genFrom(p, n, "20k", "--flows", strconv.Itoa(flows), "--size", strconv.Itoa(size))...)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("sent %d frames", n)) {
+		t.Fatalf("gen exited %d:\n%s", code, out)
+	}
+	// Every frame through the stages before the stop.
+	deadline := time.Now().Add(10 * time.Second)
+	for metric(t, scrape(t, p.B.NS, addr), "xdpipe_stage_packets_total", `stage="count"`) < float64(n) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the count stage did not see the %d frames sent", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	runOut, code := proc.stop(t, syscall.SIGTERM)
+	if code != 0 {
+		t.Fatalf("run exited %d:\n%s", code, runOut)
+	}
+	stopNfcapd() // it writes out the flows it holds
+	var pkts, bytes uint64
+	got := 0
+	in := strconv.Itoa(p.B.Ifindex(t))
+	for _, f := range nfdumpFlows(t, flowDir) {
+		if f["sa"] != p.A.IP.String() || f["da"] != p.B.IP.String() || f["dp"] != "9" || f["pr"] != "UDP" {
+			t.Logf("another flow: %v", f)
+			continue
+		}
+		got++
+		if f["in"] != in {
+			t.Errorf("flow from port %s: input interface %s, want %s", f["sp"], f["in"], in)
+		}
+		ip, _ := strconv.ParseUint(f["ipkt"], 10, 64)
+		ib, _ := strconv.ParseUint(f["ibyt"], 10, 64)
+		pkts += ip
+		bytes += ib
+	}
+	wantBytes := uint64(n) * (size - 14) // IP header and payload
+	if got != flows || pkts != uint64(n) || bytes != wantBytes {
+		t.Errorf("nfdump read %d flows, %d packets, %d bytes; gen sent %d flows, %d packets, %d bytes of IP",
+			got, pkts, bytes, flows, n, wantBytes)
+	}
+	// nfcapd checked the sequence numbers.
+	if o, err := exec.Command("nfdump", "-R", flowDir, "-I").CombinedOutput(); err != nil || !strings.Contains(string(o), "Sequence failures: 0\n") {
+		t.Errorf("nfdump -I: %v\n%s", err, o)
+	}
+	t.Logf("nfcapd received %d flows, %d packets, %d bytes", got, pkts, bytes)
+}
