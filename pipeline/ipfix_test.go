@@ -65,6 +65,19 @@ func (c *collector) read(t *testing.T) (msgs int, templates int, recs []ipfix.Re
 	}
 }
 
+// discard reads and drops what arrives, until the socket closes, so the
+// stage's sends keep succeeding.
+func (c *collector) discard() {
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			if _, err := c.conn.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+}
+
 func newTestIPFIX(t testing.TB, c *collector, o IPFIXOptions) *IPFIX {
 	t.Helper()
 	o.Collector = c.conn.LocalAddr().String()
@@ -317,14 +330,7 @@ func TestIPFIXAllocs(t *testing.T) {
 	c := newCollector(t)
 	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 16, IdleTimeout: time.Second})
 	b, _ := burstOf(t, flowFrames(t, 64, 64, 0)...)
-	go func() { // drain, so sends keep succeeding
-		buf := make([]byte, 65536)
-		for {
-			if _, err := c.conn.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
+	c.discard()
 	now := monotime.Now()
 	if a := testing.AllocsPerRun(1000, func() {
 		now += int64(100 * time.Millisecond)
@@ -401,14 +407,7 @@ func BenchmarkStageIPFIX(b *testing.B) {
 func BenchmarkStageIPFIXChurn(b *testing.B) {
 	c := newCollector(b)
 	s := newTestIPFIX(b, c, IPFIXOptions{MaxFlows: 16})
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			if _, err := c.conn.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
+	c.discard()
 	frames := make([][]byte, DefaultBurstSize)
 	for i := range frames {
 		frames[i] = udp4(b, uint16(i))
