@@ -181,3 +181,47 @@ stages:
 	}
 	t.Logf("nfcapd received %d flows, %d packets, %d bytes", got, pkts, bytes)
 }
+
+// TestRunIPFIXCollectorGone: the collector stops in the middle of the
+// traffic; every frame still comes back (l2fwd), and the records that
+// could not be sent are counted in the metrics.
+func TestRunIPFIXCollectorGone(t *testing.T) {
+	testutil.RequireRoot(t)
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	dir := t.TempDir()
+	const port = 4739
+	stopNfcapd := startNfcapd(t, p.B.NS, p.B.IP, port, dir)
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rulesFile, []byte(testRules), 0o644)
+	cfg := filepath.Join(dir, "run.yaml")
+	// A table of 4 flows under 64: nearly every frame evicts, and exports.
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`interfaces: [%s]
+rules: %s
+poll: wakeup
+bind: %s
+stages:
+  - ipfix: {collector: "%s:%d", max_flows: 4}
+  - macswap
+`, p.B.Name, rulesFile, testutil.Bind(), p.B.IP, port)), 0o644)
+	addr := freePort(t, p.B.NS)
+	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
+	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", addr, "--interval", "0s")
+	n := testutil.Frames(4000) / 2 * 2
+	sendFlows(t, back, p, 0, n/2, 128, 64, back.Received)
+	waitBack(t, back, int64(n/2))
+	stopNfcapd()
+	sendFlows(t, back, p, n/2, n/2, 128, 64, back.Received)
+	waitBack(t, back, int64(n))
+	body := scrape(t, p.B.NS, addr)
+	exported := metric(t, body, "xdpipe_ipfix_records_exported_total")
+	failed := metric(t, body, "xdpipe_ipfix_records_failed_total")
+	evicted := metric(t, body, "xdpipe_ipfix_records_evicted_total")
+	if got := back.Received(); got != int64(n) || exported == 0 || failed == 0 || evicted < float64(n/2) {
+		t.Errorf("%d of %d frames back; records exported %v, failed %v, evicted %v: want all back, some exported, some failed",
+			got, n, exported, failed, evicted)
+	}
+	if out, code := proc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("run exited %d:\n%s", code, out)
+	}
+	t.Logf("%d frames back; records exported %v, failed %v, evicted %v", n, exported, failed, evicted)
+}
