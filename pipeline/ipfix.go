@@ -230,28 +230,28 @@ func (t *flowTable) remove(i uint64) {
 //
 // Each worker is its own observation domain (its queue number) and
 // transport session (its own socket): sequence numbers count the data
-// records sent in its messages before each one. Templates go out at start,
-// every 30 s and after a failed send. Messages stay under the route's MTU
-// (at most 1500 bytes).
+// records sent in its messages before each one. A reload's new stage
+// continues the session of the one it replaces (Continue), so the
+// collector sees one session with no gap. Templates go out at the first
+// pass, every 30 s and after a failed send. Messages stay under the
+// route's MTU (at most 1500 bytes).
 type IPFIX struct {
 	opts    IPFIXOptions
 	table   *flowTable
 	w       *ipfix.Writer
 	rec     ipfix.Record
-	fd      int
+	sess    *ipfixSession
 	ifindex []uint32
 	active  int64 // timeouts in ns
 	idle    int64
 	wallOff int64 // Unix ns minus monotime ns
 
-	cursor    uint64 // the expiry sweep's next slot
-	step      uint64 // slots a sweep step covers
-	nextStep  int64
-	nextTmpl  int64 // pipeline time from which a new message carries the templates
-	pending   bool  // the message holds records not sent yet
-	lastLog   int64
-	closeOnce sync.Once
-	log       *slog.Logger
+	cursor   uint64 // the expiry sweep's next slot
+	step     uint64 // slots a sweep step covers
+	nextStep int64
+	pending  bool // the message holds records not sent yet
+	closed   atomic.Bool
+	log      *slog.Logger
 
 	// Exported counts records sent, Evicted records exported early
 	// because the table was full (also in Exported once sent), Failed
@@ -261,15 +261,55 @@ type IPFIX struct {
 }
 
 var (
-	_ Stage   = (*IPFIX)(nil)
-	_ Metered = (*IPFIX)(nil)
-	_ Ticker  = (*IPFIX)(nil)
+	_ Stage     = (*IPFIX)(nil)
+	_ Metered   = (*IPFIX)(nil)
+	_ Ticker    = (*IPFIX)(nil)
+	_ Continuer = (*IPFIX)(nil)
 )
 
-// NewIPFIX opens the stage's socket to the collector and sends the
-// templates. opts must be checked; domain is the observation domain (the
-// worker's queue) and ifindex maps the worker's port index to the
-// interface index exported as ingressInterface.
+// ipfixSession is a transport session to the collector: the connected
+// socket and the sequence number, shared by a stage and the stage that
+// continues it after a reload. mu is held for the header's sequence
+// number and the send of one message: between a reload's swap and the
+// old stage's Close, the worker and the closing goroutine both send.
+type ipfixSession struct {
+	mu        sync.Mutex
+	fd        int
+	seq       uint32 // data records sent before the next message
+	refs      int
+	collector string // the resolved address
+	domain    uint32
+	size      int          // the largest message
+	tmplDue   atomic.Int64 // pipeline time from which a message carries the templates
+	lastLog   atomic.Int64
+}
+
+// send finishes w's message with the session's sequence number and sends
+// it, counting its records as sent.
+func (ss *ipfixSession) send(w *ipfix.Writer, exportTime uint32) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if _, err := unix.Write(ss.fd, w.Finish(exportTime, ss.seq)); err != nil {
+		return err
+	}
+	ss.seq += uint32(w.Records())
+	return nil
+}
+
+// release drops a stage's hold; the last one closes the socket.
+func (ss *ipfixSession) release() error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.refs--; ss.refs > 0 {
+		return nil
+	}
+	return unix.Close(ss.fd)
+}
+
+// NewIPFIX opens the stage's socket to the collector; the templates go
+// out at the first Tick. opts must be checked; domain is the observation
+// domain (the worker's queue) and ifindex maps the worker's port index to
+// the interface index exported as ingressInterface.
 func NewIPFIX(opts IPFIXOptions, collector *net.UDPAddr, domain uint32, ifindex []uint32) (*IPFIX, error) {
 	if err := opts.check(); err != nil {
 		return nil, fmt.Errorf("ipfix: %w", err)
@@ -284,16 +324,31 @@ func NewIPFIX(opts IPFIXOptions, collector *net.UDPAddr, domain uint32, ifindex 
 		return nil, err
 	}
 	now := monotime.Now()
-	s := &IPFIX{opts: opts, table: newFlowTable(opts.MaxFlows), w: w, fd: fd, ifindex: append([]uint32(nil), ifindex...),
+	sess := &ipfixSession{fd: fd, refs: 1, collector: collector.String(), domain: domain, size: size}
+	sess.lastLog.Store(now - int64(time.Minute))
+	s := &IPFIX{opts: opts, table: newFlowTable(opts.MaxFlows), w: w, sess: sess, ifindex: append([]uint32(nil), ifindex...),
 		active: int64(opts.ActiveTimeout), idle: int64(opts.IdleTimeout), wallOff: time.Now().UnixNano() - now,
-		lastLog: now - int64(time.Minute), log: slog.Default().With("stage", "ipfix", "domain", domain)}
+		log: slog.Default().With("stage", "ipfix", "domain", domain)}
 	s.step = max(uint64(len(s.table.slots))/ipfixSteps, 1)
 	s.nextStep = now + int64(ipfixSweep/ipfixSteps)
-	// The templates, at once: the collector knows them before the
-	// first flow ends.
-	s.begin(now)
-	s.send(now)
 	return s, nil
+}
+
+// Continue implements Continuer: when old exports to the same collector
+// and observation domain, s sends in old's transport session (its socket
+// and sequence numbers) instead of opening one of its own. old's flows
+// are exported when old is closed.
+func (s *IPFIX) Continue(old Stage) {
+	o, ok := old.(*IPFIX)
+	if !ok || o == s || o.closed.Load() || o.sess == s.sess || o.sess.collector != s.sess.collector ||
+		o.sess.domain != s.sess.domain || o.sess.size != s.sess.size {
+		return
+	}
+	o.sess.mu.Lock()
+	o.sess.refs++
+	o.sess.mu.Unlock()
+	_ = s.sess.release()
+	s.sess = o.sess
 }
 
 // dialCollector opens a connected, non-blocking UDP socket to the
@@ -435,10 +490,15 @@ func (s *IPFIX) evict(now int64) {
 	t.remove(s.cursor)
 }
 
-// Tick implements Ticker: a step of the expiry sweep every
+// Tick implements Ticker: the templates when due (the first pass, every
+// 30 s, after a failed send), and a step of the expiry sweep every
 // ipfixSweep/ipfixSteps, which also sends the records waiting in the
 // message.
 func (s *IPFIX) Tick(now int64) {
+	if !s.pending && now >= s.sess.tmplDue.Load() {
+		s.begin(now)
+		s.send(now)
+	}
 	if now < s.nextStep {
 		return
 	}
@@ -503,55 +563,54 @@ func (s *IPFIX) export(f *flow, now int64) {
 // begin starts a message, with the templates when they are due.
 func (s *IPFIX) begin(now int64) {
 	s.w.Begin()
-	if now >= s.nextTmpl {
+	if now >= s.sess.tmplDue.Load() {
 		s.w.AddTemplates()
-		s.nextTmpl = now + int64(ipfixTemplateResend)
+		s.sess.tmplDue.Store(now + int64(ipfixTemplateResend))
 	}
 }
 
-// send sends the message without blocking. A failed send counts its
-// records in Failed, logs at most once a minute, and has the next message
-// carry the templates again.
+// send sends the message without blocking: the socket never blocks, and
+// the session's lock is held by another sender (a reload's old stage,
+// closing) for one send at most. A failed send counts its records in
+// Failed, logs at most once a minute, and has the next message carry the
+// templates again.
 func (s *IPFIX) send(now int64) {
 	s.pending = false
-	msg := s.w.Finish(uint32((now + s.wallOff) / 1e9))
-	recs := uint64(s.w.Records())
-	if _, err := unix.Write(s.fd, msg); err != nil {
-		s.Failed.Add(recs)
-		s.nextTmpl = now
-		if now-s.lastLog >= int64(time.Minute) {
-			s.lastLog = now
+	recs := uint32(s.w.Records())
+	if err := s.sess.send(s.w, uint32((now+s.wallOff)/1e9)); err != nil {
+		s.Failed.Add(uint64(recs))
+		s.sess.tmplDue.Store(now)
+		if last := s.sess.lastLog.Load(); now-last >= int64(time.Minute) && s.sess.lastLog.CompareAndSwap(last, now) {
 			s.log.Warn("ipfix export failed; records are lost until the collector takes them again",
 				"collector", s.opts.Collector, "records", recs, "err", err)
 		}
 		return
 	}
-	s.w.Sent()
 	s.Messages.Add(1)
 	if recs != 0 {
-		s.Exported.Add(recs)
+		s.Exported.Add(uint64(recs))
 	}
 }
 
-// Close exports every flow and closes the socket. Call it once the stage
-// no longer runs (CloseStages after Worker.SetStages, or after the worker
-// stopped). Idempotent.
+// Close exports every flow and releases the session (the last stage
+// holding it closes the socket). Call it once the stage no longer runs
+// (CloseStages after Worker.SetStages, or after the worker stopped).
+// Idempotent.
 func (s *IPFIX) Close() error {
-	var err error
-	s.closeOnce.Do(func() {
-		now := monotime.Now()
-		t := s.table
-		for i := range t.slots {
-			if f := &t.slots[i]; f.key.meta != 0 && f.packets > 0 {
-				s.export(f, now)
-			}
-			t.slots[i].key.meta = 0
+	if s.closed.Swap(true) {
+		return nil
+	}
+	now := monotime.Now()
+	t := s.table
+	for i := range t.slots {
+		if f := &t.slots[i]; f.key.meta != 0 && f.packets > 0 {
+			s.export(f, now)
 		}
-		t.n = 0
-		if s.pending {
-			s.send(now)
-		}
-		err = unix.Close(s.fd)
-	})
-	return err
+		t.slots[i].key.meta = 0
+	}
+	t.n = 0
+	if s.pending {
+		s.send(now)
+	}
+	return s.sess.release()
 }

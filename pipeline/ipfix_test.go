@@ -31,17 +31,24 @@ func newCollector(t testing.TB) *collector {
 }
 
 // read returns the messages that arrived, decoded, until none comes for
-// 200ms. It checks every message's sequence number against the records
-// before it (from 0, or from the first message's when joined).
+// 200ms. It checks that they come from one socket (a transport session),
+// and every message's sequence number against the records before it (from
+// 0, or from the first message's when joined).
 func (c *collector) read(t *testing.T) (msgs int, templates int, recs []ipfix.Record) {
 	t.Helper()
 	buf := make([]byte, 65536)
 	var seq uint32
+	var from string
 	for {
 		c.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		n, err := c.conn.Read(buf)
+		n, src, err := c.conn.ReadFromUDP(buf)
 		if err != nil {
 			return msgs, templates, recs
+		}
+		if from == "" {
+			from = src.String()
+		} else if src.String() != from {
+			t.Errorf("message %d from %s, the ones before from %s: another transport session", msgs, src, from)
 		}
 		h, tmpl, r, err := ipfix.Decode(buf[:n])
 		if err != nil {
@@ -321,6 +328,43 @@ func TestIPFIXCollectorGone(t *testing.T) {
 	s.Close()
 	if _, templates, recs := c2.read(t); templates != 1 || len(recs) != 2 {
 		t.Errorf("after the collector came back: %d template sets, %d records; want 1, 2", templates, len(recs))
+	}
+}
+
+// TestIPFIXReloadContinuesSession: a reload's new stage sends in the
+// session of the stage it replaces: one socket, sequence numbers without
+// a gap, while the old one exports its flows as it closes.
+func TestIPFIXReloadContinuesSession(t *testing.T) {
+	c := newCollector(t)
+	old := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 100})
+	b, _ := burstOf(t, flowFrames(t, 10, 5, 0)...)
+	b.Time = monotime.Now()
+	old.Tick(b.Time) // the templates
+	old.Process(b)
+	next := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 100, IdleTimeout: 5 * time.Second})
+	next.Continue(old)
+	if next.sess != old.sess {
+		t.Fatal("the new stage did not take the old one's session")
+	}
+	next.Process(b)
+	// A stage exporting elsewhere keeps a session of its own.
+	other := newTestIPFIX(t, newCollector(t), IPFIXOptions{MaxFlows: 100})
+	other.Continue(next)
+	if other.sess == next.sess {
+		t.Error("a stage exporting elsewhere took the old session")
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	next.Tick(b.Time)
+	if err := next.Close(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, templates, recs := c.read(t)
+	pkts, _ := sums(recs)
+	if templates != 1 || len(recs) != 10 || pkts[40000] != 4 {
+		t.Errorf("%d messages, %d with templates, %d records, flow 40000 %d packets; want templates once, 10 records, 4 packets",
+			msgs, templates, len(recs), pkts[40000])
 	}
 }
 

@@ -68,11 +68,11 @@ func startNfcapd(t *testing.T, ns *testutil.NetNS, addr net.IP, port int, dir st
 }
 
 // nfdumpFlows reads the flows nfcapd wrote into dir with nfdump's CSV
-// output: for each, the source port, packets and bytes, keyed by the
-// columns named.
+// output, the records of one flow (5-tuple) aggregated: each is its
+// fields keyed by the column names (sa, sp, ipkt, ibyt...).
 func nfdumpFlows(t *testing.T, dir string) []map[string]string {
 	t.Helper()
-	out, err := exec.Command("nfdump", "-R", dir, "-o", "csv", "-N").CombinedOutput()
+	out, err := exec.Command("nfdump", "-R", dir, "-a", "-o", "csv", "-N").CombinedOutput()
 	if err != nil {
 		t.Fatalf("nfdump: %v\n%s", err, out)
 	}
@@ -108,10 +108,11 @@ func nfdumpFlows(t *testing.T, dir string) []map[string]string {
 }
 
 // TestRunIPFIXToNfcapd: gen sends N frames over F flows to `xdpipe run`
-// with an ipfix stage exporting to Debian's nfcapd in the same namespace;
-// once run stops (and exports every flow) nfdump reads back F flows of
-// the generated tuple whose packets and bytes (IP lengths) add up to what
-// gen sent.
+// with an ipfix stage exporting to Debian's nfcapd in the same namespace,
+// half of them before a reload (SIGHUP) and half after; once run stops
+// (and exports every flow) nfdump reads back F flows of the generated
+// tuple whose packets and bytes (IP lengths) add up to what gen sent, and
+// nfcapd saw no gap in the sequence numbers, across the reload too.
 func TestRunIPFIXToNfcapd(t *testing.T) {
 	testutil.RequireRoot(t)
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
@@ -135,11 +136,24 @@ stages:
 	addr := freePort(t, p.B.NS)
 	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", addr, "--interval", "0s")
 	const flows, size = 7, 128
-	n := testutil.Frames(3000)
-	out, code := xdpipeIn(t, p.A.NS, genFrom(p, n, "20k", "--flows", strconv.Itoa(flows), "--size", strconv.Itoa(size))...)
-	if code != 0 || !strings.Contains(out, fmt.Sprintf("sent %d frames", n)) {
-		t.Fatalf("gen exited %d:\n%s", code, out)
+	n := testutil.Frames(3000) / 2 * 2
+	gen := func() {
+		out, code := xdpipeIn(t, p.A.NS, genFrom(p, n/2, "20k", "--flows", strconv.Itoa(flows), "--size", strconv.Itoa(size))...)
+		if code != 0 || !strings.Contains(out, fmt.Sprintf("sent %d frames", n/2)) {
+			t.Fatalf("gen exited %d:\n%s", code, out)
+		}
 	}
+	gen()
+	proc.cmd.Process.Signal(syscall.SIGHUP)
+	for reloaded := false; !reloaded; {
+		select {
+		case line := <-proc.lines:
+			reloaded = line == "run: reloaded"
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no reload 20s after SIGHUP:\n%s", proc.output())
+		}
+	}
+	gen()
 	// Every frame through the stages before the stop.
 	deadline := time.Now().Add(10 * time.Second)
 	for metric(t, scrape(t, p.B.NS, addr), "xdpipe_stage_packets_total", `stage="count"`) < float64(n) {

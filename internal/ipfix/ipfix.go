@@ -86,16 +86,12 @@ type Record struct {
 }
 
 // Writer builds one message at a time in its buffer. One goroutine only.
-// The sequence number it puts in a header counts the data records of the
-// messages before it that the caller reported Sent (RFC 7011 section 3.1:
-// per observation domain and transport session).
 type Writer struct {
 	buf     []byte
 	n       int    // bytes used
 	set     int    // offset of the open data set's header, or 0 for none
 	setID   uint16 // its template
 	records uint32 // data records in the message
-	seq     uint32
 	domain  uint32
 }
 
@@ -202,23 +198,21 @@ func (w *Writer) closeSet() {
 	}
 }
 
-// Finish writes the header (exportTime: seconds since the Unix epoch) and
-// returns the message, valid until the next Begin. Call Sent once it went
-// out, so the next message's sequence number counts its records.
-func (w *Writer) Finish(exportTime uint32) []byte {
+// Finish writes the header and returns the message, valid until the next
+// Begin. exportTime is in seconds since the Unix epoch; seq is the
+// sequence number: the data records sent in the transport session and
+// observation domain before this message (RFC 7011 section 3.1), modulo
+// 2^32, which the sender keeps.
+func (w *Writer) Finish(exportTime, seq uint32) []byte {
 	w.closeSet()
 	b := w.buf
 	binary.BigEndian.PutUint16(b[0:], Version)
 	binary.BigEndian.PutUint16(b[2:], uint16(w.n))
 	binary.BigEndian.PutUint32(b[4:], exportTime)
-	binary.BigEndian.PutUint32(b[8:], w.seq)
+	binary.BigEndian.PutUint32(b[8:], seq)
 	binary.BigEndian.PutUint32(b[12:], w.domain)
 	return b[:w.n]
 }
-
-// Sent counts the finished message's data records as sent (the sequence
-// number wraps modulo 2^32).
-func (w *Writer) Sent() { w.seq += w.records }
 
 // Header is a message header as Decode reads it.
 type Header struct {
