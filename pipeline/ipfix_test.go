@@ -18,11 +18,18 @@ type collector struct {
 	// joined: the stage sent before this collector listened, so the
 	// first message's sequence number is taken as it comes.
 	joined bool
+	// domain is the observation domain of the messages read.
+	domain uint32
 }
 
 func newCollector(t testing.TB) *collector {
 	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return listenCollector(t, net.IPv4(127, 0, 0, 1))
+}
+
+func listenCollector(t testing.TB, ip net.IP) *collector {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +63,11 @@ func (c *collector) read(t *testing.T) (msgs int, templates int, recs []ipfix.Re
 		}
 		if msgs == 0 && c.joined {
 			seq = h.Sequence
+		}
+		if msgs == 0 {
+			c.domain = h.Domain
+		} else if h.Domain != c.domain {
+			t.Errorf("message %d of observation domain %d, the ones before of %d", msgs, h.Domain, c.domain)
 		}
 		if h.Sequence != seq {
 			t.Errorf("message %d: sequence %d, want %d (records sent before)", msgs, h.Sequence, seq)
@@ -154,6 +166,29 @@ func TestIPFIXExportsEveryPacket(t *testing.T) {
 	}
 	if got := s.Exported.Load(); got != flows || s.Failed.Load() != 0 {
 		t.Errorf("exported %d, failed %d; want %d, 0", got, s.Failed.Load(), flows)
+	}
+	if c.domain != 2 {
+		t.Errorf("observation domain %d, want the worker's queue, 2", c.domain)
+	}
+}
+
+// TestIPFIXCollectorIPv6: a collector on an IPv6 address.
+func TestIPFIXCollectorIPv6(t *testing.T) {
+	if l, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	} else {
+		l.Close()
+	}
+	c := listenCollector(t, net.IPv6loopback)
+	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 10})
+	if s.sess.size != 1500-40-8 {
+		t.Errorf("message size %d, want %d under a 1500-byte MTU", s.sess.size, 1500-40-8)
+	}
+	b, _ := burstOf(t, flowFrames(t, 4, 2, 0)...)
+	s.Process(b)
+	s.Close()
+	if _, templates, recs := c.read(t); templates != 1 || len(recs) != 2 {
+		t.Errorf("%d template sets, %d records; want 1, 2", templates, len(recs))
 	}
 }
 
