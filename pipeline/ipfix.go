@@ -249,15 +249,17 @@ type IPFIX struct {
 	cursor   uint64 // the expiry sweep's next slot
 	step     uint64 // slots a sweep step covers
 	nextStep int64
-	pending  bool // the message holds records not sent yet
+	pending  bool  // the message holds records not sent yet
+	tmplTry  int64 // pipeline time from which Tick may send templates alone
 	closed   atomic.Bool
 	log      *slog.Logger
 
 	// Exported counts records sent, Evicted records exported early
 	// because the table was full (also in Exported once sent), Failed
-	// records whose message could not be sent; Messages counts the
-	// messages sent.
-	Exported, Evicted, Failed, Messages atomic.Uint64
+	// records whose message could not be sent; Messages and
+	// FailedMessages count the messages sent and not sent (templates
+	// alone too).
+	Exported, Evicted, Failed, Messages, FailedMessages atomic.Uint64
 }
 
 var (
@@ -306,8 +308,8 @@ func (ss *ipfixSession) release() error {
 	return unix.Close(ss.fd)
 }
 
-// NewIPFIX opens the stage's socket to the collector; the templates go
-// out at the first Tick. opts must be checked; domain is the observation
+// NewIPFIX checks opts (setting the defaults) and opens the stage's
+// socket to the collector; the templates go out at the first Tick. domain is the observation
 // domain (the worker's queue) and ifindex maps the worker's port index to
 // the interface index exported as ingressInterface.
 func NewIPFIX(opts IPFIXOptions, collector *net.UDPAddr, domain uint32, ifindex []uint32) (*IPFIX, error) {
@@ -399,6 +401,7 @@ var (
 	mIPFIXEvicted  = desc("xdpipe_ipfix_records_evicted_total", "Flows exported early because the flow table was full.", "queue", "stage", "index")
 	mIPFIXFailed   = desc("xdpipe_ipfix_records_failed_total", "IPFIX flow records lost because their message could not be sent.", "queue", "stage", "index")
 	mIPFIXMessages = desc("xdpipe_ipfix_messages_total", "IPFIX messages sent to the collector.", "queue", "stage", "index")
+	mIPFIXMsgFail  = desc("xdpipe_ipfix_messages_failed_total", "IPFIX messages that could not be sent (templates alone too).", "queue", "stage", "index")
 )
 
 // Counters implements Metered.
@@ -407,6 +410,7 @@ func (s *IPFIX) Counters(emit func(d *prometheus.Desc, v uint64, labels ...strin
 	emit(mIPFIXEvicted, s.Evicted.Load())
 	emit(mIPFIXFailed, s.Failed.Load())
 	emit(mIPFIXMessages, s.Messages.Load())
+	emit(mIPFIXMsgFail, s.FailedMessages.Load())
 }
 
 // flowOf fills k with the frame's flow and returns its IP length, or
@@ -491,11 +495,13 @@ func (s *IPFIX) evict(now int64) {
 }
 
 // Tick implements Ticker: the templates when due (the first pass, every
-// 30 s, after a failed send), and a step of the expiry sweep every
-// ipfixSweep/ipfixSteps, which also sends the records waiting in the
-// message.
+// 30 s, after a failed send; alone at most once a second, so a collector
+// that is gone costs the worker no send per pass), and a step of the
+// expiry sweep every ipfixSweep/ipfixSteps, which also sends the records
+// waiting in the message.
 func (s *IPFIX) Tick(now int64) {
-	if !s.pending && now >= s.sess.tmplDue.Load() {
+	if !s.pending && now >= s.sess.tmplDue.Load() && now >= s.tmplTry {
+		s.tmplTry = now + int64(time.Second)
 		s.begin(now)
 		s.send(now)
 	}
@@ -578,6 +584,7 @@ func (s *IPFIX) send(now int64) {
 	s.pending = false
 	recs := uint32(s.w.Records())
 	if err := s.sess.send(s.w, uint32((now+s.wallOff)/1e9)); err != nil {
+		s.FailedMessages.Add(1)
 		s.Failed.Add(uint64(recs))
 		s.sess.tmplDue.Store(now)
 		if last := s.sess.lastLog.Load(); now-last >= int64(time.Minute) && s.sess.lastLog.CompareAndSwap(last, now) {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xdpipe/xdpipe/internal/ipfix"
 	"github.com/xdpipe/xdpipe/internal/monotime"
 )
@@ -363,6 +365,30 @@ func TestIPFIXCollectorGone(t *testing.T) {
 	s.Close()
 	if _, templates, recs := c2.read(t); templates != 1 || len(recs) != 2 {
 		t.Errorf("after the collector came back: %d template sets, %d records; want 1, 2", templates, len(recs))
+	}
+}
+
+// TestIPFIXSendFailingNoSendPerPass: while every send fails (a route
+// gone: ENETUNREACH on each), the templates are retried at most once a
+// second, not on every pass (a spinning worker passes millions of times a
+// second).
+func TestIPFIXSendFailingNoSendPerPass(t *testing.T) {
+	s := newTestIPFIX(t, newCollector(t), IPFIXOptions{MaxFlows: 10})
+	// An unconnected socket in place of the session's: every write fails
+	// (EDESTADDRREQ).
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(s.sess.fd)
+	s.sess.fd = fd
+	now := monotime.Now()
+	for range 10000 { // 10000 passes in 0.5 s
+		now += int64(50 * time.Microsecond)
+		s.Tick(now)
+	}
+	if n := s.FailedMessages.Load(); n != 1 {
+		t.Errorf("%d sends failed in 0.5 s of passes with nothing to export; want 1", n)
 	}
 }
 

@@ -38,7 +38,8 @@ import (
 //	xdpipe_filter_rule_hits_total{rule}, xdpipe_filter_misses_total
 //	xdpipe_sample_sent_total, xdpipe_sample_dropped_total
 //	xdpipe_ipfix_records_exported_total, xdpipe_ipfix_records_evicted_total,
-//	    xdpipe_ipfix_records_failed_total, xdpipe_ipfix_messages_total
+//	    xdpipe_ipfix_records_failed_total, xdpipe_ipfix_messages_total,
+//	    xdpipe_ipfix_messages_failed_total
 type Collector struct {
 	mu      sync.Mutex
 	workers []*Worker
