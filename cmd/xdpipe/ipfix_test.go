@@ -107,6 +107,37 @@ func nfdumpFlows(t *testing.T, dir string) []map[string]string {
 	return flows
 }
 
+// ipfixBed is a veth pair with nfcapd listening on B's address in B's
+// namespace and `xdpipe run` on B, steering the test frames (UDP to port
+// 9) into stages, the ipfix stage's collector being nfcapd.
+type ipfixBed struct {
+	p          *testutil.LinkPair
+	flowDir    string // nfcapd's files
+	stopNfcapd func()
+	run        *runProc
+	metrics    string // run's metrics address
+}
+
+// newIPFIXBed starts the bed; stages is the config's stages list, where
+// %s is the collector's address.
+func newIPFIXBed(t *testing.T, stages string) *ipfixBed {
+	t.Helper()
+	b := &ipfixBed{p: testutil.NewLinkPair(t, testutil.LinkOptions{})}
+	dir := t.TempDir()
+	b.flowDir = filepath.Join(dir, "flows")
+	os.Mkdir(b.flowDir, 0o755)
+	const port = 4739
+	b.stopNfcapd = startNfcapd(t, b.p.B.NS, b.p.B.IP, port, b.flowDir)
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rulesFile, []byte(testRules), 0o644)
+	cfg := filepath.Join(dir, "run.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("interfaces: [%s]\nrules: %s\npoll: wakeup\nbind: %s\nring: 2048\nstages:\n%s",
+		b.p.B.Name, rulesFile, testutil.Bind(), fmt.Sprintf(stages, fmt.Sprintf("%s:%d", b.p.B.IP, port)))), 0o644)
+	b.metrics = freePort(t, b.p.B.NS)
+	b.run = startRun(t, b.p.B.NS, "--config", cfg, "--metrics", b.metrics, "--interval", "0s")
+	return b
+}
+
 // TestRunIPFIXToNfcapd: gen sends N frames over F flows to `xdpipe run`
 // with an ipfix stage exporting to Debian's nfcapd in the same namespace,
 // half of them before a reload (SIGHUP) and half after; once run stops
@@ -115,26 +146,8 @@ func nfdumpFlows(t *testing.T, dir string) []map[string]string {
 // nfcapd saw no gap in the sequence numbers, across the reload too.
 func TestRunIPFIXToNfcapd(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-	dir := t.TempDir()
-	flowDir := filepath.Join(dir, "flows")
-	os.Mkdir(flowDir, 0o755)
-	const port = 4739
-	stopNfcapd := startNfcapd(t, p.B.NS, p.B.IP, port, flowDir)
-	rulesFile := filepath.Join(dir, "rules.yaml")
-	os.WriteFile(rulesFile, []byte(testRules), 0o644)
-	cfg := filepath.Join(dir, "run.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`interfaces: [%s]
-rules: %s
-poll: wakeup
-bind: %s
-ring: 2048
-stages:
-  - count
-  - ipfix: {collector: "%s:%d", active_timeout: 60s, idle_timeout: 15s, max_flows: 1024}
-`, p.B.Name, rulesFile, testutil.Bind(), p.B.IP, port)), 0o644)
-	addr := freePort(t, p.B.NS)
-	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", addr, "--interval", "0s")
+	b := newIPFIXBed(t, "  - count\n  - ipfix: {collector: \"%s\", active_timeout: 60s, idle_timeout: 15s, max_flows: 1024}\n")
+	p, proc := b.p, b.run
 	const flows, size = 7, 128
 	n := testutil.Frames(3000) / 2 * 2
 	gen := func() {
@@ -156,7 +169,7 @@ stages:
 	gen()
 	// Every frame through the stages before the stop.
 	deadline := time.Now().Add(10 * time.Second)
-	for metric(t, scrape(t, p.B.NS, addr), "xdpipe_stage_packets_total", `stage="count"`) < float64(n) {
+	for metric(t, scrape(t, p.B.NS, b.metrics), "xdpipe_stage_packets_total", `stage="count"`) < float64(n) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the count stage did not see the %d frames sent", n)
 		}
@@ -166,11 +179,11 @@ stages:
 	if code != 0 {
 		t.Fatalf("run exited %d:\n%s", code, runOut)
 	}
-	stopNfcapd() // it writes out the flows it holds
+	b.stopNfcapd() // it writes out the flows it holds
 	var pkts, bytes uint64
 	got := 0
 	in := strconv.Itoa(p.B.Ifindex(t))
-	for _, f := range nfdumpFlows(t, flowDir) {
+	for _, f := range nfdumpFlows(t, b.flowDir) {
 		if f["sa"] != p.A.IP.String() || f["da"] != p.B.IP.String() || f["dp"] != "9" || f["pr"] != "UDP" {
 			t.Logf("another flow: %v", f)
 			continue
@@ -190,7 +203,7 @@ stages:
 			got, pkts, bytes, flows, n, wantBytes)
 	}
 	// nfcapd checked the sequence numbers.
-	if o, err := exec.Command("nfdump", "-R", flowDir, "-I").CombinedOutput(); err != nil || !strings.Contains(string(o), "Sequence failures: 0\n") {
+	if o, err := exec.Command("nfdump", "-R", b.flowDir, "-I").CombinedOutput(); err != nil || !strings.Contains(string(o), "Sequence failures: 0\n") {
 		t.Errorf("nfdump -I: %v\n%s", err, o)
 	}
 	t.Logf("nfcapd received %d flows, %d packets, %d bytes", got, pkts, bytes)
@@ -201,32 +214,17 @@ stages:
 // could not be sent are counted in the metrics.
 func TestRunIPFIXCollectorGone(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-	dir := t.TempDir()
-	const port = 4739
-	stopNfcapd := startNfcapd(t, p.B.NS, p.B.IP, port, dir)
-	rulesFile := filepath.Join(dir, "rules.yaml")
-	os.WriteFile(rulesFile, []byte(testRules), 0o644)
-	cfg := filepath.Join(dir, "run.yaml")
 	// A table of 4 flows under 64: nearly every frame evicts, and exports.
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`interfaces: [%s]
-rules: %s
-poll: wakeup
-bind: %s
-stages:
-  - ipfix: {collector: "%s:%d", max_flows: 4}
-  - macswap
-`, p.B.Name, rulesFile, testutil.Bind(), p.B.IP, port)), 0o644)
-	addr := freePort(t, p.B.NS)
+	b := newIPFIXBed(t, "  - ipfix: {collector: \"%s\", max_flows: 4}\n  - macswap\n")
+	p := b.p
 	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
-	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", addr, "--interval", "0s")
 	n := testutil.Frames(4000) / 2 * 2
 	sendFlows(t, back, p, 0, n/2, 128, 64, back.Received)
 	waitBack(t, back, int64(n/2))
-	stopNfcapd()
+	b.stopNfcapd()
 	sendFlows(t, back, p, n/2, n/2, 128, 64, back.Received)
 	waitBack(t, back, int64(n))
-	body := scrape(t, p.B.NS, addr)
+	body := scrape(t, p.B.NS, b.metrics)
 	exported := metric(t, body, "xdpipe_ipfix_records_exported_total")
 	failed := metric(t, body, "xdpipe_ipfix_records_failed_total")
 	evicted := metric(t, body, "xdpipe_ipfix_records_evicted_total")
@@ -234,7 +232,7 @@ stages:
 		t.Errorf("%d of %d frames back; records exported %v, failed %v, evicted %v: want all back, some exported, some failed",
 			got, n, exported, failed, evicted)
 	}
-	if out, code := proc.stop(t, syscall.SIGTERM); code != 0 {
+	if out, code := b.run.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("run exited %d:\n%s", code, out)
 	}
 	t.Logf("%d frames back; records exported %v, failed %v, evicted %v", n, exported, failed, evicted)
