@@ -554,8 +554,8 @@ func buildChains(r *plan) (_ *chains, err error) {
 	return cs, nil
 }
 
-// stageList names the stages, comma-separated.
-func stageList(s []StageConfig) string {
+// StageList names the stages, comma-separated.
+func StageList(s []StageConfig) string {
 	n := make([]string, len(s))
 	for i, st := range s {
 		n[i] = st.Kind

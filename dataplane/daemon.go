@@ -323,9 +323,9 @@ func (d *Daemon) Reload(cfg Config) error {
 	}
 	if len(dropped) > 0 {
 		d.log.Warn("reloaded: the rules file replaced rules added at run time (xdpipe rules add); put them in the file to keep them",
-			"stages", stageList(cfg.Stages), "steering_rules", cfg.Rules, "replaced", slices.Compact(dropped))
+			"stages", StageList(cfg.Stages), "steering_rules", cfg.Rules, "replaced", slices.Compact(dropped))
 	} else {
-		d.log.Info("reloaded", "stages", stageList(cfg.Stages), "steering_rules", cfg.Rules)
+		d.log.Info("reloaded", "stages", StageList(cfg.Stages), "steering_rules", cfg.Rules)
 	}
 	return nil
 }

@@ -173,7 +173,7 @@ func checkRun(f *runFlags, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "run: configuration OK: %s on %s, stages %s; memory %s (UMEM %s, locked)\n", cmp.Or(f.config, "flags"),
-		strings.Join(cfg.Interfaces, ","), stageList(cfg.Stages), xsk.Bytes(mem.Total), xsk.Bytes(mem.Locked))
+		strings.Join(cfg.Interfaces, ","), dataplane.StageList(cfg.Stages), xsk.Bytes(mem.Total), xsk.Bytes(mem.Locked))
 	return nil
 }
 
@@ -207,7 +207,7 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	done := make(chan error, 1)
 	go func() { done <- d.Run(rctx) }()
 	fmt.Fprintf(stdout, "run: ready: %d queues %v on %s, stages %s, metrics %s\n", len(d.Queues()), d.Queues(),
-		strings.Join(cfg.Interfaces, ","), stageList(cfg.Stages), cfg.Metrics)
+		strings.Join(cfg.Interfaces, ","), dataplane.StageList(cfg.Stages), cfg.Metrics)
 	for _, pi := range d.Ports() {
 		fmt.Fprintf(stdout, "run: %s: %s, AF_XDP %s\n", pi.Name, pi.XDP, pi.Mode)
 	}
@@ -259,14 +259,6 @@ func reload(d *dataplane.Daemon, f *runFlags) error {
 		return err
 	}
 	return d.Reload(cfg)
-}
-
-func stageList(s []dataplane.StageConfig) string {
-	n := make([]string, len(s))
-	for i, st := range s {
-		n[i] = st.Kind
-	}
-	return strings.Join(n, ",")
 }
 
 // rates turns the daemon's counters into per-queue rate lines.
