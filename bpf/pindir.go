@@ -34,7 +34,9 @@ func ensurePinDir(dir string) error {
 			if err := os.MkdirAll(bpffsRoot, 0o755); err != nil {
 				return fmt.Errorf("create %s: %w", bpffsRoot, err)
 			}
-			if err := unix.Mount("bpffs", bpffsRoot, "bpf", 0, "mode=0700"); err != nil {
+			if err := unix.Mount("bpffs", bpffsRoot, "bpf", 0, "mode=0700"); errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("mount bpffs on %s: needs CAP_SYS_ADMIN; mount it before xdpipe starts (systemd: sys-fs-bpf.mount; a container: -v /sys/fs/bpf:/sys/fs/bpf from a host that has it): %w", bpffsRoot, err)
+			} else if err != nil {
 				return fmt.Errorf("mount bpffs on %s: %w", bpffsRoot, err)
 			}
 		}

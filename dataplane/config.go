@@ -364,6 +364,9 @@ func resolve(c Config, sys system) (*plan, error) {
 	if len(c.Interfaces) == 0 {
 		return nil, errors.New("no interfaces: set interfaces in the config or --iface")
 	}
+	if err := sys.caps(c.Rules != ""); err != nil {
+		return nil, err
+	}
 	nq := -1
 	for i, name := range c.Interfaces {
 		if slices.Contains(c.Interfaces[:i], name) {

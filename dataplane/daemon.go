@@ -492,6 +492,9 @@ func (d *Daemon) Counts() []QueueCounts {
 // system is where a daemon gets its interfaces, memory, ports and RDMA
 // connections: the kernel's, or a test's fakes.
 type system interface {
+	// caps refuses a process without the capabilities the ports need
+	// (CheckCaps).
+	caps(steering bool) error
 	// iface checks an interface and returns it and its RX queue count.
 	iface(name string) (*net.Interface, int, error)
 	umem(o xsk.UmemOptions) (umem, error)

@@ -39,6 +39,8 @@ type fakeSystem struct {
 	pending atomic.Int64
 }
 
+func (f *fakeSystem) caps(bool) error { return nil }
+
 func (f *fakeSystem) iface(name string) (*net.Interface, int, error) {
 	if strings.HasPrefix(name, "nosuch") {
 		return nil, 0, errors.New("interface not found")

@@ -16,6 +16,8 @@ type kernel struct{}
 
 var _ system = kernel{}
 
+func (kernel) caps(steering bool) error { return CheckCaps(steering) }
+
 func (kernel) iface(name string) (*net.Interface, int, error) { return CheckInterface(name) }
 
 func (kernel) umem(o xsk.UmemOptions) (umem, error) { return xsk.NewUmem(o) }

@@ -5,21 +5,32 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/internal/caps"
 	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
-// ErrNeedsRoot is the error of every command that attaches XDP programs or
-// opens AF_XDP sockets without the privileges to.
-var ErrNeedsRoot = errors.New("needs root (CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW) to attach XDP programs and open AF_XDP sockets; run with sudo")
+// CheckCaps refuses, in one line naming the missing capability and how to
+// grant it, a process that cannot open a port: CAP_BPF, CAP_NET_ADMIN and
+// CAP_NET_RAW load and attach the XDP program and open AF_XDP sockets;
+// with steering rules (steering) the verifier also wants CAP_PERFMON
+// for the steering program's pointer arithmetic on map values. Locked
+// memory is checked with the sizes (xsk.CheckMemory), and mounting bpffs
+// where pins need it and none is, by the mount (CAP_SYS_ADMIN). The error
+// is a *caps.MissingError (errors.Is caps.ErrMissing).
+func CheckCaps(steering bool) error {
+	if steering {
+		return caps.Check("load the steering program, attach it and open AF_XDP sockets", caps.BPF, caps.NetAdmin, caps.NetRaw, caps.Perfmon)
+	}
+	return caps.Check("load and attach XDP programs and open AF_XDP sockets", caps.BPF, caps.NetAdmin, caps.NetRaw)
+}
 
 // PortOptions say which queues of which interface to open and how. Every
 // command opens its sockets through OpenPort with these.
@@ -95,8 +106,8 @@ var (
 // attached or mapped, so bad input fails with an error that says what to
 // do. It returns the interface and its number of RX queues.
 func CheckInterface(name string, queues ...int) (*net.Interface, int, error) {
-	if os.Geteuid() != 0 {
-		return nil, 0, ErrNeedsRoot
+	if err := CheckCaps(false); err != nil {
+		return nil, 0, err
 	}
 	ifc, err := net.InterfaceByName(name)
 	if err != nil {
@@ -155,6 +166,9 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 	rxQueues := o.Queues
 	if o.NoProgram {
 		rxQueues = nil
+	}
+	if err := CheckCaps(o.Rules != nil); err != nil {
+		return nil, err
 	}
 	ifc, _, err := CheckInterface(o.Iface, rxQueues...)
 	if err != nil {
@@ -227,9 +241,13 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 			return nil, fmt.Errorf("apply %d steering rules: %w", len(o.Rules.Rules), err)
 		}
 	} else {
-		if p.prog, err = bpf.LoadRedirect(); err != nil {
+		// Through a variable of its own: a nil *Redirect in p.prog would
+		// be a non-nil interface, which Close would call.
+		r, err := bpf.LoadRedirect()
+		if err != nil {
 			return nil, err
 		}
+		p.prog = r
 	}
 	if p.Attached, err = p.prog.Attach(ifc.Index, o.Attach); err != nil {
 		return nil, err
@@ -285,7 +303,9 @@ func ModeText(s *xsk.Socket) string {
 func explainSocket(err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM):
-		return fmt.Errorf("%w: %w", ErrNeedsRoot, err)
+		if cerr := CheckCaps(false); cerr != nil {
+			return cerr
+		}
 	case strings.Contains(err.Error(), "memlock"):
 		return fmt.Errorf("%w; raise it with `ulimit -l unlimited` or run as root", err)
 	}

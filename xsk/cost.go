@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/caps"
 )
 
 // Cost is memory a configuration will take, worked out from its settings
@@ -88,7 +90,7 @@ func ReadMemoryLimits() (MemoryLimits, error) {
 	if l.Available, err = memAvailable(b); err != nil {
 		return l, fmt.Errorf("memory limits: %w", err)
 	}
-	if !hasCapIPCLock() {
+	if !caps.Have(caps.IPCLock) {
 		var lim unix.Rlimit
 		if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
 			return l, fmt.Errorf("memory limits: getrlimit memlock: %w", err)

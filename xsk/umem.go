@@ -3,12 +3,12 @@ package xsk
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/caps"
 )
 
 // Desc is one RX or TX descriptor (struct xdp_desc): the UMEM offset of the
@@ -250,7 +250,7 @@ func rlim(v uint64) string {
 // the user's total locked memory, so this is a best effort: register still
 // explains an ENOBUFS.
 func ensureMemlock(need uint64) error {
-	if hasCapIPCLock() {
+	if caps.Have(caps.IPCLock) {
 		return nil
 	}
 	var lim unix.Rlimit
@@ -270,21 +270,6 @@ func ensureMemlock(need uint64) error {
 	}
 	return fmt.Errorf("%d bytes must be locked but RLIMIT_MEMLOCK is %s (hard %s) and cannot be raised: raise it (ulimit -l, LimitMEMLOCK=), grant CAP_IPC_LOCK, or use fewer frames: %w",
 		need, rlim(lim.Cur), rlim(lim.Max), unix.ENOBUFS)
-}
-
-// hasCapIPCLock reads the effective capability set from /proc/self/status.
-func hasCapIPCLock() bool {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && caps&(1<<unix.CAP_IPC_LOCK) != 0
-		}
-	}
-	return false
 }
 
 // debugHeld panics when a descriptor's frame is on the free stack or

@@ -400,8 +400,9 @@ func TestRulesUnknownSubcommandFirst(t *testing.T) {
 }
 
 // TestUnprivilegedCommandsSayNeedsRoot: every command that needs
-// privileges says so in one form, "needs root (CAP_...)", naming the
-// capabilities, instead of a misleading error from deeper down.
+// privileges says so in one form, "missing capability CAP_... (needs
+// ...); run with sudo", naming the capabilities, instead of a misleading
+// error from deeper down.
 func TestUnprivilegedCommandsSayNeedsRoot(t *testing.T) {
 	testutil.RequireRoot(t)
 	if _, err := exec.LookPath("setpriv"); err != nil {
@@ -429,9 +430,10 @@ func TestUnprivilegedCommandsSayNeedsRoot(t *testing.T) {
 		{"rxdrop", "--iface", "lo"}, {"run", "--iface", "lo", "--stages", "count"}, {"run", "--check", "--iface", "lo", "--stages", "count"},
 	} {
 		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...)
+		cmd.Env = shellEnv()
 		out, _ := cmd.CombinedOutput()
-		if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "needs root (CAP_") {
-			t.Errorf("%s as nobody: exit %d, want 1 and needs root (CAP_...):\n%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), out)
+		if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "missing capability CAP_") || !strings.HasSuffix(string(out), "; run with sudo\n") {
+			t.Errorf("%s as nobody: exit %d, want 1 and missing capability CAP_...; run with sudo:\n%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), out)
 		}
 	}
 }

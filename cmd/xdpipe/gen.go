@@ -16,6 +16,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/dataplane"
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/internal/caps"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
@@ -214,7 +215,7 @@ func runGen(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := needsRoot("CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW", "run the generator's BPF program and open AF_XDP sockets"); err != nil {
+	if err := caps.Check("run the generator's BPF program and open AF_XDP sockets", caps.BPF, caps.NetAdmin, caps.NetRaw); err != nil {
 		return err
 	}
 	ifc, err := net.InterfaceByName(f.iface)

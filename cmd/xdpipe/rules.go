@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/internal/caps"
 	"github.com/xdpipe/xdpipe/rules"
 )
 
@@ -95,14 +96,14 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 	if !slices.Contains([]string{"list", "stats", "add", "replace", "del", "attach", "detach"}, sub) {
 		return fmt.Errorf("unknown subcommand %q (want list, stats, add, replace, del, attach or detach)", sub)
 	}
-	caps, what := "CAP_BPF", "read and change the steering maps pinned under "+bpf.DefaultPinPath
+	need, what := []caps.Cap{caps.BPF}, "read and change the steering maps pinned under "+bpf.DefaultPinPath
 	switch sub {
 	case "attach":
-		caps, what = "CAP_BPF and CAP_NET_ADMIN", "load, pin and attach the steering program"
+		need, what = []caps.Cap{caps.BPF, caps.NetAdmin, caps.Perfmon}, "load, pin and attach the steering program"
 	case "detach":
 		what = "remove the steering program's pins"
 	}
-	if err := needsRoot(caps, what); err != nil {
+	if err := caps.Check(what, need...); err != nil {
 		return err
 	}
 	if o.pin == "" {

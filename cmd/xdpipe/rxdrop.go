@@ -138,6 +138,9 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	}
 	defer func() { err = errors.Join(err, stopProfile()) }()
 
+	if err := dataplane.CheckCaps(o.rules != nil); err != nil {
+		return err
+	}
 	if _, _, err := dataplane.CheckInterface(o.iface, o.queue); err != nil {
 		return err
 	}

@@ -194,7 +194,7 @@ func TestRxdropBadInput(t *testing.T) {
 		{"bad frame size", nil, []string{"--iface", p.B.Name, "--frame-size", "1000"}, "--frame-size 1000: must be 2048 or 4096"},
 		{"bad ring size", nil, []string{"--iface", p.B.Name, "--ring", "1000"}, "power of two"},
 		{"not root", []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"},
-			[]string{"--iface", p.B.Name}, "needs root"},
+			[]string{"--iface", p.B.Name}, "missing capability CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW"},
 		{"memlock too low", []string{"prlimit", "--memlock=65536:65536", "setpriv",
 			"--bounding-set=-ipc_lock,-sys_resource", "--inh-caps=-ipc_lock,-sys_resource", "--"},
 			[]string{"--iface", p.B.Name, "--frames", "16384"}, "RLIMIT_MEMLOCK"},
