@@ -11,15 +11,23 @@ TESTFLAGS ?= -count=1 -p 1 -timeout 30m
 # deploy/k8s decodes the Kubernetes manifests with k8s.io/api.
 SUBMODULES := deploy/k8s
 
-.PHONY: all build generate generate-check test bench demo profile lint clean
+.PHONY: all build image generate generate-check test bench demo profile lint clean
 
 all: build
 
 # xdpipe-chart draws bench's chart: a binary of its own, so that xdpipe
-# does not link gonum/plot.
+# does not link gonum/plot. xdpipe is static (no cgo: the rdma stage's
+# verbs are built with -tags rdma), the binary deploy/ installs.
 build:
-	$(GO) build -o $(BIN) ./cmd/xdpipe
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/xdpipe
 	$(GO) build -o bin/xdpipe-chart ./cmd/xdpipe-chart
+
+# The container image xdpipe:latest (deploy/container), built with podman
+# from the static binary, into podman's local storage: no registry.
+image: build
+	hack/deps.sh image
+	mkdir -p bin/image && cp $(BIN) bin/image/xdpipe
+	podman build -t localhost/xdpipe:latest -f deploy/container/Containerfile bin/image
 
 # Regenerate the committed bpf2go output with the pinned clang (clang-14).
 generate:
@@ -43,7 +51,7 @@ lint:
 # The VM test bed (hack/vm) boots a cached guest kernel that `deps.sh vm`
 # fetches once: virtio-net zero-copy and SoftRoCE tests run there.
 test: build
-	hack/deps.sh test vm rdma
+	hack/deps.sh test vm rdma image
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 	for m in $(SUBMODULES); do (cd $$m && $(GO) vet ./... && $(GO) test $(TESTFLAGS) ./...) || exit 1; done

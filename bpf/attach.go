@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/caps"
 )
 
 // AttachMode says how an XDP program is attached to an interface.
@@ -66,11 +70,37 @@ var (
 
 // removeMemlock lifts RLIMIT_MEMLOCK on kernels that still charge BPF
 // memory to it (before 5.11); a no-op on memcg-accounting kernels.
+//
+// cilium/ebpf tells the two apart by creating a map under a zero limit: a
+// bpf(2) refused for another reason looks like an old kernel to it, and
+// its error is about the limit. bpfRefused names the reason instead.
 func removeMemlock() error {
 	if err := rlimit.RemoveMemlock(); err != nil {
+		if rerr := bpfRefused(); rerr != nil {
+			return rerr
+		}
 		return fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps (run as root or raise `ulimit -l`): %w", err)
 	}
 	return nil
+}
+
+// bpfRefused returns why bpf(2) fails with EPERM although the process has
+// CAP_BPF (a seccomp filter, as podman's default profile, which allows
+// bpf(2) only with CAP_SYS_ADMIN; or a security module), or nil when it
+// does not.
+func bpfRefused() error {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err == nil {
+		return m.Close()
+	}
+	if !errors.Is(err, unix.EPERM) || !caps.Have(caps.BPF) {
+		return nil
+	}
+	if b, _ := os.ReadFile("/proc/self/status"); strings.Contains(string(b), "\nSeccomp:\t2\n") {
+		return fmt.Errorf("bpf(2) refused with CAP_BPF held: a seccomp filter forbids it (podman's default profile allows it only with CAP_SYS_ADMIN); "+
+			"run the container with a profile that allows it: --security-opt seccomp=FILE from deploy/container/seccomp.sh: %w", unix.EPERM)
+	}
+	return fmt.Errorf("bpf(2) refused with CAP_BPF held: a security module (SELinux, AppArmor, Landlock) forbids it: %w", unix.EPERM)
 }
 
 // attachXDP attaches prog to ifindex with a bpf_link in the given mode and

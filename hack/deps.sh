@@ -11,6 +11,10 @@
 #                          (hack/vm: virtio-net zero-copy, SoftRoCE); the kernel
 #                          is downloaded into a cache, not installed
 #   hack/deps.sh rdma      vm + rdma-core, perftest and the verbs headers
+#   hack/deps.sh image     podman and runc (deploy/container's image and its
+#                          test), jq (its seccomp profile), systemd-analyze
+#                          (deploy/systemd's unit),
+#                          setpriv (runs xdpipe with the unit's capabilities)
 set -euo pipefail
 
 run_pkgs=(iproute2 ethtool iputils-ping procps)
@@ -19,6 +23,8 @@ bench_pkgs=("${run_pkgs[@]}" libxdp-dev libbpf-dev gcc libc6-dev make)
 test_pkgs=("${run_pkgs[@]}" tshark nfdump "${generate_pkgs[@]}" "${bench_pkgs[@]}")
 vm_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils apt dpkg debian-archive-keyring "${run_pkgs[@]}")
 rdma_pkgs=("${vm_pkgs[@]}" rdma-core ibverbs-providers libibverbs-dev librdmacm-dev perftest)
+# runc, not crun: crun refuses a hybrid cgroup v1 layout (hosts like this one).
+image_pkgs=(podman runc jq systemd util-linux "${run_pkgs[@]}")
 
 want=() kernel=0
 for set in "$@"; do
@@ -29,7 +35,8 @@ for set in "$@"; do
     bench) want+=("${bench_pkgs[@]}") ;;
     vm) want+=("${vm_pkgs[@]}"); kernel=1 ;;
     rdma) want+=("${rdma_pkgs[@]}"); kernel=1 ;;
-    *) echo "hack/deps.sh: unknown set '$set' (run, test, generate, bench, vm, rdma)" >&2; exit 2 ;;
+    image) want+=("${image_pkgs[@]}") ;;
+    *) echo "hack/deps.sh: unknown set '$set' (run, test, generate, bench, vm, rdma, image)" >&2; exit 2 ;;
   esac
 done
 

@@ -27,7 +27,10 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	xdpipeBin = filepath.Join(dir, "xdpipe")
-	if out, err := exec.Command("go", "build", "-o", xdpipeBin, ".").CombinedOutput(); err != nil {
+	// Static, as `make build` makes it and the image holds it.
+	build := exec.Command("go", "build", "-o", xdpipeBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build xdpipe: %v\n%s", err, out)
 		os.Exit(2)
 	}

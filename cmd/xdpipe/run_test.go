@@ -46,8 +46,14 @@ func startRun(t *testing.T, ns *testutil.NetNS, args ...string) *runProc {
 // line starting with ready.
 func startXdpipe(t *testing.T, ns *testutil.NetNS, ready string, args ...string) *runProc {
 	t.Helper()
-	p := &runProc{lines: make(chan string, 1000), exited: make(chan int, 1), done: make(chan struct{})}
-	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name, xdpipeBin}, args...)...)
+	return startProc(t, exec.Command("ip", append([]string{"netns", "exec", ns.Name, xdpipeBin}, args...)...), ready, args[0])
+}
+
+// startProc starts cmd, an xdpipe command (name) however wrapped, and
+// waits for the line starting with ready.
+func startProc(t *testing.T, cmd *exec.Cmd, ready, name string) *runProc {
+	t.Helper()
+	p := &runProc{cmd: cmd, lines: make(chan string, 1000), exited: make(chan int, 1), done: make(chan struct{})}
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
 	if err := p.cmd.Start(); err != nil {
@@ -85,9 +91,9 @@ func startXdpipe(t *testing.T, ns *testutil.NetNS, ready string, args ...string)
 	case <-isReady:
 	case code := <-p.exited:
 		<-p.done
-		t.Fatalf("xdpipe %s exited with %d before it was ready:\n%s", args[0], code, p.output())
+		t.Fatalf("xdpipe %s exited with %d before it was ready:\n%s", name, code, p.output())
 	case <-time.After(readyWithin):
-		t.Fatalf("xdpipe %s not ready after %v:\n%s", args[0], readyWithin, p.output())
+		t.Fatalf("xdpipe %s not ready after %v:\n%s", name, readyWithin, p.output())
 	}
 	return p
 }
