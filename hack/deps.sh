@@ -13,8 +13,8 @@
 #   hack/deps.sh rdma      vm + rdma-core, perftest and the verbs headers
 #   hack/deps.sh image     podman and runc (deploy/container's image and its
 #                          test), jq (its seccomp profile), systemd-analyze
-#                          (deploy/systemd's unit),
-#                          setpriv (runs xdpipe with the unit's capabilities)
+#                          (verifies deploy/systemd's unit) and setpriv (runs
+#                          xdpipe with the unit's capabilities)
 set -euo pipefail
 
 run_pkgs=(iproute2 ethtool iputils-ping procps)
