@@ -3,6 +3,7 @@ package xsk_test
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -232,6 +233,84 @@ func TestMultiBufferFake(t *testing.T) {
 	}
 	if st, _ := s3.Stats(); st.RxDropped != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestReceiveTakesWholePackets: Receive never ends inside a multi-buffer
+// packet, whatever its buffer's length; a packet longer than the buffer is
+// dropped (its frames freed, counted) and the next one arrives intact.
+func TestReceiveTakesWholePackets(t *testing.T) {
+	u, s, k := newFake(t, xsk.UmemOptions{NumFrames: 64, FrameSize: 4096, FillSize: 32, CompletionSize: 32, Debug: true},
+		xsk.SocketOptions{RXSize: 32, TXSize: 32, MultiBuffer: true}, xsktest.Options{StartIndex: 0xFFFFFFFA})
+	jumbo := make([]byte, 9000) // 3 segments
+	s.Refill()
+	for _, f := range [][]byte{jumbo[:100], jumbo, jumbo[:60], jumbo} {
+		if !k.DeliverPacket(f) {
+			t.Fatal("deliver failed")
+		}
+	}
+	buf := make([]xsk.Desc, 3)
+	var got []int // packet lengths, as Receive hands them out
+	for range 8 {
+		n := s.Receive(buf)
+		if n > 0 && buf[n-1].Options&xsk.PktContd != 0 {
+			t.Fatalf("receive ended inside a packet: %+v", buf[:n])
+		}
+		start := 0
+		for i := range n {
+			if buf[i].Options&xsk.PktContd == 0 {
+				got = append(got, xsk.PacketLen(buf[start:i+1]))
+				start = i + 1
+			}
+		}
+		u.FreeDescs(buf[:n])
+	}
+	if want := []int{100, 9000, 60, 9000}; !slices.Equal(got, want) {
+		t.Fatalf("packets %v, want %v", got, want)
+	}
+
+	// A 2-descriptor buffer cannot hold a 3-segment packet: it is dropped
+	// and counted, and the packet after it arrives whole.
+	s.Refill()
+	k.DeliverPacket(jumbo)
+	k.DeliverPacket(jumbo[:70])
+	if n := s.Receive(buf[:2]); n != 1 || buf[0].Len != 70 || s.RxOversized() != 1 {
+		t.Fatalf("after an oversized packet: %d descriptors %+v, oversized %d", n, buf[:n], s.RxOversized())
+	}
+	u.FreeDescs(buf[:1])
+	if err := u.Accounting().Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTransmitNeverSplitsAPacket: a TX ring short of room takes the whole
+// packets that fit and none of the one that does not.
+func TestTransmitNeverSplitsAPacket(t *testing.T) {
+	u, s, k := newFake(t, xsk.UmemOptions{NumFrames: 64, FrameSize: 4096, FillSize: 16, CompletionSize: 16, Debug: true},
+		xsk.SocketOptions{RXSize: 16, TXSize: 4, MultiBuffer: true}, xsktest.Options{})
+	addrs := make([]uint64, 6)
+	u.Alloc(addrs)
+	descs := make([]xsk.Desc, 6)
+	for i, a := range addrs {
+		descs[i] = xsk.Desc{Addr: a + u.DataOffset(), Len: 100}
+		if i != 2 && i != 5 {
+			descs[i].Options = xsk.PktContd // two packets of three segments
+		}
+	}
+	if n := s.Transmit(descs); n != 3 {
+		t.Fatalf("a 4-entry ring took %d of two 3-segment packets, want 3", n)
+	}
+	sent := make([]xsk.Desc, 8)
+	if m := k.Send(sent); m != 3 || sent[2].Options&xsk.PktContd != 0 {
+		t.Fatalf("kernel saw %d descriptors %+v", m, sent[:m])
+	}
+	if n := s.Transmit(descs[3:]); n != 3 {
+		t.Fatalf("second packet: %d", n)
+	}
+	k.Send(sent)
+	s.Complete()
+	if err := u.Accounting().Check(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,6 +39,8 @@ type Socket struct {
 	// goroutine), compBuf for Complete (the TX goroutine).
 	fillBuf []uint64
 	compBuf []uint64
+
+	rxOversized atomic.Uint64 // packets Receive dropped: more segments than its buffer
 
 	closeMu sync.Mutex
 	closed  bool
@@ -407,17 +410,68 @@ func (s *Socket) TX() *TXRing { return s.tx }
 // Receive takes up to len(descs) descriptors off the RX ring into descs and
 // returns how many. Their frames are now the caller's (to Recycle,
 // Transmit or Free). Allocates nothing.
+//
+// With MultiBuffer it takes whole packets only: descs never ends inside a
+// packet (its last descriptor has no XDP_PKT_CONTD), and what does not fit
+// stays on the ring for the next call. A packet with more segments than
+// len(descs) can never fit: Receive frees its frames to the free stack
+// and counts it in RxOversized, so a receiver with a short buffer loses
+// that packet, never its framing.
 func (s *Socket) Receive(descs []Desc) int {
-	n, idx := s.rx.Peek(uint32(len(descs)))
-	for i := range n {
-		descs[i] = s.rx.Get(idx + i)
+	for {
+		n, idx := s.rx.Peek(uint32(len(descs)))
+		for i := range n {
+			descs[i] = s.rx.Get(idx + i)
+		}
+		if n > 0 && descs[n-1].Options&PktContd != 0 {
+			whole := n - 1
+			for whole > 0 && descs[whole-1].Options&PktContd != 0 {
+				whole--
+			}
+			if whole == 0 && n == uint32(len(descs)) {
+				s.dropOversized(descs)
+				continue
+			}
+			// The kernel publishes whole packets: only our buffer cut this
+			// one, and it waits on the ring.
+			n = whole
+		}
+		s.rx.Release(n)
+		if s.umem.isFree != nil {
+			s.umem.debugHeld("receive", descs[:n])
+		}
+		return int(n)
 	}
-	s.rx.Release(n)
-	if s.umem.isFree != nil {
-		s.umem.debugHeld("receive", descs[:n])
-	}
-	return int(n)
 }
+
+// dropOversized takes a packet with more segments than buf holds off the
+// RX ring and frees its frames, buf as scratch.
+func (s *Socket) dropOversized(buf []Desc) {
+	for {
+		n, idx := s.rx.Peek(uint32(len(buf)))
+		end := n
+		for i := range n {
+			buf[i] = s.rx.Get(idx + i)
+			if buf[i].Options&PktContd == 0 {
+				end = i + 1
+				break
+			}
+		}
+		s.rx.Release(end)
+		if s.umem.isFree != nil {
+			s.umem.debugHeld("receive", buf[:end])
+		}
+		s.umem.FreeDescs(buf[:end])
+		if end < n || end == 0 || buf[end-1].Options&PktContd == 0 {
+			s.rxOversized.Add(1)
+			return
+		}
+	}
+}
+
+// RxOversized counts the packets Receive dropped because they had more
+// segments than its buffer. Safe from any goroutine.
+func (s *Socket) RxOversized() uint64 { return s.rxOversized.Load() }
 
 // Recycle puts the frames of received descriptors straight back on the fill
 // ring (the rxdrop loop) and kicks the kernel if it asks. It returns how
@@ -458,11 +512,22 @@ func (s *Socket) Refill() int {
 // kernel if it asks (always without need_wakeup, and with busy polling).
 // It returns how many it queued; those frames are the kernel's until they
 // come back on the completion ring, the rest are still the caller's.
+// Multi-buffer packets (segments chained with XDP_PKT_CONTD, as Receive
+// gives them) are queued whole or not at all: a ring short of room never
+// gets half a packet, which the kernel would join to the next one.
 // In copy mode the kernel sends at most 32 frames per kick: call Transmit
 // again, with no descriptors if need be, while the TX ring has entries; it
 // kicks whenever the ring is not empty and the kernel asks.
 func (s *Socket) Transmit(descs []Desc) int {
 	n, idx := s.tx.Reserve(uint32(len(descs)))
+	if n > 0 && n < uint32(len(descs)) && descs[n-1].Options&PktContd != 0 {
+		whole := n - 1
+		for whole > 0 && descs[whole-1].Options&PktContd != 0 {
+			whole--
+		}
+		s.tx.Cancel(n - whole)
+		n = whole
+	}
 	if s.umem.isFree != nil {
 		s.umem.debugHeld("transmit", descs[:n])
 	}
