@@ -1,6 +1,10 @@
 package pipeline
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/xdpipe/xdpipe/xsk"
+)
 
 // Verdict is what happens to a packet when its burst leaves the stages.
 type Verdict uint8
@@ -34,15 +38,27 @@ func (v Verdict) String() string {
 	return fmt.Sprintf("verdict(%d)", uint8(v))
 }
 
-// Packet is a view of one received frame inside the UMEM. Nothing is copied:
-// Data aliases UMEM memory and is valid only while the packet is in its
-// burst; once the worker has sent or freed the frame the bytes belong to the
-// kernel again, so a stage that keeps bytes beyond Process must copy them.
+// Packet is a view of one received packet inside the UMEM. Nothing is
+// copied: Data aliases UMEM memory and is valid only while the packet is in
+// its burst; once the worker has sent or freed the frame the bytes belong to
+// the kernel again, so a stage that keeps bytes beyond Process must copy
+// them.
+//
+// A multi-buffer packet (a jumbo frame larger than one UMEM chunk) is one
+// Packet too: Data is its first segment, which holds every header the
+// stages parse, and More the descriptors of the rest. Len is the whole
+// length; Burst.Segment and Burst.CopyPacket read the rest's bytes.
 type Packet struct {
-	// Data is the packet bytes, Frame[Off:Off+len(Data)]. Stages may edit
-	// them in place; stages that change the length (VLAN push/pop) do it
-	// through Resize so Addr, Off and Data stay consistent.
+	// Data is the packet bytes (the first segment's, for a multi-buffer
+	// packet), Frame[Off:Off+len(Data)]. Stages may edit them in place;
+	// stages that change the length (VLAN push/pop) do it through Resize
+	// so Addr, Off and Data stay consistent.
 	Data []byte
+	// More are a multi-buffer packet's segments after the first, in order,
+	// as received (every one but the last flagged XDP_PKT_CONTD); nil for
+	// a packet in one frame. Stages must not change them: the worker sends
+	// and frees them with the first segment.
+	More []Desc
 	// Frame is the whole UMEM chunk holding the packet (headroom before Off,
 	// tailroom after Data).
 	Frame []byte
@@ -68,8 +84,18 @@ type Packet struct {
 	Rule int16
 }
 
-// Desc returns the descriptor to put on a TX ring for the packet.
+// Desc returns the descriptor to put on a TX ring for the packet (its first
+// segment's: More follows it on the ring).
 func (p *Packet) Desc() Desc { return Desc{Addr: p.Addr, Len: uint32(len(p.Data)), Options: p.Options} }
+
+// Len is the packet's length: Data and every segment in More.
+func (p *Packet) Len() int {
+	n := len(p.Data)
+	for i := range p.More {
+		n += int(p.More[i].Len)
+	}
+	return n
+}
 
 // Resize moves the start of the packet by head bytes (negative grows the
 // packet into the headroom, positive trims the front) and sets its length to
@@ -113,6 +139,8 @@ type Burst struct {
 	Descs []Desc
 	// Time is the pass time, copied into every packet.
 	Time int64
+	// Mem is the memory the packets are in (set by Load).
+	Mem Memory
 }
 
 // NewBurst allocates a burst of the given capacity (DefaultBurstSize if 0).
@@ -136,12 +164,15 @@ func (b *Burst) Cap() int { return cap(b.Pkts) }
 func (b *Burst) Reset() { b.Pkts = b.Pkts[:0] }
 
 // Load fills the burst with views of descs[:n] (the frames just received on
-// port/queue), all with verdict VerdictKeep. It appends: call Reset first for a new
-// pass. Descriptors beyond the capacity are ignored: callers receive at most
-// Cap() at a time.
+// port/queue), all with verdict VerdictKeep, one packet per chain of
+// descriptors linked by XDP_PKT_CONTD. It appends: call Reset first for a
+// new pass. Packets beyond the capacity are ignored: callers receive at most
+// Cap() descriptors at a time. A chain cut short (its last descriptor still
+// flagged, which a Port that keeps to xsk.Socket.Receive's contract never
+// gives) is loaded as a dropped packet, so its frames are freed.
 func (b *Burst) Load(mem Memory, port uint8, queue uint16, descs []Desc, now int64) {
-	b.Time = now
-	for i := range descs {
+	b.Time, b.Mem = now, mem
+	for i := 0; i < len(descs); i++ {
 		if len(b.Pkts) == cap(b.Pkts) {
 			return
 		}
@@ -158,5 +189,36 @@ func (b *Burst) Load(mem Memory, port uint8, queue uint16, descs []Desc, now int
 			Data: frame[off:end:len(frame)], Frame: frame, Addr: d.Addr, Options: d.Options, Off: off,
 			Time: now, Queue: queue, Port: port, Rule: -1,
 		}
+		if d.Options&xsk.PktContd != 0 {
+			last := i + 1
+			for last < len(descs)-1 && descs[last].Options&xsk.PktContd != 0 {
+				last++
+			}
+			if last == len(descs) || descs[last].Options&xsk.PktContd != 0 {
+				p.Verdict = VerdictDrop
+				last = min(last, len(descs)-1)
+			}
+			p.More = descs[i+1 : last+1]
+			i = last
+		}
 	}
+}
+
+// Segment returns the bytes of d, one of a packet's segments in More. Like
+// Data, they alias the UMEM for the duration of the pass.
+func (b *Burst) Segment(d Desc) []byte {
+	frame := b.Mem.Frame(d.Addr)
+	off := d.Addr % uint64(len(frame))
+	end := min(off+uint64(d.Len), uint64(len(frame)))
+	return frame[off:end:end]
+}
+
+// CopyPacket copies the bytes of p, every segment in order, into dst and
+// returns how many it copied (at most len(dst)).
+func (b *Burst) CopyPacket(dst []byte, p *Packet) int {
+	n := copy(dst, p.Data)
+	for i := 0; i < len(p.More) && n < len(dst); i++ {
+		n += copy(dst[n:], b.Segment(p.More[i]))
+	}
+	return n
 }

@@ -19,6 +19,30 @@
 // constructor; its counters are its Counters method (Metered), exported by
 // the Collector.
 //
+// # Multi-buffer packets (jumbo frames)
+//
+// A packet larger than one UMEM chunk (an MTU 9000 interface, its socket
+// bound with XDP_USE_SG: xsk.SocketOptions.MultiBuffer) arrives as a chain
+// of descriptors, every one but the last flagged XDP_PKT_CONTD. A burst
+// carries it as one Packet: Data is the first segment, which holds the
+// headers (Ethernet, VLANs, IP, L4 all fit in the smallest chunk's data
+// room), and Packet.More the descriptors of the rest, slices of the
+// burst's receive scratch. The API for it, all a stage needs:
+//
+//	p.Len()               the whole length (Count, pcap, sample, metrics use it)
+//	p.More                the further segments; stages must not change them
+//	b.Segment(d)          one further segment's bytes, in the UMEM
+//	b.CopyPacket(dst, p)  the whole packet copied out (pcap, sample)
+//
+// Stages that read or edit headers (parse, filter, rewrite, macswap) work on
+// Data as before; a VLAN push or pop resizes the first segment only. The
+// worker sends every segment (More follows the first on the TX ring, flags
+// as received), frees every segment of a dropped packet, and counts
+// packets in RxPackets and TxPackets, UMEM frames in TxSegments and TxDone.
+// Ports take and give packets whole (xsk.Socket.Receive and Transmit never
+// split one), so a burst of Cap descriptors holds at most Cap packets, and
+// fewer when they are jumbo.
+//
 // # Header parsing
 //
 // Headers.Parse is xdpipe's one frame parser (internal/frame), which has

@@ -89,6 +89,7 @@ type capture struct {
 	refs    int
 	f       *os.File
 	bw      *bufio.Writer
+	scratch []byte // a multi-buffer packet's segments, joined
 	w       *pcapgo.Writer
 	size    int64
 	seq     int
@@ -395,11 +396,20 @@ func (p *Pcap) Process(b *Burst) {
 				c.failed = false
 			}
 		}
-		data := pk.Data
+		data, length := pk.Data, pk.Len()
+		if len(pk.More) > 0 && len(data) < int(c.opts.SnapLen) {
+			// A multi-buffer packet: its segments, joined up to the snap
+			// length, in scratch that grows to the largest such packet.
+			want := min(length, int(c.opts.SnapLen))
+			if cap(c.scratch) < want {
+				c.scratch = make([]byte, want)
+			}
+			data = c.scratch[:b.CopyPacket(c.scratch[:want], pk)]
+		}
 		if uint32(len(data)) > c.opts.SnapLen {
 			data = data[:c.opts.SnapLen]
 		}
-		ci := gopacket.CaptureInfo{Timestamp: monotime.Wall(pk.Time), CaptureLength: len(data), Length: len(pk.Data)}
+		ci := gopacket.CaptureInfo{Timestamp: monotime.Wall(pk.Time), CaptureLength: len(data), Length: length}
 		if err := c.w.WritePacket(ci, data); err != nil {
 			c.fail(p, b.Time, err)
 			lost++

@@ -143,8 +143,8 @@ func (s *Sample) Process(b *Burst) {
 		s.count = 0
 		select {
 		case x := <-s.free:
-			n := copy(x.buf, p.Data)
-			x.Data, x.Length, x.Queue, x.Time = x.buf[:n], len(p.Data), p.Queue, p.Time
+			n := b.CopyPacket(x.buf, p)
+			x.Data, x.Length, x.Queue, x.Time = x.buf[:n], p.Len(), p.Queue, p.Time
 			s.out <- x // cannot block: there are as many buffers as channel slots
 			sent++
 		default:

@@ -45,7 +45,7 @@ func (c *Count) Process(b *Burst) {
 			continue
 		}
 		n++
-		bytes += uint64(len(p.Data))
+		bytes += uint64(p.Len())
 	}
 	if n != 0 {
 		c.Packets.Add(n)

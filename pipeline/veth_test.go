@@ -342,3 +342,83 @@ func TestVethTXRingFull(t *testing.T) {
 		t.Fatalf("frames left with the application or on TX: %+v", a)
 	}
 }
+
+// TestVethJumbo: on links with MTU 9000 and sockets bound multi-buffer,
+// l2fwd sends every 9000-byte frame back, and forward sends it on to a
+// second pair, byte for byte: n frames in, the same n frames out, and the
+// UMEM accounts for every frame after.
+func TestVethJumbo(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireVeth(t, "two pairs; cmd/xdpipe's TestRunJumbo runs l2fwd on NICs")
+	const size, n = 9000, 500
+	t.Run("l2fwd", func(t *testing.T) {
+		p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: size})
+		u, err := xsk.NewUmem(xsk.UmemOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { u.Close() })
+		s := openXsk(t, &p.B, u, 0, xsk.SocketOptions{MultiBuffer: true})
+		w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{testOnly(t), &MacSwap{}}, CPU: -1, Poll: PollWakeup})
+		if err != nil {
+			t.Fatal(err)
+		}
+		back := testutil.OpenPacketSocket(t, &p.A, isTestFrame)
+		stop := runWorker(t, w)
+		sendWindow(t, back, n, 64, back.Received, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, size) })
+		waitCount(t, "9000-byte frames back at A", n, back.Received)
+		stop()
+		seen := make([]bool, n)
+		for _, f := range back.Frames() {
+			seq := binary.BigEndian.Uint32(f[42:46])
+			want := testFrame(t, &p.A, &p.B, seq, size)
+			copy(want[0:6], p.A.MAC)
+			copy(want[6:12], p.B.MAC)
+			if seq >= n || seen[seq] || string(f) != string(want) {
+				t.Fatalf("frame %d (%d bytes) differs or is a duplicate", seq, len(f))
+			}
+			seen[seq] = true
+		}
+		if ps := w.PortStats(0); ps.RxPackets.Load() != n || ps.TxPackets.Load() != n || ps.TxBytes.Load() != n*size {
+			t.Fatalf("worker rx %d tx %d packets, %d bytes", ps.RxPackets.Load(), ps.TxPackets.Load(), ps.TxBytes.Load())
+		}
+		waitAccounting(t, u)
+	})
+	t.Run("forward", func(t *testing.T) {
+		p1 := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: size})
+		p2 := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: size})
+		u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 8192})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { u.Close() })
+		p2.B.NS.MustRun(t, "ip", "link", "set", p2.B.Name, "netns", p1.B.NS.Name, "name", "xdpc")
+		p2.B.NS, p2.B.Name = p1.B.NS, "xdpc"
+		p2.B.NS.MustRun(t, "ip", "link", "set", "xdpc", "up")
+		s1 := openXsk(t, &p1.B, u, 0, xsk.SocketOptions{MultiBuffer: true})
+		s2 := openXsk(t, &p2.B, u, 0, xsk.SocketOptions{MultiBuffer: true})
+		stages := []Stage{testOnly(t), &Rewrite{SrcMAC: p2.B.MAC, DstMAC: p2.A.MAC}, &Forward{To: "out"}}
+		w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"in", s1}, {"out", s2}}, Mem: u, Stages: stages, CPU: -1, Poll: PollWakeup})
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := testutil.OpenPacketSocket(t, &p1.A, isTestFrame)
+		dst := testutil.OpenPacketSocket(t, &p2.A, isTestFrame)
+		stop := runWorker(t, w)
+		sendWindow(t, src, n, 64, dst.Received, func(seq uint32) []byte { return testFrame(t, &p1.A, &p1.B, seq, size) })
+		waitCount(t, "9000-byte frames at pair 2", n, dst.Received)
+		stop()
+		seen := make([]bool, n)
+		for _, f := range dst.Frames() {
+			seq := binary.BigEndian.Uint32(f[42:46])
+			want := testFrame(t, &p1.A, &p1.B, seq, size)
+			copy(want[0:6], p2.A.MAC)
+			copy(want[6:12], p2.B.MAC)
+			if seq >= n || seen[seq] || string(f) != string(want) {
+				t.Fatalf("frame %d (%d bytes) differs or is a duplicate", seq, len(f))
+			}
+			seen[seq] = true
+		}
+		waitAccounting(t, u)
+	})
+}

@@ -131,8 +131,12 @@ type PortStats struct {
 	RxBytes    atomic.Uint64
 	TxPackets  atomic.Uint64
 	TxBytes    atomic.Uint64
-	TxRingFull atomic.Uint64 // frames dropped because the TX ring was full
-	TxDone     atomic.Uint64 // frames back from the completion ring
+	TxRingFull atomic.Uint64 // packets dropped because the TX ring was full
+	// TxSegments counts the descriptors put on the TX ring: TxPackets
+	// plus the further segments of multi-buffer packets. TxDone counts
+	// them back from the completion ring (one per UMEM frame).
+	TxSegments atomic.Uint64
+	TxDone     atomic.Uint64
 	_          [cacheLine]byte
 }
 
@@ -155,7 +159,7 @@ type WorkerStats struct {
 type workerPort struct {
 	name     string
 	port     Port
-	tx       []Desc // buffered TX, cap TXBatch
+	tx       []Desc // buffered TX, flushed at TXBatch descriptors; room for one more packet
 	inFlight int    // frames on the TX ring or in the kernel, not yet completed
 	stats    PortStats
 }
@@ -231,7 +235,9 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		if p.Port == nil {
 			return nil, fmt.Errorf("worker queue %d: port %d (%s) is nil", cfg.Queue, i, p.Name)
 		}
-		w.ports = append(w.ports, workerPort{name: p.Name, port: p.Port, tx: make([]Desc, 0, cfg.TXBatch)})
+		// A packet has at most b.Cap() segments (Port.Receive takes whole
+		// packets into b.Descs): room for one more beyond the batch.
+		w.ports = append(w.ports, workerPort{name: p.Name, port: p.Port, tx: make([]Desc, 0, cfg.TXBatch+b.Cap()-1)})
 	}
 	// In PollWakeup mode, a worker whose ports all have fds (xsk sockets)
 	// sleeps in one poll(2) on all of them.
@@ -447,11 +453,11 @@ func (w *Worker) pass() int {
 		b.Load(w.cfg.Mem, uint8(pi), uint16(w.cfg.Queue), b.Descs[:n], now)
 		var bytes uint64
 		for i := range b.Pkts {
-			bytes += uint64(len(b.Pkts[i].Data))
+			bytes += uint64(b.Pkts[i].Len())
 		}
-		wp.stats.RxPackets.Add(uint64(n))
+		wp.stats.RxPackets.Add(uint64(b.Len()))
 		wp.stats.RxBytes.Add(bytes)
-		w.stats.Bursts[burstBucket(n)].Add(1)
+		w.stats.Bursts[burstBucket(b.Len())].Add(1)
 		for _, s := range stages {
 			s.Process(b)
 		}
@@ -508,17 +514,18 @@ func (w *Worker) dispatch(b *Burst) {
 			out = int(p.Out)
 			if out >= len(w.ports) {
 				bad++
-				w.freeFrame(p.Addr)
+				w.freePacket(p)
 				continue
 			}
 		default:
 			dropped++
-			w.freeFrame(p.Addr)
+			w.freePacket(p)
 			continue
 		}
 		wp := &w.ports[out]
 		wp.tx = append(wp.tx, p.Desc())
-		if len(wp.tx) == cap(wp.tx) {
+		wp.tx = append(wp.tx, p.More...)
+		if len(wp.tx) >= w.cfg.TXBatch {
 			w.flushTX(out)
 		}
 	}
@@ -527,6 +534,14 @@ func (w *Worker) dispatch(b *Burst) {
 	}
 	if bad != 0 {
 		w.stats.BadOutput.Add(bad)
+	}
+}
+
+// freePacket frees the frames of every segment of p.
+func (w *Worker) freePacket(p *Packet) {
+	w.freeFrame(p.Addr)
+	for i := range p.More {
+		w.freeFrame(p.More[i].Addr)
 	}
 }
 
@@ -547,7 +562,9 @@ func (w *Worker) flushFree() {
 // flushTX puts port pi's buffered frames on its TX ring. What the ring cannot
 // take after one retry (the retry follows the kick Transmit made, and a
 // completion drain) is dropped, counted as TX ring full, and its frames
-// returned to the free stack: never leaked.
+// returned to the free stack: never leaked. Ports take multi-buffer packets
+// whole (xsk.Socket.Transmit), so packets are counted by their last
+// segment, the one without XDP_PKT_CONTD.
 func (w *Worker) flushTX(pi int) {
 	wp := &w.ports[pi]
 	buf := wp.tx
@@ -557,19 +574,27 @@ func (w *Worker) flushTX(pi int) {
 		n += wp.port.Transmit(buf[n:])
 	}
 	wp.inFlight += n
-	var bytes uint64
+	var bytes, pkts uint64
 	for i := 0; i < n; i++ {
 		bytes += uint64(buf[i].Len)
+		if buf[i].Options&xsk.PktContd == 0 {
+			pkts++
+		}
 	}
 	if n > 0 {
-		wp.stats.TxPackets.Add(uint64(n))
+		wp.stats.TxPackets.Add(pkts)
+		wp.stats.TxSegments.Add(uint64(n))
 		wp.stats.TxBytes.Add(bytes)
 	}
 	if n < len(buf) {
-		wp.stats.TxRingFull.Add(uint64(len(buf) - n))
+		var lost uint64
 		for i := n; i < len(buf); i++ {
+			if buf[i].Options&xsk.PktContd == 0 {
+				lost++
+			}
 			w.freeFrame(buf[i].Addr)
 		}
+		wp.stats.TxRingFull.Add(lost)
 	}
 	wp.tx = wp.tx[:0]
 	w.lastTX = monotime.Now()
@@ -580,7 +605,7 @@ func (w *Worker) InFlight() uint64 {
 	var n uint64
 	for i := range w.ports {
 		s := &w.ports[i].stats
-		n += s.TxPackets.Load() - s.TxDone.Load()
+		n += s.TxSegments.Load() - s.TxDone.Load()
 	}
 	return n
 }

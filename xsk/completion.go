@@ -24,6 +24,17 @@ func NewCompletionRing(mem []byte, off RingOffsets, size uint32) (*CompletionRin
 // first. The producer index is reloaded only when the cached one says empty.
 func (r *CompletionRing) Peek(n uint32) (got, idx uint32) { return r.c.peek(n) }
 
+// PeekFresh is Peek that reloads the producer index whenever the cached
+// one shows fewer than n entries, as the kernel's consumers do
+// (xskq_cons_nb_entries): for a fake kernel that needs n entries at once
+// (a multi-buffer packet's frames), where Peek could stop at a stale count.
+func (r *CompletionRing) PeekFresh(n uint32) (got, idx uint32) {
+	if r.c.cachedProd-r.c.consumed < n {
+		r.c.cachedProd = r.c.loadProducer()
+	}
+	return r.c.peek(n)
+}
+
 // Get returns the frame address in entry idx (as the TX descriptor gave it).
 func (r *CompletionRing) Get(idx uint32) uint64 { return r.addr[idx&r.c.mask] }
 

@@ -216,7 +216,7 @@ func (k *Kernel) DeliverPacket(frame []byte) bool {
 		k.stats.RxDropped++
 		return false
 	}
-	got, fidx := k.fill.Peek(segs)
+	got, fidx := k.fill.PeekFresh(segs)
 	if got < segs {
 		k.stats.RxFillRingEmptyDescs++
 		k.stats.RxDropped++
