@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -343,7 +344,11 @@ type plan struct {
 	def       pipeline.Verdict
 	steer     *rules.Set // nil: redirect program
 	sharedMem bool
-	rdmaSink  string // the rdma stage's sink address, or ""
+	// multiBuffer: an interface's MTU needs packets larger than a UMEM
+	// frame, so every socket binds with XDP_USE_SG (the sockets of one
+	// worker share a UMEM and must agree).
+	multiBuffer bool
+	rdmaSink    string // the rdma stage's sink address, or ""
 	// transmits: the chain may send packets out of the interfaces (a
 	// stage that sends, or the default verdict transmit).
 	transmits bool
@@ -453,6 +458,21 @@ func resolve(c Config, sys system) (*plan, error) {
 			return nil, fmt.Errorf("%s: a second sink %s; one rdma sink per instance (%s)", s.where(), o.Connect, r.rdmaSink)
 		}
 		r.rdmaSink = o.Connect
+	}
+	for _, ifc := range r.ifaces {
+		segs := Segments(ifc.MTU, c.FrameSize)
+		if segs == 1 {
+			continue
+		}
+		r.multiBuffer = true
+		if burst := cmp.Or(c.Burst, pipeline.DefaultBurstSize); burst < segs {
+			return nil, fmt.Errorf("burst %d: a packet of %s (MTU %d) takes %d UMEM frames of %d bytes, more than a burst holds; raise burst to %d or more",
+				burst, ifc.Name, ifc.MTU, segs, cmp.Or(c.FrameSize, xsk.DefaultFrameSize), segs)
+		}
+		if r.rdmaSink != "" {
+			return nil, fmt.Errorf("rdma stage: %s (MTU %d) receives packets larger than a UMEM frame, which the rdma output does not ship yet; lower the MTU to %d or less (ip link set %s mtu %d)",
+				ifc.Name, ifc.MTU, xsk.FrameData(c.FrameSize)-14, ifc.Name, xsk.FrameData(c.FrameSize)-14)
+		}
 	}
 	// Last, once every size is known, and before anything is allocated:
 	// a typo in a size must not bring on the OOM killer.

@@ -118,9 +118,10 @@ func (d *Daemon) open() error {
 	for _, ifc := range p.ifaces {
 		pt, err := d.sys.openPort(PortOptions{
 			Iface: ifc.Name, Queues: p.queues,
-			Socket:    xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: p.bind, BusyPoll: p.cfg.BusyPoll},
-			Transmits: p.transmits,
-			Rules:     p.steer, Attach: p.attach, PinDir: p.cfg.PinDir, Log: d.log,
+			Socket: xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: p.bind, BusyPoll: p.cfg.BusyPoll,
+				MultiBuffer: p.multiBuffer},
+			TakesMultiBuffer: true, Transmits: p.transmits,
+			Rules: p.steer, Attach: p.attach, PinDir: p.cfg.PinDir, Log: d.log,
 		}, mems)
 		if err != nil {
 			return err

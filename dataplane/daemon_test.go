@@ -36,6 +36,7 @@ type fakeSystem struct {
 	ports   []*fakePort
 	opened  int // ports opened
 	closed  int // ports closed
+	opts    []PortOptions // of the ports opened
 	pending atomic.Int64
 }
 
@@ -45,7 +46,11 @@ func (f *fakeSystem) iface(name string) (*net.Interface, int, error) {
 	if strings.HasPrefix(name, "nosuch") {
 		return nil, 0, errors.New("interface not found")
 	}
-	return &net.Interface{Name: name, Index: 10 + len(name), MTU: 1500, Flags: net.FlagUp}, 2, nil
+	mtu := 1500
+	if strings.HasPrefix(name, "jumbo") {
+		mtu = 9000
+	}
+	return &net.Interface{Name: name, Index: 10 + len(name), MTU: mtu, Flags: net.FlagUp}, 2, nil
 }
 
 // fakeMaxFrames bounds the fake's UMEMs: a test never allocates a size
@@ -83,6 +88,7 @@ func (f *fakeSystem) openPort(o PortOptions, mems []umem) (port, error) {
 	}
 	f.mu.Lock()
 	f.opened++
+	f.opts = append(f.opts, o)
 	f.ports = append(f.ports, p)
 	f.socks = append(f.socks, p.socks...)
 	f.mu.Unlock()

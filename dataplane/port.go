@@ -42,9 +42,11 @@ type PortOptions struct {
 	// UMEM may appear several times: shared). The caller owns them.
 	Umems []*xsk.Umem
 	// Socket are the sockets' options. MultiBuffer is set by OpenPort
-	// (see TakesMultiBuffer), and Driver, what package netdev knows of the
-	// interface's driver, which decides BindAuto and refuses a zero-copy
-	// bind or a queue the driver cannot take.
+	// where the MTU needs it (see TakesMultiBuffer); a caller whose UMEMs
+	// are shared with another interface's sockets sets it itself when any
+	// of them needs it, as sharing sockets must agree. Driver, what
+	// package netdev knows of the interface's driver, decides BindAuto and
+	// refuses a zero-copy bind or a queue the driver cannot take.
 	Socket xsk.SocketOptions
 	// TakesMultiBuffer says the caller handles packets larger than one
 	// UMEM frame (several descriptors). When the interface's MTU allows
@@ -135,7 +137,15 @@ func RXQueues(name string) int {
 // NeedsMultiBuffer reports whether an interface with this MTU can receive
 // frames larger than one UMEM frame of frameSize (0: the default) holds.
 func NeedsMultiBuffer(mtu int, frameSize uint32) bool {
-	return mtu+14 > xsk.FrameData(frameSize)
+	return Segments(mtu, frameSize) > 1
+}
+
+// Segments is how many UMEM frames of frameSize (0: the default) the
+// largest packet of an interface with this MTU takes: 1 when it fits one
+// frame, more with multi-buffer.
+func Segments(mtu int, frameSize uint32) int {
+	room := xsk.FrameData(frameSize)
+	return max((mtu+14+room-1)/room, 1)
 }
 
 // busyPollStall says why busy polling would stall these sockets' zero-copy

@@ -64,3 +64,43 @@ func TestPlanTransmits(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanMultiBuffer: when one interface's MTU needs packets larger than
+// a UMEM frame, every socket binds multi-buffer (the sockets of a worker
+// share its UMEM and must agree); a burst too short for such a packet,
+// and the rdma stage, which does not ship them yet, are refused in one
+// line naming the fix.
+func TestPlanMultiBuffer(t *testing.T) {
+	cfg := func(body string) Config {
+		c, err := ParseConfig([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *c
+	}
+	sys := &fakeSystem{}
+	d, err := open(cfg("interfaces: [xa, jumbo0]\nmetrics: \"off\"\nstages: [macswap]\n"), nil, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if len(sys.opts) != 2 {
+		t.Fatalf("%d ports opened", len(sys.opts))
+	}
+	for _, o := range sys.opts {
+		if !o.Socket.MultiBuffer || !o.TakesMultiBuffer {
+			t.Errorf("%s: multi-buffer %v, takes it %v; want both with an MTU 9000 interface in the UMEM", o.Iface, o.Socket.MultiBuffer, o.TakesMultiBuffer)
+		}
+	}
+	if p, err := resolve(cfg("interfaces: [xa]\nstages: [count]\n"), &fakeSystem{}); err != nil || p.multiBuffer {
+		t.Errorf("MTU 1500: multi-buffer %v (%v)", p != nil && p.multiBuffer, err)
+	}
+	for body, want := range map[string]string{
+		"interfaces: [jumbo0]\nburst: 2\nstages: [count]\n": "raise burst to 3",
+		"interfaces: [jumbo0]\nstages: [{rdma: {connect: \"198.18.0.9:7471\"}}]\n": "lower the MTU to 3826",
+	} {
+		if _, err := resolve(cfg(body), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error with %q", body, err, want)
+		}
+	}
+}
