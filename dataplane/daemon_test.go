@@ -34,8 +34,8 @@ type fakeSystem struct {
 	mems    []*fakeMem
 	socks   []*fakeSocket
 	ports   []*fakePort
-	opened  int // ports opened
-	closed  int // ports closed
+	opened  int           // ports opened
+	closed  int           // ports closed
 	opts    []PortOptions // of the ports opened
 	pending atomic.Int64
 }

@@ -96,7 +96,7 @@ func TestPlanMultiBuffer(t *testing.T) {
 		t.Errorf("MTU 1500: multi-buffer %v (%v)", p != nil && p.multiBuffer, err)
 	}
 	for body, want := range map[string]string{
-		"interfaces: [jumbo0]\nburst: 2\nstages: [count]\n": "raise burst to 3",
+		"interfaces: [jumbo0]\nburst: 2\nstages: [count]\n":                        "raise burst to 3",
 		"interfaces: [jumbo0]\nstages: [{rdma: {connect: \"198.18.0.9:7471\"}}]\n": "lower the MTU to 3826",
 	} {
 		if _, err := resolve(cfg(body), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), want) {
