@@ -120,7 +120,7 @@ func NewXSK(t *Template, sock *xsk.Socket, opts XSKOptions) (*XSK, error) {
 		e.free = append(e.free, int32(s))
 	}
 	e.comp = make([]uint64, opts.TXSize)
-	e.batch = make([]xsk.Desc, opts.Burst)
+	e.batch = make([]xsk.Desc, opts.Burst*e.segs)
 	return e, nil
 }
 
@@ -175,36 +175,23 @@ func (e *XSK) Send(ctx context.Context, r Run) (Result, error) {
 			e.sock.Transmit(nil) // kick the kernel if it waits for one
 			continue
 		}
+		// One Transmit (one TX ring reservation, one producer store, at
+		// most one kick) per batch of packets, whatever their segments:
+		// the ring takes packets whole (xsk.Socket.Transmit).
 		ts := monotime.Now()
-		if e.segs == 1 {
-			k := int(n)
-			for i := range k {
-				s := e.free[len(e.free)-1-i]
-				d := e.slots[s][0]
-				e.t.Stamp(e.umem.Bytes(d), seq+uint64(i), ts)
-				e.batch[i] = d
-			}
-			got := e.sock.Transmit(e.batch[:k])
-			for i := range got {
-				e.left[e.free[len(e.free)-1-i]] = 1
-			}
-			e.free = e.free[:len(e.free)-got]
-			seq += uint64(got)
-			queued += uint64(got)
-			continue
+		k := int(n)
+		for i := range k {
+			d := e.slots[e.free[len(e.free)-1-i]]
+			e.t.Stamp(e.umem.Bytes(d[0]), seq+uint64(i), ts)
+			copy(e.batch[i*e.segs:], d)
 		}
-		for range n {
-			s := e.free[len(e.free)-1]
-			d := e.slots[s]
-			e.t.Stamp(e.umem.Bytes(d[0]), seq, ts)
-			if !e.sock.TransmitPacket(d) {
-				break
-			}
-			e.left[s] = int8(e.segs)
-			e.free = e.free[:len(e.free)-1]
-			seq++
-			queued++
+		got := e.sock.Transmit(e.batch[:k*e.segs]) / e.segs
+		for i := range got {
+			e.left[e.free[len(e.free)-1-i]] = int8(e.segs)
 		}
+		e.free = e.free[:len(e.free)-got]
+		seq += uint64(got)
+		queued += uint64(got)
 	}
 	// Wait for the kernel to finish what is queued, as long as it makes
 	// progress: a slow link (an emulated NIC) takes seconds to drain the

@@ -58,6 +58,10 @@ type Kernel struct {
 
 	fillKicks, txKicks atomic.Uint64
 	stats              xsk.Statistics
+
+	// OnWakeTX, if set, runs on every TX kick, in the kicking goroutine:
+	// a test can Send there, as copy mode transmits inside sendto.
+	OnWakeTX func()
 }
 
 var _ xsk.Kernel = (*Kernel)(nil)
@@ -147,8 +151,14 @@ func (k *Kernel) Kicks() (fill, tx uint64) { return k.fillKicks.Load(), k.txKick
 // WakeRX implements xsk.Kernel: it counts the kick.
 func (k *Kernel) WakeRX() error { k.fillKicks.Add(1); return nil }
 
-// WakeTX implements xsk.Kernel: it counts the kick.
-func (k *Kernel) WakeTX() error { k.txKicks.Add(1); return nil }
+// WakeTX implements xsk.Kernel: it counts the kick and runs OnWakeTX.
+func (k *Kernel) WakeTX() error {
+	k.txKicks.Add(1)
+	if k.OnWakeTX != nil {
+		k.OnWakeTX()
+	}
+	return nil
+}
 
 // Poll implements xsk.Kernel: it returns at once.
 func (k *Kernel) Poll(time.Duration) error { return nil }
