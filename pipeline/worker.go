@@ -90,7 +90,8 @@ type WorkerConfig struct {
 	Stages []Stage
 	// BurstSize is the burst capacity (default 64).
 	BurstSize int
-	// TXBatch is how many frames are buffered per port before a TX flush
+	// TXBatch is how many descriptors (frames: a multi-buffer packet
+	// counts its segments) are buffered per port before a TX flush
 	// (default BurstSize).
 	TXBatch int
 	// DrainInterval flushes partly filled TX buffers this long after the
