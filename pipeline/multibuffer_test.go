@@ -110,24 +110,11 @@ func TestMultiBufferStages(t *testing.T) {
 	s.Close()
 }
 
-// newXskFakeMB is newXskFakeB with multi-buffer on, 4096-byte frames.
+// newXskFakeMB is newXskFakeB with multi-buffer on (4096-byte frames,
+// the default).
 func newXskFakeMB(tb testing.TB, stages []Stage) (*Worker, *xsk.Umem, *xsktest.Kernel) {
 	tb.Helper()
-	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 4096, FrameSize: 4096})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { u.Close() })
-	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{MultiBuffer: true}, xsktest.Options{StartIndex: 0xFFFFFF00})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"fake0", s}}, Mem: u, Stages: stages, CPU: -1})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s.Refill()
-	return w, u, k
+	return newXskFakeWith(tb, stages, xsk.SocketOptions{MultiBuffer: true})
 }
 
 // TestWorkerXskFakeJumbo: l2fwd of 9000-byte frames in three segments

@@ -102,16 +102,24 @@ func waitCount(t *testing.T, what string, want int64, got func() int64) {
 func testOnly(t *testing.T) *Filter { return portFilter(t, 9) }
 
 // TestVethL2fwd: every frame comes back to the sender with MACs swapped,
-// count and content checked, and the UMEM accounts for every frame after.
+// count and content checked, and the UMEM accounts for every frame after;
+// 9000-byte frames on a link with MTU 9000 too, multi-buffer packets of
+// three segments, byte for byte.
 func TestVethL2fwd(t *testing.T) {
 	testutil.RequireRoot(t)
-	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	t.Run("64", func(t *testing.T) { testVethL2fwd(t, 64, 5000) })
+	t.Run("9000", func(t *testing.T) { testVethL2fwd(t, 9000, 500) })
+}
+
+// testVethL2fwd is TestVethL2fwd with n frames of size bytes.
+func testVethL2fwd(t *testing.T, size, n int) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: max(size, 1500)})
 	u, err := xsk.NewUmem(xsk.UmemOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { u.Close() })
-	s := openXsk(t, &p.B, u, 0, xsk.SocketOptions{})
+	s := openXsk(t, &p.B, u, 0, xsk.SocketOptions{MultiBuffer: size > xsk.FrameData(0)})
 	count := &Count{}
 	poll := PollWakeup
 	if os.Getenv("XSPIN") != "" {
@@ -123,7 +131,6 @@ func TestVethL2fwd(t *testing.T) {
 	}
 	back := testutil.OpenPacketSocket(t, &p.A, isTestFrame)
 	stop := runWorker(t, w)
-	const n = 5000
 	defer func() {
 		if t.Failed() {
 			st, _ := s.Stats()
@@ -137,24 +144,18 @@ func TestVethL2fwd(t *testing.T) {
 	if v, _ := strconv.Atoi(os.Getenv("XWIN")); v > 0 {
 		win = v
 	}
-	sendWindow(t, back, n, win, back.Received, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, 64) })
-	waitCount(t, "frames back at A", n, back.Received)
+	sendWindow(t, back, n, win, back.Received, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, size) })
+	waitCount(t, "frames back at A", int64(n), back.Received)
 	stop()
-	seen := make([]bool, n)
-	for _, f := range back.Frames() {
-		want := testFrame(t, &p.B, &p.B, 0, 64) // src/dst MACs swapped: dst A, src B
+	sameFrames(t, back.Frames(), n, func(seq uint32) []byte { // MACs swapped: dst A, src B
+		want := testFrame(t, &p.A, &p.B, seq, size)
 		copy(want[0:6], p.A.MAC)
 		copy(want[6:12], p.B.MAC)
-		seq := binary.BigEndian.Uint32(f[42:46])
-		binary.BigEndian.PutUint32(want[42:46], seq)
-		copy(want[26:34], f[26:34]) // addresses as sent (A -> B)
-		if seq >= n || seen[seq] || string(f[:12]) != string(want[:12]) || string(f[12:len(want)]) != string(testFrame(t, &p.A, &p.B, seq, 64)[12:]) {
-			t.Fatalf("frame %d wrong or duplicate:\n% x", seq, f)
-		}
-		seen[seq] = true
-	}
-	if count.Packets.Load() != n || w.PortStats(0).TxPackets.Load() != n {
-		t.Fatalf("worker counted %d, sent %d", count.Packets.Load(), w.PortStats(0).TxPackets.Load())
+		return want
+	})
+	if ps := w.PortStats(0); count.Packets.Load() != uint64(n) || count.Bytes.Load() != uint64(n*size) || ps.TxPackets.Load() != uint64(n) ||
+		ps.TxBytes.Load() != uint64(n*size) {
+		t.Fatalf("worker counted %d packets, %d bytes; sent %d, %d bytes", count.Packets.Load(), count.Bytes.Load(), ps.TxPackets.Load(), ps.TxBytes.Load())
 	}
 	waitAccounting(t, u)
 }
@@ -184,8 +185,15 @@ func netipFrom(ip net.IP) (a netipAddr) {
 func TestVethForward(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireVeth(t, "two pairs; cmd/xdpipe's TestRunForward forwards between the two NICs")
-	p1 := testutil.NewLinkPair(t, testutil.LinkOptions{})
-	p2 := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	t.Run("128", func(t *testing.T) { testVethForward(t, 128, 3000) })
+	t.Run("9000", func(t *testing.T) { testVethForward(t, 9000, 500) })
+}
+
+// testVethForward is TestVethForward with n frames of size bytes (on
+// links whose MTU takes them: multi-buffer packets at 9000).
+func testVethForward(t *testing.T, size, n int) {
+	p1 := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: max(size, 1500)})
+	p2 := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: max(size, 1500)})
 	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 8192})
 	if err != nil {
 		t.Fatal(err)
@@ -197,8 +205,9 @@ func TestVethForward(t *testing.T) {
 	p2.B.NS.MustRun(t, "ip", "link", "set", p2.B.Name, "netns", p1.B.NS.Name, "name", "xdpc")
 	p2.B.NS, p2.B.Name = p1.B.NS, "xdpc"
 	p2.B.NS.MustRun(t, "ip", "link", "set", "xdpc", "up")
-	s1 := openXsk(t, &p1.B, u, 0, xsk.SocketOptions{})
-	s2 := openXsk(t, &p2.B, u, 0, xsk.SocketOptions{})
+	so := xsk.SocketOptions{MultiBuffer: size > xsk.FrameData(0)}
+	s1 := openXsk(t, &p1.B, u, 0, so)
+	s2 := openXsk(t, &p2.B, u, 0, so)
 	stages := []Stage{testOnly(t), &Rewrite{SrcMAC: p2.B.MAC, DstMAC: p2.A.MAC}, &Forward{To: "out"}}
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"in", s1}, {"out", s2}}, Mem: u, Stages: stages, CPU: -1, Poll: PollWakeup})
 	if err != nil {
@@ -207,23 +216,19 @@ func TestVethForward(t *testing.T) {
 	src := testutil.OpenPacketSocket(t, &p1.A, isTestFrame)
 	dst := testutil.OpenPacketSocket(t, &p2.A, isTestFrame)
 	stop := runWorker(t, w)
-	const n = 3000
-	sendWindow(t, src, n, 128, dst.Received, func(seq uint32) []byte { return testFrame(t, &p1.A, &p1.B, seq, 128) })
-	waitCount(t, "frames at pair 2", n, dst.Received)
+	sendWindow(t, src, n, 128, dst.Received, func(seq uint32) []byte { return testFrame(t, &p1.A, &p1.B, seq, size) })
+	waitCount(t, "frames at pair 2", int64(n), dst.Received)
 	stop()
 	if src.Received() != 0 {
 		t.Errorf("%d frames came back to the sender", src.Received())
 	}
-	for _, f := range dst.Frames() {
-		seq := binary.BigEndian.Uint32(f[42:46])
-		want := testFrame(t, &p1.A, &p1.B, seq, 128)
+	sameFrames(t, dst.Frames(), n, func(seq uint32) []byte {
+		want := testFrame(t, &p1.A, &p1.B, seq, size)
 		copy(want[0:6], p2.A.MAC)
 		copy(want[6:12], p2.B.MAC)
-		if string(f) != string(want) {
-			t.Fatalf("frame %d differs:\n% x\n% x", seq, f, want)
-		}
-	}
-	if w.PortStats(0).RxPackets.Load() < n || w.PortStats(1).TxPackets.Load() < n {
+		return want
+	})
+	if w.PortStats(0).RxPackets.Load() < uint64(n) || w.PortStats(1).TxPackets.Load() != uint64(n) {
 		t.Fatalf("in rx %d, out tx %d", w.PortStats(0).RxPackets.Load(), w.PortStats(1).TxPackets.Load())
 	}
 	waitAccounting(t, u)
@@ -343,82 +348,16 @@ func TestVethTXRingFull(t *testing.T) {
 	}
 }
 
-// TestVethJumbo: on links with MTU 9000 and sockets bound multi-buffer,
-// l2fwd sends every 9000-byte frame back, and forward sends it on to a
-// second pair, byte for byte: n frames in, the same n frames out, and the
-// UMEM accounts for every frame after.
-func TestVethJumbo(t *testing.T) {
-	testutil.RequireRoot(t)
-	testutil.RequireVeth(t, "two pairs; cmd/xdpipe's TestRunJumbo runs l2fwd on NICs")
-	const size, n = 9000, 500
-	t.Run("l2fwd", func(t *testing.T) {
-		p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: size})
-		u, err := xsk.NewUmem(xsk.UmemOptions{})
-		if err != nil {
-			t.Fatal(err)
+// sameFrames checks that frames are want(seq) for each sequence number
+// below n, byte for byte, each once.
+func sameFrames(t *testing.T, frames [][]byte, n int, want func(seq uint32) []byte) {
+	t.Helper()
+	seen := make([]bool, n)
+	for _, f := range frames {
+		seq := binary.BigEndian.Uint32(f[42:46])
+		if int(seq) >= n || seen[seq] || string(f) != string(want(seq)) {
+			t.Fatalf("frame %d (%d bytes) differs or is a duplicate", seq, len(f))
 		}
-		t.Cleanup(func() { u.Close() })
-		s := openXsk(t, &p.B, u, 0, xsk.SocketOptions{MultiBuffer: true})
-		w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{testOnly(t), &MacSwap{}}, CPU: -1, Poll: PollWakeup})
-		if err != nil {
-			t.Fatal(err)
-		}
-		back := testutil.OpenPacketSocket(t, &p.A, isTestFrame)
-		stop := runWorker(t, w)
-		sendWindow(t, back, n, 64, back.Received, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, size) })
-		waitCount(t, "9000-byte frames back at A", n, back.Received)
-		stop()
-		seen := make([]bool, n)
-		for _, f := range back.Frames() {
-			seq := binary.BigEndian.Uint32(f[42:46])
-			want := testFrame(t, &p.A, &p.B, seq, size)
-			copy(want[0:6], p.A.MAC)
-			copy(want[6:12], p.B.MAC)
-			if seq >= n || seen[seq] || string(f) != string(want) {
-				t.Fatalf("frame %d (%d bytes) differs or is a duplicate", seq, len(f))
-			}
-			seen[seq] = true
-		}
-		if ps := w.PortStats(0); ps.RxPackets.Load() != n || ps.TxPackets.Load() != n || ps.TxBytes.Load() != n*size {
-			t.Fatalf("worker rx %d tx %d packets, %d bytes", ps.RxPackets.Load(), ps.TxPackets.Load(), ps.TxBytes.Load())
-		}
-		waitAccounting(t, u)
-	})
-	t.Run("forward", func(t *testing.T) {
-		p1 := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: size})
-		p2 := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: size})
-		u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 8192})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { u.Close() })
-		p2.B.NS.MustRun(t, "ip", "link", "set", p2.B.Name, "netns", p1.B.NS.Name, "name", "xdpc")
-		p2.B.NS, p2.B.Name = p1.B.NS, "xdpc"
-		p2.B.NS.MustRun(t, "ip", "link", "set", "xdpc", "up")
-		s1 := openXsk(t, &p1.B, u, 0, xsk.SocketOptions{MultiBuffer: true})
-		s2 := openXsk(t, &p2.B, u, 0, xsk.SocketOptions{MultiBuffer: true})
-		stages := []Stage{testOnly(t), &Rewrite{SrcMAC: p2.B.MAC, DstMAC: p2.A.MAC}, &Forward{To: "out"}}
-		w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"in", s1}, {"out", s2}}, Mem: u, Stages: stages, CPU: -1, Poll: PollWakeup})
-		if err != nil {
-			t.Fatal(err)
-		}
-		src := testutil.OpenPacketSocket(t, &p1.A, isTestFrame)
-		dst := testutil.OpenPacketSocket(t, &p2.A, isTestFrame)
-		stop := runWorker(t, w)
-		sendWindow(t, src, n, 64, dst.Received, func(seq uint32) []byte { return testFrame(t, &p1.A, &p1.B, seq, size) })
-		waitCount(t, "9000-byte frames at pair 2", n, dst.Received)
-		stop()
-		seen := make([]bool, n)
-		for _, f := range dst.Frames() {
-			seq := binary.BigEndian.Uint32(f[42:46])
-			want := testFrame(t, &p1.A, &p1.B, seq, size)
-			copy(want[0:6], p2.A.MAC)
-			copy(want[6:12], p2.B.MAC)
-			if seq >= n || seen[seq] || string(f) != string(want) {
-				t.Fatalf("frame %d (%d bytes) differs or is a duplicate", seq, len(f))
-			}
-			seen[seq] = true
-		}
-		waitAccounting(t, u)
-	})
+		seen[seq] = true
+	}
 }

@@ -17,12 +17,18 @@ func newXskFake(t *testing.T, stages []Stage) (*Worker, *xsk.Umem, *xsktest.Kern
 
 func newXskFakeB(t testing.TB, stages []Stage) (*Worker, *xsk.Umem, *xsktest.Kernel) {
 	t.Helper()
+	return newXskFakeWith(t, stages, xsk.SocketOptions{})
+}
+
+// newXskFakeWith is newXskFakeB with the socket's options.
+func newXskFakeWith(t testing.TB, stages []Stage, so xsk.SocketOptions) (*Worker, *xsk.Umem, *xsktest.Kernel) {
+	t.Helper()
 	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { u.Close() })
-	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{}, xsktest.Options{StartIndex: 0xFFFFFF00})
+	s, k, err := xsktest.NewSocket(u, so, xsktest.Options{StartIndex: 0xFFFFFF00})
 	if err != nil {
 		t.Fatal(err)
 	}

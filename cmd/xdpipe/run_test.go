@@ -339,6 +339,28 @@ func freePort(t *testing.T, ns *testutil.NetNS) string {
 	return addr
 }
 
+// l2fwdConfig writes a run config for B of p with settings (YAML lines)
+// and the stages filter (testRules), count, pcap (with pcapOpts) and
+// macswap, in wakeup mode and testutil.Bind's bind mode. It returns the
+// config's path and the capture's.
+func l2fwdConfig(t *testing.T, p *testutil.LinkPair, settings, pcapOpts string) (cfg, pcapFile string) {
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rulesFile, []byte(testRules), 0o644)
+	pcapFile = filepath.Join(dir, "cap.pcap")
+	cfg = filepath.Join(dir, "run.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`interfaces: [%s]
+poll: wakeup
+bind: %s
+%sstages:
+  - filter: {rules: %s}
+  - count
+  - pcap: {path: %s%s}
+  - macswap
+`, p.B.Name, testutil.Bind(), settings, rulesFile, pcapFile, pcapOpts)), 0o644)
+	return cfg, pcapFile
+}
+
 // TestRunL2fwdMetricsPcap runs the daemon with filter, count, pcap and
 // macswap on a veth end: every frame comes back swapped, /metrics counters
 // match what was sent, the pcap holds every frame (gopacket-free check with
@@ -346,23 +368,7 @@ func freePort(t *testing.T, ns *testutil.NetNS) string {
 func TestRunL2fwdMetricsPcap(t *testing.T) {
 	testutil.RequireRoot(t)
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-	dir := t.TempDir()
-	rulesFile := filepath.Join(dir, "rules.yaml")
-	os.WriteFile(rulesFile, []byte(testRules), 0o644)
-	pcapFile := filepath.Join(dir, "cap.pcap")
-	cfg := filepath.Join(dir, "run.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`interfaces: [%s]
-queues: all
-poll: wakeup
-bind: %s
-ring: 512
-cpus: "1"
-stages:
-  - filter: {rules: %s}
-  - count
-  - pcap: {path: %s, snaplen: 64}
-  - macswap
-`, p.B.Name, testutil.Bind(), rulesFile, pcapFile)), 0o644)
+	cfg, pcapFile := l2fwdConfig(t, p, "queues: all\nring: 512\ncpus: \"1\"\n", ", snaplen: 64")
 	addr := freePort(t, p.B.NS)
 	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
 	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", addr, "--interval", "200ms")
@@ -392,18 +398,25 @@ stages:
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 	noXDP(t, &p.B)
-	if tshark, err := exec.LookPath("tshark"); err == nil {
-		o, err := exec.Command(tshark, "-r", pcapFile, "-T", "fields", "-e", "frame.number").Output()
-		if err != nil {
-			t.Fatalf("tshark: %v", err)
-		}
-		if c := len(strings.Fields(string(o))); c != n {
-			t.Fatalf("tshark read %d frames, sent %d", c, n)
-		}
-	} else {
-		testutil.SkipOrFail(t, "tshark not installed")
+	if c := len(tsharkFields(t, pcapFile, "frame.number")); c != n {
+		t.Fatalf("tshark read %d frames, sent %d", c, n)
 	}
 	t.Logf("%s", out)
+}
+
+// tsharkFields reads a field of every frame of a capture with tshark
+// (gopacket-free); without tshark it skips, or fails under CI.
+func tsharkFields(t *testing.T, file, field string) []string {
+	t.Helper()
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		testutil.SkipOrFail(t, "tshark not installed")
+	}
+	o, err := exec.Command(tshark, "-r", file, "-T", "fields", "-e", field).Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	return strings.Fields(string(o))
 }
 
 // TestRunSIGHUPUnderTraffic reloads stages (and rules) several times while
@@ -651,21 +664,7 @@ func TestRunJumbo(t *testing.T) {
 	}
 	const size = 9000
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: size})
-	dir := t.TempDir()
-	rulesFile := filepath.Join(dir, "rules.yaml")
-	os.WriteFile(rulesFile, []byte(testRules), 0o644)
-	pcapFile := filepath.Join(dir, "cap.pcap")
-	cfg := filepath.Join(dir, "run.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`interfaces: [%s]
-queues: "0"
-poll: wakeup
-bind: %s
-stages:
-  - filter: {rules: %s}
-  - count
-  - pcap: {path: %s}
-  - macswap
-`, p.B.Name, testutil.Bind(), rulesFile, pcapFile)), 0o644)
+	cfg, pcapFile := l2fwdConfig(t, p, "queues: \"0\"\n", "")
 	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
 	r := startRun(t, p.B.NS, "--config", cfg, "--metrics", "off", "--interval", "1h")
 	n := testutil.Frames(300)
@@ -692,17 +691,9 @@ stages:
 		}
 		seen[seq] = true
 	}
-	if tshark, err := exec.LookPath("tshark"); err == nil {
-		o, err := exec.Command(tshark, "-r", pcapFile, "-T", "fields", "-e", "frame.cap_len").Output()
-		if err != nil {
-			t.Fatalf("tshark: %v", err)
-		}
-		lens := strings.Fields(string(o))
-		if len(lens) != n || lens[0] != strconv.Itoa(size) || lens[n-1] != strconv.Itoa(size) {
-			t.Fatalf("capture: %d frames (want %d), first %v bytes", len(lens), n, lens[:min(1, len(lens))])
-		}
-	} else {
-		testutil.SkipOrFail(t, "tshark not installed")
+	lens := tsharkFields(t, pcapFile, "frame.cap_len")
+	if len(lens) != n || lens[0] != strconv.Itoa(size) || lens[n-1] != strconv.Itoa(size) {
+		t.Fatalf("capture: %d frames (want %d), first %v bytes", len(lens), n, lens[:min(1, len(lens))])
 	}
 	t.Logf("%s", out)
 }
