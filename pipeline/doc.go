@@ -29,7 +29,7 @@
 // room), and Packet.More the descriptors of the rest, slices of the
 // burst's receive scratch. The API for it, all a stage needs:
 //
-//	p.Len()               the whole length (Count, pcap, sample, metrics use it)
+//	p.Len()               the whole length (count, pcap, sample, ipfix, metrics use it)
 //	p.More                the further segments; stages must not change them
 //	b.Segment(d)          one further segment's bytes, in the UMEM
 //	b.CopyPacket(dst, p)  the whole packet copied out (pcap, sample)

@@ -435,8 +435,8 @@ func (s *IPFIX) flowOf(p *Packet, h *frame.Headers, k *flowKey) (uint64, bool) {
 		k.dst = [2]uint64{binary.BigEndian.Uint64(d16[:8]), binary.BigEndian.Uint64(d16[8:])}
 	}
 	// The IP length, but never more than the frame holds (nor its
-	// Ethernet padding).
-	if l3 := uint64(len(p.Data) - int(h.L3)); n == 0 || n > l3 {
+	// Ethernet padding): all its segments, for a multi-buffer packet.
+	if l3 := uint64(p.Len() - int(h.L3)); n == 0 || n > l3 {
 		n = l3
 	}
 	var vlan uint64

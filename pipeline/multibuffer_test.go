@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/xdpipe/xdpipe/internal/frame"
 	"github.com/xdpipe/xdpipe/xsk"
 	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
@@ -108,6 +109,20 @@ func TestMultiBufferStages(t *testing.T) {
 	}
 	s.Release(x)
 	s.Close()
+}
+
+// TestIPFIXCountsAJumboPacketWhole: the ipfix stage counts a multi-buffer
+// packet's IP length, not its first segment's.
+func TestIPFIXCountsAJumboPacketWhole(t *testing.T) {
+	m := newFakeMem(16, 4096)
+	b, _ := NewBurst(8)
+	b.Load(m, 0, 0, putChain(t, m, jumboFrame(t), 3840), 1)
+	var s IPFIX
+	var h frame.Headers
+	var k flowKey
+	if n, ok := s.flowOf(&b.Pkts[0], &h, &k); !ok || n != 9000-14 {
+		t.Fatalf("ip length %d (%v), want %d", n, ok, 9000-14)
+	}
 }
 
 // newXskFakeMB is newXskFakeB with multi-buffer on (4096-byte frames,
