@@ -460,7 +460,7 @@ func resolve(c Config, sys system) (*plan, error) {
 		r.rdmaSink = o.Connect
 	}
 	for _, ifc := range r.ifaces {
-		segs := Segments(ifc.MTU, c.FrameSize)
+		segs := xsk.Segments(ifc.MTU, c.FrameSize)
 		if segs == 1 {
 			continue
 		}

@@ -137,15 +137,7 @@ func RXQueues(name string) int {
 // NeedsMultiBuffer reports whether an interface with this MTU can receive
 // frames larger than one UMEM frame of frameSize (0: the default) holds.
 func NeedsMultiBuffer(mtu int, frameSize uint32) bool {
-	return Segments(mtu, frameSize) > 1
-}
-
-// Segments is how many UMEM frames of frameSize (0: the default) the
-// largest packet of an interface with this MTU takes: 1 when it fits one
-// frame, more with multi-buffer.
-func Segments(mtu int, frameSize uint32) int {
-	room := xsk.FrameData(frameSize)
-	return max((mtu+14+room-1)/room, 1)
+	return xsk.Segments(mtu, frameSize) > 1
 }
 
 // busyPollStall says why busy polling would stall these sockets' zero-copy

@@ -43,7 +43,7 @@ func (d Driver) zeroCopyBlocker(mtu int, frameSize uint32) (why, fix string) {
 	if !d.ZeroCopy {
 		return fmt.Sprintf("%s has no xsk-zerocopy in its xdp-features", d.name()), "use copy or auto mode"
 	}
-	segs := (mtu + ethHeader + FrameData(frameSize) - 1) / FrameData(frameSize)
+	segs := Segments(mtu, frameSize)
 	if max(d.ZeroCopyMaxSegs, 1) < segs {
 		return fmt.Sprintf("MTU %d needs multi-buffer (%d segments of a %d-byte frame), %s's zero-copy takes %d segment(s)",
 			mtu, segs, frameSize, d.name(), max(d.ZeroCopyMaxSegs, 1)), "lower the MTU or use copy mode (--bind copy)"

@@ -29,6 +29,14 @@ func FrameData(frameSize uint32) int {
 	return int(frameSize) - xdpPacketHeadroom
 }
 
+// Segments is how many UMEM frames of frameSize (0: the default) the
+// largest packet of an interface with this MTU takes, its Ethernet header
+// included: 1 when it fits one frame, more with multi-buffer.
+func Segments(mtu int, frameSize uint32) int {
+	room := FrameData(frameSize)
+	return max((mtu+ethHeader+room-1)/room, 1)
+}
+
 // UmemOptions configure NewUmem. The zero value works: 4096 frames of 4096
 // bytes, no headroom, fill and completion rings of 2048 entries.
 type UmemOptions struct {
