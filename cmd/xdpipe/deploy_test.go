@@ -65,12 +65,12 @@ func mountBpffs(t *testing.T) string {
 	return dir
 }
 
-// l2fwdConfig writes a config for run on p's B end: the steering rules
+// unitConfig writes a config for run on p's B end: the steering rules
 // (which need CAP_PERFMON), count and macswap, pins under pinDir, and a
 // UMEM of 4 MiB (ring 256), within this machine's 8 MiB RLIMIT_MEMLOCK,
 // so no CAP_IPC_LOCK is needed. Paths are as xdpipe will see them
 // (in: the directory's path there).
-func l2fwdConfig(t *testing.T, p *testutil.LinkPair, dir, in, pinDir string) string {
+func unitConfig(t *testing.T, p *testutil.LinkPair, dir, in, pinDir string) string {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(testRules), 0o644); err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ stages: [count, macswap]
 }
 
 // l2fwdEveryFrame sends n frames through a started `xdpipe run` with the
-// l2fwdConfig, at most 128 outstanding, requires every one back, stops it
+// unitConfig, at most 128 outstanding, requires every one back, stops it
 // with SIGTERM and requires every frame accounted for.
 func l2fwdEveryFrame(t *testing.T, p *testutil.LinkPair, back *testutil.PacketSocket, proc *runProc, n int) {
 	t.Helper()
@@ -150,7 +150,7 @@ func TestSystemdUnit(t *testing.T) {
 
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	dir := t.TempDir()
-	cfg := l2fwdConfig(t, p, dir, dir, filepath.Join(mountBpffs(t), "xdpipe"))
+	cfg := unitConfig(t, p, dir, dir, filepath.Join(mountBpffs(t), "xdpipe"))
 	// asUnit runs xdpipe run as the unit would with the capabilities
 	// given (setpriv's names): $INVOCATION_ID says systemd.
 	asUnit := func(capNames []string) *exec.Cmd {
@@ -276,7 +276,7 @@ func TestContainerImage(t *testing.T) {
 
 	t.Run("run", func(t *testing.T) {
 		cfgDir := t.TempDir()
-		l2fwdConfig(t, p, cfgDir, "/etc/xdpipe", "/sys/fs/bpf/xdpipe")
+		unitConfig(t, p, cfgDir, "/etc/xdpipe", "/sys/fs/bpf/xdpipe")
 		opts := append([]string{"-v", cfgDir + ":/etc/xdpipe:ro", "-v", mountBpffs(t) + ":/sys/fs/bpf"}, withSeccomp...)
 		back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
 		proc := startProc(t, run("BPF,NET_ADMIN,NET_RAW,PERFMON", opts, "run", "--config", "/etc/xdpipe/"+p.B.Name+".yaml"), "run: ready", "run")
