@@ -113,12 +113,8 @@ func ReceiverMain(args []string) error {
 		return fmt.Errorf("unknown receiver kind %q", *kind)
 	}
 	a := rxArgs{Iface: *iface, IP: net.ParseIP(*ip), Port: *port, Size: *size}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	go func() { // the harness closing our stdin also stops us
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		stop()
-	}()
+	ctx, release := stopContext(os.Stdin)
+	defer release()
 	var c counts
 	loop, cleanup, err := fn(ctx, a, &c)
 	if err != nil {
@@ -130,6 +126,21 @@ func ReceiverMain(args []string) error {
 		return err
 	}
 	return json.NewEncoder(os.Stdout).Encode(childResult{Frames: c.frames.Load(), Bytes: c.bytes.Load(), Note: c.note})
+}
+
+// stopContext is done when the harness stops the child: it closes the
+// child's stdin, then sends SIGTERM (SIGINT works too). The signals stay
+// caught until release, so a SIGTERM after the EOF does not kill the child
+// before it prints its result; undoing the signal handling on the EOF did,
+// by the signal's default action, and the harness read no result.
+func stopContext(stdin io.Reader) (ctx context.Context, release func()) {
+	sigCtx, unnotify := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	ctx, cancel := context.WithCancel(sigCtx)
+	go func() {
+		_, _ = io.Copy(io.Discard, stdin)
+		cancel()
+	}()
+	return ctx, func() { cancel(); unnotify() }
 }
 
 // attachPass attaches an XDP_PASS program to iface: frames XDP_TX'd into a
