@@ -40,11 +40,24 @@
 // plus summary) per distinct field value, interval and prefix, per generation,
 // plus 2 x 5 tables of 256 KiB.
 //
+// Flow cache (OVS's exact-match cache): the decision for a tuple is kept in
+// steer_cache, a per-CPU LRU hash keyed by the tuple with the fields no rule
+// of the generation uses zeroed (so flows differing only there share an
+// entry), holding the counter slot and action of the winning rule, or
+// "no match", and the steer_active value it was decided under. A frame
+// whose entry carries the live steer_active value costs one hash lookup
+// instead of the tries; any other entry is a miss, decided as above and
+// rewritten. steer_active counts rule changes (its bit 0 is the
+// generation), so a change makes every entry stale at once and takes
+// effect on the next frame. It wraps after 2^32 changes: Apply empties the
+// cache before the store that wraps it.
+//
 // Live updates: every key carries a generation (0 or 1). The loader writes
-// the inactive generation completely, then flips steer_active, a single
-// aligned u32 the program reads once per frame; a frame therefore sees one
-// whole rule set. Before it next rewrites a generation the loader waits for
-// an RCU grace period (membarrier(MEMBARRIER_CMD_GLOBAL) runs
+// the inactive generation completely, then increments steer_active (the
+// number of changes so far, the generation in bit 0), a single aligned u32
+// the program reads once per frame; a frame therefore sees one whole rule
+// set. Before it next rewrites a generation the loader waits for an RCU
+// grace period (membarrier(MEMBARRIER_CMD_GLOBAL) runs
 // synchronize_rcu), so no frame still in flight can read a half-rewritten
 // generation.
 //
@@ -291,6 +304,62 @@ struct {
 	__type(value, struct counter);
 } steer_stats SEC(".maps");
 
+// The flow cache's key: a tuple with the fields no rule uses zeroed.
+struct cache_key {
+	__u32 ifindex;
+	__u16 vlan; // 0xffff when untagged
+	__u16 ethertype;
+	__u8 proto; // 0xff for non-IP (family 0)
+	__u8 family;
+	__u8 has_ports;
+	__u8 pad;
+	__u16 sport, dport;
+	__u32 src[4], dst[4];
+};
+
+#define CACHE_VALID 1
+#define CACHE_MATCHED 2
+
+// A decision: what a hit does without the tries. Read and written whole as
+// one u64 (cache_word), so that a CPU never acts on half of one.
+struct cache_val {
+	__u32 active; // the steer_active value it was decided under
+	__u16 slot; // the rule's counter slot (steer_counters), when matched
+	__u8 action;
+	__u8 flags; // CACHE_VALID, CACHE_MATCHED; 0: never written on this CPU
+};
+
+union cache_word {
+	struct cache_val v;
+	__u64 raw;
+};
+
+// Each CPU keeps its own decisions (a new entry's values on the other CPUs
+// are zero: not valid). Memory: CACHE_ENTRIES x (about 100 bytes of
+// element and key + 8 bytes per possible CPU), 7.5 MiB with 2 CPUs.
+#define CACHE_ENTRIES 131072
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, CACHE_ENTRIES);
+	__type(key, struct cache_key);
+	__type(value, struct cache_val);
+} steer_cache SEC(".maps");
+
+enum cache_stat {
+	CACHE_HIT,
+	CACHE_MISS,
+	CACHE_STAT_COUNT,
+};
+
+// Frames (and bytes) decided by the flow cache, and by the tries.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CACHE_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, struct counter);
+} steer_cache_stats SEC(".maps");
+
 // The parsed frame.
 struct tuple {
 	__u32 ifindex;
@@ -300,7 +369,7 @@ struct tuple {
 	__u32 family; // 0 non-IP, 4, 6
 	__u32 has_ports;
 	__u32 sport, dport;
-	__u8 src[16], dst[16];
+	__u32 src[4], dst[4]; // network order; IPv4 in [0]
 };
 
 #define IPPROTO_ICMPV6_ 58
@@ -364,8 +433,10 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 			return STAT_TRUNC_IPV4;
 		t->family = 4;
 		t->proto = ip[9];
-		__builtin_memcpy(t->src, ip + 12, 4);
-		__builtin_memcpy(t->dst, ip + 16, 4);
+		// Word loads: the verifier (like the kernel, NET_IP_ALIGN)
+		// takes the IP header as 4-byte aligned.
+		t->src[0] = *(__u32 *)(ip + 12);
+		t->dst[0] = *(__u32 *)(ip + 16);
 		nonfirst = (bpf_ntohs(*(__u16 *)(ip + 6)) & 0x1fff) != 0;
 		p += hl;
 	} else if (proto == ETH_P_IPV6) {
@@ -375,8 +446,11 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 		if ((ip6[0] >> 4) != 6)
 			return STAT_BAD_VERSION;
 		t->family = 6;
-		__builtin_memcpy(t->src, ip6 + 8, 16);
-		__builtin_memcpy(t->dst, ip6 + 24, 16);
+#pragma unroll
+		for (i = 0; i < 4; i++) {
+			t->src[i] = ((__u32 *)(ip6 + 8))[i];
+			t->dst[i] = ((__u32 *)(ip6 + 24))[i];
+		}
 		__u32 nh = ip6[6];
 		p += 40;
 		for (i = 0; i < MAX_EXT_HDRS; i++) {
@@ -455,7 +529,7 @@ static __always_inline __u32 ifindex_id(__u32 gen, __u32 ifindex, __u32 wild)
 static __always_inline __u32 prefix_id(struct tuple *t, struct gen_info *gi, __u32 gen, __u32 dir)
 {
 	__u32 *id = 0;
-	__u8 *addr = dir ? t->dst : t->src;
+	__u32 *addr = dir ? t->dst : t->src;
 
 	if (t->family != 4 && t->family != 6)
 		return gi->wild[dir ? F_DST : F_SRC];
@@ -650,6 +724,52 @@ __attribute__((noinline)) int match(struct tuple *t, struct gen_info *gi, __u32 
 	return c.rule;
 }
 
+// keep is all ones when field f is in used, else 0.
+static __always_inline __u32 keep(__u32 used, enum field f)
+{
+	return -((used >> f) & 1);
+}
+
+// make_key fills k from t, zeroing the fields not in used: the decision
+// depends on those in used, on the family and on whether there are ports,
+// nothing else. Branch-free, so that the verifier sees one path.
+static __always_inline void make_key(struct cache_key *k, struct tuple *t, __u32 used)
+{
+	k->ifindex = t->ifindex & keep(used, F_IFINDEX);
+	k->vlan = t->vlan & keep(used, F_VLAN);
+	k->ethertype = t->ethertype & keep(used, F_ETHERTYPE);
+	k->proto = t->proto & keep(used, F_PROTO);
+	k->family = t->family;
+	k->has_ports = t->has_ports;
+	k->sport = t->sport & keep(used, F_SPORT);
+	k->dport = t->dport & keep(used, F_DPORT);
+#pragma unroll
+	for (int w = 0; w < 4; w++) {
+		k->src[w] = t->src[w] & keep(used, F_SRC);
+		k->dst[w] = t->dst[w] & keep(used, F_DST);
+	}
+}
+
+// decide runs the tries for t and returns the decision under active.
+static __always_inline struct cache_val decide(struct tuple *t, struct gen_info *gi, __u32 active)
+{
+	__u32 gen = active & 1;
+	struct cache_val v = {.active = active, .action = gi->default_action, .flags = CACHE_VALID};
+	struct gen_info info = *gi;
+	int idx = match(t, &info, gen);
+
+	if (idx >= 0) {
+		__u32 key = gen * MAX_RULES + (idx & (MAX_RULES - 1));
+		struct rule *r = bpf_map_lookup_elem(&steer_rules, &key);
+		if (r) {
+			v.slot = r->slot;
+			v.action = r->action;
+			v.flags |= CACHE_MATCHED;
+		}
+	}
+	return v;
+}
+
 SEC("xdp.frags")
 int xdp_steer(struct xdp_md *ctx)
 {
@@ -657,7 +777,8 @@ int xdp_steer(struct xdp_md *ctx)
 	__u32 *activep = bpf_map_lookup_elem(&steer_active, &zero);
 	if (!activep)
 		return XDP_PASS;
-	__u32 gen = *activep & 1;
+	__u32 active = *(volatile __u32 *)activep;
+	__u32 gen = active & 1;
 	struct gen_info *gi = bpf_map_lookup_elem(&steer_gens, &gen);
 	if (!gi)
 		return XDP_PASS;
@@ -669,20 +790,35 @@ int xdp_steer(struct xdp_md *ctx)
 		count(&steer_stats, reason & 0xff, bytes);
 		return verdict(ctx, gi->malformed_action);
 	}
-	if (gi->nrules) {
-		struct gen_info info = *gi;
-		int idx = match(&t, &info, gen);
-		if (idx >= 0) {
-			__u32 key = gen * MAX_RULES + (idx & (MAX_RULES - 1));
-			struct rule *r = bpf_map_lookup_elem(&steer_rules, &key);
-			if (r) {
-				count(&steer_counters, r->slot, bytes);
-				return verdict(ctx, r->action);
-			}
-		}
+	if (!gi->nrules) {
+		count(&steer_stats, STAT_NOMATCH, bytes);
+		return verdict(ctx, gi->default_action);
 	}
-	count(&steer_stats, STAT_NOMATCH, bytes);
-	return verdict(ctx, gi->default_action);
+
+	struct cache_key k = {};
+	make_key(&k, &t, gi->used);
+	union cache_word w = {};
+	__u64 *hit = bpf_map_lookup_elem(&steer_cache, &k);
+	if (hit)
+		w.raw = *(volatile __u64 *)hit;
+	if (w.v.flags & CACHE_VALID && w.v.active == active) {
+		count(&steer_cache_stats, CACHE_HIT, bytes);
+	} else {
+		w.v = decide(&t, gi, active);
+		// An update, not a store through hit: the LRU may have given
+		// that element to another key since the lookup. BPF_EXIST
+		// rewrites the entry in place; without it the LRU would take a
+		// free element first, evicting one when full (each stale entry
+		// refreshed after a rule change would evict another flow's).
+		if (!hit || bpf_map_update_elem(&steer_cache, &k, &w, BPF_EXIST))
+			bpf_map_update_elem(&steer_cache, &k, &w, BPF_ANY);
+		count(&steer_cache_stats, CACHE_MISS, bytes);
+	}
+	if (w.v.flags & CACHE_MATCHED)
+		count(&steer_counters, w.v.slot, bytes);
+	else
+		count(&steer_stats, STAT_NOMATCH, bytes);
+	return verdict(ctx, w.v.action);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -257,8 +257,8 @@ func (s *Steer) Unpin() error {
 
 func (s *Steer) allMaps() []*ebpf.Map {
 	m := &s.maps
-	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCounters, m.SteerExact, m.SteerGens, m.SteerPrefixes, m.SteerLpm4,
-		m.SteerLpm6, m.SteerTables, m.SteerRules, m.SteerStats, m.SteerXsks}
+	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCache, m.SteerCacheStats, m.SteerCounters, m.SteerExact, m.SteerGens,
+		m.SteerPrefixes, m.SteerLpm4, m.SteerLpm6, m.SteerTables, m.SteerRules, m.SteerStats, m.SteerXsks}
 }
 
 // lock serialises rule changes within the process and, when pinned, with
@@ -337,15 +337,24 @@ func (s *Steer) Apply(set *rules.Set) error {
 	if err := s.maps.SteerActive.Lookup(uint32(0), &active); err != nil {
 		return fmt.Errorf("apply rules: read active generation: %w", err)
 	}
-	active &= 1
-	cur, err := s.readGen(active)
+	cur, err := s.readGen(active & 1)
 	if err != nil {
 		return fmt.Errorf("apply rules: %w", err)
 	}
-	if err := s.writeGen(1-active, &ns, cur); err != nil {
+	next := active + 1 // the generation is bit 0: the inactive one
+	if err := s.writeGen(next&1, &ns, cur); err != nil {
 		return fmt.Errorf("apply rules (running set unchanged): %w", err)
 	}
-	if err := s.maps.SteerActive.Update(uint32(0), 1-active, ebpf.UpdateAny); err != nil {
+	if next == 0 {
+		// The count wraps: entries decided 2^32 changes ago would look
+		// current. No frame can write one with 0 before the store below.
+		if err := clearKeys(s.maps.SteerCache, func(*steerCacheKey) bool { return true }); err != nil {
+			return fmt.Errorf("apply rules: empty the flow cache (running set unchanged): %w", err)
+		}
+	}
+	// Every flow cache entry carries an older count from here on: the
+	// next frame of each flow is decided by the new set.
+	if err := s.maps.SteerActive.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("apply rules: switch generation (running set unchanged): %w", err)
 	}
 	return nil
@@ -774,6 +783,30 @@ func (s *Steer) Stats() (SteerStats, error) {
 		}
 	}
 	return st, nil
+}
+
+// CacheStats are the frames the flow cache decided (Hits) and those the
+// rule tables decided, the cache then remembering the decision (Misses):
+// a flow's first frame, and its first after a rule change or an eviction.
+type CacheStats struct {
+	Hits, Misses Counter
+}
+
+// CacheStats returns the flow cache's counters, summed over CPUs.
+func (s *Steer) CacheStats() (CacheStats, error) {
+	var cs CacheStats
+	if err := s.p.lock(); err != nil {
+		return cs, err
+	}
+	defer s.p.mu.Unlock()
+	for i, c := range []*Counter{&cs.Hits, &cs.Misses} {
+		var percpu []dropcountCounter
+		if err := s.maps.SteerCacheStats.Lookup(uint32(i), &percpu); err != nil {
+			return cs, fmt.Errorf("read flow cache stats: %w", err)
+		}
+		*c = sumCounters(percpu)
+	}
+	return cs, nil
 }
 
 // RemovePins removes a pinned steering program's pins under path: its

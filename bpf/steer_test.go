@@ -73,8 +73,15 @@ func apply(tb testing.TB, s *Steer, set *rules.Set) *rules.Set {
 
 // checkFrame runs frame through the program and the reference matcher and
 // requires the same action and exactly the counter the reference names to
-// move by one frame.
+// move by one frame, twice: the second run usually decided by the flow
+// cache (on another CPU than the first, by the tries again).
 func checkFrame(tb testing.TB, s *Steer, ref *rules.Set, name string, frame []byte) {
+	tb.Helper()
+	checkRun(tb, s, ref, name, frame)
+	checkRun(tb, s, ref, name+" (again)", frame)
+}
+
+func checkRun(tb testing.TB, s *Steer, ref *rules.Set, name string, frame []byte) {
 	tb.Helper()
 	rs0, err := s.RuleStats()
 	if err != nil {
@@ -314,4 +321,75 @@ func TestSteerMaxRules(t *testing.T) {
 	set2, frame2 := scaleSet(rules.MaxRules, false)
 	ref2 := apply(t, s, set2)
 	checkFrame(t, s, ref2, "last of another MaxRules", frame2)
+}
+
+// cacheMisses is the flow cache's miss count.
+func cacheMisses(tb testing.TB, s *Steer) uint64 {
+	tb.Helper()
+	cs, err := s.CacheStats()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cs.Misses.Packets
+}
+
+// TestSteerCacheNoStaleVerdict: a flow's frames are decided by the flow
+// cache once it holds the flow (the miss count stays), with the counters
+// exact; after a rule change the next frame of the flow gets the new
+// set's verdict and counts against the new rule. The thread stays on one
+// CPU, whose cache entries every run meets.
+func TestSteerCacheNoStaleVerdict(t *testing.T) {
+	pinToCPU(t)
+	s := newSteer(t)
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.9"),
+		Proto: 17, Sport: 7, Dport: 53})
+	dns := rules.Rule{Priority: 10, Name: "dns", Fields: rules.FieldProto | rules.FieldDport, Proto: 17,
+		Dport: rules.PortRange{Lo: 53, Hi: 53}, Action: rules.ActionDrop}
+	before := rules.Rule{Priority: 5, Name: "before", Fields: rules.FieldDst, Dst: prefix("198.18.2.0/24"), Action: rules.ActionRedirect}
+	sets := []*rules.Set{
+		{Rules: []rules.Rule{dns}},
+		{Rules: []rules.Rule{before, dns}}, // a rule before it takes the flow
+		{Rules: []rules.Rule{dns}},         // and goes again
+		{Default: rules.ActionRedirect},    // no rule: the default
+		{Rules: []rules.Rule{before}},      // a fresh rule
+		{Default: rules.ActionDrop, Rules: []rules.Rule{{Priority: 1, Fields: rules.FieldDport, // no match, other default
+			Dport: rules.PortRange{Lo: 80, Hi: 80}, Action: rules.ActionPass}}},
+	}
+	for i, set := range sets {
+		ref := apply(t, s, set)
+		m0 := cacheMisses(t, s)
+		checkRun(t, s, ref, fmt.Sprintf("set %d, first frame", i), f)
+		m1 := cacheMisses(t, s)
+		if len(set.Rules) > 0 && m1 != m0+1 {
+			t.Fatalf("set %d: the first frame after the change missed the cache %d times, want 1", i, m1-m0)
+		}
+		for k := range 5 {
+			checkRun(t, s, ref, fmt.Sprintf("set %d, frame %d", i, k+2), f)
+		}
+		if m := cacheMisses(t, s); m != m1 {
+			t.Fatalf("set %d: %d later frames of the flow missed the cache", i, m-m1)
+		}
+	}
+}
+
+// TestSteerCacheWrap: steer_active counts rule changes in a u32; when it
+// wraps, an entry decided 2^32 changes earlier carries the value again.
+// Apply empties the cache at the wrap, so such an entry is never a hit.
+func TestSteerCacheWrap(t *testing.T) {
+	pinToCPU(t)
+	s := newSteer(t)
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.9"),
+		Proto: 17, Sport: 7, Dport: 53})
+	rule := func(a rules.Action) *rules.Set {
+		return &rules.Set{Rules: []rules.Rule{{Priority: 1, Fields: rules.FieldDport, Dport: rules.PortRange{Lo: 53, Hi: 53}, Action: a}}}
+	}
+	ref := apply(t, s, rule(rules.ActionDrop)) // steer_active 1
+	checkFrame(t, s, ref, "before the wrap", f)
+	// 2^32 - 2 changes later, the same generation (bit 0) holds the set.
+	if err := s.maps.SteerActive.Update(uint32(0), uint32(0xffffffff), ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, rule(rules.ActionPass))           // wraps to 0
+	ref = apply(t, s, rule(rules.ActionRedirect)) // 1 again
+	checkFrame(t, s, ref, "after the wrap", f)
 }
