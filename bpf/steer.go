@@ -257,7 +257,7 @@ func (s *Steer) Unpin() error {
 
 func (s *Steer) allMaps() []*ebpf.Map {
 	m := &s.maps
-	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCache, m.SteerCacheStats, m.SteerCounters, m.SteerExact, m.SteerGens,
+	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCache, m.SteerCacheMisses, m.SteerCounters, m.SteerExact, m.SteerGens,
 		m.SteerPrefixes, m.SteerLpm4, m.SteerLpm6, m.SteerTables, m.SteerRules, m.SteerStats, m.SteerXsks}
 }
 
@@ -785,28 +785,21 @@ func (s *Steer) Stats() (SteerStats, error) {
 	return st, nil
 }
 
-// CacheStats are the frames the flow cache decided (Hits) and those the
-// rule tables decided, the cache then remembering the decision (Misses):
-// a flow's first frame, and its first after a rule change or an eviction.
-type CacheStats struct {
-	Hits, Misses Counter
-}
-
-// CacheStats returns the flow cache's counters, summed over CPUs.
-func (s *Steer) CacheStats() (CacheStats, error) {
-	var cs CacheStats
+// CacheMisses returns the frames the flow cache missed, summed over CPUs:
+// those the rule tables decided, the cache then keeping the decision (a
+// flow's first frame on a CPU, its first after a rule change or an
+// eviction). Hits are not counted: they are the frames the rules and
+// NoMatch counted, less these.
+func (s *Steer) CacheMisses() (Counter, error) {
 	if err := s.p.lock(); err != nil {
-		return cs, err
+		return Counter{}, err
 	}
 	defer s.p.mu.Unlock()
-	for i, c := range []*Counter{&cs.Hits, &cs.Misses} {
-		var percpu []dropcountCounter
-		if err := s.maps.SteerCacheStats.Lookup(uint32(i), &percpu); err != nil {
-			return cs, fmt.Errorf("read flow cache stats: %w", err)
-		}
-		*c = sumCounters(percpu)
+	var percpu []dropcountCounter
+	if err := s.maps.SteerCacheMisses.Lookup(uint32(0), &percpu); err != nil {
+		return Counter{}, fmt.Errorf("read flow cache misses: %w", err)
 	}
-	return cs, nil
+	return sumCounters(percpu), nil
 }
 
 // RemovePins removes a pinned steering program's pins under path: its

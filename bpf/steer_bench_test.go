@@ -273,11 +273,11 @@ func BenchmarkSteerVsRedirect(b *testing.B) {
 		}
 	}
 	misses := func() uint64 {
-		cs, err := s.CacheStats()
+		c, err := s.CacheMisses()
 		if err != nil {
 			b.Fatal(err)
 		}
-		return cs.Misses.Packets
+		return c.Packets
 	}
 	// fill runs flows until a pass over them misses none: the LRU may
 	// take a few to evict older entries rather than new ones.

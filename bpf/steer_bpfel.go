@@ -124,21 +124,21 @@ type steerRule struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	steerMapSteerActive     = "steer_active"
-	steerMapSteerBitmaps    = "steer_bitmaps"
-	steerMapSteerCache      = "steer_cache"
-	steerMapSteerCacheStats = "steer_cache_stats"
-	steerMapSteerCounters   = "steer_counters"
-	steerMapSteerExact      = "steer_exact"
-	steerMapSteerGens       = "steer_gens"
-	steerMapSteerLpm4       = "steer_lpm4"
-	steerMapSteerLpm6       = "steer_lpm6"
-	steerMapSteerPrefixes   = "steer_prefixes"
-	steerMapSteerRules      = "steer_rules"
-	steerMapSteerStats      = "steer_stats"
-	steerMapSteerTables     = "steer_tables"
-	steerMapSteerXsks       = "steer_xsks"
-	steerProgXdpSteer       = "xdp_steer"
+	steerMapSteerActive      = "steer_active"
+	steerMapSteerBitmaps     = "steer_bitmaps"
+	steerMapSteerCache       = "steer_cache"
+	steerMapSteerCacheMisses = "steer_cache_misses"
+	steerMapSteerCounters    = "steer_counters"
+	steerMapSteerExact       = "steer_exact"
+	steerMapSteerGens        = "steer_gens"
+	steerMapSteerLpm4        = "steer_lpm4"
+	steerMapSteerLpm6        = "steer_lpm6"
+	steerMapSteerPrefixes    = "steer_prefixes"
+	steerMapSteerRules       = "steer_rules"
+	steerMapSteerStats       = "steer_stats"
+	steerMapSteerTables      = "steer_tables"
+	steerMapSteerXsks        = "steer_xsks"
+	steerProgXdpSteer        = "xdp_steer"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -190,20 +190,20 @@ type steerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerMapSpecs struct {
-	SteerActive     *ebpf.MapSpec `ebpf:"steer_active"`
-	SteerBitmaps    *ebpf.MapSpec `ebpf:"steer_bitmaps"`
-	SteerCache      *ebpf.MapSpec `ebpf:"steer_cache"`
-	SteerCacheStats *ebpf.MapSpec `ebpf:"steer_cache_stats"`
-	SteerCounters   *ebpf.MapSpec `ebpf:"steer_counters"`
-	SteerExact      *ebpf.MapSpec `ebpf:"steer_exact"`
-	SteerGens       *ebpf.MapSpec `ebpf:"steer_gens"`
-	SteerLpm4       *ebpf.MapSpec `ebpf:"steer_lpm4"`
-	SteerLpm6       *ebpf.MapSpec `ebpf:"steer_lpm6"`
-	SteerPrefixes   *ebpf.MapSpec `ebpf:"steer_prefixes"`
-	SteerRules      *ebpf.MapSpec `ebpf:"steer_rules"`
-	SteerStats      *ebpf.MapSpec `ebpf:"steer_stats"`
-	SteerTables     *ebpf.MapSpec `ebpf:"steer_tables"`
-	SteerXsks       *ebpf.MapSpec `ebpf:"steer_xsks"`
+	SteerActive      *ebpf.MapSpec `ebpf:"steer_active"`
+	SteerBitmaps     *ebpf.MapSpec `ebpf:"steer_bitmaps"`
+	SteerCache       *ebpf.MapSpec `ebpf:"steer_cache"`
+	SteerCacheMisses *ebpf.MapSpec `ebpf:"steer_cache_misses"`
+	SteerCounters    *ebpf.MapSpec `ebpf:"steer_counters"`
+	SteerExact       *ebpf.MapSpec `ebpf:"steer_exact"`
+	SteerGens        *ebpf.MapSpec `ebpf:"steer_gens"`
+	SteerLpm4        *ebpf.MapSpec `ebpf:"steer_lpm4"`
+	SteerLpm6        *ebpf.MapSpec `ebpf:"steer_lpm6"`
+	SteerPrefixes    *ebpf.MapSpec `ebpf:"steer_prefixes"`
+	SteerRules       *ebpf.MapSpec `ebpf:"steer_rules"`
+	SteerStats       *ebpf.MapSpec `ebpf:"steer_stats"`
+	SteerTables      *ebpf.MapSpec `ebpf:"steer_tables"`
+	SteerXsks        *ebpf.MapSpec `ebpf:"steer_xsks"`
 }
 
 // steerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -232,20 +232,20 @@ func (o *steerObjects) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerMaps struct {
-	SteerActive     *ebpf.Map `ebpf:"steer_active"`
-	SteerBitmaps    *ebpf.Map `ebpf:"steer_bitmaps"`
-	SteerCache      *ebpf.Map `ebpf:"steer_cache"`
-	SteerCacheStats *ebpf.Map `ebpf:"steer_cache_stats"`
-	SteerCounters   *ebpf.Map `ebpf:"steer_counters"`
-	SteerExact      *ebpf.Map `ebpf:"steer_exact"`
-	SteerGens       *ebpf.Map `ebpf:"steer_gens"`
-	SteerLpm4       *ebpf.Map `ebpf:"steer_lpm4"`
-	SteerLpm6       *ebpf.Map `ebpf:"steer_lpm6"`
-	SteerPrefixes   *ebpf.Map `ebpf:"steer_prefixes"`
-	SteerRules      *ebpf.Map `ebpf:"steer_rules"`
-	SteerStats      *ebpf.Map `ebpf:"steer_stats"`
-	SteerTables     *ebpf.Map `ebpf:"steer_tables"`
-	SteerXsks       *ebpf.Map `ebpf:"steer_xsks"`
+	SteerActive      *ebpf.Map `ebpf:"steer_active"`
+	SteerBitmaps     *ebpf.Map `ebpf:"steer_bitmaps"`
+	SteerCache       *ebpf.Map `ebpf:"steer_cache"`
+	SteerCacheMisses *ebpf.Map `ebpf:"steer_cache_misses"`
+	SteerCounters    *ebpf.Map `ebpf:"steer_counters"`
+	SteerExact       *ebpf.Map `ebpf:"steer_exact"`
+	SteerGens        *ebpf.Map `ebpf:"steer_gens"`
+	SteerLpm4        *ebpf.Map `ebpf:"steer_lpm4"`
+	SteerLpm6        *ebpf.Map `ebpf:"steer_lpm6"`
+	SteerPrefixes    *ebpf.Map `ebpf:"steer_prefixes"`
+	SteerRules       *ebpf.Map `ebpf:"steer_rules"`
+	SteerStats       *ebpf.Map `ebpf:"steer_stats"`
+	SteerTables      *ebpf.Map `ebpf:"steer_tables"`
+	SteerXsks        *ebpf.Map `ebpf:"steer_xsks"`
 }
 
 func (m *steerMaps) Close() error {
@@ -253,7 +253,7 @@ func (m *steerMaps) Close() error {
 		m.SteerActive,
 		m.SteerBitmaps,
 		m.SteerCache,
-		m.SteerCacheStats,
+		m.SteerCacheMisses,
 		m.SteerCounters,
 		m.SteerExact,
 		m.SteerGens,
