@@ -323,14 +323,17 @@ struct cache_key {
 #define CACHE_VALID 1
 #define CACHE_MATCHED 2
 
-// A decision: what a hit does without the tries. Read and written whole as
-// one u64 (cache_word), so that a CPU never acts on half of one.
+// A decision: what a hit does without the tries. Read whole as one u64
+// (cache_word). The LRU may give an element to another key under a reader
+// on another CPU; it then zeroes this CPU's value first (not valid).
 struct cache_val {
 	__u32 active; // the steer_active value it was decided under
 	__u16 slot; // the rule's counter slot (steer_counters), when matched
 	__u8 action;
 	__u8 flags; // CACHE_VALID, CACHE_MATCHED; 0: never written on this CPU
 };
+
+_Static_assert(2 * MAX_RULES <= 65536, "a counter slot fits cache_val.slot");
 
 union cache_word {
 	struct cache_val v;
