@@ -35,9 +35,9 @@
 // non-zero, so the AND touches only candidate words. Fields no rule uses
 // are not looked up.
 //
-// A flow cache sits in front (OVS's exact-match cache): a per-CPU LRU hash
-// of 131,072 entries keyed by the parsed tuple, the fields no rule uses
-// zeroed, holding the decision (the rule's counter slot and action, or no
+// A flow cache sits in front (OVS's exact-match cache): per-CPU LRU hashes
+// (131,072 IPv4 and non-IP flows, 65,536 IPv6 flows) keyed by the parsed
+// tuple, the fields no rule uses zeroed, holding the decision (the rule's counter slot and action, or no
 // match) and the rule-change count it was made under; only an entry
 // carrying the live count is used, so a rule change takes effect on the
 // next frame. A flow's later frames cost one hash lookup whatever the
@@ -75,8 +75,9 @@
 //     interval, per generation: 10,000 rules with distinct /32 destinations
 //     and ports hold about 20,000 bitmaps, 40 MiB of kernel memory. Maps
 //     holding bitmaps are BPF_F_NO_PREALLOC, so only what a set uses is
-//     allocated. The flow cache is preallocated: about 15 MiB plus 1 MiB
-//     per possible CPU.
+//     allocated. The flow cache is preallocated: 19.5 MiB plus 1.5 MiB
+//     per possible CPU (22.5 MiB on a 2-CPU machine, as the kernel counts
+//     it in the maps' fdinfo).
 //   - Update: Apply writes the inactive of two generations (every key
 //     carries its generation) and increments one u32; frames see the old set or
 //     the new one, never a mix; steer_active counts the changes, which

@@ -257,7 +257,7 @@ func (s *Steer) Unpin() error {
 
 func (s *Steer) allMaps() []*ebpf.Map {
 	m := &s.maps
-	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCache, m.SteerCacheMisses, m.SteerCounters, m.SteerExact, m.SteerGens,
+	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCache4, m.SteerCache6, m.SteerCacheMisses, m.SteerCounters, m.SteerExact, m.SteerGens,
 		m.SteerPrefixes, m.SteerLpm4, m.SteerLpm6, m.SteerTables, m.SteerRules, m.SteerStats, m.SteerXsks}
 }
 
@@ -348,7 +348,11 @@ func (s *Steer) Apply(set *rules.Set) error {
 	if next == 0 {
 		// The count wraps: entries decided 2^32 changes ago would look
 		// current. No frame can write one with 0 before the store below.
-		if err := clearKeys(s.maps.SteerCache, func(*steerCacheKey) bool { return true }); err != nil {
+		err := clearKeys(s.maps.SteerCache4, func(*steerCacheKey4) bool { return true })
+		if err == nil {
+			err = clearKeys(s.maps.SteerCache6, func(*steerCacheKey) bool { return true })
+		}
+		if err != nil {
 			return fmt.Errorf("apply rules: empty the flow cache (running set unchanged): %w", err)
 		}
 	}

@@ -318,7 +318,7 @@ func BenchmarkSteerVsRedirect(b *testing.B) {
 			if err := s.Apply(set); err != nil {
 				b.Fatal(err)
 			}
-			flows := cacheFlows(b, frame, 2*int(s.maps.SteerCache.MaxEntries()))
+			flows := cacheFlows(b, frame, 2*int(s.maps.SteerCache4.MaxEntries()))
 			many := flows[:cacheFlowCount]
 			one := make([][]byte, cacheFlowCount)
 			for i := range one {

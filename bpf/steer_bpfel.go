@@ -30,8 +30,21 @@ type steerCacheKey struct {
 	Pad       uint8
 	Sport     uint16
 	Dport     uint16
-	Src       [4]uint32
-	Dst       [4]uint32
+	Addr      [8]uint32
+}
+
+type steerCacheKey4 struct {
+	_         structs.HostLayout
+	Ifindex   uint32
+	Vlan      uint16
+	Ethertype uint16
+	Proto     uint8
+	Family    uint8
+	HasPorts  uint8
+	Pad       uint8
+	Sport     uint16
+	Dport     uint16
+	Addr      [2]uint32
 }
 
 type steerCacheVal struct {
@@ -126,7 +139,8 @@ type steerRule struct {
 const (
 	steerMapSteerActive      = "steer_active"
 	steerMapSteerBitmaps     = "steer_bitmaps"
-	steerMapSteerCache       = "steer_cache"
+	steerMapSteerCache4      = "steer_cache4"
+	steerMapSteerCache6      = "steer_cache6"
 	steerMapSteerCacheMisses = "steer_cache_misses"
 	steerMapSteerCounters    = "steer_counters"
 	steerMapSteerExact       = "steer_exact"
@@ -192,7 +206,8 @@ type steerProgramSpecs struct {
 type steerMapSpecs struct {
 	SteerActive      *ebpf.MapSpec `ebpf:"steer_active"`
 	SteerBitmaps     *ebpf.MapSpec `ebpf:"steer_bitmaps"`
-	SteerCache       *ebpf.MapSpec `ebpf:"steer_cache"`
+	SteerCache4      *ebpf.MapSpec `ebpf:"steer_cache4"`
+	SteerCache6      *ebpf.MapSpec `ebpf:"steer_cache6"`
 	SteerCacheMisses *ebpf.MapSpec `ebpf:"steer_cache_misses"`
 	SteerCounters    *ebpf.MapSpec `ebpf:"steer_counters"`
 	SteerExact       *ebpf.MapSpec `ebpf:"steer_exact"`
@@ -234,7 +249,8 @@ func (o *steerObjects) Close() error {
 type steerMaps struct {
 	SteerActive      *ebpf.Map `ebpf:"steer_active"`
 	SteerBitmaps     *ebpf.Map `ebpf:"steer_bitmaps"`
-	SteerCache       *ebpf.Map `ebpf:"steer_cache"`
+	SteerCache4      *ebpf.Map `ebpf:"steer_cache4"`
+	SteerCache6      *ebpf.Map `ebpf:"steer_cache6"`
 	SteerCacheMisses *ebpf.Map `ebpf:"steer_cache_misses"`
 	SteerCounters    *ebpf.Map `ebpf:"steer_counters"`
 	SteerExact       *ebpf.Map `ebpf:"steer_exact"`
@@ -252,7 +268,8 @@ func (m *steerMaps) Close() error {
 	return _SteerClose(
 		m.SteerActive,
 		m.SteerBitmaps,
-		m.SteerCache,
+		m.SteerCache4,
+		m.SteerCache6,
 		m.SteerCacheMisses,
 		m.SteerCounters,
 		m.SteerExact,

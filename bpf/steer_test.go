@@ -378,18 +378,22 @@ func TestSteerCacheNoStaleVerdict(t *testing.T) {
 func TestSteerCacheWrap(t *testing.T) {
 	pinToCPU(t)
 	s := newSteer(t)
-	f := frametest.BuildFrame(frametest.FrameSpec{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.9"),
+	f4 := frametest.BuildFrame(frametest.FrameSpec{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.9"),
+		Proto: 17, Sport: 7, Dport: 53})
+	f6 := frametest.BuildFrame(frametest.FrameSpec{Src: netip.MustParseAddr("2001:2::1"), Dst: netip.MustParseAddr("2001:2::9"),
 		Proto: 17, Sport: 7, Dport: 53})
 	rule := func(a rules.Action) *rules.Set {
 		return &rules.Set{Rules: []rules.Rule{{Priority: 1, Fields: rules.FieldDport, Dport: rules.PortRange{Lo: 53, Hi: 53}, Action: a}}}
 	}
 	ref := apply(t, s, rule(rules.ActionDrop)) // steer_active 1
-	checkFrame(t, s, ref, "before the wrap", f)
+	checkFrame(t, s, ref, "IPv4 before the wrap", f4)
+	checkFrame(t, s, ref, "IPv6 before the wrap", f6)
 	// 2^32 - 2 changes later, the same generation (bit 0) holds the set.
 	if err := s.maps.SteerActive.Update(uint32(0), uint32(0xffffffff), ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
 	apply(t, s, rule(rules.ActionPass))           // wraps to 0
 	ref = apply(t, s, rule(rules.ActionRedirect)) // 1 again
-	checkFrame(t, s, ref, "after the wrap", f)
+	checkFrame(t, s, ref, "IPv4 after the wrap", f4)
+	checkFrame(t, s, ref, "IPv6 after the wrap", f6)
 }
