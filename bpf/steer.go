@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -106,15 +107,34 @@ type Steer struct {
 	pinLinks bool
 }
 
+// steerLoaded is what LoadSteer takes from the collection: the program
+// and the maps, not the constants (assigning one maps the program's
+// read-only data into this process until the garbage collector runs).
+type steerLoaded struct {
+	steerPrograms
+	steerMaps
+}
+
+func (o *steerLoaded) Close() error { return errors.Join(o.steerPrograms.Close(), o.steerMaps.Close()) }
+
 // LoadSteer loads the steering program and its maps. A fresh rule set is
 // empty: default and malformed actions pass.
-func LoadSteer(opts SteerOptions) (*Steer, error) {
+func LoadSteer(opts SteerOptions) (*Steer, error) { return loadSteerEdited(opts, nil) }
+
+// loadSteerEdited is LoadSteer with edit, when not nil, applied to the
+// program's spec first: the benchmarks set its constants there.
+func loadSteerEdited(opts SteerOptions, edit func(*ebpf.CollectionSpec) error) (*Steer, error) {
 	if err := removeMemlock(); err != nil {
 		return nil, err
 	}
 	spec, err := loadSteer()
 	if err != nil {
 		return nil, err
+	}
+	if edit != nil {
+		if err := edit(spec); err != nil {
+			return nil, fmt.Errorf("load steer: %w", err)
+		}
 	}
 	var copts ebpf.CollectionOptions
 	fresh := false // the pin directory is ours to remove on failure
@@ -124,12 +144,10 @@ func LoadSteer(opts SteerOptions) (*Steer, error) {
 		if err := ensurePinDir(opts.PinPath); err != nil {
 			return nil, err
 		}
-		for _, m := range spec.Maps {
-			m.Pinning = ebpf.PinByName
-		}
+		pinByName(spec)
 		copts.Maps.PinPath = opts.PinPath
 	}
-	var objs steerObjects
+	var objs steerLoaded
 	if err := spec.LoadAndAssign(&objs, &copts); err != nil {
 		if fresh {
 			_ = RemovePins(opts.PinPath)
@@ -141,6 +159,17 @@ func LoadSteer(opts SteerOptions) (*Steer, error) {
 	}
 	return &Steer{p: newProgram("steer", objs.XdpSteer, &objs, false), maps: objs.steerMaps, pin: opts.PinPath,
 		pinLinks: opts.PinPath != "" && !opts.MapsOnly}, nil
+}
+
+// pinByName makes the maps of spec pinned by name: the declared ones, not
+// the data sections (.rodata holds the program's constants, its own to
+// each load).
+func pinByName(spec *ebpf.CollectionSpec) {
+	for name, m := range spec.Maps {
+		if !strings.HasPrefix(name, ".") {
+			m.Pinning = ebpf.PinByName
+		}
+	}
 }
 
 // OpenPinnedSteer opens the maps of a steering program pinned under path by
@@ -155,9 +184,7 @@ func OpenPinnedSteer(path string) (*Steer, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range spec.Maps {
-		m.Pinning = ebpf.PinByName
-	}
+	pinByName(spec)
 	var maps steerMaps
 	if err := spec.LoadAndAssign(&maps, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: path}}); err != nil {
 		return nil, fmt.Errorf("open steering maps pinned under %s: %w", path, err)

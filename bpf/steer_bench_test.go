@@ -77,14 +77,16 @@ func costPerFrame(tb testing.TB, s *Steer, frame []byte, repeat, rounds int) tim
 	return best
 }
 
-// BenchmarkSteerRuleScaling measures the steering program's cost per frame
-// with BPF_PROG_RUN for 1, 100 and 10,000 rules, IPv4 and IPv6, the frame
-// matching the lowest-priority rule, and reports the 10,000/1 ratio (the
-// bar: at most 2). One iteration does the whole measurement:
+// BenchmarkSteerRuleScaling measures the rule tables' cost per frame (the
+// program loaded with the flow cache off, so that the repeated frame is
+// not a cache hit: what a miss costs before its insert) with BPF_PROG_RUN
+// for 1, 100 and 10,000 rules, IPv4 and IPv6, the frame matching the
+// lowest-priority rule, and reports the 10,000/1 ratio (the bar: at most
+// 2). One iteration does the whole measurement:
 //
 //	go test ./bpf/ -run '^$' -bench SteerRuleScaling -benchtime 1x
 func BenchmarkSteerRuleScaling(b *testing.B) {
-	s := newSteer(b)
+	s := newSteerTablesOnly(b)
 	for b.Loop() {
 		for _, v6 := range []bool{false, true} {
 			fam := "v4"
@@ -115,11 +117,12 @@ func BenchmarkSteerRuleScaling(b *testing.B) {
 
 // BenchmarkSteerLPM is the case the host hash does not cover: 10,000
 // distinct /29 (IPv4) or /125 (IPv6) destinations in the LPM trie, whose
-// depth grows with their number. Reported, not held to the 2x bar:
+// depth grows with their number (flow cache off). Reported, not held to
+// the 2x bar:
 //
 //	go test ./bpf/ -run '^$' -bench SteerLPM -benchtime 1x
 func BenchmarkSteerLPM(b *testing.B) {
-	s := newSteer(b)
+	s := newSteerTablesOnly(b)
 	for b.Loop() {
 		for _, v6 := range []bool{false, true} {
 			fam := "v4"
@@ -236,8 +239,10 @@ const cacheFlowCount = 65536
 // (ns, kernel-measured with BPF_PROG_RUN) and its ratio to the redirect
 // program's measured the same way:
 //
-//   - hit-1: one frame repeated 200,000 times in the kernel (as
-//     SteerRuleScaling), against the redirect program's repeated frame;
+//   - hit-1: one frame repeated 200,000 times in the kernel, against the
+//     redirect program's repeated frame;
+//   - tables-1: the same with the flow cache off (as SteerRuleScaling):
+//     the rule tables' decision, what a miss costs before its insert;
 //   - hit-65536: each of 65,536 flows run once (perRun, the cache already
 //     holding them), against the redirect program on the same frames;
 //   - miss-1: one flow run once after each rule change, 65,536 times;
@@ -256,6 +261,7 @@ const cacheFlowCount = 65536
 func BenchmarkSteerVsRedirect(b *testing.B) {
 	pinToCPU(b)
 	s := newSteer(b)
+	tables := newSteerTablesOnly(b)
 	r := newRedirect(b)
 	if err := r.Register(0, unboundXSK(b)); err != nil {
 		b.Fatal(err)
@@ -315,8 +321,10 @@ func BenchmarkSteerVsRedirect(b *testing.B) {
 		for _, n := range []int{1, 10000} {
 			line.Reset()
 			set, frame := cacheSet(n)
-			if err := s.Apply(set); err != nil {
-				b.Fatal(err)
+			for _, s := range []*Steer{s, tables} {
+				if err := s.Apply(set); err != nil {
+					b.Fatal(err)
+				}
 			}
 			flows := cacheFlows(b, frame, 2*int(s.maps.SteerCache4.MaxEntries()))
 			many := flows[:cacheFlowCount]
@@ -328,6 +336,8 @@ func BenchmarkSteerVsRedirect(b *testing.B) {
 			m0 := misses()
 			hit1 := bestOf(rounds, func() float64 { return float64(costPerFrame(b, s, flows[0], 200000, 1)) })
 			report(fmt.Sprintf("hit-1-%d", n), hit1, redirLoop, 200000*rounds, misses()-m0)
+			tables1 := bestOf(rounds, func() float64 { return float64(costPerFrame(b, tables, flows[0], 200000, 1)) })
+			report(fmt.Sprintf("tables-1-%d", n), tables1, redirLoop, 200000*rounds, 200000*rounds)
 
 			fill(many)
 			m0 = misses()

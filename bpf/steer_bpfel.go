@@ -153,6 +153,7 @@ const (
 	steerMapSteerTables      = "steer_tables"
 	steerMapSteerXsks        = "steer_xsks"
 	steerProgXdpSteer        = "xdp_steer"
+	steerVarFlowCache        = "flow_cache"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -225,6 +226,7 @@ type steerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerVariableSpecs struct {
+	FlowCache *ebpf.VariableSpec `ebpf:"flow_cache"`
 }
 
 // steerObjects contains all objects after they have been loaded into the kernel.
@@ -288,6 +290,7 @@ func (m *steerMaps) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerVariables struct {
+	FlowCache *ebpf.Variable `ebpf:"flow_cache"`
 }
 
 // steerPrograms contains all programs after they have been loaded into the kernel.

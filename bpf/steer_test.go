@@ -31,8 +31,20 @@ const progIfindex = 1
 // registered on queue 0, so that redirect decisions show as XDP_REDIRECT.
 func newSteer(tb testing.TB) *Steer {
 	tb.Helper()
+	return newSteerEdited(tb, nil)
+}
+
+// newSteerTablesOnly is newSteer with the flow cache off: the rule tables
+// decide every frame.
+func newSteerTablesOnly(tb testing.TB) *Steer {
+	tb.Helper()
+	return newSteerEdited(tb, func(spec *ebpf.CollectionSpec) error { return spec.Variables["flow_cache"].Set(uint32(0)) })
+}
+
+func newSteerEdited(tb testing.TB, edit func(*ebpf.CollectionSpec) error) *Steer {
+	tb.Helper()
 	testutil.RequireRoot(tb)
-	s, err := LoadSteer(SteerOptions{})
+	s, err := loadSteerEdited(SteerOptions{}, edit)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -181,9 +193,20 @@ func prefixSet() *rules.Set {
 
 // TestSteerFrames runs every sample frame (each protocol combination, each
 // malformed case) through the program under several rule sets, checking
-// the action and the counters against the reference matcher.
+// the action and the counters against the reference matcher; with the
+// flow cache and without (as the benchmarks of the rule tables load it).
 func TestSteerFrames(t *testing.T) {
-	s := newSteer(t)
+	t.Run("flow-cache", func(t *testing.T) { testSteerFrames(t, newSteer(t)) })
+	t.Run("tables-only", func(t *testing.T) {
+		s := newSteerTablesOnly(t)
+		testSteerFrames(t, s)
+		if m := cacheMisses(t, s); m != 0 {
+			t.Errorf("the flow cache counted %d misses with the cache off", m)
+		}
+	})
+}
+
+func testSteerFrames(t *testing.T, s *Steer) {
 	sets := map[string]*rules.Set{
 		"empty":          {Default: rules.ActionPass, Malformed: rules.ActionDrop},
 		"empty-redirect": {Default: rules.ActionRedirect, Malformed: rules.ActionPass},

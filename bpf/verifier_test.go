@@ -37,7 +37,7 @@ func TestSteerVerifierBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var objs steerObjects
+	var objs steerLoaded
 	err = spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}})
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
