@@ -20,31 +20,37 @@ type steerBitmap struct {
 }
 
 type steerCacheKey struct {
-	_         structs.HostLayout
-	Ifindex   uint32
-	Vlan      uint16
-	Ethertype uint16
-	Proto     uint8
-	Family    uint8
-	HasPorts  uint8
-	Pad       uint8
-	Sport     uint16
-	Dport     uint16
-	Addr      [8]uint32
+	_ structs.HostLayout
+	F struct {
+		_         structs.HostLayout
+		Ifindex   uint32
+		Vlan      uint16
+		Ethertype uint16
+		Proto     uint8
+		Family    uint8
+		HasPorts  uint8
+		Pad       uint8
+		Sport     uint16
+		Dport     uint16
+	}
+	Addr [8]uint32
 }
 
 type steerCacheKey4 struct {
-	_         structs.HostLayout
-	Ifindex   uint32
-	Vlan      uint16
-	Ethertype uint16
-	Proto     uint8
-	Family    uint8
-	HasPorts  uint8
-	Pad       uint8
-	Sport     uint16
-	Dport     uint16
-	Addr      [2]uint32
+	_ structs.HostLayout
+	F struct {
+		_         structs.HostLayout
+		Ifindex   uint32
+		Vlan      uint16
+		Ethertype uint16
+		Proto     uint8
+		Family    uint8
+		HasPorts  uint8
+		Pad       uint8
+		Sport     uint16
+		Dport     uint16
+	}
+	Addr [2]uint32
 }
 
 type steerCacheVal struct {
