@@ -66,8 +66,8 @@
 //     (verified once each), the bitmaps match keeps are packed (its states
 //     depend on how many fields are in use, not which), the scan for the
 //     first common bit is a bpf_loop callback (5.17) and ctz is
-//     branch-free. The verifier processes 13,516 instructions on Linux
-//     6.18 and 23,794 on 7.3 (limit 1,000,000; 7.3 rejected the earlier
+//     branch-free. The verifier processes 13,524 instructions on Linux
+//     6.18 and 23,802 on 7.3 (limit 1,000,000; 7.3 rejected the earlier
 //     layout, which took 182,000 on 6.18). TestSteerVerifierBudget holds
 //     the count under 100,000; internal/vmtest's TestVMBPF runs it, and the
 //     program's tests, on the VM's kernel.
