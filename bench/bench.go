@@ -12,7 +12,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"math"
+	"regexp"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +37,10 @@ type Config struct {
 	Receivers []string
 	// Sizes are frame sizes in bytes (default 64, 512, 1500, 9000).
 	Sizes []int
+	// Rates are the offered rates in frames per second, each run at every
+	// size (default 0 alone: full speed). Several make a sweep: receiver
+	// CPU per frame and kernel drops against the offered rate (WriteSweep).
+	Rates []float64
 	// Duration of each cell's traffic (default 3s).
 	Duration time.Duration
 	// Flows of the generated traffic (default 1).
@@ -76,7 +84,9 @@ type Config struct {
 type Result struct {
 	Receiver string `json:"receiver"`
 	Size     int    `json:"size"`
-	Engine   string `json:"generator"`
+	// Rate is the offered rate in frames/s (0: full speed).
+	Rate   float64 `json:"offered_fps,omitempty"`
+	Engine string  `json:"generator"`
 	Sent     uint64 `json:"sent"`
 	Received uint64 `json:"received"`
 	// Seconds of traffic.
@@ -90,6 +100,10 @@ type Result struct {
 	// share of receiving on a veth (and of the generator's XDP_TX).
 	SoftirqPerMframe float64 `json:"softirq_s_per_mframe"`
 	RatioToCeiling   float64 `json:"ratio_to_ceiling"`
+	// Drops are the frames the kernel dropped at the receiver's AF_XDP
+	// socket (XDP_STATISTICS rx_dropped, which counts an empty fill ring
+	// in copy mode, plus rx_ring_full), as the receiver reports them.
+	Drops uint64 `json:"kernel_drops,omitempty"`
 	// CPU seconds other processes used during the cell, and the busiest.
 	OtherCPU   float64 `json:"other_cpu_s"`
 	OtherTop   string  `json:"other_top,omitempty"`
@@ -119,6 +133,9 @@ type Report struct {
 	Results   []Result  `json:"results"`
 	Receivers []string  `json:"receivers"`
 	Sizes     []int     `json:"sizes"`
+	// Rates are the offered rates (frames/s, 0: full speed), when not only
+	// full speed.
+	Rates []float64 `json:"rates,omitempty"`
 	// Ratios are Compare's, filled in when the run ends.
 	Ratios []Ratio `json:"ratios,omitempty"`
 	// Rounds, in a repeated run (Config.Repeat above 1) only: every
@@ -156,6 +173,14 @@ func (c *Config) defaults() error {
 	for _, s := range c.Sizes {
 		if s < gen.MinSize(gen.UDP4) || s > gen.MaxFrameSize {
 			return fmt.Errorf("frame size %d out of range %d..%d", s, gen.MinSize(gen.UDP4), gen.MaxFrameSize)
+		}
+	}
+	if len(c.Rates) == 0 {
+		c.Rates = []float64{0}
+	}
+	for _, r := range c.Rates {
+		if !(r >= 0) || math.IsInf(r, 0) {
+			return fmt.Errorf("offered rate %v frames/s: want a positive rate, or 0 for full speed", r)
 		}
 	}
 	if c.Duration == 0 {
@@ -303,14 +328,17 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	_ = unix.Uname(&uts)
 	rep := &Report{Started: time.Now().UTC(), Kernel: unix.ByteSliceToString(uts.Release[:]),
 		CPUs: runtime.NumCPU(), Duration: c.Duration.Seconds(), Receivers: c.Receivers, Sizes: c.Sizes}
-	total := c.Repeat * len(c.Sizes) * len(c.Receivers)
+	if !slices.Equal(c.Rates, []float64{0}) {
+		rep.Rates = c.Rates
+	}
+	total := c.Repeat * len(c.Sizes) * len(c.Rates) * len(c.Receivers)
 	done := 0
 	for round := range c.Repeat {
 		if c.Repeat > 1 && c.Log != nil {
 			fmt.Fprintf(c.Log, "\rround %d of %d\n", round+1, c.Repeat)
 		}
-		results, err := runRound(ctx, &c, tb, reqs, roundOrder(round, c.Receivers, c.Sizes), &done, total)
-		canonical(results, c.Receivers, c.Sizes)
+		results, err := runRound(ctx, &c, tb, reqs, roundOrder(round, c.Receivers, c.Sizes, c.Rates), &done, total)
+		canonical(results, c.Receivers, c.Sizes, c.Rates)
 		setCeilingRatios(results)
 		if c.Repeat == 1 {
 			rep.Results = results
@@ -350,8 +378,8 @@ func runRound(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, g
 			if ctx.Err() != nil {
 				return results, ctx.Err()
 			}
-			progressBar(c.Progress, *done, total, fmt.Sprintf("%-14s %5d B", cl.rx, size))
-			r := runCell(ctx, c, tb, reqs, tp, cl.rx)
+			progressBar(c.Progress, *done, total, fmt.Sprintf("%-14s %5d B %s", cl.rx, size, RateText(cl.rate)))
+			r := runCell(ctx, c, tb, reqs, tp, cl)
 			results = append(results, r)
 			*done++
 			if c.Log != nil {
@@ -371,8 +399,8 @@ func logCell(w io.Writer, r Result) {
 	if r.Disturbed {
 		d = fmt.Sprintf(" DISTURBED (others used %.2f CPU s, most %s)", r.OtherCPU, r.OtherTop)
 	}
-	fmt.Fprintf(w, "\r%-14s %5d B: %8.3f Mfps (sent %.3f) %6.2f Gbit/s, %.3f CPU s/Mf, %d attempt(s)%s\n",
-		r.Receiver, r.Size, r.Fps/1e6, r.SentFps/1e6, r.Gbps, r.CPUPerMframe, r.Attempts, d)
+	fmt.Fprintf(w, "\r%-14s %5d B %4s: %8.3f Mfps (sent %.3f) %6.2f Gbit/s, %.3f CPU s/Mf, %d kernel drops, %d attempt(s)%s\n",
+		r.Receiver, r.Size, RateText(r.Rate), r.Fps/1e6, r.SentFps/1e6, r.Gbps, r.CPUPerMframe, r.Drops, r.Attempts, d)
 }
 
 func progressBar(w io.Writer, done, total int, what string) {
@@ -384,11 +412,12 @@ func progressBar(w io.Writer, done, total int, what string) {
 	fmt.Fprintf(w, "\r[%s%s] %d/%d %-24s", strings.Repeat("#", n), strings.Repeat(".", width-n), done, total, what)
 }
 
-// runCell runs one receiver at one size, repeating a disturbed run.
-func runCell(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp *gen.Template, rx string) Result {
+// runCell runs one receiver at one size and rate, repeating a disturbed
+// run.
+func runCell(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp *gen.Template, cl cell) Result {
 	var r Result
 	for attempt := 1; attempt <= c.Retries+1; attempt++ {
-		r = runOnce(ctx, c, tb, reqs, tp, rx)
+		r = runOnce(ctx, c, tb, reqs, tp, cl.rx, cl.rate)
 		r.Attempts = attempt
 		if r.Error != "" || !r.Disturbed || ctx.Err() != nil {
 			break
@@ -397,8 +426,8 @@ func runCell(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	return r
 }
 
-func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp *gen.Template, rx string) Result {
-	r := Result{Receiver: rx, Size: tp.Len()}
+func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp *gen.Template, rx string, rate float64) Result {
+	r := Result{Receiver: rx, Size: tp.Len(), Rate: rate}
 	fail := func(err error) Result { r.Error = err.Error(); return r }
 	argv := append(append([]string{}, c.Self...), "--kind", rx, "--iface", tb.ifB, "--ip", tb.ipB.String(),
 		"--size", fmt.Sprint(tp.Len()))
@@ -456,7 +485,7 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	sys0, procs0 := readSysCPU(), procTicks()
 
 	reply := make(chan genRes, 1)
-	reqs <- genReq{ctx: ctx, tp: tp, run: gen.Run{Duration: c.Duration}, xsk: xskTX[rx], bare: bareTX[rx], reply: reply}
+	reqs <- genReq{ctx: ctx, tp: tp, run: gen.Run{Duration: c.Duration, Rate: rate}, xsk: xskTX[rx], bare: bareTX[rx], reply: reply}
 	g := <-reply // the generator stops at its duration or when ctx ends
 	r.Engine = g.engine
 	if g.err != nil {
@@ -471,7 +500,7 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 		return fail(fmt.Errorf("receiver result: %v: %s", err, lastLine(stderr.String())))
 	}
 	secs := g.res.Elapsed.Seconds()
-	r.Sent, r.Received, r.Seconds = g.res.Sent, res.Frames, secs
+	r.Sent, r.Received, r.Seconds, r.Drops = g.res.Sent, res.Frames, secs, res.Drops
 	r.Note = res.Note
 	if r.Note == "" {
 		r.Note = ext.note
@@ -520,15 +549,67 @@ func readResult(r *bufio.Reader, parse func(string, int) (childResult, error), s
 	case <-time.After(15 * time.Second):
 		return res, errors.New("receiver did not report in time")
 	}
+	var err error
 	if parse != nil {
-		return parse(string(o.b), size)
+		res, err = parse(string(o.b), size)
+	} else {
+		lines := strings.Split(strings.TrimSpace(string(o.b)), "\n")
+		last := lines[len(lines)-1]
+		if err = json.Unmarshal([]byte(last), &res); err != nil {
+			err = fmt.Errorf("parse %q: %w", last, err)
+		}
 	}
-	lines := strings.Split(strings.TrimSpace(string(o.b)), "\n")
-	last := lines[len(lines)-1]
-	if err := json.Unmarshal([]byte(last), &res); err != nil {
-		return res, fmt.Errorf("parse %q: %w", last, err)
+	res.Drops = kernelDrops(string(o.b))
+	return res, err
+}
+
+// kernelCounter finds an XDP_STATISTICS counter as the AF_XDP receivers
+// print it: rxdrop's "rx_ring_full=N", the peers' "rx_ring_full N".
+var kernelCounter = regexp.MustCompile(`\b(rx_dropped|rx_ring_full)[= ](\d+)`)
+
+// kernelDrops is the sum of the last rx_dropped and rx_ring_full a
+// receiver printed (0 if it printed none: not an AF_XDP receiver).
+func kernelDrops(out string) uint64 {
+	last := map[string]uint64{}
+	for _, m := range kernelCounter.FindAllStringSubmatch(out, -1) {
+		last[m[1]], _ = strconv.ParseUint(m[2], 10, 64)
 	}
-	return res, nil
+	return last["rx_dropped"] + last["rx_ring_full"]
+}
+
+// RateText is an offered rate as the flags and tables write it: "10k",
+// "1.5M", "max" for full speed.
+func RateText(r float64) string {
+	switch {
+	case r == 0:
+		return "max"
+	case r >= 1e6:
+		return strconv.FormatFloat(r/1e6, 'g', 4, 64) + "M"
+	case r >= 1e3:
+		return strconv.FormatFloat(r/1e3, 'g', 4, 64) + "k"
+	}
+	return strconv.FormatFloat(r, 'g', 4, 64)
+}
+
+// ParseRate reads RateText's form back: a number of frames/s with an
+// optional k or M, or "max" (0: full speed).
+func ParseRate(s string) (float64, error) {
+	num := strings.TrimSpace(s)
+	if num == "max" {
+		return 0, nil
+	}
+	mul := 1.0
+	switch {
+	case strings.HasSuffix(num, "k"):
+		mul, num = 1e3, num[:len(num)-1]
+	case strings.HasSuffix(num, "M"):
+		mul, num = 1e6, num[:len(num)-1]
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || !(v > 0) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("offered rate %q: want frames/s such as 10k, 1.5M or 2000, or max", s)
+	}
+	return v * mul, nil
 }
 
 func lastLine(s string) string {

@@ -52,7 +52,8 @@ var external = map[string]externalRx{
 		parse: parseRxdropSummary,
 		note:  "xdpipe rxdrop --rules (10,000 rules, the last matches) --bind copy --poll spin --track=false",
 	},
-	"asavie-xdp":   asavieRx(),
+	"asavie-xdp":   asavieRx("spin"),
+	"asavie-poll":  asavieRx("wakeup"),
 	"c-xsk-rxdrop": xskCRx("rxdrop"),
 	"c-xsk-l2fwd":  xskCRx("l2fwd"),
 }
@@ -142,8 +143,13 @@ func parseRunSummary(out string, size int) (childResult, error) {
 }
 
 // asavieRx runs hack/asavie-peer, built on first use with `go build` in
-// its own module (Config.AsaviePeer: the module's directory).
-func asavieRx() externalRx {
+// its own module (Config.AsaviePeer: the module's directory), spinning or
+// (poll "wakeup") sleeping in poll(2), asavie's Socket.Poll.
+func asavieRx(poll string) externalRx {
+	note := "asavie/xdp v0.3.3, copy mode, busy poll"
+	if poll == "wakeup" {
+		note = "asavie/xdp v0.3.3, copy mode, poll(2)"
+	}
 	return externalRx{
 		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
 			bin, err := buildAsavie(c.AsaviePeer)
@@ -153,9 +159,9 @@ func asavieRx() externalRx {
 			if limit := xsk.FrameData(asavieFrameSize); size > limit {
 				return nil, fmt.Errorf("asavie/xdp v0.3.3 has no multi-buffer (frames above %d bytes)", limit)
 			}
-			return []string{bin, "--iface", tb.ifB}, nil
+			return []string{bin, "--iface", tb.ifB, "--poll", poll}, nil
 		},
-		note: "asavie/xdp v0.3.3, copy mode, busy poll",
+		note: note,
 	}
 }
 

@@ -35,6 +35,8 @@ type childResult struct {
 	Frames uint64 `json:"frames"`
 	Bytes  uint64 `json:"bytes"`
 	Note   string `json:"note,omitempty"`
+	// Drops is read from the child's output by kernelDrops.
+	Drops uint64 `json:"-"`
 }
 
 // rxArgs is what a receiver child is told.
@@ -72,7 +74,7 @@ var inProcess = map[string]rxFunc{
 // runs into.
 var order = []string{"xdp-drop", "xdp-drop-bare", "xdpipe-spin", "xdpipe-wakeup", "xdpipe-l2fwd",
 	"c-xsk-rxdrop", "c-xsk-l2fwd", "xdp-drop-xsktx",
-	"xdpipe-steer10k", "asavie-xdp", "afpacket3", "recvmmsg", "udp"}
+	"xdpipe-steer10k", "asavie-xdp", "asavie-poll", "afpacket3", "recvmmsg", "udp"}
 
 // Receivers lists the names Run accepts, in matrix order.
 func Receivers() []string {

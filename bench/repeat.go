@@ -34,32 +34,39 @@ type CellSpread struct {
 	Fps            Spread `json:"fps"`
 	CPUPerMframe   Spread `json:"cpu_s_per_mframe"`
 	RatioToCeiling Spread `json:"ratio_to_ceiling"`
+	// Drops are the kernel's drops per round (Result.Drops).
+	Drops Spread `json:"kernel_drops"`
 }
 
-// cell is one receiver at one frame size.
+// cell is one receiver at one frame size and offered rate.
 type cell struct {
 	rx   string
 	size int
+	rate float64
 }
 
 // roundOrder is the sequence round (from 0) runs the cells in, grouped by size
-// (one MTU change a size). Round 0 is the configured order; later rounds
-// rotate the receivers by one place a round and alternate the sizes'
-// direction, so that over len(receivers) rounds every receiver runs once in
-// every position of its size group and drift in the machine's speed
+// (one MTU change a size), each group the rates in turn, each rate every
+// receiver. Round 0 is the configured order; later rounds rotate the
+// receivers by one place a round and alternate the direction of the sizes
+// and of the rates, so that over len(receivers) rounds every receiver runs
+// once in every position of its rate and drift in the machine's speed
 // during a round hits every cell alike.
-func roundOrder(round int, receivers []string, sizes []int) [][]cell {
-	ss := slices.Clone(sizes)
+func roundOrder(round int, receivers []string, sizes []int, rates []float64) [][]cell {
+	ss, rs := slices.Clone(sizes), slices.Clone(rates)
 	if round%2 == 1 {
 		slices.Reverse(ss)
+		slices.Reverse(rs)
 	}
 	k := round % len(receivers)
 	rxs := append(slices.Clone(receivers[k:]), receivers[:k]...)
 	out := make([][]cell, 0, len(ss))
 	for _, s := range ss {
-		group := make([]cell, 0, len(rxs))
-		for _, rx := range rxs {
-			group = append(group, cell{rx, s})
+		group := make([]cell, 0, len(rs)*len(rxs))
+		for _, rate := range rs {
+			for _, rx := range rxs {
+				group = append(group, cell{rx, s, rate})
+			}
 		}
 		out = append(out, group)
 	}
@@ -67,26 +74,31 @@ func roundOrder(round int, receivers []string, sizes []int) [][]cell {
 }
 
 // canonical sorts one round's results into the configured order: sizes
-// outer, receivers inner, as round 0 runs them.
-func canonical(results []Result, receivers []string, sizes []int) {
+// outer, then rates, receivers inner, as round 0 runs them.
+func canonical(results []Result, receivers []string, sizes []int, rates []float64) {
 	rank := func(r Result) int {
-		return slices.Index(sizes, r.Size)*len(receivers) + slices.Index(receivers, r.Receiver)
+		return (slices.Index(sizes, r.Size)*len(rates)+slices.Index(rates, r.Rate))*len(receivers) +
+			slices.Index(receivers, r.Receiver)
 	}
 	slices.SortStableFunc(results, func(a, b Result) int { return rank(a) - rank(b) })
 }
 
 // setCeilingRatios fills in RatioToCeiling of one round's results: each
-// cell's rate over the xdp-drop cell's of the same size, where that ran
-// clean of errors and received something.
+// cell's rate over the xdp-drop cell's of the same size and offered rate,
+// where that ran clean of errors and received something.
 func setCeilingRatios(results []Result) {
-	ceiling := map[int]float64{}
+	type key struct {
+		size int
+		rate float64
+	}
+	ceiling := map[key]float64{}
 	for _, r := range results {
 		if r.Receiver == "xdp-drop" && r.Error == "" {
-			ceiling[r.Size] = r.Fps
+			ceiling[key{r.Size, r.Rate}] = r.Fps
 		}
 	}
 	for i := range results {
-		if c := ceiling[results[i].Size]; c > 0 {
+		if c := ceiling[key{results[i].Size, results[i].Rate}]; c > 0 {
 			results[i].RatioToCeiling = results[i].Fps / c
 		}
 	}
@@ -106,7 +118,7 @@ func aggregate(rounds [][]Result) []Result {
 		var good, failed []Result
 		for _, round := range rounds {
 			for _, r := range round {
-				if r.Receiver != first.Receiver || r.Size != first.Size {
+				if r.Receiver != first.Receiver || r.Size != first.Size || r.Rate != first.Rate {
 					continue
 				}
 				if r.Error != "" {
@@ -135,11 +147,12 @@ func fold(good, failed []Result) Result {
 		}
 		return spreadOf(vs)
 	}
-	a := Result{Receiver: good[0].Receiver, Size: good[0].Size, Engine: good[0].Engine, Note: good[0].Note}
+	a := Result{Receiver: good[0].Receiver, Size: good[0].Size, Rate: good[0].Rate, Engine: good[0].Engine, Note: good[0].Note}
 	a.Spread = &CellSpread{Rounds: len(good), Failed: len(failed),
 		Fps:            median(func(r Result) float64 { return r.Fps }),
 		CPUPerMframe:   median(func(r Result) float64 { return r.CPUPerMframe }),
 		RatioToCeiling: median(func(r Result) float64 { return r.RatioToCeiling }),
+		Drops:          median(func(r Result) float64 { return float64(r.Drops) }),
 	}
 	a.Fps, a.CPUPerMframe, a.RatioToCeiling = a.Spread.Fps.Median, a.Spread.CPUPerMframe.Median, a.Spread.RatioToCeiling.Median
 	a.SentFps = median(func(r Result) float64 { return r.SentFps }).Median
@@ -148,6 +161,7 @@ func fold(good, failed []Result) Result {
 	for _, r := range good {
 		a.Sent += r.Sent
 		a.Received += r.Received
+		a.Drops += r.Drops
 		a.Seconds += r.Seconds
 		a.RxCPUSecs += r.RxCPUSecs
 		a.SoftirqSec += r.SoftirqSec
@@ -175,14 +189,17 @@ func (rep *Report) compareRounds() []Ratio {
 	type key struct {
 		what string
 		size int
+		rate float64
 	}
 	var keys []key
 	vals := map[key][]float64{}
 	bar := map[key]float64{}
+	lower := map[key]bool{}
 	for _, round := range rep.Rounds {
-		one := Report{Sizes: rep.Sizes, Results: round}
+		one := Report{Sizes: rep.Sizes, Rates: rep.Rates, Results: round}
 		for _, r := range one.compareResults() {
-			k := key{r.What, r.Size}
+			k := key{r.What, r.Size, r.Rate}
+			lower[k] = r.Lower
 			if _, ok := vals[k]; !ok {
 				keys = append(keys, k)
 				bar[k] = r.Bar
@@ -204,14 +221,18 @@ func (rep *Report) compareRounds() []Ratio {
 		if d := rank[a.what] - rank[b.what]; d != 0 {
 			return d
 		}
-		return slices.Index(rep.Sizes, a.size) - slices.Index(rep.Sizes, b.size)
+		if d := slices.Index(rep.Sizes, a.size) - slices.Index(rep.Sizes, b.size); d != 0 {
+			return d
+		}
+		return slices.Index(rep.rates(), a.rate) - slices.Index(rep.rates(), b.rate)
 	})
 	out := make([]Ratio, 0, len(keys))
 	for _, k := range keys {
 		s := spreadOf(vals[k])
-		b := bar[k]
-		out = append(out, Ratio{What: k.what, Size: k.size, Value: s.Median, Bar: b, Met: b > 0 && s.Median >= b,
-			Spread: &s, Rounds: len(vals[k])})
+		r := Ratio{What: k.what, Size: k.size, Rate: k.rate, Value: s.Median, Bar: bar[k], Lower: lower[k],
+			Spread: &s, Rounds: len(vals[k])}
+		r.Met = r.meets()
+		out = append(out, r)
 	}
 	return out
 }

@@ -37,7 +37,7 @@ func TestRoundOrder(t *testing.T) {
 	sizes := []int{64, 1500, 9000}
 	pos := map[string]map[int]bool{}
 	for round := range len(rxs) {
-		groups := roundOrder(round, rxs, sizes)
+		groups := roundOrder(round, rxs, sizes, []float64{0})
 		var gotSizes []int
 		seen := map[cell]bool{}
 		for _, g := range groups {
@@ -91,7 +91,7 @@ func TestCanonicalCeiling(t *testing.T) {
 		{Receiver: "udp", Size: 64, Fps: 1e6},
 		{Receiver: "xdp-drop", Size: 64, Error: "attach failed"},
 	}
-	canonical(round, []string{"xdp-drop", "udp"}, []int{64, 1500})
+	canonical(round, []string{"xdp-drop", "udp"}, []int{64, 1500}, []float64{0})
 	setCeilingRatios(round)
 	var got []string
 	for _, r := range round {

@@ -20,7 +20,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "receiver\tsize\tgen\tsent Mfps\trx Mfps\tGbit/s\trx CPU s/Mf\tsoftirq s/Mf\tx ceiling\tnote\t\n")
 	for _, r := range rep.Results {
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t-\t-\t-\t-\t%s\t\n", r.Receiver, r.Size, r.Engine, short(r.Error))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t-\t-\t-\t-\t%s\t\n", r.Receiver, r.Size, r.genText(), short(r.Error))
 			continue
 		}
 		note := ""
@@ -33,7 +33,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			note = fmt.Sprintf("clean on run %d", r.Attempts)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t%.3f\t%.2f\t%.3f\t%.3f\t%.2f\t%s\t\n",
-			r.Receiver, r.Size, r.Engine, r.SentFps/1e6, r.Fps/1e6, r.Gbps, r.CPUPerMframe,
+			r.Receiver, r.Size, r.genText(), r.SentFps/1e6, r.Fps/1e6, r.Gbps, r.CPUPerMframe,
 			r.SoftirqPerMframe, r.RatioToCeiling, note)
 	}
 	return tw.Flush()
@@ -45,12 +45,12 @@ func (rep *Report) writeSpreadTable(w io.Writer) error {
 	fmt.Fprintf(tw, "receiver\tsize\tgen\trounds\tsent Mfps\trx Mfps\tmin\tmax\trx CPU s/Mf\tsoftirq s/Mf\tx ceiling\tmin\tmax\tnote\t\n")
 	for _, r := range rep.Results {
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t0\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t\n", r.Receiver, r.Size, r.Engine, short(r.Error))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t0\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\t\n", r.Receiver, r.Size, r.genText(), short(r.Error))
 			continue
 		}
 		sp := r.Spread
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.2f\t%.2f\t%.2f\t%s\t\n",
-			r.Receiver, r.Size, r.Engine, sp.Rounds, r.SentFps/1e6, r.Fps/1e6, sp.Fps.Min/1e6, sp.Fps.Max/1e6,
+			r.Receiver, r.Size, r.genText(), sp.Rounds, r.SentFps/1e6, r.Fps/1e6, sp.Fps.Min/1e6, sp.Fps.Max/1e6,
 			r.CPUPerMframe, r.SoftirqPerMframe, r.RatioToCeiling, sp.RatioToCeiling.Min, sp.RatioToCeiling.Max,
 			spreadNote(r))
 	}
@@ -108,13 +108,14 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 	if len(rep.Rounds) > 1 {
 		rep.writeSpreadMarkdown(w)
 		rep.writeRatiosMarkdown(w)
+		rep.writeSweepMarkdown(w)
 		return nil
 	}
 	fmt.Fprintln(w, "| receiver | size | generator | sent Mfps | rx Mfps | Gbit/s | rx CPU s/Mframe | x ceiling | note |")
 	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---|")
 	for _, r := range rep.Results {
 		if r.Error != "" {
-			fmt.Fprintf(w, "| %s | %d | %s | | | | | | %s |\n", r.Receiver, r.Size, r.Engine, r.Error)
+			fmt.Fprintf(w, "| %s | %d | %s | | | | | | %s |\n", r.Receiver, r.Size, r.genText(), r.Error)
 			continue
 		}
 		note := ""
@@ -125,10 +126,71 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 			note = "disturbed"
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %.3f | %.3f | %.2f | %.3f | %.2f | %s |\n",
-			r.Receiver, r.Size, r.Engine, r.SentFps/1e6, r.Fps/1e6, r.Gbps, r.CPUPerMframe, r.RatioToCeiling, note)
+			r.Receiver, r.Size, r.genText(), r.SentFps/1e6, r.Fps/1e6, r.Gbps, r.CPUPerMframe, r.RatioToCeiling, note)
 	}
 	rep.writeRatiosMarkdown(w)
+	rep.writeSweepMarkdown(w)
 	return nil
+}
+
+// genText is a cell's generator with its offered rate, if not full speed.
+func (r Result) genText() string {
+	if r.Rate == 0 {
+		return r.Engine
+	}
+	return r.Engine + " " + RateText(r.Rate) + "/s"
+}
+
+// sweepRow is one cell of a sweep: its CPU per frame and kernel drops as
+// median, least and greatest over the rounds (all three the same figure
+// in a run of one round).
+func sweepRow(r Result) (rounds int, cpu, drops Spread) {
+	if r.Spread != nil {
+		return r.Spread.Rounds, r.Spread.CPUPerMframe, r.Spread.Drops
+	}
+	d := float64(r.Drops)
+	return 1, Spread{r.CPUPerMframe, r.CPUPerMframe, r.CPUPerMframe}, Spread{d, d, d}
+}
+
+// WriteSweep prints a report with offered rates (Config.Rates) as the
+// sweep: per receiver and rate, the received rate, receiver CPU per
+// million frames and the kernel's drops at the socket, each with its
+// median, least and greatest over the rounds. A report without rates
+// prints nothing.
+func (rep *Report) WriteSweep(w io.Writer) error {
+	if len(rep.Rates) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "receiver\tsize\toffered/s\trounds\trx Mfps\tCPU s/Mf\tmin\tmax\tkernel drops\tmin\tmax\t\n")
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t0\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.Receiver, r.Size, RateText(r.Rate), short(r.Error))
+			continue
+		}
+		n, cpu, drops := sweepRow(r)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%.4f\t%.3f\t%.3f\t%.3f\t%.0f\t%.0f\t%.0f\t\n", r.Receiver, r.Size, RateText(r.Rate), n,
+			r.Fps/1e6, cpu.Median, cpu.Min, cpu.Max, drops.Median, drops.Min, drops.Max)
+	}
+	return tw.Flush()
+}
+
+// writeSweepMarkdown is WriteSweep as Markdown.
+func (rep *Report) writeSweepMarkdown(w io.Writer) {
+	if len(rep.Rates) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\n| receiver | size | offered/s | rounds | rx Mfps | CPU s/Mframe (median) | min | max | kernel drops (median) | min | max |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			fmt.Fprintf(w, "| %s | %d | %s | 0 | | | | | | | %s |\n", r.Receiver, r.Size, RateText(r.Rate), r.Error)
+			continue
+		}
+		n, cpu, drops := sweepRow(r)
+		fmt.Fprintf(w, "| %s | %d | %s | %d | %.4f | %.3f | %.3f | %.3f | %.0f | %.0f | %.0f |\n", r.Receiver, r.Size, RateText(r.Rate), n,
+			r.Fps/1e6, cpu.Median, cpu.Min, cpu.Max, drops.Median, drops.Min, drops.Max)
+	}
 }
 
 // writeSpreadMarkdown is WriteMarkdown's cell table for a repeated run.
@@ -138,12 +200,12 @@ func (rep *Report) writeSpreadMarkdown(w io.Writer) {
 	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, r := range rep.Results {
 		if r.Error != "" {
-			fmt.Fprintf(w, "| %s | %d | %s | 0 | | | | | | | | | %s |\n", r.Receiver, r.Size, r.Engine, r.Error)
+			fmt.Fprintf(w, "| %s | %d | %s | 0 | | | | | | | | | %s |\n", r.Receiver, r.Size, r.genText(), r.Error)
 			continue
 		}
 		sp := r.Spread
 		fmt.Fprintf(w, "| %s | %d | %s | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | %.2f | %.2f | %s |\n",
-			r.Receiver, r.Size, r.Engine, sp.Rounds, r.SentFps/1e6, r.Fps/1e6, sp.Fps.Min/1e6, sp.Fps.Max/1e6,
+			r.Receiver, r.Size, r.genText(), sp.Rounds, r.SentFps/1e6, r.Fps/1e6, sp.Fps.Min/1e6, sp.Fps.Max/1e6,
 			r.CPUPerMframe, r.RatioToCeiling, sp.RatioToCeiling.Min, sp.RatioToCeiling.Max, spreadNote(r))
 	}
 }

@@ -35,6 +35,7 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	receivers := fs.String("receivers", "all", "comma-separated receivers, or all")
 	sizes := fs.String("sizes", "64,512,1500,9000", "comma-separated frame sizes in bytes")
+	rates := fs.String("rates", "max", "comma-separated offered rates in frames/s (10k, 1M, max: full speed); several make a\nsweep of receiver CPU per frame and kernel drops against the rate")
 	dur := fs.Duration("duration", 3*time.Second, "traffic time per cell")
 	flows := fs.Int("flows", 1, "flows in the generated traffic")
 	retries := fs.Int("retries", 2, "repeat a cell disturbed by other processes up to this often")
@@ -70,6 +71,13 @@ func runBench(ctx context.Context, args []string) error {
 			return fmt.Errorf("--sizes: %q is not a number", s)
 		}
 		c.Sizes = append(c.Sizes, n)
+	}
+	for _, s := range strings.Split(*rates, ",") {
+		r, err := bench.ParseRate(s)
+		if err != nil {
+			return fmt.Errorf("--rates: %w", err)
+		}
+		c.Rates = append(c.Rates, r)
 	}
 	if *retries < 0 {
 		return errors.New("--retries must not be negative")
@@ -111,6 +119,12 @@ func runBench(ctx context.Context, args []string) error {
 	fmt.Println()
 	if werr := rep.WriteRatios(os.Stdout); werr != nil {
 		return werr
+	}
+	if len(rep.Rates) > 0 {
+		fmt.Println()
+		if werr := rep.WriteSweep(os.Stdout); werr != nil {
+			return werr
+		}
 	}
 	if *jsonOut != "" {
 		if werr := rep.WriteJSON(*jsonOut); werr != nil {
