@@ -8,11 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"math"
 	"regexp"
 	"runtime"
 	"slices"
@@ -85,10 +85,10 @@ type Result struct {
 	Receiver string `json:"receiver"`
 	Size     int    `json:"size"`
 	// Rate is the offered rate in frames/s (0: full speed).
-	Rate   float64 `json:"offered_fps,omitempty"`
-	Engine string  `json:"generator"`
-	Sent     uint64 `json:"sent"`
-	Received uint64 `json:"received"`
+	Rate     float64 `json:"offered_fps,omitempty"`
+	Engine   string  `json:"generator"`
+	Sent     uint64  `json:"sent"`
+	Received uint64  `json:"received"`
 	// Seconds of traffic.
 	Seconds float64 `json:"seconds"`
 	SentFps float64 `json:"sent_fps"`

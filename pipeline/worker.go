@@ -408,8 +408,7 @@ func (w *Worker) complete(wp *workerPort) {
 // for a share of the timeout.
 func (w *Worker) wait() {
 	if len(w.pollFds) > 1 {
-		ms := int((w.cfg.WaitTimeout + time.Millisecond - 1) / time.Millisecond)
-		if _, err := unix.Poll(w.pollFds, ms); err != nil && !errors.Is(err, unix.EINTR) {
+		if _, err := xsk.Poll(w.pollFds, w.cfg.WaitTimeout); err != nil {
 			w.log.Debug("poll", "err", err)
 		}
 		return

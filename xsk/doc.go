@@ -26,8 +26,9 @@
 // straight back to the fill ring), Refill (free stack to fill ring),
 // Transmit, Complete (completion ring to free stack), Wait (poll), and for
 // multi-buffer packets ReceivePacket and TransmitPacket. Idler is how a
-// loop in wakeup mode waits: it naps on a timer while frames keep coming
-// and sleeps in poll only when traffic stops. With need_wakeup
+// loop in wakeup mode waits: it naps on a timer while frames come fast
+// enough for a nap to gather a batch, and otherwise sleeps in poll until
+// the kernel wakes it; it never spins. With need_wakeup
 // (the default) the kernel is kicked only when a ring's flag asks; EAGAIN,
 // EBUSY and ENOBUFS from a kick are not errors.
 //

@@ -20,19 +20,26 @@ const defaultSpins = 16
 const napSlack = time.Microsecond
 
 // Idler is how a receive loop in wakeup mode waits when its RX ring is
-// empty, the way a NIC coalesces interrupts: while frames keep coming it
-// naps on a timer (nanosleep), and only when a nap brings nothing does it
-// block in poll(2).
+// empty, the way a NIC coalesces interrupts: while frames come fast enough
+// it naps on a timer (nanosleep) and drains what gathered meanwhile in
+// one go; otherwise it blocks in poll(2) and the kernel wakes it when
+// frames come.
 //
-// The point is who pays for the wakeup. A thread blocked in poll(2) is woken
-// by the kernel's receive path (sk_data_ready, a wakeup and an IPI) once per
-// NAPI poll, on the CPU that receives the frames; on a veth or a loaded NIC
-// queue that CPU is the bottleneck, and the wakeups cost it a quarter of its
-// rate. A nap costs the receiving CPU nothing: the napping thread's own
-// timer wakes it. A nap is sized so that, at the rate seen, the RX ring
-// fills to at most half meanwhile, counting the time a nap overruns what it
-// asked for (timer and wake-up latency: tens of µs in a VM). When no nap can
-// be that short, the loop keeps spinning rather than lose frames.
+// What costs is the wakeups. A thread blocked in poll(2) is woken by the
+// kernel's receive path (sk_data_ready, a wakeup and an IPI) once per NAPI
+// poll, on the CPU that receives the frames; on a veth or a loaded NIC
+// queue that CPU is the bottleneck. A nap costs the receiving CPU nothing
+// (the napping thread's own timer wakes it) and gathers as many frames as
+// the rate brings in its length, so at high rates naps make fewer and
+// cheaper wakeups than poll(2). At low rates a nap would wake for a few
+// frames, or none, where poll(2) wakes once per burst: the Idler naps
+// only when a nap of Coalesce is expected to gather minBatch frames or
+// more. A nap is sized so that, at the rate seen, the RX ring fills to at
+// most half meanwhile, counting the time a nap overruns what it asked for
+// (timer and wake-up latency: tens of µs in a VM). When no nap can be that
+// short, the loop blocks in poll(2), which returns as soon as frames come,
+// rather than spin; the overrun estimate then ages so that naps are tried
+// again.
 //
 // An Idler is used by one goroutine, locked to its OS thread (a nap sets the
 // thread's timer slack). The zero value works.
@@ -49,17 +56,18 @@ type Idler struct {
 	idle  int           // empty passes in a row
 	hot   bool          // frames came since the last sleep began
 	got   int           // frames received since since
-	since time.Duration // start of the rate window: the last sleep, or later
+	since time.Duration // start of the rate window: the last sleep
 	over  time.Duration // how much naps overrun, averaged
 	slack bool          // the thread's timer slack is set
 	now   func() time.Duration
 }
 
-// minNap is the shortest nap worth taking; rateWindow is the age at which
-// the rate estimate is halved while spinning.
+// minNap is the shortest nap worth taking; minBatch is the fewest frames a
+// nap must be expected to gather: poll(2) wakes once per NAPI poll (up to
+// 64 frames), and a nap that gathers less than half of that is no cheaper.
 const (
-	minNap     = time.Microsecond
-	rateWindow = time.Millisecond
+	minNap   = time.Microsecond
+	minBatch = 32
 )
 
 // Got records a busy pass: one that received n frames, or had other work
@@ -99,33 +107,29 @@ func (d *Idler) decide() (nap time.Duration, poll bool) {
 	if limit == 0 {
 		limit = DefaultCoalesce
 	}
-	if !d.hot || limit < 0 {
-		d.sleep(now)
+	elapsed := now - d.since
+	hot, got := d.hot, d.got
+	d.hot, d.got, d.since = false, 0, now // a sleep starts a new rate window
+	switch {
+	case !hot || limit < 0 || elapsed <= 0:
 		return 0, true // nothing since the last sleep: traffic stopped
+	case int64(got)*int64(limit) < minBatch*int64(elapsed):
+		return 0, true // too slow for a nap to gather a batch
 	}
 	nap = limit
-	if elapsed := now - d.since; d.Ring > 0 && d.got > 0 && elapsed > 0 {
+	if d.Ring > 0 {
 		// At got frames per elapsed, half the ring fills in this long;
 		// the nap will overrun what it asks for by about over.
-		half := time.Duration(int64(elapsed) * int64(d.Ring/2) / int64(d.got))
-		nap = min(nap, half-d.over)
-		if nap < minNap {
-			// Too fast to nap safely: spin, keeping the estimate
-			// current by halving it as it ages.
-			if elapsed > rateWindow {
-				d.got /= 2
-				d.since = now - elapsed/2
-			}
-			return 0, false
+		half := time.Duration(int64(elapsed) * int64(d.Ring/2) / int64(got))
+		if nap = min(nap, half-d.over); nap < minNap {
+			// Too fast to nap safely. The overrun is learned from naps
+			// only: age it, or one long overrun would rule naps out
+			// for as long as the rate lasts.
+			d.over /= 2
+			return 0, true
 		}
 	}
-	d.sleep(now)
 	return nap, false
-}
-
-// sleep starts a new rate window as a sleep begins.
-func (d *Idler) sleep(now time.Duration) {
-	d.hot, d.got, d.since = false, 0, now
 }
 
 // napped records that a nap asked for t took took.
@@ -140,16 +144,15 @@ func (d *Idler) clock() time.Duration {
 	return time.Duration(monotime.Now())
 }
 
-// nap sleeps for t on the calling thread with nanosleep(2), first asking
-// for a timer slack of 1 µs, and learns how much naps overrun. EINTR ends
-// the nap early, which is harmless.
+// nap sleeps for t on the calling thread with a raw nanosleep(2) (see
+// Poll), first asking for a timer slack of 1 µs, and learns how much naps
+// overrun. A signal ends the nap early, which is harmless.
 func (d *Idler) nap(t time.Duration) {
 	if !d.slack {
 		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(napSlack), 0, 0, 0)
 		d.slack = true
 	}
-	ts := unix.NsecToTimespec(int64(t))
 	t0 := d.clock()
-	_ = unix.Nanosleep(&ts, nil)
+	nanosleep(t)
 	d.napped(t, d.clock()-t0)
 }

@@ -40,9 +40,10 @@ func TestIdlerNapsWhileFramesCome(t *testing.T) {
 	var c fakeClock
 	d := Idler{Spins: 4, now: c.now}
 	idleUntilSleep(t, &d) // idle: poll
-	// Woken with frames: a slow trickle, so the nap is the full Coalesce.
-	c.t += time.Millisecond
-	d.Got(10)
+	// Woken with frames: 100 in 50 µs (2 Mpps), enough for a nap of
+	// Coalesce to gather a batch, so the nap is the full Coalesce.
+	c.t += 50 * time.Microsecond
+	d.Got(100)
 	passes, nap, poll := idleUntilSleep(t, &d)
 	if passes != 4 || poll || nap != DefaultCoalesce {
 		t.Fatalf("after frames: %d passes, nap %v, poll %v; want nap %v after 4", passes, nap, poll, DefaultCoalesce)
@@ -61,6 +62,32 @@ func TestIdlerNapsWhileFramesCome(t *testing.T) {
 	}
 }
 
+// TestIdlerPollsWhenNapWouldGatherLittle: at a rate where a nap of
+// Coalesce is expected to gather fewer than minBatch frames, poll(2)
+// (one wakeup per burst) is cheaper than a nap (which would wake for a few
+// frames, or for none between bursts, and then poll anyway).
+func TestIdlerPollsWhenNapWouldGatherLittle(t *testing.T) {
+	var c fakeClock
+	d := Idler{Ring: 2048, now: c.now}
+	idleUntilSleep(t, &d)
+	// 20 frames per 200 µs (100 kpps, the generator's bursts): a 50 µs nap
+	// would gather 5.
+	for burst := range 10 {
+		c.t += 200 * time.Microsecond
+		d.Got(20)
+		if _, nap, poll := idleUntilSleep(t, &d); !poll || nap != 0 {
+			t.Fatalf("burst %d at 100 kpps: nap %v poll %v; want poll", burst, nap, poll)
+		}
+	}
+	// The same with a Coalesce long enough to gather a batch: nap.
+	d.Coalesce = 400 * time.Microsecond
+	c.t += 200 * time.Microsecond
+	d.Got(20)
+	if _, nap, poll := idleUntilSleep(t, &d); poll || nap != d.Coalesce {
+		t.Fatalf("at 100 kpps with Coalesce %v: nap %v poll %v; want the full nap", d.Coalesce, nap, poll)
+	}
+}
+
 func TestIdlerNapKeepsRingHalfEmpty(t *testing.T) {
 	var c fakeClock
 	d := Idler{Ring: 2048, Coalesce: 100 * time.Microsecond, now: c.now}
@@ -75,10 +102,11 @@ func TestIdlerNapKeepsRingHalfEmpty(t *testing.T) {
 	}
 }
 
-// TestIdlerSpinsWhenNoNapIsShortEnough: naps that overrun by 40 µs at a
+// TestIdlerPollsWhenNoNapIsShortEnough: naps that overrun by 40 µs at a
 // rate where half the ring fills in 51.2 µs leave 11.2 µs to ask for; at
-// twice that rate nothing is left, and the loop spins instead of napping.
-func TestIdlerSpinsWhenNoNapIsShortEnough(t *testing.T) {
+// twice that rate nothing is left, and the loop sleeps in poll(2), which
+// returns as soon as frames come, instead of spinning.
+func TestIdlerPollsWhenNoNapIsShortEnough(t *testing.T) {
 	var c fakeClock
 	d := Idler{Ring: 2048, Coalesce: 100 * time.Microsecond, now: c.now}
 	for range 20 {
@@ -93,31 +121,39 @@ func TestIdlerSpinsWhenNoNapIsShortEnough(t *testing.T) {
 	if _, nap, poll := idleUntilSleep(t, &d); poll || nap < 11*time.Microsecond || nap > 12*time.Microsecond {
 		t.Fatalf("at 20 Mpps with 40µs overrun: nap %v poll %v; want about 11.2µs", nap, poll)
 	}
-	// 5 ms at 40 Mpps (half the ring in 25.6 µs, less than the overrun):
-	// the loop must spin through every gap.
-	for us := range 5000 {
-		c.t += time.Microsecond
-		d.Got(40)
-		for range defaultSpins {
-			if nap, poll := d.decide(); nap != 0 || poll {
-				t.Fatalf("%d µs at 40 Mpps: nap %v poll %v; want spinning", us, nap, poll)
-			}
+	c.t += 10 * time.Microsecond
+	d.Got(400) // 40 Mpps: half the ring in 25.6 µs, less than the overrun
+	passes, nap, poll := idleUntilSleep(t, &d)
+	if !poll || nap != 0 || passes != defaultSpins {
+		t.Fatalf("at 40 Mpps with 40µs overrun: after %d passes nap %v poll %v; want poll after %d", passes, nap, poll, defaultSpins)
+	}
+}
+
+// TestIdlerNapsAgainAfterOneLongOverrun: one nap that overran by two
+// milliseconds (the thread was descheduled) must not rule naps out for as
+// long as a high rate lasts. The overrun is learned from naps only, so
+// before it aged while the loop could not nap, the Idler spun through
+// every gap at 4 Mpps for good: a whole core, as spin mode.
+func TestIdlerNapsAgainAfterOneLongOverrun(t *testing.T) {
+	var c fakeClock
+	d := Idler{Ring: 2048, now: c.now}
+	d.napped(50*time.Microsecond, 2050*time.Microsecond)
+	idleUntilSleep(t, &d)
+	naps := 0
+	for cycle := range 20 {
+		c.t += 50 * time.Microsecond
+		d.Got(200) // 4 Mpps: half the ring fills in 256 µs
+		passes, nap, poll := idleUntilSleep(t, &d)
+		if nap == 0 && !poll {
+			t.Fatalf("cycle %d: neither nap nor poll after %d passes", cycle, passes)
+		}
+		if nap > 0 {
+			naps++
+			d.napped(nap, nap+10*time.Microsecond) // a nap overruns by 10 µs
 		}
 	}
-	// The rate falls to 1 Mpps: within a few ms the old rate has aged out
-	// of the estimate and naps resume.
-	napped := false
-	for range 3000 {
-		c.t += time.Microsecond
-		d.Got(1)
-		for range defaultSpins {
-			if nap, _ := d.decide(); nap > 0 {
-				napped = true
-			}
-		}
-	}
-	if !napped {
-		t.Fatal("3 ms at 1 Mpps after 40 Mpps: never napped")
+	if naps < 15 {
+		t.Fatalf("napped in %d of 20 cycles at 4 Mpps after one 2 ms overrun; want naps back within a few", naps)
 	}
 }
 

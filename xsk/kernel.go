@@ -1,7 +1,6 @@
 package xsk
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -50,18 +49,11 @@ func (k *sysKernel) WakeRX() error { return kickRX(k.fd) }
 
 func (k *sysKernel) WakeTX() error { return kickTX(k.fd) }
 
-// Poll is poll(2) on the fd; a timeout or EINTR is not an error. With
-// need_wakeup, poll also wakes the driver for the fill ring.
+// Poll is poll(2) on the fd (the raw Poll); a timeout or EINTR is not an
+// error. With need_wakeup, poll also wakes the driver for the fill ring.
 func (k *sysKernel) Poll(timeout time.Duration) error {
-	ms := -1
-	if timeout >= 0 {
-		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
-	}
-	_, err := unix.Poll(k.pollFds[:], ms)
-	if err != nil && !errors.Is(err, unix.EINTR) {
-		return fmt.Errorf("poll: %w", err)
-	}
-	return nil
+	_, err := Poll(k.pollFds[:], timeout)
+	return err
 }
 
 // Statistics reads XDP_STATISTICS.

@@ -8,19 +8,29 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"os"
 	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/xdpipe/xdpipe/bench"
 )
 
-// WritePNG draws a report's frames/s by frame size, one line per
-// receiver, into a PNG file at path.
+// colors are the lines' colors, in the report's receiver order.
+var colors = []color.RGBA{{0, 0, 0, 255}, {214, 39, 40, 255}, {31, 119, 180, 255}, {44, 160, 44, 255},
+	{255, 127, 14, 255}, {148, 103, 189, 255}, {140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {23, 190, 207, 255}}
+
+// WritePNG draws a report into a PNG file at path: frames/s by frame size,
+// one line per receiver; or, for a sweep of offered rates, receiver CPU
+// per frame and the kernel's drops against the rate (WriteSweepPNG).
 func WritePNG(rep *bench.Report, path string) error {
+	if len(rep.Rates) > 0 {
+		return WriteSweepPNG(rep, path)
+	}
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("xdpipe bench: frames/s received by frame size (veth, %s, %d CPUs; cells that received nothing left out)", rep.Kernel, rep.CPUs)
 	p.X.Label.Text = "frame size (bytes)"
@@ -33,8 +43,6 @@ func WritePNG(rep *bench.Report, path string) error {
 	p.X.Tick.Marker = plot.ConstantTicks(ticks)
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
-	colors := []color.RGBA{{0, 0, 0, 255}, {214, 39, 40, 255}, {31, 119, 180, 255}, {44, 160, 44, 255},
-		{255, 127, 14, 255}, {148, 103, 189, 255}, {140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {23, 190, 207, 255}}
 	ymax := 0.0
 	for i, rx := range rep.Receivers {
 		var pts plotter.XYs
@@ -70,4 +78,83 @@ func WritePNG(rep *bench.Report, path string) error {
 		p.X.Min, p.X.Max = s/2, s*2
 	}
 	return p.Save(10*vg.Inch, 6*vg.Inch, path)
+}
+
+// WriteSweepPNG draws a sweep (a report with offered rates) into a PNG
+// file at path: above, receiver CPU seconds per million frames against
+// the offered rate (log-log); below, the kernel's drops at the socket as
+// a share of the frames sent. One line per receiver (and frame size, if
+// several); a full-speed cell sits at the rate the generator reached.
+// In a repeated run the points are medians.
+func WriteSweepPNG(rep *bench.Report, path string) error {
+	cpu, drops := plot.New(), plot.New()
+	cpu.Title.Text = fmt.Sprintf("xdpipe bench sweep: receiver CPU per frame by offered rate (veth, %s, %d CPUs)", rep.Kernel, rep.CPUs)
+	cpu.Y.Label.Text = "receiver CPU s per million frames"
+	cpu.Y.Scale, cpu.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
+	drops.Title.Text = "kernel drops at the socket (rx_dropped + rx_ring_full)"
+	drops.Y.Label.Text = "% of frames sent"
+	for _, p := range []*plot.Plot{cpu, drops} {
+		p.X.Label.Text = "offered frames/s (full speed: what the generator reached)"
+		p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
+		p.Legend.Top = true
+		p.Add(plotter.NewGrid())
+	}
+	for i, rx := range rep.Receivers {
+		for _, size := range rep.Sizes {
+			var cpts, dpts plotter.XYs
+			for _, r := range rep.Results {
+				if r.Receiver != rx || r.Size != size || r.Error != "" || r.Received == 0 || r.CPUPerMframe <= 0 {
+					continue
+				}
+				x := r.Rate
+				if x == 0 {
+					x = r.SentFps
+				}
+				cpts = append(cpts, plotter.XY{X: x, Y: r.CPUPerMframe})
+				if r.Sent > 0 {
+					dpts = append(dpts, plotter.XY{X: x, Y: 100 * float64(r.Drops) / float64(r.Sent)})
+				}
+			}
+			name := rx
+			if len(rep.Sizes) > 1 {
+				name = fmt.Sprintf("%s %d B", rx, size)
+			}
+			c := colors[i%len(colors)]
+			for _, pp := range []struct {
+				p   *plot.Plot
+				pts plotter.XYs
+			}{{cpu, cpts}, {drops, dpts}} {
+				if len(pp.pts) == 0 {
+					continue
+				}
+				l, s, err := plotter.NewLinePoints(pp.pts)
+				if err != nil {
+					return err
+				}
+				l.Color, s.Color = c, c
+				l.Width = vg.Points(1.5)
+				s.Shape = draw.CircleGlyph{}
+				pp.p.Add(l, s)
+				pp.p.Legend.Add(name, l, s)
+			}
+		}
+	}
+	drops.Y.Min = 0
+	const w, h = 10 * vg.Inch, 10 * vg.Inch
+	img := vgimg.New(w, h)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadY: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6),
+		PadLeft: vg.Points(6), PadRight: vg.Points(12)}
+	canvases := plot.Align([][]*plot.Plot{{cpu}, {drops}}, tiles, dc)
+	cpu.Draw(canvases[0][0])
+	drops.Draw(canvases[1][0])
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -22,8 +22,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/asavie/xdp"
 )
@@ -53,7 +55,17 @@ func run(iface string, queue int, wakeup bool) error {
 		return fmt.Errorf("attach: %w", err)
 	}
 	defer prog.Detach(ifc.Index)
-	xsk, err := xdp.NewSocket(ifc.Index, queue, nil)
+	// The kernel releases the previous cell's socket on the queue a moment
+	// after its process exits: retry EBUSY for up to 2 s, as xdpipe's xsk
+	// and the C peer do. asavie formats the bind's error with %v, so only
+	// its text says EBUSY.
+	var xsk *xdp.Socket
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		xsk, err = xdp.NewSocket(ifc.Index, queue, nil)
+		if err == nil || !strings.Contains(err.Error(), syscall.EBUSY.Error()) || time.Since(start) > 2*time.Second {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
