@@ -88,6 +88,39 @@ func TestIdlerPollsWhenNapWouldGatherLittle(t *testing.T) {
 	}
 }
 
+// TestIdlerLearnsWhatPollGathers: the frames a poll(2) wakeup gathers are
+// measured, and a nap is taken when it is expected to gather more. At 10
+// kpps in bursts of 2 frames, poll(2) wakes per burst; with a Coalesce of
+// 1 ms a nap gathers 10, and the Idler naps, waking a fifth as often.
+func TestIdlerLearnsWhatPollGathers(t *testing.T) {
+	var c fakeClock
+	d := Idler{Ring: 2048, Coalesce: time.Millisecond, now: c.now}
+	idleUntilSleep(t, &d)
+	naps := 0
+	for burst := range 20 {
+		c.t += 200 * time.Microsecond
+		d.Got(2)
+		_, nap, poll := idleUntilSleep(t, &d)
+		if burst < 3 && !poll {
+			t.Fatalf("burst %d: napped %v before poll(2)'s batch was learned (assumed %d frames)", burst, nap, minBatch)
+		}
+		if nap > 0 {
+			naps++
+			if nap != d.Coalesce {
+				t.Fatalf("burst %d: nap %v, want %v", burst, nap, d.Coalesce)
+			}
+			c.t += nap - 200*time.Microsecond // the nap gathers the next bursts: 10 frames in all
+			d.Got(8)
+		}
+	}
+	if naps < 10 {
+		t.Fatalf("%d naps in 20 bursts; want the Idler napping once poll(2) was seen to gather 2 frames", naps)
+	}
+	if d.batch < 1.5 || d.batch > 10 {
+		t.Fatalf("learned poll(2) batch %.1f, want about 2", d.batch)
+	}
+}
+
 func TestIdlerNapKeepsRingHalfEmpty(t *testing.T) {
 	var c fakeClock
 	d := Idler{Ring: 2048, Coalesce: 100 * time.Microsecond, now: c.now}

@@ -59,7 +59,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	fs.IntVar(&o.queue, "queue", 0, "RX queue to bind")
 	fs.StringVar(&bind, "bind", "auto", "AF_XDP bind mode: copy, zerocopy or auto (zero-copy, else copy)")
 	fs.StringVar(&poll, "poll", "spin", "spin (busy loop, one whole core) or wakeup (sleep when the RX ring is empty)")
-	fs.DurationVar(&coalesce.Duration, "coalesce", xsk.DefaultCoalesce, "wakeup mode: while frames keep coming, nap this long at most (never long enough\nto fill half the RX ring) instead of sleeping in poll(2), so the receiving CPU\nis spared a wakeup per NAPI poll; 0: always poll(2)")
+	fs.DurationVar(&coalesce.Duration, "coalesce", xsk.DefaultCoalesce, "wakeup mode: while frames come fast enough, nap this long at most (never long\nenough to fill half the RX ring) and drain what gathered, instead of a wakeup in\npoll(2) per NAPI poll; the most latency it adds; 0: always poll(2)")
 	fs.StringVar(&attach, "attach", "auto", "XDP attach mode: driver, generic or auto (driver, else generic)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until SIGINT or SIGTERM)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "rate line interval")
