@@ -31,3 +31,37 @@ func TestWritePNG(t *testing.T) {
 		t.Fatalf("PNG %v too small", img.Bounds())
 	}
 }
+
+// TestWriteSweepPNG draws a sweep (a report with offered rates): CPU per
+// frame and drops against the rate, a full-speed cell at the rate reached.
+func TestWriteSweepPNG(t *testing.T) {
+	rep := &bench.Report{Kernel: "6.18", CPUs: 2, Receivers: []string{"xdpipe-wakeup", "asavie-poll"}, Sizes: []int{64},
+		Rates: []float64{1e4, 1e6, 0}}
+	for _, rx := range rep.Receivers {
+		for _, rate := range rep.Rates {
+			sent := rate
+			if rate == 0 {
+				sent = 4e6
+			}
+			rep.Results = append(rep.Results, bench.Result{Receiver: rx, Size: 64, Rate: rate, Sent: uint64(sent), SentFps: sent,
+				Received: uint64(sent) - 10, Fps: sent, CPUPerMframe: 1e4 / sent, Drops: 10})
+		}
+	}
+	rep.Results = append(rep.Results, bench.Result{Receiver: "c-xsk-rxdrop", Size: 64, Rate: 1e4, Error: "not built"})
+	p := filepath.Join(t.TempDir(), "sweep.png")
+	if err := WritePNG(rep, p); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("PNG: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() < 300 || b.Dy() < 600 {
+		t.Fatalf("PNG %v: want two panels, one above the other", b)
+	}
+}
