@@ -40,8 +40,8 @@ const napSlack = time.Microsecond
 // only when a nap of Coalesce is expected to gather more frames than a
 // poll(2) wakeup does, which it measures. A longer Coalesce then makes it
 // nap, and wake less often than once per burst, at lower rates: the
-// latency a user accepts buys CPU. A nap is sized so that, at the rate seen, the RX ring fills to at
-// most half meanwhile, counting the time a nap overruns what it asked for
+// latency a user accepts buys CPU. A nap is sized so that, at the highest rate seen lately (a burst may
+// start during a nap), the RX ring fills to at most half meanwhile, counting the time a nap overruns what it asked for
 // (timer and wake-up latency: tens of µs in a VM). When no nap can be that
 // short, the loop blocks in poll(2), which returns as soon as frames come,
 // rather than spin; the overrun estimate then ages so that naps are tried
@@ -63,6 +63,7 @@ type Idler struct {
 	hot    bool          // frames came since the last sleep began
 	polled bool          // the last sleep was a poll(2)
 	batch  float64       // frames a poll(2) wakeup gathers, averaged (0: minBatch, until measured)
+	peak   float64       // frames per ns, the highest window's, decaying by an eighth a sleep
 	got    int           // frames received since since
 	since  time.Duration // start of the rate window: the last sleep
 	over   time.Duration // how much naps overrun, averaged
@@ -124,6 +125,9 @@ func (d *Idler) decide() (nap time.Duration, poll bool) {
 	if d.polled {
 		d.batch = max((3*d.batch+float64(got))/4, 1)
 	}
+	if hot && elapsed > 0 {
+		d.peak = max(float64(got)/float64(elapsed), d.peak*7/8)
+	}
 	d.hot, d.got, d.since, d.polled = false, 0, now, true // a sleep starts a new rate window
 	switch {
 	case !hot || limit < 0 || elapsed <= 0:
@@ -133,9 +137,10 @@ func (d *Idler) decide() (nap time.Duration, poll bool) {
 	}
 	nap = limit
 	if d.Ring > 0 {
-		// At got frames per elapsed, half the ring fills in this long;
-		// the nap will overrun what it asks for by about over.
-		half := time.Duration(int64(elapsed) * int64(d.Ring/2) / int64(got))
+		// At the recent peak rate (a burst may start during the nap),
+		// half the ring fills in this long; the nap will overrun what
+		// it asks for by about over.
+		half := time.Duration(float64(d.Ring/2) / d.peak)
 		if nap = min(nap, half-d.over); nap < minNap {
 			// Too fast to nap safely. The overrun is learned from naps
 			// only: age it, or one long overrun would rule naps out

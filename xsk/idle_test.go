@@ -135,6 +135,38 @@ func TestIdlerNapKeepsRingHalfEmpty(t *testing.T) {
 	}
 }
 
+// TestIdlerNapBoundedByRecentPeak: a nap after a lull is still sized for
+// the burst rate seen just before, which may come back during the nap; the
+// peak ages away over later sleeps.
+func TestIdlerNapBoundedByRecentPeak(t *testing.T) {
+	var c fakeClock
+	d := Idler{Ring: 2048, now: c.now}
+	idleUntilSleep(t, &d)
+	c.t += 10 * time.Microsecond
+	d.Got(200) // 20 Mpps: half the ring in 51.2 µs
+	if _, nap, _ := idleUntilSleep(t, &d); nap != 51200*time.Nanosecond {
+		t.Fatalf("at 20 Mpps: nap %v, want 51.2µs", nap)
+	}
+	c.t += 100 * time.Microsecond
+	d.Got(200) // 2 Mpps: half the ring in 512 µs, more than Coalesce
+	if _, nap, _ := idleUntilSleep(t, &d); nap <= 0 || nap > 60*time.Microsecond {
+		t.Fatalf("at 2 Mpps just after 20 Mpps: nap %v, want the 20 Mpps bound aged by an eighth (58.5µs)", nap)
+	}
+	for range 40 {
+		c.t += 100 * time.Microsecond
+		d.Got(200)
+		idleUntilSleep(t, &d)
+	}
+	if _, nap, _ := idleUntilSleep(t, &d); nap != 0 {
+		t.Fatalf("an extra sleep with nothing received: nap %v", nap)
+	}
+	c.t += 100 * time.Microsecond
+	d.Got(200)
+	if _, nap, _ := idleUntilSleep(t, &d); nap != DefaultCoalesce {
+		t.Fatalf("after 4 ms at 2 Mpps: nap %v, want %v", nap, DefaultCoalesce)
+	}
+}
+
 // TestIdlerPollsWhenNoNapIsShortEnough: naps that overrun by 40 µs at a
 // rate where half the ring fills in 51.2 µs leave 11.2 µs to ask for; at
 // twice that rate nothing is left, and the loop sleeps in poll(2), which

@@ -1,6 +1,7 @@
 package xsk
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -49,7 +50,7 @@ func (k *sysKernel) WakeRX() error { return kickRX(k.fd) }
 
 func (k *sysKernel) WakeTX() error { return kickTX(k.fd) }
 
-// Poll is poll(2) on the fd (the raw Poll); a timeout or EINTR is not an
+// Poll is poll(2) on the fd (Poll); a timeout or EINTR is not an
 // error. With need_wakeup, poll also wakes the driver for the fill ring.
 func (k *sysKernel) Poll(timeout time.Duration) error {
 	_, err := Poll(k.pollFds[:], timeout)
@@ -79,4 +80,21 @@ func (k *sysKernel) Release() (int64, error) {
 		return 0, fmt.Errorf("close socket: %w", err)
 	}
 	return 0, nil
+}
+
+// Poll is ppoll(2) on fds for up to timeout (a negative timeout waits for
+// ever); a timeout or EINTR is not an error. It returns how many fds have
+// events. Unlike Idler's naps it is an ordinary system call: it may sleep
+// for long (see nanosleep).
+func Poll(fds []unix.PollFd, timeout time.Duration) (int, error) {
+	var ts *unix.Timespec
+	if timeout >= 0 {
+		t := unix.NsecToTimespec(int64(timeout))
+		ts = &t
+	}
+	n, err := unix.Ppoll(fds, ts, nil)
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		return 0, fmt.Errorf("poll: %w", err)
+	}
+	return n, nil
 }

@@ -5,7 +5,6 @@ package xsk
 // values are structs.
 
 import (
-	"fmt"
 	"time"
 	"unsafe"
 
@@ -125,36 +124,18 @@ func kickRX(fd int) error {
 	return nil
 }
 
-// Poll is ppoll(2) on fds as a raw system call, for up to timeout (a
-// negative timeout waits for ever); a timeout or EINTR is not an error. It
-// returns how many fds have events.
+// nanosleep sleeps for t with a raw nanosleep(2); a signal ends it early.
 //
-// Raw for the reason the kicks are raw, and more so: a loop in wakeup mode
-// sleeps tens of thousands of times a second (here and in Idler's naps),
-// and through unix.Poll sysmon took the P away from every sleep that
-// outlasted 20 µs and kept waking every 20 µs to do so, a fifth of such a
-// receiver's CPU. A raw call keeps the P: other goroutines wait for it to
-// return, which the runtime's preemption signal makes happen within about
-// 10 ms (EINTR; poll and nanosleep are never restarted).
-func Poll(fds []unix.PollFd, timeout time.Duration) (int, error) {
-	if len(fds) == 0 {
-		return 0, nil
-	}
-	var ts *unix.Timespec
-	if timeout >= 0 {
-		t := unix.NsecToTimespec(int64(timeout))
-		ts = &t
-	}
-	n, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)),
-		uintptr(unsafe.Pointer(ts)), 0, 0, 0)
-	if e != 0 && e != unix.EINTR {
-		return 0, fmt.Errorf("poll: %w", e)
-	}
-	return int(n), nil
-}
-
-// nanosleep sleeps for t with a raw nanosleep(2) (see Poll for why raw);
-// a signal ends it early.
+// Raw for the reason the kicks are raw: at high rates a loop in wakeup
+// mode naps tens of thousands of times a second, for up to Idler.Coalesce,
+// and through unix.Nanosleep sysmon took the P away from every nap that
+// outlasted 20 µs and kept waking every 20 µs to do so: 15,000 to 18,000
+// context switches a second on a thread of their own, a fifth of such a
+// receiver's CPU. A raw call keeps the P, so other goroutines wait for
+// the nap to end (it is short) or for the runtime's preemption signal.
+// Long sleeps are Poll's, which goes through the scheduler: a raw call
+// sleeping for milliseconds is preempted every 10 ms, and a locked
+// thread's preemption costs more context switches than sysmon's retake.
 func nanosleep(t time.Duration) {
 	ts := unix.NsecToTimespec(int64(t))
 	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
