@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"image"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -9,12 +10,10 @@ import (
 	"github.com/xdpipe/xdpipe/bench"
 )
 
-// TestWritePNG draws a two-receiver report and reads the PNG back.
-func TestWritePNG(t *testing.T) {
-	rep := &bench.Report{Kernel: "6.18", CPUs: 2, Receivers: []string{"xdp-drop", "udp"}, Sizes: []int{64, 1500},
-		Results: []bench.Result{{Receiver: "xdp-drop", Size: 64, Received: 10, Fps: 13e6}, {Receiver: "xdp-drop", Size: 1500, Received: 10, Fps: 3e6},
-			{Receiver: "udp", Size: 64, Received: 10, Fps: 0.3e6}, {Receiver: "udp", Size: 1500, Error: "failed"}}}
-	p := filepath.Join(t.TempDir(), "bench.png")
+// drawPNG draws rep with WritePNG and reads the PNG back.
+func drawPNG(t *testing.T, rep *bench.Report) image.Image {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "chart.png")
 	if err := WritePNG(rep, p); err != nil {
 		t.Fatal(err)
 	}
@@ -27,8 +26,16 @@ func TestWritePNG(t *testing.T) {
 	if err != nil {
 		t.Fatalf("PNG: %v", err)
 	}
-	if img.Bounds().Dx() < 300 {
-		t.Fatalf("PNG %v too small", img.Bounds())
+	return img
+}
+
+// TestWritePNG draws a two-receiver report and reads the PNG back.
+func TestWritePNG(t *testing.T) {
+	rep := &bench.Report{Kernel: "6.18", CPUs: 2, Receivers: []string{"xdp-drop", "udp"}, Sizes: []int{64, 1500},
+		Results: []bench.Result{{Receiver: "xdp-drop", Size: 64, Received: 10, Fps: 13e6}, {Receiver: "xdp-drop", Size: 1500, Received: 10, Fps: 3e6},
+			{Receiver: "udp", Size: 64, Received: 10, Fps: 0.3e6}, {Receiver: "udp", Size: 1500, Error: "failed"}}}
+	if b := drawPNG(t, rep).Bounds(); b.Dx() < 300 {
+		t.Fatalf("PNG %v too small", b)
 	}
 }
 
@@ -48,20 +55,7 @@ func TestWriteSweepPNG(t *testing.T) {
 		}
 	}
 	rep.Results = append(rep.Results, bench.Result{Receiver: "c-xsk-rxdrop", Size: 64, Rate: 1e4, Error: "not built"})
-	p := filepath.Join(t.TempDir(), "sweep.png")
-	if err := WritePNG(rep, p); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("PNG: %v", err)
-	}
-	if b := img.Bounds(); b.Dx() < 300 || b.Dy() < 600 {
+	if b := drawPNG(t, rep).Bounds(); b.Dx() < 300 || b.Dy() < 600 {
 		t.Fatalf("PNG %v: want two panels, one above the other", b)
 	}
 }
