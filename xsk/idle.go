@@ -40,12 +40,13 @@ const napSlack = time.Microsecond
 // only when a nap of Coalesce is expected to gather more frames than a
 // poll(2) wakeup does, which it measures. A longer Coalesce then makes it
 // nap, and wake less often than once per burst, at lower rates: the
-// latency a user accepts buys CPU. A nap is sized so that, at the highest rate seen lately (a burst may
-// start during a nap), the RX ring fills to at most half meanwhile, counting the time a nap overruns what it asked for
-// (timer and wake-up latency: tens of µs in a VM). When no nap can be that
-// short, the loop blocks in poll(2), which returns as soon as frames come,
-// rather than spin; the overrun estimate then ages so that naps are tried
-// again.
+// latency a user accepts buys CPU. A nap is sized so that, at the highest
+// rate seen lately (a burst may start during a nap), the RX ring fills to
+// at most half meanwhile, counting the time a nap overruns what it asked
+// for (timer and wake-up latency: tens of µs in a VM). When no nap can be
+// that short, the loop blocks in poll(2), which returns as soon as frames
+// come, rather than spin; the overrun estimate then ages so that naps are
+// tried again.
 //
 // An Idler is used by one goroutine, locked to its OS thread (a nap sets the
 // thread's timer slack). The zero value works.
@@ -166,7 +167,7 @@ func (d *Idler) clock() time.Duration {
 }
 
 // nap sleeps for t on the calling thread with a raw nanosleep(2) (see
-// Poll), first asking for a timer slack of 1 µs, and learns how much naps
+// nanosleep), first asking for a timer slack of 1 µs, and learns how much naps
 // overrun. A signal ends the nap early, which is harmless.
 func (d *Idler) nap(t time.Duration) {
 	if !d.slack {
