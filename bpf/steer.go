@@ -784,6 +784,10 @@ func (s *Steer) RuleStats() ([]RuleStat, error) {
 type SteerStats struct {
 	NoMatch   Counter
 	Malformed [rules.NumReasons]Counter
+	// CacheMisses are the frames the flow cache missed (see
+	// Steer.CacheMisses); the rest of those the rules and NoMatch
+	// counted were hits.
+	CacheMisses Counter
 }
 
 // MalformedTotal sums the malformed counters.
@@ -813,7 +817,9 @@ func (s *Steer) Stats() (SteerStats, error) {
 			st.Malformed[i] = sumCounters(percpu)
 		}
 	}
-	return st, nil
+	var err error
+	st.CacheMisses, err = s.cacheMisses()
+	return st, err
 }
 
 // CacheMisses returns the frames the flow cache missed, summed over CPUs:
@@ -826,6 +832,11 @@ func (s *Steer) CacheMisses() (Counter, error) {
 		return Counter{}, err
 	}
 	defer s.p.mu.Unlock()
+	return s.cacheMisses()
+}
+
+// cacheMisses reads the miss counter; the caller holds the lock.
+func (s *Steer) cacheMisses() (Counter, error) {
 	var percpu []dropcountCounter
 	if err := s.maps.SteerCacheMisses.Lookup(uint32(0), &percpu); err != nil {
 		return Counter{}, fmt.Errorf("read flow cache misses: %w", err)

@@ -534,4 +534,5 @@ type port interface {
 type steerer interface {
 	Apply(set *rules.Set) error
 	RuleStats() ([]bpf.RuleStat, error)
+	CacheMisses() (bpf.Counter, error)
 }

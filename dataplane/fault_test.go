@@ -77,6 +77,8 @@ func (s *fakeSteer) add(r rules.Rule) {
 	s.rules = append(s.rules, r)
 }
 
+func (s *fakeSteer) CacheMisses() (bpf.Counter, error) { return bpf.Counter{}, nil }
+
 func (s *fakeSteer) RuleStats() ([]bpf.RuleStat, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

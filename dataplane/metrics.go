@@ -43,7 +43,12 @@ func (d *Daemon) metricsHandler() http.Handler {
 var steerHits = prometheus.NewDesc("xdpipe_steer_rule_hits_total", "Frames matched by each steering rule in the XDP program.",
 	[]string{"iface", "rule", "action"}, nil)
 
-// steerMetrics exports the steering programs' per-rule hits.
+var steerMisses = prometheus.NewDesc("xdpipe_steer_cache_misses_total",
+	"Frames the steering program's flow cache missed: the rule tables decided them. Hits are the rules' frames less these.",
+	[]string{"iface"}, nil)
+
+// steerMetrics exports the steering programs' per-rule hits and flow
+// cache misses.
 func (d *Daemon) steerMetrics(ch chan<- prometheus.Metric) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -58,6 +63,9 @@ func (d *Daemon) steerMetrics(ch chan<- prometheus.Metric) {
 		}
 		for _, rs := range stats {
 			ch <- prometheus.MustNewConstMetric(steerHits, prometheus.CounterValue, float64(rs.Packets), d.p.ifaces[i].Name, ruleName(rs.Rule), rs.Rule.Action.String())
+		}
+		if m, err := st.CacheMisses(); err == nil {
+			ch <- prometheus.MustNewConstMetric(steerMisses, prometheus.CounterValue, float64(m.Packets), d.p.ifaces[i].Name)
 		}
 	}
 }

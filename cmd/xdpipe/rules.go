@@ -394,6 +394,7 @@ func printRules(w io.Writer, set *rules.Set, rs []bpf.RuleStat, st *bpf.SteerSta
 			Rules     []jsonRule             `json:"rules"`
 			NoMatch   *jsonCounter           `json:"nomatch,omitempty"`
 			Reasons   map[string]jsonCounter `json:"malformed_frames,omitempty"`
+			Misses    *jsonCounter           `json:"flow_cache_misses,omitempty"`
 		}{Default: set.Default.String(), Malformed: set.Malformed.String(), Rules: []jsonRule{}}
 		for i, r := range set.Rules {
 			j := toJSONRule(r)
@@ -404,6 +405,7 @@ func printRules(w io.Writer, set *rules.Set, rs []bpf.RuleStat, st *bpf.SteerSta
 		}
 		if st != nil {
 			out.NoMatch = &jsonCounter{st.NoMatch.Packets, st.NoMatch.Bytes}
+			out.Misses = &jsonCounter{st.CacheMisses.Packets, st.CacheMisses.Bytes}
 			out.Reasons = map[string]jsonCounter{}
 			for r := rules.ReasonNone + 1; r < rules.NumReasons; r++ {
 				out.Reasons[r.String()] = jsonCounter{st.Malformed[r].Packets, st.Malformed[r].Bytes}
@@ -436,6 +438,11 @@ func printRules(w io.Writer, set *rules.Set, rs []bpf.RuleStat, st *bpf.SteerSta
 	fmt.Fprintf(w, "%d rules; no match: %s; malformed frames: %s\n", len(set.Rules), set.Default, set.Malformed)
 	if st != nil {
 		fmt.Fprintf(w, "unmatched: %d packets, %d bytes\n", st.NoMatch.Packets, st.NoMatch.Bytes)
+		decided := st.NoMatch.Packets
+		for i := range rs {
+			decided += rs[i].Packets
+		}
+		fmt.Fprintf(w, "flow cache: %d of %d decided frames missed (the rule tables decided them)\n", st.CacheMisses.Packets, decided)
 		var parts []string
 		for r := rules.ReasonNone + 1; r < rules.NumReasons; r++ {
 			if c := st.Malformed[r]; c.Packets > 0 {

@@ -139,6 +139,9 @@ rules:
 			Name     string `json:"name"`
 			Packets  uint64 `json:"packets"`
 		} `json:"rules"`
+		Misses *struct {
+			Packets uint64 `json:"packets"`
+		} `json:"flow_cache_misses"`
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("stats --json: %v\n%s", err, out)
@@ -149,6 +152,11 @@ rules:
 	}
 	if len(st.Rules) != 3 || got["no-ping"] != 5 || got["udp-in"] != 7 || got["tcp-drop"] != 0 {
 		t.Fatalf("stats: %+v\n%s", st, out)
+	}
+	// The pings and the datagrams are two flows at least: each missed the
+	// flow cache once at least.
+	if st.Misses == nil || st.Misses.Packets < 2 {
+		t.Fatalf("stats: flow cache misses %+v, want at least 2\n%s", st.Misses, out)
 	}
 	out, _ = xdpipeIn(t, b, "rules", "stats", "--pin", pin)
 	t.Logf("rules stats:\n%s", out)

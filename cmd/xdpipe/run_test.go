@@ -488,6 +488,13 @@ func TestRunMultiQueue(t *testing.T) {
 			if hits := metric(t, body, "xdpipe_steer_rule_hits_total", `rule="test-frames"`); hits != float64(n) {
 				t.Errorf("steering rule hits %v, want %d", hits, n)
 			}
+			// The flow cache keys a flow by the fields rules use: the 16
+			// flows differ in none of them, so they miss once per CPU
+			// they land on, and the namespaces' chatter adds a few; the
+			// other frames are hits.
+			if misses := metric(t, body, "xdpipe_steer_cache_misses_total"); misses < 1 || misses >= float64(n)/2 {
+				t.Errorf("flow cache misses %v for %d frames, want at least 1 and most frames hits", misses, n)
+			}
 			out, code := proc.stop(t, syscall.SIGTERM)
 			want := 2
 			if umem == "shared" {
