@@ -35,15 +35,20 @@ func Check(cfg Config) (Memory, error) {
 		}
 		ln.Close()
 	}
+	costs, err := p.cfg.MemoryCosts(len(p.ifaces), len(p.queues), p.possibleCPUs)
+	if err != nil {
+		return Memory{}, err
+	}
 	var m Memory
-	m.Total, m.Locked = xsk.Sum(p.cfg.MemoryCosts(len(p.ifaces), len(p.queues)))
+	m.Total, m.Locked = xsk.Sum(costs)
 	return m, nil
 }
 
 // Memory is what a configuration will allocate, in bytes.
 type Memory struct {
 	// Total is everything: the UMEMs, the sockets' rings (kernel memory,
-	// outside any memory cgroup) and the stages' buffers.
+	// outside any memory cgroup), the steering program's maps (kernel
+	// memory, charged to the memory cgroup) and the stages' buffers.
 	Total uint64
 	// Locked is the UMEMs' part: locked, and charged to the process's
 	// memory cgroup.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"gopkg.in/yaml.v3"
 
 	"github.com/xdpipe/xdpipe/bpf"
@@ -353,6 +354,10 @@ type plan struct {
 	// stage that sends, or the default verdict transmit).
 	transmits bool
 	checkOnly bool // Check: chains for validation, creating nothing
+
+	// possibleCPUs: the machine's possible CPUs, of which a per-CPU BPF
+	// map holds a value each (MemoryCosts).
+	possibleCPUs int
 }
 
 // resolve validates everything that can be checked before anything is
@@ -480,7 +485,14 @@ func resolve(c Config, sys system) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := xsk.CheckMemory(r.cfg.MemoryCosts(len(r.ifaces), len(r.queues)), lim); err != nil {
+	if r.possibleCPUs, err = ebpf.PossibleCPU(); err != nil {
+		return nil, fmt.Errorf("possible CPUs: %w", err)
+	}
+	costs, err := r.cfg.MemoryCosts(len(r.ifaces), len(r.queues), r.possibleCPUs)
+	if err != nil {
+		return nil, err
+	}
+	if err := xsk.CheckMemory(costs, lim); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -8,13 +9,20 @@ import (
 // DefaultRing is the RX and TX ring size when Config.Ring is 0.
 const DefaultRing = 2048
 
+// steeringMaps names the steering program's maps among the costs.
+const steeringMaps = "rules (steering maps)"
+
 // MemoryCosts is what the configuration will allocate on ifaces
-// interfaces with queues workers, worked out from its settings alone: the
-// UMEMs (4x ring frames a socket, locked), every socket's four rings
-// (kernel memory), and the stages' buffers (one chain per worker). It is
-// what Open and Check hold against the machine's memory, and what sizes a
-// container's memory limit (deploy/k8s).
-func (c Config) MemoryCosts(ifaces, queues int) []xsk.Cost {
+// interfaces with queues workers on a machine with cpus possible CPUs,
+// worked out from its settings alone: the UMEMs (4x ring frames a socket,
+// locked), every socket's four rings (kernel memory), the stages' buffers
+// (one chain per worker), and with rules the maps of the steering program
+// of each interface (kernel memory charged to the process's memory
+// cgroup; the per-CPU ones grow with cpus, the possible CPUs of
+// /sys/devices/system/cpu/possible). It is what Open and Check hold
+// against the machine's memory, and what sizes a container's memory limit
+// (deploy/k8s).
+func (c Config) MemoryCosts(ifaces, queues, cpus int) ([]xsk.Cost, error) {
 	ring := uint64(c.Ring)
 	if ring == 0 {
 		ring = DefaultRing
@@ -24,11 +32,18 @@ func (c Config) MemoryCosts(ifaces, queues int) []xsk.Cost {
 		xsk.UmemCost("ring", 1, xsk.MulSat(sockets, 4, ring), c.FrameSize),
 		xsk.RingsCost("ring", sockets, ring, ring, 2*ring, 2*ring),
 	}
+	if c.Rules != "" {
+		n, err := bpf.SteerMemory(cpus)
+		if err != nil {
+			return nil, err
+		}
+		costs = append(costs, xsk.Cost{Setting: steeringMaps, Bytes: xsk.MulSat(n, uint64(ifaces))})
+	}
 	for _, s := range c.Stages {
 		if o, ok := s.Options.(pipeline.Costly); ok {
 			n, setting := o.MemoryCost()
 			costs = append(costs, xsk.Cost{Setting: s.where() + " " + setting, Bytes: xsk.MulSat(n, uint64(queues))})
 		}
 	}
-	return costs
+	return costs, nil
 }

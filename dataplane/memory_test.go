@@ -2,9 +2,11 @@ package dataplane
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -98,9 +100,56 @@ func TestMemoryCostsCountEverySocketAndWorker(t *testing.T) {
 		{"ring 1024, 2 interfaces x 4 queues", Config{Ring: 1024, FrameSize: 2048}, 2, 4, 64<<20 + 8*80<<10, 64 << 20},
 		{"a sample stage per worker", Config{Ring: 64, Stages: []StageConfig{s}}, 1, 3, 3*256<<12 + 3*(64*64+4<<12) + 3*100*1000, 3 * 256 << 12},
 	} {
-		total, locked := xsk.Sum(c.cfg.MemoryCosts(c.ifaces, c.queues))
+		costs, err := c.cfg.MemoryCosts(c.ifaces, c.queues, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total, locked := xsk.Sum(costs)
 		if total != c.wantTotal || locked != c.wantLocked {
 			t.Errorf("%s: total %d locked %d, want %d and %d", c.name, total, locked, c.wantTotal, c.wantLocked)
 		}
+	}
+}
+
+// TestMemoryCostsCountSteeringMapsWithRules: with rules, each interface's
+// steering program adds its maps (bpf.SteerMemory, growing with the
+// possible CPUs), unlocked; without, no steering program and no entry.
+func TestMemoryCostsCountSteeringMapsWithRules(t *testing.T) {
+	for _, ifaces := range []int{1, 3} {
+		for _, cpus := range []int{2, 64} {
+			perProgram, err := bpf.SteerMemory(cpus)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain := Config{Ring: 64}
+			steered := Config{Ring: 64, Rules: "steer.yaml"}
+			without, err := plain.MemoryCosts(ifaces, 2, cpus)
+			if err != nil {
+				t.Fatal(err)
+			}
+			with, err := steered.MemoryCosts(ifaces, 2, cpus)
+			if err != nil {
+				t.Fatal(err)
+			}
+			isMaps := func(c xsk.Cost) bool { return c.Setting == steeringMaps }
+			if slices.ContainsFunc(without, isMaps) {
+				t.Errorf("%d interfaces, no rules: costs %v count steering maps", ifaces, without)
+			}
+			i := slices.IndexFunc(with, isMaps)
+			if i < 0 {
+				t.Fatalf("%d interfaces with rules: costs %v lack %q", ifaces, with, steeringMaps)
+			}
+			if got, want := with[i], (xsk.Cost{Setting: steeringMaps, Bytes: uint64(ifaces) * perProgram}); got != want {
+				t.Errorf("%d interfaces on %d CPUs: %+v, want %+v", ifaces, cpus, got, want)
+			}
+			if others := slices.Delete(slices.Clone(with), i, i+1); !slices.Equal(others, without) {
+				t.Errorf("%d interfaces: rules changed the other costs: %v, want %v", ifaces, others, without)
+			}
+		}
+	}
+	small, _ := bpf.SteerMemory(2)
+	large, _ := bpf.SteerMemory(64)
+	if large <= small {
+		t.Errorf("steering maps on 64 CPUs %d bytes, on 2 CPUs %d: the per-CPU maps do not grow", large, small)
 	}
 }
