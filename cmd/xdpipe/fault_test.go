@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/testutil"
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // The fault-injection suite (issue 13): each scenario on a veth testbed,
@@ -178,7 +181,8 @@ func TestLostDataPathStopsWithTheCause(t *testing.T) {
 // (never the other way round: run must not be tried unvalidated) by run,
 // before it allocates. A sound config passes --check, which says what it
 // costs: one socket of the default ring, 4 x 2048 frames of 4096 bytes
-// (32 MiB of UMEM) and 144 KiB of rings.
+// (32 MiB of UMEM) and 144 KiB of rings, and with rules the steering
+// program's maps.
 func TestOOMSizedConfigRefusedByCheckFirst(t *testing.T) {
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	base := "interfaces: [" + p.B.Name + "]\nqueues: 0\nmetrics: \"off\"\n"
@@ -186,6 +190,17 @@ func TestOOMSizedConfigRefusedByCheckFirst(t *testing.T) {
 	if out, code := xdpipeIn(t, p.B.NS, "run", "--check", "--config", good); code != 0 || !strings.Contains(out, "configuration OK") ||
 		!strings.Contains(out, "memory 32.1 MiB (UMEM 32.0 MiB, locked)") {
 		t.Fatalf("run --check of a sound config: exit %d, want OK and memory 32.1 MiB (UMEM 32.0 MiB, locked):\n%s", code, out)
+	}
+	// With rules, the steering program's maps too, sized for this
+	// machine's possible CPUs.
+	steer, err := bpf.SteerMemory(ebpf.MustPossibleCPU())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ruled := writeFile(t, "ruled.yaml", base+"rules: "+writeFile(t, "steer.yaml", "rules: [{priority: 1, proto: udp, action: redirect}]\n")+"\nstages: [count]\n")
+	want := fmt.Sprintf("memory %s (UMEM 32.0 MiB, locked)", xsk.Bytes(32<<20+144<<10+steer))
+	if out, code := xdpipeIn(t, p.B.NS, "run", "--check", "--config", ruled); code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("run --check of a config with rules: exit %d, want OK and %s:\n%s", code, want, out)
 	}
 	for _, c := range []struct{ name, body, setting string }{
 		{"ring", base + "ring: 1073741824\nstages: [count]\n", "ring:"},
