@@ -244,11 +244,18 @@ func TestConfigMapHoldsAValidConfig(t *testing.T) {
 // 128 MiB of it the UMEM (VmHWM; RssAnon 132 MiB, RssFile 13.5 MiB).
 const runtimeHeadroom = 64 << 20
 
+// nodeCPUs is the possible CPUs (/sys/devices/system/cpu/possible, which
+// may count more than are online) of the largest node the memory limit
+// is sized for: the steering program's per-CPU maps (the flow cache, the
+// rules' counters) take 2 MiB a possible CPU, in the pod's memory cgroup.
+// Not the CPUs of the machine running this test.
+const nodeCPUs = 64
+
 // TestMemoryLimitCoversTheConfig: the pod's memory limit holds what the
-// ConfigMap's configuration allocates (Config.MemoryCosts, the figure
-// `xdpipe run --check` prints, quoted in the DaemonSet's comment) and the
-// runtime's share; the request equals it, so the pod is not placed on a
-// node that cannot give it.
+// ConfigMap's configuration allocates on a node of nodeCPUs possible CPUs
+// (Config.MemoryCosts, the figure `xdpipe run --check` prints there,
+// quoted in the DaemonSet's comment) and the runtime's share; the request
+// equals it, so the pod is not placed on a node that cannot give it.
 func TestMemoryLimitCoversTheConfig(t *testing.T) {
 	m := load(t)
 	cfg, channels := m.config(t)
@@ -256,7 +263,14 @@ func TestMemoryLimitCoversTheConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	total, locked := xsk.Sum(cfg.MemoryCosts(len(cfg.Interfaces), len(queues)))
+	costs, err := cfg.MemoryCosts(len(cfg.Interfaces), len(queues), nodeCPUs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range costs {
+		t.Logf("%s: %s", c.Setting, xsk.Bytes(c.Bytes))
+	}
+	total, locked := xsk.Sum(costs)
 	c := m.container(t)
 	limit, request := c.Resources.Limits.Memory(), c.Resources.Requests.Memory()
 	if limit.IsZero() || limit.Cmp(*request) != 0 {
@@ -274,6 +288,9 @@ func TestMemoryLimitCoversTheConfig(t *testing.T) {
 	}
 	if quote := fmt.Sprintf("memory %s (UMEM %s, locked)", xsk.Bytes(total), xsk.Bytes(locked)); !strings.Contains(string(b), quote) {
 		t.Errorf("daemonset.yaml does not quote what run --check says of the config: %q", quote)
+	}
+	if nodes := fmt.Sprintf("up to %d possible CPUs", nodeCPUs); !strings.Contains(string(b), nodes) {
+		t.Errorf("daemonset.yaml does not say which nodes the limit is sized for: %q", nodes)
 	}
 }
 
