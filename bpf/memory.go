@@ -15,9 +15,10 @@ import (
 // each), worked out from the program's map specs as the kernel accounts
 // for it (the maps' map_mem_usage, the memlock line of their fdinfo):
 // the flow cache and the rule arrays in full, being preallocated; the
-// rule hashes and LPM tries without preallocation as loaded, empty (they
-// grow by a few KiB per stored bitmap with the rules applied). The memory
-// is charged to the memory cgroup of the process that loads the program.
+// rule hashes and LPM tries without preallocation as loaded: the hashes'
+// buckets, no entries (the rules applied add some, about 2 KiB for each
+// bitmap they store). The memory is charged to the memory cgroup of the
+// process that loads the program.
 func SteerMemory(cpus int) (uint64, error) {
 	spec, err := loadSteer()
 	if err != nil {
@@ -42,14 +43,14 @@ const (
 )
 
 // mapMemory is what the kernel's map_mem_usage reports for a map of spec
-// on cpus possible CPUs holding entries entries, for the map types whose
-// size is not fixed when created (hashes without preallocation, LPM
-// tries, XSKMAP): htab_map_mem_usage (kernel/bpf/hashtab.c),
+// on cpus possible CPUs holding entries entries (which count only for the
+// types that grow: hashes without preallocation, LPM tries, XSKMAP):
+// htab_map_mem_usage (kernel/bpf/hashtab.c),
 // trie_mem_usage (lpm_trie.c), array_map_mem_usage (arraymap.c),
 // xsk_map_mem_usage (xskmap.c), without their few hundred bytes of map
 // header.
 func mapMemory(spec *ebpf.MapSpec, cpus int, entries uint64) uint64 {
-	max, ncpu := uint64(spec.MaxEntries), uint64(cpus)
+	full, ncpu := uint64(spec.MaxEntries), uint64(cpus)
 	key, value := roundUp8(spec.KeySize), roundUp8(spec.ValueSize)
 	switch spec.Type {
 	case ebpf.Hash, ebpf.LRUHash, ebpf.PerCPUHash, ebpf.LRUCPUHash:
@@ -59,7 +60,7 @@ func mapMemory(spec *ebpf.MapSpec, cpus int, entries uint64) uint64 {
 		if percpu {
 			elem = htabElemSize + key + ptrSize // the per-CPU values are apart
 		}
-		n := roundUpPow2(max) * htabBucket
+		n := roundUpPow2(full) * htabBucket
 		if spec.Flags&unix.BPF_F_NO_PREALLOC != 0 && !lru { // the LRU ones are always preallocated
 			n += (elem + llistNodeSize) * entries
 			if percpu {
@@ -68,25 +69,25 @@ func mapMemory(spec *ebpf.MapSpec, cpus int, entries uint64) uint64 {
 			return n
 		}
 		if !percpu && !lru {
-			max += ncpu // extra_elems: one spare per CPU for updates
+			full += ncpu // extra_elems: one spare per CPU for updates
 		}
-		n += elem * max
+		n += elem * full
 		if percpu {
-			n += value * ncpu * max
+			n += value * ncpu * full
 		}
 		return n
 	case ebpf.LPMTrie:
 		// The key's data: the key less its 4-byte prefix length.
 		return (lpmNodeSize + uint64(spec.KeySize) - 4 + uint64(spec.ValueSize)) * entries
 	case ebpf.Array:
-		return value * max
+		return value * full
 	case ebpf.PerCPUArray:
-		return ptrSize*max + value*ncpu*max
+		return ptrSize*full + value*ncpu*full
 	case ebpf.XSKMap:
-		return ptrSize*max + xskNodeSize*entries
+		return ptrSize*full + xskNodeSize*entries
 	}
 	// Other types: the values, a lower bound.
-	return value * max
+	return value * full
 }
 
 func roundUp8(n uint32) uint64 { return (uint64(n) + 7) &^ 7 }
