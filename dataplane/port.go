@@ -216,14 +216,14 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 					"the kernel counts them in rx_dropped", "iface", ifc.Name, "mtu", ifc.MTU, "frame_size", o.Umems[i].FrameSize())
 			}
 		}
+		// Frames on the fill ring before bind: a zero-copy driver fills
+		// its RX queue from it when the socket binds (xsk.SocketOptions).
+		so.Prefill = !o.NoProgram
 		s, err := xsk.NewSocket(o.Umems[i], ifc.Index, q, so)
 		if err != nil {
 			return nil, explainSocket(fmt.Errorf("socket %s queue %d: %w", ifc.Name, q, err))
 		}
 		p.Sockets = append(p.Sockets, s)
-		if !o.NoProgram {
-			s.Refill() // before the socket is registered
-		}
 	}
 	if o.NoProgram {
 		return p, nil

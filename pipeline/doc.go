@@ -59,8 +59,10 @@
 //
 // # Fill before register
 //
-// Fill a socket's fill ring (Socket.Refill) before registering it in the
-// XSKMAP, and size rings so the fill ring does not run dry under overload
+// Fill a socket's fill ring before binding it (xsk.SocketOptions.Prefill;
+// a zero-copy driver posts its RX buffers from the fill ring at bind, and
+// virtio-net, finding it empty, may never post them), at the latest before
+// registering it in the XSKMAP, and size rings so the fill ring does not run dry under overload
 // (RX ring no larger than the fill ring, UMEM frames for fill + RX + TX).
 // Measured on Linux 6.18, veth, copy mode: when frames reach a socket whose
 // fill ring is empty at that moment, the socket can stop receiving for good

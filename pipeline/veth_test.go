@@ -39,14 +39,15 @@ func openXsk(t *testing.T, e *testutil.LinkEnd, u *xsk.Umem, queue int, so xsk.S
 		if _, err := r.Attach(ifindex, bpf.AttachAuto); err != nil {
 			return err
 		}
+		// Fill before the first frame can arrive: on Linux 6.18 veth copy
+		// mode a socket that meets traffic with an empty fill ring can stop
+		// receiving for good (see the package doc, "Fill before register"),
+		// and a zero-copy driver fills its RX queue at bind.
+		so.Prefill = true
 		if s, err = xsk.NewSocket(u, ifindex, queue, so); err != nil {
 			return err
 		}
 		t.Cleanup(func() { s.Close() })
-		// Fill before the first frame can arrive: on Linux 6.18 veth copy
-		// mode a socket that meets traffic with an empty fill ring can stop
-		// receiving for good (see the package doc, "Fill before register").
-		s.Refill()
 		return r.Register(queue, s.FD())
 	})
 	return s

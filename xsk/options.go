@@ -163,6 +163,15 @@ type SocketOptions struct {
 	BusyPoll        bool
 	BusyPollTimeout time.Duration
 	BusyPollBudget  int
+	// Prefill puts free frames of the UMEM on the fill ring before the
+	// socket binds, as many as fit and are free (what Refill does after):
+	// set it on a socket that receives. A zero-copy driver fills its RX
+	// queue from the fill ring when the socket binds; one that finds the
+	// ring empty may not look again, and then nothing arrives (virtio-net:
+	// an RX queue without buffers gets no frame, so no interrupt and no
+	// refill, and its wakeup schedules only TX). Leave it off on sockets
+	// that only transmit: it would take the UMEM's frames.
+	Prefill bool
 	// Driver is what is known of the interface's driver (package netdev
 	// reads it; zero: unknown). With it, BindZeroCopy is refused before
 	// any bind where the driver cannot do zero-copy or the MTU needs more

@@ -247,6 +247,16 @@ func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket
 		return nil, err
 	}
 
+	s.initBuffers()
+	if o.Prefill {
+		// The fill ring belongs to the UMEM side and takes frames before
+		// bind; the kernel reads it when the socket binds (libxdp's
+		// xdpsock fills it before xsk_socket__create too). A failed bind
+		// leaves them unused: back to the free stack.
+		n := s.fillFromFree()
+		undo.Push(func() { u.Free(s.fillBuf[:n]) })
+	}
+
 	sa := &unix.SockaddrXDP{Ifindex: uint32(ifindex), QueueID: uint32(queue)}
 	if owner != nil {
 		// Mode, need_wakeup and multi-buffer come from the UMEM's first
@@ -298,7 +308,6 @@ func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket
 		}
 	}
 	s.k = newSysKernel(fd)
-	s.initBuffers()
 	u.sockets = append(u.sockets, s)
 	return s, nil
 }
@@ -493,9 +502,16 @@ func (s *Socket) Recycle(descs []Desc) int {
 // Refill moves free frames from the UMEM onto the fill ring, as many as fit
 // and are free, and kicks the kernel if it asks. Returns how many.
 func (s *Socket) Refill() int {
+	n := s.fillFromFree()
+	s.kickFill()
+	return n
+}
+
+// fillFromFree moves free frames onto the fill ring, as many as fit and
+// are free, without a kick; their addresses stay in s.fillBuf[:n].
+func (s *Socket) fillFromFree() int {
 	got, idx := s.fill.Reserve(uint32(len(s.fillBuf)))
 	if got == 0 {
-		s.kickFill()
 		return 0
 	}
 	n := uint32(s.umem.Alloc(s.fillBuf[:got]))
@@ -504,7 +520,6 @@ func (s *Socket) Refill() int {
 	}
 	s.fill.Cancel(got - n)
 	s.fill.Submit(n)
-	s.kickFill()
 	return int(n)
 }
 

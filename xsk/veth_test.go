@@ -241,7 +241,7 @@ func TestSendReceive(t *testing.T) {
 	ua := umemOn(t, xsk.UmemOptions{NumFrames: 512, FrameSize: 2048, Debug: true})
 	ub := umemOn(t, xsk.UmemOptions{NumFrames: 1024, FrameSize: 2048, FillSize: 512, Debug: true})
 	tx := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{Bind: bind()})
-	rx := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{Bind: bind(), RXSize: 512})
+	rx := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{Bind: bind(), RXSize: 512, Prefill: true})
 	redirectOn(t, &p.B, rx)
 	if b := bind(); b != xsk.BindAuto && (rx.Mode() != b || tx.Mode() != b) {
 		t.Fatalf("bound %v and %v, asked %v", tx.Mode(), rx.Mode(), b)
@@ -281,8 +281,8 @@ func TestSharedUmem(t *testing.T) {
 	ub := umemOn(t, xsk.UmemOptions{NumFrames: 2048, FrameSize: 2048, FillSize: 512, Debug: true})
 	tx0 := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{Bind: bind()})
 	tx1 := socketOn(t, &p.A, ua, 1, xsk.SocketOptions{})
-	rx0 := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{Bind: bind(), RXSize: 512})
-	rx1 := socketOn(t, &p.B, ub, 1, xsk.SocketOptions{RXSize: 512})
+	rx0 := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{Bind: bind(), RXSize: 512, Prefill: true})
+	rx1 := socketOn(t, &p.B, ub, 1, xsk.SocketOptions{RXSize: 512, Prefill: true})
 	if tx0.Shared() || !tx1.Shared() || rx0.Shared() || !rx1.Shared() {
 		t.Fatal("second sockets should share the umem")
 	}
@@ -335,7 +335,7 @@ func TestMultiBufferJumbo(t *testing.T) {
 	ua := umemOn(t, xsk.UmemOptions{NumFrames: 256, Debug: true})
 	ub := umemOn(t, xsk.UmemOptions{NumFrames: 512, FillSize: 256, Debug: true})
 	tx := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{Bind: bind(), MultiBuffer: true})
-	rx := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{Bind: bind(), MultiBuffer: true, RXSize: 256})
+	rx := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{Bind: bind(), MultiBuffer: true, RXSize: 256, Prefill: true})
 	redirectOn(t, &p.B, rx)
 
 	const n = 50
@@ -487,7 +487,7 @@ func TestBindErrors(t *testing.T) {
 			{ifindex, 7, "is queue 7 below the active queue count"},
 			{ifindex + 1000, 0, "no interface with index"},
 		} {
-			s, err := xsk.NewSocket(u2, c.ifindex, c.queue, xsk.SocketOptions{Bind: bind()})
+			s, err := xsk.NewSocket(u2, c.ifindex, c.queue, xsk.SocketOptions{Bind: bind(), Prefill: true})
 			if err == nil {
 				s.Close()
 				return fmt.Errorf("ifindex %d queue %d: no error", c.ifindex, c.queue)
@@ -509,8 +509,12 @@ func TestBindErrors(t *testing.T) {
 		}
 		return nil
 	})
-	// The failed binds got as far as registering the UMEM and mapping the
-	// rings; their cleanup stacks must have undone all of it.
+	// The failed binds got as far as registering the UMEM, mapping the
+	// rings and prefilling the fill ring; their cleanup stacks must have
+	// undone all of it, the frames back on the free stack.
+	if a := u2.Accounting(); a.Free != int64(a.Total) {
+		t.Fatalf("failed binds kept prefilled frames: %+v", a)
+	}
 	after, err := testutil.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -558,7 +562,9 @@ func TestBusyPoll(t *testing.T) {
 				txo = bp
 			}
 			tx := socketOn(t, &p.A, ua, 0, txo)
-			rx := socketOn(t, &p.B, ub, 0, bp)
+			rxo := bp
+			rxo.Prefill = true
+			rx := socketOn(t, &p.B, ub, 0, rxo)
 			for _, o := range []struct {
 				opt, want int
 				name      string

@@ -48,7 +48,7 @@ func TestSteerEndToEnd(t *testing.T) {
 		if _, err = s.Attach(ib, bpf.AttachAuto); err != nil {
 			return err
 		}
-		if sock, err = xsk.NewSocket(u, ib, 0, xsk.SocketOptions{}); err != nil {
+		if sock, err = xsk.NewSocket(u, ib, 0, xsk.SocketOptions{Prefill: true}); err != nil {
 			return err
 		}
 		if err = s.Register(0, sock.FD()); err != nil {
@@ -60,7 +60,6 @@ func TestSteerEndToEnd(t *testing.T) {
 	t.Cleanup(func() { sock.Close() })
 	t.Cleanup(func() { rx.Close() })
 
-	sock.Refill() // frames posted before any arrive
 	counts := map[int]int{7001: 300, 7002: 200, 7003: 100}
 	p.A.NS.MustDo(t, func() error {
 		for port, n := range counts {
