@@ -248,13 +248,22 @@ func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket
 	}
 
 	s.initBuffers()
+	bound := false
 	if o.Prefill {
 		// The fill ring belongs to the UMEM side and takes frames before
 		// bind; the kernel reads it when the socket binds (libxdp's
 		// xdpsock fills it before xsk_socket__create too). A failed bind
-		// leaves them unused: back to the free stack.
+		// leaves them unused: back to the free stack. After a bind the
+		// driver may hold them, so a later failure counts them lost, as
+		// Close does.
 		n := s.fillFromFree()
-		undo.Push(func() { u.Free(s.fillBuf[:n]) })
+		undo.Push(func() {
+			if bound {
+				u.lost += int64(n)
+				return
+			}
+			u.Free(s.fillBuf[:n])
+		})
 	}
 
 	sa := &unix.SockaddrXDP{Ifindex: uint32(ifindex), QueueID: uint32(queue)}
@@ -282,6 +291,7 @@ func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket
 	if err := bind(fd, sa); err != nil {
 		return nil, &bindErr{err: err, explained: bindError(err, ifc.Name, queue, o)}
 	}
+	bound = true
 	xo, err := unix.GetsockoptInt(fd, unix.SOL_XDP, unix.XDP_OPTIONS)
 	if err != nil {
 		return nil, fmt.Errorf("get xdp options: %w", err)
