@@ -42,7 +42,11 @@
 // choice is made before any bind: no xsk-zerocopy, or an MTU needing more
 // segments than the driver's zero-copy takes, means copy mode (or, asked
 // for zero-copy, a refusal naming the cause), and a queue beyond the active
-// count fails naming it.
+// count fails naming it. A receiver sets SocketOptions.Prefill: its fill
+// ring gets free frames before bind, because a zero-copy driver posts its
+// RX buffers from the fill ring when the socket binds (virtio-net finding
+// it empty leaves the queue without buffers, and no frame comes to make it
+// look again).
 //
 // Frame ownership: every frame is in exactly one place (free stack, fill
 // ring, kernel, RX ring, application, TX ring, completion ring).
