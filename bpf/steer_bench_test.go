@@ -58,23 +58,40 @@ func scaleSetBits(n int, v6 bool, short int) (*rules.Set, []byte) {
 	return set, frame
 }
 
-// costPerFrame is the kernel-measured mean run time of the program on
-// frame over repeat runs, the best of rounds (the least disturbed by the
-// other tenants of the machine).
-func costPerFrame(tb testing.TB, s *Steer, frame []byte, repeat, rounds int) time.Duration {
+// costPerFrame is the kernel-measured mean run time of prog on frame over
+// repeat runs, the best of rounds (the least disturbed by the other
+// tenants of the machine), and the best CPU time of the system call over
+// repeat, in ns. The kernel's figure is whole nanoseconds (it divides its
+// total by repeat), too coarse to compare programs 1-2 ns apart; the
+// thread's CPU time is not, and adds the call's own work (a few
+// microseconds, over repeat). Every run must return want.
+func costPerFrame(tb testing.TB, prog *ebpf.Program, frame []byte, repeat, rounds int, want uint32) (time.Duration, float64) {
 	tb.Helper()
-	best := time.Duration(1 << 62)
+	runtime.LockOSThread() // the CPU time read is the thread's
+	defer runtime.UnlockOSThread()
+	best, cpu := time.Duration(1<<62), math.Inf(1)
 	for range rounds {
-		ret, d, err := s.Program().Benchmark(frame, repeat, nil)
+		start := threadCPU(tb)
+		ret, d, err := prog.Benchmark(frame, repeat, nil)
+		c := float64(threadCPU(tb)-start) / float64(repeat)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if ret != xdpRedirect {
-			tb.Fatalf("benchmark frame not redirected: action %d", ret)
+		if ret != want {
+			tb.Fatalf("benchmark frame: action %d, want %d", ret, want)
 		}
-		best = min(best, d)
+		best, cpu = min(best, d), min(cpu, c)
 	}
-	return best
+	return best, cpu
+}
+
+// threadCPU is the CPU time the calling thread has used.
+func threadCPU(tb testing.TB) time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ts.Nano())
 }
 
 // BenchmarkSteerRuleScaling measures the rule tables' cost per frame (the
@@ -101,7 +118,7 @@ func BenchmarkSteerRuleScaling(b *testing.B) {
 					b.Fatal(err)
 				}
 				applied := time.Since(start)
-				c := costPerFrame(b, s, frame, 200000, 5)
+				c, _ := costPerFrame(b, s.Program(), frame, 200000, 5, xdpRedirect)
 				costs = append(costs, c)
 				b.ReportMetric(float64(c.Nanoseconds()), fmt.Sprintf("ns/frame-%s-%d", fam, n))
 				b.Logf("%s %5d rules: %v per frame (apply took %v)", fam, n, c, applied.Round(time.Millisecond))
@@ -135,7 +152,7 @@ func BenchmarkSteerLPM(b *testing.B) {
 				if err := s.Apply(set); err != nil {
 					b.Fatal(err)
 				}
-				c := costPerFrame(b, s, frame, 200000, 5)
+				c, _ := costPerFrame(b, s.Program(), frame, 200000, 5, xdpRedirect)
 				costs = append(costs, c)
 				b.ReportMetric(float64(c.Nanoseconds()), fmt.Sprintf("ns/frame-%s-%d", fam, n))
 			}
@@ -196,10 +213,11 @@ func pinToCPU(tb testing.TB) {
 
 // perRun runs prog once (repeat 1) on each frame in turn, calling before(i)
 // first when not nil, and returns the mean kernel-measured time per run.
+// Every run must return want.
 // Unlike a repeated run, each run's time includes one clock read of the
 // kernel's test loop: the same for every program, so compare programs
 // measured the same way.
-func perRun(tb testing.TB, prog *ebpf.Program, frames [][]byte, before func(i int)) float64 {
+func perRun(tb testing.TB, prog *ebpf.Program, frames [][]byte, before func(i int), want uint32) float64 {
 	tb.Helper()
 	var sum time.Duration
 	for i, f := range frames {
@@ -210,8 +228,8 @@ func perRun(tb testing.TB, prog *ebpf.Program, frames [][]byte, before func(i in
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if ret != xdpRedirect {
-			tb.Fatalf("benchmark frame %d not redirected: action %d", i, ret)
+		if ret != want {
+			tb.Fatalf("benchmark frame %d: action %d, want %d", i, ret, want)
 		}
 		sum += d
 	}
@@ -239,21 +257,37 @@ const cacheFlowCount = 65536
 // (ns, kernel-measured with BPF_PROG_RUN) and its ratio to the redirect
 // program's measured the same way:
 //
+//   - floor: the floor program (testdata/floor.c): the steering program's
+//     parse and the redirect, what any steering costs at least;
+//
+//   - pass: a program that returns XDP_PASS, what BPF_PROG_RUN itself
+//     costs per run; every figure includes it (ns-over-pass: less it);
+//
 //   - hit-1: one frame repeated 200,000 times in the kernel, against the
-//     redirect program's repeated frame;
+//     redirect program's repeated frame (and the floor's: x-floor);
+//
 //   - tables-1: the same with the flow cache off (as SteerRuleScaling):
 //     the rule tables' decision, what a miss costs before its insert;
+//
 //   - hit-65536: each of 65,536 flows run once (perRun, the cache already
 //     holding them), against the redirect program on the same frames;
+//
 //   - miss-1: one flow run once after each rule change, 65,536 times;
+//
 //   - miss-65536: 65,536 flows run once each after a rule change;
+//
 //   - new-262144: 262,144 flows, twice the cache's size, run in a cycle,
 //     so that a flow's entry is evicted before it comes round again: each
 //     frame is a new flow's first, decided and inserted, evicting.
 //
-// The per-run cells' times include one clock read per run, so their
-// ratios understate the difference; each cell reports the frames the
-// cache missed too. A rule change here is steer_active advanced by two:
+//   - hit-1run: one flow run once, 65,536 times, against the redirect
+//     program's one frame run so.
+//
+// The repeated cells report the thread's CPU time per run too (cpu-ns,
+// x-redirect-cpu, x-floor-cpu, ns-over-pass), finer than the kernel's
+// whole ns. The per-run cells' times include one clock read per run, so
+// their ratios understate the difference; each cell reports the frames
+// the cache missed too. A rule change here is steer_active advanced by two:
 // what two Applies of the same set do to the cache, without rewriting it.
 // One iteration does the whole measurement:
 //
@@ -266,9 +300,16 @@ func BenchmarkSteerVsRedirect(b *testing.B) {
 	if err := r.Register(0, unboundXSK(b)); err != nil {
 		b.Fatal(err)
 	}
+	f := newFloor(b)
 	_, frame := cacheSet(1)
 	many := cacheFlows(b, frame, cacheFlowCount)
-	const rounds = 3
+	oneFrame := make([][]byte, cacheFlowCount) // as hit-1run's
+	for i := range oneFrame {
+		oneFrame[i] = frame
+	}
+	// Rounds of the run-once cells, and of the repeated ones (a few ms
+	// each): the best is the round the other tenants disturbed least.
+	const rounds, loopRounds = 3, 15
 	change := func() {
 		var active uint32
 		if err := s.maps.SteerActive.Lookup(uint32(0), &active); err != nil {
@@ -290,7 +331,7 @@ func BenchmarkSteerVsRedirect(b *testing.B) {
 	fill := func(flows [][]byte) {
 		for range 5 {
 			m0 := misses()
-			perRun(b, s.Program(), flows, nil)
+			perRun(b, s.Program(), flows, nil, xdpRedirect)
 			if misses() == m0 {
 				return
 			}
@@ -304,20 +345,58 @@ func BenchmarkSteerVsRedirect(b *testing.B) {
 		fmt.Fprintf(&line, " %s %.0f ns %.2fx (missed %d/%d);", cell, steer, steer/redirect, missed, frames)
 	}
 	for b.Loop() {
-		// The redirect program, measured the ways the steering program is.
-		redirLoop := bestOf(rounds, func() float64 {
-			_, d, err := r.Program().Benchmark(frame, 200000, nil)
-			if err != nil {
-				b.Fatal(err)
+		// The reference programs, each measured the ways the steering
+		// program is: repeated on one frame, run once on one frame and
+		// on each of 65,536 flows. Rounds take the programs in turn, so
+		// that a change in the machine's load meets them all.
+		type ref struct {
+			name                 string
+			prog                 *ebpf.Program
+			want                 uint32
+			loop, cpu, one, many float64
+		}
+		inf := math.Inf(1)
+		refs := []*ref{
+			{name: "redirect", prog: r.Program(), want: xdpRedirect},
+			{name: "floor", prog: f.XdpFloor, want: xdpRedirect},
+			{name: "pass", prog: f.XdpPass, want: xdpPass},
+		}
+		for _, c := range refs {
+			c.loop, c.cpu, c.one, c.many = inf, inf, inf, inf
+		}
+		for i := range loopRounds {
+			for _, c := range refs {
+				loop, cpu := costPerFrame(b, c.prog, frame, 200000, 1, c.want)
+				c.loop, c.cpu = min(c.loop, float64(loop)), min(c.cpu, cpu)
+				if i < rounds {
+					c.one = min(c.one, perRun(b, c.prog, oneFrame, nil, c.want))
+					c.many = min(c.many, perRun(b, c.prog, many, nil, c.want))
+				}
 			}
-			return float64(d)
-		})
-		redirMany := bestOf(rounds, func() float64 { return perRun(b, r.Program(), many, nil) })
-		redirOne := bestOf(rounds, func() float64 { return perRun(b, r.Program(), many[:1], nil) })
-		b.ReportMetric(redirLoop, "ns/frame-redirect-1")
-		b.ReportMetric(redirOne, "ns/frame-redirect-1run")
-		b.ReportMetric(redirMany, "ns/frame-redirect-65536")
-		b.Logf("redirect: %.0f ns repeated, %.0f ns run once, %.0f ns run once on 65,536 flows", redirLoop, redirOne, redirMany)
+		}
+		redir, floor, pass := refs[0], refs[1], refs[2]
+		redirLoop, redirOne, redirMany := redir.loop, redir.one, redir.many
+		for _, c := range refs {
+			b.ReportMetric(c.loop, "ns/frame-"+c.name+"-1")
+			b.ReportMetric(c.cpu, "cpu-ns/frame-"+c.name+"-1")
+			b.ReportMetric(c.one, "ns/frame-"+c.name+"-1run")
+			b.ReportMetric(c.many, "ns/frame-"+c.name+"-65536")
+		}
+		// A repeated cell against the redirect and the floor, by CPU
+		// time (finer than the kernel's whole ns), and less the harness
+		// (pass): what the programs themselves cost.
+		compare := func(cell string, cpu float64) string {
+			x := cpu / redir.cpu
+			b.ReportMetric(x, "x-redirect-cpu-"+cell)
+			b.ReportMetric(cpu/floor.cpu, "x-floor-cpu-"+cell)
+			b.ReportMetric(cpu-pass.cpu, "ns-over-pass-"+cell)
+			return fmt.Sprintf("%s %.2f ns cpu: %.2fx redirect, %.2fx floor, %.2f ns over pass", cell, cpu, x, cpu/floor.cpu, cpu-pass.cpu)
+		}
+		b.Logf("repeated, ns kernel (cpu): redirect %.0f (%.2f, %.2f over pass), floor %.0f (%.2f), pass %.0f (%.2f); %s",
+			redirLoop, redir.cpu, redir.cpu-pass.cpu, floor.loop, floor.cpu, pass.loop, pass.cpu, compare("floor-1", floor.cpu))
+		b.ReportMetric(floor.many/redirMany, "x-redirect-floor-65536")
+		b.Logf("run once on 65,536 flows, ns: redirect %.1f, floor %.1f, pass %.1f; run once on one: redirect %.1f, floor %.1f, pass %.1f",
+			redirMany, floor.many, pass.many, redirOne, floor.one, pass.one)
 		for _, n := range []int{1, 10000} {
 			line.Reset()
 			set, frame := cacheSet(n)
@@ -334,31 +413,38 @@ func BenchmarkSteerVsRedirect(b *testing.B) {
 			}
 
 			m0 := misses()
-			hit1 := bestOf(rounds, func() float64 { return float64(costPerFrame(b, s, flows[0], 200000, 1)) })
-			report(fmt.Sprintf("hit-1-%d", n), hit1, redirLoop, 200000*rounds, misses()-m0)
-			tables1 := bestOf(rounds, func() float64 { return float64(costPerFrame(b, tables, flows[0], 200000, 1)) })
-			report(fmt.Sprintf("tables-1-%d", n), tables1, redirLoop, 200000*rounds, 200000*rounds)
+			hit1, tables1 := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+			hitCPU, tablesCPU := inf, inf
+			for range loopRounds {
+				k, c := costPerFrame(b, s.Program(), flows[0], 200000, 1, xdpRedirect)
+				hit1, hitCPU = min(hit1, k), min(hitCPU, c)
+				k, c = costPerFrame(b, tables.Program(), flows[0], 200000, 1, xdpRedirect)
+				tables1, tablesCPU = min(tables1, k), min(tablesCPU, c)
+			}
+			report(fmt.Sprintf("hit-1-%d", n), float64(hit1), redirLoop, 200000*loopRounds, misses()-m0)
+			report(fmt.Sprintf("tables-1-%d", n), float64(tables1), redirLoop, 200000*loopRounds, 200000*loopRounds)
+			fmt.Fprintf(&line, " %s; %s;", compare(fmt.Sprintf("hit-1-%d", n), hitCPU), compare(fmt.Sprintf("tables-1-%d", n), tablesCPU))
 
 			fill(many)
 			m0 = misses()
-			hitMany := bestOf(rounds, func() float64 { return perRun(b, s.Program(), many, nil) })
+			hitMany := bestOf(rounds, func() float64 { return perRun(b, s.Program(), many, nil, xdpRedirect) })
 			report(fmt.Sprintf("hit-65536-%d", n), hitMany, redirMany, len(many)*rounds, misses()-m0)
 
 			m0 = misses()
-			hitOne := bestOf(rounds, func() float64 { return perRun(b, s.Program(), one, nil) })
+			hitOne := bestOf(rounds, func() float64 { return perRun(b, s.Program(), one, nil, xdpRedirect) })
 			report(fmt.Sprintf("hit-1run-%d", n), hitOne, redirOne, len(one)*rounds, misses()-m0)
 
 			m0 = misses()
-			miss1 := bestOf(rounds, func() float64 { return perRun(b, s.Program(), one, func(int) { change() }) })
+			miss1 := bestOf(rounds, func() float64 { return perRun(b, s.Program(), one, func(int) { change() }, xdpRedirect) })
 			report(fmt.Sprintf("miss-1-%d", n), miss1, redirOne, len(one)*rounds, misses()-m0)
 
 			m0 = misses()
-			missMany := bestOf(rounds, func() float64 { change(); return perRun(b, s.Program(), many, nil) })
+			missMany := bestOf(rounds, func() float64 { change(); return perRun(b, s.Program(), many, nil, xdpRedirect) })
 			report(fmt.Sprintf("miss-65536-%d", n), missMany, redirMany, len(many)*rounds, misses()-m0)
 
-			perRun(b, s.Program(), flows, nil)
+			perRun(b, s.Program(), flows, nil, xdpRedirect)
 			m0 = misses()
-			newMany := bestOf(rounds, func() float64 { return perRun(b, s.Program(), flows, nil) })
+			newMany := bestOf(rounds, func() float64 { return perRun(b, s.Program(), flows, nil, xdpRedirect) })
 			report(fmt.Sprintf("new-%d-%d", len(flows), n), newMany, redirMany, len(flows)*rounds, misses()-m0)
 			b.Logf("%d rules:%s", n, line.String())
 		}
