@@ -392,8 +392,10 @@ func BenchmarkSteerVsRedirect(b *testing.B) {
 			b.ReportMetric(cpu-pass.cpu, "ns-over-pass-"+cell)
 			return fmt.Sprintf("%s %.2f ns cpu: %.2fx redirect, %.2fx floor, %.2f ns over pass", cell, cpu, x, cpu/floor.cpu, cpu-pass.cpu)
 		}
-		b.Logf("repeated, ns kernel (cpu): redirect %.0f (%.2f, %.2f over pass), floor %.0f (%.2f), pass %.0f (%.2f); %s",
-			redirLoop, redir.cpu, redir.cpu-pass.cpu, floor.loop, floor.cpu, pass.loop, pass.cpu, compare("floor-1", floor.cpu))
+		b.ReportMetric(floor.cpu/redir.cpu, "x-redirect-cpu-floor-1")
+		b.ReportMetric(floor.cpu-pass.cpu, "ns-over-pass-floor-1")
+		b.Logf("repeated, ns kernel (cpu): redirect %.0f (%.2f, %.2f over pass), floor %.0f (%.2f: %.2fx redirect, %.2f over pass), pass %.0f (%.2f)",
+			redirLoop, redir.cpu, redir.cpu-pass.cpu, floor.loop, floor.cpu, floor.cpu/redir.cpu, floor.cpu-pass.cpu, pass.loop, pass.cpu)
 		b.ReportMetric(floor.many/redirMany, "x-redirect-floor-65536")
 		b.Logf("run once on 65,536 flows, ns: redirect %.1f, floor %.1f, pass %.1f; run once on one: redirect %.1f, floor %.1f, pass %.1f",
 			redirMany, floor.many, pass.many, redirOne, floor.one, pass.one)
