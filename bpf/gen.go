@@ -4,6 +4,8 @@ package bpf
 // xdpipe needs no clang. `make generate` regenerates them with the pinned
 // compiler (clang-14); CI runs `make generate-check`, which fails on any diff.
 // The asm/ headers that linux/bpf.h pulls in live in the multiarch directory.
+// The benchmarks' test-only programs are generated from floor_test.go, into
+// _test files.
 
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -tags linux redirect redirect.c
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -tags linux -type counter dropcount dropcount.c
