@@ -39,6 +39,7 @@ const (
 	creditRecvs   = 64
 	creditSQDepth = 64 // the sink's send queue: credit updates only
 	eventEvery    = 64 // idle polls between looks at the rdma_cm channel
+	maxSegments   = 64 // the most segments per packet (XD_SGES in verbs.go)
 )
 
 func putHdr(b []byte) {
@@ -138,14 +139,18 @@ type Sender struct {
 	size    uint64 // region length
 	remote  string
 	maxMsg  uint32
+	maxSegs int
 	pathMTU int
 	credits int
 
-	ring    []Desc // in-flight descriptors by wr_id & mask
+	// ring holds the in-flight descriptors by sequence & mask, a sequence
+	// number per Desc. A send's wr_id is the sequence of its packet's last
+	// Desc, so its completion retires every Desc up to that one.
+	ring    []Desc
 	mask    uint64
-	next    uint64 // wr_id of the next send
-	done    uint64 // sends with wr_id < done have completed
-	handed  uint64 // sends with wr_id < handed were returned by Completed
+	next    uint64 // sequence of the next Desc
+	done    uint64 // Desc with sequence < done have completed
+	handed  uint64 // Desc with sequence < handed were returned by Completed
 	wcs     [64]wc
 	zeros   [creditRecvs]uint32
 	idle    int
@@ -217,7 +222,16 @@ func Dial(ctx context.Context, addr string, region []byte, opts DialOptions) (_ 
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 
-	if s.q, err = newQueues(s.id, opts.SendQueue, creditRecvs); err != nil {
+	dev, maxSGE, err := s.id.deviceLimits()
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	if limit := min(maxSGE, maxSegments); opts.MaxSegments > limit {
+		return nil, fmt.Errorf("dial %s: packets of %d segments, device %s sends at most %d per message (max_sge %d): lower the MTU or use larger UMEM frames",
+			addr, opts.MaxSegments, dev, limit, maxSGE)
+	}
+	s.maxSegs = opts.MaxSegments
+	if s.q, err = newQueues(s.id, opts.SendQueue, creditRecvs, opts.MaxSegments); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	s.undo.Push(s.q.close)
@@ -232,6 +246,7 @@ func Dial(ctx context.Context, addr string, region []byte, opts DialOptions) (_ 
 	}
 	priv := make([]byte, 16)
 	putHdr(priv)
+	binary.BigEndian.PutUint32(priv[8:], uint32(opts.MaxMessage))
 	if err := s.id.connect(priv, false); err != nil {
 		return nil, fmt.Errorf("dial %s: rdma_connect: %w", addr, err)
 	}
@@ -264,8 +279,8 @@ func (s *Sender) MaxMessage() int { return int(s.maxMsg) }
 // are segmented by the RC transport.
 func (s *Sender) PathMTU() int { return s.pathMTU }
 
-// InFlight is the number of descriptors given to Send not yet handed back
-// by Completed.
+// InFlight is the number of descriptors (segments) given to Send not yet
+// handed back by Completed.
 func (s *Sender) InFlight() int { return int(s.next - s.handed) }
 
 // Stats returns the sender's counters.
@@ -331,12 +346,16 @@ func (s *Sender) reapCredits() {
 	}
 }
 
-// Send queues up to len(descs) packets and returns how many it queued:
-// descs[:n] now belong to the device until Completed hands them back;
-// descs[n:] are still the caller's (no credit or send queue space: retry or
-// drop them). A packet longer than MaxMessage, or outside the region,
-// stops the burst there with ErrTooLarge (the ones before it are queued).
-// After a connection error Send queues nothing and returns the error.
+// Send queues up to len(descs) descriptors, whole packets only, and
+// returns how many it queued: descs[:n] now belong to the device until
+// Completed hands them back; descs[n:] are still the caller's (no credit or
+// send queue space: retry or drop them). A packet of several segments (Desc
+// flagged More, then its last one) is one message: one credit, one send.
+// A packet longer than MaxMessage, with more segments than
+// DialOptions.MaxSegments, outside the region or cut off by the end of
+// descs stops the burst there with ErrTooLarge (the ones before it are
+// queued). After a connection error Send queues nothing and returns the
+// error.
 func (s *Sender) Send(descs []Desc) (int, error) {
 	if s.closed {
 		return 0, ErrClosed
@@ -345,24 +364,28 @@ func (s *Sender) Send(descs []Desc) (int, error) {
 		return 0, s.err
 	}
 	if s.credits < len(descs) {
-		// Only when short: credit updates wait harmlessly in their receive
-		// queue (at most 32 of them, see creditRecvs), and this saves a
-		// completion queue poll per burst.
+		// Only when short (len(descs) is at least the packets): credit
+		// updates wait harmlessly in their receive queue (at most 32 of
+		// them, see creditRecvs), and this saves a completion queue poll
+		// per burst.
 		s.reapCredits()
 		if s.err != nil {
 			return 0, s.err
 		}
 	}
-	n := min(len(descs), s.credits, len(s.ring)-int(s.next-s.handed))
-	var bad error
-	for i := 0; i < n; i++ {
-		d := descs[i]
-		if d.Len > s.maxMsg || d.Addr+uint64(d.Len) > s.size || d.Addr+uint64(d.Len) < d.Addr {
-			bad = fmt.Errorf("%w: packet %d: %d bytes at offset %d (sink buffers %d bytes, region %d)",
-				ErrTooLarge, i, d.Len, d.Addr, s.maxMsg, s.size)
-			n = i
+	room := len(s.ring) - int(s.next-s.handed)
+	n, pkts, bytes, bad := 0, 0, uint64(0), error(nil)
+	for n < len(descs) && pkts < s.credits {
+		end, size, err := s.packet(descs, n)
+		if err != nil {
+			bad = err
 			break
 		}
+		if end > room {
+			break
+		}
+		n, bytes = end, bytes+size
+		pkts++
 	}
 	if n == 0 {
 		if bad == nil && len(descs) > 0 {
@@ -385,27 +408,60 @@ func (s *Sender) Send(descs []Desc) (int, error) {
 		s.ring[(s.next+uint64(i))&s.mask] = descs[i]
 	}
 	posted, err := s.q.postSends(s.region, descs[:n], s.next, s.opts.Chain, s.opts.SignalEvery)
-	if posted > 0 {
-		s.next += uint64(posted)
-		s.credits -= posted
-		s.stats.Sent += uint64(posted)
-		for _, d := range descs[:posted] {
-			s.stats.Bytes += uint64(d.Len)
+	if posted == n {
+		s.next += uint64(n)
+		s.credits -= pkts
+		s.stats.Sent += uint64(pkts)
+		s.stats.Segments += uint64(n)
+		s.stats.Bytes += bytes
+		return n, bad
+	}
+	// Partial post (the device refused a request): what was posted
+	// completes or is flushed by fail, and is handed back by Completed.
+	for _, d := range descs[:posted] {
+		s.next++
+		s.stats.Segments++
+		s.stats.Bytes += uint64(d.Len)
+		if d.Flags&More == 0 {
+			s.credits--
+			s.stats.Sent++
 		}
 	}
-	if err != nil || posted < n {
-		if err == nil {
-			err = errors.New("ibv_post_send: partial post")
-		}
-		s.fail(fmt.Errorf("%w: %v", ErrDisconnected, err))
-		return posted, s.err
+	if err == nil {
+		err = errors.New("ibv_post_send: partial post")
 	}
-	return posted, bad
+	s.fail(fmt.Errorf("%w: %v", ErrDisconnected, err))
+	return posted, s.err
+}
+
+// packet checks the packet that starts at descs[i] and returns the index
+// after its last Desc and its length.
+func (s *Sender) packet(descs []Desc, i int) (end int, size uint64, err error) {
+	for j := i; j < len(descs); j++ {
+		d := descs[j]
+		size += uint64(d.Len)
+		if d.Addr+uint64(d.Len) > s.size || d.Addr+uint64(d.Len) < d.Addr {
+			return 0, 0, fmt.Errorf("%w: packet at %d: segment of %d bytes at offset %d lies outside the region (%d bytes)",
+				ErrTooLarge, i, d.Len, d.Addr, s.size)
+		}
+		if j-i >= s.maxSegs {
+			return 0, 0, fmt.Errorf("%w: packet at %d has more than %d segments (DialOptions.MaxSegments)", ErrTooLarge, i, s.maxSegs)
+		}
+		if d.Flags&More == 0 {
+			if size > uint64(s.maxMsg) {
+				return 0, 0, fmt.Errorf("%w: packet at %d: %d bytes, the sink's buffers hold %d: raise its buffer size (xdpipe rdma-sink --buffer-size)",
+					ErrTooLarge, i, size, s.maxMsg)
+			}
+			return j + 1, size, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("%w: packet at %d: its last segment (flagged More) ends the burst", ErrTooLarge, i)
 }
 
 // Completed hands back, in order, the descriptors whose sends have
-// completed: done[:n] are the caller's again (return their frames to the
-// free stack). After a connection error it keeps handing back every
+// completed, every segment of a packet: done[:n] are the caller's again
+// (return their frames to the free stack). When done is short a packet's
+// descriptors may span two calls. After a connection error it keeps handing back every
 // in-flight descriptor (their sends were flushed) and returns the error with
 // them; call it until InFlight is 0 to get every frame back (Drain does).
 func (s *Sender) Completed(done []Desc) (int, error) {
@@ -413,6 +469,8 @@ func (s *Sender) Completed(done []Desc) (int, error) {
 		return 0, ErrClosed
 	}
 	if s.next != s.handed { // nothing in flight: no completions to poll
+		// A completion's wr_id is its packet's last sequence, and an RC
+		// send queue completes in order: it retires everything before.
 		for {
 			k := pollCQ(s.q.scq, s.wcs[:])
 			for _, w := range s.wcs[:k] {
@@ -584,7 +642,8 @@ func (l *Listener) Addr() string { return l.addr }
 
 // Accept waits for the next connection request, sets up its queue pair and
 // receive buffers and accepts it. Requests that ListenOptions.Accept refuses
-// (or with bad private data) are rejected and Accept keeps waiting. It
+// (or with bad private data, or from a sender announcing packets longer than
+// BufferSize) are rejected, with the reason, and Accept keeps waiting. It
 // returns ctx's error when ctx ends.
 func (l *Listener) Accept(ctx context.Context) (*Receiver, error) {
 	l.mu.Lock()
@@ -615,6 +674,12 @@ func (l *Listener) Accept(ctx context.Context) (*Receiver, error) {
 			continue
 		}
 		remote := child.peerAddr()
+		if len(e.priv) >= 12 {
+			if ask := binary.BigEndian.Uint32(e.priv[8:]); ask > uint32(l.opts.BufferSize) {
+				rejectWith(child, fmt.Sprintf("receive buffers hold %d bytes, sender sends up to %d: raise --buffer-size", l.opts.BufferSize, ask))
+				continue
+			}
+		}
 		if l.opts.Accept != nil {
 			if err := l.opts.Accept(remote); err != nil {
 				rejectWith(child, err.Error())
@@ -709,7 +774,7 @@ func newReceiver(ctx context.Context, id cmID, remote string, opts ListenOptions
 	if err := id.migrate(r.ch); err != nil {
 		return nil, err
 	}
-	if r.q, err = newQueues(id, creditSQDepth, opts.Buffers); err != nil {
+	if r.q, err = newQueues(id, creditSQDepth, opts.Buffers, 1); err != nil {
 		return nil, err
 	}
 	r.undo.Push(r.q.close)
@@ -897,6 +962,7 @@ func (o DialOptions) withDefaults() DialOptions {
 	if o.AckTimeout <= 0 || o.AckTimeout > 31 {
 		o.AckTimeout = 16
 	}
+	o.MaxSegments = max(o.MaxSegments, 1)
 	return o
 }
 

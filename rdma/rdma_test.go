@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -917,12 +918,22 @@ func TestSenderKilled(t *testing.T) {
 // TestZeroAllocs checks the steady state allocates nothing: a burst sent,
 // received and handed back.
 func TestZeroAllocs(t *testing.T) {
+	t.Run("segments=1", func(t *testing.T) { testZeroAllocs(t, 1) })
+	t.Run("segments=2", func(t *testing.T) { testZeroAllocs(t, 2) })
+}
+
+// testZeroAllocs sends bursts of 8 descriptors, packets of segs each.
+func testZeroAllocs(t *testing.T, segs int) {
 	reg := region(t, 64, 2048)
-	s, r := connect(t, reg, rdma.ListenOptions{Buffers: 64}, rdma.DialOptions{SendQueue: 32})
+	s, r := connect(t, reg, rdma.ListenOptions{Buffers: 64}, rdma.DialOptions{SendQueue: 32, MaxSegments: segs})
 	burst := make([]rdma.Desc, 8)
 	for i := range burst {
 		burst[i] = rdma.Desc{Addr: uint64(i) * 2048, Len: 200}
+		if (i+1)%segs != 0 {
+			burst[i].Flags = rdma.More
+		}
 	}
+	packets := len(burst) / segs
 	done := make([]rdma.Desc, 32)
 	pkts := make([][]byte, 32)
 	var failed error
@@ -940,9 +951,9 @@ func TestZeroAllocs(t *testing.T) {
 	cycle := func() {
 		sent, got, back := 0, 0, 0
 		deadline := time.Now().Add(30 * time.Second)
-		for i := 0; sent < len(burst) || got < len(burst) || back < len(burst); i++ {
+		for i := 0; sent < len(burst) || got < packets || back < len(burst); i++ {
 			if i%1024 == 0 && !time.Now().Before(deadline) {
-				fail(fmt.Errorf("sent %d, received %d, completed %d of %d after 30 s", sent, got, back, len(burst)))
+				fail(fmt.Errorf("sent %d, completed %d of %d descs, received %d of %d packets after 30 s", sent, back, len(burst), got, packets))
 				return
 			}
 			if sent < len(burst) {
@@ -962,8 +973,8 @@ func TestZeroAllocs(t *testing.T) {
 				return
 			}
 		}
-		if got != len(burst) || back != len(burst) {
-			fail(fmt.Errorf("received %d, completed %d of %d", got, back, len(burst)))
+		if got != packets || back != len(burst) {
+			fail(fmt.Errorf("received %d of %d packets, completed %d of %d descs", got, packets, back, len(burst)))
 		}
 	}
 	for i := 0; i < 20; i++ { // warm up: credit updates, lazily sized state
@@ -986,5 +997,264 @@ func pinTo(t *testing.T, cpu int) {
 	set.Set(cpu % runtime.NumCPU())
 	if err := unix.SchedSetaffinity(0, &set); err != nil && t != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMultiSegmentExact sends packets of several segments (multi-buffer
+// AF_XDP packets: 3 segments of 3000 bytes, and 1 and 2 segments between),
+// each segment in its own frame at an offset, so nothing is contiguous: the
+// sink must receive each packet as one message of exactly its bytes, in
+// order, and the sender's completions must hand back every descriptor
+// exactly once, flags as sent.
+func TestMultiSegmentExact(t *testing.T) {
+	const (
+		n     = 3000
+		frame = 4096
+		off   = 256 // the segment's data starts here in its frame
+	)
+	reg := region(t, 96, frame)
+	fr := newFrames(96, frame)
+	s, r := connect(t, reg, rdma.ListenOptions{Buffers: 32, BufferSize: 9216},
+		rdma.DialOptions{SendQueue: 64, MaxSegments: 3, MaxMessage: 9000})
+	if s.MaxMessage() != 9216 {
+		t.Fatalf("MaxMessage %d, want the sink's 9216", s.MaxMessage())
+	}
+	segs := func(i uint64) int { return []int{3, 3, 1, 3, 2}[i%5] }
+	segLen := func(i uint64, j int) int {
+		if segs(i) == 3 && i%2 == 0 {
+			return 3000
+		}
+		return 1000 + int(i*131+uint64(j)*577)%2000 // 3 of them fit 9000
+	}
+	// whole writes packet i's bytes into p and returns its length.
+	whole := func(p []byte, i uint64) int {
+		l := 0
+		for j := range segs(i) {
+			l += segLen(i, j)
+		}
+		content(p[:l], i)
+		return l
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		pkts := make([][]byte, 16)
+		want := make([]byte, 9216)
+		var got uint64
+		deadline := time.Now().Add(2 * time.Minute)
+		for got < n {
+			k, err := r.Receive(pkts)
+			if err != nil {
+				errc <- fmt.Errorf("after %d packets: %w", got, err)
+				return
+			}
+			if k == 0 && time.Now().After(deadline) {
+				errc <- fmt.Errorf("only %d of %d packets after 2 minutes", got, n)
+				return
+			}
+			for _, p := range pkts[:k] {
+				l := whole(want, got)
+				if !bytes.Equal(p, want[:l]) {
+					errc <- fmt.Errorf("packet %d (%d segments): %d bytes, want %d; first bytes % x", got, segs(got), len(p), l, p[:min(16, len(p))])
+					return
+				}
+				got++
+			}
+		}
+		errc <- nil
+	}()
+
+	// Every frame is free, in flight, or back; a desc handed back twice,
+	// or one never sent, fails.
+	inFlight := make(map[uint64]rdma.Desc)
+	back := func(ds []rdma.Desc) error {
+		for _, d := range ds {
+			sent, ok := inFlight[d.Addr]
+			if !ok {
+				return fmt.Errorf("desc %+v handed back but not in flight (twice?)", d)
+			}
+			if sent != d {
+				return fmt.Errorf("desc %+v handed back as %+v", sent, d)
+			}
+			delete(inFlight, d.Addr)
+		}
+		fr.put(ds)
+		return nil
+	}
+	burst := make([]rdma.Desc, 0, 24)
+	done := make([]rdma.Desc, 7) // short: a packet's descs may span calls
+	buf := make([]byte, 9216)
+	var i, descs uint64
+	deadline := time.Now().Add(2 * time.Minute)
+	for i < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("sent %d of %d packets in 2 minutes (%d in flight)", i, n, s.InFlight())
+		}
+		// Fill the burst with whole packets, as the rdma output does.
+		next := i + uint64(countPackets(burst))
+		for next < n && len(burst)+segs(next) <= cap(burst) && len(fr.free) >= segs(next) {
+			whole(buf, next)
+			at := 0
+			for j := range segs(next) {
+				a, _ := fr.alloc()
+				l := segLen(next, j)
+				copy(reg[a+off:], buf[at:at+l])
+				at += l
+				d := rdma.Desc{Addr: a + off, Len: uint32(l)}
+				if j < segs(next)-1 {
+					d.Flags = rdma.More
+				}
+				burst = append(burst, d)
+			}
+			next++
+		}
+		k, err := s.Send(burst)
+		if err != nil {
+			t.Fatalf("Send after %d packets: %v", i, err)
+		}
+		if k > 0 && burst[k-1].Flags&rdma.More != 0 {
+			t.Fatalf("Send took %d descs, ending inside a packet", k)
+		}
+		for _, d := range burst[:k] {
+			inFlight[d.Addr] = d
+		}
+		i += uint64(countPackets(burst[:k]))
+		descs += uint64(k)
+		burst = append(burst[:0], burst[k:]...)
+		m, err := s.Completed(done)
+		if err := back(done[:m]); err != nil {
+			t.Fatal(err)
+		}
+		if err != nil {
+			t.Fatalf("Completed: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var backErr error
+	if err := s.Drain(ctx, func(ds []rdma.Desc) {
+		if err := back(ds); err != nil && backErr == nil {
+			backErr = err
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if backErr != nil {
+		t.Fatal(backErr)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if len(inFlight) != 0 || len(fr.free) != fr.all {
+		t.Errorf("frame accounting: %d never handed back, %d free of %d", len(inFlight), len(fr.free), fr.all)
+	}
+	st := s.Stats()
+	if st.Sent != n || st.Segments != descs || st.Completed != descs {
+		t.Errorf("stats %+v, want %d packets, %d segments sent and completed", st, n, descs)
+	}
+	if rs := r.Stats(); rs.Received != n {
+		t.Errorf("sink received %d messages, want %d", rs.Received, n)
+	}
+	t.Logf("%d packets in %d segments; sender %+v receiver %+v", n, descs, st, r.Stats())
+}
+
+func countPackets(ds []rdma.Desc) int {
+	n := 0
+	for _, d := range ds {
+		if d.Flags&rdma.More == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// TestMultiSegmentRefused: what a multi-segment sender cannot do fails at
+// once with a line naming the fix, and leaves the connection usable.
+func TestMultiSegmentRefused(t *testing.T) {
+	a, b := pair(t)
+	reg := region(t, 8, 4096)
+
+	// More segments than the device takes per send: refused at Dial.
+	devs, err := rdma.Devices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := rdma.Listen(addr(b), rdma.ListenOptions{BufferSize: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if r, err := l.Accept(ctx); err == nil {
+				r.Close()
+			}
+		}
+	}()
+	_, err = rdma.Dial(ctx, l.Addr(), reg, rdma.DialOptions{Source: a, MaxSegments: devs[0].MaxSGE + 1})
+	if err == nil || !strings.Contains(err.Error(), "max_sge") {
+		t.Errorf("Dial with %d segments (device max_sge %d): %v, want an error naming max_sge", devs[0].MaxSGE+1, devs[0].MaxSGE, err)
+	}
+	t.Log(err)
+	// A sender announcing packets larger than the sink's buffers: the
+	// sink refuses it, saying what to raise.
+	_, err = rdma.Dial(ctx, l.Addr(), reg, rdma.DialOptions{Source: a, MaxSegments: 3, MaxMessage: 9014})
+	if !errors.Is(err, rdma.ErrRefused) || !strings.Contains(err.Error(), "--buffer-size") {
+		t.Errorf("Dial announcing 9014-byte packets to 2048-byte buffers: %v, want ErrRefused naming --buffer-size", err)
+	}
+	t.Log(err)
+	cancel()
+
+	s, r := connect(t, reg, rdma.ListenOptions{BufferSize: 4096}, rdma.DialOptions{MaxSegments: 2})
+	for _, c := range []struct {
+		name  string
+		descs []rdma.Desc
+		want  string
+	}{
+		{"three segments", []rdma.Desc{{Addr: 0, Len: 100, Flags: rdma.More}, {Addr: 4096, Len: 100, Flags: rdma.More}, {Addr: 8192, Len: 100}}, "segments"},
+		{"longer than the sink's buffers", []rdma.Desc{{Addr: 0, Len: 3000, Flags: rdma.More}, {Addr: 4096, Len: 3000}}, "--buffer-size"},
+		{"cut off", []rdma.Desc{{Addr: 0, Len: 100, Flags: rdma.More}}, "ends the burst"},
+		{"second segment outside the region", []rdma.Desc{{Addr: 0, Len: 100, Flags: rdma.More}, {Addr: uint64(len(reg)) - 10, Len: 100}}, "outside"},
+	} {
+		n, err := s.Send(c.descs)
+		if n != 0 || !errors.Is(err, rdma.ErrTooLarge) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Send = %d, %v; want 0, ErrTooLarge saying %q", c.name, n, err, c.want)
+		}
+	}
+	if s.InFlight() != 0 {
+		t.Fatalf("%d in flight after refused sends", s.InFlight())
+	}
+	// Packets before a bad one go; the connection still works.
+	content(reg[:100], 1)
+	content(reg[4096:4196], 2)
+	k, err := s.Send([]rdma.Desc{{Addr: 0, Len: 100, Flags: rdma.More}, {Addr: 4096, Len: 100}, {Addr: 8192, Len: 100, Flags: rdma.More}})
+	if k != 2 || !errors.Is(err, rdma.ErrTooLarge) {
+		t.Fatalf("Send of a good packet then a cut-off one: %d, %v; want 2, ErrTooLarge", k, err)
+	}
+	var back []rdma.Desc
+	if err := s.Drain(context.Background(), func(ds []rdma.Desc) { back = append(back, ds...) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 2 || back[0].Addr != 0 || back[1].Addr != 4096 {
+		t.Errorf("handed back %+v, want the packet's two descs", back)
+	}
+	pkts := make([][]byte, 4)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		k, err := r.Receive(pkts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == 1 {
+			if want := append(slices.Clone(reg[:100]), reg[4096:4196]...); !bytes.Equal(pkts[0], want) {
+				t.Fatalf("received %d bytes, want the 200 of both segments", len(pkts[0]))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("packet did not arrive")
+		}
 	}
 }

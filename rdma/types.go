@@ -29,14 +29,21 @@ var (
 	ErrClosed = errors.New("rdma: closed")
 )
 
-// Desc is one packet inside the sender's registered region: Addr is the
-// byte offset of its first byte from the start of the region (for an AF_XDP
-// UMEM that is exactly xsk.Desc.Addr) and Len its length.
+// Desc is one packet, or one segment of a packet, inside the sender's
+// registered region: Addr is the byte offset of its first byte from the
+// start of the region (for an AF_XDP UMEM that is exactly xsk.Desc.Addr)
+// and Len its length. A packet of several segments (a multi-buffer AF_XDP
+// packet) is several Desc in a row, every one but the last flagged More,
+// and travels as one message (one send, one scatter-gather entry per
+// segment), as XDP_PKT_CONTD chains them on the AF_XDP rings.
 type Desc struct {
-	Addr uint64
-	Len  uint32
-	_    uint32 // layout shared with C (struct xd_desc)
+	Addr  uint64
+	Len   uint32
+	Flags uint32 // More; layout shared with C (struct xd_desc)
 }
+
+// More in Desc.Flags says the packet continues in the next Desc.
+const More uint32 = 1
 
 // Device is an RDMA device found by Devices.
 type Device struct {
@@ -80,6 +87,15 @@ type DialOptions struct {
 	// AckTimeout is the RC ack timeout exponent: 4.096us * 2^AckTimeout per
 	// try, 7 tries before a send fails (default 16: ~0.27s, ~2s in all).
 	AckTimeout int
+	// MaxSegments is the most Desc one packet may have (scatter-gather
+	// entries per send; default 1, at most 64). Dial fails if the device
+	// takes fewer (its max_sge).
+	MaxSegments int
+	// MaxMessage, if set, is the longest packet this sender will send:
+	// it goes to the sink in the connection request, and a sink whose
+	// receive buffers are smaller refuses the connection (saying so),
+	// rather than every such packet failing Send later.
+	MaxMessage int
 }
 
 // ListenOptions configure a Listener and the Receivers it accepts. The zero
@@ -90,7 +106,9 @@ type ListenOptions struct {
 	// at least 2).
 	Buffers int
 	// BufferSize is the size of each receive buffer, the largest packet a
-	// sender may send (default 2048, room for a 1500-byte MTU frame).
+	// sender may send (default 2048, room for a 1500-byte MTU frame; a
+	// 9000-byte MTU needs 9018 with a VLAN tag). A sender that announces
+	// a larger DialOptions.MaxMessage is refused.
 	BufferSize int
 	// Backlog is the listen backlog (default 16).
 	Backlog int
@@ -104,8 +122,9 @@ type ListenOptions struct {
 
 // SenderStats are a Sender's counters.
 type SenderStats struct {
-	Sent      uint64 // packets posted
-	Completed uint64 // packets handed back by Completed
+	Sent      uint64 // packets (messages) posted
+	Segments  uint64 // Desc posted: Sent plus the further segments
+	Completed uint64 // Desc handed back by Completed
 	Bytes     uint64 // bytes posted
 	Stalls    uint64 // Send calls that could post nothing for lack of credits
 	QueueFull uint64 // Send calls that could post nothing: send queue full

@@ -20,7 +20,8 @@ package rdma
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
-struct xd_desc { uint64_t addr; uint32_t len; uint32_t pad; };
+struct xd_desc { uint64_t addr; uint32_t len; uint32_t flags; };
+#define XD_MORE 1 // Desc.Flags More: the packet continues in the next desc
 struct xd_wc { uint64_t wr_id; uint32_t status, opcode, byte_len, imm; };
 struct xd_event {
 	int type, status;
@@ -31,39 +32,59 @@ struct xd_event {
 
 #define XD_CHAIN 64
 
-// xd_post_sends posts n SENDs, one SGE each (base+addr, len), as chains of
-// up to chain work requests. wr_id is wrid0 + i. The last request of each
-// chain, and every sig_every-th by wr_id, is signaled. It returns how many
-// were posted, or -errno when none were.
+#define XD_SGES 256 // scatter-gather entries per chain: at least maxSegments
+
+// xd_post_sends posts the packets of d[:n] as SENDs, one work request per
+// packet with one SGE per segment (base+addr, len: the descs up to the first
+// without XD_MORE), as chains of up to chain work requests. A request's
+// wr_id is wrid0 + the index of its packet's last desc. The last request of
+// each chain is signaled, and so is every request whose descs cross a
+// multiple of sig_every. d[:n] must end with a whole packet of at most
+// XD_SGES segments. It returns how many descs were posted, or -errno when
+// none were.
 static int xd_post_sends(struct ibv_qp *qp, uint32_t lkey, uint64_t base,
 		const struct xd_desc *d, int n, uint64_t wrid0, int chain, int sig_every) {
 	struct ibv_send_wr wr[XD_CHAIN], *bad = NULL;
-	struct ibv_sge sge[XD_CHAIN];
+	struct ibv_sge sge[XD_SGES];
+	int first[XD_CHAIN]; // the first desc of each request
 	int done = 0;
 	if (chain <= 0 || chain > XD_CHAIN) chain = XD_CHAIN;
 	while (done < n) {
-		int k = n - done < chain ? n - done : chain;
-		for (int i = 0; i < k; i++) {
-			uint64_t seq = wrid0 + done + i;
-			sge[i].addr = base + d[done + i].addr;
-			sge[i].length = d[done + i].len;
-			sge[i].lkey = lkey;
-			memset(&wr[i], 0, sizeof wr[i]);
-			wr[i].wr_id = seq;
-			wr[i].sg_list = &sge[i];
-			wr[i].num_sge = 1;
-			wr[i].opcode = IBV_WR_SEND;
-			if (i == k - 1 || (sig_every > 0 && (seq + 1) % sig_every == 0))
-				wr[i].send_flags = IBV_SEND_SIGNALED;
-			wr[i].next = i == k - 1 ? NULL : &wr[i + 1];
+		int k = 0, s = 0, i = done;
+		while (i < n && k < chain) {
+			int last = i;
+			while (last < n - 1 && (d[last].flags & XD_MORE)) last++;
+			int segs = last - i + 1;
+			if (s + segs > XD_SGES) break;
+			for (int j = 0; j < segs; j++) {
+				sge[s + j].addr = base + d[i + j].addr;
+				sge[s + j].length = d[i + j].len;
+				sge[s + j].lkey = lkey;
+			}
+			uint64_t from = wrid0 + i, to = wrid0 + last + 1;
+			memset(&wr[k], 0, sizeof wr[k]);
+			wr[k].wr_id = to - 1;
+			wr[k].sg_list = &sge[s];
+			wr[k].num_sge = segs;
+			wr[k].opcode = IBV_WR_SEND;
+			if (sig_every > 0 && to / sig_every != from / sig_every)
+				wr[k].send_flags = IBV_SEND_SIGNALED;
+			wr[k].next = &wr[k + 1];
+			first[k] = i;
+			k++;
+			s += segs;
+			i = last + 1;
 		}
+		if (k == 0) return done > 0 ? done : -EINVAL;
+		wr[k - 1].send_flags = IBV_SEND_SIGNALED;
+		wr[k - 1].next = NULL;
 		int rc = ibv_post_send(qp, wr, &bad);
 		if (rc) {
 			int ok = bad ? (int)(bad - wr) : 0;
-			done += ok;
+			if (ok > 0) done = first[ok - 1] + wr[ok - 1].num_sge;
 			return done > 0 ? done : -rc;
 		}
-		done += k;
+		done = i;
 	}
 	return done;
 }
@@ -225,12 +246,20 @@ static int xd_reject(struct rdma_cm_id *id, const void *priv, int len) {
 }
 
 static struct ibv_context *xd_verbs(struct rdma_cm_id *id) { return id->verbs; }
+
+// xd_max_sge is the device's max_sge (scatter-gather entries per work
+// request), or -errno.
+static int xd_max_sge(struct ibv_context *c) {
+	struct ibv_device_attr a;
+	if (ibv_query_device(c, &a)) return -errno;
+	return a.max_sge;
+}
 static const char *xd_dev_name(struct rdma_cm_id *id) {
 	return id->verbs ? ibv_get_device_name(id->verbs->device) : "";
 }
 
 static struct ibv_qp *xd_create_qp(struct rdma_cm_id *id, struct ibv_pd *pd, struct ibv_cq *scq,
-		struct ibv_cq *rcq, int sq, int rq, int *err) {
+		struct ibv_cq *rcq, int sq, int rq, int sge, int *err) {
 	struct ibv_qp_init_attr a;
 	memset(&a, 0, sizeof a);
 	a.send_cq = scq;
@@ -238,7 +267,7 @@ static struct ibv_qp *xd_create_qp(struct rdma_cm_id *id, struct ibv_pd *pd, str
 	a.qp_type = IBV_QPT_RC;
 	a.cap.max_send_wr = sq;
 	a.cap.max_recv_wr = rq;
-	a.cap.max_send_sge = 1;
+	a.cap.max_send_sge = sge;
 	a.cap.max_recv_sge = 1;
 	if (rdma_create_qp(id, pd, &a)) { *err = errno; return NULL; }
 	return id->qp;
@@ -603,6 +632,21 @@ func (m cmID) peerAddr() string {
 
 func (m cmID) deviceName() string { return C.GoString(C.xd_dev_name(m.id)) }
 
+// deviceLimits returns the name and max_sge of the device the id is bound
+// to (after address resolution).
+func (m cmID) deviceLimits() (name string, maxSGE int, err error) {
+	verbs := C.xd_verbs(m.id)
+	if verbs == nil {
+		return "", 0, fmt.Errorf("cm id has no device: %w", ErrNoDevice)
+	}
+	name = m.deviceName()
+	rc := C.xd_max_sge(verbs)
+	if rc < 0 {
+		return name, 0, fmt.Errorf("query device %s: %w", name, syscall.Errno(-rc))
+	}
+	return name, int(rc), nil
+}
+
 func (m cmID) destroy() {
 	if m.id != nil {
 		C.rdma_destroy_id(m.id)
@@ -619,7 +663,9 @@ type queues struct {
 	mrs      []*C.struct_ibv_mr
 }
 
-func newQueues(id cmID, sq, rq int) (*queues, error) {
+// newQueues makes the verbs objects of a connection: sq and rq work
+// requests deep, sge scatter-gather entries per send.
+func newQueues(id cmID, sq, rq, sge int) (*queues, error) {
 	q := &queues{id: id}
 	verbs := C.xd_verbs(id.id)
 	if verbs == nil {
@@ -638,9 +684,9 @@ func newQueues(id cmID, sq, rq int) (*queues, error) {
 		return nil, fmt.Errorf("ibv_create_cq(%d): %w", rq, err)
 	}
 	var e C.int
-	if q.qp = C.xd_create_qp(id.id, q.pd, q.scq, q.rcq, C.int(sq), C.int(rq), &e); q.qp == nil {
+	if q.qp = C.xd_create_qp(id.id, q.pd, q.scq, q.rcq, C.int(sq), C.int(rq), C.int(sge), &e); q.qp == nil {
 		q.close()
-		return nil, fmt.Errorf("rdma_create_qp(send %d, recv %d): %w", sq, rq, syscall.Errno(e))
+		return nil, fmt.Errorf("rdma_create_qp(send %d, recv %d, sge %d): %w", sq, rq, sge, syscall.Errno(e))
 	}
 	return q, nil
 }
@@ -671,7 +717,8 @@ func (q *queues) register(buf []byte, access int) (mr, error) {
 	return mr{mr: m, base: uint64(uintptr(unsafe.Pointer(&buf[0]))), lkey: uint32(m.lkey)}, nil
 }
 
-// postSends posts descs as SENDs from m; see xd_post_sends.
+// postSends posts the packets of descs as SENDs from m and returns how many
+// descs it posted; see xd_post_sends.
 func (q *queues) postSends(m mr, descs []Desc, wrid0 uint64, chain, sigEvery int) (int, error) {
 	if len(descs) == 0 {
 		return 0, nil
