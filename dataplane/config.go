@@ -350,6 +350,10 @@ type plan struct {
 	// worker share a UMEM and must agree).
 	multiBuffer bool
 	rdmaSink    string // the rdma stage's sink address, or ""
+	// rdmaSegs and rdmaPacket are the most UMEM frames and bytes of a
+	// packet the rdma stage may ship (the largest MTU's frame with a VLAN
+	// tag): the sender's DialOptions.MaxSegments and MaxMessage.
+	rdmaSegs, rdmaPacket int
 	// transmits: the chain may send packets out of the interfaces (a
 	// stage that sends, or the default verdict transmit).
 	transmits bool
@@ -466,6 +470,9 @@ func resolve(c Config, sys system) (*plan, error) {
 	}
 	for _, ifc := range r.ifaces {
 		segs := xsk.Segments(ifc.MTU, c.FrameSize)
+		// A VLAN-tagged frame of the MTU is 4 bytes longer.
+		r.rdmaSegs = max(r.rdmaSegs, xsk.Segments(ifc.MTU+4, c.FrameSize))
+		r.rdmaPacket = max(r.rdmaPacket, ifc.MTU+18)
 		if segs == 1 {
 			continue
 		}
@@ -473,10 +480,6 @@ func resolve(c Config, sys system) (*plan, error) {
 		if burst := cmp.Or(c.Burst, pipeline.DefaultBurstSize); burst < segs {
 			return nil, fmt.Errorf("burst %d: a packet of %s (MTU %d) takes %d UMEM frames of %d bytes, more than a burst holds; raise burst to %d or more",
 				burst, ifc.Name, ifc.MTU, segs, cmp.Or(c.FrameSize, xsk.DefaultFrameSize), segs)
-		}
-		if r.rdmaSink != "" {
-			return nil, fmt.Errorf("rdma stage: %s (MTU %d) receives packets larger than a UMEM frame, which the rdma output does not ship yet; lower the MTU to %d or less (ip link set %s mtu %d)",
-				ifc.Name, ifc.MTU, xsk.FrameData(c.FrameSize)-14, ifc.Name, xsk.FrameData(c.FrameSize)-14)
 		}
 	}
 	// Last, once every size is known, and before anything is allocated:

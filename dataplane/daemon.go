@@ -14,6 +14,7 @@ import (
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/rdma"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -159,7 +160,7 @@ func (d *Daemon) open() error {
 func (d *Daemon) dialRDMA(u umem) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := d.sys.dialRDMA(ctx, d.p.rdmaSink, u)
+	c, err := d.sys.dialRDMA(ctx, d.p.rdmaSink, u, rdma.DialOptions{MaxSegments: d.p.rdmaSegs, MaxMessage: d.p.rdmaPacket})
 	if err != nil {
 		return fmt.Errorf("rdma stage: connect to %s: %w", d.p.rdmaSink, err)
 	}
@@ -168,6 +169,7 @@ func (d *Daemon) dialRDMA(u umem) error {
 	if batch <= 0 {
 		batch = pipeline.DefaultBurstSize
 	}
+	batch = max(batch, d.p.rdmaSegs) // room for a whole packet
 	// Frames wait for the sink's credits up to a ring's worth, as many as
 	// the socket's TX ring would hold.
 	d.rdma = append(d.rdma, newRDMAPort(c, u, batch, int(d.p.cfg.Ring), d.log))
@@ -501,7 +503,8 @@ type system interface {
 	umem(o xsk.UmemOptions) (umem, error)
 	// openPort opens o with mems[i] the UMEM of o.Queues[i].
 	openPort(o PortOptions, mems []umem) (port, error)
-	dialRDMA(ctx context.Context, addr string, mem umem) (rdmaConn, error)
+	// dialRDMA connects to an RDMA sink, registering mem.
+	dialRDMA(ctx context.Context, addr string, mem umem, o rdma.DialOptions) (rdmaConn, error)
 }
 
 // umem is a UMEM (*xsk.Umem).

@@ -21,6 +21,7 @@ import (
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/rdma"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
@@ -95,7 +96,7 @@ func (f *fakeSystem) openPort(o PortOptions, mems []umem) (port, error) {
 	return p, nil
 }
 
-func (f *fakeSystem) dialRDMA(context.Context, string, umem) (rdmaConn, error) {
+func (f *fakeSystem) dialRDMA(context.Context, string, umem, rdma.DialOptions) (rdmaConn, error) {
 	return nil, errors.New("no rdma here")
 }
 

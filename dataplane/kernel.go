@@ -37,12 +37,12 @@ func (kernel) openPort(o PortOptions, mems []umem) (port, error) {
 	return kernelPort{p}, nil
 }
 
-func (kernel) dialRDMA(ctx context.Context, addr string, mem umem) (rdmaConn, error) {
+func (kernel) dialRDMA(ctx context.Context, addr string, mem umem, o rdma.DialOptions) (rdmaConn, error) {
 	u, ok := mem.(*xsk.Umem)
 	if !ok {
 		return nil, fmt.Errorf("memory %T is not a UMEM", mem)
 	}
-	return rdma.Dial(ctx, addr, u.Region(), rdma.DialOptions{})
+	return rdma.Dial(ctx, addr, u.Region(), o)
 }
 
 // kernelPort is a Port as the daemon uses it.

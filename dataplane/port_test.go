@@ -67,9 +67,9 @@ func TestPlanTransmits(t *testing.T) {
 
 // TestPlanMultiBuffer: when one interface's MTU needs packets larger than
 // a UMEM frame, every socket binds multi-buffer (the sockets of a worker
-// share its UMEM and must agree); a burst too short for such a packet,
-// and the rdma stage, which does not ship them yet, are refused in one
-// line naming the fix.
+// share its UMEM and must agree); a burst too short for such a packet is
+// refused in one line naming the fix; the rdma stage ships them, its
+// connection sized for the largest.
 func TestPlanMultiBuffer(t *testing.T) {
 	cfg := func(body string) Config {
 		c, err := ParseConfig([]byte(body))
@@ -95,12 +95,14 @@ func TestPlanMultiBuffer(t *testing.T) {
 	if p, err := resolve(cfg("interfaces: [xa]\nstages: [count]\n"), &fakeSystem{}); err != nil || p.multiBuffer {
 		t.Errorf("MTU 1500: multi-buffer %v (%v)", p != nil && p.multiBuffer, err)
 	}
-	for body, want := range map[string]string{
-		"interfaces: [jumbo0]\nburst: 2\nstages: [count]\n":                        "raise burst to 3",
-		"interfaces: [jumbo0]\nstages: [{rdma: {connect: \"198.18.0.9:7471\"}}]\n": "lower the MTU to 3826",
-	} {
-		if _, err := resolve(cfg(body), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: %v, want an error with %q", body, err, want)
-		}
+	if _, err := resolve(cfg("interfaces: [jumbo0]\nburst: 2\nstages: [count]\n"), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), "raise burst to 3") {
+		t.Errorf("burst 2 with MTU 9000: %v, want an error with %q", err, "raise burst to 3")
+	}
+	p, err := resolve(cfg("interfaces: [xa, jumbo0]\nstages: [{rdma: {connect: \"198.18.0.9:7471\"}}]\n"), &fakeSystem{})
+	if err != nil {
+		t.Fatalf("rdma stage with MTU 9000: %v", err)
+	}
+	if !p.multiBuffer || p.rdmaSegs != 3 || p.rdmaPacket != 9018 {
+		t.Errorf("rdma stage with MTU 9000: multi-buffer %v, %d segments, %d bytes; want true, 3, 9018 (a VLAN-tagged frame)", p.multiBuffer, p.rdmaSegs, p.rdmaPacket)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rdma"
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // shipper is what an rdmaPort needs of an RDMA connection; *rdma.Sender is
@@ -31,8 +32,12 @@ var _ rdmaConn = (*rdma.Sender)(nil)
 // the worker when Transmit takes it and returns to the UMEM free stack only
 // when Complete sees its send finished, so frame accounting holds.
 //
+// A multi-buffer packet (segments chained with XDP_PKT_CONTD) ships as one
+// RDMA message (rdma.More chains its Desc); the port takes and sends
+// packets whole, and hands back every segment's frame.
+//
 // The sink grants credits (receive buffers); when a burst finds them used
-// up, which a sink that falls behind for a moment causes, the frames wait
+// up, which a sink that falls behind for a moment causes, the packets wait
 // in a backlog, oldest first, and go out as credits come back (on the
 // worker's next Transmit or Complete). Only what finds the backlog full
 // stays the worker's, which counts and frees it as it does for a full TX
@@ -44,8 +49,9 @@ type rdmaPort struct {
 	send []rdma.Desc
 	done []rdma.Desc
 	free []uint64
-	// backlog is a ring of frames waiting for credits: queued of them
-	// from head.
+	// backlog holds frames waiting for credits, whole packets:
+	// backlog[head:head+queued], moved to the front when the end is
+	// reached, so Send always sees whole packets.
 	backlog      []rdma.Desc
 	head, queued int
 	// Errors counts failed Send and Completed calls; the first is logged.
@@ -78,9 +84,10 @@ func (p *rdmaPort) fail(what string, err error) {
 	}
 }
 
-// Transmit takes up to len(descs) frames, sending what the credits allow
-// and queueing the rest while the backlog has room, and returns how many it
-// took. Frames already waiting go first; Transmit(nil) only sends those.
+// Transmit takes up to len(descs) frames, whole packets, sending what the
+// credits allow and queueing the rest while the backlog has room, and
+// returns how many it took. Frames already waiting go first; Transmit(nil)
+// only sends those.
 func (p *rdmaPort) Transmit(descs []pipeline.Desc) int {
 	if !p.flushBacklog() {
 		return 0
@@ -88,6 +95,9 @@ func (p *rdmaPort) Transmit(descs []pipeline.Desc) int {
 	total := 0
 	for p.queued == 0 && total < len(descs) {
 		batch := toRDMA(p.send, descs[total:])
+		if len(batch) == 0 {
+			break // a packet longer than the send buffer, which dialRDMA sizes for the longest
+		}
 		k, err := p.s.Send(batch)
 		total += k
 		if err != nil {
@@ -98,26 +108,44 @@ func (p *rdmaPort) Transmit(descs []pipeline.Desc) int {
 			break // out of credits: the rest wait
 		}
 	}
-	for total < len(descs) && p.queued < len(p.backlog) {
-		d := descs[total]
-		p.backlog[(p.head+p.queued)%len(p.backlog)] = rdma.Desc{Addr: d.Addr, Len: d.Len}
-		p.queued++
-		total++
+	for total < len(descs) {
+		end := packetEnd(descs, total)
+		if p.head+p.queued+end-total > len(p.backlog) {
+			copy(p.backlog, p.backlog[p.head:p.head+p.queued])
+			p.head = 0
+			if p.queued+end-total > len(p.backlog) {
+				break // full: the worker drops the rest
+			}
+		}
+		toRDMA(p.backlog[p.head+p.queued:], descs[total:end])
+		p.queued += end - total
+		total = end
 	}
 	return total
+}
+
+// packetEnd returns the index after the last segment of the packet that
+// starts at descs[i].
+func packetEnd(descs []pipeline.Desc, i int) int {
+	for i < len(descs)-1 && descs[i].Options&xsk.PktContd != 0 {
+		i++
+	}
+	return i + 1
 }
 
 // flushBacklog sends waiting frames, oldest first, as far as the credits
 // go. It reports false if the connection has failed.
 func (p *rdmaPort) flushBacklog() bool {
 	for p.queued > 0 && !p.failed {
-		n := min(p.queued, len(p.backlog)-p.head)
-		k, err := p.s.Send(p.backlog[p.head : p.head+n])
-		p.head = (p.head + k) % len(p.backlog)
+		k, err := p.s.Send(p.backlog[p.head : p.head+p.queued])
+		p.head += k
 		p.queued -= k
+		if p.queued == 0 {
+			p.head = 0
+		}
 		if err != nil {
 			p.fail("send", err)
-		} else if k < n {
+		} else if p.queued > 0 {
 			return true
 		}
 	}
@@ -128,8 +156,8 @@ func (p *rdmaPort) flushBacklog() bool {
 // never be sent) and returns how many.
 func (p *rdmaPort) dropBacklog() int {
 	n := p.queued
-	for i := range n {
-		p.free[i] = p.backlog[(p.head+i)%len(p.backlog)].Addr
+	for i, d := range p.backlog[p.head : p.head+n] {
+		p.free[i] = d.Addr
 	}
 	if n > 0 {
 		p.mem.Free(p.free[:n])
@@ -139,13 +167,21 @@ func (p *rdmaPort) dropBacklog() int {
 	return n
 }
 
-// toRDMA converts as many descriptors as fit in dst and returns dst's
-// filled part. An xsk.Desc address is the offset into the UMEM region,
-// which is what rdma.Desc wants.
+// toRDMA converts the whole packets of src that fit in dst and returns
+// dst's filled part. An xsk.Desc address is the offset into the UMEM
+// region, which is what rdma.Desc wants; XDP_PKT_CONTD becomes rdma.More.
 func toRDMA(dst []rdma.Desc, src []pipeline.Desc) []rdma.Desc {
 	n := min(len(dst), len(src))
+	if n < len(src) {
+		for n > 0 && src[n-1].Options&xsk.PktContd != 0 {
+			n-- // do not cut the packet that did not fit
+		}
+	}
 	for i := range n {
 		dst[i] = rdma.Desc{Addr: src[i].Addr, Len: src[i].Len}
+		if src[i].Options&xsk.PktContd != 0 {
+			dst[i].Flags = rdma.More
+		}
 	}
 	return dst[:n]
 }

@@ -8,32 +8,49 @@ import (
 
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rdma"
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
-// fakeShipper takes sends while it has credits and completes them when
-// told, in order, like rdma.Sender.
+// fakeShipper takes whole packets while it has credits, one each, and
+// completes them when told, in order, like rdma.Sender.
 type fakeShipper struct {
 	credits  int
 	inFlight []rdma.Desc
 	finished int // how many of inFlight have completed
 	err      error
+	cut      int // Send calls given a burst that ends inside a packet
 }
 
 func (f *fakeShipper) Send(d []rdma.Desc) (int, error) {
 	if f.err != nil {
 		return 0, f.err
 	}
-	n := min(len(d), f.credits)
-	f.credits -= n
+	if len(d) > 0 && d[len(d)-1].Flags&rdma.More != 0 {
+		f.cut++
+	}
+	n := 0
+	for i := range d {
+		if f.credits == 0 {
+			break
+		}
+		if d[i].Flags&rdma.More == 0 {
+			f.credits--
+			n = i + 1
+		}
+	}
 	f.inFlight = append(f.inFlight, d[:n]...)
 	return n, nil
 }
 
 func (f *fakeShipper) Completed(done []rdma.Desc) (int, error) {
 	n := copy(done, f.inFlight[:f.finished])
+	for _, d := range done[:n] {
+		if d.Flags&rdma.More == 0 {
+			f.credits++
+		}
+	}
 	f.inFlight = append(f.inFlight[:0], f.inFlight[n:]...) // in place: no allocation
 	f.finished -= n
-	f.credits += n
 	return n, nil
 }
 
@@ -178,5 +195,75 @@ func TestRDMAPortBacklogFailure(t *testing.T) {
 	}
 	if got := p.Transmit(descs(3, 1<<20)); got != 0 {
 		t.Fatalf("a failed connection took %d frames", got)
+	}
+}
+
+// jumbo is n packets of 3 segments (XDP_PKT_CONTD on the first two), one
+// frame each from base.
+func jumbo(n int, base uint64) []pipeline.Desc {
+	d := descs(3*n, base)
+	for i := range d {
+		if i%3 != 2 {
+			d[i].Options = xsk.PktContd
+		}
+	}
+	return d
+}
+
+// TestRDMAPortMultiBuffer: multi-buffer packets go to the connection whole
+// (a credit each), wait in the backlog whole, are refused whole when it is
+// full, and every segment's frame comes back exactly once.
+func TestRDMAPortMultiBuffer(t *testing.T) {
+	f, mem, p := testPort(4, 8, 10) // a send buffer of 8: 2 packets and a cut one
+	in := jumbo(12, 0)
+	// 4 packets sent, 3 wait (9 frames of a backlog of 10), 5 refused.
+	if got := p.Transmit(in); got != 21 {
+		t.Fatalf("Transmit took %d of 36 frames with 4 credits and a backlog of 10, want 21 (7 packets)", got)
+	}
+	if len(f.inFlight) != 12 || p.queued != 9 {
+		t.Fatalf("%d frames in flight, %d waiting; want 12 and 9", len(f.inFlight), p.queued)
+	}
+	for i, d := range f.inFlight {
+		if want := i%3 != 2; (d.Flags&rdma.More != 0) != want || d.Addr != in[i].Addr {
+			t.Fatalf("sent desc %d = %+v, want addr %#x with More %v", i, d, in[i].Addr, want)
+		}
+	}
+	// Completions return credits; waiting packets go out, oldest first,
+	// and later ones queue behind them.
+	for round := 0; len(mem.freed) < 21 && round < 20; round++ {
+		f.finished = len(f.inFlight)
+		p.Complete()
+	}
+	if got := p.Transmit(in[21:]); got != 15 {
+		t.Fatalf("Transmit took %d of the 15 refused frames with credits back, want 15", got)
+	}
+	for round := 0; len(mem.freed) < 36 && round < 20; round++ {
+		f.finished = len(f.inFlight)
+		p.Complete()
+	}
+	if len(mem.freed) != 36 || p.queued != 0 || len(f.inFlight) != 0 {
+		t.Fatalf("%d frames freed, %d waiting, %d in flight; want 36, 0, 0", len(mem.freed), p.queued, len(f.inFlight))
+	}
+	for i, a := range mem.freed {
+		if a != in[i].Addr {
+			t.Fatalf("frame %d freed out of order or twice: %#x, want %#x", i, a, in[i].Addr)
+		}
+	}
+	if f.cut != 0 {
+		t.Fatalf("%d sends were given a burst ending inside a packet", f.cut)
+	}
+}
+
+// TestRDMAPortMultiBufferFailure: after a failure the waiting packets'
+// frames, every segment, go back once.
+func TestRDMAPortMultiBufferFailure(t *testing.T) {
+	f, mem, p := testPort(1, 8, 16)
+	if got := p.Transmit(jumbo(4, 0)); got != 12 {
+		t.Fatalf("Transmit took %d of 12, want 12 (1 packet sent, 3 waiting)", got)
+	}
+	f.err = errors.New("disconnected")
+	f.finished = 3
+	if got := p.Complete(); got != 12 || len(mem.freed) != 12 || p.Dropped.Load() != 9 {
+		t.Fatalf("Complete returned %d, freed %d, dropped %d; want 12, 12, 9", got, len(mem.freed), p.Dropped.Load())
 	}
 }
