@@ -948,8 +948,11 @@ func (o DialOptions) withDefaults() DialOptions {
 	if o.SendQueue <= 0 {
 		o.SendQueue = 512
 	}
+	o.MaxSegments = max(o.MaxSegments, 1)
+	// Room for SendQueue packets of MaxSegments: the ring and the queue
+	// count segments (work requests never outnumber them).
 	q := 1
-	for q < o.SendQueue {
+	for q < o.SendQueue*o.MaxSegments {
 		q <<= 1
 	}
 	o.SendQueue = q
@@ -962,7 +965,6 @@ func (o DialOptions) withDefaults() DialOptions {
 	if o.AckTimeout <= 0 || o.AckTimeout > 31 {
 		o.AckTimeout = 16
 	}
-	o.MaxSegments = max(o.MaxSegments, 1)
 	return o
 }
 

@@ -73,8 +73,9 @@ type DialOptions struct {
 	// Timeout bounds address and route resolution and connection set-up
 	// together (default 10s).
 	Timeout time.Duration
-	// SendQueue is the send queue depth, the most sends in flight
-	// (default 512, rounded up to a power of two).
+	// SendQueue is the most packets in flight (default 512): the send
+	// queue and the in-flight ring hold SendQueue*MaxSegments segments,
+	// rounded up to a power of two.
 	SendQueue int
 	// Chain is the most work requests per ibv_post_send (1..64, default
 	// 64). On SoftRoCE each ibv_post_send is a system call that runs the
