@@ -392,8 +392,9 @@ func (d *Daemon) Account() ([]UmemAccount, error) {
 	return out, errors.Join(errs...)
 }
 
-// RDMADropped counts frames the RDMA outputs dropped when their
-// connection failed while they waited for credits.
+// RDMADropped counts frames the RDMA outputs dropped: waiting for credits
+// when their connection failed, or of packets longer than the sink's
+// buffers.
 func (d *Daemon) RDMADropped() uint64 {
 	var n uint64
 	for _, p := range d.rdma {

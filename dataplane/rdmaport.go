@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -56,9 +57,16 @@ type rdmaPort struct {
 	head, queued int
 	// Errors counts failed Send and Completed calls; the first is logged.
 	Errors atomic.Uint64
-	// Dropped counts backlogged frames freed unsent because the connection
-	// failed; Complete returns them to the worker like finished sends.
+	// TooLarge counts packets Send refused; the first is logged.
+	TooLarge atomic.Uint64
+	// Dropped counts frames freed unsent: backlogged when the connection
+	// failed, or of a packet Send refused (rdma.ErrTooLarge: longer than
+	// the sink's buffers). Complete returns them to the worker like
+	// finished sends.
 	Dropped atomic.Uint64
+	// refused counts frames of refused packets not yet returned by
+	// Complete.
+	refused int
 	failed  bool
 }
 
@@ -98,10 +106,9 @@ func (p *rdmaPort) Transmit(descs []pipeline.Desc) int {
 		if len(batch) == 0 {
 			break // a packet longer than the send buffer, which dialRDMA sizes for the longest
 		}
-		k, err := p.s.Send(batch)
+		k, ok := p.ship(batch)
 		total += k
-		if err != nil {
-			p.fail("send", err)
+		if !ok {
 			return total
 		}
 		if k < len(batch) {
@@ -136,20 +143,51 @@ func packetEnd(descs []pipeline.Desc, i int) int {
 // flushBacklog sends waiting frames, oldest first, as far as the credits
 // go. It reports false if the connection has failed.
 func (p *rdmaPort) flushBacklog() bool {
-	for p.queued > 0 && !p.failed {
-		k, err := p.s.Send(p.backlog[p.head : p.head+p.queued])
+	if p.queued > 0 && !p.failed {
+		k, _ := p.ship(p.backlog[p.head : p.head+p.queued])
 		p.head += k
 		p.queued -= k
 		if p.queued == 0 {
 			p.head = 0
 		}
-		if err != nil {
-			p.fail("send", err)
-		} else if p.queued > 0 {
-			return true
-		}
 	}
 	return !p.failed
+}
+
+// ship sends batch (whole packets) as far as the credits go and returns
+// how many descriptors it took, false if the connection failed. A packet
+// Send refuses (rdma.ErrTooLarge) is one packet's problem, not the
+// connection's: its frames are freed and counted in Dropped, and the rest
+// of the batch goes on.
+func (p *rdmaPort) ship(batch []rdma.Desc) (int, bool) {
+	taken := 0
+	for taken < len(batch) {
+		k, err := p.s.Send(batch[taken:])
+		taken += k
+		if err == nil {
+			return taken, true // all, or out of credits
+		}
+		if !errors.Is(err, rdma.ErrTooLarge) {
+			p.fail("send", err)
+			return taken, false
+		}
+		end := taken
+		for end < len(batch)-1 && batch[end].Flags&rdma.More != 0 {
+			end++
+		}
+		end++
+		for i, d := range batch[taken:end] {
+			p.free[i] = d.Addr
+		}
+		p.mem.Free(p.free[:end-taken])
+		p.Dropped.Add(uint64(end - taken))
+		p.refused += end - taken
+		if p.TooLarge.Add(1) == 1 {
+			p.log.Error("rdma port: a packet the sink cannot take is dropped (this and later ones, counted)", "err", err)
+		}
+		taken = end
+	}
+	return taken, true
 }
 
 // dropBacklog frees the waiting frames (the connection failed: they will
@@ -191,7 +229,8 @@ func toRDMA(dst []rdma.Desc, src []pipeline.Desc) []rdma.Desc {
 // also frees the waiting frames (Dropped) and counts them among those it
 // returns.
 func (p *rdmaPort) Complete() int {
-	total := p.reap()
+	total := p.reap() + p.refused
+	p.refused = 0
 	if !p.flushBacklog() {
 		total += p.dropBacklog()
 	}

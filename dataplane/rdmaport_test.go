@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -18,7 +19,8 @@ type fakeShipper struct {
 	inFlight []rdma.Desc
 	finished int // how many of inFlight have completed
 	err      error
-	cut      int // Send calls given a burst that ends inside a packet
+	cut      int    // Send calls given a burst that ends inside a packet
+	maxMsg   uint32 // if set, longer packets are refused (rdma.ErrTooLarge)
 }
 
 func (f *fakeShipper) Send(d []rdma.Desc) (int, error) {
@@ -28,18 +30,23 @@ func (f *fakeShipper) Send(d []rdma.Desc) (int, error) {
 	if len(d) > 0 && d[len(d)-1].Flags&rdma.More != 0 {
 		f.cut++
 	}
-	n := 0
+	n, size := 0, uint32(0)
+	var err error
 	for i := range d {
 		if f.credits == 0 {
 			break
 		}
+		if size += d[i].Len; f.maxMsg > 0 && size > f.maxMsg {
+			err = fmt.Errorf("%w: packet at %d", rdma.ErrTooLarge, n)
+			break
+		}
 		if d[i].Flags&rdma.More == 0 {
 			f.credits--
-			n = i + 1
+			n, size = i+1, 0
 		}
 	}
 	f.inFlight = append(f.inFlight, d[:n]...)
-	return n, nil
+	return n, err
 }
 
 func (f *fakeShipper) Completed(done []rdma.Desc) (int, error) {
@@ -265,5 +272,35 @@ func TestRDMAPortMultiBufferFailure(t *testing.T) {
 	f.finished = 3
 	if got := p.Complete(); got != 12 || len(mem.freed) != 12 || p.Dropped.Load() != 9 {
 		t.Fatalf("Complete returned %d, freed %d, dropped %d; want 12, 12, 9", got, len(mem.freed), p.Dropped.Load())
+	}
+}
+
+// TestRDMAPortTooLarge: a packet the sink's buffers cannot hold is dropped
+// alone, its frames freed once and counted, and the connection goes on;
+// before, the port took the refusal for a failed connection and shipped
+// nothing more.
+func TestRDMAPortTooLarge(t *testing.T) {
+	f, mem, p := testPort(100, 16, 16)
+	f.maxMsg = 9018
+	in := jumbo(3, 0)
+	in[3].Len, in[4].Len, in[5].Len = 3840, 3840, 3840 // 11520 bytes: a VLAN pushed onto more than a 9000-byte MTU frame
+	if got := p.Transmit(in); got != 9 {
+		t.Fatalf("Transmit took %d of 9 frames, want all (6 sent, 3 dropped)", got)
+	}
+	if len(f.inFlight) != 6 || len(mem.freed) != 3 || p.Dropped.Load() != 3 || p.TooLarge.Load() != 1 || p.Errors.Load() != 0 {
+		t.Fatalf("in flight %d, freed %d, dropped %d, too large %d, errors %d; want 6, 3, 3, 1, 0",
+			len(f.inFlight), len(mem.freed), p.Dropped.Load(), p.TooLarge.Load(), p.Errors.Load())
+	}
+	for i, a := range mem.freed {
+		if a != in[3+i].Addr {
+			t.Fatalf("freed %#x, want the long packet's frames", a)
+		}
+	}
+	f.finished = len(f.inFlight)
+	if got := p.Complete(); got != 9 {
+		t.Fatalf("Complete returned %d, want 9 (6 sent, 3 dropped)", got)
+	}
+	if got := p.Transmit(jumbo(2, 1<<20)); got != 6 || len(f.inFlight) != 6 {
+		t.Fatalf("after a refused packet Transmit took %d (%d in flight), want 6: the connection goes on", got, len(f.inFlight))
 	}
 }

@@ -13,12 +13,18 @@
 // receive), polled in bursts of up to 64 completions per cgo call.
 //
 // Data moves with two-sided SEND, one packet per message, one scatter-gather
-// entry per packet pointing straight into the caller's registered region (the
-// UMEM): no copy on the sender. Several packets go to the device per
-// ibv_post_send as a chain of work requests (DialOptions.Chain, default 64);
-// only the last request of a chain (and every DialOptions.SignalEvery-th) asks
-// for a completion, and since an RC send queue completes in order, one
-// completion retires every request before it.
+// entry per segment pointing straight into the caller's registered region
+// (the UMEM): no copy on the sender. A multi-buffer AF_XDP packet (a jumbo
+// frame over several UMEM frames) is several Desc chained with More, as
+// XDP_PKT_CONTD chains them on the AF_XDP rings, and goes as one message of
+// as many SGEs (DialOptions.MaxSegments, checked against the device's
+// max_sge at Dial); the sink receives it whole in one buffer. Several packets
+// go to the device per ibv_post_send as a chain of work requests
+// (DialOptions.Chain, default 64); only the last request of a chain (and one
+// every DialOptions.SignalEvery segments) asks for a completion, and since an
+// RC send queue completes in order, one completion retires every request
+// before it. A request's wr_id is the sequence number of its packet's last
+// Desc, so a completion hands back every segment of the packets it retires.
 //
 // SEND rather than RDMA WRITE-with-immediate: with WRITE the sender would
 // have to manage the sink's memory (a remote ring, its addresses and rkey)
@@ -44,7 +50,11 @@
 // (sender killed, or closed with sends in flight).
 //
 // A packet longer than the sink's BufferSize is refused by Send with
-// ErrTooLarge before anything is posted. RC segments messages at the path MTU
+// ErrTooLarge before anything is posted. A sender that knows its longest
+// packet (DialOptions.MaxMessage: the MTU's frame) announces it in the
+// connection request, and a sink with smaller buffers refuses the
+// connection, naming the fix (xdpipe rdma-sink --buffer-size), so a jumbo
+// MTU against a default sink fails at start, not packet by packet. RC segments messages at the path MTU
 // (Sender.PathMTU; 1024 bytes on a 1500-byte RoCE link) by itself, so the
 // message limit is the sink's buffer size, not the MTU.
 //
@@ -52,8 +62,10 @@
 //
 // The sender API follows the AF_XDP TX ring: Send takes a burst of Desc
 // (offset and length inside the registered region; an xsk.Desc's Addr is that
-// offset, so Desc{Addr: d.Addr, Len: d.Len}) and returns how many it queued;
-// those frames now belong to the device. Completed hands back the Desc of
+// offset, so Desc{Addr: d.Addr, Len: d.Len}, with More where d.Options has
+// XDP_PKT_CONTD) and returns how many it queued, whole packets only; those
+// frames now belong to the device. Credits count packets, InFlight and
+// Completed segments. Completed hands back the Desc of
 // every send that has completed, in order; only then may the frame go back to
 // the UMEM free stack. A pipeline stage therefore looks like:
 //

@@ -241,7 +241,7 @@ loop:
 		fmt.Fprintln(stdout, line)
 	}
 	if n := d.RDMADropped(); n > 0 {
-		fmt.Fprintf(stdout, "run: rdma outputs: %d frames waiting for credits dropped when the connection failed\n", n)
+		fmt.Fprintf(stdout, "run: rdma outputs: %d frames dropped unsent (waiting for credits when the connection failed, or packets longer than the sink's buffers)\n", n)
 	}
 	accts, err := d.Account()
 	for _, a := range accts {
