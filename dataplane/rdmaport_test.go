@@ -186,22 +186,33 @@ func TestRDMAPortBacklog(t *testing.T) {
 
 // TestRDMAPortBacklogFailure: when the connection fails, waiting frames go
 // back to the free stack, counted as dropped and returned by Complete so
-// the worker's in-flight count comes back to zero.
+// the worker's in-flight count comes back to zero; every segment of a
+// waiting multi-buffer packet, once.
 func TestRDMAPortBacklogFailure(t *testing.T) {
-	f, mem, p := testPort(5, 16, 16)
-	if got := p.Transmit(descs(10, 0)); got != 10 {
-		t.Fatalf("Transmit took %d of 10, want 10 (5 sent, 5 waiting)", got)
-	}
-	f.err = errors.New("disconnected")
-	f.finished = 5
-	if got := p.Complete(); got != 10 {
-		t.Fatalf("Complete returned %d after the failure, want 10 (5 completed, 5 dropped)", got)
-	}
-	if p.Dropped.Load() != 5 || p.Errors.Load() != 1 || len(mem.freed) != 10 {
-		t.Fatalf("dropped %d, errors %d, freed %d; want 5, 1, 10", p.Dropped.Load(), p.Errors.Load(), len(mem.freed))
-	}
-	if got := p.Transmit(descs(3, 1<<20)); got != 0 {
-		t.Fatalf("a failed connection took %d frames", got)
+	for _, c := range []struct {
+		name       string
+		in         []pipeline.Desc
+		credits    int // packets sent
+		sent, wait int // frames
+	}{
+		{"single", descs(10, 0), 5, 5, 5},
+		{"multi-buffer", jumbo(4, 0), 1, 3, 9},
+	} {
+		f, mem, p := testPort(c.credits, 16, 16)
+		if got := p.Transmit(c.in); got != len(c.in) {
+			t.Fatalf("%s: Transmit took %d of %d, want all (%d sent, %d waiting)", c.name, got, len(c.in), c.sent, c.wait)
+		}
+		f.err = errors.New("disconnected")
+		f.finished = c.sent
+		if got := p.Complete(); got != len(c.in) {
+			t.Fatalf("%s: Complete returned %d after the failure, want %d (%d completed, %d dropped)", c.name, got, len(c.in), c.sent, c.wait)
+		}
+		if p.Dropped.Load() != uint64(c.wait) || p.Errors.Load() != 1 || len(mem.freed) != len(c.in) {
+			t.Fatalf("%s: dropped %d, errors %d, freed %d; want %d, 1, %d", c.name, p.Dropped.Load(), p.Errors.Load(), len(mem.freed), c.wait, len(c.in))
+		}
+		if got := p.Transmit(descs(3, 1<<20)); got != 0 {
+			t.Fatalf("%s: a failed connection took %d frames", c.name, got)
+		}
 	}
 }
 
@@ -258,20 +269,6 @@ func TestRDMAPortMultiBuffer(t *testing.T) {
 	}
 	if f.cut != 0 {
 		t.Fatalf("%d sends were given a burst ending inside a packet", f.cut)
-	}
-}
-
-// TestRDMAPortMultiBufferFailure: after a failure the waiting packets'
-// frames, every segment, go back once.
-func TestRDMAPortMultiBufferFailure(t *testing.T) {
-	f, mem, p := testPort(1, 8, 16)
-	if got := p.Transmit(jumbo(4, 0)); got != 12 {
-		t.Fatalf("Transmit took %d of 12, want 12 (1 packet sent, 3 waiting)", got)
-	}
-	f.err = errors.New("disconnected")
-	f.finished = 3
-	if got := p.Complete(); got != 12 || len(mem.freed) != 12 || p.Dropped.Load() != 9 {
-		t.Fatalf("Complete returned %d, freed %d, dropped %d; want 12, 12, 9", got, len(mem.freed), p.Dropped.Load())
 	}
 }
 
