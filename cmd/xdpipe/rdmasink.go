@@ -44,7 +44,7 @@ func parseRdmaSink(args []string, stderr io.Writer) (rdmaSinkOptions, error) {
 	}
 	fs.StringVar(&o.listen, "listen", "", "address to listen on, host:port (required; empty host: all)")
 	fs.IntVar(&o.buffers, "buffers", 512, "receive buffers posted per connection: the sender's credits")
-	fs.IntVar(&o.bufferSize, "buffer-size", 2048, "bytes per receive buffer: the largest packet accepted")
+	fs.IntVar(&o.bufferSize, "buffer-size", 2048, "bytes per receive buffer: the largest packet accepted (9216 for a 9000-byte MTU; a sender announcing larger packets is refused)")
 	fs.StringVar(&o.pcap, "pcap", "", "write every received packet to this pcap file (Ethernet)")
 	fs.BoolVar(&o.once, "once", false, "exit after the first connection ends")
 	fs.BoolVar(&o.track, "track", true, "check generated frames' sequence numbers (xdpipe gen payload)")
@@ -62,8 +62,22 @@ func parseRdmaSink(args []string, stderr io.Writer) (rdmaSinkOptions, error) {
 	if o.buffers < 1 || o.bufferSize < 64 {
 		return o, fmt.Errorf("--buffers must be >= 1 and --buffer-size >= 64")
 	}
+	// The buffers are pinned (registered) memory, per connection: bound
+	// them before a typo allocates them.
+	if o.bufferSize > maxSinkBufferSize || o.buffers*o.bufferSize > maxSinkMemory {
+		return o, fmt.Errorf("--buffers %d of --buffer-size %d: at most %d bytes each and %d MiB per connection; lower them",
+			o.buffers, o.bufferSize, maxSinkBufferSize, maxSinkMemory>>20)
+	}
 	return o, nil
 }
+
+// Bounds on a sink's receive buffers: a buffer holds the largest frame of
+// any MTU (64 KiB); a connection's buffers, 512 of them by default, pin
+// at most 256 MiB.
+const (
+	maxSinkBufferSize = 65536
+	maxSinkMemory     = 256 << 20
+)
 
 func runRdmaSink(ctx context.Context, args []string) error {
 	o, err := parseRdmaSink(args, os.Stderr)

@@ -17,7 +17,11 @@ func TestParseRdmaSink(t *testing.T) {
 	if o.listen != "198.18.0.2:7471" || o.pcap != "x.pcap" || !o.once || !o.track || o.buffers != 512 || o.bufferSize != 2048 {
 		t.Errorf("parsed %+v", o)
 	}
-	for _, bad := range [][]string{{}, {"--listen", "a:1", "extra"}, {"--listen", "a:1", "--buffers", "0"}, {"--nope"}} {
+	if o, err := parseRdmaSink([]string{"--listen", "a:1", "--buffer-size", "9216"}, io.Discard); err != nil || o.bufferSize != 9216 {
+		t.Errorf("--buffer-size 9216 (MTU 9000): %+v, %v", o, err)
+	}
+	for _, bad := range [][]string{{}, {"--listen", "a:1", "extra"}, {"--listen", "a:1", "--buffers", "0"}, {"--nope"},
+		{"--listen", "a:1", "--buffer-size", "1000000"}, {"--listen", "a:1", "--buffers", "100000", "--buffer-size", "9216"}} {
 		if _, err := parseRdmaSink(bad, io.Discard); err == nil {
 			t.Errorf("parseRdmaSink(%q) accepted", strings.Join(bad, " "))
 		}
