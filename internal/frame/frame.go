@@ -34,7 +34,7 @@ const (
 	ICMPLen    = 8
 )
 
-// Limits, steer.c's MAX_VLANS and MAX_EXT_HDRS.
+// Limits, bpf/parse.h's MAX_VLANS and MAX_EXT_HDRS (the steering program's parser).
 const (
 	// MaxVLANs is how many stacked VLAN tags a frame may carry.
 	MaxVLANs = 2
@@ -43,7 +43,7 @@ const (
 )
 
 // Reason says why a frame is malformed. The values are the steering
-// program's counter indexes (steer.c's enum stat).
+// program's counter indexes (bpf/parse.h's enum stat).
 type Reason uint8
 
 // The reasons.

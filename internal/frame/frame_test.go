@@ -11,19 +11,20 @@ import (
 )
 
 // TestLimitsAreTheSteeringProgramsLimits: the parser's limits are the
-// defines of bpf/steer.c, so both sides call the same frames malformed.
+// defines of bpf/parse.h (the steering program's parser), so both sides
+// call the same frames malformed.
 func TestLimitsAreTheSteeringProgramsLimits(t *testing.T) {
-	src, err := os.ReadFile("../../bpf/steer.c")
+	src, err := os.ReadFile("../../bpf/parse.h")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]int{"MAX_VLANS": frame.MaxVLANs, "MAX_EXT_HDRS": frame.MaxExtHeaders} {
 		m := regexp.MustCompile(`(?m)^#define ` + name + ` (\d+)$`).FindSubmatch(src)
 		if m == nil {
-			t.Fatalf("steer.c defines no %s", name)
+			t.Fatalf("parse.h defines no %s", name)
 		}
 		if got, _ := strconv.Atoi(string(m[1])); got != want {
-			t.Errorf("steer.c %s = %d, parser %d", name, got, want)
+			t.Errorf("parse.h %s = %d, parser %d", name, got, want)
 		}
 	}
 }
