@@ -2,15 +2,12 @@ package gen
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"net"
 	"os"
 	"runtime"
-	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -99,15 +96,17 @@ func NewLive(t *Template, opts LiveOptions) (*Live, error) {
 	if err := checkDevice(opts.Ifindex, t.Len()); err != nil {
 		return nil, fmt.Errorf("live engine: %w", err)
 	}
-	if err := checkQueue(opts.Ifindex, opts.Queue); err != nil {
-		return nil, fmt.Errorf("live engine: %w", err)
-	}
 	if t.Len() > MaxLiveFrameSize() {
 		return nil, fmt.Errorf("live engine: %w: frame size %d above %d, the most live frames can send (one page); use the xsk engine for larger frames",
 			ErrBadConfig, t.Len(), MaxLiveFrameSize())
 	}
-	if dev, err := netdev.Get(opts.Ifindex); err == nil && !dev.Features.Has(netdev.XDPNdoXmit) {
-		return nil, fmt.Errorf("live engine: %s", noXmit(dev))
+	if dev, err := netdev.Get(opts.Ifindex); err == nil {
+		if err := checkQueue(dev, opts.Queue); err != nil {
+			return nil, fmt.Errorf("live engine: %w", err)
+		}
+		if !dev.Features.Has(netdev.XDPNdoXmit) {
+			return nil, fmt.Errorf("live engine: %s", noXmit(dev))
+		}
 	}
 	newProg := func() (*stamper, error) { return newStamper(t, opts.BatchSize) }
 	if opts.Bare {
@@ -149,54 +148,16 @@ func checkDevice(ifindex, size int) error {
 	return nil
 }
 
-// checkQueue checks that the device has RX queue q (live frames pretend
-// to arrive on it; the kernel refuses a queue the device does not have).
-// The count comes from rtnetlink, in the calling thread's namespace.
-func checkQueue(ifindex, q int) error {
-	n, err := rxQueues(ifindex)
-	if err != nil {
-		return nil // let the kernel decide
-	}
-	if q < 0 || q >= n {
-		name := strconv.Itoa(ifindex)
-		if ifc, err := net.InterfaceByIndex(ifindex); err == nil {
-			name = ifc.Name
-		}
+// checkQueue checks that the device has RX queue q: live frames pretend
+// to arrive on it, and the kernel refuses a queue beyond the active ones.
+// The count is netdev's (the netdev family, in the calling thread's
+// namespace); where it is unknown the kernel decides.
+func checkQueue(dev netdev.Device, q int) error {
+	if n := dev.RXQueues; n > 0 && (q < 0 || q >= n) {
 		return fmt.Errorf("%w: queue %d: %s has %d RX queues (0 to %d); pick one of them or raise the count with ethtool -L %s",
-			ErrBadConfig, q, name, n, n-1, name)
+			ErrBadConfig, q, dev.Name, n, n-1, dev.Name)
 	}
 	return nil
-}
-
-// rxQueues is the interface's IFLA_NUM_RX_QUEUES.
-func rxQueues(ifindex int) (int, error) {
-	rib, err := syscall.NetlinkRIB(syscall.RTM_GETLINK, syscall.AF_UNSPEC)
-	if err != nil {
-		return 0, err
-	}
-	msgs, err := syscall.ParseNetlinkMessage(rib)
-	if err != nil {
-		return 0, err
-	}
-	for i := range msgs {
-		m := &msgs[i]
-		if m.Header.Type != syscall.RTM_NEWLINK || len(m.Data) < syscall.SizeofIfInfomsg {
-			continue
-		}
-		if int(int32(binary.NativeEndian.Uint32(m.Data[4:8]))) != ifindex {
-			continue
-		}
-		attrs, err := syscall.ParseNetlinkRouteAttr(m)
-		if err != nil {
-			return 0, err
-		}
-		for _, a := range attrs {
-			if a.Attr.Type == 0x20 && len(a.Value) >= 4 { // IFLA_NUM_RX_QUEUES
-				return int(binary.NativeEndian.Uint32(a.Value)), nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("interface %d: no RX queue count", ifindex)
 }
 
 // Send implements Engine. Call it on a thread in the device's namespace.
