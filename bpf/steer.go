@@ -284,7 +284,7 @@ func (s *Steer) Unpin() error {
 
 func (s *Steer) allMaps() []*ebpf.Map {
 	m := &s.maps
-	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCache4, m.SteerCache6, m.SteerCacheMisses, m.SteerCounters, m.SteerExact, m.SteerGens,
+	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCache4, m.SteerCache6, m.SteerCacheMisses, m.SteerCounters, m.SteerEmc, m.SteerExact, m.SteerGens,
 		m.SteerPrefixes, m.SteerLpm4, m.SteerLpm6, m.SteerTables, m.SteerRules, m.SteerStats, m.SteerXsks}
 }
 
@@ -378,6 +378,9 @@ func (s *Steer) Apply(set *rules.Set) error {
 		err := clearKeys(s.maps.SteerCache4, func(*steerCacheKey4) bool { return true })
 		if err == nil {
 			err = clearKeys(s.maps.SteerCache6, func(*steerCacheKey) bool { return true })
+		}
+		if err == nil {
+			err = s.clearEMC()
 		}
 		if err != nil {
 			return fmt.Errorf("apply rules: empty the flow cache (running set unchanged): %w", err)
@@ -706,6 +709,18 @@ func clearKeys[K any](m *ebpf.Map, match func(*K) bool) error {
 	for i := range del {
 		if err := m.Delete(&del[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("clear %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// clearEMC zeroes every entry of the flow cache's first level on every
+// CPU (flags 0: not valid).
+func (s *Steer) clearEMC() error {
+	zero := make([]steerEmcEntry, ebpfPossibleCPUs())
+	for i := range s.maps.SteerEmc.MaxEntries() {
+		if err := s.maps.SteerEmc.Update(i, zero, ebpf.UpdateExist); err != nil {
+			return fmt.Errorf("clear %s: %w", s.maps.SteerEmc, err)
 		}
 	}
 	return nil

@@ -67,6 +67,15 @@ type steerCounter struct {
 	Bytes   uint64
 }
 
+type steerEmcEntry struct {
+	_ structs.HostLayout
+	W struct {
+		_ structs.HostLayout
+		V steerCacheVal
+	}
+	Key [6]uint64
+}
+
 type steerExactKey struct {
 	_     structs.HostLayout
 	Gen   uint8
@@ -149,6 +158,7 @@ const (
 	steerMapSteerCache6      = "steer_cache6"
 	steerMapSteerCacheMisses = "steer_cache_misses"
 	steerMapSteerCounters    = "steer_counters"
+	steerMapSteerEmc         = "steer_emc"
 	steerMapSteerExact       = "steer_exact"
 	steerMapSteerGens        = "steer_gens"
 	steerMapSteerLpm4        = "steer_lpm4"
@@ -217,6 +227,7 @@ type steerMapSpecs struct {
 	SteerCache6      *ebpf.MapSpec `ebpf:"steer_cache6"`
 	SteerCacheMisses *ebpf.MapSpec `ebpf:"steer_cache_misses"`
 	SteerCounters    *ebpf.MapSpec `ebpf:"steer_counters"`
+	SteerEmc         *ebpf.MapSpec `ebpf:"steer_emc"`
 	SteerExact       *ebpf.MapSpec `ebpf:"steer_exact"`
 	SteerGens        *ebpf.MapSpec `ebpf:"steer_gens"`
 	SteerLpm4        *ebpf.MapSpec `ebpf:"steer_lpm4"`
@@ -261,6 +272,7 @@ type steerMaps struct {
 	SteerCache6      *ebpf.Map `ebpf:"steer_cache6"`
 	SteerCacheMisses *ebpf.Map `ebpf:"steer_cache_misses"`
 	SteerCounters    *ebpf.Map `ebpf:"steer_counters"`
+	SteerEmc         *ebpf.Map `ebpf:"steer_emc"`
 	SteerExact       *ebpf.Map `ebpf:"steer_exact"`
 	SteerGens        *ebpf.Map `ebpf:"steer_gens"`
 	SteerLpm4        *ebpf.Map `ebpf:"steer_lpm4"`
@@ -280,6 +292,7 @@ func (m *steerMaps) Close() error {
 		m.SteerCache6,
 		m.SteerCacheMisses,
 		m.SteerCounters,
+		m.SteerEmc,
 		m.SteerExact,
 		m.SteerGens,
 		m.SteerLpm4,

@@ -395,6 +395,62 @@ func TestSteerCacheNoStaleVerdict(t *testing.T) {
 	}
 }
 
+// TestSteerEMCCollisions: twice as many flows as the flow cache's first
+// level (direct-mapped) has entries, so that flows share entries, half of
+// them dropped and half redirected; every frame, in two rounds, must get
+// its own flow's verdict. The flows differ only in the destination's last
+// bits: for IPv6 the last word of the key. After the first round the LRU
+// holds every flow: the second round misses nothing.
+func TestSteerEMCCollisions(t *testing.T) {
+	pinToCPU(t)
+	s := newSteer(t)
+	n := 2 * int(s.maps.SteerEmc.MaxEntries()) // flows n/2 and up are outside the rule's prefix
+	for _, fam := range []struct {
+		name string
+		dst  func(i int) netip.Addr
+		rule netip.Prefix // holds flows 0 to n/2-1
+	}{
+		{"IPv4", func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}) },
+			prefix("198.18.0.0/20")},
+		{"IPv6", func(i int) netip.Addr {
+			return netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 14: byte(i >> 8), 15: byte(i)})
+		},
+			prefix("2001:2::/116")},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			ref := apply(t, s, &rules.Set{Default: rules.ActionRedirect, Rules: []rules.Rule{{Priority: 1,
+				Fields: rules.FieldDst, Dst: fam.rule, Action: rules.ActionDrop}}})
+			frames := make([][]byte, n)
+			want := make([]uint32, n)
+			for i := range frames {
+				frames[i] = frametest.BuildFrame(frametest.FrameSpec{Src: fam.dst(0), Dst: fam.dst(i), Proto: 17, Sport: 7, Dport: 53})
+				want[i] = xdpCode(ref.Decide(frames[i], progIfindex).Action)
+			}
+			if want[0] == want[n-1] {
+				t.Fatalf("the first and last flows have one verdict (%d): the test would not see a mix-up", want[0])
+			}
+			var m1 uint64
+			for round := range 2 {
+				for i, f := range frames {
+					ret, err := s.Program().Run(&ebpf.RunOptions{Data: f})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if ret != want[i] {
+						t.Fatalf("round %d, flow %d: program returned %d, want %d", round, i, ret, want[i])
+					}
+				}
+				if round == 0 {
+					m1 = cacheMisses(t, s)
+				}
+			}
+			if m := cacheMisses(t, s); m != m1 {
+				t.Fatalf("the second round missed the LRU %d times, want 0", m-m1)
+			}
+		})
+	}
+}
+
 // TestSteerCacheWrap: steer_active counts rule changes in a u32; when it
 // wraps, an entry decided 2^32 changes earlier carries the value again.
 // Apply empties the cache at the wrap, so such an entry is never a hit.
