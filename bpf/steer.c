@@ -362,8 +362,9 @@ struct {
 } steer_cache6 SEC(".maps");
 
 // The flow cache's first level (OVS's EMC, its exact-match cache, in front
-// of the LRU as OVS's is in front of its classifier): a direct-mapped
-// per-CPU array indexed by a multiplicative hash of the key. A hit costs
+// of the LRU as OVS's is in front of its megaflow cache): a direct-mapped
+// per-CPU array indexed by a multiplicative hash of the whole tuple (the
+// LRU's key has the fields no rule uses zeroed, pack_key and mask_key). A hit costs
 // the hash (independent multiplies), one inlined array lookup and a
 // compare of the key's six words: on the veth bench the LRU's lookup (its
 // jhash, bucket walk and key compare) was 9% of the receiving CPU's time.
@@ -625,42 +626,55 @@ static __always_inline __u32 keep(__u32 used, enum field f)
 	return -((used >> f) & 1);
 }
 
-// make_key fills k from t, zeroing the fields not in used: the decision
-// depends on those in used, on the family and on whether there are ports,
-// nothing else. Branch-free but for the family. It writes the key as six
-// whole words, built in registers: written field by field, each word read
-// back whole (the hash, the compare) would wait for its bytes to leave the
-// store buffer, a store-forwarding stall per word (on the veth bench they
-// took more of the hit path's time than the hash did).
-static __always_inline void make_key(struct cache_key *k, struct tuple *t, __u32 used)
+// pack_key fills k from t, the whole tuple: the first level's key. It
+// writes the key as six whole words, built in registers: written field by
+// field, each word read back whole (the hash, the compare) would wait for
+// its bytes to leave the store buffer, a store-forwarding stall per word
+// (on the veth bench they took more of the hit path's time than the hash).
+static __always_inline void pack_key(struct cache_key *k, struct tuple *t)
 {
 	__u64 *w = (__u64 *)k;
 
-	w[0] = (__u64)(t->ifindex & keep(used, F_IFINDEX)) | (__u64)(__u16)(t->vlan & keep(used, F_VLAN)) << 32 |
-	       (__u64)(__u16)(t->ethertype & keep(used, F_ETHERTYPE)) << 48;
-	w[1] = (__u64)(__u8)(t->proto & keep(used, F_PROTO)) | (__u64)(__u8)t->family << 8 |
-	       (__u64)(__u8)t->has_ports << 16 | (__u64)(__u16)(t->sport & keep(used, F_SPORT)) << 32 |
-	       (__u64)(__u16)(t->dport & keep(used, F_DPORT)) << 48;
-	__u64 src = keep(used, F_SRC), dst = keep(used, F_DST);
+	w[0] = (__u64)t->ifindex | (__u64)(__u16)t->vlan << 32 | (__u64)(__u16)t->ethertype << 48;
+	w[1] = (__u64)(__u8)t->proto | (__u64)(__u8)t->family << 8 | (__u64)(__u8)t->has_ports << 16 |
+	       (__u64)(__u16)t->sport << 32 | (__u64)(__u16)t->dport << 48;
 	if (t->family != 6) {
-		w[2] = (t->src[0] & src) | (__u64)(t->dst[0] & dst) << 32;
+		w[2] = t->src[0] | (__u64)t->dst[0] << 32;
 		w[3] = w[4] = w[5] = 0;
 		return;
 	}
-	w[2] = (t->src[0] & src) | (__u64)(t->src[1] & src) << 32;
-	w[3] = (t->src[2] & src) | (__u64)(t->src[3] & src) << 32;
-	w[4] = (t->dst[0] & dst) | (__u64)(t->dst[1] & dst) << 32;
-	w[5] = (t->dst[2] & dst) | (__u64)(t->dst[3] & dst) << 32;
+	w[2] = t->src[0] | (__u64)t->src[1] << 32;
+	w[3] = t->src[2] | (__u64)t->src[3] << 32;
+	w[4] = t->dst[0] | (__u64)t->dst[1] << 32;
+	w[5] = t->dst[2] | (__u64)t->dst[3] << 32;
 }
 
-// make_key's words follow struct cache_key's layout on a little-endian
-// target (bpf2go builds bpfel only).
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "make_key assumes little-endian words");
+// mask_key zeroes in k, packed from a tuple of family, the fields not in
+// used: the LRU's key. The decision depends on those in used, on the
+// family and on whether there are ports, nothing else.
+static __always_inline void mask_key(struct cache_key *k, __u32 family, __u32 used)
+{
+	__u64 *w = (__u64 *)k;
+	__u64 src = -(__u64)((used >> F_SRC) & 1), dst = -(__u64)((used >> F_DST) & 1); // all 64 bits
+
+	w[0] &= (__u64)keep(used, F_IFINDEX) | (__u64)(__u16)keep(used, F_VLAN) << 32 |
+		(__u64)(__u16)keep(used, F_ETHERTYPE) << 48;
+	w[1] &= (__u64)(__u8)keep(used, F_PROTO) | 0xffff00ULL | (__u64)(__u16)keep(used, F_SPORT) << 32 |
+		(__u64)(__u16)keep(used, F_DPORT) << 48;
+	w[2] &= family == 6 ? src : (src & 0xffffffff) | dst << 32;
+	w[3] &= src;
+	w[4] &= dst;
+	w[5] &= dst;
+}
+
+// pack_key's and mask_key's words follow struct cache_key's layout on a
+// little-endian target (bpf2go builds bpfel only).
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pack_key assumes little-endian words");
 _Static_assert(__builtin_offsetof(struct cache_key, f.vlan) == 4 && __builtin_offsetof(struct cache_key, f.ethertype) == 6 &&
 		       __builtin_offsetof(struct cache_key, f.proto) == 8 && __builtin_offsetof(struct cache_key, f.family) == 9 &&
 		       __builtin_offsetof(struct cache_key, f.has_ports) == 10 && __builtin_offsetof(struct cache_key, f.sport) == 12 &&
 		       __builtin_offsetof(struct cache_key, f.dport) == 14 && __builtin_offsetof(struct cache_key, addr) == 16,
-	       "make_key's word layout");
+	       "pack_key's word layout");
 
 // emc_index is key k's EMC slot: the key's words, each times its own odd
 // constant, summed (independent multiplies), then Fibonacci hashing's
@@ -728,8 +742,8 @@ int xdp_steer(struct xdp_md *ctx)
 		return verdict(ctx, gi->default_action);
 	}
 
-	struct cache_key k; // make_key writes all of it
-	make_key(&k, &t, gi->used);
+	struct cache_key k; // pack_key writes all of it
+	pack_key(&k, &t);
 	const __u64 *kw = (const __u64 *)&k;
 	union cache_word w = {};
 	struct emc_entry *e = 0;
@@ -741,7 +755,13 @@ int xdp_steer(struct xdp_md *ctx)
 		w.raw = e->w.raw;
 	if ((w.v.flags & CACHE_VALID) && w.v.active == active)
 		goto decided;
+	if (e) {
+		// The entry is this flow's from here on, not yet decided.
+		__builtin_memcpy(e->key, kw, sizeof(e->key));
+		e->w.raw = 0;
+	}
 
+	mask_key(&k, t.family, gi->used);
 	void *cache = t.family == 6 ? (void *)&steer_cache6 : (void *)&steer_cache4;
 	__u64 *hit = 0;
 	w.raw = 0;
@@ -762,10 +782,8 @@ int xdp_steer(struct xdp_md *ctx)
 			bpf_map_update_elem(cache, &k, &w, BPF_ANY);
 		count(&steer_cache_misses, 0, bytes);
 	}
-	if (e) {
-		__builtin_memcpy(e->key, kw, sizeof(e->key));
+	if (e)
 		e->w.raw = w.raw;
-	}
 decided:
 	if (w.v.flags & CACHE_MATCHED)
 		count(&steer_counters, w.v.slot, bytes);

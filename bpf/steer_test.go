@@ -402,7 +402,6 @@ func TestSteerCacheNoStaleVerdict(t *testing.T) {
 // bits: for IPv6 the last word of the key. After the first round the LRU
 // holds every flow: the second round misses nothing.
 func TestSteerEMCCollisions(t *testing.T) {
-	pinToCPU(t)
 	s := newSteer(t)
 	n := 2 * int(s.maps.SteerEmc.MaxEntries()) // flows n/2 and up are outside the rule's prefix
 	for _, fam := range []struct {
@@ -418,6 +417,7 @@ func TestSteerEMCCollisions(t *testing.T) {
 			prefix("2001:2::/116")},
 	} {
 		t.Run(fam.name, func(t *testing.T) {
+			pinToCPU(t) // this goroutine's: every run meets one CPU's entries
 			ref := apply(t, s, &rules.Set{Default: rules.ActionRedirect, Rules: []rules.Rule{{Priority: 1,
 				Fields: rules.FieldDst, Dst: fam.rule, Action: rules.ActionDrop}}})
 			frames := make([][]byte, n)
