@@ -317,7 +317,9 @@ func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket
 			}
 		}
 	}
-	s.k = newSysKernel(fd)
+	if s.k, err = newSysKernel(fd, s); err != nil {
+		return nil, err
+	}
 	u.sockets = append(u.sockets, s)
 	return s, nil
 }
@@ -627,10 +629,20 @@ func (s *Socket) Kick() error {
 	return nil
 }
 
-// Wait blocks in poll(2) until the RX ring has descriptors or timeout
-// passes (a negative timeout waits for ever). A timeout or EINTR is not an
-// error. With need_wakeup, poll also wakes the driver for the fill ring.
+// Wait blocks until the RX ring has descriptors or timeout passes (a
+// negative timeout waits for ever), in the Go runtime's netpoller (see
+// sysKernel.Poll). A timeout is not an error. With need_wakeup it first
+// wakes the driver for the fill ring if the ring asks, as poll(2) would.
 func (s *Socket) Wait(timeout time.Duration) error { return s.k.Poll(timeout) }
+
+// rxReady reports whether the RX ring has descriptors; it takes none.
+func (s *Socket) rxReady() bool {
+	if s.rx == nil {
+		return false
+	}
+	got, _ := s.rx.Peek(1)
+	return got > 0
+}
 
 // Statistics are the kernel's per-socket counters (XDP_STATISTICS).
 type Statistics struct {

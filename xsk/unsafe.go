@@ -133,9 +133,10 @@ func kickRX(fd int) error {
 // context switches a second on a thread of their own, a fifth of such a
 // receiver's CPU. A raw call keeps the P, so other goroutines wait for
 // the nap to end (it is short) or for the runtime's preemption signal.
-// Long sleeps are Poll's, which goes through the scheduler: a raw call
-// sleeping for milliseconds is preempted every 10 ms, and a locked
-// thread's preemption costs more context switches than sysmon's retake.
+// Long sleeps are Socket.Wait's, parked in the runtime's netpoller (see
+// sysKernel.Poll): a raw call sleeping for milliseconds is preempted every
+// 10 ms, and a locked thread's preemption costs more context switches
+// than a park.
 func nanosleep(t time.Duration) {
 	ts := unix.NsecToTimespec(int64(t))
 	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)

@@ -400,6 +400,88 @@ func TestMultiBufferJumbo(t *testing.T) {
 	}
 }
 
+// TestWaitSeesQueuedFramesAndArrivals: frames already on the RX ring end
+// Wait at once, as they end poll(2), though Wait parks in the netpoller,
+// whose epoll is edge-triggered and may have taken their wakeup already
+// (Wait looks at the ring before it parks). A frame arriving while it
+// waits ends it too, and a timeout with nothing queued is not an error.
+// The minute-long timeouts only tell "returned for the frames" from
+// "waited it out".
+func TestWaitSeesQueuedFramesAndArrivals(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	ua := umemOn(t, xsk.UmemOptions{NumFrames: 256, FrameSize: 2048})
+	ub := umemOn(t, xsk.UmemOptions{NumFrames: 256, FrameSize: 2048})
+	tx := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{Bind: bind()})
+	rx := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{Bind: bind(), Prefill: true})
+	redirectOn(t, &p.B, rx)
+	descs := make([]xsk.Desc, 64)
+	drain := func() int {
+		n := rx.Receive(descs)
+		ub.FreeDescs(descs[:n])
+		rx.Refill()
+		return n
+	}
+	seq := 0
+	send := func() {
+		t.Helper()
+		tx.Complete()
+		var a [1]uint64
+		if ua.Alloc(a[:]) != 1 {
+			t.Fatal("no free frame to send")
+		}
+		f := testFrame(p, 64, 0, seq)
+		seq++
+		d := xsk.Desc{Addr: a[0] + ua.DataOffset(), Len: uint32(len(f))}
+		copy(ua.Frame(d.Addr)[ua.DataOffset():], f)
+		if tx.Transmit([]xsk.Desc{d}) != 1 {
+			t.Fatal("TX ring full")
+		}
+	}
+	const long = time.Minute
+
+	if err := rx.Wait(time.Millisecond); err != nil {
+		t.Fatalf("a timeout: %v", err)
+	}
+	drain() // foreign traffic (IPv6 MLD and the like)
+
+	// Queued before the wait: let the runtime's netpoller take the
+	// socket's wakeup first, so only the ring says frames are there.
+	send()
+	for got, _ := rx.RX().Peek(1); got == 0; got, _ = rx.RX().Peek(1) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	if err := rx.Wait(long); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el >= long/2 {
+		t.Fatalf("frames on the RX ring, Wait waited %v of its %v", el, long)
+	}
+	if drain() == 0 {
+		t.Fatal("Wait returned, the RX ring is empty")
+	}
+
+	// Arriving while it waits.
+	done := make(chan error, 1)
+	go func() {
+		start := time.Now()
+		err := rx.Wait(long)
+		if el := time.Since(start); err == nil && el >= long/2 {
+			err = fmt.Errorf("a frame arrived, Wait waited %v of its %v", el, long)
+		}
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it park
+	send()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if drain() == 0 {
+		t.Fatal("Wait returned, the RX ring is empty")
+	}
+}
+
 // TestCloseReleasesEverything checks that after Close no fd, no mapping and
 // no attached program remain, and that Close is idempotent.
 func TestCloseReleasesEverything(t *testing.T) {
