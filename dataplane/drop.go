@@ -43,9 +43,19 @@ type DropOptions struct {
 // straight back to the fill ring. With a tracker it also accounts
 // generated frames, reading the clock once per burst. It allocates nothing
 // per burst.
+//
+// The loop keeps its OS thread when it spins or is pinned to a CPU. In
+// wakeup mode without pinning it does not: a locked goroutine parked in
+// Socket.Wait is woken by the netpoller's thread, which hands the P over
+// to the locked one and sleeps, two thread wakeups more per park than an
+// unlocked goroutine, which the netpoller's thread runs itself. Side by
+// side on the veth bench, unlocked used 10-20% less CPU per frame at 10k
+// and 100k frames/s.
 func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o DropOptions) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if o.CPU >= 0 || o.Poll != pipeline.PollWakeup {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	if o.CPU >= 0 {
 		if err := pipeline.PinThread(o.CPU); err != nil {
 			return fmt.Errorf("pin receive loop: %w", err)

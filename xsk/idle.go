@@ -51,8 +51,10 @@ const napSlack = time.Microsecond
 // come, rather than spin; the overrun estimate then ages so that naps are
 // tried again.
 //
-// An Idler is used by one goroutine, locked to its OS thread (a nap sets the
-// thread's timer slack). The zero value works.
+// An Idler is used by one goroutine. A nap sets the calling thread's
+// timer slack, and does so again after every poll: a goroutine not locked
+// to its thread may come back from Socket.Wait on another one. The zero
+// value works.
 type Idler struct {
 	// Spins is how many empty passes in a row come before a sleep
 	// (default 16).
@@ -71,7 +73,7 @@ type Idler struct {
 	got    int           // frames received since since
 	since  time.Duration // start of the rate window: the last sleep
 	over   time.Duration // how much naps overrun, averaged
-	slack  bool          // the thread's timer slack is set
+	slack  bool          // the thread's timer slack is set (since the last poll)
 	now    func() time.Duration
 }
 
@@ -101,6 +103,9 @@ func (d *Idler) Idle() (poll bool) {
 	nap, poll := d.decide()
 	if nap > 0 {
 		d.nap(nap)
+	}
+	if poll {
+		d.slack = false // the caller may resume on another thread
 	}
 	return poll
 }
@@ -171,10 +176,12 @@ func (d *Idler) clock() time.Duration {
 
 // nap sleeps for t on the calling thread with a raw nanosleep(2) (see
 // nanosleep), first asking for a timer slack of 1 µs, and learns how much naps
-// overrun. A signal ends the nap early, which is harmless.
+// overrun. A signal ends the nap early, which is harmless. The prctl is raw
+// too: since Go 1.26 a system call through the scheduler wakes a sleeping
+// sysmon, which then watches at 20 µs intervals for a millisecond or more.
 func (d *Idler) nap(t time.Duration) {
 	if !d.slack {
-		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(napSlack), 0, 0, 0)
+		_, _, _ = unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, uintptr(napSlack), 0)
 		d.slack = true
 	}
 	t0 := d.clock()

@@ -241,3 +241,16 @@ func TestIdlerAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per pass", n)
 	}
 }
+
+// TestIdlerSetsSlackAgainAfterPoll: a goroutine not locked to its thread
+// may come back from a poll on another thread, whose timer slack is the
+// default: the next nap sets it again.
+func TestIdlerSetsSlackAgainAfterPoll(t *testing.T) {
+	var c fakeClock
+	d := Idler{now: c.now, slack: true}
+	for !d.Idle() {
+	}
+	if d.slack {
+		t.Fatal("after a poll the Idler still takes the thread's timer slack as set")
+	}
+}
