@@ -406,7 +406,7 @@ func TestMultiBufferJumbo(t *testing.T) {
 // (Wait looks at the ring before it parks). A frame arriving while it
 // waits ends it too, and a timeout with nothing queued is not an error.
 // The minute-long timeouts only tell "returned for the frames" from
-// "waited it out".
+// "waited it out". Wait allocates nothing.
 func TestWaitSeesQueuedFramesAndArrivals(t *testing.T) {
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	ua := umemOn(t, xsk.UmemOptions{NumFrames: 256, FrameSize: 2048})
@@ -443,6 +443,9 @@ func TestWaitSeesQueuedFramesAndArrivals(t *testing.T) {
 		t.Fatalf("a timeout: %v", err)
 	}
 	drain() // foreign traffic (IPv6 MLD and the like)
+	if a := testing.AllocsPerRun(100, func() { _ = rx.Wait(0) }); a != 0 {
+		t.Fatalf("Wait allocates %v times a call", a)
+	}
 
 	// Queued before the wait: let the runtime's netpoller take the
 	// socket's wakeup first, so only the ring says frames are there.
