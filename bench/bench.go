@@ -58,8 +58,8 @@ type Config struct {
 	// skips asavie-xdp.
 	AsaviePeer string
 	// XskCPeer is the directory of hack/xsk-c-peer (the C libxdp peer,
-	// built with make on first use); empty skips c-xsk-rxdrop and
-	// c-xsk-l2fwd.
+	// built with make on first use); empty skips c-xsk-rxdrop, c-xsk-poll
+	// and c-xsk-l2fwd.
 	XskCPeer string
 	// GenCPU and RxCPU pin the generator thread and the receiver process
 	// (defaults 0 and 1; -1 leaves them unpinned).

@@ -212,7 +212,7 @@ func TestXskCPeer(t *testing.T) {
 	}
 	var log bytes.Buffer
 	rep, err := Run(context.Background(), Config{
-		Receivers: []string{"c-xsk-rxdrop", "c-xsk-l2fwd", "xdp-drop-xsktx"},
+		Receivers: []string{"c-xsk-rxdrop", "c-xsk-poll", "c-xsk-l2fwd", "xdp-drop-xsktx"},
 		Sizes:     []int{64},
 		Duration:  time.Second,
 		Self:      []string{os.Args[0]},
@@ -224,8 +224,8 @@ func TestXskCPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Results) != 3 {
-		t.Fatalf("%d results, want 3", len(rep.Results))
+	if len(rep.Results) != 4 {
+		t.Fatalf("%d results, want 4", len(rep.Results))
 	}
 	for _, r := range rep.Results {
 		t.Logf("%s: sent %d received %d (%s)", r.Receiver, r.Sent, r.Received, r.Note)
@@ -236,6 +236,10 @@ func TestXskCPeer(t *testing.T) {
 			t.Fatalf("%s: sent %d received %d", r.Receiver, r.Sent, r.Received)
 		}
 		switch r.Receiver {
+		case "c-xsk-poll":
+			if !strings.Contains(r.Note, "poll(2) when idle") {
+				t.Fatalf("c-xsk-poll: the peer did not run in poll mode: %q", r.Note)
+			}
 		case "c-xsk-l2fwd":
 			m := transmittedBack.FindStringSubmatch(r.Note)
 			if m == nil {
@@ -253,10 +257,10 @@ func TestXskCPeer(t *testing.T) {
 }
 
 func TestXskCPeerFrameLimit(t *testing.T) {
-	for _, mode := range []string{"rxdrop", "l2fwd"} {
-		_, err := xskCRx(mode).argv(&Config{}, &testbed{}, 9000)
+	for _, rx := range []string{"c-xsk-rxdrop", "c-xsk-poll", "c-xsk-l2fwd"} {
+		_, err := external[rx].argv(&Config{}, &testbed{}, 9000)
 		if err == nil || !strings.Contains(err.Error(), "multi-buffer") {
-			t.Fatalf("%s at 9000 bytes: %v, want a multi-buffer skip", mode, err)
+			t.Fatalf("%s at 9000 bytes: %v, want a multi-buffer skip", rx, err)
 		}
 	}
 }

@@ -55,6 +55,7 @@ var external = map[string]externalRx{
 	"asavie-xdp":   asavieRx("spin"),
 	"asavie-poll":  asavieRx("wakeup"),
 	"c-xsk-rxdrop": xskCRx("rxdrop"),
+	"c-xsk-poll":   xskCRx("rxdrop", "--poll"),
 	"c-xsk-l2fwd":  xskCRx("l2fwd"),
 }
 
@@ -232,7 +233,11 @@ const (
 // xdpipe-spin and xdpipe-l2fwd (one socket, copy mode, need_wakeup, bursts
 // of 64, spinning), so that a gap to the ceiling can be told apart as
 // xdpipe's or the kernel's. It prints the JSON childResult itself.
-func xskCRx(mode string) externalRx {
+func xskCRx(mode string, flags ...string) externalRx {
+	wait := "spinning"
+	if len(flags) > 0 {
+		wait = "poll(2) when idle"
+	}
 	return externalRx{
 		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
 			if limit := xsk.FrameData(xskCFrameSize); size > limit {
@@ -242,9 +247,9 @@ func xskCRx(mode string) externalRx {
 			if err != nil {
 				return nil, err
 			}
-			return []string{bin, mode, "--iface", tb.ifB}, nil
+			return append([]string{bin, mode, "--iface", tb.ifB}, flags...), nil
 		},
-		note: "C libxdp " + mode + ", copy mode, need_wakeup, spinning",
+		note: "C libxdp " + mode + ", copy mode, need_wakeup, " + wait,
 	}
 }
 

@@ -46,8 +46,9 @@ var comparisons = []struct {
 	{"xdpipe-spin", "c-xsk-rxdrop", "rxdrop / C rxdrop (libxdp)", 0, false},
 	{"xdpipe-l2fwd", "c-xsk-l2fwd", "l2fwd / C l2fwd (libxdp)", 0, false},
 	{"asavie-xdp", "xdpipe-spin", "asavie/xdp / rxdrop spin", 0, false},
-	{"xdpipe-steer10k", "xdpipe-spin", "10,000 rules / redirect only", 0, false},
+	{"xdpipe-steer10k", "xdpipe-spin", "10,000 rules / redirect only", 0.85, false},
 	{"xdpipe-wakeup", "asavie-poll", "rxdrop wakeup / asavie poll(2), CPU per frame", 0.5, true},
+	{"xdpipe-wakeup", "c-xsk-poll", "rxdrop wakeup / C rxdrop poll(2) (libxdp), CPU per frame", 0, true},
 	{"c-xsk-rxdrop", "asavie-poll", "C rxdrop / asavie poll(2), CPU per frame", 0, true},
 	{"xdpipe-spin", "asavie-poll", "rxdrop spin / asavie poll(2), CPU per frame", 0, true},
 }

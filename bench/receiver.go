@@ -70,10 +70,11 @@ var inProcess = map[string]rxFunc{
 // order is the matrix order: the ceiling, the same receiver fed by the
 // bare generator (what gen's stamps cost), xdpipe, then the alternatives.
 // c-xsk-* and xdp-drop-xsktx follow xdpipe-l2fwd: the C reference doing
-// the same jobs, and the kernel's copy-mode AF_XDP TX ceiling that l2fwd
+// the same jobs (c-xsk-poll: rxdrop blocking in poll(2) when idle, the
+// reference for wakeup mode), and the kernel's copy-mode AF_XDP TX ceiling that l2fwd
 // runs into.
 var order = []string{"xdp-drop", "xdp-drop-bare", "xdpipe-spin", "xdpipe-wakeup", "xdpipe-l2fwd",
-	"c-xsk-rxdrop", "c-xsk-l2fwd", "xdp-drop-xsktx",
+	"c-xsk-rxdrop", "c-xsk-poll", "c-xsk-l2fwd", "xdp-drop-xsktx",
 	"xdpipe-steer10k", "asavie-xdp", "asavie-poll", "afpacket3", "recvmmsg", "udp"}
 
 // Receivers lists the names Run accepts, in matrix order.

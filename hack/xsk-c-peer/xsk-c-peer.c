@@ -10,7 +10,9 @@
  *           of the socket it came in on (xdpipe run --stages macswap)
  *
  * Fixed setup, as the bench compares it: one socket on one queue, copy mode
- * (XDP_COPY), need_wakeup, bursts of 64, a spinning loop, 4096 frames of
+ * (XDP_COPY), need_wakeup, bursts of 64, a spinning loop (or, with --poll,
+ * rxdrop blocks in poll(2) while the RX ring is empty, as xdpsock -p
+ * does: the C reference for xdpipe's wakeup mode), 4096 frames of
  * 4096 bytes (so frames up to 3840 bytes: the kernel keeps 256 bytes of
  * headroom in each; no multi-buffer).
  *
@@ -29,12 +31,13 @@
  * (frames and bytes received; for l2fwd the note says how many frames the
  * kernel completed on TX) and exit 0. Errors: one line on stderr, exit 1.
  *
- *   xsk-c-peer rxdrop|l2fwd --iface IF [--queue Q]
+ *   xsk-c-peer rxdrop|l2fwd --iface IF [--queue Q] [--poll]
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -118,11 +121,12 @@ struct peer {
 	uint64_t kicks;   /* sendto calls */
 	uint64_t partial; /* ... that sent a batch and left frames (EAGAIN) */
 	uint64_t busy;    /* ... that sent nothing now (EBUSY, ENOBUFS, ENETDOWN) */
+	uint64_t polls;   /* poll(2) calls (rxdrop --poll) */
 };
 
 static void usage(void)
 {
-	fputs("usage: xsk-c-peer rxdrop|l2fwd --iface IF [--queue Q]\n", stderr);
+	fputs("usage: xsk-c-peer rxdrop|l2fwd --iface IF [--queue Q] [--poll]\n", stderr);
 	exit(2);
 }
 
@@ -183,14 +187,28 @@ static void rx_idle(struct peer *p)
 		(void)recvfrom(p->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 }
 
-static void rxdrop(struct peer *p)
+/* Blocks in poll(2) until the RX ring has frames (or a second passes, or
+ * a signal comes); poll also wakes the kernel's RX if the fill ring asks. */
+static void rx_wait(struct peer *p)
+{
+	struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
+
+	p->polls++;
+	if (poll(&pfd, 1, 1000) < 0 && errno != EINTR)
+		fail("poll: %s", strerror(errno));
+}
+
+static void rxdrop(struct peer *p, bool wait)
 {
 	uint32_t n, idx_rx, idx_fq, i;
 
 	while (!stop) {
 		n = xsk_ring_cons__peek(&p->rx, BURST, &idx_rx);
 		if (!n) {
-			rx_idle(p);
+			if (wait)
+				rx_wait(p);
+			else
+				rx_idle(p);
 			continue;
 		}
 		if (xsk_ring_prod__reserve(&p->fill, n, &idx_fq) != n) {
@@ -257,11 +275,12 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "iface", required_argument, NULL, 'i' },
 		{ "queue", required_argument, NULL, 'q' },
+		{ "poll", no_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *iface = NULL, *mode;
-	bool fwd, had_prog;
+	bool fwd, had_prog, wait = false;
 	struct peer p = { .fd = -1 };
 	struct xsk_umem_config ucfg = {
 		/* Twice the frames: the kernel publishes its fill-ring consumer
@@ -298,8 +317,11 @@ int main(int argc, char **argv)
 	else
 		die("unknown mode %s (rxdrop, l2fwd)", mode);
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "i:q:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:q:ph", opts, NULL)) != -1) {
 		switch (c) {
+		case 'p':
+			wait = true;
+			break;
 		case 'i':
 			iface = optarg;
 			break;
@@ -315,6 +337,8 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc || !iface)
 		usage();
+	if (wait && fwd)
+		die("--poll is for rxdrop only");
 	ifindex = if_nametoindex(iface);
 	if (!ifindex)
 		die("interface %s: %s", iface, strerror(errno));
@@ -358,7 +382,7 @@ int main(int argc, char **argv)
 		if (fwd)
 			l2fwd(&p);
 		else
-			rxdrop(&p);
+			rxdrop(&p, wait);
 	} else {
 		fail("fill ring has no room for %d frames", NUM_FRAMES);
 	}
@@ -398,6 +422,10 @@ int main(int argc, char **argv)
 		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp l2fwd (macswap), copy mode, need_wakeup, spinning; "
 		       "transmitted back %" PRIu64 " (%" PRIu64 " sendto kicks: %" PRIu64 " left frames, %" PRIu64 " busy); %s\"}\n",
 		       p.frames, p.bytes, p.transmitted, p.kicks, p.partial, p.busy, note);
+	else if (wait)
+		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp rxdrop, copy mode, need_wakeup, poll(2) when idle (%" PRIu64
+		       " polls); %s\"}\n",
+		       p.frames, p.bytes, p.polls, note);
 	else
 		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp rxdrop, copy mode, need_wakeup, spinning; %s\"}\n",
 		       p.frames, p.bytes, note);
