@@ -40,8 +40,11 @@ type Kernel interface {
 type sysKernel struct {
 	fd int
 	s  *Socket
+	// pollFds is poll(2)'s argument, for a socket that transmits.
+	pollFds [1]unix.PollFd
 	// file is a duplicate of fd that the Go runtime's netpoller (epoll)
-	// watches, and conn its raw access: Poll parks the goroutine there.
+	// watches, made at a receive-only socket's first Poll, and conn its
+	// raw access: Poll parks the goroutine there.
 	file *os.File
 	conn syscall.RawConn
 	// ready is Poll's check that the RX ring has descriptors, made once so
@@ -51,18 +54,27 @@ type sysKernel struct {
 
 var _ Kernel = (*sysKernel)(nil)
 
-// newSysKernel is the kernel side of s, whose fd is fd. It duplicates fd
-// (close-on-exec) and hands the duplicate to the Go runtime's netpoller,
-// which makes the socket's file non-blocking; xsk's own system calls
-// never block anyway (MSG_DONTWAIT kicks, poll).
-func newSysKernel(fd int, s *Socket) (*sysKernel, error) {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+// newSysKernel is the kernel side of s, whose fd is fd.
+func newSysKernel(fd int, s *Socket) *sysKernel {
+	k := &sysKernel{fd: fd, s: s, pollFds: [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}}
+	k.ready = func(uintptr) bool { return k.s.rxReady() }
+	return k
+}
+
+// netpoll hands a duplicate of the fd (close-on-exec) to the Go runtime's
+// netpoller, once, which makes the socket's file non-blocking; xsk's own
+// system calls never block anyway (MSG_DONTWAIT kicks, poll).
+func (k *sysKernel) netpoll() error {
+	if k.file != nil {
+		return nil
+	}
+	dup, err := unix.FcntlInt(uintptr(k.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("duplicate socket fd for the netpoller: %w", err)
+		return fmt.Errorf("duplicate socket fd for the netpoller: %w", err)
 	}
 	if err := unix.SetNonblock(dup, true); err != nil {
 		unix.Close(dup)
-		return nil, fmt.Errorf("make socket fd non-blocking: %w", err)
+		return fmt.Errorf("make socket fd non-blocking: %w", err)
 	}
 	f := os.NewFile(uintptr(dup), "xsk")
 	conn, err := f.SyscallConn()
@@ -72,37 +84,62 @@ func newSysKernel(fd int, s *Socket) (*sysKernel, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("socket fd not pollable by the Go runtime (epoll): %w", err)
+		return fmt.Errorf("socket fd not pollable by the Go runtime (epoll): %w", err)
 	}
-	k := &sysKernel{fd: fd, s: s, file: f, conn: conn}
-	k.ready = func(uintptr) bool { return k.s.rxReady() }
-	return k, nil
+	k.file, k.conn = f, conn
+	return nil
 }
 
 func (k *sysKernel) WakeRX() error { return kickRX(k.fd) }
 
 func (k *sysKernel) WakeTX() error { return kickTX(k.fd) }
 
-// Poll parks the goroutine in the Go runtime's netpoller until the RX
-// ring has descriptors or timeout passes; a timeout is not an error.
-// First it kicks the kernel for the fill ring if it asks, as poll(2) on
-// the socket would.
+// Poll waits until the RX ring has descriptors or timeout passes; a
+// timeout or EINTR is not an error. First it kicks the kernel for the fill
+// ring if it asks, as poll(2) on the socket would. A socket that has
+// transmitted blocks in poll(2); one that only receives parks the
+// goroutine in the Go runtime's netpoller.
 //
-// Why the netpoller rather than poll(2): a goroutine that blocks in
-// poll(2) keeps its P in a system call, and the runtime's sysmon thread
-// retakes the P (at once when GOMAXPROCS is 1) and goes to sleep once
-// every P is idle; the poll's return then wakes sysmon, which watches at
-// 20 µs intervals for the next millisecond or more. Between the bursts of
-// a few hundred frames that `xdpipe bench` offers at 10k and 100k frames/s
-// that was a sysmon wakeup per 20 µs of every burst, and most of wakeup
-// mode's CPU. A raw poll(2) keeps the P instead, so sysmon never sleeps
-// and preempts the loop every 10 ms, a locked thread's costliest switch.
-// A goroutine parked in the netpoller leaves its P idle and sysmon
-// asleep; the receive path's wakeup reaches it through epoll. On the veth
-// bench, side by side with poll(2) in the same runs, rxdrop --poll wakeup
-// used 15-30% less CPU per frame at 100k frames/s and 25-35% less at 1M;
-// at 10k the two were within the noise.
+// Why the netpoller: a goroutine that blocks in poll(2) keeps its P in a
+// system call, and the runtime's sysmon thread retakes the P (at once
+// when GOMAXPROCS is 1) and goes to sleep once every P is idle; the
+// poll's return then wakes sysmon, which watches at 20 µs intervals for
+// the next millisecond or more. Between the bursts of a few hundred
+// frames that `xdpipe bench` offers at 10k and 100k frames/s that was a
+// sysmon wakeup per 20 µs of every burst, and most of wakeup mode's CPU.
+// A raw poll(2) keeps the P instead, so sysmon never sleeps and preempts
+// the loop every 10 ms, a locked thread's costliest switch. A goroutine
+// parked in the netpoller leaves its P idle and sysmon asleep; the
+// receive path's wakeup reaches it through epoll. On the veth bench, side
+// by side with poll(2) in the same runs, rxdrop --poll wakeup used 15-30%
+// less CPU per frame at 100k frames/s and 25-35% less at 1M; at 10k the
+// two were within the noise.
+//
+// Why not once it transmits: the netpoller's epoll entry stays on the
+// socket's wait queue until the duplicate closes, and in copy mode every transmitted frame's
+// completion wakes that queue (sock_wfree, sk_write_space), which then
+// runs epoll's callback on the sending CPU, frame by frame, whether or
+// not anyone waits. Registered at open, it cost the bench's AF_XDP
+// transmit cells (gen's xsk engine) 20-35% of their rate. So the
+// registration waits for the first Poll (a socket that never waits, in
+// spin mode, is never registered), and the first Poll after the socket
+// transmitted closes the duplicate, which takes it out of epoll.
 func (k *sysKernel) Poll(timeout time.Duration) error {
+	if k.s.tx.submitted() {
+		if k.file != nil {
+			// Closing the duplicate takes it out of the netpoller's epoll.
+			err := k.file.Close()
+			k.file, k.conn = nil, nil
+			if err != nil {
+				return fmt.Errorf("poll: leave the netpoller: %w", err)
+			}
+		}
+		_, err := Poll(k.pollFds[:], timeout)
+		return err
+	}
+	if err := k.netpoll(); err != nil {
+		return fmt.Errorf("poll: %w", err)
+	}
 	k.s.kickFill()
 	var deadline time.Time
 	if timeout >= 0 {
@@ -137,7 +174,10 @@ func (k *sysKernel) Statistics() (Statistics, error) {
 // kernel, cannot be taken back safely while it may still use them.
 func (k *sysKernel) Release() (int64, error) {
 	// The socket lives until its last fd closes: both go.
-	err := k.file.Close()
+	var err error
+	if k.file != nil {
+		err = k.file.Close()
+	}
 	if cerr := unix.Close(k.fd); cerr != nil {
 		err = errors.Join(err, cerr)
 	}

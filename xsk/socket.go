@@ -317,9 +317,7 @@ func open(u *Umem, ifc *net.Interface, queue int, o SocketOptions, owner *Socket
 			}
 		}
 	}
-	if s.k, err = newSysKernel(fd, s); err != nil {
-		return nil, err
-	}
+	s.k = newSysKernel(fd, s)
 	u.sockets = append(u.sockets, s)
 	return s, nil
 }
@@ -630,7 +628,8 @@ func (s *Socket) Kick() error {
 }
 
 // Wait blocks until the RX ring has descriptors or timeout passes (a
-// negative timeout waits for ever), in the Go runtime's netpoller (see
+// negative timeout waits for ever): in the Go runtime's netpoller while
+// the socket only receives, in poll(2) once it transmitted (see
 // sysKernel.Poll). A timeout is not an error. With need_wakeup it first
 // wakes the driver for the fill ring if the ring asks, as poll(2) would.
 func (s *Socket) Wait(timeout time.Duration) error { return s.k.Poll(timeout) }

@@ -42,3 +42,6 @@ func (r *TXRing) NeedWakeup() bool { return r.p.needWakeup() }
 
 // Size is the number of entries.
 func (r *TXRing) Size() uint32 { return r.p.size }
+
+// submitted reports whether anything was ever submitted on the ring.
+func (r *TXRing) submitted() bool { return r.p.published != r.p.base }

@@ -485,6 +485,51 @@ func TestWaitSeesQueuedFramesAndArrivals(t *testing.T) {
 	}
 }
 
+// TestWaitLeavesTheNetpollerOnceItTransmits: a socket that only receives
+// waits in the Go runtime's netpoller through a duplicate of its fd, made
+// at its first Wait; once it has transmitted, its next Wait closes the
+// duplicate, which takes the socket out of epoll (whose callback would
+// otherwise run for every transmitted frame's completion), and polls. The
+// duplicate shows in the process's fds.
+func TestWaitLeavesTheNetpollerOnceItTransmits(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	u := umemOn(t, xsk.UmemOptions{NumFrames: 256, FrameSize: 2048})
+	s := socketOn(t, &p.A, u, 0, xsk.SocketOptions{Bind: bind()})
+	fds := func() int {
+		t.Helper()
+		r, err := testutil.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(r.FDs)
+	}
+	before := fds()
+	if err := s.Wait(time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if got := fds(); got != before+1 {
+		t.Fatalf("after a receive-only socket's first Wait: %d fds, want %d (the netpoller's duplicate)", got, before+1)
+	}
+	var a [1]uint64
+	if u.Alloc(a[:]) != 1 {
+		t.Fatal("no free frame to send")
+	}
+	f := testFrame(p, 64, 0, 0)
+	d := xsk.Desc{Addr: a[0] + u.DataOffset(), Len: uint32(len(f))}
+	copy(u.Frame(d.Addr)[u.DataOffset():], f)
+	if s.Transmit([]xsk.Desc{d}) != 1 {
+		t.Fatal("TX ring full")
+	}
+	for range 2 {
+		if err := s.Wait(time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if got := fds(); got != before {
+			t.Fatalf("a socket that transmitted still has the netpoller's duplicate: %d fds, want %d", got, before)
+		}
+	}
+}
+
 // TestCloseReleasesEverything checks that after Close no fd, no mapping and
 // no attached program remain, and that Close is idempotent.
 func TestCloseReleasesEverything(t *testing.T) {
