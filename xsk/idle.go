@@ -28,9 +28,9 @@ const napSlack = time.Microsecond
 // it naps on a timer (nanosleep) and drains what gathered meanwhile in
 // one go; otherwise it blocks in poll(2) and the kernel wakes it when
 // frames come. ("poll(2)" here is the kernel's wakeup of a waiting
-// socket; Socket.Wait takes it in the Go runtime's netpoller, which costs
-// the runtime fewer thread wakeups than a goroutine blocked in poll(2):
-// see sysKernel.Poll.)
+// socket; Socket.Wait takes it in the Go runtime's netpoller while the
+// socket only receives, which costs the runtime fewer thread wakeups
+// than a goroutine blocked in poll(2): see sysKernel.Poll.)
 //
 // What costs is the wakeups. A thread blocked in poll(2) is woken by the
 // kernel's receive path (sk_data_ready, a wakeup and an IPI) once per NAPI

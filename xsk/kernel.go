@@ -190,8 +190,9 @@ func (k *sysKernel) Release() (int64, error) {
 // Poll is ppoll(2) on fds for up to timeout (a negative timeout waits for
 // ever); a timeout or EINTR is not an error. It returns how many fds have
 // events. Unlike Idler's naps it is an ordinary system call: it may sleep
-// for long (see nanosleep). Socket.Wait parks in the netpoller instead
-// (see sysKernel.Poll); Poll is for several sockets at once.
+// for long (see nanosleep). Socket.Wait of a socket that only receives
+// parks in the netpoller instead (see sysKernel.Poll); Poll is for
+// several sockets at once.
 func Poll(fds []unix.PollFd, timeout time.Duration) (int, error) {
 	var ts *unix.Timespec
 	if timeout >= 0 {

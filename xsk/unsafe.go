@@ -133,8 +133,8 @@ func kickRX(fd int) error {
 // context switches a second on a thread of their own, a fifth of such a
 // receiver's CPU. A raw call keeps the P, so other goroutines wait for
 // the nap to end (it is short) or for the runtime's preemption signal.
-// Long sleeps are Socket.Wait's, parked in the runtime's netpoller (see
-// sysKernel.Poll): a raw call sleeping for milliseconds is preempted every
+// Long sleeps are Socket.Wait's, in poll(2) or parked in the runtime's
+// netpoller (see sysKernel.Poll): a raw call sleeping for milliseconds is preempted every
 // 10 ms, and a locked thread's preemption costs more context switches
 // than a park.
 func nanosleep(t time.Duration) {
