@@ -442,11 +442,7 @@ func (s *Socket) Receive(descs []Desc) int {
 		for i := range n {
 			descs[i] = s.rx.Get(idx + i)
 		}
-		if n > 0 && descs[n-1].Options&PktContd != 0 {
-			whole := n - 1
-			for whole > 0 && descs[whole-1].Options&PktContd != 0 {
-				whole--
-			}
+		if whole := wholePackets(descs[:n]); whole < n {
 			if whole == 0 && n == uint32(len(descs)) {
 				s.dropOversized(descs)
 				continue
@@ -461,6 +457,16 @@ func (s *Socket) Receive(descs []Desc) int {
 		}
 		return int(n)
 	}
+}
+
+// wholePackets is how many of descs, from the first, make whole packets:
+// up to and including the last one without XDP_PKT_CONTD.
+func wholePackets(descs []Desc) uint32 {
+	n := uint32(len(descs))
+	for n > 0 && descs[n-1].Options&PktContd != 0 {
+		n--
+	}
+	return n
 }
 
 // dropOversized takes a packet with more segments than buf holds off the
@@ -545,11 +551,8 @@ func (s *Socket) fillFromFree() int {
 // kicks whenever the ring is not empty and the kernel asks.
 func (s *Socket) Transmit(descs []Desc) int {
 	n, idx := s.tx.Reserve(uint32(len(descs)))
-	if n > 0 && n < uint32(len(descs)) && descs[n-1].Options&PktContd != 0 {
-		whole := n - 1
-		for whole > 0 && descs[whole-1].Options&PktContd != 0 {
-			whole--
-		}
+	if n < uint32(len(descs)) {
+		whole := wholePackets(descs[:n])
 		s.tx.Cancel(n - whole)
 		n = whole
 	}
