@@ -177,12 +177,7 @@ func (b *Burst) Load(mem Memory, port uint8, queue uint16, descs []Desc, now int
 			return
 		}
 		d := &descs[i]
-		frame := mem.Frame(d.Addr)
-		off := uint32(d.Addr % uint64(len(frame)))
-		end := off + d.Len
-		if end > uint32(len(frame)) { // a broken descriptor: clamp, never read past the chunk
-			end = uint32(len(frame))
-		}
+		frame, off, end := view(mem, *d)
 		b.Pkts = b.Pkts[:len(b.Pkts)+1]
 		p := &b.Pkts[len(b.Pkts)-1]
 		*p = Packet{
@@ -207,10 +202,16 @@ func (b *Burst) Load(mem Memory, port uint8, queue uint16, descs []Desc, now int
 // Segment returns the bytes of d, one of a packet's segments in More. Like
 // Data, they alias the UMEM for the duration of the pass.
 func (b *Burst) Segment(d Desc) []byte {
-	frame := b.Mem.Frame(d.Addr)
-	off := d.Addr % uint64(len(frame))
-	end := min(off+uint64(d.Len), uint64(len(frame)))
+	frame, off, end := view(b.Mem, d)
 	return frame[off:end:end]
+}
+
+// view is the UMEM chunk holding d and d's bytes' offsets in it, clamped
+// to the chunk: a broken descriptor is never read past it.
+func view(mem Memory, d Desc) (frame []byte, off, end uint32) {
+	frame = mem.Frame(d.Addr)
+	off = uint32(d.Addr % uint64(len(frame)))
+	return frame, off, uint32(min(uint64(off)+uint64(d.Len), uint64(len(frame))))
 }
 
 // CopyPacket copies the bytes of p, every segment in order, into dst and
