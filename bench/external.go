@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,9 +55,9 @@ var external = map[string]externalRx{
 	},
 	"asavie-xdp":   asavieRx("spin"),
 	"asavie-poll":  asavieRx("wakeup"),
-	"c-xsk-rxdrop": xskCRx("rxdrop"),
-	"c-xsk-poll":   xskCRx("rxdrop", "--poll"),
-	"c-xsk-l2fwd":  xskCRx("l2fwd"),
+	"c-xsk-rxdrop": xskCRx("rxdrop", false),
+	"c-xsk-poll":   xskCRx("rxdrop", true),
+	"c-xsk-l2fwd":  xskCRx("l2fwd", false),
 }
 
 // rxdropRx runs `xdpipe rxdrop` in copy mode with the given polling, its
@@ -232,11 +233,13 @@ const (
 // reference on libxdp, in mode rxdrop or l2fwd: the same jobs as
 // xdpipe-spin and xdpipe-l2fwd (one socket, copy mode, need_wakeup, bursts
 // of 64, spinning), so that a gap to the ceiling can be told apart as
-// xdpipe's or the kernel's. It prints the JSON childResult itself.
-func xskCRx(mode string, flags ...string) externalRx {
-	wait := "spinning"
-	if len(flags) > 0 {
-		wait = "poll(2) when idle"
+// xdpipe's or the kernel's; with poll, rxdrop blocks in poll(2) while idle
+// instead (xdpipe-wakeup's reference). It prints the JSON childResult
+// itself.
+func xskCRx(mode string, poll bool) externalRx {
+	args, wait := []string{mode}, "spinning"
+	if poll {
+		args, wait = append(args, "--poll"), "poll(2) when idle"
 	}
 	return externalRx{
 		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
@@ -247,7 +250,7 @@ func xskCRx(mode string, flags ...string) externalRx {
 			if err != nil {
 				return nil, err
 			}
-			return append([]string{bin, mode, "--iface", tb.ifB}, flags...), nil
+			return slices.Concat([]string{bin}, args, []string{"--iface", tb.ifB}), nil
 		},
 		note: "C libxdp " + mode + ", copy mode, need_wakeup, " + wait,
 	}
