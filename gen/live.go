@@ -187,6 +187,20 @@ func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 	}
 	var made, left uint64
 	var err error
+	// cilium/ebpf runs an interrupted call (EINTR: a signal, such as the
+	// Go scheduler's preemption) again with its whole Repeat. The stamping
+	// program counts what it made across attempts; for the bare one, what
+	// an interrupted attempt handed the driver (taken or refused) is added
+	// to made here. handed is the driver's count when the attempt began.
+	var handed uint64
+	if l.opts.Bare {
+		opts.Reset = func() {
+			if s, d, _, rerr := l.xmit.read(); rerr == nil {
+				made += s + d - handed
+				handed = s + d
+			}
+		}
+	}
 	c := counter{Limit: limit}
 	for ctx.Err() == nil {
 		now := time.Now()
@@ -215,9 +229,11 @@ func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 		} else {
 			made = min(c.Next, limit)
 		}
-		if left, _, _, err = l.xmit.read(); err != nil {
+		var refused uint64
+		if left, refused, _, err = l.xmit.read(); err != nil {
 			break
 		}
+		handed = left + refused
 	}
 	sent, drops, errno, rerr := l.xmit.read()
 	now := time.Now()

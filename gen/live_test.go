@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/monotime"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/xsk"
@@ -513,5 +514,67 @@ func TestLiveBare(t *testing.T) {
 	defer l.Close()
 	if res, err := liveSend(t, p, l, 3000); err != nil || res.Sent == 0 || res.Sent+res.Dropped != 3000 {
 		t.Errorf("bare Send of 3000: %+v, %v", res, err)
+	}
+}
+
+// TestLiveBareCountsInterruptedCalls: a signal interrupts BPF_PROG_RUN
+// (EINTR) after some batches left, and cilium/ebpf runs the call again with
+// its whole Repeat; the bare program keeps no count of its own, so those
+// frames must still count as made and sent. Signals to the sending thread
+// make it happen; a drop counter on the peer is the truth (A's IPv6 off:
+// no stray frames of its own).
+func TestLiveBareCountsInterruptedCalls(t *testing.T) {
+	requireLiveSender(t)
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	p.A.NS.MustRun(t, "sysctl", "-qw", "net.ipv6.conf."+p.A.Name+".disable_ipv6=1")
+	tp, err := NewTemplate(vethConfig(p, UDP4, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := bpf.LoadDropCount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	p.B.NS.MustDo(t, func() error {
+		_, err := dc.Attach(p.B.Ifindex(t), bpf.AttachDriver)
+		return err
+	})
+	var res Result
+	var interrupts int
+	p.A.NS.MustDo(t, func() error {
+		l, err := NewLive(tp, LiveOptions{Ifindex: p.A.Ifindex(t), Chunk: 1 << 16, Bare: true})
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		// Send locks its thread, the one this closure runs on: signal it.
+		tid := unix.Gettid()
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+					unix.Tgkill(unix.Getpid(), tid, unix.SIGURG) // Go's own preemption signal: harmless
+					interrupts++
+				}
+			}
+		}()
+		res, err = l.Send(context.Background(), Run{Duration: 300 * time.Millisecond})
+		close(stop)
+		<-done
+		return err
+	})
+	got, err := dc.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d signals; sent %d, dropped %d; the peer counted %d", interrupts, res.Sent, res.Dropped, got.Packets)
+	if got.Packets != res.Sent {
+		t.Fatalf("the peer received %d frames, Send says %d left", got.Packets, res.Sent)
 	}
 }
