@@ -2,8 +2,8 @@
 
 // redirect: the foundation XDP program. Every frame goes to the AF_XDP socket
 // registered in xsks at the frame's RX queue; with no socket there,
-// bpf_redirect_map returns its flags argument, XDP_PASS, and the frame goes on
-// to the kernel stack.
+// bpf_redirect_map returns its flags argument, XDP_PASS, the frame goes on to
+// the kernel stack and xsk_unbound counts it (xsk.h).
 //
 // SEC("xdp.frags") makes the loader set BPF_F_XDP_HAS_FRAGS: the program
 // declares it copes with multi-buffer frames (it never touches the payload),
@@ -15,6 +15,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "xdpipe.h"
+#include "xsk.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -26,7 +27,7 @@ struct {
 SEC("xdp.frags")
 int xdp_redirect(struct xdp_md *ctx)
 {
-	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	return redirect_xsk(&xsks, ctx);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -16,6 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	redirectMapXskUnbound   = "xsk_unbound"
 	redirectMapXsks         = "xsks"
 	redirectProgXdpRedirect = "xdp_redirect"
 )
@@ -69,7 +70,8 @@ type redirectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type redirectMapSpecs struct {
-	Xsks *ebpf.MapSpec `ebpf:"xsks"`
+	XskUnbound *ebpf.MapSpec `ebpf:"xsk_unbound"`
+	Xsks       *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // redirectVariableSpecs contains global variables before they are loaded into the kernel.
@@ -98,11 +100,13 @@ func (o *redirectObjects) Close() error {
 //
 // It can be passed to loadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type redirectMaps struct {
-	Xsks *ebpf.Map `ebpf:"xsks"`
+	XskUnbound *ebpf.Map `ebpf:"xsk_unbound"`
+	Xsks       *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *redirectMaps) Close() error {
 	return _RedirectClose(
+		m.XskUnbound,
 		m.Xsks,
 	)
 }

@@ -109,16 +109,31 @@ func unboundXSK(tb testing.TB) int {
 	return fd
 }
 
+// wantUnbound fails the test unless the program counted exactly want
+// frames that found no socket, all on queue 0 (BPF_PROG_RUN's queue).
+func wantUnbound(t *testing.T, read func() (Unbound, error), want uint64) {
+	t.Helper()
+	u, err := read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Total() != want || (want > 0 && (len(u) != 1 || u[0].Queue != 0)) {
+		t.Fatalf("unbound frames %v, want %d on queue 0", u, want)
+	}
+}
+
 // TestRedirectProgRun runs the program on crafted frames: XDP_PASS with no
-// socket on the queue, XDP_REDIRECT with one, XDP_PASS again after
-// Unregister; and a 9000-byte frame, which BPF_PROG_RUN only accepts for a
-// program loaded with BPF_F_XDP_HAS_FRAGS (SEC("xdp.frags")).
+// socket on the queue, counted as unbound, XDP_REDIRECT with one, XDP_PASS
+// again after Unregister; and a 9000-byte frame, which BPF_PROG_RUN only
+// accepts for a program loaded with BPF_F_XDP_HAS_FRAGS (SEC("xdp.frags")).
 func TestRedirectProgRun(t *testing.T) {
 	r := newRedirect(t)
 	frame := udp4Frame(64)
+	wantUnbound(t, r.Unbound, 0)
 	if got := run(t, r.Program(), frame); got != xdpPass {
 		t.Fatalf("no socket registered: action %d, want XDP_PASS", got)
 	}
+	wantUnbound(t, r.Unbound, 1)
 	fd := unboundXSK(t)
 	if err := r.Register(0, fd); err != nil {
 		t.Fatal(err)
@@ -129,6 +144,7 @@ func TestRedirectProgRun(t *testing.T) {
 	if got := run(t, r.Program(), udp4Frame(9000)); got != xdpRedirect {
 		t.Fatalf("9000-byte multi-buffer frame: action %d, want XDP_REDIRECT", got)
 	}
+	wantUnbound(t, r.Unbound, 1)
 	if err := r.Unregister(0); err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +154,7 @@ func TestRedirectProgRun(t *testing.T) {
 	if got := run(t, r.Program(), frame); got != xdpPass {
 		t.Fatalf("after Unregister: action %d, want XDP_PASS", got)
 	}
+	wantUnbound(t, r.Unbound, 2)
 
 	// Bad input.
 	if err := r.Register(MaxQueues, fd); err == nil {

@@ -85,6 +85,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "xdpipe.h"
+#include "xsk.h"
 #include "parse.h"
 
 #define MAX_RULES 16384
@@ -483,7 +484,7 @@ static __always_inline int verdict(struct xdp_md *ctx, __u32 action)
 	case ACT_DROP:
 		return XDP_DROP;
 	case ACT_REDIRECT:
-		return bpf_redirect_map(&steer_xsks, ctx->rx_queue_index, XDP_PASS);
+		return redirect_xsk(&steer_xsks, ctx);
 	}
 	return XDP_PASS;
 }

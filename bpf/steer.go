@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -282,10 +283,17 @@ func (s *Steer) Unpin() error {
 	return errors.Join(errs...)
 }
 
+// allMaps lists every map of the program, as bpf2go declared them: a map
+// added to steer.c is unpinned without a change here.
 func (s *Steer) allMaps() []*ebpf.Map {
-	m := &s.maps
-	return []*ebpf.Map{m.SteerActive, m.SteerBitmaps, m.SteerCache4, m.SteerCache6, m.SteerCacheMisses, m.SteerCounters, m.SteerEmc, m.SteerExact, m.SteerGens,
-		m.SteerPrefixes, m.SteerLpm4, m.SteerLpm6, m.SteerTables, m.SteerRules, m.SteerStats, m.SteerXsks}
+	v := reflect.ValueOf(s.maps)
+	out := make([]*ebpf.Map, 0, v.NumField())
+	for i := range v.NumField() {
+		if m, ok := v.Field(i).Interface().(*ebpf.Map); ok {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // lock serialises rule changes within the process and, when pinned, with
@@ -803,6 +811,9 @@ type SteerStats struct {
 	// Steer.CacheMisses); the rest of those the rules and NoMatch
 	// counted were hits.
 	CacheMisses Counter
+	// Unbound are the frames redirected towards a socket that found none
+	// on their RX queue (Steer.Unbound).
+	Unbound Unbound
 }
 
 // MalformedTotal sums the malformed counters.
@@ -814,7 +825,8 @@ func (st *SteerStats) MalformedTotal() Counter {
 	return c
 }
 
-// Stats returns the unmatched and malformed counters, summed over CPUs.
+// Stats returns the unmatched, malformed, flow cache miss and unbound
+// counters, summed over CPUs.
 func (s *Steer) Stats() (SteerStats, error) {
 	var st SteerStats
 	if err := s.p.lock(); err != nil {
@@ -833,7 +845,10 @@ func (s *Steer) Stats() (SteerStats, error) {
 		}
 	}
 	var err error
-	st.CacheMisses, err = s.cacheMisses()
+	if st.CacheMisses, err = s.cacheMisses(); err != nil {
+		return st, err
+	}
+	st.Unbound, err = readUnbound(s.maps.XskUnbound)
 	return st, err
 }
 

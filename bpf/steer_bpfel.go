@@ -168,6 +168,7 @@ const (
 	steerMapSteerStats       = "steer_stats"
 	steerMapSteerTables      = "steer_tables"
 	steerMapSteerXsks        = "steer_xsks"
+	steerMapXskUnbound       = "xsk_unbound"
 	steerProgXdpSteer        = "xdp_steer"
 	steerVarFlowCache        = "flow_cache"
 )
@@ -237,6 +238,7 @@ type steerMapSpecs struct {
 	SteerStats       *ebpf.MapSpec `ebpf:"steer_stats"`
 	SteerTables      *ebpf.MapSpec `ebpf:"steer_tables"`
 	SteerXsks        *ebpf.MapSpec `ebpf:"steer_xsks"`
+	XskUnbound       *ebpf.MapSpec `ebpf:"xsk_unbound"`
 }
 
 // steerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -282,6 +284,7 @@ type steerMaps struct {
 	SteerStats       *ebpf.Map `ebpf:"steer_stats"`
 	SteerTables      *ebpf.Map `ebpf:"steer_tables"`
 	SteerXsks        *ebpf.Map `ebpf:"steer_xsks"`
+	XskUnbound       *ebpf.Map `ebpf:"xsk_unbound"`
 }
 
 func (m *steerMaps) Close() error {
@@ -302,6 +305,7 @@ func (m *steerMaps) Close() error {
 		m.SteerStats,
 		m.SteerTables,
 		m.SteerXsks,
+		m.XskUnbound,
 	)
 }
 

@@ -134,8 +134,11 @@ func checkRun(tb testing.TB, s *Steer, ref *rules.Set, name string, frame []byte
 	for i := range gotSt.Malformed {
 		gotSt.Malformed[i] = st1.Malformed[i].Sub(st0.Malformed[i])
 	}
-	if gotSt != wantSt {
+	if gotSt.NoMatch != wantSt.NoMatch || gotSt.Malformed != wantSt.Malformed {
 		tb.Fatalf("%s: stats moved by %+v, want %+v (decision %+v)", name, gotSt, wantSt, want)
+	}
+	if st1.Unbound.Total() != st0.Unbound.Total() {
+		tb.Fatalf("%s: unbound frames went from %v to %v with a socket on the queue", name, st0.Unbound, st1.Unbound)
 	}
 	for i := range rs1 {
 		d := rs1[i].Counter.Sub(rs0[i].Counter)
@@ -241,6 +244,36 @@ func TestSteerShortFrame(t *testing.T) {
 	s := newSteer(t)
 	if _, err := s.Program().Run(&ebpf.RunOptions{Data: make([]byte, 13)}); !errors.Is(err, unix.EINVAL) {
 		t.Fatalf("BPF_PROG_RUN of 13 bytes: %v, want EINVAL", err)
+	}
+}
+
+// TestSteerUnboundCountsRedirectsWithoutSocket: a frame the rules redirect
+// to a queue without a socket goes to the kernel and is counted unbound; a
+// frame they pass is not, nor one that finds its socket.
+func TestSteerUnboundCountsRedirectsWithoutSocket(t *testing.T) {
+	s := newSteer(t)
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.9"), Proto: 17, Sport: 7, Dport: 53})
+	for _, c := range []struct {
+		name    string
+		def     rules.Action
+		socket  bool
+		verdict uint32
+		unbound uint64
+	}{
+		{"redirect to a socket", rules.ActionRedirect, true, xdpRedirect, 0},
+		{"pass", rules.ActionPass, false, xdpPass, 0},
+		{"redirect without a socket", rules.ActionRedirect, false, xdpPass, 1},
+	} {
+		if !c.socket {
+			if err := s.Unregister(0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		apply(t, s, &rules.Set{Default: c.def, Malformed: rules.ActionDrop})
+		if got := run(t, s.Program(), f); got != c.verdict {
+			t.Fatalf("%s: action %d, want %d", c.name, got, c.verdict)
+		}
+		wantUnbound(t, s.Unbound, c.unbound)
 	}
 }
 
