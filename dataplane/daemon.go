@@ -215,6 +215,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go slowPath(d.log, s)
 	}
 	d.mu.Unlock()
+	uctx, stopUnbound := context.WithCancel(ctx)
+	var uwg sync.WaitGroup
+	uwg.Go(func() { d.warnUnbound(uctx) })
+	defer func() { stopUnbound(); uwg.Wait() }()
 	d.log.Info("running", "queues", d.p.queues, "interfaces", d.p.cfg.Interfaces, "poll", d.p.poll.String(), "cpus", d.p.cpus,
 		"umem", map[bool]string{true: "shared", false: "per-queue"}[d.p.sharedMem], "steering", d.p.steer != nil)
 	wctx, stop := context.WithCancel(context.Background())
@@ -493,6 +497,32 @@ func (d *Daemon) Counts() []QueueCounts {
 	return out
 }
 
+// IfaceUnbound is what Unbound reports for one interface.
+type IfaceUnbound struct {
+	Iface string
+	bpf.Unbound
+}
+
+// Unbound reads, per interface, the frames that arrived on RX queues
+// without a socket (Port.Unbound): the kernel stack got them, not the
+// workers. Interfaces without such frames are left out. Safe while Run
+// runs, and after it, when it gives the counts at detach.
+func (d *Daemon) Unbound() ([]IfaceUnbound, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []IfaceUnbound
+	for i, pt := range d.ports {
+		u, err := pt.unbound()
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", d.p.ifaces[i].Name, err)
+		}
+		if len(u) > 0 {
+			out = append(out, IfaceUnbound{Iface: d.p.ifaces[i].Name, Unbound: u})
+		}
+	}
+	return out, nil
+}
+
 // system is where a daemon gets its interfaces, memory, ports and RDMA
 // connections: the kernel's, or a test's fakes.
 type system interface {
@@ -530,6 +560,8 @@ type port interface {
 	steer() steerer
 	// faults delivers what stops the port (Port.Faults); nil: nothing.
 	faults() <-chan netdev.LinkEvent
+	// unbound counts the frames that found no socket (Port.Unbound).
+	unbound() (bpf.Unbound, error)
 	detach() error
 	close() error
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/pipeline"
@@ -236,6 +237,9 @@ type fakePort struct {
 	detached bool
 	fault    chan netdev.LinkEvent // what the test makes happen to the interface
 	st       *fakeSteer            // with rules
+	// unboundFrames is what the program counts as arriving on queues
+	// without a socket.
+	unboundFrames bpf.Unbound
 }
 
 func (p *fakePort) sockets() []socket {
@@ -248,6 +252,7 @@ func (p *fakePort) sockets() []socket {
 func (p *fakePort) info() PortInfo                  { return PortInfo{XDP: "fake", Mode: "fake mode"} }
 func (p *fakePort) faults() <-chan netdev.LinkEvent { return p.fault }
 func (p *fakePort) detach() error                   { p.detached = true; return nil }
+func (p *fakePort) unbound() (bpf.Unbound, error)   { return p.unboundFrames, nil }
 func (p *fakePort) steer() steerer {
 	if p.st == nil {
 		return nil
@@ -415,6 +420,51 @@ func TestDaemonAccountCountsStages(t *testing.T) {
 	if len(c) != 1 || c[0].Queue != 1 || c[0].Verdict != 500 {
 		t.Errorf("counts %+v, want queue 1 with 500 dropped by verdict", c)
 	}
+}
+
+// TestDaemonExportsUnboundQueues: frames the program counted on queues
+// without a socket are in Unbound and in the metrics, per interface and
+// queue, and still there after the stop, which detaches the program.
+func TestDaemonExportsUnboundQueues(t *testing.T) {
+	d, _, stop := running(t, baseConfig(t, "count"))
+	want := bpf.Unbound{{Queue: 2, Packets: 7}, {Queue: 5, Packets: 1}}
+	d.mu.Lock()
+	d.ports[0].(*fakePort).unboundFrames = want
+	d.mu.Unlock()
+	check := func(when string) {
+		t.Helper()
+		got, err := d.Unbound()
+		if err != nil || len(got) != 1 || got[0].Iface != "fake0" || got[0].String() != want.String() {
+			t.Fatalf("%s: Unbound() = %+v, %v; want fake0 %v", when, got, err, want)
+		}
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(d.Collector())
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() != "xdpipe_unbound_frames_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				seen[l["iface"]+"/"+l["queue"]] = m.GetCounter().GetValue()
+			}
+		}
+		if len(seen) != 2 || seen["fake0/2"] != 7 || seen["fake0/5"] != 1 {
+			t.Fatalf("%s: xdpipe_unbound_frames_total %v, want fake0/2 7 and fake0/5 1", when, seen)
+		}
+	}
+	check("running")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	check("stopped")
 }
 
 // TestDaemonStageErrors: a stage whose options are wrong fails Open before

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/rdma"
 	"github.com/xdpipe/xdpipe/xsk"
@@ -66,5 +67,6 @@ func (p kernelPort) steer() steerer {
 }
 
 func (p kernelPort) faults() <-chan netdev.LinkEvent { return p.Faults() }
+func (p kernelPort) unbound() (bpf.Unbound, error)   { return p.Unbound() }
 func (p kernelPort) detach() error                   { return p.Detach() }
 func (p kernelPort) close() error                    { return p.Close() }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -23,6 +24,7 @@ func (d *Daemon) Collector() prometheus.Collector {
 	}
 	c := pipeline.NewCollector(d.workers, umems)
 	c.AddFunc(d.steerMetrics)
+	c.AddFunc(d.unboundMetrics)
 	return c
 }
 
@@ -66,6 +68,22 @@ func (d *Daemon) steerMetrics(ch chan<- prometheus.Metric) {
 		}
 		if m, err := st.CacheMisses(); err == nil {
 			ch <- prometheus.MustNewConstMetric(steerMisses, prometheus.CounterValue, float64(m.Packets), d.p.ifaces[i].Name)
+		}
+	}
+}
+
+var unboundFrames = prometheus.NewDesc("xdpipe_unbound_frames_total",
+	"Frames bound for an AF_XDP socket that arrived on an RX queue without one, so the kernel stack got them: "+
+		"RSS spreads flows over queues xdpipe does not serve (bind them all, or steer the flows with ethtool).",
+	[]string{"iface", "queue"}, nil)
+
+// unboundMetrics exports the frames that found no socket on their queue.
+// Only queues that had some appear: a NIC may have hundreds.
+func (d *Daemon) unboundMetrics(ch chan<- prometheus.Metric) {
+	ifs, _ := d.Unbound()
+	for _, iu := range ifs {
+		for _, c := range iu.Unbound {
+			ch <- prometheus.MustNewConstMetric(unboundFrames, prometheus.CounterValue, float64(c.Packets), iu.Iface, strconv.Itoa(c.Queue))
 		}
 	}
 }

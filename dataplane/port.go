@@ -84,11 +84,13 @@ type Port struct {
 	Attached bpf.AttachMode
 	// XDP describes the driver's XDP features ("xdp-features
 	// basic,redirect,... zc-max-segs 0"), or why they are unknown.
-	XDP   string
-	prog  xdpProgram // nil with NoProgram, or once detached
-	steer *bpf.Steer // prog, when it is the steering program
-	claim *bpf.Claim // the interface's ownership, with a program
-	watch *netdev.LinkWatch
+	XDP  string
+	prog xdpProgram // nil with NoProgram, or once detached
+	// unbound is the program's last Unbound, read as it was detached.
+	unbound bpf.Unbound
+	steer   *bpf.Steer // prog, when it is the steering program
+	claim   *bpf.Claim // the interface's ownership, with a program
+	watch   *netdev.LinkWatch
 }
 
 // xdpProgram is what a port needs of its XDP program: bpf.Redirect and
@@ -96,6 +98,7 @@ type Port struct {
 type xdpProgram interface {
 	Attach(ifindex int, mode bpf.AttachMode) (bpf.AttachMode, error)
 	Register(queue, fd int) error
+	Unbound() (bpf.Unbound, error)
 	Close() error
 }
 
@@ -289,6 +292,16 @@ func (p *Port) Faults() <-chan netdev.LinkEvent {
 	return p.watch.Events()
 }
 
+// Unbound reads, per RX queue, the frames the port's program would have
+// redirected to a socket but found none registered on their queue: the
+// kernel stack got them. Once detached, it is the count at detach.
+func (p *Port) Unbound() (bpf.Unbound, error) {
+	if p.prog == nil {
+		return p.unbound, nil
+	}
+	return p.prog.Unbound()
+}
+
 // Steer is the port's steering program, or nil.
 func (p *Port) Steer() *bpf.Steer { return p.steer }
 
@@ -326,7 +339,9 @@ func (p *Port) Detach() error {
 		err = errors.Join(err, p.steer.Unpin())
 	}
 	if p.prog != nil {
-		err = errors.Join(err, p.prog.Close())
+		var uerr error
+		p.unbound, uerr = p.prog.Unbound()
+		err = errors.Join(err, uerr, p.prog.Close())
 	}
 	p.prog, p.steer = nil, nil
 	return err

@@ -10,10 +10,12 @@ import (
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
-// rateReporter turns the receive counters and the socket's XDP statistics
-// into a rate line per interval and a summary at the end.
+// rateReporter turns the receive counters, the socket's XDP statistics and
+// the port's unbound queues into a rate line per interval and a summary at
+// the end.
 type rateReporter struct {
 	sock      *xsk.Socket
+	port      *dataplane.Port
 	c         *dataplane.DropCounters
 	start     time.Time
 	startCPU  time.Duration
@@ -22,9 +24,9 @@ type rateReporter struct {
 	lastBytes uint64
 }
 
-func newRateReporter(s *xsk.Socket, c *dataplane.DropCounters) *rateReporter {
+func newRateReporter(p *dataplane.Port, c *dataplane.DropCounters) *rateReporter {
 	now := time.Now()
-	return &rateReporter{sock: s, c: c, start: now, last: now, startCPU: processCPU()}
+	return &rateReporter{sock: p.Sockets[0], port: p, c: c, start: now, last: now, startCPU: processCPU()}
 }
 
 // processCPU is the CPU time (user and system) the process has used.
@@ -41,8 +43,17 @@ func (r *rateReporter) xdpStats() string {
 	if err != nil {
 		return "xdp stats: " + err.Error()
 	}
-	return fmt.Sprintf("rx_dropped=%d rx_ring_full=%d fill_ring_empty=%d rx_invalid=%d",
-		st.RxDropped, st.RxRingFull, st.RxFillRingEmptyDescs, st.RxInvalidDescs)
+	return fmt.Sprintf("rx_dropped=%d rx_ring_full=%d fill_ring_empty=%d rx_invalid=%d | unbound: %s",
+		st.RxDropped, st.RxRingFull, st.RxFillRingEmptyDescs, st.RxInvalidDescs, r.unbound())
+}
+
+// unbound lists the frames on queues without a socket, or why it cannot.
+func (r *rateReporter) unbound() string {
+	u, err := r.port.Unbound()
+	if err != nil {
+		return err.Error()
+	}
+	return u.String()
 }
 
 // line is the rate over the interval since the last call.

@@ -380,6 +380,11 @@ func toJSONRule(r rules.Rule) jsonRule {
 	return j
 }
 
+type jsonQueueCount struct {
+	Queue   int    `json:"queue"`
+	Packets uint64 `json:"packets"`
+}
+
 type jsonCounter struct {
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
@@ -395,6 +400,7 @@ func printRules(w io.Writer, set *rules.Set, rs []bpf.RuleStat, st *bpf.SteerSta
 			NoMatch   *jsonCounter           `json:"nomatch,omitempty"`
 			Reasons   map[string]jsonCounter `json:"malformed_frames,omitempty"`
 			Misses    *jsonCounter           `json:"flow_cache_misses,omitempty"`
+			Unbound   []jsonQueueCount       `json:"unbound_queues,omitempty"`
 		}{Default: set.Default.String(), Malformed: set.Malformed.String(), Rules: []jsonRule{}}
 		for i, r := range set.Rules {
 			j := toJSONRule(r)
@@ -406,6 +412,10 @@ func printRules(w io.Writer, set *rules.Set, rs []bpf.RuleStat, st *bpf.SteerSta
 		if st != nil {
 			out.NoMatch = &jsonCounter{st.NoMatch.Packets, st.NoMatch.Bytes}
 			out.Misses = &jsonCounter{st.CacheMisses.Packets, st.CacheMisses.Bytes}
+			out.Unbound = []jsonQueueCount{}
+			for _, c := range st.Unbound {
+				out.Unbound = append(out.Unbound, jsonQueueCount{c.Queue, c.Packets})
+			}
 			out.Reasons = map[string]jsonCounter{}
 			for r := rules.ReasonNone + 1; r < rules.NumReasons; r++ {
 				out.Reasons[r.String()] = jsonCounter{st.Malformed[r].Packets, st.Malformed[r].Bytes}
@@ -443,6 +453,7 @@ func printRules(w io.Writer, set *rules.Set, rs []bpf.RuleStat, st *bpf.SteerSta
 			decided += rs[i].Packets
 		}
 		fmt.Fprintf(w, "flow cache: %d of %d decided frames missed (the rule tables decided them)\n", st.CacheMisses.Packets, decided)
+		fmt.Fprintf(w, "unbound queues: %v (redirected frames that found no socket on their RX queue went to the kernel stack)\n", st.Unbound)
 		var parts []string
 		for r := rules.ReasonNone + 1; r < rules.NumReasons; r++ {
 			if c := st.Malformed[r]; c.Packets > 0 {

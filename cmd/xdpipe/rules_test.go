@@ -40,8 +40,9 @@ func writeFile(t *testing.T, name, body string) string {
 
 // TestRulesCommand drives `xdpipe rules` against a steering program it
 // attaches to a veth: no instance, attach with a file, list, add (with a
-// clash reported at file:line), traffic counted per rule in stats, del,
-// a bad file leaving the running set alone, detach.
+// clash reported at file:line), traffic counted per rule in stats (and
+// the frames a rule redirects with no socket on their queue as unbound),
+// del, a bad file leaving the running set alone, detach.
 func TestRulesCommand(t *testing.T) {
 	pin := bpffsDir(t)
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
@@ -64,6 +65,11 @@ rules:
     proto: udp
     dport: 9000-9009
     action: pass
+  - priority: 25
+    name: to-xsk
+    proto: udp
+    dport: 9100
+    action: redirect
 `)
 	t.Cleanup(func() { xdpipeIn(t, b, "rules", "detach", "--pin", pin) })
 	out, code = xdpipeIn(t, b, "rules", "attach", "--iface", p.B.Name, "--pin", pin, "--file", initial)
@@ -99,14 +105,20 @@ rules:
 	}
 
 	// Traffic: 5 pings (dropped by rule 10), 7 UDP datagrams to 9001
-	// (passed by rule 20, and received by the kernel stack).
+	// (passed by rule 20, and received by the kernel stack), 3 to 9100
+	// (redirected by rule 25, but with no socket registered they reach the
+	// kernel stack too, counted unbound).
 	p.A.NS.Run("ping", "-c5", "-i0.01", "-W0.2", p.B.IP.String())
-	var rx net.PacketConn
+	var rx, rx2 net.PacketConn
 	b.MustDo(t, func() (err error) {
-		rx, err = net.ListenPacket("udp4", net.JoinHostPort(p.B.IP.String(), "9001"))
+		if rx, err = net.ListenPacket("udp4", net.JoinHostPort(p.B.IP.String(), "9001")); err != nil {
+			return err
+		}
+		rx2, err = net.ListenPacket("udp4", net.JoinHostPort(p.B.IP.String(), "9100"))
 		return err
 	})
 	defer rx.Close()
+	defer rx2.Close()
 	p.A.NS.MustDo(t, func() error {
 		c, err := net.Dial("udp4", net.JoinHostPort(p.B.IP.String(), "9001"))
 		if err != nil {
@@ -118,6 +130,16 @@ rules:
 				return err
 			}
 		}
+		c2, err := net.Dial("udp4", net.JoinHostPort(p.B.IP.String(), "9100"))
+		if err != nil {
+			return err
+		}
+		defer c2.Close()
+		for i := range 3 {
+			if _, err := fmt.Fprintf(c2, "to-xsk%d", i); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	buf := make([]byte, 100)
@@ -125,6 +147,12 @@ rules:
 		rx.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, _, err := rx.ReadFrom(buf); err != nil {
 			t.Fatalf("datagram %d passed by the rule did not reach the UDP socket: %v", i, err)
+		}
+	}
+	for i := range 3 {
+		rx2.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := rx2.ReadFrom(buf); err != nil {
+			t.Fatalf("datagram %d redirected to no socket did not reach the kernel's UDP socket: %v", i, err)
 		}
 	}
 
@@ -142,6 +170,10 @@ rules:
 		Misses *struct {
 			Packets uint64 `json:"packets"`
 		} `json:"flow_cache_misses"`
+		Unbound []struct {
+			Queue   int    `json:"queue"`
+			Packets uint64 `json:"packets"`
+		} `json:"unbound_queues"`
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("stats --json: %v\n%s", err, out)
@@ -150,8 +182,11 @@ rules:
 	for _, r := range st.Rules {
 		got[r.Name] = r.Packets
 	}
-	if len(st.Rules) != 3 || got["no-ping"] != 5 || got["udp-in"] != 7 || got["tcp-drop"] != 0 {
+	if len(st.Rules) != 4 || got["no-ping"] != 5 || got["udp-in"] != 7 || got["to-xsk"] != 3 || got["tcp-drop"] != 0 {
 		t.Fatalf("stats: %+v\n%s", st, out)
+	}
+	if len(st.Unbound) != 1 || st.Unbound[0].Queue != 0 || st.Unbound[0].Packets != 3 {
+		t.Fatalf("stats: unbound queues %+v, want the 3 redirected datagrams on queue 0\n%s", st.Unbound, out)
 	}
 	// The pings and the datagrams are two flows at least: each missed the
 	// flow cache once at least.
@@ -160,6 +195,9 @@ rules:
 	}
 	out, _ = xdpipeIn(t, b, "rules", "stats", "--pin", pin)
 	t.Logf("rules stats:\n%s", out)
+	if !strings.Contains(out, "unbound queues: q0=3 ") {
+		t.Fatalf("rules stats does not show the unbound frames:\n%s", out)
+	}
 
 	if out, code = xdpipeIn(t, b, "rules", "del", "no-ping", "30", "--pin", pin); code != 0 {
 		t.Fatalf("del: exit %d:\n%s", code, out)

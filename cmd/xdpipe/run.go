@@ -235,6 +235,13 @@ loop:
 			for _, line := range rates.lines(now) {
 				fmt.Fprintln(stdout, line)
 			}
+			ifs, err := d.Unbound()
+			if err != nil {
+				log.Warn("reading the unbound queues' counts", "err", err)
+			}
+			for _, iu := range ifs {
+				fmt.Fprintf(stdout, "%s: unbound %v\n", iu.Iface, iu.Unbound)
+			}
 		}
 	}
 	for _, line := range rates.summary() {
@@ -293,6 +300,13 @@ func (r *rates) summary() []string {
 		out = append(out, fmt.Sprintf("run: queue %d: received %d, transmitted %d, dropped %d (verdict %d, tx ring full %d, bad output %d); "+
 			"kernel dropped %d before the worker (rx ring full %d, rx_dropped %d)",
 			s.Queue, s.RX, s.TX, s.Dropped(), s.Verdict, s.TXRingFull, s.BadOutput, s.Kernel(), s.RingFull, s.KernelOther))
+	}
+	ifs, err := r.d.Unbound()
+	if err != nil {
+		out = append(out, "run: unbound queues: "+err.Error())
+	}
+	for _, iu := range ifs {
+		out = append(out, fmt.Sprintf("run: %s: %d frames on RX queues without a socket went to the kernel stack: %v", iu.Iface, iu.Total(), iu.Unbound))
 	}
 	return out
 }

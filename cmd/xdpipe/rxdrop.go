@@ -208,10 +208,13 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 			Batch: int(o.batch), CPU: o.cpu, Poll: o.poll, Coalesce: o.coalesce, Ring: int(o.ring), BusyPoll: o.busyPoll})
 	}()
 
-	rep := newRateReporter(sock, &counts)
+	rep := newRateReporter(port, &counts)
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
-	var lost error
+	var (
+		lost   error
+		notice dataplane.UnboundNotice
+	)
 wait:
 	for {
 		select {
@@ -222,6 +225,11 @@ wait:
 			break wait
 		case <-tick.C:
 			fmt.Println(rep.line())
+			if u, err := port.Unbound(); err == nil {
+				if h := notice.Hint(o.iface, u); h != "" {
+					fmt.Fprintln(os.Stderr, "rxdrop: warning:", h)
+				}
+			}
 		}
 	}
 	stop.Store(true)

@@ -344,3 +344,41 @@ func sendJumbo(t *testing.T, p *testutil.LinkPair, count int) {
 	}
 	time.Sleep(300 * time.Millisecond)
 }
+
+// TestRxdropCountsUnboundQueues: frames arriving on an RX queue where
+// rxdrop has no socket go to the kernel stack; rxdrop counts them per queue
+// in its rate lines and summary and says once which queues and what to do.
+// Frames on its own queue are received as before.
+func TestRxdropCountsUnboundQueues(t *testing.T) {
+	testutil.RequireVeth(t, "a veth hands a frame sent on A's queue q to B's queue q")
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{Queues: 2})
+	// Exact counts: no IPv6 chatter (MLD, router solicitations) from A.
+	p.A.NS.MustRun(t, "sysctl", "-qw", "net.ipv6.conf."+p.A.Name+".disable_ipv6=1")
+	proc := startXdpipe(t, p.B.NS, "rxdrop: ", "rxdrop", "--iface", p.B.Name, "--queue", "0", "--interval", "50ms")
+	for q, n := range []int{100, 300} {
+		if out, code := xdpipeIn(t, p.A.NS, genFrom(p, n, "20k", "--engine", "xsk", "--queue", strconv.Itoa(q))...); code != 0 {
+			t.Fatalf("gen on queue %d exited %d:\n%s", q, code, out)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(proc.output(), "unbound: q1=300\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no rate line counts the 300 frames on queue 1:\n%s", proc.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	out, code := proc.stop(t, syscall.SIGINT)
+	if code != 0 {
+		t.Fatalf("rxdrop exited %d:\n%s", code, out)
+	}
+	warn := "rxdrop: warning: frames on " + p.B.Name + " RX queues [1] reach no AF_XDP socket and go to the kernel stack"
+	if n := strings.Count(out, warn); n != 1 || !strings.Contains(out, "ethtool -L "+p.B.Name) {
+		t.Errorf("want one warning naming queue 1 and ethtool, got %d:\n%s", n, out)
+	}
+	if !regexp.MustCompile(`(?m)^xdp: .* \| unbound: q1=300$`).MatchString(out) {
+		t.Errorf("the summary does not count the frames on queue 1:\n%s", out)
+	}
+	if rx, uniq, _ := tracked(t, out); rx != 100 || uniq != 100 {
+		t.Errorf("received %d generated frames (%d unique) on queue 0, want 100:\n%s", rx, uniq, out)
+	}
+}

@@ -1,0 +1,77 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/xdpipe/xdpipe/bpf"
+)
+
+// UnboundHint is the one line that names the queues of u on iface, where
+// frames arrive with no AF_XDP socket to take them, and the ways to reach
+// them: a socket on every queue, or the NIC's queue count, RSS table or
+// flow rules keeping the flows on the bound queues. (A driver may add RX
+// queues when an XDP program attaches: virtio_net takes extra queue pairs
+// for XDP_TX, and its host still hashes flows onto them.)
+func UnboundHint(iface string, u bpf.Unbound) string {
+	return fmt.Sprintf("frames on %s RX queues %v reach no AF_XDP socket and go to the kernel stack (%d so far): "+
+		"bind a socket on every RX queue (queues: all), or keep the flows on the bound queues "+
+		"(ethtool -L %s for the queue count, -X for the RSS table, -N for flow rules)",
+		iface, u.Queues(), u.Total(), iface)
+}
+
+// UnboundNotice decides when to say UnboundHint: once for each queue that
+// starts to get frames without a socket, not every time its count grows.
+// The zero value is ready to use.
+type UnboundNotice struct{ seen map[string]map[int]bool }
+
+// Hint returns UnboundHint when u names a queue of iface not reported
+// before, else "".
+func (n *UnboundNotice) Hint(iface string, u bpf.Unbound) string {
+	if n.seen == nil {
+		n.seen = map[string]map[int]bool{}
+	}
+	if n.seen[iface] == nil {
+		n.seen[iface] = map[int]bool{}
+	}
+	fresh := false
+	for _, c := range u {
+		if !n.seen[iface][c.Queue] {
+			n.seen[iface][c.Queue], fresh = true, true
+		}
+	}
+	if !fresh {
+		return ""
+	}
+	return UnboundHint(iface, u)
+}
+
+// unboundEvery is how often Run looks for frames on queues without a
+// socket.
+const unboundEvery = time.Second
+
+// warnUnbound logs UnboundHint for each queue of the daemon's interfaces
+// that starts to get frames without a socket, until ctx ends.
+func (d *Daemon) warnUnbound(ctx context.Context) {
+	var notice UnboundNotice
+	t := time.NewTicker(unboundEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ifs, err := d.Unbound()
+		if err != nil {
+			d.log.Warn("reading the counts of frames on queues without a socket", "err", err)
+		}
+		for _, iu := range ifs {
+			if h := notice.Hint(iu.Iface, iu.Unbound); h != "" {
+				d.log.Warn(h, slog.String("iface", iu.Iface))
+			}
+		}
+	}
+}
