@@ -272,26 +272,41 @@ func TestSendReceive(t *testing.T) {
 	t.Logf("B: %+v; A: %+v", ub.Accounting(), ua.Accounting())
 }
 
-// TestSharedUmem binds two sockets on queues 0 and 1 of B to one UMEM (and
-// two on A to another): every frame arrives once; on veth, frames sent on
-// A's queue q land on B's queue q.
+// TestSharedUmem binds a socket on every queue of B to one UMEM (and two on
+// A to another): every frame arrives once, and none on a queue without a
+// socket; on veth, frames sent on A's queue q land on B's queue q. The
+// test's two streams are one flow each: on NICs, whose RSS picks the queue
+// by a hash seeded per host, every queue the flow can reach has a socket.
 func TestSharedUmem(t *testing.T) {
-	p := testutil.NewLinkPair(t, testutil.LinkOptions{Queues: 2})
+	queues := 2
+	if testutil.Link() == testutil.NIC {
+		queues = testutil.NICQueues(t)
+	}
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{Queues: queues})
 	ua := umemOn(t, xsk.UmemOptions{NumFrames: 512, FrameSize: 2048, Debug: true})
-	ub := umemOn(t, xsk.UmemOptions{NumFrames: 2048, FrameSize: 2048, FillSize: 512, Debug: true})
+	ub := umemOn(t, xsk.UmemOptions{NumFrames: uint32(1024 * queues), FrameSize: 2048, FillSize: 512, Debug: true})
 	tx0 := socketOn(t, &p.A, ua, 0, xsk.SocketOptions{Bind: bind()})
 	tx1 := socketOn(t, &p.A, ua, 1, xsk.SocketOptions{})
-	rx0 := socketOn(t, &p.B, ub, 0, xsk.SocketOptions{Bind: bind(), RXSize: 512, Prefill: true})
-	rx1 := socketOn(t, &p.B, ub, 1, xsk.SocketOptions{RXSize: 512, Prefill: true})
-	if tx0.Shared() || !tx1.Shared() || rx0.Shared() || !rx1.Shared() {
+	var rxs []*xsk.Socket
+	for q := range queues {
+		so := xsk.SocketOptions{RXSize: 512, Prefill: true}
+		if q == 0 {
+			so.Bind = bind()
+		}
+		rxs = append(rxs, socketOn(t, &p.B, ub, q, so))
+	}
+	if tx0.Shared() || !tx1.Shared() || rxs[0].Shared() || !rxs[1].Shared() {
 		t.Fatal("second sockets should share the umem")
 	}
-	if tx1.Mode() != tx0.Mode() || rx1.Mode() != rx0.Mode() {
-		t.Fatalf("shared sockets' modes: %v %v, first sockets' %v %v", tx1.Mode(), rx1.Mode(), tx0.Mode(), rx0.Mode())
+	if tx1.Mode() != tx0.Mode() || rxs[1].Mode() != rxs[0].Mode() {
+		t.Fatalf("shared sockets' modes: %v %v, first sockets' %v %v", tx1.Mode(), rxs[1].Mode(), tx0.Mode(), rxs[0].Mode())
 	}
-	redirectOn(t, &p.B, rx0, rx1)
+	r := redirectOn(t, &p.B, rxs...)
+	if n := p.B.RXQueues(t); n != queues {
+		t.Fatalf("B has %d RX queues with the program attached, sockets on %d: frames could land where none is", n, queues)
+	}
 
-	// A third socket on an occupied queue of the same UMEM is refused
+	// A further socket on an occupied queue of the same UMEM is refused
 	// with a clear error.
 	ifindex := p.B.Ifindex(t)
 	p.B.NS.MustDo(t, func() error {
@@ -307,15 +322,24 @@ func TestSharedUmem(t *testing.T) {
 	})
 
 	n := testutil.Frames(2000)
-	got := pump(t, p, []*xsk.Socket{tx0, tx1}, []*xsk.Socket{rx0, rx1}, n, 200)
-	t.Logf("B queue 0 got %v, queue 1 got %v (by A queue)", got[0], got[1])
-	if got[0][0]+got[1][0] != n || got[0][1]+got[1][1] != n {
-		t.Fatalf("want %d frames from each A queue: queue 0 got %v, queue 1 got %v", n, got[0], got[1])
+	got := pump(t, p, []*xsk.Socket{tx0, tx1}, rxs, n, 200)
+	t.Logf("received per B queue, by A queue: %v", got)
+	for stream := range 2 {
+		sum := 0
+		for q := range got {
+			sum += got[q][stream]
+		}
+		if sum != n {
+			t.Fatalf("want %d frames from A queue %d, got %d: %v", n, stream, sum, got)
+		}
 	}
 	// A veth hands a frame to the peer's queue of the same number; a NIC's
 	// RSS chooses by flow hash.
 	if p.Kind == testutil.Veth && (got[0][1] != 0 || got[1][0] != 0) {
-		t.Fatalf("frames from A queue q should land on B queue q: queue 0 got %v, queue 1 got %v", got[0], got[1])
+		t.Fatalf("frames from A queue q should land on B queue q: %v", got)
+	}
+	if u, err := r.Unbound(); err != nil || len(u) != 0 {
+		t.Fatalf("frames on queues without a socket: %v (%v)", u, err)
 	}
 	for _, u := range []*xsk.Umem{ua, ub} {
 		if err := u.Accounting().Check(); err != nil {

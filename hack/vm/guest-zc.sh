@@ -21,7 +21,13 @@ rc=0
 while [ $# -ge 2 ]; do
   echo "== $1 -test.run '$2'"
   start=$(date +%s)
-  "./$1" -test.v -test.count=1 -test.timeout 5m -test.run "$2" || rc=1
+  if ! "./$1" -test.v -test.count=1 -test.timeout 5m -test.run "$2"; then
+    rc=1
+    # The failed tests logged their NICs' counters (testutil); the whole
+    # run's and the kernel's view, for what happened outside a test.
+    for nic in $XDPIPE_VM_NICS; do echo "== ethtool -S $nic"; ethtool -S "$nic" | grep -v ': 0$'; done
+    echo "== dmesg, last lines"; dmesg | tail -n 30
+  fi
   echo "== $1: $(($(date +%s) - start)) s"
   shift 2
 done

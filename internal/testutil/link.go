@@ -98,6 +98,36 @@ func RequireZeroCopy(tb testing.TB) {
 	}
 }
 
+// NICQueues is the most queues a pair of the NICs of XDPIPE_TEST_NICS can
+// have (their combined channels, ethtool -l); it fails the test elsewhere.
+// A test whose traffic may land on any queue asks for all of them: with
+// fewer, a driver may take the rest for itself when an XDP program
+// attaches (virtio_net: XDP_TX queue pairs) while the host still hashes
+// flows onto them.
+func NICQueues(tb testing.TB) int {
+	tb.Helper()
+	nics := strings.Fields(os.Getenv("XDPIPE_TEST_NICS"))
+	if len(nics) != 2 {
+		tb.Fatalf("XDPIPE_TEST_NICS=%q: want two interface names wired to each other", os.Getenv("XDPIPE_TEST_NICS"))
+	}
+	n := 0
+	for i, nic := range nics {
+		m, _ := channels(tb, MustRun(tb, "ethtool", "-l", nic))
+		if i == 0 || m < n {
+			n = m
+		}
+	}
+	return n
+}
+
+// RXQueues counts the end's RX queues (sysfs, in its namespace): what the
+// driver has now, after any queues an XDP program made it add.
+func (e *LinkEnd) RXQueues(tb testing.TB) int {
+	tb.Helper()
+	out := e.NS.MustRun(tb, "sh", "-c", "ls -d /sys/class/net/"+e.Name+"/queues/rx-*")
+	return len(strings.Fields(out))
+}
+
 // LinkEnd is one end of a link pair, inside its namespace.
 type LinkEnd struct {
 	NS   *NetNS
@@ -196,6 +226,11 @@ func NewLinkPair(tb testing.TB, opts LinkOptions) *LinkPair {
 	} else {
 		makeVeth(tb, p, opts.Queues)
 	}
+	tb.Cleanup(func() { // before the NICs go back: their counters are this test's
+		if tb.Failed() {
+			p.logDiagnostics(tb)
+		}
+	})
 	ends := map[*NetNS][]string{}
 	for _, pr := range [][2]*LinkEnd{{&p.A, &p.B}, {&p.B, &p.A}} {
 		e, peer := pr[0], pr[1]
@@ -214,6 +249,24 @@ func NewLinkPair(tb testing.TB, opts LinkOptions) *LinkPair {
 		ns.Batch(tb, lines...)
 	}
 	return p
+}
+
+// logDiagnostics logs what a reader of a failed test needs to tell which
+// side stalled: each end's driver counters per queue (ethtool -S: XDP
+// packets, drops, where the frames landed) and, on the NICs, the kernel's
+// last messages.
+func (p *LinkPair) logDiagnostics(tb testing.TB) {
+	for _, e := range []*LinkEnd{&p.A, &p.B} {
+		out, err := e.NS.Run("ethtool", "-S", e.Name)
+		if err != nil {
+			out += err.Error()
+		}
+		tb.Logf("ethtool -S %s (%s):\n%s", e.Name, p.Kind, out)
+	}
+	if p.Kind == NIC {
+		out, _ := run("sh", "-c", "dmesg | tail -n 30")
+		tb.Logf("dmesg, last lines:\n%s", out)
+	}
 }
 
 // SetQueues sets the active RX and TX queues of both ends to n (ethtool
