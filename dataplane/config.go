@@ -484,7 +484,7 @@ func resolve(c Config, sys system) (*plan, error) {
 	}
 	// Last, once every size is known, and before anything is allocated:
 	// a typo in a size must not bring on the OOM killer.
-	lim, err := xsk.ReadMemoryLimits()
+	lim, err := sys.memoryLimits()
 	if err != nil {
 		return nil, err
 	}

@@ -536,6 +536,9 @@ type system interface {
 	openPort(o PortOptions, mems []umem) (port, error)
 	// dialRDMA connects to an RDMA sink, registering mem.
 	dialRDMA(ctx context.Context, addr string, mem umem, o rdma.DialOptions) (rdmaConn, error)
+	// memoryLimits is what the system allows a configuration: the
+	// memory available, and the bound on what its UMEMs may lock.
+	memoryLimits() (xsk.MemoryLimits, error)
 }
 
 // umem is a UMEM (*xsk.Umem).

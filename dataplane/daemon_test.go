@@ -1,12 +1,14 @@
 package dataplane
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -40,9 +42,19 @@ type fakeSystem struct {
 	closed  int           // ports closed
 	opts    []PortOptions // of the ports opened
 	pending atomic.Int64
+	memlock uint64 // the RLIMIT_MEMLOCK it reports; 0: no bound
 }
 
 func (f *fakeSystem) caps(bool) error { return nil }
+
+// memoryLimits is the machine's available memory, and no bound on locked
+// memory unless the test sets memlock: the fake's UMEMs are on the heap,
+// so the test process's RLIMIT_MEMLOCK says nothing about them.
+func (f *fakeSystem) memoryLimits() (xsk.MemoryLimits, error) {
+	lim, err := xsk.ReadMemoryLimits()
+	lim.Memlock = cmp.Or(f.memlock, math.MaxUint64)
+	return lim, err
+}
 
 func (f *fakeSystem) iface(name string) (*net.Interface, int, error) {
 	if strings.HasPrefix(name, "nosuch") {

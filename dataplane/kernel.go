@@ -23,6 +23,8 @@ func (kernel) iface(name string) (*net.Interface, int, error) { return CheckInte
 
 func (kernel) umem(o xsk.UmemOptions) (umem, error) { return xsk.NewUmem(o) }
 
+func (kernel) memoryLimits() (xsk.MemoryLimits, error) { return xsk.ReadMemoryLimits() }
+
 func (kernel) openPort(o PortOptions, mems []umem) (port, error) {
 	for _, m := range mems {
 		u, ok := m.(*xsk.Umem)

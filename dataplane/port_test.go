@@ -65,6 +65,25 @@ func TestPlanTransmits(t *testing.T) {
 	}
 }
 
+// TestPlanMemlockIsTheSystems: the locked-memory bound a plan is checked
+// against is the system's, not the test process's: the same configuration
+// passes on a system without a bound and is refused, naming the setting and
+// the limit, on one with a small RLIMIT_MEMLOCK, whoever runs the test.
+func TestPlanMemlockIsTheSystems(t *testing.T) {
+	s, err := NewStageConfig("count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Config{Interfaces: []string{"xa"}, Stages: []StageConfig{s}}
+	if _, err := resolve(c, &fakeSystem{}); err != nil {
+		t.Fatalf("no memlock bound: %v", err)
+	}
+	_, err = resolve(c, &fakeSystem{memlock: 1 << 20})
+	if err == nil || !strings.HasPrefix(err.Error(), "ring: ") || !strings.Contains(err.Error(), "RLIMIT_MEMLOCK allows (1.0 MiB)") {
+		t.Fatalf("memlock 1 MiB: %v, want the ring refused against 1.0 MiB", err)
+	}
+}
+
 // TestPlanMultiBuffer: when one interface's MTU needs packets larger than
 // a UMEM frame, every socket binds multi-buffer (the sockets of a worker
 // share its UMEM and must agree); a burst too short for such a packet is
