@@ -30,9 +30,14 @@ func SkipOrFail(tb testing.TB, format string, args ...any) {
 }
 
 // RequireRoot gates a test on CAP_NET_ADMIN and CAP_BPF (checked as euid 0,
-// the way the suite is run).
+// the way the suite is run). Under -short (make unit) it skips, as root
+// too, also under CI=true: -short asks for the tests that touch neither
+// the kernel's networking nor BPF.
 func RequireRoot(tb testing.TB) {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs root (CAP_NET_ADMIN, CAP_BPF): skipped under -short")
+	}
 	if unix.Geteuid() != 0 {
 		SkipOrFail(tb, "needs root (CAP_NET_ADMIN, CAP_BPF); run as root")
 	}
