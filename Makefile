@@ -39,12 +39,18 @@ generate-check: generate
 	git diff --exit-code -- bpf/
 
 # go.mod and go.sum must be what `go mod tidy` makes.
+# vet and staticcheck run twice: on the default build and on -tags rdma,
+# where the rdma package's cgo over rdma-core replaces its stub (the
+# verbs headers and a C compiler: hack/deps.sh rdma-dev).
 # The submodules use the staticcheck xdpipe's go.mod pins, built once.
 lint:
+	hack/deps.sh rdma-dev
 	$(GO) mod tidy -diff
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet $(PKGS)
+	CGO_ENABLED=1 $(GO) vet -tags rdma $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
+	CGO_ENABLED=1 $(GO) tool staticcheck -tags rdma $(PKGS)
 	$(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
 	for m in $(SUBMODULES); do (cd $$m && $(GO) mod tidy -diff && $(GO) vet ./... && $(CURDIR)/bin/staticcheck ./...) || exit 1; done
 

@@ -10,7 +10,9 @@
 #   hack/deps.sh vm        qemu, busybox and the guest kernel for the VM test bed
 #                          (hack/vm: virtio-net zero-copy, SoftRoCE); the kernel
 #                          is downloaded into a cache, not installed
-#   hack/deps.sh rdma      vm + rdma-core, perftest and the verbs headers
+#   hack/deps.sh rdma-dev  the verbs headers and a C compiler: what building
+#                          with -tags rdma needs (make lint checks that build)
+#   hack/deps.sh rdma      vm + rdma-dev + rdma-core and perftest
 #   hack/deps.sh image     podman and runc (deploy/container's image and its
 #                          test), jq (its seccomp profile), systemd-analyze
 #                          (verifies deploy/systemd's unit) and setpriv (runs
@@ -22,7 +24,8 @@ generate_pkgs=(clang-14 llvm-14 libbpf-dev linux-libc-dev)
 bench_pkgs=("${run_pkgs[@]}" libxdp-dev libbpf-dev gcc libc6-dev make)
 test_pkgs=("${run_pkgs[@]}" tshark nfdump "${generate_pkgs[@]}" "${bench_pkgs[@]}")
 vm_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils apt dpkg debian-archive-keyring "${run_pkgs[@]}")
-rdma_pkgs=("${vm_pkgs[@]}" rdma-core ibverbs-providers libibverbs-dev librdmacm-dev perftest)
+rdma_dev_pkgs=(libibverbs-dev librdmacm-dev gcc libc6-dev)
+rdma_pkgs=("${vm_pkgs[@]}" "${rdma_dev_pkgs[@]}" rdma-core ibverbs-providers perftest)
 # runc, not crun: crun refuses a hybrid cgroup v1 layout (hosts like this one).
 image_pkgs=(podman runc jq systemd util-linux "${run_pkgs[@]}")
 
@@ -34,9 +37,10 @@ for set in "$@"; do
     generate) want+=("${generate_pkgs[@]}") ;;
     bench) want+=("${bench_pkgs[@]}") ;;
     vm) want+=("${vm_pkgs[@]}"); kernel=1 ;;
+    rdma-dev) want+=("${rdma_dev_pkgs[@]}") ;;
     rdma) want+=("${rdma_pkgs[@]}"); kernel=1 ;;
     image) want+=("${image_pkgs[@]}") ;;
-    *) echo "hack/deps.sh: unknown set '$set' (run, test, generate, bench, vm, rdma, image)" >&2; exit 2 ;;
+    *) echo "hack/deps.sh: unknown set '$set' (run, test, generate, bench, vm, rdma-dev, rdma, image)" >&2; exit 2 ;;
   esac
 done
 
