@@ -11,7 +11,7 @@ TESTFLAGS ?= -count=1 -p 1 -timeout 30m
 # deploy/k8s decodes the Kubernetes manifests with k8s.io/api.
 SUBMODULES := deploy/k8s
 
-.PHONY: all build image generate generate-check test bench demo profile lint clean
+.PHONY: all build image generate generate-check unit test bench demo profile lint clean
 
 all: build
 
@@ -53,6 +53,13 @@ lint:
 	CGO_ENABLED=1 $(GO) tool staticcheck -tags rdma $(PKGS)
 	$(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
 	for m in $(SUBMODULES); do (cd $$m && $(GO) mod tidy -diff && $(GO) vet ./... && $(CURDIR)/bin/staticcheck ./...) || exit 1; done
+
+# The fast loop for changing the code: the tests that need no root, no VM
+# and nothing installed (-short; privileged ones skip, also as root), the
+# submodules' too. Go's test cache keeps a second run to what changed.
+unit:
+	$(GO) test -short $(PKGS)
+	for m in $(SUBMODULES); do (cd $$m && $(GO) test -short ./...) || exit 1; done
 
 # The VM test bed (hack/vm) boots a cached guest kernel that `deps.sh vm`
 # fetches once: virtio-net zero-copy and SoftRoCE tests run there.
