@@ -213,11 +213,13 @@ func (b *build) peer(name, dir, marker, hint string, cmd func(out string) *exec.
 	})
 }
 
-// buildAsavie builds the asavie peer once per process.
+// buildAsavie builds the asavie peer once per process, with exactly the
+// modules its go.sum pins (-mod=readonly: a missing or changed one fails
+// the build instead of being resolved anew).
 func buildAsavie(dir string) (string, error) {
 	return asavieBuild.peer("asavie-peer", dir, "go.mod", "", func(out string) *exec.Cmd {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(out, "asavie-peer"), ".")
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
 		return cmd
 	})
 }
