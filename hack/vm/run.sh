@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # xdpipe's VM test bed, for SoftRoCE and for AF_XDP zero-copy on virtio-net:
 # boots the Debian trixie-backports kernel (>= 6.13) that guest-kernel.sh
-# fetched (virtio-net with AF_XDP zero-copy, rdma_rxe) under qemu with the
+# fetched, the one guest-kernel.pin names (virtio-net with AF_XDP
+# zero-copy, rdma_rxe), under qemu with the
 # host's root shared read-only over virtio-9p, runs one command in the guest
 # and returns its exit status. The guest runs the host's own binaries (go
 # test -c output, rdma-core, perftest, iproute2, ethtool).
@@ -80,8 +81,9 @@ bad() { echo "vm: $*" >&2; echo "$usage" >&2; exit 2; }
 die() { echo "vm: $*" >&2; exit 125; }
 here=$(cd "$(dirname "$0")" && pwd)
 
+# Says on stderr when the kernel is not the pinned one.
 kroot=$("$here/guest-kernel.sh" --print) || die "no guest kernel: run hack/vm/guest-kernel.sh (hack/deps.sh vm)"
-kver=${kroot##*/} kernel=$kroot/vmlinuz
+kver=$(cat "$kroot/release") kdeb=$(cat "$kroot/package") kernel=$kroot/vmlinuz
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (hack/deps.sh vm)"
 busybox=$(command -v busybox) || die "busybox missing (hack/deps.sh vm)"
 ldd "$busybox" >/dev/null 2>&1 && die "busybox must be static (busybox-static)"
@@ -301,7 +303,7 @@ case $accel in
 esac
 [[ $accel == tcg ]] && accel="tcg ($tcg_thread-threaded)"
 
-echo "vm: kernel $kver, accel $accel, ${mem} MiB, $smp CPUs, NICs: ${nic_names[*]:-none} ($queues queue pairs), results in $out" >&2
+echo "vm: kernel $kver (Debian $kdeb), accel $accel, ${mem} MiB, $smp CPUs, NICs: ${nic_names[*]:-none} ($queues queue pairs), results in $out" >&2
 start=$SECONDS
 nsrun=()
 [[ -n $netns ]] && nsrun=(ip netns exec "$netns")
