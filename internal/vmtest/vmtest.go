@@ -1,8 +1,10 @@
 // Package vmtest runs commands in xdpipe's VM test bed (hack/vm/run.sh) from
 // host-side Go tests: SoftRoCE for the rdma package (this host's kernel has
 // no RDMA) and virtio-net NICs that bind AF_XDP in zero-copy mode (no NIC of
-// this host does), on one guest kernel: Debian trixie-backports' newest
-// (>= 6.13), under single-threaded TCG.
+// this host does), on one guest kernel: the Debian trixie-backports kernel
+// (>= 6.13) that hack/vm/guest-kernel.pin names, under single-threaded TCG.
+// Each boot logs the host's kernel, qemu's version and the guest kernel,
+// saying whether it is the pinned one.
 //
 // A test builds what the guest runs into the VM's results directory (the
 // guest's working directory, shared read-write), then calls Run:
@@ -68,6 +70,9 @@ type VM struct {
 	// (/tmp/results there), where command.log, status and console.log
 	// land. It is the test's, removed after it.
 	Dir string
+	// env is what Run logs at each boot: the host kernel, qemu and the
+	// guest kernel.
+	env string
 }
 
 // New checks that the host can boot the VM the options ask for (skipping
@@ -118,7 +123,30 @@ func New(t testing.TB, opts Options) *VM {
 			testutil.SkipOrFail(t, "no guest kernel (%v): %s; run hack/deps.sh vm", err, strings.TrimSpace(string(b)))
 		}
 	}
-	return &VM{t: t, opts: opts, root: root, Dir: t.TempDir()}
+	return &VM{t: t, opts: opts, root: root, Dir: t.TempDir(), env: environment(fetch)}
+}
+
+// environment names what a VM test's result depends on besides the code:
+// the host's kernel, qemu's version, and the guest kernel with whether it
+// is the pinned one (guest-kernel.sh --describe).
+func environment(fetch string) string {
+	host := "unknown"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		host = strings.TrimSpace(string(b))
+	}
+	firstLine := func(name string, args ...string) string {
+		b, err := exec.Command(name, args...).Output()
+		if exit := (*exec.ExitError)(nil); errors.As(err, &exit) && len(exit.Stderr) > 0 {
+			b, err = exit.Stderr, nil
+		}
+		if err != nil {
+			return fmt.Sprintf("%s %s: %v", filepath.Base(name), strings.Join(args, " "), err)
+		}
+		line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+		return line
+	}
+	return fmt.Sprintf("host kernel %s; %s; %s", host,
+		firstLine("qemu-system-x86_64", "--version"), firstLine(fetch, "--describe"))
 }
 
 // repoRoot is the directory of xdpipe's go.mod, above the test's working
@@ -217,6 +245,7 @@ func (v *VM) Run(command ...string) error {
 		args = append(args, "--noiommu-nic")
 	}
 	args = append(append(args, "--"), command...)
+	v.t.Logf("vm: %s", v.env)
 	cmd := exec.CommandContext(v.t.Context(), v.Path("hack/vm/run.sh"), args...)
 	// run.sh kills qemu and removes its network namespace on SIGTERM:
 	// on a cancelled test, and when this process dies (go test's own
