@@ -61,13 +61,17 @@ lint:
 # and nothing installed (-short; privileged ones skip, also as root), the
 # submodules' too. Go's test cache keeps a second run to what changed.
 unit:
+	@GO=$(GO) hack/env.sh
 	$(GO) test -short $(PKGS)
 	for m in $(SUBMODULES); do (cd $$m && $(GO) test -short ./...) || exit 1; done
 
 # The VM test bed (hack/vm) boots a cached guest kernel that `deps.sh vm`
 # fetches once: virtio-net zero-copy and SoftRoCE tests run there.
+# hack/env.sh first prints what the results depend on besides the code (Go,
+# kernels, distribution, qemu, clang, the Debian packages' versions).
 test: build
 	hack/deps.sh test vm rdma image
+	@GO=$(GO) hack/env.sh test vm rdma image
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 	for m in $(SUBMODULES); do (cd $$m && $(GO) vet ./... && $(GO) test $(TESTFLAGS) ./...) || exit 1; done

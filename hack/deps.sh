@@ -17,7 +17,19 @@
 #                          test), jq (its seccomp profile), systemd-analyze
 #                          (verifies deploy/systemd's unit) and setpriv (runs
 #                          xdpipe with the unit's capabilities)
+#
+#   hack/deps.sh --versions SET...
+#                          installs nothing: prints the installed version of
+#                          every package of the sets on one line (apt keeps
+#                          them current within the release; the test output
+#                          records which ones a run had)
 set -euo pipefail
+
+versions=0
+if [[ ${1:-} == --versions ]]; then
+  versions=1
+  shift
+fi
 
 run_pkgs=(iproute2 ethtool iputils-ping procps)
 generate_pkgs=(clang-14 llvm-14 libbpf-dev linux-libc-dev)
@@ -27,7 +39,9 @@ vm_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils apt dpkg debian-archi
 rdma_dev_pkgs=(libibverbs-dev librdmacm-dev gcc libc6-dev)
 rdma_pkgs=("${vm_pkgs[@]}" "${rdma_dev_pkgs[@]}" rdma-core ibverbs-providers perftest)
 # runc, not crun: crun refuses a hybrid cgroup v1 layout (hosts like this one).
-image_pkgs=(podman runc jq systemd util-linux "${run_pkgs[@]}")
+# golang-github-containers-common (a dependency of podman, named for the
+# record) has podman's seccomp profile, which deploy/container/seccomp.sh edits.
+image_pkgs=(podman runc golang-github-containers-common jq systemd util-linux "${run_pkgs[@]}")
 
 want=() kernel=0
 for set in "$@"; do
@@ -43,6 +57,16 @@ for set in "$@"; do
     *) echo "hack/deps.sh: unknown set '$set' (run, test, generate, bench, vm, rdma-dev, rdma, image)" >&2; exit 2 ;;
   esac
 done
+
+if ((versions)); then
+  line=""
+  for p in $(printf '%s\n' "${want[@]}" | sort -u); do
+    v=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null) || true
+    line+=" $p=${v:-none}"
+  done
+  echo "packages:$line"
+  exit 0
+fi
 
 missing=()
 for p in "${want[@]}"; do
