@@ -5,7 +5,7 @@ GO       ?= go
 BIN      := bin/xdpipe
 PKGS     := ./...
 # Tests touch XDP, AF_XDP and network namespaces: they need root. -p 1 keeps
-# packages that bind veth queues from fighting over the two CPUs.
+# packages that bind veth queues from fighting over the CPUs.
 TESTFLAGS ?= -count=1 -p 1 -timeout 30m
 # Modules of their own, so that their dependencies stay out of xdpipe's:
 # deploy/k8s decodes the Kubernetes manifests with k8s.io/api.
@@ -69,11 +69,13 @@ unit:
 # fetches once: virtio-net zero-copy and SoftRoCE tests run there.
 # hack/env.sh first prints what the results depend on besides the code (Go,
 # kernels, distribution, qemu, clang, the Debian packages' versions).
+# hack/test.sh runs the packages that boot the VM beside the others, each
+# lane one package at a time.
 test: build
 	hack/deps.sh test vm rdma image
 	@GO=$(GO) hack/env.sh test vm rdma image
 	$(GO) vet $(PKGS)
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	hack/test.sh $(TESTFLAGS)
 	for m in $(SUBMODULES); do (cd $$m && $(GO) vet ./... && $(GO) test $(TESTFLAGS) ./...) || exit 1; done
 
 # The benchmark matrix on a veth testbed (bench-results/), then the Go
