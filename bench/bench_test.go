@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -183,11 +182,7 @@ func TestParseRxdropSummary(t *testing.T) {
 // (hack/deps.sh bench): make, cc and libxdp's headers.
 func requireCToolchain(t *testing.T) {
 	t.Helper()
-	for _, p := range []string{"make", "cc"} {
-		if _, err := exec.LookPath(p); err != nil {
-			testutil.SkipOrFail(t, "no %s to build hack/xsk-c-peer (hack/deps.sh bench)", p)
-		}
-	}
+	testutil.RequireTool(t, "make", "cc")
 	if _, err := os.Stat("/usr/include/xdp/xsk.h"); err != nil {
 		testutil.SkipOrFail(t, "no libxdp headers to build hack/xsk-c-peer (hack/deps.sh bench): %v", err)
 	}

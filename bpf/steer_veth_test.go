@@ -156,6 +156,7 @@ func bpffs(t *testing.T) string {
 // switched to the new program); OpenPinnedSteer reads and changes rules;
 // Unpin then Close detaches.
 func TestSteerPinned(t *testing.T) {
+	testutil.RequireTool(t, "ping")
 	pin := bpffs(t)
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	ib := p.B.Ifindex(t)

@@ -14,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/rules"
 )
 
@@ -259,15 +260,16 @@ func TestPcap(t *testing.T) {
 	if !strings.HasSuffix(files[1], "cap.1.pcap") {
 		t.Errorf("rotated name %s", files[1])
 	}
-	if tshark, err := exec.LookPath("tshark"); err == nil {
-		out, err := exec.Command(tshark, "-r", files[0], "-T", "fields", "-e", "frame.len").Output()
+	t.Run("tshark reads it", func(t *testing.T) {
+		testutil.RequireTool(t, "tshark")
+		out, err := exec.Command("tshark", "-r", files[0], "-T", "fields", "-e", "frame.len").Output()
 		if err != nil {
 			t.Fatalf("tshark: %v\n%s", err, out)
 		}
 		if n := strings.Count(strings.TrimSpace(string(out)), "\n") + 1; n != len(readPcap(t, files[0])) {
 			t.Errorf("tshark read %d frames:\n%s", n, out)
 		}
-	}
+	})
 	if _, err := NewPcap(PcapOptions{Path: filepath.Join(dir, "no", "such", "dir.pcap")}); err == nil {
 		t.Error("unwritable path accepted")
 	}

@@ -239,6 +239,7 @@ func testVethForward(t *testing.T, size, n int) {
 // them back with gopacket and tshark: same frame count as sent.
 func TestVethPcap(t *testing.T) {
 	testutil.RequireRoot(t)
+	testutil.RequireTool(t, "tshark")
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	u, err := xsk.NewUmem(xsk.UmemOptions{})
 	if err != nil {
@@ -297,11 +298,7 @@ func TestVethPcap(t *testing.T) {
 // tsharkCount counts the frames tshark reads from a capture file.
 func tsharkCount(t *testing.T, name string) int {
 	t.Helper()
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		testutil.SkipOrFail(t, "tshark not installed (apt-get install tshark)")
-	}
-	out, err := exec.Command(tshark, "-r", name, "-T", "fields", "-e", "frame.number").Output()
+	out, err := exec.Command("tshark", "-r", name, "-T", "fields", "-e", "frame.number").Output()
 	if err != nil {
 		t.Fatalf("tshark -r %s: %v", name, err)
 	}

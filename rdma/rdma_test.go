@@ -409,6 +409,7 @@ func TestSequenceChecking(t *testing.T) {
 // resources reads `rdma -j resource show` as device -> counter -> value.
 func resources(t *testing.T) map[string]map[string]int {
 	t.Helper()
+	testutil.RequireTool(t, "rdma")
 	out, err := exec.Command("rdma", "resource", "show").CombinedOutput()
 	if err != nil {
 		t.Fatalf("rdma resource show: %v: %s", err, out)

@@ -18,12 +18,8 @@ import (
 // it passes.
 func runChild(t *testing.T, child string, wrap ...string) {
 	t.Helper()
+	testutil.RequireTool(t, "setpriv", "prlimit")
 	ns := testutil.NewNetNS(t)
-	for _, tool := range []string{"setpriv", "prlimit"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testutil.SkipOrFail(t, "%s not installed (util-linux)", tool)
-		}
-	}
 	args := append([]string{"netns", "exec", ns.Name}, wrap...)
 	args = append(args, os.Args[0], "-test.run=^"+child+"$", "-test.v", "-test.count=1")
 	cmd := exec.Command("ip", args...)

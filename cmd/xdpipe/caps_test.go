@@ -32,9 +32,7 @@ func shellEnv(extra ...string) []string {
 // CAP_BPF or CAP_NET_ADMIN used to crash on its way out).
 func TestMissingCapabilityNamed(t *testing.T) {
 	testutil.RequireRoot(t)
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		testutil.SkipOrFail(t, "no setpriv to drop capabilities (util-linux)")
-	}
+	testutil.RequireTool(t, "setpriv")
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(rulesFile, []byte(testRules), 0o644); err != nil {

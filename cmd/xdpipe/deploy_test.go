@@ -24,16 +24,6 @@ import (
 
 const unitFile = "../../deploy/systemd/xdpipe@.service"
 
-// needTools skips (fails under CI) when a tool is missing.
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			testutil.SkipOrFail(t, "%s not installed (hack/deps.sh image)", tool)
-		}
-	}
-}
-
 // unitSettings reads the unit's settings: every value of every key.
 func unitSettings(t *testing.T) map[string][]string {
 	t.Helper()
@@ -112,7 +102,7 @@ func l2fwdEveryFrame(t *testing.T, p *testutil.LinkPair, back *testutil.PacketSo
 // names it and the unit's settings.
 func TestSystemdUnit(t *testing.T) {
 	testutil.RequireRoot(t)
-	needTools(t, "systemd-analyze", "setpriv", "unshare")
+	testutil.RequireTool(t, "systemd-analyze", "setpriv", "unshare")
 	kv := unitSettings(t)
 	if got := kv["ExecStart"]; !slices.Equal(got, []string{"/usr/local/bin/xdpipe run --config /etc/xdpipe/%I.yaml"}) {
 		t.Errorf("ExecStart %q", got)
@@ -200,7 +190,7 @@ func podman(dir string, args ...string) *exec.Cmd {
 // it fails in one line that says what to add.
 func TestContainerImage(t *testing.T) {
 	testutil.RequireRoot(t)
-	needTools(t, "podman", "runc", "jq")
+	testutil.RequireTool(t, "podman", "runc", "jq")
 	dir := t.TempDir()
 	start := time.Now()
 	// The context: the binary under test, static as TestMain builds it.

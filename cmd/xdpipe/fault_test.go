@@ -427,9 +427,7 @@ func TestRulesUnknownSubcommandFirst(t *testing.T) {
 // error from deeper down.
 func TestUnprivilegedCommandsSayNeedsRoot(t *testing.T) {
 	testutil.RequireRoot(t)
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		testutil.SkipOrFail(t, "no setpriv to drop privileges")
-	}
+	testutil.RequireTool(t, "setpriv")
 	dir, err := os.MkdirTemp("", "xdpipe-nobody")
 	if err != nil {
 		t.Fatal(err)

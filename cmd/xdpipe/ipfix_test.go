@@ -21,11 +21,8 @@ import (
 // stops it (SIGTERM: it writes out its file) and waits for it to exit.
 func startNfcapd(t *testing.T, ns *testutil.NetNS, addr net.IP, port int, dir string) (stop func()) {
 	t.Helper()
-	bin, err := exec.LookPath("nfcapd")
-	if err != nil {
-		testutil.SkipOrFail(t, "nfcapd not installed (hack/deps.sh test installs nfdump)")
-	}
-	cmd := exec.Command("ip", "netns", "exec", ns.Name, bin, "-w", dir, "-b", addr.String(), "-p", strconv.Itoa(port), "-t", "3600")
+	testutil.RequireTool(t, "nfcapd", "nfdump", "ss")
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, "nfcapd", "-w", dir, "-b", addr.String(), "-p", strconv.Itoa(port), "-t", "3600")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -44,6 +44,7 @@ func writeFile(t *testing.T, name, body string) string {
 // the frames a rule redirects with no socket on their queue as unbound),
 // del, a bad file leaving the running set alone, detach.
 func TestRulesCommand(t *testing.T) {
+	testutil.RequireTool(t, "ping")
 	pin := bpffsDir(t)
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	b := p.B.NS

@@ -367,6 +367,7 @@ bind: %s
 // tshark), and SIGTERM stops it with every frame accounted for.
 func TestRunL2fwdMetricsPcap(t *testing.T) {
 	testutil.RequireRoot(t)
+	testutil.RequireTool(t, "tshark")
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	cfg, pcapFile := l2fwdConfig(t, p, "queues: all\nring: 512\ncpus: \"1\"\n", ", snaplen: 64")
 	addr := freePort(t, p.B.NS)
@@ -405,14 +406,10 @@ func TestRunL2fwdMetricsPcap(t *testing.T) {
 }
 
 // tsharkFields reads a field of every frame of a capture with tshark
-// (gopacket-free); without tshark it skips, or fails under CI.
+// (gopacket-free).
 func tsharkFields(t *testing.T, file, field string) []string {
 	t.Helper()
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		testutil.SkipOrFail(t, "tshark not installed")
-	}
-	o, err := exec.Command(tshark, "-r", file, "-T", "fields", "-e", field).Output()
+	o, err := exec.Command("tshark", "-r", file, "-T", "fields", "-e", field).Output()
 	if err != nil {
 		t.Fatalf("tshark: %v", err)
 	}
@@ -669,6 +666,7 @@ func TestRunJumbo(t *testing.T) {
 	if testutil.Bind() == "zerocopy" {
 		t.Skip("copy mode only: TestZeroCopyJumbo has the zero-copy outcome (virtio-net's zero-copy takes one buffer a packet)")
 	}
+	testutil.RequireTool(t, "tshark")
 	const size = 9000
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: size})
 	cfg, pcapFile := l2fwdConfig(t, p, "queues: \"0\"\n", "")

@@ -204,6 +204,11 @@ func TestRxdropBadInput(t *testing.T) {
 			if c.name == "zero-copy on veth" {
 				testutil.RequireVeth(t, "zero-copy is refused")
 			}
+			for _, w := range c.wrap {
+				if !strings.HasPrefix(w, "-") { // a program, not one of its flags
+					testutil.RequireTool(t, w)
+				}
+			}
 			args := append([]string{"netns", "exec", down.Name}, c.wrap...)
 			args = append(append(args, xdpipeBin, "rxdrop", "--duration", "1s"), c.args...)
 			out, err := exec.Command("ip", args...).CombinedOutput()

@@ -6,18 +6,24 @@ import (
 	"testing"
 )
 
-// fakeTB records how a helper under test ended the test: its failure
-// message. Like the testing package's Fatal it ends the goroutine, so it
-// must be run with runFake.
+// fakeTB records how a helper under test ended the test: its failure or
+// skip message. Like the testing package's Fatal and Skip it ends the
+// goroutine, so it must be run with runFake.
 type fakeTB struct {
 	testing.TB // any method the test does not expect panics (nil)
 	fatal      string
+	skip       string
 }
 
 func (f *fakeTB) Helper() {}
 
 func (f *fakeTB) Fatalf(format string, args ...any) {
 	f.fatal = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func (f *fakeTB) Skip(args ...any) {
+	f.skip = fmt.Sprint(args...)
 	runtime.Goexit()
 }
 

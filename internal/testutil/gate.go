@@ -10,6 +10,8 @@ package testutil
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -40,5 +42,21 @@ func RequireRoot(tb testing.TB) {
 	}
 	if unix.Geteuid() != 0 {
 		SkipOrFail(tb, "needs root (CAP_NET_ADMIN, CAP_BPF); run as root")
+	}
+}
+
+// RequireTool gates a test on the programs it runs: each of names must be
+// found in PATH. A missing one skips the test naming it, or fails it under
+// CI=true, instead of an exec error from deep inside the test.
+func RequireTool(tb testing.TB, names ...string) {
+	tb.Helper()
+	var missing []string
+	for _, name := range names {
+		if _, err := exec.LookPath(name); err != nil {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		SkipOrFail(tb, "needs %s, not found in PATH (hack/deps.sh installs the tools of each make target)", strings.Join(missing, ", "))
 	}
 }

@@ -273,6 +273,7 @@ func (p *LinkPair) logDiagnostics(tb testing.TB) {
 // -L), as LinkOptions.Queues does at the start; n must not exceed it.
 func (p *LinkPair) SetQueues(tb testing.TB, n int) {
 	tb.Helper()
+	RequireTool(tb, "ethtool")
 	for _, e := range []*LinkEnd{&p.A, &p.B} {
 		_, set := channels(tb, e.NS.MustRun(tb, "ethtool", "-l", e.Name))
 		e.NS.MustRun(tb, "ethtool", append([]string{"-L", e.Name}, set(n)...)...)
@@ -297,6 +298,7 @@ func makeVeth(tb testing.TB, p *LinkPair, queues int) {
 // that brings them back, checked.
 func lendNICs(tb testing.TB, p *LinkPair, queues int) {
 	tb.Helper()
+	RequireTool(tb, "ethtool")
 	nics := strings.Fields(os.Getenv("XDPIPE_TEST_NICS"))
 	if len(nics) != 2 {
 		tb.Fatalf("XDPIPE_TEST_NICS=%q: want two interface names wired to each other", os.Getenv("XDPIPE_TEST_NICS"))

@@ -31,6 +31,7 @@ func uniqueName(prefix string) string {
 func NewNetNS(tb testing.TB) *NetNS {
 	tb.Helper()
 	RequireRoot(tb)
+	RequireTool(tb, "ip")
 	ns := &NetNS{Name: uniqueName("xdpt")}
 	MustRun(tb, "ip", "netns", "add", ns.Name)
 	tb.Cleanup(func() {

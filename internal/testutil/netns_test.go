@@ -12,6 +12,7 @@ func TestMain(m *testing.M) { RunCheckingLeaks(m) }
 // end, then both in one), and checks that the pair's cleanup removed its
 // namespaces and gave lent NICs back under their own names.
 func TestLinkPairPings(t *testing.T) {
+	RequireTool(t, "ping")
 	var made []string
 	for _, opts := range []LinkOptions{{Queues: 2}, {OneNS: true}} {
 		t.Run("", func(t *testing.T) {
