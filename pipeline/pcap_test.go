@@ -5,6 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
 // captureFrames runs n frames of the given size through p.
@@ -75,7 +78,7 @@ func TestReloadContinuesCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, w)
-	waitFor(t, "traffic", func() bool { return p1.Packets.Load() > 0 })
+	testutil.Eventually(t, 10*time.Second, func() bool { return p1.Packets.Load() > 0 }, "no traffic")
 	p2, err := NewPcap(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +91,7 @@ func TestReloadContinuesCapture(t *testing.T) {
 	if err := CloseStages(old); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "traffic after the reload", func() bool { return p2.Packets.Load() > 1000 })
+	testutil.Eventually(t, 10*time.Second, func() bool { return p2.Packets.Load() > 1000 }, "no traffic after the reload")
 	stop()
 	if err := p2.Close(); err != nil {
 		t.Fatal(err)

@@ -3,8 +3,11 @@ package pipeline
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
 // TestStageCountersNeverGoBack: a reload swaps in fresh stages, but the
@@ -26,7 +29,7 @@ func TestStageCountersNeverGoBack(t *testing.T) {
 		v, _ := gathered(t, reg, "xdpipe_stage_packets_total", "index=0")
 		return v
 	}
-	waitFor(t, "traffic", func() bool { return first.Packets.Load() > 0 })
+	testutil.Eventually(t, 10*time.Second, func() bool { return first.Packets.Load() > 0 }, "no traffic")
 	var last float64
 	counts := []*Count{first}
 	for range 50 {
@@ -43,7 +46,7 @@ func TestStageCountersNeverGoBack(t *testing.T) {
 			}
 			last = v
 		}
-		waitFor(t, "traffic after the reload", func() bool { return c.Packets.Load() > 0 })
+		testutil.Eventually(t, 10*time.Second, func() bool { return c.Packets.Load() > 0 }, "no traffic after the reload")
 	}
 	stop()
 	var sum uint64

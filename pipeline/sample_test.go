@@ -2,10 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
 // TestClosingStageReleasesGoroutines: a reload closes the old chain; the
@@ -32,13 +35,12 @@ func TestClosingStageReleasesGoroutines(t *testing.T) {
 			t.Fatal("second Close:", err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		t.Fatalf("%d goroutines after 200 closed sample stages, %d before", n, before)
-	}
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines after 200 closed sample stages, %d before", n, before)
+		}
+		return nil
+	})
 }
 
 // gate blocks the worker in Process until the test opens it.
@@ -76,11 +78,11 @@ func TestFailedSetStagesNeverSwaps(t *testing.T) {
 		t.Fatal("SetStages with an ended context succeeded while the worker was busy")
 	}
 	close(g.open)
-	waitFor(t, "more traffic", func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		port.mu.Lock()
 		defer port.mu.Unlock()
 		return port.received > 10000
-	})
+	}, "no more traffic")
 	stop()
 	if next.Packets.Load() != 0 || w.Stages()[0] != Stage(g) {
 		t.Fatalf("the refused chain ran: %d packets", next.Packets.Load())

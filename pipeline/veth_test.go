@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -74,25 +75,29 @@ func isTestFrame(f []byte) bool {
 // outstanding against got (frames seen at the far end).
 func sendWindow(t *testing.T, from *testutil.PacketSocket, n, window int, got func() int64, mk func(seq uint32) []byte) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	for i := 0; i < n; i++ {
-		for int64(i)-got() >= int64(window) {
-			if time.Now().After(deadline) {
-				t.Fatalf("stalled: sent %d, %d arrived", i, got())
+		testutil.EventuallyErr(t, 30*time.Second, func() error {
+			if a := got(); int64(i)-a >= int64(window) {
+				return fmt.Errorf("stalled: sent %d, %d arrived", i, a)
 			}
-			time.Sleep(50 * time.Microsecond)
-		}
+			return nil
+		})
 		from.Send(t, mk(uint32(i)))
 	}
 }
 
-func waitCount(t *testing.T, what string, want int64, got func() int64) {
+// waitCount waits until got, frames that arrived, reaches want and
+// everything the worker has transmitted towards them (sent), and checks
+// that it is want: a frame the worker sent twice, or one more, arrives
+// before this returns.
+func waitCount(t *testing.T, what string, want int64, got, sent func() int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for got() < want && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // anything extra would show now
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		if g, s := got(), sent(); g < max(want, s) {
+			return fmt.Errorf("%s: %d of %d, the worker transmitted %d", what, g, want, s)
+		}
+		return nil
+	})
 	if g := got(); g != want {
 		t.Fatalf("%s: %d, want %d", what, g, want)
 	}
@@ -146,7 +151,7 @@ func testVethL2fwd(t *testing.T, size, n int) {
 		win = v
 	}
 	sendWindow(t, back, n, win, back.Received, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, size) })
-	waitCount(t, "frames back at A", int64(n), back.Received)
+	waitCount(t, "frames back at A", int64(n), back.Received, txPackets(w, 0))
 	stop()
 	sameFrames(t, back.Frames(), n, func(seq uint32) []byte { // MACs swapped: dst A, src B
 		want := testFrame(t, &p.A, &p.B, seq, size)
@@ -161,18 +166,16 @@ func testVethL2fwd(t *testing.T, size, n int) {
 	waitAccounting(t, u)
 }
 
+// txPackets reads what the worker has transmitted on port i.
+func txPackets(w *Worker, i int) func() int64 {
+	return func() int64 { return int64(w.PortStats(i).TxPackets.Load()) }
+}
+
 // waitAccounting checks the UMEM's frame accounting once the kernel has
 // returned what it was sending.
 func waitAccounting(t *testing.T, u *xsk.Umem) {
 	t.Helper()
-	var err error
-	for i := 0; i < 100; i++ {
-		if err = u.Accounting().Check(); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal(err)
+	testutil.EventuallyErr(t, 10*time.Second, func() error { return u.Accounting().Check() })
 }
 
 func netipFrom(ip net.IP) (a netipAddr) {
@@ -218,7 +221,7 @@ func testVethForward(t *testing.T, size, n int) {
 	dst := testutil.OpenPacketSocket(t, &p2.A, isTestFrame)
 	stop := runWorker(t, w)
 	sendWindow(t, src, n, 128, dst.Received, func(seq uint32) []byte { return testFrame(t, &p1.A, &p1.B, seq, size) })
-	waitCount(t, "frames at pair 2", int64(n), dst.Received)
+	waitCount(t, "frames at pair 2", int64(n), dst.Received, txPackets(w, 1))
 	stop()
 	if src.Received() != 0 {
 		t.Errorf("%d frames came back to the sender", src.Received())
@@ -263,7 +266,7 @@ func TestVethPcap(t *testing.T) {
 	stop := runWorker(t, w)
 	const n = 3000
 	sendWindow(t, back, n, 128, back.Received, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, 200) })
-	waitCount(t, "frames back", n, back.Received)
+	waitCount(t, "frames back", n, back.Received, txPackets(w, 0))
 	stop()
 	if err := pc.Close(); err != nil {
 		t.Fatal(err)
@@ -327,10 +330,12 @@ func TestVethTXRingFull(t *testing.T) {
 	ps := w.PortStats(0)
 	handled := func() int64 { return int64(ps.TxPackets.Load() + ps.TxRingFull.Load()) }
 	sendWindow(t, back, n, 256, handled, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, 64) })
-	deadline := time.Now().Add(10 * time.Second)
-	for handled() < n && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		if h := handled(); h < n {
+			return fmt.Errorf("the worker transmitted or dropped for a full TX ring %d of %d frames", h, n)
+		}
+		return nil
+	})
 	stop()
 	rx, tx, full, other := ps.RxPackets.Load(), ps.TxPackets.Load(), ps.TxRingFull.Load(), w.Stats().Dropped.Load()
 	t.Logf("rx %d (%d not test frames, dropped), tx %d, dropped for a full TX ring %d, back at A %d", rx, other, tx, full, back.Received())

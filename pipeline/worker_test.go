@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/internal/monotime"
+	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
 // fakePort is a fake kernel behind one AF_XDP socket: a fill ring fed from
@@ -104,6 +105,8 @@ func (p *fakePort) Refill() int {
 	return n
 }
 
+// Wait stands for poll(2) on a socket the fake never wakes: a nap that
+// paces the worker's loop, which checks its rings after it.
 func (p *fakePort) Wait(d time.Duration) error {
 	time.Sleep(d / 10)
 	return nil
@@ -155,17 +158,6 @@ func runWorker(t *testing.T, w *Worker) (stop func()) {
 	return stop
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestWorkerL2fwdFake(t *testing.T) {
 	const frames = 10000
 	mem := newFakeMem(512, 2048)
@@ -185,7 +177,7 @@ func TestWorkerL2fwdFake(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, w)
-	waitFor(t, "all frames transmitted", func() bool { return w.PortStats(0).TxPackets.Load() == frames })
+	testutil.Eventually(t, 10*time.Second, func() bool { return w.PortStats(0).TxPackets.Load() == frames }, "not all frames transmitted")
 	stop()
 	port.mu.Lock()
 	g, b := good, bad
@@ -223,7 +215,7 @@ func TestWorkerForwardFake(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, w)
-	waitFor(t, "forwarded", func() bool { return w.PortStats(1).TxPackets.Load() == 5000 })
+	testutil.Eventually(t, 10*time.Second, func() bool { return w.PortStats(1).TxPackets.Load() == 5000 }, "frames not forwarded")
 	stop()
 	if aTX != 0 || bTX != 5000 || w.PortStats(0).RxPackets.Load() != 5000 {
 		t.Fatalf("a tx %d, b tx %d, a rx %d", aTX, bTX, w.PortStats(0).RxPackets.Load())
@@ -246,7 +238,7 @@ func TestWorkerTXRingFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, w)
-	waitFor(t, "all frames received", port.done)
+	testutil.Eventually(t, 10*time.Second, port.done, "not all frames received")
 	stop()
 	ps := w.PortStats(0)
 	rx, tx, full := ps.RxPackets.Load(), ps.TxPackets.Load(), ps.TxRingFull.Load()
@@ -385,7 +377,7 @@ func TestWorkerSetStages(t *testing.T) {
 		}
 	}()
 	defer func() { close(scraping); <-scraped }()
-	waitFor(t, "traffic", func() bool { return c1.Packets.Load() > 0 })
+	testutil.Eventually(t, 10*time.Second, func() bool { return c1.Packets.Load() > 0 }, "no traffic")
 	c2 := &Count{}
 	old, err := w.SetStages(context.Background(), []Stage{c2, &MacSwap{}})
 	if err != nil || len(old) != 2 || old[0] != c1 {
@@ -394,7 +386,7 @@ func TestWorkerSetStages(t *testing.T) {
 	if _, err := w.SetStages(context.Background(), []Stage{&Forward{To: "nope"}}); err == nil {
 		t.Fatal("bad chain accepted")
 	}
-	waitFor(t, "all frames received", port.done)
+	testutil.Eventually(t, 10*time.Second, port.done, "not all frames received")
 	stop()
 	ps := w.PortStats(0)
 	if c1.Packets.Load()+c2.Packets.Load() != frames || ps.TxPackets.Load() != frames || w.Stats().Reloads.Load() != 1 {
@@ -464,5 +456,5 @@ func TestWorkerFlushesWhenInputStops(t *testing.T) {
 	}
 	stop := runWorker(t, w)
 	defer stop()
-	waitFor(t, "the frame transmitted", func() bool { return w.PortStats(0).TxPackets.Load() == 1 })
+	testutil.Eventually(t, 10*time.Second, func() bool { return w.PortStats(0).TxPackets.Load() == 1 }, "the frame was not transmitted")
 }
