@@ -12,6 +12,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/internal/ipfix"
 	"github.com/xdpipe/xdpipe/internal/monotime"
+	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
 // collector is a UDP socket on loopback that the stage exports to.
@@ -335,24 +336,36 @@ func TestIPFIXCollectorGone(t *testing.T) {
 	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 2})
 	c.conn.Close()
 	b, _ := burstOf(t, flowFrames(t, 64, 64, 0)...)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := range 100 {
-			b.Time = monotime.Now()
-			s.Process(b)
-			s.nextStep = 0
-			s.Tick(b.Time)
-			if i == 50 {
-				time.Sleep(10 * time.Millisecond) // the port unreachable comes back
+	// export runs n passes of the stage, each with an export step, on a
+	// goroutine of its own: the test fails if they block.
+	export := func(n int) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range n {
+				b.Time = monotime.Now()
+				s.Process(b)
+				s.nextStep = 0
+				s.Tick(b.Time)
 			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the stage blocked with its collector gone")
 		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the stage blocked with its collector gone")
 	}
+	export(50)
+	// A message to the port nobody holds comes back as a port unreachable,
+	// which the kernel keeps as the socket's error (poll(2) shows it
+	// without taking it): the next send fails with it. Unless one failed
+	// already, wait for it.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		fds := []unix.PollFd{{Fd: int32(s.sess.fd)}}
+		n, err := unix.Poll(fds, 0)
+		return s.Failed.Load() > 0 || err == nil && n == 1 && fds[0].Revents&unix.POLLERR != 0
+	}, "no port unreachable came back from the gone collector")
+	export(50)
 	if s.Failed.Load() == 0 || s.Evicted.Load() == 0 {
 		t.Fatalf("failed %d, evicted %d: want failures counted", s.Failed.Load(), s.Evicted.Load())
 	}
