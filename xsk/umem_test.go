@@ -2,6 +2,8 @@ package xsk
 
 import (
 	"errors"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -86,11 +88,87 @@ func TestUmemDefaults(t *testing.T) {
 	}
 }
 
+// TestUmemHugePagesFallback: a UMEM asked for huge pages when they cannot
+// be had (one more than are free) falls back to normal pages: NewUmem
+// succeeds, HugePages says false, and the mapping is the size asked, of
+// normal pages, usable to its last byte.
 func TestUmemHugePagesFallback(t *testing.T) {
-	// With or without huge pages reserved, NewUmem must succeed.
-	u := newTestUmem(t, UmemOptions{NumFrames: 1024, FrameSize: 2048, HugePages: true})
-	t.Logf("huge pages: %v", u.HugePages())
+	if over := procInt(t, "/proc/sys/vm/nr_overcommit_hugepages", ""); over > 0 {
+		t.Skipf("vm.nr_overcommit_hugepages %d: huge pages are made on demand, so none can be out of reach", over)
+	}
+	free := procInt(t, "/proc/meminfo", "HugePages_Free:") - procInt(t, "/proc/meminfo", "HugePages_Rsvd:")
+	size := procInt(t, "/proc/meminfo", "Hugepagesize:") << 10 // kB
+	if (free+1)*size > 64<<20 {
+		t.Skipf("%d huge pages of %d KiB free: asking one more would map over 64 MiB", free, size>>10)
+	}
+	frames := (free + 1) * size / 2048
+	u := newTestUmem(t, UmemOptions{NumFrames: uint32(frames), FrameSize: 2048, HugePages: true})
+	if u.HugePages() {
+		t.Fatalf("HugePages true, with %d huge pages free and %d asked", free, free+1)
+	}
+	if len(u.Region()) != frames*2048 {
+		t.Fatalf("region of %d bytes, want %d", len(u.Region()), frames*2048)
+	}
+	if ps := mappedPageSize(t, u.Region()); ps != os.Getpagesize() {
+		t.Fatalf("the region is mapped with %d-byte pages, want normal ones (%d)", ps, os.Getpagesize())
+	}
 	u.Region()[len(u.Region())-1] = 1
+}
+
+// procInt reads a number from a /proc file: the whole file, or (key not
+// empty) the number after key on the line that starts with it.
+func procInt(t *testing.T, file, key string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.TrimSpace(string(b))
+	if key != "" {
+		for _, line := range strings.Split(text, "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == key {
+				text = f[1]
+			}
+		}
+	}
+	n, err := strconv.Atoi(text)
+	if err != nil {
+		t.Fatalf("%s %s: %v", file, key, err)
+	}
+	return n
+}
+
+// mappedPageSize returns the size of the pages that back mem, from the
+// KernelPageSize of its mapping in /proc/self/smaps.
+func mappedPageSize(t *testing.T, mem []byte) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := baseAddr(mem)
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if start, end, ok := strings.Cut(f[0], "-"); ok && !strings.HasSuffix(f[0], ":") {
+			lo, err1 := strconv.ParseUint(start, 16, 64)
+			hi, err2 := strconv.ParseUint(end, 16, 64)
+			in = err1 == nil && err2 == nil && lo <= addr && addr < hi
+			continue
+		}
+		if in && f[0] == "KernelPageSize:" && len(f) == 3 && f[2] == "kB" {
+			kb, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no mapping of %#x with a KernelPageSize in /proc/self/smaps", addr)
+	return 0
 }
 
 func TestUmemAllocFree(t *testing.T) {
