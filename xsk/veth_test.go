@@ -142,10 +142,16 @@ func redirectOn(t *testing.T, e *testutil.LinkEnd, socks ...*xsk.Socket) *bpf.Re
 }
 
 // pump sends n frames per TX socket (stream i = txs[i]'s index) and
-// receives on rxs until every frame arrived once, intact; then drains a
-// little longer to catch duplicates. got[r][stream] counts what RX socket
-// r received of each stream. Flow control keeps at most 64 frames in
-// flight per stream, below veth's 256-entry ring, so nothing is dropped.
+// receives on rxs until every frame arrived once, intact. got[r][stream]
+// counts what RX socket r received of each stream. Flow control keeps at
+// most 64 frames in flight per stream, below veth's 256-entry ring, so
+// nothing is dropped.
+//
+// Each stream ends with a fence, one more frame numbered n. A stream's
+// frames reach one RX queue, in order (a veth queue, or a NIC's RSS queue
+// of their one flow), so once every fence is in, a duplicate of a frame
+// before it would have arrived too. pump returns once the fences are in
+// and every frame sent has completed.
 func pump(t *testing.T, p *testutil.LinkPair, txs, rxs []*xsk.Socket, n, size int) (got [][]int) {
 	t.Helper()
 	got = make([][]int, len(rxs))
@@ -154,13 +160,14 @@ func pump(t *testing.T, p *testutil.LinkPair, txs, rxs []*xsk.Socket, n, size in
 	}
 	seen := make([][]bool, len(txs))
 	for i := range seen {
-		seen[i] = make([]bool, n)
+		seen[i] = make([]bool, n+1)
 	}
+	// Per stream, fence included: frames sent, received and completed.
 	sent := make([]int, len(txs))
 	received := make([]int, len(txs))
+	completed := make([]int, len(txs))
 	addrs := make([]uint64, 32)
 	descs := make([]xsk.Desc, 64)
-	total := 0
 	receive := func() {
 		for r, s := range rxs {
 			s.Refill()
@@ -173,35 +180,45 @@ func pump(t *testing.T, p *testutil.LinkPair, txs, rxs []*xsk.Socket, n, size in
 				if !ok {
 					continue
 				}
-				if stream >= len(txs) || seq >= n || seen[stream][seq] {
+				if stream >= len(txs) || seq > n || seen[stream][seq] {
 					t.Fatalf("duplicate or unknown frame: stream %d seq %d", stream, seq)
 				}
 				seen[stream][seq] = true
-				got[r][stream]++
 				received[stream]++
-				total++
+				if seq < n {
+					got[r][stream]++
+				}
 			}
 			r := s.Recycle(descs[:k])
 			s.Umem().FreeDescs(descs[r:k]) // fill ring full: back to the free stack
 		}
 	}
+	finished := func() bool {
+		for i := range txs {
+			if received[i] <= n || completed[i] < sent[i] {
+				return false
+			}
+		}
+		return true
+	}
 	for _, s := range rxs {
 		s.Refill() // before the first frame arrives, or it is dropped
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for total < n*len(txs) {
+	for !finished() {
 		if time.Now().After(deadline) {
 			var stats []xsk.Statistics
 			for _, s := range append(append([]*xsk.Socket(nil), txs...), rxs...) {
 				st, _ := s.Stats()
 				stats = append(stats, st)
 			}
-			t.Fatalf("gave up: sent %v, received %v of %d each; stats (tx..., rx...) %+v", sent, received, n, stats)
+			t.Fatalf("gave up: sent %v, received %v, completed %v of %d each (with the fence); stats (tx..., rx...) %+v",
+				sent, received, completed, n+1, stats)
 		}
 		for i, s := range txs {
 			u := s.Umem()
-			s.Complete()
-			want := min(len(addrs), n-sent[i], 64-(sent[i]-received[i]))
+			completed[i] += s.Complete()
+			want := min(len(addrs), n+1-sent[i], 64-(sent[i]-received[i]))
 			if want <= 0 {
 				s.Transmit(nil) // copy mode sends at most 32 per kick: flush the rest
 				continue
@@ -219,17 +236,9 @@ func pump(t *testing.T, p *testutil.LinkPair, txs, rxs []*xsk.Socket, n, size in
 			sent[i] += q
 		}
 		receive()
-		if total < n*len(txs) {
+		if !finished() {
 			rxs[0].Wait(time.Millisecond)
 		}
-	}
-	end := time.Now().Add(200 * time.Millisecond)
-	for time.Now().Before(end) {
-		receive()
-		time.Sleep(5 * time.Millisecond)
-	}
-	for _, s := range txs {
-		s.Complete()
 	}
 	return got
 }
@@ -767,29 +776,26 @@ func TestStatsDrops(t *testing.T) {
 	if q := tx.Transmit(descs); q != n {
 		t.Fatalf("queued %d of %d", q, n)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for done := 0; done < n; done += tx.Complete() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d completed", done, n)
-		}
+	done := 0
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
 		tx.Transmit(nil)
-		time.Sleep(time.Millisecond)
-	}
+		if done += tx.Complete(); done < n {
+			return fmt.Errorf("%d of %d completed", done, n)
+		}
+		return nil
+	})
 	var st xsk.Statistics
-	for {
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
 		var err error
 		if st, err = rx.Stats(); err != nil {
 			t.Fatal(err)
 		}
-		if st.RxDropped >= n || time.Now().After(deadline) {
-			break
+		if st.RxDropped < n {
+			return fmt.Errorf("RxDropped %d after %d frames into an empty fill ring; stats %+v", st.RxDropped, n, st)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	t.Logf("receiver stats %+v", st)
-	if st.RxDropped < n {
-		t.Fatalf("RxDropped %d after %d frames into an empty fill ring", st.RxDropped, n)
-	}
 	if k := rx.Receive(descs); k != 0 {
 		t.Fatalf("received %d frames without a fill ring", k)
 	}

@@ -1,6 +1,7 @@
 package xsk_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -40,16 +41,17 @@ func TestZeroCopyNeedWakeup(t *testing.T) {
 	if q := tx.Transmit(descs); q != len(descs) {
 		t.Fatalf("queued %d of %d", q, len(descs))
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !rx.Fill().NeedWakeup() {
-		if time.Now().After(deadline) {
-			st, _ := rx.Stats()
-			t.Fatalf("fill ring empty under traffic, but its need_wakeup flag stayed down; stats %+v", st)
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		if rx.Fill().NeedWakeup() {
+			return nil
 		}
 		tx.Complete()
 		tx.Transmit(nil)
-		time.Sleep(time.Millisecond)
-	}
+		st, _ := rx.Stats()
+		return fmt.Errorf("fill ring empty under traffic, but its need_wakeup flag stayed down; stats %+v", st)
+	})
+	// A drain period, not a wait: frames that may never come leave no
+	// condition to wait on.
 	in := make([]xsk.Desc, 64)
 	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
 		rx.Refill()
@@ -63,13 +65,13 @@ func TestZeroCopyNeedWakeup(t *testing.T) {
 	if got := pump(t, p, []*xsk.Socket{tx}, []*xsk.Socket{rx}, n, 100); got[0][0] != n {
 		t.Fatalf("received %d of %d after the fill ring's wakeup", got[0][0], n)
 	}
-	for deadline := time.Now().Add(10 * time.Second); !tx.TX().NeedWakeup(); {
-		if time.Now().After(deadline) {
-			t.Fatal("TX ring drained, but its need_wakeup flag stayed down: the driver would never be kicked again")
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		if tx.TX().NeedWakeup() {
+			return true
 		}
 		tx.Complete()
-		time.Sleep(time.Millisecond)
-	}
+		return false
+	}, "TX ring drained, but its need_wakeup flag stayed down: the driver would never be kicked again")
 	if err := ub.Accounting().Check(); err != nil {
 		t.Fatal(err)
 	}
