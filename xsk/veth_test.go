@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -480,13 +481,12 @@ func TestWaitSeesQueuedFramesAndArrivals(t *testing.T) {
 		t.Fatalf("Wait allocates %v times a call", a)
 	}
 
-	// Queued before the wait: let the runtime's netpoller take the
-	// socket's wakeup first, so only the ring says frames are there.
+	// Queued before the wait: the runtime's netpoller takes the socket's
+	// wakeup first, so only the ring says frames are there.
 	send()
-	for got, _ := rx.RX().Peek(1); got == 0; got, _ = rx.RX().Peek(1) {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
+	testutil.Eventually(t, 10*time.Second, func() bool { got, _ := rx.RX().Peek(1); return got > 0 },
+		"the frame sent never reached the RX ring")
+	awaitNetpoll(t)
 	start := time.Now()
 	if err := rx.Wait(long); err != nil {
 		t.Fatal(err)
@@ -508,13 +508,52 @@ func TestWaitSeesQueuedFramesAndArrivals(t *testing.T) {
 		}
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // let it park
+	testutil.Eventually(t, 10*time.Second, func() bool { return parked("github.com/xdpipe/xdpipe/xsk.(*sysKernel).Poll") },
+		"Wait never parked in the netpoller")
 	send()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	if drain() == 0 {
 		t.Fatal("Wait returned, the RX ring is empty")
+	}
+}
+
+// parked reports whether a goroutine with fn on its stack is parked in the
+// Go runtime's netpoller.
+func parked(fn string) bool {
+	return slices.ContainsFunc(testutil.Goroutines(fn), func(state string) bool { return strings.HasPrefix(state, "IO wait") })
+}
+
+// awaitNetpoll returns once the Go runtime's netpoller has run, taking
+// every event that was ready when it was called. A goroutine parked on an
+// empty pipe is woken by the netpoller alone, and the epoll_wait that
+// reports the pipe readable reports the events ready before that too.
+func awaitNetpoll(t *testing.T) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	read := make(chan error, 1)
+	go func() {
+		_, err := r.Read(make([]byte, 1))
+		read <- err
+	}()
+	testutil.Eventually(t, 10*time.Second, func() bool { return parked("github.com/xdpipe/xdpipe/xsk_test.awaitNetpoll.func1") },
+		"the pipe's reader never parked in the netpoller")
+	if _, err := w.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second): // a bound for a hung test, not a timing gate
+		t.Fatal("the netpoller never woke the pipe's reader")
 	}
 }
 
