@@ -182,25 +182,27 @@ func newReceiver(t *testing.T, end *testutil.LinkEnd, tp *Template) *receiver {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// wait waits until want generated frames arrived or nothing came for a second.
-func (r *receiver) wait(want uint64) Stats {
-	last, lastT := uint64(0), time.Now()
-	for time.Since(lastT) < time.Second {
-		r.mu.Lock()
-		got := r.tr.Stats(0).Received
-		r.mu.Unlock()
-		if got >= want {
-			time.Sleep(100 * time.Millisecond) // catch extra frames
-			break
-		}
-		if got != last {
-			last, lastT = got, time.Now()
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+// stats is the tracker's account of the frames received, want sent.
+func (r *receiver) stats(want uint64) Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.tr.Stats(want)
+}
+
+// wait waits until want generated frames arrived, then for a frame beyond
+// them, and returns the tracker's stats.
+func (r *receiver) wait(t *testing.T, want uint64) Stats {
+	t.Helper()
+	testutil.EventuallyErr(t, 30*time.Second, func() error {
+		if st := r.stats(want); st.Received < want {
+			return fmt.Errorf("received %d of %d generated frames: %v", st.Received, want, st)
+		}
+		return nil
+	})
+	// Kept: the claim is that nothing more arrives, which leaves no event
+	// to wait for; a duplicate or stray frame would come within this.
+	time.Sleep(100 * time.Millisecond)
+	return r.stats(want)
 }
 
 // requireLiveSender skips the live engine's tests on NICs: a virtio NIC
@@ -253,7 +255,7 @@ func checkDelivered(t *testing.T, rx *receiver, res Result, count uint64) {
 	if res.Sent+res.Dropped != count || res.Sent == 0 {
 		t.Fatalf("sent %d and refused %d, want %d made and some sent", res.Sent, res.Dropped, count)
 	}
-	st := rx.wait(res.Sent)
+	st := rx.wait(t, res.Sent)
 	t.Logf("sent %d, refused by the driver %d; receiver %v", res.Sent, res.Dropped, st)
 	if st.Received != res.Sent || st.Unique != res.Sent || st.Duplicates != 0 || st.MaxSeq >= count {
 		t.Fatalf("receiver: %+v, want the %d frames sent, each once, numbered below %d", st, res.Sent, count)
@@ -390,7 +392,7 @@ func TestXSKSendsExactCount(t *testing.T) {
 			if res.Sent != count {
 				t.Fatalf("sent %d, want %d", res.Sent, count)
 			}
-			st := rx.wait(count)
+			st := rx.wait(t, count)
 			t.Logf("%v", st)
 			if st.Received != count || st.Unique != count || st.Lost != 0 || st.Duplicates != 0 {
 				t.Fatalf("receiver: %+v", st)
@@ -425,7 +427,7 @@ func TestXSKRateLimit(t *testing.T) {
 	if got < rate*0.95 || got > rate*1.05 {
 		t.Fatalf("rate %.0f frames/s, want %.0f within 5%%", got, rate)
 	}
-	if st := rx.wait(res.Sent); st.Received != res.Sent || st.Lost != 0 {
+	if st := rx.wait(t, res.Sent); st.Received != res.Sent || st.Lost != 0 {
 		t.Fatalf("receiver: %+v", st)
 	}
 }
