@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -37,8 +38,8 @@ func TestTPacketV3Frames(t *testing.T) {
 	}
 	tr := gen.NewTracker()
 	lens := map[int]int{}
-	deadline := time.Now().Add(10 * time.Second)
-	for tr.Stats(0).Received < n && time.Now().Before(deadline) {
+	// Each call reads a block of the ring, polling up to 100 ms for one.
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
 		if _, _, err := r.next(100, func(f []byte) {
 			if tr.Observe(f, monotime.Now()) {
 				lens[len(f)]++
@@ -46,7 +47,11 @@ func TestTPacketV3Frames(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-	}
+		if st := tr.Stats(n); st.Received < n {
+			return fmt.Errorf("observed %v, frame lengths %v; want %d frames", st, lens, n)
+		}
+		return nil
+	})
 	st := tr.Stats(n)
 	if st.Unique != n || st.Lost != 0 || st.Reordered != 0 || lens[tp.Len()] != n {
 		t.Fatalf("observed %v, frame lengths %v; want %d frames of %d bytes in order", st, lens, n, tp.Len())
