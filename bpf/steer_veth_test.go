@@ -60,9 +60,8 @@ func TestSteerLiveUpdate(t *testing.T) {
 		defer close(done)
 		buf := make([]byte, 2048)
 		for {
-			rx.SetReadDeadline(time.Now().Add(2 * time.Second))
 			if _, _, err := rx.ReadFrom(buf); err != nil {
-				return
+				return // closed
 			}
 			received.Add(1)
 		}
@@ -106,23 +105,31 @@ func TestSteerLiveUpdate(t *testing.T) {
 				t.Fatal(err)
 			}
 			flips++
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(2 * time.Millisecond) // paces the flips; the loop ends when the sender is done
 		}
 	}
+	// Every datagram is dropped by the rule or read from the UDP socket.
+	var dropped uint64
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		rs, err := s.RuleStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Rule.Name == "drop" {
+				dropped = r.Packets
+			}
+		}
+		if got := dropped + uint64(received.Load()); got < sent {
+			return fmt.Errorf("dropped %d + received %d: %d of %d sent", dropped, received.Load(), got, sent)
+		}
+		return nil
+	})
+	rx.Close()
 	<-done
-	rs, err := s.RuleStats()
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, err := s.Stats()
 	if err != nil {
 		t.Fatal(err)
-	}
-	var dropped uint64
-	for _, r := range rs {
-		if r.Rule.Name == "drop" {
-			dropped = r.Packets
-		}
 	}
 	t.Logf("%d flips; sent %d: dropped by rule %d, received by the UDP socket %d; no match %d, malformed %d",
 		flips, sent, dropped, received.Load(), st.NoMatch.Packets, st.MalformedTotal().Packets)
