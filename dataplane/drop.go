@@ -18,7 +18,11 @@ import (
 type DropCounters struct {
 	Packets atomic.Uint64
 	Bytes   atomic.Uint64
-	_       [64 - 16]byte
+	// Generated counts the packets the tracker took for generated ones
+	// (xdpipe gen's), when Drop has a tracker: the tracker itself is the
+	// loop's alone until it stops.
+	Generated atomic.Uint64
+	_         [64 - 24]byte
 }
 
 // DropOptions configure Drop.
@@ -41,8 +45,8 @@ type DropOptions struct {
 // Drop is `xdpipe rxdrop`'s receive-and-drop loop on one socket until stop
 // is set: take a burst off the RX ring, count it, and hand its frames
 // straight back to the fill ring. With a tracker it also accounts
-// generated frames, reading the clock once per burst. It allocates nothing
-// per burst.
+// generated frames, reading the clock once per burst, and counts them in
+// c.Generated. It allocates nothing per burst.
 //
 // The loop keeps its OS thread when it spins or is pinned to a CPU. In
 // wakeup mode without pinning it does not: a locked goroutine parked in
@@ -88,7 +92,7 @@ func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o 
 		// A packet larger than a frame (multi-buffer) comes as several
 		// descriptors, all but the last marked PktContd: count packets by
 		// their last segment, track them by their first.
-		var bytes, pkts uint64
+		var bytes, pkts, generated uint64
 		var now int64
 		if tr != nil {
 			now = monotime.Now()
@@ -96,8 +100,8 @@ func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o 
 		for i := range descs[:n] {
 			d := &descs[i]
 			bytes += uint64(d.Len)
-			if tr != nil && first {
-				tr.Observe(u.Bytes(*d), now)
+			if tr != nil && first && tr.Observe(u.Bytes(*d), now) {
+				generated++
 			}
 			first = d.Options&xsk.PktContd == 0
 			if first {
@@ -106,6 +110,9 @@ func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o 
 		}
 		c.Packets.Add(pkts)
 		c.Bytes.Add(bytes)
+		if generated > 0 {
+			c.Generated.Add(generated)
+		}
 		// The fill ring always has room for what the RX ring gave back;
 		// anything it does not take goes to the free stack, and Refill
 		// puts it back on the fill ring.

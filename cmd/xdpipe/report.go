@@ -17,6 +17,7 @@ type rateReporter struct {
 	sock      *xsk.Socket
 	port      *dataplane.Port
 	c         *dataplane.DropCounters
+	track     bool // the counters count generated frames
 	start     time.Time
 	startCPU  time.Duration
 	last      time.Time
@@ -24,9 +25,12 @@ type rateReporter struct {
 	lastBytes uint64
 }
 
-func newRateReporter(p *dataplane.Port, c *dataplane.DropCounters) *rateReporter {
+// newRateReporter reports on p's first socket, its unbound queues and c;
+// track says Drop runs with a tracker, so that c counts generated frames,
+// which the rate line then shows.
+func newRateReporter(p *dataplane.Port, c *dataplane.DropCounters, track bool) *rateReporter {
 	now := time.Now()
-	return &rateReporter{sock: p.Sockets[0], port: p, c: c, start: now, last: now, startCPU: processCPU()}
+	return &rateReporter{sock: p.Sockets[0], port: p, c: c, track: track, start: now, last: now, startCPU: processCPU()}
 }
 
 // processCPU is the CPU time (user and system) the process has used.
@@ -64,8 +68,12 @@ func (r *rateReporter) line() string {
 	pps := float64(pkts-r.lastPkts) / dt
 	mbps := float64(bytes-r.lastBytes) * 8 / dt / 1e6
 	r.last, r.lastPkts, r.lastBytes = now, pkts, bytes
-	return fmt.Sprintf("%7.1fs  rx %s  %9.1f Mbit/s  total %d  | %s",
-		now.Sub(r.start).Seconds(), fmtRate(pps), mbps, pkts, r.xdpStats())
+	total := fmt.Sprint(pkts)
+	if r.track {
+		total += fmt.Sprintf(" (generated %d)", r.c.Generated.Load())
+	}
+	return fmt.Sprintf("%7.1fs  rx %s  %9.1f Mbit/s  total %s  | %s",
+		now.Sub(r.start).Seconds(), fmtRate(pps), mbps, total, r.xdpStats())
 }
 
 // summary covers the whole run, with the CPU the process spent per million

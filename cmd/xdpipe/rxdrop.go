@@ -208,7 +208,7 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 			Batch: int(o.batch), CPU: o.cpu, Poll: o.poll, Coalesce: o.coalesce, Ring: int(o.ring), BusyPoll: o.busyPoll})
 	}()
 
-	rep := newRateReporter(port, &counts)
+	rep := newRateReporter(port, &counts, tr != nil)
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
 	var (
