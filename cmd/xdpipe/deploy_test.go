@@ -248,12 +248,12 @@ func TestContainerImage(t *testing.T) {
 		// with CAP_IPC_LOCK (this machine's RLIMIT_MEMLOCK is 8 MiB and
 		// cannot be raised).
 		proc := startProc(t, run("BPF,NET_ADMIN,NET_RAW,IPC_LOCK", withSeccomp, "rxdrop", "--iface", p.B.Name,
-			"--poll", "wakeup", "--ring", "8192", "--frames", "32768"), "rxdrop: ", "rxdrop")
+			"--poll", "wakeup", "--ring", "8192", "--frames", "32768", "--interval", "20ms"), "rxdrop: ", "rxdrop")
 		count := uint64(testutil.Frames(10000))
 		if out, code := xdpipeIn(t, p.A.NS, genFrom(p, int(count), "50k")...); code != 0 {
 			t.Fatalf("gen exited %d:\n%s", code, out)
 		}
-		time.Sleep(300 * time.Millisecond) // let the last burst drain
+		waitGenerated(t, proc, count, nil)
 		out, code := proc.stop(t, syscall.SIGINT)
 		if code != 0 {
 			t.Fatalf("rxdrop exited %d after SIGINT:\n%s", code, out)

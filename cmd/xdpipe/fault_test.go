@@ -24,19 +24,6 @@ import (
 // The fault-injection suite (issue 13): each scenario on a veth testbed,
 // with the real binary.
 
-// wait returns the output and exit code once the process exits by itself.
-func (p *runProc) wait(t *testing.T) (string, int) {
-	t.Helper()
-	select {
-	case code := <-p.exited:
-		<-p.done
-		return p.output(), code
-	case <-time.After(20 * time.Second): // a hung test's bound, not a timing gate
-		t.Fatalf("xdpipe went on running:\n%s", p.output())
-	}
-	return "", 0
-}
-
 const gateRules = "rules:\n  - priority: 10\n    name: gen\n    proto: udp\n    dport: 9\n    action: redirect\n"
 
 // TestSecondInstanceIsRefused: a second run on an interface a live

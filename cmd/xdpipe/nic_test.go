@@ -227,11 +227,10 @@ func TestZeroCopyJumbo(t *testing.T) {
 		}
 		noXDP(t, &p.B)
 	}
-	rxdrop, wait := startRxdrop(t, p, "--bind", "auto")
+	rxdrop := startRxdrop(t, p, "--bind", "auto")
 	count := testutil.Frames(500)
-	sendJumbo(t, p, count)
-	rxdrop.Process.Signal(syscall.SIGINT)
-	out, code := wait()
+	sendJumbo(t, p, rxdrop, count)
+	out, code := rxdrop.stop(t, syscall.SIGINT)
 	if code != 0 || !strings.Contains(out, "AF_XDP copy mode (auto: ") || !strings.Contains(out, "multi-buffer") {
 		t.Fatalf("rxdrop --bind auto at MTU 9000: exit %d, want copy mode and why in the start line:\n%s", code, out)
 	}

@@ -98,15 +98,23 @@ func startProc(t *testing.T, cmd *exec.Cmd, ready, name string) *runProc {
 	return p
 }
 
+// stop sends sig and returns the output and exit code once the process
+// has exited.
 func (p *runProc) stop(t *testing.T, sig syscall.Signal) (string, int) {
 	t.Helper()
 	p.cmd.Process.Signal(sig)
+	return p.wait(t)
+}
+
+// wait returns the output and exit code once the process exits.
+func (p *runProc) wait(t *testing.T) (string, int) {
+	t.Helper()
 	select {
 	case code := <-p.exited:
 		<-p.done
 		return p.output(), code
-	case <-time.After(20 * time.Second):
-		t.Fatalf("xdpipe run did not stop after %v:\n%s", sig, p.output())
+	case <-time.After(20 * time.Second): // a hung test's bound, not a timing gate
+		t.Fatalf("xdpipe went on running:\n%s", p.output())
 	}
 	return "", 0
 }

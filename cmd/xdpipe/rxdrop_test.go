@@ -1,13 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,54 +16,41 @@ import (
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
-// startRxdrop starts `xdpipe rxdrop` on the B end and waits for its
-// start-up line, so traffic sent afterwards is received. Its output is
-// collected; wait returns it with the exit code.
-func startRxdrop(t *testing.T, p *testutil.LinkPair, args ...string) (cmd *exec.Cmd, wait func() (string, int)) {
+// startRxdrop starts `xdpipe rxdrop` on the B end with a rate line every
+// 20 ms (for waitGenerated) and waits for its start-up line, so traffic
+// sent afterwards is received.
+func startRxdrop(t *testing.T, p *testutil.LinkPair, args ...string) *runProc {
 	t.Helper()
-	cmd = exec.Command("ip", append([]string{"netns", "exec", p.B.NS.Name, xdpipeBin, "rxdrop", "--iface", p.B.Name}, args...)...)
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	var out strings.Builder
-	ready := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			out.WriteString(sc.Text() + "\n")
-			if strings.HasPrefix(sc.Text(), "rxdrop: ") {
-				close(ready)
+	return startXdpipe(t, p.B.NS, "rxdrop: ", append([]string{"rxdrop", "--iface", p.B.Name, "--interval", "20ms"}, args...)...)
+}
+
+// rateRE matches what rxdrop's rate line counts: the generated frames
+// received so far, and the frames the kernel dropped in front of the
+// socket.
+var rateRE = regexp.MustCompile(`\(generated (\d+)\)  \| rx_dropped=(\d+) rx_ring_full=(\d+)`)
+
+// waitGenerated waits until rxdrop's rate lines account for want
+// generated frames: received, dropped by the kernel in front of its
+// socket (for all it knows, generated ones), or counted by elsewhere
+// (nil: nowhere else).
+func waitGenerated(t *testing.T, proc *runProc, want uint64, elsewhere func() uint64) {
+	t.Helper()
+	testutil.EventuallyErr(t, 20*time.Second, func() error {
+		var got, other uint64
+		if m := rateRE.FindAllStringSubmatch(proc.output(), -1); m != nil {
+			for _, n := range m[len(m)-1][1:] {
+				v, _ := strconv.ParseUint(n, 10, 64)
+				got += v
 			}
 		}
-	}()
-	exited := make(chan int, 1)
-	go func() {
-		err := cmd.Wait()
-		pw.Close()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
+		if elsewhere != nil {
+			other = elsewhere()
 		}
-		exited <- code
-	}()
-	select {
-	case <-ready:
-	case code := <-exited:
-		<-done
-		t.Fatalf("rxdrop exited with %d before it was ready:\n%s", code, out.String())
-	case <-time.After(readyWithin):
-		t.Fatalf("rxdrop not ready after %v:\n%s", readyWithin, out.String())
-	}
-	return cmd, func() (string, int) {
-		code := <-exited
-		<-done
-		return out.String(), code
-	}
+		if got+other < want {
+			return fmt.Errorf("rxdrop accounts for %d generated frames, %d more elsewhere, of %d sent:\n%s", got, other, want, proc.output())
+		}
+		return nil
+	})
 }
 
 // trackedRE matches the tracker's line in rxdrop's summary.
@@ -129,25 +115,22 @@ func TestRxdropCountsExactly(t *testing.T) {
 			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 			// Deep rings (160 ms of traffic at this rate) so a receiver
 			// descheduled on a busy machine still loses nothing.
-			cmd, wait := startRxdrop(t, p, append(poll, "--bind", testutil.Bind(), "--ring", "8192", "--frames", "32768")...)
+			proc := startRxdrop(t, p, append(poll, "--bind", testutil.Bind(), "--ring", "8192", "--frames", "32768")...)
 			count := uint64(testutil.Frames(50000))
 			genOut, code := xdpipeIn(t, p.A.NS, genFrom(p, int(count), "50k")...)
 			if code != 0 {
 				t.Fatalf("gen exited %d:\n%s", code, genOut)
-			}
-			time.Sleep(300 * time.Millisecond) // let the last burst drain
-			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-				t.Fatal(err)
-			}
-			out, code := wait()
-			if code != 0 {
-				t.Fatalf("rxdrop exited %d after SIGINT:\n%s", code, out)
 			}
 			// Every frame arrives or is counted where it was dropped: by
 			// gen's driver (a veth refuses frames while its peer's ring is
 			// full) or by the kernel in front of the socket (rx ring full).
 			// On a busy machine either can happen; nothing may vanish.
 			sent, refused := genSent(t, genOut)
+			waitGenerated(t, proc, sent, nil)
+			out, code := proc.stop(t, syscall.SIGINT)
+			if code != 0 {
+				t.Fatalf("rxdrop exited %d after SIGINT:\n%s", code, out)
+			}
 			kernel := kernelDrops(t, out)
 			if rx, uniq, lost := tracked(t, out); sent+refused != count || rx != uniq || uniq+kernel != sent || lost > refused+kernel {
 				t.Errorf("gen made %d (sent %d, refused %d); rxdrop saw %d generated frames (%d unique, %d lost), the kernel dropped %d\n%s\n%s",
@@ -230,8 +213,7 @@ func TestRxdropBadInput(t *testing.T) {
 // with --bind auto, why the socket is in copy mode.
 func TestRxdropStartLine(t *testing.T) {
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-	_, wait := startRxdrop(t, p, "--duration", "1s")
-	out, code := wait()
+	out, code := startRxdrop(t, p, "--duration", "1s").wait(t)
 	if code != 0 {
 		t.Fatalf("rxdrop exited %d:\n%s", code, out)
 	}
@@ -248,14 +230,13 @@ func TestRxdropStartLine(t *testing.T) {
 // clear error and does not disturb the first.
 func TestRxdropQueueTaken(t *testing.T) {
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-	first, wait := startRxdrop(t, p, "--poll", "wakeup", "--bind", testutil.Bind())
+	first := startRxdrop(t, p, "--poll", "wakeup", "--bind", testutil.Bind())
 	out, code := xdpipeIn(t, p.B.NS, "rxdrop", "--iface", p.B.Name, "--duration", "1s", "--bind", testutil.Bind())
 	// The interface's owner refuses it before a socket is tried.
 	if code == 0 || !strings.Contains(out, "held by another xdpipe instance: xdpipe pid") {
 		t.Errorf("second rxdrop on the same queue: exit %d, want a clear 'held by another xdpipe instance' error:\n%s", code, out)
 	}
-	first.Process.Signal(syscall.SIGTERM)
-	if out, code := wait(); code != 0 {
+	if out, code := first.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("first rxdrop exited %d after SIGTERM:\n%s", code, out)
 	}
 	noXDP(t, &p.B)
@@ -283,14 +264,16 @@ func TestRxdropRules(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 			file := write(c.name+".yaml", fmt.Sprintf("default: pass\nrules:\n  - priority: 1\n    proto: udp\n    dst: %s\n    dport: %d\n    action: redirect\n", p.B.IP, c.dport))
-			cmd, wait := startRxdrop(t, p, "--rules", file, "--ring", "4096", "--frames", "16384", "--bind", testutil.Bind())
+			proc := startRxdrop(t, p, "--rules", file, "--ring", "4096", "--frames", "16384", "--bind", testutil.Bind())
+			// The frames the rules do not redirect reach B's IPv4 stack.
+			stack := ipReceived(t, p.B.NS)
 			out, code := xdpipeIn(t, p.A.NS, genFrom(p, 2000, "20k")...)
 			if code != 0 {
 				t.Fatalf("gen exited %d:\n%s", code, out)
 			}
-			time.Sleep(300 * time.Millisecond)
-			cmd.Process.Signal(syscall.SIGINT)
-			out, code = wait()
+			sent, _ := genSent(t, out)
+			waitGenerated(t, proc, sent, stack)
+			out, code = proc.stop(t, syscall.SIGINT)
 			if code != 0 || !strings.Contains(out, "steer with 1 rules") {
 				t.Fatalf("rxdrop exited %d, or not behind the steering program:\n%s", code, out)
 			}
@@ -319,11 +302,10 @@ func TestRxdropJumbo(t *testing.T) {
 		t.Skip("multi-buffer: copy mode only on virtio-net (xdp-zc-max-segs 1); TestZeroCopyJumbo has the zero-copy outcome")
 	}
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{MTU: 9000})
-	cmd, wait := startRxdrop(t, p)
+	proc := startRxdrop(t, p)
 	const count = 500
-	sendJumbo(t, p, count)
-	cmd.Process.Signal(syscall.SIGINT)
-	out, code := wait()
+	sendJumbo(t, p, proc, count)
+	out, code := proc.stop(t, syscall.SIGINT)
 	if code != 0 {
 		t.Fatalf("rxdrop exited %d:\n%s", code, out)
 	}
@@ -339,15 +321,47 @@ func TestRxdropJumbo(t *testing.T) {
 }
 
 // sendJumbo sends count generated 9000-byte frames from p.A to p.B (gen's
-// xsk engine, multi-buffer) and leaves 300 ms for the last to arrive.
-func sendJumbo(t *testing.T, p *testutil.LinkPair, count int) {
+// xsk engine, multi-buffer) and waits until rxdrop (proc) accounts for
+// them.
+func sendJumbo(t *testing.T, p *testutil.LinkPair, proc *runProc, count int) {
 	t.Helper()
 	out, code := xdpipeIn(t, p.A.NS, "gen", "--engine", "xsk", "--size", "9000", "--iface", p.A.Name,
 		"--dst-mac", p.B.MAC.String(), "--dst-ip", p.B.IP.String(), "--count", strconv.Itoa(count), "--rate", "5k", "--quiet")
 	if code != 0 {
 		t.Fatalf("gen exited %d:\n%s", code, out)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitGenerated(t, proc, uint64(count), nil)
+}
+
+// ipReceived returns a function that reads how many IPv4 datagrams the
+// stack of ns has received (/proc/net/snmp's Ip InReceives) since this
+// call.
+func ipReceived(t *testing.T, ns *testutil.NetNS) func() uint64 {
+	t.Helper()
+	read := func() uint64 {
+		var head []string
+		for _, line := range strings.Split(ns.MustRun(t, "cat", "/proc/net/snmp"), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 || f[0] != "Ip:" {
+				continue
+			}
+			if head == nil {
+				head = f
+				continue
+			}
+			if i := slices.Index(head, "InReceives"); i > 0 && i < len(f) {
+				n, err := strconv.ParseUint(f[i], 10, 64)
+				if err != nil {
+					t.Fatalf("/proc/net/snmp in %s: %v", ns.Name, err)
+				}
+				return n
+			}
+		}
+		t.Fatalf("no Ip InReceives in /proc/net/snmp of %s", ns.Name)
+		return 0
+	}
+	base := read()
+	return func() uint64 { return read() - base }
 }
 
 // TestRxdropCountsUnboundQueues: frames arriving on an RX queue where
