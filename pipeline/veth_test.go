@@ -71,21 +71,6 @@ func isTestFrame(f []byte) bool {
 		binary.BigEndian.Uint16(f[34:36]) == 40000 && binary.BigEndian.Uint16(f[36:38]) == 9
 }
 
-// sendWindow sends n frames made by mk, keeping at most window frames
-// outstanding against got (frames seen at the far end).
-func sendWindow(t *testing.T, from *testutil.PacketSocket, n, window int, got func() int64, mk func(seq uint32) []byte) {
-	t.Helper()
-	for i := 0; i < n; i++ {
-		testutil.EventuallyErr(t, 30*time.Second, func() error {
-			if a := got(); int64(i)-a >= int64(window) {
-				return fmt.Errorf("stalled: sent %d, %d arrived", i, a)
-			}
-			return nil
-		})
-		from.Send(t, mk(uint32(i)))
-	}
-}
-
 // waitCount waits until got, frames that arrived, reaches want and
 // everything the worker has transmitted towards them (sent), and checks
 // that it is want: a frame the worker sent twice, or one more, arrives
@@ -150,7 +135,7 @@ func testVethL2fwd(t *testing.T, size, n int) {
 	if v, _ := strconv.Atoi(os.Getenv("XWIN")); v > 0 {
 		win = v
 	}
-	sendWindow(t, back, n, win, back.Received, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, size) })
+	back.SendWindow(t, 0, n, win, back.Received, func(i int) []byte { return testFrame(t, &p.A, &p.B, uint32(i), size) })
 	waitCount(t, "frames back at A", int64(n), back.Received, txPackets(w, 0))
 	stop()
 	sameFrames(t, back.Frames(), n, func(seq uint32) []byte { // MACs swapped: dst A, src B
@@ -220,7 +205,7 @@ func testVethForward(t *testing.T, size, n int) {
 	src := testutil.OpenPacketSocket(t, &p1.A, isTestFrame)
 	dst := testutil.OpenPacketSocket(t, &p2.A, isTestFrame)
 	stop := runWorker(t, w)
-	sendWindow(t, src, n, 128, dst.Received, func(seq uint32) []byte { return testFrame(t, &p1.A, &p1.B, seq, size) })
+	src.SendWindow(t, 0, n, 128, dst.Received, func(i int) []byte { return testFrame(t, &p1.A, &p1.B, uint32(i), size) })
 	waitCount(t, "frames at pair 2", int64(n), dst.Received, txPackets(w, 1))
 	stop()
 	if src.Received() != 0 {
@@ -265,7 +250,7 @@ func TestVethPcap(t *testing.T) {
 	back := testutil.OpenPacketSocket(t, &p.A, isTestFrame)
 	stop := runWorker(t, w)
 	const n = 3000
-	sendWindow(t, back, n, 128, back.Received, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, 200) })
+	back.SendWindow(t, 0, n, 128, back.Received, func(i int) []byte { return testFrame(t, &p.A, &p.B, uint32(i), 200) })
 	waitCount(t, "frames back", n, back.Received, txPackets(w, 0))
 	stop()
 	if err := pc.Close(); err != nil {
@@ -329,7 +314,7 @@ func TestVethTXRingFull(t *testing.T) {
 	const n = 5000
 	ps := w.PortStats(0)
 	handled := func() int64 { return int64(ps.TxPackets.Load() + ps.TxRingFull.Load()) }
-	sendWindow(t, back, n, 256, handled, func(seq uint32) []byte { return testFrame(t, &p.A, &p.B, seq, 64) })
+	back.SendWindow(t, 0, n, 256, handled, func(i int) []byte { return testFrame(t, &p.A, &p.B, uint32(i), 64) })
 	testutil.EventuallyErr(t, 10*time.Second, func() error {
 		if h := handled(); h < n {
 			return fmt.Errorf("the worker transmitted or dropped for a full TX ring %d of %d frames", h, n)

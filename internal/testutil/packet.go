@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -113,6 +114,23 @@ func (s *PacketSocket) Send(tb testing.TB, frame []byte) {
 			continue
 		}
 		tb.Fatalf("send: %v", err)
+	}
+}
+
+// SendWindow sends frame(i) for i from first to first+n-1, as Send does,
+// keeping at most window frames outstanding: frame i goes out once
+// arrived, the count of frames seen at the far end, is above i-window.
+// It fails the test if the count stalls for 30 s.
+func (s *PacketSocket) SendWindow(tb testing.TB, first, n, window int, arrived func() int64, frame func(i int) []byte) {
+	tb.Helper()
+	for i := first; i < first+n; i++ {
+		EventuallyErr(tb, 30*time.Second, func() error {
+			if a := arrived(); int64(i-window) >= a {
+				return fmt.Errorf("stalled: sent %d, %d arrived", i, a)
+			}
+			return nil
+		})
+		s.Send(tb, frame(i))
 	}
 }
 
