@@ -298,12 +298,12 @@ func TestSIGHUPStormKeepsEverything(t *testing.T) {
 	// connection closes. Wait for them (a leak of one per reload would
 	// stay 1,000 above).
 	var g1 float64
-	for range 50 {
-		if g1 = metric(t, scrape(t, p.B.NS, addr), "go_goroutines"); g1 <= g0+2 {
-			break
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		if g1 = metric(t, scrape(t, p.B.NS, addr), "go_goroutines"); g1 > g0+2 {
+			return fmt.Errorf("leak over %d reloads: goroutines %v -> %v", reloads, g0, g1)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	rss1, fds1 := procStat(t, pid)
 	t.Logf("%d reloads under %d frames, none lost: goroutines %v -> %v, RSS %d -> %d KiB, fds %d -> %d",
 		reloads, frames, g0, g1, rss0>>10, rss1>>10, fds0, fds1)

@@ -48,20 +48,16 @@ func startNfcapd(t *testing.T, ns *testutil.NetNS, addr net.IP, port int, dir st
 	t.Cleanup(stop)
 	// Ready once its socket is bound.
 	want := fmt.Sprintf("%s:%d", addr, port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if o, _ := ns.Run("ss", "-Hlun"); strings.Contains(o, want) {
-			return stop
-		}
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		select {
 		case err := <-exited:
 			t.Fatalf("nfcapd exited (%v) before listening:\n%s", err, out.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nfcapd not listening on %s after 10s:\n%s", want, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		o, _ := ns.Run("ss", "-Hlun")
+		return strings.Contains(o, want)
+	}, "nfcapd not listening on %s", want)
+	return stop
 }
 
 // nfdumpFlows reads the flows nfcapd wrote into dir with nfdump's CSV
@@ -165,13 +161,12 @@ func TestRunIPFIXToNfcapd(t *testing.T) {
 	}
 	gen()
 	// Every frame through the stages before the stop.
-	deadline := time.Now().Add(10 * time.Second)
-	for metric(t, scrape(t, p.B.NS, b.metrics), "xdpipe_stage_packets_total", `stage="count"`) < float64(n) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the count stage did not see the %d frames sent", n)
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		if c := metric(t, scrape(t, p.B.NS, b.metrics), "xdpipe_stage_packets_total", `stage="count"`); c < float64(n) {
+			return fmt.Errorf("the count stage saw %v of the %d frames sent", c, n)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	runOut, code := proc.stop(t, syscall.SIGTERM)
 	if code != 0 {
 		t.Fatalf("run exited %d:\n%s", code, runOut)

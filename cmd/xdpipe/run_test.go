@@ -235,40 +235,28 @@ func sendFrames(t *testing.T, s *testutil.PacketSocket, p *testutil.LinkPair, n,
 // numbers from first on.
 func sendFlows(t *testing.T, s *testutil.PacketSocket, p *testutil.LinkPair, first, n, window, flows int, got func() int64) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for i := first; i < first+n; i++ {
-		for int64(i)-got() >= int64(window) {
-			if time.Now().After(deadline) {
-				t.Fatalf("stalled: sent %d, %d back", i, got())
-			}
-			time.Sleep(50 * time.Microsecond)
-		}
-		s.Send(t, udpFlow(p, uint32(i), uint16(i%flows)))
-	}
+	s.SendWindow(t, first, n, window, got, func(i int) []byte { return udpFlow(p, uint32(i), uint16(i%flows)) })
 }
 
 // sendSized sends n frames of size bytes (udpFrame) from A with at most
 // 32 outstanding against got().
 func sendSized(t *testing.T, s *testutil.PacketSocket, p *testutil.LinkPair, n, size int, got func() int64) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for i := range n {
-		for int64(i)-got() >= 32 {
-			if time.Now().After(deadline) {
-				t.Fatalf("stalled: sent %d, %d back", i, got())
-			}
-			time.Sleep(50 * time.Microsecond)
-		}
-		s.Send(t, udpFrame(p, uint32(i), 0, size))
-	}
+	s.SendWindow(t, 0, n, 32, got, func(i int) []byte { return udpFrame(p, uint32(i), 0, size) })
 }
 
+// waitBack waits until n frames came back to s, and checks that no more
+// did.
 func waitBack(t *testing.T, s *testutil.PacketSocket, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Received() < n && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		if got := s.Received(); got < n {
+			return fmt.Errorf("%d frames back, sent %d", got, n)
+		}
+		return nil
+	})
+	// Kept: the claim is that nothing more comes back, which leaves no
+	// event to wait for; a frame sent back twice would come within this.
 	time.Sleep(50 * time.Millisecond)
 	if got := s.Received(); got != n {
 		t.Fatalf("%d frames back, sent %d", got, n)
@@ -400,7 +388,8 @@ func TestRunL2fwdMetricsPcap(t *testing.T) {
 	metric(t, body, "xdpipe_burst_size_bucket", `le="64"`)
 	metric(t, body, "xdpipe_umem_frames", `place="fill"`)
 	metric(t, body, "xdpipe_drops_total", `reason="xsk_rx_ring_full"`)
-	time.Sleep(300 * time.Millisecond) // at least one rate line
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(proc.output(), "queue 0: rx") },
+		"no rate line (--interval 200ms)")
 	out, code := proc.stop(t, syscall.SIGTERM)
 	if code != 0 || !regexp.MustCompile(`all \d+ frames accounted for`).MatchString(out) || !strings.Contains(out, "queue 0: rx") ||
 		!strings.Contains(out, "cpus=[1]") {
@@ -600,10 +589,12 @@ stages:
 		n = testutil.Frames(300)
 		sendSized(t, src, p, n, size, back)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for back() < int64(n) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		if b := back(); b < int64(n) {
+			return fmt.Errorf("sent %d: %d came back and expired", n, b)
+		}
+		return nil
+	})
 	body := scrape(t, p.B.NS, addr)
 	came := metric(t, body, "xdpipe_stage_lost_total", `stage="rewrite"`)
 	went := metric(t, body, "xdpipe_tx_packets_total", `iface="`+p.A.Name+`"`)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -82,12 +83,11 @@ func TestSteerEndToEnd(t *testing.T) {
 	descs := make([]xsk.Desc, 64)
 	got := map[uint16]int{}
 	total := 0
-	for deadline := time.Now().Add(5 * time.Second); total < counts[7001] && time.Now().Before(deadline); {
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
 		n := sock.Receive(descs)
 		if n == 0 {
 			sock.Refill()
 			sock.Wait(100 * time.Millisecond)
-			continue
 		}
 		for _, d := range descs[:n] {
 			f := u.Bytes(d)
@@ -101,7 +101,11 @@ func TestSteerEndToEnd(t *testing.T) {
 		if r := sock.Recycle(descs[:n]); r < n {
 			u.FreeDescs(descs[r:n])
 		}
-	}
+		if total < counts[7001] {
+			return fmt.Errorf("AF_XDP socket received %v, want %d frames to port 7001", got, counts[7001])
+		}
+		return nil
+	})
 	if got[7001] != counts[7001] || total != counts[7001] {
 		t.Errorf("AF_XDP socket received %v, want %d frames to port 7001 only", got, counts[7001])
 	}
