@@ -74,18 +74,19 @@ func CheckLeaks(m *testing.M) int {
 	}
 	code := m.Run()
 	var after Resources
-	for i := 0; i < 20; i++ {
-		if after, err = Snapshot(); err != nil {
-			fmt.Fprintln(os.Stderr, "leak check: snapshot:", err)
-			return 2
-		}
-		if len(after.FDs) <= len(before.FDs) && len(after.Mappings) <= len(before.Mappings) {
-			return code
-		}
-		time.Sleep(50 * time.Millisecond)
+	settled := func() bool {
+		after, err = Snapshot()
+		return err != nil || len(after.FDs) <= len(before.FDs) && len(after.Mappings) <= len(before.Mappings)
 	}
-	fmt.Fprintf(os.Stderr, "leak check: %d fds before, %d after; %d special mappings before, %d after\n",
-		len(before.FDs), len(after.FDs), len(before.Mappings), len(after.Mappings))
-	fmt.Fprintf(os.Stderr, "fds now: %v\nmappings now:\n%s\n", after.FDs, strings.Join(after.Mappings, "\n"))
-	return 1
+	if _, ok := poll(time.Second, settled); !ok {
+		fmt.Fprintf(os.Stderr, "leak check: %d fds before, %d after; %d special mappings before, %d after\n",
+			len(before.FDs), len(after.FDs), len(before.Mappings), len(after.Mappings))
+		fmt.Fprintf(os.Stderr, "fds now: %v\nmappings now:\n%s\n", after.FDs, strings.Join(after.Mappings, "\n"))
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "leak check: snapshot:", err)
+		return 2
+	}
+	return code
 }
