@@ -322,23 +322,16 @@ func TestDeliverExact(t *testing.T) {
 	// The sink sees EOF once the sender closes.
 	s.Close()
 	pkts := make([][]byte, 8)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, 20*time.Second, func() bool {
 		k, err := r.Receive(pkts)
 		if k != 0 {
 			t.Fatalf("%d packets after the last one", k)
 		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, io.EOF) {
 			t.Fatalf("after close: %v, want io.EOF", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no EOF at the sink 20s after the sender closed")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return err != nil
+	}, "no EOF at the sink after the sender closed")
 }
 
 // TestSequenceChecking sends generator frames (package gen) with a gap
@@ -473,18 +466,13 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		}
 	})
 	// The cleanups above closed both ends; the kernel frees the objects of
-	// a destroyed cm_id asynchronously, so look a few times.
-	var after map[string]map[string]int
-	for i := 0; i < 50; i++ {
-		after = resources(t)
-		if fmt.Sprint(after) == fmt.Sprint(before) {
-			break
+	// a destroyed cm_id asynchronously.
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		if after := resources(t); fmt.Sprint(after) != fmt.Sprint(before) {
+			return fmt.Errorf("rdma resources before %v, after %v", before, after)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if fmt.Sprint(after) != fmt.Sprint(before) {
-		t.Errorf("rdma resources before %v, after %v", before, after)
-	}
+		return nil
+	})
 	devsAfter, _ := rdma.Devices()
 	if len(devsAfter) != len(devsBefore) {
 		t.Errorf("devices before %v, after %v", devsBefore, devsAfter)
@@ -601,21 +589,18 @@ func TestTooLarge(t *testing.T) {
 func receiveOne(t *testing.T, r *rdma.Receiver, want []byte) {
 	t.Helper()
 	pkts := make([][]byte, 4)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, 20*time.Second, func() bool {
 		k, err := r.Receive(pkts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if k == 1 {
-			if !bytes.Equal(pkts[0], want) {
-				t.Fatalf("received %d bytes, want %d; content differs", len(pkts[0]), len(want))
-			}
-			return
-		}
-		if k > 1 || time.Now().After(deadline) {
+		if k > 1 {
 			t.Fatalf("%d packets arrived, want 1", k)
 		}
+		return k == 1
+	}, "no packet arrived, want 1")
+	if !bytes.Equal(pkts[0], want) {
+		t.Fatalf("received %d bytes, want %d; content differs", len(pkts[0]), len(want))
 	}
 }
 
