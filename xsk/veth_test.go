@@ -498,18 +498,33 @@ func TestWaitSeesQueuedFramesAndArrivals(t *testing.T) {
 		t.Fatal("Wait returned, the RX ring is empty")
 	}
 
-	// Arriving while it waits.
-	done := make(chan error, 1)
-	go func() {
-		start := time.Now()
-		err := rx.Wait(long)
-		if el := time.Since(start); err == nil && el >= long/2 {
-			err = fmt.Errorf("a frame arrived, Wait waited %v of its %v", el, long)
+	// Arriving while it waits: sent once the Wait has parked.
+	var done chan error
+	wait := func() {
+		done = make(chan error, 1)
+		go func() {
+			start := time.Now()
+			err := rx.Wait(long)
+			if el := time.Since(start); err == nil && el >= long/2 {
+				err = fmt.Errorf("a frame arrived, Wait waited %v of its %v", el, long)
+			}
+			done <- err
+		}()
+	}
+	wait()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		select {
+		case err := <-done: // ended by a foreign frame: wait again
+			if err != nil {
+				t.Fatal(err)
+			}
+			drain()
+			wait()
+			return false
+		default:
+			return parked("github.com/xdpipe/xdpipe/xsk.(*sysKernel).Poll")
 		}
-		done <- err
-	}()
-	testutil.Eventually(t, 10*time.Second, func() bool { return parked("github.com/xdpipe/xdpipe/xsk.(*sysKernel).Poll") },
-		"Wait never parked in the netpoller")
+	}, "Wait never parked in the netpoller")
 	send()
 	if err := <-done; err != nil {
 		t.Fatal(err)
