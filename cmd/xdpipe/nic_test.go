@@ -61,10 +61,12 @@ func TestRunRSS(t *testing.T) {
 			}
 			n := testutil.Frames(4000)
 			sendFlows(t, back, p, 0, n, 128, 64, done)
-			deadline := time.Now().Add(10 * time.Second)
-			for done() < int64(n) && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
-			}
+			testutil.EventuallyErr(t, 10*time.Second, func() error {
+				if done() < int64(n) {
+					return fmt.Errorf("%d frames back and %d counted unbound, of %d sent", back.Received(), unbound, n)
+				}
+				return nil
+			})
 			seen := make([]bool, n)
 			for _, f := range back.Frames() {
 				seq := binary.BigEndian.Uint32(f[42:46])
@@ -102,11 +104,13 @@ func TestRunRSS(t *testing.T) {
 				t.Errorf("%v frames on queues without a socket, with a socket on every queue", lost)
 			}
 			warning := "reach no AF_XDP socket and go to the kernel stack"
-			if lost > 0 {
-				deadline := time.Now().Add(10 * time.Second) // the daemon looks once a second
-				for !strings.Contains(proc.output(), warning) && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
+			if lost > 0 { // the daemon looks once a second
+				testutil.EventuallyErr(t, 10*time.Second, func() error {
+					if out := proc.output(); !strings.Contains(out, warning) {
+						return fmt.Errorf("%v frames on queues without a socket and no warning:\n%s", lost, out)
+					}
+					return nil
+				})
 			}
 			out, code := proc.stop(t, syscall.SIGTERM)
 			if code != 0 || strings.Count(out, "frames accounted for") != queues {

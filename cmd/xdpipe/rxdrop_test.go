@@ -379,13 +379,12 @@ func TestRxdropCountsUnboundQueues(t *testing.T) {
 			t.Fatalf("gen on queue %d exited %d:\n%s", q, code, out)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(proc.output(), "unbound: q1=300\n") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no rate line counts the 300 frames on queue 1:\n%s", proc.output())
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		if out := proc.output(); !strings.Contains(out, "unbound: q1=300\n") {
+			return fmt.Errorf("no rate line counts the 300 frames on queue 1:\n%s", out)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	out, code := proc.stop(t, syscall.SIGINT)
 	if code != 0 {
 		t.Fatalf("rxdrop exited %d:\n%s", code, out)
