@@ -391,6 +391,38 @@ func TestDaemonReloadUnderTrafficLosesNoFrame(t *testing.T) {
 	}
 }
 
+// sample is one counter sample: its labels and value.
+type sample struct {
+	labels map[string]string
+	value  float64
+}
+
+// counters gathers c through a pedantic registry and returns the samples of
+// the counter name.
+func counters(t *testing.T, c prometheus.Collector, name string) []sample {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []sample
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			out = append(out, sample{l, m.GetCounter().GetValue()})
+		}
+	}
+	return out
+}
+
 // TestDaemonAccountCountsStages: the Collector exports the stages' own
 // counters, labelled with their kind and place in the chain.
 func TestDaemonAccountCountsStages(t *testing.T) {
@@ -402,29 +434,15 @@ func TestDaemonAccountCountsStages(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(d.Collector())
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	samples := counters(t, d.Collector(), "xdpipe_stage_packets_total")
 	found := false
-	for _, mf := range mfs {
-		if mf.GetName() != "xdpipe_stage_packets_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			if l["queue"] == "1" && l["stage"] == "count" && l["index"] == "0" && m.GetCounter().GetValue() == 500 {
-				found = true
-			}
+	for _, m := range samples {
+		if m.labels["queue"] == "1" && m.labels["stage"] == "count" && m.labels["index"] == "0" && m.value == 500 {
+			found = true
 		}
 	}
 	if !found {
-		t.Errorf("no xdpipe_stage_packets_total{queue=1,stage=count,index=0} = 500 in %v", mfs)
+		t.Errorf("no xdpipe_stage_packets_total{queue=1,stage=count,index=0} = 500 in %v", samples)
 	}
 	c := d.Counts()
 	if len(c) != 1 || c[0].Queue != 1 || c[0].Verdict != 500 {
@@ -447,24 +465,9 @@ func TestDaemonExportsUnboundQueues(t *testing.T) {
 		if err != nil || len(got) != 1 || got[0].Iface != "fake0" || got[0].String() != want.String() {
 			t.Fatalf("%s: Unbound() = %+v, %v; want fake0 %v", when, got, err, want)
 		}
-		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(d.Collector())
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
 		seen := map[string]float64{}
-		for _, mf := range mfs {
-			if mf.GetName() != "xdpipe_unbound_frames_total" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				l := map[string]string{}
-				for _, lp := range m.GetLabel() {
-					l[lp.GetName()] = lp.GetValue()
-				}
-				seen[l["iface"]+"/"+l["queue"]] = m.GetCounter().GetValue()
-			}
+		for _, m := range counters(t, d.Collector(), "xdpipe_unbound_frames_total") {
+			seen[m.labels["iface"]+"/"+m.labels["queue"]] = m.value
 		}
 		if len(seen) != 2 || seen["fake0/2"] != 7 || seen["fake0/5"] != 1 {
 			t.Fatalf("%s: xdpipe_unbound_frames_total %v, want fake0/2 7 and fake0/5 1", when, seen)
