@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -110,50 +111,36 @@ rules:
 	// (redirected by rule 25, but with no socket registered they reach the
 	// kernel stack too, counted unbound).
 	p.A.NS.Run("ping", "-c5", "-i0.01", "-W0.2", p.B.IP.String())
-	var rx, rx2 net.PacketConn
-	b.MustDo(t, func() (err error) {
-		if rx, err = net.ListenPacket("udp4", net.JoinHostPort(p.B.IP.String(), "9001")); err != nil {
+	// Each port: datagrams sent from A, then read on B's kernel socket.
+	for _, c := range []struct {
+		port, n int
+		what    string
+	}{{9001, 7, "passed by the rule"}, {9100, 3, "redirected to no socket"}} {
+		var rx net.PacketConn
+		b.MustDo(t, func() (err error) {
+			rx, err = net.ListenPacket("udp4", net.JoinHostPort(p.B.IP.String(), strconv.Itoa(c.port)))
 			return err
-		}
-		rx2, err = net.ListenPacket("udp4", net.JoinHostPort(p.B.IP.String(), "9100"))
-		return err
-	})
-	defer rx.Close()
-	defer rx2.Close()
-	p.A.NS.MustDo(t, func() error {
-		c, err := net.Dial("udp4", net.JoinHostPort(p.B.IP.String(), "9001"))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for i := range 7 {
-			if _, err := fmt.Fprintf(c, "datagram%d", i); err != nil {
+		})
+		defer rx.Close()
+		p.A.NS.MustDo(t, func() error {
+			tx, err := net.Dial("udp4", net.JoinHostPort(p.B.IP.String(), strconv.Itoa(c.port)))
+			if err != nil {
 				return err
 			}
-		}
-		c2, err := net.Dial("udp4", net.JoinHostPort(p.B.IP.String(), "9100"))
-		if err != nil {
-			return err
-		}
-		defer c2.Close()
-		for i := range 3 {
-			if _, err := fmt.Fprintf(c2, "to-xsk%d", i); err != nil {
-				return err
+			defer tx.Close()
+			for i := range c.n {
+				if _, err := fmt.Fprintf(tx, "datagram%d", i); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
-	})
-	buf := make([]byte, 100)
-	for i := range 7 {
-		rx.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, _, err := rx.ReadFrom(buf); err != nil {
-			t.Fatalf("datagram %d passed by the rule did not reach the UDP socket: %v", i, err)
-		}
-	}
-	for i := range 3 {
-		rx2.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, _, err := rx2.ReadFrom(buf); err != nil {
-			t.Fatalf("datagram %d redirected to no socket did not reach the kernel's UDP socket: %v", i, err)
+			return nil
+		})
+		buf := make([]byte, 100)
+		for i := range c.n {
+			rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := rx.ReadFrom(buf); err != nil {
+				t.Fatalf("datagram %d to port %d, %s, did not reach the kernel's UDP socket: %v", i, c.port, c.what, err)
+			}
 		}
 	}
 
