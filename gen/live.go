@@ -190,17 +190,9 @@ func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 	// cilium/ebpf runs an interrupted call (EINTR: a signal, such as the
 	// Go scheduler's preemption) again with its whole Repeat. The stamping
 	// program counts what it made across attempts; for the bare one, what
-	// an interrupted attempt handed the driver (taken or refused) is added
-	// to made here. handed is the driver's count when the attempt began.
+	// the driver was handed during the call (taken or refused) counts when
+	// it is more than the Repeat. handed is the driver's count before it.
 	var handed uint64
-	if l.opts.Bare {
-		opts.Reset = func() {
-			if s, d, _, rerr := l.xmit.read(); rerr == nil {
-				made += s + d - handed
-				handed = s + d
-			}
-		}
-	}
 	c := counter{Limit: limit}
 	for ctx.Err() == nil {
 		now := time.Now()
@@ -222,16 +214,16 @@ func (l *Live) Send(ctx context.Context, r Run) (Result, error) {
 			err = fmt.Errorf("live engine: %w", errors.Join(err, liveHint(err)))
 			break
 		}
+		var refused uint64
+		if left, refused, _, err = l.xmit.read(); err != nil {
+			break
+		}
 		if l.opts.Bare {
-			made += n
+			made += max(n, left+refused-handed)
 		} else if c, err = l.st.get(); err != nil {
 			break
 		} else {
 			made = min(c.Next, limit)
-		}
-		var refused uint64
-		if left, refused, _, err = l.xmit.read(); err != nil {
-			break
 		}
 		handed = left + refused
 	}
