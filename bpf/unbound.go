@@ -3,6 +3,7 @@
 package bpf
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -54,25 +55,29 @@ func (u Unbound) String() string {
 	return b.String()
 }
 
-// readUnbound sums the xsk_unbound map over CPUs.
+// readUnbound sums the xsk_unbound map over CPUs, in one batch lookup: a
+// lookup per queue would be MaxQueues system calls per read.
 func readUnbound(m *ebpf.Map) (Unbound, error) {
-	var (
-		out    Unbound
-		queue  uint32
-		percpu []uint64
-	)
-	it := m.Iterate()
-	for it.Next(&queue, &percpu) {
-		var n uint64
-		for _, v := range percpu {
-			n += v
-		}
-		if n > 0 {
-			out = append(out, QueueCount{Queue: int(queue), Packets: n})
-		}
-	}
-	if err := it.Err(); err != nil {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
 		return nil, fmt.Errorf("read unbound queue counts: %w", err)
+	}
+	keys := make([]uint32, m.MaxEntries())
+	values := make([]uint64, len(keys)*cpus)
+	var cursor ebpf.MapBatchCursor
+	n, err := m.BatchLookup(&cursor, keys, values, nil)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil, fmt.Errorf("read unbound queue counts: %w", err)
+	}
+	var out Unbound
+	for i, q := range keys[:n] {
+		var sum uint64
+		for _, v := range values[i*cpus : (i+1)*cpus] {
+			sum += v
+		}
+		if sum > 0 {
+			out = append(out, QueueCount{Queue: int(q), Packets: sum})
+		}
 	}
 	return out, nil
 }
