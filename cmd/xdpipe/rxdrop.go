@@ -63,9 +63,9 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	fs.StringVar(&attach, "attach", "auto", "XDP attach mode: driver, generic or auto (driver, else generic)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until SIGINT or SIGTERM)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "rate line interval")
-	fs.UintVar(&o.frames, "frames", 4*xsk.DefaultRingSize, "UMEM frames (at least twice the fill ring)")
+	fs.UintVar(&o.frames, "frames", 4*xsk.DefaultRingSize, "UMEM frames (at least twice --ring)")
 	fs.UintVar(&o.frameSz, "frame-size", xsk.DefaultFrameSize, "UMEM frame size: 2048 or 4096")
-	fs.UintVar(&o.ring, "ring", xsk.DefaultRingSize, "entries in the RX ring (power of two); the fill ring gets twice as many, so a\nreceiver that is descheduled for a moment still has frames posted")
+	fs.UintVar(&o.ring, "ring", xsk.DefaultRingSize, "entries in the RX ring and the fill ring (power of two): the frames the kernel\nwrites into in turn, and what a descheduled receiver can absorb")
 	fs.UintVar(&o.batch, "batch", 64, "frames taken from the RX ring per burst")
 	fs.IntVar(&o.cpu, "cpu", -1, "pin the receive loop to this CPU (-1: no pinning)")
 	fs.BoolVar(&o.busyPoll, "busy-poll", false, "enable socket busy polling (SO_PREFER_BUSY_POLL)")
@@ -110,8 +110,8 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		return o, fmt.Errorf("--batch %d: must be between 1 and --ring (%d)", o.batch, o.ring)
 	case o.frameSz != 2048 && o.frameSz != 4096:
 		return o, fmt.Errorf("--frame-size %d: must be 2048 or 4096", o.frameSz)
-	case o.frames < 4*o.ring:
-		return o, fmt.Errorf("--frames %d: need at least %d, twice the fill ring of 2x --ring %d", o.frames, 4*o.ring, o.ring)
+	case o.frames < 2*o.ring:
+		return o, fmt.Errorf("--frames %d: need at least %d, the fill ring and the RX ring of --ring %d each", o.frames, 2*o.ring, o.ring)
 	case o.interval <= 0:
 		return o, fmt.Errorf("--interval %v: must be positive", o.interval)
 	case o.duration < 0:
@@ -152,11 +152,11 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	ring := uint64(o.ring)
 	if err := xsk.CheckMemory([]xsk.Cost{
 		xsk.UmemCost("--frames", 1, uint64(o.frames), uint32(o.frameSz)),
-		xsk.RingsCost("--ring", 1, ring, ring, 2*ring, 2*ring),
+		xsk.RingsCost("--ring", 1, ring, ring, ring, 2*ring),
 	}, lim); err != nil {
 		return err
 	}
-	umem, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: uint32(o.frames), FrameSize: uint32(o.frameSz), FillSize: 2 * uint32(o.ring)})
+	umem, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: uint32(o.frames), FrameSize: uint32(o.frameSz), FillSize: uint32(o.ring)})
 	if err != nil {
 		return err
 	}
