@@ -64,7 +64,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until SIGINT or SIGTERM)")
 	fs.DurationVar(&o.interval, "interval", time.Second, "rate line interval")
 	fs.UintVar(&o.frames, "frames", 4*xsk.DefaultRingSize, "UMEM frames (at least twice --ring)")
-	fs.UintVar(&o.frameSz, "frame-size", xsk.DefaultFrameSize, "UMEM frame size: 2048 or 4096")
+	fs.UintVar(&o.frameSz, "frame-size", 0, "UMEM frame size: 2048 or 4096; 0: 2048 when a frame of the interface's MTU fits in\none (the kernel's writes then span half the pages), else 4096")
 	fs.UintVar(&o.ring, "ring", xsk.DefaultRingSize, "entries in the RX ring and the fill ring (power of two): the frames the kernel\nwrites into in turn, and what a descheduled receiver can absorb")
 	fs.UintVar(&o.batch, "batch", 64, "frames taken from the RX ring per burst")
 	fs.IntVar(&o.cpu, "cpu", -1, "pin the receive loop to this CPU (-1: no pinning)")
@@ -108,7 +108,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		return o, fmt.Errorf("--queue %d: must be 0 or more", o.queue)
 	case o.batch == 0 || o.batch > o.ring:
 		return o, fmt.Errorf("--batch %d: must be between 1 and --ring (%d)", o.batch, o.ring)
-	case o.frameSz != 2048 && o.frameSz != 4096:
+	case o.frameSz != 0 && o.frameSz != 2048 && o.frameSz != 4096:
 		return o, fmt.Errorf("--frame-size %d: must be 2048 or 4096", o.frameSz)
 	case o.frames < 2*o.ring:
 		return o, fmt.Errorf("--frames %d: need at least %d, the fill ring and the RX ring of --ring %d each", o.frames, 2*o.ring, o.ring)
@@ -141,8 +141,15 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	if err := dataplane.CheckCaps(o.rules != nil); err != nil {
 		return err
 	}
-	if _, _, err := dataplane.CheckInterface(o.iface, o.queue); err != nil {
+	ifc, _, err := dataplane.CheckInterface(o.iface, o.queue)
+	if err != nil {
 		return err
+	}
+	if o.frameSz == 0 {
+		o.frameSz = 4096
+		if xsk.Segments(ifc.MTU, 2048) == 1 {
+			o.frameSz = 2048
+		}
 	}
 	// Before anything is allocated: no size may bring on the OOM killer.
 	lim, err := xsk.ReadMemoryLimits()
@@ -183,8 +190,8 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	case o.poll == pipeline.PollWakeup:
 		poll += " (poll only)"
 	}
-	fmt.Printf("rxdrop: %s queue %d, %s, XDP %s (%s mode), AF_XDP %s, %s polling, burst %d\n",
-		o.iface, o.queue, port.XDP, prog, port.Attached, dataplane.ModeText(sock), poll, o.batch)
+	fmt.Printf("rxdrop: %s queue %d, %s, XDP %s (%s mode), AF_XDP %s, %s polling, burst %d, %d frames of %d bytes in rotation\n",
+		o.iface, o.queue, port.XDP, prog, port.Attached, dataplane.ModeText(sock), poll, o.batch, o.ring, o.frameSz)
 
 	if o.duration > 0 {
 		var cancel context.CancelFunc
