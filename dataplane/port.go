@@ -159,7 +159,7 @@ func busyPollStall(driver string, o PortOptions) string {
 // OpenPort opens a port the one way every command does: check the
 // interface, load the program (and its rules, pinned where asked), make
 // the sockets, fill each before it is registered (see pipeline's package
-// doc), attach, register. On error everything it made is undone.
+// doc), register, attach. On error everything it made is undone.
 func OpenPort(o PortOptions) (_ *Port, err error) {
 	if len(o.Umems) != len(o.Queues) {
 		return nil, fmt.Errorf("open port %s: %d UMEMs for %d queues", o.Iface, len(o.Umems), len(o.Queues))
@@ -254,13 +254,16 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 		}
 		p.prog = r
 	}
-	if p.Attached, err = p.prog.Attach(ifc.Index, o.Attach); err != nil {
-		return nil, err
-	}
+	// The sockets go into the XSKMAP before the program attaches: a frame
+	// arriving in between would otherwise go to the kernel, counted as on
+	// a queue without a socket.
 	for i, q := range o.Queues {
 		if err := p.prog.Register(q, p.Sockets[i].FD()); err != nil {
 			return nil, err
 		}
+	}
+	if p.Attached, err = p.prog.Attach(ifc.Index, o.Attach); err != nil {
+		return nil, err
 	}
 	if p.watch, err = netdev.WatchLinks(ifc.Index); err != nil {
 		return nil, err

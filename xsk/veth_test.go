@@ -115,8 +115,8 @@ func socketOn(t *testing.T, e *testutil.LinkEnd, u *xsk.Umem, queue int, so xsk.
 	return s
 }
 
-// redirectOn loads the redirect program, attaches it to e in driver mode
-// and registers socks by queue.
+// redirectOn loads the redirect program, registers socks by queue and
+// attaches it to e in driver mode.
 func redirectOn(t *testing.T, e *testutil.LinkEnd, socks ...*xsk.Socket) *bpf.Redirect {
 	t.Helper()
 	r, err := bpf.LoadRedirect()
@@ -128,17 +128,19 @@ func redirectOn(t *testing.T, e *testutil.LinkEnd, socks ...*xsk.Socket) *bpf.Re
 			t.Errorf("redirect close: %v", err)
 		}
 	})
-	ifindex := e.Ifindex(t)
-	e.NS.MustDo(t, func() error {
-		_, err := r.Attach(ifindex, bpf.AttachDriver)
-		return err
-	})
+	// Sockets first, as dataplane.OpenPort does: no frame finds the
+	// program without them (it would go to the kernel, counted unbound).
 	for _, s := range socks {
 		s.Refill() // before frames arrive, or they are dropped (RxDropped)
 		if err := r.Register(s.Queue(), s.FD()); err != nil {
 			t.Fatal(err)
 		}
 	}
+	ifindex := e.Ifindex(t)
+	e.NS.MustDo(t, func() error {
+		_, err := r.Attach(ifindex, bpf.AttachDriver)
+		return err
+	})
 	return r
 }
 
