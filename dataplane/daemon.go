@@ -217,7 +217,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Unlock()
 	uctx, stopUnbound := context.WithCancel(ctx)
 	var uwg sync.WaitGroup
-	uwg.Go(func() { d.warnUnbound(uctx) })
+	uwg.Go(func() { WarnUnbound(uctx, d.Unbound, func(h string) { d.log.Warn(h) }) })
 	defer func() { stopUnbound(); uwg.Wait() }()
 	d.log.Info("running", "queues", d.p.queues, "interfaces", d.p.cfg.Interfaces, "poll", d.p.poll.String(), "cpus", d.p.cpus,
 		"umem", map[bool]string{true: "shared", false: "per-queue"}[d.p.sharedMem], "steering", d.p.steer != nil)

@@ -3,7 +3,6 @@ package dataplane
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/xdpipe/xdpipe/bpf"
@@ -22,14 +21,13 @@ func UnboundHint(iface string, u bpf.Unbound) string {
 		iface, u.Queues(), u.Total(), iface)
 }
 
-// UnboundNotice decides when to say UnboundHint: once for each queue that
+// unboundNotice decides when to say UnboundHint: once for each queue that
 // starts to get frames without a socket, not every time its count grows.
-// The zero value is ready to use.
-type UnboundNotice struct{ seen map[string]map[int]bool }
+type unboundNotice struct{ seen map[string]map[int]bool }
 
-// Hint returns UnboundHint when u names a queue of iface not reported
+// hint returns UnboundHint when u names a queue of iface not reported
 // before, else "".
-func (n *UnboundNotice) Hint(iface string, u bpf.Unbound) string {
+func (n *unboundNotice) hint(iface string, u bpf.Unbound) string {
 	if n.seen == nil {
 		n.seen = map[string]map[int]bool{}
 	}
@@ -48,14 +46,17 @@ func (n *UnboundNotice) Hint(iface string, u bpf.Unbound) string {
 	return UnboundHint(iface, u)
 }
 
-// unboundEvery is how often Run looks for frames on queues without a
-// socket.
+// unboundEvery is how often WarnUnbound looks for frames on queues without
+// a socket.
 const unboundEvery = time.Second
 
-// warnUnbound logs UnboundHint for each queue of the daemon's interfaces
-// that starts to get frames without a socket, until ctx ends.
-func (d *Daemon) warnUnbound(ctx context.Context) {
-	var notice UnboundNotice
+// WarnUnbound says UnboundHint through warn, looking once a second, for
+// each queue that starts to get frames without a socket, reading the
+// counts with read (Daemon.Unbound, or a Port's), until ctx ends. It says
+// through warn too why it could not read them. Daemon.Run runs it; a
+// command that drives a Port itself runs it beside its loop.
+func WarnUnbound(ctx context.Context, read func() ([]IfaceUnbound, error), warn func(string)) {
+	var notice unboundNotice
 	t := time.NewTicker(unboundEvery)
 	defer t.Stop()
 	for {
@@ -64,13 +65,13 @@ func (d *Daemon) warnUnbound(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		ifs, err := d.Unbound()
+		ifs, err := read()
 		if err != nil {
-			d.log.Warn("reading the counts of frames on queues without a socket", "err", err)
+			warn("reading the counts of frames on queues without a socket: " + err.Error())
 		}
 		for _, iu := range ifs {
-			if h := notice.Hint(iu.Iface, iu.Unbound); h != "" {
-				d.log.Warn(h, slog.String("iface", iu.Iface))
+			if h := notice.hint(iu.Iface, iu.Unbound); h != "" {
+				warn(h)
 			}
 		}
 	}

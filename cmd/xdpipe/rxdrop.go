@@ -218,10 +218,18 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	rep := newRateReporter(port, &counts, tr != nil)
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
-	var (
-		lost   error
-		notice dataplane.UnboundNotice
-	)
+	var lost error
+	// Frames on queues without this socket: said once a queue, whatever
+	// the rate line's interval.
+	wctx, stopWarn := context.WithCancel(ctx)
+	var warned sync.WaitGroup
+	warned.Go(func() {
+		dataplane.WarnUnbound(wctx, func() ([]dataplane.IfaceUnbound, error) {
+			u, err := port.Unbound()
+			return []dataplane.IfaceUnbound{{Iface: o.iface, Unbound: u}}, err
+		}, func(h string) { fmt.Fprintln(os.Stderr, "rxdrop: warning:", h) })
+	})
+	defer func() { stopWarn(); warned.Wait() }()
 wait:
 	for {
 		select {
@@ -232,11 +240,6 @@ wait:
 			break wait
 		case <-tick.C:
 			fmt.Println(rep.line())
-			if u, err := port.Unbound(); err == nil {
-				if h := notice.Hint(o.iface, u); h != "" {
-					fmt.Fprintln(os.Stderr, "rxdrop: warning:", h)
-				}
-			}
 		}
 	}
 	stop.Store(true)

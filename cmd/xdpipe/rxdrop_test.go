@@ -385,11 +385,17 @@ func TestRxdropCountsUnboundQueues(t *testing.T) {
 		}
 		return nil
 	})
+	warn := "rxdrop: warning: frames on " + p.B.Name + " RX queues [1] reach no AF_XDP socket and go to the kernel stack"
+	testutil.EventuallyErr(t, 10*time.Second, func() error { // rxdrop looks once a second
+		if out := proc.output(); !strings.Contains(out, warn) {
+			return fmt.Errorf("no warning about queue 1:\n%s", out)
+		}
+		return nil
+	})
 	out, code := proc.stop(t, syscall.SIGINT)
 	if code != 0 {
 		t.Fatalf("rxdrop exited %d:\n%s", code, out)
 	}
-	warn := "rxdrop: warning: frames on " + p.B.Name + " RX queues [1] reach no AF_XDP socket and go to the kernel stack"
 	if n := strings.Count(out, warn); n != 1 || !strings.Contains(out, "ethtool -L "+p.B.Name) {
 		t.Errorf("want one warning naming queue 1 and ethtool, got %d:\n%s", n, out)
 	}
