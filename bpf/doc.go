@@ -1,11 +1,14 @@
 // Package bpf holds xdpipe's XDP programs and their Go loader.
 //
-// The programs are C (redirect.c, dropcount.c, steer.c) compiled by
+// The programs are C (redirect.c, track.c, dropcount.c, steer.c) compiled by
 // bpf2go; the generated *_bpfel.go and *_bpfel.o are committed, so building
 // xdpipe needs no clang (see gen.go).
 //
 //   - Redirect (LoadRedirect): every frame goes to the AF_XDP socket
 //     registered for its RX queue, or to the kernel stack when none is.
+//     LoadTrackingRedirect loads its variant (track.c) that also accounts
+//     the generated frames it redirects, as gen.Tracker does, on the CPU
+//     that runs the hook, so that a receiver need not read them.
 //   - DropCount (LoadDropCount): drops and counts, the benchmark ceiling.
 //   - Steer (LoadSteer): the rule-driven steering program (steer.c), with
 //     the match language of package rules.

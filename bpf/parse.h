@@ -39,6 +39,7 @@ struct tuple {
 	__u32 has_ports;
 	__u32 sport, dport;
 	__u32 src[4], dst[4]; // network order; IPv4 in [0]
+	__u32 l4; // offset of the UDP or TCP header, with has_ports
 };
 
 #define IPPROTO_ICMPV6_ 58
@@ -161,6 +162,7 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 		if (p + (t->proto == IPPROTO_UDP ? 8 : 20) > end)
 			return STAT_TRUNC_L4;
 		t->has_ports = 1;
+		t->l4 = p - data;
 		t->sport = bpf_ntohs(ports[0]);
 		t->dport = bpf_ntohs(ports[1]);
 		break;

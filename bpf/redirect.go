@@ -3,6 +3,7 @@
 package bpf
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -18,8 +19,11 @@ const MaxQueues = 256
 // attaches to MTU 9000 interfaces and hands jumbo frames to sockets bound with
 // XDP_USE_SG. Methods are safe for concurrent use.
 type Redirect struct {
-	p    program
-	objs redirectObjects
+	p       program
+	prog    *ebpf.Program
+	xsks    *ebpf.Map
+	unbound *ebpf.Map
+	track   *ebpf.Map // the tracking program's state, or nil
 }
 
 // LoadRedirect loads the redirect program and its XSKMAP into the kernel.
@@ -28,12 +32,50 @@ func LoadRedirect() (*Redirect, error) {
 	if err := removeMemlock(); err != nil {
 		return nil, err
 	}
-	r := &Redirect{}
-	if err := loadRedirectObjects(&r.objs, nil); err != nil {
+	var objs redirectObjects
+	if err := loadRedirectObjects(&objs, nil); err != nil {
 		return nil, fmt.Errorf("load redirect program: %w", err)
 	}
-	r.p = newProgram("redirect", r.objs.XdpRedirect, &r.objs, true)
-	return r, nil
+	return &Redirect{p: newProgram("redirect", objs.XdpRedirect, &objs, true),
+		prog: objs.XdpRedirect, xsks: objs.Xsks, unbound: objs.XskUnbound}, nil
+}
+
+// LoadTrackingRedirect loads the redirect program's variant that also
+// accounts the generated frames (xdpipe gen's payload) it redirects, at
+// the hook, on the CPU that runs it (track.c); Tracked reads what it
+// counted. A receiver then need not read the frames for the accounting.
+func LoadTrackingRedirect() (*Redirect, error) {
+	if err := removeMemlock(); err != nil {
+		return nil, err
+	}
+	var objs trackObjects
+	if err := loadTrackObjects(&objs, nil); err != nil {
+		return nil, fmt.Errorf("load tracking redirect program: %w", err)
+	}
+	return &Redirect{p: newProgram("tracking redirect", objs.XdpTrack, &objs, true),
+		prog: objs.XdpTrack, xsks: objs.Xsks, unbound: objs.XskUnbound, track: objs.Track}, nil
+}
+
+// TrackState is what the tracking program counted on one CPU: gen.Tracker's
+// counts, its duplicate window and its latency histogram's buckets
+// (gen.Histogram's, measured at the hook).
+type TrackState = trackTrackState
+
+// Tracked reads the tracking program's state, one per possible CPU. A
+// Redirect loaded by LoadRedirect has none: an error.
+func (r *Redirect) Tracked() ([]TrackState, error) {
+	if r.track == nil {
+		return nil, errors.New("read tracked frames: loaded without tracking")
+	}
+	if err := r.p.lock(); err != nil {
+		return nil, fmt.Errorf("read tracked frames: %w", err)
+	}
+	defer r.p.mu.Unlock()
+	var out []TrackState
+	if err := r.track.Lookup(uint32(0), &out); err != nil {
+		return nil, fmt.Errorf("read tracked frames: %w", err)
+	}
+	return out, nil
 }
 
 // Attach attaches the program to the interface ifindex (resolved in the
@@ -54,7 +96,7 @@ func (r *Redirect) Register(queue, fd int) error {
 		return fmt.Errorf("register queue %d: %w", queue, err)
 	}
 	defer r.p.mu.Unlock()
-	return registerXSK(r.objs.Xsks, queue, fd)
+	return registerXSK(r.xsks, queue, fd)
 }
 
 // Unregister removes the socket of RX queue queue; its frames go to the
@@ -64,12 +106,12 @@ func (r *Redirect) Unregister(queue int) error {
 		return fmt.Errorf("unregister queue %d: %w", queue, err)
 	}
 	defer r.p.mu.Unlock()
-	return unregisterXSK(r.objs.Xsks, queue)
+	return unregisterXSK(r.xsks, queue)
 }
 
 // Program returns the loaded program, for BPF_PROG_RUN. Owned by r: valid
 // until Close, not to be closed by the caller.
-func (r *Redirect) Program() *ebpf.Program { return r.objs.XdpRedirect }
+func (r *Redirect) Program() *ebpf.Program { return r.prog }
 
 // Close detaches the program and releases the program and map. It is safe
 // to call more than once.

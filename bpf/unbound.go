@@ -88,7 +88,7 @@ func (r *Redirect) Unbound() (Unbound, error) {
 		return nil, err
 	}
 	defer r.p.mu.Unlock()
-	return readUnbound(r.objs.XskUnbound)
+	return readUnbound(r.unbound)
 }
 
 // Unbound reads the frames a redirect rule (or default) sent towards a

@@ -1,0 +1,227 @@
+//go:build ignore
+
+// track: the redirect program (redirect.c) that also accounts the frames it
+// redirects which xdpipe gen made (gen/payload.go), as gen.Tracker does:
+// loss, duplicates, reordering and one-way latency. It reads the payload
+// where the frame is hot, on the CPU that runs the hook, so the receiver
+// never has to: in copy mode reading it in user space pulls each frame's
+// cache line to the receiver's CPU, and the kernel's next copy into that
+// UMEM frame, on the sender's CPU, pays for taking it back.
+//
+// One struct track_state per CPU; the Go side merges them as gen.Tracker's
+// Merge does (duplicates across CPUs are not seen: exact while one CPU runs
+// the hook for a flow, as one NAPI instance per queue does). Latency is
+// measured at the hook, with bpf_ktime_get_ns (CLOCK_MONOTONIC, the clock
+// of gen's stamps). Frames dropped after the hook (the socket's RX ring
+// full) are counted here and by the kernel's socket statistics.
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "xdpipe.h"
+#include "xsk.h"
+#include "parse.h"
+
+// gen/payload.go and gen/tracker.go: keep in step.
+#define GEN_MAGIC 0x58445031
+#define GEN_PAYLOAD_LEN 20
+#define TRACK_WINDOW 65536
+#define TRACK_WORDS (TRACK_WINDOW / 64)
+#define HIST_SUB_BITS 4
+#define HIST_SUB (1 << HIST_SUB_BITS)
+#define HIST_BUCKETS (64 * HIST_SUB)
+// The furthest a payload may start (MAX_VLANS tags, IPv6 with
+// MAX_EXT_HDRS headers of at most 2048 bytes each fit well below).
+#define MAX_PAYLOAD_OFF 16384
+
+// One CPU's accounting: gen.Tracker's fields.
+struct track_state {
+	__u64 received; // generated frames, duplicates included
+	__u64 unique;
+	__u64 dups;
+	__u64 reordered;
+	__u64 late;
+	__u64 others; // redirected frames that were not generated ones
+	__u64 bytes;
+	__u64 max_seq;
+	__u64 any_seen;
+	__u64 neg_lat; // stamps in this CPU's future
+	__u64 lat_max;
+	__u64 window[TRACK_WORDS]; // bit s%TRACK_WINDOW: s seen, for s in (max_seq-TRACK_WINDOW, max_seq]
+	__u64 lat[HIST_BUCKETS]; // gen.Histogram's buckets, ns
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, XDPIPE_MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct track_state);
+} track SEC(".maps");
+
+// bucket is gen.Histogram's bucket of v.
+static __always_inline __u32 bucket(__u64 v)
+{
+	__u64 x = v;
+	__u32 e = 0;
+
+	if (v < HIST_SUB)
+		return v;
+	if (x >> 32) {
+		e += 32;
+		x >>= 32;
+	}
+	if (x >> 16) {
+		e += 16;
+		x >>= 16;
+	}
+	if (x >> 8) {
+		e += 8;
+		x >>= 8;
+	}
+	if (x >> 4) {
+		e += 4;
+		x >>= 4;
+	}
+	if (x >> 2) {
+		e += 2;
+		x >>= 2;
+	}
+	if (x >> 1)
+		e += 1;
+	// e = floor(log2 v) >= HIST_SUB_BITS
+	__u32 sub = (v >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1);
+	return (e - HIST_SUB_BITS + 1) * HIST_SUB + sub;
+}
+
+static __always_inline void set_seen(struct track_state *st, __u64 s)
+{
+	st->window[(s % TRACK_WINDOW) / 64 & (TRACK_WORDS - 1)] |= 1ULL << (s % 64);
+}
+
+// forget clears the window's bits of the sequence numbers in (st->max_seq,
+// s), which the window moves over: at most TRACK_WORDS+1 words.
+static __always_inline void forget(struct track_state *st, __u64 s)
+{
+	__u64 lo = st->max_seq + 1;
+	int i;
+
+	// A jump of a whole window or more clears every bit but s's own.
+	if (s - st->max_seq >= TRACK_WINDOW)
+		lo = s - TRACK_WINDOW + 1;
+	for (i = 0; i <= TRACK_WORDS; i++) {
+		if (lo >= s)
+			break;
+		__u64 bit = lo % 64, n = 64 - bit, mask = ~0ULL << bit;
+		if (s - lo < n) {
+			n = s - lo;
+			mask = ((1ULL << n) - 1) << bit;
+		}
+		st->window[(lo % TRACK_WINDOW) / 64 & (TRACK_WORDS - 1)] &= ~mask;
+		lo += n;
+	}
+}
+
+// observe accounts one frame with gen's payload (gen.Tracker.ObservePayload).
+static __always_inline void observe(struct track_state *st, __u64 seq, __s64 sent, __u64 size)
+{
+	__s64 d = (__s64)bpf_ktime_get_ns() - sent;
+
+	st->received++;
+	st->bytes += size;
+	if (d >= 0) {
+		st->lat[bucket(d) & (HIST_BUCKETS - 1)]++;
+		if ((__u64)d > st->lat_max)
+			st->lat_max = d;
+	} else {
+		st->neg_lat++;
+	}
+	if (!st->any_seen) {
+		st->any_seen = 1;
+		st->max_seq = seq;
+		set_seen(st, seq);
+		st->unique++;
+	} else if (seq > st->max_seq) {
+		forget(st, seq);
+		st->max_seq = seq;
+		set_seen(st, seq);
+		st->unique++;
+	} else if (st->max_seq - seq >= TRACK_WINDOW) {
+		st->late++;
+		st->reordered++;
+		st->unique++;
+	} else {
+		__u64 *w = &st->window[(seq % TRACK_WINDOW) / 64 & (TRACK_WORDS - 1)];
+		__u64 b = 1ULL << (seq % 64);
+		if (*w & b) {
+			st->dups++;
+			return;
+		}
+		*w |= b;
+		st->unique++;
+		if (seq != st->max_seq)
+			st->reordered++;
+	}
+}
+
+// track_frame finds gen's payload as gen.Parse does and accounts the frame.
+static __always_inline void track_frame(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct track_state *st = bpf_map_lookup_elem(&track, &zero);
+	struct tuple t = {};
+
+	if (!st)
+		return;
+	if (parse(ctx, &t) || !t.has_ports) {
+		st->others++;
+		return;
+	}
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 off = t.l4;
+	if (off > MAX_PAYLOAD_OFF) {
+		st->others++;
+		return;
+	}
+	if (t.proto == IPPROTO_TCP) {
+		__u8 *th = data + off;
+		if ((void *)(th + 13) > end) {
+			st->others++;
+			return;
+		}
+		__u32 doff = (th[12] >> 4) * 4;
+		if (doff < 20) {
+			st->others++;
+			return;
+		}
+		off += doff;
+	} else {
+		off += 8;
+	}
+	__u8 *p = data + (off & (2 * MAX_PAYLOAD_OFF - 1));
+	if ((void *)(p + GEN_PAYLOAD_LEN) > end || bpf_ntohl(*(__u32 *)p) != GEN_MAGIC) {
+		st->others++;
+		return;
+	}
+	observe(st, *(__u64 *)(p + 4), *(__s64 *)(p + 12), end - data);
+}
+
+SEC("xdp.frags")
+int xdp_track(struct xdp_md *ctx)
+{
+	int act = redirect_xsk(&xsks, ctx);
+
+	if (act == XDP_REDIRECT)
+		track_frame(ctx);
+	return act;
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";
