@@ -132,6 +132,43 @@ func (t *Tracker) Merge(o *Tracker) {
 	t.lat.Merge(&o.lat)
 }
 
+// Counts are a Tracker's counts made elsewhere: by xdpipe's tracking XDP
+// program (bpf.LoadTrackingRedirect), which applies ObservePayload's rules
+// at the hook. MergeCounts adds them into a Tracker.
+type Counts struct {
+	Received, Unique, Duplicates, Reordered, Late, Others, Bytes uint64
+	// MaxSeq is the highest sequence number seen, if AnySeen.
+	MaxSeq  uint64
+	AnySeen bool
+	// ClockSkewed counts frames stamped in the counter's future.
+	ClockSkewed uint64
+	// Latency holds the latencies' counts by Histogram bucket (the first
+	// HistogramBuckets at most are used); LatencyMax is the largest.
+	Latency    []uint64
+	LatencyMax uint64
+}
+
+// MergeCounts adds c into t, as Merge adds another Tracker.
+func (t *Tracker) MergeCounts(c *Counts) {
+	t.received += c.Received
+	t.unique += c.Unique
+	t.dups += c.Duplicates
+	t.reordered += c.Reordered
+	t.late += c.Late
+	t.others += c.Others
+	t.bytes += c.Bytes
+	t.negLat += c.ClockSkewed
+	if c.AnySeen && (!t.anySeen || c.MaxSeq > t.maxSeq) {
+		t.maxSeq = c.MaxSeq
+	}
+	t.anySeen = t.anySeen || c.AnySeen
+	for i, n := range c.Latency[:min(len(c.Latency), HistogramBuckets)] {
+		t.lat.counts[i] += n
+		t.lat.n += n
+	}
+	t.lat.max = max(t.lat.max, c.LatencyMax)
+}
+
 // Stats is a Tracker's report.
 type Stats struct {
 	Received   uint64 // generated frames, duplicates included
@@ -168,18 +205,34 @@ func (t *Tracker) Stats(sent uint64) Stats {
 	return s
 }
 
+// LessDropped takes n frames that were accounted before the kernel dropped
+// them (at the XDP hook, when the socket's RX ring was full) out of
+// Received and Unique and adds them to Lost: what the receiver got. It
+// takes the dropped frames for generated, distinct ones, as they are when
+// only the generator sends.
+func (s Stats) LessDropped(n uint64) Stats {
+	n = min(n, s.Unique)
+	s.Received -= n
+	s.Unique -= n
+	s.Lost += n
+	return s
+}
+
 func (s Stats) String() string {
 	return fmt.Sprintf("received %d (unique %d) of %d: lost %d, duplicates %d, reordered %d; latency p50 %v p99 %v p99.9 %v max %v",
 		s.Received, s.Unique, s.Expected, s.Lost, s.Duplicates, s.Reordered,
 		time.Duration(s.LatencyP50), time.Duration(s.LatencyP99), time.Duration(s.LatencyP999), time.Duration(s.LatencyMax))
 }
 
+// HistogramBuckets is the number of a Histogram's buckets.
+const HistogramBuckets = 64 * histSub
+
 // Histogram is a fixed log-bucketed histogram of non-negative values
 // (nanoseconds): 16 sub-buckets per power of two, so a quantile is within
 // 1/16 (6.25%) of the true value, over the whole uint64 range. The zero
 // value is ready; Add allocates nothing.
 type Histogram struct {
-	counts [64 * histSub]uint64
+	counts [HistogramBuckets]uint64
 	n      uint64
 	max    uint64
 }

@@ -123,3 +123,40 @@ func BenchmarkTrackerObserve(b *testing.B) {
 		tr.Observe(f, now+1000)
 	}
 }
+
+// TestMergeCountsIsMerge: counts made elsewhere, handed over as Counts,
+// give the Stats that merging a Tracker with the same counts gives; and
+// LessDropped moves frames dropped after the count from received to lost.
+func TestMergeCountsIsMerge(t *testing.T) {
+	a, b := NewTracker(), NewTracker()
+	for s := uint64(0); s < 50; s++ {
+		if s != 7 {
+			a.ObservePayload(Payload{Seq: s, Sent: 100}, 64, 100+int64(s)*1000)
+		}
+	}
+	a.ObservePayload(Payload{Seq: 3, Sent: 100}, 64, 200)     // duplicate
+	b.ObservePayload(Payload{Seq: 60, Sent: 100}, 128, 150)   // a later highest
+	b.ObservePayload(Payload{Seq: 55, Sent: 9000}, 128, 1000) // reordered, clock skewed
+	b.others = 2
+	merged := NewTracker()
+	merged.Merge(a)
+	merged.Merge(b)
+	folded := NewTracker()
+	folded.Merge(a)
+	folded.MergeCounts(&Counts{
+		Received: b.received, Unique: b.unique, Duplicates: b.dups, Reordered: b.reordered, Late: b.late,
+		Others: b.others, Bytes: b.bytes, MaxSeq: b.maxSeq, AnySeen: b.anySeen, ClockSkewed: b.negLat,
+		Latency: b.lat.counts[:], LatencyMax: b.lat.max,
+	})
+	want, got := merged.Stats(0), folded.Stats(0)
+	if got != want {
+		t.Fatalf("MergeCounts: %+v\nMerge: %+v", got, want)
+	}
+	if got.Duplicates != 1 || got.Reordered != 1 || got.ClockSkewed != 1 || got.Lost != 10 || got.MaxSeq != 60 {
+		t.Fatalf("stats %+v: want 1 duplicate, 1 reordered, 1 skewed, 10 lost of 61", got)
+	}
+	d := got.LessDropped(4)
+	if d.Received != got.Received-4 || d.Unique != got.Unique-4 || d.Lost != got.Lost+4 || d.Expected != got.Expected {
+		t.Fatalf("LessDropped(4): %+v from %+v", d, got)
+	}
+}
