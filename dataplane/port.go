@@ -65,6 +65,11 @@ type PortOptions struct {
 	// Rules, if set, puts the steering program with these rules in front
 	// of the sockets; nil: the redirect program sends every frame.
 	Rules *rules.Set
+	// Track, without Rules, loads the redirect program's variant that
+	// accounts generated frames (xdpipe gen's) at the hook, on the CPU
+	// that runs it (bpf.LoadTrackingRedirect): Port.TrackedStats reports
+	// them, and the receiver need not read the frames.
+	Track bool
 	// Attach is the XDP attach mode (default auto).
 	Attach bpf.AttachMode
 	// PinDir, with Rules, pins the rule maps under PinDir/Iface while the
@@ -88,8 +93,9 @@ type Port struct {
 	prog xdpProgram // nil with NoProgram, or once detached
 	// unbound is the program's last Unbound, read as it was detached.
 	unbound bpf.Unbound
-	steer   *bpf.Steer // prog, when it is the steering program
-	claim   *bpf.Claim // the interface's ownership, with a program
+	steer   *bpf.Steer    // prog, when it is the steering program
+	track   *bpf.Redirect // prog, when it is the tracking redirect program
+	claim   *bpf.Claim    // the interface's ownership, with a program
 	watch   *netdev.LinkWatch
 }
 
@@ -248,11 +254,18 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 	} else {
 		// Through a variable of its own: a nil *Redirect in p.prog would
 		// be a non-nil interface, which Close would call.
-		r, err := bpf.LoadRedirect()
+		load := bpf.LoadRedirect
+		if o.Track {
+			load = bpf.LoadTrackingRedirect
+		}
+		r, err := load()
 		if err != nil {
 			return nil, err
 		}
 		p.prog = r
+		if o.Track {
+			p.track = r
+		}
 	}
 	// The sockets go into the XSKMAP before the program attaches: a frame
 	// arriving in between would otherwise go to the kernel, counted as on
