@@ -34,8 +34,9 @@ type externalRx struct {
 
 // external are the external receivers, by name.
 var external = map[string]externalRx{
-	"xdpipe-spin":   rxdropRx("spin"),
-	"xdpipe-wakeup": rxdropRx("wakeup"),
+	"xdpipe-spin":   rxdropRx("spin", false),
+	"xdpipe-wakeup": rxdropRx("wakeup", false),
+	"xdpipe-track":  rxdropRx("spin", true),
 	"xdpipe-l2fwd":  l2fwdRx(),
 	"xdpipe-steer10k": {
 		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
@@ -60,20 +61,21 @@ var external = map[string]externalRx{
 	"c-xsk-l2fwd":  xskCRx("l2fwd", false),
 }
 
-// rxdropRx runs `xdpipe rxdrop` in copy mode with the given polling, its
-// generated-traffic accounting off (the other receivers only count).
-func rxdropRx(poll string) externalRx {
+// rxdropRx runs `xdpipe rxdrop` in copy mode with the given polling; with
+// track, as users run it, accounting the generated traffic (its default),
+// else only counting, as the other receivers do.
+func rxdropRx(poll string, track bool) externalRx {
+	flags := []string{"--bind", "copy", "--poll", poll, "--track=" + strconv.FormatBool(track)}
 	return externalRx{
 		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
 			if c.Xdpipe == "" {
 				return nil, errors.New("no xdpipe binary to run (Config.Xdpipe)")
 			}
-			return []string{c.Xdpipe, "rxdrop", "--iface", tb.ifB, "--bind", "copy", "--poll", poll,
-				"--track=false", "--interval", "1h"}, nil
+			return append(append([]string{c.Xdpipe, "rxdrop", "--iface", tb.ifB}, flags...), "--interval", "1h"), nil
 		},
 		ready: func(line string) bool { return strings.HasPrefix(line, "rxdrop: ") },
 		parse: parseRxdropSummary,
-		note:  "xdpipe rxdrop --bind copy --poll " + poll + " --track=false",
+		note:  "xdpipe rxdrop " + strings.Join(flags, " "),
 	}
 }
 

@@ -41,6 +41,7 @@ var comparisons = []struct {
 	{"xdp-drop", "xdp-drop-bare", "gen live / bare live frames", 0.9, false},
 	{"xdpipe-spin", "udp", "rxdrop spin / Go UDP socket", 5, false},
 	{"xdpipe-wakeup", "xdpipe-spin", "rxdrop wakeup / spin", 0.9, false},
+	{"xdpipe-track", "xdpipe-spin", "rxdrop accounting / --track=false", 0.9, false},
 	{"xdpipe-l2fwd", "xdpipe-spin", "l2fwd / rxdrop", 0.7, false},
 	{"c-xsk-l2fwd", "c-xsk-rxdrop", "C l2fwd / C rxdrop (libxdp)", 0, false},
 	{"xdpipe-spin", "c-xsk-rxdrop", "rxdrop / C rxdrop (libxdp)", 0, false},
