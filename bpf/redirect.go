@@ -41,9 +41,10 @@ func LoadRedirect() (*Redirect, error) {
 }
 
 // LoadTrackingRedirect loads the redirect program's variant that also
-// accounts the generated frames (xdpipe gen's payload) it redirects, at
-// the hook, on the CPU that runs it (track.c); Tracked reads what it
-// counted. A receiver then need not read the frames for the accounting.
+// counts the generated frames (xdpipe gen's payload) it redirects, as
+// gen.Tracker does but for latency, at the hook, on the CPU that runs it
+// (track.c); Tracked reads what it counted. A receiver then need not read
+// the frames but to sample latency.
 func LoadTrackingRedirect() (*Redirect, error) {
 	if err := removeMemlock(); err != nil {
 		return nil, err
@@ -57,8 +58,7 @@ func LoadTrackingRedirect() (*Redirect, error) {
 }
 
 // TrackState is what the tracking program counted on one CPU: gen.Tracker's
-// counts, its duplicate window and its latency histogram's buckets
-// (gen.Histogram's, measured at the hook).
+// counts and its duplicate window.
 type TrackState = trackTrackState
 
 // Tracked reads the tracking program's state, one per possible CPU. A

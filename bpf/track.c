@@ -1,19 +1,21 @@
 //go:build ignore
 
-// track: the redirect program (redirect.c) that also accounts the frames it
+// track: the redirect program (redirect.c) that also counts the frames it
 // redirects which xdpipe gen made (gen/payload.go), as gen.Tracker does:
-// loss, duplicates, reordering and one-way latency. It reads the payload
-// where the frame is hot, on the CPU that runs the hook, so the receiver
-// never has to: in copy mode reading it in user space pulls each frame's
-// cache line to the receiver's CPU, and the kernel's next copy into that
-// UMEM frame, on the sender's CPU, pays for taking it back.
+// loss, duplicates and reordering. It reads the payload where the frame is
+// hot, on the CPU that runs the hook, so the receiver need not: in copy
+// mode reading it in user space pulls each frame's cache line to the
+// receiver's CPU, and the kernel's next copy into that UMEM frame, on the
+// sender's CPU, pays for taking it back.
+//
+// It reads no clock: bpf_ktime_get_ns costs more than all the rest per
+// frame under kvm-clock. Latency is the receiver's to sample.
 //
 // One struct track_state per CPU; the Go side merges them as gen.Tracker's
 // Merge does (duplicates across CPUs are not seen: exact while one CPU runs
-// the hook for a flow, as one NAPI instance per queue does). Latency is
-// measured at the hook, with bpf_ktime_get_ns (CLOCK_MONOTONIC, the clock
-// of gen's stamps). Frames dropped after the hook (the socket's RX ring
-// full) are counted here and by the kernel's socket statistics.
+// the hook for a flow, as one NAPI instance per queue does). Frames dropped
+// after the hook (the socket's RX ring full) are counted here and by the
+// kernel's socket statistics.
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -28,9 +30,6 @@
 #define GEN_PAYLOAD_LEN 20
 #define TRACK_WINDOW 65536
 #define TRACK_WORDS (TRACK_WINDOW / 64)
-#define HIST_SUB_BITS 4
-#define HIST_SUB (1 << HIST_SUB_BITS)
-#define HIST_BUCKETS (64 * HIST_SUB)
 // The furthest a payload may start (MAX_VLANS tags, IPv6 with
 // MAX_EXT_HDRS headers of at most 2048 bytes each fit well below).
 #define MAX_PAYLOAD_OFF 16384
@@ -46,10 +45,7 @@ struct track_state {
 	__u64 bytes;
 	__u64 max_seq;
 	__u64 any_seen;
-	__u64 neg_lat; // stamps in this CPU's future
-	__u64 lat_max;
 	__u64 window[TRACK_WORDS]; // bit s%TRACK_WINDOW: s seen, for s in (max_seq-TRACK_WINDOW, max_seq]
-	__u64 lat[HIST_BUCKETS]; // gen.Histogram's buckets, ns
 };
 
 struct {
@@ -65,41 +61,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct track_state);
 } track SEC(".maps");
-
-// bucket is gen.Histogram's bucket of v.
-static __always_inline __u32 bucket(__u64 v)
-{
-	__u64 x = v;
-	__u32 e = 0;
-
-	if (v < HIST_SUB)
-		return v;
-	if (x >> 32) {
-		e += 32;
-		x >>= 32;
-	}
-	if (x >> 16) {
-		e += 16;
-		x >>= 16;
-	}
-	if (x >> 8) {
-		e += 8;
-		x >>= 8;
-	}
-	if (x >> 4) {
-		e += 4;
-		x >>= 4;
-	}
-	if (x >> 2) {
-		e += 2;
-		x >>= 2;
-	}
-	if (x >> 1)
-		e += 1;
-	// e = floor(log2 v) >= HIST_SUB_BITS
-	__u32 sub = (v >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1);
-	return (e - HIST_SUB_BITS + 1) * HIST_SUB + sub;
-}
 
 static __always_inline void set_seen(struct track_state *st, __u64 s)
 {
@@ -129,20 +90,12 @@ static __always_inline void forget(struct track_state *st, __u64 s)
 	}
 }
 
-// observe accounts one frame with gen's payload (gen.Tracker.ObservePayload).
-static __always_inline void observe(struct track_state *st, __u64 seq, __s64 sent, __u64 size)
+// observe counts one frame with gen's payload (gen.Tracker.ObservePayload
+// without the latency).
+static __always_inline void observe(struct track_state *st, __u64 seq, __u64 size)
 {
-	__s64 d = (__s64)bpf_ktime_get_ns() - sent;
-
 	st->received++;
 	st->bytes += size;
-	if (d >= 0) {
-		st->lat[bucket(d) & (HIST_BUCKETS - 1)]++;
-		if ((__u64)d > st->lat_max)
-			st->lat_max = d;
-	} else {
-		st->neg_lat++;
-	}
 	if (!st->any_seen) {
 		st->any_seen = 1;
 		st->max_seq = seq;
@@ -211,7 +164,7 @@ static __always_inline void track_frame(struct xdp_md *ctx)
 		st->others++;
 		return;
 	}
-	observe(st, *(__u64 *)(p + 4), *(__s64 *)(p + 12), end - data);
+	observe(st, *(__u64 *)(p + 4), end - data);
 }
 
 SEC("xdp.frags")

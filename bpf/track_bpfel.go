@@ -24,10 +24,7 @@ type trackTrackState struct {
 	Bytes     uint64
 	MaxSeq    uint64
 	AnySeen   uint64
-	NegLat    uint64
-	LatMax    uint64
 	Window    [1024]uint64
-	Lat       [1024]uint64
 }
 
 // Names of all BPF objects in the ELF.

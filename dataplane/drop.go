@@ -40,13 +40,21 @@ type DropOptions struct {
 	// BusyPoll says the socket busy-polls (xsk.SocketOptions.BusyPoll):
 	// the loop then kicks the kernel also when the RX ring is empty.
 	BusyPoll bool
+	// SampleLatency says the XDP program counts the generated frames
+	// (PortOptions.Track): the loop then only samples their latency into
+	// the tracker, from one packet a burst, at a position that moves by
+	// one each burst. Reading every frame would pull each one's cache
+	// line to this CPU, and in copy mode the kernel's next copy into that
+	// frame, on the sender's CPU, would pay to take it back.
+	SampleLatency bool
 }
 
 // Drop is `xdpipe rxdrop`'s receive-and-drop loop on one socket until stop
 // is set: take a burst off the RX ring, count it, and hand its frames
 // straight back to the fill ring. With a tracker it also accounts
 // generated frames, reading the clock once per burst, and counts them in
-// c.Generated. It allocates nothing per burst.
+// c.Generated; with SampleLatency it only samples their latency. It
+// allocates nothing per burst.
 //
 // The loop keeps its OS thread when it spins or is pinned to a CPU. In
 // wakeup mode without pinning it does not: a locked goroutine parked in
@@ -69,6 +77,7 @@ func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o 
 	u := s.Umem()
 	idler := xsk.Idler{Coalesce: o.Coalesce, Ring: o.Ring}
 	first := true // the next descriptor starts a packet
+	var bursts uint64
 	for !stop.Load() {
 		n := s.Receive(descs)
 		if n == 0 {
@@ -94,14 +103,25 @@ func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o 
 		// their last segment, track them by their first.
 		var bytes, pkts, generated uint64
 		var now int64
+		sample := -1 // the descriptor whose latency is sampled
 		if tr != nil {
 			now = monotime.Now()
+			if o.SampleLatency {
+				sample = int(bursts % uint64(n))
+				bursts++
+			}
 		}
 		for i := range descs[:n] {
 			d := &descs[i]
 			bytes += uint64(d.Len)
-			if tr != nil && first && tr.Observe(u.Bytes(*d), now) {
-				generated++
+			switch {
+			case tr == nil || !first:
+			case !o.SampleLatency:
+				if tr.Observe(u.Bytes(*d), now) {
+					generated++
+				}
+			case i == sample:
+				tr.SampleLatency(u.Bytes(*d), now)
 			}
 			first = d.Options&xsk.PktContd == 0
 			if first {

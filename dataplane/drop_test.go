@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -90,5 +92,66 @@ func TestDropCountsGenerated(t *testing.T) {
 		"Drop did not take the %d packets delivered", generated+foreign)
 	if g := c.Generated.Load(); g != generated {
 		t.Fatalf("Generated %d of %d packets, %d of them generated", g, c.Packets.Load(), generated)
+	}
+}
+
+// TestDropSamplesOneLatencyABurst: when the XDP program counts the
+// generated frames, the loop reads one packet a burst, for its latency,
+// and counts nothing itself; without SampleLatency it accounts every one.
+func TestDropSamplesOneLatencyABurst(t *testing.T) {
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	tp, err := gen.NewTemplate(gen.Config{SrcMAC: mac, DstMAC: mac,
+		SrcIP: netip.MustParseAddr("198.18.0.1"), DstIP: netip.MustParseAddr("198.18.0.2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := bytes.Clone(tp.Bytes())
+	tp.Stamp(f, 0, monotime.Now())
+	const bursts, burst = 8, 16
+	for _, sample := range []bool{true, false} {
+		u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 256, FillSize: 64, CompletionSize: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{RXSize: 32, TXSize: 32}, xsktest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		s.Refill()
+		var (
+			c    DropCounters
+			stop atomic.Bool
+		)
+		tr := gen.NewTracker()
+		done := make(chan error, 1)
+		go func() {
+			done <- Drop(s, &c, tr, &stop, DropOptions{Batch: burst, CPU: -1, Ring: 32, SampleLatency: sample})
+		}()
+		for b := range bursts {
+			if got := k.Deliver(f, burst); got != burst {
+				t.Fatalf("delivered %d of %d", got, burst)
+			}
+			// The loop takes each delivery as one burst before the next.
+			testutil.EventuallyErr(t, 10*time.Second, func() error {
+				if got, want := c.Packets.Load(), uint64((b+1)*burst); got < want {
+					return fmt.Errorf("the loop took %d packets of %d", got, want)
+				}
+				return nil
+			})
+		}
+		stop.Store(true)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		st := tr.Stats(0)
+		want := gen.Stats{LatencySamples: bursts}
+		if !sample {
+			want = gen.Stats{Received: bursts * burst, LatencySamples: bursts * burst}
+		}
+		if st.Received != want.Received || st.LatencySamples != want.LatencySamples {
+			t.Errorf("SampleLatency %v: received %d, %d latencies; want %d, %d", sample, st.Received, st.LatencySamples, want.Received, want.LatencySamples)
+		}
 	}
 }

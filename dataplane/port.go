@@ -66,9 +66,9 @@ type PortOptions struct {
 	// of the sockets; nil: the redirect program sends every frame.
 	Rules *rules.Set
 	// Track, without Rules, loads the redirect program's variant that
-	// accounts generated frames (xdpipe gen's) at the hook, on the CPU
-	// that runs it (bpf.LoadTrackingRedirect): Port.TrackedStats reports
-	// them, and the receiver need not read the frames.
+	// counts generated frames (xdpipe gen's) at the hook, on the CPU that
+	// runs it (bpf.LoadTrackingRedirect): Port.Tracked reads the counts,
+	// and the receiver need not read the frames but to sample latency.
 	Track bool
 	// Attach is the XDP attach mode (default auto).
 	Attach bpf.AttachMode

@@ -65,11 +65,7 @@ func (t *Tracker) Observe(frame []byte, now int64) bool {
 func (t *Tracker) ObservePayload(p Payload, size int, now int64) {
 	t.received++
 	t.bytes += uint64(size)
-	if d := now - p.Sent; d >= 0 {
-		t.lat.Add(uint64(d))
-	} else {
-		t.negLat++
-	}
+	t.addLatency(p, now)
 	s := p.Seq
 	switch {
 	case !t.anySeen:
@@ -112,6 +108,14 @@ func (t *Tracker) ObservePayload(p Payload, size int, now int64) {
 	}
 }
 
+func (t *Tracker) addLatency(p Payload, now int64) {
+	if d := now - p.Sent; d >= 0 {
+		t.lat.Add(uint64(d))
+	} else {
+		t.negLat++
+	}
+}
+
 func (t *Tracker) set(s uint64) { t.window[(s%trackWindow)/64] |= 1 << (s % 64) }
 
 // Merge adds o's counts and latencies into t. The duplicate window is not
@@ -134,21 +138,15 @@ func (t *Tracker) Merge(o *Tracker) {
 
 // Counts are a Tracker's counts made elsewhere: by xdpipe's tracking XDP
 // program (bpf.LoadTrackingRedirect), which applies ObservePayload's rules
-// at the hook. MergeCounts adds them into a Tracker.
+// at the hook but for latency. MergeCounts adds them into a Tracker.
 type Counts struct {
 	Received, Unique, Duplicates, Reordered, Late, Others, Bytes uint64
 	// MaxSeq is the highest sequence number seen, if AnySeen.
 	MaxSeq  uint64
 	AnySeen bool
-	// ClockSkewed counts frames stamped in the counter's future.
-	ClockSkewed uint64
-	// Latency holds the latencies' counts by Histogram bucket (the first
-	// HistogramBuckets at most are used); LatencyMax is the largest.
-	Latency    []uint64
-	LatencyMax uint64
 }
 
-// MergeCounts adds c into t, as Merge adds another Tracker.
+// MergeCounts adds c into t, as Merge adds another Tracker's counts.
 func (t *Tracker) MergeCounts(c *Counts) {
 	t.received += c.Received
 	t.unique += c.Unique
@@ -157,16 +155,22 @@ func (t *Tracker) MergeCounts(c *Counts) {
 	t.late += c.Late
 	t.others += c.Others
 	t.bytes += c.Bytes
-	t.negLat += c.ClockSkewed
 	if c.AnySeen && (!t.anySeen || c.MaxSeq > t.maxSeq) {
 		t.maxSeq = c.MaxSeq
 	}
 	t.anySeen = t.anySeen || c.AnySeen
-	for i, n := range c.Latency[:min(len(c.Latency), HistogramBuckets)] {
-		t.lat.counts[i] += n
-		t.lat.n += n
+}
+
+// SampleLatency records the one-way latency of frame if it is a generated
+// one, and counts nothing else: for a receiver whose frames are counted
+// elsewhere (MergeCounts) and that reads only some of them. It reports
+// whether the frame was a generated one.
+func (t *Tracker) SampleLatency(frame []byte, now int64) bool {
+	p, ok := Parse(frame)
+	if ok {
+		t.addLatency(p, now)
 	}
-	t.lat.max = max(t.lat.max, c.LatencyMax)
+	return ok
 }
 
 // Stats is a Tracker's report.
@@ -181,7 +185,10 @@ type Stats struct {
 	MaxSeq     uint64 // highest sequence number seen
 	Expected   uint64 // MaxSeq+1, or the sender's count if given to Stats
 	Lost       uint64 // Expected - Unique
-	// One-way latency in ns (only meaningful with a shared clock).
+	// One-way latency in ns (only meaningful with a shared clock), of
+	// LatencySamples frames: every generated frame received, or a sample
+	// (SampleLatency).
+	LatencySamples                                  uint64
 	LatencyP50, LatencyP99, LatencyP999, LatencyMax uint64
 	ClockSkewed                                     uint64 // frames stamped in the receiver's future
 }
@@ -192,7 +199,7 @@ func (t *Tracker) Stats(sent uint64) Stats {
 	s := Stats{
 		Received: t.received, Unique: t.unique, Duplicates: t.dups, Reordered: t.reordered,
 		Late: t.late, Others: t.others, Bytes: t.bytes, MaxSeq: t.maxSeq, ClockSkewed: t.negLat,
-		LatencyP50: t.lat.Quantile(0.50), LatencyP99: t.lat.Quantile(0.99),
+		LatencySamples: t.lat.Count(), LatencyP50: t.lat.Quantile(0.50), LatencyP99: t.lat.Quantile(0.99),
 		LatencyP999: t.lat.Quantile(0.999), LatencyMax: t.lat.Max(),
 	}
 	if t.anySeen {
@@ -219,20 +226,17 @@ func (s Stats) LessDropped(n uint64) Stats {
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("received %d (unique %d) of %d: lost %d, duplicates %d, reordered %d; latency p50 %v p99 %v p99.9 %v max %v",
-		s.Received, s.Unique, s.Expected, s.Lost, s.Duplicates, s.Reordered,
+	return fmt.Sprintf("received %d (unique %d) of %d: lost %d, duplicates %d, reordered %d; latency of %d: p50 %v p99 %v p99.9 %v max %v",
+		s.Received, s.Unique, s.Expected, s.Lost, s.Duplicates, s.Reordered, s.LatencySamples,
 		time.Duration(s.LatencyP50), time.Duration(s.LatencyP99), time.Duration(s.LatencyP999), time.Duration(s.LatencyMax))
 }
-
-// HistogramBuckets is the number of a Histogram's buckets.
-const HistogramBuckets = 64 * histSub
 
 // Histogram is a fixed log-bucketed histogram of non-negative values
 // (nanoseconds): 16 sub-buckets per power of two, so a quantile is within
 // 1/16 (6.25%) of the true value, over the whole uint64 range. The zero
 // value is ready; Add allocates nothing.
 type Histogram struct {
-	counts [HistogramBuckets]uint64
+	counts [64 * histSub]uint64
 	n      uint64
 	max    uint64
 }

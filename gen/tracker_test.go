@@ -106,9 +106,10 @@ func TestTrackerAllocatesNothing(t *testing.T) {
 		tp.Stamp(f, seq, 5)
 		seq += 3
 		tr.Observe(f, monotime.Now())
+		tr.SampleLatency(f, monotime.Now())
 	})
 	if allocs != 0 {
-		t.Fatalf("Observe+Stamp: %v allocations per frame, want 0", allocs)
+		t.Fatalf("Observe+SampleLatency+Stamp: %v allocations per frame, want 0", allocs)
 	}
 }
 
@@ -125,35 +126,50 @@ func BenchmarkTrackerObserve(b *testing.B) {
 }
 
 // TestMergeCountsIsMerge: counts made elsewhere, handed over as Counts,
-// give the Stats that merging a Tracker with the same counts gives; and
-// LessDropped moves frames dropped after the count from received to lost.
+// with latencies sampled by SampleLatency, give the Stats that merging a
+// Tracker that saw the frames gives; and LessDropped moves frames dropped
+// after the count from received to lost.
 func TestMergeCountsIsMerge(t *testing.T) {
+	tp, _ := NewTemplate(testConfig(UDP4, 0))
+	f := bytes.Clone(tp.Bytes())
 	a, b := NewTracker(), NewTracker()
+	sampled := NewTracker()
 	for s := uint64(0); s < 50; s++ {
 		if s != 7 {
 			a.ObservePayload(Payload{Seq: s, Sent: 100}, 64, 100+int64(s)*1000)
 		}
 	}
-	a.ObservePayload(Payload{Seq: 3, Sent: 100}, 64, 200)     // duplicate
-	b.ObservePayload(Payload{Seq: 60, Sent: 100}, 128, 150)   // a later highest
-	b.ObservePayload(Payload{Seq: 55, Sent: 9000}, 128, 1000) // reordered, clock skewed
+	a.ObservePayload(Payload{Seq: 3, Sent: 100}, 64, 200) // duplicate
+	for _, o := range []struct {
+		seq       uint64
+		sent, now int64
+	}{{60, 100, 150}, {55, 9000, 1000}} { // a later highest; reordered, clock skewed
+		tp.Stamp(f, o.seq, o.sent)
+		b.Observe(f, o.now)
+		if !sampled.SampleLatency(f, o.now) {
+			t.Fatal("SampleLatency: generated frame not recognised")
+		}
+	}
+	if sampled.SampleLatency([]byte("not a frame"), 0) {
+		t.Fatal("SampleLatency took bytes for a generated frame")
+	}
 	b.others = 2
 	merged := NewTracker()
 	merged.Merge(a)
 	merged.Merge(b)
 	folded := NewTracker()
 	folded.Merge(a)
+	folded.Merge(sampled)
 	folded.MergeCounts(&Counts{
 		Received: b.received, Unique: b.unique, Duplicates: b.dups, Reordered: b.reordered, Late: b.late,
-		Others: b.others, Bytes: b.bytes, MaxSeq: b.maxSeq, AnySeen: b.anySeen, ClockSkewed: b.negLat,
-		Latency: b.lat.counts[:], LatencyMax: b.lat.max,
+		Others: b.others, Bytes: b.bytes, MaxSeq: b.maxSeq, AnySeen: b.anySeen,
 	})
 	want, got := merged.Stats(0), folded.Stats(0)
 	if got != want {
 		t.Fatalf("MergeCounts: %+v\nMerge: %+v", got, want)
 	}
-	if got.Duplicates != 1 || got.Reordered != 1 || got.ClockSkewed != 1 || got.Lost != 10 || got.MaxSeq != 60 {
-		t.Fatalf("stats %+v: want 1 duplicate, 1 reordered, 1 skewed, 10 lost of 61", got)
+	if got.Duplicates != 1 || got.Reordered != 1 || got.ClockSkewed != 1 || got.Lost != 10 || got.MaxSeq != 60 || got.LatencySamples != 51 {
+		t.Fatalf("stats %+v: want 1 duplicate, 1 reordered, 1 skewed, 10 lost of 61, 51 latencies", got)
 	}
 	d := got.LessDropped(4)
 	if d.Received != got.Received-4 || d.Unique != got.Unique-4 || d.Lost != got.Lost+4 || d.Expected != got.Expected {

@@ -71,7 +71,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	fs.BoolVar(&o.busyPoll, "busy-poll", false, "enable socket busy polling (SO_PREFER_BUSY_POLL)")
 	fs.StringVar(&rulesFile, "rules", "", "steer with the rules in this YAML file instead of redirecting every frame\n(frames the rules redirect reach the socket; see `xdpipe rules`)")
 	fs.StringVar(&o.pinDir, "pin-dir", bpf.DefaultPinPath, "with --rules: bpffs directory under which the rule maps are pinned (one directory per\ninterface) while rxdrop runs, for `xdpipe rules`; empty: no pins")
-	fs.BoolVar(&o.track, "track", true, "account generated frames (xdpipe gen): loss, duplicates, reordering, latency;\nwithout --rules the XDP program counts them at the hook, latency included")
+	fs.BoolVar(&o.track, "track", true, "account generated frames (xdpipe gen): loss, duplicates, reordering, latency;\nwithout --rules the XDP program counts them and the loop samples latency (one frame a burst)")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -172,8 +172,9 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 		Iface: o.iface, Queues: []int{o.queue}, Umems: []*xsk.Umem{umem},
 		Socket:           xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
 		TakesMultiBuffer: true, Rules: o.rules, Attach: o.attach, PinDir: o.pinDir,
-		// Without rules the redirect program accounts the generated
-		// frames; the steering program does not, and the loop does.
+		// Without rules the redirect program counts the generated
+		// frames and the loop samples their latency; the steering
+		// program does not count them, and the loop does.
 		Track: o.track && o.rules == nil,
 		Log:   slog.New(slog.DiscardHandler),
 	})
@@ -184,7 +185,7 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	sock := port.Sockets[0]
 	prog := "redirect"
 	if o.track && o.rules == nil {
-		prog = "redirect, accounting generated frames"
+		prog = "redirect, counting generated frames"
 	}
 	if o.rules != nil {
 		prog = fmt.Sprintf("steer with %d rules", len(o.rules.Rules))
@@ -211,14 +212,15 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 		loop   error
 		tr     *gen.Tracker
 	)
-	if o.track && o.rules != nil {
+	if o.track {
 		tr = gen.NewTracker()
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		loop = dataplane.Drop(sock, &counts, tr, &stop, dataplane.DropOptions{
-			Batch: int(o.batch), CPU: o.cpu, Poll: o.poll, Coalesce: o.coalesce, Ring: int(o.ring), BusyPoll: o.busyPoll})
+			Batch: int(o.batch), CPU: o.cpu, Poll: o.poll, Coalesce: o.coalesce, Ring: int(o.ring), BusyPoll: o.busyPoll,
+			SampleLatency: o.track && o.rules == nil})
 	}()
 
 	rep := newRateReporter(port, &counts, tr != nil)
@@ -252,14 +254,14 @@ wait:
 	wg.Wait()
 	fmt.Println(rep.summary())
 	var terr error
-	switch {
-	case tr != nil:
+	if tr != nil {
 		// The loop has stopped: its tracker can be read.
-		fmt.Println("generated:", tr.Stats(0))
-	case o.track:
-		var st gen.Stats
-		if st, terr = port.TrackedStats(0); terr == nil {
-			fmt.Println("generated:", st)
+		var dropped uint64
+		if o.rules == nil {
+			dropped, terr = port.Tracked(tr)
+		}
+		if terr == nil {
+			fmt.Println("generated:", tr.Stats(0).LessDropped(dropped))
 		}
 	}
 	return errors.Join(lost, loop, terr)
