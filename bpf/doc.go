@@ -6,9 +6,10 @@
 //
 //   - Redirect (LoadRedirect): every frame goes to the AF_XDP socket
 //     registered for its RX queue, or to the kernel stack when none is.
-//     LoadTrackingRedirect loads its variant (track.c) that also accounts
-//     the generated frames it redirects, as gen.Tracker does, on the CPU
-//     that runs the hook, so that a receiver need not read them.
+//     LoadTrackingRedirect loads its variant (track.c) that also counts
+//     the generated frames it redirects, as gen.Tracker does but for
+//     latency, on the CPU that runs the hook, so that a receiver need not
+//     read them.
 //   - DropCount (LoadDropCount): drops and counts, the benchmark ceiling.
 //   - Steer (LoadSteer): the rule-driven steering program (steer.c), with
 //     the match language of package rules.
