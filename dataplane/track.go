@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/gen"
 )
 
@@ -14,10 +15,7 @@ import (
 // sockets got. The program measures no latency: the receive loop samples
 // it into tr (DropOptions.SampleLatency). Read it before Close.
 func (p *Port) Tracked(tr *gen.Tracker) (dropped uint64, err error) {
-	if p.track == nil {
-		return 0, errors.New("port opened without tracking")
-	}
-	states, err := p.track.Tracked()
+	states, dropped, err := p.tracked()
 	if err != nil {
 		return 0, err
 	}
@@ -28,12 +26,44 @@ func (p *Port) Tracked(tr *gen.Tracker) (dropped uint64, err error) {
 			Late: s.Late, Others: s.Others, Bytes: s.Bytes, MaxSeq: s.MaxSeq, AnySeen: s.AnySeen != 0,
 		})
 	}
+	return dropped, nil
+}
+
+// TrackedReceived is how many generated frames the port's sockets have got
+// so far by the tracking program's count: those it redirected less those
+// the kernel dropped after it (for all it knows, generated ones). Cheap
+// enough to read once a second while the port runs.
+func (p *Port) TrackedReceived() (uint64, error) {
+	states, dropped, err := p.tracked()
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for i := range states {
+		n += states[i].Received
+	}
+	return n - min(n, dropped), nil
+}
+
+// tracked reads the tracking program's per-CPU states, then the frames
+// the kernel dropped after the hook: in that order, so that a frame
+// counted at the hook and dropped between the two reads is not counted
+// as received.
+func (p *Port) tracked() ([]bpf.TrackState, uint64, error) {
+	if p.track == nil {
+		return nil, 0, errors.New("port opened without tracking")
+	}
+	states, err := p.track.Tracked()
+	if err != nil {
+		return nil, 0, err
+	}
+	var dropped uint64
 	for _, sock := range p.Sockets {
 		st, err := sock.Stats()
 		if err != nil {
-			return 0, fmt.Errorf("tracked frames dropped after the hook: %w", err)
+			return nil, 0, fmt.Errorf("tracked frames dropped after the hook: %w", err)
 		}
 		dropped += st.RxDropped + st.RxRingFull
 	}
-	return dropped, nil
+	return states, dropped, nil
 }

@@ -17,7 +17,7 @@ type rateReporter struct {
 	sock      *xsk.Socket
 	port      *dataplane.Port
 	c         *dataplane.DropCounters
-	track     bool // the counters count generated frames
+	generated func() (uint64, error) // the generated frames received so far, or nil
 	start     time.Time
 	startCPU  time.Duration
 	last      time.Time
@@ -26,11 +26,11 @@ type rateReporter struct {
 }
 
 // newRateReporter reports on p's first socket, its unbound queues and c;
-// track says Drop runs with a tracker, so that c counts generated frames,
-// which the rate line then shows.
-func newRateReporter(p *dataplane.Port, c *dataplane.DropCounters, track bool) *rateReporter {
+// the rate line also shows the generated frames received so far if
+// generated is not nil.
+func newRateReporter(p *dataplane.Port, c *dataplane.DropCounters, generated func() (uint64, error)) *rateReporter {
 	now := time.Now()
-	return &rateReporter{sock: p.Sockets[0], port: p, c: c, track: track, start: now, last: now, startCPU: processCPU()}
+	return &rateReporter{sock: p.Sockets[0], port: p, c: c, generated: generated, start: now, last: now, startCPU: processCPU()}
 }
 
 // processCPU is the CPU time (user and system) the process has used.
@@ -69,8 +69,12 @@ func (r *rateReporter) line() string {
 	mbps := float64(bytes-r.lastBytes) * 8 / dt / 1e6
 	r.last, r.lastPkts, r.lastBytes = now, pkts, bytes
 	total := fmt.Sprint(pkts)
-	if r.track {
-		total += fmt.Sprintf(" (generated %d)", r.c.Generated.Load())
+	if r.generated != nil {
+		if g, err := r.generated(); err != nil {
+			total += fmt.Sprintf(" (generated: %v)", err)
+		} else {
+			total += fmt.Sprintf(" (generated %d)", g)
+		}
 	}
 	return fmt.Sprintf("%7.1fs  rx %s  %9.1f Mbit/s  total %s  | %s",
 		now.Sub(r.start).Seconds(), fmtRate(pps), mbps, total, r.xdpStats())

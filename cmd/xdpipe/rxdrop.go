@@ -168,15 +168,15 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	defer umem.Close()
+	// Without rules the redirect program counts the generated frames and
+	// the loop samples their latency; the steering program does not count
+	// them, and the loop does.
+	hookTracks := o.track && o.rules == nil
 	port, err := dataplane.OpenPort(dataplane.PortOptions{
 		Iface: o.iface, Queues: []int{o.queue}, Umems: []*xsk.Umem{umem},
 		Socket:           xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
 		TakesMultiBuffer: true, Rules: o.rules, Attach: o.attach, PinDir: o.pinDir,
-		// Without rules the redirect program counts the generated
-		// frames and the loop samples their latency; the steering
-		// program does not count them, and the loop does.
-		Track: o.track && o.rules == nil,
-		Log:   slog.New(slog.DiscardHandler),
+		Track: hookTracks, Log: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return err
@@ -184,7 +184,7 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	defer port.Close()
 	sock := port.Sockets[0]
 	prog := "redirect"
-	if o.track && o.rules == nil {
+	if hookTracks {
 		prog = "redirect, counting generated frames"
 	}
 	if o.rules != nil {
@@ -220,10 +220,19 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 		defer wg.Done()
 		loop = dataplane.Drop(sock, &counts, tr, &stop, dataplane.DropOptions{
 			Batch: int(o.batch), CPU: o.cpu, Poll: o.poll, Coalesce: o.coalesce, Ring: int(o.ring), BusyPoll: o.busyPoll,
-			SampleLatency: o.track && o.rules == nil})
+			SampleLatency: hookTracks})
 	}()
 
-	rep := newRateReporter(port, &counts, tr != nil)
+	// The generated frames received so far: counted by the tracking
+	// program, or by the loop.
+	var generated func() (uint64, error)
+	switch {
+	case hookTracks:
+		generated = port.TrackedReceived
+	case tr != nil:
+		generated = func() (uint64, error) { return counts.Generated.Load(), nil }
+	}
+	rep := newRateReporter(port, &counts, generated)
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
 	var lost error
@@ -257,7 +266,7 @@ wait:
 	if tr != nil {
 		// The loop has stopped: its tracker can be read.
 		var dropped uint64
-		if o.rules == nil {
+		if hookTracks {
 			dropped, terr = port.Tracked(tr)
 		}
 		if terr == nil {
