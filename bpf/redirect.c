@@ -16,13 +16,7 @@
 
 #include "xdpipe.h"
 #include "xsk.h"
-
-struct {
-	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, XDPIPE_MAX_QUEUES);
-	__type(key, __u32);
-	__type(value, __u32);
-} xsks SEC(".maps");
+#include "xsks.h"
 
 SEC("xdp.frags")
 int xdp_redirect(struct xdp_md *ctx)

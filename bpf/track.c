@@ -23,6 +23,7 @@
 
 #include "xdpipe.h"
 #include "xsk.h"
+#include "xsks.h"
 #include "parse.h"
 
 // gen/payload.go and gen/tracker.go: keep in step.
@@ -47,13 +48,6 @@ struct track_state {
 	__u64 any_seen;
 	__u64 window[TRACK_WORDS]; // bit s%TRACK_WINDOW: s seen, for s in (max_seq-TRACK_WINDOW, max_seq]
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, XDPIPE_MAX_QUEUES);
-	__type(key, __u32);
-	__type(value, __u32);
-} xsks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

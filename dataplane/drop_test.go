@@ -16,23 +16,31 @@ import (
 	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
 
+// newDropSocket makes a socket on the fake kernel for a Drop loop, its
+// fill ring full: 32-entry rings on 256 frames. The test closes both.
+func newDropSocket(t *testing.T, busyPoll bool) (*xsk.Socket, *xsktest.Kernel) {
+	t.Helper()
+	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 256, FillSize: 64, CompletionSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{RXSize: 32, TXSize: 32, BusyPoll: busyPoll}, xsktest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.Refill()
+	return s, k
+}
+
 // TestDropBusyPollKicksWhenIdle: with busy polling the application drives
 // the driver's NAPI through recvfrom. A spinning receive loop that finds
 // the RX ring empty must still kick, or (with napi_defer_hard_irqs set, as
 // busy polling wants) frames wait for the gro_flush_timeout timer instead
 // of the next pass.
 func TestDropBusyPollKicksWhenIdle(t *testing.T) {
-	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 256, FillSize: 64, CompletionSize: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
-	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{RXSize: 32, TXSize: 32, BusyPoll: true}, xsktest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.Refill()
+	s, k := newDropSocket(t, true)
 	before, _ := k.Kicks()
 	var stop atomic.Bool
 	done := make(chan error, 1)
@@ -54,23 +62,13 @@ func TestDropBusyPollKicksWhenIdle(t *testing.T) {
 // for generated ones in DropCounters.Generated, live, and the others only
 // in Packets.
 func TestDropCountsGenerated(t *testing.T) {
-	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 256, FillSize: 64, CompletionSize: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
-	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{RXSize: 32, TXSize: 32}, xsktest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, k := newDropSocket(t, false)
 	tp, err := gen.NewTemplate(gen.Config{Proto: gen.UDP4, Size: 64, DstPort: 9,
 		SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
 		SrcIP: netip.MustParseAddr("198.18.0.1"), DstIP: netip.MustParseAddr("198.18.0.2")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Refill()
 	const generated, foreign = 10, 3
 	frame := append([]byte(nil), tp.Bytes()...)
 	for i := range generated {
@@ -109,17 +107,7 @@ func TestDropSamplesOneLatencyABurst(t *testing.T) {
 	tp.Stamp(f, 0, monotime.Now())
 	const bursts, burst = 8, 16
 	for _, sample := range []bool{true, false} {
-		u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 256, FillSize: 64, CompletionSize: 64})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer u.Close()
-		s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{RXSize: 32, TXSize: 32}, xsktest.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		s.Refill()
+		s, k := newDropSocket(t, false)
 		var (
 			c    DropCounters
 			stop atomic.Bool

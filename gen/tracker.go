@@ -121,18 +121,9 @@ func (t *Tracker) set(s uint64) { t.window[(s%trackWindow)/64] |= 1 << (s % 64) 
 // Merge adds o's counts and latencies into t. The duplicate window is not
 // merged; MaxSeq becomes the larger of the two.
 func (t *Tracker) Merge(o *Tracker) {
-	t.received += o.received
-	t.unique += o.unique
-	t.dups += o.dups
-	t.reordered += o.reordered
-	t.late += o.late
-	t.others += o.others
-	t.bytes += o.bytes
+	t.MergeCounts(&Counts{Received: o.received, Unique: o.unique, Duplicates: o.dups, Reordered: o.reordered,
+		Late: o.late, Others: o.others, Bytes: o.bytes, MaxSeq: o.maxSeq, AnySeen: o.anySeen})
 	t.negLat += o.negLat
-	if o.anySeen && (!t.anySeen || o.maxSeq > t.maxSeq) {
-		t.maxSeq = o.maxSeq
-	}
-	t.anySeen = t.anySeen || o.anySeen
 	t.lat.Merge(&o.lat)
 }
 
