@@ -71,6 +71,12 @@ type Config struct {
 	// the report gives each cell's and each ratio's median, minimum and
 	// maximum over the rounds.
 	Repeat int
+	// Perf, if set, is the perf binary: each cell then runs with the
+	// generator's CPU under `perf record -e cpu-clock`, and its result
+	// keeps the top PerfTop symbols (Result.GenProfile; default 8). perf
+	// runs on whichever CPU it likes, and is no disturbance.
+	Perf    string
+	PerfTop int
 	// Disturbance is the CPU share (of one CPU, over the cell) that other
 	// processes may use before a cell counts as disturbed (default 0.05).
 	Disturbance float64
@@ -117,6 +123,9 @@ type Result struct {
 	// CPU seconds the whole machine was busy during the cell (/proc/stat),
 	// of CPUs x seconds available.
 	MachineBusy float64 `json:"machine_busy_s"`
+	// GenProfile is the generator CPU's profile with Config.Perf: its top
+	// symbols, most samples first (a repeated run's: their mean shares).
+	GenProfile []Symbol `json:"generator_profile,omitempty"`
 	// Spread, in a repeated run's Results only: the rates, per-frame CPU
 	// and ratio to the ceiling above are then medians over the rounds the
 	// cell ran without error, and counts and seconds totals over them.
@@ -221,6 +230,14 @@ func (c *Config) defaults() error {
 	}
 	if c.Disturbance == 0 {
 		c.Disturbance = 0.05
+	}
+	if c.Perf != "" {
+		if *c.GenCPU < 0 {
+			return errors.New("a profile of the generator's CPU needs the generator pinned to one")
+		}
+		if c.PerfTop == 0 {
+			c.PerfTop = 8
+		}
 	}
 	return nil
 }
@@ -401,6 +418,9 @@ func logCell(w io.Writer, r Result) {
 	}
 	fmt.Fprintf(w, "\r%-14s %5d B %4s: %8.3f Mfps (sent %.3f) %6.2f Gbit/s, %.3f CPU s/Mf, %d kernel drops, %d attempt(s)%s\n",
 		r.Receiver, r.Size, RateText(r.Rate), r.Fps/1e6, r.SentFps/1e6, r.Gbps, r.CPUPerMframe, r.Drops, r.Attempts, d)
+	if r.GenProfile != nil {
+		fmt.Fprintf(w, "%14s generator CPU: %s\n", "", profileText(r.GenProfile))
+	}
 }
 
 func progressBar(w io.Writer, done, total int, what string) {
@@ -484,6 +504,19 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	cpu0, _ := procCPU(pid)
 	sys0, procs0 := readSysCPU(), procTicks()
 
+	var prof *profile
+	if c.Perf != "" {
+		var err error
+		if prof, err = startProfile(c.Perf, *c.GenCPU, os.TempDir()); err != nil {
+			return fail(err)
+		}
+		exclude[prof.pid()] = true
+		defer func() {
+			if prof != nil { // not stopped: the cell failed
+				_, _ = prof.stop(0)
+			}
+		}()
+	}
 	reply := make(chan genRes, 1)
 	reqs <- genReq{ctx: ctx, tp: tp, run: gen.Run{Duration: c.Duration, Rate: rate}, xsk: xskTX[rx], bare: bareTX[rx], reply: reply}
 	g := <-reply // the generator stops at its duration or when ctx ends
@@ -495,6 +528,14 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	cpu1, _ := procCPU(pid)
 	sys1, procs1 := readSysCPU(), procTicks()
 	stop()
+	if prof != nil {
+		syms, err := prof.stop(c.PerfTop)
+		prof = nil
+		if err != nil {
+			return fail(err)
+		}
+		r.GenProfile = syms
+	}
 	res, err := readResult(out, ext.parse, tp.Len())
 	if err != nil {
 		return fail(fmt.Errorf("receiver result: %v: %s", err, lastLine(stderr.String())))

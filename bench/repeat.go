@@ -158,6 +158,11 @@ func fold(good, failed []Result) Result {
 	a.SentFps = median(func(r Result) float64 { return r.SentFps }).Median
 	a.Gbps = median(func(r Result) float64 { return r.Gbps }).Median
 	a.SoftirqPerMframe = median(func(r Result) float64 { return r.SoftirqPerMframe }).Median
+	profiles, top := make([][]Symbol, len(good)), 0
+	for i, r := range good {
+		profiles[i], top = r.GenProfile, max(top, len(r.GenProfile))
+	}
+	a.GenProfile = meanProfile(profiles, top)
 	for _, r := range good {
 		a.Sent += r.Sent
 		a.Received += r.Received

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -37,6 +38,20 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			r.SoftirqPerMframe, r.RatioToCeiling, note)
 	}
 	return tw.Flush()
+}
+
+// WriteProfiles writes each cell's generator CPU profile (Config.Perf), one
+// line a cell; nothing if no cell has one.
+func (rep *Report) WriteProfiles(w io.Writer) {
+	for i, r := range rep.Results {
+		if r.GenProfile == nil {
+			continue
+		}
+		if i == 0 || rep.Results[i-1].GenProfile == nil {
+			fmt.Fprintln(w, "\ngenerator CPU, perf cpu-clock: top symbols (mean shares over the rounds)")
+		}
+		fmt.Fprintf(w, "%-14s %5d B %4s: %s\n", r.Receiver, r.Size, RateText(r.Rate), profileText(r.GenProfile))
+	}
 }
 
 // writeSpreadTable is WriteTable for a repeated run.
@@ -109,6 +124,7 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 		rep.writeSpreadMarkdown(w)
 		rep.writeRatiosMarkdown(w)
 		rep.writeSweepMarkdown(w)
+		rep.writeProfilesMarkdown(w)
 		return nil
 	}
 	fmt.Fprintln(w, "| receiver | size | generator | sent Mfps | rx Mfps | Gbit/s | rx CPU s/Mframe | x ceiling | note |")
@@ -130,7 +146,23 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 	}
 	rep.writeRatiosMarkdown(w)
 	rep.writeSweepMarkdown(w)
+	rep.writeProfilesMarkdown(w)
 	return nil
+}
+
+// writeProfilesMarkdown is WriteProfiles as a Markdown table.
+func (rep *Report) writeProfilesMarkdown(w io.Writer) {
+	if !slices.ContainsFunc(rep.Results, func(r Result) bool { return r.GenProfile != nil }) {
+		return
+	}
+	fmt.Fprint(w, "\nThe generator's CPU under `perf record -e cpu-clock`, the top symbols:\n\n")
+	fmt.Fprintln(w, "| receiver | size | generator CPU |")
+	fmt.Fprintln(w, "|---|---:|---|")
+	for _, r := range rep.Results {
+		if r.GenProfile != nil {
+			fmt.Fprintf(w, "| %s | %d | %s |\n", r.Receiver, r.Size, profileText(r.GenProfile))
+		}
+	}
 }
 
 // genText is a cell's generator with its offered rate, if not full speed.

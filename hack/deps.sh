@@ -5,7 +5,8 @@
 #   hack/deps.sh run       iproute2, ethtool, ping: the veth testbed and demo
 #   hack/deps.sh test      run + tshark (pcap checks) + nfdump (the IPFIX stage's
 #                          collector: nfcapd, nfdump) + bpf toolchain + bench
-#   hack/deps.sh bench     run + libxdp, libbpf and a C compiler for hack/xsk-c-peer
+#   hack/deps.sh bench     run + libxdp, libbpf and a C compiler for hack/xsk-c-peer,
+#                          perf (xdpipe bench --perf)
 #   hack/deps.sh generate  the pinned clang and libbpf headers for bpf2go
 #   hack/deps.sh vm        qemu, busybox and the guest kernel for the VM test bed
 #                          (hack/vm: virtio-net zero-copy, SoftRoCE); the kernel
@@ -33,7 +34,7 @@ fi
 
 run_pkgs=(iproute2 ethtool iputils-ping procps)
 generate_pkgs=(clang-14 llvm-14 libbpf-dev linux-libc-dev)
-bench_pkgs=("${run_pkgs[@]}" libxdp-dev libbpf-dev gcc libc6-dev make)
+bench_pkgs=("${run_pkgs[@]}" libxdp-dev libbpf-dev gcc libc6-dev make linux-perf)
 test_pkgs=("${run_pkgs[@]}" tshark nfdump "${generate_pkgs[@]}" "${bench_pkgs[@]}")
 vm_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils apt dpkg debian-archive-keyring "${run_pkgs[@]}")
 rdma_dev_pkgs=(libibverbs-dev librdmacm-dev gcc libc6-dev)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -46,6 +47,7 @@ func runBench(ctx context.Context, args []string) error {
 	asavie := fs.String("asavie-peer", "hack/asavie-peer", "directory of the asavie/xdp peer module (built with go build on first use)")
 	xskC := fs.String("xsk-c-peer", "hack/xsk-c-peer", "directory of the C libxdp peer (built with make on first use; hack/deps.sh bench)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the harness (the generator) to this file")
+	perf := fs.Bool("perf", false, "profile the generator's CPU in each cell with perf record (cpu-clock) and report its\ntop symbols: in copy mode the kernel copies frames into the receiver's UMEM there")
 	from := fs.String("from", "", "run nothing: rewrite the table and Markdown from this JSON report")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -78,6 +80,11 @@ func runBench(ctx context.Context, args []string) error {
 			return fmt.Errorf("--rates: %w", err)
 		}
 		c.Rates = append(c.Rates, r)
+	}
+	if *perf {
+		if c.Perf, err = exec.LookPath("perf"); err != nil {
+			return errors.New("--perf: no perf command (Debian: apt-get install linux-perf)")
+		}
 	}
 	if *retries < 0 {
 		return errors.New("--retries must not be negative")
@@ -116,6 +123,7 @@ func runBench(ctx context.Context, args []string) error {
 	if werr := rep.WriteTable(os.Stdout); werr != nil {
 		return werr
 	}
+	rep.WriteProfiles(os.Stdout)
 	fmt.Println()
 	if werr := rep.WriteRatios(os.Stdout); werr != nil {
 		return werr
