@@ -118,6 +118,22 @@ static __always_inline void observe(struct track_state *st, __u64 seq, __u64 siz
 	}
 }
 
+// udp4_payload is where gen's payload starts in the frame gen makes by
+// default, Ethernet, IPv4 without options, UDP, not a later fragment, or NULL
+// for any other frame. It finds what parse would, in a few loads: a
+// frame it declines goes through parse.
+static __always_inline __u8 *udp4_payload(void *data, void *end)
+{
+	__u8 *f = data;
+
+	if ((void *)(f + 42 + GEN_PAYLOAD_LEN) > end)
+		return NULL;
+	if (*(__u16 *)(f + 12) != bpf_htons(ETH_P_IP) || f[14] != 0x45 || f[23] != IPPROTO_UDP ||
+	    (*(__u16 *)(f + 20) & bpf_htons(0x1fff)))
+		return NULL;
+	return f + 42;
+}
+
 // track_frame finds gen's payload as gen.Parse does and accounts the frame.
 static __always_inline void track_frame(struct xdp_md *ctx)
 {
@@ -127,12 +143,24 @@ static __always_inline void track_frame(struct xdp_md *ctx)
 
 	if (!st)
 		return;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u8 *fast = udp4_payload(data, end);
+	if (fast) {
+		if (bpf_ntohl(*(__u32 *)fast) != GEN_MAGIC) {
+			st->others++;
+			return;
+		}
+		observe(st, *(__u64 *)(fast + 4), end - data);
+		return;
+	}
 	if (parse(ctx, &t) || !t.has_ports) {
 		st->others++;
 		return;
 	}
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
+	// Packet pointers are read again after the call.
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
 	__u32 off = t.l4;
 	if (off > MAX_PAYLOAD_OFF) {
 		st->others++;
