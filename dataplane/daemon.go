@@ -86,10 +86,15 @@ func open(cfg Config, log *slog.Logger, sys system) (_ *Daemon, err error) {
 func (d *Daemon) open() error {
 	p := d.p
 	ring := p.cfg.Ring
-	perSocket := 4 * ring // fill (2x ring) + TX ring + what is in flight
+	// Frames per socket: the fill ring, the RX ring, the TX ring and what
+	// the stages hold. The fill ring is no deeper than the RX ring: the
+	// kernel writes into the frames it holds in turn, and the fewer they
+	// are, the more of them the caches keep; more than the RX ring can
+	// take would buy no burst the RX ring could absorb.
+	perSocket := 4 * ring
 	umemOpts := func(sockets int) xsk.UmemOptions {
 		return xsk.UmemOptions{NumFrames: uint32(sockets) * perSocket, FrameSize: p.cfg.FrameSize,
-			FillSize: 2 * ring, CompletionSize: 2 * ring}
+			FillSize: ring, CompletionSize: 2 * ring}
 	}
 	mems := make([]umem, len(p.queues)) // per worker
 	for wi, q := range p.queues {

@@ -30,7 +30,7 @@ func (c Config) MemoryCosts(ifaces, queues, cpus int) ([]xsk.Cost, error) {
 	sockets := uint64(ifaces) * uint64(queues)
 	costs := []xsk.Cost{
 		xsk.UmemCost("ring", 1, xsk.MulSat(sockets, 4, ring), c.FrameSize),
-		xsk.RingsCost("ring", sockets, ring, ring, 2*ring, 2*ring),
+		xsk.RingsCost("ring", sockets, ring, ring, ring, 2*ring),
 	}
 	if c.Rules != "" {
 		n, err := bpf.SteerMemory(cpus)

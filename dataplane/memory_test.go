@@ -94,11 +94,11 @@ func TestMemoryCostsCountEverySocketAndWorker(t *testing.T) {
 		wantTotal, wantLocked uint64
 	}{
 		// 4 UMEM frames a ring entry; rings: 16-byte rx and tx
-		// descriptors, 8-byte fill and completion entries (2x ring), a
-		// page of producer and consumer words each.
-		{"default ring, one socket", Config{}, 1, 1, 32<<20 + 144<<10, 32 << 20},
-		{"ring 1024, 2 interfaces x 4 queues", Config{Ring: 1024, FrameSize: 2048}, 2, 4, 64<<20 + 8*80<<10, 64 << 20},
-		{"a sample stage per worker", Config{Ring: 64, Stages: []StageConfig{s}}, 1, 3, 3*256<<12 + 3*(64*64+4<<12) + 3*100*1000, 3 * 256 << 12},
+		// descriptors, 8-byte fill (1x ring) and completion (2x ring)
+		// entries, a page of producer and consumer words each.
+		{"default ring, one socket", Config{}, 1, 1, 32<<20 + 128<<10, 32 << 20},
+		{"ring 1024, 2 interfaces x 4 queues", Config{Ring: 1024, FrameSize: 2048}, 2, 4, 64<<20 + 8*72<<10, 64 << 20},
+		{"a sample stage per worker", Config{Ring: 64, Stages: []StageConfig{s}}, 1, 3, 3*256<<12 + 3*(64*56+4<<12) + 3*100*1000, 3 * 256 << 12},
 	} {
 		costs, err := c.cfg.MemoryCosts(c.ifaces, c.queues, 2)
 		if err != nil {
