@@ -524,11 +524,8 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	if g.err != nil {
 		return fail(fmt.Errorf("generator: %w", g.err))
 	}
-	time.Sleep(200 * time.Millisecond) // drain what is in flight
-	cpu1, _ := procCPU(pid)
-	sys1, procs1 := readSysCPU(), procTicks()
-	stop()
 	if prof != nil {
+		// Sending is over: what comes now is the generator's CPU idle.
 		syms, err := prof.stop(c.PerfTop)
 		prof = nil
 		if err != nil {
@@ -536,6 +533,10 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 		}
 		r.GenProfile = syms
 	}
+	time.Sleep(200 * time.Millisecond) // drain what is in flight
+	cpu1, _ := procCPU(pid)
+	sys1, procs1 := readSysCPU(), procTicks()
+	stop()
 	res, err := readResult(out, ext.parse, tp.Len())
 	if err != nil {
 		return fail(fmt.Errorf("receiver result: %v: %s", err, lastLine(stderr.String())))

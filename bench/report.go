@@ -43,12 +43,14 @@ func (rep *Report) WriteTable(w io.Writer) error {
 // WriteProfiles writes each cell's generator CPU profile (Config.Perf), one
 // line a cell; nothing if no cell has one.
 func (rep *Report) WriteProfiles(w io.Writer) {
-	for i, r := range rep.Results {
+	header := false
+	for _, r := range rep.Results {
 		if r.GenProfile == nil {
 			continue
 		}
-		if i == 0 || rep.Results[i-1].GenProfile == nil {
+		if !header {
 			fmt.Fprintln(w, "\ngenerator CPU, perf cpu-clock: top symbols (mean shares over the rounds)")
+			header = true
 		}
 		fmt.Fprintf(w, "%-14s %5d B %4s: %s\n", r.Receiver, r.Size, RateText(r.Rate), profileText(r.GenProfile))
 	}
