@@ -44,9 +44,11 @@ var comparisons = []struct {
 	{"xdpipe-track", "xdpipe-spin", "rxdrop accounting / --track=false", 0.9, false},
 	{"xdpipe-l2fwd", "xdpipe-spin", "l2fwd / rxdrop", 0.7, false},
 	{"c-xsk-l2fwd", "c-xsk-rxdrop", "C l2fwd / C rxdrop (libxdp)", 0, false},
-	{"xdpipe-spin", "c-xsk-rxdrop", "rxdrop / C rxdrop (libxdp)", 0, false},
-	{"xdpipe-l2fwd", "c-xsk-l2fwd", "l2fwd / C l2fwd (libxdp)", 0, false},
-	{"asavie-xdp", "xdpipe-spin", "asavie/xdp / rxdrop spin", 0, false},
+	{"xdpipe-track", "c-xsk-rxdrop", "rxdrop, its defaults / C rxdrop (libxdp)", 1.1, false},
+	{"xdpipe-spin", "c-xsk-rxdrop", "rxdrop --track=false / C rxdrop (libxdp)", 0, false},
+	{"xdpipe-l2fwd", "c-xsk-l2fwd", "l2fwd / C l2fwd (libxdp)", 1.05, false},
+	{"xdpipe-track", "asavie-xdp", "rxdrop, its defaults / asavie/xdp", 1.0, false},
+	{"xdpipe-spin", "asavie-xdp", "rxdrop --track=false / asavie/xdp", 1.1, false},
 	{"xdpipe-steer10k", "xdpipe-spin", "10,000 rules / redirect only", 0.85, false},
 	{"xdpipe-wakeup", "asavie-poll", "rxdrop wakeup / asavie poll(2), CPU per frame", 0.5, true},
 	{"xdpipe-wakeup", "c-xsk-poll", "rxdrop wakeup / C rxdrop poll(2) (libxdp), CPU per frame", 0, true},
@@ -136,13 +138,13 @@ func (r Ratio) verdict() string {
 	case r.Bar == 0:
 		return ""
 	case r.Lower && r.Met:
-		return fmt.Sprintf("bar <= %.2g: met", r.Bar)
+		return fmt.Sprintf("bar <= %g: met", r.Bar)
 	case r.Lower:
-		return fmt.Sprintf("bar <= %.2g: NOT met", r.Bar)
+		return fmt.Sprintf("bar <= %g: NOT met", r.Bar)
 	case r.Met:
-		return fmt.Sprintf("bar %.2g: met", r.Bar)
+		return fmt.Sprintf("bar %g: met", r.Bar)
 	}
-	return fmt.Sprintf("bar %.2g: NOT met", r.Bar)
+	return fmt.Sprintf("bar %g: NOT met", r.Bar)
 }
 
 // WriteRatios prints the ratios as a table; a repeated run's with their
