@@ -16,6 +16,11 @@
 // the hook for a flow, as one NAPI instance per queue does). Frames dropped
 // after the hook (the socket's RX ring full) are counted here and by the
 // kernel's socket statistics.
+//
+// Loading it needs CAP_PERFMON, as the steering program does: its parser
+// moves packet pointers by offsets it reads from the frame, which the
+// verifier refuses "for !root" without it. rxdrop without CAP_PERFMON
+// counts in its receive loop instead.
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -46,7 +51,8 @@ struct track_state {
 	__u64 bytes;
 	__u64 max_seq;
 	__u64 any_seen;
-	__u64 window[TRACK_WORDS]; // bit s%TRACK_WINDOW: s seen, for s in (max_seq-TRACK_WINDOW, max_seq]
+	__u64 window[TRACK_WORDS]; // bit s%64 of word (s/64)%TRACK_WORDS: s seen, if epoch says that block
+	__u64 epoch[TRACK_WORDS]; // s/64+1 of the block a window word holds, 0: none
 };
 
 struct {
@@ -56,66 +62,54 @@ struct {
 	__type(value, struct track_state);
 } track SEC(".maps");
 
+// set_seen marks s seen, first emptying the word of its block if the word
+// held an older one (gen.Tracker.set).
 static __always_inline void set_seen(struct track_state *st, __u64 s)
 {
-	st->window[(s % TRACK_WINDOW) / 64 & (TRACK_WORDS - 1)] |= 1ULL << (s % 64);
+	__u32 w = (s / 64) & (TRACK_WORDS - 1);
+
+	if (st->epoch[w] != s / 64 + 1) {
+		st->epoch[w] = s / 64 + 1;
+		st->window[w] = 0;
+	}
+	st->window[w] |= 1ULL << (s % 64);
 }
 
-// forget clears the window's bits of the sequence numbers in (st->max_seq,
-// s), which the window moves over: at most TRACK_WORDS+1 words.
-static __always_inline void forget(struct track_state *st, __u64 s)
+// seen says s was marked, for s within the window (gen.Tracker.seen).
+static __always_inline int seen(struct track_state *st, __u64 s)
 {
-	__u64 lo = st->max_seq + 1;
-	int i;
+	__u32 w = (s / 64) & (TRACK_WORDS - 1);
 
-	// A jump of a whole window or more clears every bit but s's own.
-	if (s - st->max_seq >= TRACK_WINDOW)
-		lo = s - TRACK_WINDOW + 1;
-	for (i = 0; i <= TRACK_WORDS; i++) {
-		if (lo >= s)
-			break;
-		__u64 bit = lo % 64, n = 64 - bit, mask = ~0ULL << bit;
-		if (s - lo < n) {
-			n = s - lo;
-			mask = ((1ULL << n) - 1) << bit;
-		}
-		st->window[(lo % TRACK_WINDOW) / 64 & (TRACK_WORDS - 1)] &= ~mask;
-		lo += n;
-	}
+	return st->epoch[w] == s / 64 + 1 && (st->window[w] & (1ULL << (s % 64)));
 }
 
 // observe counts one frame with gen's payload (gen.Tracker.ObservePayload
-// without the latency).
+// without the latency), in the same window: no loop for the verifier to
+// follow, as no word is cleared when the window moves.
 static __always_inline void observe(struct track_state *st, __u64 seq, __u64 size)
 {
-	st->received++;
-	st->bytes += size;
-	if (!st->any_seen) {
+	__u64 unique = 1, dups = 0, reordered = 0, late = 0;
+
+	if (!st->any_seen || seq > st->max_seq) {
 		st->any_seen = 1;
 		st->max_seq = seq;
 		set_seen(st, seq);
-		st->unique++;
-	} else if (seq > st->max_seq) {
-		forget(st, seq);
-		st->max_seq = seq;
-		set_seen(st, seq);
-		st->unique++;
-	} else if (st->max_seq - seq >= TRACK_WINDOW) {
-		st->late++;
-		st->reordered++;
-		st->unique++;
+	} else if (st->max_seq / 64 - seq / 64 >= TRACK_WORDS) {
+		late = 1;
+		reordered = 1;
+	} else if (seen(st, seq)) {
+		unique = 0;
+		dups = 1;
 	} else {
-		__u64 *w = &st->window[(seq % TRACK_WINDOW) / 64 & (TRACK_WORDS - 1)];
-		__u64 b = 1ULL << (seq % 64);
-		if (*w & b) {
-			st->dups++;
-			return;
-		}
-		*w |= b;
-		st->unique++;
-		if (seq != st->max_seq)
-			st->reordered++;
+		set_seen(st, seq);
+		reordered = seq != st->max_seq;
 	}
+	st->received++;
+	st->bytes += size;
+	st->unique += unique;
+	st->dups += dups;
+	st->reordered += reordered;
+	st->late += late;
 }
 
 // udp4_payload is where gen's payload starts in the frame gen makes by
@@ -134,59 +128,59 @@ static __always_inline __u8 *udp4_payload(void *data, void *end)
 	return f + 42;
 }
 
-// track_frame finds gen's payload as gen.Parse does and accounts the frame.
+// gen_seq finds gen's payload as gen.Parse does and returns 1 with its
+// sequence number in *seq, or 0 for a frame that is not a generated one.
+static __always_inline int gen_seq(struct xdp_md *ctx, __u64 *seq)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u8 *fast = udp4_payload(data, end);
+	struct tuple t = {};
+
+	if (fast) {
+		if (bpf_ntohl(*(__u32 *)fast) != GEN_MAGIC)
+			return 0;
+		*seq = *(__u64 *)(fast + 4);
+		return 1;
+	}
+	if (parse(ctx, &t) || !t.has_ports)
+		return 0;
+	// The L4 header's offset differs by path: read through the helper.
+	__u32 off = t.l4;
+	if (off > MAX_PAYLOAD_OFF)
+		return 0;
+	if (t.proto == IPPROTO_TCP) {
+		__u8 doff;
+		if (bpf_xdp_load_bytes(ctx, off + 12, &doff, 1) || (doff >> 4) < 5)
+			return 0;
+		off += (doff >> 4) * 4;
+	} else {
+		off += 8;
+	}
+	struct {
+		__be32 magic;
+		__u64 seq;
+		__u8 rest[GEN_PAYLOAD_LEN - 12];
+	} __attribute__((packed)) pl;
+	if (bpf_xdp_load_bytes(ctx, off, &pl, sizeof(pl)) || bpf_ntohl(pl.magic) != GEN_MAGIC)
+		return 0;
+	*seq = pl.seq;
+	return 1;
+}
+
+// track_frame accounts one redirected frame.
 static __always_inline void track_frame(struct xdp_md *ctx)
 {
 	__u32 zero = 0;
 	struct track_state *st = bpf_map_lookup_elem(&track, &zero);
-	struct tuple t = {};
+	__u64 seq = 0;
 
 	if (!st)
 		return;
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	__u8 *fast = udp4_payload(data, end);
-	if (fast) {
-		if (bpf_ntohl(*(__u32 *)fast) != GEN_MAGIC) {
-			st->others++;
-			return;
-		}
-		observe(st, *(__u64 *)(fast + 4), end - data);
-		return;
-	}
-	if (parse(ctx, &t) || !t.has_ports) {
+	if (gen_seq(ctx, &seq))
+		observe(st, seq, bpf_xdp_get_buff_len(ctx));
+	else
 		st->others++;
-		return;
-	}
-	// Packet pointers are read again after the call.
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	__u32 off = t.l4;
-	if (off > MAX_PAYLOAD_OFF) {
-		st->others++;
-		return;
-	}
-	if (t.proto == IPPROTO_TCP) {
-		__u8 *th = data + off;
-		if ((void *)(th + 13) > end) {
-			st->others++;
-			return;
-		}
-		__u32 doff = (th[12] >> 4) * 4;
-		if (doff < 20) {
-			st->others++;
-			return;
-		}
-		off += doff;
-	} else {
-		off += 8;
-	}
-	__u8 *p = data + (off & (2 * MAX_PAYLOAD_OFF - 1));
-	if ((void *)(p + GEN_PAYLOAD_LEN) > end || bpf_ntohl(*(__u32 *)p) != GEN_MAGIC) {
-		st->others++;
-		return;
-	}
-	observe(st, *(__u64 *)(p + 4), end - data);
 }
 
 SEC("xdp.frags")

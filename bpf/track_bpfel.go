@@ -25,6 +25,7 @@ type trackTrackState struct {
 	MaxSeq    uint64
 	AnySeen   uint64
 	Window    [1024]uint64
+	Epoch     [1024]uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -8,8 +8,15 @@ import (
 )
 
 // trackWindow is how many sequence numbers below the highest seen the
-// Tracker remembers, to tell a late frame from a duplicate.
-const trackWindow = 1 << 16
+// Tracker remembers, to tell a late frame from a duplicate, in trackWords
+// blocks of 64. Each word carries the block it holds (epoch), so moving
+// the window clears nothing: a word of an older block reads as empty.
+// xdpipe's tracking XDP program (bpf/track.c) keeps the same window, which
+// a verifier can check without a loop.
+const (
+	trackWindow = 1 << 16
+	trackWords  = trackWindow / 64
+)
 
 // Tracker is receiver-side accounting of generated frames: loss,
 // duplicates, reordering and one-way latency. Feed it every received frame
@@ -24,8 +31,10 @@ const trackWindow = 1 << 16
 // Sequence numbers start at 0 for each generator run. Loss counts the
 // sequence numbers below the highest seen that never arrived (frames lost
 // after the highest are only visible against the sender's count: Stats.Lost
-// with Expect). A frame more than 65536 sequence numbers older than the
-// highest is counted as Late without a duplicate check.
+// with Expect). The duplicate window holds the sequence numbers in blocks
+// of 64, the highest's block and the 1023 before it (65,472 to 65,536
+// numbers): a frame from an older block is counted as Late without a
+// duplicate check.
 type Tracker struct {
 	received  uint64 // generated frames seen, duplicates included
 	unique    uint64 // distinct sequence numbers seen
@@ -36,7 +45,8 @@ type Tracker struct {
 	bytes     uint64 // bytes of generated frames
 	maxSeq    uint64
 	anySeen   bool
-	window    [trackWindow / 64]uint64 // bit s%trackWindow: s seen, for s in (maxSeq-trackWindow, maxSeq]
+	window    [trackWords]uint64 // bit s%64 of word block(s)%trackWords: s seen, if epoch says that block
+	epoch     [trackWords]uint64 // block(s)+1 of the block a window word holds, 0: none
 	lat       Histogram
 	negLat    uint64 // timestamps in the future: clocks not shared
 }
@@ -74,33 +84,17 @@ func (t *Tracker) ObservePayload(p Payload, size int, now int64) {
 		t.set(s)
 		t.unique++
 	case s > t.maxSeq:
-		// Clear the bits of the sequence numbers the window moves over.
-		if s-t.maxSeq >= trackWindow {
-			clear(t.window[:])
-		} else {
-			for q := t.maxSeq + 1; q < s; q++ {
-				if q%64 == 0 && s-q >= 64 {
-					t.window[(q%trackWindow)/64] = 0
-					q += 63
-					continue
-				}
-				t.window[(q%trackWindow)/64] &^= 1 << (q % 64)
-			}
-		}
 		t.maxSeq = s
 		t.set(s)
 		t.unique++
-	case t.maxSeq-s >= trackWindow:
+	case t.maxSeq/64-s/64 >= trackWords:
 		t.late++
 		t.reordered++
 		t.unique++
+	case t.seen(s):
+		t.dups++
 	default:
-		w, b := (s%trackWindow)/64, uint64(1)<<(s%64)
-		if t.window[w]&b != 0 {
-			t.dups++
-			return
-		}
-		t.window[w] |= b
+		t.set(s)
 		t.unique++
 		if s != t.maxSeq {
 			t.reordered++
@@ -116,7 +110,21 @@ func (t *Tracker) addLatency(p Payload, now int64) {
 	}
 }
 
-func (t *Tracker) set(s uint64) { t.window[(s%trackWindow)/64] |= 1 << (s % 64) }
+// set marks s seen; the word of its block is emptied first if it held an
+// older block.
+func (t *Tracker) set(s uint64) {
+	w := (s / 64) % trackWords
+	if t.epoch[w] != s/64+1 {
+		t.epoch[w], t.window[w] = s/64+1, 0
+	}
+	t.window[w] |= 1 << (s % 64)
+}
+
+// seen says s was marked, for s within the window.
+func (t *Tracker) seen(s uint64) bool {
+	w := (s / 64) % trackWords
+	return t.epoch[w] == s/64+1 && t.window[w]&(1<<(s%64)) != 0
+}
 
 // Merge adds o's counts and latencies into t. The duplicate window is not
 // merged; MaxSeq becomes the larger of the two.

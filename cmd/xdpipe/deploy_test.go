@@ -258,6 +258,11 @@ func TestContainerImage(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("rxdrop exited %d after SIGINT:\n%s", code, out)
 		}
+		// Without CAP_PERFMON the XDP program cannot count them: the
+		// loop does, and the start line says so.
+		if !strings.Contains(out, "counted in the loop: counting them in XDP needs CAP_PERFMON") {
+			t.Errorf("rxdrop without CAP_PERFMON does not say where it counts generated frames:\n%s", out)
+		}
 		if rx, uniq, lost := tracked(t, out); rx != count || uniq != count || lost != 0 {
 			t.Errorf("rxdrop in the container saw %d generated frames (%d unique, %d lost), gen sent %d\n%s", rx, uniq, lost, count, out)
 		}

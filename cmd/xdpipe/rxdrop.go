@@ -16,6 +16,7 @@ import (
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/dataplane"
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/internal/caps"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
@@ -170,8 +171,9 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	defer umem.Close()
 	// Without rules the redirect program counts the generated frames and
 	// the loop samples their latency; the steering program does not count
-	// them, and the loop does.
-	hookTracks := o.track && o.rules == nil
+	// them, and the loop does. So does it without CAP_PERFMON, which the
+	// counting program's verification needs (bpf/track.c).
+	hookTracks := o.track && o.rules == nil && caps.Have(caps.Perfmon)
 	port, err := dataplane.OpenPort(dataplane.PortOptions{
 		Iface: o.iface, Queues: []int{o.queue}, Umems: []*xsk.Umem{umem},
 		Socket:           xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
@@ -184,8 +186,11 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	defer port.Close()
 	sock := port.Sockets[0]
 	prog := "redirect"
-	if hookTracks {
+	switch {
+	case hookTracks:
 		prog = "redirect, counting generated frames"
+	case o.track && o.rules == nil:
+		prog = "redirect (generated frames counted in the loop: counting them in XDP needs CAP_PERFMON)"
 	}
 	if o.rules != nil {
 		prog = fmt.Sprintf("steer with %d rules", len(o.rules.Rules))
