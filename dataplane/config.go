@@ -34,7 +34,7 @@ type Config struct {
 	// Umem: "per-queue" (default: one UMEM per worker, shared by its
 	// interfaces so forwarding copies nothing) or "shared" (one for all).
 	Umem string `yaml:"umem"`
-	// Ring is the RX and TX ring size (default 2048); fill and completion
+	// Ring is the RX, TX and fill ring size (default 2048); completion
 	// rings get twice as many entries, and each socket 4x ring frames.
 	Ring uint32 `yaml:"ring"`
 	// FrameSize is the UMEM frame size: 2048 or 4096 (default).
