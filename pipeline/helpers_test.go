@@ -107,6 +107,7 @@ type frameSpec struct {
 	ttl      uint8
 	tos      uint8
 	payload  int
+	data     []byte // the payload's bytes, if set (payload is then ignored)
 	src, dst netip.Addr
 }
 
@@ -154,7 +155,11 @@ func buildFrame(tb testing.TB, s frameSpec) []byte {
 		t.SetNetworkLayerForChecksum(nl)
 		ls = append(ls, t)
 	}
-	ls = append(ls, gopacket.Payload(make([]byte, s.payload)))
+	data := s.data
+	if data == nil {
+		data = make([]byte, s.payload)
+	}
+	ls = append(ls, gopacket.Payload(data))
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
 		tb.Fatal(err)

@@ -86,9 +86,9 @@ var (
 	mPasses      = desc("xdpipe_worker_passes_total", "Worker passes.", "queue")
 	mIdle        = desc("xdpipe_worker_idle_passes_total", "Worker passes that received nothing.", "queue")
 	mReloads     = desc("xdpipe_stage_reloads_total", "Stage chains swapped in at run time.", "queue")
-	mStagePkts   = desc("xdpipe_stage_packets_total", "Frames seen by a count (or pcap: written) stage.", "queue", "stage", "index")
+	mStagePkts   = desc("xdpipe_stage_packets_total", "Frames seen by a count stage (pcap: written; reflect: sent back).", "queue", "stage", "index")
 	mStageErrors = desc("xdpipe_stage_errors_total", "Run-time stage failures (pcap write or open errors).", "queue", "stage", "index")
-	mStageLost   = desc("xdpipe_stage_lost_total", "Frames a stage could not handle (pcap not captured, VLAN push without room, TTL expired).", "queue", "stage", "index")
+	mStageLost   = desc("xdpipe_stage_lost_total", "Frames a stage could not handle (pcap not captured, VLAN push without room, TTL expired, reflect not answered).", "queue", "stage", "index")
 )
 
 // Describe implements prometheus.Collector (unchecked: label sets vary with

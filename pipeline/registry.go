@@ -83,6 +83,7 @@ var stageKinds = [...]StageKind{
 	sends(kind("macswap", func(*NoOptions, StageEnv) (Stage, error) { return &MacSwap{}, nil })),
 	kind("pcap", newPcapStage),
 	kind("rdma", newRDMAStage),
+	sends(kind("reflect", newReflectStage)),
 	kind("rewrite", newRewriteStage),
 	kind("sample", newSampleStage),
 }

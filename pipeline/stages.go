@@ -81,21 +81,26 @@ func (*MacSwap) Process(b *Burst) {
 		if p.Verdict == VerdictDrop {
 			continue
 		}
-		d := p.Data
-		if len(d) < frame.EthLen {
+		if len(p.Data) < frame.EthLen {
 			p.Verdict = VerdictDrop
 			continue
 		}
-		// Four loads, four stores: no call to memmove for 6-byte copies.
-		d = d[:12:12]
-		dst0, dst1 := binary.LittleEndian.Uint32(d[0:4]), binary.LittleEndian.Uint16(d[4:6])
-		src0, src1 := binary.LittleEndian.Uint32(d[6:10]), binary.LittleEndian.Uint16(d[10:12])
-		binary.LittleEndian.PutUint32(d[0:4], src0)
-		binary.LittleEndian.PutUint16(d[4:6], src1)
-		binary.LittleEndian.PutUint32(d[6:10], dst0)
-		binary.LittleEndian.PutUint16(d[10:12], dst1)
+		swapMACs(p.Data)
 		p.Verdict = VerdictTransmit
 	}
+}
+
+// swapMACs swaps the destination and source addresses of the Ethernet
+// header at the start of d (at least 12 bytes): four loads, four stores,
+// no call to memmove for 6-byte copies.
+func swapMACs(d []byte) {
+	d = d[:12:12]
+	dst0, dst1 := binary.LittleEndian.Uint32(d[0:4]), binary.LittleEndian.Uint16(d[4:6])
+	src0, src1 := binary.LittleEndian.Uint32(d[6:10]), binary.LittleEndian.Uint16(d[10:12])
+	binary.LittleEndian.PutUint32(d[0:4], src0)
+	binary.LittleEndian.PutUint16(d[4:6], src1)
+	binary.LittleEndian.PutUint32(d[6:10], dst0)
+	binary.LittleEndian.PutUint16(d[10:12], dst1)
 }
 
 // Forward sends every live packet out of the named output port: another
