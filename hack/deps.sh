@@ -3,7 +3,7 @@
 # already installed are not touched, and apt-get runs only when one is missing.
 #
 #   hack/deps.sh run       iproute2, ethtool, ping: the veth testbed and demo
-#   hack/deps.sh test      run + tshark (pcap checks) + nfdump (the IPFIX stage's
+#   hack/deps.sh test      run + tshark (pcap checks) + sockperf (the reflect stage) + nfdump (the IPFIX stage's
 #                          collector: nfcapd, nfdump) + bpf toolchain + bench
 #   hack/deps.sh bench     run + libxdp, libbpf and a C compiler for hack/xsk-c-peer,
 #                          perf (xdpipe bench --perf)
@@ -35,7 +35,7 @@ fi
 run_pkgs=(iproute2 ethtool iputils-ping procps)
 generate_pkgs=(clang-14 llvm-14 libbpf-dev linux-libc-dev)
 bench_pkgs=("${run_pkgs[@]}" libxdp-dev libbpf-dev gcc libc6-dev make linux-perf)
-test_pkgs=("${run_pkgs[@]}" tshark nfdump "${generate_pkgs[@]}" "${bench_pkgs[@]}")
+test_pkgs=("${run_pkgs[@]}" tshark nfdump sockperf "${generate_pkgs[@]}" "${bench_pkgs[@]}")
 vm_pkgs=(qemu-system-x86 busybox-static cpio kmod xz-utils apt dpkg debian-archive-keyring "${run_pkgs[@]}")
 rdma_dev_pkgs=(libibverbs-dev librdmacm-dev gcc libc6-dev)
 rdma_pkgs=("${vm_pkgs[@]}" "${rdma_dev_pkgs[@]}" rdma-core ibverbs-providers perftest)
