@@ -3,6 +3,7 @@ module github.com/xdpipe/xdpipe
 go 1.26.8
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/cilium/ebpf v0.22.0
 	github.com/gopacket/gopacket v1.7.7
 	github.com/jsimonetti/rtnetlink/v2 v2.3.0

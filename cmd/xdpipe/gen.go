@@ -179,8 +179,11 @@ func parseRate(s string) (float64, error) {
 }
 
 // fillFromInterface defaults the source MAC and IP from the interface.
-func (f *genFlags) fillFromInterface(ifc *net.Interface) error {
-	c := &f.cfg
+func (f *genFlags) fillFromInterface(ifc *net.Interface) error { return fillSource(&f.cfg, ifc) }
+
+// fillSource defaults c's source MAC and IP from the interface: its MAC,
+// and its first address of the destination's family.
+func fillSource(c *gen.Config, ifc *net.Interface) error {
 	if c.SrcMAC == nil {
 		if len(ifc.HardwareAddr) != 6 {
 			return fmt.Errorf("interface %s has no Ethernet MAC: give --src-mac", ifc.Name)

@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"run":       {"run the burst pipeline: stages per queue, metrics, SIGHUP reload", runRun},
 	"rxdrop":    {"receive on one queue with AF_XDP, count and drop", runRxdrop},
 	"gen":       {"send generated frames (live frames or AF_XDP)", runGen},
+	"ping":      {"measure round trips to a UDP reflector over AF_XDP (closed or open loop)", runPing},
 	"bench":     {"benchmark receivers x frame sizes on a veth testbed", runBench},
 	"rules":     {"list, change and count the steering rules of a running instance", runRules},
 	"rdma-sink": {"receive, count and check packets sent over RDMA (build with -tags rdma)", runRdmaSink},
