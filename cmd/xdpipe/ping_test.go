@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -85,5 +86,38 @@ func TestPingBadInput(t *testing.T) {
 		if code == 0 || !strings.Contains(out, c.want) || strings.Count(strings.TrimSpace(out), "\n") > 0 {
 			t.Errorf("ping %v: exit %d, output %q: want one line with %q", c.args, code, out, c.want)
 		}
+	}
+}
+
+// TestLatencyScript runs hack/latency.sh for one short round: every pair
+// must report its round trips, the figures ordered p50 <= p99 <= p99.9 <=
+// max, and the namespaces must be gone afterwards.
+func TestLatencyScript(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTool(t, "sockperf")
+	cmd := exec.Command("bash", "../../hack/latency.sh", xdpipeBin, "1", "1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("hack/latency.sh: %v\n%s", err, out)
+	}
+	row := regexp.MustCompile(`(?m)^(\S+)\s+([0-9.]+) \([0-9.]+-[0-9.]+\)\s+([0-9.]+) \([0-9.]+-[0-9.]+\)\s+([0-9.]+) \([0-9.]+-[0-9.]+\)\s+([0-9.]+) \([0-9.]+-[0-9.]+\)$`)
+	got := map[string]bool{}
+	for _, m := range row.FindAllStringSubmatch(string(out), -1) {
+		var v [4]float64
+		for i := range v {
+			v[i], _ = strconv.ParseFloat(m[i+2], 64)
+		}
+		if !(v[0] > 0 && v[0] <= v[1] && v[1] <= v[2] && v[2] <= v[3]) {
+			t.Errorf("%s: p50 %v p99 %v p99.9 %v max %v are not in order", m[1], v[0], v[1], v[2], v[3])
+		}
+		got[m[1]] = true
+	}
+	for _, p := range []string{"kernel", "sockperf->reflect", "ping->reflect", "ping->reflect-bp", "ping->reflect-wk", "ping->reflect-wk0"} {
+		if !got[p] {
+			t.Errorf("no figures for %s:\n%s", p, out)
+		}
+	}
+	if ns, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(ns), "xdpipe-latency") {
+		t.Errorf("hack/latency.sh left its namespaces:\n%s", ns)
 	}
 }
