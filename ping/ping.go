@@ -196,9 +196,10 @@ func (p *Pinger) Run(ctx context.Context, o Options, h *hdrhistogram.Histogram) 
 					inFlight, lastSent = true, now
 				}
 			} else {
-				// Every frame due by now, stamped with the time it was
-				// due: a late send counts against its round trip.
-				for due := start + int64(seq)*interval; due <= now && !done(now); due = start + int64(seq)*interval {
+				// The frames due by now, stamped with the time they were
+				// due: a late send counts against its round trip. At most
+				// a burst a pass, so that replies are taken in between.
+				for k, due := 0, start+int64(seq)*interval; k < len(p.descs) && due <= now && !done(now); k, due = k+1, start+int64(seq)*interval {
 					if !p.send(seq, due) {
 						break
 					}
