@@ -16,6 +16,7 @@
 #   ping->reflect-wk  xdpipe ping        -> xdpipe run reflect, --poll wakeup (naps up to
 #                     200 us while frames come, then poll(2))
 #   ping->reflect-wk0 the same with --coalesce 0: poll(2) only
+#   ping->udp-echo    xdpipe ping        -> a Go net.UDPConn echo (hack/udp-echo)
 #
 # Every figure is a round trip in microseconds: sockperf reports half of
 # one, doubled here; xdpipe ping reports whole ones. Both clients read one
@@ -37,6 +38,7 @@ mount -t bpf bpffs "$tmp/bpf"
 cleanup() { umount "$tmp/bpf" 2>/dev/null || true; rm -rf "$tmp"; testbed_down; }
 trap cleanup EXIT
 port=11111
+go build -o "$tmp/udp-echo" ./hack/udp-echo
 cat >"$tmp/rules.yaml" <<EOF
 rules:
   - name: reflected
@@ -60,14 +62,25 @@ start_b() {
   ip netns exec "$NSB" taskset -c 1 "$@" >"$tmp/b.out" 2>&1 &
   bpid=$!
   for _ in $(seq 100); do
-    grep -q -e "run: ready" -e "Warmup" -e "UDP" "$tmp/b.out" 2>/dev/null && return 0
+    grep -q -e "run: ready" -e "Warmup" -e "UDP" -e "udp-echo: ready" "$tmp/b.out" 2>/dev/null && return 0
     sleep 0.1
   done
   echo "hack/latency.sh: reflector did not start:" >&2
   cat "$tmp/b.out" >&2
   exit 1
 }
-stop_b() { kill -INT $bpid 2>/dev/null || true; wait $bpid 2>/dev/null || true; }
+# stop_b: SIGTERM (a background job of a script ignores SIGINT, and a
+# program that does not catch it, udp-echo, keeps ignoring it), then
+# SIGKILL if the reflector is still there after 10 s.
+stop_b() {
+  kill -TERM $bpid 2>/dev/null || true
+  for _ in $(seq 100); do
+    kill -0 $bpid 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL $bpid 2>/dev/null || true
+  wait $bpid 2>/dev/null || true
+}
 
 # sockperf_rtt: p50 p99 p99.9 max round trips (us) from sockperf's output.
 sockperf_rtt() {
@@ -93,6 +106,12 @@ run_pair() { # $1: pair name; prints "name p50 p99 p99.9 max"
       ip netns exec "$NSA" taskset -c 0 sockperf ping-pong -i "$IPB" -p $port -m 64 -t "$secs" >"$tmp/a.out" 2>&1 || true
       stop_b
       r=$(sockperf_rtt "$tmp/a.out") ;;
+    ping-\>udp-echo)
+      start_b "$tmp/udp-echo" -addr "$IPB:$port"
+      ip netns exec "$NSA" taskset -c 0 "$BIN" ping --iface $IFA --dst-mac $MACB --dst-ip "$IPB" \
+        --dst-port $port --duration "${secs}s" >"$tmp/a.out" 2>&1 || true
+      stop_b
+      r=$(ping_rtt "$tmp/a.out") ;;
     ping-\>reflect*)
       reflector_conf "{}"
       flags=(--poll spin)
@@ -112,7 +131,7 @@ run_pair() { # $1: pair name; prints "name p50 p99 p99.9 max"
   echo "$1 $r"
 }
 
-pairs=(kernel "sockperf->reflect" "ping->reflect" "ping->reflect-bp" "ping->reflect-wk" "ping->reflect-wk0")
+pairs=(kernel "sockperf->reflect" "ping->reflect" "ping->reflect-bp" "ping->reflect-wk" "ping->reflect-wk0" "ping->udp-echo")
 echo "round trips in us, closed loop, 64 B, ${secs}s per pair and round; $(date -u +'%Y-%m-%d %H:%M UTC'), $(uname -r)"
 for ((r = 0; r < rounds; r++)); do
   echo "round $((r + 1)) of $rounds"

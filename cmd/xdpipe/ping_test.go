@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
@@ -95,7 +97,14 @@ func TestPingBadInput(t *testing.T) {
 func TestLatencyScript(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTool(t, "sockperf")
-	cmd := exec.Command("bash", "../../hack/latency.sh", xdpipeBin, "1", "1")
+	// A hung script's bound, not a timing gate: seven pairs take about 20 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "../../hack/latency.sh", xdpipeBin, "1", "1")
+	// On the bound, SIGTERM to the script's whole process group: its
+	// trap removes the testbed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("hack/latency.sh: %v\n%s", err, out)
@@ -112,7 +121,7 @@ func TestLatencyScript(t *testing.T) {
 		}
 		got[m[1]] = true
 	}
-	for _, p := range []string{"kernel", "sockperf->reflect", "ping->reflect", "ping->reflect-bp", "ping->reflect-wk", "ping->reflect-wk0"} {
+	for _, p := range []string{"kernel", "sockperf->reflect", "ping->reflect", "ping->reflect-bp", "ping->reflect-wk", "ping->reflect-wk0", "ping->udp-echo"} {
 		if !got[p] {
 			t.Errorf("no figures for %s:\n%s", p, out)
 		}
