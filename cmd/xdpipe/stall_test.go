@@ -82,7 +82,7 @@ func TestReceiversAbsorbStalls(t *testing.T) {
 			}
 			var sentAll uint64
 			// stall sends 300 ms of traffic, stops the receiver for d
-			// (0: not at all) in its middle, waits until every frame
+			// (0: not at all) once it flows, waits until every frame
 			// sent so far is counted, and returns the frames received
 			// and dropped meanwhile.
 			stall := func(d time.Duration) (received, dropped uint64) {
@@ -97,7 +97,14 @@ func TestReceiversAbsorbStalls(t *testing.T) {
 					done <- result{out, code}
 				}()
 				if d > 0 {
-					time.Sleep(100 * time.Millisecond)
+					// Stop it once the traffic flows: a thousand of the
+					// run's frames counted (of 60,000).
+					testutil.EventuallyErr(t, 20*time.Second, func() error {
+						if rx, drop, _ := c.counts(proc.output()); rx+drop < rx0+drop0+1000 {
+							return fmt.Errorf("%s counts %d of this run's frames before the stall, want 1000:\n%s", c.name, rx+drop-rx0-drop0, proc.output())
+						}
+						return nil
+					})
 					if err := proc.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 						t.Fatal(err)
 					}
