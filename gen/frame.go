@@ -242,7 +242,7 @@ func (t *Template) build() {
 		s, d := c.SrcIP.As4(), c.DstIP.As4()
 		copy(ip[12:16], s[:])
 		copy(ip[16:20], d[:])
-		binary.NativeEndian.PutUint16(ip[10:], ^uint16(fold(sum(ip[:frame.IPv4MinLen]))))
+		binary.NativeEndian.PutUint16(ip[10:], ^frame.Fold(frame.Sum(ip[:frame.IPv4MinLen])))
 		t.ipCsumOff = frame.EthLen + 10
 	}
 	l4 := b[t.l4Off:]
@@ -270,13 +270,13 @@ func (t *Template) build() {
 
 	// Checksum of the L4 segment with its pseudo-header.
 	pseudo := [4]byte{0, proto, byte(l4Len >> 8), byte(l4Len)}
-	s := sum(b[t.l4Off:]) + sum(pseudo[:])
+	s := frame.Sum(b[t.l4Off:]) + frame.Sum(pseudo[:])
 	if c.Proto.v6() {
-		s += sum(b[frame.EthLen+8 : frame.EthLen+40])
+		s += frame.Sum(b[frame.EthLen+8 : frame.EthLen+40])
 	} else {
-		s += sum(b[frame.EthLen+12 : frame.EthLen+20])
+		s += frame.Sum(b[frame.EthLen+12 : frame.EthLen+20])
 	}
-	csum := ^uint16(fold(s))
+	csum := ^frame.Fold(s)
 	if !c.Proto.tcp() && csum == 0 {
 		csum = 0xffff
 	}
@@ -309,57 +309,26 @@ func (t *Template) build() {
 	}
 }
 
-// Stamp writes into frame (a copy of Bytes, at least Len long) the flow of
+// Stamp writes into f (a copy of Bytes, at least Len long) the flow of
 // seq, seq itself and the send timestamp ts, and fixes the checksums, as
 // the live engine's XDP program does in the kernel. It allocates nothing.
-func (t *Template) Stamp(frame []byte, seq uint64, ts int64) {
-	_ = frame[t.payOff+PayloadLen-1]
+func (t *Template) Stamp(f []byte, seq uint64, ts int64) {
+	_ = f[t.payOff+PayloadLen-1]
 	ne := binary.NativeEndian
 	flow := uint16(seq % uint64(t.cfg.Flows))
-	binary.BigEndian.PutUint16(frame[t.varyOff:], t.varyBase+flow)
-	vary := uint64(ne.Uint16(frame[t.varyOff:]))
-	binary.LittleEndian.PutUint64(frame[t.payOff+4:], seq)
-	binary.LittleEndian.PutUint64(frame[t.payOff+12:], uint64(ts))
-	s := t.l4K + vary + sum(frame[t.payOff+4:t.payOff+PayloadLen])
-	c := ^uint16(fold(s))
+	binary.BigEndian.PutUint16(f[t.varyOff:], t.varyBase+flow)
+	vary := uint64(ne.Uint16(f[t.varyOff:]))
+	binary.LittleEndian.PutUint64(f[t.payOff+4:], seq)
+	binary.LittleEndian.PutUint64(f[t.payOff+12:], uint64(ts))
+	s := t.l4K + vary + frame.Sum(f[t.payOff+4:t.payOff+PayloadLen])
+	c := ^frame.Fold(s)
 	if !t.cfg.Proto.tcp() && c == 0 {
 		c = 0xffff
 	}
-	ne.PutUint16(frame[t.l4CsumOff:], c)
+	ne.PutUint16(f[t.l4CsumOff:], c)
 	if t.ipK != 0 {
-		ne.PutUint16(frame[t.ipCsumOff:], ^uint16(fold(t.ipK+vary)))
+		ne.PutUint16(f[t.ipCsumOff:], ^frame.Fold(t.ipK+vary))
 	}
-}
-
-// sum is the one's complement sum of b as 16-bit words in native order,
-// not yet folded (RFC 1071: the order does not matter if it is the same
-// for reading and writing).
-func sum(b []byte) uint64 {
-	var s uint64
-	ne := binary.NativeEndian
-	for len(b) >= 8 {
-		v := ne.Uint64(b)
-		s += v&0xffffffff + v>>32
-		b = b[8:]
-	}
-	for len(b) >= 2 {
-		s += uint64(ne.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		var w [2]byte
-		w[0] = b[0]
-		s += uint64(ne.Uint16(w[:]))
-	}
-	return s
-}
-
-// fold reduces a one's complement sum to 16 bits.
-func fold(s uint64) uint64 {
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return s
 }
 
 // Verify reports whether frame is a whole, intact frame of this template:

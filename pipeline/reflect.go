@@ -125,16 +125,18 @@ func (r *Reflect) reflect(p *Packet) outcome {
 	} else {
 		src, dst = ip[8:24], ip[24:40]
 	}
-	pseudo := sum16(src, 0)
-	pseudo = sum16(dst, pseudo)
-	pseudo += frame.ProtoUDP + uint64(n)
-	check := binary.BigEndian.Uint16(u[6:8])
+	// Sums in native order (frame.Sum), the checksum field read and
+	// written the same way.
+	ne := binary.NativeEndian
+	ph := [4]byte{0, frame.ProtoUDP, byte(n >> 8), byte(n)}
+	pseudo := frame.Sum(src) + frame.Sum(dst) + frame.Sum(ph[:])
+	check := ne.Uint16(u[6:8])
 	full := h.Family == 4 && check == 0 // IPv4 without a checksum
 	switch {
 	case full:
-	case fold(sum16(u, pseudo)) == 0xffff:
+	case frame.Fold(pseudo+frame.Sum(u)) == 0xffff:
 		full = true
-	case check != fold(pseudo):
+	case check != frame.Fold(pseudo):
 		return refusedPkt // neither complete nor the pseudo-header's sum
 	}
 	if r.Sockperf {
@@ -149,50 +151,25 @@ func (r *Reflect) reflect(p *Packet) outcome {
 		case flags&sockperfFlagPong == 0:
 			return absorbedMsg
 		}
+		old := ne.Uint16(m[sockperfFlagsOff:])
 		binary.BigEndian.PutUint16(m[sockperfFlagsOff:], flags&^sockperfFlagClient)
 		if full && check != 0 {
-			binary.BigEndian.PutUint16(u[6:8], csumUpdate16(check, flags, flags&^sockperfFlagClient))
+			ne.PutUint16(u[6:8], csumUpdate16(check, old, ne.Uint16(m[sockperfFlagsOff:])))
 		}
 	}
 	if !full {
 		// Complete the checksum over the datagram (after any edit).
-		binary.BigEndian.PutUint16(u[6:8], 0)
-		c := ^fold(sum16(u, pseudo))
+		ne.PutUint16(u[6:8], 0)
+		c := ^frame.Fold(pseudo + frame.Sum(u))
 		if c == 0 {
 			c = 0xffff
 		}
-		binary.BigEndian.PutUint16(u[6:8], c)
+		ne.PutUint16(u[6:8], c)
 	}
 	swapMACs(d)
 	swapBytes(src, dst)
 	u[0], u[1], u[2], u[3] = u[2], u[3], u[0], u[1]
 	return reflected
-}
-
-// sum16 adds b's big-endian 16-bit words (a last odd byte padded with
-// zero) to sum, unfolded: the one's-complement sum of RFC 1071.
-func sum16(b []byte, sum uint64) uint64 {
-	for len(b) >= 8 {
-		v := binary.BigEndian.Uint64(b)
-		sum += v>>48 + v>>32&0xffff + v>>16&0xffff + v&0xffff
-		b = b[8:]
-	}
-	for len(b) >= 2 {
-		sum += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		sum += uint64(b[0]) << 8
-	}
-	return sum
-}
-
-// fold folds an unfolded one's-complement sum to 16 bits.
-func fold(sum uint64) uint16 {
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
 }
 
 // swapBytes swaps the contents of a and b, of equal length.

@@ -41,14 +41,12 @@ func partialSum(t *testing.T, f []byte) {
 		t.Fatal(r)
 	}
 	ip, u := f[h.L3:h.L4], f[h.L4:]
-	var sum uint64
+	addrs := ip[8:40]
 	if h.Family == 4 {
-		sum = sum16(ip[12:20], 0)
-	} else {
-		sum = sum16(ip[8:40], 0)
+		addrs = ip[12:20]
 	}
-	sum += frame.ProtoUDP + uint64(binary.BigEndian.Uint16(u[4:6]))
-	binary.BigEndian.PutUint16(u[6:8], fold(sum))
+	ph := [4]byte{0, frame.ProtoUDP, u[4], u[5]}
+	binary.NativeEndian.PutUint16(u[6:8], frame.Fold(frame.Sum(addrs)+frame.Sum(ph[:])))
 }
 
 func TestReflect(t *testing.T) {
