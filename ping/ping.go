@@ -172,13 +172,15 @@ func (p *Pinger) Run(ctx context.Context, o Options, h *hdrhistogram.Histogram) 
 		seq++
 	}
 	p.sock.Refill()
-	done := func(now int64) bool {
-		return ctx.Err() != nil || (o.Count > 0 && seq >= o.Count) || (end > 0 && now >= end)
+	// counted says the count or the duration is reached; the context,
+	// whose Err takes a lock, is looked at once a pass.
+	counted := func(now int64) bool {
+		return (o.Count > 0 && seq >= o.Count) || (end > 0 && now >= end)
 	}
 	var drainUntil int64
 	for {
 		now := monotime.Now()
-		if drainUntil == 0 && done(now) {
+		if drainUntil == 0 && (counted(now) || ctx.Err() != nil) {
 			drainUntil = now + int64(timeout)
 			r.Elapsed = time.Duration(now - start)
 		}
@@ -199,7 +201,7 @@ func (p *Pinger) Run(ctx context.Context, o Options, h *hdrhistogram.Histogram) 
 				// The frames due by now, stamped with the time they were
 				// due: a late send counts against its round trip. At most
 				// a burst a pass, so that replies are taken in between.
-				for k, due := 0, start+int64(seq)*interval; k < len(p.descs) && due <= now && !done(now); k, due = k+1, start+int64(seq)*interval {
+				for k, due := 0, start+int64(seq)*interval; k < len(p.descs) && due <= now && !counted(now); k, due = k+1, start+int64(seq)*interval {
 					if !p.send(seq, due) {
 						break
 					}
