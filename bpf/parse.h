@@ -63,7 +63,6 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	void *p;
-	__u32 off; // p - data, kept apart: subtracting packet pointers needs CAP_PERFMON
 	__u32 proto;
 	int i;
 
@@ -74,7 +73,6 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 		return STAT_TRUNC_ETH;
 	proto = bpf_ntohs(eth->h_proto);
 	p = eth + 1;
-	off = sizeof(*eth);
 #pragma unroll
 	for (i = 0; i < MAX_VLANS; i++) {
 		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
@@ -86,7 +84,6 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 			t->vlan = bpf_ntohs(tag[0]) & 0x0fff;
 		proto = bpf_ntohs(tag[1]);
 		p += 4;
-		off += 4;
 	}
 	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD)
 		return STAT_TOO_MANY_VLANS;
@@ -112,7 +109,6 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 		t->dst[0] = *(__u32 *)(ip + 16);
 		nonfirst = (bpf_ntohs(*(__u16 *)(ip + 6)) & 0x1fff) != 0;
 		p += hl;
-		off += hl;
 	} else if (proto == ETH_P_IPV6) {
 		__u8 *ip6 = p;
 		if (p + 40 > end)
@@ -127,7 +123,6 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 		}
 		__u32 nh = ip6[6];
 		p += 40;
-		off += 40;
 		for (i = 0; i < MAX_EXT_HDRS; i++) {
 			__u8 *h = p;
 			if (!is_ext(nh))
@@ -137,7 +132,6 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 					return STAT_TRUNC_EXT;
 				nh = h[0];
 				p += 8;
-				off += 8;
 				if (bpf_ntohs(*(__u16 *)(h + 2)) & 0xfff8) {
 					nonfirst = 1;
 					break;
@@ -151,7 +145,6 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 				return STAT_TRUNC_EXT;
 			nh = h[0];
 			p += len;
-			off += len;
 		}
 		if (!nonfirst && is_ext(nh))
 			return STAT_TOO_MANY_EXT;
@@ -169,7 +162,7 @@ __attribute__((noinline)) int parse(struct xdp_md *ctx, struct tuple *t)
 		if (p + (t->proto == IPPROTO_UDP ? 8 : 20) > end)
 			return STAT_TRUNC_L4;
 		t->has_ports = 1;
-		t->l4 = off;
+		t->l4 = p - data;
 		t->sport = bpf_ntohs(ports[0]);
 		t->dport = bpf_ntohs(ports[1]);
 		break;
