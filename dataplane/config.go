@@ -58,7 +58,8 @@ type Config struct {
 	// Burst is the RX burst size (default 64); TXBatch the TX buffer.
 	Burst   int `yaml:"burst"`
 	TXBatch int `yaml:"tx_batch"`
-	// Drain flushes partial TX batches after this long (default 100us).
+	// Drain lets partial TX batches wait up to this long for more packets
+	// (default 0: they go out at the end of the pass that filled them).
 	Drain Duration `yaml:"drain"`
 	// Default is the verdict for frames no stage decided: drop (default)
 	// or transmit.

@@ -94,9 +94,11 @@ type WorkerConfig struct {
 	// counts its segments) are buffered per port before a TX flush
 	// (default BurstSize).
 	TXBatch int
-	// DrainInterval flushes partly filled TX buffers this long after the
-	// last flush (default 100µs, DPDK l2fwd's BURST_TX_DRAIN_US), or at
-	// once when a pass receives nothing.
+	// DrainInterval, if set, lets partly filled TX buffers wait for more
+	// packets up to this long after the last flush (DPDK l2fwd's
+	// BURST_TX_DRAIN_US), or until a pass receives nothing. By default
+	// (0) they go out at the end of the pass that filled them: a packet
+	// never waits for others to share its kick.
 	DrainInterval time.Duration
 	// Default is the verdict of packets the stages left at VerdictKeep
 	// (default VerdictDrop).
@@ -214,8 +216,8 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.TXBatch < 1 || cfg.TXBatch > MaxBurstSize {
 		return nil, fmt.Errorf("worker queue %d: tx batch %d: want 1..%d", cfg.Queue, cfg.TXBatch, MaxBurstSize)
 	}
-	if cfg.DrainInterval == 0 {
-		cfg.DrainInterval = 100 * time.Microsecond
+	if cfg.DrainInterval < 0 {
+		return nil, fmt.Errorf("worker queue %d: negative drain interval %v", cfg.Queue, cfg.DrainInterval)
 	}
 	if cfg.Default == VerdictKeep {
 		cfg.Default = VerdictDrop
@@ -466,9 +468,9 @@ func (w *Worker) pass() int {
 	for _, t := range w.cur.tickers {
 		t.Tick(now)
 	}
-	// Partly filled TX buffers go out when the drain interval has passed,
-	// or at once when the input went quiet: nothing more is coming to fill
-	// them, and a worker in wait mode is about to sleep.
+	// TX buffers go out now (no drain interval), or once the drain
+	// interval has passed, or when the input went quiet: nothing more is
+	// coming to fill them, and a worker in wait mode is about to sleep.
 	if total == 0 || now-w.lastTX >= w.drain {
 		for pi := range w.ports {
 			if len(w.ports[pi].tx) > 0 {

@@ -273,6 +273,25 @@ func TestWorkerDrain(t *testing.T) {
 	}
 }
 
+// TestWorkerSendsAtOnce: without a drain interval, a pass sends what it
+// buffered before it ends, though frames keep coming and the batch is not
+// full.
+func TestWorkerSendsAtOnce(t *testing.T) {
+	mem := newFakeMem(256, 2048)
+	port := newFakePort(mem, udp4(t, 9), 6, 3, 64) // a fill ring of 3: 3 frames a pass
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port.Refill()
+	if n := w.pass(); n != 3 || w.PortStats(0).TxPackets.Load() != 3 {
+		t.Fatalf("pass got %d, sent %d of them", n, w.PortStats(0).TxPackets.Load())
+	}
+	if _, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, CPU: -1, DrainInterval: -1}); err == nil {
+		t.Fatal("a negative drain interval was accepted")
+	}
+}
+
 // allStages is every built-in stage but pcap, in an order where each sees
 // live packets: 3 of 4 frames pass the filter, every one is rewritten twice,
 // swapped and forwarded.
