@@ -37,29 +37,37 @@ func procCPU(pid int) (time.Duration, error) {
 	return total, nil
 }
 
-// sysCPU is the machine-wide /proc/stat "cpu" line.
+// sysCPU is a /proc/stat CPU line: the machine's ("cpu") or one CPU's
+// ("cpu1").
 type sysCPU struct {
 	Busy, Softirq, Total time.Duration
 }
 
-func readSysCPU() sysCPU {
+// readSysCPU is the machine-wide line.
+func readSysCPU() sysCPU { return readCPULine("cpu") }
+
+// readCPULine is /proc/stat's line for name ("cpu", "cpu0", ...); zero if
+// there is none.
+func readCPULine(name string) sysCPU {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return sysCPU{}
 	}
-	line, _, _ := bytes.Cut(b, []byte("\n"))
-	f := strings.Fields(string(line))
-	if len(f) < 8 || f[0] != "cpu" {
-		return sysCPU{}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 8 || f[0] != name {
+			continue
+		}
+		var v [10]int64
+		for i := 1; i < len(f) && i <= 10; i++ {
+			v[i-1], _ = strconv.ParseInt(f[i], 10, 64)
+		}
+		tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / clkTck }
+		// user nice system idle iowait irq softirq steal guest guest_nice
+		busy := v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+		return sysCPU{Busy: tick(busy), Softirq: tick(v[6]), Total: tick(busy + v[3] + v[4])}
 	}
-	var v [10]int64
-	for i := 1; i < len(f) && i <= 10; i++ {
-		v[i-1], _ = strconv.ParseInt(f[i], 10, 64)
-	}
-	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / clkTck }
-	// user nice system idle iowait irq softirq steal guest guest_nice
-	busy := v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-	return sysCPU{Busy: tick(busy), Softirq: tick(v[6]), Total: tick(busy + v[3] + v[4])}
+	return sysCPU{}
 }
 
 func (a sysCPU) sub(b sysCPU) sysCPU {

@@ -67,6 +67,12 @@ var inProcess = map[string]rxFunc{
 	"afpacket3":      rxAFPacket,
 }
 
+// echoes are the latency matrix's in-process reflectors (LatencyConfig),
+// started as receivers are but not receivers of the rate matrix.
+var echoes = map[string]rxFunc{
+	"udp-echo": udpEcho,
+}
+
 // order is the matrix order: the ceiling, the same receiver fed by the
 // bare generator (what gen's stamps cost), xdpipe, then the alternatives.
 // c-xsk-* and xdp-drop-xsktx follow xdpipe-l2fwd: the C reference doing
@@ -113,7 +119,9 @@ func ReceiverMain(args []string) error {
 	}
 	fn, ok := inProcess[*kind]
 	if !ok {
-		return fmt.Errorf("unknown receiver kind %q", *kind)
+		if fn, ok = echoes[*kind]; !ok {
+			return fmt.Errorf("unknown receiver kind %q", *kind)
+		}
 	}
 	a := rxArgs{Iface: *iface, IP: net.ParseIP(*ip), Port: *port, Size: *size}
 	ctx, release := stopContext(os.Stdin)
@@ -261,6 +269,34 @@ func rxUDP(ctx context.Context, a rxArgs, c *counts) (func() error, func(), erro
 		}
 	}
 	return loop, cleanup, nil
+}
+
+// udpEcho sends every datagram back to its sender from a Go
+// net.UDPConn: the kernel's socket path with Go's runtime on top. Unlike
+// the socket receivers it attaches no XDP program, so that the veth takes
+// the path it takes for any UDP socket.
+func udpEcho(ctx context.Context, a rxArgs, c *counts) (func() error, func(), error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: a.IP, Port: a.Port})
+	if err != nil {
+		return nil, nil, err
+	}
+	c.note = "net.UDPConn echo"
+	loop := func() error {
+		closeOnDone(ctx, conn)
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return err
+			}
+			if _, err := conn.WriteToUDPAddrPort(buf[:n], from); err != nil {
+				return err
+			}
+			c.frames.Add(1)
+			c.bytes.Add(uint64(n))
+		}
+	}
+	return loop, func() { conn.Close() }, nil
 }
 
 func rxRecvmmsg(ctx context.Context, a rxArgs, c *counts) (func() error, func(), error) {

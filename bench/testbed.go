@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -24,6 +25,7 @@ type testbed struct {
 	mtu        int
 	made       []string // namespaces to delete
 	dir        string   // scratch files (rules), removed by close
+	bpfMounted bool     // a bpffs is mounted on dir/bpf (see bpffs)
 
 	// genMAC is the generated frames' source MAC: not A's own, so that
 	// what comes back to A (l2fwd swaps the MACs and sends every frame
@@ -168,6 +170,10 @@ func (t *testbed) close() {
 		_ = sh("ip", "netns", "del", ns)
 	}
 	t.made = nil
+	if t.bpfMounted {
+		_ = unix.Unmount(filepath.Join(t.dir, "bpf"), 0)
+		t.bpfMounted = false
+	}
 	if t.dir != "" {
 		os.RemoveAll(t.dir)
 		t.dir = ""

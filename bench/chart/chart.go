@@ -5,10 +5,12 @@
 package chart
 
 import (
+	"cmp"
 	"fmt"
 	"image/color"
 	"math"
 	"os"
+	"slices"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -140,14 +142,24 @@ func WriteSweepPNG(rep *bench.Report, path string) error {
 		}
 	}
 	drops.Y.Min = 0
-	const w, h = 10 * vg.Inch, 10 * vg.Inch
+	return saveStacked(path, cpu, drops)
+}
+
+// saveStacked draws plots one above the other into a PNG file at path.
+func saveStacked(path string, plots ...*plot.Plot) error {
+	w, h := 10*vg.Inch, vg.Length(5*len(plots))*vg.Inch
 	img := vgimg.New(w, h)
 	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadY: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6),
+	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadY: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6),
 		PadLeft: vg.Points(6), PadRight: vg.Points(12)}
-	canvases := plot.Align([][]*plot.Plot{{cpu}, {drops}}, tiles, dc)
-	cpu.Draw(canvases[0][0])
-	drops.Draw(canvases[1][0])
+	rows := make([][]*plot.Plot, len(plots))
+	for i, p := range plots {
+		rows[i] = []*plot.Plot{p}
+	}
+	canvases := plot.Align(rows, tiles, dc)
+	for i, p := range plots {
+		p.Draw(canvases[i][0])
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -157,4 +169,86 @@ func WriteSweepPNG(rep *bench.Report, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// WriteLatencyPNG draws a latency report into a PNG file at path: above,
+// each pair's closed-loop round trips by percentile, on HdrHistogram's
+// log axis (1/(1-percentile)); below, each pair's p50 and p99 against the
+// rate offered (the closed loop at the rate it reached). Both in
+// microseconds, log scale; a repeated run draws its medians, and the
+// distribution of the round with the median p99.
+func WriteLatencyPNG(rep *bench.LatencyReport, path string) error {
+	dist, load := plot.New(), plot.New()
+	dist.Title.Text = fmt.Sprintf("xdpipe bench latency: closed-loop round trips by percentile (veth, %s, %d CPUs)", rep.Kernel, rep.CPUs)
+	dist.X.Label.Text = "percentile"
+	dist.X.Scale = plot.LogScale{}
+	var ticks []plot.Tick
+	for _, p := range []struct {
+		x     float64
+		label string
+	}{{1, "0%"}, {2, "50%"}, {10, "90%"}, {100, "99%"}, {1000, "99.9%"}, {10000, "99.99%"}, {100000, "99.999%"}} {
+		ticks = append(ticks, plot.Tick{Value: p.x, Label: p.label})
+	}
+	dist.X.Tick.Marker = plot.ConstantTicks(ticks)
+	load.Title.Text = "round trips against the offered rate: p50 solid, p99 dashed"
+	load.X.Label.Text = "messages/s offered (closed loop: the rate it reached)"
+	load.X.Scale, load.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
+	for _, p := range []*plot.Plot{dist, load} {
+		p.Y.Label.Text = "round trip (us)"
+		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
+		p.Legend.Top, p.Legend.Left = true, true
+		p.Add(plotter.NewGrid())
+	}
+	line := func(p *plot.Plot, pts plotter.XYs, i int, dashed bool, name string) error {
+		if len(pts) == 0 {
+			return nil
+		}
+		l, err := plotter.NewLine(pts)
+		if err != nil {
+			return err
+		}
+		// Black is the axes' and the text's: lines start at the next color.
+		l.Color, l.Width = colors[(i+1)%len(colors)], vg.Points(1.5)
+		if dashed {
+			l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+		}
+		p.Add(l)
+		if name != "" {
+			p.Legend.Add(name, l)
+		}
+		return nil
+	}
+	for i, pair := range rep.Pairs {
+		var dpts, p50, p99 plotter.XYs
+		for _, c := range rep.Cells {
+			if c.Pair != pair || c.Error != "" || c.Count == 0 {
+				continue
+			}
+			x := c.Offered
+			if c.Load == 0 {
+				x = c.Rate
+				for _, d := range c.Dist {
+					if d.Percentile < 100 && d.Micros > 0 {
+						dpts = append(dpts, plotter.XY{X: 1 / (1 - d.Percentile/100), Y: d.Micros})
+					}
+				}
+			}
+			if x > 0 && c.P50 > 0 && c.P99 > 0 {
+				p50 = append(p50, plotter.XY{X: x, Y: c.P50})
+				p99 = append(p99, plotter.XY{X: x, Y: c.P99})
+			}
+		}
+		slices.SortFunc(p50, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
+		slices.SortFunc(p99, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
+		if err := line(dist, dpts, i, false, pair); err != nil {
+			return err
+		}
+		if err := line(load, p50, i, false, pair); err != nil {
+			return err
+		}
+		if err := line(load, p99, i, true, ""); err != nil {
+			return err
+		}
+	}
+	return saveStacked(path, dist, load)
 }

@@ -59,3 +59,55 @@ func TestWriteSweepPNG(t *testing.T) {
 		t.Fatalf("PNG %v: want two panels, one above the other", b)
 	}
 }
+
+// TestWriteLatencyPNG draws a two-pair latency report: each pair's line
+// must be in both panels (its color in the upper and the lower half).
+func TestWriteLatencyPNG(t *testing.T) {
+	dist := []bench.DistPoint{{Percentile: 0, Micros: 7}, {Percentile: 50, Micros: 8}, {Percentile: 99, Micros: 20}, {Percentile: 99.9, Micros: 60}}
+	rep := &bench.LatencyReport{Kind: "latency", Kernel: "6.18", CPUs: 2, Pairs: []string{"kernel", "ping-reflect"}}
+	for i, pair := range rep.Pairs {
+		scale := float64(1 + 3*(1-i))
+		var d []bench.DistPoint
+		for _, p := range dist {
+			d = append(d, bench.DistPoint{Percentile: p.Percentile, Micros: p.Micros * scale})
+		}
+		rate := 1e6 / (8 * scale)
+		rep.Cells = append(rep.Cells,
+			bench.LatencyCell{Pair: pair, Rate: rate, P50: 8 * scale, P99: 20 * scale, Count: 100, Dist: d},
+			bench.LatencyCell{Pair: pair, Load: 0.5, Offered: rate / 2, Rate: rate / 2, P50: 9 * scale, P99: 30 * scale, Count: 100})
+	}
+	rep.Cells = append(rep.Cells, bench.LatencyCell{Pair: "kernel", Load: 0.9, Error: "failed"})
+	p := filepath.Join(t.TempDir(), "latency.png")
+	if err := WriteLatencyPNG(rep, p); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := img.Bounds()
+	for i := range rep.Pairs {
+		want := colors[i+1]
+		var upper, lower int
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				r, g, bl, _ := img.At(x, y).RGBA()
+				if uint8(r>>8) == want.R && uint8(g>>8) == want.G && uint8(bl>>8) == want.B {
+					if y < b.Dy()/2 {
+						upper++
+					} else {
+						lower++
+					}
+				}
+			}
+		}
+		if upper < 50 || lower < 50 {
+			t.Errorf("%s: %d pixels of its color in the upper panel, %d in the lower", rep.Pairs[i], upper, lower)
+		}
+	}
+}

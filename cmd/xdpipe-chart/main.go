@@ -1,4 +1,5 @@
-// Command xdpipe-chart draws the chart of an `xdpipe bench` JSON report:
+// Command xdpipe-chart draws the chart of an `xdpipe bench` or `xdpipe
+// bench latency` JSON report:
 //
 //	xdpipe-chart [-o bench.png] bench.json
 //
@@ -20,7 +21,7 @@ func main() {
 	fs := flag.NewFlagSet("xdpipe-chart", flag.ContinueOnError)
 	out := fs.String("o", "bench.png", "write the chart here")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: xdpipe-chart [-o bench.png] bench.json\n\nDraws frames/s by frame size, one line per receiver, from an `xdpipe bench --json` report.\n\n")
+		fmt.Fprintf(fs.Output(), "usage: xdpipe-chart [-o bench.png] bench.json\n\nDraws frames/s by frame size, one line per receiver, from an `xdpipe bench --json` report;\nor, from an `xdpipe bench latency` report, round trips by percentile and against the offered rate.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -33,9 +34,17 @@ func main() {
 		fs.Usage()
 		os.Exit(2)
 	}
-	rep, err := bench.ReadJSON(fs.Arg(0))
-	if err == nil {
-		err = chart.WritePNG(rep, *out)
+	var err error
+	if bench.IsLatencyJSON(fs.Arg(0)) {
+		var rep *bench.LatencyReport
+		if rep, err = bench.ReadLatencyJSON(fs.Arg(0)); err == nil {
+			err = chart.WriteLatencyPNG(rep, *out)
+		}
+	} else {
+		var rep *bench.Report
+		if rep, err = bench.ReadJSON(fs.Arg(0)); err == nil {
+			err = chart.WritePNG(rep, *out)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "xdpipe-chart: %v\n", err)

@@ -22,9 +22,12 @@ func runBench(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "receiver" {
 		return bench.ReceiverMain(args[1:])
 	}
+	if len(args) > 0 && args[0] == "latency" {
+		return runBenchLatency(ctx, args[1:])
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: xdpipe bench [flags]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: xdpipe bench [flags]\n       xdpipe bench latency [flags]\n\n"+
 			"Builds a veth testbed in two fresh network namespaces, sends the same generated traffic\n"+
 			"(live frames; AF_XDP above one page) to each receiver at each frame size, one after another,\n"+
 			"and reports frames/s, Gbit/s, receiver CPU per million frames and the ratio to the\n"+
@@ -133,6 +136,95 @@ func runBench(ctx context.Context, args []string) error {
 		if werr := rep.WriteSweep(os.Stdout); werr != nil {
 			return werr
 		}
+	}
+	if *jsonOut != "" {
+		if werr := rep.WriteJSON(*jsonOut); werr != nil {
+			return werr
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", *jsonOut)
+	}
+	if *mdOut != "" {
+		f, werr := os.Create(*mdOut)
+		if werr != nil {
+			return werr
+		}
+		werr = rep.WriteMarkdown(f)
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return werr
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", *mdOut)
+	}
+	return err
+}
+
+// runBenchLatency is `xdpipe bench latency`: round trips of clients and
+// reflectors side by side on a veth testbed.
+func runBenchLatency(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench latency", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: xdpipe bench latency [flags]\n\n"+
+			"Builds a veth testbed in two fresh network namespaces and measures round trips between a client\n"+
+			"(sockperf or xdpipe ping) on CPU 0 and a reflector on CPU 1, pair after pair: each in a closed loop\n"+
+			"(one message in flight), then in open loops at fractions of the rate that closed loop reached, round\n"+
+			"trips taken from each message's due time. Reports p50 to p99.99 and max, the CPU each side used and\n"+
+			"the ratios the project sets bars on, as a table and JSON (xdpipe-chart draws the JSON). Needs root and\n"+
+			"sockperf (hack/deps.sh test).\n\npairs: %s\n\n", strings.Join(bench.LatencyPairs(), ", "))
+		fs.PrintDefaults()
+	}
+	pairs := fs.String("pairs", "all", "comma-separated pairs, or all")
+	loads := fs.String("loads", "10,50,90", "open loops' rates, in percent of each pair's closed-loop rate; none: closed loop only")
+	dur := fs.Duration("duration", 3*time.Second, "sending time per cell (sockperf's is rounded up to whole seconds)")
+	repeat := fs.Int("repeat", 1, "rounds, each with the pairs' order rotated; report medians, min and max")
+	payload := fs.Int("payload", 64, "UDP payload bytes")
+	jsonOut := fs.String("json", "latency.json", "write the report as JSON here (empty: no JSON)")
+	mdOut := fs.String("markdown", "", "also write the tables as Markdown here")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	xskC := fs.String("xsk-c-peer", "hack/xsk-c-peer", "directory of the C libxdp peer, whose reflect mode is one pair's reflector")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *repeat < 1 {
+		return errors.New("--repeat must be at least 1")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	c := bench.LatencyConfig{Duration: *dur, Repeat: *repeat, Payload: *payload, Xdpipe: exe, XskCPeer: *xskC, Log: os.Stderr}
+	if *pairs != "all" {
+		c.Pairs = strings.Split(*pairs, ",")
+	}
+	if *loads == "none" {
+		c.ClosedOnly = true
+	} else {
+		for _, s := range strings.Split(*loads, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+			if err != nil || !(v > 0 && v <= 100) {
+				return fmt.Errorf("--loads: %q is not a percentage in (0, 100]", s)
+			}
+			c.Loads = append(c.Loads, v/100)
+		}
+	}
+	if c.Sockperf, err = exec.LookPath("sockperf"); err != nil {
+		c.Sockperf = "" // the sockperf pairs say so in their cells
+	}
+	if !*quiet {
+		c.Progress = os.Stderr
+	}
+	rep, err := bench.RunLatency(ctx, c)
+	if rep == nil {
+		return err
+	}
+	rep.Command = "xdpipe " + strings.Join(append([]string{"bench", "latency"}, args...), " ")
+	fmt.Println()
+	if werr := rep.WriteTable(os.Stdout); werr != nil {
+		return werr
 	}
 	if *jsonOut != "" {
 		if werr := rep.WriteJSON(*jsonOut); werr != nil {

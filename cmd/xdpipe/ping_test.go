@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,8 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/xdpipe/xdpipe/bench"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
@@ -91,42 +91,58 @@ func TestPingBadInput(t *testing.T) {
 	}
 }
 
-// TestLatencyScript runs hack/latency.sh for one short round: every pair
-// must report its round trips, the figures ordered p50 <= p99 <= p99.9 <=
-// max, and the namespaces must be gone afterwards.
-func TestLatencyScript(t *testing.T) {
+// TestBenchLatency runs `xdpipe bench latency` over every pair for one
+// short round, closed loop and one open loop, and reads its JSON: every
+// cell measured, its percentiles in order, both sides' CPU taken, the
+// open loop offered half the closed loop's rate, the ratios with their
+// bars there, and the testbed gone afterwards.
+func TestBenchLatency(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTool(t, "sockperf")
-	// A hung script's bound, not a timing gate: seven pairs take about 20 s.
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "../../hack/latency.sh", xdpipeBin, "1", "1")
-	// On the bound, SIGTERM to the script's whole process group: its
-	// trap removes the testbed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	out, err := cmd.CombinedOutput()
+	dir := t.TempDir()
+	js := filepath.Join(dir, "latency.json")
+	out, code := xdpipeIn(t, nil, "bench", "latency", "--duration", "1s", "--loads", "50", "--quiet",
+		"--xsk-c-peer", "../../hack/xsk-c-peer", "--json", js)
+	t.Log("\n" + out)
+	if code != 0 {
+		t.Fatalf("bench latency: exit %d", code)
+	}
+	rep, err := bench.ReadLatencyJSON(js)
 	if err != nil {
-		t.Fatalf("hack/latency.sh: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	row := regexp.MustCompile(`(?m)^(\S+)\s+([0-9.]+) \([0-9.]+-[0-9.]+\)\s+([0-9.]+) \([0-9.]+-[0-9.]+\)\s+([0-9.]+) \([0-9.]+-[0-9.]+\)\s+([0-9.]+) \([0-9.]+-[0-9.]+\)$`)
-	got := map[string]bool{}
-	for _, m := range row.FindAllStringSubmatch(string(out), -1) {
-		var v [4]float64
-		for i := range v {
-			v[i], _ = strconv.ParseFloat(m[i+2], 64)
-		}
-		if !(v[0] > 0 && v[0] <= v[1] && v[1] <= v[2] && v[2] <= v[3]) {
-			t.Errorf("%s: p50 %v p99 %v p99.9 %v max %v are not in order", m[1], v[0], v[1], v[2], v[3])
-		}
-		got[m[1]] = true
+	if want := 2 * len(bench.LatencyPairs()); len(rep.Cells) != want {
+		t.Fatalf("%d cells, want %d", len(rep.Cells), want)
 	}
-	for _, p := range []string{"kernel", "sockperf->reflect", "ping->reflect", "ping->reflect-bp", "ping->reflect-wk", "ping->reflect-wk0", "ping->udp-echo"} {
-		if !got[p] {
-			t.Errorf("no figures for %s:\n%s", p, out)
+	closed := map[string]bench.LatencyCell{}
+	for _, c := range rep.Cells {
+		if c.Error != "" {
+			t.Errorf("%s at load %v: %s", c.Pair, c.Load, c.Error)
+			continue
+		}
+		if !(c.Count > 0 && c.P50 > 0 && c.P50 <= c.P90 && c.P90 <= c.P99 && c.P99 <= c.P999 && c.P999 <= c.P9999 && c.P9999 <= c.Max) {
+			t.Errorf("%s at load %v: %d round trips, p50 %v p90 %v p99 %v p99.9 %v p99.99 %v max %v",
+				c.Pair, c.Load, c.Count, c.P50, c.P90, c.P99, c.P999, c.P9999, c.Max)
+		}
+		if c.ClientCPU <= 0 || c.ServerCPU <= 0 || len(c.Dist) == 0 {
+			t.Errorf("%s at load %v: CPU client %v reflector %v, %d distribution rows", c.Pair, c.Load, c.ClientCPU, c.ServerCPU, len(c.Dist))
+		}
+		if c.Load == 0 {
+			closed[c.Pair] = c
+		} else if cl, ok := closed[c.Pair]; ok && math.Abs(c.Offered-cl.Rate/2) > 1 {
+			t.Errorf("%s: open loop offered %v, want half of %v", c.Pair, c.Offered, cl.Rate)
 		}
 	}
-	if ns, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(ns), "xdpipe-latency") {
-		t.Errorf("hack/latency.sh left its namespaces:\n%s", ns)
+	bars := 0
+	for _, r := range rep.Ratios {
+		if r.Bar > 0 {
+			bars++
+		}
+	}
+	if bars != 6 {
+		t.Errorf("%d ratios with a bar, want 6 (p50 and p99 of three comparisons): %+v", bars, rep.Ratios)
+	}
+	if ns, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(ns), "xdpipe-bench") {
+		t.Errorf("bench latency left its namespaces:\n%s", ns)
 	}
 }
