@@ -8,6 +8,17 @@
  *           the fill ring (xdpipe rxdrop)
  *   l2fwd   swap the source and destination MAC and send the frame back out
  *           of the socket it came in on (xdpipe run --stages macswap)
+ *   reflect send each UDP datagram (over IPv4 or IPv6, in one frame) back
+ *           to where it came from, Ethernet and IP addresses and UDP ports
+ *           swapped, out of the socket it came in on, each burst as soon
+ *           as it is processed (xdpipe run --stages reflect: the echo end
+ *           of a latency measurement). A checksum that holds only the
+ *           pseudo-header's sum (a veth hands over frames a local socket
+ *           sent with checksum offload so) is completed over the datagram,
+ *           so that the kernel on the other side accepts the reply; frames
+ *           that are not UDP or whose checksum is neither valid nor that
+ *           partial sum are refused: counted and given back to the fill
+ *           ring
  *
  * Fixed setup, as the bench compares it: one socket on one queue, copy mode
  * (XDP_COPY), need_wakeup, bursts of 64, a spinning loop (or, with --poll,
@@ -28,10 +39,11 @@
  *
  * Speaks xdpipe bench's child protocol: "ready" on stdout once set up, then
  * on SIGINT or SIGTERM one JSON line {"frames":N,"bytes":B,"note":"..."}
- * (frames and bytes received; for l2fwd the note says how many frames the
- * kernel completed on TX) and exit 0. Errors: one line on stderr, exit 1.
+ * (frames and bytes received; for l2fwd and reflect the note says how many
+ * frames the kernel completed on TX, for reflect also how many frames were
+ * reflected and refused) and exit 0. Errors: one line on stderr, exit 1.
  *
- *   xsk-c-peer rxdrop|l2fwd --iface IF [--queue Q] [--poll]
+ *   xsk-c-peer rxdrop|l2fwd|reflect --iface IF [--queue Q] [--poll]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -122,11 +134,13 @@ struct peer {
 	uint64_t partial; /* ... that sent a batch and left frames (EAGAIN) */
 	uint64_t busy;    /* ... that sent nothing now (EBUSY, ENOBUFS, ENETDOWN) */
 	uint64_t polls;   /* poll(2) calls (rxdrop --poll) */
+	uint64_t reflected, refused; /* reflect: sent back, not answered */
+	uint64_t unsent;  /* reflect: turned around, but stopped with no room on TX */
 };
 
 static void usage(void)
 {
-	fputs("usage: xsk-c-peer rxdrop|l2fwd --iface IF [--queue Q] [--poll]\n", stderr);
+	fputs("usage: xsk-c-peer rxdrop|l2fwd|reflect --iface IF [--queue Q] [--poll]\n", stderr);
 	exit(2);
 }
 
@@ -270,6 +284,224 @@ static void l2fwd(struct peer *p)
 	}
 }
 
+/* The one's complement sum of b as big-endian 16-bit words, added to s
+ * and not yet folded (RFC 1071); a last odd byte is padded with zero. */
+static uint64_t csum_add(uint64_t s, const uint8_t *b, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < len; i += 2)
+		s += (uint32_t)b[i] << 8 | b[i + 1];
+	if (len & 1)
+		s += (uint32_t)b[len - 1] << 8;
+	return s;
+}
+
+/* Reduces a one's complement sum to 16 bits. */
+static uint16_t csum_fold(uint64_t s)
+{
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)s;
+}
+
+static inline uint16_t get16(const uint8_t *b)
+{
+	return (uint16_t)(b[0] << 8 | b[1]);
+}
+
+static inline void swap_bytes(uint8_t *a, uint8_t *b, size_t n)
+{
+	uint8_t t;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		t = a[i];
+		a[i] = b[i];
+		b[i] = t;
+	}
+}
+
+#define ETH_LEN 14
+#define VLAN_LEN 4
+#define MAX_VLANS 2
+#define IPV4_MIN_LEN 20
+#define IPV6_LEN 40
+#define MAX_EXT_HEADERS 6
+#define UDP_LEN 8
+#define PROTO_UDP 17
+
+/* The offset of the UDP header in the frame d of len bytes, read the way
+ * xdpipe's parser (internal/frame) reads it: up to two VLAN tags, IPv4
+ * with its options, IPv6 with up to six hop-by-hop, routing, fragment and
+ * destination options headers. *l3 is the IP header's offset, *family 4
+ * or 6. 0 if the frame is not UDP over IP, is cut short, or is a
+ * non-first fragment. */
+static size_t udp_offset(const uint8_t *d, size_t len, size_t *l3, int *family)
+{
+	size_t p = ETH_LEN, hl;
+	uint16_t et;
+	uint8_t nh;
+	int i;
+
+	if (len < ETH_LEN)
+		return 0;
+	et = get16(d + 12);
+	for (i = 0; (et == 0x8100 || et == 0x88a8) && i < MAX_VLANS; i++) {
+		if (len < p + VLAN_LEN)
+			return 0;
+		et = get16(d + p + 2);
+		p += VLAN_LEN;
+	}
+	*l3 = p;
+	switch (et) {
+	case 0x0800:
+		if (len < p + IPV4_MIN_LEN || d[p] >> 4 != 4)
+			return 0;
+		hl = (size_t)(d[p] & 0x0f) * 4;
+		if (hl < IPV4_MIN_LEN || len < p + hl || get16(d + p + 6) & 0x1fff)
+			return 0;
+		*family = 4;
+		nh = d[p + 9];
+		p += hl;
+		break;
+	case 0x86dd:
+		if (len < p + IPV6_LEN || d[p] >> 4 != 6)
+			return 0;
+		*family = 6;
+		nh = d[p + 6];
+		p += IPV6_LEN;
+		for (i = 0; i < MAX_EXT_HEADERS && (nh == 0 || nh == 43 || nh == 44 || nh == 60); i++) {
+			if (nh == 44) { /* fragment */
+				if (len < p + 8 || get16(d + p + 2) & 0xfff8)
+					return 0;
+				hl = 8;
+			} else {
+				if (len < p + 2)
+					return 0;
+				hl = ((size_t)d[p + 1] + 1) * 8;
+			}
+			if (len < p + hl)
+				return 0;
+			nh = d[p];
+			p += hl;
+		}
+		break;
+	default:
+		return 0;
+	}
+	if (nh != PROTO_UDP || len < p + UDP_LEN)
+		return 0;
+	return p;
+}
+
+/* Turns one UDP frame around (MACs, IP addresses and ports swapped), as
+ * xdpipe's reflect stage does: the checksum stays valid through the swaps,
+ * which only reorder the words it sums; a checksum that is only the
+ * pseudo-header's sum (CHECKSUM_PARTIAL, as a veth hands over a local
+ * socket's datagram) is completed over the datagram. Returns false, the
+ * frame untouched, for anything else: not UDP over IP in this frame, or a
+ * checksum neither valid nor partial. */
+static bool reflect_frame(uint8_t *d, size_t len)
+{
+	size_t l3, l4, n, alen;
+	uint8_t *u, *src, *dst;
+	uint64_t pseudo;
+	uint16_t check, c;
+	int family;
+	bool full;
+
+	l4 = udp_offset(d, len, &l3, &family);
+	if (!l4)
+		return false;
+	u = d + l4;
+	n = get16(u + 4);
+	if (n < UDP_LEN || n > len - l4)
+		return false;
+	alen = family == 4 ? 4 : 16;
+	src = d + l3 + (family == 4 ? 12 : 8);
+	dst = src + alen;
+	/* The pseudo-header: addresses, protocol and UDP length. */
+	pseudo = csum_add(csum_add(PROTO_UDP + n, src, alen), dst, alen);
+	check = get16(u + 6);
+	full = family == 4 && check == 0; /* IPv4 without a checksum */
+	if (!full) {
+		if (csum_fold(csum_add(pseudo, u, n)) == 0xffff)
+			full = true;
+		else if (check != csum_fold(pseudo))
+			return false; /* neither complete nor the pseudo-header's sum */
+	}
+	if (!full) {
+		u[6] = u[7] = 0;
+		c = (uint16_t)~csum_fold(csum_add(pseudo, u, n));
+		if (!c)
+			c = 0xffff;
+		u[6] = c >> 8;
+		u[7] = c & 0xff;
+	}
+	swap_mac(d);
+	swap_bytes(src, dst, alen);
+	swap_bytes(u, u + 2, 2);
+	return true;
+}
+
+/* Sends every UDP frame back (reflect_frame) as soon as its burst is
+ * processed, and gives the others back to the fill ring. */
+static void reflect(struct peer *p)
+{
+	uint32_t n, k, r, idx_rx, idx_tx, idx_fq, i;
+	struct xdp_desc out[BURST];
+	uint64_t back[BURST];
+
+	while (!stop) {
+		complete_tx(p);
+		n = xsk_ring_cons__peek(&p->rx, BURST, &idx_rx);
+		if (!n) {
+			rx_idle(p);
+			continue;
+		}
+		for (i = k = r = 0; i < n; i++) {
+			const struct xdp_desc *d = xsk_ring_cons__rx_desc(&p->rx, idx_rx + i);
+
+			p->bytes += d->len;
+			if (reflect_frame(xsk_umem__get_data(p->area, d->addr), d->len))
+				out[k++] = *d;
+			else
+				back[r++] = xsk_umem__extract_addr(d->addr);
+		}
+		xsk_ring_cons__release(&p->rx, n);
+		p->frames += n;
+		p->refused += r;
+		while (k && xsk_ring_prod__reserve(&p->tx, k, &idx_tx) != k) {
+			complete_tx(p);
+			if (stop) { /* no room on TX: back to the fill ring, counted */
+				for (i = 0; i < k; i++)
+					back[r++] = xsk_umem__extract_addr(out[i].addr);
+				p->unsent += k;
+				k = 0;
+			}
+		}
+		if (r) {
+			if (xsk_ring_prod__reserve(&p->fill, r, &idx_fq) != r) {
+				fail("fill ring full with %u frames back (frame accounting broken)", r);
+				return;
+			}
+			for (i = 0; i < r; i++)
+				*xsk_ring_prod__fill_addr(&p->fill, idx_fq + i) = back[i];
+			xsk_ring_prod__submit(&p->fill, r);
+		}
+		if (!k)
+			continue;
+		for (i = 0; i < k; i++)
+			*xsk_ring_prod__tx_desc(&p->tx, idx_tx + i) = out[i];
+		xsk_ring_prod__submit(&p->tx, k);
+		p->reflected += k;
+		p->outstanding += k;
+		/* Send now, with no wait for more: a reply waits for no other. */
+		complete_tx(p);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -279,8 +511,9 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *iface = NULL, *mode;
-	bool fwd, had_prog, wait = false;
+	enum { RXDROP, L2FWD, REFLECT } mode;
+	const char *iface = NULL;
+	bool had_prog, wait = false;
 	struct peer p = { .fd = -1 };
 	struct xsk_umem_config ucfg = {
 		/* Twice the frames: the kernel publishes its fill-ring consumer
@@ -309,13 +542,14 @@ int main(int argc, char **argv)
 
 	if (argc < 2 || argv[1][0] == '-')
 		usage();
-	mode = argv[1];
-	if (!strcmp(mode, "rxdrop"))
-		fwd = false;
-	else if (!strcmp(mode, "l2fwd"))
-		fwd = true;
+	if (!strcmp(argv[1], "rxdrop"))
+		mode = RXDROP;
+	else if (!strcmp(argv[1], "l2fwd"))
+		mode = L2FWD;
+	else if (!strcmp(argv[1], "reflect"))
+		mode = REFLECT;
 	else
-		die("unknown mode %s (rxdrop, l2fwd)", mode);
+		die("unknown mode %s (rxdrop, l2fwd, reflect)", argv[1]);
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "i:q:ph", opts, NULL)) != -1) {
 		switch (c) {
@@ -337,7 +571,7 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc || !iface)
 		usage();
-	if (wait && fwd)
+	if (wait && mode != RXDROP)
 		die("--poll is for rxdrop only");
 	ifindex = if_nametoindex(iface);
 	if (!ifindex)
@@ -364,7 +598,7 @@ int main(int argc, char **argv)
 	 * queue, so a peer started right after another can find the queue
 	 * busy for a moment: retry EBUSY for up to 2 s, as xdpipe's xsk does. */
 	for (i = 0; i < 200; i++) {
-		err = xsk_socket__create(&p.xsk, iface, queue, p.umem, &p.rx, fwd ? &p.tx : NULL, &scfg);
+		err = xsk_socket__create(&p.xsk, iface, queue, p.umem, &p.rx, mode != RXDROP ? &p.tx : NULL, &scfg);
 		if (err != -EBUSY)
 			break;
 		usleep(10000);
@@ -379,10 +613,17 @@ int main(int argc, char **argv)
 		xsk_ring_prod__submit(&p.fill, NUM_FRAMES);
 		printf("ready\n");
 		fflush(stdout);
-		if (fwd)
-			l2fwd(&p);
-		else
+		switch (mode) {
+		case RXDROP:
 			rxdrop(&p, wait);
+			break;
+		case L2FWD:
+			l2fwd(&p);
+			break;
+		case REFLECT:
+			reflect(&p);
+			break;
+		}
 	} else {
 		fail("fill ring has no room for %d frames", NUM_FRAMES);
 	}
@@ -418,7 +659,16 @@ int main(int argc, char **argv)
 
 	if (failed[0])
 		die("%s", failed);
-	if (fwd)
+	if (mode == REFLECT) {
+		char unsent[64] = "";
+
+		if (p.unsent)
+			snprintf(unsent, sizeof(unsent), ", %" PRIu64 " not sent (stopped, TX ring full)", p.unsent);
+		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp reflect (UDP, addresses and ports swapped), copy mode, "
+		       "need_wakeup, spinning; reflected %" PRIu64 ", refused %" PRIu64 "%s; transmitted back %" PRIu64 " (%" PRIu64
+		       " sendto kicks: %" PRIu64 " left frames, %" PRIu64 " busy); %s\"}\n",
+		       p.frames, p.bytes, p.reflected, p.refused, unsent, p.transmitted, p.kicks, p.partial, p.busy, note);
+	} else if (mode == L2FWD)
 		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp l2fwd (macswap), copy mode, need_wakeup, spinning; "
 		       "transmitted back %" PRIu64 " (%" PRIu64 " sendto kicks: %" PRIu64 " left frames, %" PRIu64 " busy); %s\"}\n",
 		       p.frames, p.bytes, p.transmitted, p.kicks, p.partial, p.busy, note);
