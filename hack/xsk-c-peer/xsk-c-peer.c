@@ -250,17 +250,28 @@ static inline void swap_mac(uint8_t *pkt)
 	memcpy(pkt + 6, tmp, 6);
 }
 
+/* A pass of a loop that sends back: moves completed TX frames to the fill
+ * ring, then takes up to a burst off the RX ring (at *idx), or wakes RX if
+ * it is empty. Returns how many frames it took. */
+static uint32_t tx_rx_burst(struct peer *p, uint32_t *idx)
+{
+	uint32_t n;
+
+	complete_tx(p);
+	n = xsk_ring_cons__peek(&p->rx, BURST, idx);
+	if (!n)
+		rx_idle(p);
+	return n;
+}
+
 static void l2fwd(struct peer *p)
 {
 	uint32_t n, idx_rx, idx_tx, i;
 
 	while (!stop) {
-		complete_tx(p);
-		n = xsk_ring_cons__peek(&p->rx, BURST, &idx_rx);
-		if (!n) {
-			rx_idle(p);
+		n = tx_rx_burst(p, &idx_rx);
+		if (!n)
 			continue;
-		}
 		while (xsk_ring_prod__reserve(&p->tx, n, &idx_tx) != n) {
 			complete_tx(p);
 			if (stop) {
@@ -454,12 +465,9 @@ static void reflect(struct peer *p)
 	uint64_t back[BURST];
 
 	while (!stop) {
-		complete_tx(p);
-		n = xsk_ring_cons__peek(&p->rx, BURST, &idx_rx);
-		if (!n) {
-			rx_idle(p);
+		n = tx_rx_burst(p, &idx_rx);
+		if (!n)
 			continue;
-		}
 		for (i = k = r = 0; i < n; i++) {
 			const struct xdp_desc *d = xsk_ring_cons__rx_desc(&p->rx, idx_rx + i);
 
