@@ -223,6 +223,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 	uctx, stopUnbound := context.WithCancel(ctx)
 	var uwg sync.WaitGroup
 	uwg.Go(func() { WarnUnbound(uctx, d.Unbound, func(h string) { d.log.Warn(h) }) })
+	if d.p.cfg.BusyPoll {
+		var xs []*xsk.Socket
+		for _, s := range slices.Concat(d.socks...) {
+			if x, ok := s.(*xsk.Socket); ok {
+				xs = append(xs, x)
+			}
+		}
+		uwg.Go(func() {
+			WarnIdleBusyPoll(uctx, xs, func() (n uint64) {
+				for _, c := range d.Counts() {
+					n += c.RX
+				}
+				return n
+			}, func(h string) { d.log.Warn(h) })
+		})
+	}
 	defer func() { stopUnbound(); uwg.Wait() }()
 	d.log.Info("running", "queues", d.p.queues, "interfaces", d.p.cfg.Interfaces, "poll", d.p.poll.String(), "cpus", d.p.cpus,
 		"umem", map[bool]string{true: "shared", false: "per-queue"}[d.p.sharedMem], "steering", d.p.steer != nil)

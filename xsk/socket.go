@@ -392,6 +392,18 @@ func bindError(err error, name string, queue int, o SocketOptions) error {
 // FD is the socket's file descriptor, for the XSKMAP entry of its queue.
 func (s *Socket) FD() int { return s.fd }
 
+// NAPIID is the NAPI instance the socket's frames last came in through
+// (SO_INCOMING_NAPI_ID), the one busy polling drives. It is 0 before the
+// first frame, and stays 0 after it where the driver gives its XDP path
+// no NAPI id (veth's has none): busy polling then polls nothing.
+func (s *Socket) NAPIID() (uint32, error) {
+	v, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_INCOMING_NAPI_ID)
+	if err != nil {
+		return 0, fmt.Errorf("SO_INCOMING_NAPI_ID: %w", err)
+	}
+	return uint32(v), nil
+}
+
 // Umem is the socket's UMEM.
 func (s *Socket) Umem() *Umem { return s.umem }
 

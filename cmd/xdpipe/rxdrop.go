@@ -251,6 +251,11 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 			return []dataplane.IfaceUnbound{{Iface: o.iface, Unbound: u}}, err
 		}, func(h string) { fmt.Fprintln(os.Stderr, "rxdrop: warning:", h) })
 	})
+	if o.busyPoll {
+		warned.Go(func() {
+			dataplane.WarnIdleBusyPoll(wctx, port.Sockets, counts.Packets.Load, func(h string) { fmt.Fprintln(os.Stderr, "rxdrop: warning:", h) })
+		})
+	}
 	defer func() { stopWarn(); warned.Wait() }()
 wait:
 	for {

@@ -406,3 +406,40 @@ func TestRxdropCountsUnboundQueues(t *testing.T) {
 		t.Errorf("received %d generated frames (%d unique) on queue 0, want 100:\n%s", rx, uniq, out)
 	}
 }
+
+// TestBusyPollWithoutNAPI: on a veth, whose XDP path has no NAPI id, a
+// busy-polling socket polls nothing, and rxdrop and run say so once the
+// first frames have come, once; the frames still arrive.
+func TestBusyPollWithoutNAPI(t *testing.T) {
+	testutil.RequireVeth(t, "a veth's XDP path has no NAPI id")
+	for _, c := range []struct {
+		name, ready string
+		args        func(p *testutil.LinkPair) []string
+	}{
+		{"rxdrop", "rxdrop: ", func(p *testutil.LinkPair) []string {
+			return []string{"rxdrop", "--iface", p.B.Name, "--busy-poll", "--interval", "1h"}
+		}},
+		{"run", "run: ready", func(p *testutil.LinkPair) []string {
+			return []string{"run", "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--busy-poll", "--metrics", "off", "--interval", "1h"}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+			proc := startXdpipe(t, p.B.NS, c.ready, c.args(p)...)
+			if out, code := xdpipeIn(t, p.A.NS, genFrom(p, 200, "10k")...); code != 0 {
+				t.Fatalf("gen exited %d:\n%s", code, out)
+			}
+			warn := "busy polling on " + p.B.Name + " queue 0 polls nothing"
+			testutil.EventuallyErr(t, 10*time.Second, func() error { // looked at once a second
+				if out := proc.output(); !strings.Contains(out, warn) {
+					return fmt.Errorf("no warning that busy polling polls nothing:\n%s", out)
+				}
+				return nil
+			})
+			out, code := proc.stop(t, syscall.SIGINT)
+			if code != 0 || strings.Count(out, warn) != 1 {
+				t.Fatalf("exit %d, want one warning:\n%s", code, out)
+			}
+		})
+	}
+}
