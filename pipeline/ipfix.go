@@ -36,6 +36,11 @@ type IPFIXOptions struct {
 	// MaxFlows bounds each worker's flow table (required, 1..MaxIPFIXFlows);
 	// a new flow in a full table first exports the flow it replaces.
 	MaxFlows int `yaml:"max_flows"`
+	// TemplateRefresh is how often the templates go out again (default
+	// 30s, 1s..1h; RFC 7011's templateRefreshTimeout for UDP). A collector
+	// that restarted reads no record until it has them again: a shorter
+	// refresh loses less after a restart, for a few more bytes.
+	TemplateRefresh time.Duration `yaml:"template_refresh"`
 }
 
 // The ipfix stage's limits and defaults.
@@ -47,7 +52,7 @@ const (
 	maxIPFIXTimeout     = time.Hour
 	defaultIPFIXActive  = 60 * time.Second
 	defaultIPFIXIdle    = 15 * time.Second
-	ipfixTemplateResend = 30 * time.Second
+	ipfixTemplateRefresh = 30 * time.Second
 	// A sweep of the whole table takes ipfixSweep, in ipfixSteps steps:
 	// a flow is exported at most ipfixSweep after its timeout, and a
 	// record waits at most ipfixSweep/ipfixSteps in an unsent message.
@@ -87,10 +92,13 @@ func (o *IPFIXOptions) check() error {
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = defaultIPFIXIdle
 	}
+	if o.TemplateRefresh == 0 {
+		o.TemplateRefresh = ipfixTemplateRefresh
+	}
 	for _, t := range []struct {
 		name string
 		d    time.Duration
-	}{{"active_timeout", o.ActiveTimeout}, {"idle_timeout", o.IdleTimeout}} {
+	}{{"active_timeout", o.ActiveTimeout}, {"idle_timeout", o.IdleTimeout}, {"template_refresh", o.TemplateRefresh}} {
 		if t.d < minIPFIXTimeout || t.d > maxIPFIXTimeout {
 			return fmt.Errorf("%s %v out of range: want %v..%v", t.name, t.d, minIPFIXTimeout, maxIPFIXTimeout)
 		}
@@ -423,6 +431,9 @@ func (s *IPFIX) flowOf(p *Packet, h *frame.Headers, k *flowKey) (uint64, bool) {
 	var n uint64
 	if h.Family == 4 {
 		n = uint64(binary.BigEndian.Uint16(ip[2:4]))
+		if n < uint64(ip[0]&0x0f)*4 {
+			n = 0 // a total length shorter than the header: what the frame holds
+		}
 		s4, d4 := h.Src.As4(), h.Dst.As4()
 		k.src = [2]uint64{uint64(binary.BigEndian.Uint32(s4[:])), 0}
 		k.dst = [2]uint64{uint64(binary.BigEndian.Uint32(d4[:])), 0}
@@ -484,13 +495,16 @@ func (s *IPFIX) Process(b *Burst) {
 	}
 }
 
-// evict exports and removes the next flow of the sweep.
+// evict exports (if it counted packets since its last record) and removes
+// the next flow of the sweep.
 func (s *IPFIX) evict(now int64) {
 	t := s.table
 	for t.slots[s.cursor].key.meta == 0 {
 		s.cursor = (s.cursor + 1) & t.mask
 	}
-	s.export(&t.slots[s.cursor], now)
+	if f := &t.slots[s.cursor]; f.packets > 0 {
+		s.export(f, now)
+	}
 	t.remove(s.cursor)
 }
 
@@ -571,7 +585,7 @@ func (s *IPFIX) begin(now int64) {
 	s.w.Begin()
 	if now >= s.sess.tmplDue.Load() {
 		s.w.AddTemplates()
-		s.sess.tmplDue.Store(now + int64(ipfixTemplateResend))
+		s.sess.tmplDue.Store(now + int64(s.opts.TemplateRefresh))
 	}
 }
 

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"reflect"
@@ -296,6 +297,73 @@ func TestIPFIXTableFullEvicts(t *testing.T) {
 	}
 }
 
+// TestIPFIXEvictsNoEmptyRecord: a flow whose packets an active timeout
+// already exported, evicted from a full table before it saw another, is
+// removed without a record: nothing exported counts no packet.
+func TestIPFIXEvictsNoEmptyRecord(t *testing.T) {
+	c := newCollector(t)
+	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 1, ActiveTimeout: time.Second})
+	a, _ := burstOf(t, buildFrame(t, frameSpec{sport: 40000, dport: 9}))
+	b, _ := burstOf(t, buildFrame(t, frameSpec{sport: 40001, dport: 9}))
+	t0 := monotime.Now()
+	a.Time = t0
+	s.Process(a)
+	for range ipfixSteps + 1 { // a whole sweep after the active timeout: a's record
+		s.nextStep = 0
+		s.Tick(t0 + int64(time.Second))
+	}
+	b.Time = t0 + int64(time.Second)
+	s.Process(b) // evicts a, which counts nothing since its record
+	s.Close()
+	_, _, recs := c.read(t)
+	for _, r := range recs {
+		if r.Packets == 0 || r.Octets == 0 {
+			t.Errorf("a record of %d packets, %d octets (source port %d)", r.Packets, r.Octets, r.SrcPort)
+		}
+	}
+	if pkts, _ := sums(recs); len(recs) != 2 || pkts[40000] != 1 || pkts[40001] != 1 || s.Evicted.Load() != 1 {
+		t.Errorf("%d records %v, %d evicted; want one for each flow, one eviction", len(recs), pkts, s.Evicted.Load())
+	}
+}
+
+// TestIPFIXShortTotalLength: an IPv4 total length below the header's
+// length counts what the frame holds, not the bogus length.
+func TestIPFIXShortTotalLength(t *testing.T) {
+	c := newCollector(t)
+	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 4})
+	f := buildFrame(t, frameSpec{sport: 40000, dport: 9, payload: 30})
+	binary.BigEndian.PutUint16(f[14+2:], 12) // below the 20-byte header
+	b, _ := burstOf(t, f)
+	s.Process(b)
+	s.Close()
+	_, _, recs := c.read(t)
+	if _, oct := sums(recs); oct[40000] != uint64(len(f)-14) {
+		t.Errorf("%d octets counted, want the %d the frame holds after Ethernet", oct[40000], len(f)-14)
+	}
+}
+
+// TestIPFIXTemplateRefresh: the templates go out again every
+// template_refresh, as the first message of that time.
+func TestIPFIXTemplateRefresh(t *testing.T) {
+	c := newCollector(t)
+	s := newTestIPFIX(t, c, IPFIXOptions{MaxFlows: 4, TemplateRefresh: 2 * time.Second})
+	b, _ := burstOf(t, buildFrame(t, frameSpec{sport: 40000, dport: 9}))
+	t0 := monotime.Now()
+	for i := range 11 { // 5 s, a packet and a sweep every half second
+		now := t0 + int64(i)*int64(500*time.Millisecond)
+		b.Time = now
+		s.Process(b)
+		for range ipfixSteps + 1 {
+			s.nextStep = 0
+			s.Tick(now)
+		}
+	}
+	_, templates, _ := c.read(t)
+	if templates != 3 { // at 0, 2 and 4 s
+		t.Errorf("%d messages with the templates in 5 s with a 2 s refresh, want 3", templates)
+	}
+}
+
 // TestFlowTableRemoveKeepsChains: after any removals, every flow left is
 // found, on a table small enough for long probe chains that wrap.
 func TestFlowTableRemoveKeepsChains(t *testing.T) {
@@ -480,6 +548,7 @@ func TestIPFIXBadOptions(t *testing.T) {
 		{IPFIXOptions{Collector: "198.18.0.2:4739", MaxFlows: 10, IdleTimeout: time.Millisecond}, "idle_timeout 1ms out of range: want 1s..1h0m0s"},
 		{IPFIXOptions{Collector: "198.18.0.2:4739", MaxFlows: 10, ActiveTimeout: 2 * time.Hour}, "active_timeout 2h0m0s out of range"},
 		{IPFIXOptions{Collector: "198.18.0.2:4739", MaxFlows: 10, ActiveTimeout: -time.Second}, "active_timeout -1s out of range"},
+		{IPFIXOptions{Collector: "198.18.0.2:4739", MaxFlows: 10, TemplateRefresh: 2 * time.Hour}, "template_refresh 2h0m0s out of range"},
 	} {
 		s, err := newIPFIXStage(&c.o, StageEnv{CheckOnly: true})
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
