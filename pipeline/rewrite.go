@@ -191,12 +191,13 @@ func (r *Rewrite) Process(b *Burst) {
 	}
 }
 
-// ipHeader returns the IP header of an Ethernet frame with at most two VLAN
-// tags and whether it is IPv6, or nil.
+// ipHeader returns the IP header of an Ethernet frame behind any number of
+// VLAN tags (a push makes a QinQ frame three deep, more than frame.Parse
+// reads) and whether it is IPv6, or nil.
 func ipHeader(d []byte) (ip []byte, v6 bool) {
 	off := frame.EthLen
 	et := binary.BigEndian.Uint16(d[12:14])
-	for n := 0; (et == frame.EtherTypeVLAN || et == frame.EtherTypeQinQ) && n < frame.MaxVLANs; n++ {
+	for et == frame.EtherTypeVLAN || et == frame.EtherTypeQinQ {
 		if len(d) < off+frame.VLANLen {
 			return nil, false
 		}

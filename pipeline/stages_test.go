@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +175,22 @@ func TestRewrite(t *testing.T) {
 	}
 	if bad := (&Rewrite{DSCP: 64}).Validate(); bad == nil {
 		t.Error("DSCP 64 accepted")
+	}
+}
+
+// TestRewriteDeepTags: a push onto a QinQ frame makes it three tags deep;
+// the TTL and DSCP rewrites behind it still happen, the checksum with them.
+func TestRewriteDeepTags(t *testing.T) {
+	f := buildFrame(t, frameSpec{vlan: 7, dport: 53, ttl: 9, payload: 30})
+	// An outer 802.1ad tag in front of the 802.1Q one: QinQ.
+	qinq := slices.Concat(f[:12], []byte{0x88, 0xa8, 0x00, 0x05}, f[12:])
+	b, _ := burstOf(t, qinq)
+	r := &Rewrite{PushVLAN: true, VLANTCI: 100, DecTTL: true, SetDSCP: true, DSCP: 10}
+	r.Process(b)
+	d := b.Pkts[0].Data
+	ip := d[14+3*4:]
+	if len(d) != len(qinq)+4 || ip[8] != 8 || ip[1]>>2 != 10 || !ipv4ChecksumOK(ip) {
+		t.Fatalf("three tags deep: %d bytes, TTL %d, DSCP %d, checksum ok %v", len(d), ip[8], ip[1]>>2, ipv4ChecksumOK(ip))
 	}
 }
 
