@@ -24,8 +24,9 @@ func PinThread(cpu int) error {
 	return nil
 }
 
-// ParseCPUList parses a Linux CPU list ("0-3,6,8-9") into sorted CPU
-// numbers, rejecting duplicates and CPUs this machine does not have.
+// ParseCPUList parses a Linux CPU list ("0-3,6,8-9") into CPU numbers in
+// the order listed (a worker per queue takes them in queue order),
+// rejecting duplicates and CPUs this machine does not have.
 func ParseCPUList(s string) ([]int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -58,6 +59,5 @@ func ParseCPUList(s string) ([]int, error) {
 			cpus = append(cpus, c)
 		}
 	}
-	slices.Sort(cpus)
 	return cpus, nil
 }

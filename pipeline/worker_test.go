@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -428,6 +429,24 @@ func TestParseCPUList(t *testing.T) {
 		if _, err := ParseCPUList(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+	// The order listed is kept: CPUs go to queues in that order.
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	var avail []int
+	for c := 0; c < 1024 && len(avail) < 2; c++ {
+		if set.IsSet(c) {
+			avail = append(avail, c)
+		}
+	}
+	if len(avail) < 2 {
+		t.Skip("one CPU available: no order to keep")
+	}
+	list := fmt.Sprintf("%d,%d", avail[1], avail[0])
+	if got, err := ParseCPUList(list); err != nil || !slices.Equal(got, []int{avail[1], avail[0]}) {
+		t.Errorf("%s: %v %v, want the order kept", list, got, err)
 	}
 }
 
