@@ -223,13 +223,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	uctx, stopUnbound := context.WithCancel(ctx)
 	var uwg sync.WaitGroup
 	uwg.Go(func() { WarnUnbound(uctx, d.Unbound, func(h string) { d.log.Warn(h) }) })
-	if d.p.cfg.BusyPoll {
-		var xs []*xsk.Socket
-		for _, s := range slices.Concat(d.socks...) {
-			if x, ok := s.(*xsk.Socket); ok {
-				xs = append(xs, x)
-			}
+	var xs []*xsk.Socket
+	for _, s := range slices.Concat(d.socks...) {
+		if x, ok := s.(*xsk.Socket); ok {
+			xs = append(xs, x)
 		}
+	}
+	uwg.Go(func() { WarnMTU(uctx, xs, func(h string) { d.log.Warn(h) }) })
+	if d.p.cfg.BusyPoll {
 		uwg.Go(func() {
 			WarnIdleBusyPoll(uctx, xs, func() (n uint64) {
 				for _, c := range d.Counts() {

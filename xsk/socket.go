@@ -404,6 +404,10 @@ func (s *Socket) NAPIID() (uint32, error) {
 	return uint32(v), nil
 }
 
+// MultiBuffer reports whether the socket takes packets larger than one
+// UMEM frame (SocketOptions.MultiBuffer).
+func (s *Socket) MultiBuffer() bool { return s.opts.MultiBuffer }
+
 // Umem is the socket's UMEM.
 func (s *Socket) Umem() *Umem { return s.umem }
 

@@ -251,6 +251,9 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 			return []dataplane.IfaceUnbound{{Iface: o.iface, Unbound: u}}, err
 		}, func(h string) { fmt.Fprintln(os.Stderr, "rxdrop: warning:", h) })
 	})
+	warned.Go(func() {
+		dataplane.WarnMTU(wctx, port.Sockets, func(h string) { fmt.Fprintln(os.Stderr, "rxdrop: warning:", h) })
+	})
 	if o.busyPoll {
 		warned.Go(func() {
 			dataplane.WarnIdleBusyPoll(wctx, port.Sockets, counts.Packets.Load, func(h string) { fmt.Fprintln(os.Stderr, "rxdrop: warning:", h) })

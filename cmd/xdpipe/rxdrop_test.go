@@ -443,3 +443,37 @@ func TestBusyPollWithoutNAPI(t *testing.T) {
 		})
 	}
 }
+
+// TestMTURaisedUnderReceiver: an MTU raised past what the sockets' UMEM
+// frames hold (they were set up without multi-buffer) makes the kernel
+// drop the larger frames; rxdrop and run say so once, with what to do.
+func TestMTURaisedUnderReceiver(t *testing.T) {
+	for _, c := range []struct {
+		name, ready string
+		args        func(p *testutil.LinkPair) []string
+	}{
+		{"rxdrop", "rxdrop: ", func(p *testutil.LinkPair) []string {
+			return []string{"rxdrop", "--iface", p.B.Name, "--interval", "1h"}
+		}},
+		{"run", "run: ready", func(p *testutil.LinkPair) []string {
+			return []string{"run", "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--metrics", "off", "--interval", "1h"}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+			proc := startXdpipe(t, p.B.NS, c.ready, c.args(p)...)
+			p.B.NS.MustRun(t, "ip", "link", "set", p.B.Name, "mtu", "9000")
+			warn := p.B.Name + " has an MTU of 9000 now: its frames above "
+			testutil.EventuallyErr(t, 10*time.Second, func() error { // looked at once a second
+				if out := proc.output(); !strings.Contains(out, warn) {
+					return fmt.Errorf("no warning about the MTU:\n%s", out)
+				}
+				return nil
+			})
+			out, code := proc.stop(t, syscall.SIGINT)
+			if code != 0 || strings.Count(out, warn) != 1 {
+				t.Fatalf("exit %d, want one warning:\n%s", code, out)
+			}
+		})
+	}
+}

@@ -1,0 +1,49 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/xdpipe/xdpipe/xsk"
+)
+
+// WarnMTU looks once a second, until ctx ends, at the MTU of the
+// interfaces socks are bound to, and says through warn, once for each MTU
+// an interface takes, when its largest frames no longer fit the UMEM frame
+// of a socket set up without multi-buffer (for the MTU it had when the
+// socket was made): the kernel drops those frames, counted in rx_dropped,
+// and only a restart sets the sockets up for them.
+func WarnMTU(ctx context.Context, socks []*xsk.Socket, warn func(string)) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	said := map[int]int{} // ifindex: the MTU last looked at
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, s := range socks {
+			ifc, err := net.InterfaceByIndex(s.Ifindex())
+			if err != nil || said[ifc.Index] == ifc.MTU {
+				continue // gone: the link watch says so
+			}
+			said[ifc.Index] = ifc.MTU
+			if h := mtuHint(ifc.Name, ifc.MTU, s); h != "" {
+				warn(h)
+			}
+		}
+	}
+}
+
+// mtuHint says what an interface's MTU costs a socket on it, or "".
+func mtuHint(iface string, mtu int, s *xsk.Socket) string {
+	fs := s.Umem().FrameSize()
+	if s.MultiBuffer() || !NeedsMultiBuffer(mtu, fs) {
+		return ""
+	}
+	return fmt.Sprintf("%s has an MTU of %d now: its frames above %d bytes do not fit a %d-byte UMEM frame and the kernel drops them "+
+		"(rx_dropped); restart to receive them as multi-buffer packets", iface, mtu, xsk.FrameData(fs), fs)
+}
