@@ -358,6 +358,62 @@ func TestPinnedProgramGoneIsNoOwner(t *testing.T) {
 	})
 }
 
+// TestEarlierLayoutIsNotReused: what an xdpipe of the layouts before
+// IfaceID left is neither taken over nor removed: maps pinned under the
+// interface's name refuse the claim in one line saying what to remove, and
+// a running instance's owner file (named by the namespace's inode) refuses
+// it naming the pid.
+func TestEarlierLayoutIsNotReused(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir, base := claimDir(t), bpffs(t)
+	old := filepath.Join(base, "veth0")
+	s, err := LoadSteer(SteerOptions{PinPath: old, MapsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = ClaimInterface(7, ClaimOptions{Name: "veth0", PinDir: base, Dir: dir})
+	if !errors.Is(err, ErrInterfaceOwned) || !strings.Contains(err.Error(), "earlier xdpipe version pinned maps under "+old) ||
+		strings.Contains(err.Error(), "\n") {
+		t.Fatalf("claim with maps pinned under the name: %v", err)
+	}
+	if !pinsPresent(old) {
+		t.Fatal("the earlier layout's pins were removed")
+	}
+	if err := RemovePins(old); err != nil {
+		t.Fatal(err)
+	}
+
+	var ns unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("net%d-if7.owner", ns.Ino)), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(`{"pid":4242,"iface":"veth0"}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ClaimInterface(7, ClaimOptions{Name: "veth0", PinDir: base, Dir: dir}); !errors.Is(err, ErrInterfaceOwned) ||
+		!strings.Contains(err.Error(), "pid 4242 (an earlier version)") {
+		t.Fatalf("claim with an earlier version's owner file locked: %v", err)
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	c, err := ClaimInterface(7, ClaimOptions{Name: "veth0", PinDir: base, Dir: dir})
+	if err != nil {
+		t.Fatalf("claim once the earlier version ended: %v", err)
+	}
+	c.Release()
+}
+
 // nsInode is the inode number of named network namespace.
 func nsInode(t *testing.T, name string) uint64 {
 	t.Helper()

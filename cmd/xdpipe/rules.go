@@ -56,10 +56,10 @@ func runRules(ctx context.Context, args []string) error {
 type rulesFlags struct {
 	pin    string
 	pinDir string
-	json  bool
-	iface string
-	mode  string
-	file  string
+	json   bool
+	iface  string
+	mode   string
+	file   string
 }
 
 // parseRulesFlags parses flags anywhere among args, returning positionals.
