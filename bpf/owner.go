@@ -193,17 +193,19 @@ func claim(dir string, id IfaceID, opts ClaimOptions) (*Claim, error) {
 	}
 	if prev.PID != 0 {
 		// A record names pins to remove only where this claim would pin
-		// them: nothing else is provably the dead owner's.
+		// them: nothing else is provably the dead owner's. A pinned
+		// program owns while its link is attached to this interface;
+		// one pinned elsewhere is left to be detached there.
 		ours := filepath.Clean(prev.Pin) == pin
-		live := ours && prev.Pinned && linkAttached(pin, id.Ifindex)
-		c.rec.Pinned = live
-		if live && !opts.Replace {
+		live := prev.Pinned && linkAttached(prev.Pin, id.Ifindex)
+		if live && (!opts.Replace || !ours) {
 			c.f.Close() // keep the file: the pinned program still owns
-			return nil, &PinnedError{Name: opts.Name, Pin: pin}
+			return nil, &PinnedError{Name: opts.Name, Pin: prev.Pin}
 		}
+		c.rec.Pinned = live
 		if !live {
 			c.Stale = fmt.Sprintf("xdpipe pid %d ended without cleaning up", prev.PID)
-			if prev.Pinned {
+			if prev.Pinned && ours {
 				c.Stale = fmt.Sprintf("the steering program xdpipe pid %d pinned is no longer attached", prev.PID)
 			}
 			if prev.Pin != "" && !ours {
@@ -299,6 +301,9 @@ func pinsPresent(dir string) bool {
 // attached (a link whose interface went, with its namespace or alone, is
 // still pinned but attached to nothing).
 func linkAttached(pin string, ifindex int) bool {
+	if !filepath.IsAbs(pin) {
+		return false
+	}
 	l, err := link.LoadPinnedLink(filepath.Join(pin, fmt.Sprintf("link-%d", ifindex)), nil)
 	if err != nil {
 		return false

@@ -574,3 +574,25 @@ func TestStaleRecordRemovesNothingOfOthers(t *testing.T) {
 	}
 	noXDP(t, &p.B)
 }
+
+// TestRunOverPinnedProgramSaysHow: a run on an interface a pinned steering
+// program (rules attach) holds is refused in one line that names its pins
+// and the command that removes them; that command does.
+func TestRunOverPinnedProgramSaysHow(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	pinDir := bpffsDir(t)
+	pin := pinOf(t, &p.B, pinDir)
+	t.Cleanup(func() { xdpipeIn(t, nil, "rules", "detach", "--pin", pin) })
+	if out, code := xdpipeIn(t, p.B.NS, "rules", "attach", "--iface", p.B.Name, "--pin-dir", pinDir); code != 0 {
+		t.Fatalf("rules attach: exit %d:\n%s", code, out)
+	}
+	out, code := xdpipeIn(t, p.B.NS, "run", "--iface", p.B.Name, "--stages", "count", "--metrics", "off")
+	want := "a pinned steering program (pins under " + pin + ") is attached; remove it with `xdpipe rules detach --pin " + pin + "`"
+	if code != 1 || !strings.Contains(out, want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("run over a pinned program: exit %d, want 1 and one line with %q:\n%s", code, want, out)
+	}
+	if out, code := xdpipeIn(t, nil, "rules", "detach", "--pin", pin); code != 0 {
+		t.Fatalf("rules detach --pin: exit %d:\n%s", code, out)
+	}
+	noXDP(t, &p.B)
+}
