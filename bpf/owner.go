@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,19 +22,36 @@ const DefaultOwnerDir = "/run/xdpipe/owners"
 // holds the interface.
 var ErrInterfaceOwned = errors.New("interface held by another xdpipe instance")
 
+// PinnedError: a pinned steering program is attached to the interface
+// (ClaimInterface without Replace). It wraps ErrInterfaceOwned.
+type PinnedError struct {
+	// Name is the interface's; Pin the program's pin directory.
+	Name, Pin string
+}
+
+func (e *PinnedError) Error() string {
+	return fmt.Sprintf("%s: %v: a pinned steering program (pins under %s) is attached", e.Name, ErrInterfaceOwned, e.Pin)
+}
+
+func (e *PinnedError) Unwrap() error { return ErrInterfaceOwned }
+
 // ClaimOptions tune ClaimInterface. The zero value claims for a running
-// instance with no pins, under DefaultOwnerDir.
+// instance that pins under DefaultPinPath, with owner files under
+// DefaultOwnerDir.
 type ClaimOptions struct {
 	// Name is the interface's name, for messages.
 	Name string
-	// PinPath is the directory the claimant pins its maps (or links)
-	// under: a later claim that finds this owner gone removes it.
-	PinPath string
+	// PinDir is the bpffs directory under which the claimant pins, in the
+	// interface's own directory (Claim.PinPath; default DefaultPinPath).
+	// A claim that finds the owner gone removes the pins it left there,
+	// and nowhere else.
+	PinDir string
 	// Replace accepts an interface held by a pinned steering program that
 	// no process runs (`xdpipe rules attach`), to replace or detach it. A
 	// running instance is never replaced.
 	Replace bool
-	// Dir holds the owner files (default DefaultOwnerDir).
+	// Dir holds the owner files (default DefaultOwnerDir). It and the
+	// directory above it must be root's, writable by no one else.
 	Dir string
 }
 
@@ -52,7 +70,9 @@ type Claim struct {
 type ownerRecord struct {
 	PID  int    `json:"pid"`
 	Name string `json:"iface"`
-	Pin  string `json:"pin,omitempty"`
+	// Pin is the owner's pin directory (PinPathFor), whether or not it
+	// pinned anything.
+	Pin string `json:"pin,omitempty"`
 	// Pinned: the attachment outlives the process (rules attach).
 	Pinned bool `json:"pinned,omitempty"`
 }
@@ -60,49 +80,93 @@ type ownerRecord struct {
 // ClaimInterface makes the caller the owner of interface ifindex (in the
 // calling thread's network namespace), or refuses with ErrInterfaceOwned
 // before anything of the interface is touched. Call it first: before
-// loading or opening pinned maps, applying rules or attaching.
+// loading or opening pinned maps, applying rules or attaching; then pin
+// under Claim.PinPath, if at all.
 //
-// Ownership is an flock(2) on an owner file named by the network namespace
-// and the interface index, holding the owner's pid and pin path. The lock
-// goes with the process however it ends, so an owner killed with -9 is
-// found stale by the next claim, which removes the pins it left (its
-// program went with its links). A pinned steering program (`rules attach`)
-// stays the owner after its process exits, until a claim with Replace (SetPinned).
+// Ownership is an flock(2) on an owner file named by the interface's
+// IfaceID, holding the owner's pid and pin directory. The lock goes with
+// the process however it ends, so an owner killed with -9 is found stale
+// by the next claim, which removes the pins it left (its program went
+// with its links). A pinned steering program (`rules attach`) stays the
+// owner after its process exits, while its link is attached, until a
+// claim with Replace (SetPinned).
 func ClaimInterface(ifindex int, opts ClaimOptions) (*Claim, error) {
 	dir := cmp.Or(opts.Dir, DefaultOwnerDir)
+	id, err := LocalIface(ifindex)
+	if err != nil {
+		return nil, fmt.Errorf("claim interface %s: %w", opts.Name, err)
+	}
+	if err := checkEarlierLayout(dir, ifindex, opts); err != nil {
+		return nil, err
+	}
+	return claim(dir, id, opts)
+}
+
+// checkEarlierLayout refuses an interface that an xdpipe of the layout
+// before IfaceID may hold: an owner file named by the namespace's inode
+// number that a process still locks, or maps pinned under the pin
+// directory by the interface's name. Neither is taken over or removed:
+// a name may be another namespace's interface's.
+func checkEarlierLayout(dir string, ifindex int, opts ClaimOptions) error {
 	var ns unix.Stat_t
 	if err := unix.Stat("/proc/thread-self/ns/net", &ns); err != nil {
-		return nil, fmt.Errorf("claim interface %s: network namespace: %w", opts.Name, err)
+		return fmt.Errorf("claim interface %s: network namespace: %w", opts.Name, err)
 	}
-	return claim(dir, filepath.Join(dir, fmt.Sprintf("net%d-if%d.owner", ns.Ino, ifindex)), opts)
-}
-
-// ClaimPinned claims the interface whose owner pins under pin, as
-// ClaimInterface would, for a command that names the pins rather than the
-// interface (rules detach --pin). Nil, and no error: no owner record names
-// pin.
-func ClaimPinned(pin string, opts ClaimOptions) (*Claim, error) {
-	dir := cmp.Or(opts.Dir, DefaultOwnerDir)
-	files, _ := filepath.Glob(filepath.Join(dir, "*.owner"))
-	for _, path := range files {
-		if rec, err := readOwner(path); err == nil && rec.Pin == pin {
-			opts.Name = cmp.Or(opts.Name, rec.Name)
-			return claim(dir, path, opts)
+	path := filepath.Join(dir, fmt.Sprintf("net%d-if%d.owner", ns.Ino, ifindex))
+	if f, err := os.Open(path); err == nil {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			rec, _ := readOwner(path)
+			return fmt.Errorf("%s: %w: xdpipe pid %d (an earlier version) runs on it; stop it first, or use another interface", opts.Name, ErrInterfaceOwned, rec.PID)
 		}
 	}
-	return nil, nil
+	if opts.Name == "" {
+		return nil
+	}
+	if _, ok := ParseIfaceID(opts.Name); ok {
+		return nil
+	}
+	if old := filepath.Join(cmp.Or(opts.PinDir, DefaultPinPath), opts.Name); pinsPresent(old) {
+		return fmt.Errorf("%s: %w: an earlier xdpipe version pinned maps under %s; once no earlier xdpipe runs on %[1]s, remove them (that directory)", opts.Name, ErrInterfaceOwned, old)
+	}
+	return nil
 }
 
-// claim takes the owner file at path in dir.
-func claim(dir, path string, opts ClaimOptions) (*Claim, error) {
+// ClaimPinned claims the interface whose pins are under pin (a directory
+// PinPathFor names), as ClaimInterface would, for a command that names the
+// pins rather than the interface (rules detach). Nil, and no error: no
+// owner record names pin.
+func ClaimPinned(pin string, opts ClaimOptions) (*Claim, error) {
+	pin = filepath.Clean(pin)
+	id, ok := ParseIfaceID(filepath.Base(pin))
+	if !ok {
+		return nil, nil
+	}
+	dir := cmp.Or(opts.Dir, DefaultOwnerDir)
+	rec, err := readOwner(ownerPath(dir, id))
+	if err != nil || rec.Pin != pin {
+		return nil, nil
+	}
+	opts.Name = cmp.Or(opts.Name, rec.Name)
+	opts.PinDir = filepath.Dir(pin)
+	return claim(dir, id, opts)
+}
+
+// ownerPath is the owner file of interface id in dir.
+func ownerPath(dir string, id IfaceID) string { return filepath.Join(dir, id.String()+".owner") }
+
+// claim takes the owner file of interface id in dir.
+func claim(dir string, id IfaceID, opts ClaimOptions) (*Claim, error) {
+	path := ownerPath(dir, id)
 	var f *os.File
 	var err error
 	for range 10 { // the last owner's Release may remove dir in between
 		if err = os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("claim interface %s: %w", opts.Name, err)
 		}
-		if err := checkPinDirOwner(dir, false); err != nil {
-			return nil, fmt.Errorf("claim interface %s: owner directory: %w", opts.Name, err)
+		if err := checkStateDirs(dir); err != nil {
+			return nil, err
 		}
 		if f, err = lockOwnerFile(path); !errors.Is(err, os.ErrNotExist) {
 			break
@@ -111,7 +175,7 @@ func claim(dir, path string, opts ClaimOptions) (*Claim, error) {
 	if errors.Is(err, unix.EWOULDBLOCK) {
 		rec, _ := readOwner(path)
 		pins := ""
-		if rec.Pin != "" {
+		if pinsPresent(rec.Pin) {
 			pins = " (pins under " + rec.Pin + ")"
 		}
 		return nil, fmt.Errorf("%s: %w: xdpipe pid %d runs on it%s; stop it first, or use another interface",
@@ -120,28 +184,39 @@ func claim(dir, path string, opts ClaimOptions) (*Claim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("claim interface %s: %w", opts.Name, err)
 	}
-	c := &Claim{f: f, path: path, rec: ownerRecord{PID: os.Getpid(), Name: opts.Name, Pin: opts.PinPath}}
+	pin := PinPathFor(opts.PinDir, id)
+	c := &Claim{f: f, path: path, rec: ownerRecord{PID: os.Getpid(), Name: opts.Name, Pin: pin}}
 	prev, err := readOwner(path)
 	if err != nil {
 		c.Release()
 		return nil, fmt.Errorf("claim interface %s: %w", opts.Name, err)
 	}
 	if prev.PID != 0 {
-		live := prev.Pinned && prev.Pin != "" && pinsPresent(prev.Pin)
-		c.rec.Pinned = live
-		if live && !opts.Replace {
+		// A record names pins to remove only where this claim would pin
+		// them: nothing else is provably the dead owner's. A pinned
+		// program owns while its link is attached to this interface;
+		// one pinned elsewhere is left to be detached there.
+		ours := filepath.Clean(prev.Pin) == pin
+		live := prev.Pinned && linkAttached(prev.Pin, id.Ifindex)
+		if live && (!opts.Replace || !ours) {
 			c.f.Close() // keep the file: the pinned program still owns
-			return nil, fmt.Errorf("%s: %w: a pinned steering program (pins under %s) is attached; remove it with `xdpipe rules detach --iface %s`",
-				opts.Name, ErrInterfaceOwned, prev.Pin, prev.Name)
+			return nil, &PinnedError{Name: opts.Name, Pin: prev.Pin}
 		}
+		c.rec.Pinned = live
 		if !live {
 			c.Stale = fmt.Sprintf("xdpipe pid %d ended without cleaning up", prev.PID)
-			if prev.Pin != "" {
-				if err := RemovePins(prev.Pin); err != nil {
+			if prev.Pinned && ours {
+				c.Stale = fmt.Sprintf("the steering program xdpipe pid %d pinned is no longer attached", prev.PID)
+			}
+			if prev.Pin != "" && !ours {
+				c.Stale += "; left what its record names (" + prev.Pin + "): not the pin directory " + pin
+			}
+			if pinsPresent(pin) {
+				if err := RemovePins(pin); err != nil {
 					c.Release()
-					return nil, fmt.Errorf("claim interface %s: remove the pins pid %d left under %s: %w", opts.Name, prev.PID, prev.Pin, err)
+					return nil, fmt.Errorf("claim interface %s: remove the pins pid %d left: %w", opts.Name, prev.PID, err)
 				}
-				c.Stale += "; removed its pins under " + prev.Pin
+				c.Stale += "; removed its pins under " + pin
 			}
 		}
 	}
@@ -150,6 +225,35 @@ func claim(dir, path string, opts ClaimOptions) (*Claim, error) {
 		return nil, fmt.Errorf("claim interface %s: %w", opts.Name, err)
 	}
 	return c, nil
+}
+
+// PinPath is the directory the claimant pins under, if it pins
+// (ClaimOptions.PinDir).
+func (c *Claim) PinPath() string { return c.rec.Pin }
+
+// checkStateDirs refuses an owner directory, or the state directory
+// above it, that another user owns or may write to: they could replace
+// the records (make owners/ first, or rename it under a running instance)
+// and so let two instances share an interface.
+func checkStateDirs(dir string) error {
+	for _, d := range []struct{ what, path, why string }{
+		{"state directory", filepath.Dir(dir), "replace the owner directory in it"},
+		{"owner directory", dir, "replace the owner records in it"},
+	} {
+		var st unix.Stat_t
+		if err := unix.Lstat(d.path, &st); err != nil {
+			return fmt.Errorf("%s %s: %w", d.what, d.path, err)
+		}
+		switch {
+		case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+			return fmt.Errorf("%s %s is not a directory (a symbolic link?); remove it", d.what, d.path)
+		case st.Uid != 0 && int(st.Uid) != os.Geteuid():
+			return fmt.Errorf("%s %s is owned by uid %d, not root, who could %s; remove it, or chown root it", d.what, d.path, st.Uid, d.why)
+		case st.Mode&0o022 != 0:
+			return fmt.Errorf("%s %s has mode %04o: others may write to it and %s; chmod go-w it", d.what, d.path, st.Mode&0o7777, d.why)
+		}
+	}
+	return nil
 }
 
 // lockOwnerFile opens and locks the owner file at path, retrying when a
@@ -178,16 +282,39 @@ func readOwner(path string) (ownerRecord, error) {
 	if err != nil || len(b) == 0 {
 		return rec, err
 	}
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, fmt.Errorf("owner file %s: %w (remove it if no xdpipe runs)", path, err)
+	if err := json.Unmarshal(b, &rec); err != nil || rec.PID <= 0 {
+		return ownerRecord{}, fmt.Errorf("owner file %s is not an owner record (remove it if no xdpipe runs)", path)
 	}
 	return rec, nil
 }
 
 // pinsPresent: a steering program's pins are under dir.
 func pinsPresent(dir string) bool {
+	if dir == "" {
+		return false
+	}
 	_, err := os.Stat(filepath.Join(dir, "steer_active"))
 	return err == nil
+}
+
+// linkAttached: the XDP link pinned under pin for interface ifindex is
+// attached (a link whose interface went, with its namespace or alone, is
+// still pinned but attached to nothing).
+func linkAttached(pin string, ifindex int) bool {
+	if !filepath.IsAbs(pin) {
+		return false
+	}
+	l, err := link.LoadPinnedLink(filepath.Join(pin, fmt.Sprintf("link-%d", ifindex)), nil)
+	if err != nil {
+		return false
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return false
+	}
+	xdp := info.XDP()
+	return xdp != nil && xdp.Ifindex == uint32(ifindex)
 }
 
 func (c *Claim) write() error {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cilium/ebpf"
 )
 
 // bpffsMounted mounts a private bpffs as the help text says (mode 1777)
@@ -134,5 +136,59 @@ func TestRulesChangeAfterPinsGoneSaysHow(t *testing.T) {
 	}
 	if got, err := s.Rules(); err != nil || len(got.Rules) != 1 {
 		t.Fatalf("rules in force: %v %v", got, err)
+	}
+}
+
+// TestRemovePinsRemovesOnlyXdpipes: RemovePins removes what the steering
+// program pins and nothing else: not a directory off bpffs, not a symbolic
+// link, not another program's pin in the directory (it stays, with the
+// directory, named in the error).
+func TestRemovePinsRemovesOnlyXdpipes(t *testing.T) {
+	root := bpffsMounted(t)
+	plain := t.TempDir()
+	important := filepath.Join(plain, "important.txt")
+	if err := os.WriteFile(important, []byte("keep me\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(root, "link")
+	if err := os.Symlink(plain, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{plain, link} {
+		if err := RemovePins(dir); err == nil || !strings.Contains(err.Error(), "not a directory on a bpffs") {
+			t.Errorf("RemovePins(%s): %v", dir, err)
+		}
+	}
+	if _, err := os.Stat(important); err != nil {
+		t.Fatalf("RemovePins removed a file off bpffs: %v", err)
+	}
+
+	pin := filepath.Join(root, "xdpipe", "ns1-if7")
+	s, err := LoadSteer(SteerOptions{PinPath: pin, MapsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	other, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Pin(filepath.Join(pin, "someone_elses")); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemovePins(pin); err == nil || !strings.Contains(err.Error(), "someone_elses") {
+		t.Fatalf("RemovePins with another program's pin there: %v", err)
+	}
+	ents, err := os.ReadDir(pin)
+	if err != nil || len(ents) != 1 || ents[0].Name() != "someone_elses" {
+		t.Fatalf("left under %s: %v (%v), want only someone_elses", pin, ents, err)
+	}
+	other.Unpin()
+	if err := RemovePins(pin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(pin)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("left behind: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,12 +51,9 @@ const fIfindex = 0
 // keep their maps and links, one subdirectory per interface (PinPathFor).
 const DefaultPinPath = "/sys/fs/bpf/xdpipe"
 
-// PinPathFor is the conventional PinPath of the steering program of
-// interface iface: DefaultPinPath/iface. `xdpipe rules` looks there.
-func PinPathFor(iface string) string { return filepath.Join(DefaultPinPath, iface) }
-
 // PinnedSteers lists the subdirectories of base holding pinned steering
-// maps: the running instances `xdpipe rules` can talk to.
+// maps: the running instances `xdpipe rules` can talk to (PinPathFor names
+// them by interface).
 func PinnedSteers(base string) []string {
 	ents, err := os.ReadDir(base)
 	if err != nil {
@@ -877,23 +875,69 @@ func (s *Steer) cacheMisses() (Counter, error) {
 // RemovePins removes a pinned steering program's pins under path: its
 // links (which detaches the program unless a process still holds them) and
 // its maps (freed with the last reference), then the directory and its
-// parents left empty. Removing nothing is no error.
+// parents left empty. It removes only what the steering program pins, and
+// only from a directory on a bpffs: anything else there stays, with the
+// directory, and the error names it. Removing nothing is no error.
 func RemovePins(path string) error {
-	ents, err := os.ReadDir(path)
-	if errors.Is(err, os.ErrNotExist) {
+	path = filepath.Clean(path)
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); errors.Is(err, unix.ENOENT) {
 		return nil
+	} else if err != nil {
+		return fmt.Errorf("remove pins: %w", err)
 	}
+	var fs unix.Statfs_t
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || unix.Statfs(path, &fs) != nil || fs.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("remove pins: %s is not a directory on a bpffs, so not xdpipe's pins: nothing removed", path)
+	}
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return fmt.Errorf("remove pins: %w", err)
+	}
+	ours, err := steerPinNames()
 	if err != nil {
 		return err
 	}
 	var errs []error
+	var foreign []string
 	for _, e := range ents {
+		if !ours(e) {
+			foreign = append(foreign, e.Name())
+			continue
+		}
 		if err := os.Remove(filepath.Join(path, e.Name())); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := removePinDir(path); err != nil {
+	if len(foreign) > 0 {
+		errs = append(errs, fmt.Errorf("remove pins: %s also holds %s, which xdpipe does not pin: left it there", path, strings.Join(foreign, ", ")))
+	} else if err := removePinDir(path); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// steerPinNames returns the test for the entries of a pin directory that
+// the steering program makes: its maps pinned by name (pinByName) and its
+// links (link-IFINDEX, Attach).
+func steerPinNames() (func(os.DirEntry) bool, error) {
+	spec, err := loadSteer()
+	if err != nil {
+		return nil, err
+	}
+	maps := map[string]bool{}
+	for key, m := range spec.Maps {
+		if !strings.HasPrefix(key, ".") {
+			maps[m.Name] = true
+		}
+	}
+	return func(e os.DirEntry) bool {
+		name := e.Name()
+		if e.IsDir() || maps[name] {
+			return !e.IsDir()
+		}
+		idx, ok := strings.CutPrefix(name, "link-")
+		n, err := strconv.Atoi(idx)
+		return ok && err == nil && n > 0 && strconv.Itoa(n) == idx
+	}, nil
 }

@@ -69,8 +69,9 @@ type Config struct {
 	// sockets. Empty: the redirect program sends every frame.
 	Rules string `yaml:"rules"`
 	// PinDir is the bpffs directory under which the steering program's
-	// rule maps are pinned, one subdirectory per interface, for `xdpipe
-	// rules --pin PINDIR/IFACE` (default /sys/fs/bpf/xdpipe). Only the maps
+	// rule maps are pinned, one subdirectory per interface named by its
+	// namespace and index (bpf.PinPathFor), for `xdpipe rules --iface
+	// IFACE --pin-dir PINDIR` (default /sys/fs/bpf/xdpipe). Only the maps
 	// are pinned, and only while the daemon runs.
 	PinDir string `yaml:"pin_dir"`
 	// Metrics is the Prometheus /metrics and /debug/pprof address

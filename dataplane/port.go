@@ -72,8 +72,9 @@ type PortOptions struct {
 	Track bool
 	// Attach is the XDP attach mode (default auto).
 	Attach bpf.AttachMode
-	// PinDir, with Rules, pins the rule maps under PinDir/Iface while the
-	// port is open, so `xdpipe rules` can change them (empty: no pins).
+	// PinDir, with Rules, pins the rule maps while the port is open, so
+	// `xdpipe rules` can change them: in a directory of the interface's own
+	// under PinDir (bpf.PinPathFor; empty: no pins).
 	PinDir string
 	// Log reports what was attached (default slog.Default()).
 	Log *slog.Logger
@@ -194,11 +195,7 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 	if !o.NoProgram {
 		// First: another instance's pins, maps and program are not to be
 		// touched, not even by this one's failure.
-		pin := ""
-		if o.Rules != nil && o.PinDir != "" {
-			pin = filepath.Join(o.PinDir, ifc.Name)
-		}
-		if p.claim, err = bpf.ClaimInterface(ifc.Index, bpf.ClaimOptions{Name: ifc.Name, PinPath: pin}); err != nil {
+		if p.claim, err = bpf.ClaimInterface(ifc.Index, bpf.ClaimOptions{Name: ifc.Name, PinDir: o.PinDir}); err != nil {
 			return nil, err
 		}
 		if p.claim.Stale != "" {
@@ -242,7 +239,7 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 		if o.PinDir != "" {
 			// Only the maps are pinned (not the link), and only while the
 			// port is open: Detach removes them.
-			so = bpf.SteerOptions{PinPath: filepath.Join(o.PinDir, ifc.Name), MapsOnly: true}
+			so = bpf.SteerOptions{PinPath: p.claim.PinPath(), MapsOnly: true}
 		}
 		if p.steer, err = bpf.LoadSteer(so); err != nil {
 			return nil, err

@@ -37,7 +37,7 @@ func TestSecondInstanceIsRefused(t *testing.T) {
 	other := writeFile(t, "other.yaml", "default: drop\nrules:\n  - priority: 5\n    name: other\n    proto: tcp\n    action: drop\n")
 	a := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--metrics", "off",
 		"--rules", first, "--pin-dir", pinDir)
-	pin := filepath.Join(pinDir, p.B.Name)
+	pin := pinOf(t, &p.B, pinDir)
 
 	out, code := xdpipeIn(t, p.B.NS, "run", "--iface", p.B.Name, "--queues", "1", "--stages", "count", "--metrics", "off",
 		"--rules", other, "--pin-dir", pinDir)
@@ -45,7 +45,7 @@ func TestSecondInstanceIsRefused(t *testing.T) {
 		!strings.Contains(out, "level=") {
 		t.Errorf("second run: exit %d, want 1 naming the owner:\n%s", code, out)
 	}
-	out, code = xdpipeIn(t, p.B.NS, "rules", "attach", "--iface", p.B.Name, "--pin", filepath.Join(pinDir, "other"), "--file", other)
+	out, code = xdpipeIn(t, p.B.NS, "rules", "attach", "--iface", p.B.Name, "--pin-dir", filepath.Join(pinDir, "other"), "--file", other)
 	if code != 1 || !strings.Contains(out, "held by another xdpipe instance") {
 		t.Errorf("rules attach: exit %d, want 1 naming the owner:\n%s", code, out)
 	}
@@ -63,7 +63,7 @@ func TestSecondInstanceIsRefused(t *testing.T) {
 	if out, code := a.stop(t, syscall.SIGINT); code != 0 {
 		t.Fatalf("first run exited %d:\n%s", code, out)
 	}
-	if _, err := os.Stat(pinDir + "/" + p.B.Name); !os.IsNotExist(err) {
+	if _, err := os.Stat(pin); !os.IsNotExist(err) {
 		t.Errorf("pins left after a clean stop: %v", err)
 	}
 	noXDP(t, &p.B)
@@ -78,7 +78,7 @@ func TestKilledInstanceIsCleanedOnRestart(t *testing.T) {
 	rules := writeFile(t, "rules.yaml", gateRules)
 	args := []string{"--iface", p.B.Name, "--stages", "count", "--metrics", "off", "--rules", rules, "--pin-dir", pinDir}
 	a := startRun(t, p.B.NS, args...)
-	pin := filepath.Join(pinDir, p.B.Name)
+	pin := pinOf(t, &p.B, pinDir)
 	if out, code := a.stop(t, syscall.SIGKILL); code == 0 {
 		t.Fatalf("kill -9: exit 0:\n%s", out)
 	}
@@ -443,4 +443,156 @@ func TestUnprivilegedCommandsSayNeedsRoot(t *testing.T) {
 			t.Errorf("%s as nobody: exit %d, want 1 and missing capability CAP_...; run with sudo:\n%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), out)
 		}
 	}
+}
+
+// startReflectingRun starts run on end B of p with the gate rules, pins
+// under pinDir, and count and macswap, so the frames it receives come back
+// to A; it returns the process and A's socket counting them.
+func startReflectingRun(t *testing.T, p *testutil.LinkPair, pinDir string) (*runProc, *testutil.PacketSocket) {
+	t.Helper()
+	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
+	r := startRun(t, p.B.NS, "--iface", p.B.Name, "--stages", "count,macswap", "--metrics", "off", "--poll", "wakeup",
+		"--rules", writeFile(t, "gate.yaml", gateRules), "--pin-dir", pinDir)
+	return r, back
+}
+
+// reflects sends n frames from A of p and waits until all came back
+// through the instance on B.
+func reflects(t *testing.T, p *testutil.LinkPair, back *testutil.PacketSocket, n int) {
+	t.Helper()
+	first := int(back.Received())
+	sendFlows(t, back, p, first, n, 32, 1, back.Received)
+	waitBack(t, back, int64(first+n))
+}
+
+// TestSameNameInTwoNamespacesSharesNoPins: two namespaces, each with an
+// interface of the same name, share one bpffs (as two containers mounting
+// the host's /sys/fs/bpf do). Each run keeps maps of its own: each
+// reflects its own frames, and stopping the second leaves the first's
+// pins and frames alone.
+func TestSameNameInTwoNamespacesSharesNoPins(t *testing.T) {
+	p1 := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	p2 := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	if p1.B.Name != p2.B.Name {
+		t.Fatalf("the pairs' ends are named %s and %s: the test needs one name", p1.B.Name, p2.B.Name)
+	}
+	pinDir := bpffsDir(t)
+	const n = 200
+	a, back1 := startReflectingRun(t, p1, pinDir)
+	b, back2 := startReflectingRun(t, p2, pinDir)
+	reflects(t, p1, back1, n)
+	reflects(t, p2, back2, n)
+	if out, code := b.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("second run exited %d:\n%s", code, out)
+	}
+	reflects(t, p1, back1, n)
+	if out, code := xdpipeIn(t, p1.B.NS, "rules", "list", "--iface", p1.B.Name, "--pin-dir", pinDir); code != 0 || !strings.Contains(out, "gen") {
+		t.Errorf("the first instance's rules after the second stopped: exit %d:\n%s", code, out)
+	}
+	if out, code := a.stop(t, syscall.SIGINT); code != 0 || !strings.Contains(out, fmt.Sprintf("queue 0: received %d,", 2*n)) {
+		t.Fatalf("first run: exit %d, want %d frames received:\n%s", code, 2*n, out)
+	}
+	if ents, _ := os.ReadDir(pinDir); len(ents) != 0 {
+		t.Errorf("pins left after both stopped: %v", ents)
+	}
+}
+
+// TestRenamedInterfaceKeepsItsPins: an interface renamed under a running
+// instance (down, rename, up, as udev or a CNI plugin does) keeps its
+// maps: a second run on a new interface with the old name gets maps of its
+// own, and the first one goes on reflecting its frames.
+func TestRenamedInterfaceKeepsItsPins(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	pinDir := bpffsDir(t)
+	const n = 200
+	a, back := startReflectingRun(t, p, pinDir)
+	pin := pinOf(t, &p.B, pinDir)
+	reflects(t, p, back, n)
+	p.B.NS.Batch(t, "link set "+p.B.Name+" down", "link set "+p.B.Name+" name xdpold", "link set xdpold up",
+		"link add "+p.B.Name+" type veth peer name xdpnew", "link set "+p.B.Name+" up", "link set xdpnew up")
+	b := startRun(t, p.B.NS, "--iface", p.B.Name, "--stages", "count", "--metrics", "off", "--poll", "wakeup",
+		"--rules", writeFile(t, "gate.yaml", gateRules), "--pin-dir", pinDir)
+	reflects(t, p, back, n)
+	if out, code := b.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("the run on the new %s exited %d:\n%s", p.B.Name, code, out)
+	}
+	if out, code := xdpipeIn(t, nil, "rules", "list", "--pin", pin); code != 0 || !strings.Contains(out, "gen") {
+		t.Errorf("the first instance's rules after the second stopped: exit %d:\n%s", code, out)
+	}
+	reflects(t, p, back, n)
+	if out, code := a.stop(t, syscall.SIGINT); code != 0 || !strings.Contains(out, fmt.Sprintf("queue 0: received %d,", 3*n)) {
+		t.Fatalf("the run on the renamed interface: exit %d, want %d frames received:\n%s", code, 3*n, out)
+	}
+}
+
+// ownerRecordOf returns the owner record file of the xdpipe process pid.
+func ownerRecordOf(t *testing.T, pid int) string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(bpf.DefaultOwnerDir, "*.owner"))
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), fmt.Sprintf(`"pid":%d,`, pid)) {
+			return f
+		}
+	}
+	t.Fatalf("no owner record of pid %d in %s", pid, bpf.DefaultOwnerDir)
+	return ""
+}
+
+// TestStaleRecordRemovesNothingOfOthers: a dead owner's record naming a
+// pin directory that is not xdpipe's (a directory of files, not on a
+// bpffs) makes the next run remove nothing there: it starts, and the
+// files stay.
+func TestStaleRecordRemovesNothingOfOthers(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	pinDir := bpffsDir(t)
+	args := []string{"--iface", p.B.Name, "--stages", "count", "--metrics", "off", "--rules", writeFile(t, "gate.yaml", gateRules), "--pin-dir", pinDir}
+	a := startRun(t, p.B.NS, args...)
+	record := ownerRecordOf(t, a.cmd.Process.Pid)
+	t.Cleanup(func() { os.Remove(record) })
+	if out, code := a.stop(t, syscall.SIGKILL); code == 0 {
+		t.Fatalf("kill -9: exit 0:\n%s", out)
+	}
+	foreign := t.TempDir()
+	important := filepath.Join(foreign, "important.txt")
+	if err := os.WriteFile(important, []byte("keep me\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	forged := fmt.Sprintf(`{"pid":999999,"iface":%q,"pin":%q}`+"\n", p.B.Name, foreign)
+	if err := os.WriteFile(record, []byte(forged), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := startRun(t, p.B.NS, args...)
+	out, code := b.stop(t, syscall.SIGINT)
+	if code != 0 {
+		t.Fatalf("run after the forged record: exit %d:\n%s", code, out)
+	}
+	if _, err := os.Stat(important); err != nil {
+		t.Fatalf("a file the stale record named is gone: %v\n%s", err, out)
+	}
+	if ents, _ := os.ReadDir(pinDir); len(ents) != 0 {
+		t.Errorf("pins left after a clean stop: %v", ents)
+	}
+	noXDP(t, &p.B)
+}
+
+// TestRunOverPinnedProgramSaysHow: a run on an interface a pinned steering
+// program (rules attach) holds is refused in one line that names its pins
+// and the command that removes them; that command does.
+func TestRunOverPinnedProgramSaysHow(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	pinDir := bpffsDir(t)
+	pin := pinOf(t, &p.B, pinDir)
+	t.Cleanup(func() { xdpipeIn(t, nil, "rules", "detach", "--pin", pin) })
+	if out, code := xdpipeIn(t, p.B.NS, "rules", "attach", "--iface", p.B.Name, "--pin-dir", pinDir); code != 0 {
+		t.Fatalf("rules attach: exit %d:\n%s", code, out)
+	}
+	out, code := xdpipeIn(t, p.B.NS, "run", "--iface", p.B.Name, "--stages", "count", "--metrics", "off")
+	want := "a pinned steering program (pins under " + pin + ") is attached; remove it with `xdpipe rules detach --pin " + pin + "`"
+	if code != 1 || !strings.Contains(out, want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("run over a pinned program: exit %d, want 1 and one line with %q:\n%s", code, want, out)
+	}
+	if out, code := xdpipeIn(t, nil, "rules", "detach", "--pin", pin); code != 0 {
+		t.Fatalf("rules detach --pin: exit %d:\n%s", code, out)
+	}
+	noXDP(t, &p.B)
 }

@@ -73,7 +73,7 @@ func main() {
 		// -h and --help asked for the usage, which was printed: success,
 		// as Go's flag package exits since Go 1.16.
 	default:
-		fmt.Fprintf(os.Stderr, "xdpipe %s: %v\n", os.Args[1], err)
+		fmt.Fprintf(os.Stderr, "xdpipe %s: %v\n", os.Args[1], explain(err))
 		os.Exit(1)
 	}
 }

@@ -175,7 +175,7 @@ func kill9(t *testing.T, steer bool) {
 		pinDir := t.TempDir()
 		testutil.MustRun(t, "mount", "-t", "bpf", "bpffs", pinDir)
 		t.Cleanup(func() { testutil.MustRun(t, "umount", pinDir) })
-		pin = filepath.Join(pinDir, p.B.Name)
+		pin = pinOf(t, &p.B, pinDir)
 		rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
 		os.WriteFile(rulesFile, []byte(testRules), 0o644)
 		args = append(args, "--rules", rulesFile, "--pin-dir", pinDir)

@@ -32,13 +32,18 @@ subcommands:
   add FILE             add FILE's rules to the running set (priorities must be new)
   replace FILE         replace the running set, default and malformed actions by FILE's
   del PRIO|NAME...     delete rules by priority or name
-  attach --iface IF    load the steering program, pin it under --pin and attach it
-                       to IF (stays attached after exit; --file F applies rules first)
+  attach --iface IF    load the steering program, pin it under --pin-dir and attach
+                       it to IF (stays attached after exit; --file F applies rules first)
   detach               remove the pins: detaches the program, frees its maps
+
+Each interface's pins have a directory of their own under --pin-dir, named
+by its network namespace and index (ns12-if3), so no other interface ever
+shares them, whatever its name: --iface finds it from the name in this
+network namespace, --pin names it from anywhere.
 
 Pins must be on a bpffs the later commands see. 'ip netns exec' remounts
 /sys, so a pin under /sys/fs/bpf made there vanishes with the command: use
---pin on a bpffs mounted elsewhere (mount -t bpf bpffs DIR).
+--pin-dir on a bpffs mounted elsewhere (mount -t bpf bpffs DIR).
 
 flags:
 `
@@ -49,11 +54,12 @@ func runRules(ctx context.Context, args []string) error {
 }
 
 type rulesFlags struct {
-	pin   string
-	json  bool
-	iface string
-	mode  string
-	file  string
+	pin    string
+	pinDir string
+	json   bool
+	iface  string
+	mode   string
+	file   string
 }
 
 // parseRulesFlags parses flags anywhere among args, returning positionals.
@@ -61,7 +67,8 @@ func parseRulesFlags(args []string, stderr io.Writer) (*rulesFlags, []string, er
 	o := &rulesFlags{}
 	fs := flag.NewFlagSet("rules", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.pin, "pin", "", "bpffs directory of the instance's pinned maps (default: "+bpf.DefaultPinPath+"/IFACE,\nwith IFACE from --iface, or the only instance pinned there)")
+	fs.StringVar(&o.pin, "pin", "", "bpffs directory of the instance's pinned maps (default: --iface's under --pin-dir,\nor the only one of this network namespace's interfaces there)")
+	fs.StringVar(&o.pinDir, "pin-dir", bpf.DefaultPinPath, "bpffs directory holding the instances' pin directories (run's --pin-dir)")
 	fs.BoolVar(&o.json, "json", false, "print JSON instead of a table")
 	fs.StringVar(&o.iface, "iface", "", "interface whose steering program to use (attach: to attach to)")
 	fs.StringVar(&o.mode, "mode", "auto", "attach: XDP attach mode, driver, generic or auto")
@@ -106,15 +113,18 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 	if err := caps.Check(what, need...); err != nil {
 		return err
 	}
+	if sub == "attach" {
+		if o.pin != "" {
+			return errors.New("attach: --pin is not taken: attach pins in the interface's own directory under --pin-dir")
+		}
+		return rulesAttach(o, stdout)
+	}
 	if o.pin == "" {
-		if o.pin, err = resolvePin(o.iface, sub == "attach", bpf.DefaultPinPath); err != nil {
+		if o.pin, err = resolvePin(o.iface, o.pinDir); err != nil {
 			return err
 		}
 	}
-	switch sub {
-	case "attach":
-		return rulesAttach(o, stdout)
-	case "detach":
+	if sub == "detach" {
 		return rulesDetach(o, stdout)
 	}
 	s, err := bpf.OpenPinnedSteer(o.pin)
@@ -157,26 +167,39 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// resolvePin finds the pin directory when --pin is not given: base/IFACE
-// with --iface (always for attach), else the only instance under base.
-func resolvePin(iface string, attach bool, base string) (string, error) {
+// resolvePin finds the pin directory when --pin is not given: interface
+// iface's under base (the name resolved in this network namespace), else
+// the only one under base of an interface of this network namespace.
+func resolvePin(iface, base string) (string, error) {
 	if iface != "" {
-		return filepath.Join(base, iface), nil
+		id, err := bpf.LookupIface(iface)
+		if err != nil {
+			return "", err
+		}
+		return bpf.PinPathFor(base, id), nil
 	}
-	if attach {
-		return "", errors.New("attach: --iface is required")
+	ns, err := bpf.Netns()
+	if err != nil {
+		return "", err
 	}
-	dirs := bpf.PinnedSteers(base)
+	var dirs, names []string
+	for _, d := range bpf.PinnedSteers(base) {
+		id, ok := bpf.ParseIfaceID(filepath.Base(d))
+		if !ok || id.Netns != ns {
+			continue
+		}
+		name := filepath.Base(d)
+		if ifc, err := net.InterfaceByIndex(id.Ifindex); err == nil {
+			name = ifc.Name
+		}
+		dirs, names = append(dirs, d), append(names, name)
+	}
 	switch len(dirs) {
 	case 0:
-		return "", fmt.Errorf("%w: no steering maps pinned under %s/IFACE (start one with `xdpipe rules attach --iface IF`, or name the directory with --pin)",
+		return "", fmt.Errorf("%w: no steering maps pinned under %s for an interface of this network namespace (start one with `xdpipe rules attach --iface IF`, or name the directory with --pin)",
 			bpf.ErrNotRunning, base)
 	case 1:
 		return dirs[0], nil
-	}
-	names := make([]string, len(dirs))
-	for i, d := range dirs {
-		names[i] = filepath.Base(d)
 	}
 	return "", fmt.Errorf("instances for several interfaces are pinned under %s (%s): pick one with --iface", base, strings.Join(names, ", "))
 }
@@ -201,24 +224,25 @@ func rulesAttach(o *rulesFlags, stdout io.Writer) error {
 	}
 	// Before the pins are touched: a running instance is not to be
 	// hijacked; an earlier rules attach is replaced.
-	claim, err := bpf.ClaimInterface(ifc.Index, bpf.ClaimOptions{Name: ifc.Name, PinPath: o.pin, Replace: true})
+	claim, err := bpf.ClaimInterface(ifc.Index, bpf.ClaimOptions{Name: ifc.Name, PinDir: o.pinDir, Replace: true})
 	if err != nil {
 		return err
 	}
 	defer claim.Release()
-	_, err = os.Stat(o.pin)
+	pin := claim.PinPath()
+	_, err = os.Stat(pin)
 	fresh := errors.Is(err, os.ErrNotExist)
-	got, err := attachPinned(o.pin, ifc.Index, mode, set)
+	got, err := attachPinned(pin, ifc.Index, mode, set)
 	if err != nil {
 		if fresh {
-			_ = bpf.RemovePins(o.pin) // what this attach pinned
+			_ = bpf.RemovePins(pin) // what this attach pinned
 		}
 		return err
 	}
 	if err := claim.SetPinned(true); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "steering program attached to %s in %s mode, pinned under %s (xdpipe rules detach removes it)\n", o.iface, got, o.pin)
+	fmt.Fprintf(stdout, "steering program attached to %s in %s mode, pinned under %s (xdpipe rules detach --iface %[1]s removes it)\n", o.iface, got, pin)
 	return nil
 }
 
@@ -244,11 +268,11 @@ func rulesDetach(o *rulesFlags, stdout io.Writer) error {
 	if _, err := os.Stat(o.pin); err != nil {
 		return fmt.Errorf("%w: nothing pinned under %s", bpf.ErrNotRunning, o.pin)
 	}
-	claim, err := bpf.ClaimPinned(o.pin, bpf.ClaimOptions{PinPath: o.pin, Replace: true})
+	claim, err := bpf.ClaimPinned(o.pin, bpf.ClaimOptions{Replace: true})
 	if err != nil {
 		return fmt.Errorf("detach: %w", err)
 	}
-	if claim != nil { // nil: no owner on record (pins from before ownership)
+	if claim != nil { // nil: no owner on record (pins of an earlier layout)
 		defer claim.Release()
 	}
 	if err := bpf.RemovePins(o.pin); err != nil {
@@ -261,6 +285,15 @@ func rulesDetach(o *rulesFlags, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "removed the pins under %s: the steering program is detached once no process holds it\n", o.pin)
 	return nil
+}
+
+// explain adds to err what the user can do about it with a command of
+// this binary.
+func explain(err error) error {
+	if pe := (*bpf.PinnedError)(nil); errors.As(err, &pe) {
+		return fmt.Errorf("%w; remove it with `xdpipe rules detach --pin %s`", err, pe.Pin)
+	}
+	return err
 }
 
 func rulesAddReplace(s *bpf.Steer, sub, file string, stdout io.Writer) error {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
@@ -30,6 +31,17 @@ func bpffsDir(t *testing.T) string {
 	return filepath.Join(dir, "xdpipe")
 }
 
+// pinOf is the pin directory of end e's interface under pinDir.
+func pinOf(t *testing.T, e *testutil.LinkEnd, pinDir string) string {
+	t.Helper()
+	var id bpf.IfaceID
+	e.NS.MustDo(t, func() (err error) {
+		id, err = bpf.LookupIface(e.Name)
+		return err
+	})
+	return bpf.PinPathFor(pinDir, id)
+}
+
 func writeFile(t *testing.T, name, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
@@ -46,11 +58,12 @@ func writeFile(t *testing.T, name, body string) string {
 // del, a bad file leaving the running set alone, detach.
 func TestRulesCommand(t *testing.T) {
 	testutil.RequireTool(t, "ping")
-	pin := bpffsDir(t)
+	pinDir := bpffsDir(t)
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	b := p.B.NS
+	at := []string{"--iface", p.B.Name, "--pin-dir", pinDir}
 
-	out, code := xdpipeIn(t, b, "rules", "list", "--pin", pin)
+	out, code := xdpipeIn(t, b, append([]string{"rules", "list"}, at...)...)
 	if code == 0 || !strings.Contains(out, "no running xdpipe instance") {
 		t.Fatalf("rules list without an instance: exit %d:\n%s", code, out)
 	}
@@ -73,8 +86,8 @@ rules:
     dport: 9100
     action: redirect
 `)
-	t.Cleanup(func() { xdpipeIn(t, b, "rules", "detach", "--pin", pin) })
-	out, code = xdpipeIn(t, b, "rules", "attach", "--iface", p.B.Name, "--pin", pin, "--file", initial)
+	t.Cleanup(func() { xdpipeIn(t, b, append([]string{"rules", "detach"}, at...)...) })
+	out, code = xdpipeIn(t, b, append([]string{"rules", "attach", "--file", initial}, at...)...)
 	if code != 0 {
 		t.Fatalf("attach: exit %d:\n%s", code, out)
 	}
@@ -92,17 +105,17 @@ rules:
     proto: udp
     action: drop
 `)
-	out, code = xdpipeIn(t, b, "rules", "add", more, "--pin", pin)
+	out, code = xdpipeIn(t, b, append([]string{"rules", "add", more}, at...)...)
 	if code == 0 || !strings.Contains(out, more+":6: priority 10 is already used") {
 		t.Fatalf("add with a clashing priority: exit %d:\n%s", code, out)
 	}
 	bad := writeFile(t, "bad.yaml", "rules:\n  - priority: 40\n    dst: 198.18.0.0/40\n    action: drop\n")
-	out, code = xdpipeIn(t, b, "rules", "replace", bad, "--pin", pin)
+	out, code = xdpipeIn(t, b, append([]string{"rules", "replace", bad}, at...)...)
 	if code == 0 || !strings.Contains(out, bad+":3: dst: invalid prefix") {
 		t.Fatalf("replace with a bad prefix: exit %d:\n%s", code, out)
 	}
 	ok := writeFile(t, "ok.yaml", "rules:\n  - priority: 30\n    name: tcp-drop\n    proto: tcp\n    action: drop\n")
-	if out, code = xdpipeIn(t, b, "rules", "add", ok, "--pin", pin); code != 0 {
+	if out, code = xdpipeIn(t, b, append([]string{"rules", "add", ok}, at...)...); code != 0 {
 		t.Fatalf("add: exit %d:\n%s", code, out)
 	}
 
@@ -144,7 +157,7 @@ rules:
 		}
 	}
 
-	out, code = xdpipeIn(t, b, "rules", "stats", "--json", "--pin", pin)
+	out, code = xdpipeIn(t, b, append([]string{"rules", "stats", "--json"}, at...)...)
 	if code != 0 {
 		t.Fatalf("stats: exit %d:\n%s", code, out)
 	}
@@ -181,16 +194,16 @@ rules:
 	if st.Misses == nil || st.Misses.Packets < 2 {
 		t.Fatalf("stats: flow cache misses %+v, want at least 2\n%s", st.Misses, out)
 	}
-	out, _ = xdpipeIn(t, b, "rules", "stats", "--pin", pin)
+	out, _ = xdpipeIn(t, b, append([]string{"rules", "stats"}, at...)...)
 	t.Logf("rules stats:\n%s", out)
 	if !strings.Contains(out, "unbound queues: q0=3 ") {
 		t.Fatalf("rules stats does not show the unbound frames:\n%s", out)
 	}
 
-	if out, code = xdpipeIn(t, b, "rules", "del", "no-ping", "30", "--pin", pin); code != 0 {
+	if out, code = xdpipeIn(t, b, append([]string{"rules", "del", "no-ping", "30"}, at...)...); code != 0 {
 		t.Fatalf("del: exit %d:\n%s", code, out)
 	}
-	out, code = xdpipeIn(t, b, "rules", "list", "--pin", pin)
+	out, code = xdpipeIn(t, b, append([]string{"rules", "list"}, at...)...)
 	if code != 0 || strings.Contains(out, "no-ping") || strings.Contains(out, "tcp-drop") || !strings.Contains(out, "udp-in") {
 		t.Fatalf("list after del: exit %d:\n%s", code, out)
 	}
@@ -198,7 +211,7 @@ rules:
 		t.Fatalf("ping after deleting the drop rule:\n%s", out)
 	}
 
-	if out, code = xdpipeIn(t, b, "rules", "detach", "--pin", pin); code != 0 {
+	if out, code = xdpipeIn(t, b, append([]string{"rules", "detach"}, at...)...); code != 0 {
 		t.Fatalf("detach: exit %d:\n%s", code, out)
 	}
 	noXDP(t, &p.B)
@@ -213,34 +226,51 @@ func TestRulesAttachMountsBPFFS(t *testing.T) {
 	if out := p.B.NS.MustRun(t, "stat", "-f", "-c", "%T", "/sys/fs/bpf"); strings.TrimSpace(out) == "bpf_fs" {
 		t.Skip("ip netns exec kept a bpffs on /sys/fs/bpf; nothing to mount")
 	}
-	out, code := xdpipeIn(t, p.B.NS, "rules", "attach", "--iface", p.B.Name, "--pin", "/sys/fs/bpf/xdpipe-mount-test")
+	out, code := xdpipeIn(t, p.B.NS, "rules", "attach", "--iface", p.B.Name, "--pin-dir", "/sys/fs/bpf/xdpipe-mount-test")
 	if code != 0 || !strings.Contains(out, "attached to "+p.B.Name) {
 		t.Fatalf("attach with no bpffs mounted: exit %d:\n%s", code, out)
 	}
 }
 
-// TestResolvePin: without --pin, --iface names base/IFACE; otherwise the
-// only pinned instance is used, and none or several are clear errors.
+// TestResolvePin: without --pin, --iface names its interface's directory
+// under base, found by the name in this network namespace; otherwise the
+// only directory of an interface of this namespace is used (another
+// namespace's are not), and none or several are clear errors.
 func TestResolvePin(t *testing.T) {
 	base := t.TempDir()
-	if _, err := resolvePin("", false, base); err == nil || !strings.Contains(err.Error(), "no running xdpipe instance") {
+	if _, err := resolvePin("", base); err == nil || !strings.Contains(err.Error(), "no running xdpipe instance") {
 		t.Fatalf("no instance: %v", err)
 	}
-	if _, err := resolvePin("", true, base); err == nil || !strings.Contains(err.Error(), "--iface is required") {
-		t.Fatalf("attach without iface: %v", err)
+	lo, err := bpf.LookupIface("lo")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got, err := resolvePin("eth0", false, base); err != nil || got != filepath.Join(base, "eth0") {
-		t.Fatalf("--iface eth0: %q, %v", got, err)
+	if got, err := resolvePin("lo", base); err != nil || got != filepath.Join(base, lo.String()) {
+		t.Fatalf("--iface lo: %q, %v", got, err)
 	}
-	for _, ifc := range []string{"eth0", "eth1"} {
-		os.MkdirAll(filepath.Join(base, ifc), 0o700)
+	if _, err := resolvePin("no-such-if", base); err == nil || !strings.Contains(err.Error(), `interface "no-such-if" not found`) {
+		t.Fatalf("--iface of no interface: %v", err)
 	}
-	os.WriteFile(filepath.Join(base, "eth1", "steer_active"), nil, 0o600)
-	if got, err := resolvePin("", false, base); err != nil || got != filepath.Join(base, "eth1") {
+	pinned := func(id bpf.IfaceID) {
+		d := filepath.Join(base, id.String())
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "steer_active"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pinned(bpf.IfaceID{Netns: "ns999999999", Ifindex: lo.Ifindex}) // another namespace's
+	if _, err := resolvePin("", base); err == nil || !strings.Contains(err.Error(), "no running xdpipe instance") {
+		t.Fatalf("only another namespace's instance: %v", err)
+	}
+	pinned(lo)
+	if got, err := resolvePin("", base); err != nil || got != filepath.Join(base, lo.String()) {
 		t.Fatalf("one instance: %q, %v", got, err)
 	}
-	os.WriteFile(filepath.Join(base, "eth0", "steer_active"), nil, 0o600)
-	if _, err := resolvePin("", false, base); err == nil || !strings.Contains(err.Error(), "eth0, eth1") {
+	other := bpf.IfaceID{Netns: lo.Netns, Ifindex: 99999}
+	pinned(other)
+	if _, err := resolvePin("", base); err == nil || !strings.Contains(err.Error(), "lo, "+other.String()) {
 		t.Fatalf("two instances: %v", err)
 	}
 }

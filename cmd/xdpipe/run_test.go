@@ -622,7 +622,7 @@ func TestRunRulesReachRunning(t *testing.T) {
 	os.WriteFile(more, []byte("rules:\n  - priority: 20\n    name: dns\n    proto: udp\n    dport: 53\n    action: drop\n"), 0o644)
 
 	r := startRun(t, p.B.NS, "--iface", p.B.Name, "--stages", "count", "--metrics", "off", "--rules", rulesFile, "--pin-dir", pinDir)
-	pin := filepath.Join(pinDir, p.B.Name)
+	pin := pinOf(t, &p.B, pinDir)
 	if out, code := xdpipeIn(t, nil, "rules", "add", "--pin", pin, more); code != 0 {
 		t.Fatalf("rules add against the running instance: exit %d:\n%s", code, out)
 	}
