@@ -191,6 +191,41 @@ func OpenPinnedSteer(path string) (*Steer, error) {
 	return &Steer{p: newProgram("steer", nil, &maps, false), maps: maps, pin: path}, nil
 }
 
+// InUse reports whether a loaded program uses the steering maps: the
+// instance that pinned them runs, or a pinned link holds its program. When
+// none does, rules written to the maps steer nothing: the instance is gone
+// (killed) and left its pins for the next one to take over.
+func (s *Steer) InUse() (bool, error) {
+	info, err := s.maps.SteerActive.Info()
+	if err != nil {
+		return false, fmt.Errorf("steering map info: %w", err)
+	}
+	mid, ok := info.ID()
+	if !ok {
+		return false, errors.New("steering map info: the kernel gives no map id")
+	}
+	var id ebpf.ProgramID
+	for {
+		if id, err = ebpf.ProgramGetNextID(id); errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		} else if err != nil {
+			return false, fmt.Errorf("list programs: %w", err)
+		}
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue // unloaded since
+		}
+		pi, err := p.Info()
+		p.Close()
+		if err != nil {
+			continue
+		}
+		if ids, ok := pi.MapIDs(); ok && slices.Contains(ids, mid) {
+			return true, nil
+		}
+	}
+}
+
 // Attach attaches the program to interface ifindex (resolved in the calling
 // thread's network namespace) and returns the mode obtained. It may be
 // called for several interfaces. With PinPath, the link is pinned there as

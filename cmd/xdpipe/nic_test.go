@@ -197,6 +197,18 @@ func kill9(t *testing.T, steer bool) {
 	if _, err := os.Stat(pin); steer && err != nil {
 		t.Errorf("the rule maps' pins should outlive a SIGKILL, for the next run to take over: %v", err)
 	}
+	if steer {
+		// The pins steer nothing now: the rules commands say the
+		// instance is gone instead of changing them.
+		rulesFile := filepath.Join(t.TempDir(), "more.yaml")
+		os.WriteFile(rulesFile, []byte("rules:\n  - priority: 50\n    proto: udp\n    dport: 99\n    action: drop\n"), 0o644)
+		for _, sub := range [][]string{{"add", rulesFile}, {"list"}} {
+			out, code := xdpipeIn(t, p.B.NS, append([]string{"rules", "--pin", pin}, sub...)...)
+			if code == 0 || !strings.Contains(out, "the instance that pinned them is gone") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+				t.Errorf("rules %s after the instance was killed: exit %d, want one line saying it is gone:\n%s", sub[0], code, out)
+			}
+		}
+	}
 
 	before := back.Received() // what came back before the kill
 	second := startRun(t, p.B.NS, args...)

@@ -132,6 +132,12 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer s.Close()
+	if used, err := s.InUse(); err != nil {
+		return err
+	} else if !used {
+		return fmt.Errorf("%w: no program uses the rules pinned under %s: the instance that pinned them is gone; "+
+			"start xdpipe run again (it takes them over) or remove them with `xdpipe rules detach --pin %s`", bpf.ErrNotRunning, o.pin, o.pin)
+	}
 	switch sub {
 	case "list":
 		set, err := s.Rules()
