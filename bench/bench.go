@@ -132,16 +132,29 @@ type Result struct {
 	Spread *CellSpread `json:"spread,omitempty"`
 }
 
+// Header is what a report says of its run.
+type Header struct {
+	Started  time.Time `json:"started"`
+	Kernel   string    `json:"kernel"`
+	CPUs     int       `json:"cpus"`
+	Duration float64   `json:"cell_seconds"`
+	Command  string    `json:"command,omitempty"`
+}
+
+// newHeader is the header of a run starting now with cells of d.
+func newHeader(d time.Duration) Header {
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	return Header{Started: time.Now().UTC(), Kernel: unix.ByteSliceToString(uts.Release[:]), CPUs: runtime.NumCPU(),
+		Duration: d.Seconds()}
+}
+
 // Report is the whole matrix.
 type Report struct {
-	Started   time.Time `json:"started"`
-	Kernel    string    `json:"kernel"`
-	CPUs      int       `json:"cpus"`
-	Duration  float64   `json:"cell_seconds"`
-	Command   string    `json:"command,omitempty"`
-	Results   []Result  `json:"results"`
-	Receivers []string  `json:"receivers"`
-	Sizes     []int     `json:"sizes"`
+	Header
+	Results   []Result `json:"results"`
+	Receivers []string `json:"receivers"`
+	Sizes     []int    `json:"sizes"`
 	// Rates are the offered rates (frames/s, 0: full speed), when not only
 	// full speed.
 	Rates []float64 `json:"rates,omitempty"`
@@ -192,21 +205,11 @@ func (c *Config) defaults() error {
 			return fmt.Errorf("offered rate %v frames/s: want a positive rate, or 0 for full speed", r)
 		}
 	}
-	if c.Duration == 0 {
-		c.Duration = 3 * time.Second
-	}
-	if c.Duration < 0 {
-		return fmt.Errorf("negative duration %v", c.Duration)
+	if err := runDefaults(&c.Duration, &c.Repeat, &c.Self); err != nil {
+		return err
 	}
 	if c.Flows == 0 {
 		c.Flows = 1
-	}
-	if c.Self == nil {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		c.Self = []string{exe, "bench", "receiver"}
 	}
 	if c.GenCPU == nil {
 		z := 0
@@ -222,12 +225,6 @@ func (c *Config) defaults() error {
 	if c.Retries < 0 {
 		return fmt.Errorf("negative retries %d", c.Retries)
 	}
-	if c.Repeat < 0 {
-		return fmt.Errorf("negative repeat %d", c.Repeat)
-	}
-	if c.Repeat == 0 {
-		c.Repeat = 1
-	}
 	if c.Disturbance == 0 {
 		c.Disturbance = 0.05
 	}
@@ -238,6 +235,32 @@ func (c *Config) defaults() error {
 		if c.PerfTop == 0 {
 			c.PerfTop = 8
 		}
+	}
+	return nil
+}
+
+// runDefaults checks and fills in what both matrices take: the cells'
+// duration (default 3s), the rounds (default 1) and the command that
+// starts an in-process child (default this executable's bench receiver).
+func runDefaults(d *time.Duration, repeat *int, self *[]string) error {
+	if *d == 0 {
+		*d = 3 * time.Second
+	}
+	if *d < 0 {
+		return fmt.Errorf("negative duration %v", *d)
+	}
+	if *repeat < 0 {
+		return fmt.Errorf("negative repeat %d", *repeat)
+	}
+	if *repeat == 0 {
+		*repeat = 1
+	}
+	if *self == nil {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		*self = []string{exe, "bench", "receiver"}
 	}
 	return nil
 }
@@ -341,10 +364,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	}
 	defer close(reqs)
 
-	var uts unix.Utsname
-	_ = unix.Uname(&uts)
-	rep := &Report{Started: time.Now().UTC(), Kernel: unix.ByteSliceToString(uts.Release[:]),
-		CPUs: runtime.NumCPU(), Duration: c.Duration.Seconds(), Receivers: c.Receivers, Sizes: c.Sizes}
+	rep := &Report{Header: newHeader(c.Duration), Receivers: c.Receivers, Sizes: c.Sizes}
 	if !slices.Equal(c.Rates, []float64{0}) {
 		rep.Rates = c.Rates
 	}

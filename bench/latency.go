@@ -228,18 +228,14 @@ type LatencySpread struct {
 // LatencyReport is the whole latency matrix.
 type LatencyReport struct {
 	// Kind tells the report from Report's in a JSON file: "latency".
-	Kind     string        `json:"kind"`
-	Started  time.Time     `json:"started"`
-	Kernel   string        `json:"kernel"`
-	CPUs     int           `json:"cpus"`
-	Duration float64       `json:"cell_seconds"`
-	Payload  int           `json:"payload_bytes"`
-	Command  string        `json:"command,omitempty"`
-	Pairs    []string      `json:"pairs"`
-	Notes    []string      `json:"notes"`
-	Loads    []float64     `json:"loads,omitempty"`
-	Cells    []LatencyCell `json:"cells"`
-	Ratios   []Ratio       `json:"ratios,omitempty"`
+	Kind string `json:"kind"`
+	Header
+	Payload int           `json:"payload_bytes"`
+	Pairs   []string      `json:"pairs"`
+	Notes   []string      `json:"notes"`
+	Loads   []float64     `json:"loads,omitempty"`
+	Cells   []LatencyCell `json:"cells"`
+	Ratios  []Ratio       `json:"ratios,omitempty"`
 	// Rounds, in a repeated run: every round's cells, in Cells' order.
 	Rounds [][]LatencyCell `json:"rounds,omitempty"`
 }
@@ -263,17 +259,8 @@ func (c *LatencyConfig) defaults() error {
 			return fmt.Errorf("load %v: want a fraction of the closed-loop rate in (0, 1]", l)
 		}
 	}
-	if c.Duration == 0 {
-		c.Duration = 3 * time.Second
-	}
-	if c.Duration < 0 {
-		return fmt.Errorf("negative duration %v", c.Duration)
-	}
-	if c.Repeat < 0 {
-		return fmt.Errorf("negative repeat %d", c.Repeat)
-	}
-	if c.Repeat == 0 {
-		c.Repeat = 1
+	if err := runDefaults(&c.Duration, &c.Repeat, &c.Self); err != nil {
+		return err
 	}
 	if c.Payload == 0 {
 		c.Payload = 64
@@ -281,13 +268,6 @@ func (c *LatencyConfig) defaults() error {
 	// sockperf's header is 14 bytes; ping's stamp fits in 16.
 	if c.Payload < 16 || c.Payload > 1472 {
 		return fmt.Errorf("payload %d bytes: want 16..1472", c.Payload)
-	}
-	if c.Self == nil {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		c.Self = []string{exe, "bench", "receiver"}
 	}
 	return nil
 }
@@ -303,10 +283,7 @@ func RunLatency(ctx context.Context, c LatencyConfig) (*LatencyReport, error) {
 		return nil, err
 	}
 	defer tb.close()
-	var uts unix.Utsname
-	_ = unix.Uname(&uts)
-	rep := &LatencyReport{Kind: "latency", Started: time.Now().UTC(), Kernel: unix.ByteSliceToString(uts.Release[:]),
-		CPUs: runtime.NumCPU(), Duration: c.Duration.Seconds(), Payload: c.Payload, Pairs: c.Pairs, Loads: c.Loads}
+	rep := &LatencyReport{Kind: "latency", Header: newHeader(c.Duration), Payload: c.Payload, Pairs: c.Pairs, Loads: c.Loads}
 	for _, p := range c.Pairs {
 		rep.Notes = append(rep.Notes, p+": "+latencyPairs[p].note)
 	}

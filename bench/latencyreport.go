@@ -249,11 +249,7 @@ func (rep *LatencyReport) WriteTable(w io.Writer) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ratio (closed loop, same round)\tmedian\tmin\tmax\t\t")
 	for _, r := range rep.Ratios {
-		lo, hi := r.Value, r.Value
-		if r.Spread != nil {
-			lo, hi = r.Spread.Min, r.Spread.Max
-		}
-		fmt.Fprintf(tw, "%s\t%.2fx\t%.2fx\t%.2fx\t%s\t\n", r.What, r.Value, lo, hi, r.verdict())
+		fmt.Fprintln(tw, strings.Join(ratioRow(r), "\t")+"\t")
 	}
 	return tw.Flush()
 }
@@ -271,11 +267,16 @@ func (rep *LatencyReport) WriteMarkdown(w io.Writer) error {
 	}
 	fmt.Fprintln(w, "\n| ratio (closed loop, same round) | median | min | max | bar |\n|---|---:|---:|---:|---|")
 	for _, r := range rep.Ratios {
-		lo, hi := r.Value, r.Value
-		if r.Spread != nil {
-			lo, hi = r.Spread.Min, r.Spread.Max
-		}
-		fmt.Fprintf(w, "| %s | %.2fx | %.2fx | %.2fx | %s |\n", r.What, r.Value, lo, hi, r.verdict())
+		fmt.Fprintf(w, "| %s |\n", strings.Join(ratioRow(r), " | "))
 	}
 	return nil
+}
+
+// ratioRow is a ratio's columns: what, median, min, max and the verdict.
+func ratioRow(r Ratio) []string {
+	lo, hi := r.Value, r.Value
+	if r.Spread != nil {
+		lo, hi = r.Spread.Min, r.Spread.Max
+	}
+	return []string{r.What, fmt.Sprintf("%.2fx", r.Value), fmt.Sprintf("%.2fx", lo), fmt.Sprintf("%.2fx", hi), r.verdict()}
 }

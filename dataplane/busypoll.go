@@ -18,16 +18,9 @@ import (
 // then wait for the gro_flush_timeout timer: a latency that busy polling
 // was set to take away, and would add without a word.
 func WarnIdleBusyPoll(ctx context.Context, socks []*xsk.Socket, received func() uint64, warn func(string)) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, time.Second, func() bool {
 		if received() == 0 {
-			continue
+			return false
 		}
 		for _, s := range socks {
 			id, err := s.NAPIID()
@@ -39,8 +32,8 @@ func WarnIdleBusyPoll(ctx context.Context, socks []*xsk.Socket, received func() 
 				warn(idleBusyPollHint(s))
 			}
 		}
-		return
-	}
+		return true
+	})
 }
 
 func idleBusyPollHint(s *xsk.Socket) string {

@@ -16,15 +16,8 @@ import (
 // socket was made): the kernel drops those frames, counted in rx_dropped,
 // and only a restart sets the sockets up for them.
 func WarnMTU(ctx context.Context, socks []*xsk.Socket, warn func(string)) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
 	said := map[int]int{} // ifindex: the MTU last looked at
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, time.Second, func() bool {
 		for _, s := range socks {
 			ifc, err := net.InterfaceByIndex(s.Ifindex())
 			if err != nil || said[ifc.Index] == ifc.MTU {
@@ -35,7 +28,8 @@ func WarnMTU(ctx context.Context, socks []*xsk.Socket, warn func(string)) {
 				warn(h)
 			}
 		}
-	}
+		return false
+	})
 }
 
 // mtuHint says what an interface's MTU costs a socket on it, or "".

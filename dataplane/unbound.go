@@ -57,14 +57,7 @@ const unboundEvery = time.Second
 // command that drives a Port itself runs it beside its loop.
 func WarnUnbound(ctx context.Context, read func() ([]IfaceUnbound, error), warn func(string)) {
 	var notice unboundNotice
-	t := time.NewTicker(unboundEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, unboundEvery, func() bool {
 		ifs, err := read()
 		if err != nil {
 			warn("reading the counts of frames on queues without a socket: " + err.Error())
@@ -73,6 +66,23 @@ func WarnUnbound(ctx context.Context, read func() ([]IfaceUnbound, error), warn 
 			if h := notice.hint(iu.Iface, iu.Unbound); h != "" {
 				warn(h)
 			}
+		}
+		return false
+	})
+}
+
+// every calls look each interval until it returns true or ctx ends.
+func every(ctx context.Context, interval time.Duration, look func() (done bool)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if look() {
+			return
 		}
 	}
 }

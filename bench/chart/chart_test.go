@@ -17,6 +17,12 @@ func drawPNG(t *testing.T, rep *bench.Report) image.Image {
 	if err := WritePNG(rep, p); err != nil {
 		t.Fatal(err)
 	}
+	return readPNG(t, p)
+}
+
+// readPNG reads the PNG file at p.
+func readPNG(t *testing.T, p string) image.Image {
+	t.Helper()
 	f, err := os.Open(p)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +37,7 @@ func drawPNG(t *testing.T, rep *bench.Report) image.Image {
 
 // TestWritePNG draws a two-receiver report and reads the PNG back.
 func TestWritePNG(t *testing.T) {
-	rep := &bench.Report{Kernel: "6.18", CPUs: 2, Receivers: []string{"xdp-drop", "udp"}, Sizes: []int{64, 1500},
+	rep := &bench.Report{Header: bench.Header{Kernel: "6.18", CPUs: 2}, Receivers: []string{"xdp-drop", "udp"}, Sizes: []int{64, 1500},
 		Results: []bench.Result{{Receiver: "xdp-drop", Size: 64, Received: 10, Fps: 13e6}, {Receiver: "xdp-drop", Size: 1500, Received: 10, Fps: 3e6},
 			{Receiver: "udp", Size: 64, Received: 10, Fps: 0.3e6}, {Receiver: "udp", Size: 1500, Error: "failed"}}}
 	if b := drawPNG(t, rep).Bounds(); b.Dx() < 300 {
@@ -42,7 +48,7 @@ func TestWritePNG(t *testing.T) {
 // TestWriteSweepPNG draws a sweep (a report with offered rates): CPU per
 // frame and drops against the rate, a full-speed cell at the rate reached.
 func TestWriteSweepPNG(t *testing.T) {
-	rep := &bench.Report{Kernel: "6.18", CPUs: 2, Receivers: []string{"xdpipe-wakeup", "asavie-poll"}, Sizes: []int{64},
+	rep := &bench.Report{Header: bench.Header{Kernel: "6.18", CPUs: 2}, Receivers: []string{"xdpipe-wakeup", "asavie-poll"}, Sizes: []int{64},
 		Rates: []float64{1e4, 1e6, 0}}
 	for _, rx := range rep.Receivers {
 		for _, rate := range rep.Rates {
@@ -64,7 +70,7 @@ func TestWriteSweepPNG(t *testing.T) {
 // must be in both panels (its color in the upper and the lower half).
 func TestWriteLatencyPNG(t *testing.T) {
 	dist := []bench.DistPoint{{Percentile: 0, Micros: 7}, {Percentile: 50, Micros: 8}, {Percentile: 99, Micros: 20}, {Percentile: 99.9, Micros: 60}}
-	rep := &bench.LatencyReport{Kind: "latency", Kernel: "6.18", CPUs: 2, Pairs: []string{"kernel", "ping-reflect"}}
+	rep := &bench.LatencyReport{Kind: "latency", Header: bench.Header{Kernel: "6.18", CPUs: 2}, Pairs: []string{"kernel", "ping-reflect"}}
 	for i, pair := range rep.Pairs {
 		scale := float64(1 + 3*(1-i))
 		var d []bench.DistPoint
@@ -81,15 +87,7 @@ func TestWriteLatencyPNG(t *testing.T) {
 	if err := WriteLatencyPNG(rep, p); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := readPNG(t, p)
 	b := img.Bounds()
 	for i := range rep.Pairs {
 		want := colors[i+1]

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -137,25 +138,8 @@ func runBench(ctx context.Context, args []string) error {
 			return werr
 		}
 	}
-	if *jsonOut != "" {
-		if werr := rep.WriteJSON(*jsonOut); werr != nil {
-			return werr
-		}
-		fmt.Fprintf(os.Stderr, "wrote %s\n", *jsonOut)
-	}
-	if *mdOut != "" {
-		f, werr := os.Create(*mdOut)
-		if werr != nil {
-			return werr
-		}
-		werr = rep.WriteMarkdown(f)
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return werr
-		}
-		fmt.Fprintf(os.Stderr, "wrote %s\n", *mdOut)
+	if werr := writeReport(rep, *jsonOut, *mdOut); werr != nil {
+		return werr
 	}
 	return err
 }
@@ -226,25 +210,37 @@ func runBenchLatency(ctx context.Context, args []string) error {
 	if werr := rep.WriteTable(os.Stdout); werr != nil {
 		return werr
 	}
-	if *jsonOut != "" {
-		if werr := rep.WriteJSON(*jsonOut); werr != nil {
-			return werr
-		}
-		fmt.Fprintf(os.Stderr, "wrote %s\n", *jsonOut)
+	if werr := writeReport(rep, *jsonOut, *mdOut); werr != nil {
+		return werr
 	}
-	if *mdOut != "" {
-		f, werr := os.Create(*mdOut)
-		if werr != nil {
-			return werr
+	return err
+}
+
+// writeReport writes a report as JSON to jsonOut and as Markdown to mdOut,
+// each if named.
+func writeReport(rep interface {
+	WriteJSON(path string) error
+	WriteMarkdown(w io.Writer) error
+}, jsonOut, mdOut string) error {
+	if jsonOut != "" {
+		if err := rep.WriteJSON(jsonOut); err != nil {
+			return err
 		}
-		werr = rep.WriteMarkdown(f)
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return werr
-		}
-		fmt.Fprintf(os.Stderr, "wrote %s\n", *mdOut)
+		fmt.Fprintf(os.Stderr, "wrote %s\n", jsonOut)
+	}
+	if mdOut == "" {
+		return nil
+	}
+	f, err := os.Create(mdOut)
+	if err != nil {
+		return err
+	}
+	err = rep.WriteMarkdown(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		fmt.Fprintf(os.Stderr, "wrote %s\n", mdOut)
 	}
 	return err
 }

@@ -407,39 +407,48 @@ func TestRxdropCountsUnboundQueues(t *testing.T) {
 	}
 }
 
+// receivers are rxdrop's and run's command lines on B, with more flags.
+var receivers = []struct {
+	name, ready string
+	args        func(p *testutil.LinkPair, more ...string) []string
+}{
+	{"rxdrop", "rxdrop: ", func(p *testutil.LinkPair, more ...string) []string {
+		return append([]string{"rxdrop", "--iface", p.B.Name, "--interval", "1h"}, more...)
+	}},
+	{"run", "run: ready", func(p *testutil.LinkPair, more ...string) []string {
+		return append([]string{"run", "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--metrics", "off", "--interval", "1h"}, more...)
+	}},
+}
+
+// saysOnce waits for warn in proc's output (the receivers look once a
+// second), stops proc and requires warn exactly once.
+func saysOnce(t *testing.T, proc *runProc, warn string) {
+	t.Helper()
+	testutil.EventuallyErr(t, 10*time.Second, func() error {
+		if out := proc.output(); !strings.Contains(out, warn) {
+			return fmt.Errorf("no warning %q:\n%s", warn, out)
+		}
+		return nil
+	})
+	out, code := proc.stop(t, syscall.SIGINT)
+	if code != 0 || strings.Count(out, warn) != 1 {
+		t.Fatalf("exit %d, want one warning %q:\n%s", code, warn, out)
+	}
+}
+
 // TestBusyPollWithoutNAPI: on a veth, whose XDP path has no NAPI id, a
 // busy-polling socket polls nothing, and rxdrop and run say so once the
 // first frames have come, once; the frames still arrive.
 func TestBusyPollWithoutNAPI(t *testing.T) {
 	testutil.RequireVeth(t, "a veth's XDP path has no NAPI id")
-	for _, c := range []struct {
-		name, ready string
-		args        func(p *testutil.LinkPair) []string
-	}{
-		{"rxdrop", "rxdrop: ", func(p *testutil.LinkPair) []string {
-			return []string{"rxdrop", "--iface", p.B.Name, "--busy-poll", "--interval", "1h"}
-		}},
-		{"run", "run: ready", func(p *testutil.LinkPair) []string {
-			return []string{"run", "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--busy-poll", "--metrics", "off", "--interval", "1h"}
-		}},
-	} {
+	for _, c := range receivers {
 		t.Run(c.name, func(t *testing.T) {
 			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-			proc := startXdpipe(t, p.B.NS, c.ready, c.args(p)...)
+			proc := startXdpipe(t, p.B.NS, c.ready, c.args(p, "--busy-poll")...)
 			if out, code := xdpipeIn(t, p.A.NS, genFrom(p, 200, "10k")...); code != 0 {
 				t.Fatalf("gen exited %d:\n%s", code, out)
 			}
-			warn := "busy polling on " + p.B.Name + " queue 0 polls nothing"
-			testutil.EventuallyErr(t, 10*time.Second, func() error { // looked at once a second
-				if out := proc.output(); !strings.Contains(out, warn) {
-					return fmt.Errorf("no warning that busy polling polls nothing:\n%s", out)
-				}
-				return nil
-			})
-			out, code := proc.stop(t, syscall.SIGINT)
-			if code != 0 || strings.Count(out, warn) != 1 {
-				t.Fatalf("exit %d, want one warning:\n%s", code, out)
-			}
+			saysOnce(t, proc, "busy polling on "+p.B.Name+" queue 0 polls nothing")
 		})
 	}
 }
@@ -448,32 +457,12 @@ func TestBusyPollWithoutNAPI(t *testing.T) {
 // frames hold (they were set up without multi-buffer) makes the kernel
 // drop the larger frames; rxdrop and run say so once, with what to do.
 func TestMTURaisedUnderReceiver(t *testing.T) {
-	for _, c := range []struct {
-		name, ready string
-		args        func(p *testutil.LinkPair) []string
-	}{
-		{"rxdrop", "rxdrop: ", func(p *testutil.LinkPair) []string {
-			return []string{"rxdrop", "--iface", p.B.Name, "--interval", "1h"}
-		}},
-		{"run", "run: ready", func(p *testutil.LinkPair) []string {
-			return []string{"run", "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--metrics", "off", "--interval", "1h"}
-		}},
-	} {
+	for _, c := range receivers {
 		t.Run(c.name, func(t *testing.T) {
 			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 			proc := startXdpipe(t, p.B.NS, c.ready, c.args(p)...)
 			p.B.NS.MustRun(t, "ip", "link", "set", p.B.Name, "mtu", "9000")
-			warn := p.B.Name + " has an MTU of 9000 now: its frames above "
-			testutil.EventuallyErr(t, 10*time.Second, func() error { // looked at once a second
-				if out := proc.output(); !strings.Contains(out, warn) {
-					return fmt.Errorf("no warning about the MTU:\n%s", out)
-				}
-				return nil
-			})
-			out, code := proc.stop(t, syscall.SIGINT)
-			if code != 0 || strings.Count(out, warn) != 1 {
-				t.Fatalf("exit %d, want one warning:\n%s", code, out)
-			}
+			saysOnce(t, proc, p.B.Name+" has an MTU of 9000 now: its frames above ")
 		})
 	}
 }
