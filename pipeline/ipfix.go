@@ -47,11 +47,11 @@ type IPFIXOptions struct {
 const (
 	// MaxIPFIXFlows bounds max_flows; the memory check (xsk.CheckMemory)
 	// usually refuses less.
-	MaxIPFIXFlows       = 1 << 28
-	minIPFIXTimeout     = time.Second
-	maxIPFIXTimeout     = time.Hour
-	defaultIPFIXActive  = 60 * time.Second
-	defaultIPFIXIdle    = 15 * time.Second
+	MaxIPFIXFlows        = 1 << 28
+	minIPFIXTimeout      = time.Second
+	maxIPFIXTimeout      = time.Hour
+	defaultIPFIXActive   = 60 * time.Second
+	defaultIPFIXIdle     = 15 * time.Second
 	ipfixTemplateRefresh = 30 * time.Second
 	// A sweep of the whole table takes ipfixSweep, in ipfixSteps steps:
 	// a flow is exported at most ipfixSweep after its timeout, and a
