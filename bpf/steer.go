@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -104,6 +105,16 @@ type Steer struct {
 	pin  string
 	// pinLinks: links are pinned under pin too (not MapsOnly).
 	pinLinks bool
+	// seen caches the running set as active last read it, under p.mu:
+	// every Apply (in any process) moves the active count on, so a set
+	// read at the same count is the same set.
+	seen struct {
+		count  uint32
+		set    *rules.Set
+		stored []steerRule
+	}
+	// counters is RuleStats' buffer for a batch of per-CPU counters.
+	counters []dropcountCounter
 }
 
 // steerLoaded is what LoadSteer takes from the collection: the program
@@ -783,15 +794,23 @@ func (s *Steer) Rules() (*rules.Set, error) {
 	}
 	defer s.p.mu.Unlock()
 	set, _, err := s.active()
-	return set, err
+	if err != nil {
+		return nil, err
+	}
+	c := *set // the caller's to change; the cached one stays as read
+	c.Rules = slices.Clone(set.Rules)
+	return &c, nil
 }
 
 func (s *Steer) active() (*rules.Set, []steerRule, error) {
-	var g uint32
-	if err := s.maps.SteerActive.Lookup(uint32(0), &g); err != nil {
+	var count uint32
+	if err := s.maps.SteerActive.Lookup(uint32(0), &count); err != nil {
 		return nil, nil, fmt.Errorf("read active generation: %w", err)
 	}
-	g &= 1
+	if s.seen.set != nil && s.seen.count == count {
+		return s.seen.set, s.seen.stored, nil
+	}
+	g := count & 1
 	var gi steerGenInfo
 	if err := s.maps.SteerGens.Lookup(g, &gi); err != nil {
 		return nil, nil, err
@@ -804,6 +823,7 @@ func (s *Steer) active() (*rules.Set, []steerRule, error) {
 	for i := range stored {
 		set.Rules = append(set.Rules, decodeRule(&stored[i]))
 	}
+	s.seen.count, s.seen.set, s.seen.stored = count, set, stored
 	return set, stored, nil
 }
 
@@ -824,13 +844,53 @@ func (s *Steer) RuleStats() ([]RuleStat, error) {
 	if err != nil {
 		return nil, err
 	}
+	var top uint32
+	for i := range stored {
+		top = max(top, stored[i].Slot)
+	}
+	slots, err := s.readCounters(int(top) + 1)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]RuleStat, len(stored))
 	for i := range stored {
-		var percpu []dropcountCounter
-		if err := s.maps.SteerCounters.Lookup(stored[i].Slot, &percpu); err != nil {
-			return nil, fmt.Errorf("read counter of rule priority %d: %w", stored[i].Priority, err)
+		out[i] = RuleStat{Rule: set.Rules[i], Counter: slots[stored[i].Slot]}
+	}
+	return out, nil
+}
+
+// counterBatch bounds the bytes of one batch of per-CPU counters that
+// readCounters reads.
+const counterBatch = 256 << 10
+
+// readCounters reads the first n counter slots, summed over CPUs, in
+// batches: a lookup per rule would be ten thousand system calls for ten
+// thousand rules, each scrape.
+func (s *Steer) readCounters(n int) ([]Counter, error) {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("read rule counters: %w", err)
+	}
+	per := min(n, max(1, counterBatch/(cpus*int(unsafe.Sizeof(dropcountCounter{})))))
+	keys := make([]uint32, per)
+	if len(s.counters) < per*cpus {
+		s.counters = make([]dropcountCounter, per*cpus)
+	}
+	out := make([]Counter, n)
+	var cursor ebpf.MapBatchCursor
+	for done := 0; done < n; {
+		c := min(per, n-done)
+		got, err := s.maps.SteerCounters.BatchLookup(&cursor, keys[:c], s.counters[:c*cpus], nil)
+		for i, k := range keys[:got] {
+			out[k] = sumCounters(s.counters[i*cpus : (i+1)*cpus])
 		}
-		out[i] = RuleStat{Rule: set.Rules[i], Counter: sumCounters(percpu)}
+		done += got
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break // the end of the map
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read rule counters: %w", err)
+		}
 	}
 	return out, nil
 }

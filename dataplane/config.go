@@ -77,6 +77,10 @@ type Config struct {
 	// Metrics is the Prometheus /metrics and /debug/pprof address
 	// (default 127.0.0.1:9464; "off" disables).
 	Metrics string `yaml:"metrics"`
+	// RuleSeries is how many steering rules, those with the most hits,
+	// get a hits series each (default DefaultRuleSeries; -1: every rule);
+	// the others' hits add up in one series.
+	RuleSeries int `yaml:"rule_series"`
 	// Interval between rate lines (default 1s; 0s: none). The daemon
 	// does not print; the command that runs it does.
 	Interval Duration `yaml:"interval"`
@@ -439,6 +443,9 @@ func resolve(c Config, sys system) (*plan, error) {
 	}
 	if c.Burst > int(c.Ring) {
 		return nil, fmt.Errorf("burst %d larger than the ring (%d)", c.Burst, c.Ring)
+	}
+	if c.RuleSeries < -1 {
+		return nil, fmt.Errorf("rule_series %d: want the number of rules with a series of their own, or -1 for every rule", c.RuleSeries)
 	}
 	if c.Rules != "" {
 		set, _, err := rules.LoadFile(c.Rules)

@@ -1,15 +1,18 @@
 package dataplane
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rules"
 )
@@ -42,34 +45,72 @@ func (d *Daemon) metricsHandler() http.Handler {
 	return mux
 }
 
-var steerHits = prometheus.NewDesc("xdpipe_steer_rule_hits_total", "Frames matched by each steering rule in the XDP program.",
+var steerHits = prometheus.NewDesc("xdpipe_steer_rule_hits_total",
+	"Frames matched by each steering rule in the XDP program: the rule_series rules with the most, each by name, and the "+
+		"others' sum as rule \"(others)\".",
 	[]string{"iface", "rule", "action"}, nil)
 
 var steerMisses = prometheus.NewDesc("xdpipe_steer_cache_misses_total",
 	"Frames the steering program's flow cache missed: the rule tables decided them. Hits are the rules' frames less these.",
 	[]string{"iface"}, nil)
 
+// DefaultRuleSeries is how many steering rules get a series of their own
+// when Config.RuleSeries is 0.
+const DefaultRuleSeries = 100
+
+// otherRules is the rule label of the hits of the rules without a series.
+const otherRules = "(others)"
+
 // steerMetrics exports the steering programs' per-rule hits and flow
-// cache misses.
+// cache misses. It holds the daemon's lock only to list the programs: a
+// reload or a rule change does not wait for a scrape.
 func (d *Daemon) steerMetrics(ch chan<- prometheus.Metric) {
+	type steered struct {
+		iface string
+		st    steerer
+	}
+	var progs []steered
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	for i, pt := range d.ports {
-		st := pt.steer()
-		if st == nil {
-			continue
+		if st := pt.steer(); st != nil {
+			progs = append(progs, steered{d.p.ifaces[i].Name, st})
 		}
-		stats, err := st.RuleStats()
+	}
+	d.mu.Unlock()
+	series := cmp.Or(d.p.cfg.RuleSeries, DefaultRuleSeries)
+	for _, p := range progs {
+		stats, err := p.st.RuleStats()
 		if err != nil {
 			continue
 		}
-		for _, rs := range stats {
-			ch <- prometheus.MustNewConstMetric(steerHits, prometheus.CounterValue, float64(rs.Packets), d.p.ifaces[i].Name, ruleName(rs.Rule), rs.Rule.Action.String())
+		top, others := topRules(stats, series)
+		for _, rs := range top {
+			ch <- prometheus.MustNewConstMetric(steerHits, prometheus.CounterValue, float64(rs.Packets), p.iface, ruleName(rs.Rule), rs.Rule.Action.String())
 		}
-		if m, err := st.CacheMisses(); err == nil {
-			ch <- prometheus.MustNewConstMetric(steerMisses, prometheus.CounterValue, float64(m.Packets), d.p.ifaces[i].Name)
+		if len(top) < len(stats) {
+			ch <- prometheus.MustNewConstMetric(steerHits, prometheus.CounterValue, float64(others), p.iface, otherRules, "")
+		}
+		if m, err := p.st.CacheMisses(); err == nil {
+			ch <- prometheus.MustNewConstMetric(steerMisses, prometheus.CounterValue, float64(m.Packets), p.iface)
 		}
 	}
+}
+
+// topRules is the n rules with the most hits (ties: the higher priority
+// first) and the sum of the others' hits. The others' sum only grows, but
+// a rule may move in and out of the top: its series then has gaps, and
+// the others' sum takes its hits meanwhile.
+func topRules(stats []bpf.RuleStat, n int) ([]bpf.RuleStat, uint64) {
+	if n < 0 || len(stats) <= n {
+		return stats, 0
+	}
+	top := slices.Clone(stats)
+	slices.SortStableFunc(top, func(a, b bpf.RuleStat) int { return cmp.Compare(b.Packets, a.Packets) })
+	var others uint64
+	for _, rs := range top[n:] {
+		others += rs.Packets
+	}
+	return top[:n], others
 }
 
 var unboundFrames = prometheus.NewDesc("xdpipe_unbound_frames_total",

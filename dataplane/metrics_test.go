@@ -1,0 +1,68 @@
+package dataplane
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/rules"
+)
+
+// TestTopRules: the rules with the most hits keep their series, ties in
+// priority order; the others add up.
+func TestTopRules(t *testing.T) {
+	stats := []bpf.RuleStat{
+		{Rule: rules.Rule{Priority: 1}, Counter: bpf.Counter{Packets: 5}},
+		{Rule: rules.Rule{Priority: 2}, Counter: bpf.Counter{Packets: 50}},
+		{Rule: rules.Rule{Priority: 3}, Counter: bpf.Counter{Packets: 7}},
+		{Rule: rules.Rule{Priority: 4}, Counter: bpf.Counter{Packets: 7}},
+	}
+	top, others := topRules(stats, 2)
+	if len(top) != 2 || top[0].Rule.Priority != 2 || top[1].Rule.Priority != 3 || others != 12 {
+		t.Fatalf("top %+v others %d; want priorities 2 and 3, others 12", top, others)
+	}
+	if top, others := topRules(stats, -1); len(top) != 4 || others != 0 {
+		t.Fatalf("every rule: %d series, others %d", len(top), others)
+	}
+	if stats[0].Rule.Priority != 1 {
+		t.Fatal("topRules reordered its argument")
+	}
+}
+
+// TestDaemonRuleSeries: rule_series bounds the per-rule series, the rest
+// in one; a negative value below -1 is refused before anything opens.
+func TestDaemonRuleSeries(t *testing.T) {
+	cfg := baseConfig(t, "count")
+	cfg.Rules = filepath.Join(t.TempDir(), "rules.yaml")
+	var b strings.Builder
+	b.WriteString("rules:\n")
+	for p := 1; p <= 5; p++ {
+		fmt.Fprintf(&b, "  - {priority: %d, proto: udp, dport: 9, action: drop}\n", p)
+	}
+	if err := os.WriteFile(cfg.Rules, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuleSeries = 2
+	d, err := open(cfg, slog.New(slog.DiscardHandler), &fakeSystem{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var names []string
+	for _, m := range counters(t, d.Collector(), "xdpipe_steer_rule_hits_total") {
+		names = append(names, m.labels["rule"])
+	}
+	slices.Sort(names) // the collector's order
+	if strings.Join(names, ",") != otherRules+",prio-1,prio-2" {
+		t.Fatalf("series for rules %v, want prio-1, prio-2 and %s", names, otherRules)
+	}
+	cfg.RuleSeries = -2
+	if _, err := open(cfg, slog.New(slog.DiscardHandler), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), "rule_series -2") {
+		t.Fatalf("rule_series -2: %v", err)
+	}
+}
