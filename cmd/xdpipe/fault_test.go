@@ -444,3 +444,78 @@ func TestUnprivilegedCommandsSayNeedsRoot(t *testing.T) {
 		}
 	}
 }
+
+// manyRules is a steering rules file of n rules, one per UDP port: a file
+// that takes the daemon a while to load and apply.
+func manyRules(n int) string {
+	var b strings.Builder
+	b.WriteString("rules:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - {priority: %d, name: r%d, proto: udp, dport: %d, action: redirect}\n", i+1, i, 1000+i)
+	}
+	return b.String()
+}
+
+// ownerRecordsOf lists the owner records that name process pid.
+func ownerRecordsOf(t *testing.T, pid int) []string {
+	t.Helper()
+	var out []string
+	files, _ := filepath.Glob(filepath.Join(bpf.DefaultOwnerDir, "*"))
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), fmt.Sprintf(`"pid":%d,`, pid)) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// TestSIGHUPDuringStartupIsQueued: a SIGHUP that arrives while run is still
+// starting (systemd's ExecReload racing a start; here 20 to 200 ms after
+// the process became xdpipe, with 10,000 rules to load) neither kills it
+// nor is lost: run starts, reloads once ready, and on SIGTERM stops
+// cleanly, leaving no pins and no owner record.
+func TestSIGHUPDuringStartupIsQueued(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	pinDir := bpffsDir(t)
+	rulesFile := writeFile(t, "rules.yaml", manyRules(10000))
+	for _, delay := range []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			r := launchProc(t, exec.Command("ip", "netns", "exec", p.B.NS.Name, xdpipeBin, "run", "--iface", p.B.Name, "--stages", "count",
+				"--metrics", "off", "--interval", "0s", "--rules", rulesFile, "--pin-dir", pinDir), "run: reloaded")
+			pid := r.cmd.Process.Pid
+			// The delay counts from the exec of xdpipe (ip netns exec
+			// execs it in the same process): a SIGHUP to ip itself is
+			// not the daemon's to catch.
+			testutil.Eventually(t, 10*time.Second, func() bool {
+				exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+				return exe == xdpipeBin
+			}, "xdpipe not started")
+			time.Sleep(delay) // the scenario's delay, not a wait for a condition
+			if err := r.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-r.ready:
+			case code := <-r.exited:
+				<-r.done
+				t.Fatalf("SIGHUP %v after start: exit %d, want it queued until the daemon can reload:\n%s", delay, code, r.output())
+			case <-time.After(readyWithin):
+				t.Fatalf("no reload %v after a SIGHUP %v after start:\n%s", readyWithin, delay, r.output())
+			}
+			out, code := r.stop(t, syscall.SIGTERM)
+			if ready := strings.Index(out, "run: ready"); code != 0 || ready < 0 || ready > strings.Index(out, "run: reloaded") {
+				t.Fatalf("exit %d, want 0 with a reload after the ready line:\n%s", code, out)
+			}
+			if n := strings.Count(out, "run: reloaded"); n != 1 {
+				t.Errorf("%d reloads for one SIGHUP:\n%s", n, out)
+			}
+			if ents, _ := os.ReadDir(pinDir); len(ents) > 0 {
+				t.Errorf("pins left after a clean stop: %v", ents)
+			}
+			if recs := ownerRecordsOf(t, pid); len(recs) > 0 {
+				t.Errorf("owner records of pid %d left after a clean stop: %v", pid, recs)
+			}
+			noXDP(t, &p.B)
+		})
+	}
+}

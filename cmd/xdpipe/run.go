@@ -10,9 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/xdpipe/xdpipe/bpf"
@@ -199,9 +197,9 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// A SIGHUP since the process started, while it was starting, is
+	// waiting in hup: it reloads once the daemon runs.
+	hup := reloadRequests(ctx)
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
