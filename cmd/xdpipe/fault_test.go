@@ -519,3 +519,59 @@ func TestSIGHUPDuringStartupIsQueued(t *testing.T) {
 		})
 	}
 }
+
+// captureSizes maps each capture file in dir to its size.
+func captureSizes(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "cap*.pcap"))
+	out := map[string]int64{}
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			out[filepath.Base(f)] = st.Size()
+		}
+	}
+	return out
+}
+
+// TestReloadAfterRotationKeepsTheCapture: SIGHUP after the capture rotated
+// past its first file (no longer locked) truncates no capture file and
+// adds none beyond max_files; the frames after it go on in the same
+// rotation.
+func TestReloadAfterRotationKeepsTheCapture(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	cfg, capFile := l2fwdConfig(t, p, "", ", max_bytes: 100000, max_files: 5")
+	dir := filepath.Dir(capFile)
+	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
+	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", "off", "--interval", "0s")
+	sendFrames(t, back, p, 2500, 128, back.Received) // 80 bytes a record: a file every 1,250
+	waitBack(t, back, 2500)
+	before := captureSizes(t, dir)
+	if before["cap.pcap"] < 100000 || len(before) < 3 {
+		t.Fatalf("capture files %v: want cap.pcap full and rotated past, or the test tests nothing", before)
+	}
+	proc.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(proc.output(), "run: reloaded") }, "no reload")
+	check := func(when string) {
+		t.Helper()
+		after := captureSizes(t, dir)
+		for name, size := range before {
+			if got, ok := after[name]; ok && got < size {
+				t.Errorf("%s: %s shrank from %d to %d bytes", when, name, size, got)
+			}
+		}
+		if len(after) > 5 {
+			t.Errorf("%s: capture files %v, more than max_files 5", when, after)
+		}
+	}
+	check("after SIGHUP")
+	sendFlows(t, back, p, 2500, 4000, 128, 1, back.Received)
+	waitBack(t, back, 6500)
+	if out, code := proc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	check("after the frames that followed")
+	after := captureSizes(t, dir)
+	if _, ok := after["cap.5.pcap"]; !ok || len(after) != 5 || after["cap.1.pcap"] != before["cap.1.pcap"] {
+		t.Errorf("capture files %v: want the rotation continued to cap.5.pcap, keeping 5 files", after)
+	}
+}
