@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -470,15 +471,17 @@ func ownerRecordsOf(t *testing.T, pid int) []string {
 }
 
 // TestSIGHUPDuringStartupIsQueued: a SIGHUP that arrives while run is still
-// starting (systemd's ExecReload racing a start; here 20 to 200 ms after
-// the process became xdpipe, with 10,000 rules to load) neither kills it
-// nor is lost: run starts, reloads once ready, and on SIGTERM stops
-// cleanly, leaving no pins and no owner record.
+// starting (a reload racing a start; here 100 to 200 ms after the process
+// became xdpipe, with 10,000 rules to load) neither kills it nor is lost:
+// run starts, reloads once ready, and on SIGTERM stops cleanly, leaving no
+// pins and no owner record. Earlier than that the Go runtime may not have
+// started yet (package hangup): on a loaded machine it takes up to some
+// tens of milliseconds from the exec.
 func TestSIGHUPDuringStartupIsQueued(t *testing.T) {
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	pinDir := bpffsDir(t)
 	rulesFile := writeFile(t, "rules.yaml", manyRules(10000))
-	for _, delay := range []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond} {
+	for _, delay := range []time.Duration{100 * time.Millisecond, 150 * time.Millisecond, 200 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
 			r := launchProc(t, exec.Command("ip", "netns", "exec", p.B.NS.Name, xdpipeBin, "run", "--iface", p.B.Name, "--stages", "count",
 				"--metrics", "off", "--interval", "0s", "--rules", rulesFile, "--pin-dir", pinDir), "run: reloaded")
@@ -494,11 +497,14 @@ func TestSIGHUPDuringStartupIsQueued(t *testing.T) {
 			if err := r.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 				t.Fatal(err)
 			}
+			if strings.Contains(r.output(), "run: ready") {
+				t.Fatalf("ready within %v: the SIGHUP came after the start, and the test tests nothing", delay)
+			}
 			select {
 			case <-r.ready:
 			case code := <-r.exited:
 				<-r.done
-				t.Fatalf("SIGHUP %v after start: exit %d, want it queued until the daemon can reload:\n%s", delay, code, r.output())
+				t.Fatalf("SIGHUP %v after start: exit %d (%v), want it queued until the daemon can reload:\n%s", delay, code, r.cmd.ProcessState, r.output())
 			case <-time.After(readyWithin):
 				t.Fatalf("no reload %v after a SIGHUP %v after start:\n%s", readyWithin, delay, r.output())
 			}
@@ -573,5 +579,33 @@ func TestReloadAfterRotationKeepsTheCapture(t *testing.T) {
 	after := captureSizes(t, dir)
 	if _, ok := after["cap.5.pcap"]; !ok || len(after) != 5 || after["cap.1.pcap"] != before["cap.1.pcap"] {
 		t.Errorf("capture files %v: want the rotation continued to cap.5.pcap, keeping 5 files", after)
+	}
+}
+
+// TestRunTellsSystemdItIsReady: the unit is Type=notify, and run sends
+// READY=1 to $NOTIFY_SOCKET once it runs, not before: systemd holds a
+// reload's SIGHUP back until then.
+func TestRunTellsSystemdItIsReady(t *testing.T) {
+	if got := unitSettings(t)["Type"]; len(got) != 1 || got[0] != "notify" {
+		t.Errorf("the unit's Type %q, want notify", got)
+	}
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	sock := filepath.Join(t.TempDir(), "notify")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cmd := exec.Command("ip", "netns", "exec", p.B.NS.Name, xdpipeBin, "run", "--iface", p.B.Name, "--stages", "count", "--metrics", "off")
+	cmd.Env = shellEnv("NOTIFY_SOCKET=" + sock)
+	r := startProc(t, cmd, "run: ready", "run")
+	c.SetReadDeadline(time.Now().Add(20 * time.Second)) // a hung test's bound, not a timing gate
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Errorf("from run: %q, %v; want READY=1", buf[:n], err)
+	}
+	if out, code := r.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/xdpipe/xdpipe/internal/hangup"
 )
 
 // command is one subcommand: its one-line summary and its entry point, which
@@ -57,16 +59,16 @@ type reloadKey struct{}
 // reloadRequests are the SIGHUPs caught for a command that reloads (at most
 // one pending: several before a reload ask for one), or nil.
 func reloadRequests(ctx context.Context) <-chan os.Signal {
-	c, _ := ctx.Value(reloadKey{}).(chan os.Signal)
+	c, _ := ctx.Value(reloadKey{}).(<-chan os.Signal)
 	return c
 }
 
 func main() {
-	// First: systemd's ExecReload sends SIGHUP whenever asked, also while
-	// run is still starting, and an uncaught SIGHUP ends the process
-	// there, leaving its pins behind. run takes it once it can reload.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	// SIGHUP is caught from the start (package hangup): systemd's
+	// ExecReload sends it whenever asked, also while run is still
+	// starting, and an uncaught SIGHUP ends the process there, leaving its
+	// pins behind. run takes it once it can reload.
+	hup := hangup.Signals()
 	if len(os.Args) < 2 {
 		usage()
 		os.Exit(2)

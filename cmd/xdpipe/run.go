@@ -209,6 +209,9 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	for _, pi := range d.Ports() {
 		fmt.Fprintf(stdout, "run: %s: %s, AF_XDP %s\n", pi.Name, pi.XDP, pi.Mode)
 	}
+	if err := notifyReady(); err != nil {
+		log.Warn("systemd was not told the service is ready", "err", err)
+	}
 
 	rates := newRates(d)
 	var tick <-chan time.Time
