@@ -75,8 +75,9 @@ type Config struct {
 	// Metrics is the Prometheus /metrics and /debug/pprof address
 	// (default 127.0.0.1:9464; "off" disables).
 	Metrics string `yaml:"metrics"`
-	// Interval between rate lines (default 1s; 0s: none). The daemon
-	// does not print; the command that runs it does.
+	// Interval between rate lines (default 1s; 0s: none; else at least
+	// MinInterval). The daemon does not print; the command that runs it
+	// does.
 	Interval Duration `yaml:"interval"`
 	// Stages in order; see StageConfig.
 	Stages []StageConfig `yaml:"stages"`
@@ -84,6 +85,11 @@ type Config struct {
 
 // DefaultMetrics is the metrics address when Config.Metrics is empty.
 const DefaultMetrics = "127.0.0.1:9464"
+
+// MinInterval is the shortest interval between rate lines, other than 0
+// (none): the lines are for people, who cannot read more than a few a
+// second, and each reads every socket's statistics.
+const MinInterval = 100 * time.Millisecond
 
 // WithDefaults fills the defaults of the settings a command prints or
 // acts on itself (Metrics, Interval); the daemon applies the rest.
@@ -435,8 +441,17 @@ func resolve(c Config, sys system) (*plan, error) {
 	if c.Ring&(c.Ring-1) != 0 || c.Ring < 64 {
 		return nil, fmt.Errorf("ring %d: want a power of two >= 64", c.Ring)
 	}
+	if err := pipeline.CheckBurst(c.Burst, c.TXBatch); err != nil {
+		return nil, err
+	}
 	if c.Burst > int(c.Ring) {
 		return nil, fmt.Errorf("burst %d larger than the ring (%d)", c.Burst, c.Ring)
+	}
+	if err := xsk.CheckFrameSize(c.FrameSize); err != nil {
+		return nil, err
+	}
+	if d := c.Interval.Duration; d > 0 && d < MinInterval {
+		return nil, fmt.Errorf("interval %v: want 0 (no rate lines) or at least %v", d, MinInterval)
 	}
 	if c.Rules != "" {
 		set, _, err := rules.LoadFile(c.Rules)
@@ -467,6 +482,15 @@ func resolve(c Config, sys system) (*plan, error) {
 			return nil, fmt.Errorf("%s: a second sink %s; one rdma sink per instance (%s)", s.where(), o.Connect, r.rdmaSink)
 		}
 		r.rdmaSink = o.Connect
+		if err := sys.rdma(); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.where(), err)
+		}
+	}
+	for _, ifc := range r.ifaces {
+		o := PortOptions{Iface: ifc.Name, Socket: xsk.SocketOptions{Bind: r.bind}, Rules: r.steer, PinDir: c.PinDir}
+		if err := sys.checkPort(ifc, o, c.FrameSize); err != nil {
+			return nil, err
+		}
 	}
 	for _, ifc := range r.ifaces {
 		segs := xsk.Segments(ifc.MTU, c.FrameSize)

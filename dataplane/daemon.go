@@ -70,10 +70,8 @@ func open(cfg Config, log *slog.Logger, sys system) (_ *Daemon, err error) {
 			d.Close()
 		}
 	}()
-	if m := cfg.WithDefaults().Metrics; m != "off" {
-		if d.metrics, err = net.Listen("tcp", m); err != nil {
-			return nil, fmt.Errorf("metrics address %s: %w (choose another with --metrics, or \"off\")", m, err)
-		}
+	if d.metrics, err = listenMetrics(cfg); err != nil {
+		return nil, err
 	}
 	if err := d.open(); err != nil {
 		return nil, err
@@ -536,9 +534,15 @@ type system interface {
 	caps(steering bool) error
 	// iface checks an interface and returns it and its RX queue count.
 	iface(name string) (*net.Interface, int, error)
+	// checkPort refuses what opening o on ifc with UMEM frames of
+	// frameSize would, before anything is made (checkPort).
+	checkPort(ifc *net.Interface, o PortOptions, frameSize uint32) error
 	umem(o xsk.UmemOptions) (umem, error)
 	// openPort opens o with mems[i] the UMEM of o.Queues[i].
 	openPort(o PortOptions, mems []umem) (port, error)
+	// rdma refuses RDMA connections where they cannot be made: a build
+	// without verbs (rdma.ErrNotSupported).
+	rdma() error
 	// dialRDMA connects to an RDMA sink, registering mem.
 	dialRDMA(ctx context.Context, addr string, mem umem, o rdma.DialOptions) (rdmaConn, error)
 	// memoryLimits is what the system allows a configuration: the

@@ -47,6 +47,8 @@ type fakeSystem struct {
 
 func (f *fakeSystem) caps(bool) error { return nil }
 
+func (f *fakeSystem) checkPort(*net.Interface, PortOptions, uint32) error { return nil }
+
 // memoryLimits is the machine's available memory, and no bound on locked
 // memory unless the test sets memlock: the fake's UMEMs are on the heap,
 // so the test process's RLIMIT_MEMLOCK says nothing about them.
@@ -108,6 +110,8 @@ func (f *fakeSystem) openPort(o PortOptions, mems []umem) (port, error) {
 	f.mu.Unlock()
 	return p, nil
 }
+
+func (f *fakeSystem) rdma() error { return nil }
 
 func (f *fakeSystem) dialRDMA(context.Context, string, umem, rdma.DialOptions) (rdmaConn, error) {
 	return nil, errors.New("no rdma here")

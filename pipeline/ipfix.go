@@ -120,7 +120,13 @@ func newIPFIXStage(o *IPFIXOptions, env StageEnv) (Stage, error) {
 		return nil, err
 	}
 	if env.CheckOnly {
-		return nil, nil
+		// A connected UDP socket sends nothing: it finds the route, or
+		// that there is none, as NewIPFIX would.
+		fd, _, err := dialCollector(addr)
+		if err != nil {
+			return nil, err
+		}
+		return nil, unix.Close(fd)
 	}
 	return NewIPFIX(opts, addr, uint32(env.Queue), env.Ifindexes)
 }

@@ -582,6 +582,65 @@ func TestReloadAfterRotationKeepsTheCapture(t *testing.T) {
 	}
 }
 
+// TestCheckRefusesWhatRunRefuses: everything run refuses before it
+// attaches, run --check refuses too, with the same one line, and run
+// refuses it before anything is mapped or attached (no XDP program, no
+// pins): both go through one validation.
+func TestCheckRefusesWhatRunRefuses(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{Queues: 2})
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.pcap")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	steer := writeFile(t, "steer.yaml", gateRules)
+	pinDir := bpffsDir(t)
+	base := "interfaces: [" + p.B.Name + "]\nqueues: 0\nmetrics: \"off\"\n"
+	cases := []struct{ name, body, want string }{
+		{"pin_dir not on a bpffs", base + "rules: " + steer + "\npin_dir: " + dir + "/pins\nstages: [count]\n", "is not on a bpffs"},
+		{"ipfix collector without a route", base + "stages: [{ipfix: {collector: \"198.19.0.1:4739\", max_flows: 100}}]\n", "network is unreachable"},
+		{"ipfix link-local collector without a zone", base + "stages: [{ipfix: {collector: \"[fe80::1]:4739\", max_flows: 100}}]\n", "collector [fe80::1]:4739"},
+		{"zerocopy on veth", base + "bind: zerocopy\nstages: [count]\n", "zero-copy: driver veth has no xsk-zerocopy"},
+		{"burst beyond the largest", base + "ring: 8192\nburst: 5000\nstages: [count]\n", "burst size 5000: want 1..4096"},
+		{"negative burst", base + "burst: -5\nstages: [count]\n", "burst size -5"},
+		{"tx_batch beyond the largest", base + "tx_batch: 5000\nstages: [count]\n", "tx batch 5000: want 1..4096"},
+		{"negative tx_batch", base + "tx_batch: -1\nstages: [count]\n", "tx batch -1"},
+		{"frame_size 3000", base + "frame_size: 3000\nstages: [count]\n", "frame size 3000: must be 2048 or 4096"},
+		{"rdma without verbs", base + "stages: [{rdma: {connect: \"198.18.0.2:7471\"}}]\n", "build with -tags rdma"},
+		{"pcap under /proc", base + "stages: [{pcap: {path: /proc/cap.pcap}}]\n", "is on procfs"},
+		{"pcap on a FIFO", base + "stages: [{pcap: {path: " + fifo + "}}]\n", "is not a regular file (a FIFO)"},
+		{"interval 1ns", base + "interval: 1ns\nstages: [count]\n", "interval 1ns: want 0 (no rate lines) or at least 100ms"},
+		{"an interface another instance holds", base + "stages: [count]\n", "held by another xdpipe instance"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "zerocopy on veth" {
+				testutil.RequireVeth(t, "zero-copy is refused")
+			}
+			if c.name == "an interface another instance holds" {
+				a := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "1", "--stages", "count", "--metrics", "off",
+					"--rules", steer, "--pin-dir", pinDir)
+				defer func() {
+					if out, code := a.stop(t, syscall.SIGTERM); code != 0 {
+						t.Errorf("the instance holding the interface: exit %d:\n%s", code, out)
+					}
+				}()
+			}
+			cfg := writeFile(t, fmt.Sprintf("c%d.yaml", i), c.body)
+			check, ccode := xdpipeIn(t, p.B.NS, "run", "--check", "--config", cfg)
+			run, rcode := xdpipeIn(t, p.B.NS, "run", "--config", cfg, "--duration", "1s")
+			line := strings.TrimSpace(check)
+			if ccode != 1 || rcode != 1 || check != run || strings.Contains(line, "\n") || !strings.Contains(line, c.want) {
+				t.Fatalf("--check: exit %d:\n%s\nrun: exit %d:\n%s\nwant both 1 with the same line naming %q", ccode, check, rcode, run, c.want)
+			}
+			if c.name != "an interface another instance holds" {
+				noXDP(t, &p.B)
+			}
+			t.Log(line)
+		})
+	}
+}
+
 // TestRunTellsSystemdItIsReady: the unit is Type=notify, and run sends
 // READY=1 to $NOTIFY_SOCKET once it runs, not before: systemd holds a
 // reload's SIGHUP back until then.
