@@ -374,6 +374,33 @@ type plan struct {
 // attached: interfaces, queues, CPUs, modes, rules, the memory it costs. Stage options are
 // checked by building the chains (buildChains).
 func resolve(c Config, sys system) (*plan, error) {
+	r, err := resolveSettings(c, sys)
+	if err != nil {
+		return nil, err
+	}
+	costs, err := r.cfg.MemoryCosts(len(r.ifaces), len(r.queues), r.possibleCPUs)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMemory(sys, costs); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// checkMemory holds costs against what the system allows. Last, once
+// every size is known, and before anything is allocated: a typo in a size
+// must not bring on the OOM killer.
+func checkMemory(sys system, costs []xsk.Cost) error {
+	lim, err := sys.memoryLimits()
+	if err != nil {
+		return err
+	}
+	return xsk.CheckMemory(costs, lim)
+}
+
+// resolveSettings is resolve but for the memory check.
+func resolveSettings(c Config, sys system) (*plan, error) {
 	if c.Ring == 0 {
 		c.Ring = DefaultRing
 	}
@@ -506,23 +533,44 @@ func resolve(c Config, sys system) (*plan, error) {
 				burst, ifc.Name, ifc.MTU, segs, cmp.Or(c.FrameSize, xsk.DefaultFrameSize), segs)
 		}
 	}
-	// Last, once every size is known, and before anything is allocated:
-	// a typo in a size must not bring on the OOM killer.
-	lim, err := sys.memoryLimits()
-	if err != nil {
-		return nil, err
-	}
 	if r.possibleCPUs, err = ebpf.PossibleCPU(); err != nil {
 		return nil, fmt.Errorf("possible CPUs: %w", err)
 	}
-	costs, err := r.cfg.MemoryCosts(len(r.ifaces), len(r.queues), r.possibleCPUs)
-	if err != nil {
-		return nil, err
-	}
-	if err := xsk.CheckMemory(costs, lim); err != nil {
-		return nil, err
-	}
 	return r, nil
+}
+
+// restartSettings names, as the file does, the settings in which next
+// differs from run, the running plan, that only a restart applies: the
+// sockets, UMEMs, workers, program attachment, pins and metrics listener
+// are made once. A reload applies the rules, the stages and (the
+// command's) interval.
+func restartSettings(run, next *plan) []string {
+	var out []string
+	differ := func(name string, d bool) {
+		if d {
+			out = append(out, name)
+		}
+	}
+	rc, nc := run.cfg, next.cfg
+	burst := func(c Config) int { return cmp.Or(c.Burst, pipeline.DefaultBurstSize) }
+	differ("interfaces", !slices.Equal(rc.Interfaces, nc.Interfaces))
+	differ("queues", !slices.Equal(run.queues, next.queues))
+	differ("umem", run.sharedMem != next.sharedMem)
+	differ("ring", rc.Ring != nc.Ring)
+	differ("frame_size", cmp.Or(rc.FrameSize, xsk.DefaultFrameSize) != cmp.Or(nc.FrameSize, xsk.DefaultFrameSize))
+	differ("bind", run.bind != next.bind)
+	differ("attach", run.attach != next.attach)
+	differ("poll", run.poll != next.poll)
+	differ("coalesce", run.coalesce != next.coalesce)
+	differ("busy_poll", rc.BusyPoll != nc.BusyPoll)
+	differ("cpus", !slices.Equal(run.cpus, next.cpus))
+	differ("burst", burst(rc) != burst(nc))
+	differ("tx_batch", rc.TXBatch != nc.TXBatch && cmp.Or(rc.TXBatch, burst(rc)) != cmp.Or(nc.TXBatch, burst(nc)))
+	differ("drain", rc.Drain.Duration != nc.Drain.Duration)
+	differ("default", run.def != next.def)
+	differ("pin_dir", rc.PinDir != nc.PinDir)
+	differ("metrics", rc.WithDefaults().Metrics != nc.WithDefaults().Metrics)
+	return out
 }
 
 // ParseQueues parses "all" or a list "0,2" / "0-3" against n queues.

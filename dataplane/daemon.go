@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -264,15 +265,24 @@ var ErrDataPathLost = errors.New("data path lost")
 
 // Reload swaps in cfg's steering rules and stages without closing a
 // socket; the workers keep running. It returns once every worker runs the
-// new chain (at its next pass) or has stopped. Interfaces, queues, CPUs and rings
-// need new sockets: those of the running daemon stay. A bad cfg changes
-// nothing: the previous rules and stages keep running.
+// new chain (at its next pass) or has stopped. cfg is validated as Open
+// and Check validate it; the memory check prices what the reload
+// allocates, the new stages, against the memory left beside what runs.
+// Every other setting needs new sockets, UMEMs, workers or attachments: a
+// cfg that changes one is refused, naming them (Interval is the command's
+// to apply). A refused cfg changes nothing: the previous rules and stages
+// keep running.
 func (d *Daemon) Reload(cfg Config) error {
-	cfg.Interfaces, cfg.Queues, cfg.CPUs, cfg.Ring = d.p.cfg.Interfaces, d.p.cfg.Queues, d.p.cfg.CPUs, d.p.cfg.Ring
 	d.reload.Lock()
 	defer d.reload.Unlock()
-	p, err := resolve(cfg, d.sys)
+	p, err := resolveSettings(cfg, d.sys)
 	if err != nil {
+		return err
+	}
+	if s := restartSettings(d.p, p); len(s) > 0 {
+		return fmt.Errorf("%s changed: a restart applies them, a reload does not; nothing was reloaded", strings.Join(s, ", "))
+	}
+	if err := checkMemory(d.sys, p.cfg.stageCosts(len(p.queues))); err != nil {
 		return err
 	}
 	if (p.steer == nil) != (d.p.steer == nil) {

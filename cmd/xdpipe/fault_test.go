@@ -668,3 +668,43 @@ func TestRunTellsSystemdItIsReady(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }
+
+// TestReloadDoesWhatItSays: SIGHUP with a file that changes a setting only
+// a restart applies, names an interface that does not exist, or that
+// --check refuses, is refused in one line naming the cause, and the
+// running configuration stays; a file that changes the stages and the
+// rate-line interval is applied.
+func TestReloadDoesWhatItSays(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	base := "interfaces: [" + p.B.Name + "]\nmetrics: \"off\"\n"
+	cfg := writeFile(t, "run.yaml", base+"interval: 0s\nstages: [count]\n")
+	proc := startRun(t, p.B.NS, "--config", cfg)
+	for _, c := range []struct{ body, want string }{
+		{base + "ring: 4096\ndefault: transmit\nstages: [count]\n", "err=\"ring, default changed: a restart applies them, a reload does not; nothing was reloaded\""},
+		{"interfaces: [nosuch0]\nmetrics: \"off\"\nstages: [count]\n", `interface \"nosuch0\" not found`},
+		{base + "frame_size: 3000\nstages: [count]\n", "frame size 3000: must be 2048 or 4096"},
+	} {
+		if err := os.WriteFile(cfg, []byte(c.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n := strings.Count(proc.output(), "reload failed")
+		proc.cmd.Process.Signal(syscall.SIGHUP)
+		testutil.Eventually(t, 20*time.Second, func() bool {
+			return strings.Count(proc.output(), "reload failed") > n || strings.Contains(proc.output(), "run: reloaded")
+		}, "no answer to SIGHUP")
+		out := proc.output()
+		if strings.Contains(out, "run: reloaded") || !strings.Contains(out, c.want) {
+			t.Fatalf("reload of\n%s: want it refused with %s:\n%s", c.body, c.want, out)
+		}
+	}
+	if err := os.WriteFile(cfg, []byte(base+"interval: 200ms\nstages: [count, macswap]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proc.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(proc.output(), "queue 0: rx") },
+		"no rate line after a reload set interval: 200ms")
+	out, code := proc.stop(t, syscall.SIGTERM)
+	if code != 0 || !strings.Contains(out, "stages=count,macswap") {
+		t.Fatalf("exit %d, want the stages reloaded:\n%s", code, out)
+	}
+}
