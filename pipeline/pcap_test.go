@@ -192,6 +192,22 @@ func fileSizes(t *testing.T, dir string) map[string]int64 {
 	return out
 }
 
+// reloadCapture is what a reload does to a capture stage: a new one with
+// opts continues old (Worker.SetStages), then old is closed.
+func reloadCapture(t *testing.T, old *Pcap, opts PcapOptions) *Pcap {
+	t.Helper()
+	p, err := NewPcap(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	p.Continue(old)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestReloadAfterRotationNeverShrinksACapture: a reload after the capture
 // rotated past its first name (which it no longer holds) truncates no file
 // and adds none: with the same options the new stage continues the
@@ -226,15 +242,7 @@ func TestReloadAfterRotationNeverShrinksACapture(t *testing.T) {
 		}
 	}
 	// The same options: the reload's stage continues the capture.
-	p2, err := NewPcap(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p2.Close() })
-	p2.Continue(p1)
-	if err := p1.Close(); err != nil {
-		t.Fatal(err)
-	}
+	p2 := reloadCapture(t, p1, opts)
 	noneShrank("reload", before, 5)
 	captureFrames(t, p2, 30, 100)
 	if err := p2.Flush(); err != nil {
@@ -249,15 +257,7 @@ func TestReloadAfterRotationNeverShrinksACapture(t *testing.T) {
 	before = fileSizes(t, dir)
 	o3 := opts
 	o3.SnapLen = 64
-	p3, err := NewPcap(o3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p3.Close() })
-	p3.Continue(p2)
-	if err := p2.Close(); err != nil {
-		t.Fatal(err)
-	}
+	p3 := reloadCapture(t, p2, o3)
 	captureFrames(t, p3, 5, 100)
 	if err := p3.Close(); err != nil {
 		t.Fatal(err)
