@@ -356,6 +356,9 @@ type plan struct {
 	// worker share a UMEM and must agree).
 	multiBuffer bool
 	rdmaSink    string // the rdma stage's sink address, or ""
+	// noRDMA refuses the rdma stage where no RDMA connection can be made
+	// (system.rdma), once its options passed (buildChains).
+	noRDMA error
 	// rdmaSegs and rdmaPacket are the most UMEM frames and bytes of a
 	// packet the rdma stage may ship (the largest MTU's frame with a VLAN
 	// tag): the sender's DialOptions.MaxSegments and MaxMessage.
@@ -510,7 +513,7 @@ func resolveSettings(c Config, sys system) (*plan, error) {
 		}
 		r.rdmaSink = o.Connect
 		if err := sys.rdma(); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.where(), err)
+			r.noRDMA = fmt.Errorf("%s: %w", s.where(), err)
 		}
 	}
 	for _, ifc := range r.ifaces {
@@ -660,6 +663,9 @@ func buildChains(r *plan) (_ *chains, err error) {
 			chain = append(chain, st)
 		}
 		cs.chains = append(cs.chains, chain)
+	}
+	if r.noRDMA != nil {
+		return nil, r.noRDMA
 	}
 	return cs, nil
 }
