@@ -16,29 +16,57 @@ import (
 const bpffsRoot = "/sys/fs/bpf"
 
 // ensurePinDir makes dir ready for pins, or refuses it before creating
-// anything:
+// anything (checkPinDir):
 //   - it mounts bpffs at /sys/fs/bpf when dir is below it and nothing is
 //     mounted there;
-//   - dir must be on a bpffs: a path elsewhere is refused before a single
-//     directory is made;
+//   - the missing directories are created 0700.
+func ensurePinDir(dir string) error {
+	dir = filepath.Clean(dir)
+	mount, err := checkPinDir(dir)
+	if err != nil {
+		return err
+	}
+	if mount {
+		if err := os.MkdirAll(bpffsRoot, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", bpffsRoot, err)
+		}
+		if err := unix.Mount("bpffs", bpffsRoot, "bpf", 0, "mode=0700"); errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("mount bpffs on %s: needs CAP_SYS_ADMIN; mount it before xdpipe starts (systemd: sys-fs-bpf.mount; a container: -v /sys/fs/bpf:/sys/fs/bpf from a host that has it): %w", bpffsRoot, err)
+		} else if err != nil {
+			return fmt.Errorf("mount bpffs on %s: %w", bpffsRoot, err)
+		}
+		if _, err := checkPinDir(dir); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create pin directory: %w", err)
+	}
+	return nil
+}
+
+// CheckPinDir refuses a pin directory as the commands that pin would,
+// creating and mounting nothing: for validating a configuration before
+// anything is attached.
+func CheckPinDir(dir string) error {
+	_, err := checkPinDir(filepath.Clean(dir))
+	return err
+}
+
+// checkPinDir says whether dir can hold pins:
+//   - dir must be on a bpffs: a path elsewhere is refused;
 //   - every directory on the way from the bpffs mount to dir that exists
 //     must be owned by root (or the caller) and writable by no one else, so
 //     no other user can rename or remove the pins (the mount itself may be
-//     world-writable with the sticky bit, as bpffs is by default);
-//   - the missing ones are created 0700.
-func ensurePinDir(dir string) error {
-	dir = filepath.Clean(dir)
+//     world-writable with the sticky bit, as bpffs is by default).
+//
+// mount: dir is below /sys/fs/bpf, where no bpffs is mounted yet;
+// ensurePinDir mounts one there, and checks again.
+func checkPinDir(dir string) (mount bool, err error) {
 	var st unix.Statfs_t
 	if rel, err := filepath.Rel(bpffsRoot, dir); err == nil && !filepath.IsAbs(rel) && len(rel) > 0 && rel[0] != '.' {
 		if err := unix.Statfs(bpffsRoot, &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
-			if err := os.MkdirAll(bpffsRoot, 0o755); err != nil {
-				return fmt.Errorf("create %s: %w", bpffsRoot, err)
-			}
-			if err := unix.Mount("bpffs", bpffsRoot, "bpf", 0, "mode=0700"); errors.Is(err, unix.EPERM) {
-				return fmt.Errorf("mount bpffs on %s: needs CAP_SYS_ADMIN; mount it before xdpipe starts (systemd: sys-fs-bpf.mount; a container: -v /sys/fs/bpf:/sys/fs/bpf from a host that has it): %w", bpffsRoot, err)
-			} else if err != nil {
-				return fmt.Errorf("mount bpffs on %s: %w", bpffsRoot, err)
-			}
+			return true, nil
 		}
 	}
 	existing := dir
@@ -53,24 +81,20 @@ func ensurePinDir(dir string) error {
 		existing = parent
 	}
 	if err := unix.Statfs(existing, &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
-		return fmt.Errorf("pin directory %s is not on a bpffs (mount -t bpf bpffs DIR)", dir)
+		return false, fmt.Errorf("pin directory %s is not on a bpffs (mount -t bpf bpffs DIR)", dir)
 	}
 	root, err := bpffsMount(existing)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for d := existing; ; d = filepath.Dir(d) {
 		if err := checkPinDirOwner(d, d == root); err != nil {
-			return err
+			return false, err
 		}
 		if d == root {
-			break
+			return false, nil
 		}
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create pin directory: %w", err)
-	}
-	return nil
 }
 
 // bpffsMount returns the root of the bpffs dir is on: the highest directory

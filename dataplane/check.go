@@ -4,13 +4,18 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
-// Check validates cfg as Open does, and attaches, allocates and creates
-// nothing: the configuration, the interfaces and queues, the CPUs, the
-// rules, the stages' options and capture paths, the memory the
-// configuration costs, the metrics address. It is `xdpipe run --check`,
+// Check validates cfg as Open does, with the same code (resolve, the
+// stages' constructors, the metrics address), and attaches, allocates and
+// creates nothing: the configuration, the interfaces and queues (and that
+// no other instance holds them), the CPUs, the rules and pin directory,
+// the bind mode against the driver, the stages' options, capture paths and
+// collectors' routes, the memory the configuration costs, the metrics
+// address. It is `xdpipe run --check`,
 // as `nginx -t`: a configuration too large for the machine is refused
 // here, where trying it costs nothing. It returns the memory the
 // configuration will allocate (Config.MemoryCosts), for sizing a service's
@@ -28,11 +33,11 @@ func Check(cfg Config) (Memory, error) {
 	if err := cs.close(); err != nil {
 		return Memory{}, err
 	}
-	if m := cfg.WithDefaults().Metrics; m != "off" {
-		ln, err := net.Listen("tcp", m)
-		if err != nil {
-			return Memory{}, fmt.Errorf("metrics address %s: %w (choose another with --metrics, or \"off\")", m, err)
-		}
+	ln, err := listenMetrics(cfg)
+	if err != nil {
+		return Memory{}, err
+	}
+	if ln != nil {
 		ln.Close()
 	}
 	costs, err := p.cfg.MemoryCosts(len(p.ifaces), len(p.queues), p.possibleCPUs)
@@ -53,4 +58,39 @@ type Memory struct {
 	// Locked is the UMEMs' part: locked, and charged to the process's
 	// memory cgroup.
 	Locked uint64
+}
+
+// listenMetrics listens on the metrics address; nil when it is "off".
+func listenMetrics(cfg Config) (net.Listener, error) {
+	m := cfg.WithDefaults().Metrics
+	if m == "off" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", m)
+	if err != nil {
+		return nil, fmt.Errorf("metrics address %s: %w (choose another with --metrics, or \"off\")", m, err)
+	}
+	return ln, nil
+}
+
+// checkPort refuses what OpenPort would refuse of o on ifc, with UMEM
+// frames of frameSize bytes, before it attaches or maps anything, and
+// makes nothing: the interface held by another instance, with rules a pin
+// directory that cannot hold pins, a zero-copy bind the driver cannot do.
+func checkPort(ifc *net.Interface, o PortOptions, frameSize uint32) error {
+	if err := bpf.CheckClaim(ifc.Index, bpf.ClaimOptions{Name: ifc.Name, PinDir: o.PinDir}); err != nil {
+		return err
+	}
+	if o.Rules != nil && o.PinDir != "" {
+		if err := bpf.CheckPinDir(o.PinDir); err != nil {
+			return err
+		}
+	}
+	if o.Socket.Bind == xsk.BindZeroCopy {
+		dev, _ := netdev.Describe(ifc.Index)
+		if why, fix := dev.XSK().ZeroCopyBlocker(ifc.MTU, frameSize); why != "" {
+			return fmt.Errorf("%s: zero-copy: %s; %s", ifc.Name, why, fix)
+		}
+	}
+	return nil
 }

@@ -81,8 +81,9 @@ type Config struct {
 	// get a hits series each (default DefaultRuleSeries; -1: every rule);
 	// the others' hits add up in one series.
 	RuleSeries int `yaml:"rule_series"`
-	// Interval between rate lines (default 1s; 0s: none). The daemon
-	// does not print; the command that runs it does.
+	// Interval between rate lines (default 1s; 0s: none; else at least
+	// MinInterval). The daemon does not print; the command that runs it
+	// does.
 	Interval Duration `yaml:"interval"`
 	// Stages in order; see StageConfig.
 	Stages []StageConfig `yaml:"stages"`
@@ -90,6 +91,11 @@ type Config struct {
 
 // DefaultMetrics is the metrics address when Config.Metrics is empty.
 const DefaultMetrics = "127.0.0.1:9464"
+
+// MinInterval is the shortest interval between rate lines, other than 0
+// (none): the lines are for people, who cannot read more than a few a
+// second, and each reads every socket's statistics.
+const MinInterval = 100 * time.Millisecond
 
 // WithDefaults fills the defaults of the settings a command prints or
 // acts on itself (Metrics, Interval); the daemon applies the rest.
@@ -356,6 +362,9 @@ type plan struct {
 	// worker share a UMEM and must agree).
 	multiBuffer bool
 	rdmaSink    string // the rdma stage's sink address, or ""
+	// noRDMA refuses the rdma stage where no RDMA connection can be made
+	// (system.rdma), once its options passed (buildChains).
+	noRDMA error
 	// rdmaSegs and rdmaPacket are the most UMEM frames and bytes of a
 	// packet the rdma stage may ship (the largest MTU's frame with a VLAN
 	// tag): the sender's DialOptions.MaxSegments and MaxMessage.
@@ -374,6 +383,33 @@ type plan struct {
 // attached: interfaces, queues, CPUs, modes, rules, the memory it costs. Stage options are
 // checked by building the chains (buildChains).
 func resolve(c Config, sys system) (*plan, error) {
+	r, err := resolveSettings(c, sys)
+	if err != nil {
+		return nil, err
+	}
+	costs, err := r.cfg.MemoryCosts(len(r.ifaces), len(r.queues), r.possibleCPUs)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMemory(sys, costs); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// checkMemory holds costs against what the system allows. Last, once
+// every size is known, and before anything is allocated: a typo in a size
+// must not bring on the OOM killer.
+func checkMemory(sys system, costs []xsk.Cost) error {
+	lim, err := sys.memoryLimits()
+	if err != nil {
+		return err
+	}
+	return xsk.CheckMemory(costs, lim)
+}
+
+// resolveSettings is resolve but for the memory check.
+func resolveSettings(c Config, sys system) (*plan, error) {
 	if c.Ring == 0 {
 		c.Ring = DefaultRing
 	}
@@ -441,11 +477,20 @@ func resolve(c Config, sys system) (*plan, error) {
 	if c.Ring&(c.Ring-1) != 0 || c.Ring < 64 {
 		return nil, fmt.Errorf("ring %d: want a power of two >= 64", c.Ring)
 	}
+	if err := pipeline.CheckBurst(c.Burst, c.TXBatch); err != nil {
+		return nil, err
+	}
 	if c.Burst > int(c.Ring) {
 		return nil, fmt.Errorf("burst %d larger than the ring (%d)", c.Burst, c.Ring)
 	}
 	if c.RuleSeries < -1 {
 		return nil, fmt.Errorf("rule_series %d: want the number of rules with a series of their own, or -1 for every rule", c.RuleSeries)
+	}
+	if err := xsk.CheckFrameSize(c.FrameSize); err != nil {
+		return nil, err
+	}
+	if d := c.Interval.Duration; d > 0 && d < MinInterval {
+		return nil, fmt.Errorf("interval %v: want 0 (no rate lines) or at least %v", d, MinInterval)
 	}
 	if c.Rules != "" {
 		set, _, err := rules.LoadFile(c.Rules)
@@ -476,6 +521,15 @@ func resolve(c Config, sys system) (*plan, error) {
 			return nil, fmt.Errorf("%s: a second sink %s; one rdma sink per instance (%s)", s.where(), o.Connect, r.rdmaSink)
 		}
 		r.rdmaSink = o.Connect
+		if err := sys.rdma(); err != nil {
+			r.noRDMA = fmt.Errorf("%s: %w", s.where(), err)
+		}
+	}
+	for _, ifc := range r.ifaces {
+		o := PortOptions{Iface: ifc.Name, Socket: xsk.SocketOptions{Bind: r.bind}, Rules: r.steer, PinDir: c.PinDir}
+		if err := sys.checkPort(ifc, o, c.FrameSize); err != nil {
+			return nil, err
+		}
 	}
 	for _, ifc := range r.ifaces {
 		segs := xsk.Segments(ifc.MTU, c.FrameSize)
@@ -491,23 +545,44 @@ func resolve(c Config, sys system) (*plan, error) {
 				burst, ifc.Name, ifc.MTU, segs, cmp.Or(c.FrameSize, xsk.DefaultFrameSize), segs)
 		}
 	}
-	// Last, once every size is known, and before anything is allocated:
-	// a typo in a size must not bring on the OOM killer.
-	lim, err := sys.memoryLimits()
-	if err != nil {
-		return nil, err
-	}
 	if r.possibleCPUs, err = ebpf.PossibleCPU(); err != nil {
 		return nil, fmt.Errorf("possible CPUs: %w", err)
 	}
-	costs, err := r.cfg.MemoryCosts(len(r.ifaces), len(r.queues), r.possibleCPUs)
-	if err != nil {
-		return nil, err
-	}
-	if err := xsk.CheckMemory(costs, lim); err != nil {
-		return nil, err
-	}
 	return r, nil
+}
+
+// restartSettings names, as the file does, the settings in which next
+// differs from run, the running plan, that only a restart applies: the
+// sockets, UMEMs, workers, program attachment, pins and metrics listener
+// are made once. A reload applies the rules, the stages and (the
+// command's) interval.
+func restartSettings(run, next *plan) []string {
+	var out []string
+	differ := func(name string, d bool) {
+		if d {
+			out = append(out, name)
+		}
+	}
+	rc, nc := run.cfg, next.cfg
+	burst := func(c Config) int { return cmp.Or(c.Burst, pipeline.DefaultBurstSize) }
+	differ("interfaces", !slices.Equal(rc.Interfaces, nc.Interfaces))
+	differ("queues", !slices.Equal(run.queues, next.queues))
+	differ("umem", run.sharedMem != next.sharedMem)
+	differ("ring", rc.Ring != nc.Ring)
+	differ("frame_size", cmp.Or(rc.FrameSize, xsk.DefaultFrameSize) != cmp.Or(nc.FrameSize, xsk.DefaultFrameSize))
+	differ("bind", run.bind != next.bind)
+	differ("attach", run.attach != next.attach)
+	differ("poll", run.poll != next.poll)
+	differ("coalesce", run.coalesce != next.coalesce)
+	differ("busy_poll", rc.BusyPoll != nc.BusyPoll)
+	differ("cpus", !slices.Equal(run.cpus, next.cpus))
+	differ("burst", burst(rc) != burst(nc))
+	differ("tx_batch", rc.TXBatch != nc.TXBatch && cmp.Or(rc.TXBatch, burst(rc)) != cmp.Or(nc.TXBatch, burst(nc)))
+	differ("drain", rc.Drain.Duration != nc.Drain.Duration)
+	differ("default", run.def != next.def)
+	differ("pin_dir", rc.PinDir != nc.PinDir)
+	differ("metrics", rc.WithDefaults().Metrics != nc.WithDefaults().Metrics)
+	return out
 }
 
 // ParseQueues parses "all" or a list "0,2" / "0-3" against n queues.
@@ -597,6 +672,9 @@ func buildChains(r *plan) (_ *chains, err error) {
 			chain = append(chain, st)
 		}
 		cs.chains = append(cs.chains, chain)
+	}
+	if r.noRDMA != nil {
+		return nil, r.noRDMA
 	}
 	return cs, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,10 +71,8 @@ func open(cfg Config, log *slog.Logger, sys system) (_ *Daemon, err error) {
 			d.Close()
 		}
 	}()
-	if m := cfg.WithDefaults().Metrics; m != "off" {
-		if d.metrics, err = net.Listen("tcp", m); err != nil {
-			return nil, fmt.Errorf("metrics address %s: %w (choose another with --metrics, or \"off\")", m, err)
-		}
+	if d.metrics, err = listenMetrics(cfg); err != nil {
+		return nil, err
 	}
 	if err := d.open(); err != nil {
 		return nil, err
@@ -283,15 +282,24 @@ var ErrDataPathLost = errors.New("data path lost")
 
 // Reload swaps in cfg's steering rules and stages without closing a
 // socket; the workers keep running. It returns once every worker runs the
-// new chain (at its next pass) or has stopped. Interfaces, queues, CPUs and rings
-// need new sockets: those of the running daemon stay. A bad cfg changes
-// nothing: the previous rules and stages keep running.
+// new chain (at its next pass) or has stopped. cfg is validated as Open
+// and Check validate it; the memory check prices what the reload
+// allocates, the new stages, against the memory left beside what runs.
+// Every other setting needs new sockets, UMEMs, workers or attachments: a
+// cfg that changes one is refused, naming them (Interval is the command's
+// to apply). A refused cfg changes nothing: the previous rules and stages
+// keep running.
 func (d *Daemon) Reload(cfg Config) error {
-	cfg.Interfaces, cfg.Queues, cfg.CPUs, cfg.Ring = d.p.cfg.Interfaces, d.p.cfg.Queues, d.p.cfg.CPUs, d.p.cfg.Ring
 	d.reload.Lock()
 	defer d.reload.Unlock()
-	p, err := resolve(cfg, d.sys)
+	p, err := resolveSettings(cfg, d.sys)
 	if err != nil {
+		return err
+	}
+	if s := restartSettings(d.p, p); len(s) > 0 {
+		return fmt.Errorf("%s changed: a restart applies them, a reload does not; nothing was reloaded", strings.Join(s, ", "))
+	}
+	if err := checkMemory(d.sys, p.cfg.stageCosts(len(p.queues))); err != nil {
 		return err
 	}
 	if (p.steer == nil) != (d.p.steer == nil) {
@@ -317,6 +325,7 @@ func (d *Daemon) Reload(cfg Config) error {
 		}
 	}
 	d.p.steer = p.steer
+	d.p.cfg.RuleSeries = p.cfg.RuleSeries
 	d.mu.Unlock()
 	// Without d.mu: the swap waits for each worker's next pass, and a stop
 	// (detach) must not wait for it. It is not cancelled: a worker takes
@@ -553,9 +562,15 @@ type system interface {
 	caps(steering bool) error
 	// iface checks an interface and returns it and its RX queue count.
 	iface(name string) (*net.Interface, int, error)
+	// checkPort refuses what opening o on ifc with UMEM frames of
+	// frameSize would, before anything is made (checkPort).
+	checkPort(ifc *net.Interface, o PortOptions, frameSize uint32) error
 	umem(o xsk.UmemOptions) (umem, error)
 	// openPort opens o with mems[i] the UMEM of o.Queues[i].
 	openPort(o PortOptions, mems []umem) (port, error)
+	// rdma refuses RDMA connections where they cannot be made: a build
+	// without verbs (rdma.ErrNotSupported).
+	rdma() error
 	// dialRDMA connects to an RDMA sink, registering mem.
 	dialRDMA(ctx context.Context, addr string, mem umem, o rdma.DialOptions) (rdmaConn, error)
 	// memoryLimits is what the system allows a configuration: the

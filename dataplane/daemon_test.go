@@ -43,9 +43,14 @@ type fakeSystem struct {
 	opts    []PortOptions // of the ports opened
 	pending atomic.Int64
 	memlock uint64 // the RLIMIT_MEMLOCK it reports; 0: no bound
+	// available, if set, is the machine's MemAvailable before the fake's
+	// UMEMs took theirs (taken).
+	available, taken uint64
 }
 
 func (f *fakeSystem) caps(bool) error { return nil }
+
+func (f *fakeSystem) checkPort(*net.Interface, PortOptions, uint32) error { return nil }
 
 // memoryLimits is the machine's available memory, and no bound on locked
 // memory unless the test sets memlock: the fake's UMEMs are on the heap,
@@ -53,6 +58,11 @@ func (f *fakeSystem) caps(bool) error { return nil }
 func (f *fakeSystem) memoryLimits() (xsk.MemoryLimits, error) {
 	lim, err := xsk.ReadMemoryLimits()
 	lim.Memlock = cmp.Or(f.memlock, math.MaxUint64)
+	if f.available > 0 {
+		f.mu.Lock()
+		lim.Available = f.available - f.taken
+		f.mu.Unlock()
+	}
 	return lim, err
 }
 
@@ -81,6 +91,7 @@ func (f *fakeSystem) umem(o xsk.UmemOptions) (umem, error) {
 	}
 	f.mu.Lock()
 	f.mems = append(f.mems, m)
+	f.taken += uint64(o.NumFrames) * uint64(cmp.Or(o.FrameSize, xsk.DefaultFrameSize))
 	f.mu.Unlock()
 	return m, nil
 }
@@ -108,6 +119,8 @@ func (f *fakeSystem) openPort(o PortOptions, mems []umem) (port, error) {
 	f.mu.Unlock()
 	return p, nil
 }
+
+func (f *fakeSystem) rdma() error { return nil }
 
 func (f *fakeSystem) dialRDMA(context.Context, string, umem, rdma.DialOptions) (rdmaConn, error) {
 	return nil, errors.New("no rdma here")

@@ -15,7 +15,9 @@ import (
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/netdev"
+	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rules"
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // TestDaemonNeverRunsOnSilently: an interface deleted (or its XDP program
@@ -118,5 +120,117 @@ func TestReloadSaysItDropsRulesAddedAtRunTime(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "replaced") || !strings.Contains(logs.String(), "msg=reloaded") {
 		t.Fatalf("reload with nothing added at run time logged:\n%s", logs.String())
+	}
+}
+
+// TestReloadAppliesOrRefusesEverySetting: a reload applies the rules and
+// the stages; a file that changes any other setting is refused in one line
+// naming it, and nothing is reloaded (no setting silently kept). Every
+// key of the file is one or the other.
+func TestReloadAppliesOrRefusesEverySetting(t *testing.T) {
+	restart := map[string]func(c *Config){
+		"interfaces": func(c *Config) { c.Interfaces = append(c.Interfaces, "fake1") },
+		"queues":     func(c *Config) { c.Queues = "0" },
+		"umem":       func(c *Config) { c.Umem = "shared" },
+		"ring":       func(c *Config) { c.Ring = 128 },
+		"frame_size": func(c *Config) { c.FrameSize = 2048 },
+		"bind":       func(c *Config) { c.Bind = "copy" },
+		"attach":     func(c *Config) { c.Attach = "generic" },
+		"poll":       func(c *Config) { c.Poll = "spin" },
+		"coalesce":   func(c *Config) { c.Coalesce = Duration{10 * time.Microsecond, true} },
+		"busy_poll":  func(c *Config) { c.BusyPoll = true },
+		"cpus":       func(c *Config) { c.CPUs = "1,0" },
+		"burst":      func(c *Config) { c.Burst = 32 },
+		"tx_batch":   func(c *Config) { c.TXBatch = 32 },
+		"drain":      func(c *Config) { c.Drain = Duration{50 * time.Microsecond, true} },
+		"default":    func(c *Config) { c.Default = "transmit" },
+		"pin_dir":    func(c *Config) { c.PinDir = "/sys/fs/bpf/elsewhere" },
+		"metrics":    func(c *Config) { c.Metrics = "127.0.0.1:0" },
+	}
+	applied := []string{"rules", "stages", "interval", "rule_series"}
+	for _, key := range optionNames(&Config{}) {
+		if _, ok := restart[key]; !ok && !slices.Contains(applied, key) {
+			t.Errorf("setting %s: neither applied by a reload nor refused", key)
+		}
+	}
+	cfg := baseConfig(t, "count")
+	d, err := open(cfg, quiet(), &fakeSystem{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for key, edit := range restart {
+		next := baseConfig(t, "count", "macswap")
+		edit(&next)
+		before := d.chains
+		err := d.Reload(next)
+		if err == nil || !strings.HasPrefix(err.Error(), key+" changed: a restart applies them") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("reload changing %s: %v, want it refused in one line naming %s", key, err, key)
+		}
+		if d.chains != before {
+			t.Errorf("reload changing %s: the stages were reloaded", key)
+		}
+	}
+	next := baseConfig(t, "count", "macswap")
+	next.Ring, next.Burst = 128, 32
+	if err := d.Reload(next); err == nil || !strings.HasPrefix(err.Error(), "ring, burst changed") {
+		t.Errorf("reload changing ring and burst: %v, want both named", err)
+	}
+	// What a start refuses, a reload refuses (the one validation).
+	next = baseConfig(t, "count")
+	next.FrameSize = 3000
+	if err := d.Reload(next); err == nil || !strings.Contains(err.Error(), "frame size 3000") {
+		t.Errorf("reload with frame_size 3000: %v", err)
+	}
+	if err := d.Reload(baseConfig(t, "count", "macswap")); err != nil {
+		t.Fatalf("reload of the stages: %v", err)
+	}
+	if got := StageList(stageConfigsOf(d)); got != "count,macswap" {
+		t.Errorf("stages after the reload: %s", got)
+	}
+}
+
+// stageConfigsOf names the stages the daemon's first worker runs.
+func stageConfigsOf(d *Daemon) []StageConfig {
+	var out []StageConfig
+	for _, s := range d.chains.chains[0] {
+		out = append(out, StageConfig{Kind: s.(interface{ StageName() string }).StageName()})
+	}
+	return out
+}
+
+// TestReloadChecksOnlyTheMemoryItAdds: a configuration that takes most of
+// the memory the machine has starts, and reloads: the UMEMs it runs on
+// are not priced again against the memory left after they were taken. A
+// reload whose new stages need more than is left is refused before it
+// allocates them.
+func TestReloadChecksOnlyTheMemoryItAdds(t *testing.T) {
+	cfg := baseConfig(t, "count")
+	costs, err := cfg.MemoryCosts(1, 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, _ := xsk.Sum(costs)
+	// The configuration costs 70% of MemAvailable, under the 3/4 bound.
+	sys := &fakeSystem{available: total * 10 / 7}
+	d, err := open(cfg, quiet(), sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Reload(baseConfig(t, "count", "macswap")); err != nil {
+		t.Fatalf("reload of a configuration that started: %v", err)
+	}
+	big := baseConfig(t, "count")
+	s, err := NewStageConfig("sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Line = 7
+	o := s.Options.(*pipeline.SampleOptions)
+	o.Depth, o.SnapLen = int(total/2048), 2048 // as much again, per worker
+	big.Stages = append(big.Stages, s)
+	if err := d.Reload(big); err == nil || !strings.HasPrefix(err.Error(), "stage sample (line 7) depth × snaplen: the configuration needs") {
+		t.Errorf("reload adding a stage that needs more than is left: %v", err)
 	}
 }

@@ -21,6 +21,10 @@ func (kernel) caps(steering bool) error { return CheckCaps(steering) }
 
 func (kernel) iface(name string) (*net.Interface, int, error) { return CheckInterface(name) }
 
+func (kernel) checkPort(ifc *net.Interface, o PortOptions, frameSize uint32) error {
+	return checkPort(ifc, o, frameSize)
+}
+
 func (kernel) umem(o xsk.UmemOptions) (umem, error) { return xsk.NewUmem(o) }
 
 func (kernel) memoryLimits() (xsk.MemoryLimits, error) { return xsk.ReadMemoryLimits() }
@@ -38,6 +42,13 @@ func (kernel) openPort(o PortOptions, mems []umem) (port, error) {
 		return nil, err
 	}
 	return kernelPort{p}, nil
+}
+
+func (kernel) rdma() error {
+	if !rdma.Supported {
+		return rdma.ErrNotSupported
+	}
+	return nil
 }
 
 func (kernel) dialRDMA(ctx context.Context, addr string, mem umem, o rdma.DialOptions) (rdmaConn, error) {

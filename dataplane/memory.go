@@ -39,11 +39,19 @@ func (c Config) MemoryCosts(ifaces, queues, cpus int) ([]xsk.Cost, error) {
 		}
 		costs = append(costs, xsk.Cost{Setting: steeringMaps, Bytes: xsk.MulSat(n, uint64(ifaces))})
 	}
+	return append(costs, c.stageCosts(queues)...), nil
+}
+
+// stageCosts is the stages' part of MemoryCosts: their buffers, one chain
+// per worker. It is what a reload allocates, while the chains it replaces
+// still hold theirs.
+func (c Config) stageCosts(queues int) []xsk.Cost {
+	var costs []xsk.Cost
 	for _, s := range c.Stages {
 		if o, ok := s.Options.(pipeline.Costly); ok {
 			n, setting := o.MemoryCost()
 			costs = append(costs, xsk.Cost{Setting: s.where() + " " + setting, Bytes: xsk.MulSat(n, uint64(queues))})
 		}
 	}
-	return costs, nil
+	return costs
 }

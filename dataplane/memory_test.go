@@ -87,6 +87,7 @@ func TestMemoryCostsCountEverySocketAndWorker(t *testing.T) {
 	}
 	o := s.Options.(*pipeline.SampleOptions)
 	o.Depth, o.SnapLen = 100, 1000
+	sample, _ := o.MemoryCost()
 	for _, c := range []struct {
 		name                  string
 		cfg                   Config
@@ -98,7 +99,7 @@ func TestMemoryCostsCountEverySocketAndWorker(t *testing.T) {
 		// entries, a page of producer and consumer words each.
 		{"default ring, one socket", Config{}, 1, 1, 32<<20 + 128<<10, 32 << 20},
 		{"ring 1024, 2 interfaces x 4 queues", Config{Ring: 1024, FrameSize: 2048}, 2, 4, 64<<20 + 8*72<<10, 64 << 20},
-		{"a sample stage per worker", Config{Ring: 64, Stages: []StageConfig{s}}, 1, 3, 3*256<<12 + 3*(64*56+4<<12) + 3*100*1000, 3 * 256 << 12},
+		{"a sample stage per worker", Config{Ring: 64, Stages: []StageConfig{s}}, 1, 3, 3*256<<12 + 3*(64*56+4<<12) + 3*sample, 3 * 256 << 12},
 	} {
 		costs, err := c.cfg.MemoryCosts(c.ifaces, c.queues, 2)
 		if err != nil {

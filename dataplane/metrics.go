@@ -76,8 +76,8 @@ func (d *Daemon) steerMetrics(ch chan<- prometheus.Metric) {
 			progs = append(progs, steered{d.p.ifaces[i].Name, st})
 		}
 	}
-	d.mu.Unlock()
 	series := cmp.Or(d.p.cfg.RuleSeries, DefaultRuleSeries)
+	d.mu.Unlock()
 	for _, p := range progs {
 		stats, err := p.st.RuleStats()
 		if err != nil {

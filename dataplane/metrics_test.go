@@ -61,6 +61,13 @@ func TestDaemonRuleSeries(t *testing.T) {
 	if strings.Join(names, ",") != otherRules+",prio-1,prio-2" {
 		t.Fatalf("series for rules %v, want prio-1, prio-2 and %s", names, otherRules)
 	}
+	cfg.RuleSeries = -1 // a reload applies it
+	if err := d.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(counters(t, d.Collector(), "xdpipe_steer_rule_hits_total")); n != 5 {
+		t.Fatalf("%d series after a reload to rule_series -1, want 5", n)
+	}
 	cfg.RuleSeries = -2
 	if _, err := open(cfg, slog.New(slog.DiscardHandler), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), "rule_series -2") {
 		t.Fatalf("rule_series -2: %v", err)

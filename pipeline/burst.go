@@ -143,13 +143,26 @@ type Burst struct {
 	Mem Memory
 }
 
+// CheckBurst refuses a burst size or TX batch (0: the default) outside
+// 1..MaxBurstSize: NewBurst's and NewWorker's check, for a caller to ask
+// before it maps or attaches anything.
+func CheckBurst(size, txBatch int) error {
+	if size < 0 || size > MaxBurstSize {
+		return fmt.Errorf("burst size %d: want 1..%d", size, MaxBurstSize)
+	}
+	if txBatch < 0 || txBatch > MaxBurstSize {
+		return fmt.Errorf("tx batch %d: want 1..%d", txBatch, MaxBurstSize)
+	}
+	return nil
+}
+
 // NewBurst allocates a burst of the given capacity (DefaultBurstSize if 0).
 func NewBurst(capacity int) (*Burst, error) {
 	if capacity == 0 {
 		capacity = DefaultBurstSize
 	}
-	if capacity < 0 || capacity > MaxBurstSize {
-		return nil, fmt.Errorf("burst size %d: want 1..%d", capacity, MaxBurstSize)
+	if err := CheckBurst(capacity, 0); err != nil {
+		return nil, err
 	}
 	return &Burst{Pkts: make([]Packet, 0, capacity), Descs: make([]Desc, capacity)}, nil
 }

@@ -58,8 +58,6 @@ const (
 	// record waits at most ipfixSweep/ipfixSteps in an unsent message.
 	ipfixSweep = 500 * time.Millisecond
 	ipfixSteps = 50
-	// flowSize is the bytes of one flow table slot.
-	flowSize = 72
 )
 
 // ipfixSlots is the table size for max flows: a power of two above 4/3
@@ -75,7 +73,7 @@ func (o *IPFIXOptions) MemoryCost() (uint64, string) {
 	if o.MaxFlows <= 0 {
 		return 0, "max_flows"
 	}
-	return xsk.MulSat(ipfixSlots(min(o.MaxFlows, MaxIPFIXFlows*4)), flowSize) + ipfix.MaxMessage, "max_flows"
+	return xsk.MulSat(ipfixSlots(min(o.MaxFlows, MaxIPFIXFlows*4)), flowSize) + ipfixMaxMTU, "max_flows"
 }
 
 // check validates the options and fills in the defaults.
@@ -128,7 +126,13 @@ func newIPFIXStage(o *IPFIXOptions, env StageEnv) (Stage, error) {
 		return nil, err
 	}
 	if env.CheckOnly {
-		return nil, nil
+		// A connected UDP socket sends nothing: it finds the route, or
+		// that there is none, as NewIPFIX would.
+		fd, _, err := dialCollector(addr)
+		if err != nil {
+			return nil, err
+		}
+		return nil, unix.Close(fd)
 	}
 	return NewIPFIX(opts, addr, uint32(env.Queue), env.Ifindexes)
 }
@@ -143,7 +147,7 @@ type flowKey struct {
 	meta     uint64
 }
 
-// flow is one slot of the table: 72 bytes (flowSize).
+// flow is one slot of the table: flowSize bytes.
 type flow struct {
 	key     flowKey
 	packets uint64 // since the last record
@@ -361,9 +365,13 @@ func (s *IPFIX) Continue(old Stage) {
 	s.sess = o.sess
 }
 
+// ipfixMaxMTU bounds the MTU a message is sized for: messages stay
+// unfragmented on any path of Ethernet's MTU.
+const ipfixMaxMTU = 1500
+
 // dialCollector opens a connected, non-blocking UDP socket to the
 // collector and returns it with the largest message under the route's
-// MTU (at most 1500).
+// MTU (at most ipfixMaxMTU).
 func dialCollector(a *net.UDPAddr) (fd, size int, err error) {
 	family, hdr := unix.AF_INET, 20
 	var sa unix.Sockaddr
@@ -397,7 +405,7 @@ func dialCollector(a *net.UDPAddr) (fd, size int, err error) {
 	} else if m, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MTU); err == nil {
 		mtu = m
 	}
-	size = min(max(mtu, 576), 1500) - hdr - 8
+	size = min(max(mtu, 576), ipfixMaxMTU) - hdr - 8
 	return fd, size, nil
 }
 

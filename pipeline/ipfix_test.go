@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -563,15 +562,12 @@ func TestIPFIXBadOptions(t *testing.T) {
 // TestIPFIXMemoryCost: the cost is the table's slots and the buffer, and
 // grows with max_flows.
 func TestIPFIXMemoryCost(t *testing.T) {
-	if n := reflect.TypeFor[flow]().Size(); n != flowSize {
-		t.Fatalf("a flow slot is %d bytes, flowSize says %d", n, flowSize)
-	}
 	o := IPFIXOptions{MaxFlows: 3000}
-	if n, setting := o.MemoryCost(); n != 4096*flowSize+ipfix.MaxMessage || setting != "max_flows" {
+	if n, setting := o.MemoryCost(); n != 4096*flowSize+ipfixMaxMTU || setting != "max_flows" {
 		t.Errorf("cost %d (%s), want 4096 slots of %d bytes and a message", n, setting, flowSize)
 	}
 	o.MaxFlows = 3073 // 4097 slots at a load of 3/4: 8192
-	if n, _ := o.MemoryCost(); n != 8192*flowSize+ipfix.MaxMessage {
+	if n, _ := o.MemoryCost(); n != 8192*flowSize+ipfixMaxMTU {
 		t.Errorf("cost %d for 3073 flows, want 8192 slots", n)
 	}
 }

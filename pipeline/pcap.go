@@ -56,10 +56,15 @@ type PcapOptions struct {
 // full) the error is counted and logged, the frames are counted in Lost,
 // and forwarding goes on; the stage tries a fresh file after RetryAfter.
 //
-// A capture file is held with flock(2) while it is written: a capture never
-// truncates or writes into a file another live capture holds (a second
-// instance, or the new chain of a reload); it writes the next free name
-// instead. A reload with unchanged options continues the file (Continue).
+// The first file is opened at the first frame, and held with flock(2)
+// while it is written: a capture never truncates or writes into a file
+// another live capture holds (a second instance); it writes the next free
+// name instead. A file is truncated only when a capture starts on its
+// name, as tcpdump -w does, and removed only by its own capture's rotation
+// (MaxFiles): a reload with unchanged options continues the capture
+// (Continue), one with other options writes names the capture it replaces
+// never had. Capture files are regular files: a FIFO, a device or a file
+// of a kernel file system (procfs, sysfs) is refused.
 //
 // Pcap is the one built-in stage that blocks (on the file write), so put it
 // on a worker whose rate the disk can take, or behind a filter or sampler.
@@ -100,8 +105,9 @@ type capture struct {
 	flushed int64 // pipeline time of the last flush
 }
 
-// NewPcap opens the first capture file. An unwritable path is an error here,
-// before anything is attached.
+// NewPcap checks that the first capture file can be written, without
+// creating it (CheckCapturePath): an unwritable path is an error here,
+// before anything is attached. The file is opened at the first frame.
 func NewPcap(opts PcapOptions) (*Pcap, error) {
 	if opts.Path == "" {
 		return nil, fmt.Errorf("pcap: no path")
@@ -128,11 +134,10 @@ func NewPcap(opts PcapOptions) (*Pcap, error) {
 	if opts.Mode&^os.ModePerm != 0 {
 		return nil, fmt.Errorf("pcap: mode %v: want permission bits only", opts.Mode)
 	}
-	c := &capture{opts: opts, refs: 1}
-	if err := c.open(true); err != nil {
+	if err := CheckCapturePath(opts.Path); err != nil {
 		return nil, err
 	}
-	return &Pcap{opts: opts, c: c}, nil
+	return &Pcap{opts: opts, c: &capture{opts: opts, refs: 1}}, nil
 }
 
 // StageName implements Named.
@@ -181,41 +186,92 @@ func newPcapStage(o *PcapStageOptions, env StageEnv) (Stage, error) {
 		path = fmt.Sprintf("%s.q%d%s", strings.TrimSuffix(path, ext), env.Queue, ext)
 	}
 	if env.CheckOnly {
-		return nil, checkPcapPath(path)
+		return nil, CheckCapturePath(path)
 	}
 	return NewPcap(PcapOptions{Path: path, SnapLen: uint32(o.SnapLen), MaxBytes: o.MaxBytes, MaxFiles: o.MaxFiles,
 		BufferSize: o.Buffer, Mode: o.Mode})
 }
 
-// checkPcapPath says whether NewPcap could write path, without creating
-// it: its directory is writable, and the file, if there, is too.
-func checkPcapPath(path string) error {
-	if err := unix.Access(filepath.Dir(path), unix.W_OK|unix.X_OK); err != nil {
+// CheckCapturePath says whether a capture could write path, without
+// creating it: its directory is writable, and not on a kernel file system
+// (procfs, sysfs, ...), and the file, if there, is a writable regular file
+// (not a FIFO, which would block the open, or a device).
+func CheckCapturePath(path string) error {
+	dir := filepath.Dir(path)
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
 		return fmt.Errorf("pcap: directory of %s: %w", path, err)
 	}
-	if st, err := os.Stat(path); err == nil {
-		if st.IsDir() {
-			return fmt.Errorf("pcap: %s is a directory", path)
-		}
-		if err := unix.Access(path, unix.W_OK); err != nil {
-			return fmt.Errorf("pcap: %s: %w", path, err)
-		}
+	if name, ok := kernelFS[int64(fs.Type)]; ok {
+		return fmt.Errorf("pcap: %s is on %s, which holds no capture files; choose a path on a disk or tmpfs", path, name)
+	}
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("pcap: directory of %s: %w", path, err)
+	}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("pcap: %w", err)
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("pcap: %s is not a regular file (%s)", path, fileKind(st.Mode()))
+	}
+	if err := unix.Access(path, unix.W_OK); err != nil {
+		return fmt.Errorf("pcap: %s: %w", path, err)
 	}
 	return nil
 }
 
+// kernelFS names the file systems whose files are the kernel's objects, not
+// data: a capture must not write there.
+var kernelFS = map[int64]string{
+	unix.PROC_SUPER_MAGIC: "procfs", unix.SYSFS_MAGIC: "sysfs", unix.CGROUP_SUPER_MAGIC: "cgroupfs",
+	unix.CGROUP2_SUPER_MAGIC: "cgroup2", unix.BPF_FS_MAGIC: "bpffs", unix.DEBUGFS_MAGIC: "debugfs",
+	unix.TRACEFS_MAGIC: "tracefs", unix.SECURITYFS_MAGIC: "securityfs", unix.DEVPTS_SUPER_MAGIC: "devpts",
+	unix.EFIVARFS_MAGIC: "efivarfs", unix.PSTOREFS_MAGIC: "pstore", unix.SELINUX_MAGIC: "selinuxfs",
+}
+
+// fileKind names what a file that is not a regular file is.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
+}
+
 // Continue implements Continuer: when old is a capture with the same
 // options, p writes on in old's file (and rotation) instead of its own.
+// When old writes the same path with other options, p's capture takes only
+// names that do not exist from old's next one on: old's files, which it
+// no longer holds once it rotated past them, are not p's to truncate.
 func (p *Pcap) Continue(old Stage) {
 	o, ok := old.(*Pcap)
-	if !ok || o == p || o.closed.Load() || !sameCapture(o.opts, p.opts) {
+	if !ok || o == p || o.c == p.c || o.closed.Load() || o.opts.Path != p.opts.Path {
 		return
 	}
 	o.c.mu.Lock()
-	o.c.refs++
+	same := sameCapture(o.opts, p.opts)
+	if same {
+		o.c.refs++
+	}
+	seq := o.c.seq
 	o.c.mu.Unlock()
-	p.c.release()
-	p.c = o.c
+	if same {
+		p.c.release()
+		p.c = o.c
+		return
+	}
+	p.c.mu.Lock()
+	p.c.excl, p.c.seq = true, max(p.c.seq, seq)
+	p.c.mu.Unlock()
 }
 
 // sameCapture: everything but the logger is equal.
@@ -238,10 +294,8 @@ const maxHeld = 1000
 
 // open starts the next capture file. A name another live capture holds is
 // skipped, and so, from then on, is every name that exists: they may be
-// that capture's next files. With lazy, a held first name leaves the
-// capture without a file: Continue may share the holder's, or the first
-// frame opens the next free name.
-func (c *capture) open(lazy bool) error {
+// that capture's next files.
+func (c *capture) open() error {
 	skipped := 0
 	for {
 		name := c.fileName(c.seq)
@@ -261,10 +315,6 @@ func (c *capture) open(lazy bool) error {
 		}
 		if skipped == maxHeld {
 			return fmt.Errorf("pcap: %s and the next %d names are in use by other captures", c.opts.Path, maxHeld)
-		}
-		if !c.excl && lazy {
-			c.excl = true
-			return nil
 		}
 		c.excl = true
 		c.seq++
@@ -300,22 +350,32 @@ func (c *capture) start(f *os.File) error {
 	return nil
 }
 
-// lockCaptureFile opens name for writing, takes its flock (EWOULDBLOCK:
-// another capture holds it) and only then empties it and sets its mode.
+// lockCaptureFile opens name for writing, refuses anything but a regular
+// file (non-blocking: a FIFO without a reader must not hang the open), takes
+// its flock (EWOULDBLOCK: another capture holds it) and only then empties
+// it and sets its mode.
 func lockCaptureFile(name string, flags int, mode os.FileMode) (*os.File, error) {
-	f, err := os.OpenFile(name, flags|os.O_CREATE, mode)
+	f, err := os.OpenFile(name, flags|os.O_CREATE|unix.O_NONBLOCK, mode)
+	if errors.Is(err, unix.ENXIO) { // a FIFO without a reader, a device without its hardware
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
 	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file (%s)", name, fileKind(st.Mode()))
+	}
+	if err != nil {
+		f.Close()
 		return nil, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", name, err)
 	}
-	st, err := f.Stat()
-	if err == nil && st.Mode().IsRegular() { // not /dev/null, a fifo
-		if err = f.Truncate(0); err == nil {
-			err = f.Chmod(mode)
-		}
+	if err = f.Truncate(0); err == nil {
+		err = f.Chmod(mode)
 	}
 	if err != nil {
 		f.Close()
@@ -386,7 +446,7 @@ func (p *Pcap) Process(b *Burst) {
 				lost++
 				continue
 			}
-			if err := c.open(false); err != nil {
+			if err := c.open(); err != nil {
 				c.fail(p, b.Time, err)
 				lost++
 				continue
@@ -424,7 +484,7 @@ func (p *Pcap) Process(b *Burst) {
 				c.fail(p, b.Time, err)
 				continue
 			}
-			if err := c.open(false); err != nil {
+			if err := c.open(); err != nil {
 				c.fail(p, b.Time, err)
 			}
 		}

@@ -1,11 +1,15 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
@@ -167,5 +171,137 @@ func TestRotationKeepsAtMostMaxFiles(t *testing.T) {
 	}
 	if _, err := NewPcap(PcapOptions{Path: filepath.Join(dir, "x.pcap"), MaxFiles: -1}); err == nil {
 		t.Error("negative MaxFiles accepted")
+	}
+}
+
+// fileSizes maps each file in dir to its size.
+func fileSizes(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, e := range ents {
+		st, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = st.Size()
+	}
+	return out
+}
+
+// reloadCapture is what a reload does to a capture stage: a new one with
+// opts continues old (Worker.SetStages), then old is closed.
+func reloadCapture(t *testing.T, old *Pcap, opts PcapOptions) *Pcap {
+	t.Helper()
+	p, err := NewPcap(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	p.Continue(old)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestReloadAfterRotationNeverShrinksACapture: a reload after the capture
+// rotated past its first name (which it no longer holds) truncates no file
+// and adds none: with the same options the new stage continues the
+// capture, with other options it writes new names only. Only rotation
+// removes files, keeping MaxFiles.
+func TestReloadAfterRotationNeverShrinksACapture(t *testing.T) {
+	dir := t.TempDir()
+	opts := PcapOptions{Path: filepath.Join(dir, "cap.pcap"), MaxBytes: 1000, MaxFiles: 5}
+	p1, err := NewPcap(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p1.Close() })
+	captureFrames(t, p1, 30, 100) // 116 bytes a record: a file every 9
+	if err := p1.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	before := fileSizes(t, dir)
+	if before["cap.pcap"] != 1068 || len(before) != 4 {
+		t.Fatalf("files %v: want four, cap.pcap full, after rotating past it, or the test tests nothing", before)
+	}
+	noneShrank := func(what string, before map[string]int64, most int) {
+		t.Helper()
+		after := fileSizes(t, dir)
+		for name, size := range before {
+			if got, ok := after[name]; ok && got < size {
+				t.Errorf("%s: %s shrank from %d to %d bytes", what, name, size, got)
+			}
+		}
+		if len(after) > most {
+			t.Errorf("%s: files %v, want at most %d", what, after, most)
+		}
+	}
+	// The same options: the reload's stage continues the capture.
+	p2 := reloadCapture(t, p1, opts)
+	noneShrank("reload", before, 5)
+	captureFrames(t, p2, 30, 100)
+	if err := p2.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	noneShrank("frames after the reload", before, 5)
+	if files := p2.Files(); len(files) != 5 || filepath.Base(files[4]) != "cap.6.pcap" {
+		t.Errorf("the continued capture keeps %v, want 5 files up to cap.6.pcap", files)
+	}
+
+	// Other options: a capture of its own, on names the last one never had.
+	before = fileSizes(t, dir)
+	o3 := opts
+	o3.SnapLen = 64
+	p3 := reloadCapture(t, p2, o3)
+	captureFrames(t, p3, 5, 100)
+	if err := p3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	noneShrank("a reload with other options", before, 6)
+	files := p3.Files()
+	if len(files) != 1 || before[filepath.Base(files[0])] != 0 {
+		t.Errorf("the new capture wrote %v, want one file on a new name (the last capture's: %v)", files, before)
+	}
+}
+
+// TestCaptureWritesRegularFilesOnly: a FIFO (whose open would block without
+// a reader), a device or a path on procfs is refused up front; a FIFO put
+// in the capture's way later fails its open at once, counted, instead of
+// blocking the worker.
+func TestCaptureWritesRegularFilesOnly(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.pcap")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		fifo:               "is not a regular file (a FIFO)",
+		"/dev/full":        "is not a regular file (a device)",
+		"/proc/cap.pcap":   "is on procfs",
+		"/proc/sys/fs/x.p": "is on procfs",
+		dir:                "is not a regular file (a directory)",
+	} {
+		if _, err := NewPcap(PcapOptions{Path: path}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", path, err, want)
+		}
+	}
+	var logs bytes.Buffer
+	late := filepath.Join(dir, "late.pcap")
+	p, err := NewPcap(PcapOptions{Path: late, Logger: newTestLogger(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := unix.Mkfifo(late, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	captureFrames(t, p, 3, 100) // would block in open(2) without O_NONBLOCK
+	if p.Errors.Load() == 0 || p.Lost.Load() != 3 || !strings.Contains(logs.String(), "not a regular file") {
+		t.Fatalf("capture into a FIFO: errors %d, lost %d, logs %q", p.Errors.Load(), p.Lost.Load(), logs.String())
 	}
 }

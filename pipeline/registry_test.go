@@ -26,6 +26,7 @@ func TestRegistryKindsBuildAndNameThemselves(t *testing.T) {
 	}
 	env := StageEnv{Queue: 1, PerQueue: true, Ports: []string{"eth0", "eth1"}, Ifindexes: []uint32{2, 3}}
 	var names []string
+	built := map[string]Stage{}
 	for _, k := range stageKinds {
 		names = append(names, k.Name)
 		if got, ok := LookupStage(k.Name); !ok || got.Name != k.Name {
@@ -41,6 +42,7 @@ func TestRegistryKindsBuildAndNameThemselves(t *testing.T) {
 			continue
 		}
 		t.Cleanup(func() { CloseStages([]Stage{s}) })
+		built[k.Name] = s
 		if n := stageName(s); n != k.Name {
 			t.Errorf("stage kind %s names itself %q", k.Name, n)
 		}
@@ -48,8 +50,8 @@ func TestRegistryKindsBuildAndNameThemselves(t *testing.T) {
 	if !slices.IsSorted(names) {
 		t.Errorf("registry not sorted: %v", names)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "c.q1.pcap")); err != nil {
-		t.Errorf("pcap with several workers: %v", err)
+	if pc, ok := built["pcap"].(*Pcap); !ok || pc.opts.Path != filepath.Join(dir, "c.q1.pcap") {
+		t.Errorf("pcap with several workers: %v, want it writing c.q1.pcap", built["pcap"])
 	}
 	if _, ok := LookupStage("nosuch"); ok {
 		t.Error("LookupStage found an unknown kind")

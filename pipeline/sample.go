@@ -83,9 +83,17 @@ type SampleOptions struct {
 	SnapLen int `yaml:"snaplen"`
 }
 
-// MemoryCost implements Costly: the stage's buffers.
+// MemoryCost implements Costly: the stage's depth slots (sampleSlot).
 func (o *SampleOptions) MemoryCost() (uint64, string) {
-	return xsk.MulSat(costOf(o.Depth, defaultSampleDepth), costOf(o.SnapLen, defaultSampleSnap)), "depth × snaplen"
+	return xsk.MulSat(costOf(o.Depth, defaultSampleDepth), sampleSlot(costOf(o.SnapLen, defaultSampleSnap))), "depth × snaplen"
+}
+
+// sampleSlot is the bytes one of NewSample's depth slots takes: its
+// Sampled and its buffer of snap bytes, each rounded up as the allocator
+// rounds small objects, and its place in the out and free channels. A snap
+// length beyond 2^62 counts as 2^62: no machine holds one slot of it.
+func sampleSlot(snap uint64) uint64 {
+	return (sampledSize+15)&^15 + (min(snap, 1<<62)+7)&^7 + 2*ptrSize
 }
 
 // checkSample checks NewSample's arguments.

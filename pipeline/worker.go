@@ -213,8 +213,8 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.TXBatch == 0 {
 		cfg.TXBatch = b.Cap()
 	}
-	if cfg.TXBatch < 1 || cfg.TXBatch > MaxBurstSize {
-		return nil, fmt.Errorf("worker queue %d: tx batch %d: want 1..%d", cfg.Queue, cfg.TXBatch, MaxBurstSize)
+	if err := CheckBurst(0, cfg.TXBatch); err != nil {
+		return nil, fmt.Errorf("worker queue %d: %w", cfg.Queue, err)
 	}
 	if cfg.DrainInterval < 0 {
 		return nil, fmt.Errorf("worker queue %d: negative drain interval %v", cfg.Queue, cfg.DrainInterval)

@@ -82,3 +82,8 @@ func (r *Receiver) Stats() ReceiverStats { return ReceiverStats{} }
 
 // Close disconnects and releases everything.
 func (r *Receiver) Close() error { return nil }
+
+// Supported: this build has verbs. Without it every entry point fails with
+// ErrNotSupported, so a configuration can be refused before anything is
+// made.
+const Supported = false

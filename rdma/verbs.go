@@ -352,6 +352,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Supported: this build has verbs (rdma/stub.go's is false).
+const Supported = true
+
 // Devices lists the RDMA devices with their ports. No device at all is
 // ErrNoDevice.
 func Devices() ([]Device, error) {

@@ -33,10 +33,12 @@ func (d Driver) name() string {
 	return "driver " + d.Name
 }
 
-// zeroCopyBlocker says why zero-copy cannot work, from what the driver
+// ZeroCopyBlocker says why zero-copy cannot work, from what the driver
 // advertises, for an interface with this MTU and UMEM frames of frameSize
-// bytes, and what to do; "" when it may (or nothing is known).
-func (d Driver) zeroCopyBlocker(mtu int, frameSize uint32) (why, fix string) {
+// bytes, and what to do; "" when it may (or nothing is known). NewSocket
+// refuses a zero-copy bind with it; a caller can ask before it maps a
+// UMEM.
+func (d Driver) ZeroCopyBlocker(mtu int, frameSize uint32) (why, fix string) {
 	if !d.Known {
 		return "", ""
 	}

@@ -30,7 +30,7 @@ func TestZeroCopyBlocker(t *testing.T) {
 		{Driver{Known: true, ZeroCopy: true, ZeroCopyMaxSegs: 3}, 9000, 2048, "MTU 9000 needs multi-buffer (6 segments of a 2048-byte frame)"},
 		{Driver{Known: true, Name: "veth"}, 1500, 4096, "driver veth has no xsk-zerocopy in its xdp-features"},
 	} {
-		got, fix := tc.d.zeroCopyBlocker(tc.mtu, tc.frameSize)
+		got, fix := tc.d.ZeroCopyBlocker(tc.mtu, tc.frameSize)
 		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) || (got == "") != (fix == "") {
 			t.Errorf("%+v MTU %d frame %d: %q (fix %q), want %q", tc.d, tc.mtu, tc.frameSize, got, fix, tc.want)
 		}

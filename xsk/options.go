@@ -77,9 +77,10 @@ func (o UmemOptions) resolve() (UmemOptions, error) {
 	if o.CompletionSize == 0 {
 		o.CompletionSize = DefaultRingSize
 	}
+	if err := CheckFrameSize(o.FrameSize); err != nil {
+		return o, fmt.Errorf("umem options: %w", err)
+	}
 	switch {
-	case o.FrameSize != 2048 && o.FrameSize != 4096:
-		return o, invalid("umem options: frame size %d: must be 2048 or 4096", o.FrameSize)
 	case o.NumFrames > maxNumFrames:
 		return o, invalid("umem options: %d frames: at most %d", o.NumFrames, maxNumFrames)
 	case o.Headroom+xdpPacketHeadroom+minFrameData > o.FrameSize:
@@ -90,6 +91,15 @@ func (o UmemOptions) resolve() (UmemOptions, error) {
 		return o, invalid("umem options: completion ring size %d: must be a power of two", o.CompletionSize)
 	}
 	return o, nil
+}
+
+// CheckFrameSize refuses a UMEM frame size other than 2048 and 4096 bytes
+// (0: the default, 4096).
+func CheckFrameSize(n uint32) error {
+	if n != 0 && n != 2048 && n != 4096 {
+		return invalid("frame size %d: must be 2048 or 4096", n)
+	}
+	return nil
 }
 
 func pow2(n uint32) bool { return n != 0 && n&(n-1) == 0 }

@@ -119,7 +119,7 @@ func NewSocket(u *Umem, ifindex, queue int, opts SocketOptions) (_ *Socket, err 
 	var why string
 	if o.Bind != BindCopy {
 		var fix string
-		if why, fix = o.Driver.zeroCopyBlocker(ifc.MTU, u.opts.FrameSize); why != "" {
+		if why, fix = o.Driver.ZeroCopyBlocker(ifc.MTU, u.opts.FrameSize); why != "" {
 			if o.Bind == BindZeroCopy {
 				return nil, fmt.Errorf("bind %s queue %d: zero-copy: %s; %s: %w", ifc.Name, queue, why, fix, ErrNotSupported)
 			}

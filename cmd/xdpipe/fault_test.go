@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -595,4 +596,267 @@ func TestRunOverPinnedProgramSaysHow(t *testing.T) {
 		t.Fatalf("rules detach --pin: exit %d:\n%s", code, out)
 	}
 	noXDP(t, &p.B)
+}
+
+// manyRules is a steering rules file of n rules, one per UDP port: a file
+// that takes the daemon a while to load and apply.
+func manyRules(n int) string {
+	var b strings.Builder
+	b.WriteString("rules:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - {priority: %d, name: r%d, proto: udp, dport: %d, action: redirect}\n", i+1, i, 1000+i)
+	}
+	return b.String()
+}
+
+// ownerRecordsOf lists the owner records that name process pid.
+func ownerRecordsOf(t *testing.T, pid int) []string {
+	t.Helper()
+	var out []string
+	files, _ := filepath.Glob(filepath.Join(bpf.DefaultOwnerDir, "*"))
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), fmt.Sprintf(`"pid":%d,`, pid)) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// TestSIGHUPDuringStartupIsQueued: a SIGHUP that arrives while run is still
+// starting (a reload racing a start; here 100 to 200 ms after the process
+// became xdpipe, with 10,000 rules to load) neither kills it nor is lost:
+// run starts, reloads once ready, and on SIGTERM stops cleanly, leaving no
+// pins and no owner record. Earlier than that the Go runtime may not have
+// started yet (package hangup): on a loaded machine it takes up to some
+// tens of milliseconds from the exec.
+func TestSIGHUPDuringStartupIsQueued(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	pinDir := bpffsDir(t)
+	rulesFile := writeFile(t, "rules.yaml", manyRules(10000))
+	for _, delay := range []time.Duration{100 * time.Millisecond, 150 * time.Millisecond, 200 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			r := launchProc(t, exec.Command("ip", "netns", "exec", p.B.NS.Name, xdpipeBin, "run", "--iface", p.B.Name, "--stages", "count",
+				"--metrics", "off", "--interval", "0s", "--rules", rulesFile, "--pin-dir", pinDir), "run: reloaded")
+			pid := r.cmd.Process.Pid
+			// The delay counts from the exec of xdpipe (ip netns exec
+			// execs it in the same process): a SIGHUP to ip itself is
+			// not the daemon's to catch.
+			testutil.Eventually(t, 10*time.Second, func() bool {
+				exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+				return exe == xdpipeBin
+			}, "xdpipe not started")
+			time.Sleep(delay) // the scenario's delay, not a wait for a condition
+			if err := r.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(r.output(), "run: ready") {
+				t.Fatalf("ready within %v: the SIGHUP came after the start, and the test tests nothing", delay)
+			}
+			select {
+			case <-r.ready:
+			case code := <-r.exited:
+				<-r.done
+				t.Fatalf("SIGHUP %v after start: exit %d (%v), want it queued until the daemon can reload:\n%s", delay, code, r.cmd.ProcessState, r.output())
+			case <-time.After(readyWithin):
+				t.Fatalf("no reload %v after a SIGHUP %v after start:\n%s", readyWithin, delay, r.output())
+			}
+			out, code := r.stop(t, syscall.SIGTERM)
+			if ready := strings.Index(out, "run: ready"); code != 0 || ready < 0 || ready > strings.Index(out, "run: reloaded") {
+				t.Fatalf("exit %d, want 0 with a reload after the ready line:\n%s", code, out)
+			}
+			if n := strings.Count(out, "run: reloaded"); n != 1 {
+				t.Errorf("%d reloads for one SIGHUP:\n%s", n, out)
+			}
+			if ents, _ := os.ReadDir(pinDir); len(ents) > 0 {
+				t.Errorf("pins left after a clean stop: %v", ents)
+			}
+			if recs := ownerRecordsOf(t, pid); len(recs) > 0 {
+				t.Errorf("owner records of pid %d left after a clean stop: %v", pid, recs)
+			}
+			noXDP(t, &p.B)
+		})
+	}
+}
+
+// captureSizes maps each capture file in dir to its size.
+func captureSizes(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "cap*.pcap"))
+	out := map[string]int64{}
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			out[filepath.Base(f)] = st.Size()
+		}
+	}
+	return out
+}
+
+// TestReloadAfterRotationKeepsTheCapture: SIGHUP after the capture rotated
+// past its first file (no longer locked) truncates no capture file and
+// adds none beyond max_files; the frames after it go on in the same
+// rotation.
+func TestReloadAfterRotationKeepsTheCapture(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	cfg, capFile := l2fwdConfig(t, p, "", ", max_bytes: 100000, max_files: 5")
+	dir := filepath.Dir(capFile)
+	back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
+	proc := startRun(t, p.B.NS, "--config", cfg, "--metrics", "off", "--interval", "0s")
+	sendFrames(t, back, p, 2500, 128, back.Received) // 80 bytes a record: a file every 1,250
+	waitBack(t, back, 2500)
+	before := captureSizes(t, dir)
+	if before["cap.pcap"] < 100000 || len(before) < 3 {
+		t.Fatalf("capture files %v: want cap.pcap full and rotated past, or the test tests nothing", before)
+	}
+	proc.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(proc.output(), "run: reloaded") }, "no reload")
+	check := func(when string) {
+		t.Helper()
+		after := captureSizes(t, dir)
+		for name, size := range before {
+			if got, ok := after[name]; ok && got < size {
+				t.Errorf("%s: %s shrank from %d to %d bytes", when, name, size, got)
+			}
+		}
+		if len(after) > 5 {
+			t.Errorf("%s: capture files %v, more than max_files 5", when, after)
+		}
+	}
+	check("after SIGHUP")
+	sendFlows(t, back, p, 2500, 4000, 128, 1, back.Received)
+	waitBack(t, back, 6500)
+	if out, code := proc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	check("after the frames that followed")
+	after := captureSizes(t, dir)
+	if _, ok := after["cap.5.pcap"]; !ok || len(after) != 5 || after["cap.1.pcap"] != before["cap.1.pcap"] {
+		t.Errorf("capture files %v: want the rotation continued to cap.5.pcap, keeping 5 files", after)
+	}
+}
+
+// TestCheckRefusesWhatRunRefuses: everything run refuses before it
+// attaches, run --check refuses too, with the same one line, and run
+// refuses it before anything is mapped or attached (no XDP program, no
+// pins): both go through one validation.
+func TestCheckRefusesWhatRunRefuses(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{Queues: 2})
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.pcap")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	steer := writeFile(t, "steer.yaml", gateRules)
+	pinDir := bpffsDir(t)
+	base := "interfaces: [" + p.B.Name + "]\nqueues: 0\nmetrics: \"off\"\n"
+	cases := []struct{ name, body, want string }{
+		{"pin_dir not on a bpffs", base + "rules: " + steer + "\npin_dir: " + dir + "/pins\nstages: [count]\n", "is not on a bpffs"},
+		{"ipfix collector without a route", base + "stages: [{ipfix: {collector: \"198.19.0.1:4739\", max_flows: 100}}]\n", "network is unreachable"},
+		{"ipfix link-local collector without a zone", base + "stages: [{ipfix: {collector: \"[fe80::1]:4739\", max_flows: 100}}]\n", "collector [fe80::1]:4739"},
+		{"zerocopy on veth", base + "bind: zerocopy\nstages: [count]\n", "zero-copy: driver veth has no xsk-zerocopy"},
+		{"burst beyond the largest", base + "ring: 8192\nburst: 5000\nstages: [count]\n", "burst size 5000: want 1..4096"},
+		{"negative burst", base + "burst: -5\nstages: [count]\n", "burst size -5"},
+		{"tx_batch beyond the largest", base + "tx_batch: 5000\nstages: [count]\n", "tx batch 5000: want 1..4096"},
+		{"negative tx_batch", base + "tx_batch: -1\nstages: [count]\n", "tx batch -1"},
+		{"frame_size 3000", base + "frame_size: 3000\nstages: [count]\n", "frame size 3000: must be 2048 or 4096"},
+		{"rdma without verbs", base + "stages: [{rdma: {connect: \"198.18.0.2:7471\"}}]\n", "build with -tags rdma"},
+		{"pcap under /proc", base + "stages: [{pcap: {path: /proc/cap.pcap}}]\n", "is on procfs"},
+		{"pcap on a FIFO", base + "stages: [{pcap: {path: " + fifo + "}}]\n", "is not a regular file (a FIFO)"},
+		{"interval 1ns", base + "interval: 1ns\nstages: [count]\n", "interval 1ns: want 0 (no rate lines) or at least 100ms"},
+		{"an interface another instance holds", base + "stages: [count]\n", "held by another xdpipe instance"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "zerocopy on veth" {
+				testutil.RequireVeth(t, "zero-copy is refused")
+			}
+			if c.name == "an interface another instance holds" {
+				a := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "1", "--stages", "count", "--metrics", "off",
+					"--rules", steer, "--pin-dir", pinDir)
+				defer func() {
+					if out, code := a.stop(t, syscall.SIGTERM); code != 0 {
+						t.Errorf("the instance holding the interface: exit %d:\n%s", code, out)
+					}
+				}()
+			}
+			cfg := writeFile(t, fmt.Sprintf("c%d.yaml", i), c.body)
+			check, ccode := xdpipeIn(t, p.B.NS, "run", "--check", "--config", cfg)
+			run, rcode := xdpipeIn(t, p.B.NS, "run", "--config", cfg, "--duration", "1s")
+			line := strings.TrimSpace(check)
+			if ccode != 1 || rcode != 1 || check != run || strings.Contains(line, "\n") || !strings.Contains(line, c.want) {
+				t.Fatalf("--check: exit %d:\n%s\nrun: exit %d:\n%s\nwant both 1 with the same line naming %q", ccode, check, rcode, run, c.want)
+			}
+			if c.name != "an interface another instance holds" {
+				noXDP(t, &p.B)
+			}
+			t.Log(line)
+		})
+	}
+}
+
+// TestRunTellsSystemdItIsReady: the unit is Type=notify, and run sends
+// READY=1 to $NOTIFY_SOCKET once it runs, not before: systemd holds a
+// reload's SIGHUP back until then.
+func TestRunTellsSystemdItIsReady(t *testing.T) {
+	if got := unitSettings(t)["Type"]; len(got) != 1 || got[0] != "notify" {
+		t.Errorf("the unit's Type %q, want notify", got)
+	}
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	sock := filepath.Join(t.TempDir(), "notify")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cmd := exec.Command("ip", "netns", "exec", p.B.NS.Name, xdpipeBin, "run", "--iface", p.B.Name, "--stages", "count", "--metrics", "off")
+	cmd.Env = shellEnv("NOTIFY_SOCKET=" + sock)
+	r := startProc(t, cmd, "run: ready", "run")
+	c.SetReadDeadline(time.Now().Add(20 * time.Second)) // a hung test's bound, not a timing gate
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Errorf("from run: %q, %v; want READY=1", buf[:n], err)
+	}
+	if out, code := r.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+// TestReloadDoesWhatItSays: SIGHUP with a file that changes a setting only
+// a restart applies, names an interface that does not exist, or that
+// --check refuses, is refused in one line naming the cause, and the
+// running configuration stays; a file that changes the stages and the
+// rate-line interval is applied.
+func TestReloadDoesWhatItSays(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	base := "interfaces: [" + p.B.Name + "]\nmetrics: \"off\"\n"
+	cfg := writeFile(t, "run.yaml", base+"interval: 0s\nstages: [count]\n")
+	proc := startRun(t, p.B.NS, "--config", cfg)
+	for _, c := range []struct{ body, want string }{
+		{base + "ring: 4096\ndefault: transmit\nstages: [count]\n", "err=\"ring, default changed: a restart applies them, a reload does not; nothing was reloaded\""},
+		{"interfaces: [nosuch0]\nmetrics: \"off\"\nstages: [count]\n", `interface \"nosuch0\" not found`},
+		{base + "frame_size: 3000\nstages: [count]\n", "frame size 3000: must be 2048 or 4096"},
+	} {
+		if err := os.WriteFile(cfg, []byte(c.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n := strings.Count(proc.output(), "reload failed")
+		proc.cmd.Process.Signal(syscall.SIGHUP)
+		testutil.Eventually(t, 20*time.Second, func() bool {
+			return strings.Count(proc.output(), "reload failed") > n || strings.Contains(proc.output(), "run: reloaded")
+		}, "no answer to SIGHUP")
+		out := proc.output()
+		if strings.Contains(out, "run: reloaded") || !strings.Contains(out, c.want) {
+			t.Fatalf("reload of\n%s: want it refused with %s:\n%s", c.body, c.want, out)
+		}
+	}
+	if err := os.WriteFile(cfg, []byte(base+"interval: 200ms\nstages: [count, macswap]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proc.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(proc.output(), "queue 0: rx") },
+		"no rate line after a reload set interval: 200ms")
+	out, code := proc.stop(t, syscall.SIGTERM)
+	if code != 0 || !strings.Contains(out, "stages=count,macswap") {
+		t.Fatalf("exit %d, want the stages reloaded:\n%s", code, out)
+	}
 }

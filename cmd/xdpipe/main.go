@@ -15,25 +15,29 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/xdpipe/xdpipe/internal/hangup"
 )
 
 // command is one subcommand: its one-line summary and its entry point, which
 // parses its own flags from args and returns when ctx is cancelled (SIGINT,
-// SIGTERM) or its work is done.
+// SIGTERM) or its work is done. A command that reloads takes its SIGHUPs
+// from reloadRequests(ctx); the others stop on SIGHUP as on SIGTERM.
 type command struct {
 	summary string
 	run     func(ctx context.Context, args []string) error
+	reloads bool
 }
 
 // commands is the table of subcommands.
 var commands = map[string]command{
-	"run":       {"run the burst pipeline: stages per queue, metrics, SIGHUP reload", runRun},
-	"rxdrop":    {"receive on one queue with AF_XDP, count and drop", runRxdrop},
-	"gen":       {"send generated frames (live frames or AF_XDP)", runGen},
-	"ping":      {"measure round trips to a UDP reflector over AF_XDP (closed or open loop)", runPing},
-	"bench":     {"benchmark receivers x frame sizes on a veth testbed", runBench},
-	"rules":     {"list, change and count the steering rules of a running instance", runRules},
-	"rdma-sink": {"receive, count and check packets sent over RDMA (build with -tags rdma)", runRdmaSink},
+	"run":       {"run the burst pipeline: stages per queue, metrics, SIGHUP reload", runRun, true},
+	"rxdrop":    {"receive on one queue with AF_XDP, count and drop", runRxdrop, false},
+	"gen":       {"send generated frames (live frames or AF_XDP)", runGen, false},
+	"ping":      {"measure round trips to a UDP reflector over AF_XDP (closed or open loop)", runPing, false},
+	"bench":     {"benchmark receivers x frame sizes on a veth testbed", runBench, false},
+	"rules":     {"list, change and count the steering rules of a running instance", runRules, false},
+	"rdma-sink": {"receive, count and check packets sent over RDMA (build with -tags rdma)", runRdmaSink, false},
 }
 
 func usage() {
@@ -49,7 +53,22 @@ func usage() {
 	fmt.Fprintf(os.Stderr, "\nRun 'xdpipe <command> -h' for a command's flags.\n")
 }
 
+// reloadKey carries a reloading command's SIGHUPs in its context.
+type reloadKey struct{}
+
+// reloadRequests are the SIGHUPs caught for a command that reloads (at most
+// one pending: several before a reload ask for one), or nil.
+func reloadRequests(ctx context.Context) <-chan os.Signal {
+	c, _ := ctx.Value(reloadKey{}).(<-chan os.Signal)
+	return c
+}
+
 func main() {
+	// SIGHUP is caught from the start (package hangup): systemd's
+	// ExecReload sends it whenever asked, also while run is still
+	// starting, and an uncaught SIGHUP ends the process there, leaving its
+	// pins behind. run takes it once it can reload.
+	hup := hangup.Signals()
 	if len(os.Args) < 2 {
 		usage()
 		os.Exit(2)
@@ -65,6 +84,14 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if cmd.reloads {
+		ctx = context.WithValue(ctx, reloadKey{}, hup)
+	} else {
+		go func() {
+			<-hup
+			stop()
+		}()
+	}
 	err := cmd.run(ctx, os.Args[2:])
 	stop()
 	switch {

@@ -10,9 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/xdpipe/xdpipe/bpf"
@@ -39,8 +37,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 		fmt.Fprint(stderr, "usage: xdpipe run [--config FILE] [flags]\n\n"+
 			"Runs the burst pipeline: AF_XDP sockets on each interface and queue, one\n"+
 			"run-to-completion worker per queue, the stages in order. Prints a rate line\n"+
-			"per queue each interval; SIGHUP reloads steering rules and stage settings\n"+
-			"without closing the sockets; SIGINT/SIGTERM stop and account for every frame.\n"+
+			"per queue each interval. SIGHUP reloads steering rules, stages and the interval\n"+
+			"without closing the sockets; a file that changes any other setting is refused,\n"+
+			"naming it (it needs a restart). SIGINT/SIGTERM stop and account for every frame.\n"+
 			"Stages: "+pipeline.StageNames()+".\n\n")
 		fs.PrintDefaults()
 	}
@@ -199,9 +198,9 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// A SIGHUP since the process started, while it was starting, is
+	// waiting in hup: it reloads once the daemon runs.
+	hup := reloadRequests(ctx)
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
@@ -211,14 +210,25 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	for _, pi := range d.Ports() {
 		fmt.Fprintf(stdout, "run: %s: %s, AF_XDP %s\n", pi.Name, pi.XDP, pi.Mode)
 	}
+	if err := notifyReady(); err != nil {
+		log.Warn("systemd was not told the service is ready", "err", err)
+	}
 
 	rates := newRates(d)
+	var ticker *time.Ticker
 	var tick <-chan time.Time
-	if cfg.Interval.Duration > 0 {
-		t := time.NewTicker(cfg.Interval.Duration)
-		defer t.Stop()
-		tick = t.C
+	interval := func(iv time.Duration) { // the rate lines' interval, from the start or a reload
+		if ticker != nil {
+			ticker.Stop()
+		}
+		ticker, tick = nil, nil
+		if iv > 0 {
+			ticker = time.NewTicker(iv)
+			tick = ticker.C
+		}
 	}
+	interval(cfg.Interval.Duration)
+	defer func() { interval(0) }()
 	var runErr error
 loop:
 	for {
@@ -226,11 +236,16 @@ loop:
 		case runErr = <-done:
 			break loop
 		case <-hup:
-			if err := reload(d, f); err != nil {
+			next, err := reload(d, f)
+			if err != nil {
 				log.Error("reload failed; the previous rules and stages keep running", "err", err)
-			} else {
-				fmt.Fprintln(stdout, "run: reloaded")
+				continue
 			}
+			if next.Interval.Duration != cfg.Interval.Duration {
+				interval(next.Interval.Duration)
+			}
+			cfg = next
+			fmt.Fprintln(stdout, "run: reloaded")
 		case now := <-tick:
 			for _, line := range rates.lines(now) {
 				fmt.Fprintln(stdout, line)
@@ -258,14 +273,15 @@ loop:
 	return errors.Join(runErr, err)
 }
 
-// reload re-reads the config file with the flags on top and swaps the
-// rules and stages in.
-func reload(d *dataplane.Daemon, f *runFlags) error {
+// reload re-reads the config file with the flags on top, swaps the rules
+// and stages in, and returns the configuration for the command's own
+// settings (the interval).
+func reload(d *dataplane.Daemon, f *runFlags) (dataplane.Config, error) {
 	cfg, err := f.load()
 	if err != nil {
-		return err
+		return cfg, err
 	}
-	return d.Reload(cfg)
+	return cfg, d.Reload(cfg)
 }
 
 // rates turns the daemon's counters into per-queue rate lines.

@@ -29,6 +29,7 @@ type runProc struct {
 	lines  chan string
 	exited chan int
 	done   chan struct{}
+	ready  chan struct{}
 }
 
 func (p *runProc) output() string {
@@ -53,14 +54,29 @@ func startXdpipe(t *testing.T, ns *testutil.NetNS, ready string, args ...string)
 // waits for the line starting with ready.
 func startProc(t *testing.T, cmd *exec.Cmd, ready, name string) *runProc {
 	t.Helper()
-	p := &runProc{cmd: cmd, lines: make(chan string, 1000), exited: make(chan int, 1), done: make(chan struct{})}
+	p := launchProc(t, cmd, ready)
+	select {
+	case <-p.ready:
+	case code := <-p.exited:
+		<-p.done
+		t.Fatalf("xdpipe %s exited with %d before it was ready:\n%s", name, code, p.output())
+	case <-time.After(readyWithin):
+		t.Fatalf("xdpipe %s not ready after %v:\n%s", name, readyWithin, p.output())
+	}
+	return p
+}
+
+// launchProc starts cmd and collects its output; p.ready is closed at the
+// first line starting with ready.
+func launchProc(t *testing.T, cmd *exec.Cmd, ready string) *runProc {
+	t.Helper()
+	p := &runProc{cmd: cmd, lines: make(chan string, 1000), exited: make(chan int, 1), done: make(chan struct{}), ready: make(chan struct{})}
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.cmd.Process.Kill() })
-	isReady := make(chan struct{})
 	go func() {
 		defer close(p.done)
 		sc := bufio.NewScanner(pr)
@@ -70,7 +86,7 @@ func startProc(t *testing.T, cmd *exec.Cmd, ready, name string) *runProc {
 			p.out.WriteString(sc.Text() + "\n")
 			p.mu.Unlock()
 			if strings.HasPrefix(sc.Text(), ready) {
-				once.Do(func() { close(isReady) })
+				once.Do(func() { close(p.ready) })
 			}
 			select {
 			case p.lines <- sc.Text():
@@ -87,14 +103,6 @@ func startProc(t *testing.T, cmd *exec.Cmd, ready, name string) *runProc {
 		}
 		p.exited <- code
 	}()
-	select {
-	case <-isReady:
-	case code := <-p.exited:
-		<-p.done
-		t.Fatalf("xdpipe %s exited with %d before it was ready:\n%s", name, code, p.output())
-	case <-time.After(readyWithin):
-		t.Fatalf("xdpipe %s not ready after %v:\n%s", name, readyWithin, p.output())
-	}
 	return p
 }
 
