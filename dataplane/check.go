@@ -33,12 +33,14 @@ func Check(cfg Config) (Memory, error) {
 	if err := cs.close(); err != nil {
 		return Memory{}, err
 	}
-	ln, err := listenMetrics(cfg)
-	if err != nil {
-		return Memory{}, err
-	}
-	if ln != nil {
-		ln.Close()
+	for _, listen := range []func(Config) (net.Listener, error){listenMetrics, listenPprof} {
+		ln, err := listen(cfg)
+		if err != nil {
+			return Memory{}, err
+		}
+		if ln != nil {
+			ln.Close()
+		}
 	}
 	costs, err := p.cfg.MemoryCosts(len(p.ifaces), len(p.queues), p.possibleCPUs)
 	if err != nil {
@@ -58,6 +60,18 @@ type Memory struct {
 	// Locked is the UMEMs' part: locked, and charged to the process's
 	// memory cgroup.
 	Locked uint64
+}
+
+// listenPprof listens on the pprof address; nil when there is none.
+func listenPprof(cfg Config) (net.Listener, error) {
+	if cfg.Pprof == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Pprof)
+	if err != nil {
+		return nil, fmt.Errorf("pprof address %s: %w", cfg.Pprof, err)
+	}
+	return ln, nil
 }
 
 // listenMetrics listens on the metrics address; nil when it is "off".

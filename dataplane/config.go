@@ -74,9 +74,14 @@ type Config struct {
 	// IFACE --pin-dir PINDIR` (default /sys/fs/bpf/xdpipe). Only the maps
 	// are pinned, and only while the daemon runs.
 	PinDir string `yaml:"pin_dir"`
-	// Metrics is the Prometheus /metrics and /debug/pprof address
-	// (default 127.0.0.1:9464; "off" disables).
+	// Metrics is the Prometheus /metrics address (default
+	// 127.0.0.1:9464; "off" disables).
 	Metrics string `yaml:"metrics"`
+	// Pprof, if set, is an address serving Go's /debug/pprof: CPU and
+	// heap profiles, goroutine dumps and the command line, to whoever
+	// reaches it; profiling also takes CPU from the data path. Off by
+	// default; for debugging, on 127.0.0.1.
+	Pprof string `yaml:"pprof"`
 	// RuleSeries is how many steering rules, those with the most hits,
 	// get a hits series each (default DefaultRuleSeries; -1: every rule);
 	// the others' hits add up in one series.
@@ -582,6 +587,7 @@ func restartSettings(run, next *plan) []string {
 	differ("default", run.def != next.def)
 	differ("pin_dir", rc.PinDir != nc.PinDir)
 	differ("metrics", rc.WithDefaults().Metrics != nc.WithDefaults().Metrics)
+	differ("pprof", rc.Pprof != nc.Pprof)
 	return out
 }
 

@@ -42,6 +42,7 @@ type Daemon struct {
 	rdma    []*rdmaPort
 	workers []*pipeline.Worker
 	metrics net.Listener
+	pprof   net.Listener // nil unless Config.Pprof
 	closed  bool
 }
 
@@ -72,6 +73,9 @@ func open(cfg Config, log *slog.Logger, sys system) (_ *Daemon, err error) {
 		}
 	}()
 	if d.metrics, err = listenMetrics(cfg); err != nil {
+		return nil, err
+	}
+	if d.pprof, err = listenPprof(cfg); err != nil {
 		return nil, err
 	}
 	if err := d.open(); err != nil {
@@ -212,6 +216,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.metrics != nil {
 		srv := &http.Server{Handler: d.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(d.metrics)
+		defer srv.Close()
+	}
+	if d.pprof != nil {
+		srv := &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(d.pprof)
 		defer srv.Close()
 	}
 	d.mu.Lock()
@@ -449,6 +458,9 @@ func (d *Daemon) Close() error {
 	var errs []error
 	if d.metrics != nil {
 		d.metrics.Close()
+	}
+	if d.pprof != nil {
+		d.pprof.Close()
 	}
 	// The workers have stopped and waited for their sends: disconnect
 	// before the UMEMs (the connections' registered regions) go.

@@ -146,6 +146,7 @@ func TestReloadAppliesOrRefusesEverySetting(t *testing.T) {
 		"default":    func(c *Config) { c.Default = "transmit" },
 		"pin_dir":    func(c *Config) { c.PinDir = "/sys/fs/bpf/elsewhere" },
 		"metrics":    func(c *Config) { c.Metrics = "127.0.0.1:0" },
+		"pprof":      func(c *Config) { c.Pprof = "127.0.0.1:0" },
 	}
 	applied := []string{"rules", "stages", "interval", "rule_series"}
 	for _, key := range optionNames(&Config{}) {

@@ -54,7 +54,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.DurationVar(&f.cfg.Coalesce.Duration, "coalesce", 0, "wakeup mode: longest nap while frames keep coming, instead of poll(2)\n(default 200µs; 0: always poll)")
 	fs.BoolVar(&f.cfg.BusyPoll, "busy-poll", false, "socket busy polling (SO_PREFER_BUSY_POLL)")
 	fs.StringVar(&f.cfg.CPUs, "cpus", "", `CPU list, one CPU per worker in queue order ("0-3")`)
-	fs.StringVar(&f.cfg.Metrics, "metrics", "", `metrics and pprof address (default 127.0.0.1:9464; "off")`)
+	fs.StringVar(&f.cfg.Metrics, "metrics", "", `Prometheus /metrics address (default 127.0.0.1:9464; "off")`)
+	fs.StringVar(&f.cfg.Pprof, "pprof", "", "serve Go's /debug/pprof here (default: nowhere): profiles, goroutine dumps\nand the command line to whoever reaches it")
 	fs.StringVar(&f.cfg.Rules, "rules", "", "steering rules file (default: redirect every frame)")
 	fs.StringVar(&f.cfg.PinDir, "pin-dir", "", "bpffs directory for the rule maps' pins, one per interface, for `xdpipe rules`\n(default "+bpf.DefaultPinPath+")")
 	fs.StringVar(&f.cfg.Bind, "bind", "", "AF_XDP bind mode: auto, copy or zerocopy")
@@ -121,6 +122,7 @@ func (f *runFlags) load() (dataplane.Config, error) {
 	}
 	over("cpus", &c.CPUs, o.CPUs)
 	over("metrics", &c.Metrics, o.Metrics)
+	over("pprof", &c.Pprof, o.Pprof)
 	over("rules", &c.Rules, o.Rules)
 	over("pin-dir", &c.PinDir, o.PinDir)
 	over("bind", &c.Bind, o.Bind)

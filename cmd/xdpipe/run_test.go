@@ -271,9 +271,20 @@ func waitBack(t *testing.T, s *testutil.PacketSocket, n int64) {
 	}
 }
 
-// scrape fetches /metrics from addr inside ns with a plain HTTP/1.0 request
-// (the connection is made on the namespace's thread).
+// scrape fetches /metrics from addr inside ns.
 func scrape(t *testing.T, ns *testutil.NetNS, addr string) string {
+	t.Helper()
+	body := httpGet(t, ns, addr, "/metrics")
+	if !strings.HasPrefix(body, "HTTP/1.0 200") {
+		t.Fatalf("scrape: %.300s", body)
+	}
+	return body
+}
+
+// httpGet fetches path from addr inside ns with a plain HTTP/1.0 request
+// (the connection is made on the namespace's thread) and returns the
+// whole response.
+func httpGet(t *testing.T, ns *testutil.NetNS, addr, path string) string {
 	t.Helper()
 	var body string
 	ns.MustDo(t, func() error {
@@ -283,15 +294,32 @@ func scrape(t *testing.T, ns *testutil.NetNS, addr string) string {
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+		fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path)
 		b, err := io.ReadAll(c)
 		body = string(b)
 		return err
 	})
-	if !strings.HasPrefix(body, "HTTP/1.0 200") {
-		t.Fatalf("scrape: %.300s", body)
-	}
 	return body
+}
+
+// TestPprofOnlyWhenAsked: /debug/pprof is not on the metrics address; it
+// is served on --pprof's, when given.
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	metrics, prof := freePort(t, p.B.NS), freePort(t, p.B.NS)
+	for prof == metrics {
+		prof = freePort(t, p.B.NS)
+	}
+	proc := startRun(t, p.B.NS, "--iface", p.B.Name, "--stages", "count", "--metrics", metrics, "--pprof", prof, "--interval", "0s")
+	if body := httpGet(t, p.B.NS, metrics, "/debug/pprof/"); !strings.HasPrefix(body, "HTTP/1.0 404") {
+		t.Errorf("/debug/pprof/ on the metrics address: %.100s", body)
+	}
+	if body := httpGet(t, p.B.NS, prof, "/debug/pprof/"); !strings.HasPrefix(body, "HTTP/1.0 200") || !strings.Contains(body, "goroutine") {
+		t.Errorf("/debug/pprof/ on --pprof's address: %.100s", body)
+	}
+	if _, code := proc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
 }
 
 // metric returns the value of the sample of name whose labels contain all
