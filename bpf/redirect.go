@@ -26,14 +26,20 @@ type Redirect struct {
 	track   *ebpf.Map // the tracking program's state, or nil
 }
 
+// RedirectOptions tune LoadRedirect and LoadTrackingRedirect. The zero
+// value stamps nothing.
+type RedirectOptions struct {
+	// RxStamp stamps each redirected frame with the time, in the XDP
+	// metadata area in front of it, for the worker's rx delay histogram
+	// (pipeline.WorkerConfig.RxDelay). It costs a clock read per frame.
+	RxStamp bool
+}
+
 // LoadRedirect loads the redirect program and its XSKMAP into the kernel.
 // Nothing is attached yet; Close releases everything.
-func LoadRedirect() (*Redirect, error) {
-	if err := removeMemlock(); err != nil {
-		return nil, err
-	}
-	var objs redirectObjects
-	if err := loadRedirectObjects(&objs, nil); err != nil {
+func LoadRedirect(opts RedirectOptions) (*Redirect, error) {
+	var objs redirectLoaded
+	if err := loadStamped(loadRedirect, opts.RxStamp, &objs); err != nil {
 		return nil, fmt.Errorf("load redirect program: %w", err)
 	}
 	return &Redirect{p: newProgram("redirect", objs.XdpRedirect, &objs, true),
@@ -45,16 +51,61 @@ func LoadRedirect() (*Redirect, error) {
 // gen.Tracker does but for latency, at the hook, on the CPU that runs it
 // (track.c); Tracked reads what it counted. A receiver then need not read
 // the frames but to sample latency.
-func LoadTrackingRedirect() (*Redirect, error) {
-	if err := removeMemlock(); err != nil {
-		return nil, err
-	}
-	var objs trackObjects
-	if err := loadTrackObjects(&objs, nil); err != nil {
+func LoadTrackingRedirect(opts RedirectOptions) (*Redirect, error) {
+	var objs trackLoaded
+	if err := loadStamped(loadTrack, opts.RxStamp, &objs); err != nil {
 		return nil, fmt.Errorf("load tracking redirect program: %w", err)
 	}
 	return &Redirect{p: newProgram("tracking redirect", objs.XdpTrack, &objs, true),
 		prog: objs.XdpTrack, xsks: objs.Xsks, unbound: objs.XskUnbound, track: objs.Track}, nil
+}
+
+// redirectLoaded and trackLoaded are what the loaders take from the
+// collections: programs and maps, not the constants (see steerLoaded).
+type redirectLoaded struct {
+	redirectPrograms
+	redirectMaps
+}
+
+func (o *redirectLoaded) Close() error {
+	return errors.Join(o.redirectPrograms.Close(), o.redirectMaps.Close())
+}
+
+type trackLoaded struct {
+	trackPrograms
+	trackMaps
+}
+
+func (o *trackLoaded) Close() error { return errors.Join(o.trackPrograms.Close(), o.trackMaps.Close()) }
+
+// loadStamped loads the collection load returns into objs, with the
+// programs' rx_stamp constant (xsk.h) set to rxStamp.
+func loadStamped(load func() (*ebpf.CollectionSpec, error), rxStamp bool, objs any) error {
+	if err := removeMemlock(); err != nil {
+		return err
+	}
+	spec, err := load()
+	if err != nil {
+		return err
+	}
+	if err := setRxStamp(spec, rxStamp); err != nil {
+		return err
+	}
+	return spec.LoadAndAssign(objs, nil)
+}
+
+// setRxStamp sets the rx_stamp constant of a program that ends with
+// redirect_xsk (xsk.h).
+func setRxStamp(spec *ebpf.CollectionSpec, on bool) error {
+	v, ok := spec.Variables["rx_stamp"]
+	if !ok {
+		return errors.New("the program has no rx_stamp setting")
+	}
+	var x uint32
+	if on {
+		x = 1
+	}
+	return v.Set(x)
 }
 
 // TrackState is what the tracking program counted on one CPU: gen.Tracker's

@@ -93,6 +93,9 @@ type SteerOptions struct {
 	// `xdpipe rules` can read and change the running instance's rules.
 	// Unpin on a clean stop removes the maps' pins too.
 	MapsOnly bool
+	// RxStamp stamps each redirected frame with the time, as
+	// RedirectOptions.RxStamp does.
+	RxStamp bool
 }
 
 // Steer is the rule-driven steering program: parses each frame and, by the
@@ -131,6 +134,9 @@ func loadSteerEdited(opts SteerOptions, edit func(*ebpf.CollectionSpec) error) (
 	spec, err := loadSteer()
 	if err != nil {
 		return nil, err
+	}
+	if err := setRxStamp(spec, opts.RxStamp); err != nil {
+		return nil, fmt.Errorf("load steer: %w", err)
 	}
 	if edit != nil {
 		if err := edit(spec); err != nil {

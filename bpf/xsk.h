@@ -21,9 +21,45 @@ struct {
 	__type(value, __u64);
 } xsk_unbound SEC(".maps");
 
+// rx_stamp: 1 makes redirect_xsk stamp every frame it redirects with the
+// time, for the worker's rx delay histogram (pipeline.RxStamp). Read-only
+// data, frozen at load: the verifier drops the stamp when it is 0, so the
+// setting off costs nothing. Set by the loader (bpf.Options.RxStamp).
+volatile const __u32 rx_stamp = 0;
+
+// RX_STAMP_MAGIC: struct rx_stamp's check word is ns ^ RX_STAMP_MAGIC, so
+// that the worker tells a stamp from whatever the headroom held before.
+// pipeline/rxdelay.go: keep in step.
+#define RX_STAMP_MAGIC 0x58445053544d5031ULL
+
+// The stamp, in the frame's XDP metadata area: the 16 bytes just before
+// the packet data. AF_XDP hands the metadata area to the socket with the
+// frame (copy mode copies it, zero-copy leaves it in the UMEM headroom).
+struct rx_stamp {
+	__u64 ns; // bpf_ktime_get_ns: CLOCK_MONOTONIC
+	__u64 check; // ns ^ RX_STAMP_MAGIC
+};
+
+// stamp writes the time into the frame's metadata area. A driver without
+// metadata support refuses bpf_xdp_adjust_meta: the frame then goes
+// without a stamp, and the worker, finding no check word, records nothing
+// for it.
+static __always_inline void stamp(struct xdp_md *ctx)
+{
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct rx_stamp)))
+		return;
+	struct rx_stamp *s = (void *)(long)ctx->data_meta;
+	if ((void *)(s + 1) > (void *)(long)ctx->data)
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	s->ns = now;
+	s->check = now ^ RX_STAMP_MAGIC;
+}
+
 // redirect_xsk redirects the frame to the socket registered in xsks for its
-// RX queue; with none there it counts the frame in xsk_unbound and passes it
-// to the kernel. The count costs nothing on the redirect path.
+// RX queue, stamped when rx_stamp is set; with none there it counts the
+// frame in xsk_unbound and passes it to the kernel, unstamped. The count
+// costs nothing on the redirect path.
 static __always_inline int redirect_xsk(void *xsks, struct xdp_md *ctx)
 {
 	__u32 queue = ctx->rx_queue_index;
@@ -33,6 +69,8 @@ static __always_inline int redirect_xsk(void *xsks, struct xdp_md *ctx)
 		__u64 *n = bpf_map_lookup_elem(&xsk_unbound, &queue);
 		if (n)
 			(*n)++;
+	} else if (rx_stamp) {
+		stamp(ctx);
 	}
 	return act;
 }

@@ -70,6 +70,9 @@ type PortOptions struct {
 	// runs it (bpf.LoadTrackingRedirect): Port.Tracked reads the counts,
 	// and the receiver need not read the frames but to sample latency.
 	Track bool
+	// RxStamp has the program stamp each frame it redirects with the time,
+	// for the worker's rx delay histogram (pipeline.WorkerConfig.RxDelay).
+	RxStamp bool
 	// Attach is the XDP attach mode (default auto).
 	Attach bpf.AttachMode
 	// PinDir, with Rules, pins the rule maps under PinDir/Iface while the
@@ -238,11 +241,11 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 		return p, nil
 	}
 	if o.Rules != nil {
-		so := bpf.SteerOptions{}
+		so := bpf.SteerOptions{RxStamp: o.RxStamp}
 		if o.PinDir != "" {
 			// Only the maps are pinned (not the link), and only while the
 			// port is open: Detach removes them.
-			so = bpf.SteerOptions{PinPath: filepath.Join(o.PinDir, ifc.Name), MapsOnly: true}
+			so.PinPath, so.MapsOnly = filepath.Join(o.PinDir, ifc.Name), true
 		}
 		if p.steer, err = bpf.LoadSteer(so); err != nil {
 			return nil, err
@@ -258,7 +261,7 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 		if o.Track {
 			load = bpf.LoadTrackingRedirect
 		}
-		r, err := load()
+		r, err := load(bpf.RedirectOptions{RxStamp: o.RxStamp})
 		if err != nil {
 			return nil, err
 		}

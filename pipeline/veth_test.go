@@ -32,7 +32,7 @@ func openXsk(t *testing.T, e *testutil.LinkEnd, u *xsk.Umem, queue int, so xsk.S
 	ifindex := e.Ifindex(t)
 	var s *xsk.Socket
 	e.NS.MustDo(t, func() error {
-		r, err := bpf.LoadRedirect()
+		r, err := bpf.LoadRedirect(bpf.RedirectOptions{})
 		if err != nil {
 			return err
 		}
