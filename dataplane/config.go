@@ -72,6 +72,12 @@ type Config struct {
 	// rules --pin PINDIR/IFACE` (default /sys/fs/bpf/xdpipe). Only the maps
 	// are pinned, and only while the daemon runs.
 	PinDir string `yaml:"pin_dir"`
+	// RxDelay has the XDP program stamp each frame it redirects with the
+	// time and the workers count, per queue, how long frames took from
+	// the XDP hook to the stage chain: xdpipe_rx_delay_seconds. The stamp
+	// costs the program a clock read per frame (see dataplane/README.md for
+	// what it costs in rate).
+	RxDelay bool `yaml:"rx_delay"`
 	// Metrics is the Prometheus /metrics and /debug/pprof address
 	// (default 127.0.0.1:9464; "off" disables).
 	Metrics string `yaml:"metrics"`

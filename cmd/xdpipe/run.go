@@ -55,6 +55,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.DurationVar(&f.cfg.Coalesce.Duration, "coalesce", 0, "wakeup mode: longest nap while frames keep coming, instead of poll(2)\n(default 200µs; 0: always poll)")
 	fs.BoolVar(&f.cfg.BusyPoll, "busy-poll", false, "socket busy polling (SO_PREFER_BUSY_POLL)")
 	fs.StringVar(&f.cfg.CPUs, "cpus", "", `CPU list, one CPU per worker in queue order ("0-3")`)
+	fs.BoolVar(&f.cfg.RxDelay, "rx-delay", false, "stamp frames at the XDP hook and export the delay to the stage chain\n(xdpipe_rx_delay_seconds); costs the XDP program a clock read per frame")
 	fs.StringVar(&f.cfg.Metrics, "metrics", "", `metrics and pprof address (default 127.0.0.1:9464; "off")`)
 	fs.StringVar(&f.cfg.Rules, "rules", "", "steering rules file (default: redirect every frame)")
 	fs.StringVar(&f.cfg.PinDir, "pin-dir", "", "bpffs directory for the rule maps' pins, one per interface, for `xdpipe rules`\n(default "+bpf.DefaultPinPath+")")
@@ -119,6 +120,9 @@ func (f *runFlags) load() (dataplane.Config, error) {
 	}
 	if f.set["busy-poll"] {
 		c.BusyPoll = o.BusyPoll
+	}
+	if f.set["rx-delay"] {
+		c.RxDelay = o.RxDelay
 	}
 	over("cpus", &c.CPUs, o.CPUs)
 	over("metrics", &c.Metrics, o.Metrics)
@@ -206,8 +210,12 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- d.Run(rctx) }()
-	fmt.Fprintf(stdout, "run: ready: %d queues %v on %s, stages %s, metrics %s\n", len(d.Queues()), d.Queues(),
-		strings.Join(cfg.Interfaces, ","), dataplane.StageList(cfg.Stages), cfg.Metrics)
+	delay := ""
+	if cfg.RxDelay {
+		delay = ", rx delay (xdpipe_rx_delay_seconds)"
+	}
+	fmt.Fprintf(stdout, "run: ready: %d queues %v on %s, stages %s, metrics %s%s\n", len(d.Queues()), d.Queues(),
+		strings.Join(cfg.Interfaces, ","), dataplane.StageList(cfg.Stages), cfg.Metrics, delay)
 	for _, pi := range d.Ports() {
 		fmt.Fprintf(stdout, "run: %s: %s, AF_XDP %s\n", pi.Name, pi.XDP, pi.Mode)
 	}

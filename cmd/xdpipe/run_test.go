@@ -642,6 +642,50 @@ func TestRunRulesReachRunning(t *testing.T) {
 	noXDP(t, &p.B)
 }
 
+// TestRunRxDelay: with --rx-delay and steering rules, the steering
+// program stamps the frames it redirects and /metrics has the delay of
+// every frame the worker received, and none without the flag.
+func TestRunRxDelay(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, on := range []bool{true, false} {
+		t.Run(map[bool]string{true: "on", false: "off"}[on], func(t *testing.T) {
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+			rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+			if err := os.WriteFile(rulesFile, []byte(testRules), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			pinDir := t.TempDir()
+			testutil.MustRun(t, "mount", "-t", "bpf", "bpffs", pinDir)
+			t.Cleanup(func() { testutil.MustRun(t, "umount", pinDir) })
+			addr := freePort(t, p.B.NS)
+			back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
+			proc := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "0", "--stages", "count,macswap", "--rules", rulesFile,
+				"--poll", "wakeup", "--metrics", addr, "--interval", "1h", "--rx-delay="+strconv.FormatBool(on), "--pin-dir", pinDir)
+			n := testutil.Frames(2000)
+			sendFrames(t, back, p, n, 128, back.Received)
+			waitBack(t, back, int64(n))
+			body := scrape(t, p.B.NS, addr)
+			out, code := proc.stop(t, syscall.SIGTERM)
+			if code != 0 || strings.Contains(out, "rx delay (") != on {
+				t.Fatalf("exit %d, rx delay %v on the ready line:\n%s", code, on, out)
+			}
+			if !on {
+				if strings.Contains(body, "xdpipe_rx_delay_seconds") {
+					t.Fatalf("xdpipe_rx_delay_seconds without --rx-delay:\n%s", body)
+				}
+				return
+			}
+			rx := metric(t, body, "xdpipe_rx_packets_total", `queue="0"`)
+			count := metric(t, body, "xdpipe_rx_delay_seconds_count", `queue="0"`)
+			sum := metric(t, body, "xdpipe_rx_delay_seconds_sum", `queue="0"`)
+			if count != float64(n) || rx != count || sum <= 0 {
+				t.Fatalf("rx delay of %v frames summing to %v s; received %v, sent %d", count, sum, rx, n)
+			}
+			t.Logf("mean rx delay %.1f µs over %v frames", sum/count*1e6, count)
+		})
+	}
+}
+
 // TestRunStartLines: after the ready line, one line per interface shows
 // its XDP features and the bind mode, with why auto bound copy mode.
 func TestRunStartLines(t *testing.T) {
