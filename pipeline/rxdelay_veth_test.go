@@ -19,72 +19,63 @@ import (
 // looking for one, counts nothing.
 func TestVethRxDelay(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, c := range []struct {
-		name  string
-		mode  bpf.AttachMode
-		stamp bool
-	}{
-		{"driver", bpf.AttachDriver, true},
-		{"generic", bpf.AttachGeneric, true},
-		{"unstamped", bpf.AttachAuto, false},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			start := monotime.Now()
-			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-			u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 1024})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { u.Close() })
-			s := openXskWith(t, &p.B, u, 0, xsk.SocketOptions{RXSize: 256, TXSize: 64}, bpf.RedirectOptions{RxStamp: c.stamp}, c.mode)
-			count := &Count{}
-			w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{testOnly(t), count},
-				CPU: -1, Poll: PollWakeup, RxDelay: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			src := testutil.OpenPacketSocket(t, &p.A, isTestFrame)
-			stop := runWorker(t, w)
-			const n = 2000
-			arrived := func() int64 { return int64(count.Packets.Load()) }
-			src.SendWindow(t, 0, n, 128, arrived, func(i int) []byte { return testFrame(t, &p.A, &p.B, uint32(i), 64) })
-			testutil.EventuallyErr(t, 10*time.Second, func() error {
-				if a := arrived(); a < n {
-					return fmt.Errorf("%d of %d frames reached the stages", a, n)
-				}
-				return nil
-			})
-			stop()
-			elapsed := monotime.Now() - start
-			d := w.RxDelay()
-			var counted uint64
-			for i := range d.Counts {
-				counted += d.Counts[i].Load()
-			}
-			rx := w.PortStats(0).RxPackets.Load()
-			if !c.stamp {
-				if counted != 0 {
-					t.Fatalf("no stamps written, yet %d delays counted", counted)
-				}
-				return
-			}
-			// Every received frame, the namespaces' own (IPv6 neighbour
-			// discovery) included, went through the stamping program.
-			if counted != rx || rx < n {
-				t.Fatalf("delays counted %d, frames received %d (%d sent)", counted, rx, n)
-			}
-			mean := float64(d.SumNanos.Load()) / float64(counted)
-			for i := range d.Counts {
-				if d.Counts[i].Load() > 0 && (i == DelayBuckets || DelayBound(i-1) >= elapsed) {
-					t.Fatalf("%d delays in bucket %d, longer than the test has run (%d ns): stamps misread", d.Counts[i].Load(), i, elapsed)
-				}
-			}
-			if mean <= 0 {
-				t.Fatalf("mean delay %.0f ns", mean)
-			}
-			t.Logf("%d frames, mean rx delay %.1f µs; buckets %v", counted, mean/1e3, nonZero(d))
-		})
+	t.Run("driver", func(t *testing.T) { testVethRxDelay(t, bpf.AttachDriver, true) })
+	t.Run("generic", func(t *testing.T) { testVethRxDelay(t, bpf.AttachGeneric, true) })
+	t.Run("unstamped", func(t *testing.T) { testVethRxDelay(t, bpf.AttachAuto, false) })
+}
+
+// testVethRxDelay is TestVethRxDelay with the program attached in mode,
+// loaded with or without the stamp.
+func testVethRxDelay(t *testing.T, mode bpf.AttachMode, stamp bool) {
+	start := monotime.Now()
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 1024})
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { u.Close() })
+	s := openXskWith(t, &p.B, u, 0, xsk.SocketOptions{RXSize: 256, TXSize: 64}, bpf.RedirectOptions{RxStamp: stamp}, mode)
+	count := &Count{}
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{testOnly(t), count},
+		CPU: -1, Poll: PollWakeup, RxDelay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := testutil.OpenPacketSocket(t, &p.A, isTestFrame)
+	stop := runWorker(t, w)
+	const n = 2000
+	arrived := func() int64 { return int64(count.Packets.Load()) }
+	src.SendWindow(t, 0, n, 128, arrived, func(i int) []byte { return testFrame(t, &p.A, &p.B, uint32(i), 64) })
+	waitCount(t, "frames at the stages", n, arrived, func() int64 { return 0 })
+	stop()
+	elapsed := monotime.Now() - start
+	d := w.RxDelay()
+	var counted uint64
+	for i := range d.Counts {
+		counted += d.Counts[i].Load()
+	}
+	rx := w.PortStats(0).RxPackets.Load()
+	if !stamp {
+		if counted != 0 {
+			t.Fatalf("no stamps written, yet %d delays counted", counted)
+		}
+		return
+	}
+	// Every received frame, the namespaces' own (IPv6 neighbour
+	// discovery) included, went through the stamping program.
+	if counted != rx || rx < n {
+		t.Fatalf("delays counted %d, frames received %d (%d sent)", counted, rx, n)
+	}
+	for i := range d.Counts {
+		if d.Counts[i].Load() > 0 && (i == DelayBuckets || DelayBound(i-1) >= elapsed) {
+			t.Fatalf("%d delays in bucket %d, longer than the test has run (%d ns): stamps misread", d.Counts[i].Load(), i, elapsed)
+		}
+	}
+	mean := float64(d.SumNanos.Load()) / float64(counted)
+	if mean <= 0 {
+		t.Fatalf("mean delay %.0f ns", mean)
+	}
+	t.Logf("%d frames, mean rx delay %.1f µs; buckets %v", counted, mean/1e3, nonZero(d))
 }
 
 // nonZero lists d's non-empty buckets as "<=bound:count".
