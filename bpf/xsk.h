@@ -22,9 +22,10 @@ struct {
 } xsk_unbound SEC(".maps");
 
 // rx_stamp: 1 makes redirect_xsk stamp every frame it redirects with the
-// time, for the worker's rx delay histogram (pipeline.RxStamp). Read-only
-// data, frozen at load: the verifier drops the stamp when it is 0, so the
-// setting off costs nothing. Set by the loader (bpf.Options.RxStamp).
+// time, for the worker's rx delay histogram (pipeline.WorkerConfig.RxDelay).
+// Read-only data, frozen at load: the verifier drops the stamp when it is
+// 0, so the setting off costs nothing. Set by the loader
+// (RedirectOptions.RxStamp, SteerOptions.RxStamp).
 volatile const __u32 rx_stamp = 0;
 
 // RX_STAMP_MAGIC: struct rx_stamp's check word is ns ^ RX_STAMP_MAGIC, so
