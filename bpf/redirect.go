@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // MaxQueues is the number of XSKMAP entries: sockets can be registered on RX
@@ -33,17 +34,32 @@ type RedirectOptions struct {
 	// metadata area in front of it, for the worker's rx delay histogram
 	// (pipeline.WorkerConfig.RxDelay). It costs a clock read per frame.
 	RxStamp bool
+	// RxMetadataIfindex, when not 0, loads the program bound to that
+	// interface (BPF_F_XDP_DEV_BOUND_ONLY), resolved in the calling
+	// thread's network namespace: it then reads the driver's RX hash and
+	// timestamp with the XDP metadata kfuncs and puts them in front of
+	// each frame it redirects, for pipeline.Packet's Rx fields (where the
+	// driver has none, the kfuncs say so and the fields stay unset). A
+	// bound program attaches to that interface only, in driver mode.
+	// LoadTrackingRedirect does not take it.
+	RxMetadataIfindex int
 }
 
 // LoadRedirect loads the redirect program and its XSKMAP into the kernel.
 // Nothing is attached yet; Close releases everything.
 func LoadRedirect(opts RedirectOptions) (*Redirect, error) {
+	load := loadRedirect
+	if opts.RxMetadataIfindex != 0 {
+		load = loadRedirectmeta
+	}
 	var objs redirectLoaded
-	if err := loadStamped(loadRedirect, opts.RxStamp, &objs); err != nil {
+	if err := loadStamped(load, opts.RxStamp, opts.RxMetadataIfindex, &objs); err != nil {
 		return nil, fmt.Errorf("load redirect program: %w", err)
 	}
-	return &Redirect{p: newProgram("redirect", objs.XdpRedirect, &objs, true),
-		prog: objs.XdpRedirect, xsks: objs.Xsks, unbound: objs.XskUnbound}, nil
+	r := &Redirect{p: newProgram("redirect", objs.XdpRedirect, &objs, true),
+		prog: objs.XdpRedirect, xsks: objs.Xsks, unbound: objs.XskUnbound}
+	r.p.bound = opts.RxMetadataIfindex
+	return r, nil
 }
 
 // LoadTrackingRedirect loads the redirect program's variant that also
@@ -52,8 +68,11 @@ func LoadRedirect(opts RedirectOptions) (*Redirect, error) {
 // (track.c); Tracked reads what it counted. A receiver then need not read
 // the frames but to sample latency.
 func LoadTrackingRedirect(opts RedirectOptions) (*Redirect, error) {
+	if opts.RxMetadataIfindex != 0 {
+		return nil, errors.New("load tracking redirect program: it does not read RX metadata")
+	}
 	var objs trackLoaded
-	if err := loadStamped(loadTrack, opts.RxStamp, &objs); err != nil {
+	if err := loadStamped(loadTrack, opts.RxStamp, 0, &objs); err != nil {
 		return nil, fmt.Errorf("load tracking redirect program: %w", err)
 	}
 	return &Redirect{p: newProgram("tracking redirect", objs.XdpTrack, &objs, true),
@@ -79,8 +98,9 @@ type trackLoaded struct {
 func (o *trackLoaded) Close() error { return errors.Join(o.trackPrograms.Close(), o.trackMaps.Close()) }
 
 // loadStamped loads the collection load returns into objs, with the
-// programs' rx_stamp constant (xsk.h) set to rxStamp.
-func loadStamped(load func() (*ebpf.CollectionSpec, error), rxStamp bool, objs any) error {
+// programs' rx_stamp constant (xsk.h) set to rxStamp, and bound to
+// interface bound unless it is 0.
+func loadStamped(load func() (*ebpf.CollectionSpec, error), rxStamp bool, bound int, objs any) error {
 	if err := removeMemlock(); err != nil {
 		return err
 	}
@@ -91,7 +111,20 @@ func loadStamped(load func() (*ebpf.CollectionSpec, error), rxStamp bool, objs a
 	if err := setRxStamp(spec, rxStamp); err != nil {
 		return err
 	}
+	bindTo(spec, bound)
 	return spec.LoadAndAssign(objs, nil)
+}
+
+// bindTo makes spec's programs device-bound to interface ifindex (not 0),
+// as the XDP metadata kfuncs they call require.
+func bindTo(spec *ebpf.CollectionSpec, ifindex int) {
+	if ifindex == 0 {
+		return
+	}
+	for _, ps := range spec.Programs {
+		ps.Ifindex = uint32(ifindex)
+		ps.Flags |= unix.BPF_F_XDP_DEV_BOUND_ONLY
+	}
 }
 
 // setRxStamp sets the rx_stamp constant of a program that ends with

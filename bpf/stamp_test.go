@@ -5,6 +5,7 @@ package bpf
 import (
 	"encoding/binary"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -197,5 +198,52 @@ func BenchmarkRxStamp(b *testing.B) {
 		b.ReportMetric(mean[0], "ns/frame-off")
 		b.ReportMetric(mean[1], "ns/frame-on")
 		b.ReportMetric(mean[1]-mean[0], "ns-stamp")
+	}
+}
+
+// TestRxMetadataBound: the redirect and steering programs load bound to a
+// veth end for its RX metadata (the verifier takes the kfunc calls) and
+// attach to it in driver mode, auto choosing it; they refuse generic mode
+// and another interface, each with an error that says why. The tracking
+// program does not take the binding.
+func TestRxMetadataBound(t *testing.T) {
+	testutil.RequireRoot(t)
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+	ifindex := p.B.Ifindex(t)
+	type bound interface {
+		Attach(int, AttachMode) (AttachMode, error)
+		Close() error
+	}
+	loaders := map[string]func() (bound, error){
+		"redirect": func() (bound, error) {
+			return LoadRedirect(RedirectOptions{RxStamp: true, RxMetadataIfindex: ifindex})
+		},
+		"steer": func() (bound, error) { return LoadSteer(SteerOptions{RxMetadataIfindex: ifindex}) },
+	}
+	for name, load := range loaders {
+		t.Run(name, func(t *testing.T) {
+			p.B.NS.MustDo(t, func() error {
+				prog, err := load()
+				if err != nil {
+					return err
+				}
+				defer prog.Close()
+				if _, err := prog.Attach(ifindex, AttachGeneric); err == nil || !strings.Contains(err.Error(), "driver mode only") {
+					t.Errorf("generic attach of a bound program: %v", err)
+				}
+				if _, err := prog.Attach(1, AttachDriver); err == nil || !strings.Contains(err.Error(), "bound to interface index") {
+					t.Errorf("attach of a bound program to another interface: %v", err)
+				}
+				mode, err := prog.Attach(ifindex, AttachAuto)
+				if err != nil || mode != AttachDriver {
+					t.Errorf("attach auto: %v, %v; want driver mode", mode, err)
+				}
+				return nil
+			})
+		})
+	}
+	if r, err := LoadTrackingRedirect(RedirectOptions{RxMetadataIfindex: ifindex}); err == nil {
+		r.Close()
+		t.Error("the tracking program loaded bound for RX metadata")
 	}
 }

@@ -78,6 +78,13 @@ type Config struct {
 	// costs the program a clock read per frame (see dataplane/README.md for
 	// what it costs in rate).
 	RxDelay bool `yaml:"rx_delay"`
+	// RxMetadata has each interface's XDP program read the driver's RX
+	// hash and timestamp (the XDP metadata kfuncs) into the packets'
+	// RxHash and RxTimestamp, for the stages: the program is then bound to
+	// its interface and attached in driver mode. An interface whose driver
+	// offers none (the start line's xdp-rx-metadata) gets the plain
+	// program, with a warning.
+	RxMetadata bool `yaml:"rx_metadata"`
 	// Metrics is the Prometheus /metrics and /debug/pprof address
 	// (default 127.0.0.1:9464; "off" disables).
 	Metrics string `yaml:"metrics"`

@@ -127,7 +127,7 @@ func (d *Daemon) open() error {
 			Socket: xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: p.bind, BusyPoll: p.cfg.BusyPoll,
 				MultiBuffer: p.multiBuffer},
 			TakesMultiBuffer: true, Transmits: p.transmits,
-			Rules: p.steer, RxStamp: p.cfg.RxDelay, Attach: p.attach, PinDir: p.cfg.PinDir, Log: d.log,
+			Rules: p.steer, RxStamp: p.cfg.RxDelay, RxMetadata: p.cfg.RxMetadata, Attach: p.attach, PinDir: p.cfg.PinDir, Log: d.log,
 		}, mems)
 		if err != nil {
 			return err
@@ -151,7 +151,7 @@ func (d *Daemon) open() error {
 		}
 		w, err := pipeline.NewWorker(pipeline.WorkerConfig{Queue: q, Ports: ports, Mem: mems[wi], Stages: d.chains.chains[wi],
 			BurstSize: p.cfg.Burst, TXBatch: p.cfg.TXBatch, DrainInterval: p.cfg.Drain.Duration, Default: p.def,
-			Poll: p.poll, Coalesce: p.coalesce, RXRing: int(ring), CPU: cpu, RxDelay: p.cfg.RxDelay, Logger: d.log})
+			Poll: p.poll, Coalesce: p.coalesce, RXRing: int(ring), CPU: cpu, RxDelay: p.cfg.RxDelay, RxMetadata: p.cfg.RxMetadata, Logger: d.log})
 		if err != nil {
 			return err
 		}
@@ -225,7 +225,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	uwg.Go(func() { WarnUnbound(uctx, d.Unbound, func(h string) { d.log.Warn(h) }) })
 	defer func() { stopUnbound(); uwg.Wait() }()
 	d.log.Info("running", "queues", d.p.queues, "interfaces", d.p.cfg.Interfaces, "poll", d.p.poll.String(), "cpus", d.p.cpus,
-		"umem", map[bool]string{true: "shared", false: "per-queue"}[d.p.sharedMem], "steering", d.p.steer != nil, "rx_delay", d.p.cfg.RxDelay)
+		"umem", map[bool]string{true: "shared", false: "per-queue"}[d.p.sharedMem], "steering", d.p.steer != nil, "rx_delay", d.p.cfg.RxDelay,
+		"rx_metadata", d.p.cfg.RxMetadata)
 	wctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	errs := make([]error, len(d.workers))
@@ -280,8 +281,8 @@ func (d *Daemon) Reload(cfg Config) error {
 	if (p.steer == nil) != (d.p.steer == nil) {
 		return errors.New("switching between steering rules and the redirect program needs a restart")
 	}
-	if p.cfg.RxDelay != d.p.cfg.RxDelay {
-		return errors.New("turning rx_delay on or off needs a restart (it is a setting of the XDP program)")
+	if p.cfg.RxDelay != d.p.cfg.RxDelay || p.cfg.RxMetadata != d.p.cfg.RxMetadata {
+		return errors.New("turning rx_delay or rx_metadata on or off needs a restart (they are settings of the XDP program)")
 	}
 	if p.rdmaSink != d.p.rdmaSink {
 		return errors.New("adding, removing or changing the rdma stage's sink needs a restart")

@@ -11,30 +11,58 @@ import (
 // RxStampLen bytes just before a frame's data, which AF_XDP hands to the
 // socket with the frame: the time the program redirected the frame
 // (bpf_ktime_get_ns, CLOCK_MONOTONIC, monotime's clock) and a check word,
-// that time xor rxStampMagic, both native-endian. bpf/xsk.h writes it:
-// keep in step.
+// that time xor rxStampMagic, both native-endian. A program bound to its
+// interface for the driver's RX metadata
+// (bpf.RedirectOptions.RxMetadataIfindex) writes RxMetaLen bytes: the
+// metadata (NIC timestamp, u64; hash, u32; hash type, u16; flags, u16),
+// then the stamp with the check word the time xor rxMetaMagic, the time 0
+// without RxStamp. bpf/xsk.h writes them: keep in step.
 const (
-	// RxStampLen is the size of the stamp in front of a frame.
+	// RxStampLen is the size of the stamp in front of a frame, and
+	// RxMetaLen of the RX metadata and the stamp.
 	RxStampLen   = 16
+	RxMetaLen    = 32
 	rxStampMagic = 0x58445053544d5031
+	rxMetaMagic  = 0x58445052584d4431
+	// The flags of the RX metadata (xsk.h's RX_META_*).
+	rxMetaHash      = 1
+	rxMetaTimestamp = 2
 )
 
-// takeStamp returns the rx stamp in front of p's data, and invalidates it
-// so that the frame's next use cannot read it again: a frame received
-// without one (the program's bpf_xdp_adjust_meta refused by a driver
-// without metadata support) leaves the headroom as it was. ok is false
-// when p carries no stamp.
-func takeStamp(p *Packet) (ns int64, ok bool) {
+// takeMeta reads the rx stamp, and the RX metadata before it, in front
+// of p's data into p's Rx fields, and invalidates them so that the frame's
+// next use cannot read them again: a frame received without them (the
+// program's bpf_xdp_adjust_meta refused by a driver without metadata
+// support) leaves the headroom as it was. It returns the stamp's time, and
+// ok false when p carries none.
+func takeMeta(p *Packet) (ns int64, ok bool) {
 	if p.Off < RxStampLen {
 		return 0, false
 	}
 	m := p.Frame[p.Off-RxStampLen : p.Off]
 	t := binary.NativeEndian.Uint64(m)
-	if binary.NativeEndian.Uint64(m[8:]) != t^rxStampMagic {
-		return 0, false
+	switch binary.NativeEndian.Uint64(m[8:]) ^ t {
+	case rxStampMagic:
+		binary.NativeEndian.PutUint64(m[8:], 0)
+		return int64(t), true
+	case rxMetaMagic:
+		if p.Off < RxMetaLen {
+			return 0, false
+		}
+		binary.NativeEndian.PutUint64(m[8:], 0)
+		x := p.Frame[p.Off-RxMetaLen : p.Off-RxStampLen]
+		flags := binary.NativeEndian.Uint16(x[14:])
+		if flags&rxMetaHash != 0 {
+			p.RxHash, p.RxHashType = binary.NativeEndian.Uint32(x[8:]), binary.NativeEndian.Uint16(x[12:])
+			p.RxMeta |= RxHasHash
+		}
+		if flags&rxMetaTimestamp != 0 {
+			p.RxTimestamp = int64(binary.NativeEndian.Uint64(x))
+			p.RxMeta |= RxHasTimestamp
+		}
+		return int64(t), t != 0
 	}
-	binary.NativeEndian.PutUint64(m[8:], 0)
-	return int64(t), true
+	return 0, false
 }
 
 // The rx delay histogram's buckets: powers of two of nanoseconds, from
@@ -106,13 +134,15 @@ func (d *delayBurst) add(s *DelayStats) {
 	d.touched, d.sum = 0, 0
 }
 
-// record counts, for every packet of b that carries an rx stamp, its
-// delay at now.
+// record reads the rx stamp and RX metadata of every packet of b into
+// its fields and, with s, counts the delay of each stamped one at now.
 func (d *delayBurst) record(b *Burst, now int64, s *DelayStats) {
 	for i := range b.Pkts {
-		if t, ok := takeStamp(&b.Pkts[i]); ok {
+		if t, ok := takeMeta(&b.Pkts[i]); ok && s != nil {
 			d.observe(now - t)
 		}
 	}
-	d.add(s)
+	if s != nil {
+		d.add(s)
+	}
 }

@@ -72,17 +72,17 @@ func TestTakeStamp(t *testing.T) {
 	b, _ := burstOf(t, udp4(t, 53), udp4(t, 53), udp4(t, 53))
 	p := &b.Pkts[0]
 	putStamp(p.Frame[p.Off-RxStampLen:p.Off], 123456789)
-	if ns, ok := takeStamp(p); !ok || ns != 123456789 {
+	if ns, ok := takeMeta(p); !ok || ns != 123456789 {
 		t.Fatalf("stamped packet: %d, %v", ns, ok)
 	}
-	if ns, ok := takeStamp(p); ok {
+	if ns, ok := takeMeta(p); ok {
 		t.Fatalf("a stamp read twice: %d", ns)
 	}
 	q := &b.Pkts[1]
 	for i := range RxStampLen {
 		q.Frame[int(q.Off)-RxStampLen+i] = byte(0xa0 + i)
 	}
-	if ns, ok := takeStamp(q); ok {
+	if ns, ok := takeMeta(q); ok {
 		t.Fatalf("garbage read as a stamp: %d", ns)
 	}
 	r := &b.Pkts[2]
@@ -90,7 +90,7 @@ func TestTakeStamp(t *testing.T) {
 	if !r.Resize(-int(r.Off), len(r.Data)) {
 		t.Fatal("resize to the frame's start")
 	}
-	if ns, ok := takeStamp(r); ok {
+	if ns, ok := takeMeta(r); ok {
 		t.Fatalf("data at the frame's start: stamp %d read from nowhere", ns)
 	}
 }
@@ -189,4 +189,44 @@ func BenchmarkRxDelay(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// putMeta writes RX metadata and a stamp of ns (0: none) into m, the
+// RxMetaLen bytes before a frame's data, as bpf/xsk.h's device-bound
+// variant does.
+func putMeta(m []byte, ts int64, hash uint32, typ, flags uint16, ns int64) {
+	binary.NativeEndian.PutUint64(m, uint64(ts))
+	binary.NativeEndian.PutUint32(m[8:], hash)
+	binary.NativeEndian.PutUint16(m[12:], typ)
+	binary.NativeEndian.PutUint16(m[14:], flags)
+	binary.NativeEndian.PutUint64(m[16:], uint64(ns))
+	binary.NativeEndian.PutUint64(m[24:], uint64(ns)^rxMetaMagic)
+}
+
+// TestTakeMeta: the driver's RX metadata reaches the Packet's fields as
+// far as its flags say, with or without a stamp behind it, once.
+func TestTakeMeta(t *testing.T) {
+	b, _ := burstOf(t, udp4(t, 53), udp4(t, 53), udp4(t, 53))
+	for i, c := range []struct {
+		flags uint16
+		ns    int64
+		want  RxMeta
+	}{{rxMetaHash | rxMetaTimestamp, 77, RxHasHash | RxHasTimestamp}, {rxMetaHash, 0, RxHasHash}, {0, 5, 0}} {
+		p := &b.Pkts[i]
+		putMeta(p.Frame[p.Off-RxMetaLen:p.Off], 1234, 0xabcdef01, 0x29, c.flags, c.ns)
+		ns, ok := takeMeta(p)
+		if ns != c.ns || ok != (c.ns != 0) || p.RxMeta != c.want {
+			t.Fatalf("case %d: stamp %d %v, flags %b; want %d, flags %b", i, ns, ok, p.RxMeta, c.ns, c.want)
+		}
+		if c.want&RxHasHash != 0 && (p.RxHash != 0xabcdef01 || p.RxHashType != 0x29) {
+			t.Errorf("case %d: hash %#x type %#x", i, p.RxHash, p.RxHashType)
+		}
+		if c.want&RxHasTimestamp != 0 && p.RxTimestamp != 1234 {
+			t.Errorf("case %d: timestamp %d", i, p.RxTimestamp)
+		}
+		*p = Packet{Data: p.Data, Frame: p.Frame, Off: p.Off}
+		if _, ok := takeMeta(p); ok || p.RxMeta != 0 {
+			t.Fatalf("case %d: metadata read twice", i)
+		}
+	}
 }

@@ -119,6 +119,10 @@ type WorkerConfig struct {
 	// its delay, from the XDP hook to the stage chain, in RxDelay's
 	// histogram. Packets without a stamp are not counted.
 	RxDelay bool
+	// RxMetadata reads the driver's RX metadata the XDP program put in
+	// front of each received packet (loaded bound to its interface,
+	// bpf.RedirectOptions.RxMetadataIfindex) into the Packet's Rx fields.
+	RxMetadata bool
 	// Logger for stage errors and the stop report (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -475,6 +479,8 @@ func (w *Worker) pass() int {
 			// The clock once per burst: the pass's reading may precede
 			// the stamps of frames that arrived since.
 			w.delays.record(b, monotime.Now(), &w.delay)
+		} else if w.cfg.RxMetadata {
+			w.delays.record(b, 0, nil)
 		}
 		wp.stats.RxPackets.Add(uint64(b.Len()))
 		wp.stats.RxBytes.Add(bytes)

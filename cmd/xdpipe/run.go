@@ -56,6 +56,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.BoolVar(&f.cfg.BusyPoll, "busy-poll", false, "socket busy polling (SO_PREFER_BUSY_POLL)")
 	fs.StringVar(&f.cfg.CPUs, "cpus", "", `CPU list, one CPU per worker in queue order ("0-3")`)
 	fs.BoolVar(&f.cfg.RxDelay, "rx-delay", false, "stamp frames at the XDP hook and export the delay to the stage chain\n(xdpipe_rx_delay_seconds); costs the XDP program a clock read per frame")
+	fs.BoolVar(&f.cfg.RxMetadata, "rx-metadata", false, "have the XDP program read the driver's RX hash and timestamp into the packets\n(the start line's xdp-rx-metadata says which the NIC offers); driver mode only")
 	fs.StringVar(&f.cfg.Metrics, "metrics", "", `metrics and pprof address (default 127.0.0.1:9464; "off")`)
 	fs.StringVar(&f.cfg.Rules, "rules", "", "steering rules file (default: redirect every frame)")
 	fs.StringVar(&f.cfg.PinDir, "pin-dir", "", "bpffs directory for the rule maps' pins, one per interface, for `xdpipe rules`\n(default "+bpf.DefaultPinPath+")")
@@ -123,6 +124,9 @@ func (f *runFlags) load() (dataplane.Config, error) {
 	}
 	if f.set["rx-delay"] {
 		c.RxDelay = o.RxDelay
+	}
+	if f.set["rx-metadata"] {
+		c.RxMetadata = o.RxMetadata
 	}
 	over("cpus", &c.CPUs, o.CPUs)
 	over("metrics", &c.Metrics, o.Metrics)

@@ -686,6 +686,42 @@ func TestRunRxDelay(t *testing.T) {
 	}
 }
 
+// TestRunRxMetadata: with --rx-metadata on two interfaces, each gets its
+// own program bound to it (driver mode), the start lines say which RX
+// metadata each driver offers, and frames flow, stamped too.
+func TestRunRxMetadata(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireVeth(t, "veth's driver implements the XDP RX metadata kfuncs")
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{OneNS: true})
+	src := testutil.OpenPacketSocket(t, &p.A, func([]byte) bool { return false })
+	addr := freePort(t, p.B.NS)
+	proc := startRun(t, p.B.NS, "--iface", p.B.Name+","+p.A.Name, "--queues", "0", "--stages", "count", "--poll", "wakeup",
+		"--rx-metadata", "--rx-delay", "--metrics", addr, "--interval", "0s")
+	n := testutil.Frames(1000)
+	received := func() int64 {
+		return int64(metric(t, scrape(t, p.B.NS, addr), "xdpipe_stage_packets_total", `stage="count"`))
+	}
+	sendFrames(t, src, p, n, 128, received)
+	testutil.Eventually(t, 10*time.Second, func() bool { return received() >= int64(n) }, "fewer than %d frames counted", n)
+	body := scrape(t, p.B.NS, addr)
+	rx := metric(t, body, "xdpipe_rx_packets_total", `queue="0"`)
+	if d := metric(t, body, "xdpipe_rx_delay_seconds_count", `queue="0"`); d != rx {
+		t.Errorf("rx delay of %v frames, %v received", d, rx)
+	}
+	out, code := proc.stop(t, syscall.SIGTERM)
+	for _, want := range []string{
+		"run: " + p.B.Name + ": xdp-features basic,redirect,", "run: " + p.A.Name + ": xdp-features basic,redirect,",
+		"xdp-rx-metadata timestamp,hash,vlan-tag",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the output", want)
+		}
+	}
+	if c := strings.Count(out, "rx_metadata=true"); code != 0 || c != 3 { // two ports and the running line
+		t.Fatalf("exit %d, rx_metadata=true %d times (want each port's and the running line):\n%s", code, c, out)
+	}
+}
+
 // TestRunStartLines: after the ready line, one line per interface shows
 // its XDP features and the bind mode, with why auto bound copy mode.
 func TestRunStartLines(t *testing.T) {
