@@ -172,7 +172,7 @@ func TestParseRxdropSummary(t *testing.T) {
 	if _, err := parseRxdropSummary("nothing", 64); err == nil {
 		t.Fatal("no error without a summary")
 	}
-	r, err = parseRunSummary("run: ready\nrun: queue 0: received 221428, transmitted 221428, dropped 0 (verdict 0)\n", 64)
+	r, err = parseRunSummary("run: ready\nrun: queue 0: received 221428, transmitted 221428, dropped 0 (verdict 0)\n", 64, "l2fwd")
 	if err != nil || r.Frames != 221428 || r.Bytes != 221428*64 {
 		t.Fatalf("%+v %v", r, err)
 	}

@@ -38,6 +38,10 @@ var external = map[string]externalRx{
 	"xdpipe-wakeup": rxdropRx("wakeup", false),
 	"xdpipe-track":  rxdropRx("spin", true),
 	"xdpipe-l2fwd":  l2fwdRx(),
+	// The pipeline receiving only, without and with the rx delay
+	// histogram: what the XDP program's stamp costs the rate.
+	"xdpipe-count":       runRx("count", "count"),
+	"xdpipe-count-delay": runRx("count, rx delay", "count", "--rx-delay"),
 	"xdpipe-steer10k": {
 		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
 			if c.Xdpipe == "" {
@@ -114,36 +118,41 @@ func (t *testbed) steerRules() (string, error) {
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
-// l2fwdRx runs `xdpipe run` with the macswap stage (DPDK l2fwd's
-// macswap: every frame back out of the port it came in on), spinning, in
-// copy mode, and reads its per-queue summary.
-func l2fwdRx() externalRx {
+// runRx runs `xdpipe run` on queue 0 with stages and flags, spinning, in
+// copy mode, and reads its per-queue summary; what says what the cell is.
+func runRx(what, stages string, flags ...string) externalRx {
+	flags = append([]string{"--stages", stages, "--poll", "spin", "--bind", "copy"}, flags...)
+	note := "xdpipe run " + strings.Join(flags, " ") + " (" + what + ")"
 	return externalRx{
 		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
 			if c.Xdpipe == "" {
 				return nil, errors.New("no xdpipe binary to run (Config.Xdpipe)")
 			}
-			return []string{c.Xdpipe, "run", "--iface", tb.ifB, "--queues", "0", "--stages", "macswap",
-				"--poll", "spin", "--bind", "copy", "--metrics", "off", "--interval", "1h"}, nil
+			return append(append([]string{c.Xdpipe, "run", "--iface", tb.ifB, "--queues", "0"}, flags...),
+				"--metrics", "off", "--interval", "1h"), nil
 		},
 		ready: func(line string) bool { return strings.HasPrefix(line, "run: ready") },
-		parse: parseRunSummary,
-		note:  "xdpipe run --stages macswap --poll spin --bind copy (l2fwd)",
+		parse: func(out string, size int) (childResult, error) { return parseRunSummary(out, size, note) },
+		note:  note,
 	}
 }
+
+// l2fwdRx runs `xdpipe run` with the macswap stage (DPDK l2fwd's
+// macswap: every frame back out of the port it came in on).
+func l2fwdRx() externalRx { return runRx("l2fwd", "macswap") }
 
 var runSummary = regexp.MustCompile(`run: queue 0: received (\d+), transmitted (\d+)`)
 
 // parseRunSummary reads `xdpipe run`'s summary; it has no byte count, and
 // every generated frame has the same size.
-func parseRunSummary(out string, size int) (childResult, error) {
+func parseRunSummary(out string, size int, note string) (childResult, error) {
 	m := runSummary.FindStringSubmatch(out)
 	if m == nil {
 		return childResult{}, fmt.Errorf("no summary line in %q", lastLine(out))
 	}
 	f, _ := strconv.ParseUint(m[1], 10, 64)
 	tx, _ := strconv.ParseUint(m[2], 10, 64)
-	return childResult{Frames: f, Bytes: f * uint64(size), Note: fmt.Sprintf("xdpipe run --stages macswap (l2fwd), spinning, copy mode; transmitted back %d", tx)}, nil
+	return childResult{Frames: f, Bytes: f * uint64(size), Note: fmt.Sprintf("%s; transmitted %d", note, tx)}, nil
 }
 
 // asavieRx runs hack/asavie-peer, built on first use with `go build` in

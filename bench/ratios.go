@@ -43,6 +43,7 @@ var comparisons = []struct {
 	{"xdpipe-wakeup", "xdpipe-spin", "rxdrop wakeup / spin", 0.9, false},
 	{"xdpipe-track", "xdpipe-spin", "rxdrop accounting / --track=false", 0.9, false},
 	{"xdpipe-l2fwd", "xdpipe-spin", "l2fwd / rxdrop", 0.7, false},
+	{"xdpipe-count-delay", "xdpipe-count", "run --rx-delay / without", 0.97, false},
 	{"c-xsk-l2fwd", "c-xsk-rxdrop", "C l2fwd / C rxdrop (libxdp)", 0, false},
 	{"xdpipe-track", "c-xsk-rxdrop", "rxdrop, its defaults / C rxdrop (libxdp)", 1.1, false},
 	{"xdpipe-spin", "c-xsk-rxdrop", "rxdrop --track=false / C rxdrop (libxdp)", 0, false},

@@ -10,6 +10,11 @@
 //     the generated frames it redirects, as gen.Tracker does but for
 //     latency, on the CPU that runs the hook, so that a receiver need not
 //     read them.
+//     RedirectOptions.RxStamp stamps each redirected frame with the time
+//     in its XDP metadata area (xsk.h), for the worker's rx delay;
+//     RxMetadataIfindex loads the variant built with XDPIPE_RX_META,
+//     bound to one interface, that also puts the driver's RX hash and
+//     timestamp there (the XDP metadata kfuncs). Steer takes the same two.
 //   - DropCount (LoadDropCount): drops and counts, the benchmark ceiling.
 //   - Steer (LoadSteer): the rule-driven steering program (steer.c), with
 //     the match language of package rules.

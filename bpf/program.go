@@ -23,6 +23,7 @@ type program struct {
 	objs   io.Closer     // the program and its maps (bpf2go's objects)
 	links  map[int]link.Link
 	single bool       // attaches to one interface only
+	bound  int        // the interface a device-bound program is bound to, or 0
 	mode   AttachMode // obtained by the last attach
 	closed bool
 }
@@ -52,6 +53,17 @@ func (p *program) attach(ifindex int, mode AttachMode, pin string) (AttachMode, 
 	defer p.mu.Unlock()
 	if p.prog == nil {
 		return 0, fmt.Errorf("attach %s: opened from pins without a program", p.name)
+	}
+	if p.bound != 0 {
+		if ifindex != p.bound {
+			return 0, fmt.Errorf("attach %s: bound to interface index %d for its RX metadata, not %d", p.name, p.bound, ifindex)
+		}
+		switch mode {
+		case AttachGeneric:
+			return 0, fmt.Errorf("attach %s: bound to its interface for its RX metadata, it attaches in driver mode only", p.name)
+		case AttachAuto:
+			mode = AttachDriver
+		}
 	}
 	for idx := range p.links {
 		if idx == ifindex || p.single {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // MaxQueues is the number of XSKMAP entries: sockets can be registered on RX
@@ -26,18 +27,39 @@ type Redirect struct {
 	track   *ebpf.Map // the tracking program's state, or nil
 }
 
+// RedirectOptions tune LoadRedirect and LoadTrackingRedirect. The zero
+// value stamps nothing.
+type RedirectOptions struct {
+	// RxStamp stamps each redirected frame with the time, in the XDP
+	// metadata area in front of it, for the worker's rx delay histogram
+	// (pipeline.WorkerConfig.RxDelay). It costs a clock read per frame.
+	RxStamp bool
+	// RxMetadataIfindex, when not 0, loads the program bound to that
+	// interface (BPF_F_XDP_DEV_BOUND_ONLY), resolved in the calling
+	// thread's network namespace: it then reads the driver's RX hash and
+	// timestamp with the XDP metadata kfuncs and puts them in front of
+	// each frame it redirects, for pipeline.Packet's Rx fields (where the
+	// driver has none, the kfuncs say so and the fields stay unset). A
+	// bound program attaches to that interface only, in driver mode.
+	// LoadTrackingRedirect does not take it.
+	RxMetadataIfindex int
+}
+
 // LoadRedirect loads the redirect program and its XSKMAP into the kernel.
 // Nothing is attached yet; Close releases everything.
-func LoadRedirect() (*Redirect, error) {
-	if err := removeMemlock(); err != nil {
-		return nil, err
+func LoadRedirect(opts RedirectOptions) (*Redirect, error) {
+	load := loadRedirect
+	if opts.RxMetadataIfindex != 0 {
+		load = loadRedirectmeta
 	}
-	var objs redirectObjects
-	if err := loadRedirectObjects(&objs, nil); err != nil {
+	var objs redirectLoaded
+	if err := loadStamped(load, opts.RxStamp, opts.RxMetadataIfindex, &objs); err != nil {
 		return nil, fmt.Errorf("load redirect program: %w", err)
 	}
-	return &Redirect{p: newProgram("redirect", objs.XdpRedirect, &objs, true),
-		prog: objs.XdpRedirect, xsks: objs.Xsks, unbound: objs.XskUnbound}, nil
+	r := &Redirect{p: newProgram("redirect", objs.XdpRedirect, &objs, true),
+		prog: objs.XdpRedirect, xsks: objs.Xsks, unbound: objs.XskUnbound}
+	r.p.bound = opts.RxMetadataIfindex
+	return r, nil
 }
 
 // LoadTrackingRedirect loads the redirect program's variant that also
@@ -45,16 +67,78 @@ func LoadRedirect() (*Redirect, error) {
 // gen.Tracker does but for latency, at the hook, on the CPU that runs it
 // (track.c); Tracked reads what it counted. A receiver then need not read
 // the frames but to sample latency.
-func LoadTrackingRedirect() (*Redirect, error) {
-	if err := removeMemlock(); err != nil {
-		return nil, err
+func LoadTrackingRedirect(opts RedirectOptions) (*Redirect, error) {
+	if opts.RxMetadataIfindex != 0 {
+		return nil, errors.New("load tracking redirect program: it does not read RX metadata")
 	}
-	var objs trackObjects
-	if err := loadTrackObjects(&objs, nil); err != nil {
+	var objs trackLoaded
+	if err := loadStamped(loadTrack, opts.RxStamp, 0, &objs); err != nil {
 		return nil, fmt.Errorf("load tracking redirect program: %w", err)
 	}
 	return &Redirect{p: newProgram("tracking redirect", objs.XdpTrack, &objs, true),
 		prog: objs.XdpTrack, xsks: objs.Xsks, unbound: objs.XskUnbound, track: objs.Track}, nil
+}
+
+// redirectLoaded and trackLoaded are what the loaders take from the
+// collections: programs and maps, not the constants (see steerLoaded).
+type redirectLoaded struct {
+	redirectPrograms
+	redirectMaps
+}
+
+func (o *redirectLoaded) Close() error {
+	return errors.Join(o.redirectPrograms.Close(), o.redirectMaps.Close())
+}
+
+type trackLoaded struct {
+	trackPrograms
+	trackMaps
+}
+
+func (o *trackLoaded) Close() error { return errors.Join(o.trackPrograms.Close(), o.trackMaps.Close()) }
+
+// loadStamped loads the collection load returns into objs, with the
+// programs' rx_stamp constant (xsk.h) set to rxStamp, and bound to
+// interface bound unless it is 0.
+func loadStamped(load func() (*ebpf.CollectionSpec, error), rxStamp bool, bound int, objs any) error {
+	if err := removeMemlock(); err != nil {
+		return err
+	}
+	spec, err := load()
+	if err != nil {
+		return err
+	}
+	if err := setRxStamp(spec, rxStamp); err != nil {
+		return err
+	}
+	bindTo(spec, bound)
+	return spec.LoadAndAssign(objs, nil)
+}
+
+// bindTo makes spec's programs device-bound to interface ifindex (not 0),
+// as the XDP metadata kfuncs they call require.
+func bindTo(spec *ebpf.CollectionSpec, ifindex int) {
+	if ifindex == 0 {
+		return
+	}
+	for _, ps := range spec.Programs {
+		ps.Ifindex = uint32(ifindex)
+		ps.Flags |= unix.BPF_F_XDP_DEV_BOUND_ONLY
+	}
+}
+
+// setRxStamp sets the rx_stamp constant of a program that ends with
+// redirect_xsk (xsk.h).
+func setRxStamp(spec *ebpf.CollectionSpec, on bool) error {
+	v, ok := spec.Variables["rx_stamp"]
+	if !ok {
+		return errors.New("the program has no rx_stamp setting")
+	}
+	var x uint32
+	if on {
+		x = 1
+	}
+	return v.Set(x)
 }
 
 // TrackState is what the tracking program counted on one CPU: gen.Tracker's

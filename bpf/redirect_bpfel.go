@@ -19,6 +19,7 @@ const (
 	redirectMapXskUnbound   = "xsk_unbound"
 	redirectMapXsks         = "xsks"
 	redirectProgXdpRedirect = "xdp_redirect"
+	redirectVarRxStamp      = "rx_stamp"
 )
 
 // loadRedirect returns the embedded CollectionSpec for redirect.
@@ -78,6 +79,7 @@ type redirectMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type redirectVariableSpecs struct {
+	RxStamp *ebpf.VariableSpec `ebpf:"rx_stamp"`
 }
 
 // redirectObjects contains all objects after they have been loaded into the kernel.
@@ -115,6 +117,7 @@ func (m *redirectMaps) Close() error {
 //
 // It can be passed to loadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type redirectVariables struct {
+	RxStamp *ebpf.Variable `ebpf:"rx_stamp"`
 }
 
 // redirectPrograms contains all programs after they have been loaded into the kernel.

@@ -71,7 +71,7 @@ func udp4Frame(size int) []byte {
 func newRedirect(t testing.TB) *Redirect {
 	t.Helper()
 	testutil.RequireRoot(t)
-	r, err := LoadRedirect()
+	r, err := LoadRedirect(RedirectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

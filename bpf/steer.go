@@ -92,6 +92,13 @@ type SteerOptions struct {
 	// `xdpipe rules` can read and change the running instance's rules.
 	// Unpin on a clean stop removes the maps' pins too.
 	MapsOnly bool
+	// RxStamp stamps each redirected frame with the time, as
+	// RedirectOptions.RxStamp does.
+	RxStamp bool
+	// RxMetadataIfindex binds the program to that interface for the
+	// driver's RX metadata, as RedirectOptions.RxMetadataIfindex does: it
+	// then attaches to that interface only.
+	RxMetadataIfindex int
 }
 
 // Steer is the rule-driven steering program: parses each frame and, by the
@@ -137,10 +144,18 @@ func loadSteerEdited(opts SteerOptions, edit func(*ebpf.CollectionSpec) error) (
 	if err := removeMemlock(); err != nil {
 		return nil, err
 	}
-	spec, err := loadSteer()
+	load := loadSteer
+	if opts.RxMetadataIfindex != 0 {
+		load = loadSteermeta
+	}
+	spec, err := load()
 	if err != nil {
 		return nil, err
 	}
+	if err := setRxStamp(spec, opts.RxStamp); err != nil {
+		return nil, fmt.Errorf("load steer: %w", err)
+	}
+	bindTo(spec, opts.RxMetadataIfindex)
 	if edit != nil {
 		if err := edit(spec); err != nil {
 			return nil, fmt.Errorf("load steer: %w", err)
@@ -167,8 +182,10 @@ func loadSteerEdited(opts SteerOptions, edit func(*ebpf.CollectionSpec) error) (
 		}
 		return nil, fmt.Errorf("load steer program: %w", err)
 	}
-	return &Steer{p: newProgram("steer", objs.XdpSteer, &objs, false), maps: objs.steerMaps, pin: opts.PinPath,
-		pinLinks: opts.PinPath != "" && !opts.MapsOnly}, nil
+	st := &Steer{p: newProgram("steer", objs.XdpSteer, &objs, false), maps: objs.steerMaps, pin: opts.PinPath,
+		pinLinks: opts.PinPath != "" && !opts.MapsOnly}
+	st.p.bound = opts.RxMetadataIfindex
+	return st, nil
 }
 
 // pinByName makes the maps of spec pinned by name: the declared ones, not

@@ -171,6 +171,7 @@ const (
 	steerMapXskUnbound       = "xsk_unbound"
 	steerProgXdpSteer        = "xdp_steer"
 	steerVarFlowCache        = "flow_cache"
+	steerVarRxStamp          = "rx_stamp"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -246,6 +247,7 @@ type steerMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerVariableSpecs struct {
 	FlowCache *ebpf.VariableSpec `ebpf:"flow_cache"`
+	RxStamp   *ebpf.VariableSpec `ebpf:"rx_stamp"`
 }
 
 // steerObjects contains all objects after they have been loaded into the kernel.
@@ -314,6 +316,7 @@ func (m *steerMaps) Close() error {
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerVariables struct {
 	FlowCache *ebpf.Variable `ebpf:"flow_cache"`
+	RxStamp   *ebpf.Variable `ebpf:"rx_stamp"`
 }
 
 // steerPrograms contains all programs after they have been loaded into the kernel.

@@ -36,6 +36,7 @@ const (
 	trackMapXskUnbound = "xsk_unbound"
 	trackMapXsks       = "xsks"
 	trackProgXdpTrack  = "xdp_track"
+	trackVarRxStamp    = "rx_stamp"
 )
 
 // loadTrack returns the embedded CollectionSpec for track.
@@ -96,6 +97,7 @@ type trackMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trackVariableSpecs struct {
+	RxStamp *ebpf.VariableSpec `ebpf:"rx_stamp"`
 }
 
 // trackObjects contains all objects after they have been loaded into the kernel.
@@ -135,6 +137,7 @@ func (m *trackMaps) Close() error {
 //
 // It can be passed to loadTrackObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trackVariables struct {
+	RxStamp *ebpf.Variable `ebpf:"rx_stamp"`
 }
 
 // trackPrograms contains all programs after they have been loaded into the kernel.

@@ -16,7 +16,7 @@ import (
 func newTrackingRedirect(t *testing.T) *Redirect {
 	t.Helper()
 	testutil.RequireRoot(t)
-	r, err := LoadTrackingRedirect()
+	r, err := LoadTrackingRedirect(RedirectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,19 @@ type Config struct {
 	// IFACE --pin-dir PINDIR` (default /sys/fs/bpf/xdpipe). Only the maps
 	// are pinned, and only while the daemon runs.
 	PinDir string `yaml:"pin_dir"`
+	// RxDelay has the XDP program stamp each frame it redirects with the
+	// time and the workers count, per queue, how long frames took from
+	// the XDP hook to the stage chain: xdpipe_rx_delay_seconds. The stamp
+	// costs the program a clock read per frame (see dataplane/README.md for
+	// what it costs in rate).
+	RxDelay bool `yaml:"rx_delay"`
+	// RxMetadata has each interface's XDP program read the driver's RX
+	// hash and timestamp (the XDP metadata kfuncs) into the packets'
+	// RxHash and RxTimestamp, for the stages: the program is then bound to
+	// its interface and attached in driver mode. An interface whose driver
+	// offers none (the start line's xdp-rx-metadata) gets the plain
+	// program, with a warning.
+	RxMetadata bool `yaml:"rx_metadata"`
 	// Metrics is the Prometheus /metrics address (default
 	// 127.0.0.1:9464; "off" disables).
 	Metrics string `yaml:"metrics"`
@@ -98,9 +111,9 @@ type Config struct {
 const DefaultMetrics = "127.0.0.1:9464"
 
 // MinInterval is the shortest interval between rate lines, other than 0
-// (none): the lines are for people, who cannot read more than a few a
-// second, and each reads every socket's statistics.
-const MinInterval = 100 * time.Millisecond
+// (none): each line reads every socket's statistics, and a hundred a
+// second is more than a person or a script watching them needs.
+const MinInterval = 10 * time.Millisecond
 
 // WithDefaults fills the defaults of the settings a command prints or
 // acts on itself (Metrics, Interval); the daemon applies the rest.
@@ -588,6 +601,8 @@ func restartSettings(run, next *plan) []string {
 	differ("pin_dir", rc.PinDir != nc.PinDir)
 	differ("metrics", rc.WithDefaults().Metrics != nc.WithDefaults().Metrics)
 	differ("pprof", rc.Pprof != nc.Pprof)
+	differ("rx_delay", rc.RxDelay != nc.RxDelay)          // the programs stamp or not
+	differ("rx_metadata", rc.RxMetadata != nc.RxMetadata) // bound programs
 	return out
 }
 

@@ -130,7 +130,7 @@ func (d *Daemon) open() error {
 			Socket: xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: p.bind, BusyPoll: p.cfg.BusyPoll,
 				MultiBuffer: p.multiBuffer},
 			TakesMultiBuffer: true, Transmits: p.transmits,
-			Rules: p.steer, Attach: p.attach, PinDir: p.cfg.PinDir, Log: d.log,
+			Rules: p.steer, RxStamp: p.cfg.RxDelay, RxMetadata: p.cfg.RxMetadata, Attach: p.attach, PinDir: p.cfg.PinDir, Log: d.log,
 		}, mems)
 		if err != nil {
 			return err
@@ -154,7 +154,7 @@ func (d *Daemon) open() error {
 		}
 		w, err := pipeline.NewWorker(pipeline.WorkerConfig{Queue: q, Ports: ports, Mem: mems[wi], Stages: d.chains.chains[wi],
 			BurstSize: p.cfg.Burst, TXBatch: p.cfg.TXBatch, DrainInterval: p.cfg.Drain.Duration, Default: p.def,
-			Poll: p.poll, Coalesce: p.coalesce, RXRing: int(ring), CPU: cpu, Logger: d.log})
+			Poll: p.poll, Coalesce: p.coalesce, RXRing: int(ring), CPU: cpu, RxDelay: p.cfg.RxDelay, RxMetadata: p.cfg.RxMetadata, Logger: d.log})
 		if err != nil {
 			return err
 		}
@@ -250,7 +250,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer func() { stopUnbound(); uwg.Wait() }()
 	d.log.Info("running", "queues", d.p.queues, "interfaces", d.p.cfg.Interfaces, "poll", d.p.poll.String(), "cpus", d.p.cpus,
-		"umem", map[bool]string{true: "shared", false: "per-queue"}[d.p.sharedMem], "steering", d.p.steer != nil)
+		"umem", map[bool]string{true: "shared", false: "per-queue"}[d.p.sharedMem], "steering", d.p.steer != nil, "rx_delay", d.p.cfg.RxDelay,
+		"rx_metadata", d.p.cfg.RxMetadata)
 	wctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	errs := make([]error, len(d.workers))

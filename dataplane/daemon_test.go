@@ -539,6 +539,38 @@ func TestDaemonStageErrors(t *testing.T) {
 	}
 }
 
+// TestDaemonRxSettings: rx_delay and rx_metadata reach every port's
+// program and every worker, and a reload that turns either on or off is
+// refused (the programs would have to be reloaded), the chain kept.
+func TestDaemonRxSettings(t *testing.T) {
+	c := baseConfig(t, "count", "macswap")
+	c.RxDelay, c.RxMetadata = true, true
+	d, sys, _ := running(t, c)
+	if len(sys.opts) == 0 || len(d.workers) == 0 {
+		t.Fatalf("%d ports, %d workers", len(sys.opts), len(d.workers))
+	}
+	for _, o := range sys.opts {
+		if !o.RxStamp || !o.RxMetadata {
+			t.Fatalf("port %s opened with RxStamp %v, RxMetadata %v", o.Iface, o.RxStamp, o.RxMetadata)
+		}
+	}
+	for _, w := range d.workers {
+		if w.RxDelay() == nil {
+			t.Fatalf("worker of queue %d without the rx delay histogram", w.Queue())
+		}
+	}
+	for _, off := range []func(*Config){func(c *Config) { c.RxDelay = false }, func(c *Config) { c.RxMetadata = false }} {
+		next := c
+		off(&next)
+		if err := d.Reload(next); err == nil || !strings.Contains(err.Error(), "a restart applies them") {
+			t.Fatalf("reload turning an rx setting off: %v", err)
+		}
+	}
+	if err := d.Reload(c); err != nil {
+		t.Fatalf("reload with the same rx settings: %v", err)
+	}
+}
+
 // TestDaemonStopDuringReload: a stop that comes while a reload waits for
 // the workers neither fails the reload nor hangs the stop, and every frame
 // is accounted for after it.

@@ -70,6 +70,15 @@ type PortOptions struct {
 	// runs it (bpf.LoadTrackingRedirect): Port.Tracked reads the counts,
 	// and the receiver need not read the frames but to sample latency.
 	Track bool
+	// RxStamp has the program stamp each frame it redirects with the time,
+	// for the worker's rx delay histogram (pipeline.WorkerConfig.RxDelay).
+	RxStamp bool
+	// RxMetadata loads the program bound to the interface, so that it
+	// reads the driver's RX hash and timestamp into each frame's metadata
+	// (pipeline.WorkerConfig.RxMetadata), where the driver offers any
+	// (netdev's xdp-rx-metadata-features) and the attach mode is not
+	// generic; elsewhere it logs why frames carry none. Not with Track.
+	RxMetadata bool
 	// Attach is the XDP attach mode (default auto).
 	Attach bpf.AttachMode
 	// PinDir, with Rules, pins the rule maps while the port is open, so
@@ -205,6 +214,19 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 	dev, xdp := netdev.Describe(ifc.Index)
 	o.Socket.Driver = dev.XSK()
 	p.XDP = xdp
+	bound := 0 // the interface the program is bound to for RX metadata
+	if o.RxMetadata && !o.NoProgram {
+		switch {
+		case o.Track:
+			return nil, errors.New("open port: the tracking program does not read RX metadata")
+		case dev.RxMetadata == 0:
+			log.Warn("the driver offers no XDP RX metadata: packets carry none", "iface", ifc.Name, "xdp", xdp)
+		case o.Attach == bpf.AttachGeneric:
+			log.Warn("XDP RX metadata needs driver mode, not generic: packets carry none", "iface", ifc.Name)
+		default:
+			bound = ifc.Index
+		}
+	}
 	if why := busyPollStall(dev.Driver, o); why != "" {
 		if o.Socket.Bind == xsk.BindZeroCopy {
 			return nil, fmt.Errorf("%s: %s; drop --busy-poll (busy_poll) or bind copy mode", ifc.Name, why)
@@ -235,11 +257,11 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 		return p, nil
 	}
 	if o.Rules != nil {
-		so := bpf.SteerOptions{}
+		so := bpf.SteerOptions{RxStamp: o.RxStamp, RxMetadataIfindex: bound}
 		if o.PinDir != "" {
 			// Only the maps are pinned (not the link), and only while the
 			// port is open: Detach removes them.
-			so = bpf.SteerOptions{PinPath: p.claim.PinPath(), MapsOnly: true}
+			so.PinPath, so.MapsOnly = p.claim.PinPath(), true
 		}
 		if p.steer, err = bpf.LoadSteer(so); err != nil {
 			return nil, err
@@ -255,7 +277,7 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 		if o.Track {
 			load = bpf.LoadTrackingRedirect
 		}
-		r, err := load()
+		r, err := load(bpf.RedirectOptions{RxStamp: o.RxStamp, RxMetadataIfindex: bound})
 		if err != nil {
 			return nil, err
 		}
@@ -279,7 +301,7 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 		return nil, err
 	}
 	log.Info("port open", "iface", ifc.Name, "driver", dev.Driver, "xdp_features", xdp, "queues", o.Queues, "xdp", p.Program(),
-		"attach", p.Attached.String(), "bind", ModeText(p.Sockets[0]))
+		"attach", p.Attached.String(), "bind", ModeText(p.Sockets[0]), "rx_metadata", bound != 0)
 	return p, nil
 }
 

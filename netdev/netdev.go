@@ -48,24 +48,46 @@ var featureNames = []string{"basic", "redirect", "ndo-xmit", "xsk-zerocopy", "hw
 
 // String lists the set bits by their kernel names, comma-separated
 // ("basic,redirect,rx-sg"), "none" for none; unknown bits show as hex.
-func (f XDPFeatures) String() string {
-	var names []string
-	for i, n := range featureNames {
+func (f XDPFeatures) String() string { return bitNames(uint64(f), featureNames) }
+
+// bitNames lists the bits of f set by their names (bit i: names[i]),
+// comma-separated, unknown bits in hex, "none" for none.
+func bitNames(f uint64, names []string) string {
+	var out []string
+	for i, n := range names {
 		if f&(1<<i) != 0 {
-			names = append(names, n)
+			out = append(out, n)
 		}
 	}
-	if rest := f &^ (1<<len(featureNames) - 1); rest != 0 {
-		names = append(names, fmt.Sprintf("%#x", uint64(rest)))
+	if rest := f &^ (1<<len(names) - 1); rest != 0 {
+		out = append(out, fmt.Sprintf("%#x", rest))
 	}
-	if len(names) == 0 {
+	if len(out) == 0 {
 		return "none"
 	}
-	return strings.Join(names, ",")
+	return strings.Join(out, ",")
 }
 
 // Has reports whether every bit of want is set.
 func (f XDPFeatures) Has(want XDPFeatures) bool { return f&want == want }
+
+// RxMetadata is the xdp-rx-metadata-features bitmask (enum
+// netdev_xdp_rx_metadata): the XDP RX metadata kfuncs the driver
+// implements.
+type RxMetadata uint64
+
+// The RX metadata bits.
+const (
+	RxTimestamp RxMetadata = 1 << iota // bpf_xdp_metadata_rx_timestamp
+	RxHash                             // bpf_xdp_metadata_rx_hash
+	RxVLANTag                          // bpf_xdp_metadata_rx_vlan_tag
+)
+
+var rxMetadataNames = []string{"timestamp", "hash", "vlan-tag"}
+
+// String lists the set bits by their kernel names ("timestamp,hash"),
+// "none" for none; unknown bits show as hex.
+func (m RxMetadata) String() string { return bitNames(uint64(m), rxMetadataNames) }
 
 // Device is what the kernel says about one device's XDP abilities.
 type Device struct {
@@ -77,6 +99,9 @@ type Device struct {
 	Name, Driver string
 	// Features is the device's xdp-features.
 	Features XDPFeatures
+	// RxMetadata is its xdp-rx-metadata-features: the RX metadata an XDP
+	// program bound to it can read.
+	RxMetadata RxMetadata
 	// ZeroCopyMaxSegs is xdp-zc-max-segs: how many buffers one packet may
 	// take in zero-copy mode (1: no multi-buffer with zero-copy).
 	ZeroCopyMaxSegs uint32
@@ -95,6 +120,7 @@ const (
 	attrDevIfindex      = 1 // NETDEV_A_DEV_IFINDEX, u32
 	attrDevXDPFeatures  = 3 // NETDEV_A_DEV_XDP_FEATURES, u64
 	attrDevXDPZCMaxSegs = 4 // NETDEV_A_DEV_XDP_ZC_MAX_SEGS, u32
+	attrDevRxMetadata   = 5 // NETDEV_A_DEV_XDP_RX_METADATA_FEATURES, u64
 
 	attrQueueID      = 1 // NETDEV_A_QUEUE_ID, u32
 	attrQueueIfindex = 2 // NETDEV_A_QUEUE_IFINDEX, u32
@@ -145,6 +171,8 @@ func Get(ifindex int) (Device, error) {
 				d.Features = XDPFeatures(ad.Uint64())
 			case attrDevXDPZCMaxSegs:
 				d.ZeroCopyMaxSegs = ad.Uint32()
+			case attrDevRxMetadata:
+				d.RxMetadata = RxMetadata(ad.Uint64())
 			}
 		}
 		if err := ad.Err(); err != nil {
@@ -235,9 +263,9 @@ func driverInfo(ifindex int) (name, driver string) {
 }
 
 // String is the start-line form: "xdp-features basic,redirect,rx-sg
-// zc-max-segs 1".
+// xdp-rx-metadata hash zc-max-segs 1".
 func (d Device) String() string {
-	return fmt.Sprintf("xdp-features %v zc-max-segs %d", d.Features, d.ZeroCopyMaxSegs)
+	return fmt.Sprintf("xdp-features %v xdp-rx-metadata %v zc-max-segs %d", d.Features, d.RxMetadata, d.ZeroCopyMaxSegs)
 }
 
 // XSK is what xsk.NewSocket needs to know of the driver to choose a bind

@@ -24,8 +24,14 @@ func TestXDPFeaturesString(t *testing.T) {
 			t.Errorf("%#x: %q, want %q", uint64(f), got, want)
 		}
 	}
-	if got := (netdev.Device{Features: netdev.XDPBasic, ZeroCopyMaxSegs: 1}).String(); got != "xdp-features basic zc-max-segs 1" {
+	if got := (netdev.Device{Features: netdev.XDPBasic, ZeroCopyMaxSegs: 1}).String(); got != "xdp-features basic xdp-rx-metadata none zc-max-segs 1" {
 		t.Errorf("Device.String: %q", got)
+	}
+	for m, want := range map[netdev.RxMetadata]string{0: "none", netdev.RxHash: "hash",
+		netdev.RxTimestamp | netdev.RxHash | netdev.RxVLANTag | 1<<5: "timestamp,hash,vlan-tag,0x20"} {
+		if got := m.String(); got != want {
+			t.Errorf("RxMetadata %#x: %q, want %q", uint64(m), got, want)
+		}
 	}
 }
 
@@ -61,6 +67,9 @@ func TestVethFeatures(t *testing.T) {
 	}
 	if d.Features.Has(netdev.XDPNdoXmit) {
 		t.Fatalf("veth features %v: ndo-xmit without an XDP program on the peer", d.Features)
+	}
+	if want := netdev.RxTimestamp | netdev.RxHash | netdev.RxVLANTag; d.RxMetadata != want {
+		t.Fatalf("veth xdp-rx-metadata %v, want %v", d.RxMetadata, want)
 	}
 	if d.RXQueues != 2 || d.TXQueues != 2 {
 		t.Fatalf("queues rx %d tx %d, want 2 and 2", d.RXQueues, d.TXQueues)

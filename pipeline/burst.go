@@ -72,6 +72,16 @@ type Packet struct {
 	// Time is the pass time in nanoseconds (CLOCK_MONOTONIC via the Go
 	// runtime), read once per pass, not per packet.
 	Time int64
+	// RxTimestamp is the NIC's receive timestamp in nanoseconds of its
+	// own clock, and RxHash its RSS hash of the packet, of type
+	// RxHashType (the kernel's enum xdp_rss_hash_type), valid where
+	// RxMeta says: set by a worker with WorkerConfig.RxMetadata from what
+	// the XDP program bound to the interface read from the driver
+	// (bpf.RedirectOptions.RxMetadataIfindex).
+	RxTimestamp int64
+	RxHash      uint32
+	RxHashType  uint16
+	RxMeta      RxMeta
 	// Queue is the RX queue the packet arrived on.
 	Queue uint16
 	// Port is the index of the worker port the packet arrived on.
@@ -83,6 +93,16 @@ type Packet struct {
 	// Rule is the index of the filter rule that matched, or -1.
 	Rule int16
 }
+
+// RxMeta says which of a Packet's driver RX metadata fields are set.
+type RxMeta uint8
+
+const (
+	// RxHasHash: RxHash and RxHashType are the driver's.
+	RxHasHash RxMeta = 1 << iota
+	// RxHasTimestamp: RxTimestamp is the driver's.
+	RxHasTimestamp
+)
 
 // Desc returns the descriptor to put on a TX ring for the packet (its first
 // segment's: More follows it on the ring).

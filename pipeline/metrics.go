@@ -27,6 +27,9 @@ import (
 //	xdpipe_umem_frames{umem, place}: where the frames are (free, app, fill,
 //	    rx, tx, completion, kernel): ring occupancy
 //	xdpipe_burst_size: histogram of non-empty RX burst sizes
+//	xdpipe_rx_delay_seconds: histogram of the rx delay, from the XDP
+//	    program to the stage chain, of stamped packets (WorkerConfig.RxDelay;
+//	    absent when off)
 //	xdpipe_worker_passes_total, xdpipe_worker_idle_passes_total, xdpipe_stage_reloads_total
 //
 // and each stage's own (Metered), labelled with queue, stage (its kind) and
@@ -83,6 +86,7 @@ var (
 	mRingEmpty   = desc("xdpipe_xsk_ring_empty_total", "Times the kernel found a ring empty (XDP_STATISTICS): fill (no frame to receive into), tx (nothing to send); events, not frames.", "iface", "queue", "ring")
 	mUmem        = desc("xdpipe_umem_frames", "UMEM frames by place (ring occupancy).", "umem", "place")
 	mBurst       = desc("xdpipe_burst_size", "Size of non-empty RX bursts.", "queue")
+	mRxDelay     = desc("xdpipe_rx_delay_seconds", "Time from the XDP program to the stage chain (queueing in the RX ring included), of the frames the program stamped.", "queue")
 	mPasses      = desc("xdpipe_worker_passes_total", "Worker passes.", "queue")
 	mIdle        = desc("xdpipe_worker_idle_passes_total", "Worker passes that received nothing.", "queue")
 	mReloads     = desc("xdpipe_stage_reloads_total", "Stage chains swapped in at run time.", "queue")
@@ -156,6 +160,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			prev = ub
 		}
 		ch <- prometheus.MustNewConstHistogram(mBurst, count, sum, buckets, q)
+		if d := w.RxDelay(); d != nil {
+			ch <- delayHistogram(d, q)
+		}
 		w.retired.counters(&w.active, func(d *prometheus.Desc, v uint64, labels []string) {
 			counter(ch, d, v, append([]string{q}, labels...)...)
 		})
@@ -173,6 +180,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, f := range c.extra {
 		f(ch)
 	}
+}
+
+// delayHistogram is d as a Prometheus histogram in seconds.
+func delayHistogram(d *DelayStats, queue string) prometheus.Metric {
+	buckets := make(map[float64]uint64, DelayBuckets)
+	var cum uint64
+	for i := range DelayBuckets {
+		cum += d.Counts[i].Load()
+		buckets[float64(DelayBound(i))/1e9] = cum
+	}
+	cum += d.Counts[DelayBuckets].Load()
+	return prometheus.MustNewConstHistogram(mRxDelay, cum, float64(d.SumNanos.Load())/1e9, buckets, queue)
 }
 
 // ruleLabel names a rule for metrics: its name, or its priority.

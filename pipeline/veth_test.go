@@ -28,16 +28,22 @@ import (
 // Closed at the end of the test.
 func openXsk(t *testing.T, e *testutil.LinkEnd, u *xsk.Umem, queue int, so xsk.SocketOptions) *xsk.Socket {
 	t.Helper()
+	return openXskWith(t, e, u, queue, so, bpf.RedirectOptions{}, bpf.AttachAuto)
+}
+
+// openXskWith is openXsk with the program's options and attach mode.
+func openXskWith(t *testing.T, e *testutil.LinkEnd, u *xsk.Umem, queue int, so xsk.SocketOptions, ro bpf.RedirectOptions, mode bpf.AttachMode) *xsk.Socket {
+	t.Helper()
 	so.Bind, _ = xsk.ParseBindMode(testutil.Bind())
 	ifindex := e.Ifindex(t)
 	var s *xsk.Socket
 	e.NS.MustDo(t, func() error {
-		r, err := bpf.LoadRedirect()
+		r, err := bpf.LoadRedirect(ro)
 		if err != nil {
 			return err
 		}
 		t.Cleanup(func() { r.Close() })
-		if _, err := r.Attach(ifindex, bpf.AttachAuto); err != nil {
+		if _, err := r.Attach(ifindex, mode); err != nil {
 			return err
 		}
 		// Fill before the first frame can arrive: on Linux 6.18 veth copy

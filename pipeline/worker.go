@@ -116,6 +116,15 @@ type WorkerConfig struct {
 	RXRing int
 	// CPU pins the worker's OS thread with sched_setaffinity (-1: no pinning).
 	CPU int
+	// RxDelay reads the rx stamp in front of each received packet (the
+	// XDP program's, loaded with bpf.RedirectOptions.RxStamp) and counts
+	// its delay, from the XDP hook to the stage chain, in RxDelay's
+	// histogram. Packets without a stamp are not counted.
+	RxDelay bool
+	// RxMetadata reads the driver's RX metadata the XDP program put in
+	// front of each received packet (loaded bound to its interface,
+	// bpf.RedirectOptions.RxMetadataIfindex) into the Packet's Rx fields.
+	RxMetadata bool
 	// Logger for stage errors and the stop report (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -194,6 +203,8 @@ type Worker struct {
 	stop    atomic.Bool
 	running atomic.Bool
 	stats   WorkerStats
+	delays  delayBurst
+	delay   DelayStats
 	log     *slog.Logger
 }
 
@@ -295,6 +306,15 @@ func (w *Worker) Queue() int { return w.cfg.Queue }
 
 // Stats returns the worker's counters (read them with atomic loads).
 func (w *Worker) Stats() *WorkerStats { return &w.stats }
+
+// RxDelay returns the worker's rx delay histogram (read it with atomic
+// loads), or nil when WorkerConfig.RxDelay is off.
+func (w *Worker) RxDelay() *DelayStats {
+	if !w.cfg.RxDelay {
+		return nil
+	}
+	return &w.delay
+}
 
 // PortStats returns port i's counters.
 func (w *Worker) PortStats(i int) *PortStats { return &w.ports[i].stats }
@@ -456,6 +476,13 @@ func (w *Worker) pass() int {
 		var bytes uint64
 		for i := range b.Pkts {
 			bytes += uint64(b.Pkts[i].Len())
+		}
+		if w.cfg.RxDelay {
+			// The clock once per burst: the pass's reading may precede
+			// the stamps of frames that arrived since.
+			w.delays.record(b, monotime.Now(), &w.delay)
+		} else if w.cfg.RxMetadata {
+			w.delays.record(b, 0, nil)
 		}
 		wp.stats.RxPackets.Add(uint64(b.Len()))
 		wp.stats.RxBytes.Add(bytes)

@@ -33,6 +33,7 @@ type fakePort struct {
 	completeEvery int // complete only every n-th Complete call (TX pressure)
 	calls         int
 	onTX          func(data []byte) // sees each transmitted frame
+	stamp         bool              // write an rx stamp of the time in front of each frame
 	received      int
 	completed     int
 }
@@ -50,6 +51,9 @@ func (p *fakePort) Receive(descs []Desc) int {
 		a := p.fill[len(p.fill)-1] + p.mem.headroom
 		p.fill = p.fill[:len(p.fill)-1]
 		copy(p.mem.region[a:], p.template)
+		if p.stamp {
+			putStamp(p.mem.region[a-RxStampLen:a], monotime.Now())
+		}
 		descs[n] = Desc{Addr: a, Len: uint32(len(p.template))}
 		n++
 		if p.budget > 0 {

@@ -119,7 +119,7 @@ func socketOn(t *testing.T, e *testutil.LinkEnd, u *xsk.Umem, queue int, so xsk.
 // attaches it to e in driver mode.
 func redirectOn(t *testing.T, e *testutil.LinkEnd, socks ...*xsk.Socket) *bpf.Redirect {
 	t.Helper()
-	r, err := bpf.LoadRedirect()
+	r, err := bpf.LoadRedirect(bpf.RedirectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -637,7 +637,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 		s, err = xsk.NewSocket(u, ifindex, 0, xsk.SocketOptions{Bind: bind()})
 		return err
 	})
-	r, err := bpf.LoadRedirect()
+	r, err := bpf.LoadRedirect(bpf.RedirectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

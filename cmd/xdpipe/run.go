@@ -54,6 +54,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.DurationVar(&f.cfg.Coalesce.Duration, "coalesce", 0, "wakeup mode: longest nap while frames keep coming, instead of poll(2)\n(default 200µs; 0: always poll)")
 	fs.BoolVar(&f.cfg.BusyPoll, "busy-poll", false, "socket busy polling (SO_PREFER_BUSY_POLL)")
 	fs.StringVar(&f.cfg.CPUs, "cpus", "", `CPU list, one CPU per worker in queue order ("0-3")`)
+	fs.BoolVar(&f.cfg.RxDelay, "rx-delay", false, "stamp frames at the XDP hook and export the delay to the stage chain\n(xdpipe_rx_delay_seconds); costs the XDP program a clock read per frame")
+	fs.BoolVar(&f.cfg.RxMetadata, "rx-metadata", false, "have the XDP program read the driver's RX hash and timestamp into the packets\n(the start line's xdp-rx-metadata says which the NIC offers); driver mode only")
 	fs.StringVar(&f.cfg.Metrics, "metrics", "", `Prometheus /metrics address (default 127.0.0.1:9464; "off")`)
 	fs.StringVar(&f.cfg.Pprof, "pprof", "", "serve Go's /debug/pprof here (default: nowhere): profiles, goroutine dumps\nand the command line to whoever reaches it")
 	fs.StringVar(&f.cfg.Rules, "rules", "", "steering rules file (default: redirect every frame)")
@@ -119,6 +121,12 @@ func (f *runFlags) load() (dataplane.Config, error) {
 	}
 	if f.set["busy-poll"] {
 		c.BusyPoll = o.BusyPoll
+	}
+	if f.set["rx-delay"] {
+		c.RxDelay = o.RxDelay
+	}
+	if f.set["rx-metadata"] {
+		c.RxMetadata = o.RxMetadata
 	}
 	over("cpus", &c.CPUs, o.CPUs)
 	over("metrics", &c.Metrics, o.Metrics)
@@ -207,8 +215,12 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- d.Run(rctx) }()
-	fmt.Fprintf(stdout, "run: ready: %d queues %v on %s, stages %s, metrics %s\n", len(d.Queues()), d.Queues(),
-		strings.Join(cfg.Interfaces, ","), dataplane.StageList(cfg.Stages), cfg.Metrics)
+	delay := ""
+	if cfg.RxDelay {
+		delay = ", rx delay (xdpipe_rx_delay_seconds)"
+	}
+	fmt.Fprintf(stdout, "run: ready: %d queues %v on %s, stages %s, metrics %s%s\n", len(d.Queues()), d.Queues(),
+		strings.Join(cfg.Interfaces, ","), dataplane.StageList(cfg.Stages), cfg.Metrics, delay)
 	for _, pi := range d.Ports() {
 		fmt.Fprintf(stdout, "run: %s: %s, AF_XDP %s\n", pi.Name, pi.XDP, pi.Mode)
 	}

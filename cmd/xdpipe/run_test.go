@@ -678,6 +678,86 @@ func TestRunRulesReachRunning(t *testing.T) {
 	noXDP(t, &p.B)
 }
 
+// TestRunRxDelay: with --rx-delay and steering rules, the steering
+// program stamps the frames it redirects and /metrics has the delay of
+// every frame the worker received, and none without the flag.
+func TestRunRxDelay(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, on := range []bool{true, false} {
+		t.Run(map[bool]string{true: "on", false: "off"}[on], func(t *testing.T) {
+			p := testutil.NewLinkPair(t, testutil.LinkOptions{})
+			rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+			if err := os.WriteFile(rulesFile, []byte(testRules), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			pinDir := t.TempDir()
+			testutil.MustRun(t, "mount", "-t", "bpf", "bpffs", pinDir)
+			t.Cleanup(func() { testutil.MustRun(t, "umount", pinDir) })
+			addr := freePort(t, p.B.NS)
+			back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
+			proc := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "0", "--stages", "count,macswap", "--rules", rulesFile,
+				"--poll", "wakeup", "--metrics", addr, "--interval", "1h", "--rx-delay="+strconv.FormatBool(on), "--pin-dir", pinDir)
+			n := testutil.Frames(2000)
+			sendFrames(t, back, p, n, 128, back.Received)
+			waitBack(t, back, int64(n))
+			body := scrape(t, p.B.NS, addr)
+			out, code := proc.stop(t, syscall.SIGTERM)
+			if code != 0 || strings.Contains(out, "rx delay (") != on {
+				t.Fatalf("exit %d, rx delay %v on the ready line:\n%s", code, on, out)
+			}
+			if !on {
+				if strings.Contains(body, "xdpipe_rx_delay_seconds") {
+					t.Fatalf("xdpipe_rx_delay_seconds without --rx-delay:\n%s", body)
+				}
+				return
+			}
+			rx := metric(t, body, "xdpipe_rx_packets_total", `queue="0"`)
+			count := metric(t, body, "xdpipe_rx_delay_seconds_count", `queue="0"`)
+			sum := metric(t, body, "xdpipe_rx_delay_seconds_sum", `queue="0"`)
+			if count != float64(n) || rx != count || sum <= 0 {
+				t.Fatalf("rx delay of %v frames summing to %v s; received %v, sent %d", count, sum, rx, n)
+			}
+			t.Logf("mean rx delay %.1f µs over %v frames", sum/count*1e6, count)
+		})
+	}
+}
+
+// TestRunRxMetadata: with --rx-metadata on two interfaces, each gets its
+// own program bound to it (driver mode), the start lines say which RX
+// metadata each driver offers, and frames flow, stamped too.
+func TestRunRxMetadata(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireVeth(t, "veth's driver implements the XDP RX metadata kfuncs")
+	p := testutil.NewLinkPair(t, testutil.LinkOptions{OneNS: true})
+	src := testutil.OpenPacketSocket(t, &p.A, func([]byte) bool { return false })
+	addr := freePort(t, p.B.NS)
+	proc := startRun(t, p.B.NS, "--iface", p.B.Name+","+p.A.Name, "--queues", "0", "--stages", "count", "--poll", "wakeup",
+		"--rx-metadata", "--rx-delay", "--metrics", addr, "--interval", "0s")
+	n := testutil.Frames(1000)
+	received := func() int64 {
+		return int64(metric(t, scrape(t, p.B.NS, addr), "xdpipe_stage_packets_total", `stage="count"`))
+	}
+	sendFrames(t, src, p, n, 128, received)
+	testutil.Eventually(t, 10*time.Second, func() bool { return received() >= int64(n) }, "fewer than %d frames counted", n)
+	body := scrape(t, p.B.NS, addr)
+	rx := metric(t, body, "xdpipe_rx_packets_total", `queue="0"`)
+	if d := metric(t, body, "xdpipe_rx_delay_seconds_count", `queue="0"`); d != rx {
+		t.Errorf("rx delay of %v frames, %v received", d, rx)
+	}
+	out, code := proc.stop(t, syscall.SIGTERM)
+	for _, want := range []string{
+		"run: " + p.B.Name + ": xdp-features basic,redirect,", "run: " + p.A.Name + ": xdp-features basic,redirect,",
+		"xdp-rx-metadata timestamp,hash,vlan-tag",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the output", want)
+		}
+	}
+	if c := strings.Count(out, "rx_metadata=true"); code != 0 || c != 3 { // two ports and the running line
+		t.Fatalf("exit %d, rx_metadata=true %d times (want each port's and the running line):\n%s", code, c, out)
+	}
+}
+
 // TestRunStartLines: after the ready line, one line per interface shows
 // its XDP features and the bind mode, with why auto bound copy mode.
 func TestRunStartLines(t *testing.T) {
