@@ -120,8 +120,10 @@ type Steer struct {
 		set    *rules.Set
 		stored []steerRule
 	}
-	// counters is RuleStats' buffer for a batch of per-CPU counters.
+	// counters and slots are RuleStats' buffers: a batch of per-CPU
+	// counters, and every slot's sum.
 	counters []dropcountCounter
+	slots    []Counter
 }
 
 // steerLoaded is what LoadSteer takes from the collection: the program
@@ -852,7 +854,12 @@ type RuleStat struct {
 
 // RuleStats returns the running rules with their packet and byte counts
 // (summed over CPUs), in priority order.
-func (s *Steer) RuleStats() ([]RuleStat, error) {
+func (s *Steer) RuleStats() ([]RuleStat, error) { return s.RuleStatsInto(nil) }
+
+// RuleStatsInto is RuleStats into out's array when it is large enough: a
+// scrape every few seconds of ten thousand rules then allocates nothing
+// for them.
+func (s *Steer) RuleStatsInto(out []RuleStat) ([]RuleStat, error) {
 	if err := s.p.lock(); err != nil {
 		return nil, err
 	}
@@ -869,7 +876,7 @@ func (s *Steer) RuleStats() ([]RuleStat, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]RuleStat, len(stored))
+	out = slices.Grow(out[:0], len(stored))[:len(stored)]
 	for i := range stored {
 		out[i] = RuleStat{Rule: set.Rules[i], Counter: slots[stored[i].Slot]}
 	}
@@ -893,7 +900,8 @@ func (s *Steer) readCounters(n int) ([]Counter, error) {
 	if len(s.counters) < per*cpus {
 		s.counters = make([]dropcountCounter, per*cpus)
 	}
-	out := make([]Counter, n)
+	out := slices.Grow(s.slots[:0], n)[:n]
+	s.slots = out
 	var cursor ebpf.MapBatchCursor
 	for done := 0; done < n; {
 		c := min(per, n-done)

@@ -42,8 +42,14 @@ type Daemon struct {
 	rdma    []*rdmaPort
 	workers []*pipeline.Worker
 	metrics net.Listener
-	pprof   net.Listener // nil unless Config.Pprof
-	closed  bool
+	// scrape is steerMetrics' buffers, one scrape at a time.
+	scrapeMu sync.Mutex
+	scrape   struct {
+		stats []bpf.RuleStat
+		top   []int
+	}
+	pprof  net.Listener // nil unless Config.Pprof
+	closed bool
 }
 
 // Open validates cfg (interfaces, queues, CPUs, rules, stage options and
@@ -381,7 +387,7 @@ func (d *Daemon) Reload(cfg Config) error {
 // addedAtRunTime names the rules running in st that file, the rules file
 // loaded last, does not have: added or changed with xdpipe rules.
 func addedAtRunTime(st steerer, file *rules.Set) []string {
-	stats, err := st.RuleStats()
+	stats, err := st.RuleStatsInto(nil)
 	if err != nil || file == nil {
 		return nil
 	}
@@ -622,6 +628,6 @@ type port interface {
 // steerer is the steering program (*bpf.Steer).
 type steerer interface {
 	Apply(set *rules.Set) error
-	RuleStats() ([]bpf.RuleStat, error)
+	RuleStatsInto(out []bpf.RuleStat) ([]bpf.RuleStat, error)
 	CacheMisses() (bpf.Counter, error)
 }

@@ -81,10 +81,10 @@ func (s *fakeSteer) add(r rules.Rule) {
 
 func (s *fakeSteer) CacheMisses() (bpf.Counter, error) { return bpf.Counter{}, nil }
 
-func (s *fakeSteer) RuleStats() ([]bpf.RuleStat, error) {
+func (s *fakeSteer) RuleStatsInto(out []bpf.RuleStat) ([]bpf.RuleStat, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []bpf.RuleStat
+	out = out[:0]
 	for _, r := range s.rules {
 		out = append(out, bpf.RuleStat{Rule: r})
 	}

@@ -69,7 +69,10 @@ const otherRules = "(others)"
 
 // steerMetrics exports the steering programs' per-rule hits and flow
 // cache misses. It holds the daemon's lock only to list the programs: a
-// reload or a rule change does not wait for a scrape.
+// reload or a rule change does not wait for a scrape. Scrapes take turns
+// (scrapeMu) over buffers kept from one to the next: a scrape of ten
+// thousand rules allocates little, so scrapes bring on few garbage
+// collections, whose pauses stop the workers too.
 func (d *Daemon) steerMetrics(ch chan<- prometheus.Metric) {
 	type steered struct {
 		iface string
@@ -84,16 +87,21 @@ func (d *Daemon) steerMetrics(ch chan<- prometheus.Metric) {
 	}
 	series := cmp.Or(d.p.cfg.RuleSeries, DefaultRuleSeries)
 	d.mu.Unlock()
+	d.scrapeMu.Lock()
+	defer d.scrapeMu.Unlock()
 	for _, p := range progs {
-		stats, err := p.st.RuleStats()
+		stats, err := p.st.RuleStatsInto(d.scrape.stats)
 		if err != nil {
 			continue
 		}
-		top, others := topRules(stats, series)
-		for _, rs := range top {
+		d.scrape.stats = stats
+		var others uint64
+		d.scrape.top, others = topRules(stats, series, d.scrape.top)
+		for _, i := range d.scrape.top {
+			rs := &stats[i]
 			ch <- prometheus.MustNewConstMetric(steerHits, prometheus.CounterValue, float64(rs.Packets), p.iface, ruleName(rs.Rule), rs.Rule.Action.String())
 		}
-		if len(top) < len(stats) {
+		if len(d.scrape.top) < len(stats) {
 			ch <- prometheus.MustNewConstMetric(steerHits, prometheus.CounterValue, float64(others), p.iface, otherRules, "")
 		}
 		if m, err := p.st.CacheMisses(); err == nil {
@@ -102,21 +110,25 @@ func (d *Daemon) steerMetrics(ch chan<- prometheus.Metric) {
 	}
 }
 
-// topRules is the n rules with the most hits (ties: the higher priority
-// first) and the sum of the others' hits. The others' sum only grows, but
-// a rule may move in and out of the top: its series then has gaps, and
-// the others' sum takes its hits meanwhile.
-func topRules(stats []bpf.RuleStat, n int) ([]bpf.RuleStat, uint64) {
+// topRules is the indexes in stats of the n rules with the most hits
+// (ties: the higher priority first), in idx's array, and the sum of the
+// others' hits. The others' sum only grows, but a rule may move in and
+// out of the top: its series then has gaps, and the others' sum takes
+// its hits meanwhile.
+func topRules(stats []bpf.RuleStat, n int, idx []int) ([]int, uint64) {
+	idx = idx[:0]
+	for i := range stats {
+		idx = append(idx, i)
+	}
 	if n < 0 || len(stats) <= n {
-		return stats, 0
+		return idx, 0
 	}
-	top := slices.Clone(stats)
-	slices.SortStableFunc(top, func(a, b bpf.RuleStat) int { return cmp.Compare(b.Packets, a.Packets) })
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(stats[b].Packets, stats[a].Packets) })
 	var others uint64
-	for _, rs := range top[n:] {
-		others += rs.Packets
+	for _, i := range idx[n:] {
+		others += stats[i].Packets
 	}
-	return top[:n], others
+	return idx[:n], others
 }
 
 var unboundFrames = prometheus.NewDesc("xdpipe_unbound_frames_total",

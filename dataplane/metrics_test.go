@@ -22,11 +22,11 @@ func TestTopRules(t *testing.T) {
 		{Rule: rules.Rule{Priority: 3}, Counter: bpf.Counter{Packets: 7}},
 		{Rule: rules.Rule{Priority: 4}, Counter: bpf.Counter{Packets: 7}},
 	}
-	top, others := topRules(stats, 2)
-	if len(top) != 2 || top[0].Rule.Priority != 2 || top[1].Rule.Priority != 3 || others != 12 {
-		t.Fatalf("top %+v others %d; want priorities 2 and 3, others 12", top, others)
+	top, others := topRules(stats, 2, nil)
+	if len(top) != 2 || stats[top[0]].Rule.Priority != 2 || stats[top[1]].Rule.Priority != 3 || others != 12 {
+		t.Fatalf("top %v others %d; want priorities 2 and 3, others 12", top, others)
 	}
-	if top, others := topRules(stats, -1); len(top) != 4 || others != 0 {
+	if top, others := topRules(stats, -1, top); len(top) != 4 || others != 0 {
 		t.Fatalf("every rule: %d series, others %d", len(top), others)
 	}
 	if stats[0].Rule.Priority != 1 {

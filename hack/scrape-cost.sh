@@ -4,7 +4,8 @@
 # for SECONDS, once without scrapes and once with SCRAPES /metrics requests
 # a second, alternating, ROUNDS times. Prints the frames the kernel dropped
 # in front of the socket (rx ring full and rx_dropped, from run's summary)
-# in each run:
+# and the scrapes answered in each run (scrapes slower than 1/SCRAPES s
+# make fewer):
 #
 #   hack/scrape-cost.sh [BIN] [RATE] [SECONDS] [SCRAPES] [ROUNDS]
 #
@@ -36,14 +37,15 @@ awk -v ip="$IPB" 'BEGIN {
   printf "  - priority: 10000\n    name: gen\n    proto: udp\n    dst: %s/32\n    dport: 9\n    action: redirect\n", ip
 }' >"$tmp/rules.yaml"
 
-one() { # $1: scrapes a second (0: none); prints "dropped N received M"
+one() { # $1: scrapes a second (0: none); prints "dropped N received M, S scrapes"
   ip netns exec "$NSB" "$BIN" run --iface $IFB --queues 0 --stages count --rules "$tmp/rules.yaml" --pin-dir "$tmp/bpf" \
     --metrics 127.0.0.1:9464 --interval 0s --cpus 1 >"$tmp/run.out" 2>&1 &
   local run=$!
   for _ in $(seq 150); do grep -q "run: ready" "$tmp/run.out" && break; sleep 0.1; done
   grep -q "run: ready" "$tmp/run.out" || { cat "$tmp/run.out" >&2; exit 1; }
   if (($1 > 0)); then
-    ip netns exec "$NSB" taskset -c 0 curl -s -o /dev/null --rate "$1/s" "http://127.0.0.1:9464/metrics?[1-$(($1 * secs))]" &
+    ip netns exec "$NSB" taskset -c 0 curl -s -o /dev/null -w '%{http_code}\n' --rate "$1/s" \
+      "http://127.0.0.1:9464/metrics?[1-$(($1 * secs))]" >"$tmp/scrapes" &
   fi
   ip netns exec "$NSA" taskset -c 0 "$BIN" gen --iface $IFA --src-mac $MACA --dst-mac $MACB --src-ip $IPA --dst-ip $IPB \
     --rate "$rate" --duration "${secs}s" --quiet >/dev/null
@@ -51,7 +53,9 @@ one() { # $1: scrapes a second (0: none); prints "dropped N received M"
   kill -TERM $run
   wait $run || true
   wait # the scrapes
-  sed -n 's/.*received \([0-9]*\),.*kernel dropped \([0-9]*\) before the worker.*/dropped \2 received \1/p' "$tmp/run.out"
+  local n=0
+  (($1 > 0)) && n=$(grep -c '^200$' "$tmp/scrapes" || true)
+  sed -n "s/.*received \([0-9]*\),.*kernel dropped \([0-9]*\) before the worker.*/dropped \2 received \1, $n scrapes/p" "$tmp/run.out"
 }
 
 echo "$(basename "$BIN") $($BIN version 2>/dev/null || true); $rate frames/s for ${secs}s, $scrapes scrapes/s; $(date -u +'%Y-%m-%d %H:%M UTC')"
