@@ -30,10 +30,12 @@ type Redirect struct {
 // RedirectOptions tune LoadRedirect and LoadTrackingRedirect. The zero
 // value stamps nothing.
 type RedirectOptions struct {
-	// RxStamp stamps each redirected frame with the time, in the XDP
-	// metadata area in front of it, for the worker's rx delay histogram
-	// (pipeline.WorkerConfig.RxDelay). It costs a clock read per frame.
-	RxStamp bool
+	// RxStamp, when not 0, stamps one redirected frame in RxStamp (a
+	// power of two; 1: every frame), on each CPU, with the time, in the
+	// XDP metadata area in front of it, for the worker's rx delay
+	// histogram (pipeline.WorkerConfig.RxDelay). A stamp costs a clock
+	// read.
+	RxStamp uint32
 	// RxMetadataIfindex, when not 0, loads the program bound to that
 	// interface (BPF_F_XDP_DEV_BOUND_ONLY), resolved in the calling
 	// thread's network namespace: it then reads the driver's RX hash and
@@ -100,7 +102,7 @@ func (o *trackLoaded) Close() error { return errors.Join(o.trackPrograms.Close()
 // loadStamped loads the collection load returns into objs, with the
 // programs' rx_stamp constant (xsk.h) set to rxStamp, and bound to
 // interface bound unless it is 0.
-func loadStamped(load func() (*ebpf.CollectionSpec, error), rxStamp bool, bound int, objs any) error {
+func loadStamped(load func() (*ebpf.CollectionSpec, error), rxStamp uint32, bound int, objs any) error {
 	if err := removeMemlock(); err != nil {
 		return err
 	}
@@ -128,17 +130,16 @@ func bindTo(spec *ebpf.CollectionSpec, ifindex int) {
 }
 
 // setRxStamp sets the rx_stamp constant of a program that ends with
-// redirect_xsk (xsk.h).
-func setRxStamp(spec *ebpf.CollectionSpec, on bool) error {
+// redirect_xsk (xsk.h): one frame in every stamped, 0 none.
+func setRxStamp(spec *ebpf.CollectionSpec, every uint32) error {
+	if every&(every-1) != 0 {
+		return fmt.Errorf("rx stamp of one frame in %d: want a power of two", every)
+	}
 	v, ok := spec.Variables["rx_stamp"]
 	if !ok {
 		return errors.New("the program has no rx_stamp setting")
 	}
-	var x uint32
-	if on {
-		x = 1
-	}
-	return v.Set(x)
+	return v.Set(every)
 }
 
 // TrackState is what the tracking program counted on one CPU: gen.Tracker's

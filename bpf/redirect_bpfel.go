@@ -16,10 +16,12 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	redirectMapRxStampSeen  = "rx_stamp_seen"
 	redirectMapXskUnbound   = "xsk_unbound"
 	redirectMapXsks         = "xsks"
 	redirectProgXdpRedirect = "xdp_redirect"
 	redirectVarRxStamp      = "rx_stamp"
+	redirectVarRxStampKey   = "rx_stamp_key"
 )
 
 // loadRedirect returns the embedded CollectionSpec for redirect.
@@ -71,15 +73,17 @@ type redirectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type redirectMapSpecs struct {
-	XskUnbound *ebpf.MapSpec `ebpf:"xsk_unbound"`
-	Xsks       *ebpf.MapSpec `ebpf:"xsks"`
+	RxStampSeen *ebpf.MapSpec `ebpf:"rx_stamp_seen"`
+	XskUnbound  *ebpf.MapSpec `ebpf:"xsk_unbound"`
+	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // redirectVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type redirectVariableSpecs struct {
-	RxStamp *ebpf.VariableSpec `ebpf:"rx_stamp"`
+	RxStamp    *ebpf.VariableSpec `ebpf:"rx_stamp"`
+	RxStampKey *ebpf.VariableSpec `ebpf:"rx_stamp_key"`
 }
 
 // redirectObjects contains all objects after they have been loaded into the kernel.
@@ -102,12 +106,14 @@ func (o *redirectObjects) Close() error {
 //
 // It can be passed to loadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type redirectMaps struct {
-	XskUnbound *ebpf.Map `ebpf:"xsk_unbound"`
-	Xsks       *ebpf.Map `ebpf:"xsks"`
+	RxStampSeen *ebpf.Map `ebpf:"rx_stamp_seen"`
+	XskUnbound  *ebpf.Map `ebpf:"xsk_unbound"`
+	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *redirectMaps) Close() error {
 	return _RedirectClose(
+		m.RxStampSeen,
 		m.XskUnbound,
 		m.Xsks,
 	)
@@ -117,7 +123,8 @@ func (m *redirectMaps) Close() error {
 //
 // It can be passed to loadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type redirectVariables struct {
-	RxStamp *ebpf.Variable `ebpf:"rx_stamp"`
+	RxStamp    *ebpf.Variable `ebpf:"rx_stamp"`
+	RxStampKey *ebpf.Variable `ebpf:"rx_stamp_key"`
 }
 
 // redirectPrograms contains all programs after they have been loaded into the kernel.

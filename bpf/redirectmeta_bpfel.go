@@ -16,10 +16,12 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	redirectmetaMapRxStampSeen  = "rx_stamp_seen"
 	redirectmetaMapXskUnbound   = "xsk_unbound"
 	redirectmetaMapXsks         = "xsks"
 	redirectmetaProgXdpRedirect = "xdp_redirect"
 	redirectmetaVarRxStamp      = "rx_stamp"
+	redirectmetaVarRxStampKey   = "rx_stamp_key"
 )
 
 // loadRedirectmeta returns the embedded CollectionSpec for redirectmeta.
@@ -71,15 +73,17 @@ type redirectmetaProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type redirectmetaMapSpecs struct {
-	XskUnbound *ebpf.MapSpec `ebpf:"xsk_unbound"`
-	Xsks       *ebpf.MapSpec `ebpf:"xsks"`
+	RxStampSeen *ebpf.MapSpec `ebpf:"rx_stamp_seen"`
+	XskUnbound  *ebpf.MapSpec `ebpf:"xsk_unbound"`
+	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // redirectmetaVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type redirectmetaVariableSpecs struct {
-	RxStamp *ebpf.VariableSpec `ebpf:"rx_stamp"`
+	RxStamp    *ebpf.VariableSpec `ebpf:"rx_stamp"`
+	RxStampKey *ebpf.VariableSpec `ebpf:"rx_stamp_key"`
 }
 
 // redirectmetaObjects contains all objects after they have been loaded into the kernel.
@@ -102,12 +106,14 @@ func (o *redirectmetaObjects) Close() error {
 //
 // It can be passed to loadRedirectmetaObjects or ebpf.CollectionSpec.LoadAndAssign.
 type redirectmetaMaps struct {
-	XskUnbound *ebpf.Map `ebpf:"xsk_unbound"`
-	Xsks       *ebpf.Map `ebpf:"xsks"`
+	RxStampSeen *ebpf.Map `ebpf:"rx_stamp_seen"`
+	XskUnbound  *ebpf.Map `ebpf:"xsk_unbound"`
+	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *redirectmetaMaps) Close() error {
 	return _RedirectmetaClose(
+		m.RxStampSeen,
 		m.XskUnbound,
 		m.Xsks,
 	)
@@ -117,7 +123,8 @@ func (m *redirectmetaMaps) Close() error {
 //
 // It can be passed to loadRedirectmetaObjects or ebpf.CollectionSpec.LoadAndAssign.
 type redirectmetaVariables struct {
-	RxStamp *ebpf.Variable `ebpf:"rx_stamp"`
+	RxStamp    *ebpf.Variable `ebpf:"rx_stamp"`
+	RxStampKey *ebpf.Variable `ebpf:"rx_stamp_key"`
 }
 
 // redirectmetaPrograms contains all programs after they have been loaded into the kernel.

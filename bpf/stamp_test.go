@@ -4,6 +4,7 @@ package bpf
 
 import (
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -70,22 +71,22 @@ func TestRxStampProgRun(t *testing.T) {
 			return unreg(0)
 		}
 	}
-	loaders := map[string]func(stamp bool) (loaded, error){
-		"redirect": func(stamp bool) (loaded, error) {
+	loaders := map[string]func(stamp uint32) (loaded, error){
+		"redirect": func(stamp uint32) (loaded, error) {
 			r, err := LoadRedirect(RedirectOptions{RxStamp: stamp})
 			if err != nil {
 				return loaded{}, err
 			}
 			return loaded{r.Program(), r.Close, redirectOn(r.Register, r.Unregister)}, nil
 		},
-		"track": func(stamp bool) (loaded, error) {
+		"track": func(stamp uint32) (loaded, error) {
 			r, err := LoadTrackingRedirect(RedirectOptions{RxStamp: stamp})
 			if err != nil {
 				return loaded{}, err
 			}
 			return loaded{r.Program(), r.Close, redirectOn(r.Register, r.Unregister)}, nil
 		},
-		"steer": func(stamp bool) (loaded, error) {
+		"steer": func(stamp uint32) (loaded, error) {
 			s, err := LoadSteer(SteerOptions{RxStamp: stamp})
 			if err != nil {
 				return loaded{}, err
@@ -99,8 +100,8 @@ func TestRxStampProgRun(t *testing.T) {
 		},
 	}
 	for name, load := range loaders {
-		for _, stamp := range []bool{false, true} {
-			t.Run(name+map[bool]string{false: "/off", true: "/on"}[stamp], func(t *testing.T) {
+		for _, stamp := range []uint32{0, 1, 4} {
+			t.Run(fmt.Sprintf("%s/%d", name, stamp), func(t *testing.T) {
 				l, err := load(stamp)
 				if err != nil {
 					t.Fatal(err)
@@ -114,13 +115,26 @@ func TestRxStampProgRun(t *testing.T) {
 				if err := l.redirect(true); err != nil {
 					t.Fatal(err)
 				}
+				if stamp > 1 {
+					// One frame in stamp, counted per CPU (the test's
+					// thread stays on one, and the subtest's goroutine
+					// ends with it): the first of these is stamped, the
+					// others not.
+					pinToCPU(t)
+					for i := range 2 * stamp {
+						_, meta := runMeta(t, l.prog, frame)
+						if want := i%stamp == 0; (len(meta) == 16) != want {
+							t.Fatalf("frame %d of a stamp every %d: %d bytes of metadata", i, stamp, len(meta))
+						}
+					}
+				}
 				before := monotonic(t)
 				act, meta := runMeta(t, l.prog, frame)
 				after := monotonic(t)
 				if act != xdpRedirect {
 					t.Fatalf("action %d, want XDP_REDIRECT", act)
 				}
-				if !stamp {
+				if stamp == 0 {
 					if len(meta) != 0 {
 						t.Fatalf("loaded without RxStamp: %d bytes of metadata % x", len(meta), meta)
 					}
@@ -162,7 +176,7 @@ func BenchmarkRxStamp(b *testing.B) {
 	pinToCPU(b)
 	fd := unboundXSK(b)
 	var progs [2]*ebpf.Program
-	for i, stamp := range []bool{false, true} {
+	for i, stamp := range []uint32{0, 1} {
 		r, err := LoadRedirect(RedirectOptions{RxStamp: stamp})
 		if err != nil {
 			b.Fatal(err)
@@ -216,7 +230,7 @@ func TestRxMetadataBound(t *testing.T) {
 	}
 	loaders := map[string]func() (bound, error){
 		"redirect": func() (bound, error) {
-			return LoadRedirect(RedirectOptions{RxStamp: true, RxMetadataIfindex: ifindex})
+			return LoadRedirect(RedirectOptions{RxStamp: 1, RxMetadataIfindex: ifindex})
 		},
 		"steer": func() (bound, error) { return LoadSteer(SteerOptions{RxMetadataIfindex: ifindex}) },
 	}

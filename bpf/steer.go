@@ -92,9 +92,9 @@ type SteerOptions struct {
 	// `xdpipe rules` can read and change the running instance's rules.
 	// Unpin on a clean stop removes the maps' pins too.
 	MapsOnly bool
-	// RxStamp stamps each redirected frame with the time, as
+	// RxStamp stamps one redirected frame in RxStamp with the time, as
 	// RedirectOptions.RxStamp does.
-	RxStamp bool
+	RxStamp uint32
 	// RxMetadataIfindex binds the program to that interface for the
 	// driver's RX metadata, as RedirectOptions.RxMetadataIfindex does: it
 	// then attaches to that interface only.

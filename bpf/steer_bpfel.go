@@ -152,6 +152,7 @@ type steerRule struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	steerMapRxStampSeen      = "rx_stamp_seen"
 	steerMapSteerActive      = "steer_active"
 	steerMapSteerBitmaps     = "steer_bitmaps"
 	steerMapSteerCache4      = "steer_cache4"
@@ -172,6 +173,7 @@ const (
 	steerProgXdpSteer        = "xdp_steer"
 	steerVarFlowCache        = "flow_cache"
 	steerVarRxStamp          = "rx_stamp"
+	steerVarRxStampKey       = "rx_stamp_key"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -223,6 +225,7 @@ type steerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerMapSpecs struct {
+	RxStampSeen      *ebpf.MapSpec `ebpf:"rx_stamp_seen"`
 	SteerActive      *ebpf.MapSpec `ebpf:"steer_active"`
 	SteerBitmaps     *ebpf.MapSpec `ebpf:"steer_bitmaps"`
 	SteerCache4      *ebpf.MapSpec `ebpf:"steer_cache4"`
@@ -246,8 +249,9 @@ type steerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerVariableSpecs struct {
-	FlowCache *ebpf.VariableSpec `ebpf:"flow_cache"`
-	RxStamp   *ebpf.VariableSpec `ebpf:"rx_stamp"`
+	FlowCache  *ebpf.VariableSpec `ebpf:"flow_cache"`
+	RxStamp    *ebpf.VariableSpec `ebpf:"rx_stamp"`
+	RxStampKey *ebpf.VariableSpec `ebpf:"rx_stamp_key"`
 }
 
 // steerObjects contains all objects after they have been loaded into the kernel.
@@ -270,6 +274,7 @@ func (o *steerObjects) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerMaps struct {
+	RxStampSeen      *ebpf.Map `ebpf:"rx_stamp_seen"`
 	SteerActive      *ebpf.Map `ebpf:"steer_active"`
 	SteerBitmaps     *ebpf.Map `ebpf:"steer_bitmaps"`
 	SteerCache4      *ebpf.Map `ebpf:"steer_cache4"`
@@ -291,6 +296,7 @@ type steerMaps struct {
 
 func (m *steerMaps) Close() error {
 	return _SteerClose(
+		m.RxStampSeen,
 		m.SteerActive,
 		m.SteerBitmaps,
 		m.SteerCache4,
@@ -315,8 +321,9 @@ func (m *steerMaps) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerVariables struct {
-	FlowCache *ebpf.Variable `ebpf:"flow_cache"`
-	RxStamp   *ebpf.Variable `ebpf:"rx_stamp"`
+	FlowCache  *ebpf.Variable `ebpf:"flow_cache"`
+	RxStamp    *ebpf.Variable `ebpf:"rx_stamp"`
+	RxStampKey *ebpf.Variable `ebpf:"rx_stamp_key"`
 }
 
 // steerPrograms contains all programs after they have been loaded into the kernel.

@@ -152,6 +152,7 @@ type steermetaRule struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	steermetaMapRxStampSeen      = "rx_stamp_seen"
 	steermetaMapSteerActive      = "steer_active"
 	steermetaMapSteerBitmaps     = "steer_bitmaps"
 	steermetaMapSteerCache4      = "steer_cache4"
@@ -172,6 +173,7 @@ const (
 	steermetaProgXdpSteer        = "xdp_steer"
 	steermetaVarFlowCache        = "flow_cache"
 	steermetaVarRxStamp          = "rx_stamp"
+	steermetaVarRxStampKey       = "rx_stamp_key"
 )
 
 // loadSteermeta returns the embedded CollectionSpec for steermeta.
@@ -223,6 +225,7 @@ type steermetaProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steermetaMapSpecs struct {
+	RxStampSeen      *ebpf.MapSpec `ebpf:"rx_stamp_seen"`
 	SteerActive      *ebpf.MapSpec `ebpf:"steer_active"`
 	SteerBitmaps     *ebpf.MapSpec `ebpf:"steer_bitmaps"`
 	SteerCache4      *ebpf.MapSpec `ebpf:"steer_cache4"`
@@ -246,8 +249,9 @@ type steermetaMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steermetaVariableSpecs struct {
-	FlowCache *ebpf.VariableSpec `ebpf:"flow_cache"`
-	RxStamp   *ebpf.VariableSpec `ebpf:"rx_stamp"`
+	FlowCache  *ebpf.VariableSpec `ebpf:"flow_cache"`
+	RxStamp    *ebpf.VariableSpec `ebpf:"rx_stamp"`
+	RxStampKey *ebpf.VariableSpec `ebpf:"rx_stamp_key"`
 }
 
 // steermetaObjects contains all objects after they have been loaded into the kernel.
@@ -270,6 +274,7 @@ func (o *steermetaObjects) Close() error {
 //
 // It can be passed to loadSteermetaObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steermetaMaps struct {
+	RxStampSeen      *ebpf.Map `ebpf:"rx_stamp_seen"`
 	SteerActive      *ebpf.Map `ebpf:"steer_active"`
 	SteerBitmaps     *ebpf.Map `ebpf:"steer_bitmaps"`
 	SteerCache4      *ebpf.Map `ebpf:"steer_cache4"`
@@ -291,6 +296,7 @@ type steermetaMaps struct {
 
 func (m *steermetaMaps) Close() error {
 	return _SteermetaClose(
+		m.RxStampSeen,
 		m.SteerActive,
 		m.SteerBitmaps,
 		m.SteerCache4,
@@ -315,8 +321,9 @@ func (m *steermetaMaps) Close() error {
 //
 // It can be passed to loadSteermetaObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steermetaVariables struct {
-	FlowCache *ebpf.Variable `ebpf:"flow_cache"`
-	RxStamp   *ebpf.Variable `ebpf:"rx_stamp"`
+	FlowCache  *ebpf.Variable `ebpf:"flow_cache"`
+	RxStamp    *ebpf.Variable `ebpf:"rx_stamp"`
+	RxStampKey *ebpf.Variable `ebpf:"rx_stamp_key"`
 }
 
 // steermetaPrograms contains all programs after they have been loaded into the kernel.

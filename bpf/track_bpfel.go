@@ -32,11 +32,13 @@ type trackTrackState struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	trackMapTrack      = "track"
-	trackMapXskUnbound = "xsk_unbound"
-	trackMapXsks       = "xsks"
-	trackProgXdpTrack  = "xdp_track"
-	trackVarRxStamp    = "rx_stamp"
+	trackMapRxStampSeen = "rx_stamp_seen"
+	trackMapTrack       = "track"
+	trackMapXskUnbound  = "xsk_unbound"
+	trackMapXsks        = "xsks"
+	trackProgXdpTrack   = "xdp_track"
+	trackVarRxStamp     = "rx_stamp"
+	trackVarRxStampKey  = "rx_stamp_key"
 )
 
 // loadTrack returns the embedded CollectionSpec for track.
@@ -88,16 +90,18 @@ type trackProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trackMapSpecs struct {
-	Track      *ebpf.MapSpec `ebpf:"track"`
-	XskUnbound *ebpf.MapSpec `ebpf:"xsk_unbound"`
-	Xsks       *ebpf.MapSpec `ebpf:"xsks"`
+	RxStampSeen *ebpf.MapSpec `ebpf:"rx_stamp_seen"`
+	Track       *ebpf.MapSpec `ebpf:"track"`
+	XskUnbound  *ebpf.MapSpec `ebpf:"xsk_unbound"`
+	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // trackVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trackVariableSpecs struct {
-	RxStamp *ebpf.VariableSpec `ebpf:"rx_stamp"`
+	RxStamp    *ebpf.VariableSpec `ebpf:"rx_stamp"`
+	RxStampKey *ebpf.VariableSpec `ebpf:"rx_stamp_key"`
 }
 
 // trackObjects contains all objects after they have been loaded into the kernel.
@@ -120,13 +124,15 @@ func (o *trackObjects) Close() error {
 //
 // It can be passed to loadTrackObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trackMaps struct {
-	Track      *ebpf.Map `ebpf:"track"`
-	XskUnbound *ebpf.Map `ebpf:"xsk_unbound"`
-	Xsks       *ebpf.Map `ebpf:"xsks"`
+	RxStampSeen *ebpf.Map `ebpf:"rx_stamp_seen"`
+	Track       *ebpf.Map `ebpf:"track"`
+	XskUnbound  *ebpf.Map `ebpf:"xsk_unbound"`
+	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *trackMaps) Close() error {
 	return _TrackClose(
+		m.RxStampSeen,
 		m.Track,
 		m.XskUnbound,
 		m.Xsks,
@@ -137,7 +143,8 @@ func (m *trackMaps) Close() error {
 //
 // It can be passed to loadTrackObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trackVariables struct {
-	RxStamp *ebpf.Variable `ebpf:"rx_stamp"`
+	RxStamp    *ebpf.Variable `ebpf:"rx_stamp"`
+	RxStampKey *ebpf.Variable `ebpf:"rx_stamp_key"`
 }
 
 // trackPrograms contains all programs after they have been loaded into the kernel.

@@ -21,12 +21,38 @@ struct {
 	__type(value, __u64);
 } xsk_unbound SEC(".maps");
 
-// rx_stamp: 1 makes redirect_xsk stamp every frame it redirects with the
-// time, for the worker's rx delay histogram (pipeline.WorkerConfig.RxDelay).
-// Read-only data, frozen at load: the verifier drops the stamp when it is
-// 0, so the setting off costs nothing. Set by the loader
-// (RedirectOptions.RxStamp, SteerOptions.RxStamp).
+// rx_stamp: N (a power of two) makes redirect_xsk stamp one frame in N it
+// redirects, on each CPU, with the time, for the worker's rx delay
+// histogram (pipeline.WorkerConfig.RxDelay); 1 stamps every frame. The
+// clock read is most of what a stamp costs. Read-only data, frozen at
+// load: the verifier drops the stamp when it is 0, so the setting off
+// costs nothing. Set by the loader (RedirectOptions.RxStamp,
+// SteerOptions.RxStamp).
 volatile const __u32 rx_stamp = 0;
+
+// rx_stamp_seen counts, per CPU, the frames that could be stamped: the
+// one in rx_stamp whose count is a multiple of it is.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} rx_stamp_seen SEC(".maps");
+
+// rx_stamp_key is rx_stamp_seen's key, in read-only data rather than on
+// the stack, which the steering program's calls fill to the limit.
+volatile const __u32 rx_stamp_key = 0;
+
+// stamp_due reports whether this frame is the one in rx_stamp to stamp.
+static __always_inline int stamp_due(void)
+{
+	if (rx_stamp <= 1)
+		return rx_stamp;
+	__u32 *n = bpf_map_lookup_elem(&rx_stamp_seen, (const void *)&rx_stamp_key);
+	if (!n)
+		return 0;
+	return ((*n)++ & (rx_stamp - 1)) == 0;
+}
 
 // RX_STAMP_MAGIC: struct rx_stamp's check word is ns ^ RX_STAMP_MAGIC, so
 // that the worker tells a stamp from whatever the headroom held before.
@@ -84,7 +110,7 @@ static __always_inline void stamp(struct xdp_md *ctx)
 	if ((void *)(s + 1) > (void *)(long)ctx->data)
 		return;
 	*mp = m;
-	__u64 now = rx_stamp ? bpf_ktime_get_ns() : 0;
+	__u64 now = stamp_due() ? bpf_ktime_get_ns() : 0;
 	s->ns = now;
 	s->check = now ^ RX_META_MAGIC;
 }
@@ -96,6 +122,8 @@ static __always_inline void stamp(struct xdp_md *ctx)
 // for it.
 static __always_inline void stamp(struct xdp_md *ctx)
 {
+	if (!stamp_due())
+		return;
 	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct rx_stamp)))
 		return;
 	struct rx_stamp *s = (void *)(long)ctx->data_meta;

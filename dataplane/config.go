@@ -74,12 +74,14 @@ type Config struct {
 	// IFACE --pin-dir PINDIR` (default /sys/fs/bpf/xdpipe). Only the maps
 	// are pinned, and only while the daemon runs.
 	PinDir string `yaml:"pin_dir"`
-	// RxDelay has the XDP program stamp each frame it redirects with the
-	// time and the workers count, per queue, how long frames took from
-	// the XDP hook to the stage chain: xdpipe_rx_delay_seconds. The stamp
-	// costs the program a clock read per frame (see dataplane/README.md for
-	// what it costs in rate).
-	RxDelay bool `yaml:"rx_delay"`
+	// RxDelay has the XDP program stamp frames it redirects with the time
+	// and the workers count, per queue, how long they took from the XDP
+	// hook to the stage chain: xdpipe_rx_delay_seconds. A stamp costs the
+	// program a clock read, so it stamps one frame in RxDelaySample on each
+	// CPU (a power of two up to 65536; default DefaultRxDelaySample; 1:
+	// every frame).
+	RxDelay       bool `yaml:"rx_delay"`
+	RxDelaySample int  `yaml:"rx_delay_sample"`
 	// RxMetadata has each interface's XDP program read the driver's RX
 	// hash and timestamp (the XDP metadata kfuncs) into the packets'
 	// RxHash and RxTimestamp, for the stages: the program is then bound to
@@ -105,6 +107,18 @@ type Config struct {
 	Interval Duration `yaml:"interval"`
 	// Stages in order; see StageConfig.
 	Stages []StageConfig `yaml:"stages"`
+}
+
+// DefaultRxDelaySample is Config.RxDelaySample's default: one frame in 64
+// stamped, on each CPU.
+const DefaultRxDelaySample = 64
+
+// rxStamp is the XDP programs' stamp setting for c (bpf.RedirectOptions).
+func (c Config) rxStamp() uint32 {
+	if !c.RxDelay {
+		return 0
+	}
+	return uint32(cmp.Or(c.RxDelaySample, DefaultRxDelaySample))
 }
 
 // DefaultMetrics is the metrics address when Config.Metrics is empty.
@@ -501,6 +515,9 @@ func resolveSettings(c Config, sys system) (*plan, error) {
 	if c.Burst > int(c.Ring) {
 		return nil, fmt.Errorf("burst %d larger than the ring (%d)", c.Burst, c.Ring)
 	}
+	if s := c.RxDelaySample; s < 0 || s > 1<<16 || s&(s-1) != 0 {
+		return nil, fmt.Errorf("rx_delay_sample %d: want a power of two from 1 (every frame) to 65536", s)
+	}
 	if c.RuleSeries < -1 {
 		return nil, fmt.Errorf("rule_series %d: want the number of rules with a series of their own, or -1 for every rule", c.RuleSeries)
 	}
@@ -601,8 +618,9 @@ func restartSettings(run, next *plan) []string {
 	differ("pin_dir", rc.PinDir != nc.PinDir)
 	differ("metrics", rc.WithDefaults().Metrics != nc.WithDefaults().Metrics)
 	differ("pprof", rc.Pprof != nc.Pprof)
-	differ("rx_delay", rc.RxDelay != nc.RxDelay)          // the programs stamp or not
-	differ("rx_metadata", rc.RxMetadata != nc.RxMetadata) // bound programs
+	differ("rx_delay", rc.RxDelay != nc.RxDelay)
+	differ("rx_delay_sample", rc.RxDelaySample != nc.RxDelaySample) // the programs stamp or not
+	differ("rx_metadata", rc.RxMetadata != nc.RxMetadata)           // bound programs
 	return out
 }
 

@@ -136,7 +136,7 @@ func (d *Daemon) open() error {
 			Socket: xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: p.bind, BusyPoll: p.cfg.BusyPoll,
 				MultiBuffer: p.multiBuffer},
 			TakesMultiBuffer: true, Transmits: p.transmits,
-			Rules: p.steer, RxStamp: p.cfg.RxDelay, RxMetadata: p.cfg.RxMetadata, Attach: p.attach, PinDir: p.cfg.PinDir, Log: d.log,
+			Rules: p.steer, RxStamp: p.cfg.rxStamp(), RxMetadata: p.cfg.RxMetadata, Attach: p.attach, PinDir: p.cfg.PinDir, Log: d.log,
 		}, mems)
 		if err != nil {
 			return err

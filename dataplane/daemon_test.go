@@ -550,7 +550,7 @@ func TestDaemonRxSettings(t *testing.T) {
 		t.Fatalf("%d ports, %d workers", len(sys.opts), len(d.workers))
 	}
 	for _, o := range sys.opts {
-		if !o.RxStamp || !o.RxMetadata {
+		if o.RxStamp != DefaultRxDelaySample || !o.RxMetadata {
 			t.Fatalf("port %s opened with RxStamp %v, RxMetadata %v", o.Iface, o.RxStamp, o.RxMetadata)
 		}
 	}

@@ -73,3 +73,29 @@ func TestDaemonRuleSeries(t *testing.T) {
 		t.Fatalf("rule_series -2: %v", err)
 	}
 }
+
+// TestRxDelaySample: the stamp's sample reaches the ports (default 64),
+// and one that is not a power of two is refused before anything opens.
+func TestRxDelaySample(t *testing.T) {
+	for _, c := range []struct {
+		sample int
+		want   uint32
+	}{{0, DefaultRxDelaySample}, {1, 1}, {256, 256}} {
+		cfg := baseConfig(t, "count")
+		cfg.RxDelay, cfg.RxDelaySample = true, c.sample
+		sys := &fakeSystem{}
+		d, err := open(cfg, slog.New(slog.DiscardHandler), sys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+		if len(sys.opts) == 0 || sys.opts[0].RxStamp != c.want {
+			t.Fatalf("rx_delay_sample %d: ports opened with %+v, want a stamp every %d", c.sample, sys.opts, c.want)
+		}
+	}
+	cfg := baseConfig(t, "count")
+	cfg.RxDelay, cfg.RxDelaySample = true, 48
+	if _, err := open(cfg, slog.New(slog.DiscardHandler), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), "rx_delay_sample 48") {
+		t.Fatalf("rx_delay_sample 48: %v", err)
+	}
+}

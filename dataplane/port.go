@@ -70,9 +70,10 @@ type PortOptions struct {
 	// runs it (bpf.LoadTrackingRedirect): Port.Tracked reads the counts,
 	// and the receiver need not read the frames but to sample latency.
 	Track bool
-	// RxStamp has the program stamp each frame it redirects with the time,
-	// for the worker's rx delay histogram (pipeline.WorkerConfig.RxDelay).
-	RxStamp bool
+	// RxStamp has the program stamp one frame in RxStamp it redirects (a
+	// power of two, per CPU; 1: every frame; 0: none) with the time, for
+	// the worker's rx delay histogram (pipeline.WorkerConfig.RxDelay).
+	RxStamp uint32
 	// RxMetadata loads the program bound to the interface, so that it
 	// reads the driver's RX hash and timestamp into each frame's metadata
 	// (pipeline.WorkerConfig.RxMetadata), where the driver offers any

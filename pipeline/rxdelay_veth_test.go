@@ -59,7 +59,7 @@ func TestVethRxMetadata(t *testing.T) {
 	const n = 1000
 	seen := &rxMetaSeen{hashes: map[uint32]int{}}
 	w := sendThrough(t, n, func(e *testutil.LinkEnd) bpf.RedirectOptions {
-		return bpf.RedirectOptions{RxStamp: true, RxMetadataIfindex: e.Ifindex(t)}
+		return bpf.RedirectOptions{RxStamp: 1, RxMetadataIfindex: e.Ifindex(t)}
 	}, bpf.AttachAuto, true, seen)
 	var counted uint64
 	for i := range w.RxDelay().Counts {
@@ -80,7 +80,11 @@ func TestVethRxMetadata(t *testing.T) {
 func testVethRxDelay(t *testing.T, mode bpf.AttachMode, stamp bool) {
 	start := monotime.Now()
 	const n = 2000
-	w := sendThrough(t, n, func(*testutil.LinkEnd) bpf.RedirectOptions { return bpf.RedirectOptions{RxStamp: stamp} }, mode, false)
+	var every uint32
+	if stamp {
+		every = 1
+	}
+	w := sendThrough(t, n, func(*testutil.LinkEnd) bpf.RedirectOptions { return bpf.RedirectOptions{RxStamp: every} }, mode, false)
 	elapsed := monotime.Now() - start
 	d := w.RxDelay()
 	var counted uint64

@@ -54,7 +54,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.DurationVar(&f.cfg.Coalesce.Duration, "coalesce", 0, "wakeup mode: longest nap while frames keep coming, instead of poll(2)\n(default 200µs; 0: always poll)")
 	fs.BoolVar(&f.cfg.BusyPoll, "busy-poll", false, "socket busy polling (SO_PREFER_BUSY_POLL)")
 	fs.StringVar(&f.cfg.CPUs, "cpus", "", `CPU list, one CPU per worker in queue order ("0-3")`)
-	fs.BoolVar(&f.cfg.RxDelay, "rx-delay", false, "stamp frames at the XDP hook and export the delay to the stage chain\n(xdpipe_rx_delay_seconds); costs the XDP program a clock read per frame")
+	fs.BoolVar(&f.cfg.RxDelay, "rx-delay", false, "stamp frames at the XDP hook and export the delay to the stage chain\n(xdpipe_rx_delay_seconds); a stamp costs the XDP program a clock read")
+	fs.IntVar(&f.cfg.RxDelaySample, "rx-delay-sample", 0, "with --rx-delay, stamp one frame in N on each CPU (a power of two; default 64; 1: every frame)")
 	fs.BoolVar(&f.cfg.RxMetadata, "rx-metadata", false, "have the XDP program read the driver's RX hash and timestamp into the packets\n(the start line's xdp-rx-metadata says which the NIC offers); driver mode only")
 	fs.StringVar(&f.cfg.Metrics, "metrics", "", `Prometheus /metrics address (default 127.0.0.1:9464; "off")`)
 	fs.StringVar(&f.cfg.Pprof, "pprof", "", "serve Go's /debug/pprof here (default: nowhere): profiles, goroutine dumps\nand the command line to whoever reaches it")
@@ -124,6 +125,9 @@ func (f *runFlags) load() (dataplane.Config, error) {
 	}
 	if f.set["rx-delay"] {
 		c.RxDelay = o.RxDelay
+	}
+	if f.set["rx-delay-sample"] {
+		c.RxDelaySample = o.RxDelaySample
 	}
 	if f.set["rx-metadata"] {
 		c.RxMetadata = o.RxMetadata
@@ -217,7 +221,7 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	go func() { done <- d.Run(rctx) }()
 	delay := ""
 	if cfg.RxDelay {
-		delay = ", rx delay (xdpipe_rx_delay_seconds)"
+		delay = fmt.Sprintf(", rx delay of one frame in %d per CPU (xdpipe_rx_delay_seconds)", cmp.Or(cfg.RxDelaySample, dataplane.DefaultRxDelaySample))
 	}
 	fmt.Fprintf(stdout, "run: ready: %d queues %v on %s, stages %s, metrics %s%s\n", len(d.Queues()), d.Queues(),
 		strings.Join(cfg.Interfaces, ","), dataplane.StageList(cfg.Stages), cfg.Metrics, delay)

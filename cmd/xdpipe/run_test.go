@@ -696,13 +696,13 @@ func TestRunRxDelay(t *testing.T) {
 			addr := freePort(t, p.B.NS)
 			back := testutil.OpenPacketSocket(t, &p.A, swappedTest(p))
 			proc := startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "0", "--stages", "count,macswap", "--rules", rulesFile,
-				"--poll", "wakeup", "--metrics", addr, "--interval", "1h", "--rx-delay="+strconv.FormatBool(on), "--pin-dir", pinDir)
+				"--poll", "wakeup", "--metrics", addr, "--interval", "1h", "--rx-delay="+strconv.FormatBool(on), "--rx-delay-sample", "1", "--pin-dir", pinDir)
 			n := testutil.Frames(2000)
 			sendFrames(t, back, p, n, 128, back.Received)
 			waitBack(t, back, int64(n))
 			body := scrape(t, p.B.NS, addr)
 			out, code := proc.stop(t, syscall.SIGTERM)
-			if code != 0 || strings.Contains(out, "rx delay (") != on {
+			if code != 0 || strings.Contains(out, "rx delay of one frame in 1 per CPU") != on {
 				t.Fatalf("exit %d, rx delay %v on the ready line:\n%s", code, on, out)
 			}
 			if !on {
@@ -732,7 +732,7 @@ func TestRunRxMetadata(t *testing.T) {
 	src := testutil.OpenPacketSocket(t, &p.A, func([]byte) bool { return false })
 	addr := freePort(t, p.B.NS)
 	proc := startRun(t, p.B.NS, "--iface", p.B.Name+","+p.A.Name, "--queues", "0", "--stages", "count", "--poll", "wakeup",
-		"--rx-metadata", "--rx-delay", "--metrics", addr, "--interval", "0s")
+		"--rx-metadata", "--rx-delay", "--rx-delay-sample", "1", "--metrics", addr, "--interval", "0s")
 	n := testutil.Frames(1000)
 	received := func() int64 {
 		return int64(metric(t, scrape(t, p.B.NS, addr), "xdpipe_stage_packets_total", `stage="count"`))
