@@ -141,16 +141,19 @@ func TestReceiversAbsorbStalls(t *testing.T) {
 				}
 				// A try whose stop outlasted three quarters of the rings'
 				// worth of traffic (the test itself descheduled) proves
-				// nothing: up to six tries for three that do.
+				// nothing, and a machine busy with other work (the VM
+				// lane's qemu beside this one) can deschedule the receiver
+				// in a try that does: up to eight tries, for one without
+				// a loss among up to six that count.
 				var drops []uint64
 				var long []time.Duration
-				for range 6 {
+				for range 8 {
 					_, n, stopped := stall(d)
 					if rate*stopped.Seconds() > ring*3/4 {
 						long = append(long, stopped)
 						continue
 					}
-					if drops = append(drops, n); n == 0 || len(drops) == 3 {
+					if drops = append(drops, n); n == 0 || len(drops) == 6 {
 						break
 					}
 				}
