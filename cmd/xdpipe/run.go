@@ -105,51 +105,28 @@ func (f *runFlags) load() (dataplane.Config, error) {
 		}
 	}
 	o := &f.cfg
-	over := func(flag string, dst *string, v string) {
-		if f.set[flag] {
-			*dst = v
-		}
-	}
-	if f.set["iface"] {
-		c.Interfaces = o.Interfaces
-	}
-	if f.set["queues"] {
-		c.Queues = o.Queues
-	}
-	over("poll", &c.Poll, o.Poll)
+	setIf(f.set, "iface", &c.Interfaces, o.Interfaces)
+	setIf(f.set, "queues", &c.Queues, o.Queues)
+	setIf(f.set, "poll", &c.Poll, o.Poll)
 	if f.set["coalesce"] {
 		c.Coalesce = dataplane.Duration{Duration: o.Coalesce.Duration, Set: true}
 	}
-	if f.set["busy-poll"] {
-		c.BusyPoll = o.BusyPoll
-	}
-	if f.set["rx-delay"] {
-		c.RxDelay = o.RxDelay
-	}
-	if f.set["rx-delay-sample"] {
-		c.RxDelaySample = o.RxDelaySample
-	}
-	if f.set["rx-metadata"] {
-		c.RxMetadata = o.RxMetadata
-	}
-	over("cpus", &c.CPUs, o.CPUs)
-	over("metrics", &c.Metrics, o.Metrics)
-	over("pprof", &c.Pprof, o.Pprof)
-	over("rules", &c.Rules, o.Rules)
-	over("pin-dir", &c.PinDir, o.PinDir)
-	over("bind", &c.Bind, o.Bind)
-	over("attach", &c.Attach, o.Attach)
-	over("umem", &c.Umem, o.Umem)
-	over("default", &c.Default, o.Default)
-	if f.set["burst"] {
-		c.Burst = o.Burst
-	}
-	if f.set["ring"] {
-		c.Ring = o.Ring
-	}
-	if f.set["interval"] {
-		c.Interval = o.Interval
-	}
+	setIf(f.set, "busy-poll", &c.BusyPoll, o.BusyPoll)
+	setIf(f.set, "rx-delay", &c.RxDelay, o.RxDelay)
+	setIf(f.set, "rx-delay-sample", &c.RxDelaySample, o.RxDelaySample)
+	setIf(f.set, "rx-metadata", &c.RxMetadata, o.RxMetadata)
+	setIf(f.set, "cpus", &c.CPUs, o.CPUs)
+	setIf(f.set, "metrics", &c.Metrics, o.Metrics)
+	setIf(f.set, "pprof", &c.Pprof, o.Pprof)
+	setIf(f.set, "rules", &c.Rules, o.Rules)
+	setIf(f.set, "pin-dir", &c.PinDir, o.PinDir)
+	setIf(f.set, "bind", &c.Bind, o.Bind)
+	setIf(f.set, "attach", &c.Attach, o.Attach)
+	setIf(f.set, "umem", &c.Umem, o.Umem)
+	setIf(f.set, "default", &c.Default, o.Default)
+	setIf(f.set, "burst", &c.Burst, o.Burst)
+	setIf(f.set, "ring", &c.Ring, o.Ring)
+	setIf(f.set, "interval", &c.Interval, o.Interval)
 	if f.set["stages"] {
 		c.Stages = nil
 		for _, name := range strings.Split(f.stages, ",") {
@@ -343,4 +320,12 @@ func (r *rates) summary() []string {
 		out = append(out, fmt.Sprintf("run: %s: %d frames on RX queues without a socket went to the kernel stack: %v", iu.Iface, iu.Total(), iu.Unbound))
 	}
 	return out
+}
+
+// setIf sets *dst to v when flag was given on the command line: flags
+// override the configuration file's settings.
+func setIf[T any](set map[string]bool, flag string, dst *T, v T) {
+	if set[flag] {
+		*dst = v
+	}
 }

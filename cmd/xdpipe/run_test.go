@@ -817,3 +817,25 @@ func TestRunJumbo(t *testing.T) {
 	}
 	t.Logf("%s", out)
 }
+
+// TestRunFlagsOverrideTheFile: a flag given on the command line wins over
+// the configuration file's setting; a setting no flag names stays the
+// file's.
+func TestRunFlagsOverrideTheFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "xdpipe.yaml")
+	if err := os.WriteFile(file, []byte("interfaces: [xa]\npoll: spin\nburst: 32\nring: 4096\nrx_delay_sample: 8\nmetrics: off\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := parseRunFlags([]string{"--config", file, "--poll", "wakeup", "--burst", "16", "--rx-delay", "--pprof", "127.0.0.1:6060"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Poll != "wakeup" || c.Burst != 16 || !c.RxDelay || c.Pprof != "127.0.0.1:6060" ||
+		c.Ring != 4096 || c.RxDelaySample != 8 || c.Metrics != "off" || len(c.Interfaces) != 1 {
+		t.Fatalf("config %+v: want the flags' poll, burst, rx_delay and pprof, the file's ring, sample, metrics and interface", c)
+	}
+}
