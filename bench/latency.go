@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -307,7 +308,7 @@ func RunLatency(ctx context.Context, c LatencyConfig) (*LatencyReport, error) {
 			cells = append(cells, pc...)
 		}
 		slices.SortStableFunc(cells, func(a, b LatencyCell) int {
-			return cmpFloat(float64(slices.Index(c.Pairs, a.Pair)), float64(slices.Index(c.Pairs, b.Pair)))
+			return cmp.Compare(slices.Index(c.Pairs, a.Pair), slices.Index(c.Pairs, b.Pair))
 		})
 		if c.Repeat == 1 {
 			rep.Cells = cells
@@ -326,16 +327,6 @@ func RunLatency(ctx context.Context, c LatencyConfig) (*LatencyReport, error) {
 	}
 	rep.Ratios = rep.compareLatency()
 	return rep, nil
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func logLatencyCell(w io.Writer, cl LatencyCell) {
