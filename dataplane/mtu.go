@@ -16,16 +16,25 @@ import (
 // socket was made): the kernel drops those frames, counted in rx_dropped,
 // and only a restart sets the sockets up for them.
 func WarnMTU(ctx context.Context, socks []*xsk.Socket, warn func(string)) {
+	byIface := map[int][]*xsk.Socket{}
+	for _, s := range socks {
+		byIface[s.Ifindex()] = append(byIface[s.Ifindex()], s)
+	}
 	said := map[int]int{} // ifindex: the MTU last looked at
 	every(ctx, time.Second, func() bool {
-		for _, s := range socks {
-			ifc, err := net.InterfaceByIndex(s.Ifindex())
-			if err != nil || said[ifc.Index] == ifc.MTU {
+		// An interface lookup is a dump of every link: one per
+		// interface, not per socket (a queue each).
+		for ifindex, ss := range byIface {
+			ifc, err := net.InterfaceByIndex(ifindex)
+			if err != nil || said[ifindex] == ifc.MTU {
 				continue // gone: the link watch says so
 			}
-			said[ifc.Index] = ifc.MTU
-			if h := mtuHint(ifc.Name, ifc.MTU, s); h != "" {
-				warn(h)
+			said[ifindex] = ifc.MTU
+			for _, s := range ss {
+				if h := mtuHint(ifc.Name, ifc.MTU, s); h != "" {
+					warn(h)
+					break
+				}
 			}
 		}
 		return false
