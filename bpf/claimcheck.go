@@ -42,7 +42,7 @@ func CheckClaim(ifindex int, opts ClaimOptions) error {
 		return nil
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
-		return fmt.Errorf("%s: %w: xdpipe pid %d runs on it; stop it first, or use another interface", opts.Name, ErrInterfaceOwned, rec.PID)
+		return ownedBy(opts.Name, rec)
 	}
 	if rec.Pinned && linkAttached(rec.Pin, ifindex) && !opts.Replace {
 		return &PinnedError{Name: opts.Name, Pin: rec.Pin}

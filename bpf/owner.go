@@ -174,12 +174,7 @@ func claim(dir string, id IfaceID, opts ClaimOptions) (*Claim, error) {
 	}
 	if errors.Is(err, unix.EWOULDBLOCK) {
 		rec, _ := readOwner(path)
-		pins := ""
-		if pinsPresent(rec.Pin) {
-			pins = " (pins under " + rec.Pin + ")"
-		}
-		return nil, fmt.Errorf("%s: %w: xdpipe pid %d runs on it%s; stop it first, or use another interface",
-			opts.Name, ErrInterfaceOwned, rec.PID, pins)
+		return nil, ownedBy(opts.Name, rec)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("claim interface %s: %w", opts.Name, err)
@@ -225,6 +220,16 @@ func claim(dir string, id IfaceID, opts ClaimOptions) (*Claim, error) {
 		return nil, fmt.Errorf("claim interface %s: %w", opts.Name, err)
 	}
 	return c, nil
+}
+
+// ownedBy is the refusal of interface name, which the live instance of
+// record rec holds.
+func ownedBy(name string, rec ownerRecord) error {
+	pins := ""
+	if pinsPresent(rec.Pin) {
+		pins = " (pins under " + rec.Pin + ")"
+	}
+	return fmt.Errorf("%s: %w: xdpipe pid %d runs on it%s; stop it first, or use another interface", name, ErrInterfaceOwned, rec.PID, pins)
 }
 
 // PinPath is the directory the claimant pins under, if it pins
