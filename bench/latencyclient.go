@@ -82,9 +82,12 @@ func parsePing(out string, cl *LatencyCell) error {
 func sockperfClient(c *LatencyConfig, tb *testbed, cl *LatencyCell) ([]string, func(string, *LatencyCell) error) {
 	log := filepath.Join(tb.dir, "sockperf.csv")
 	secs := max(1, int(math.Ceil(c.Duration.Seconds())))
-	mode := []string{"ping-pong"}
+	// The open loop's rate as sockperf takes it, whole messages a second,
+	// and the schedule the histogram puts its messages on (0: closed loop).
+	mode, mps := []string{"ping-pong"}, 0
 	if cl.Offered > 0 {
-		mode = []string{"under-load", "--mps", strconv.Itoa(max(1, int(cl.Offered))), "--reply-every", "1"}
+		mps = max(1, int(cl.Offered))
+		mode = []string{"under-load", "--mps", strconv.Itoa(mps), "--reply-every", "1"}
 	}
 	argv := append(append([]string{c.Sockperf}, mode...), "-i", tb.ipB.String(), "-p", strconv.Itoa(latencyPort),
 		"-m", strconv.Itoa(c.Payload), "-t", strconv.Itoa(secs), "--full-rtt", "--full-log", log)
@@ -98,11 +101,7 @@ func sockperfClient(c *LatencyConfig, tb *testbed, cl *LatencyCell) ([]string, f
 		}
 		defer os.Remove(log)
 		defer f.Close()
-		mps := 0.0
-		if cl.Offered > 0 {
-			mps = float64(max(1, int(cl.Offered)))
-		}
-		h, err := sockperfHistogram(f, mps)
+		h, err := sockperfHistogram(f, float64(mps))
 		if err != nil {
 			return err
 		}
