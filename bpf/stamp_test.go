@@ -119,12 +119,17 @@ func TestRxStampProgRun(t *testing.T) {
 					// One frame in stamp, counted per CPU (the test's
 					// thread stays on one, and the subtest's goroutine
 					// ends with it): the first of these is stamped, the
-					// others not.
+					// others carry zeros where the stamp goes, so that
+					// the worker never reads a stamp left from an earlier
+					// use of the buffer.
 					pinToCPU(t)
 					for i := range 2 * stamp {
 						_, meta := runMeta(t, l.prog, frame)
-						if want := i%stamp == 0; (len(meta) == 16) != want {
-							t.Fatalf("frame %d of a stamp every %d: %d bytes of metadata", i, stamp, len(meta))
+						if len(meta) != 16 {
+							t.Fatalf("frame %d of a stamp every %d: %d bytes of metadata, want 16", i, stamp, len(meta))
+						}
+						if stamped := binary.NativeEndian.Uint64(meta[8:]) != 0; stamped != (i%stamp == 0) {
+							t.Fatalf("frame %d of a stamp every %d: metadata % x", i, stamp, meta)
 						}
 					}
 				}

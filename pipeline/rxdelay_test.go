@@ -45,7 +45,7 @@ func TestDelayBurstAdd(t *testing.T) {
 	var d delayBurst
 	var s DelayStats
 	for _, ns := range []int64{100, 300, 300, 5000, -7, 2 << 30} {
-		d.observe(ns)
+		d.observe(ns, 1)
 	}
 	d.add(&s)
 	want := map[int]uint64{0: 2, 1: 2, 5: 1, DelayBuckets: 1}
@@ -58,7 +58,7 @@ func TestDelayBurstAdd(t *testing.T) {
 		t.Errorf("sum %d ns, want %d (a negative delay adds 0)", got, want)
 	}
 	d.add(&s)
-	d.observe(1000)
+	d.observe(1000, 1)
 	d.add(&s)
 	if got := s.Counts[2].Load(); got != 1 || s.Counts[0].Load() != 2 {
 		t.Errorf("after a second burst: bucket 2 %d, bucket 0 %d; want 1 and 2", got, s.Counts[0].Load())
@@ -95,15 +95,16 @@ func TestTakeStamp(t *testing.T) {
 	}
 }
 
-// TestWorkerRxDelay: with RxDelay a worker counts the delay of every
-// stamped frame, once: frames received later into the same UMEM frames
-// without a stamp add nothing. Without RxDelay it reads no stamp and has
+// TestWorkerRxDelay: with RxDelay and every frame stamped, a worker's
+// histogram counts every frame, once, though it looks at one frame per
+// burst: frames received later into the same UMEM frames with zeros where
+// the stamp goes add nothing. Without RxDelay it reads no stamp and has
 // no histogram. A pass allocates nothing either way.
 func TestWorkerRxDelay(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		mem := newFakeMem(256, 2048)
 		port := newFakePort(mem, udp4(t, 53), 1000, 128, 128)
-		port.stamp = true
+		port.stamp = 1
 		w, err := NewWorker(WorkerConfig{Queue: 2, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1, RxDelay: on})
 		if err != nil {
 			t.Fatal(err)
@@ -113,10 +114,10 @@ func TestWorkerRxDelay(t *testing.T) {
 			w.pass()
 		}
 		w.pass()
-		// The same frames again, unstamped: the worker invalidated their
-		// stamps, so nothing reads as one.
+		// The same frames again, none due a stamp: the program zeroed
+		// their metadata, so nothing reads as a stamp.
 		port.mu.Lock()
-		port.stamp, port.budget = false, 1000
+		port.stamp, port.budget = 1<<30, 1000
 		port.mu.Unlock()
 		for !port.done() {
 			w.pass()
@@ -147,13 +148,39 @@ func TestWorkerRxDelay(t *testing.T) {
 			t.Fatalf("xdpipe_rx_delay_seconds: count %v in %d series, want 1000 in 1", v, series)
 		}
 		port.mu.Lock()
-		port.stamp, port.budget = true, -1
+		port.stamp, port.budget = 1, -1
 		port.mu.Unlock()
 		w.pass()
 		if a := testing.AllocsPerRun(1000, func() { w.pass() }); a != 0 {
 			t.Fatalf("a pass counting rx delays allocates %v", a)
 		}
 	}
+}
+
+// TestWorkerRxDelaySampled: with one frame in 8 stamped, the worker's
+// counts, one looked-at frame per burst weighted by the burst's size,
+// estimate the stamped frames: within a quarter of them over 64,000 frames.
+func TestWorkerRxDelaySampled(t *testing.T) {
+	const frames, every = 64000, 8
+	mem := newFakeMem(256, 2048)
+	port := newFakePort(mem, udp4(t, 53), frames, 128, 128)
+	port.stamp = every
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1, RxDelay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port.Refill()
+	for !port.done() {
+		w.pass()
+	}
+	var n uint64
+	for i := range w.RxDelay().Counts {
+		n += w.RxDelay().Counts[i].Load()
+	}
+	if want := uint64(frames / every); n < want*3/4 || n > want*5/4 {
+		t.Fatalf("delays counted %d, want about %d (the stamped frames)", n, want)
+	}
+	t.Logf("%d stamped frames estimated as %d", frames/every, n)
 }
 
 // BenchmarkRxDelay: what counting one packet's delay costs, the worker's
@@ -170,7 +197,7 @@ func BenchmarkRxDelay(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			d.observe(delays[i&1023])
+			d.observe(delays[i&1023], 1)
 			if i++; i%DefaultBurstSize == 0 {
 				d.add(&s)
 			}

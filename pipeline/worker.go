@@ -116,10 +116,12 @@ type WorkerConfig struct {
 	RXRing int
 	// CPU pins the worker's OS thread with sched_setaffinity (-1: no pinning).
 	CPU int
-	// RxDelay reads the rx stamp in front of each received packet (the
-	// XDP program's, loaded with bpf.RedirectOptions.RxStamp) and counts
-	// its delay, from the XDP hook to the stage chain, in RxDelay's
-	// histogram. Packets without a stamp are not counted.
+	// RxDelay reads the rx stamp in front of one received packet per
+	// burst (the XDP program's, loaded with bpf.RedirectOptions.RxStamp;
+	// with RxMetadata, of every packet) and counts its delay, from the
+	// XDP hook to the stage chain, in RxDelay's histogram, weighted by
+	// the burst's size when one packet stands for the burst. Packets
+	// without a stamp are not counted.
 	RxDelay bool
 	// RxMetadata reads the driver's RX metadata the XDP program put in
 	// front of each received packet (loaded bound to its interface,
@@ -477,12 +479,15 @@ func (w *Worker) pass() int {
 		for i := range b.Pkts {
 			bytes += uint64(b.Pkts[i].Len())
 		}
-		if w.cfg.RxDelay {
+		switch {
+		case w.cfg.RxMetadata && w.cfg.RxDelay:
 			// The clock once per burst: the pass's reading may precede
 			// the stamps of frames that arrived since.
 			w.delays.record(b, monotime.Now(), &w.delay)
-		} else if w.cfg.RxMetadata {
+		case w.cfg.RxMetadata:
 			w.delays.record(b, 0, nil)
+		case w.cfg.RxDelay:
+			w.delays.sample(b, monotime.Now(), &w.delay)
 		}
 		wp.stats.RxPackets.Add(uint64(b.Len()))
 		wp.stats.RxBytes.Add(bytes)

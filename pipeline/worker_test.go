@@ -33,9 +33,12 @@ type fakePort struct {
 	completeEvery int // complete only every n-th Complete call (TX pressure)
 	calls         int
 	onTX          func(data []byte) // sees each transmitted frame
-	stamp         bool              // write an rx stamp of the time in front of each frame
-	received      int
-	completed     int
+	// stamp fakes the XDP program's rx stamp: 0 leaves the metadata area
+	// as it is; n writes it in front of every frame, the time in one in n
+	// and zeros in the others.
+	stamp     int
+	received  int
+	completed int
 }
 
 func newFakePort(mem *fakeMem, template []byte, budget, fillSize, txSize int) *fakePort {
@@ -51,8 +54,13 @@ func (p *fakePort) Receive(descs []Desc) int {
 		a := p.fill[len(p.fill)-1] + p.mem.headroom
 		p.fill = p.fill[:len(p.fill)-1]
 		copy(p.mem.region[a:], p.template)
-		if p.stamp {
-			putStamp(p.mem.region[a-RxStampLen:a], monotime.Now())
+		if p.stamp > 0 {
+			m := p.mem.region[a-RxStampLen : a]
+			if (p.received+n)%p.stamp == 0 {
+				putStamp(m, monotime.Now())
+			} else {
+				clear(m)
+			}
 		}
 		descs[n] = Desc{Addr: a, Len: uint32(len(p.template))}
 		n++
