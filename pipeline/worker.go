@@ -631,7 +631,6 @@ func (w *Worker) flushTX(pi int) {
 		wp.stats.TxRingFull.Add(lost)
 	}
 	wp.tx = wp.tx[:0]
-	w.lastTX = monotime.Now()
 }
 
 // InFlight is the number of frames put on TX rings and not yet completed.
