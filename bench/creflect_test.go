@@ -21,7 +21,7 @@ import (
 )
 
 // reflectCounts reads the reflect mode's counts from its note.
-var reflectCounts = regexp.MustCompile(`reflected (\d+), refused (\d+)`)
+var reflectCounts = regexp.MustCompile(`reflected (\d+), refused (\d+), absorbed (\d+)`)
 
 // TestXskCPeerReflect runs hack/xsk-c-peer's reflect mode in B of a bench
 // testbed and talks to it from A. Over IPv4 a kernel UDP socket sends with
@@ -189,9 +189,84 @@ func TestXskCPeerReflect(t *testing.T) {
 	}
 	gotReflected, _ := strconv.Atoi(m[1])
 	gotRefused, _ := strconv.Atoi(m[2])
-	if gotReflected != echoed || gotRefused != refused || res.Frames != uint64(echoed+refused) {
+	if gotReflected != echoed || gotRefused != refused || m[3] != "0" || res.Frames != uint64(echoed+refused) {
 		t.Fatalf("peer received %d, reflected %d, refused %d; want %d, %d, %d",
 			res.Frames, gotReflected, gotRefused, echoed+refused, echoed, refused)
+	}
+}
+
+// TestXskCPeerReflectSockperf: with --sockperf the C reflector answers as
+// sockperf's server does. A kernel UDP socket in A sends sockperf headers:
+// a ping (client and pong-request flags) comes back with the client flag
+// cleared, the rest of the payload intact and the checksum valid for the
+// kernel to deliver it, with a partial checksum and with none
+// (SO_NO_CHECK); a message that wants no reply is absorbed, one without
+// the client flag refused, neither answered; the counts add up.
+func TestXskCPeerReflectSockperf(t *testing.T) {
+	testutil.RequireRoot(t)
+	requireCToolchain(t)
+	bin, err := buildXskC("../hack/xsk-c-peer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := newTestbed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tb.close)
+	peer := startCReflect(t, tb, bin, "--sockperf")
+	var conn *net.UDPConn
+	if err := tb.inA(func() (err error) {
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: tb.ipA})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dst := &net.UDPAddr{IP: tb.ipB, Port: 7777}
+	msg := func(seq uint32, flags uint16) []byte {
+		m := make([]byte, 64)
+		binary.BigEndian.PutUint32(m[4:], seq)
+		binary.BigEndian.PutUint16(m[8:], flags)
+		binary.BigEndian.PutUint32(m[10:], uint32(len(m)))
+		for i := 14; i < len(m); i++ {
+			m[i] = byte(i)
+		}
+		return m
+	}
+	buf := make([]byte, 2048)
+	// The unanswered first: the ping after them is the next datagram A reads.
+	for i, f := range []uint16{1, 2, 3, 1, 2, 3} {
+		if i == 3 {
+			setNoCheck(t, conn, 1)
+		}
+		req := msg(uint32(i), f)
+		if _, err := conn.WriteToUDP(req, dst); err != nil {
+			t.Fatal(err)
+		}
+		if f != 3 {
+			continue
+		}
+		// A bound for a lost reply, not a timing gate.
+		if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("ping %d: no reply: %v", i, err)
+		}
+		want := msg(uint32(i), 2)
+		if !bytes.Equal(buf[:n], want) {
+			t.Fatalf("ping %d: reply % x, want % x", i, buf[:n], want)
+		}
+	}
+	res := peer.stop(t)
+	m := reflectCounts.FindStringSubmatch(res.Note)
+	if m == nil {
+		t.Fatalf("no counts in %q", res.Note)
+	}
+	if m[1] != "2" || m[2] != "2" || m[3] != "2" || res.Frames != 6 {
+		t.Fatalf("peer received %d, reflected %s, refused %s, absorbed %s; want 6, 2, 2, 2", res.Frames, m[1], m[2], m[3])
 	}
 }
 
@@ -206,9 +281,10 @@ type cReflect struct {
 // startCReflect starts the peer in reflect mode in B, as the bench starts
 // its receivers, and waits for it to be ready. It is stopped when the
 // test ends, if stop has not stopped it.
-func startCReflect(t *testing.T, tb *testbed, bin string) *cReflect {
+func startCReflect(t *testing.T, tb *testbed, bin string, flags ...string) *cReflect {
 	t.Helper()
-	p := &cReflect{cmd: exec.Command("ip", "netns", "exec", tb.nsB, bin, "reflect", "--iface", tb.ifB), stderr: &bytes.Buffer{}}
+	args := append([]string{"netns", "exec", tb.nsB, bin, "reflect", "--iface", tb.ifB}, flags...)
+	p := &cReflect{cmd: exec.Command("ip", args...), stderr: &bytes.Buffer{}}
 	p.cmd.Stderr = p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

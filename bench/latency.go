@@ -92,24 +92,28 @@ var latencyPairs = map[string]latencyPair{
 		note: "sockperf -> xdpipe run {reflect: {sockperf: true}}, spinning"},
 	"ping-echo": {server: echoServer, ready: func(l string) bool { return l == "ready\n" },
 		note: "xdpipe ping -> a Go net.UDPConn echo"},
-	"ping-c-reflect": {server: cReflector, ready: func(l string) bool { return l == "ready\n" },
+	"sockperf-c-reflect": {sockperf: true, server: cReflector("--sockperf"), ready: cReady,
+		note: "sockperf -> C AF_XDP reflector answering as sockperf's server (hack/xsk-c-peer reflect --sockperf)"},
+	"ping-c-reflect": {server: cReflector(), ready: cReady,
 		note: "xdpipe ping -> C AF_XDP reflector (hack/xsk-c-peer reflect: libxdp, copy mode, spinning)"},
 	"ping-reflect": {server: reflector("{}", "--poll", "spin"), ready: runReady,
 		note: "xdpipe ping -> xdpipe run reflect, spinning"},
+	"ping-reflect-redirect": {server: reflectorConf("{}", "", false, "--poll", "spin"), ready: runReady,
+		note: "xdpipe run reflect, spinning, without rules: the redirect program sends every frame to the socket, as the C reflector's does"},
 	"ping-reflect-busypoll": {server: reflector("{}", "--poll", "spin", "--busy-poll"), ready: runReady, busyPoll: true,
 		note: "the same with socket busy polling (napi_defer_hard_irqs 2, gro_flush_timeout 200 us)"},
 	"ping-reflect-wakeup": {server: reflector("{}", "--poll", "wakeup"), ready: runReady,
 		note: "the same in wakeup mode: naps of up to 200 us while frames come, else poll(2)"},
 	"ping-reflect-poll": {server: reflector("{}", "--poll", "wakeup", "--coalesce", "0"), ready: runReady,
 		note: "the same in wakeup mode without naps: poll(2) whenever the ring is empty"},
-	"ping-reflect-drain": {server: reflectorConf("{}", "drain: 100us\n", "--poll", "spin"), ready: runReady,
+	"ping-reflect-drain": {server: reflectorConf("{}", "drain: 100us\n", true, "--poll", "spin"), ready: runReady,
 		note: "xdpipe run reflect, spinning, with TX buffers waiting up to 100 us for more packets (drain: 100us, DPDK l2fwd's drain)"},
 	"ping-reflect-unpinned": {server: reflector("{}", "--poll", "spin"), ready: runReady, unpinned: true,
 		note: "xdpipe run reflect, spinning, on whichever CPU the scheduler picks (the client's too)"},
 }
 
-var latencyOrder = []string{"kernel", "sockperf-reflect", "ping-echo", "ping-c-reflect", "ping-reflect",
-	"ping-reflect-busypoll", "ping-reflect-wakeup", "ping-reflect-poll", "ping-reflect-drain", "ping-reflect-unpinned"}
+var latencyOrder = []string{"kernel", "sockperf-reflect", "sockperf-c-reflect", "ping-echo", "ping-c-reflect", "ping-reflect",
+	"ping-reflect-redirect", "ping-reflect-busypoll", "ping-reflect-wakeup", "ping-reflect-poll", "ping-reflect-drain", "ping-reflect-unpinned"}
 
 // LatencyPairs lists the pairs RunLatency knows, in matrix order.
 func LatencyPairs() []string { return slices.Clone(latencyOrder) }
@@ -128,28 +132,33 @@ func runReady(l string) bool { return strings.HasPrefix(l, "run: ready") }
 // reflector is `xdpipe run` with the reflect stage (options opts) on B's
 // interface, with a rule that steers only the reflected port to it.
 func reflector(opts string, flags ...string) func(c *LatencyConfig, tb *testbed) ([]string, error) {
-	return reflectorConf(opts, "", flags...)
+	return reflectorConf(opts, "", true, flags...)
 }
 
 // reflectorConf is reflector with more settings in its configuration file
-// (YAML lines).
-func reflectorConf(opts, more string, flags ...string) func(c *LatencyConfig, tb *testbed) ([]string, error) {
+// (YAML lines), and with steer false without rules: every frame goes to
+// the socket.
+func reflectorConf(opts, more string, steer bool, flags ...string) func(c *LatencyConfig, tb *testbed) ([]string, error) {
 	return func(c *LatencyConfig, tb *testbed) ([]string, error) {
 		if c.Xdpipe == "" {
 			return nil, errors.New("no xdpipe binary to run (LatencyConfig.Xdpipe)")
 		}
-		pins, err := tb.bpffs()
-		if err != nil {
-			return nil, err
-		}
-		rules := filepath.Join(tb.dir, "reflect-rules.yaml")
-		if err := os.WriteFile(rules, fmt.Appendf(nil, "rules:\n  - name: reflected\n    priority: 10\n    proto: udp\n"+
-			"    dport: %d\n    action: redirect\n", latencyPort), 0o644); err != nil {
-			return nil, err
+		more := more
+		if steer {
+			pins, err := tb.bpffs()
+			if err != nil {
+				return nil, err
+			}
+			rules := filepath.Join(tb.dir, "reflect-rules.yaml")
+			if err := os.WriteFile(rules, fmt.Appendf(nil, "rules:\n  - name: reflected\n    priority: 10\n    proto: udp\n"+
+				"    dport: %d\n    action: redirect\n", latencyPort), 0o644); err != nil {
+				return nil, err
+			}
+			more += fmt.Sprintf("rules: %s\npin_dir: %s\n", rules, pins)
 		}
 		conf := filepath.Join(tb.dir, "reflect.yaml")
-		if err := os.WriteFile(conf, fmt.Appendf(nil, "interfaces: [%s]\nqueues: all\nrules: %s\npin_dir: %s\nstages: [{reflect: %s}]\n%s",
-			tb.ifB, rules, pins, opts, more), 0o644); err != nil {
+		if err := os.WriteFile(conf, fmt.Appendf(nil, "interfaces: [%s]\nqueues: all\nstages: [{reflect: %s}]\n%s",
+			tb.ifB, opts, more), 0o644); err != nil {
 			return nil, err
 		}
 		return append([]string{c.Xdpipe, "run", "--config", conf, "--metrics", "off", "--interval", "1h"}, flags...), nil
@@ -160,16 +169,22 @@ func echoServer(c *LatencyConfig, tb *testbed) ([]string, error) {
 	return append(slices.Clone(c.Self), "--kind", "udp-echo", "--ip", tb.ipB.String(), "--port", strconv.Itoa(latencyPort)), nil
 }
 
-func cReflector(c *LatencyConfig, tb *testbed) ([]string, error) {
-	if c.XskCPeer == "" {
-		return nil, errors.New("no hack/xsk-c-peer directory (LatencyConfig.XskCPeer)")
+// cReflector is hack/xsk-c-peer's reflect mode on B's interface, with
+// flags.
+func cReflector(flags ...string) func(c *LatencyConfig, tb *testbed) ([]string, error) {
+	return func(c *LatencyConfig, tb *testbed) ([]string, error) {
+		if c.XskCPeer == "" {
+			return nil, errors.New("no hack/xsk-c-peer directory (LatencyConfig.XskCPeer)")
+		}
+		bin, err := buildXskC(c.XskCPeer)
+		if err != nil {
+			return nil, err
+		}
+		return append([]string{bin, "reflect", "--iface", tb.ifB}, flags...), nil
 	}
-	bin, err := buildXskC(c.XskCPeer)
-	if err != nil {
-		return nil, err
-	}
-	return []string{bin, "reflect", "--iface", tb.ifB}, nil
 }
+
+func cReady(l string) bool { return l == "ready\n" }
 
 // LatencyCell is one pair at one load.
 type LatencyCell struct {

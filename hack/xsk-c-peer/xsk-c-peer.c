@@ -18,7 +18,12 @@
  *           so that the kernel on the other side accepts the reply; frames
  *           that are not UDP or whose checksum is neither valid nor that
  *           partial sum are refused: counted and given back to the fill
- *           ring
+ *           ring. With --sockperf the reply is what sockperf's server
+ *           sends: the client flag of sockperf's header cleared; a
+ *           message without it is refused, one that asks for no reply
+ *           (under-load's other messages) absorbed, both counted and
+ *           given back to the fill ring (xdpipe run {reflect: {sockperf:
+ *           true}})
  *
  * Fixed setup, as the bench compares it: one socket on one queue, copy mode
  * (XDP_COPY), need_wakeup, bursts of 64, a spinning loop (or, with --poll,
@@ -41,9 +46,10 @@
  * on SIGINT or SIGTERM one JSON line {"frames":N,"bytes":B,"note":"..."}
  * (frames and bytes received; for l2fwd and reflect the note says how many
  * frames the kernel completed on TX, for reflect also how many frames were
- * reflected and refused) and exit 0. Errors: one line on stderr, exit 1.
+ * reflected, refused and absorbed) and exit 0. Errors: one line on stderr,
+ * exit 1.
  *
- *   xsk-c-peer rxdrop|l2fwd|reflect --iface IF [--queue Q] [--poll]
+ *   xsk-c-peer rxdrop|l2fwd|reflect --iface IF [--queue Q] [--poll] [--sockperf]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -135,12 +141,14 @@ struct peer {
 	uint64_t busy;    /* ... that sent nothing now (EBUSY, ENOBUFS, ENETDOWN) */
 	uint64_t polls;   /* poll(2) calls (rxdrop --poll) */
 	uint64_t reflected, refused; /* reflect: sent back, not answered */
+	uint64_t absorbed; /* reflect --sockperf: messages that ask for no reply */
+	bool sockperf;    /* reflect: answer as sockperf's server does */
 	uint64_t unsent;  /* reflect: turned around, but stopped with no room on TX */
 };
 
 static void usage(void)
 {
-	fputs("usage: xsk-c-peer rxdrop|l2fwd|reflect --iface IF [--queue Q] [--poll]\n", stderr);
+	fputs("usage: xsk-c-peer rxdrop|l2fwd|reflect --iface IF [--queue Q] [--poll] [--sockperf]\n", stderr);
 	exit(2);
 }
 
@@ -406,29 +414,41 @@ static size_t udp_offset(const uint8_t *d, size_t len, size_t *l3, int *family)
 	return p;
 }
 
+/* sockperf's header, at the start of the UDP payload: a flags word at
+ * offset 8, big-endian, whose client bit the server clears in its reply
+ * and whose pong-request bit says whether the client wants one. */
+#define SOCKPERF_HEADER_LEN 14
+#define SOCKPERF_FLAGS_OFF 8
+#define SOCKPERF_CLIENT 1
+#define SOCKPERF_PONG 2
+
+enum verdict { REFUSED, REFLECTED, ABSORBED };
+
 /* Turns one UDP frame around (MACs, IP addresses and ports swapped), as
  * xdpipe's reflect stage does: the checksum stays valid through the swaps,
  * which only reorder the words it sums; a checksum that is only the
  * pseudo-header's sum (CHECKSUM_PARTIAL, as a veth hands over a local
- * socket's datagram) is completed over the datagram. Returns false, the
- * frame untouched, for anything else: not UDP over IP in this frame, or a
- * checksum neither valid nor partial. */
-static bool reflect_frame(uint8_t *d, size_t len)
+ * socket's datagram) is completed over the datagram. With sockperf, the
+ * reply's client flag is cleared and the checksum computed again. Returns
+ * REFUSED, the frame untouched, for anything else: not UDP over IP in this
+ * frame, or a checksum neither valid nor partial, or with sockperf not a
+ * client's message; ABSORBED for a sockperf message that wants no reply. */
+static enum verdict reflect_frame(uint8_t *d, size_t len, bool sockperf)
 {
 	size_t l3, l4, n, alen;
 	uint8_t *u, *src, *dst;
 	uint64_t pseudo;
-	uint16_t check, c;
+	uint16_t check, c, flags;
 	int family;
-	bool full;
+	bool full, sum;
 
 	l4 = udp_offset(d, len, &l3, &family);
 	if (!l4)
-		return false;
+		return REFUSED;
 	u = d + l4;
 	n = get16(u + 4);
 	if (n < UDP_LEN || n > len - l4)
-		return false;
+		return REFUSED;
 	alen = family == 4 ? 4 : 16;
 	src = d + l3 + (family == 4 ? 12 : 8);
 	dst = src + alen;
@@ -440,9 +460,21 @@ static bool reflect_frame(uint8_t *d, size_t len)
 		if (csum_fold(csum_add(pseudo, u, n)) == 0xffff)
 			full = true;
 		else if (check != csum_fold(pseudo))
-			return false; /* neither complete nor the pseudo-header's sum */
+			return REFUSED; /* neither complete nor the pseudo-header's sum */
 	}
-	if (!full) {
+	sum = !full;
+	if (sockperf) {
+		if (n < UDP_LEN + SOCKPERF_HEADER_LEN)
+			return REFUSED;
+		flags = get16(u + UDP_LEN + SOCKPERF_FLAGS_OFF);
+		if (!(flags & SOCKPERF_CLIENT))
+			return REFUSED;
+		if (!(flags & SOCKPERF_PONG))
+			return ABSORBED;
+		u[UDP_LEN + SOCKPERF_FLAGS_OFF + 1] &= (uint8_t)~SOCKPERF_CLIENT;
+		sum = !(family == 4 && check == 0); /* IPv4 without a checksum keeps none */
+	}
+	if (sum) {
 		u[6] = u[7] = 0;
 		c = (uint16_t)~csum_fold(csum_add(pseudo, u, n));
 		if (!c)
@@ -453,14 +485,14 @@ static bool reflect_frame(uint8_t *d, size_t len)
 	swap_mac(d);
 	swap_bytes(src, dst, alen);
 	swap_bytes(u, u + 2, 2);
-	return true;
+	return REFLECTED;
 }
 
 /* Sends every UDP frame back (reflect_frame) as soon as its burst is
  * processed, and gives the others back to the fill ring. */
 static void reflect(struct peer *p)
 {
-	uint32_t n, k, r, idx_rx, idx_tx, idx_fq, i;
+	uint32_t n, k, r, a, idx_rx, idx_tx, idx_fq, i;
 	struct xdp_desc out[BURST];
 	uint64_t back[BURST];
 
@@ -468,18 +500,25 @@ static void reflect(struct peer *p)
 		n = tx_rx_burst(p, &idx_rx);
 		if (!n)
 			continue;
-		for (i = k = r = 0; i < n; i++) {
+		for (i = k = r = a = 0; i < n; i++) {
 			const struct xdp_desc *d = xsk_ring_cons__rx_desc(&p->rx, idx_rx + i);
 
 			p->bytes += d->len;
-			if (reflect_frame(xsk_umem__get_data(p->area, d->addr), d->len))
+			switch (reflect_frame(xsk_umem__get_data(p->area, d->addr), d->len, p->sockperf)) {
+			case REFLECTED:
 				out[k++] = *d;
-			else
+				break;
+			case ABSORBED:
+				a++;
+				/* fall through */
+			case REFUSED:
 				back[r++] = xsk_umem__extract_addr(d->addr);
+			}
 		}
 		xsk_ring_cons__release(&p->rx, n);
 		p->frames += n;
-		p->refused += r;
+		p->refused += r - a;
+		p->absorbed += a;
 		while (k && xsk_ring_prod__reserve(&p->tx, k, &idx_tx) != k) {
 			complete_tx(p);
 			if (stop) { /* no room on TX: back to the fill ring, counted */
@@ -516,6 +555,7 @@ int main(int argc, char **argv)
 		{ "iface", required_argument, NULL, 'i' },
 		{ "queue", required_argument, NULL, 'q' },
 		{ "poll", no_argument, NULL, 'p' },
+		{ "sockperf", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -559,8 +599,11 @@ int main(int argc, char **argv)
 	else
 		die("unknown mode %s (rxdrop, l2fwd, reflect)", argv[1]);
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "i:q:ph", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:q:psh", opts, NULL)) != -1) {
 		switch (c) {
+		case 's':
+			p.sockperf = true;
+			break;
 		case 'p':
 			wait = true;
 			break;
@@ -581,6 +624,8 @@ int main(int argc, char **argv)
 		usage();
 	if (wait && mode != RXDROP)
 		die("--poll is for rxdrop only");
+	if (p.sockperf && mode != REFLECT)
+		die("--sockperf is for reflect only");
 	ifindex = if_nametoindex(iface);
 	if (!ifindex)
 		die("interface %s: %s", iface, strerror(errno));
@@ -673,9 +718,10 @@ int main(int argc, char **argv)
 		if (p.unsent)
 			snprintf(unsent, sizeof(unsent), ", %" PRIu64 " not sent (stopped, TX ring full)", p.unsent);
 		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp reflect (UDP, addresses and ports swapped), copy mode, "
-		       "need_wakeup, spinning; reflected %" PRIu64 ", refused %" PRIu64 "%s; transmitted back %" PRIu64 " (%" PRIu64
-		       " sendto kicks: %" PRIu64 " left frames, %" PRIu64 " busy); %s\"}\n",
-		       p.frames, p.bytes, p.reflected, p.refused, unsent, p.transmitted, p.kicks, p.partial, p.busy, note);
+		       "need_wakeup, spinning%s; reflected %" PRIu64 ", refused %" PRIu64 ", absorbed %" PRIu64 "%s; transmitted back %" PRIu64
+		       " (%" PRIu64 " sendto kicks: %" PRIu64 " left frames, %" PRIu64 " busy); %s\"}\n",
+		       p.frames, p.bytes, p.sockperf ? ", as sockperf's server" : "", p.reflected, p.refused, p.absorbed, unsent,
+		       p.transmitted, p.kicks, p.partial, p.busy, note);
 	} else if (mode == L2FWD)
 		printf("{\"frames\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"note\":\"C libxdp l2fwd (macswap), copy mode, need_wakeup, spinning; "
 		       "transmitted back %" PRIu64 " (%" PRIu64 " sendto kicks: %" PRIu64 " left frames, %" PRIu64 " busy); %s\"}\n",
