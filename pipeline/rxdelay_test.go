@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpipe/xdpipe/internal/monotime"
 )
 
 // putStamp writes an rx stamp of ns into m, as bpf/xsk.h's stamp does.
@@ -101,24 +103,28 @@ func TestTakeStamp(t *testing.T) {
 // no histogram. A pass allocates nothing either way.
 func TestWorkerRxDelay(t *testing.T) {
 	for _, on := range []bool{false, true} {
-		mem := newFakeMem(256, 2048)
-		port := newFakePort(mem, udp4(t, 53), 1000, 128, 128)
-		port.stamp = true
+		mem := newUmem(t, 256, 2048, 128)
+		stamp := true // read by the fake kernel on this goroutine, in the worker's passes
+		wire := wireOf(udp4(t, 53), 1000)
+		wire.Meta = func(headroom []byte) {
+			if stamp {
+				putStamp(headroom[len(headroom)-RxStampLen:], monotime.Now())
+			}
+		}
+		port, _ := newPort(t, mem, wire, 128, 128)
 		w, err := NewWorker(WorkerConfig{Queue: 2, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1, RxDelay: on})
 		if err != nil {
 			t.Fatal(err)
 		}
 		port.Refill()
-		for !port.done() {
+		for w.PortStats(0).RxPackets.Load() < 1000 {
 			w.pass()
 		}
-		w.pass()
 		// The same frames again, unstamped: the worker invalidated their
 		// stamps, so nothing reads as one.
-		port.mu.Lock()
-		port.stamp, port.budget = false, 1000
-		port.mu.Unlock()
-		for !port.done() {
+		stamp = false
+		wire.Arrive(1000)
+		for w.PortStats(0).RxPackets.Load() < 2000 {
 			w.pass()
 		}
 		if rx := w.PortStats(0).RxPackets.Load(); rx != 2000 {
@@ -146,9 +152,8 @@ func TestWorkerRxDelay(t *testing.T) {
 		if v, series := gathered(t, reg, "xdpipe_rx_delay_seconds", "queue=2"); v != 1000 || series != 1 {
 			t.Fatalf("xdpipe_rx_delay_seconds: count %v in %d series, want 1000 in 1", v, series)
 		}
-		port.mu.Lock()
-		port.stamp, port.budget = true, -1
-		port.mu.Unlock()
+		stamp = true
+		wire.Arrive(-1)
 		w.pass()
 		if a := testing.AllocsPerRun(1000, func() { w.pass() }); a != 0 {
 			t.Fatalf("a pass counting rx delays allocates %v", a)
