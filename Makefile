@@ -8,19 +8,20 @@ PKGS     := ./...
 # packages that bind veth queues from fighting over the CPUs.
 TESTFLAGS ?= -count=1 -p 1 -timeout 30m
 # Modules of their own, so that their dependencies stay out of xdpipe's:
-# deploy/k8s decodes the Kubernetes manifests with k8s.io/api.
-SUBMODULES := deploy/k8s
+# deploy/k8s decodes the Kubernetes manifests with k8s.io/api;
+# cmd/xdpipe-chart draws bench's charts with gonum/plot.
+SUBMODULES := deploy/k8s cmd/xdpipe-chart
 
 .PHONY: all build image generate generate-check unit test bench demo profile lint clean
 
 all: build
 
-# xdpipe-chart draws bench's chart: a binary of its own, so that xdpipe
-# does not link gonum/plot. xdpipe is static (no cgo: the rdma stage's
-# verbs are built with -tags rdma), the binary deploy/ installs.
+# xdpipe is static (no cgo: the rdma stage's verbs are built with -tags
+# rdma), the binary deploy/ installs. xdpipe-chart, which draws bench's
+# charts, is built from its own module.
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/xdpipe
-	$(GO) build -o bin/xdpipe-chart ./cmd/xdpipe-chart
+	cd cmd/xdpipe-chart && $(GO) build -o $(CURDIR)/bin/xdpipe-chart .
 
 # The container image xdpipe:latest (deploy/container), built with podman
 # from the static binary, into podman's local storage: no registry.

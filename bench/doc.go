@@ -18,6 +18,6 @@
 // into each cell's and each ratio's median, minimum and maximum.
 //
 // Output: Report.WriteTable, WriteJSON, WriteMarkdown; the chart is drawn
-// by package bench/chart (cmd/xdpipe-chart), so that the xdpipe binary does
-// not link gonum/plot.
+// by cmd/xdpipe-chart, a module of its own, so that xdpipe's module does
+// not depend on gonum/plot.
 package bench

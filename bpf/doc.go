@@ -46,11 +46,12 @@
 //
 // A flow cache sits in front (OVS's exact-match cache): per-CPU LRU hashes
 // (131,072 IPv4 and non-IP flows, 65,536 IPv6 flows) keyed by the parsed
-// tuple, the fields no rule uses zeroed, holding the decision (the rule's counter slot and action, or no
-// match) and the rule-change count it was made under; only an entry
-// carrying the live count is used, so a rule change takes effect on the
-// next frame. A flow's later frames cost one hash lookup whatever the
-// number of rules (figures in bpf/README.md).
+// tuple, the fields no rule uses zeroed, holding the decision (the rule's
+// counter slot and action, or no match) and the rule-change count it was
+// made under; only an entry carrying the live count is used, so a rule
+// change takes effect on the next frame. A flow's later frames cost one
+// hash lookup whatever the number of rules (measurements in
+// bench/results/README.md).
 //
 //   - Maximum: MaxRules (16384) rules a set; a bitmap is 2 KiB.
 //   - Cost per frame of a flow cache miss (a flow's first frame, and its
@@ -58,42 +59,33 @@
 //     and a bitmap lookup (hash), 4 summary ANDs and in practice one word
 //     AND; constant in the number of rules except for the LPM trie's depth
 //     (logarithmic in the number of distinct prefixes shorter than the 4
-//     longest lengths in use). Measured
-//     (BenchmarkSteerRuleScaling, BPF_PROG_RUN, frame matching the last
-//     rule, 3 fields in use): 73-93 ns per frame for 1, 100 or 10,000
-//     rules, IPv4 and IPv6 (10,000/1 ratio 1.16 and 1.09), before the
-//     flow cache (the benchmark now loads the program with the cache off;
-//     IPv4 flow cache hits: 49-55 ns for 1 or 10,000 rules, against 8 ns
-//     for the bare redirect program). With 10,000 distinct /29 or /125
-//     prefixes (BenchmarkSteerLPM) the ratio was 1.2. On the veth testbed
-//     (xdpipe bench --sizes 64 --receivers xdpipe-spin,xdpipe-steer10k,
-//     one run, 64-byte frames, AF_XDP copy mode, spinning receiver) 10,000
-//     rules gave 3.89 Mfps against 6.10 for the bare redirect program: on
-//     veth the program runs in the sender's softirq, whose per-frame budget
-//     at 6 Mfps is about 165 ns, so the 75 ns more show in full.
+//     longest lengths in use). BenchmarkSteerRuleScaling (the flow cache
+//     off) fails when 10,000 rules cost more than twice one rule;
+//     BenchmarkSteerLPM measures 10,000 distinct prefixes. On veth the
+//     program runs in the sender's softirq, so what it costs per frame
+//     comes off the sender's rate in full.
 //   - Verifier: parse, match and field_ids are global BPF functions
 //     (verified once each), the bitmaps match keeps are packed (its states
 //     depend on how many fields are in use, not which), the scan for the
 //     first common bit is a bpf_loop callback (5.17) and ctz is
-//     branch-free. The verifier processes 13,524 instructions on Linux
-//     6.18 and 23,802 on 7.3 (limit 1,000,000; 7.3 rejected the earlier
-//     layout, which took 182,000 on 6.18). TestSteerVerifierBudget holds
-//     the count under 100,000; internal/vmtest's TestVMBPF runs it, and the
-//     program's tests, on the VM's kernel.
+//     branch-free. TestSteerVerifierBudget holds the instructions the
+//     verifier processes under 100,000 (its limit is 1,000,000);
+//     internal/vmtest's TestVMBPF runs it, and the program's tests, on the
+//     VM's newer kernel, whose verifier explores more states.
 //   - Memory: one bitmap per distinct field value, prefix and port
 //     interval, per generation: 10,000 rules with distinct /32 destinations
 //     and ports hold about 20,000 bitmaps, 40 MiB of kernel memory. Maps
 //     holding bitmaps are BPF_F_NO_PREALLOC, so only what a set uses is
 //     allocated. The flow cache is preallocated: 19.5 MiB plus 1.5 MiB
-//     per possible CPU (22.5 MiB on a 2-CPU machine, as the kernel counts
-//     it in the maps' fdinfo).
+//     per possible CPU, as the kernel counts it in the maps' fdinfo;
+//     SteerMemory works out the program's whole footprint.
 //   - Update: Apply writes the inactive of two generations (every key
 //     carries its generation) and increments one u32; frames see the old set or
 //     the new one, never a mix; steer_active counts the changes, which
 //     makes every flow cache entry stale at once. Before rewriting a generation Apply waits
 //     for an RCU grace period (membarrier MEMBARRIER_CMD_GLOBAL), so no
 //     frame still reads it. Rules unchanged across an update keep their
-//     counters. 10,000 rules apply in about 0.35 s.
+//     counters.
 //   - Pinning (SteerOptions.PinPath): maps and bpf_links pinned on bpffs
 //     (mounted at /sys/fs/bpf if needed); rules and attachment survive the
 //     process, and `xdpipe rules` changes them through the pins.

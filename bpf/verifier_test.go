@@ -27,7 +27,7 @@ var processedRe = regexp.MustCompile(`processed (\d+) insns`)
 // TestSteerVerifierBudget loads the steering program with the verifier's
 // statistics and requires the processed instruction count to stay within
 // steerVerifierBudget. internal/vmtest's TestVMSteer runs it on the VM's
-// kernel, whose verifier explores more states than this host's.
+// newer kernel, whose verifier can explore more states than the host's.
 func TestSteerVerifierBudget(t *testing.T) {
 	testutil.RequireRoot(t)
 	if err := removeMemlock(); err != nil {

@@ -206,8 +206,8 @@ func (r *receiver) wait(t *testing.T, want uint64) Stats {
 }
 
 // requireLiveSender skips the live engine's tests on NICs: a virtio NIC
-// transmits XDP_TX frames only with an XDP program of its own attached
-// (issue 10), which the engine does not attach.
+// transmits XDP_TX frames only with an XDP program of its own attached,
+// which the engine does not attach.
 func requireLiveSender(t *testing.T) {
 	t.Helper()
 	testutil.RequireVeth(t, "the live engine XDP_TXes out of the sender, which a virtio NIC does only with a program attached")
@@ -444,8 +444,8 @@ func liveSend(t *testing.T, p *testutil.LinkPair, l *Live, count uint64) (res Re
 }
 
 // TestLiveCountsOnlyFramesThatLeft: where nothing can leave, the live
-// engine fails naming the cause and counts no frame as sent (it used to
-// say "sent 20000 frames" into a veth whose peer had no XDP program).
+// engine fails naming the cause and counts no frame as sent: a veth whose
+// peer has no XDP program drops every frame, and none of them is "sent".
 func TestLiveCountsOnlyFramesThatLeft(t *testing.T) {
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
 	tp, err := NewTemplate(vethConfig(p, UDP4, 64))

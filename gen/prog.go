@@ -32,8 +32,8 @@ type counter struct {
 // and return XDP_TX.
 //
 // The send time is bpf_ktime_get_ns() read once every perClock frames,
-// not per frame: the call alone cost a quarter of a bare generator's rate
-// (issue 12). With perClock the batch size that costs nothing in accuracy,
+// not per frame: the call alone costs a large share of a bare generator's
+// rate. With perClock the batch size that costs nothing in accuracy,
 // because live mode sends a batch's frames together, when the kernel
 // flushes it after the last frame's run: a per-frame reading was already
 // up to a batch older than the frame's departure, and so is this one.

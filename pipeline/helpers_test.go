@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 
 	"github.com/gopacket/gopacket"
@@ -13,80 +12,60 @@ import (
 
 	"github.com/xdpipe/xdpipe/internal/frame"
 	"github.com/xdpipe/xdpipe/rules"
+	"github.com/xdpipe/xdpipe/xsk"
 )
 
-// fakeMem is a UMEM stand-in: a plain byte region cut into frames, with a
-// free stack. It is what the worker's Memory sees in unprivileged tests.
-type fakeMem struct {
-	mu        sync.Mutex
-	region    []byte
-	frameSize uint64
-	headroom  uint64
-	free      []uint64
-	freed     int // frames returned by Free
-	total     int
-}
-
-func newFakeMem(frames int, frameSize uint64) *fakeMem {
-	m := &fakeMem{region: make([]byte, uint64(frames)*frameSize), frameSize: frameSize, headroom: 256, free: make([]uint64, 0, frames), total: frames}
-	for i := frames - 1; i >= 0; i-- {
-		m.free = append(m.free, uint64(i)*frameSize)
-	}
-	return m
-}
-
-func (m *fakeMem) Frame(addr uint64) []byte {
-	base := addr - addr%m.frameSize
-	return m.region[base : base+m.frameSize : base+m.frameSize]
-}
-
-func (m *fakeMem) Free(addrs []uint64) {
-	m.mu.Lock()
-	for _, a := range addrs {
-		m.free = append(m.free, a-a%m.frameSize)
-	}
-	m.freed += len(addrs)
-	m.mu.Unlock()
-}
-
-func (m *fakeMem) alloc() (uint64, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.free) == 0 {
-		return 0, false
-	}
-	a := m.free[len(m.free)-1]
-	m.free = m.free[:len(m.free)-1]
-	return a, true
-}
-
-// put copies a frame into a fresh UMEM frame after the headroom and returns
-// its descriptor.
-func (m *fakeMem) put(tb testing.TB, frame []byte) Desc {
+// newUmem makes a UMEM of frames frames of frameSize bytes, whose sockets'
+// fill and completion rings have ring entries, closed when the test ends.
+// It is plain anonymous memory: unprivileged tests use it with xsktest's
+// fake kernel, or as a Memory on its own.
+func newUmem(tb testing.TB, frames, frameSize, ring uint32) *xsk.Umem {
 	tb.Helper()
-	a, ok := m.alloc()
-	if !ok {
-		tb.Fatal("fake umem exhausted")
+	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: frames, FrameSize: frameSize, FillSize: ring, CompletionSize: ring})
+	if err != nil {
+		tb.Fatal(err)
 	}
-	a += m.headroom
-	copy(m.region[a:], frame)
-	return Desc{Addr: a, Len: uint32(len(frame))}
+	tb.Cleanup(func() {
+		if err := u.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return u
 }
 
-// burstOf loads frames into a fresh burst over a fake UMEM.
-func burstOf(tb testing.TB, frames ...[]byte) (*Burst, *fakeMem) {
+// allocFrame takes one frame off u's free stack and returns its address.
+func allocFrame(tb testing.TB, u *xsk.Umem) uint64 {
 	tb.Helper()
-	m := newFakeMem(len(frames)+8, 2048)
+	var a [1]uint64
+	if u.Alloc(a[:]) != 1 {
+		tb.Fatal("umem exhausted")
+	}
+	return a[0]
+}
+
+// put copies a frame into a fresh UMEM frame at the data offset, where the
+// kernel writes received data, and returns its descriptor.
+func put(tb testing.TB, u *xsk.Umem, frame []byte) Desc {
+	tb.Helper()
+	d := Desc{Addr: allocFrame(tb, u) + u.DataOffset(), Len: uint32(len(frame))}
+	copy(u.Bytes(d), frame)
+	return d
+}
+
+// burstOf loads frames into a fresh burst over a fresh UMEM.
+func burstOf(tb testing.TB, frames ...[]byte) (*Burst, *xsk.Umem) {
+	tb.Helper()
+	u := newUmem(tb, uint32(len(frames)+8), 2048, 64)
 	b, err := NewBurst(len(frames))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	descs := make([]Desc, len(frames))
 	for i, f := range frames {
-		descs[i] = m.put(tb, f)
+		descs[i] = put(tb, u, f)
 	}
-	b.Load(m, 0, 3, descs, 12345)
-	return b, m
+	b.Load(u, 0, 3, descs, 12345)
+	return b, u
 }
 
 var (

@@ -52,15 +52,15 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string, want ...strin
 // TestCollector scrapes a worker driven by the fake kernel and checks the
 // counters against what the worker saw.
 func TestCollector(t *testing.T) {
-	mem := newFakeMem(512, 2048)
-	port := newFakePort(mem, udp4(t, 53), 1000, 128, 128)
+	mem := newUmem(t, 512, 2048, 128)
+	port, _ := newPort(t, mem, wireOf(udp4(t, 53), 1000), 128, 128)
 	w, err := NewWorker(WorkerConfig{Queue: 3, Ports: []NamedPort{{"eth0", port}}, Mem: mem,
 		Stages: []Stage{portFilter(t, 53), &Count{}, &MacSwap{}}, CPU: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	port.Refill()
-	for port.received < 1000 {
+	for w.PortStats(0).RxPackets.Load() < 1000 {
 		w.pass()
 	}
 	w.shutdown()
@@ -85,21 +85,13 @@ func TestCollector(t *testing.T) {
 	}
 }
 
-// statsPort is a fake port with XDP_STATISTICS.
-type statsPort struct {
-	*fakePort
-	st xsk.Statistics
-}
-
-func (p statsPort) Stats() (xsk.Statistics, error) { return p.st, nil }
-
 // TestDropsAreFramesLost: xdpipe_drops_total counts frames lost only; the
 // kernel's empty-ring events (a receive-only daemon's TX ring is always
 // empty) are counted apart.
 func TestDropsAreFramesLost(t *testing.T) {
-	mem := newFakeMem(512, 2048)
-	port := statsPort{newFakePort(mem, udp4(t, 53), 0, 128, 128),
-		xsk.Statistics{RxDropped: 1, RxRingFull: 2, RxFillRingEmptyDescs: 5, TxRingEmptyDescs: 32610}}
+	mem := newUmem(t, 512, 2048, 128)
+	port, k := newPort(t, mem, nil, 128, 128)
+	k.SetStatistics(xsk.Statistics{RxDropped: 1, RxRingFull: 2, RxFillRingEmptyDescs: 5, TxRingEmptyDescs: 32610})
 	w, err := NewWorker(WorkerConfig{Queue: 0, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1})
 	if err != nil {
 		t.Fatal(err)

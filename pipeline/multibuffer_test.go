@@ -22,10 +22,10 @@ func jumboFrame(tb testing.TB) []byte {
 
 // putChain spreads f over frames of m of room bytes each, chained with
 // XDP_PKT_CONTD, as the kernel delivers a multi-buffer packet.
-func putChain(tb testing.TB, m *fakeMem, f []byte, room int) []Desc {
+func putChain(tb testing.TB, m *xsk.Umem, f []byte, room int) []Desc {
 	var out []Desc
 	for off := 0; off < len(f); off += room {
-		d := m.put(tb, f[off:min(off+room, len(f))])
+		d := put(tb, m, f[off:min(off+room, len(f))])
 		if off+room < len(f) {
 			d.Options = xsk.PktContd
 		}
@@ -38,12 +38,12 @@ func putChain(tb testing.TB, m *fakeMem, f []byte, room int) []Desc {
 // one packet whose Len, segments and copy are the whole frame; a chain cut
 // short is loaded dropped, so the worker frees its frames.
 func TestBurstLoadsChainsAsOnePacket(t *testing.T) {
-	m := newFakeMem(32, 2048)
+	m := newUmem(t, 32, 2048, 32)
 	jumbo, small := jumboFrame(t), udp4(t, 53)
 	var descs []Desc
-	descs = append(descs, m.put(t, small))
+	descs = append(descs, put(t, m, small))
 	descs = append(descs, putChain(t, m, jumbo, 1792)...) // 6 segments
-	descs = append(descs, m.put(t, small))
+	descs = append(descs, put(t, m, small))
 	b, err := NewBurst(len(descs))
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestBurstLoadsChainsAsOnePacket(t *testing.T) {
 // TestMultiBufferStages: count, pcap and sample see the whole packet, not
 // its first segment.
 func TestMultiBufferStages(t *testing.T) {
-	m := newFakeMem(16, 4096)
+	m := newUmem(t, 16, 4096, 16)
 	jumbo := jumboFrame(t)
 	descs := putChain(t, m, jumbo, 3840)
 	b, _ := NewBurst(8)
@@ -114,7 +114,7 @@ func TestMultiBufferStages(t *testing.T) {
 // TestIPFIXCountsAJumboPacketWhole: the ipfix stage counts a multi-buffer
 // packet's IP length, not its first segment's.
 func TestIPFIXCountsAJumboPacketWhole(t *testing.T) {
-	m := newFakeMem(16, 4096)
+	m := newUmem(t, 16, 4096, 16)
 	b, _ := NewBurst(8)
 	b.Load(m, 0, 0, putChain(t, m, jumboFrame(t), 3840), 1)
 	var s IPFIX

@@ -75,8 +75,8 @@ func TestReloadContinuesCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem := newFakeMem(512, 2048)
-	port := newFakePort(mem, buildFrame(t, frameSpec{dport: 53, payload: 158}), -1, 128, 128)
+	mem := newUmem(t, 512, 2048, 128)
+	port, _ := newPort(t, mem, wireOf(buildFrame(t, frameSpec{dport: 53, payload: 158}), -1), 128, 128)
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{p1}, CPU: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestReloadContinuesCapture(t *testing.T) {
 	if err := p2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	received := uint64(port.received)
+	received := w.PortStats(0).RxPackets.Load()
 	if got := uint64(len(readPcap(t, path))); got != received || p1.Packets.Load()+p2.Packets.Load() != received {
 		t.Fatalf("%s holds %d records, captured %d+%d, want %d", path, got, p1.Packets.Load(), p2.Packets.Load(), received)
 	}

@@ -15,8 +15,8 @@ import (
 // from where the old one left them: Prometheus counters never go back
 // within a process's life. Scraped all along, across many reloads.
 func TestStageCountersNeverGoBack(t *testing.T) {
-	mem := newFakeMem(512, 2048)
-	port := newFakePort(mem, udp4(t, 9), -1, 128, 128)
+	mem := newUmem(t, 512, 2048, 128)
+	port, _ := newPort(t, mem, wireOf(udp4(t, 9), -1), 128, 128)
 	first := &Count{}
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{first}, CPU: -1})
 	if err != nil {

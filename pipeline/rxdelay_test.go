@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpipe/xdpipe/internal/monotime"
+	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
 
 // putStamp writes an rx stamp of ns into m, as bpf/xsk.h's stamp does.
@@ -102,24 +105,24 @@ func TestTakeStamp(t *testing.T) {
 // no histogram. A pass allocates nothing either way.
 func TestWorkerRxDelay(t *testing.T) {
 	for _, on := range []bool{false, true} {
-		mem := newFakeMem(256, 2048)
-		port := newFakePort(mem, udp4(t, 53), 1000, 128, 128)
-		port.stamp = 1
+		mem := newUmem(t, 256, 2048, 128)
+		every := 1 // read by the fake kernel on this goroutine, in the worker's passes
+		wire := wireOf(udp4(t, 53), 1000)
+		stampEvery(wire, &every)
+		port, _ := newPort(t, mem, wire, 128, 128)
 		w, err := NewWorker(WorkerConfig{Queue: 2, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1, RxDelay: on})
 		if err != nil {
 			t.Fatal(err)
 		}
 		port.Refill()
-		for !port.done() {
+		for w.PortStats(0).RxPackets.Load() < 1000 {
 			w.pass()
 		}
-		w.pass()
 		// The same frames again, none due a stamp: the program zeroed
 		// their metadata, so nothing reads as a stamp.
-		port.mu.Lock()
-		port.stamp, port.budget = 1<<30, 1000
-		port.mu.Unlock()
-		for !port.done() {
+		every = 0
+		wire.Arrive(1000)
+		for w.PortStats(0).RxPackets.Load() < 2000 {
 			w.pass()
 		}
 		if rx := w.PortStats(0).RxPackets.Load(); rx != 2000 {
@@ -147,9 +150,8 @@ func TestWorkerRxDelay(t *testing.T) {
 		if v, series := gathered(t, reg, "xdpipe_rx_delay_seconds", "queue=2"); v != 1000 || series != 1 {
 			t.Fatalf("xdpipe_rx_delay_seconds: count %v in %d series, want 1000 in 1", v, series)
 		}
-		port.mu.Lock()
-		port.stamp, port.budget = 1, -1
-		port.mu.Unlock()
+		every = 1
+		wire.Arrive(-1)
 		w.pass()
 		if a := testing.AllocsPerRun(1000, func() { w.pass() }); a != 0 {
 			t.Fatalf("a pass counting rx delays allocates %v", a)
@@ -161,16 +163,18 @@ func TestWorkerRxDelay(t *testing.T) {
 // counts, one looked-at frame per burst weighted by the burst's size,
 // estimate the stamped frames: within a quarter of them over 64,000 frames.
 func TestWorkerRxDelaySampled(t *testing.T) {
-	const frames, every = 64000, 8
-	mem := newFakeMem(256, 2048)
-	port := newFakePort(mem, udp4(t, 53), frames, 128, 128)
-	port.stamp = every
+	const frames = 64000
+	every := 8
+	mem := newUmem(t, 256, 2048, 128)
+	wire := wireOf(udp4(t, 53), frames)
+	stampEvery(wire, &every)
+	port, _ := newPort(t, mem, wire, 128, 128)
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1, RxDelay: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	port.Refill()
-	for !port.done() {
+	for w.PortStats(0).RxPackets.Load() < frames {
 		w.pass()
 	}
 	var n uint64
@@ -181,6 +185,23 @@ func TestWorkerRxDelaySampled(t *testing.T) {
 		t.Fatalf("delays counted %d, want about %d (the stamped frames)", n, want)
 	}
 	t.Logf("%d stamped frames estimated as %d", frames/every, n)
+}
+
+// stampEvery fakes the XDP program's rx stamp on wire: it writes the
+// metadata area in front of every arriving frame, the time in one in
+// *every and zeros in the others (*every 0: zeros in all). The fake kernel
+// calls it in the worker's passes, on the test's goroutine.
+func stampEvery(wire *xsktest.Wire, every *int) {
+	seen := 0
+	wire.Meta = func(headroom []byte) {
+		m := headroom[len(headroom)-RxStampLen:]
+		if *every > 0 && seen%*every == 0 {
+			putStamp(m, monotime.Now())
+		} else {
+			clear(m)
+		}
+		seen++
+	}
 }
 
 // BenchmarkRxDelay: what counting one packet's delay costs, the worker's

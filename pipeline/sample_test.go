@@ -62,8 +62,8 @@ func (g *gate) Process(*Burst) {
 // that chain: the caller closes it at once, and a closed stage that still
 // ran (a sample stage's closed channel) would panic or lose frames.
 func TestFailedSetStagesNeverSwaps(t *testing.T) {
-	mem := newFakeMem(512, 2048)
-	port := newFakePort(mem, udp4(t, 9), -1, 128, 128)
+	mem := newUmem(t, 512, 2048, 128)
+	port, _ := newPort(t, mem, wireOf(udp4(t, 9), -1), 128, 128)
 	g := &gate{in: make(chan struct{}), open: make(chan struct{})}
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{g}, CPU: -1})
 	if err != nil {
@@ -78,11 +78,7 @@ func TestFailedSetStagesNeverSwaps(t *testing.T) {
 		t.Fatal("SetStages with an ended context succeeded while the worker was busy")
 	}
 	close(g.open)
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		port.mu.Lock()
-		defer port.mu.Unlock()
-		return port.received > 10000
-	}, "no more traffic")
+	testutil.Eventually(t, 10*time.Second, func() bool { return w.PortStats(0).RxPackets.Load() > 10000 }, "no more traffic")
 	stop()
 	if next.Packets.Load() != 0 || w.Stages()[0] != Stage(g) {
 		t.Fatalf("the refused chain ran: %d packets", next.Packets.Load())

@@ -29,7 +29,7 @@ func TestBurstLoadAndResize(t *testing.T) {
 		t.Fatalf("len %d cap %d", b.Len(), b.Cap())
 	}
 	p := &b.Pkts[1]
-	if !bytes.Equal(p.Data, f) || p.Off != uint32(m.headroom) || p.Queue != 3 || p.Time != 12345 || p.Verdict != VerdictKeep || p.Rule != -1 {
+	if !bytes.Equal(p.Data, f) || p.Off != uint32(m.DataOffset()) || p.Queue != 3 || p.Time != 12345 || p.Verdict != VerdictKeep || p.Rule != -1 {
 		t.Fatalf("packet view wrong: %+v", p)
 	}
 	addr := p.Addr
@@ -44,7 +44,7 @@ func TestBurstLoadAndResize(t *testing.T) {
 	}
 	// A loaded burst never exceeds its capacity.
 	b.Reset()
-	b.Load(m, 0, 0, []Desc{m.put(t, f), m.put(t, f), m.put(t, f)}, 0)
+	b.Load(m, 0, 0, []Desc{put(t, m, f), put(t, m, f), put(t, m, f)}, 0)
 	if b.Len() != 2 {
 		t.Fatalf("load past capacity: %d", b.Len())
 	}
@@ -198,8 +198,8 @@ func TestRewritePushTailroom(t *testing.T) {
 	f := udp4(t, 53)
 	b, m := burstOf(t, f)
 	b.Reset()
-	d := Desc{Addr: 5 * m.frameSize, Len: uint32(len(f))} // no headroom
-	copy(m.region[d.Addr:], f)
+	d := Desc{Addr: allocFrame(t, m), Len: uint32(len(f))} // no headroom
+	copy(m.Bytes(d), f)
 	b.Load(m, 0, 0, []Desc{d}, 0)
 	(&Rewrite{PushVLAN: true, VLANTCI: 7}).Process(b)
 	p := b.Pkts[0]

@@ -57,8 +57,8 @@ func (m PollMode) String() string {
 }
 
 // ParsePollMode parses "spin" (the default) or "wakeup", every command's
-// words for the two modes. "wait", what `xdpipe run` called wakeup
-// before, is still accepted so older config files keep working.
+// words for the two modes. "wait" is accepted for wakeup, the word of
+// config files written for earlier releases.
 func ParsePollMode(s string) (PollMode, error) {
 	switch s {
 	case "spin", "":

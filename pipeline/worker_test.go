@@ -17,142 +17,6 @@ import (
 	"github.com/xdpipe/xdpipe/internal/testutil"
 )
 
-// fakePort is a fake kernel behind one AF_XDP socket: a fill ring fed from
-// the fake UMEM's free stack, an RX side that writes a template frame into
-// filled frames, a bounded TX ring and a completion step returning frames.
-// It allocates nothing per call, so a worker pass over it can be measured
-// with testing.AllocsPerRun.
-type fakePort struct {
-	mu            sync.Mutex // the test goroutine reads while the worker runs
-	mem           *fakeMem
-	template      []byte
-	budget        int // frames still to receive; < 0: unlimited
-	fill          []uint64
-	tx            []Desc
-	scratch       []uint64
-	completeEvery int // complete only every n-th Complete call (TX pressure)
-	calls         int
-	onTX          func(data []byte) // sees each transmitted frame
-	// stamp fakes the XDP program's rx stamp: 0 leaves the metadata area
-	// as it is; n writes it in front of every frame, the time in one in n
-	// and zeros in the others.
-	stamp     int
-	received  int
-	completed int
-}
-
-func newFakePort(mem *fakeMem, template []byte, budget, fillSize, txSize int) *fakePort {
-	return &fakePort{mem: mem, template: template, budget: budget, fill: make([]uint64, 0, fillSize),
-		tx: make([]Desc, 0, txSize), scratch: make([]uint64, 0, txSize)}
-}
-
-func (p *fakePort) Receive(descs []Desc) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for n < len(descs) && len(p.fill) > 0 && p.budget != 0 {
-		a := p.fill[len(p.fill)-1] + p.mem.headroom
-		p.fill = p.fill[:len(p.fill)-1]
-		copy(p.mem.region[a:], p.template)
-		if p.stamp > 0 {
-			m := p.mem.region[a-RxStampLen : a]
-			if (p.received+n)%p.stamp == 0 {
-				putStamp(m, monotime.Now())
-			} else {
-				clear(m)
-			}
-		}
-		descs[n] = Desc{Addr: a, Len: uint32(len(p.template))}
-		n++
-		if p.budget > 0 {
-			p.budget--
-		}
-	}
-	p.received += n
-	return n
-}
-
-func (p *fakePort) Transmit(descs []Desc) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := min(len(descs), cap(p.tx)-len(p.tx))
-	for _, d := range descs[:n] {
-		if p.onTX != nil {
-			p.onTX(p.mem.region[d.Addr : d.Addr+uint64(d.Len)])
-		}
-	}
-	p.tx = append(p.tx, descs[:n]...)
-	return n
-}
-
-func (p *fakePort) Complete() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.calls++
-	if p.completeEvery > 1 && p.calls%p.completeEvery != 0 {
-		return 0
-	}
-	p.scratch = p.scratch[:0]
-	for _, d := range p.tx {
-		p.scratch = append(p.scratch, d.Addr)
-	}
-	n := len(p.tx)
-	p.tx = p.tx[:0]
-	p.mem.Free(p.scratch)
-	p.completed += n
-	return n
-}
-
-func (p *fakePort) Refill() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for len(p.fill) < cap(p.fill) {
-		a, ok := p.mem.alloc()
-		if !ok {
-			break
-		}
-		p.fill = append(p.fill, a)
-		n++
-	}
-	return n
-}
-
-// Wait stands for poll(2) on a socket the fake never wakes: a nap that
-// paces the worker's loop, which checks its rings after it.
-func (p *fakePort) Wait(d time.Duration) error {
-	time.Sleep(d / 10)
-	return nil
-}
-
-// held is the number of frames the fake kernel holds (fill and TX rings).
-func (p *fakePort) held() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.fill) + len(p.tx)
-}
-
-func (p *fakePort) done() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.budget == 0
-}
-
-// checkAccounting: every frame is in the free stack or a fake ring.
-func checkAccounting(t *testing.T, mem *fakeMem, ports ...*fakePort) {
-	t.Helper()
-	held := 0
-	for _, p := range ports {
-		held += p.held()
-	}
-	mem.mu.Lock()
-	free := len(mem.free)
-	mem.mu.Unlock()
-	if free+held != mem.total {
-		t.Fatalf("frame accounting: %d free + %d in rings != %d frames", free, held, mem.total)
-	}
-}
-
 func runWorker(t *testing.T, w *Worker) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -173,18 +37,19 @@ func runWorker(t *testing.T, w *Worker) (stop func()) {
 
 func TestWorkerL2fwdFake(t *testing.T) {
 	const frames = 10000
-	mem := newFakeMem(512, 2048)
+	mem := newUmem(t, 512, 2048, 128)
 	tmpl := udp4(t, 53)
-	port := newFakePort(mem, tmpl, frames, 128, 128)
+	wire := wireOf(tmpl, frames)
 	swapped := append(append(append([]byte(nil), tmpl[6:12]...), tmpl[0:6]...), tmpl[12:]...)
-	good, bad := 0, 0
-	port.onTX = func(d []byte) {
+	good, bad := 0, 0 // counted on the worker's goroutine, read after it stopped
+	wire.OnSend = func(d []byte) {
 		if bytes.Equal(d, swapped) {
 			good++
 		} else {
 			bad++
 		}
 	}
+	port, _ := newPort(t, mem, wire, 128, 128)
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1, Poll: PollWakeup})
 	if err != nil {
 		t.Fatal(err)
@@ -192,11 +57,8 @@ func TestWorkerL2fwdFake(t *testing.T) {
 	stop := runWorker(t, w)
 	testutil.Eventually(t, 10*time.Second, func() bool { return w.PortStats(0).TxPackets.Load() == frames }, "not all frames transmitted")
 	stop()
-	port.mu.Lock()
-	g, b := good, bad
-	port.mu.Unlock()
-	if g != frames || b != 0 {
-		t.Fatalf("%d frames swapped right, %d wrong", g, b)
+	if good != frames || bad != 0 {
+		t.Fatalf("%d frames swapped right, %d wrong", good, bad)
 	}
 	ps := w.PortStats(0)
 	if ps.RxPackets.Load() != frames || ps.RxBytes.Load() != uint64(frames*len(tmpl)) || ps.TxBytes.Load() != uint64(frames*len(tmpl)) {
@@ -205,7 +67,7 @@ func TestWorkerL2fwdFake(t *testing.T) {
 	if w.InFlight() != 0 {
 		t.Fatalf("%d in flight after stop", w.InFlight())
 	}
-	checkAccounting(t, mem, port)
+	checkAccounting(t, mem)
 	var hist uint64
 	for i := range w.Stats().Bursts {
 		hist += w.Stats().Bursts[i].Load()
@@ -216,13 +78,11 @@ func TestWorkerL2fwdFake(t *testing.T) {
 }
 
 func TestWorkerForwardFake(t *testing.T) {
-	mem := newFakeMem(1024, 2048)
+	mem := newUmem(t, 1024, 2048, 128)
 	tmpl := udp4(t, 53)
-	a := newFakePort(mem, tmpl, 5000, 128, 128)
-	b := newFakePort(mem, tmpl, 0, 128, 128)
-	aTX, bTX := 0, 0
-	a.onTX = func([]byte) { aTX++ }
-	b.onTX = func([]byte) { bTX++ }
+	aWire, bWire := wireOf(tmpl, 5000), wireOf(tmpl, 0)
+	a, _ := newPort(t, mem, aWire, 128, 128)
+	b, _ := newPort(t, mem, bWire, 128, 128)
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}, {"b", b}}, Mem: mem, Stages: []Stage{&Count{}, &Forward{To: "b"}}, CPU: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -230,10 +90,10 @@ func TestWorkerForwardFake(t *testing.T) {
 	stop := runWorker(t, w)
 	testutil.Eventually(t, 10*time.Second, func() bool { return w.PortStats(1).TxPackets.Load() == 5000 }, "frames not forwarded")
 	stop()
-	if aTX != 0 || bTX != 5000 || w.PortStats(0).RxPackets.Load() != 5000 {
-		t.Fatalf("a tx %d, b tx %d, a rx %d", aTX, bTX, w.PortStats(0).RxPackets.Load())
+	if aWire.Sent() != 0 || bWire.Sent() != 5000 || w.PortStats(0).RxPackets.Load() != 5000 {
+		t.Fatalf("a tx %d, b tx %d, a rx %d", aWire.Sent(), bWire.Sent(), w.PortStats(0).RxPackets.Load())
 	}
-	checkAccounting(t, mem, a, b)
+	checkAccounting(t, mem)
 	if _, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}}, Mem: mem, Stages: []Stage{&Forward{To: "zz"}}}); err == nil {
 		t.Fatal("forward to an unknown port accepted")
 	}
@@ -243,22 +103,23 @@ func TestWorkerForwardFake(t *testing.T) {
 // drops; every frame is still accounted for, none leaked.
 func TestWorkerTXRingFull(t *testing.T) {
 	const frames = 20000
-	mem := newFakeMem(512, 2048)
-	port := newFakePort(mem, udp4(t, 9), frames, 128, 8)
-	port.completeEvery = 7
+	mem := newUmem(t, 512, 2048, 128)
+	wire := wireOf(udp4(t, 9), frames)
+	wire.SendEvery = 7
+	port, _ := newPort(t, mem, wire, 128, 8)
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, w)
-	testutil.Eventually(t, 10*time.Second, port.done, "not all frames received")
+	testutil.Eventually(t, 10*time.Second, func() bool { return w.PortStats(0).RxPackets.Load() == frames }, "not all frames received")
 	stop()
 	ps := w.PortStats(0)
 	rx, tx, full := ps.RxPackets.Load(), ps.TxPackets.Load(), ps.TxRingFull.Load()
 	if rx != frames || tx+full != rx || full == 0 {
 		t.Fatalf("rx %d tx %d tx-ring-full %d", rx, tx, full)
 	}
-	checkAccounting(t, mem, port)
+	checkAccounting(t, mem)
 	t.Logf("rx %d, tx %d, tx ring full drops %d", rx, tx, full)
 }
 
@@ -268,8 +129,9 @@ func TestWorkerTXRingFull(t *testing.T) {
 // the test moves that back by the interval instead of sleeping through it.
 func TestWorkerDrain(t *testing.T) {
 	const drain = time.Hour // no pass lasts that long: only the test moves the clock
-	mem := newFakeMem(256, 2048)
-	port := newFakePort(mem, udp4(t, 9), 6, 3, 64) // a fill ring of 3: 3 frames a pass
+	mem := newUmem(t, 256, 2048, 64)
+	port, k := newPort(t, mem, nil, 64, 64)
+	tmpl := udp4(t, 9)
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1,
 		DrainInterval: drain})
 	if err != nil {
@@ -277,10 +139,12 @@ func TestWorkerDrain(t *testing.T) {
 	}
 	w.lastTX = monotime.Now()
 	port.Refill()
+	k.Deliver(tmpl, 3)
 	if n := w.pass(); n != 3 || w.PortStats(0).TxPackets.Load() != 0 {
 		t.Fatalf("pass got %d, sent %d before the drain interval", n, w.PortStats(0).TxPackets.Load())
 	}
 	w.lastTX -= int64(drain)
+	k.Deliver(tmpl, 3)
 	if n := w.pass(); n != 3 || w.PortStats(0).TxPackets.Load() != 6 {
 		t.Fatalf("pass got %d, sent %d of 6 once the drain interval had passed", n, w.PortStats(0).TxPackets.Load())
 	}
@@ -290,13 +154,14 @@ func TestWorkerDrain(t *testing.T) {
 // buffered before it ends, though frames keep coming and the batch is not
 // full.
 func TestWorkerSendsAtOnce(t *testing.T) {
-	mem := newFakeMem(256, 2048)
-	port := newFakePort(mem, udp4(t, 9), 6, 3, 64) // a fill ring of 3: 3 frames a pass
+	mem := newUmem(t, 256, 2048, 64)
+	port, k := newPort(t, mem, nil, 64, 64)
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	port.Refill()
+	k.Deliver(udp4(t, 9), 3)
 	if n := w.pass(); n != 3 || w.PortStats(0).TxPackets.Load() != 3 {
 		t.Fatalf("pass got %d, sent %d of them", n, w.PortStats(0).TxPackets.Load())
 	}
@@ -329,9 +194,9 @@ func TestWorkerPassAllocs(t *testing.T) {
 	}{{"all", allStages(t)}, {"drop", []Stage{&Count{}, &Drop{}}},
 		{"ipfix", []Stage{newTestIPFIX(t, newCollector(t), IPFIXOptions{MaxFlows: 16}), &Drop{}}}} {
 		t.Run(chain.name, func(t *testing.T) {
-			mem := newFakeMem(1024, 2048)
-			a := newFakePort(mem, udp4(t, 53), -1, 256, 256)
-			b := newFakePort(mem, nil, 0, 256, 256)
+			mem := newUmem(t, 1024, 2048, 256)
+			a, _ := newPort(t, mem, wireOf(udp4(t, 53), -1), 256, 256)
+			b, _ := newPort(t, mem, wireOf(nil, 0), 256, 256)
 			w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}, {"b", b}}, Mem: mem, Stages: chain.stages, CPU: -1})
 			if err != nil {
 				t.Fatal(err)
@@ -362,8 +227,8 @@ func (t *ticks) StageName() string { return "ticks" }
 // TestWorkerTicksWhenIdle: Tickers get the pass time once per pass, also
 // when the pass received nothing (timers run without traffic).
 func TestWorkerTicksWhenIdle(t *testing.T) {
-	mem := newFakeMem(64, 2048)
-	a := newFakePort(mem, nil, 0, 32, 32)
+	mem := newUmem(t, 64, 2048, 32)
+	a, _ := newPort(t, mem, nil, 32, 32)
 	tk := &ticks{}
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}}, Mem: mem, Stages: []Stage{&Count{}, tk}, CPU: -1})
 	if err != nil {
@@ -383,8 +248,8 @@ func TestWorkerTicksWhenIdle(t *testing.T) {
 // TestWorkerSetStages swaps the chain under traffic: nothing is lost.
 func TestWorkerSetStages(t *testing.T) {
 	const frames = 30000
-	mem := newFakeMem(512, 2048)
-	port := newFakePort(mem, udp4(t, 9), frames, 128, 128)
+	mem := newUmem(t, 512, 2048, 128)
+	port, _ := newPort(t, mem, wireOf(udp4(t, 9), frames), 128, 128)
 	c1 := &Count{}
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{c1, &MacSwap{}}, CPU: -1})
 	if err != nil {
@@ -421,13 +286,13 @@ func TestWorkerSetStages(t *testing.T) {
 	if _, err := w.SetStages(context.Background(), []Stage{&Forward{To: "nope"}}); err == nil {
 		t.Fatal("bad chain accepted")
 	}
-	testutil.Eventually(t, 10*time.Second, port.done, "not all frames received")
+	testutil.Eventually(t, 10*time.Second, func() bool { return w.PortStats(0).RxPackets.Load() == frames }, "not all frames received")
 	stop()
 	ps := w.PortStats(0)
 	if c1.Packets.Load()+c2.Packets.Load() != frames || ps.TxPackets.Load() != frames || w.Stats().Reloads.Load() != 1 {
 		t.Fatalf("counts %d+%d, tx %d, reloads %d", c1.Packets.Load(), c2.Packets.Load(), ps.TxPackets.Load(), w.Stats().Reloads.Load())
 	}
-	checkAccounting(t, mem, port)
+	checkAccounting(t, mem)
 }
 
 func TestParseCPUList(t *testing.T) {
@@ -500,8 +365,8 @@ func TestPinThread(t *testing.T) {
 // sleep holding frames it buffered for TX; with the drain interval at an
 // hour, the lone frame goes out only because the input went quiet.
 func TestWorkerFlushesWhenInputStops(t *testing.T) {
-	mem := newFakeMem(64, 2048)
-	port := newFakePort(mem, udp4(t, 53), 1, 32, 32)
+	mem := newUmem(t, 64, 2048, 32)
+	port, _ := newPort(t, mem, wireOf(udp4(t, 53), 1), 32, 32)
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}},
 		CPU: -1, Poll: PollWakeup, DrainInterval: time.Hour})
 	if err != nil {

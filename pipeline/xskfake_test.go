@@ -9,6 +9,39 @@ import (
 	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
 
+// newPort makes a socket on u whose kernel is xsk's fake (xsktest), with
+// RX and TX rings of rx and tx entries, closed when the test ends. With a
+// wire the fake kernel receives and sends on its own, from the socket's
+// calls; without one the test drives it (Deliver, Send).
+func newPort(tb testing.TB, u *xsk.Umem, wire *xsktest.Wire, rx, tx uint32) (*xsk.Socket, *xsktest.Kernel) {
+	tb.Helper()
+	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{RXSize: rx, TXSize: tx}, xsktest.Options{StartIndex: 0xFFFFFF00, Wire: wire})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return s, k
+}
+
+// wireOf is a wire on which n copies of frame arrive (n < 0: without end).
+func wireOf(frame []byte, n int) *xsktest.Wire {
+	w := &xsktest.Wire{Frame: frame}
+	w.Arrive(n)
+	return w
+}
+
+// checkAccounting: every frame of u is in exactly one place.
+func checkAccounting(t *testing.T, u *xsk.Umem) {
+	t.Helper()
+	if err := u.Accounting().Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // newXskFake makes a worker on a real xsk.Socket whose kernel is xsk's
 // fake kernel (xsktest), so the worker runs the production ring code in plain memory.
 func newXskFake(t *testing.T, stages []Stage) (*Worker, *xsk.Umem, *xsktest.Kernel) {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xdpipe/xdpipe/xsk"
 	"github.com/xdpipe/xdpipe/xsk/xsktest"
@@ -410,5 +411,67 @@ func TestUmemCloseIdempotent(t *testing.T) {
 	}
 	if _, err := xsk.NewSocket(u, 1, 0, xsk.SocketOptions{}); !errors.Is(err, xsk.ErrClosed) {
 		t.Fatalf("socket on closed umem: %v", err)
+	}
+}
+
+// TestFakeWire: the fake kernel works a Wire from the socket's own calls.
+// A Refill that kicks delivers what waits, as far as the rings take it,
+// and the rest waits without counting as dropped; two sockets share the
+// wire's packets; Meta writes in front of the data; a Transmit sends to
+// OnSend, SendEvery holding back all but every n-th kick; a Wait delivers.
+func TestFakeWire(t *testing.T) {
+	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 128, FrameSize: 2048, FillSize: 16, CompletionSize: 16, Debug: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	pkt := bytes.Repeat([]byte{0x5a}, 60)
+	sent := 0
+	w := &xsktest.Wire{Frame: pkt, SendEvery: 2,
+		Meta: func(h []byte) { h[len(h)-1] = 0xee },
+		OnSend: func(d []byte) {
+			if !bytes.Equal(d, pkt) {
+				t.Errorf("sent % x", d)
+			}
+			sent++
+		}}
+	w.Arrive(40)
+	so := xsk.SocketOptions{RXSize: 8, TXSize: 8}
+	s1, k1, err := xsktest.NewSocket(u, so, xsktest.Options{Wire: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _, err := xsktest.NewSocket(u, so, xsktest.Options{Wire: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1.Refill() // 16 frames on the fill ring, 8 delivered: the RX ring is full
+	s2.Refill()
+	if w.Delivered() != 16 || w.Waiting() != 24 {
+		t.Fatalf("after two refills: %d delivered, %d waiting; want 16 and 24", w.Delivered(), w.Waiting())
+	}
+	descs := make([]xsk.Desc, 8)
+	n := s1.Receive(descs)
+	for _, d := range descs[:n] {
+		f := u.Frame(d.Addr)
+		if off := d.Addr % 2048; !bytes.Equal(u.Bytes(d), pkt) || f[off-1] != 0xee {
+			t.Fatalf("received % x, metadata byte %#x", u.Bytes(d), f[off-1])
+		}
+	}
+	if s1.Transmit(descs[:n]) != 8 || w.Sent() != 0 {
+		t.Fatalf("first kick sent %d, want 0 (SendEvery 2)", w.Sent())
+	}
+	s1.Transmit(nil)
+	if w.Sent() != 8 || sent != 8 || s1.Complete() != 8 {
+		t.Fatalf("second kick: %d sent, %d seen", w.Sent(), sent)
+	}
+	if err := s1.Wait(time.Millisecond); err != nil || w.Delivered() != 24 {
+		t.Fatalf("wait: %v, %d delivered, want 24", err, w.Delivered())
+	}
+	if st, err := k1.Statistics(); err != nil || st.RxDropped != 0 || st.RxRingFull != 0 || st.RxFillRingEmptyDescs != 0 {
+		t.Fatalf("packets waiting on the wire counted as drops: %+v %v", st, err)
+	}
+	if err := u.Accounting().Check(); err != nil {
+		t.Fatal(err)
 	}
 }

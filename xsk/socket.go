@@ -724,8 +724,8 @@ func (s *Socket) Close() error {
 		}
 	}
 	s.maps = nil
-	// Ring methods on a closed socket now panic with a nil dereference
-	// instead of faulting on unmapped memory.
+	// Ring methods on a closed socket panic with a nil dereference rather
+	// than fault on unmapped memory.
 	s.fill, s.comp, s.rx, s.tx = nil, nil, nil, nil
 	return errors.Join(errs...)
 }

@@ -3,8 +3,10 @@
 //
 //	xdpipe-chart [-o bench.png] bench.json
 //
-// It is a binary of its own so that xdpipe does not link gonum/plot and its
-// fonts only to draw it.
+// It is a module of its own (with a replace directive to the xdpipe module
+// beside it, whose package bench reads the reports), so that gonum/plot and
+// its fonts, LaTeX, PDF and image dependencies stay out of xdpipe's go.mod
+// and out of the build of every program that imports xdpipe's packages.
 package main
 
 import (
@@ -14,7 +16,6 @@ import (
 	"os"
 
 	"github.com/xdpipe/xdpipe/bench"
-	"github.com/xdpipe/xdpipe/bench/chart"
 )
 
 func main() {
@@ -38,12 +39,12 @@ func main() {
 	if bench.IsLatencyJSON(fs.Arg(0)) {
 		var rep *bench.LatencyReport
 		if rep, err = bench.ReadLatencyJSON(fs.Arg(0)); err == nil {
-			err = chart.WriteLatencyPNG(rep, *out)
+			err = writeLatencyPNG(rep, *out)
 		}
 	} else {
 		var rep *bench.Report
 		if rep, err = bench.ReadJSON(fs.Arg(0)); err == nil {
-			err = chart.WritePNG(rep, *out)
+			err = writePNG(rep, *out)
 		}
 	}
 	if err != nil {

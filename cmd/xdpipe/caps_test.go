@@ -28,8 +28,8 @@ func shellEnv(extra ...string) []string {
 // bounding set (as a container's --cap-drop or a unit's
 // CapabilityBoundingSet= leaves it) gets one line naming exactly that
 // capability and how to grant it where it runs, before anything is
-// attached: not an EPERM from a syscall, nor a panic (rxdrop without
-// CAP_BPF or CAP_NET_ADMIN used to crash on its way out).
+// attached: not an EPERM from a syscall, nor a panic on the way out
+// (rxdrop without CAP_BPF or CAP_NET_ADMIN).
 func TestMissingCapabilityNamed(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTool(t, "setpriv")

@@ -57,8 +57,8 @@ func mountBpffs(t *testing.T) string {
 
 // unitConfig writes a config for run on p's B end: the steering rules
 // (which need CAP_PERFMON), count and macswap, pins under pinDir, and a
-// UMEM of 4 MiB (ring 256), within this machine's 8 MiB RLIMIT_MEMLOCK,
-// so no CAP_IPC_LOCK is needed. Paths are as xdpipe will see them
+// UMEM of 4 MiB (ring 256), within the default 8 MiB RLIMIT_MEMLOCK, so
+// no CAP_IPC_LOCK is needed. Paths are as xdpipe will see them
 // (in: the directory's path there).
 func unitConfig(t *testing.T, p *testutil.LinkPair, dir, in, pinDir string) string {
 	t.Helper()
@@ -175,8 +175,9 @@ func TestSystemdUnit(t *testing.T) {
 	})
 }
 
-// podman runs podman on its own storage under dir, with what this machine
-// needs: runc (crun refuses a hybrid cgroup v1 layout) and cgroupfs.
+// podman runs podman on its own storage under dir, with what a host on a
+// hybrid cgroup v1 layout needs: runc (crun refuses that layout) and
+// cgroupfs.
 func podman(dir string, args ...string) *exec.Cmd {
 	return exec.Command("podman", append([]string{"--root", filepath.Join(dir, "storage"), "--runroot", filepath.Join(dir, "run"),
 		"--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"}, args...)...)
@@ -245,8 +246,8 @@ func TestContainerImage(t *testing.T) {
 
 	t.Run("rxdrop", func(t *testing.T) {
 		// Deep rings, as TestRxdropCountsExactly: 128 MiB of UMEM, pinned
-		// with CAP_IPC_LOCK (this machine's RLIMIT_MEMLOCK is 8 MiB and
-		// cannot be raised).
+		// with CAP_IPC_LOCK (beyond the default 8 MiB RLIMIT_MEMLOCK, which
+		// the test does not raise).
 		proc := startProc(t, run("BPF,NET_ADMIN,NET_RAW,IPC_LOCK", withSeccomp, "rxdrop", "--iface", p.B.Name,
 			"--poll", "wakeup", "--ring", "8192", "--frames", "32768", "--interval", "20ms"), "rxdrop: ", "rxdrop")
 		count := uint64(testutil.Frames(10000))

@@ -22,7 +22,7 @@ import (
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
-// The fault-injection suite (issue 13): each scenario on a veth testbed,
+// The fault-injection suite: each scenario on a veth testbed,
 // with the real binary.
 
 const gateRules = "rules:\n  - priority: 10\n    name: gen\n    proto: udp\n    dport: 9\n    action: redirect\n"

@@ -106,7 +106,7 @@ func TestBinaryLinksNoPlotting(t *testing.T) {
 // genFrom returns the arguments of `xdpipe gen` sending count frames at
 // rate from p.A to p.B, quietly, plus extra. On NICs the sender is the xsk
 // engine: the live engine transmits with XDP_TX, which a virtio NIC only
-// does with an XDP program of its own attached (issue 10).
+// does with an XDP program of its own attached.
 func genFrom(p *testutil.LinkPair, count int, rate string, extra ...string) []string {
 	args := []string{"gen", "--iface", p.A.Name, "--dst-mac", p.B.MAC.String(), "--dst-ip", p.B.IP.String(),
 		"--count", strconv.Itoa(count), "--rate", rate, "--quiet"}

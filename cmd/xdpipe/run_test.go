@@ -576,7 +576,7 @@ func TestRunPcapDiskFull(t *testing.T) {
 // counted: every frame goes out once and comes back once. On NICs that is
 // forwarding between two zero-copy sockets. (No VLAN tag to tell the
 // frames apart: qemu's virtio-net drops VLANs the guest did not add, and
-// this host has no 8021q.)
+// a host may have no 8021q.)
 func TestRunForward(t *testing.T) {
 	testutil.RequireRoot(t)
 	t.Run("64", func(t *testing.T) { testRunForward(t, 64) })

@@ -371,8 +371,8 @@ func XDPAttached(ipLinkShow string) bool { return xdpAttached.MatchString(ipLink
 
 // channels reads from `ethtool -l` output how many queues a link can have,
 // and returns the ethtool -L arguments for n of them: combined channels, or
-// rx and tx where the driver counts them apart (veth, used to try the NIC
-// mode on a host).
+// rx and tx where the driver counts them apart (veth, which can stand in
+// for NICs to try the NIC mode on a host).
 func channels(tb testing.TB, out string) (max int, set func(n int) []string) {
 	tb.Helper()
 	if c := channel(out, "maximums", "Combined"); c > 0 {

@@ -18,10 +18,10 @@ const guestBPF = `./bpf.test -test.v -test.count=1 -test.run '^(TestKernelFeatur
 	`TestRedirectProgRun|TestRxStampProgRun|TestTXProgRun|TestDropCountProgRun)$' && ` +
 	`./bpf.test -test.v -test.count=1 -test.run '^FuzzSteer$/^seed#[0-9]$'`
 
-// TestVMBPF runs guestBPF in the VM, on its newer kernel: a verifier that
-// rejects a program this host's accepts fails here (Linux 7.3's rejected
-// the steering program at its million-instruction limit while 6.18 took
-// it). One boot; under TCG the steering program verifies in under a
+// TestVMBPF runs guestBPF in the VM, on the pinned guest kernel: a newer
+// verifier that rejects a program the host's accepts fails here (Linux
+// 7.3's rejected one layout of the steering program at its
+// million-instruction limit while 6.18 took it). One boot; under TCG the steering program verifies in under a
 // second, and the whole test takes about 35 s.
 func TestVMBPF(t *testing.T) {
 	vm := vmtest.New(t, vmtest.Options{Timeout: 4 * time.Minute})

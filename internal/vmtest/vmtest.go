@@ -1,7 +1,7 @@
 // Package vmtest runs commands in xdpipe's VM test bed (hack/vm/run.sh) from
-// host-side Go tests: SoftRoCE for the rdma package (this host's kernel has
-// no RDMA) and virtio-net NICs that bind AF_XDP in zero-copy mode (no NIC of
-// this host does), on one guest kernel: the Debian trixie-backports kernel
+// host-side Go tests: SoftRoCE for the rdma package (for hosts whose kernel
+// has no RDMA) and virtio-net NICs that bind AF_XDP in zero-copy mode (for
+// hosts without such a NIC), on one guest kernel: the Debian trixie-backports kernel
 // (>= 6.13) that hack/vm/guest-kernel.pin names, under single-threaded TCG.
 // Each boot logs the host's kernel, qemu's version and the guest kernel,
 // saying whether it is the pinned one.

@@ -44,7 +44,7 @@ var zcSuites = []zcSuite{
 		multi: []string{"TestRunRSS"}},
 }
 
-// TestVMZeroCopy is the zero-copy stage (issue 10): it builds the test
+// TestVMZeroCopy is the zero-copy stage: it builds the test
 // binaries and xdpipe on the host and runs them in the guest with
 // hack/vm/guest-zc.sh, on two virtio-net NICs bound in zero-copy mode,
 // once with one queue pair per NIC (and the NIC without iommu_platform)

@@ -12,6 +12,8 @@ package xsktest
 
 import (
 	"encoding/binary"
+	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +27,62 @@ type Options struct {
 	// StartIndex is the initial producer and consumer index of all four
 	// rings. Start near 2^32 (0xFFFFFF00) to run through the wraparound.
 	StartIndex uint32
+	// Wire, if set, is the link the kernel receives from and sends to on
+	// its own, from the socket's calls (see Wire).
+	Wire *Wire
 }
+
+// Wire is a fake link beside a Kernel (Options.Wire): packets waiting to
+// arrive, and a sink for the packets the socket sends. The kernel works it
+// from the socket's own calls, as a driver the socket wakes: each WakeRX
+// (a Refill or Recycle whose fill ring asks for a wakeup) and each Poll
+// delivers what waits, as far as the fill and RX rings take it, and each
+// WakeTX sends what is on the TX ring. A socket on a Wire has need_wakeup
+// set on both rings, so it kicks on each of those calls. Packets waiting
+// on the wire are not drops: they wait until the socket has room.
+//
+// Several sockets may share one Wire (the queues of one interface); each
+// takes what it can of the waiting packets. Arrive and the counters are
+// safe from any goroutine.
+type Wire struct {
+	// Frame is the bytes of every packet that arrives. It must fit one
+	// UMEM frame's data room; a longer one never arrives (DeliverPacket
+	// delivers multi-buffer packets).
+	Frame []byte
+	// Meta, if set, writes an arriving packet's metadata into the bytes of
+	// its UMEM frame before the data, where an XDP program puts it. It
+	// runs in the goroutine of the socket's call.
+	Meta func(headroom []byte)
+	// OnSend, if set, sees each packet the socket sends, in the goroutine
+	// of the kick that sent it, before its frame completes.
+	OnSend func(data []byte)
+	// SendEvery, above 1, sends only at every SendEvery-th TX wakeup: a
+	// link slower than the socket, whose TX ring fills.
+	SendEvery int
+
+	waiting, delivered, sent atomic.Int64
+}
+
+// endless is the number of waiting packets of a Wire that never runs dry.
+const endless = math.MaxInt64 / 2
+
+// Arrive adds n packets to those waiting; a negative n makes them endless.
+func (w *Wire) Arrive(n int) {
+	if n < 0 {
+		w.waiting.Store(endless)
+		return
+	}
+	w.waiting.Add(int64(n))
+}
+
+// Delivered is how many packets the sockets took onto their RX rings.
+func (w *Wire) Delivered() int64 { return w.delivered.Load() }
+
+// Sent is how many packets the wire sent.
+func (w *Wire) Sent() int64 { return w.sent.Load() }
+
+// Waiting is how many packets wait to arrive.
+func (w *Wire) Waiting() int64 { return w.waiting.Load() }
 
 // RingLayout returns offsets like the kernel's (each index word on its own
 // cache line) for a ring of size entries of elemSize bytes (8 for fill and
@@ -37,9 +94,10 @@ func RingLayout(size uint32, elemSize int) (xsk.RingOffsets, int) {
 
 // Kernel plays the kernel's side of a Socket's rings: it consumes the fill
 // ring and produces into the RX ring (Deliver, DeliverPacket, Post), and
-// consumes the TX ring and produces into the completion ring (Send). Like
-// the kernel, it is a single producer and consumer per ring: drive it from
-// one goroutine at a time.
+// consumes the TX ring and produces into the completion ring (Send); with
+// a Wire it does both on its own, from the socket's calls. Like the
+// kernel, it is a single producer and consumer per ring: drive it from one
+// goroutine at a time (with a Wire, the socket's goroutine drives it).
 type Kernel struct {
 	umem  *xsk.Umem
 	multi bool // the socket has MultiBuffer
@@ -57,7 +115,12 @@ type Kernel struct {
 	fillFlags, txFlags *uint32
 
 	fillKicks, txKicks atomic.Uint64
+	statsMu            sync.Mutex // Statistics may be read from any goroutine
 	stats              xsk.Statistics
+
+	wire    *Wire
+	txWakes int        // WakeTX calls, for Wire.SendEvery
+	sendBuf []xsk.Desc // what a WakeTX sends to the wire
 
 	// OnWakeTX, if set, runs on every TX kick, in the kicking goroutine:
 	// a test can Send there, as copy mode transmits inside sendto.
@@ -80,7 +143,7 @@ func NewSocket(u *xsk.Umem, opts xsk.SocketOptions, o Options) (*xsk.Socket, *Ke
 		txSize = xsk.DefaultRingSize
 	}
 	k := &Kernel{umem: u, multi: opts.MultiBuffer, region: u.Region(), frameMask: ^uint64(u.FrameSize() - 1),
-		dataOff: u.DataOffset(), room: uint64(u.FrameSize()) - u.DataOffset()}
+		dataOff: u.DataOffset(), room: uint64(u.FrameSize()) - u.DataOffset(), wire: o.Wire}
 	region := func(size uint32, elem int) ([]byte, xsk.RingOffsets) {
 		off, n := RingLayout(size, elem)
 		mem := make([]byte, n)
@@ -127,6 +190,10 @@ func NewSocket(u *xsk.Umem, opts xsk.SocketOptions, o Options) (*xsk.Socket, *Ke
 	if err != nil {
 		return nil, nil, err
 	}
+	if k.wire != nil {
+		k.sendBuf = make([]xsk.Desc, txSize)
+		k.SetNeedWakeup(true, true)
+	}
 	return s, k, nil
 }
 
@@ -148,23 +215,113 @@ func (k *Kernel) SetNeedWakeup(fill, tx bool) {
 // (recvfrom/poll) and for the TX ring (sendto).
 func (k *Kernel) Kicks() (fill, tx uint64) { return k.fillKicks.Load(), k.txKicks.Load() }
 
-// WakeRX implements xsk.Kernel: it counts the kick.
-func (k *Kernel) WakeRX() error { k.fillKicks.Add(1); return nil }
+// WakeRX implements xsk.Kernel: it counts the kick and delivers what
+// waits on the Wire.
+func (k *Kernel) WakeRX() error {
+	k.fillKicks.Add(1)
+	if k.wire != nil {
+		k.fromWire()
+	}
+	return nil
+}
 
-// WakeTX implements xsk.Kernel: it counts the kick and runs OnWakeTX.
+// WakeTX implements xsk.Kernel: it counts the kick, runs OnWakeTX and sends
+// to the Wire.
 func (k *Kernel) WakeTX() error {
 	k.txKicks.Add(1)
 	if k.OnWakeTX != nil {
 		k.OnWakeTX()
 	}
+	if k.wire != nil {
+		k.toWire()
+	}
 	return nil
 }
 
-// Poll implements xsk.Kernel: it returns at once.
-func (k *Kernel) Poll(time.Duration) error { return nil }
+// Poll implements xsk.Kernel. Without a Wire it returns at once. With one
+// it delivers what waits, and when nothing did it naps for the timeout, at
+// most 100 µs (a negative timeout naps that long too), and delivers again:
+// a poll(2) that comes back early, which its callers allow for.
+func (k *Kernel) Poll(timeout time.Duration) error {
+	if k.wire == nil || k.fromWire() > 0 || timeout == 0 {
+		return nil
+	}
+	if timeout < 0 || timeout > 100*time.Microsecond {
+		timeout = 100 * time.Microsecond
+	}
+	time.Sleep(timeout)
+	k.fromWire()
+	return nil
+}
 
-// Statistics implements xsk.Kernel: the drops Deliver and Send counted.
-func (k *Kernel) Statistics() (xsk.Statistics, error) { return k.stats, nil }
+// Statistics implements xsk.Kernel: the drops and empty rings Deliver and
+// Send counted, and what SetStatistics set. Safe from any goroutine.
+func (k *Kernel) Statistics() (xsk.Statistics, error) {
+	k.statsMu.Lock()
+	defer k.statsMu.Unlock()
+	return k.stats, nil
+}
+
+// SetStatistics replaces the counters Statistics returns, as if the kernel
+// had counted them.
+func (k *Kernel) SetStatistics(st xsk.Statistics) {
+	k.statsMu.Lock()
+	k.stats = st
+	k.statsMu.Unlock()
+}
+
+// count adds to the counters under their lock.
+func (k *Kernel) count(rxDropped, rxRingFull, fillEmpty, txEmpty uint64) {
+	k.statsMu.Lock()
+	k.stats.RxDropped += rxDropped
+	k.stats.RxRingFull += rxRingFull
+	k.stats.RxFillRingEmptyDescs += fillEmpty
+	k.stats.TxRingEmptyDescs += txEmpty
+	k.statsMu.Unlock()
+}
+
+// fromWire delivers waiting packets of the Wire, as many as the fill and
+// RX rings take, and returns how many.
+func (k *Kernel) fromWire() int {
+	w := k.wire
+	total := 0
+	for {
+		p := w.waiting.Load()
+		if p <= 0 {
+			return total
+		}
+		claim := min(p, int64(k.fill.Size()))
+		if !w.waiting.CompareAndSwap(p, p-claim) {
+			continue
+		}
+		put := k.place(w.Frame, uint32(claim), w.Meta)
+		if rest := claim - int64(put); rest > 0 {
+			w.waiting.Add(rest)
+		}
+		w.delivered.Add(int64(put))
+		total += int(put)
+		if int64(put) < claim {
+			return total
+		}
+	}
+}
+
+// toWire sends what is on the TX ring to the Wire, at every SendEvery-th
+// call.
+func (k *Kernel) toWire() {
+	w := k.wire
+	k.txWakes++
+	if w.SendEvery > 1 && k.txWakes%w.SendEvery != 0 {
+		return
+	}
+	n := k.Send(k.sendBuf)
+	if w.OnSend != nil {
+		for _, d := range k.sendBuf[:n] {
+			w.OnSend(k.umem.Bytes(d))
+		}
+	}
+	w.sent.Add(int64(n))
+}
 
 // frameAddr turns a fill-ring address into the address of its data.
 func (k *Kernel) frameAddr(a uint64) uint64 { return a&k.frameMask + k.dataOff }
@@ -177,26 +334,40 @@ func (k *Kernel) frameAddr(a uint64) uint64 { return a&k.frameMask + k.dataOff }
 // Allocates nothing.
 func (k *Kernel) Deliver(frame []byte, n int) int {
 	if uint64(len(frame)) > k.room {
-		k.stats.RxDropped += uint64(n)
+		k.count(uint64(n), 0, 0, 0)
 		return 0
 	}
-	got, fidx := k.fill.Peek(uint32(n))
+	got, _ := k.fill.Peek(uint32(n))
 	if got < uint32(n) {
-		k.stats.RxFillRingEmptyDescs++
-		k.stats.RxDropped += uint64(uint32(n) - got)
+		k.count(uint64(uint32(n)-got), 0, 1, 0)
 	}
-	put, ridx := k.rx.Reserve(got)
+	put := k.place(frame, got, nil)
 	if put < got {
-		k.stats.RxRingFull += uint64(got - put)
+		k.count(0, uint64(got-put), 0, 0)
 	}
+	return int(put)
+}
+
+// place writes frame into up to n frames from the fill ring, as far as the
+// RX ring has room, with meta's metadata in front if meta is set, and posts
+// them on the RX ring. It counts nothing and returns how many it placed.
+func (k *Kernel) place(frame []byte, n uint32, meta func([]byte)) uint32 {
+	if uint64(len(frame)) > k.room {
+		return 0
+	}
+	got, fidx := k.fill.Peek(n)
+	put, ridx := k.rx.Reserve(got)
 	for i := range put {
 		addr := k.frameAddr(k.fill.Get(fidx + i))
 		copy(k.region[addr:], frame)
+		if meta != nil {
+			meta(k.region[addr&k.frameMask : addr])
+		}
 		k.rx.Set(ridx+i, xsk.Desc{Addr: addr, Len: uint32(len(frame))})
 	}
 	k.fill.Release(put)
 	k.rx.Submit(put)
-	return int(put)
+	return put
 }
 
 // Post moves up to n frames from the fill ring to the RX ring as packets
@@ -223,19 +394,18 @@ func (k *Kernel) DeliverPacket(frame []byte) bool {
 	room := k.room
 	segs := max(uint32((uint64(len(frame))+room-1)/room), 1)
 	if segs > 1 && !k.multi {
-		k.stats.RxDropped++
+		k.count(1, 0, 0, 0)
 		return false
 	}
 	got, fidx := k.fill.PeekFresh(segs)
 	if got < segs {
-		k.stats.RxFillRingEmptyDescs++
-		k.stats.RxDropped++
+		k.count(1, 0, 1, 0)
 		return false
 	}
 	put, ridx := k.rx.Reserve(segs)
 	if put < segs {
 		k.rx.Cancel(put)
-		k.stats.RxRingFull++
+		k.count(0, 1, 0, 0)
 		return false
 	}
 	for i := range segs {
@@ -261,7 +431,7 @@ func (k *Kernel) DeliverPacket(frame []byte) bool {
 func (k *Kernel) Send(dst []xsk.Desc) int {
 	got, tidx := k.tx.Peek(uint32(len(dst)))
 	if got == 0 {
-		k.stats.TxRingEmptyDescs++
+		k.count(0, 0, 0, 1)
 	}
 	put, cidx := k.comp.Reserve(got)
 	for i := range put {

@@ -1,8 +1,7 @@
-// Package chart draws a benchmark report (package bench) as a PNG with
-// gonum/plot. It is its own package, used by its own command
-// (cmd/xdpipe-chart), so that the xdpipe binary does not link the plotting
-// library and its fonts.
-package chart
+package main
+
+// The charts: a benchmark report (package bench) drawn as a PNG with
+// gonum/plot.
 
 import (
 	"cmp"
@@ -26,12 +25,12 @@ import (
 var colors = []color.RGBA{{0, 0, 0, 255}, {214, 39, 40, 255}, {31, 119, 180, 255}, {44, 160, 44, 255},
 	{255, 127, 14, 255}, {148, 103, 189, 255}, {140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {23, 190, 207, 255}}
 
-// WritePNG draws a report into a PNG file at path: frames/s by frame size,
+// writePNG draws a report into a PNG file at path: frames/s by frame size,
 // one line per receiver; or, for a sweep of offered rates, receiver CPU
-// per frame and the kernel's drops against the rate (WriteSweepPNG).
-func WritePNG(rep *bench.Report, path string) error {
+// per frame and the kernel's drops against the rate (writeSweepPNG).
+func writePNG(rep *bench.Report, path string) error {
 	if len(rep.Rates) > 0 {
-		return WriteSweepPNG(rep, path)
+		return writeSweepPNG(rep, path)
 	}
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("xdpipe bench: frames/s received by frame size (veth, %s, %d CPUs; cells that received nothing left out)", rep.Kernel, rep.CPUs)
@@ -82,13 +81,13 @@ func WritePNG(rep *bench.Report, path string) error {
 	return p.Save(10*vg.Inch, 6*vg.Inch, path)
 }
 
-// WriteSweepPNG draws a sweep (a report with offered rates) into a PNG
+// writeSweepPNG draws a sweep (a report with offered rates) into a PNG
 // file at path: above, receiver CPU seconds per million frames against
 // the offered rate (log-log); below, the kernel's drops at the socket as
 // a share of the frames sent. One line per receiver (and frame size, if
 // several); a full-speed cell sits at the rate the generator reached.
 // In a repeated run the points are medians.
-func WriteSweepPNG(rep *bench.Report, path string) error {
+func writeSweepPNG(rep *bench.Report, path string) error {
 	cpu, drops := plot.New(), plot.New()
 	cpu.Title.Text = fmt.Sprintf("xdpipe bench sweep: receiver CPU per frame by offered rate (veth, %s, %d CPUs)", rep.Kernel, rep.CPUs)
 	cpu.Y.Label.Text = "receiver CPU s per million frames"
@@ -171,13 +170,13 @@ func saveStacked(path string, plots ...*plot.Plot) error {
 	return f.Close()
 }
 
-// WriteLatencyPNG draws a latency report into a PNG file at path: above,
+// writeLatencyPNG draws a latency report into a PNG file at path: above,
 // each pair's closed-loop round trips by percentile, on HdrHistogram's
 // log axis (1/(1-percentile)); below, each pair's p50 and p99 against the
 // rate offered (the closed loop at the rate it reached). Both in
 // microseconds, log scale; a repeated run draws its medians, and the
 // distribution of the round with the median p99.
-func WriteLatencyPNG(rep *bench.LatencyReport, path string) error {
+func writeLatencyPNG(rep *bench.LatencyReport, path string) error {
 	dist, load := plot.New(), plot.New()
 	dist.Title.Text = fmt.Sprintf("xdpipe bench latency: closed-loop round trips by percentile (veth, %s, %d CPUs)", rep.Kernel, rep.CPUs)
 	dist.X.Label.Text = "percentile"

@@ -1,4 +1,4 @@
-package chart
+package main
 
 import (
 	"image"
@@ -10,11 +10,11 @@ import (
 	"github.com/xdpipe/xdpipe/bench"
 )
 
-// drawPNG draws rep with WritePNG and reads the PNG back.
+// drawPNG draws rep with writePNG and reads the PNG back.
 func drawPNG(t *testing.T, rep *bench.Report) image.Image {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "chart.png")
-	if err := WritePNG(rep, p); err != nil {
+	if err := writePNG(rep, p); err != nil {
 		t.Fatal(err)
 	}
 	return readPNG(t, p)
@@ -84,7 +84,7 @@ func TestWriteLatencyPNG(t *testing.T) {
 	}
 	rep.Cells = append(rep.Cells, bench.LatencyCell{Pair: "kernel", Load: 0.9, Error: "failed"})
 	p := filepath.Join(t.TempDir(), "latency.png")
-	if err := WriteLatencyPNG(rep, p); err != nil {
+	if err := writeLatencyPNG(rep, p); err != nil {
 		t.Fatal(err)
 	}
 	img := readPNG(t, p)
