@@ -1,11 +1,9 @@
 package dataplane
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"reflect"
 	"regexp"
@@ -14,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"gopkg.in/yaml.v3"
 
 	"github.com/xdpipe/xdpipe/bpf"
@@ -23,9 +20,9 @@ import (
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
-// Config is a daemon's configuration: a YAML file (LoadConfig), with
-// `xdpipe run`'s flags for the common settings on top. Zero values take
-// the defaults.
+// Config is `xdpipe run`'s configuration file (LoadConfig): the daemon's
+// Options in the file's words, and the command's own settings (Metrics,
+// Pprof, Interval). Zero values take the defaults.
 type Config struct {
 	// Interfaces are the ports: one AF_XDP socket per interface and queue.
 	Interfaces []string `yaml:"interfaces"`
@@ -89,8 +86,8 @@ type Config struct {
 	// offers none (the start line's xdp-rx-metadata) gets the plain
 	// program, with a warning.
 	RxMetadata bool `yaml:"rx_metadata"`
-	// Metrics is the Prometheus /metrics address (default
-	// 127.0.0.1:9464; "off" disables).
+	// Metrics is the Prometheus /metrics address the command serves
+	// (default 127.0.0.1:9464; "off" disables).
 	Metrics string `yaml:"metrics"`
 	// Pprof, if set, is an address serving Go's /debug/pprof: CPU and
 	// heap profiles, goroutine dumps and the command line, to whoever
@@ -102,23 +99,10 @@ type Config struct {
 	// the others' hits add up in one series.
 	RuleSeries int `yaml:"rule_series"`
 	// Interval between rate lines (default 1s; 0s: none; else at least
-	// MinInterval). The daemon does not print; the command that runs it
-	// does.
+	// MinInterval). The daemon does not print; the command does.
 	Interval Duration `yaml:"interval"`
 	// Stages in order; see StageConfig.
 	Stages []StageConfig `yaml:"stages"`
-}
-
-// DefaultRxDelaySample is Config.RxDelaySample's default: one frame in 64
-// stamped, on each CPU.
-const DefaultRxDelaySample = 64
-
-// rxStamp is the XDP programs' stamp setting for c (bpf.RedirectOptions).
-func (c Config) rxStamp() uint32 {
-	if !c.RxDelay {
-		return 0
-	}
-	return uint32(cmp.Or(c.RxDelaySample, DefaultRxDelaySample))
 }
 
 // DefaultMetrics is the metrics address when Config.Metrics is empty.
@@ -190,19 +174,17 @@ type StageConfig struct {
 
 // NewStageConfig is a stage of kind with no options set (--stages).
 func NewStageConfig(kind string) (StageConfig, error) {
-	k, ok := pipeline.LookupStage(kind)
-	if !ok {
-		return StageConfig{}, fmt.Errorf("unknown stage %q (known: %s)", kind, pipeline.StageNames())
-	}
-	return StageConfig{Kind: kind, Options: k.Options()}, nil
+	s, err := NewStage(kind)
+	return StageConfig{Kind: s.Kind, Options: s.Options}, err
 }
 
-// where names the stage in errors.
-func (s StageConfig) where() string {
-	if s.Line == 0 {
-		return fmt.Sprintf("stage %s (--stages; options need the config file)", s.Kind)
+// stage is s as the daemon takes it.
+func (s StageConfig) stage() Stage {
+	where := "--stages; options need the config file"
+	if s.Line > 0 {
+		where = fmt.Sprintf("line %d", s.Line)
 	}
-	return fmt.Sprintf("stage %s (line %d)", s.Kind, s.Line)
+	return Stage{Kind: s.Kind, Options: s.Options, Where: where}
 }
 
 func (s *StageConfig) UnmarshalYAML(n *yaml.Node) error {
@@ -359,282 +341,90 @@ func yamlWants(goType string) string {
 	return "a mapping of options" // a struct
 }
 
-// ParseCoalesce is the one check of every command's coalesce setting,
-// wakeup mode's longest nap: 0 to 1s (unset: xsk.DefaultCoalesce). It
-// returns what pipeline.WorkerConfig and xsk.Idler take: negative means
-// never nap.
+// Options is the daemon's part of c: the lists and names parsed, the
+// rules file loaded. The ranges are checked by Open and Check; Interval,
+// the command's, here.
+func (c *Config) Options() (Options, error) {
+	o := Options{Interfaces: c.Interfaces, Ring: c.Ring, FrameSize: c.FrameSize, BusyPoll: c.BusyPoll,
+		Burst: c.Burst, TXBatch: c.TXBatch, Drain: c.Drain.Duration, PinDir: c.PinDir,
+		RxDelay: c.RxDelay, RxDelaySample: c.RxDelaySample, RxMetadata: c.RxMetadata, RuleSeries: c.RuleSeries}
+	var err error
+	if o.Queues, err = parseQueues(string(c.Queues)); err != nil {
+		return o, err
+	}
+	if o.Umem, err = ParseUmemMode(c.Umem); err != nil {
+		return o, err
+	}
+	if o.Bind, err = xsk.ParseBindMode(c.Bind); err != nil {
+		return o, err
+	}
+	if o.Attach, err = bpf.ParseAttachMode(c.Attach); err != nil {
+		return o, err
+	}
+	if o.Poll, err = pipeline.ParsePollMode(c.Poll); err != nil {
+		return o, err
+	}
+	if o.Coalesce, err = ParseCoalesce(c.Coalesce); err != nil {
+		return o, err
+	}
+	if o.CPUs, err = pipeline.ParseCPUList(c.CPUs); err != nil {
+		return o, fmt.Errorf("cpus: %w", err)
+	}
+	switch c.Default {
+	case "", "drop":
+		o.Default = pipeline.VerdictDrop
+	case "transmit", "tx":
+		o.Default = pipeline.VerdictTransmit
+	default:
+		return o, fmt.Errorf("default verdict %q: want drop or transmit", c.Default)
+	}
+	if d := c.Interval.Duration; d > 0 && d < MinInterval {
+		return o, fmt.Errorf("interval %v: want 0 (no rate lines) or at least %v", d, MinInterval)
+	}
+	if c.Rules != "" {
+		if o.Rules, _, err = rules.LoadFile(c.Rules); err != nil {
+			return o, fmt.Errorf("steering rules: %w", err)
+		}
+	}
+	for _, s := range c.Stages {
+		o.Stages = append(o.Stages, s.stage())
+	}
+	return o, nil
+}
+
+// ParseCoalesce is the coalesce setting of every command, 0 to
+// MaxCoalesce, as pipeline.WorkerConfig, xsk.Idler and Options take it: a
+// file's or flag's 0 (always poll) is negative there, and unset is
+// xsk.DefaultCoalesce.
 func ParseCoalesce(d Duration) (time.Duration, error) {
 	switch co := d.Duration; {
-	case co < 0 || co > time.Second:
-		return 0, fmt.Errorf("coalesce %v: want 0 to 1s", co)
+	case co < 0:
+		return 0, fmt.Errorf("coalesce %v: want 0 to %v", co, MaxCoalesce)
 	case !d.Set:
 		return xsk.DefaultCoalesce, nil
 	case co == 0:
 		return -1, nil
 	default:
-		return co, nil
+		return co, CheckCoalesce(co)
 	}
-}
-
-// plan is a validated configuration, ready to be wired.
-type plan struct {
-	cfg       Config
-	ifaces    []*net.Interface
-	queues    []int
-	cpus      []int // one per worker, or nil
-	bind      xsk.BindMode
-	attach    bpf.AttachMode
-	poll      pipeline.PollMode
-	coalesce  time.Duration // for pipeline.WorkerConfig: negative means never nap
-	def       pipeline.Verdict
-	steer     *rules.Set // nil: redirect program
-	sharedMem bool
-	// multiBuffer: an interface's MTU needs packets larger than a UMEM
-	// frame, so every socket binds with XDP_USE_SG (the sockets of one
-	// worker share a UMEM and must agree).
-	multiBuffer bool
-	rdmaSink    string // the rdma stage's sink address, or ""
-	// noRDMA refuses the rdma stage where no RDMA connection can be made
-	// (system.rdma), once its options passed (buildChains).
-	noRDMA error
-	// rdmaSegs and rdmaPacket are the most UMEM frames and bytes of a
-	// packet the rdma stage may ship (the largest MTU's frame with a VLAN
-	// tag): the sender's DialOptions.MaxSegments and MaxMessage.
-	rdmaSegs, rdmaPacket int
-	// transmits: the chain may send packets out of the interfaces (a
-	// stage that sends, or the default verdict transmit).
-	transmits bool
-	checkOnly bool // Check: chains for validation, creating nothing
-
-	// possibleCPUs: the machine's possible CPUs, of which a per-CPU BPF
-	// map holds a value each (MemoryCosts).
-	possibleCPUs int
-}
-
-// resolve validates everything that can be checked before anything is
-// attached: interfaces, queues, CPUs, modes, rules, the memory it costs. Stage options are
-// checked by building the chains (buildChains).
-func resolve(c Config, sys system) (*plan, error) {
-	r, err := resolveSettings(c, sys)
-	if err != nil {
-		return nil, err
-	}
-	costs, err := r.cfg.MemoryCosts(len(r.ifaces), len(r.queues), r.possibleCPUs)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkMemory(sys, costs); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-// checkMemory holds costs against what the system allows. Last, once
-// every size is known, and before anything is allocated: a typo in a size
-// must not bring on the OOM killer.
-func checkMemory(sys system, costs []xsk.Cost) error {
-	lim, err := sys.memoryLimits()
-	if err != nil {
-		return err
-	}
-	return xsk.CheckMemory(costs, lim)
-}
-
-// resolveSettings is resolve but for the memory check.
-func resolveSettings(c Config, sys system) (*plan, error) {
-	if c.Ring == 0 {
-		c.Ring = DefaultRing
-	}
-	if c.PinDir == "" {
-		c.PinDir = bpf.DefaultPinPath
-	}
-	r := &plan{cfg: c}
-	if len(c.Interfaces) == 0 {
-		return nil, errors.New("no interfaces: set interfaces in the config or --iface")
-	}
-	if err := sys.caps(c.Rules != ""); err != nil {
-		return nil, err
-	}
-	nq := -1
-	for i, name := range c.Interfaces {
-		if slices.Contains(c.Interfaces[:i], name) {
-			return nil, fmt.Errorf("interface %s listed twice", name)
-		}
-		ifc, n, err := sys.iface(name)
-		if err != nil {
-			return nil, err
-		}
-		r.ifaces = append(r.ifaces, ifc)
-		if nq < 0 || n < nq {
-			nq = n
-		}
-	}
-	var err error
-	if r.queues, err = ParseQueues(string(c.Queues), nq); err != nil {
-		return nil, err
-	}
-	if r.cpus, err = pipeline.ParseCPUList(c.CPUs); err != nil {
-		return nil, fmt.Errorf("cpus: %w", err)
-	}
-	if len(r.cpus) > 0 && len(r.cpus) < len(r.queues) {
-		return nil, fmt.Errorf("cpus %q: %d CPUs for %d workers (one per queue)", c.CPUs, len(r.cpus), len(r.queues))
-	}
-	if r.bind, err = xsk.ParseBindMode(c.Bind); err != nil {
-		return nil, err
-	}
-	if r.attach, err = bpf.ParseAttachMode(c.Attach); err != nil {
-		return nil, err
-	}
-	if r.poll, err = pipeline.ParsePollMode(c.Poll); err != nil {
-		return nil, err
-	}
-	if r.coalesce, err = ParseCoalesce(c.Coalesce); err != nil {
-		return nil, err
-	}
-	switch c.Default {
-	case "", "drop":
-		r.def = pipeline.VerdictDrop
-	case "transmit", "tx":
-		r.def = pipeline.VerdictTransmit
-	default:
-		return nil, fmt.Errorf("default verdict %q: want drop or transmit", c.Default)
-	}
-	switch c.Umem {
-	case "", "per-queue":
-	case "shared":
-		r.sharedMem = true
-	default:
-		return nil, fmt.Errorf("umem %q: want per-queue or shared", c.Umem)
-	}
-	if c.Ring&(c.Ring-1) != 0 || c.Ring < 64 {
-		return nil, fmt.Errorf("ring %d: want a power of two >= 64", c.Ring)
-	}
-	if err := pipeline.CheckBurst(c.Burst, c.TXBatch); err != nil {
-		return nil, err
-	}
-	if c.Burst > int(c.Ring) {
-		return nil, fmt.Errorf("burst %d larger than the ring (%d)", c.Burst, c.Ring)
-	}
-	if s := c.RxDelaySample; s < 0 || s > 1<<16 || s&(s-1) != 0 {
-		return nil, fmt.Errorf("rx_delay_sample %d: want a power of two from 1 (every frame) to 65536", s)
-	}
-	if c.RuleSeries < -1 {
-		return nil, fmt.Errorf("rule_series %d: want the number of rules with a series of their own, or -1 for every rule", c.RuleSeries)
-	}
-	if err := xsk.CheckFrameSize(c.FrameSize); err != nil {
-		return nil, err
-	}
-	if d := c.Interval.Duration; d > 0 && d < MinInterval {
-		return nil, fmt.Errorf("interval %v: want 0 (no rate lines) or at least %v", d, MinInterval)
-	}
-	if c.Rules != "" {
-		set, _, err := rules.LoadFile(c.Rules)
-		if err != nil {
-			return nil, fmt.Errorf("steering rules: %w", err)
-		}
-		if err := set.ResolveIfaces(pipeline.InterfaceIndex); err != nil {
-			return nil, fmt.Errorf("steering rules: %w", err)
-		}
-		if err := set.Normalize(); err != nil {
-			return nil, fmt.Errorf("steering rules %s: %w", c.Rules, err)
-		}
-		r.steer = set
-	}
-	if len(c.Stages) == 0 {
-		return nil, errors.New("no stages: list them in the config or with --stages")
-	}
-	r.transmits = r.def == pipeline.VerdictTransmit
-	for _, s := range c.Stages {
-		if k, _ := pipeline.LookupStage(s.Kind); k.Sends {
-			r.transmits = true
-		}
-		o, ok := s.Options.(*pipeline.RDMAOptions)
-		if !ok {
-			continue
-		}
-		if r.rdmaSink != "" && o.Connect != r.rdmaSink {
-			return nil, fmt.Errorf("%s: a second sink %s; one rdma sink per instance (%s)", s.where(), o.Connect, r.rdmaSink)
-		}
-		r.rdmaSink = o.Connect
-		if err := sys.rdma(); err != nil {
-			r.noRDMA = fmt.Errorf("%s: %w", s.where(), err)
-		}
-	}
-	for _, ifc := range r.ifaces {
-		o := PortOptions{Iface: ifc.Name, Socket: xsk.SocketOptions{Bind: r.bind}, Rules: r.steer, PinDir: c.PinDir}
-		if err := sys.checkPort(ifc, o, c.FrameSize); err != nil {
-			return nil, err
-		}
-	}
-	for _, ifc := range r.ifaces {
-		segs := xsk.Segments(ifc.MTU, c.FrameSize)
-		// A VLAN-tagged frame of the MTU is 4 bytes longer.
-		r.rdmaSegs = max(r.rdmaSegs, xsk.Segments(ifc.MTU+4, c.FrameSize))
-		r.rdmaPacket = max(r.rdmaPacket, ifc.MTU+18)
-		if segs == 1 {
-			continue
-		}
-		r.multiBuffer = true
-		if burst := cmp.Or(c.Burst, pipeline.DefaultBurstSize); burst < segs {
-			return nil, fmt.Errorf("burst %d: a packet of %s (MTU %d) takes %d UMEM frames of %d bytes, more than a burst holds; raise burst to %d or more",
-				burst, ifc.Name, ifc.MTU, segs, cmp.Or(c.FrameSize, xsk.DefaultFrameSize), segs)
-		}
-	}
-	if r.possibleCPUs, err = ebpf.PossibleCPU(); err != nil {
-		return nil, fmt.Errorf("possible CPUs: %w", err)
-	}
-	return r, nil
-}
-
-// restartSettings names, as the file does, the settings in which next
-// differs from run, the running plan, that only a restart applies: the
-// sockets, UMEMs, workers, program attachment, pins and metrics listener
-// are made once. A reload applies the rules, the stages and (the
-// command's) interval.
-func restartSettings(run, next *plan) []string {
-	var out []string
-	differ := func(name string, d bool) {
-		if d {
-			out = append(out, name)
-		}
-	}
-	rc, nc := run.cfg, next.cfg
-	burst := func(c Config) int { return cmp.Or(c.Burst, pipeline.DefaultBurstSize) }
-	differ("interfaces", !slices.Equal(rc.Interfaces, nc.Interfaces))
-	differ("queues", !slices.Equal(run.queues, next.queues))
-	differ("umem", run.sharedMem != next.sharedMem)
-	differ("ring", rc.Ring != nc.Ring)
-	differ("frame_size", cmp.Or(rc.FrameSize, xsk.DefaultFrameSize) != cmp.Or(nc.FrameSize, xsk.DefaultFrameSize))
-	differ("bind", run.bind != next.bind)
-	differ("attach", run.attach != next.attach)
-	differ("poll", run.poll != next.poll)
-	differ("coalesce", run.coalesce != next.coalesce)
-	differ("busy_poll", rc.BusyPoll != nc.BusyPoll)
-	differ("cpus", !slices.Equal(run.cpus, next.cpus))
-	differ("burst", burst(rc) != burst(nc))
-	differ("tx_batch", rc.TXBatch != nc.TXBatch && cmp.Or(rc.TXBatch, burst(rc)) != cmp.Or(nc.TXBatch, burst(nc)))
-	differ("drain", rc.Drain.Duration != nc.Drain.Duration)
-	differ("default", run.def != next.def)
-	differ("pin_dir", rc.PinDir != nc.PinDir)
-	differ("metrics", rc.WithDefaults().Metrics != nc.WithDefaults().Metrics)
-	differ("pprof", rc.Pprof != nc.Pprof)
-	differ("rx_delay", rc.RxDelay != nc.RxDelay)
-	differ("rx_delay_sample", rc.RxDelaySample != nc.RxDelaySample) // the programs stamp or not
-	differ("rx_metadata", rc.RxMetadata != nc.RxMetadata)           // bound programs
-	return out
 }
 
 // ParseQueues parses "all" or a list "0,2" / "0-3" against n queues.
 func ParseQueues(s string, n int) ([]int, error) {
+	q, err := parseQueues(s)
+	if err != nil {
+		return nil, err
+	}
+	return ResolveQueues(q, n)
+}
+
+// parseQueues parses "all" (nil) or a list "0,2" / "0-3".
+func parseQueues(s string) ([]int, error) {
 	s = strings.TrimSpace(strings.Trim(strings.TrimSpace(s), "[]"))
 	if s == "" || s == "all" {
-		q := make([]int, n)
-		for i := range q {
-			q[i] = i
-		}
-		return q, nil
+		return nil, nil
 	}
-	var out []int
+	out := []int{}
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
 		a, err := strconv.Atoi(strings.TrimSpace(lo))
@@ -648,81 +438,57 @@ func ParseQueues(s string, n int) ([]int, error) {
 			}
 		}
 		for q := a; q <= b; q++ {
-			if q < 0 || q >= n {
-				return nil, fmt.Errorf("queue %d: the interfaces have %d RX queues (0 to %d); see `ethtool -l`", q, n, n-1)
-			}
-			if slices.Contains(out, q) {
-				return nil, fmt.Errorf("queues %q: queue %d listed twice", s, q)
-			}
 			out = append(out, q)
 		}
 	}
 	return out, nil
 }
 
-// chains are the stage chains, one per worker, built from the registry.
-// Files (pcap) are opened here, so an unwritable path fails before
-// anything is attached.
-type chains struct {
-	chains  [][]pipeline.Stage
-	samples []*pipeline.Sample
-}
-
-// close closes the stages that hold resources (pcap files).
-func (cs *chains) close() error {
-	var errs []error
-	for _, c := range cs.chains {
-		errs = append(errs, pipeline.CloseStages(c))
+// ReloadFile applies next, the file read again, to d, which runs run:
+// its rules, stages and rule series (Interval is the command's to apply).
+// A file that changes a setting only a restart applies is refused in one
+// line naming every such key, and nothing is reloaded.
+func ReloadFile(d *Daemon, run, next *Config) error {
+	o, err := next.Options()
+	if err != nil {
+		return err
 	}
-	return errors.Join(errs...)
+	// The command's listeners are made once too.
+	var keys []string
+	r, n := run.WithDefaults(), next.WithDefaults()
+	if r.Metrics != n.Metrics {
+		keys = append(keys, "metrics")
+	}
+	if r.Pprof != n.Pprof {
+		keys = append(keys, "pprof")
+	}
+	if len(keys) > 0 {
+		err = d.CheckReload(o)
+	} else {
+		err = d.Reload(o)
+	}
+	var re *RestartError
+	if errors.As(err, &re) {
+		keys = append(fileKeys(re.Settings), keys...)
+	} else if err != nil {
+		return err
+	}
+	if len(keys) > 0 {
+		return &RestartError{Settings: keys}
+	}
+	return nil
 }
 
-func buildChains(r *plan) (_ *chains, err error) {
-	cs := &chains{}
-	defer func() {
-		if err != nil {
-			_ = cs.close()
+// fileKeys names Options fields by the file's keys: the key of the
+// Config field of the same name.
+func fileKeys(fields []string) []string {
+	t := reflect.TypeFor[Config]()
+	keys := make([]string, len(fields))
+	for i, name := range fields {
+		keys[i] = name
+		if f, ok := t.FieldByName(name); ok {
+			keys[i], _, _ = strings.Cut(f.Tag.Get("yaml"), ",")
 		}
-	}()
-	env := pipeline.StageEnv{PerQueue: len(r.queues) > 1, CheckOnly: r.checkOnly}
-	for _, ifc := range r.ifaces {
-		env.Ports = append(env.Ports, ifc.Name)
-		env.Ifindexes = append(env.Ifindexes, uint32(ifc.Index))
 	}
-	for _, q := range r.queues {
-		env.Queue = q
-		var chain []pipeline.Stage
-		for _, s := range r.cfg.Stages {
-			k, ok := pipeline.LookupStage(s.Kind)
-			if !ok {
-				return nil, fmt.Errorf("unknown stage %q (known: %s)", s.Kind, pipeline.StageNames())
-			}
-			st, err := k.New(s.Options, env)
-			if err != nil {
-				cs.chains = append(cs.chains, chain)
-				return nil, fmt.Errorf("%s: %w", s.where(), err)
-			}
-			if st == nil { // CheckOnly
-				continue
-			}
-			if smp, ok := st.(*pipeline.Sample); ok {
-				cs.samples = append(cs.samples, smp)
-			}
-			chain = append(chain, st)
-		}
-		cs.chains = append(cs.chains, chain)
-	}
-	if r.noRDMA != nil {
-		return nil, r.noRDMA
-	}
-	return cs, nil
-}
-
-// StageList names the stages, comma-separated.
-func StageList(s []StageConfig) string {
-	n := make([]string, len(s))
-	for i, st := range s {
-		n[i] = st.Kind
-	}
-	return strings.Join(n, ",")
+	return keys
 }
