@@ -76,9 +76,9 @@ func checkMemory(sys system, costs []xsk.Cost) error {
 }
 
 // ResolveQueues is the queues Options.Queues serves on interfaces with n
-// RX queues: every one for nil, else the list, checked.
+// RX queues: every one for none, else the list, checked.
 func ResolveQueues(queues []int, n int) ([]int, error) {
-	if queues == nil {
+	if len(queues) == 0 {
 		q := make([]int, n)
 		for i := range q {
 			q[i] = i

@@ -22,6 +22,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/dataplane"
+	"github.com/xdpipe/xdpipe/dataplane/config"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -31,7 +32,7 @@ type runFlags struct {
 	config   string
 	check    bool
 	duration time.Duration
-	cfg      dataplane.Config
+	cfg      config.File
 	stages   string
 	set      map[string]bool
 }
@@ -103,12 +104,12 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 }
 
 // load reads the config file (if any) and applies the flags set on top.
-func (f *runFlags) load() (dataplane.Config, error) {
-	c := &dataplane.Config{}
+func (f *runFlags) load() (config.File, error) {
+	c := &config.File{}
 	if f.config != "" {
 		var err error
-		if c, err = dataplane.LoadConfig(f.config); err != nil {
-			return dataplane.Config{}, err
+		if c, err = config.Load(f.config); err != nil {
+			return config.File{}, err
 		}
 	}
 	o := &f.cfg
@@ -116,7 +117,7 @@ func (f *runFlags) load() (dataplane.Config, error) {
 	setIf(f.set, "queues", &c.Queues, o.Queues)
 	setIf(f.set, "poll", &c.Poll, o.Poll)
 	if f.set["coalesce"] {
-		c.Coalesce = dataplane.Duration{Duration: o.Coalesce.Duration, Set: true}
+		c.Coalesce = config.Duration{Duration: o.Coalesce.Duration, Set: true}
 	}
 	setIf(f.set, "busy-poll", &c.BusyPoll, o.BusyPoll)
 	setIf(f.set, "rx-delay", &c.RxDelay, o.RxDelay)
@@ -137,11 +138,12 @@ func (f *runFlags) load() (dataplane.Config, error) {
 	if f.set["stages"] {
 		c.Stages = nil
 		for _, name := range strings.Split(f.stages, ",") {
-			s, err := dataplane.NewStageConfig(strings.TrimSpace(name))
+			s, err := dataplane.NewStage(strings.TrimSpace(name))
 			if err != nil {
-				return dataplane.Config{}, err
+				return config.File{}, err
 			}
-			c.Stages = append(c.Stages, s)
+			s.Where = "--stages; options need the config file"
+			c.Stages = append(c.Stages, config.Stage(s))
 		}
 	}
 	return c.WithDefaults(), nil
@@ -297,12 +299,12 @@ loop:
 // reload re-reads the config file with the flags on top, swaps the rules
 // and stages in, and returns the configuration for the command's own
 // settings (the interval); run is the running one.
-func reload(d *dataplane.Daemon, f *runFlags, run dataplane.Config) (dataplane.Config, error) {
+func reload(d *dataplane.Daemon, f *runFlags, run config.File) (config.File, error) {
 	cfg, err := f.load()
 	if err != nil {
 		return cfg, err
 	}
-	return cfg, dataplane.ReloadFile(d, &run, &cfg)
+	return cfg, config.Reload(d, &run, &cfg)
 }
 
 // listeners are the command's HTTP listeners: /metrics, and /debug/pprof
@@ -311,7 +313,7 @@ type listeners struct{ metrics, pprof net.Listener }
 
 // listen opens cfg's metrics and pprof addresses (none for "off" and
 // unset), or says which is taken; it is run's and --check's one probe.
-func listen(cfg dataplane.Config) (*listeners, error) {
+func listen(cfg config.File) (*listeners, error) {
 	var lns listeners
 	var err error
 	if m := cfg.WithDefaults().Metrics; m != "off" {
