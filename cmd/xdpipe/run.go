@@ -178,7 +178,7 @@ func checkRun(f *runFlags, stdout io.Writer) error {
 	lns.close()
 	mem, err := dataplane.Check(opts)
 	if err != nil {
-		return err
+		return withSettings(err)
 	}
 	fmt.Fprintf(stdout, "run: configuration OK: %s on %s, stages %s; memory %s (UMEM %s, locked)\n", cmp.Or(f.config, "flags"),
 		strings.Join(cfg.Interfaces, ","), dataplane.StageList(opts.Stages), xsk.Bytes(mem.Total), xsk.Bytes(mem.Locked))
@@ -204,7 +204,7 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	defer lns.close()
 	d, err := dataplane.Open(ctx, opts, log)
 	if err != nil {
-		return err
+		return withSettings(err)
 	}
 	defer func() {
 		if cerr := d.Close(); err == nil {
@@ -305,6 +305,18 @@ func reload(d *dataplane.Daemon, f *runFlags, run config.File) (config.File, err
 		return cfg, err
 	}
 	return cfg, config.Reload(d, &run, &cfg)
+}
+
+// withSettings adds to the daemon's error which key or flag sets what it
+// misses.
+func withSettings(err error) error {
+	switch {
+	case errors.Is(err, dataplane.ErrNoInterfaces):
+		return fmt.Errorf("%w: set interfaces in the config or --iface", err)
+	case errors.Is(err, dataplane.ErrNoStages):
+		return fmt.Errorf("%w: list them in the config or with --stages", err)
+	}
+	return err
 }
 
 // listeners are the command's HTTP listeners: /metrics, and /debug/pprof
