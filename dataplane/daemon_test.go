@@ -600,3 +600,45 @@ func TestDaemonStopDuringReload(t *testing.T) {
 		}
 	}
 }
+
+// stageFunc is a caller's own stage.
+type stageFunc func(*pipeline.Burst)
+
+func (f stageFunc) Process(b *pipeline.Burst) { f(b) }
+
+// TestDaemonRunsTheCallersOwnStages: a Stage with New is built once per
+// worker, for its queue, and sees every packet beside the registry's
+// stages; its constructor's error fails Open naming the stage, before any
+// port is opened.
+func TestDaemonRunsTheCallersOwnStages(t *testing.T) {
+	var queues []int // Open builds the chains on its own goroutine
+	var seen atomic.Int64
+	cfg := baseConfig(t, "count")
+	cfg.Stages = append(cfg.Stages, Stage{Kind: "mine", New: func(env pipeline.StageEnv) (pipeline.Stage, error) {
+		queues = append(queues, env.Queue)
+		return stageFunc(func(b *pipeline.Burst) { seen.Add(int64(len(b.Pkts))) }), nil
+	}})
+	d, sys, stop := running(t, cfg)
+	if fmt.Sprint(queues) != "[0 1]" {
+		t.Errorf("the stage was built for queues %v, want one for each of [0 1]", queues)
+	}
+	sys.send(300)
+	waitRX(t, d, 300)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if seen.Load() != 300 {
+		t.Errorf("the caller's stage saw %d of 300 packets", seen.Load())
+	}
+	bad := baseConfig(t)
+	bad.Stages = []Stage{{Kind: "mine", Where: "main.go", New: func(pipeline.StageEnv) (pipeline.Stage, error) {
+		return nil, errors.New("no room")
+	}}}
+	sys = &fakeSystem{}
+	if _, err := open(context.Background(), bad, quiet(), sys); err == nil || err.Error() != "stage mine (main.go): no room" {
+		t.Errorf("open with a failing constructor: %v", err)
+	}
+	if sys.opened != 0 || len(sys.mems) != 0 {
+		t.Errorf("a failing constructor after %d ports and %d UMEMs", sys.opened, len(sys.mems))
+	}
+}
