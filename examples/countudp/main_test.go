@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,9 +31,19 @@ func TestCountsEveryUDPPacketByPort(t *testing.T) {
 		t.Fatalf("build the example: %v\n%s", err, out)
 	}
 	p := testutil.NewLinkPair(t, testutil.LinkOptions{})
-	var out lockedBuffer
+	// The example writes to a file; the test reads it as it grows.
+	outPath := filepath.Join(t.TempDir(), "out")
+	outFile, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outFile.Close()
+	output := func() string {
+		b, _ := os.ReadFile(outPath)
+		return string(b)
+	}
 	cmd := exec.Command("ip", "netns", "exec", p.B.NS.Name, bin, "-iface", p.B.Name, "-interval", "100ms")
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = outFile, outFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +56,7 @@ func TestCountsEveryUDPPacketByPort(t *testing.T) {
 			<-exited
 		}
 	})
-	testutil.Eventually(t, time.Minute, func() bool { return strings.Contains(out.String(), "counting UDP on "+p.B.Name) },
+	testutil.Eventually(t, time.Minute, func() bool { return strings.Contains(output(), "counting UDP on "+p.B.Name) },
 		"the example did not start")
 
 	sock := testutil.OpenPacketSocket(t, &p.A, func([]byte) bool { return false })
@@ -70,9 +78,9 @@ func TestCountsEveryUDPPacketByPort(t *testing.T) {
 		}
 		return true
 	}
-	testutil.Eventually(t, 30*time.Second, func() bool { return counted(out.String()) }, "the example did not count %v", sent)
+	testutil.Eventually(t, 30*time.Second, func() bool { return counted(output()) }, "the example did not count %v", sent)
 
-	before := len(out.String())
+	before := len(output())
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -80,34 +88,15 @@ func TestCountsEveryUDPPacketByPort(t *testing.T) {
 	case err := <-exited:
 		waited = true
 		if err != nil {
-			t.Fatalf("the example: %v\n%s", err, out.String())
+			t.Fatalf("the example: %v\n%s", err, output())
 		}
 	case <-time.After(30 * time.Second): // a hung test's bound, not a timing gate
-		t.Fatalf("the example did not stop on SIGINT:\n%s", out.String())
+		t.Fatalf("the example did not stop on SIGINT:\n%s", output())
 	}
-	if final := out.String()[before:]; !counted(final) {
+	if final := output()[before:]; !counted(final) {
 		t.Errorf("the counts at the stop, want %v:\n%s", sent, final)
 	}
 	if show := p.B.NS.MustRun(t, "ip", "link", "show", "dev", p.B.Name); testutil.XDPAttached(show) {
 		t.Errorf("an XDP program is left on %s:\n%s", p.B.Name, show)
 	}
-}
-
-// lockedBuffer is the example's output, written by its process while the
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
