@@ -23,8 +23,8 @@ import (
 // that runs the stage chain. Open makes it, Run drives it until its
 // context ends, Reload swaps rules and stages under traffic, Collector
 // exports its metrics for the caller to serve, Account checks where every
-// frame is, Close releases it all. It opens no listener and reads no
-// file.
+// frame is, Close releases it all. It opens no listener and parses no
+// configuration file: the caller does both.
 type Daemon struct {
 	log *slog.Logger
 	sys system

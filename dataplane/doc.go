@@ -10,7 +10,8 @@
 //     the daemon; Run drives it until its context ends; Reload swaps
 //     rules and stages under traffic; Collector exports its metrics for
 //     the caller to serve; Close releases it all. The daemon opens no
-//     listener, reads no file and knows no flag: the command does that.
+//     listener, parses no configuration file and knows no flag: the
+//     command does that.
 //     Check validates as Open does and creates nothing.
 //   - OpenPort is the one way to open AF_XDP sockets: check the interface,
 //     make the sockets, fill each before it is registered, load the XDP

@@ -62,8 +62,9 @@ type Options struct {
 	Rules *rules.Set
 	// PinDir is the bpffs directory under which the steering program's
 	// rule maps are pinned while the daemon runs, one subdirectory per
-	// interface named by its namespace and index (bpf.PinPathFor), for
-	// package bpf's tools to change the rules (empty: bpf.DefaultPinPath).
+	// interface named by its namespace and index (bpf.PinPathFor), so
+	// that another process can change the rules (`xdpipe rules`; empty:
+	// bpf.DefaultPinPath).
 	PinDir string
 	// RxDelay has the XDP program stamp frames it redirects with the time
 	// and the workers count, per queue, how long they took from the XDP
