@@ -122,8 +122,11 @@ func (f *fakeSystem) openPort(o PortOptions, mems []umem) (port, error) {
 
 func (f *fakeSystem) rdma() error { return nil }
 
-func (f *fakeSystem) dialRDMA(context.Context, string, umem, rdma.DialOptions) (rdmaConn, error) {
-	return nil, errors.New("no rdma here")
+// dialRDMA connects nowhere: it waits for its context, as a connection
+// to a sink that does not answer would.
+func (f *fakeSystem) dialRDMA(ctx context.Context, _ string, _ umem, _ rdma.DialOptions) (rdmaConn, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
 }
 
 // send injects n frames, spread over the sockets as they take them.
@@ -640,5 +643,23 @@ func TestDaemonRunsTheCallersOwnStages(t *testing.T) {
 	}
 	if sys.opened != 0 || len(sys.mems) != 0 {
 		t.Errorf("a failing constructor after %d ports and %d UMEMs", sys.opened, len(sys.mems))
+	}
+}
+
+// TestOpenEndsWithItsContext: Open's context bounds the opening: a
+// connection to an rdma sink that does not answer ends with it, and Open
+// undoes what it made.
+func TestOpenEndsWithItsContext(t *testing.T) {
+	cfg := baseConfig(t)
+	cfg.Stages = stages(t, "rdma")
+	cfg.Stages[0].Options.(*pipeline.RDMAOptions).Connect = "198.18.0.9:7471"
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	sys := &fakeSystem{}
+	if _, err := open(ctx, cfg, quiet(), sys); !errors.Is(err, context.Canceled) {
+		t.Fatalf("open with a cancelled context: %v, want it to end with context.Canceled", err)
+	}
+	if sys.opened != 0 || sys.closed != 0 {
+		t.Errorf("%d ports opened, %d closed", sys.opened, sys.closed)
 	}
 }
