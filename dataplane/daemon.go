@@ -210,8 +210,8 @@ func (d *Daemon) Ports() []PortInfo {
 }
 
 // Run runs the workers and the sample stages' slow paths until ctx ends;
-// then it detaches the XDP programs (nothing new
-// arrives) and stops the workers, which flush TX and wait for completions.
+// then it detaches the XDP programs (nothing new arrives) and stops the
+// workers, which flush TX and wait for completions.
 // It returns the workers' errors (a CPU that cannot be pinned). It also
 // stops, with an error wrapping ErrDataPathLost, when an interface is
 // deleted or its XDP program removed or replaced: it never runs on
@@ -221,6 +221,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for _, s := range d.chains.samples {
 		go slowPath(d.log, s)
 	}
+	steering := d.p.opts.Rules != nil // a Reload may change the rules
 	d.mu.Unlock()
 	uctx, stopUnbound := context.WithCancel(ctx)
 	var uwg sync.WaitGroup
@@ -244,7 +245,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer func() { stopUnbound(); uwg.Wait() }()
 	d.log.Info("running", "queues", d.p.queues, "interfaces", d.p.opts.Interfaces, "poll", d.p.opts.Poll.String(), "cpus", d.p.opts.CPUs,
-		"umem", d.p.opts.Umem.String(), "steering", d.p.opts.Rules != nil, "rx_delay", d.p.opts.RxDelay,
+		"umem", d.p.opts.Umem.String(), "steering", steering, "rx_delay", d.p.opts.RxDelay,
 		"rx_metadata", d.p.opts.RxMetadata)
 	wctx, stop := context.WithCancel(context.Background())
 	defer stop()
