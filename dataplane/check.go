@@ -9,19 +9,18 @@ import (
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
-// Check validates cfg as Open does, with the same code (resolve, the
-// stages' constructors, the metrics address), and attaches, allocates and
-// creates nothing: the configuration, the interfaces and queues (and that
-// no other instance holds them), the CPUs, the rules and pin directory,
-// the bind mode against the driver, the stages' options, capture paths and
-// collectors' routes, the memory the configuration costs, the metrics
-// address. It is `xdpipe run --check`,
-// as `nginx -t`: a configuration too large for the machine is refused
-// here, where trying it costs nothing. It returns the memory the
-// configuration will allocate (Config.MemoryCosts), for sizing a service's
-// or a container's memory limit.
-func Check(cfg Config) (Memory, error) {
-	p, err := resolve(cfg, kernel{})
+// Check validates o as Open does, with the same code (resolve, the
+// stages' constructors), and attaches, allocates and creates nothing: the
+// interfaces and queues (and that no other instance holds them), the
+// CPUs, the rules and pin directory, the bind mode against the driver,
+// the stages' options, capture paths and collectors' routes, the memory
+// the configuration costs. It is `xdpipe run --check`, as `nginx -t`: a
+// configuration too large for the machine is refused here, where trying
+// it costs nothing. It returns the memory the configuration will allocate
+// (Options.MemoryCosts), for sizing a service's or a container's memory
+// limit.
+func Check(o Options) (Memory, error) {
+	p, err := resolve(o, kernel{})
 	if err != nil {
 		return Memory{}, err
 	}
@@ -33,16 +32,7 @@ func Check(cfg Config) (Memory, error) {
 	if err := cs.close(); err != nil {
 		return Memory{}, err
 	}
-	for _, listen := range []func(Config) (net.Listener, error){listenMetrics, listenPprof} {
-		ln, err := listen(cfg)
-		if err != nil {
-			return Memory{}, err
-		}
-		if ln != nil {
-			ln.Close()
-		}
-	}
-	costs, err := p.cfg.MemoryCosts(len(p.ifaces), len(p.queues), p.possibleCPUs)
+	costs, err := p.opts.MemoryCosts(len(p.ifaces), len(p.queues), p.possibleCPUs)
 	if err != nil {
 		return Memory{}, err
 	}
@@ -60,31 +50,6 @@ type Memory struct {
 	// Locked is the UMEMs' part: locked, and charged to the process's
 	// memory cgroup.
 	Locked uint64
-}
-
-// listenPprof listens on the pprof address; nil when there is none.
-func listenPprof(cfg Config) (net.Listener, error) {
-	if cfg.Pprof == "" {
-		return nil, nil
-	}
-	ln, err := net.Listen("tcp", cfg.Pprof)
-	if err != nil {
-		return nil, fmt.Errorf("pprof address %s: %w", cfg.Pprof, err)
-	}
-	return ln, nil
-}
-
-// listenMetrics listens on the metrics address; nil when it is "off".
-func listenMetrics(cfg Config) (net.Listener, error) {
-	m := cfg.WithDefaults().Metrics
-	if m == "off" {
-		return nil, nil
-	}
-	ln, err := net.Listen("tcp", m)
-	if err != nil {
-		return nil, fmt.Errorf("metrics address %s: %w (choose another with --metrics, or \"off\")", m, err)
-	}
-	return ln, nil
 }
 
 // checkPort refuses what OpenPort would refuse of o on ifc, with UMEM

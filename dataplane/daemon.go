@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,15 +20,17 @@ import (
 
 // Daemon is a running pipeline: per interface an XDP program and one
 // AF_XDP socket per queue, per queue a UMEM (or one shared) and a worker
-// that runs the stage chain, and the metrics endpoint. Open makes it, Run
-// drives it until its context ends, Reload swaps rules and stages under
-// traffic, Account checks where every frame is, Close releases it all.
+// that runs the stage chain. Open makes it, Run drives it until its
+// context ends, Reload swaps rules and stages under traffic, Collector
+// exports its metrics for the caller to serve, Account checks where every
+// frame is, Close releases it all. It opens no listener and parses no
+// configuration file: the caller does both.
 type Daemon struct {
 	log *slog.Logger
 	sys system
 
 	reload sync.Mutex // one Reload at a time
-	mu     sync.Mutex // p.steer, chains and the ports' programs: Reload, detach, scrapes
+	mu     sync.Mutex // p.opts.Rules and RuleSeries, chains and the ports' programs: Reload, detach, scrapes
 	p      *plan
 	chains *chains
 
@@ -41,30 +41,30 @@ type Daemon struct {
 	conns   []rdmaConn // per worker, with an rdma stage
 	rdma    []*rdmaPort
 	workers []*pipeline.Worker
-	metrics net.Listener
 	// scrape is steerMetrics' buffers, one scrape at a time.
 	scrapeMu sync.Mutex
 	scrape   struct {
 		stats []bpf.RuleStat
 		top   []int
 	}
-	pprof  net.Listener // nil unless Config.Pprof
 	closed bool
 }
 
-// Open validates cfg (interfaces, queues, CPUs, rules, stage options and
-// files, the metrics address) before it attaches anything, then makes the
-// UMEMs, opens a Port per interface and builds the workers. On error
-// everything it made is undone.
-func Open(cfg Config, log *slog.Logger) (*Daemon, error) {
-	return open(cfg, log, kernel{})
+// Open validates o (interfaces, queues, CPUs, rules, stage options and
+// files, the memory it costs) before it attaches anything, then makes the
+// UMEMs, opens a Port per interface and builds the workers; log (nil:
+// slog.Default()) gets what they report. ctx bounds the opening (the rdma
+// stage's connections), not the daemon: Run runs it, Close releases it.
+// On error everything it made is undone.
+func Open(ctx context.Context, o Options, log *slog.Logger) (*Daemon, error) {
+	return open(ctx, o, log, kernel{})
 }
 
-func open(cfg Config, log *slog.Logger, sys system) (_ *Daemon, err error) {
+func open(ctx context.Context, o Options, log *slog.Logger, sys system) (_ *Daemon, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	p, err := resolve(cfg, sys)
+	p, err := resolve(o, sys)
 	if err != nil {
 		return nil, err
 	}
@@ -78,13 +78,7 @@ func open(cfg Config, log *slog.Logger, sys system) (_ *Daemon, err error) {
 			d.Close()
 		}
 	}()
-	if d.metrics, err = listenMetrics(cfg); err != nil {
-		return nil, err
-	}
-	if d.pprof, err = listenPprof(cfg); err != nil {
-		return nil, err
-	}
-	if err := d.open(); err != nil {
+	if err := d.open(ctx); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -92,9 +86,9 @@ func open(cfg Config, log *slog.Logger, sys system) (_ *Daemon, err error) {
 
 // open makes the UMEMs, connects the RDMA outputs, opens the ports and
 // builds the workers.
-func (d *Daemon) open() error {
+func (d *Daemon) open(ctx context.Context) error {
 	p := d.p
-	ring := p.cfg.Ring
+	ring := p.opts.Ring
 	// Frames per socket: the fill ring, the RX ring, the TX ring and what
 	// the stages hold. The fill ring is no deeper than the RX ring: the
 	// kernel writes into the frames it holds in turn, and the fewer they
@@ -102,17 +96,17 @@ func (d *Daemon) open() error {
 	// take would buy no burst the RX ring could absorb.
 	perSocket := 4 * ring
 	umemOpts := func(sockets int) xsk.UmemOptions {
-		return xsk.UmemOptions{NumFrames: uint32(sockets) * perSocket, FrameSize: p.cfg.FrameSize,
+		return xsk.UmemOptions{NumFrames: uint32(sockets) * perSocket, FrameSize: p.opts.FrameSize,
 			FillSize: ring, CompletionSize: 2 * ring}
 	}
 	mems := make([]umem, len(p.queues)) // per worker
 	for wi, q := range p.queues {
-		if p.sharedMem && wi > 0 {
+		if p.opts.Umem == UmemShared && wi > 0 {
 			mems[wi] = mems[0]
 			continue
 		}
 		n, name := len(p.ifaces), fmt.Sprintf("q%d", q)
-		if p.sharedMem {
+		if p.opts.Umem == UmemShared {
 			n, name = len(p.ifaces)*len(p.queues), "shared"
 		}
 		u, err := d.sys.umem(umemOpts(n))
@@ -124,7 +118,7 @@ func (d *Daemon) open() error {
 	}
 	if p.rdmaSink != "" {
 		for _, u := range mems {
-			if err := d.dialRDMA(u); err != nil {
+			if err := d.dialRDMA(ctx, u); err != nil {
 				return err
 			}
 		}
@@ -133,10 +127,10 @@ func (d *Daemon) open() error {
 	for _, ifc := range p.ifaces {
 		pt, err := d.sys.openPort(PortOptions{
 			Iface: ifc.Name, Queues: p.queues,
-			Socket: xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: p.bind, BusyPoll: p.cfg.BusyPoll,
+			Socket: xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: p.opts.Bind, BusyPoll: p.opts.BusyPoll,
 				MultiBuffer: p.multiBuffer},
 			TakesMultiBuffer: true, Transmits: p.transmits,
-			Rules: p.steer, RxStamp: p.cfg.rxStamp(), RxMetadata: p.cfg.RxMetadata, Attach: p.attach, PinDir: p.cfg.PinDir, Log: d.log,
+			Rules: p.opts.Rules, RxStamp: p.opts.rxStamp(), RxMetadata: p.opts.RxMetadata, Attach: p.opts.Attach, PinDir: p.opts.PinDir, Log: d.log,
 		}, mems)
 		if err != nil {
 			return err
@@ -155,12 +149,12 @@ func (d *Daemon) open() error {
 			ports = append(ports, pipeline.NamedPort{Name: pipeline.RDMAOutput, Port: d.rdma[wi]})
 		}
 		cpu := -1
-		if len(p.cpus) > 0 {
-			cpu = p.cpus[wi]
+		if len(p.opts.CPUs) > 0 {
+			cpu = p.opts.CPUs[wi]
 		}
 		w, err := pipeline.NewWorker(pipeline.WorkerConfig{Queue: q, Ports: ports, Mem: mems[wi], Stages: d.chains.chains[wi],
-			BurstSize: p.cfg.Burst, TXBatch: p.cfg.TXBatch, DrainInterval: p.cfg.Drain.Duration, Default: p.def,
-			Poll: p.poll, Coalesce: p.coalesce, RXRing: int(ring), CPU: cpu, RxDelay: p.cfg.RxDelay, RxMetadata: p.cfg.RxMetadata, Logger: d.log})
+			BurstSize: p.opts.Burst, TXBatch: p.opts.TXBatch, DrainInterval: p.opts.Drain, Default: p.def,
+			Poll: p.opts.Poll, Coalesce: p.opts.Coalesce, RXRing: int(ring), CPU: cpu, RxDelay: p.opts.RxDelay, RxMetadata: p.opts.RxMetadata, Logger: d.log})
 		if err != nil {
 			return err
 		}
@@ -170,25 +164,29 @@ func (d *Daemon) open() error {
 }
 
 // dialRDMA connects one worker's RDMA output to the sink, registering the
-// worker's UMEM so frames ship from it without a copy.
-func (d *Daemon) dialRDMA(u umem) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// worker's UMEM so frames ship from it without a copy. A connection
+// takes at most rdmaDialTimeout.
+func (d *Daemon) dialRDMA(ctx context.Context, u umem) error {
+	ctx, cancel := context.WithTimeout(ctx, rdmaDialTimeout)
 	defer cancel()
 	c, err := d.sys.dialRDMA(ctx, d.p.rdmaSink, u, rdma.DialOptions{MaxSegments: d.p.rdmaSegs, MaxMessage: d.p.rdmaPacket})
 	if err != nil {
 		return fmt.Errorf("rdma stage: connect to %s: %w", d.p.rdmaSink, err)
 	}
 	d.conns = append(d.conns, c)
-	batch := d.p.cfg.TXBatch
+	batch := d.p.opts.TXBatch
 	if batch <= 0 {
 		batch = pipeline.DefaultBurstSize
 	}
 	batch = max(batch, d.p.rdmaSegs) // room for a whole packet
 	// Frames wait for the sink's credits up to a ring's worth, as many as
 	// the socket's TX ring would hold.
-	d.rdma = append(d.rdma, newRDMAPort(c, u, batch, int(d.p.cfg.Ring), d.log))
+	d.rdma = append(d.rdma, newRDMAPort(c, u, batch, int(d.p.opts.Ring), d.log))
 	return nil
 }
+
+// rdmaDialTimeout bounds one RDMA connection's setup.
+const rdmaDialTimeout = 10 * time.Second
 
 // Queues are the queues the daemon serves, one worker each.
 func (d *Daemon) Queues() []int { return slices.Clone(d.p.queues) }
@@ -201,7 +199,7 @@ type PortInfo struct {
 	Name, XDP, Mode string
 }
 
-// Ports describes the open interfaces, in Config.Interfaces order.
+// Ports describes the open interfaces, in Options.Interfaces order.
 func (d *Daemon) Ports() []PortInfo {
 	out := make([]PortInfo, len(d.ports))
 	for i, pt := range d.ports {
@@ -211,28 +209,19 @@ func (d *Daemon) Ports() []PortInfo {
 	return out
 }
 
-// Run runs the workers, the sample stages' slow paths and the metrics
-// endpoint until ctx ends; then it detaches the XDP programs (nothing new
-// arrives) and stops the workers, which flush TX and wait for completions.
+// Run runs the workers and the sample stages' slow paths until ctx ends;
+// then it detaches the XDP programs (nothing new arrives) and stops the
+// workers, which flush TX and wait for completions.
 // It returns the workers' errors (a CPU that cannot be pinned). It also
 // stops, with an error wrapping ErrDataPathLost, when an interface is
 // deleted or its XDP program removed or replaced: it never runs on
 // silently.
 func (d *Daemon) Run(ctx context.Context) error {
-	if d.metrics != nil {
-		srv := &http.Server{Handler: d.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(d.metrics)
-		defer srv.Close()
-	}
-	if d.pprof != nil {
-		srv := &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(d.pprof)
-		defer srv.Close()
-	}
 	d.mu.Lock()
 	for _, s := range d.chains.samples {
 		go slowPath(d.log, s)
 	}
+	steering := d.p.opts.Rules != nil // a Reload may change the rules
 	d.mu.Unlock()
 	uctx, stopUnbound := context.WithCancel(ctx)
 	var uwg sync.WaitGroup
@@ -244,7 +233,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	uwg.Go(func() { WarnMTU(uctx, xs, func(h string) { d.log.Warn(h) }) })
-	if d.p.cfg.BusyPoll {
+	if d.p.opts.BusyPoll {
 		uwg.Go(func() {
 			WarnIdleBusyPoll(uctx, xs, func() (n uint64) {
 				for _, c := range d.Counts() {
@@ -255,9 +244,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		})
 	}
 	defer func() { stopUnbound(); uwg.Wait() }()
-	d.log.Info("running", "queues", d.p.queues, "interfaces", d.p.cfg.Interfaces, "poll", d.p.poll.String(), "cpus", d.p.cpus,
-		"umem", map[bool]string{true: "shared", false: "per-queue"}[d.p.sharedMem], "steering", d.p.steer != nil, "rx_delay", d.p.cfg.RxDelay,
-		"rx_metadata", d.p.cfg.RxMetadata)
+	d.log.Info("running", "queues", d.p.queues, "interfaces", d.p.opts.Interfaces, "poll", d.p.opts.Poll.String(), "cpus", d.p.opts.CPUs,
+		"umem", d.p.opts.Umem.String(), "steering", steering, "rx_delay", d.p.opts.RxDelay,
+		"rx_metadata", d.p.opts.RxMetadata)
 	wctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	errs := make([]error, len(d.workers))
@@ -296,33 +285,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 // program replaced or removed by someone else (Port.Faults).
 var ErrDataPathLost = errors.New("data path lost")
 
-// Reload swaps in cfg's steering rules and stages without closing a
-// socket; the workers keep running. It returns once every worker runs the
-// new chain (at its next pass) or has stopped. cfg is validated as Open
-// and Check validate it; the memory check prices what the reload
-// allocates, the new stages, against the memory left beside what runs.
-// Every other setting needs new sockets, UMEMs, workers or attachments: a
-// cfg that changes one is refused, naming them (Interval is the command's
-// to apply). A refused cfg changes nothing: the previous rules and stages
+// Reload swaps in o's steering rules, stages and RuleSeries without
+// closing a socket; the workers keep running. It returns once every
+// worker runs the new chain (at its next pass) or has stopped. o is
+// validated as Open and Check validate it; the memory check prices what
+// the reload allocates, the new stages, against the memory left beside
+// what runs. Every other setting needs new sockets, UMEMs, workers or
+// attachments: an o that changes one is refused with a *RestartError
+// naming them. A refused o changes nothing: the previous rules and stages
 // keep running.
-func (d *Daemon) Reload(cfg Config) error {
+func (d *Daemon) Reload(o Options) error {
 	d.reload.Lock()
 	defer d.reload.Unlock()
-	p, err := resolveSettings(cfg, d.sys)
+	p, err := d.checkReload(o)
 	if err != nil {
 		return err
-	}
-	if s := restartSettings(d.p, p); len(s) > 0 {
-		return fmt.Errorf("%s changed: a restart applies them, a reload does not; nothing was reloaded", strings.Join(s, ", "))
-	}
-	if err := checkMemory(d.sys, p.cfg.stageCosts(len(p.queues))); err != nil {
-		return err
-	}
-	if (p.steer == nil) != (d.p.steer == nil) {
-		return errors.New("switching between steering rules and the redirect program needs a restart")
-	}
-	if p.rdmaSink != d.p.rdmaSink {
-		return errors.New("adding, removing or changing the rdma stage's sink needs a restart")
 	}
 	cs, err := buildChains(p)
 	if err != nil {
@@ -332,16 +309,16 @@ func (d *Daemon) Reload(cfg Config) error {
 	var dropped []string // rules added at run time that the file replaces
 	for _, pt := range d.ports {
 		if st := pt.steer(); st != nil {
-			dropped = append(dropped, addedAtRunTime(st, d.p.steer)...)
-			if err := st.Apply(p.steer); err != nil {
+			dropped = append(dropped, addedAtRunTime(st, d.p.opts.Rules)...)
+			if err := st.Apply(p.opts.Rules); err != nil {
 				d.mu.Unlock()
 				_ = cs.close()
 				return fmt.Errorf("steering rules: %w", err)
 			}
 		}
 	}
-	d.p.steer = p.steer
-	d.p.cfg.RuleSeries = p.cfg.RuleSeries
+	d.p.opts.Rules = p.opts.Rules
+	d.p.opts.RuleSeries = p.opts.RuleSeries
 	d.mu.Unlock()
 	// Without d.mu: the swap waits for each worker's next pass, and a stop
 	// (detach) must not wait for it. It is not cancelled: a worker takes
@@ -376,16 +353,45 @@ func (d *Daemon) Reload(cfg Config) error {
 		return swapErr
 	}
 	if len(dropped) > 0 {
-		d.log.Warn("reloaded: the rules file replaced rules added at run time (xdpipe rules add); put them in the file to keep them",
-			"stages", StageList(cfg.Stages), "steering_rules", cfg.Rules, "replaced", slices.Compact(dropped))
+		d.log.Warn("reloaded: the new rules replaced rules added at run time through the pinned maps; add them to the new rules to keep them",
+			"stages", StageList(o.Stages), "steering_rules", ruleCount(o.Rules), "replaced", slices.Compact(dropped))
 	} else {
-		d.log.Info("reloaded", "stages", StageList(cfg.Stages), "steering_rules", cfg.Rules)
+		d.log.Info("reloaded", "stages", StageList(o.Stages), "steering_rules", ruleCount(o.Rules))
 	}
 	return nil
 }
 
-// addedAtRunTime names the rules running in st that file, the rules file
-// loaded last, does not have: added or changed with xdpipe rules.
+// CheckReload says whether Reload would take o, changing nothing: nil, a
+// *RestartError, or what is wrong with o.
+func (d *Daemon) CheckReload(o Options) error {
+	_, err := d.checkReload(o)
+	return err
+}
+
+// checkReload validates o for Reload: what Open would refuse, the
+// settings only a restart applies, the memory the new stages take.
+func (d *Daemon) checkReload(o Options) (*plan, error) {
+	p, err := resolveSettings(o, d.sys)
+	if err != nil {
+		return nil, err
+	}
+	if s := restartSettings(d.p, p); len(s) > 0 {
+		return nil, &RestartError{Settings: s}
+	}
+	if err := checkMemory(d.sys, p.opts.stageCosts(len(p.queues))); err != nil {
+		return nil, err
+	}
+	if (p.opts.Rules == nil) != (d.p.opts.Rules == nil) {
+		return nil, errors.New("switching between steering rules and the redirect program needs a restart")
+	}
+	if p.rdmaSink != d.p.rdmaSink {
+		return nil, errors.New("adding, removing or changing the rdma stage's sink needs a restart")
+	}
+	return p, nil
+}
+
+// addedAtRunTime names the rules running in st that file, the rules
+// applied last, does not have: added or changed through the pinned maps.
 func addedAtRunTime(st steerer, file *rules.Set) []string {
 	stats, err := st.RuleStatsInto(nil)
 	if err != nil || file == nil {
@@ -463,12 +469,6 @@ func (d *Daemon) Close() error {
 	d.closed = true
 	d.detach()
 	var errs []error
-	if d.metrics != nil {
-		d.metrics.Close()
-	}
-	if d.pprof != nil {
-		d.pprof.Close()
-	}
 	// The workers have stopped and waited for their sends: disconnect
 	// before the UMEMs (the connections' registered regions) go.
 	for _, c := range d.conns {

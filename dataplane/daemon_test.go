@@ -122,8 +122,11 @@ func (f *fakeSystem) openPort(o PortOptions, mems []umem) (port, error) {
 
 func (f *fakeSystem) rdma() error { return nil }
 
-func (f *fakeSystem) dialRDMA(context.Context, string, umem, rdma.DialOptions) (rdmaConn, error) {
-	return nil, errors.New("no rdma here")
+// dialRDMA connects nowhere: it waits for its context, as a connection
+// to a sink that does not answer would.
+func (f *fakeSystem) dialRDMA(ctx context.Context, _ string, _ umem, _ rdma.DialOptions) (rdmaConn, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
 }
 
 // send injects n frames, spread over the sockets as they take them.
@@ -295,11 +298,11 @@ func (p *fakePort) close() error {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func stages(t *testing.T, kinds ...string) []StageConfig {
+func stages(t *testing.T, kinds ...string) []Stage {
 	t.Helper()
-	var out []StageConfig
+	var out []Stage
 	for _, k := range kinds {
-		s, err := NewStageConfig(k)
+		s, err := NewStage(k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,10 +313,10 @@ func stages(t *testing.T, kinds ...string) []StageConfig {
 
 // running opens a daemon on the fake system and runs it until the test
 // ends; stop stops it and returns Run's error.
-func running(t *testing.T, cfg Config) (*Daemon, *fakeSystem, func() error) {
+func running(t *testing.T, cfg Options) (*Daemon, *fakeSystem, func() error) {
 	t.Helper()
 	sys := &fakeSystem{}
-	d, err := open(cfg, quiet(), sys)
+	d, err := open(context.Background(), cfg, quiet(), sys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,8 +354,8 @@ func waitRX(t *testing.T, d *Daemon, n uint64) {
 	})
 }
 
-func baseConfig(t *testing.T, kinds ...string) Config {
-	return Config{Interfaces: []string{"fake0"}, Metrics: "off", Ring: 64, Poll: "wakeup", Stages: stages(t, kinds...)}
+func baseConfig(t *testing.T, kinds ...string) Options {
+	return Options{Interfaces: []string{"fake0"}, Ring: 64, Poll: pipeline.PollWakeup, Stages: stages(t, kinds...)}
 }
 
 // TestDaemonReloadUnderTrafficLosesNoFrame swaps the stage chain many
@@ -440,7 +443,7 @@ func counters(t *testing.T, c prometheus.Collector, name string) []sample {
 // counters, labelled with their kind and place in the chain.
 func TestDaemonAccountCountsStages(t *testing.T) {
 	cfg := baseConfig(t, "count", "drop")
-	cfg.Queues = "1"
+	cfg.Queues = []int{1}
 	d, sys, stop := running(t, cfg)
 	sys.send(500)
 	waitRX(t, d, 500)
@@ -496,16 +499,16 @@ func TestDaemonExportsUnboundQueues(t *testing.T) {
 // TestDaemonStageErrors: a stage whose options are wrong fails Open before
 // any port is opened, and fails a Reload with the running chain kept.
 func TestDaemonStageErrors(t *testing.T) {
-	bad := func(t *testing.T) Config {
+	bad := func(t *testing.T) Options {
 		c := baseConfig(t, "count")
-		s, _ := NewStageConfig("pcap")
-		s.Line = 7
+		s, _ := NewStage("pcap")
+		s.Where = "line 7"
 		s.Options.(*pipeline.PcapStageOptions).Path = filepath.Join(t.TempDir(), "no", "such", "dir.pcap")
 		c.Stages = append(c.Stages, s)
 		return c
 	}
 	sys := &fakeSystem{}
-	if _, err := open(bad(t), quiet(), sys); err == nil || !strings.Contains(err.Error(), "stage pcap (line 7)") {
+	if _, err := open(context.Background(), bad(t), quiet(), sys); err == nil || !strings.Contains(err.Error(), "stage pcap (line 7)") {
 		t.Fatalf("open with a bad pcap path: %v", err)
 	}
 	if sys.opened != 0 || len(sys.mems) != 0 {
@@ -515,10 +518,10 @@ func TestDaemonStageErrors(t *testing.T) {
 	if err := d.Reload(bad(t)); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("reload with a bad pcap path: %v", err)
 	}
-	fwd, _ := NewStageConfig("forward")
+	fwd, _ := NewStage("forward")
 	fwd.Options.(*pipeline.ForwardOptions).To = "eth9"
 	c := baseConfig(t)
-	c.Stages = []StageConfig{fwd}
+	c.Stages = []Stage{fwd}
 	if err := d.Reload(c); err == nil || !strings.Contains(err.Error(), `output "eth9" is not one of the interfaces`) {
 		t.Fatalf("reload forwarding to an unknown interface: %v", err)
 	}
@@ -559,7 +562,7 @@ func TestDaemonRxSettings(t *testing.T) {
 			t.Fatalf("worker of queue %d without the rx delay histogram", w.Queue())
 		}
 	}
-	for _, off := range []func(*Config){func(c *Config) { c.RxDelay = false }, func(c *Config) { c.RxMetadata = false }} {
+	for _, off := range []func(*Options){func(c *Options) { c.RxDelay = false }, func(c *Options) { c.RxMetadata = false }} {
 		next := c
 		off(&next)
 		if err := d.Reload(next); err == nil || !strings.Contains(err.Error(), "a restart applies them") {
@@ -598,5 +601,65 @@ func TestDaemonStopDuringReload(t *testing.T) {
 		if err := d.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// stageFunc is a caller's own stage.
+type stageFunc func(*pipeline.Burst)
+
+func (f stageFunc) Process(b *pipeline.Burst) { f(b) }
+
+// TestDaemonRunsTheCallersOwnStages: a Stage with New is built once per
+// worker, for its queue, and sees every packet beside the registry's
+// stages; its constructor's error fails Open naming the stage, before any
+// port is opened.
+func TestDaemonRunsTheCallersOwnStages(t *testing.T) {
+	var queues []int // Open builds the chains on its own goroutine
+	var seen atomic.Int64
+	cfg := baseConfig(t, "count")
+	cfg.Stages = append(cfg.Stages, Stage{Kind: "mine", New: func(env pipeline.StageEnv) (pipeline.Stage, error) {
+		queues = append(queues, env.Queue)
+		return stageFunc(func(b *pipeline.Burst) { seen.Add(int64(len(b.Pkts))) }), nil
+	}})
+	d, sys, stop := running(t, cfg)
+	if fmt.Sprint(queues) != "[0 1]" {
+		t.Errorf("the stage was built for queues %v, want one for each of [0 1]", queues)
+	}
+	sys.send(300)
+	waitRX(t, d, 300)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if seen.Load() != 300 {
+		t.Errorf("the caller's stage saw %d of 300 packets", seen.Load())
+	}
+	bad := baseConfig(t)
+	bad.Stages = []Stage{{Kind: "mine", Where: "main.go", New: func(pipeline.StageEnv) (pipeline.Stage, error) {
+		return nil, errors.New("no room")
+	}}}
+	sys = &fakeSystem{}
+	if _, err := open(context.Background(), bad, quiet(), sys); err == nil || err.Error() != "stage mine (main.go): no room" {
+		t.Errorf("open with a failing constructor: %v", err)
+	}
+	if sys.opened != 0 || len(sys.mems) != 0 {
+		t.Errorf("a failing constructor after %d ports and %d UMEMs", sys.opened, len(sys.mems))
+	}
+}
+
+// TestOpenEndsWithItsContext: Open's context bounds the opening: a
+// connection to an rdma sink that does not answer ends with it, and Open
+// undoes what it made.
+func TestOpenEndsWithItsContext(t *testing.T) {
+	cfg := baseConfig(t)
+	cfg.Stages = stages(t, "rdma")
+	cfg.Stages[0].Options.(*pipeline.RDMAOptions).Connect = "198.18.0.9:7471"
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	sys := &fakeSystem{}
+	if _, err := open(ctx, cfg, quiet(), sys); !errors.Is(err, context.Canceled) {
+		t.Fatalf("open with a cancelled context: %v, want it to end with context.Canceled", err)
+	}
+	if sys.opened != 0 || sys.closed != 0 {
+		t.Errorf("%d ports opened, %d closed", sys.opened, sys.closed)
 	}
 }

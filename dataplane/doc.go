@@ -1,21 +1,26 @@
-// Package dataplane is xdpipe's data plane as a library: what `xdpipe run`,
-// `xdpipe rxdrop`, `xdpipe gen --engine xsk` and the benchmark harness share.
+// Package dataplane is xdpipe's data plane as a library: AF_XDP sockets
+// behind an XDP program on each interface, a run-to-completion worker per
+// queue running a chain of stages, and their metrics.
 //
-//   - Config is the daemon's configuration (LoadConfig reads the YAML file);
-//     the daemon resolves and checks it before it attaches anything. Each
-//     setting has one check shared by every command (ParseCoalesce,
-//     pipeline.ParsePollMode, the stage constructors in pipeline's registry).
+//   - Options configure a Daemon. Their zero values are the defaults:
+//     enums are types, queues and CPUs ints, durations time.Duration.
+//     Stages are pipeline's registry kinds (NewStage) or the caller's own
+//     (Stage.New). Package config reads them from `xdpipe run`'s YAML file.
+//   - Open validates the Options before it attaches anything, then makes
+//     the daemon; Run drives it until its context ends; Reload swaps
+//     rules and stages under traffic; Collector exports its metrics for
+//     the caller to serve; Close releases it all. The daemon opens no
+//     listener, parses no configuration file and knows no flag: the
+//     command does that.
+//     Check validates as Open does and creates nothing.
 //   - OpenPort is the one way to open AF_XDP sockets: check the interface,
 //     make the sockets, fill each before it is registered, load the XDP
 //     program (redirect, or steer with rules, their maps pinned where asked),
 //     attach, register. OpenGenerator opens gen's AF_XDP engine through it.
-//   - Daemon is a running pipeline: Open, Run, Reload(Config), Account,
-//     Counts, Collector, Close. It reaches the kernel through a small
-//     unexported interface, so its tests run in-process on fake ports
-//     without root.
+//   - The daemon reaches the kernel through a small unexported interface,
+//     so its tests run in-process on fake ports without root.
 //   - The RDMA output port ships frames of the rdma stage straight from
 //     the UMEM (package rdma).
 //
-// Nothing imports dataplane but the commands (cmd/xdpipe) and the
-// benchmark harness (bench).
+// examples/countudp embeds a Daemon with a stage of its own.
 package dataplane

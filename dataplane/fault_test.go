@@ -5,8 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
-	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -30,7 +29,7 @@ func TestDaemonNeverRunsOnSilently(t *testing.T) {
 	} {
 		cfg := baseConfig(t, "count")
 		sys := &fakeSystem{}
-		d, err := open(cfg, quiet(), sys)
+		d, err := open(context.Background(), cfg, quiet(), sys)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,13 +95,14 @@ func (s *fakeSteer) RuleStatsInto(out []bpf.RuleStat) ([]bpf.RuleStat, error) {
 // log line says so and names them, and says nothing when there were none.
 func TestReloadSaysItDropsRulesAddedAtRunTime(t *testing.T) {
 	cfg := baseConfig(t, "count")
-	cfg.Rules = filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(cfg.Rules, []byte("rules:\n  - {priority: 10, name: gen, proto: udp, dport: 9, action: redirect}\n"), 0o600); err != nil {
+	set, _, err := rules.Parse("rules.yaml", []byte("rules:\n  - {priority: 10, name: gen, proto: udp, dport: 9, action: redirect}\n"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Rules = set
 	var logs bytes.Buffer
 	sys := &fakeSystem{}
-	d, err := open(cfg, slog.New(slog.NewTextHandler(&logs, nil)), sys)
+	d, err := open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)), sys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,42 +123,40 @@ func TestReloadSaysItDropsRulesAddedAtRunTime(t *testing.T) {
 	}
 }
 
-// TestReloadAppliesOrRefusesEverySetting: a reload applies the rules and
-// the stages; a file that changes any other setting is refused in one line
-// naming it, and nothing is reloaded (no setting silently kept). Every
-// key of the file is one or the other.
+// TestReloadAppliesOrRefusesEverySetting: a reload applies the rules,
+// the stages and the rule series; Options that change any other setting
+// are refused in one line naming it, and nothing is reloaded (no setting
+// silently kept). Every field of Options is one or the other.
 func TestReloadAppliesOrRefusesEverySetting(t *testing.T) {
-	restart := map[string]func(c *Config){
-		"interfaces":      func(c *Config) { c.Interfaces = append(c.Interfaces, "fake1") },
-		"queues":          func(c *Config) { c.Queues = "0" },
-		"umem":            func(c *Config) { c.Umem = "shared" },
-		"ring":            func(c *Config) { c.Ring = 128 },
-		"frame_size":      func(c *Config) { c.FrameSize = 2048 },
-		"bind":            func(c *Config) { c.Bind = "copy" },
-		"attach":          func(c *Config) { c.Attach = "generic" },
-		"poll":            func(c *Config) { c.Poll = "spin" },
-		"coalesce":        func(c *Config) { c.Coalesce = Duration{10 * time.Microsecond, true} },
-		"busy_poll":       func(c *Config) { c.BusyPoll = true },
-		"cpus":            func(c *Config) { c.CPUs = "1,0" },
-		"burst":           func(c *Config) { c.Burst = 32 },
-		"tx_batch":        func(c *Config) { c.TXBatch = 32 },
-		"drain":           func(c *Config) { c.Drain = Duration{50 * time.Microsecond, true} },
-		"default":         func(c *Config) { c.Default = "transmit" },
-		"pin_dir":         func(c *Config) { c.PinDir = "/sys/fs/bpf/elsewhere" },
-		"metrics":         func(c *Config) { c.Metrics = "127.0.0.1:0" },
-		"pprof":           func(c *Config) { c.Pprof = "127.0.0.1:0" },
-		"rx_delay":        func(c *Config) { c.RxDelay = true },
-		"rx_delay_sample": func(c *Config) { c.RxDelaySample = 8 },
-		"rx_metadata":     func(c *Config) { c.RxMetadata = true },
+	restart := map[string]func(c *Options){
+		"Interfaces":    func(c *Options) { c.Interfaces = append(c.Interfaces, "fake1") },
+		"Queues":        func(c *Options) { c.Queues = []int{0} },
+		"Umem":          func(c *Options) { c.Umem = UmemShared },
+		"Ring":          func(c *Options) { c.Ring = 128 },
+		"FrameSize":     func(c *Options) { c.FrameSize = 2048 },
+		"Bind":          func(c *Options) { c.Bind = xsk.BindCopy },
+		"Attach":        func(c *Options) { c.Attach = bpf.AttachGeneric },
+		"Poll":          func(c *Options) { c.Poll = pipeline.PollSpin },
+		"Coalesce":      func(c *Options) { c.Coalesce = 10 * time.Microsecond },
+		"BusyPoll":      func(c *Options) { c.BusyPoll = true },
+		"CPUs":          func(c *Options) { c.CPUs = []int{1, 0} },
+		"Burst":         func(c *Options) { c.Burst = 32 },
+		"TXBatch":       func(c *Options) { c.TXBatch = 32 },
+		"Drain":         func(c *Options) { c.Drain = 50 * time.Microsecond },
+		"Default":       func(c *Options) { c.Default = pipeline.VerdictTransmit },
+		"PinDir":        func(c *Options) { c.PinDir = "/sys/fs/bpf/elsewhere" },
+		"RxDelay":       func(c *Options) { c.RxDelay = true },
+		"RxDelaySample": func(c *Options) { c.RxDelaySample = 8 },
+		"RxMetadata":    func(c *Options) { c.RxMetadata = true },
 	}
-	applied := []string{"rules", "stages", "interval", "rule_series"}
-	for _, key := range optionNames(&Config{}) {
-		if _, ok := restart[key]; !ok && !slices.Contains(applied, key) {
-			t.Errorf("setting %s: neither applied by a reload nor refused", key)
+	applied := []string{"Rules", "Stages", "RuleSeries"}
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[Options]()) {
+		if _, ok := restart[f.Name]; !ok && !slices.Contains(applied, f.Name) {
+			t.Errorf("setting %s: neither applied by a reload nor refused", f.Name)
 		}
 	}
 	cfg := baseConfig(t, "count")
-	d, err := open(cfg, quiet(), &fakeSystem{})
+	d, err := open(context.Background(), cfg, quiet(), &fakeSystem{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +166,9 @@ func TestReloadAppliesOrRefusesEverySetting(t *testing.T) {
 		edit(&next)
 		before := d.chains
 		err := d.Reload(next)
-		if err == nil || !strings.HasPrefix(err.Error(), key+" changed: a restart applies them") || strings.Contains(err.Error(), "\n") {
+		var re *RestartError
+		if !errors.As(err, &re) || !slices.Equal(re.Settings, []string{key}) ||
+			!strings.HasPrefix(err.Error(), key+" changed: a restart applies them") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("reload changing %s: %v, want it refused in one line naming %s", key, err, key)
 		}
 		if d.chains != before {
@@ -177,7 +177,7 @@ func TestReloadAppliesOrRefusesEverySetting(t *testing.T) {
 	}
 	next := baseConfig(t, "count", "macswap")
 	next.Ring, next.Burst = 128, 32
-	if err := d.Reload(next); err == nil || !strings.HasPrefix(err.Error(), "ring, burst changed") {
+	if err := d.Reload(next); err == nil || !strings.HasPrefix(err.Error(), "Ring, Burst changed") {
 		t.Errorf("reload changing ring and burst: %v, want both named", err)
 	}
 	// What a start refuses, a reload refuses (the one validation).
@@ -195,10 +195,10 @@ func TestReloadAppliesOrRefusesEverySetting(t *testing.T) {
 }
 
 // stageConfigsOf names the stages the daemon's first worker runs.
-func stageConfigsOf(d *Daemon) []StageConfig {
-	var out []StageConfig
+func stageConfigsOf(d *Daemon) []Stage {
+	var out []Stage
 	for _, s := range d.chains.chains[0] {
-		out = append(out, StageConfig{Kind: s.(interface{ StageName() string }).StageName()})
+		out = append(out, Stage{Kind: s.(interface{ StageName() string }).StageName()})
 	}
 	return out
 }
@@ -217,7 +217,7 @@ func TestReloadChecksOnlyTheMemoryItAdds(t *testing.T) {
 	total, _ := xsk.Sum(costs)
 	// The configuration costs 70% of MemAvailable, under the 3/4 bound.
 	sys := &fakeSystem{available: total * 10 / 7}
-	d, err := open(cfg, quiet(), sys)
+	d, err := open(context.Background(), cfg, quiet(), sys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,11 +226,11 @@ func TestReloadChecksOnlyTheMemoryItAdds(t *testing.T) {
 		t.Fatalf("reload of a configuration that started: %v", err)
 	}
 	big := baseConfig(t, "count")
-	s, err := NewStageConfig("sample")
+	s, err := NewStage("sample")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Line = 7
+	s.Where = "line 7"
 	o := s.Options.(*pipeline.SampleOptions)
 	o.Depth, o.SnapLen = int(total/2048), 2048 // as much again, per worker
 	big.Stages = append(big.Stages, s)

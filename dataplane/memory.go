@@ -6,7 +6,7 @@ import (
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
-// DefaultRing is the RX and TX ring size when Config.Ring is 0.
+// DefaultRing is the RX and TX ring size when Options.Ring is 0.
 const DefaultRing = 2048
 
 // steeringMaps names the steering program's maps among the costs.
@@ -22,35 +22,37 @@ const steeringMaps = "rules (steering maps)"
 // /sys/devices/system/cpu/possible). It is what Open and Check hold
 // against the machine's memory, and what sizes a container's memory limit
 // (deploy/k8s).
-func (c Config) MemoryCosts(ifaces, queues, cpus int) ([]xsk.Cost, error) {
-	ring := uint64(c.Ring)
+func (o Options) MemoryCosts(ifaces, queues, cpus int) ([]xsk.Cost, error) {
+	ring := uint64(o.Ring)
 	if ring == 0 {
 		ring = DefaultRing
 	}
 	sockets := uint64(ifaces) * uint64(queues)
 	costs := []xsk.Cost{
-		xsk.UmemCost("ring", 1, xsk.MulSat(sockets, 4, ring), c.FrameSize),
+		xsk.UmemCost("ring", 1, xsk.MulSat(sockets, 4, ring), o.FrameSize),
 		xsk.RingsCost("ring", sockets, ring, ring, ring, 2*ring),
 	}
-	if c.Rules != "" {
+	if o.Rules != nil {
 		n, err := bpf.SteerMemory(cpus)
 		if err != nil {
 			return nil, err
 		}
 		costs = append(costs, xsk.Cost{Setting: steeringMaps, Bytes: xsk.MulSat(n, uint64(ifaces))})
 	}
-	return append(costs, c.stageCosts(queues)...), nil
+	return append(costs, o.stageCosts(queues)...), nil
 }
 
 // stageCosts is the stages' part of MemoryCosts: their buffers, one chain
 // per worker. It is what a reload allocates, while the chains it replaces
 // still hold theirs.
-func (c Config) stageCosts(queues int) []xsk.Cost {
+func (o Options) stageCosts(queues int) []xsk.Cost {
 	var costs []xsk.Cost
-	for _, s := range c.Stages {
-		if o, ok := s.Options.(pipeline.Costly); ok {
-			n, setting := o.MemoryCost()
-			costs = append(costs, xsk.Cost{Setting: s.where() + " " + setting, Bytes: xsk.MulSat(n, uint64(queues))})
+	for _, s := range o.Stages {
+		if s, _, err := s.resolved(); err == nil {
+			if c, ok := s.Options.(pipeline.Costly); ok {
+				n, setting := c.MemoryCost()
+				costs = append(costs, xsk.Cost{Setting: s.where() + " " + setting, Bytes: xsk.MulSat(n, uint64(queues))})
+			}
 		}
 	}
 	return costs

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/pipeline"
+	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
@@ -18,37 +20,37 @@ import (
 // too, failing the test instead).
 func TestOOMSizedConfigRefusedBeforeAllocating(t *testing.T) {
 	dir := t.TempDir()
-	stage := func(t *testing.T, kind string, set func(any)) StageConfig {
-		s, err := NewStageConfig(kind)
+	stage := func(t *testing.T, kind string, set func(any)) Stage {
+		s, err := NewStage(kind)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.Line = 9
+		s.Where = "line 9"
 		set(s.Options)
 		return s
 	}
 	for _, c := range []struct {
 		name string
-		edit func(t *testing.T, c *Config)
+		edit func(t *testing.T, c *Options)
 		want string
 	}{
-		{"ring 2^30", func(_ *testing.T, c *Config) { c.Ring = 1 << 30 }, "ring:"},
-		{"ring 2^28 shared", func(_ *testing.T, c *Config) { c.Ring, c.Umem = 1<<28, "shared" }, "ring:"},
-		{"ring 2^31", func(_ *testing.T, c *Config) { c.Ring = 1 << 31 }, "ring:"},
-		{"sample depth and snaplen 10^8", func(t *testing.T, c *Config) {
+		{"ring 2^30", func(_ *testing.T, c *Options) { c.Ring = 1 << 30 }, "ring:"},
+		{"ring 2^28 shared", func(_ *testing.T, c *Options) { c.Ring, c.Umem = 1<<28, UmemShared }, "ring:"},
+		{"ring 2^31", func(_ *testing.T, c *Options) { c.Ring = 1 << 31 }, "ring:"},
+		{"sample depth and snaplen 10^8", func(t *testing.T, c *Options) {
 			c.Stages = append(c.Stages, stage(t, "sample", func(o any) {
 				o.(*pipeline.SampleOptions).Depth, o.(*pipeline.SampleOptions).SnapLen = 100000000, 100000000
 			}))
 		}, "stage sample (line 9) depth × snaplen:"},
-		{"sample depth 10^11", func(t *testing.T, c *Config) {
+		{"sample depth 10^11", func(t *testing.T, c *Options) {
 			c.Stages = append(c.Stages, stage(t, "sample", func(o any) { o.(*pipeline.SampleOptions).Depth = 100000000000 }))
 		}, "stage sample (line 9) depth × snaplen:"},
-		{"ipfix max_flows 2^40", func(t *testing.T, c *Config) {
+		{"ipfix max_flows 2^40", func(t *testing.T, c *Options) {
 			c.Stages = append(c.Stages, stage(t, "ipfix", func(o any) {
 				*o.(*pipeline.IPFIXOptions) = pipeline.IPFIXOptions{Collector: "198.18.0.2:4739", MaxFlows: 1 << 40}
 			}))
 		}, "stage ipfix (line 9) max_flows:"},
-		{"pcap buffer 1 TiB", func(t *testing.T, c *Config) {
+		{"pcap buffer 1 TiB", func(t *testing.T, c *Options) {
 			c.Stages = append(c.Stages, stage(t, "pcap", func(o any) {
 				o.(*pipeline.PcapStageOptions).Path = filepath.Join(dir, "x.pcap")
 				o.(*pipeline.PcapStageOptions).Buffer = 1 << 40
@@ -59,7 +61,7 @@ func TestOOMSizedConfigRefusedBeforeAllocating(t *testing.T) {
 			cfg := baseConfig(t, "count")
 			c.edit(t, &cfg)
 			sys := &fakeSystem{}
-			d, err := open(cfg, quiet(), sys)
+			d, err := open(context.Background(), cfg, quiet(), sys)
 			if err == nil {
 				d.Close()
 				t.Fatal("accepted")
@@ -81,7 +83,7 @@ func TestOOMSizedConfigRefusedBeforeAllocating(t *testing.T) {
 // interfaces × queues, a stage's buffers with the workers (queues), and
 // ring 0 costs the default ring.
 func TestMemoryCostsCountEverySocketAndWorker(t *testing.T) {
-	s, err := NewStageConfig("sample")
+	s, err := NewStage("sample")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,16 +92,16 @@ func TestMemoryCostsCountEverySocketAndWorker(t *testing.T) {
 	sample, _ := o.MemoryCost()
 	for _, c := range []struct {
 		name                  string
-		cfg                   Config
+		cfg                   Options
 		ifaces, queues        int
 		wantTotal, wantLocked uint64
 	}{
 		// 4 UMEM frames a ring entry; rings: 16-byte rx and tx
 		// descriptors, 8-byte fill (1x ring) and completion (2x ring)
 		// entries, a page of producer and consumer words each.
-		{"default ring, one socket", Config{}, 1, 1, 32<<20 + 128<<10, 32 << 20},
-		{"ring 1024, 2 interfaces x 4 queues", Config{Ring: 1024, FrameSize: 2048}, 2, 4, 64<<20 + 8*72<<10, 64 << 20},
-		{"a sample stage per worker", Config{Ring: 64, Stages: []StageConfig{s}}, 1, 3, 3*256<<12 + 3*(64*56+4<<12) + 3*sample, 3 * 256 << 12},
+		{"default ring, one socket", Options{}, 1, 1, 32<<20 + 128<<10, 32 << 20},
+		{"ring 1024, 2 interfaces x 4 queues", Options{Ring: 1024, FrameSize: 2048}, 2, 4, 64<<20 + 8*72<<10, 64 << 20},
+		{"a sample stage per worker", Options{Ring: 64, Stages: []Stage{s}}, 1, 3, 3*256<<12 + 3*(64*56+4<<12) + 3*sample, 3 * 256 << 12},
 	} {
 		costs, err := c.cfg.MemoryCosts(c.ifaces, c.queues, 2)
 		if err != nil {
@@ -122,8 +124,8 @@ func TestMemoryCostsCountSteeringMapsWithRules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			plain := Config{Ring: 64}
-			steered := Config{Ring: 64, Rules: "steer.yaml"}
+			plain := Options{Ring: 64}
+			steered := Options{Ring: 64, Rules: &rules.Set{}}
 			without, err := plain.MemoryCosts(ifaces, 2, cpus)
 			if err != nil {
 				t.Fatal(err)

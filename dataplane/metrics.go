@@ -3,14 +3,10 @@ package dataplane
 import (
 	"cmp"
 	"fmt"
-	"net/http"
-	"net/http/pprof"
 	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/pipeline"
@@ -18,8 +14,9 @@ import (
 )
 
 // Collector exports the daemon's metrics: the workers' and stages'
-// (pipeline.Collector), the UMEMs' frame places and the steering
-// program's per-rule hits.
+// (pipeline.Collector), the UMEMs' frame places, the steering program's
+// per-rule hits and the frames of queues without a socket. The caller
+// registers it and serves it (promhttp); the daemon opens no listener.
 func (d *Daemon) Collector() prometheus.Collector {
 	umems := map[string]pipeline.Accounted{}
 	for i, u := range d.umems {
@@ -29,26 +26,6 @@ func (d *Daemon) Collector() prometheus.Collector {
 	c.AddFunc(d.steerMetrics)
 	c.AddFunc(d.unboundMetrics)
 	return c
-}
-
-// metricsHandler serves /metrics.
-func (d *Daemon) metricsHandler() http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(d.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return mux
-}
-
-// pprofHandler serves /debug/pprof, on the pprof address only.
-func pprofHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
 }
 
 var steerHits = prometheus.NewDesc("xdpipe_steer_rule_hits_total",
@@ -61,7 +38,7 @@ var steerMisses = prometheus.NewDesc("xdpipe_steer_cache_misses_total",
 	[]string{"iface"}, nil)
 
 // DefaultRuleSeries is how many steering rules get a series of their own
-// when Config.RuleSeries is 0.
+// when Options.RuleSeries is 0.
 const DefaultRuleSeries = 100
 
 // otherRules is the rule label of the hits of the rules without a series.
@@ -85,7 +62,7 @@ func (d *Daemon) steerMetrics(ch chan<- prometheus.Metric) {
 			progs = append(progs, steered{d.p.ifaces[i].Name, st})
 		}
 	}
-	series := cmp.Or(d.p.cfg.RuleSeries, DefaultRuleSeries)
+	series := cmp.Or(d.p.opts.RuleSeries, DefaultRuleSeries)
 	d.mu.Unlock()
 	d.scrapeMu.Lock()
 	defer d.scrapeMu.Unlock()

@@ -1,10 +1,9 @@
 package dataplane
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -38,17 +37,18 @@ func TestTopRules(t *testing.T) {
 // in one; a negative value below -1 is refused before anything opens.
 func TestDaemonRuleSeries(t *testing.T) {
 	cfg := baseConfig(t, "count")
-	cfg.Rules = filepath.Join(t.TempDir(), "rules.yaml")
 	var b strings.Builder
 	b.WriteString("rules:\n")
 	for p := 1; p <= 5; p++ {
 		fmt.Fprintf(&b, "  - {priority: %d, proto: udp, dport: 9, action: drop}\n", p)
 	}
-	if err := os.WriteFile(cfg.Rules, []byte(b.String()), 0o600); err != nil {
+	set, _, err := rules.Parse("rules.yaml", []byte(b.String()))
+	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Rules = set
 	cfg.RuleSeries = 2
-	d, err := open(cfg, slog.New(slog.DiscardHandler), &fakeSystem{})
+	d, err := open(context.Background(), cfg, slog.New(slog.DiscardHandler), &fakeSystem{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestDaemonRuleSeries(t *testing.T) {
 		t.Fatalf("%d series after a reload to rule_series -1, want 5", n)
 	}
 	cfg.RuleSeries = -2
-	if _, err := open(cfg, slog.New(slog.DiscardHandler), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), "rule_series -2") {
+	if _, err := open(context.Background(), cfg, slog.New(slog.DiscardHandler), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), "rule_series -2") {
 		t.Fatalf("rule_series -2: %v", err)
 	}
 }
@@ -84,7 +84,7 @@ func TestRxDelaySample(t *testing.T) {
 		cfg := baseConfig(t, "count")
 		cfg.RxDelay, cfg.RxDelaySample = true, c.sample
 		sys := &fakeSystem{}
-		d, err := open(cfg, slog.New(slog.DiscardHandler), sys)
+		d, err := open(context.Background(), cfg, slog.New(slog.DiscardHandler), sys)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +95,7 @@ func TestRxDelaySample(t *testing.T) {
 	}
 	cfg := baseConfig(t, "count")
 	cfg.RxDelay, cfg.RxDelaySample = true, 48
-	if _, err := open(cfg, slog.New(slog.DiscardHandler), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), "rx_delay_sample 48") {
+	if _, err := open(context.Background(), cfg, slog.New(slog.DiscardHandler), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), "rx_delay_sample 48") {
 		t.Fatalf("rx_delay_sample 48: %v", err)
 	}
 }

@@ -230,7 +230,7 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 	}
 	if why := busyPollStall(dev.Driver, o); why != "" {
 		if o.Socket.Bind == xsk.BindZeroCopy {
-			return nil, fmt.Errorf("%s: %s; drop --busy-poll (busy_poll) or bind copy mode", ifc.Name, why)
+			return nil, fmt.Errorf("%s: %s; turn busy polling off or bind copy mode", ifc.Name, why)
 		}
 		log.Warn("binding copy mode: "+why, "iface", ifc.Name)
 		o.Socket.Bind = xsk.BindCopy

@@ -1,9 +1,11 @@
 package dataplane
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/xsk"
 )
 
@@ -38,18 +40,18 @@ func TestBusyPollZeroCopyTransmit(t *testing.T) {
 func TestPlanTransmits(t *testing.T) {
 	for _, tc := range []struct {
 		stages []string
-		def    string
+		def    pipeline.Verdict
 		want   bool
 	}{
-		{[]string{"count"}, "", false},
-		{[]string{"count"}, "drop", false},
-		{[]string{"count"}, "transmit", true},
-		{[]string{"count", "macswap"}, "", true},
-		{[]string{"forward"}, "", true},
+		{[]string{"count"}, pipeline.VerdictKeep, false},
+		{[]string{"count"}, pipeline.VerdictDrop, false},
+		{[]string{"count"}, pipeline.VerdictTransmit, true},
+		{[]string{"count", "macswap"}, pipeline.VerdictKeep, true},
+		{[]string{"forward"}, pipeline.VerdictKeep, true},
 	} {
-		c := Config{Interfaces: []string{"xa"}, Default: tc.def}
+		c := Options{Interfaces: []string{"xa"}, Default: tc.def}
 		for _, k := range tc.stages {
-			s, err := NewStageConfig(k)
+			s, err := NewStage(k)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,10 +59,10 @@ func TestPlanTransmits(t *testing.T) {
 		}
 		p, err := resolve(c, &fakeSystem{})
 		if err != nil {
-			t.Fatalf("%v default %q: %v", tc.stages, tc.def, err)
+			t.Fatalf("%v default %v: %v", tc.stages, tc.def, err)
 		}
 		if p.transmits != tc.want {
-			t.Errorf("%v default %q: transmits %v, want %v", tc.stages, tc.def, p.transmits, tc.want)
+			t.Errorf("%v default %v: transmits %v, want %v", tc.stages, tc.def, p.transmits, tc.want)
 		}
 	}
 }
@@ -70,11 +72,11 @@ func TestPlanTransmits(t *testing.T) {
 // passes on a system without a bound and is refused, naming the setting and
 // the limit, on one with a small RLIMIT_MEMLOCK, whoever runs the test.
 func TestPlanMemlockIsTheSystems(t *testing.T) {
-	s, err := NewStageConfig("count")
+	s, err := NewStage("count")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := Config{Interfaces: []string{"xa"}, Stages: []StageConfig{s}}
+	c := Options{Interfaces: []string{"xa"}, Stages: []Stage{s}}
 	if _, err := resolve(c, &fakeSystem{}); err != nil {
 		t.Fatalf("no memlock bound: %v", err)
 	}
@@ -90,15 +92,11 @@ func TestPlanMemlockIsTheSystems(t *testing.T) {
 // refused in one line naming the fix; the rdma stage ships them, its
 // connection sized for the largest.
 func TestPlanMultiBuffer(t *testing.T) {
-	cfg := func(body string) Config {
-		c, err := ParseConfig([]byte(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return *c
+	cfg := func(burst int, ifaces ...string) Options {
+		return Options{Interfaces: ifaces, Burst: burst, Stages: stages(t, "macswap")}
 	}
 	sys := &fakeSystem{}
-	d, err := open(cfg("interfaces: [xa, jumbo0]\nmetrics: \"off\"\nstages: [macswap]\n"), nil, sys)
+	d, err := open(context.Background(), cfg(0, "xa", "jumbo0"), nil, sys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,13 +109,16 @@ func TestPlanMultiBuffer(t *testing.T) {
 			t.Errorf("%s: multi-buffer %v, takes it %v; want both with an MTU 9000 interface in the UMEM", o.Iface, o.Socket.MultiBuffer, o.TakesMultiBuffer)
 		}
 	}
-	if p, err := resolve(cfg("interfaces: [xa]\nstages: [count]\n"), &fakeSystem{}); err != nil || p.multiBuffer {
+	if p, err := resolve(cfg(0, "xa"), &fakeSystem{}); err != nil || p.multiBuffer {
 		t.Errorf("MTU 1500: multi-buffer %v (%v)", p != nil && p.multiBuffer, err)
 	}
-	if _, err := resolve(cfg("interfaces: [jumbo0]\nburst: 2\nstages: [count]\n"), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), "raise burst to 3") {
+	if _, err := resolve(cfg(2, "jumbo0"), &fakeSystem{}); err == nil || !strings.Contains(err.Error(), "raise burst to 3") {
 		t.Errorf("burst 2 with MTU 9000: %v, want an error with %q", err, "raise burst to 3")
 	}
-	p, err := resolve(cfg("interfaces: [xa, jumbo0]\nstages: [{rdma: {connect: \"198.18.0.9:7471\"}}]\n"), &fakeSystem{})
+	rdma := cfg(0, "xa", "jumbo0")
+	rdma.Stages = stages(t, "rdma")
+	rdma.Stages[0].Options.(*pipeline.RDMAOptions).Connect = "198.18.0.9:7471"
+	p, err := resolve(rdma, &fakeSystem{})
 	if err != nil {
 		t.Fatalf("rdma stage with MTU 9000: %v", err)
 	}

@@ -9,12 +9,20 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/dataplane"
+	"github.com/xdpipe/xdpipe/dataplane/config"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -24,7 +32,7 @@ type runFlags struct {
 	config   string
 	check    bool
 	duration time.Duration
-	cfg      dataplane.Config
+	cfg      config.File
 	stages   string
 	set      map[string]bool
 }
@@ -58,7 +66,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.IntVar(&f.cfg.RxDelaySample, "rx-delay-sample", 0, "with --rx-delay, stamp one frame in N on each CPU (a power of two; default 64; 1: every frame)")
 	fs.BoolVar(&f.cfg.RxMetadata, "rx-metadata", false, "have the XDP program read the driver's RX hash and timestamp into the packets\n(the start line's xdp-rx-metadata says which the NIC offers); driver mode only")
 	fs.StringVar(&f.cfg.Metrics, "metrics", "", `Prometheus /metrics address (default 127.0.0.1:9464; "off")`)
-	fs.StringVar(&f.cfg.Pprof, "pprof", "", "serve Go's /debug/pprof here (default: nowhere): profiles, goroutine dumps\nand the command line to whoever reaches it")
+	fs.StringVar(&f.cfg.Pprof, "pprof", "", "serve Go's /debug/pprof here (default: nowhere): CPU and heap profiles,\ngoroutine dumps and the command line to whoever reaches it")
 	fs.StringVar(&f.cfg.Rules, "rules", "", "steering rules file (default: redirect every frame)")
 	fs.StringVar(&f.cfg.PinDir, "pin-dir", "", "bpffs directory for the rule maps' pins, one per interface, for `xdpipe rules`\n(default "+bpf.DefaultPinPath+")")
 	fs.StringVar(&f.cfg.Bind, "bind", "", "AF_XDP bind mode: auto, copy or zerocopy")
@@ -96,12 +104,12 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 }
 
 // load reads the config file (if any) and applies the flags set on top.
-func (f *runFlags) load() (dataplane.Config, error) {
-	c := &dataplane.Config{}
+func (f *runFlags) load() (config.File, error) {
+	c := &config.File{}
 	if f.config != "" {
 		var err error
-		if c, err = dataplane.LoadConfig(f.config); err != nil {
-			return dataplane.Config{}, err
+		if c, err = config.Load(f.config); err != nil {
+			return config.File{}, err
 		}
 	}
 	o := &f.cfg
@@ -109,7 +117,7 @@ func (f *runFlags) load() (dataplane.Config, error) {
 	setIf(f.set, "queues", &c.Queues, o.Queues)
 	setIf(f.set, "poll", &c.Poll, o.Poll)
 	if f.set["coalesce"] {
-		c.Coalesce = dataplane.Duration{Duration: o.Coalesce.Duration, Set: true}
+		c.Coalesce = config.Duration{Duration: o.Coalesce.Duration, Set: true}
 	}
 	setIf(f.set, "busy-poll", &c.BusyPoll, o.BusyPoll)
 	setIf(f.set, "rx-delay", &c.RxDelay, o.RxDelay)
@@ -130,11 +138,12 @@ func (f *runFlags) load() (dataplane.Config, error) {
 	if f.set["stages"] {
 		c.Stages = nil
 		for _, name := range strings.Split(f.stages, ",") {
-			s, err := dataplane.NewStageConfig(strings.TrimSpace(name))
+			s, err := dataplane.NewStage(strings.TrimSpace(name))
 			if err != nil {
-				return dataplane.Config{}, err
+				return config.File{}, err
 			}
-			c.Stages = append(c.Stages, s)
+			s.Where = "--stages; options need the config file"
+			c.Stages = append(c.Stages, config.Stage(s))
 		}
 	}
 	return c.WithDefaults(), nil
@@ -158,12 +167,21 @@ func checkRun(f *runFlags, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	mem, err := dataplane.Check(cfg)
+	opts, err := cfg.Options()
 	if err != nil {
 		return err
 	}
+	lns, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	lns.close()
+	mem, err := dataplane.Check(opts)
+	if err != nil {
+		return withSettings(err)
+	}
 	fmt.Fprintf(stdout, "run: configuration OK: %s on %s, stages %s; memory %s (UMEM %s, locked)\n", cmp.Or(f.config, "flags"),
-		strings.Join(cfg.Interfaces, ","), dataplane.StageList(cfg.Stages), xsk.Bytes(mem.Total), xsk.Bytes(mem.Locked))
+		strings.Join(cfg.Interfaces, ","), dataplane.StageList(opts.Stages), xsk.Bytes(mem.Total), xsk.Bytes(mem.Locked))
 	return nil
 }
 
@@ -175,15 +193,25 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	d, err := dataplane.Open(cfg, log)
+	opts, err := cfg.Options()
 	if err != nil {
 		return err
+	}
+	lns, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer lns.close()
+	d, err := dataplane.Open(ctx, opts, log)
+	if err != nil {
+		return withSettings(err)
 	}
 	defer func() {
 		if cerr := d.Close(); err == nil {
 			err = cerr
 		}
 	}()
+	defer lns.serve(d.Collector())()
 	if f.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
@@ -201,7 +229,7 @@ func runDaemon(ctx context.Context, f *runFlags, log *slog.Logger, stdout io.Wri
 		delay = fmt.Sprintf(", rx delay of one frame in %d per CPU (xdpipe_rx_delay_seconds)", cmp.Or(cfg.RxDelaySample, dataplane.DefaultRxDelaySample))
 	}
 	fmt.Fprintf(stdout, "run: ready: %d queues %v on %s, stages %s, metrics %s%s\n", len(d.Queues()), d.Queues(),
-		strings.Join(cfg.Interfaces, ","), dataplane.StageList(cfg.Stages), cfg.Metrics, delay)
+		strings.Join(cfg.Interfaces, ","), dataplane.StageList(opts.Stages), cfg.Metrics, delay)
 	for _, pi := range d.Ports() {
 		fmt.Fprintf(stdout, "run: %s: %s, AF_XDP %s\n", pi.Name, pi.XDP, pi.Mode)
 	}
@@ -231,7 +259,7 @@ loop:
 		case runErr = <-done:
 			break loop
 		case <-hup:
-			next, err := reload(d, f)
+			next, err := reload(d, f, cfg)
 			if err != nil {
 				log.Error("reload failed; the previous rules and stages keep running", "err", err)
 				continue
@@ -270,13 +298,87 @@ loop:
 
 // reload re-reads the config file with the flags on top, swaps the rules
 // and stages in, and returns the configuration for the command's own
-// settings (the interval).
-func reload(d *dataplane.Daemon, f *runFlags) (dataplane.Config, error) {
+// settings (the interval); run is the running one.
+func reload(d *dataplane.Daemon, f *runFlags, run config.File) (config.File, error) {
 	cfg, err := f.load()
 	if err != nil {
 		return cfg, err
 	}
-	return cfg, d.Reload(cfg)
+	return cfg, config.Reload(d, &run, &cfg)
+}
+
+// withSettings adds to the daemon's error which key or flag sets what it
+// misses.
+func withSettings(err error) error {
+	switch {
+	case errors.Is(err, dataplane.ErrNoInterfaces):
+		return fmt.Errorf("%w: set interfaces in the config or --iface", err)
+	case errors.Is(err, dataplane.ErrNoStages):
+		return fmt.Errorf("%w: list them in the config or with --stages", err)
+	}
+	return err
+}
+
+// listeners are the command's HTTP listeners: /metrics, and /debug/pprof
+// only when asked for.
+type listeners struct{ metrics, pprof net.Listener }
+
+// listen opens cfg's metrics and pprof addresses (none for "off" and
+// unset), or says which is taken; it is run's and --check's one probe.
+func listen(cfg config.File) (*listeners, error) {
+	var lns listeners
+	var err error
+	if m := cfg.WithDefaults().Metrics; m != "off" {
+		if lns.metrics, err = net.Listen("tcp", m); err != nil {
+			return nil, fmt.Errorf("metrics address %s: %w (choose another with --metrics, or \"off\")", m, err)
+		}
+	}
+	if cfg.Pprof != "" {
+		if lns.pprof, err = net.Listen("tcp", cfg.Pprof); err != nil {
+			lns.close()
+			return nil, fmt.Errorf("pprof address %s: %w (choose another with --pprof)", cfg.Pprof, err)
+		}
+	}
+	return &lns, nil
+}
+
+func (l *listeners) close() {
+	for _, ln := range []net.Listener{l.metrics, l.pprof} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// serve serves c on /metrics, with the Go runtime's and the process's
+// metrics, and pprof on its own address; the function it returns stops
+// both.
+func (l *listeners) serve(c prometheus.Collector) (stop func()) {
+	var srvs []*http.Server
+	start := func(ln net.Listener, h http.Handler) {
+		if ln != nil {
+			srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+			go srv.Serve(ln)
+			srvs = append(srvs, srv)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := http.NewServeMux()
+	metrics.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	start(l.metrics, metrics)
+	prof := http.NewServeMux()
+	prof.HandleFunc("/debug/pprof/", pprof.Index)
+	prof.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	prof.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	prof.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	start(l.pprof, prof)
+	return func() {
+		for _, srv := range srvs {
+			srv.Close()
+		}
+	}
 }
 
 // rates turns the daemon's counters into per-queue rate lines.

@@ -839,3 +839,22 @@ func TestRunFlagsOverrideTheFile(t *testing.T) {
 		t.Fatalf("config %+v: want the flags' poll, burst, rx_delay and pprof, the file's ring, sample, metrics and interface", c)
 	}
 }
+
+// TestRunNamesWhatSetsWhatIsMissing: the daemon says what it misses (no
+// interfaces, no stages); run adds the key and the flag that set it.
+func TestRunNamesWhatSetsWhatIsMissing(t *testing.T) {
+	check := func(want string, args ...string) {
+		t.Helper()
+		f, err := parseRunFlags(append([]string{"--check", "--metrics", "off"}, args...), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkRun(f, io.Discard); err == nil || err.Error() != want {
+			t.Errorf("%v: %v, want %q", args, err, want)
+		}
+	}
+	check("no interfaces: set interfaces in the config or --iface", "--stages", "count")
+	// The interface is checked before the stages: it must be there.
+	testutil.RequireRoot(t)
+	check("no stages: list them in the config or with --stages", "--iface", "lo")
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/dataplane"
+	"github.com/xdpipe/xdpipe/dataplane/config"
 	"github.com/xdpipe/xdpipe/gen"
 	"github.com/xdpipe/xdpipe/internal/caps"
 	"github.com/xdpipe/xdpipe/pipeline"
@@ -55,7 +56,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		fs.PrintDefaults()
 	}
 	var bind, poll, attach, rulesFile string
-	var coalesce dataplane.Duration
+	var coalesce config.Duration
 	fs.StringVar(&o.iface, "iface", "", "interface to receive on (required)")
 	fs.IntVar(&o.queue, "queue", 0, "RX queue to bind")
 	fs.StringVar(&bind, "bind", "auto", "AF_XDP bind mode: copy, zerocopy or auto (zero-copy, else copy)")
@@ -91,7 +92,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	if o.poll, err = pipeline.ParsePollMode(poll); err != nil {
 		return o, fmt.Errorf("--poll: %w", err)
 	}
-	if o.coalesce, err = dataplane.ParseCoalesce(coalesce); err != nil {
+	if o.coalesce, err = config.ParseCoalesce(coalesce); err != nil {
 		return o, fmt.Errorf("--coalesce: %w", err)
 	}
 	if o.attach, err = bpf.ParseAttachMode(attach); err != nil {

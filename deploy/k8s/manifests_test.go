@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 
 	"github.com/xdpipe/xdpipe/bpf"
-	"github.com/xdpipe/xdpipe/dataplane"
+	"github.com/xdpipe/xdpipe/dataplane/config"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -142,7 +142,7 @@ func (m manifests) arg(t *testing.T, name string) string {
 // config is the ConfigMap's run configuration, parsed by xdpipe's loader
 // (unknown keys and stages are errors), and the number of channels the
 // config's own comment tells each node to use (ethtool -L IF combined N).
-func (m manifests) config(t *testing.T) (*dataplane.Config, int) {
+func (m manifests) config(t *testing.T) (*config.File, int) {
 	t.Helper()
 	const key = "xdpipe.yaml"
 	text, ok := m.cm.Data[key]
@@ -152,7 +152,7 @@ func (m manifests) config(t *testing.T) (*dataplane.Config, int) {
 	if want := filepath.Join(m.configDir(t), key); m.arg(t, "config") != want {
 		t.Fatalf("--config=%s, want the ConfigMap's %s", m.arg(t, "config"), want)
 	}
-	cfg, err := dataplane.ParseConfig([]byte(text))
+	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		t.Fatalf("ConfigMap %s: %v", key, err)
 	}
@@ -214,7 +214,7 @@ func TestTypoedFieldIsRefused(t *testing.T) {
 func TestConfigMapHoldsAValidConfig(t *testing.T) {
 	m := load(t)
 	cfg, channels := m.config(t)
-	if _, err := dataplane.ParseQueues(string(cfg.Queues), channels); err != nil {
+	if _, err := config.ParseQueues(string(cfg.Queues), channels); err != nil {
 		t.Errorf("queues %q on nodes with %d channels: %v", cfg.Queues, channels, err)
 	}
 	dir := m.configDir(t)
@@ -253,17 +253,30 @@ const nodeCPUs = 64
 
 // TestMemoryLimitCoversTheConfig: the pod's memory limit holds what the
 // ConfigMap's configuration allocates on a node of nodeCPUs possible CPUs
-// (Config.MemoryCosts, the figure `xdpipe run --check` prints there,
+// (Options.MemoryCosts, the figure `xdpipe run --check` prints there,
 // quoted in the DaemonSet's comment) and the runtime's share; the request
 // equals it, so the pod is not placed on a node that cannot give it.
 func TestMemoryLimitCoversTheConfig(t *testing.T) {
 	m := load(t)
 	cfg, channels := m.config(t)
-	queues, err := dataplane.ParseQueues(string(cfg.Queues), channels)
+	queues, err := config.ParseQueues(string(cfg.Queues), channels)
 	if err != nil {
 		t.Fatal(err)
 	}
-	costs, err := cfg.MemoryCosts(len(cfg.Interfaces), len(queues), nodeCPUs)
+	// The rules are the ConfigMap's, where the pod mounts them.
+	rel, err := filepath.Rel(m.configDir(t), cfg.Rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Rules = filepath.Join(t.TempDir(), rel)
+	if err := os.WriteFile(cfg.Rules, []byte(m.cm.Data[rel]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := cfg.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	costs, err := opts.MemoryCosts(len(cfg.Interfaces), len(queues), nodeCPUs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +380,7 @@ func subset(sub, of map[string]string) bool {
 func TestMetricsOnTheNodeAddressOnlyWhenAsked(t *testing.T) {
 	m := load(t)
 	cfg, _ := m.config(t)
-	host, _, err := net.SplitHostPort(cmp.Or(cfg.Metrics, dataplane.DefaultMetrics))
+	host, _, err := net.SplitHostPort(cmp.Or(cfg.Metrics, config.DefaultMetrics))
 	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
 		t.Errorf("config metrics %q: want loopback (the node's address only where the DaemonSet asks)", cfg.Metrics)
 	}
