@@ -76,7 +76,6 @@ func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o 
 	descs := make([]xsk.Desc, o.Batch)
 	u := s.Umem()
 	idler := xsk.Idler{Coalesce: o.Coalesce, Ring: o.Ring}
-	first := true // the next descriptor starts a packet
 	var bursts uint64
 	for !stop.Load() {
 		n := s.Receive(descs)
@@ -99,34 +98,30 @@ func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o 
 		}
 		idler.Got(n)
 		// A packet larger than a frame (multi-buffer) comes as several
-		// descriptors, all but the last marked PktContd: count packets by
-		// their last segment, track them by their first.
+		// descriptors, whole (Receive's contract): it counts once, and is
+		// tracked by its first segment.
 		var bytes, pkts, generated uint64
 		var now int64
-		sample := -1 // the descriptor whose latency is sampled
+		sample := uint64(n) // the packet whose latency is sampled
 		if tr != nil {
 			now = monotime.Now()
 			if o.SampleLatency {
-				sample = int(bursts % uint64(n))
+				sample = bursts % uint64(n)
 				bursts++
 			}
 		}
-		for i := range descs[:n] {
-			d := &descs[i]
-			bytes += uint64(d.Len)
+		for p := range xsk.Packets(descs[:n]) {
+			bytes += uint64(xsk.PacketLen(p))
 			switch {
-			case tr == nil || !first:
+			case tr == nil:
 			case !o.SampleLatency:
-				if tr.Observe(u.Bytes(*d), now) {
+				if tr.Observe(u.Bytes(p[0]), now) {
 					generated++
 				}
-			case i == sample:
-				tr.SampleLatency(u.Bytes(*d), now)
+			case pkts == sample:
+				tr.SampleLatency(u.Bytes(p[0]), now)
 			}
-			first = d.Options&xsk.PktContd == 0
-			if first {
-				pkts++
-			}
+			pkts++
 		}
 		c.Packets.Add(pkts)
 		c.Bytes.Add(bytes)

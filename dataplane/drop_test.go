@@ -143,3 +143,53 @@ func TestDropSamplesOneLatencyABurst(t *testing.T) {
 		}
 	}
 }
+
+// TestDropCountsMultiBufferPacketsOnce: a packet of several segments is
+// one packet of its whole length, tracked once by its first segment.
+func TestDropCountsMultiBufferPacketsOnce(t *testing.T) {
+	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 256, FillSize: 64, CompletionSize: 64, Debug: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{RXSize: 32, TXSize: 32, MultiBuffer: true}, xsktest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.Refill()
+	tp, err := gen.NewTemplate(gen.Config{Proto: gen.UDP4, Size: 9000, DstPort: 9,
+		SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
+		SrcIP: netip.MustParseAddr("198.18.0.1"), DstIP: netip.MustParseAddr("198.18.0.2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const jumbos = 4
+	frame := append([]byte(nil), tp.Bytes()...)
+	for i := range jumbos {
+		tp.Stamp(frame, uint64(i), monotime.Now())
+		if !k.DeliverPacket(frame) {
+			t.Fatalf("deliver jumbo %d", i)
+		}
+	}
+	if !k.DeliverPacket(make([]byte, 60)) {
+		t.Fatal("deliver a small frame")
+	}
+	var c DropCounters
+	var stop atomic.Bool
+	tr := gen.NewTracker()
+	done := make(chan error, 1)
+	go func() { done <- Drop(s, &c, tr, &stop, DropOptions{Batch: 8, CPU: -1, Ring: 32}) }()
+	testutil.Eventually(t, 10*time.Second, func() bool { return c.Packets.Load() == jumbos+1 },
+		"Drop did not count the %d packets delivered as %d (got %d)", jumbos+1, jumbos+1, c.Packets.Load())
+	stop.Store(true)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Bytes.Load(); b != jumbos*uint64(len(frame))+60 {
+		t.Errorf("Bytes %d, want %d", b, jumbos*len(frame)+60)
+	}
+	if g, st := c.Generated.Load(), tr.Stats(0); g != jumbos || st.Received != jumbos {
+		t.Errorf("Generated %d, tracker received %d; want %d each", g, st.Received, jumbos)
+	}
+}

@@ -606,7 +606,7 @@ func (w *Worker) flushTX(pi int) {
 	var bytes, pkts uint64
 	for i := 0; i < n; i++ {
 		bytes += uint64(buf[i].Len)
-		if buf[i].Options&xsk.PktContd == 0 {
+		if !buf[i].Continues() {
 			pkts++
 		}
 	}
@@ -618,7 +618,7 @@ func (w *Worker) flushTX(pi int) {
 	if n < len(buf) {
 		var lost uint64
 		for i := n; i < len(buf); i++ {
-			if buf[i].Options&xsk.PktContd == 0 {
+			if !buf[i].Continues() {
 				lost++
 			}
 			w.freeFrame(buf[i].Addr)
