@@ -23,8 +23,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xdpipe/xdpipe/dataplane"
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/gen/xskport"
 	"github.com/xdpipe/xdpipe/pipeline"
 )
 
@@ -345,7 +345,7 @@ func newXSK(tp *gen.Template, ifindex int) (gen.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dataplane.OpenGenerator(tp, ifc.Name, 0, gen.XSKOptions{Ifindex: ifindex})
+	return xskport.Open(tp, ifc.Name, 0, gen.XSKOptions{Ifindex: ifindex})
 }
 
 // Run builds the testbed, runs the matrix and removes the testbed.

@@ -8,7 +8,7 @@
 //   - OpenPort is the one way to open AF_XDP sockets: check the interface,
 //     make the sockets, fill each before it is registered, load the XDP
 //     program (redirect, or steer with rules, their maps pinned where asked),
-//     attach, register. OpenGenerator opens gen's AF_XDP engine through it.
+//     attach, register. Package gen/xskport opens gen's AF_XDP engine through it.
 //   - Daemon is a running pipeline: Open, Run, Reload(Config), Account,
 //     Counts, Collector, Close. It reaches the kernel through a small
 //     unexported interface, so its tests run in-process on fake ports

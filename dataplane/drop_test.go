@@ -16,6 +16,8 @@ import (
 	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
 
+var _ Tracker = (*gen.Tracker)(nil)
+
 // newDropSocket makes a socket on the fake kernel for a Drop loop, its
 // fill ring full: 32-entry rings on 256 frames. The test closes both.
 func newDropSocket(t *testing.T, busyPoll bool) (*xsk.Socket, *xsktest.Kernel) {

@@ -216,14 +216,16 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 		wg     sync.WaitGroup
 		loop   error
 		tr     *gen.Tracker
+		loopTr dataplane.Tracker // nil, not a nil *gen.Tracker, without tracking
 	)
 	if o.track {
 		tr = gen.NewTracker()
+		loopTr = tr
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		loop = dataplane.Drop(sock, &counts, tr, &stop, dataplane.DropOptions{
+		loop = dataplane.Drop(sock, &counts, loopTr, &stop, dataplane.DropOptions{
 			Batch: int(o.batch), CPU: o.cpu, Poll: o.poll, Coalesce: o.coalesce, Ring: int(o.ring), BusyPoll: o.busyPoll,
 			SampleLatency: hookTracks})
 	}()
@@ -280,11 +282,25 @@ wait:
 		// The loop has stopped: its tracker can be read.
 		var dropped uint64
 		if hookTracks {
-			dropped, terr = port.Tracked(tr)
+			var states []bpf.TrackState
+			states, dropped, terr = port.Tracked()
+			mergeHookCounts(tr, states)
 		}
 		if terr == nil {
 			fmt.Println("generated:", tr.Stats(0).LessDropped(dropped))
 		}
 	}
 	return errors.Join(lost, loop, terr)
+}
+
+// mergeHookCounts adds what the tracking program counted at the hook, on
+// each CPU, into tr.
+func mergeHookCounts(tr *gen.Tracker, states []bpf.TrackState) {
+	for i := range states {
+		s := &states[i]
+		tr.MergeCounts(&gen.Counts{
+			Received: s.Received, Unique: s.Unique, Duplicates: s.Dups, Reordered: s.Reordered,
+			Late: s.Late, Others: s.Others, Bytes: s.Bytes, MaxSeq: s.MaxSeq, AnySeen: s.AnySeen != 0,
+		})
+	}
 }
