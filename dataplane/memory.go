@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/internal/sat"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -29,7 +30,7 @@ func (c Config) MemoryCosts(ifaces, queues, cpus int) ([]xsk.Cost, error) {
 	}
 	sockets := uint64(ifaces) * uint64(queues)
 	costs := []xsk.Cost{
-		xsk.UmemCost("ring", 1, xsk.MulSat(sockets, 4, ring), c.FrameSize),
+		xsk.UmemCost("ring", 1, sat.Mul(sockets, 4, ring), c.FrameSize),
 		xsk.RingsCost("ring", sockets, ring, ring, ring, 2*ring),
 	}
 	if c.Rules != "" {
@@ -37,7 +38,7 @@ func (c Config) MemoryCosts(ifaces, queues, cpus int) ([]xsk.Cost, error) {
 		if err != nil {
 			return nil, err
 		}
-		costs = append(costs, xsk.Cost{Setting: steeringMaps, Bytes: xsk.MulSat(n, uint64(ifaces))})
+		costs = append(costs, xsk.Cost{Setting: steeringMaps, Bytes: sat.Mul(n, uint64(ifaces))})
 	}
 	return append(costs, c.stageCosts(queues)...), nil
 }
@@ -50,7 +51,7 @@ func (c Config) stageCosts(queues int) []xsk.Cost {
 	for _, s := range c.Stages {
 		if o, ok := s.Options.(pipeline.Costly); ok {
 			n, setting := o.MemoryCost()
-			costs = append(costs, xsk.Cost{Setting: s.where() + " " + setting, Bytes: xsk.MulSat(n, uint64(queues))})
+			costs = append(costs, xsk.Cost{Setting: s.where() + " " + setting, Bytes: sat.Mul(n, uint64(queues))})
 		}
 	}
 	return costs

@@ -18,7 +18,7 @@ import (
 	"github.com/xdpipe/xdpipe/internal/frame"
 	"github.com/xdpipe/xdpipe/internal/ipfix"
 	"github.com/xdpipe/xdpipe/internal/monotime"
-	"github.com/xdpipe/xdpipe/xsk"
+	"github.com/xdpipe/xdpipe/internal/sat"
 )
 
 // IPFIXOptions are the ipfix stage's options in a configuration file.
@@ -73,7 +73,7 @@ func (o *IPFIXOptions) MemoryCost() (uint64, string) {
 	if o.MaxFlows <= 0 {
 		return 0, "max_flows"
 	}
-	return xsk.MulSat(ipfixSlots(min(o.MaxFlows, MaxIPFIXFlows*4)), flowSize) + ipfixMaxMTU, "max_flows"
+	return sat.Mul(ipfixSlots(min(o.MaxFlows, MaxIPFIXFlows*4)), flowSize) + ipfixMaxMTU, "max_flows"
 }
 
 // check validates the options and fills in the defaults.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/xdpipe/xdpipe/xsk"
+	"github.com/xdpipe/xdpipe/internal/sat"
 )
 
 // Sampled is a copy of one sampled packet, handed to the slow path. Its
@@ -85,7 +85,7 @@ type SampleOptions struct {
 
 // MemoryCost implements Costly: the stage's depth slots (sampleSlot).
 func (o *SampleOptions) MemoryCost() (uint64, string) {
-	return xsk.MulSat(costOf(o.Depth, defaultSampleDepth), sampleSlot(costOf(o.SnapLen, defaultSampleSnap))), "depth × snaplen"
+	return sat.Mul(costOf(o.Depth, defaultSampleDepth), sampleSlot(costOf(o.SnapLen, defaultSampleSnap))), "depth × snaplen"
 }
 
 // sampleSlot is the bytes one of NewSample's depth slots takes: its
