@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/xdpipe/xdpipe/rules"
 )
 
@@ -144,13 +142,13 @@ func (f *Filter) Process(b *Burst) {
 }
 
 var (
-	mRuleHits   = desc("xdpipe_filter_rule_hits_total", "Frames decided by each filter rule.", "queue", "stage", "index", "rule")
-	mRuleMisses = desc("xdpipe_filter_misses_total", "Frames no filter rule decided.", "queue", "stage", "index")
+	mRuleHits   = NewCounterDesc("xdpipe_filter_rule_hits_total", "Frames decided by each filter rule.", "rule")
+	mRuleMisses = NewCounterDesc("xdpipe_filter_misses_total", "Frames no filter rule decided.")
 )
 
 // Counters implements Metered: hits per rule, labelled with the rule's
 // name (or priority), and misses.
-func (f *Filter) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+func (f *Filter) Counters(emit func(d *CounterDesc, v uint64, labels ...string)) {
 	var set *rules.Set
 	if rm, ok := f.match.(*RuleMatcher); ok {
 		set = rm.Set()

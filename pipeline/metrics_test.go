@@ -115,3 +115,38 @@ func TestDropsAreFramesLost(t *testing.T) {
 		}
 	}
 }
+
+// colorStage is a stage of the caller's own, with a counter of its own
+// and a label of its own.
+type colorStage struct{ red, blue uint64 }
+
+var mColors = NewCounterDesc("test_colors_total", "Frames by colour.", "color")
+
+func (*colorStage) Process(*Burst)    {}
+func (*colorStage) StageName() string { return "colors" }
+func (s *colorStage) Counters(emit func(d *CounterDesc, v uint64, labels ...string)) {
+	emit(mColors, s.red, "red")
+	emit(mColors, s.blue, "blue")
+}
+
+// TestCallersStageCounters: a stage described by CounterDescs alone, no
+// Prometheus type in sight, is exported labelled queue, stage and index,
+// then with its own labels, on every scrape.
+func TestCallersStageCounters(t *testing.T) {
+	mem := newFakeMem(64, 2048)
+	port := newFakePort(mem, udp4(t, 53), 0, 16, 16)
+	s := &colorStage{red: 7, blue: 9}
+	w, err := NewWorker(WorkerConfig{Queue: 2, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}, s}, CPU: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector([]*Worker{w}, nil))
+	for range 2 { // the second scrape reuses the description
+		for color, want := range map[string]float64{"red": 7, "blue": 9} {
+			if v, n := gathered(t, reg, "test_colors_total", "queue=2", "stage=colors", "index=1", "color="+color); n != 2 || v != want {
+				t.Errorf("test_colors_total{color=%s} = %v (%d series), want %v of 2 series", color, v, n, want)
+			}
+		}
+	}
+}

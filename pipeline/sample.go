@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/xdpipe/xdpipe/internal/sat"
 )
 
@@ -64,12 +62,12 @@ func NewSample(n, depth, snap int) (*Sample, error) {
 func (*Sample) StageName() string { return "sample" }
 
 var (
-	mSampleSent = desc("xdpipe_sample_sent_total", "Frames sampled to the slow path.", "queue", "stage", "index")
-	mSampleDrop = desc("xdpipe_sample_dropped_total", "Samples lost because the slow path was behind.", "queue", "stage", "index")
+	mSampleSent = NewCounterDesc("xdpipe_sample_sent_total", "Frames sampled to the slow path.")
+	mSampleDrop = NewCounterDesc("xdpipe_sample_dropped_total", "Samples lost because the slow path was behind.")
 )
 
 // Counters implements Metered.
-func (s *Sample) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+func (s *Sample) Counters(emit func(d *CounterDesc, v uint64, labels ...string)) {
 	emit(mSampleSent, s.Sent.Load())
 	emit(mSampleDrop, s.Dropped.Load())
 }
