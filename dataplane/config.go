@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/internal/ifname"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
@@ -532,7 +533,7 @@ func resolveSettings(c Config, sys system) (*plan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("steering rules: %w", err)
 		}
-		if err := set.ResolveIfaces(pipeline.InterfaceIndex); err != nil {
+		if err := set.ResolveIfaces(ifname.Index); err != nil {
 			return nil, fmt.Errorf("steering rules: %w", err)
 		}
 		if err := set.Normalize(); err != nil {

@@ -2,10 +2,10 @@ package pipeline
 
 import (
 	"fmt"
-	"net"
 	"strconv"
 	"sync/atomic"
 
+	"github.com/xdpipe/xdpipe/internal/ifname"
 	"github.com/xdpipe/xdpipe/rules"
 )
 
@@ -178,7 +178,7 @@ func newFilterStage(o *FilterOptions, env StageEnv) (Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := set.ResolveIfaces(InterfaceIndex); err != nil {
+	if err := set.ResolveIfaces(ifname.Index); err != nil {
 		return nil, err
 	}
 	m, err := NewRuleMatcher(set)
@@ -191,14 +191,4 @@ func newFilterStage(o *FilterOptions, env StageEnv) (Stage, error) {
 	}
 	f.Ifindexes = env.Ifindexes
 	return f, nil
-}
-
-// InterfaceIndex resolves the interface names rules match on (in this
-// thread's network namespace), for rules.Set.ResolveIfaces.
-func InterfaceIndex(name string) (int, error) {
-	ifc, err := net.InterfaceByName(name)
-	if err != nil {
-		return 0, err
-	}
-	return ifc.Index, nil
 }
