@@ -507,7 +507,7 @@ func resolveSettings(c Config, sys system) (*plan, error) {
 	default:
 		return nil, fmt.Errorf("umem %q: want per-queue or shared", c.Umem)
 	}
-	if c.Ring&(c.Ring-1) != 0 || c.Ring < 64 {
+	if xsk.CheckRingSize(uint64(c.Ring)) != nil || c.Ring < 64 {
 		return nil, fmt.Errorf("ring %d: want a power of two >= 64", c.Ring)
 	}
 	if err := pipeline.CheckBurst(c.Burst, c.TXBatch); err != nil {

@@ -103,7 +103,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		}
 	}
 	switch {
-	case o.ring < 64 || o.ring&(o.ring-1) != 0:
+	case o.ring < 64 || xsk.CheckRingSize(uint64(o.ring)) != nil:
 		return o, fmt.Errorf("--ring %d: want a power of two, 64 or more", o.ring)
 	case o.queue < 0:
 		return o, fmt.Errorf("--queue %d: must be 0 or more", o.queue)
