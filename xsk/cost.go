@@ -49,6 +49,21 @@ func RingsCost(setting string, sockets, rx, tx, fill, completion uint64) Cost {
 	return Cost{Setting: setting, Bytes: sat.Mul(sockets, per)}
 }
 
+// Cost is the locked memory NewUmem(o) maps, its defaults applied, under
+// setting.
+func (o UmemOptions) Cost(setting string) Cost {
+	o = o.withDefaults()
+	return UmemCost(setting, 1, uint64(o.NumFrames), o.FrameSize)
+}
+
+// Cost is the kernel memory of the four rings of a socket made with o on
+// a UMEM made with uo (its fill and completion ring sizes), defaults
+// applied, under setting.
+func (o SocketOptions) Cost(setting string, uo UmemOptions) Cost {
+	o, uo = o.withDefaults(), uo.withDefaults()
+	return RingsCost(setting, 1, uint64(o.RXSize), uint64(o.TXSize), uint64(uo.FillSize), uint64(uo.CompletionSize))
+}
+
 // MemoryLimits are what the machine allows a configuration.
 type MemoryLimits struct {
 	// Available is MemAvailable from /proc/meminfo: what can be allocated

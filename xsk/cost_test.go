@@ -65,3 +65,20 @@ func TestMemoryLimits(t *testing.T) {
 		t.Fatal(Bytes(1536<<20), Bytes(100))
 	}
 }
+
+// TestOptionsCost: the options' costs are those of the sizes NewUmem and
+// NewSocket will use, their defaults included.
+func TestOptionsCost(t *testing.T) {
+	uo := UmemOptions{NumFrames: 8192, FrameSize: 2048, FillSize: 1024}
+	so := SocketOptions{RXSize: 1024}
+	if got, want := uo.Cost("--frames"), UmemCost("--frames", 1, 8192, 2048); got != want {
+		t.Errorf("UmemOptions.Cost = %+v, want %+v", got, want)
+	}
+	// TX and completion rings at their default size.
+	if got, want := so.Cost("--ring", uo), RingsCost("--ring", 1, 1024, DefaultRingSize, 1024, DefaultRingSize); got != want {
+		t.Errorf("SocketOptions.Cost = %+v, want %+v", got, want)
+	}
+	if got, want := (UmemOptions{}).Cost("umem"), UmemCost("umem", 1, DefaultNumFrames, DefaultFrameSize); got != want || !got.Locked {
+		t.Errorf("zero UmemOptions.Cost = %+v, want %+v", got, want)
+	}
+}

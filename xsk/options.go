@@ -64,7 +64,8 @@ type UmemOptions struct {
 	Debug bool
 }
 
-func (o UmemOptions) resolve() (UmemOptions, error) {
+// withDefaults is o with its zero sizes set to the defaults.
+func (o UmemOptions) withDefaults() UmemOptions {
 	if o.NumFrames == 0 {
 		o.NumFrames = DefaultNumFrames
 	}
@@ -77,6 +78,11 @@ func (o UmemOptions) resolve() (UmemOptions, error) {
 	if o.CompletionSize == 0 {
 		o.CompletionSize = DefaultRingSize
 	}
+	return o
+}
+
+func (o UmemOptions) resolve() (UmemOptions, error) {
+	o = o.withDefaults()
 	if err := CheckFrameSize(o.FrameSize); err != nil {
 		return o, fmt.Errorf("umem options: %w", err)
 	}
@@ -208,13 +214,19 @@ type SocketOptions struct {
 	Driver Driver
 }
 
-func (o SocketOptions) resolve() (SocketOptions, error) {
+// withDefaults is o with its zero ring sizes set to the default.
+func (o SocketOptions) withDefaults() SocketOptions {
 	if o.RXSize == 0 {
 		o.RXSize = DefaultRingSize
 	}
 	if o.TXSize == 0 {
 		o.TXSize = DefaultRingSize
 	}
+	return o
+}
+
+func (o SocketOptions) resolve() (SocketOptions, error) {
+	o = o.withDefaults()
 	if o.BusyPoll {
 		if o.BusyPollTimeout == 0 {
 			o.BusyPollTimeout = 20 * time.Microsecond

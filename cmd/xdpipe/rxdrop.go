@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"sync"
@@ -113,6 +114,8 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		return o, fmt.Errorf("--frame-size %d: must be 2048 or 4096", o.frameSz)
 	case o.frames < 2*o.ring:
 		return o, fmt.Errorf("--frames %d: need at least %d, the fill ring and the RX ring of --ring %d each", o.frames, 2*o.ring, o.ring)
+	case o.frames > math.MaxUint32:
+		return o, fmt.Errorf("--frames %d: more frames than a UMEM can count", o.frames)
 	case o.interval <= 0:
 		return o, fmt.Errorf("--interval %v: must be positive", o.interval)
 	case o.duration < 0:
@@ -152,19 +155,17 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 			o.frameSz = 2048
 		}
 	}
+	uo := xsk.UmemOptions{NumFrames: uint32(o.frames), FrameSize: uint32(o.frameSz), FillSize: uint32(o.ring)}
+	so := xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll}
 	// Before anything is allocated: no size may bring on the OOM killer.
 	lim, err := xsk.ReadMemoryLimits()
 	if err != nil {
 		return err
 	}
-	ring := uint64(o.ring)
-	if err := xsk.CheckMemory([]xsk.Cost{
-		xsk.UmemCost("--frames", 1, uint64(o.frames), uint32(o.frameSz)),
-		xsk.RingsCost("--ring", 1, ring, ring, ring, 2*ring),
-	}, lim); err != nil {
+	if err := xsk.CheckMemory([]xsk.Cost{uo.Cost("--frames"), so.Cost("--ring", uo)}, lim); err != nil {
 		return err
 	}
-	umem, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: uint32(o.frames), FrameSize: uint32(o.frameSz), FillSize: uint32(o.ring)})
+	umem, err := xsk.NewUmem(uo)
 	if err != nil {
 		return err
 	}
@@ -176,7 +177,7 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	hookTracks := o.track && o.rules == nil && caps.Have(caps.Perfmon)
 	port, err := dataplane.OpenPort(dataplane.PortOptions{
 		Iface: o.iface, Queues: []int{o.queue}, Umems: []*xsk.Umem{umem},
-		Socket:           xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
+		Socket:           so,
 		TakesMultiBuffer: true, Rules: o.rules, Attach: o.attach, PinDir: o.pinDir,
 		Track: hookTracks, Log: slog.New(slog.DiscardHandler),
 	})
