@@ -154,9 +154,9 @@ func (d *Daemon) open() error {
 		if d.rdma != nil {
 			ports = append(ports, pipeline.NamedPort{Name: pipeline.RDMAOutput, Port: d.rdma[wi]})
 		}
-		cpu := -1
+		var cpu pipeline.CPU
 		if len(p.cpus) > 0 {
-			cpu = p.cpus[wi]
+			cpu = pipeline.OnCPU(p.cpus[wi])
 		}
 		w, err := pipeline.NewWorker(pipeline.WorkerConfig{Queue: q, Ports: ports, Mem: mems[wi], Stages: d.chains.chains[wi],
 			BurstSize: p.cfg.Burst, TXBatch: p.cfg.TXBatch, DrainInterval: p.cfg.Drain.Duration, Default: p.def,

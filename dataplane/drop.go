@@ -41,8 +41,8 @@ type Tracker interface {
 type DropOptions struct {
 	// Batch is the most frames taken off the RX ring per burst.
 	Batch int
-	// CPU pins the loop's thread (-1: no pinning).
-	CPU int
+	// CPU pins the loop's thread (zero: not pinned).
+	CPU pipeline.CPU
 	// Poll is how the loop waits when the RX ring is empty; Coalesce is
 	// wakeup mode's longest nap (ParseCoalesce's result) and Ring the RX
 	// ring size, which bounds the nap (see xsk.Idler).
@@ -76,14 +76,12 @@ type DropOptions struct {
 // side on the veth bench, unlocked used 10-20% less CPU per frame at 10k
 // and 100k frames/s.
 func Drop(s *xsk.Socket, c *DropCounters, tr Tracker, stop *atomic.Bool, o DropOptions) error {
-	if o.CPU >= 0 || o.Poll != pipeline.PollWakeup {
+	if _, pinned := o.CPU.Get(); pinned || o.Poll != pipeline.PollWakeup {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
-	if o.CPU >= 0 {
-		if err := pipeline.PinThread(o.CPU); err != nil {
-			return fmt.Errorf("pin receive loop: %w", err)
-		}
+	if err := o.CPU.Pin(); err != nil {
+		return fmt.Errorf("pin receive loop: %w", err)
 	}
 	descs := make([]xsk.Desc, o.Batch)
 	u := s.Umem()

@@ -47,7 +47,7 @@ func TestDropBusyPollKicksWhenIdle(t *testing.T) {
 	var stop atomic.Bool
 	done := make(chan error, 1)
 	go func() {
-		done <- Drop(s, &DropCounters{}, nil, &stop, DropOptions{Batch: 16, CPU: -1, Ring: 32, BusyPoll: true})
+		done <- Drop(s, &DropCounters{}, nil, &stop, DropOptions{Batch: 16, Ring: 32, BusyPoll: true})
 	}()
 	defer func() {
 		stop.Store(true)
@@ -81,7 +81,7 @@ func TestDropCountsGenerated(t *testing.T) {
 	var c DropCounters
 	var stop atomic.Bool
 	done := make(chan error, 1)
-	go func() { done <- Drop(s, &c, gen.NewTracker(), &stop, DropOptions{Batch: 16, CPU: -1, Ring: 32}) }()
+	go func() { done <- Drop(s, &c, gen.NewTracker(), &stop, DropOptions{Batch: 16, Ring: 32}) }()
 	defer func() {
 		stop.Store(true)
 		if err := <-done; err != nil {
@@ -117,7 +117,7 @@ func TestDropSamplesOneLatencyABurst(t *testing.T) {
 		tr := gen.NewTracker()
 		done := make(chan error, 1)
 		go func() {
-			done <- Drop(s, &c, tr, &stop, DropOptions{Batch: burst, CPU: -1, Ring: 32, SampleLatency: sample})
+			done <- Drop(s, &c, tr, &stop, DropOptions{Batch: burst, Ring: 32, SampleLatency: sample})
 		}()
 		for b := range bursts {
 			if got := k.Deliver(f, burst); got != burst {
@@ -181,7 +181,7 @@ func TestDropCountsMultiBufferPacketsOnce(t *testing.T) {
 	var stop atomic.Bool
 	tr := gen.NewTracker()
 	done := make(chan error, 1)
-	go func() { done <- Drop(s, &c, tr, &stop, DropOptions{Batch: 8, CPU: -1, Ring: 32}) }()
+	go func() { done <- Drop(s, &c, tr, &stop, DropOptions{Batch: 8, Ring: 32}) }()
 	testutil.Eventually(t, 10*time.Second, func() bool { return c.Packets.Load() == jumbos+1 },
 		"Drop did not count the %d packets delivered as %d (got %d)", jumbos+1, jumbos+1, c.Packets.Load())
 	stop.Store(true)

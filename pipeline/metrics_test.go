@@ -55,7 +55,7 @@ func TestCollector(t *testing.T) {
 	mem := newFakeMem(512, 2048)
 	port := newFakePort(mem, udp4(t, 53), 1000, 128, 128)
 	w, err := NewWorker(WorkerConfig{Queue: 3, Ports: []NamedPort{{"eth0", port}}, Mem: mem,
-		Stages: []Stage{portFilter(t, 53), &Count{}, &MacSwap{}}, CPU: -1})
+		Stages: []Stage{portFilter(t, 53), &Count{}, &MacSwap{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestDropsAreFramesLost(t *testing.T) {
 	mem := newFakeMem(512, 2048)
 	port := statsPort{newFakePort(mem, udp4(t, 53), 0, 128, 128),
 		xsk.Statistics{RxDropped: 1, RxRingFull: 2, RxFillRingEmptyDescs: 5, TxRingEmptyDescs: 32610}}
-	w, err := NewWorker(WorkerConfig{Queue: 0, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Queue: 0, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestCallersStageCounters(t *testing.T) {
 	mem := newFakeMem(64, 2048)
 	port := newFakePort(mem, udp4(t, 53), 0, 16, 16)
 	s := &colorStage{red: 7, blue: 9}
-	w, err := NewWorker(WorkerConfig{Queue: 2, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}, s}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Queue: 2, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}, s}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func TestStageCountersNeverGoBack(t *testing.T) {
 	mem := newFakeMem(512, 2048)
 	port := newFakePort(mem, udp4(t, 9), -1, 128, 128)
 	first := &Count{}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{first}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{first}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func TestWorkerRxDelay(t *testing.T) {
 		mem := newFakeMem(256, 2048)
 		port := newFakePort(mem, udp4(t, 53), 1000, 128, 128)
 		port.stamp = true
-		w, err := NewWorker(WorkerConfig{Queue: 2, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1, RxDelay: on})
+		w, err := NewWorker(WorkerConfig{Queue: 2, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, RxDelay: on})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -114,8 +114,9 @@ type WorkerConfig struct {
 	// RXRing is the ports' RX ring size: naps stay short enough not to fill
 	// half of it (0: naps are bounded by Coalesce only).
 	RXRing int
-	// CPU pins the worker's OS thread with sched_setaffinity (-1: no pinning).
-	CPU int
+	// CPU pins the worker's OS thread with sched_setaffinity (zero: not
+	// pinned).
+	CPU CPU
 	// RxDelay reads the rx stamp in front of each received packet (the
 	// XDP program's, loaded with bpf.RedirectOptions.RxStamp) and counts
 	// its delay, from the XDP hook to the stage chain, in RxDelay's
@@ -229,6 +230,9 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.DrainInterval < 0 {
 		return nil, fmt.Errorf("worker queue %d: negative drain interval %v", cfg.Queue, cfg.DrainInterval)
+	}
+	if err := cfg.CPU.check(); err != nil {
+		return nil, fmt.Errorf("worker queue %d: %w", cfg.Queue, err)
 	}
 	if cfg.Default == VerdictKeep {
 		cfg.Default = VerdictDrop
@@ -378,10 +382,8 @@ func (w *Worker) SetStages(ctx context.Context, stages []Stage) (old []Stage, er
 func (w *Worker) Run(ctx context.Context) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if w.cfg.CPU >= 0 {
-		if err := PinThread(w.cfg.CPU); err != nil {
-			return fmt.Errorf("worker queue %d: %w", w.cfg.Queue, err)
-		}
+	if err := w.cfg.CPU.Pin(); err != nil {
+		return fmt.Errorf("worker queue %d: %w", w.cfg.Queue, err)
 	}
 	w.stop.Store(false)
 	w.running.Store(true)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -177,7 +178,7 @@ func TestWorkerL2fwdFake(t *testing.T) {
 			bad++
 		}
 	}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1, Poll: PollWakeup})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, Poll: PollWakeup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +216,7 @@ func TestWorkerForwardFake(t *testing.T) {
 	aTX, bTX := 0, 0
 	a.onTX = func([]byte) { aTX++ }
 	b.onTX = func([]byte) { bTX++ }
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}, {"b", b}}, Mem: mem, Stages: []Stage{&Count{}, &Forward{To: "b"}}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}, {"b", b}}, Mem: mem, Stages: []Stage{&Count{}, &Forward{To: "b"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +239,7 @@ func TestWorkerTXRingFull(t *testing.T) {
 	mem := newFakeMem(512, 2048)
 	port := newFakePort(mem, udp4(t, 9), frames, 128, 8)
 	port.completeEvery = 7
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +263,7 @@ func TestWorkerDrain(t *testing.T) {
 	const drain = time.Hour // no pass lasts that long: only the test moves the clock
 	mem := newFakeMem(256, 2048)
 	port := newFakePort(mem, udp4(t, 9), 6, 3, 64) // a fill ring of 3: 3 frames a pass
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1,
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}},
 		DrainInterval: drain})
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +285,7 @@ func TestWorkerDrain(t *testing.T) {
 func TestWorkerSendsAtOnce(t *testing.T) {
 	mem := newFakeMem(256, 2048)
 	port := newFakePort(mem, udp4(t, 9), 6, 3, 64) // a fill ring of 3: 3 frames a pass
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +293,7 @@ func TestWorkerSendsAtOnce(t *testing.T) {
 	if n := w.pass(); n != 3 || w.PortStats(0).TxPackets.Load() != 3 {
 		t.Fatalf("pass got %d, sent %d of them", n, w.PortStats(0).TxPackets.Load())
 	}
-	if _, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, CPU: -1, DrainInterval: -1}); err == nil {
+	if _, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, DrainInterval: -1}); err == nil {
 		t.Fatal("a negative drain interval was accepted")
 	}
 }
@@ -324,7 +325,7 @@ func TestWorkerPassAllocs(t *testing.T) {
 			mem := newFakeMem(1024, 2048)
 			a := newFakePort(mem, udp4(t, 53), -1, 256, 256)
 			b := newFakePort(mem, nil, 0, 256, 256)
-			w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}, {"b", b}}, Mem: mem, Stages: chain.stages, CPU: -1})
+			w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}, {"b", b}}, Mem: mem, Stages: chain.stages})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -357,7 +358,7 @@ func TestWorkerTicksWhenIdle(t *testing.T) {
 	mem := newFakeMem(64, 2048)
 	a := newFakePort(mem, nil, 0, 32, 32)
 	tk := &ticks{}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}}, Mem: mem, Stages: []Stage{&Count{}, tk}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}}, Mem: mem, Stages: []Stage{&Count{}, tk}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +379,7 @@ func TestWorkerSetStages(t *testing.T) {
 	mem := newFakeMem(512, 2048)
 	port := newFakePort(mem, udp4(t, 9), frames, 128, 128)
 	c1 := &Count{}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{c1, &MacSwap{}}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{c1, &MacSwap{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,6 +489,55 @@ func TestPinThread(t *testing.T) {
 	}
 }
 
+// TestZeroCPUPinsNothing: the zero CPU leaves a thread's affinity as it
+// was (it is not CPU 0), OnCPU(n) is CPU n, and a CPU out of range is
+// refused by NewWorker, before anything runs.
+func TestZeroCPUPinsNothing(t *testing.T) {
+	var zero CPU
+	if _, ok := zero.Get(); ok || zero.String() != "none" {
+		t.Fatalf("zero CPU: %v", zero)
+	}
+	if n, ok := OnCPU(0).Get(); !ok || n != 0 || OnCPU(3).String() != "3" {
+		t.Fatalf("OnCPU(0) = %d, %v; OnCPU(3) = %v", n, ok, OnCPU(3))
+	}
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // left locked: the thread goes with the goroutine
+		var before, after unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &before); err != nil {
+			done <- err
+			return
+		}
+		if before.Count() < 2 {
+			t.Log("one CPU allowed: pinning to it would change nothing either")
+		}
+		if err := zero.Pin(); err != nil {
+			done <- err
+			return
+		}
+		if err := unix.SchedGetaffinity(0, &after); err != nil {
+			done <- err
+			return
+		}
+		if after != before {
+			done <- fmt.Errorf("the zero CPU changed the affinity from %d CPUs to %d", before.Count(), after.Count())
+			return
+		}
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mem := newFakeMem(64, 2048)
+	port := newFakePort(mem, udp4(t, 53), 0, 16, 16)
+	for _, c := range []CPU{OnCPU(-1), OnCPU(1024)} {
+		_, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, CPU: c})
+		if err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("CPU %v: %v, want out of range", c, err)
+		}
+	}
+}
+
 // TestWorkerFlushesWhenInputStops: in wait mode a worker must not go to
 // sleep holding frames it buffered for TX; with the drain interval at an
 // hour, the lone frame goes out only because the input went quiet.
@@ -495,7 +545,7 @@ func TestWorkerFlushesWhenInputStops(t *testing.T) {
 	mem := newFakeMem(64, 2048)
 	port := newFakePort(mem, udp4(t, 53), 1, 32, 32)
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}},
-		CPU: -1, Poll: PollWakeup, DrainInterval: time.Hour})
+		Poll: PollWakeup, DrainInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

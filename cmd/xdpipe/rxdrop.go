@@ -37,7 +37,7 @@ type rxdropOptions struct {
 	frameSz  uint
 	ring     uint
 	batch    uint
-	cpu      int
+	cpu      pipeline.CPU
 	busyPoll bool
 	track    bool
 	rules    *rules.Set
@@ -56,6 +56,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		fs.PrintDefaults()
 	}
 	var bind, poll, attach, rulesFile string
+	var cpu int
 	var coalesce dataplane.Duration
 	fs.StringVar(&o.iface, "iface", "", "interface to receive on (required)")
 	fs.IntVar(&o.queue, "queue", 0, "RX queue to bind")
@@ -69,7 +70,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	fs.UintVar(&o.frameSz, "frame-size", 0, "UMEM frame size: 2048 or 4096; 0: 2048 when a frame of the interface's MTU fits in\none (the kernel's writes then span half the pages), else 4096")
 	fs.UintVar(&o.ring, "ring", xsk.DefaultRingSize, "entries in the RX ring and the fill ring (power of two): the frames the kernel\nwrites into in turn, and what a descheduled receiver can absorb")
 	fs.UintVar(&o.batch, "batch", 64, "frames taken from the RX ring per burst")
-	fs.IntVar(&o.cpu, "cpu", -1, "pin the receive loop to this CPU (-1: no pinning)")
+	fs.IntVar(&cpu, "cpu", -1, "pin the receive loop to this CPU (-1: no pinning)")
 	fs.BoolVar(&o.busyPoll, "busy-poll", false, "enable socket busy polling (SO_PREFER_BUSY_POLL)")
 	fs.StringVar(&rulesFile, "rules", "", "steer with the rules in this YAML file instead of redirecting every frame\n(frames the rules redirect reach the socket; see `xdpipe rules`)")
 	fs.StringVar(&o.pinDir, "pin-dir", bpf.DefaultPinPath, "with --rules: bpffs directory under which the rule maps are pinned (one directory per\ninterface) while rxdrop runs, for `xdpipe rules`; empty: no pins")
@@ -121,12 +122,13 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	case o.duration < 0:
 		return o, fmt.Errorf("--duration %v: must not be negative", o.duration)
 	}
-	if o.cpu >= 0 {
+	if cpu >= 0 {
 		// The CPUs this process may run on (taskset), not only those the
 		// machine has.
-		if _, err := pipeline.ParseCPUList(strconv.Itoa(o.cpu)); err != nil {
+		if _, err := pipeline.ParseCPUList(strconv.Itoa(cpu)); err != nil {
 			return o, fmt.Errorf("--cpu: %w", err)
 		}
+		o.cpu = pipeline.OnCPU(cpu)
 	}
 	return o, nil
 }
