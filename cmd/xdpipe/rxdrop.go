@@ -111,8 +111,6 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		return o, fmt.Errorf("--queue %d: must be 0 or more", o.queue)
 	case o.batch == 0 || o.batch > o.ring:
 		return o, fmt.Errorf("--batch %d: must be between 1 and --ring (%d)", o.batch, o.ring)
-	case o.frameSz != 0 && o.frameSz != 2048 && o.frameSz != 4096:
-		return o, fmt.Errorf("--frame-size %d: must be 2048 or 4096", o.frameSz)
 	case o.frames < 2*o.ring:
 		return o, fmt.Errorf("--frames %d: need at least %d, the fill ring and the RX ring of --ring %d each", o.frames, 2*o.ring, o.ring)
 	case o.frames > math.MaxUint32:
@@ -121,6 +119,10 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		return o, fmt.Errorf("--interval %v: must be positive", o.interval)
 	case o.duration < 0:
 		return o, fmt.Errorf("--duration %v: must not be negative", o.duration)
+	}
+	// Clamped, so that no value wraps around to a valid size.
+	if err := xsk.CheckFrameSize(uint32(min(o.frameSz, math.MaxUint32))); err != nil {
+		return o, fmt.Errorf("--frame-size: %w", err)
 	}
 	if cpu >= 0 {
 		// The CPUs this process may run on (taskset), not only those the

@@ -174,7 +174,7 @@ func TestRxdropBadInput(t *testing.T) {
 		{"bad bind mode", nil, []string{"--iface", p.B.Name, "--bind", "fast"}, "unknown bind mode"},
 		{"bad poll mode", nil, []string{"--iface", p.B.Name, "--poll", "sometimes"}, `--poll: poll mode "sometimes": want spin or wakeup`},
 		{"bad coalesce", nil, []string{"--iface", p.B.Name, "--poll", "wakeup", "--coalesce", "-1ms"}, "--coalesce: coalesce -1ms: want 0 to 1s"},
-		{"bad frame size", nil, []string{"--iface", p.B.Name, "--frame-size", "1000"}, "--frame-size 1000: must be 2048 or 4096"},
+		{"bad frame size", nil, []string{"--iface", p.B.Name, "--frame-size", "1000"}, "--frame-size: frame size 1000: must be 2048 or 4096"},
 		{"bad ring size", nil, []string{"--iface", p.B.Name, "--ring", "1000"}, "power of two"},
 		{"ring size a uint32 would cut to 64", nil, []string{"--iface", p.B.Name, "--ring", "4294967360"}, "--ring 4294967360: want a power of two"},
 		{"more frames than a UMEM counts", nil, []string{"--iface", p.B.Name, "--frames", "8589934592"}, "--frames 8589934592: more frames than a UMEM can count"},
