@@ -86,6 +86,7 @@ func Drop(s *xsk.Socket, c *DropCounters, tr Tracker, stop *atomic.Bool, o DropO
 	descs := make([]xsk.Desc, o.Batch)
 	u := s.Umem()
 	idler := xsk.Idler{Coalesce: o.Coalesce, Ring: o.Ring}
+	first := true // the next descriptor starts a packet
 	var bursts uint64
 	for !stop.Load() {
 		n := s.Receive(descs)
@@ -108,30 +109,35 @@ func Drop(s *xsk.Socket, c *DropCounters, tr Tracker, stop *atomic.Bool, o DropO
 		}
 		idler.Got(n)
 		// A packet larger than a frame (multi-buffer) comes as several
-		// descriptors, whole (Receive's contract): it counts once, and is
-		// tracked by its first segment.
+		// descriptors: it counts once, by its last segment, and is
+		// tracked by its first. One pass over the descriptors, not a
+		// call per packet (xsk.Packets): this loop is all rxdrop does.
 		var bytes, pkts, generated uint64
 		var now int64
-		sample := uint64(n) // the packet whose latency is sampled
+		sample := -1 // the descriptor whose latency is sampled
 		if tr != nil {
 			now = monotime.Now()
 			if o.SampleLatency {
-				sample = bursts % uint64(n)
+				sample = int(bursts % uint64(n))
 				bursts++
 			}
 		}
-		for p := range xsk.Packets(descs[:n]) {
-			bytes += uint64(xsk.PacketLen(p))
+		for i := range descs[:n] {
+			d := &descs[i]
+			bytes += uint64(d.Len)
 			switch {
-			case tr == nil:
+			case tr == nil || !first:
 			case !o.SampleLatency:
-				if tr.Observe(u.Bytes(p[0]), now) {
+				if tr.Observe(u.Bytes(*d), now) {
 					generated++
 				}
-			case pkts == sample:
-				tr.SampleLatency(u.Bytes(p[0]), now)
+			case i == sample:
+				tr.SampleLatency(u.Bytes(*d), now)
 			}
-			pkts++
+			first = !d.Continues()
+			if first {
+				pkts++
+			}
 		}
 		c.Packets.Add(pkts)
 		c.Bytes.Add(bytes)
