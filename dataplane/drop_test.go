@@ -19,15 +19,17 @@ import (
 var _ Tracker = (*gen.Tracker)(nil)
 
 // newDropSocket makes a socket on the fake kernel for a Drop loop, its
-// fill ring full: 32-entry rings on 256 frames. The test closes both.
-func newDropSocket(t *testing.T, busyPoll bool) (*xsk.Socket, *xsktest.Kernel) {
+// fill ring full: 32-entry rings on 256 frames, so's other options. The
+// test closes both.
+func newDropSocket(t *testing.T, so xsk.SocketOptions) (*xsk.Socket, *xsktest.Kernel) {
 	t.Helper()
 	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 256, FillSize: 64, CompletionSize: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { u.Close() })
-	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{RXSize: 32, TXSize: 32, BusyPoll: busyPoll}, xsktest.Options{})
+	so.RXSize, so.TXSize = 32, 32
+	s, k, err := xsktest.NewSocket(u, so, xsktest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func newDropSocket(t *testing.T, busyPoll bool) (*xsk.Socket, *xsktest.Kernel) {
 // busy polling wants) frames wait for the gro_flush_timeout timer instead
 // of the next pass.
 func TestDropBusyPollKicksWhenIdle(t *testing.T) {
-	s, k := newDropSocket(t, true)
+	s, k := newDropSocket(t, xsk.SocketOptions{BusyPoll: true})
 	before, _ := k.Kicks()
 	var stop atomic.Bool
 	done := make(chan error, 1)
@@ -64,7 +66,7 @@ func TestDropBusyPollKicksWhenIdle(t *testing.T) {
 // for generated ones in DropCounters.Generated, live, and the others only
 // in Packets.
 func TestDropCountsGenerated(t *testing.T) {
-	s, k := newDropSocket(t, false)
+	s, k := newDropSocket(t, xsk.SocketOptions{})
 	tp, err := gen.NewTemplate(gen.Config{Proto: gen.UDP4, Size: 64, DstPort: 9,
 		SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
 		SrcIP: netip.MustParseAddr("198.18.0.1"), DstIP: netip.MustParseAddr("198.18.0.2")})
@@ -109,7 +111,7 @@ func TestDropSamplesOneLatencyABurst(t *testing.T) {
 	tp.Stamp(f, 0, monotime.Now())
 	const bursts, burst = 8, 16
 	for _, sample := range []bool{true, false} {
-		s, k := newDropSocket(t, false)
+		s, k := newDropSocket(t, xsk.SocketOptions{})
 		var (
 			c    DropCounters
 			stop atomic.Bool
@@ -149,17 +151,7 @@ func TestDropSamplesOneLatencyABurst(t *testing.T) {
 // TestDropCountsMultiBufferPacketsOnce: a packet of several segments is
 // one packet of its whole length, tracked once by its first segment.
 func TestDropCountsMultiBufferPacketsOnce(t *testing.T) {
-	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 256, FillSize: 64, CompletionSize: 64, Debug: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
-	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{RXSize: 32, TXSize: 32, MultiBuffer: true}, xsktest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	s.Refill()
+	s, k := newDropSocket(t, xsk.SocketOptions{MultiBuffer: true})
 	tp, err := gen.NewTemplate(gen.Config{Proto: gen.UDP4, Size: 9000, DstPort: 9,
 		SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
 		SrcIP: netip.MustParseAddr("198.18.0.1"), DstIP: netip.MustParseAddr("198.18.0.2")})
