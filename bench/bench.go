@@ -23,8 +23,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xdpipe/xdpipe/dataplane"
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/gen/xskport"
 	"github.com/xdpipe/xdpipe/pipeline"
 )
 
@@ -62,8 +62,8 @@ type Config struct {
 	// and c-xsk-l2fwd.
 	XskCPeer string
 	// GenCPU and RxCPU pin the generator thread and the receiver process
-	// (defaults 0 and 1; -1 leaves them unpinned).
-	GenCPU, RxCPU *int
+	// (zero: not pinned; xdpipe bench pins them to DefaultCPUs).
+	GenCPU, RxCPU pipeline.CPU
 	// Retries is how often a disturbed cell is repeated (0: never).
 	Retries int
 	// Repeat is how many rounds of the whole matrix to run (0: 1). Rounds
@@ -169,6 +169,17 @@ type Report struct {
 // DefaultSizes are the frame sizes of the full matrix.
 var DefaultSizes = []int{64, 512, 1500, 9000}
 
+// DefaultCPUs are the CPUs xdpipe bench pins the generator thread and the
+// receiver process to, apart: CPU 0 and CPU 1, or only the generator on a
+// machine with one CPU.
+func DefaultCPUs() (gen, rx pipeline.CPU) {
+	gen = pipeline.OnCPU(0)
+	if runtime.NumCPU() >= 2 {
+		rx = pipeline.OnCPU(1)
+	}
+	return gen, rx
+}
+
 func (c *Config) defaults() error {
 	if len(c.Receivers) == 0 {
 		c.Receivers = Receivers()
@@ -211,17 +222,6 @@ func (c *Config) defaults() error {
 	if c.Flows == 0 {
 		c.Flows = 1
 	}
-	if c.GenCPU == nil {
-		z := 0
-		c.GenCPU = &z
-	}
-	if c.RxCPU == nil {
-		o := 1
-		if runtime.NumCPU() < 2 {
-			o = -1
-		}
-		c.RxCPU = &o
-	}
 	if c.Retries < 0 {
 		return fmt.Errorf("negative retries %d", c.Retries)
 	}
@@ -229,7 +229,7 @@ func (c *Config) defaults() error {
 		c.Disturbance = 0.05
 	}
 	if c.Perf != "" {
-		if *c.GenCPU < 0 {
+		if _, ok := c.GenCPU.Get(); !ok {
 			return errors.New("a profile of the generator's CPU needs the generator pinned to one")
 		}
 		if c.PerfTop == 0 {
@@ -292,7 +292,7 @@ type genRes struct {
 // startGenerator runs a goroutine locked to a thread in namespace A,
 // pinned to cpu, that serves genReqs until reqs is closed. The thread is
 // never returned to the runtime's pool (it exits with the goroutine).
-func startGenerator(tb *testbed, cpu int) (chan<- genReq, error) {
+func startGenerator(tb *testbed, cpu pipeline.CPU) (chan<- genReq, error) {
 	reqs := make(chan genReq)
 	ready := make(chan error, 1)
 	go func() {
@@ -301,9 +301,7 @@ func startGenerator(tb *testbed, cpu int) (chan<- genReq, error) {
 			ready <- err
 			return
 		}
-		if cpu >= 0 {
-			_ = pipeline.PinThread(cpu) // best effort: an unpinned generator still runs
-		}
+		_ = cpu.Pin() // best effort: an unpinned generator still runs
 		ready <- nil
 		for r := range reqs {
 			r.reply <- sendOnce(tb, r)
@@ -345,7 +343,7 @@ func newXSK(tp *gen.Template, ifindex int) (gen.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dataplane.OpenGenerator(tp, ifc.Name, 0, gen.XSKOptions{Ifindex: ifindex})
+	return xskport.Open(tp, ifc.Name, 0, gen.XSKOptions{Ifindex: ifindex})
 }
 
 // Run builds the testbed, runs the matrix and removes the testbed.
@@ -358,7 +356,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		return nil, err
 	}
 	defer tb.close()
-	reqs, err := startGenerator(tb, *c.GenCPU)
+	reqs, err := startGenerator(tb, c.GenCPU)
 	if err != nil {
 		return nil, err
 	}
@@ -484,8 +482,8 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 		}
 	}
 	prefix := []string{"netns", "exec", tb.nsB}
-	if *c.RxCPU >= 0 {
-		prefix = append(prefix, "taskset", "-c", fmt.Sprint(*c.RxCPU))
+	if cpu, ok := c.RxCPU.Get(); ok {
+		prefix = append(prefix, "taskset", "-c", strconv.Itoa(cpu))
 	}
 	cmd := exec.Command("ip", append(prefix, argv...)...)
 	cmd.Env = append(os.Environ(), c.Env...)
@@ -527,7 +525,8 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	var prof *profile
 	if c.Perf != "" {
 		var err error
-		if prof, err = startProfile(c.Perf, *c.GenCPU, os.TempDir()); err != nil {
+		cpu, _ := c.GenCPU.Get()
+		if prof, err = startProfile(c.Perf, cpu, os.TempDir()); err != nil {
 			return fail(err)
 		}
 		exclude[prof.pid()] = true

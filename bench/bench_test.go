@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 // ciMatrix is the CI matrix: one size, two receivers, one second each,
 // this test binary as the receiver child.
 func ciMatrix(log *bytes.Buffer) Config {
-	return Config{
+	c := Config{
 		Receivers: []string{"xdp-drop", "udp"},
 		Sizes:     []int{64},
 		Duration:  time.Second,
@@ -42,6 +42,8 @@ func ciMatrix(log *bytes.Buffer) Config {
 		Env:       []string{"XDPIPE_BENCH_CHILD=1"},
 		Log:       log,
 	}
+	c.GenCPU, c.RxCPU = DefaultCPUs()
+	return c
 }
 
 // TestShortMatrix runs the CI matrix with the ceiling fed by the bare
@@ -156,6 +158,7 @@ func TestConfigErrors(t *testing.T) {
 		{Sizes: []int{10}},
 		{Duration: -time.Second},
 		{Repeat: -1},
+		{Perf: "perf"}, // a profile of the generator's CPU: the zero GenCPU pins nothing
 	} {
 		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("%+v: no error", c)

@@ -5,7 +5,6 @@ package bpf
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpipe/xdpipe/internal/ifname"
 	"github.com/xdpipe/xdpipe/rules"
 )
 
@@ -406,13 +406,7 @@ func waitForReaders() {
 func (s *Steer) Apply(set *rules.Set) error {
 	ns := *set
 	ns.Rules = slices.Clone(set.Rules)
-	if err := ns.ResolveIfaces(func(name string) (int, error) {
-		ifc, err := net.InterfaceByName(name)
-		if err != nil {
-			return 0, err
-		}
-		return ifc.Index, nil
-	}); err != nil {
+	if err := ns.ResolveIfaces(ifname.Index); err != nil {
 		return err
 	}
 	if err := ns.Normalize(); err != nil {

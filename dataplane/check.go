@@ -67,7 +67,7 @@ func checkPort(ifc *net.Interface, o PortOptions, frameSize uint32) error {
 	}
 	if o.Socket.Bind == xsk.BindZeroCopy {
 		dev, _ := netdev.Describe(ifc.Index)
-		if why, fix := dev.XSK().ZeroCopyBlocker(ifc.MTU, frameSize); why != "" {
+		if why, fix := SocketDriver(dev).ZeroCopyBlocker(ifc.MTU, frameSize); why != "" {
 			return fmt.Errorf("%s: zero-copy: %s; %s", ifc.Name, why, fix)
 		}
 	}

@@ -148,9 +148,9 @@ func (d *Daemon) open(ctx context.Context) error {
 		if d.rdma != nil {
 			ports = append(ports, pipeline.NamedPort{Name: pipeline.RDMAOutput, Port: d.rdma[wi]})
 		}
-		cpu := -1
+		var cpu pipeline.CPU
 		if len(p.opts.CPUs) > 0 {
-			cpu = p.opts.CPUs[wi]
+			cpu = pipeline.OnCPU(p.opts.CPUs[wi])
 		}
 		w, err := pipeline.NewWorker(pipeline.WorkerConfig{Queue: q, Ports: ports, Mem: mems[wi], Stages: d.chains.chains[wi],
 			BurstSize: p.opts.Burst, TXBatch: p.opts.TXBatch, DrainInterval: p.opts.Drain, Default: p.def,

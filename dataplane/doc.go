@@ -16,7 +16,7 @@
 //   - OpenPort is the one way to open AF_XDP sockets: check the interface,
 //     make the sockets, fill each before it is registered, load the XDP
 //     program (redirect, or steer with rules, their maps pinned where asked),
-//     attach, register. OpenGenerator opens gen's AF_XDP engine through it.
+//     attach, register. Package gen/xskport opens gen's AF_XDP engine through it.
 //   - The daemon reaches the kernel through a small unexported interface,
 //     so its tests run in-process on fake ports without root.
 //   - The RDMA output port ships frames of the rdma stage straight from

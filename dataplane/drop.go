@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/xdpipe/xdpipe/gen"
 	"github.com/xdpipe/xdpipe/internal/monotime"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/xsk"
@@ -25,12 +24,25 @@ type DropCounters struct {
 	_         [64 - 24]byte
 }
 
+// Tracker accounts the generated frames among those Drop receives
+// (*gen.Tracker implements it). Drop calls it from its loop only, with the
+// time of the burst (CLOCK_MONOTONIC nanoseconds, internal/monotime): the
+// tracker is the loop's alone until Drop returns.
+type Tracker interface {
+	// Observe accounts frame if it is a generated one, and reports
+	// whether it was.
+	Observe(frame []byte, now int64) bool
+	// SampleLatency records frame's latency if it is a generated one,
+	// and counts nothing.
+	SampleLatency(frame []byte, now int64) bool
+}
+
 // DropOptions configure Drop.
 type DropOptions struct {
 	// Batch is the most frames taken off the RX ring per burst.
 	Batch int
-	// CPU pins the loop's thread (-1: no pinning).
-	CPU int
+	// CPU pins the loop's thread (zero: not pinned).
+	CPU pipeline.CPU
 	// Poll is how the loop waits when the RX ring is empty; Coalesce is
 	// wakeup mode's longest nap (ParseCoalesce's result) and Ring the RX
 	// ring size, which bounds the nap (see xsk.Idler).
@@ -63,15 +75,13 @@ type DropOptions struct {
 // unlocked goroutine, which the netpoller's thread runs itself. Side by
 // side on the veth bench, unlocked used 10-20% less CPU per frame at 10k
 // and 100k frames/s.
-func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o DropOptions) error {
-	if o.CPU >= 0 || o.Poll != pipeline.PollWakeup {
+func Drop(s *xsk.Socket, c *DropCounters, tr Tracker, stop *atomic.Bool, o DropOptions) error {
+	if _, pinned := o.CPU.Get(); pinned || o.Poll != pipeline.PollWakeup {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
-	if o.CPU >= 0 {
-		if err := pipeline.PinThread(o.CPU); err != nil {
-			return fmt.Errorf("pin receive loop: %w", err)
-		}
+	if err := o.CPU.Pin(); err != nil {
+		return fmt.Errorf("pin receive loop: %w", err)
 	}
 	descs := make([]xsk.Desc, o.Batch)
 	u := s.Umem()
@@ -99,8 +109,9 @@ func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o 
 		}
 		idler.Got(n)
 		// A packet larger than a frame (multi-buffer) comes as several
-		// descriptors, all but the last marked PktContd: count packets by
-		// their last segment, track them by their first.
+		// descriptors: it counts once, by its last segment, and is
+		// tracked by its first. One pass over the descriptors, not a
+		// call per packet (xsk.Packets): this loop is all rxdrop does.
 		var bytes, pkts, generated uint64
 		var now int64
 		sample := -1 // the descriptor whose latency is sampled
@@ -123,7 +134,7 @@ func Drop(s *xsk.Socket, c *DropCounters, tr *gen.Tracker, stop *atomic.Bool, o 
 			case i == sample:
 				tr.SampleLatency(u.Bytes(*d), now)
 			}
-			first = d.Options&xsk.PktContd == 0
+			first = !d.Continues()
 			if first {
 				pkts++
 			}

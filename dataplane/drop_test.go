@@ -16,16 +16,20 @@ import (
 	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
 
+var _ Tracker = (*gen.Tracker)(nil)
+
 // newDropSocket makes a socket on the fake kernel for a Drop loop, its
-// fill ring full: 32-entry rings on 256 frames. The test closes both.
-func newDropSocket(t *testing.T, busyPoll bool) (*xsk.Socket, *xsktest.Kernel) {
+// fill ring full: 32-entry rings on 256 frames, so's other options. The
+// test closes both.
+func newDropSocket(t *testing.T, so xsk.SocketOptions) (*xsk.Socket, *xsktest.Kernel) {
 	t.Helper()
 	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 256, FillSize: 64, CompletionSize: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { u.Close() })
-	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{RXSize: 32, TXSize: 32, BusyPoll: busyPoll}, xsktest.Options{})
+	so.RXSize, so.TXSize = 32, 32
+	s, k, err := xsktest.NewSocket(u, so, xsktest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,12 +44,12 @@ func newDropSocket(t *testing.T, busyPoll bool) (*xsk.Socket, *xsktest.Kernel) {
 // busy polling wants) frames wait for the gro_flush_timeout timer instead
 // of the next pass.
 func TestDropBusyPollKicksWhenIdle(t *testing.T) {
-	s, k := newDropSocket(t, true)
+	s, k := newDropSocket(t, xsk.SocketOptions{BusyPoll: true})
 	before, _ := k.Kicks()
 	var stop atomic.Bool
 	done := make(chan error, 1)
 	go func() {
-		done <- Drop(s, &DropCounters{}, nil, &stop, DropOptions{Batch: 16, CPU: -1, Ring: 32, BusyPoll: true})
+		done <- Drop(s, &DropCounters{}, nil, &stop, DropOptions{Batch: 16, Ring: 32, BusyPoll: true})
 	}()
 	defer func() {
 		stop.Store(true)
@@ -62,7 +66,7 @@ func TestDropBusyPollKicksWhenIdle(t *testing.T) {
 // for generated ones in DropCounters.Generated, live, and the others only
 // in Packets.
 func TestDropCountsGenerated(t *testing.T) {
-	s, k := newDropSocket(t, false)
+	s, k := newDropSocket(t, xsk.SocketOptions{})
 	tp, err := gen.NewTemplate(gen.Config{Proto: gen.UDP4, Size: 64, DstPort: 9,
 		SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
 		SrcIP: netip.MustParseAddr("198.18.0.1"), DstIP: netip.MustParseAddr("198.18.0.2")})
@@ -79,7 +83,7 @@ func TestDropCountsGenerated(t *testing.T) {
 	var c DropCounters
 	var stop atomic.Bool
 	done := make(chan error, 1)
-	go func() { done <- Drop(s, &c, gen.NewTracker(), &stop, DropOptions{Batch: 16, CPU: -1, Ring: 32}) }()
+	go func() { done <- Drop(s, &c, gen.NewTracker(), &stop, DropOptions{Batch: 16, Ring: 32}) }()
 	defer func() {
 		stop.Store(true)
 		if err := <-done; err != nil {
@@ -107,7 +111,7 @@ func TestDropSamplesOneLatencyABurst(t *testing.T) {
 	tp.Stamp(f, 0, monotime.Now())
 	const bursts, burst = 8, 16
 	for _, sample := range []bool{true, false} {
-		s, k := newDropSocket(t, false)
+		s, k := newDropSocket(t, xsk.SocketOptions{})
 		var (
 			c    DropCounters
 			stop atomic.Bool
@@ -115,7 +119,7 @@ func TestDropSamplesOneLatencyABurst(t *testing.T) {
 		tr := gen.NewTracker()
 		done := make(chan error, 1)
 		go func() {
-			done <- Drop(s, &c, tr, &stop, DropOptions{Batch: burst, CPU: -1, Ring: 32, SampleLatency: sample})
+			done <- Drop(s, &c, tr, &stop, DropOptions{Batch: burst, Ring: 32, SampleLatency: sample})
 		}()
 		for b := range bursts {
 			if got := k.Deliver(f, burst); got != burst {
@@ -141,5 +145,45 @@ func TestDropSamplesOneLatencyABurst(t *testing.T) {
 		if st.Received != want.Received || st.LatencySamples != want.LatencySamples {
 			t.Errorf("SampleLatency %v: received %d, %d latencies; want %d, %d", sample, st.Received, st.LatencySamples, want.Received, want.LatencySamples)
 		}
+	}
+}
+
+// TestDropCountsMultiBufferPacketsOnce: a packet of several segments is
+// one packet of its whole length, tracked once by its first segment.
+func TestDropCountsMultiBufferPacketsOnce(t *testing.T) {
+	s, k := newDropSocket(t, xsk.SocketOptions{MultiBuffer: true})
+	tp, err := gen.NewTemplate(gen.Config{Proto: gen.UDP4, Size: 9000, DstPort: 9,
+		SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2},
+		SrcIP: netip.MustParseAddr("198.18.0.1"), DstIP: netip.MustParseAddr("198.18.0.2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const jumbos = 4
+	frame := append([]byte(nil), tp.Bytes()...)
+	for i := range jumbos {
+		tp.Stamp(frame, uint64(i), monotime.Now())
+		if !k.DeliverPacket(frame) {
+			t.Fatalf("deliver jumbo %d", i)
+		}
+	}
+	if !k.DeliverPacket(make([]byte, 60)) {
+		t.Fatal("deliver a small frame")
+	}
+	var c DropCounters
+	var stop atomic.Bool
+	tr := gen.NewTracker()
+	done := make(chan error, 1)
+	go func() { done <- Drop(s, &c, tr, &stop, DropOptions{Batch: 8, Ring: 32}) }()
+	testutil.Eventually(t, 10*time.Second, func() bool { return c.Packets.Load() == jumbos+1 },
+		"Drop did not count the %d packets delivered as %d (got %d)", jumbos+1, jumbos+1, c.Packets.Load())
+	stop.Store(true)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Bytes.Load(); b != jumbos*uint64(len(frame))+60 {
+		t.Errorf("Bytes %d, want %d", b, jumbos*len(frame)+60)
+	}
+	if g, st := c.Generated.Load(), tr.Stats(0); g != jumbos || st.Received != jumbos {
+		t.Errorf("Generated %d, tracker received %d; want %d each", g, st.Received, jumbos)
 	}
 }

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/internal/sat"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -29,7 +30,7 @@ func (o Options) MemoryCosts(ifaces, queues, cpus int) ([]xsk.Cost, error) {
 	}
 	sockets := uint64(ifaces) * uint64(queues)
 	costs := []xsk.Cost{
-		xsk.UmemCost("ring", 1, xsk.MulSat(sockets, 4, ring), o.FrameSize),
+		xsk.UmemCost("ring", 1, sat.Mul(sockets, 4, ring), o.FrameSize),
 		xsk.RingsCost("ring", sockets, ring, ring, ring, 2*ring),
 	}
 	if o.Rules != nil {
@@ -37,7 +38,7 @@ func (o Options) MemoryCosts(ifaces, queues, cpus int) ([]xsk.Cost, error) {
 		if err != nil {
 			return nil, err
 		}
-		costs = append(costs, xsk.Cost{Setting: steeringMaps, Bytes: xsk.MulSat(n, uint64(ifaces))})
+		costs = append(costs, xsk.Cost{Setting: steeringMaps, Bytes: sat.Mul(n, uint64(ifaces))})
 	}
 	return append(costs, o.stageCosts(queues)...), nil
 }
@@ -51,7 +52,7 @@ func (o Options) stageCosts(queues int) []xsk.Cost {
 		if s, _, err := s.resolved(); err == nil {
 			if c, ok := s.Options.(pipeline.Costly); ok {
 				n, setting := c.MemoryCost()
-				costs = append(costs, xsk.Cost{Setting: s.where() + " " + setting, Bytes: xsk.MulSat(n, uint64(queues))})
+				costs = append(costs, xsk.Cost{Setting: s.where() + " " + setting, Bytes: sat.Mul(n, uint64(queues))})
 			}
 		}
 	}

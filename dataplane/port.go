@@ -213,7 +213,7 @@ func OpenPort(o PortOptions) (_ *Port, err error) {
 		}
 	}
 	dev, xdp := netdev.Describe(ifc.Index)
-	o.Socket.Driver = dev.XSK()
+	o.Socket.Driver = SocketDriver(dev)
 	p.XDP = xdp
 	bound := 0 // the interface the program is bound to for RX metadata
 	if o.RxMetadata && !o.NoProgram {

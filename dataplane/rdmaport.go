@@ -116,7 +116,7 @@ func (p *rdmaPort) Transmit(descs []pipeline.Desc) int {
 		}
 	}
 	for total < len(descs) {
-		end := packetEnd(descs, total)
+		end, _ := xsk.PacketEnd(descs, total) // the worker transmits whole packets
 		if p.head+p.queued+end-total > len(p.backlog) {
 			copy(p.backlog, p.backlog[p.head:p.head+p.queued])
 			p.head = 0
@@ -129,15 +129,6 @@ func (p *rdmaPort) Transmit(descs []pipeline.Desc) int {
 		total = end
 	}
 	return total
-}
-
-// packetEnd returns the index after the last segment of the packet that
-// starts at descs[i].
-func packetEnd(descs []pipeline.Desc, i int) int {
-	for i < len(descs)-1 && descs[i].Options&xsk.PktContd != 0 {
-		i++
-	}
-	return i + 1
 }
 
 // flushBacklog sends waiting frames, oldest first, as far as the credits
@@ -211,13 +202,11 @@ func (p *rdmaPort) dropBacklog() int {
 func toRDMA(dst []rdma.Desc, src []pipeline.Desc) []rdma.Desc {
 	n := min(len(dst), len(src))
 	if n < len(src) {
-		for n > 0 && src[n-1].Options&xsk.PktContd != 0 {
-			n-- // do not cut the packet that did not fit
-		}
+		n = xsk.WholePackets(src[:n]) // do not cut the packet that did not fit
 	}
 	for i := range n {
 		dst[i] = rdma.Desc{Addr: src[i].Addr, Len: src[i].Len}
-		if src[i].Options&xsk.PktContd != 0 {
+		if src[i].Continues() {
 			dst[i].Flags = rdma.More
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/xdpipe/xdpipe/bpf"
+	"github.com/xdpipe/xdpipe/internal/ifname"
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
@@ -149,7 +150,7 @@ func resolveSettings(o Options, sys system) (*plan, error) {
 	if o.Umem != UmemPerQueue && o.Umem != UmemShared {
 		return nil, fmt.Errorf("umem mode %v unknown", o.Umem)
 	}
-	if o.Ring&(o.Ring-1) != 0 || o.Ring < 64 {
+	if xsk.CheckRingSize(uint64(o.Ring)) != nil || o.Ring < 64 {
 		return nil, fmt.Errorf("ring %d: want a power of two >= 64", o.Ring)
 	}
 	if err := pipeline.CheckBurst(o.Burst, o.TXBatch); err != nil {
@@ -174,7 +175,7 @@ func resolveSettings(o Options, sys system) (*plan, error) {
 		// The daemon's own copy: resolving and sorting change the set.
 		set := *o.Rules
 		set.Rules = slices.Clone(set.Rules)
-		if err := set.ResolveIfaces(pipeline.InterfaceIndex); err != nil {
+		if err := set.ResolveIfaces(ifname.Index); err != nil {
 			return nil, fmt.Errorf("steering rules: %w", err)
 		}
 		if err := set.Normalize(); err != nil {

@@ -5,36 +5,14 @@ import (
 	"fmt"
 
 	"github.com/xdpipe/xdpipe/bpf"
-	"github.com/xdpipe/xdpipe/gen"
 )
-
-// Tracked adds what the port's tracking program (PortOptions.Track)
-// counted at the hook, on every CPU, into tr, and returns how many frames
-// the kernel dropped after the hook, before the sockets (their RX rings
-// full, or refused): tr.Stats(sent).LessDropped(dropped) is then what the
-// sockets got. The program measures no latency: the receive loop samples
-// it into tr (DropOptions.SampleLatency). Read it before Close.
-func (p *Port) Tracked(tr *gen.Tracker) (dropped uint64, err error) {
-	states, dropped, err := p.tracked()
-	if err != nil {
-		return 0, err
-	}
-	for i := range states {
-		s := &states[i]
-		tr.MergeCounts(&gen.Counts{
-			Received: s.Received, Unique: s.Unique, Duplicates: s.Dups, Reordered: s.Reordered,
-			Late: s.Late, Others: s.Others, Bytes: s.Bytes, MaxSeq: s.MaxSeq, AnySeen: s.AnySeen != 0,
-		})
-	}
-	return dropped, nil
-}
 
 // TrackedReceived is how many generated frames the port's sockets have got
 // so far by the tracking program's count: those it redirected less those
 // the kernel dropped after it (for all it knows, generated ones). Cheap
 // enough to read once a second while the port runs.
 func (p *Port) TrackedReceived() (uint64, error) {
-	states, dropped, err := p.tracked()
+	states, dropped, err := p.Tracked()
 	if err != nil {
 		return 0, err
 	}
@@ -45,11 +23,15 @@ func (p *Port) TrackedReceived() (uint64, error) {
 	return n - min(n, dropped), nil
 }
 
-// tracked reads the tracking program's per-CPU states, then the frames
-// the kernel dropped after the hook: in that order, so that a frame
-// counted at the hook and dropped between the two reads is not counted
-// as received.
-func (p *Port) tracked() ([]bpf.TrackState, uint64, error) {
+// Tracked reads what the port's tracking program (PortOptions.Track)
+// counted at the hook, one state per CPU, then how many frames the kernel
+// dropped after the hook, before the sockets (their RX rings full, or
+// refused): in that order, so that a frame counted at the hook and dropped
+// between the two reads is not counted as received. The states merged
+// into a gen.Tracker, less the dropped frames, are what the sockets got;
+// the program measures no latency: the receive loop samples it
+// (DropOptions.SampleLatency). Read it before Close.
+func (p *Port) Tracked() ([]bpf.TrackState, uint64, error) {
 	if p.track == nil {
 		return nil, 0, errors.New("port opened without tracking")
 	}

@@ -24,7 +24,9 @@
 //     cause, read through package netdev.
 //   - XSK sends from Go through an AF_XDP socket (package xsk), multi-buffer
 //     for frames larger than a UMEM frame, in the bind mode asked for,
-//     chosen with the driver's features (package netdev).
+//     chosen with the driver's features (package netdev). Package
+//     gen/xskport opens it on a socket of its own, the way the data plane
+//     opens ports.
 //
 // A Tracker is the receiver's side: Observe each frame; it counts loss,
 // duplicates, reordering and one-way latency percentiles without

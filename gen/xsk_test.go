@@ -37,10 +37,8 @@ func TestXSKKicksPerBatchNotPerPacket(t *testing.T) {
 		k.OnWakeTX = func() {
 			n := k.Send(sent)
 			descs += n
-			for _, d := range sent[:n] {
-				if d.Options&xsk.PktContd == 0 {
-					packets++
-				}
+			for range xsk.Packets(sent[:n]) {
+				packets++
 			}
 		}
 		e, err := NewXSK(tp, s, opts)

@@ -7,8 +7,9 @@
 //
 // It talks netlink through mdlayher/genetlink and mdlayher/netlink's
 // attribute encoder and decoder rather than hand-built messages. It is a
-// package of its own because xsk imports golang.org/x/sys only; Device.XSK
-// hands xsk what it needs as plain data (xsk.Driver).
+// package of its own because xsk imports golang.org/x/sys only; it returns
+// its own facts (Device), and the caller hands xsk what it needs of them
+// as plain data (dataplane.SocketDriver builds xsk.Driver).
 //
 // Every call works in the network namespace of the calling thread.
 package netdev
@@ -22,8 +23,6 @@ import (
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/xdpipe/xdpipe/xsk"
 )
 
 // ErrNotSupported: the kernel has no netdev generic-netlink family (before
@@ -266,19 +265,6 @@ func driverInfo(ifindex int) (name, driver string) {
 // xdp-rx-metadata hash zc-max-segs 1".
 func (d Device) String() string {
 	return fmt.Sprintf("xdp-features %v xdp-rx-metadata %v zc-max-segs %d", d.Features, d.RxMetadata, d.ZeroCopyMaxSegs)
-}
-
-// XSK is what xsk.NewSocket needs to know of the driver to choose a bind
-// mode and explain a refusal.
-func (d Device) XSK() xsk.Driver {
-	q := min(d.RXQueues, d.TXQueues)
-	return xsk.Driver{
-		Known:           d.Known,
-		Name:            d.Driver,
-		ZeroCopy:        d.Features.Has(XDPXSKZeroCopy),
-		ZeroCopyMaxSegs: int(d.ZeroCopyMaxSegs),
-		Queues:          q,
-	}
 }
 
 // Describe is Get for start lines: the device (not Known when the kernel

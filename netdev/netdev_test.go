@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xdpipe/xdpipe/dataplane"
 	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/netdev"
 	"github.com/xdpipe/xdpipe/xsk"
@@ -74,9 +75,6 @@ func TestVethFeatures(t *testing.T) {
 	if d.RXQueues != 2 || d.TXQueues != 2 {
 		t.Fatalf("queues rx %d tx %d, want 2 and 2", d.RXQueues, d.TXQueues)
 	}
-	if x := d.XSK(); !x.Known || x.ZeroCopy || x.Queues != 2 || x.Name != "veth" {
-		t.Fatalf("XSK(): %+v", x)
-	}
 
 	p.B.AttachPass(t)
 	if d := get(t, &p.A); !d.Features.Has(netdev.XDPNdoXmit) {
@@ -104,7 +102,8 @@ func TestNoInterface(t *testing.T) {
 }
 
 // bindOn binds a socket on e's queue with the driver as netdev reads it
-// and returns the error (closing a socket that opened).
+// (handed to xsk the data plane's way, dataplane.SocketDriver) and returns
+// the error (closing a socket that opened).
 func bindOn(t *testing.T, e *testutil.LinkEnd, queue int, o xsk.SocketOptions) (mode xsk.BindMode, why string, err error) {
 	t.Helper()
 	d := get(t, e)
@@ -115,7 +114,7 @@ func bindOn(t *testing.T, e *testutil.LinkEnd, queue int, o xsk.SocketOptions) (
 			return uerr
 		}
 		defer u.Close()
-		o.RXSize, o.TXSize, o.Driver = 32, 32, d.XSK()
+		o.RXSize, o.TXSize, o.Driver = 32, 32, dataplane.SocketDriver(d)
 		s, serr := xsk.NewSocket(u, idx, queue, o)
 		if serr != nil {
 			err = serr

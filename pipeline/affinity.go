@@ -9,12 +9,55 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// CPU is the CPU a busy loop's thread is pinned to, or none: the zero
+// value pins nothing, OnCPU(n) pins to CPU n. WorkerConfig, the data
+// plane's receive loop and the benchmark harness take one, so "not
+// pinned" is the same zero value everywhere and never CPU 0.
+type CPU struct {
+	n      int
+	pinned bool
+}
+
+// OnCPU is CPU n, 0 or more (a negative one is refused where it is used).
+func OnCPU(n int) CPU { return CPU{n: n, pinned: true} }
+
+// Get returns the CPU's number and true, or false for no CPU.
+func (c CPU) Get() (n int, ok bool) { return c.n, c.pinned }
+
+// String is the CPU's number, or "none".
+func (c CPU) String() string {
+	if !c.pinned {
+		return "none"
+	}
+	return strconv.Itoa(c.n)
+}
+
+// check refuses a CPU PinThread would refuse, before anything runs.
+func (c CPU) check() error {
+	if c.pinned && (c.n < 0 || c.n >= maxCPU) {
+		return fmt.Errorf("cpu %d out of range", c.n)
+	}
+	return nil
+}
+
+// Pin pins the calling OS thread to c (PinThread), and does nothing for
+// no CPU. The caller must hold runtime.LockOSThread.
+func (c CPU) Pin() error {
+	if !c.pinned {
+		return nil
+	}
+	return PinThread(c.n)
+}
+
+// maxCPU bounds the CPU numbers a unix.CPUSet holds.
+const maxCPU = 1024
+
 // PinThread pins the calling OS thread to one CPU with sched_setaffinity.
 // The caller must hold runtime.LockOSThread: locking alone does not pin, and
 // pinning an unlocked goroutine's thread pins whatever runs there next.
 func PinThread(cpu int) error {
-	if cpu < 0 || cpu >= 1024 {
-		return fmt.Errorf("cpu %d out of range", cpu)
+	if err := OnCPU(cpu).check(); err != nil {
+		return err
 	}
 	var set unix.CPUSet
 	set.Set(cpu)
@@ -50,7 +93,7 @@ func ParseCPUList(s string) ([]int, error) {
 			}
 		}
 		for c := a; c <= b; c++ {
-			if c < 0 || c >= 1024 || !set.IsSet(c) {
+			if c < 0 || c >= maxCPU || !set.IsSet(c) {
 				return nil, fmt.Errorf("cpu list %q: cpu %d not available", s, c)
 			}
 			if slices.Contains(cpus, c) {

@@ -217,17 +217,13 @@ func (b *Burst) Load(mem Memory, port uint8, queue uint16, descs []Desc, now int
 			Data: frame[off:end:len(frame)], Frame: frame, Addr: d.Addr, Options: d.Options, Off: off,
 			Time: now, Queue: queue, Port: port, Rule: -1,
 		}
-		if d.Options&xsk.PktContd != 0 {
-			last := i + 1
-			for last < len(descs)-1 && descs[last].Options&xsk.PktContd != 0 {
-				last++
-			}
-			if last == len(descs) || descs[last].Options&xsk.PktContd != 0 {
+		if d.Continues() {
+			end, whole := xsk.PacketEnd(descs, i)
+			if !whole {
 				p.Verdict = VerdictDrop
-				last = min(last, len(descs)-1)
 			}
-			p.More = descs[i+1 : last+1]
-			i = last
+			p.More = descs[i+1 : end]
+			i = end - 1
 		}
 	}
 }

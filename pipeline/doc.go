@@ -16,8 +16,9 @@
 // incremental checksum), Pcap (gopacket's pcapgo, snap length, rotation by
 // size) and Sample (1 in N to a slow-path channel, never blocking). Each is
 // an entry of the stage registry (LookupStage): its kind, its options, its
-// constructor; its counters are its Counters method (Metered), exported by
-// the Collector.
+// constructor; its counters are its Counters method (Metered, each
+// described by a CounterDesc), exported by the Collector, the one part of
+// the package that knows Prometheus.
 //
 // # Multi-buffer packets (jumbo frames)
 //

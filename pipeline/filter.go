@@ -2,12 +2,10 @@ package pipeline
 
 import (
 	"fmt"
-	"net"
 	"strconv"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/xdpipe/xdpipe/internal/ifname"
 	"github.com/xdpipe/xdpipe/rules"
 )
 
@@ -144,13 +142,13 @@ func (f *Filter) Process(b *Burst) {
 }
 
 var (
-	mRuleHits   = desc("xdpipe_filter_rule_hits_total", "Frames decided by each filter rule.", "queue", "stage", "index", "rule")
-	mRuleMisses = desc("xdpipe_filter_misses_total", "Frames no filter rule decided.", "queue", "stage", "index")
+	mRuleHits   = NewCounterDesc("xdpipe_filter_rule_hits_total", "Frames decided by each filter rule.", "rule")
+	mRuleMisses = NewCounterDesc("xdpipe_filter_misses_total", "Frames no filter rule decided.")
 )
 
 // Counters implements Metered: hits per rule, labelled with the rule's
 // name (or priority), and misses.
-func (f *Filter) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+func (f *Filter) Counters(emit func(d *CounterDesc, v uint64, labels ...string)) {
 	var set *rules.Set
 	if rm, ok := f.match.(*RuleMatcher); ok {
 		set = rm.Set()
@@ -180,7 +178,7 @@ func newFilterStage(o *FilterOptions, env StageEnv) (Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := set.ResolveIfaces(InterfaceIndex); err != nil {
+	if err := set.ResolveIfaces(ifname.Index); err != nil {
 		return nil, err
 	}
 	m, err := NewRuleMatcher(set)
@@ -193,14 +191,4 @@ func newFilterStage(o *FilterOptions, env StageEnv) (Stage, error) {
 	}
 	f.Ifindexes = env.Ifindexes
 	return f, nil
-}
-
-// InterfaceIndex resolves the interface names rules match on (in this
-// thread's network namespace), for rules.Set.ResolveIfaces.
-func InterfaceIndex(name string) (int, error) {
-	ifc, err := net.InterfaceByName(name)
-	if err != nil {
-		return 0, err
-	}
-	return ifc.Index, nil
 }

@@ -12,13 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/internal/frame"
 	"github.com/xdpipe/xdpipe/internal/ipfix"
 	"github.com/xdpipe/xdpipe/internal/monotime"
-	"github.com/xdpipe/xdpipe/xsk"
+	"github.com/xdpipe/xdpipe/internal/sat"
 )
 
 // IPFIXOptions are the ipfix stage's options in a configuration file.
@@ -73,7 +72,7 @@ func (o *IPFIXOptions) MemoryCost() (uint64, string) {
 	if o.MaxFlows <= 0 {
 		return 0, "max_flows"
 	}
-	return xsk.MulSat(ipfixSlots(min(o.MaxFlows, MaxIPFIXFlows*4)), flowSize) + ipfixMaxMTU, "max_flows"
+	return sat.Mul(ipfixSlots(min(o.MaxFlows, MaxIPFIXFlows*4)), flowSize) + ipfixMaxMTU, "max_flows"
 }
 
 // check validates the options and fills in the defaults.
@@ -413,15 +412,15 @@ func dialCollector(a *net.UDPAddr) (fd, size int, err error) {
 func (*IPFIX) StageName() string { return "ipfix" }
 
 var (
-	mIPFIXExported = desc("xdpipe_ipfix_records_exported_total", "IPFIX flow records sent to the collector.", "queue", "stage", "index")
-	mIPFIXEvicted  = desc("xdpipe_ipfix_records_evicted_total", "Flows exported early because the flow table was full.", "queue", "stage", "index")
-	mIPFIXFailed   = desc("xdpipe_ipfix_records_failed_total", "IPFIX flow records lost because their message could not be sent.", "queue", "stage", "index")
-	mIPFIXMessages = desc("xdpipe_ipfix_messages_total", "IPFIX messages sent to the collector.", "queue", "stage", "index")
-	mIPFIXMsgFail  = desc("xdpipe_ipfix_messages_failed_total", "IPFIX messages that could not be sent (templates alone too).", "queue", "stage", "index")
+	mIPFIXExported = NewCounterDesc("xdpipe_ipfix_records_exported_total", "IPFIX flow records sent to the collector.")
+	mIPFIXEvicted  = NewCounterDesc("xdpipe_ipfix_records_evicted_total", "Flows exported early because the flow table was full.")
+	mIPFIXFailed   = NewCounterDesc("xdpipe_ipfix_records_failed_total", "IPFIX flow records lost because their message could not be sent.")
+	mIPFIXMessages = NewCounterDesc("xdpipe_ipfix_messages_total", "IPFIX messages sent to the collector.")
+	mIPFIXMsgFail  = NewCounterDesc("xdpipe_ipfix_messages_failed_total", "IPFIX messages that could not be sent (templates alone too).")
 )
 
 // Counters implements Metered.
-func (s *IPFIX) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+func (s *IPFIX) Counters(emit func(d *CounterDesc, v uint64, labels ...string)) {
 	emit(mIPFIXExported, s.Exported.Load())
 	emit(mIPFIXEvicted, s.Evicted.Load())
 	emit(mIPFIXFailed, s.Failed.Load())

@@ -48,6 +48,8 @@ type Collector struct {
 	workers []*Worker
 	umems   map[string]Accounted
 	extra   []func(ch chan<- prometheus.Metric)
+	// stageDescs are the stage counters' descriptions (stageDesc).
+	stageDescs map[*CounterDesc]*prometheus.Desc
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -76,24 +78,35 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	mRxPackets   = desc("xdpipe_rx_packets_total", "Frames received.", "iface", "queue")
-	mRxBytes     = desc("xdpipe_rx_bytes_total", "Bytes received.", "iface", "queue")
-	mTxPackets   = desc("xdpipe_tx_packets_total", "Frames put on the TX ring.", "iface", "queue")
-	mTxBytes     = desc("xdpipe_tx_bytes_total", "Bytes put on the TX ring.", "iface", "queue")
-	mTxDone      = desc("xdpipe_tx_completed_total", "UMEM frames back from the completion ring (a multi-buffer packet returns one per segment).", "iface", "queue")
-	mTxInFlight  = desc("xdpipe_tx_in_flight", "UMEM frames on the TX ring or in the kernel, not yet completed.", "iface", "queue")
-	mDrops       = desc("xdpipe_drops_total", "Frames dropped, by reason.", "iface", "queue", "reason")
-	mRingEmpty   = desc("xdpipe_xsk_ring_empty_total", "Times the kernel found a ring empty (XDP_STATISTICS): fill (no frame to receive into), tx (nothing to send); events, not frames.", "iface", "queue", "ring")
-	mUmem        = desc("xdpipe_umem_frames", "UMEM frames by place (ring occupancy).", "umem", "place")
-	mBurst       = desc("xdpipe_burst_size", "Size of non-empty RX bursts.", "queue")
-	mRxDelay     = desc("xdpipe_rx_delay_seconds", "Time from the XDP program to the stage chain (queueing in the RX ring included), of the frames the program stamped.", "queue")
-	mPasses      = desc("xdpipe_worker_passes_total", "Worker passes.", "queue")
-	mIdle        = desc("xdpipe_worker_idle_passes_total", "Worker passes that received nothing.", "queue")
-	mReloads     = desc("xdpipe_stage_reloads_total", "Stage chains swapped in at run time.", "queue")
-	mStagePkts   = desc("xdpipe_stage_packets_total", "Frames seen by a count stage (pcap: written; reflect: sent back).", "queue", "stage", "index")
-	mStageErrors = desc("xdpipe_stage_errors_total", "Run-time stage failures (pcap write or open errors).", "queue", "stage", "index")
-	mStageLost   = desc("xdpipe_stage_lost_total", "Frames a stage could not handle (pcap not captured, VLAN push without room, TTL expired, reflect not answered).", "queue", "stage", "index")
+	mRxPackets  = desc("xdpipe_rx_packets_total", "Frames received.", "iface", "queue")
+	mRxBytes    = desc("xdpipe_rx_bytes_total", "Bytes received.", "iface", "queue")
+	mTxPackets  = desc("xdpipe_tx_packets_total", "Frames put on the TX ring.", "iface", "queue")
+	mTxBytes    = desc("xdpipe_tx_bytes_total", "Bytes put on the TX ring.", "iface", "queue")
+	mTxDone     = desc("xdpipe_tx_completed_total", "UMEM frames back from the completion ring (a multi-buffer packet returns one per segment).", "iface", "queue")
+	mTxInFlight = desc("xdpipe_tx_in_flight", "UMEM frames on the TX ring or in the kernel, not yet completed.", "iface", "queue")
+	mDrops      = desc("xdpipe_drops_total", "Frames dropped, by reason.", "iface", "queue", "reason")
+	mRingEmpty  = desc("xdpipe_xsk_ring_empty_total", "Times the kernel found a ring empty (XDP_STATISTICS): fill (no frame to receive into), tx (nothing to send); events, not frames.", "iface", "queue", "ring")
+	mUmem       = desc("xdpipe_umem_frames", "UMEM frames by place (ring occupancy).", "umem", "place")
+	mBurst      = desc("xdpipe_burst_size", "Size of non-empty RX bursts.", "queue")
+	mRxDelay    = desc("xdpipe_rx_delay_seconds", "Time from the XDP program to the stage chain (queueing in the RX ring included), of the frames the program stamped.", "queue")
+	mPasses     = desc("xdpipe_worker_passes_total", "Worker passes.", "queue")
+	mIdle       = desc("xdpipe_worker_idle_passes_total", "Worker passes that received nothing.", "queue")
+	mReloads    = desc("xdpipe_stage_reloads_total", "Stage chains swapped in at run time.", "queue")
 )
+
+// stageDesc is the Prometheus description of a stage counter, made at its
+// first scrape and kept: labelled queue, stage and index, then its own.
+func (c *Collector) stageDesc(d *CounterDesc) *prometheus.Desc {
+	pd, ok := c.stageDescs[d]
+	if !ok {
+		pd = desc(d.Name, d.Help, append([]string{"queue", "stage", "index"}, d.Labels...)...)
+		if c.stageDescs == nil {
+			c.stageDescs = map[*CounterDesc]*prometheus.Desc{}
+		}
+		c.stageDescs[d] = pd
+	}
+	return pd
+}
 
 // Describe implements prometheus.Collector (unchecked: label sets vary with
 // the stages).
@@ -163,8 +176,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if d := w.RxDelay(); d != nil {
 			ch <- delayHistogram(d, q)
 		}
-		w.retired.counters(&w.active, func(d *prometheus.Desc, v uint64, labels []string) {
-			counter(ch, d, v, append([]string{q}, labels...)...)
+		w.retired.counters(&w.active, func(d *CounterDesc, v uint64, labels []string) {
+			counter(ch, c.stageDesc(d), v, append([]string{q}, labels...)...)
 		})
 	}
 	for name, u := range c.umems {

@@ -55,7 +55,7 @@ func TestCollector(t *testing.T) {
 	mem := newUmem(t, 512, 2048, 128)
 	port, _ := newPort(t, mem, wireOf(udp4(t, 53), 1000), 128, 128)
 	w, err := NewWorker(WorkerConfig{Queue: 3, Ports: []NamedPort{{"eth0", port}}, Mem: mem,
-		Stages: []Stage{portFilter(t, 53), &Count{}, &MacSwap{}}, CPU: -1})
+		Stages: []Stage{portFilter(t, 53), &Count{}, &MacSwap{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestDropsAreFramesLost(t *testing.T) {
 	mem := newUmem(t, 512, 2048, 128)
 	port, k := newPort(t, mem, nil, 128, 128)
 	k.SetStatistics(xsk.Statistics{RxDropped: 1, RxRingFull: 2, RxFillRingEmptyDescs: 5, TxRingEmptyDescs: 32610})
-	w, err := NewWorker(WorkerConfig{Queue: 0, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Queue: 0, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +104,41 @@ func TestDropsAreFramesLost(t *testing.T) {
 	for ring, want := range map[string]float64{"fill": 5, "tx": 32610} {
 		if v, n := gathered(t, reg, "xdpipe_xsk_ring_empty_total", "ring="+ring); n == 0 || v != want {
 			t.Errorf("xdpipe_xsk_ring_empty_total{ring=%s} = %v (%d series), want %v", ring, v, n, want)
+		}
+	}
+}
+
+// colorStage is a stage of the caller's own, with a counter of its own
+// and a label of its own.
+type colorStage struct{ red, blue uint64 }
+
+var mColors = NewCounterDesc("test_colors_total", "Frames by colour.", "color")
+
+func (*colorStage) Process(*Burst)    {}
+func (*colorStage) StageName() string { return "colors" }
+func (s *colorStage) Counters(emit func(d *CounterDesc, v uint64, labels ...string)) {
+	emit(mColors, s.red, "red")
+	emit(mColors, s.blue, "blue")
+}
+
+// TestCallersStageCounters: a stage described by CounterDescs alone, no
+// Prometheus type in sight, is exported labelled queue, stage and index,
+// then with its own labels, on every scrape.
+func TestCallersStageCounters(t *testing.T) {
+	mem := newUmem(t, 64, 2048, 16)
+	port, _ := newPort(t, mem, nil, 16, 16)
+	s := &colorStage{red: 7, blue: 9}
+	w, err := NewWorker(WorkerConfig{Queue: 2, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}, s}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector([]*Worker{w}, nil))
+	for range 2 { // the second scrape reuses the description
+		for color, want := range map[string]float64{"red": 7, "blue": 9} {
+			if v, n := gathered(t, reg, "test_colors_total", "queue=2", "stage=colors", "index=1", "color="+color); n != 2 || v != want {
+				t.Errorf("test_colors_total{color=%s} = %v (%d series), want %v of 2 series", color, v, n, want)
+			}
 		}
 	}
 }

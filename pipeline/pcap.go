@@ -16,7 +16,6 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/internal/monotime"
@@ -144,7 +143,7 @@ func NewPcap(opts PcapOptions) (*Pcap, error) {
 func (*Pcap) StageName() string { return "pcap" }
 
 // Counters implements Metered.
-func (p *Pcap) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+func (p *Pcap) Counters(emit func(d *CounterDesc, v uint64, labels ...string)) {
 	emit(mStagePkts, p.Packets.Load())
 	emit(mStageErrors, p.Errors.Load())
 	emit(mStageLost, p.Lost.Load())

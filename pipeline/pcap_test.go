@@ -77,7 +77,7 @@ func TestReloadContinuesCapture(t *testing.T) {
 	}
 	mem := newUmem(t, 512, 2048, 128)
 	port, _ := newPort(t, mem, wireOf(buildFrame(t, frameSpec{dport: 53, payload: 158}), -1), 128, 128)
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{p1}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{p1}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/xdpipe/xdpipe/internal/frame"
 )
 
@@ -51,7 +49,7 @@ func newReflectStage(o *ReflectOptions, _ StageEnv) (Stage, error) {
 func (*Reflect) StageName() string { return "reflect" }
 
 // Counters implements Metered.
-func (r *Reflect) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+func (r *Reflect) Counters(emit func(d *CounterDesc, v uint64, labels ...string)) {
 	emit(mStagePkts, r.Reflected.Load())
 	emit(mStageLost, r.Refused.Load())
 }

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // retired keeps the counters of the stage chains a worker swapped out, so
@@ -19,7 +17,7 @@ type retired struct {
 }
 
 type retiredKey struct {
-	d      *prometheus.Desc
+	d      *CounterDesc
 	labels string // stage kind, index, the metric's own labels
 }
 
@@ -31,7 +29,7 @@ func (r *retired) swap(old, next *stageSet, active *atomic.Pointer[stageSet]) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, s := range old.stages {
-		meteredCounters(i, s, func(d *prometheus.Desc, v uint64, labels []string) {
+		meteredCounters(i, s, func(d *CounterDesc, v uint64, labels []string) {
 			if r.base == nil {
 				r.base = map[retiredKey]uint64{}
 			}
@@ -43,11 +41,11 @@ func (r *retired) swap(old, next *stageSet, active *atomic.Pointer[stageSet]) {
 
 // counters emits the active chain's counters with the retired ones added;
 // active is read under the lock swap holds.
-func (r *retired) counters(active *atomic.Pointer[stageSet], emit func(d *prometheus.Desc, v uint64, labels []string)) {
+func (r *retired) counters(active *atomic.Pointer[stageSet], emit func(d *CounterDesc, v uint64, labels []string)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, s := range active.Load().stages {
-		meteredCounters(i, s, func(d *prometheus.Desc, v uint64, labels []string) {
+		meteredCounters(i, s, func(d *CounterDesc, v uint64, labels []string) {
 			emit(d, v+r.base[retiredKey{d, strings.Join(labels, "\x00")}], labels)
 		})
 	}
@@ -55,13 +53,13 @@ func (r *retired) counters(active *atomic.Pointer[stageSet], emit func(d *promet
 
 // meteredCounters calls emit with each counter of stage s at place i,
 // labelled stage, index and the metric's own labels.
-func meteredCounters(i int, s Stage, emit func(d *prometheus.Desc, v uint64, labels []string)) {
+func meteredCounters(i int, s Stage, emit func(d *CounterDesc, v uint64, labels []string)) {
 	m, ok := s.(Metered)
 	if !ok {
 		return
 	}
 	lv := []string{stageName(s), strconv.Itoa(i)}
-	m.Counters(func(d *prometheus.Desc, v uint64, labels ...string) {
+	m.Counters(func(d *CounterDesc, v uint64, labels ...string) {
 		emit(d, v, append(lv[:2:2], labels...))
 	})
 }

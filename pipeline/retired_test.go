@@ -18,7 +18,7 @@ func TestStageCountersNeverGoBack(t *testing.T) {
 	mem := newUmem(t, 512, 2048, 128)
 	port, _ := newPort(t, mem, wireOf(udp4(t, 9), -1), 128, 128)
 	first := &Count{}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{first}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{first}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,6 @@ import (
 	"net"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/xdpipe/xdpipe/internal/frame"
 )
 
@@ -64,7 +62,7 @@ func (r *Rewrite) Validate() error {
 func (*Rewrite) StageName() string { return "rewrite" }
 
 // Counters implements Metered.
-func (r *Rewrite) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+func (r *Rewrite) Counters(emit func(d *CounterDesc, v uint64, labels ...string)) {
 	emit(mStageLost, r.NoRoom.Load()+r.TTLExpired.Load())
 }
 

@@ -110,7 +110,7 @@ func TestWorkerRxDelay(t *testing.T) {
 		wire := wireOf(udp4(t, 53), 1000)
 		stampEvery(wire, &every)
 		port, _ := newPort(t, mem, wire, 128, 128)
-		w, err := NewWorker(WorkerConfig{Queue: 2, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1, RxDelay: on})
+		w, err := NewWorker(WorkerConfig{Queue: 2, Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, RxDelay: on})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func TestWorkerRxDelaySampled(t *testing.T) {
 	wire := wireOf(udp4(t, 53), frames)
 	stampEvery(wire, &every)
 	port, _ := newPort(t, mem, wire, 128, 128)
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, CPU: -1, RxDelay: true})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"eth0", port}}, Mem: mem, Stages: []Stage{&Count{}}, RxDelay: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,7 +131,7 @@ func sendThrough(t *testing.T, n int, ro func(*testutil.LinkEnd) bpf.RedirectOpt
 	s := openXskWith(t, &p.B, u, 0, xsk.SocketOptions{RXSize: 256, TXSize: 64}, ro(&p.B), mode)
 	count := &Count{}
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: append(stages, testOnly(t), count),
-		CPU: -1, Poll: PollWakeup, RxDelay: true, RxMetadata: rxMeta})
+		Poll: PollWakeup, RxDelay: true, RxMetadata: rxMeta})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/xdpipe/xdpipe/xsk"
+	"github.com/xdpipe/xdpipe/internal/sat"
 )
 
 // Sampled is a copy of one sampled packet, handed to the slow path. Its
@@ -64,12 +62,12 @@ func NewSample(n, depth, snap int) (*Sample, error) {
 func (*Sample) StageName() string { return "sample" }
 
 var (
-	mSampleSent = desc("xdpipe_sample_sent_total", "Frames sampled to the slow path.", "queue", "stage", "index")
-	mSampleDrop = desc("xdpipe_sample_dropped_total", "Samples lost because the slow path was behind.", "queue", "stage", "index")
+	mSampleSent = NewCounterDesc("xdpipe_sample_sent_total", "Frames sampled to the slow path.")
+	mSampleDrop = NewCounterDesc("xdpipe_sample_dropped_total", "Samples lost because the slow path was behind.")
 )
 
 // Counters implements Metered.
-func (s *Sample) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+func (s *Sample) Counters(emit func(d *CounterDesc, v uint64, labels ...string)) {
 	emit(mSampleSent, s.Sent.Load())
 	emit(mSampleDrop, s.Dropped.Load())
 }
@@ -85,7 +83,7 @@ type SampleOptions struct {
 
 // MemoryCost implements Costly: the stage's depth slots (sampleSlot).
 func (o *SampleOptions) MemoryCost() (uint64, string) {
-	return xsk.MulSat(costOf(o.Depth, defaultSampleDepth), sampleSlot(costOf(o.SnapLen, defaultSampleSnap))), "depth × snaplen"
+	return sat.Mul(costOf(o.Depth, defaultSampleDepth), sampleSlot(costOf(o.SnapLen, defaultSampleSnap))), "depth × snaplen"
 }
 
 // sampleSlot is the bytes one of NewSample's depth slots takes: its

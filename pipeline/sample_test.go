@@ -65,7 +65,7 @@ func TestFailedSetStagesNeverSwaps(t *testing.T) {
 	mem := newUmem(t, 512, 2048, 128)
 	port, _ := newPort(t, mem, wireOf(udp4(t, 9), -1), 128, 128)
 	g := &gate{in: make(chan struct{}), open: make(chan struct{})}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{g}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{g}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,6 @@
 package pipeline
 
-import (
-	"fmt"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "fmt"
 
 // Stage processes a burst in place: it reads and edits packet bytes and sets
 // verdicts. Stages skip packets whose verdict is already VerdictDrop. Process runs on
@@ -76,11 +72,33 @@ func continueStages(old, next []Stage) {
 
 // Metered is implemented by stages with counters. The Collector calls
 // Counters at every scrape, from its own goroutine: read the counters with
-// atomic loads. emit's labels are those d has after queue, stage and index
-// (a rule's name, say).
+// atomic loads. emit's labels are the values of d.Labels, in order.
 type Metered interface {
-	Counters(emit func(d *prometheus.Desc, v uint64, labels ...string))
+	Counters(emit func(d *CounterDesc, v uint64, labels ...string))
 }
+
+// CounterDesc describes one of a stage's counters for metrics: its name,
+// its help text and the labels its values carry of their own (a rule's
+// name, say). The Collector exports it as a counter labelled queue, stage
+// (the stage's kind) and index (its place in the chain) first, then
+// Labels. Make one per counter, once (a package variable): the Collector
+// knows a counter by its *CounterDesc.
+type CounterDesc struct {
+	Name, Help string
+	Labels     []string
+}
+
+// NewCounterDesc describes a stage counter.
+func NewCounterDesc(name, help string, labels ...string) *CounterDesc {
+	return &CounterDesc{Name: name, Help: help, Labels: labels}
+}
+
+// The counters several stages share.
+var (
+	mStagePkts   = NewCounterDesc("xdpipe_stage_packets_total", "Frames seen by a count stage (pcap: written; reflect: sent back).")
+	mStageErrors = NewCounterDesc("xdpipe_stage_errors_total", "Run-time stage failures (pcap write or open errors).")
+	mStageLost   = NewCounterDesc("xdpipe_stage_lost_total", "Frames a stage could not handle (pcap not captured, VLAN push without room, TTL expired, reflect not answered).")
+)
 
 // stageName is a stage's kind for metrics: its StageName, or its Go type.
 func stageName(s Stage) string {

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/xdpipe/xdpipe/internal/frame"
 )
 
@@ -32,7 +30,7 @@ type Count struct {
 func (*Count) StageName() string { return "count" }
 
 // Counters implements Metered.
-func (c *Count) Counters(emit func(d *prometheus.Desc, v uint64, labels ...string)) {
+func (c *Count) Counters(emit func(d *CounterDesc, v uint64, labels ...string)) {
 	emit(mStagePkts, c.Packets.Load())
 }
 

@@ -122,7 +122,7 @@ func testVethL2fwd(t *testing.T, size, n int) {
 	if os.Getenv("XSPIN") != "" {
 		poll = PollSpin
 	}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{testOnly(t), count, &MacSwap{}}, CPU: -1, Poll: poll})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{testOnly(t), count, &MacSwap{}}, Poll: poll})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func testVethForward(t *testing.T, size, n int) {
 	s1 := openXsk(t, &p1.B, u, 0, so)
 	s2 := openXsk(t, &p2.B, u, 0, so)
 	stages := []Stage{testOnly(t), &Rewrite{SrcMAC: p2.B.MAC, DstMAC: p2.A.MAC}, &Forward{To: "out"}}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"in", s1}, {"out", s2}}, Mem: u, Stages: stages, CPU: -1, Poll: PollWakeup})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"in", s1}, {"out", s2}}, Mem: u, Stages: stages, Poll: PollWakeup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestVethPcap(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{keep, pc, &MacSwap{}}, CPU: -1, Poll: PollWakeup})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{keep, pc, &MacSwap{}}, Poll: PollWakeup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestVethTXRingFull(t *testing.T) {
 	}
 	t.Cleanup(func() { u.Close() })
 	s := openXsk(t, &p.B, u, 0, xsk.SocketOptions{TXSize: 8})
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{testOnly(t), &MacSwap{}}, CPU: -1, Poll: PollWakeup})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{p.B.Name, s}}, Mem: u, Stages: []Stage{testOnly(t), &MacSwap{}}, Poll: PollWakeup})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,8 +114,9 @@ type WorkerConfig struct {
 	// RXRing is the ports' RX ring size: naps stay short enough not to fill
 	// half of it (0: naps are bounded by Coalesce only).
 	RXRing int
-	// CPU pins the worker's OS thread with sched_setaffinity (-1: no pinning).
-	CPU int
+	// CPU pins the worker's OS thread with sched_setaffinity (zero: not
+	// pinned).
+	CPU CPU
 	// RxDelay reads the rx stamp in front of one received packet per
 	// burst (the XDP program's, loaded with bpf.RedirectOptions.RxStamp;
 	// with RxMetadata, of every packet) and counts its delay, from the
@@ -231,6 +232,9 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.DrainInterval < 0 {
 		return nil, fmt.Errorf("worker queue %d: negative drain interval %v", cfg.Queue, cfg.DrainInterval)
+	}
+	if err := cfg.CPU.check(); err != nil {
+		return nil, fmt.Errorf("worker queue %d: %w", cfg.Queue, err)
 	}
 	if cfg.Default == VerdictKeep {
 		cfg.Default = VerdictDrop
@@ -380,10 +384,8 @@ func (w *Worker) SetStages(ctx context.Context, stages []Stage) (old []Stage, er
 func (w *Worker) Run(ctx context.Context) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if w.cfg.CPU >= 0 {
-		if err := PinThread(w.cfg.CPU); err != nil {
-			return fmt.Errorf("worker queue %d: %w", w.cfg.Queue, err)
-		}
+	if err := w.cfg.CPU.Pin(); err != nil {
+		return fmt.Errorf("worker queue %d: %w", w.cfg.Queue, err)
 	}
 	w.stop.Store(false)
 	w.running.Store(true)
@@ -611,7 +613,7 @@ func (w *Worker) flushTX(pi int) {
 	var bytes, pkts uint64
 	for i := 0; i < n; i++ {
 		bytes += uint64(buf[i].Len)
-		if buf[i].Options&xsk.PktContd == 0 {
+		if !buf[i].Continues() {
 			pkts++
 		}
 	}
@@ -623,7 +625,7 @@ func (w *Worker) flushTX(pi int) {
 	if n < len(buf) {
 		var lost uint64
 		for i := n; i < len(buf); i++ {
-			if buf[i].Options&xsk.PktContd == 0 {
+			if !buf[i].Continues() {
 				lost++
 			}
 			w.freeFrame(buf[i].Addr)

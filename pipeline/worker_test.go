@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func TestWorkerL2fwdFake(t *testing.T) {
 		}
 	}
 	port, _ := newPort(t, mem, wire, 128, 128)
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1, Poll: PollWakeup})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, Poll: PollWakeup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestWorkerForwardFake(t *testing.T) {
 	aWire, bWire := wireOf(tmpl, 5000), wireOf(tmpl, 0)
 	a, _ := newPort(t, mem, aWire, 128, 128)
 	b, _ := newPort(t, mem, bWire, 128, 128)
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}, {"b", b}}, Mem: mem, Stages: []Stage{&Count{}, &Forward{To: "b"}}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}, {"b", b}}, Mem: mem, Stages: []Stage{&Count{}, &Forward{To: "b"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func TestWorkerTXRingFull(t *testing.T) {
 	wire := wireOf(udp4(t, 9), frames)
 	wire.SendEvery = 7
 	port, _ := newPort(t, mem, wire, 128, 8)
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestWorkerDrain(t *testing.T) {
 	mem := newUmem(t, 256, 2048, 64)
 	port, k := newPort(t, mem, nil, 64, 64)
 	tmpl := udp4(t, 9)
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1,
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}},
 		DrainInterval: drain})
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +157,7 @@ func TestWorkerDrain(t *testing.T) {
 func TestWorkerSendsAtOnce(t *testing.T) {
 	mem := newUmem(t, 256, 2048, 64)
 	port, k := newPort(t, mem, nil, 64, 64)
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestWorkerSendsAtOnce(t *testing.T) {
 	if n := w.pass(); n != 3 || w.PortStats(0).TxPackets.Load() != 3 {
 		t.Fatalf("pass got %d, sent %d of them", n, w.PortStats(0).TxPackets.Load())
 	}
-	if _, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, CPU: -1, DrainInterval: -1}); err == nil {
+	if _, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, DrainInterval: -1}); err == nil {
 		t.Fatal("a negative drain interval was accepted")
 	}
 }
@@ -197,7 +198,7 @@ func TestWorkerPassAllocs(t *testing.T) {
 			mem := newUmem(t, 1024, 2048, 256)
 			a, _ := newPort(t, mem, wireOf(udp4(t, 53), -1), 256, 256)
 			b, _ := newPort(t, mem, wireOf(nil, 0), 256, 256)
-			w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}, {"b", b}}, Mem: mem, Stages: chain.stages, CPU: -1})
+			w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}, {"b", b}}, Mem: mem, Stages: chain.stages})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,7 +231,7 @@ func TestWorkerTicksWhenIdle(t *testing.T) {
 	mem := newUmem(t, 64, 2048, 32)
 	a, _ := newPort(t, mem, nil, 32, 32)
 	tk := &ticks{}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}}, Mem: mem, Stages: []Stage{&Count{}, tk}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}}, Mem: mem, Stages: []Stage{&Count{}, tk}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestWorkerSetStages(t *testing.T) {
 	mem := newUmem(t, 512, 2048, 128)
 	port, _ := newPort(t, mem, wireOf(udp4(t, 9), frames), 128, 128)
 	c1 := &Count{}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{c1, &MacSwap{}}, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{c1, &MacSwap{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,6 +362,55 @@ func TestPinThread(t *testing.T) {
 	}
 }
 
+// TestZeroCPUPinsNothing: the zero CPU leaves a thread's affinity as it
+// was (it is not CPU 0), OnCPU(n) is CPU n, and a CPU out of range is
+// refused by NewWorker, before anything runs.
+func TestZeroCPUPinsNothing(t *testing.T) {
+	var zero CPU
+	if _, ok := zero.Get(); ok || zero.String() != "none" {
+		t.Fatalf("zero CPU: %v", zero)
+	}
+	if n, ok := OnCPU(0).Get(); !ok || n != 0 || OnCPU(3).String() != "3" {
+		t.Fatalf("OnCPU(0) = %d, %v; OnCPU(3) = %v", n, ok, OnCPU(3))
+	}
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // left locked: the thread goes with the goroutine
+		var before, after unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &before); err != nil {
+			done <- err
+			return
+		}
+		if before.Count() < 2 {
+			t.Log("one CPU allowed: pinning to it would change nothing either")
+		}
+		if err := zero.Pin(); err != nil {
+			done <- err
+			return
+		}
+		if err := unix.SchedGetaffinity(0, &after); err != nil {
+			done <- err
+			return
+		}
+		if after != before {
+			done <- fmt.Errorf("the zero CPU changed the affinity from %d CPUs to %d", before.Count(), after.Count())
+			return
+		}
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mem := newUmem(t, 64, 2048, 16)
+	port, _ := newPort(t, mem, nil, 16, 16)
+	for _, c := range []CPU{OnCPU(-1), OnCPU(1024)} {
+		_, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, CPU: c})
+		if err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("CPU %v: %v, want out of range", c, err)
+		}
+	}
+}
+
 // TestWorkerFlushesWhenInputStops: in wait mode a worker must not go to
 // sleep holding frames it buffered for TX; with the drain interval at an
 // hour, the lone frame goes out only because the input went quiet.
@@ -368,7 +418,7 @@ func TestWorkerFlushesWhenInputStops(t *testing.T) {
 	mem := newUmem(t, 64, 2048, 32)
 	port, _ := newPort(t, mem, wireOf(udp4(t, 53), 1), 32, 32)
 	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}},
-		CPU: -1, Poll: PollWakeup, DrainInterval: time.Hour})
+		Poll: PollWakeup, DrainInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

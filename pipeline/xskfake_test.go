@@ -65,7 +65,7 @@ func newXskFakeWith(t testing.TB, stages []Stage, so xsk.SocketOptions) (*Worker
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"fake0", s}}, Mem: u, Stages: stages, CPU: -1})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"fake0", s}}, Mem: u, Stages: stages})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func BenchmarkWorkersUmem(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				w, err := NewWorker(WorkerConfig{Queue: i, Ports: []NamedPort{{"fake", s}}, Mem: u, Stages: []Stage{&MacSwap{}}, CPU: -1})
+				w, err := NewWorker(WorkerConfig{Queue: i, Ports: []NamedPort{{"fake", s}}, Mem: u, Stages: []Stage{&MacSwap{}}})
 				if err != nil {
 					b.Fatal(err)
 				}

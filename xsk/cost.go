@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"os"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/internal/caps"
+	"github.com/xdpipe/xdpipe/internal/sat"
 )
 
 // Cost is memory a configuration will take, worked out from its settings
@@ -31,33 +31,13 @@ type Cost struct {
 	Locked bool
 }
 
-// MulSat is a*b*..., saturated at math.MaxUint64 instead of wrapping.
-func MulSat(a uint64, more ...uint64) uint64 {
-	for _, b := range more {
-		hi, lo := bits.Mul64(a, b)
-		if hi != 0 {
-			return math.MaxUint64
-		}
-		a = lo
-	}
-	return a
-}
-
-func addSat(a, b uint64) uint64 {
-	s, carry := bits.Add64(a, b, 0)
-	if carry != 0 {
-		return math.MaxUint64
-	}
-	return s
-}
-
 // UmemCost is the locked memory of umems UMEMs of frames frames of
 // frameSize bytes each (0: DefaultFrameSize).
 func UmemCost(setting string, umems, frames uint64, frameSize uint32) Cost {
 	if frameSize == 0 {
 		frameSize = DefaultFrameSize
 	}
-	return Cost{Setting: setting, Bytes: MulSat(umems, frames, uint64(frameSize)), Locked: true}
+	return Cost{Setting: setting, Bytes: sat.Mul(umems, frames, uint64(frameSize)), Locked: true}
 }
 
 // RingsCost is the kernel memory of sockets sockets' four rings: rx and tx
@@ -65,8 +45,23 @@ func UmemCost(setting string, umems, frames uint64, frameSize uint32) Cost {
 // ring with a page for its producer and consumer words.
 func RingsCost(setting string, sockets, rx, tx, fill, completion uint64) Cost {
 	const desc, addr, page = 16, 8, 4096
-	per := addSat(addSat(MulSat(addSat(rx, tx), desc), MulSat(addSat(fill, completion), addr)), 4*page)
-	return Cost{Setting: setting, Bytes: MulSat(sockets, per)}
+	per := sat.Add(sat.Mul(sat.Add(rx, tx), desc), sat.Mul(sat.Add(fill, completion), addr), 4*page)
+	return Cost{Setting: setting, Bytes: sat.Mul(sockets, per)}
+}
+
+// Cost is the locked memory NewUmem(o) maps, its defaults applied, under
+// setting.
+func (o UmemOptions) Cost(setting string) Cost {
+	o = o.withDefaults()
+	return UmemCost(setting, 1, uint64(o.NumFrames), o.FrameSize)
+}
+
+// Cost is the kernel memory of the four rings of a socket made with o on
+// a UMEM made with uo (its fill and completion ring sizes), defaults
+// applied, under setting.
+func (o SocketOptions) Cost(setting string, uo UmemOptions) Cost {
+	o, uo = o.withDefaults(), uo.withDefaults()
+	return RingsCost(setting, 1, uint64(o.RXSize), uint64(o.TXSize), uint64(uo.FillSize), uint64(uo.CompletionSize))
 }
 
 // MemoryLimits are what the machine allows a configuration.
@@ -111,7 +106,7 @@ func memAvailable(meminfo []byte) (uint64, error) {
 			if err != nil {
 				return 0, fmt.Errorf("MemAvailable %q: %w", v, err)
 			}
-			return MulSat(kb, 1024), nil
+			return sat.Mul(kb, 1024), nil
 		}
 	}
 	return 0, errors.New("no MemAvailable in /proc/meminfo")
@@ -121,9 +116,9 @@ func memAvailable(meminfo []byte) (uint64, error) {
 // UMEMs), each saturated at math.MaxUint64.
 func Sum(costs []Cost) (total, locked uint64) {
 	for _, c := range costs {
-		total = addSat(total, c.Bytes)
+		total = sat.Add(total, c.Bytes)
 		if c.Locked {
-			locked = addSat(locked, c.Bytes)
+			locked = sat.Add(locked, c.Bytes)
 		}
 	}
 	return total, locked

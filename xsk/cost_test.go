@@ -4,6 +4,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/xdpipe/xdpipe/internal/sat"
 )
 
 // TestEverySizeIsBoundedByItsCost: OOM-sized settings are refused from
@@ -14,7 +16,7 @@ func TestEverySizeIsBoundedByItsCost(t *testing.T) {
 	const ring = 1 << 30
 	daemon := func(ring, frameSize, sockets uint64) []Cost {
 		return []Cost{
-			UmemCost("ring", sockets, MulSat(4, ring), uint32(frameSize)),
+			UmemCost("ring", sockets, sat.Mul(4, ring), uint32(frameSize)),
 			RingsCost("ring", sockets, ring, ring, 2*ring, 2*ring),
 		}
 	}
@@ -29,9 +31,9 @@ func TestEverySizeIsBoundedByItsCost(t *testing.T) {
 		{"ring 2^32 from a flag", daemon(1<<32, 4096, 8), lim, "ring"},
 		{"ring 2^62 wraps nothing", daemon(1<<62, 4096, 1<<20), lim, "ring"},
 		{"sample depth 1e8 snaplen 1e8", append(daemon(2048, 4096, 1),
-			Cost{Setting: "stage sample (line 7): depth and snaplen", Bytes: MulSat(100000000, 100000000)}), lim, "stage sample (line 7)"},
+			Cost{Setting: "stage sample (line 7): depth and snaplen", Bytes: sat.Mul(100000000, 100000000)}), lim, "stage sample (line 7)"},
 		{"pcap buffer", append(daemon(2048, 4096, 1),
-			Cost{Setting: "stage pcap (line 3): buffer", Bytes: MulSat(4, 1<<40)}), lim, "stage pcap (line 3): buffer"},
+			Cost{Setting: "stage pcap (line 3): buffer", Bytes: sat.Mul(4, 1<<40)}), lim, "stage pcap (line 3): buffer"},
 		{"umem over RLIMIT_MEMLOCK", daemon(2048, 4096, 1), MemoryLimits{Available: 4 << 30, Memlock: 8 << 20}, "ring"},
 		{"umem under RLIMIT_MEMLOCK", daemon(64, 2048, 1), MemoryLimits{Available: 4 << 30, Memlock: 8 << 20}, ""},
 	} {
@@ -44,12 +46,6 @@ func TestEverySizeIsBoundedByItsCost(t *testing.T) {
 		case err != nil && (!strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "\n")):
 			t.Errorf("%s: %q does not start with the setting %q on one line", c.name, err, c.want)
 		}
-	}
-}
-
-func TestMulSat(t *testing.T) {
-	if MulSat(1<<32, 1<<32) != math.MaxUint64 || MulSat(3, 5, 7) != 105 || MulSat(0, math.MaxUint64) != 0 {
-		t.Fatal("MulSat")
 	}
 }
 
@@ -67,5 +63,22 @@ func TestMemoryLimits(t *testing.T) {
 	}
 	if Bytes(1536<<20) != "1.5 GiB" || Bytes(100) != "100 B" || Bytes(math.MaxUint64) != "more than 16 EiB" {
 		t.Fatal(Bytes(1536<<20), Bytes(100))
+	}
+}
+
+// TestOptionsCost: the options' costs are those of the sizes NewUmem and
+// NewSocket will use, their defaults included.
+func TestOptionsCost(t *testing.T) {
+	uo := UmemOptions{NumFrames: 8192, FrameSize: 2048, FillSize: 1024}
+	so := SocketOptions{RXSize: 1024}
+	if got, want := uo.Cost("--frames"), UmemCost("--frames", 1, 8192, 2048); got != want {
+		t.Errorf("UmemOptions.Cost = %+v, want %+v", got, want)
+	}
+	// TX and completion rings at their default size.
+	if got, want := so.Cost("--ring", uo), RingsCost("--ring", 1, 1024, DefaultRingSize, 1024, DefaultRingSize); got != want {
+		t.Errorf("SocketOptions.Cost = %+v, want %+v", got, want)
+	}
+	if got, want := (UmemOptions{}).Cost("umem"), UmemCost("umem", 1, DefaultNumFrames, DefaultFrameSize); got != want || !got.Locked {
+		t.Errorf("zero UmemOptions.Cost = %+v, want %+v", got, want)
 	}
 }

@@ -25,7 +25,9 @@
 // Burst helpers on Socket cover the usual loop: Receive, Recycle (RX frames
 // straight back to the fill ring), Refill (free stack to fill ring),
 // Transmit, Complete (completion ring to free stack), Wait (poll), and for
-// multi-buffer packets ReceivePacket and TransmitPacket. Idler is how a
+// multi-buffer packets ReceivePacket and TransmitPacket; Desc.Continues,
+// PacketEnd, WholePackets and Packets say where such a packet ends, for
+// any code that walks descriptors. Idler is how a
 // loop in wakeup mode waits: it naps on a timer while frames come fast
 // enough for a nap to gather a batch, and otherwise sleeps in poll until
 // the kernel wakes it; it never spins. With need_wakeup

@@ -8,9 +8,10 @@ import (
 )
 
 // Driver is what NewSocket knows of the interface's driver, to choose a
-// bind mode and to explain a refused bind. Package netdev reads it from the
-// kernel (netdev.Device.XSK); xsk itself imports x/sys only. The zero value
-// means unknown: NewSocket then learns only from the bind's errno.
+// bind mode and to explain a refused bind. Package netdev reads the facts
+// from the kernel and dataplane.SocketDriver builds a Driver of them; xsk
+// itself imports x/sys only. The zero value means unknown: NewSocket then
+// learns only from the bind's errno.
 type Driver struct {
 	// Known is set when the fields below come from the kernel.
 	Known bool

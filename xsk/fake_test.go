@@ -191,7 +191,7 @@ func TestMultiBufferFake(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("receive packet: %d segments, %v", n, err)
 	}
-	if segs[0].Options&xsk.PktContd == 0 || segs[2].Options&xsk.PktContd != 0 || xsk.PacketLen(segs[:n]) != 9000 {
+	if !segs[0].Continues() || segs[2].Continues() || xsk.PacketLen(segs[:n]) != 9000 {
 		t.Fatalf("segments %+v", segs[:n])
 	}
 	got := make([]byte, 9000)
@@ -217,7 +217,7 @@ func TestMultiBufferFake(t *testing.T) {
 	if m := k.Send(sent); m != 3 {
 		t.Fatalf("fake sent %d segments", m)
 	}
-	if u.CopyPacket(got, sent[:3]) != 9000 || !bytes.Equal(got, jumbo) || sent[2].Options&xsk.PktContd != 0 {
+	if u.CopyPacket(got, sent[:3]) != 9000 || !bytes.Equal(got, jumbo) || sent[2].Continues() {
 		t.Fatal("sent packet differs")
 	}
 	s.Complete()
@@ -254,15 +254,11 @@ func TestReceiveTakesWholePackets(t *testing.T) {
 	var got []int // packet lengths, as Receive hands them out
 	for range 8 {
 		n := s.Receive(buf)
-		if n > 0 && buf[n-1].Options&xsk.PktContd != 0 {
+		if xsk.WholePackets(buf[:n]) != n {
 			t.Fatalf("receive ended inside a packet: %+v", buf[:n])
 		}
-		start := 0
-		for i := range n {
-			if buf[i].Options&xsk.PktContd == 0 {
-				got = append(got, xsk.PacketLen(buf[start:i+1]))
-				start = i + 1
-			}
+		for p := range xsk.Packets(buf[:n]) {
+			got = append(got, xsk.PacketLen(p))
 		}
 		u.FreeDescs(buf[:n])
 	}
@@ -302,7 +298,7 @@ func TestTransmitNeverSplitsAPacket(t *testing.T) {
 		t.Fatalf("a 4-entry ring took %d of two 3-segment packets, want 3", n)
 	}
 	sent := make([]xsk.Desc, 8)
-	if m := k.Send(sent); m != 3 || sent[2].Options&xsk.PktContd != 0 {
+	if m := k.Send(sent); m != 3 || sent[2].Continues() {
 		t.Fatalf("kernel saw %d descriptors %+v", m, sent[:m])
 	}
 	if n := s.Transmit(descs[3:]); n != 3 {

@@ -1,14 +1,77 @@
 package xsk
 
-import "golang.org/x/sys/unix"
+import (
+	"iter"
+
+	"golang.org/x/sys/unix"
+)
 
 // Multi-buffer packets (SocketOptions.MultiBuffer, XDP_USE_SG): a packet
 // larger than a frame's data room arrives and leaves as several
-// descriptors, every one but the last flagged XDP_PKT_CONTD.
+// descriptors, every one but the last flagged XDP_PKT_CONTD. Where a
+// packet ends is said here once: Desc.Continues for one descriptor,
+// PacketEnd and WholePackets for a slice, Packets to go over one packet
+// at a time.
 
 // PktContd is XDP_PKT_CONTD: set in Desc.Options on every segment of a
 // multi-buffer packet except its last.
 const PktContd = unix.XDP_PKT_CONTD
+
+// Continues reports whether the packet goes on in the next descriptor
+// (XDP_PKT_CONTD): true on every segment of a multi-buffer packet but its
+// last, false on a packet's last (or only) descriptor.
+func (d Desc) Continues() bool { return d.Options&PktContd != 0 }
+
+// Segment is a descriptor of one buffer of a packet that may span several:
+// Desc, or another transport's descriptor of the same frames that flags a
+// continuing packet its own way. The functions below work on either.
+type Segment interface {
+	// Continues reports whether the packet goes on in the next
+	// descriptor.
+	Continues() bool
+}
+
+// PacketEnd returns the index after the last segment of the packet that
+// starts at descs[i], and whether that packet is whole in descs. When
+// descs ends with the packet still continuing, end is len(descs) and whole
+// is false. i must be in [0, len(descs)).
+func PacketEnd[S Segment](descs []S, i int) (end int, whole bool) {
+	for ; i < len(descs); i++ {
+		if !descs[i].Continues() {
+			return i + 1, true
+		}
+	}
+	return len(descs), false
+}
+
+// WholePackets is how many of descs, from the first, make whole packets:
+// up to and including the last one that does not continue. descs[n:] is
+// the start of a packet cut short.
+func WholePackets[S Segment](descs []S) (n int) {
+	n = len(descs)
+	for n > 0 && descs[n-1].Continues() {
+		n--
+	}
+	return n
+}
+
+// Packets yields the packets of descs in order, each the subslice of its
+// segments (one descriptor unless multi-buffer), aliasing descs. A packet
+// cut short by the end of descs is not yielded: WholePackets says where
+// the whole ones end. It allocates nothing, but costs calls per packet: a
+// loop that only counts packets on the hot path is faster testing
+// Desc.Continues of each descriptor.
+func Packets[S Segment](descs []S) iter.Seq[[]S] {
+	return func(yield func([]S) bool) {
+		for i := 0; i < len(descs); {
+			end, whole := PacketEnd(descs, i)
+			if !whole || !yield(descs[i:end]) {
+				return
+			}
+			i = end
+		}
+	}
+}
 
 // ReceivePacket takes one whole packet off the RX ring into segs and
 // returns its number of segments, or 0 when no complete packet is ready.
@@ -20,7 +83,7 @@ func (s *Socket) ReceivePacket(segs []Desc) (int, error) {
 	for i := range n {
 		d := s.rx.Get(idx + i)
 		segs[i] = d
-		if d.Options&PktContd == 0 {
+		if !d.Continues() {
 			s.rx.Release(i + 1)
 			if s.umem.isFree != nil {
 				s.umem.debugHeld("receive", segs[:i+1])

@@ -64,7 +64,8 @@ type UmemOptions struct {
 	Debug bool
 }
 
-func (o UmemOptions) resolve() (UmemOptions, error) {
+// withDefaults is o with its zero sizes set to the defaults.
+func (o UmemOptions) withDefaults() UmemOptions {
 	if o.NumFrames == 0 {
 		o.NumFrames = DefaultNumFrames
 	}
@@ -77,6 +78,11 @@ func (o UmemOptions) resolve() (UmemOptions, error) {
 	if o.CompletionSize == 0 {
 		o.CompletionSize = DefaultRingSize
 	}
+	return o
+}
+
+func (o UmemOptions) resolve() (UmemOptions, error) {
+	o = o.withDefaults()
 	if err := CheckFrameSize(o.FrameSize); err != nil {
 		return o, fmt.Errorf("umem options: %w", err)
 	}
@@ -85,10 +91,12 @@ func (o UmemOptions) resolve() (UmemOptions, error) {
 		return o, invalid("umem options: %d frames: at most %d", o.NumFrames, maxNumFrames)
 	case o.Headroom+xdpPacketHeadroom+minFrameData > o.FrameSize:
 		return o, invalid("umem options: headroom %d leaves no room in a %d-byte frame (headroom + 256 + 128 must fit)", o.Headroom, o.FrameSize)
-	case !pow2(o.FillSize):
-		return o, invalid("umem options: fill ring size %d: must be a power of two", o.FillSize)
-	case !pow2(o.CompletionSize):
-		return o, invalid("umem options: completion ring size %d: must be a power of two", o.CompletionSize)
+	}
+	if err := CheckRingSize(uint64(o.FillSize)); err != nil {
+		return o, fmt.Errorf("umem options: fill %w", err)
+	}
+	if err := CheckRingSize(uint64(o.CompletionSize)); err != nil {
+		return o, fmt.Errorf("umem options: completion %w", err)
 	}
 	return o, nil
 }
@@ -102,7 +110,22 @@ func CheckFrameSize(n uint32) error {
 	return nil
 }
 
-func pow2(n uint32) bool { return n != 0 && n&(n-1) == 0 }
+// maxRingSize is the largest ring CheckRingSize accepts: the largest
+// power of two a uint32 entry count holds.
+const maxRingSize = 1 << 31
+
+// CheckRingSize refuses a ring size (a count of entries) that is not a
+// power of two from 1 to 2^31. NewUmem and NewSocket check their options'
+// ring sizes with it; a command or configuration checks a size it was
+// given with it too, before the cost of the rings is worked out. It takes
+// a uint64 so that a size from a wider setting is checked before any
+// conversion could cut it down to a power of two.
+func CheckRingSize(n uint64) error {
+	if n == 0 || n > maxRingSize || n&(n-1) != 0 {
+		return invalid("ring size %d: must be a power of two from 1 to %d", n, uint64(maxRingSize))
+	}
+	return nil
+}
 
 // BindMode is how a socket binds to its queue.
 type BindMode int
@@ -191,13 +214,19 @@ type SocketOptions struct {
 	Driver Driver
 }
 
-func (o SocketOptions) resolve() (SocketOptions, error) {
+// withDefaults is o with its zero ring sizes set to the default.
+func (o SocketOptions) withDefaults() SocketOptions {
 	if o.RXSize == 0 {
 		o.RXSize = DefaultRingSize
 	}
 	if o.TXSize == 0 {
 		o.TXSize = DefaultRingSize
 	}
+	return o
+}
+
+func (o SocketOptions) resolve() (SocketOptions, error) {
+	o = o.withDefaults()
 	if o.BusyPoll {
 		if o.BusyPollTimeout == 0 {
 			o.BusyPollTimeout = 20 * time.Microsecond
@@ -206,11 +235,13 @@ func (o SocketOptions) resolve() (SocketOptions, error) {
 			o.BusyPollBudget = 64
 		}
 	}
+	if err := CheckRingSize(uint64(o.RXSize)); err != nil {
+		return o, fmt.Errorf("socket options: rx %w", err)
+	}
+	if err := CheckRingSize(uint64(o.TXSize)); err != nil {
+		return o, fmt.Errorf("socket options: tx %w", err)
+	}
 	switch {
-	case !pow2(o.RXSize):
-		return o, invalid("socket options: rx ring size %d: must be a power of two", o.RXSize)
-	case !pow2(o.TXSize):
-		return o, invalid("socket options: tx ring size %d: must be a power of two", o.TXSize)
 	case o.Bind < BindAuto || o.Bind > BindZeroCopy:
 		return o, invalid("socket options: unknown bind mode %d", int(o.Bind))
 	case o.BusyPollTimeout < 0 || o.BusyPollTimeout > time.Second:

@@ -35,8 +35,8 @@ type ringWords struct {
 }
 
 func newRingWords(mem []byte, off RingOffsets, size uint32, elemSize uint64, what string) (ringWords, error) {
-	if size == 0 || size&(size-1) != 0 {
-		return ringWords{}, fmt.Errorf("%s ring: size %d is not a power of two: %w", what, size, ErrInvalidOption)
+	if err := CheckRingSize(uint64(size)); err != nil {
+		return ringWords{}, fmt.Errorf("%s %w", what, err)
 	}
 	need := off.Desc + uint64(size)*elemSize
 	for _, o := range []uint64{off.Producer, off.Consumer, off.Flags} {

@@ -458,7 +458,7 @@ func (s *Socket) Receive(descs []Desc) int {
 		for i := range n {
 			descs[i] = s.rx.Get(idx + i)
 		}
-		if whole := wholePackets(descs[:n]); whole < n {
+		if whole := uint32(WholePackets(descs[:n])); whole < n {
 			if whole == 0 && n == uint32(len(descs)) {
 				s.dropOversized(descs)
 				continue
@@ -475,35 +475,24 @@ func (s *Socket) Receive(descs []Desc) int {
 	}
 }
 
-// wholePackets is how many of descs, from the first, make whole packets:
-// up to and including the last one without XDP_PKT_CONTD.
-func wholePackets(descs []Desc) uint32 {
-	n := uint32(len(descs))
-	for n > 0 && descs[n-1].Options&PktContd != 0 {
-		n--
-	}
-	return n
-}
-
 // dropOversized takes a packet with more segments than buf holds off the
 // RX ring and frees its frames, buf as scratch.
 func (s *Socket) dropOversized(buf []Desc) {
 	for {
 		n, idx := s.rx.Peek(uint32(len(buf)))
-		end := n
 		for i := range n {
 			buf[i] = s.rx.Get(idx + i)
-			if buf[i].Options&PktContd == 0 {
-				end = i + 1
-				break
-			}
 		}
-		s.rx.Release(end)
+		end, whole := 0, true
+		if n > 0 {
+			end, whole = PacketEnd(buf[:n], 0)
+		}
+		s.rx.Release(uint32(end))
 		if s.umem.isFree != nil {
 			s.umem.debugHeld("receive", buf[:end])
 		}
 		s.umem.FreeDescs(buf[:end])
-		if end < n || end == 0 || buf[end-1].Options&PktContd == 0 {
+		if whole {
 			s.rxOversized.Add(1)
 			return
 		}
@@ -568,7 +557,7 @@ func (s *Socket) fillFromFree() int {
 func (s *Socket) Transmit(descs []Desc) int {
 	n, idx := s.tx.Reserve(uint32(len(descs)))
 	if n < uint32(len(descs)) {
-		whole := wholePackets(descs[:n])
+		whole := uint32(WholePackets(descs[:n]))
 		s.tx.Cancel(n - whole)
 		n = whole
 	}

@@ -279,3 +279,19 @@ func TestFrameData(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckRingSize: powers of two from 1 to 2^31 pass; anything else is
+// ErrInvalidOption, also a size that a uint32 conversion would cut down
+// to a power of two.
+func TestCheckRingSize(t *testing.T) {
+	for _, n := range []uint64{1, 2, 64, 2048, 1 << 31} {
+		if err := CheckRingSize(n); err != nil {
+			t.Errorf("CheckRingSize(%d): %v", n, err)
+		}
+	}
+	for _, n := range []uint64{0, 3, 1000, 1 << 32, 1<<32 + 64} {
+		if err := CheckRingSize(n); !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "must be a power of two") {
+			t.Errorf("CheckRingSize(%d) = %v, want a power-of-two refusal", n, err)
+		}
+	}
+}

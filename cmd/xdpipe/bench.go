@@ -65,6 +65,7 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	c := bench.Config{Duration: *dur, Flows: *flows, Retries: *retries, Repeat: *repeat, Log: os.Stderr, Xdpipe: exe, AsaviePeer: *asavie,
 		XskCPeer: *xskC}
+	c.GenCPU, c.RxCPU = bench.DefaultCPUs()
 	if !*quiet {
 		c.Progress = os.Stderr
 	}

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xdpipe/xdpipe/dataplane"
 	"github.com/xdpipe/xdpipe/gen"
+	"github.com/xdpipe/xdpipe/gen/xskport"
 	"github.com/xdpipe/xdpipe/internal/caps"
 	"github.com/xdpipe/xdpipe/xsk"
 )
@@ -286,7 +286,7 @@ func runGen(ctx context.Context, args []string) error {
 }
 
 func newXSKEngine(tp *gen.Template, ifc *net.Interface, queue int, bind xsk.BindMode) (gen.Engine, error) {
-	e, err := dataplane.OpenGenerator(tp, ifc.Name, queue, gen.XSKOptions{Ifindex: ifc.Index, Bind: bind})
+	e, err := xskport.Open(tp, ifc.Name, queue, gen.XSKOptions{Ifindex: ifc.Index, Bind: bind})
 	if err != nil {
 		return nil, err
 	}

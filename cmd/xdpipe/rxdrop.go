@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"sync"
@@ -37,7 +38,7 @@ type rxdropOptions struct {
 	frameSz  uint
 	ring     uint
 	batch    uint
-	cpu      int
+	cpu      pipeline.CPU
 	busyPoll bool
 	track    bool
 	rules    *rules.Set
@@ -56,6 +57,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		fs.PrintDefaults()
 	}
 	var bind, poll, attach, rulesFile string
+	var cpu int
 	var coalesce config.Duration
 	fs.StringVar(&o.iface, "iface", "", "interface to receive on (required)")
 	fs.IntVar(&o.queue, "queue", 0, "RX queue to bind")
@@ -69,7 +71,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	fs.UintVar(&o.frameSz, "frame-size", 0, "UMEM frame size: 2048 or 4096; 0: 2048 when a frame of the interface's MTU fits in\none (the kernel's writes then span half the pages), else 4096")
 	fs.UintVar(&o.ring, "ring", xsk.DefaultRingSize, "entries in the RX ring and the fill ring (power of two): the frames the kernel\nwrites into in turn, and what a descheduled receiver can absorb")
 	fs.UintVar(&o.batch, "batch", 64, "frames taken from the RX ring per burst")
-	fs.IntVar(&o.cpu, "cpu", -1, "pin the receive loop to this CPU (-1: no pinning)")
+	fs.IntVar(&cpu, "cpu", -1, "pin the receive loop to this CPU (-1: no pinning)")
 	fs.BoolVar(&o.busyPoll, "busy-poll", false, "enable socket busy polling (SO_PREFER_BUSY_POLL)")
 	fs.StringVar(&rulesFile, "rules", "", "steer with the rules in this YAML file instead of redirecting every frame\n(frames the rules redirect reach the socket; see `xdpipe rules`)")
 	fs.StringVar(&o.pinDir, "pin-dir", bpf.DefaultPinPath, "with --rules: bpffs directory under which the rule maps are pinned (one directory per\ninterface) while rxdrop runs, for `xdpipe rules`; empty: no pins")
@@ -104,27 +106,32 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 		}
 	}
 	switch {
-	case o.ring < 64 || o.ring&(o.ring-1) != 0:
+	case o.ring < 64 || xsk.CheckRingSize(uint64(o.ring)) != nil:
 		return o, fmt.Errorf("--ring %d: want a power of two, 64 or more", o.ring)
 	case o.queue < 0:
 		return o, fmt.Errorf("--queue %d: must be 0 or more", o.queue)
 	case o.batch == 0 || o.batch > o.ring:
 		return o, fmt.Errorf("--batch %d: must be between 1 and --ring (%d)", o.batch, o.ring)
-	case o.frameSz != 0 && o.frameSz != 2048 && o.frameSz != 4096:
-		return o, fmt.Errorf("--frame-size %d: must be 2048 or 4096", o.frameSz)
 	case o.frames < 2*o.ring:
 		return o, fmt.Errorf("--frames %d: need at least %d, the fill ring and the RX ring of --ring %d each", o.frames, 2*o.ring, o.ring)
+	case o.frames > math.MaxUint32:
+		return o, fmt.Errorf("--frames %d: more frames than a UMEM can count", o.frames)
 	case o.interval <= 0:
 		return o, fmt.Errorf("--interval %v: must be positive", o.interval)
 	case o.duration < 0:
 		return o, fmt.Errorf("--duration %v: must not be negative", o.duration)
 	}
-	if o.cpu >= 0 {
+	// Clamped, so that no value wraps around to a valid size.
+	if err := xsk.CheckFrameSize(uint32(min(o.frameSz, math.MaxUint32))); err != nil {
+		return o, fmt.Errorf("--frame-size: %w", err)
+	}
+	if cpu >= 0 {
 		// The CPUs this process may run on (taskset), not only those the
 		// machine has.
-		if _, err := pipeline.ParseCPUList(strconv.Itoa(o.cpu)); err != nil {
+		if _, err := pipeline.ParseCPUList(strconv.Itoa(cpu)); err != nil {
 			return o, fmt.Errorf("--cpu: %w", err)
 		}
+		o.cpu = pipeline.OnCPU(cpu)
 	}
 	return o, nil
 }
@@ -153,19 +160,17 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 			o.frameSz = 2048
 		}
 	}
+	uo := xsk.UmemOptions{NumFrames: uint32(o.frames), FrameSize: uint32(o.frameSz), FillSize: uint32(o.ring)}
+	so := xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll}
 	// Before anything is allocated: no size may bring on the OOM killer.
 	lim, err := xsk.ReadMemoryLimits()
 	if err != nil {
 		return err
 	}
-	ring := uint64(o.ring)
-	if err := xsk.CheckMemory([]xsk.Cost{
-		xsk.UmemCost("--frames", 1, uint64(o.frames), uint32(o.frameSz)),
-		xsk.RingsCost("--ring", 1, ring, ring, ring, 2*ring),
-	}, lim); err != nil {
+	if err := xsk.CheckMemory([]xsk.Cost{uo.Cost("--frames"), so.Cost("--ring", uo)}, lim); err != nil {
 		return err
 	}
-	umem, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: uint32(o.frames), FrameSize: uint32(o.frameSz), FillSize: uint32(o.ring)})
+	umem, err := xsk.NewUmem(uo)
 	if err != nil {
 		return err
 	}
@@ -177,7 +182,7 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	hookTracks := o.track && o.rules == nil && caps.Have(caps.Perfmon)
 	port, err := dataplane.OpenPort(dataplane.PortOptions{
 		Iface: o.iface, Queues: []int{o.queue}, Umems: []*xsk.Umem{umem},
-		Socket:           xsk.SocketOptions{RXSize: uint32(o.ring), Bind: o.bind, BusyPoll: o.busyPoll},
+		Socket:           so,
 		TakesMultiBuffer: true, Rules: o.rules, Attach: o.attach, PinDir: o.pinDir,
 		Track: hookTracks, Log: slog.New(slog.DiscardHandler),
 	})
@@ -217,14 +222,16 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 		wg     sync.WaitGroup
 		loop   error
 		tr     *gen.Tracker
+		loopTr dataplane.Tracker // nil, not a nil *gen.Tracker, without tracking
 	)
 	if o.track {
 		tr = gen.NewTracker()
+		loopTr = tr
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		loop = dataplane.Drop(sock, &counts, tr, &stop, dataplane.DropOptions{
+		loop = dataplane.Drop(sock, &counts, loopTr, &stop, dataplane.DropOptions{
 			Batch: int(o.batch), CPU: o.cpu, Poll: o.poll, Coalesce: o.coalesce, Ring: int(o.ring), BusyPoll: o.busyPoll,
 			SampleLatency: hookTracks})
 	}()
@@ -281,11 +288,25 @@ wait:
 		// The loop has stopped: its tracker can be read.
 		var dropped uint64
 		if hookTracks {
-			dropped, terr = port.Tracked(tr)
+			var states []bpf.TrackState
+			states, dropped, terr = port.Tracked()
+			mergeHookCounts(tr, states)
 		}
 		if terr == nil {
 			fmt.Println("generated:", tr.Stats(0).LessDropped(dropped))
 		}
 	}
 	return errors.Join(lost, loop, terr)
+}
+
+// mergeHookCounts adds what the tracking program counted at the hook, on
+// each CPU, into tr.
+func mergeHookCounts(tr *gen.Tracker, states []bpf.TrackState) {
+	for i := range states {
+		s := &states[i]
+		tr.MergeCounts(&gen.Counts{
+			Received: s.Received, Unique: s.Unique, Duplicates: s.Dups, Reordered: s.Reordered,
+			Late: s.Late, Others: s.Others, Bytes: s.Bytes, MaxSeq: s.MaxSeq, AnySeen: s.AnySeen != 0,
+		})
+	}
 }
