@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -61,8 +62,8 @@ type DropOptions struct {
 	SampleLatency bool
 }
 
-// Drop is `xdpipe rxdrop`'s receive-and-drop loop on one socket until stop
-// is set: take a burst off the RX ring, count it, and hand its frames
+// Drop is `xdpipe rxdrop`'s receive-and-drop loop on one socket until ctx
+// ends: take a burst off the RX ring, count it, and hand its frames
 // straight back to the fill ring. With a tracker it also accounts
 // generated frames, reading the clock once per burst, and counts them in
 // c.Generated; with SampleLatency it only samples their latency. It
@@ -75,7 +76,7 @@ type DropOptions struct {
 // unlocked goroutine, which the netpoller's thread runs itself. Side by
 // side on the veth bench, unlocked used 10-20% less CPU per frame at 10k
 // and 100k frames/s.
-func Drop(s *xsk.Socket, c *DropCounters, tr Tracker, stop *atomic.Bool, o DropOptions) error {
+func Drop(ctx context.Context, s *xsk.Socket, c *DropCounters, tr Tracker, o DropOptions) error {
 	if _, pinned := o.CPU.Get(); pinned || o.Poll != pipeline.PollWakeup {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
@@ -83,6 +84,10 @@ func Drop(s *xsk.Socket, c *DropCounters, tr Tracker, stop *atomic.Bool, o DropO
 	if err := o.CPU.Pin(); err != nil {
 		return fmt.Errorf("pin receive loop: %w", err)
 	}
+	// The loop reads a flag, not ctx.Done(): a channel receive per
+	// burst would cost the loop more than its flag load.
+	var stop atomic.Bool
+	defer context.AfterFunc(ctx, func() { stop.Store(true) })()
 	descs := make([]xsk.Desc, o.Batch)
 	u := s.Umem()
 	idler := xsk.Idler{Coalesce: o.Coalesce, Ring: o.Ring}

@@ -2,10 +2,10 @@ package dataplane
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,13 +46,13 @@ func newDropSocket(t *testing.T, so xsk.SocketOptions) (*xsk.Socket, *xsktest.Ke
 func TestDropBusyPollKicksWhenIdle(t *testing.T) {
 	s, k := newDropSocket(t, xsk.SocketOptions{BusyPoll: true})
 	before, _ := k.Kicks()
-	var stop atomic.Bool
+	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Drop(s, &DropCounters{}, nil, &stop, DropOptions{Batch: 16, Ring: 32, BusyPoll: true})
+		done <- Drop(ctx, s, &DropCounters{}, nil, DropOptions{Batch: 16, Ring: 32, BusyPoll: true})
 	}()
 	defer func() {
-		stop.Store(true)
+		stop()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
@@ -81,11 +81,11 @@ func TestDropCountsGenerated(t *testing.T) {
 	}
 	k.Deliver(make([]byte, 60), foreign)
 	var c DropCounters
-	var stop atomic.Bool
+	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Drop(s, &c, gen.NewTracker(), &stop, DropOptions{Batch: 16, Ring: 32}) }()
+	go func() { done <- Drop(ctx, s, &c, gen.NewTracker(), DropOptions{Batch: 16, Ring: 32}) }()
 	defer func() {
-		stop.Store(true)
+		stop()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
@@ -112,14 +112,12 @@ func TestDropSamplesOneLatencyABurst(t *testing.T) {
 	const bursts, burst = 8, 16
 	for _, sample := range []bool{true, false} {
 		s, k := newDropSocket(t, xsk.SocketOptions{})
-		var (
-			c    DropCounters
-			stop atomic.Bool
-		)
+		var c DropCounters
+		ctx, stop := context.WithCancel(context.Background())
 		tr := gen.NewTracker()
 		done := make(chan error, 1)
 		go func() {
-			done <- Drop(s, &c, tr, &stop, DropOptions{Batch: burst, Ring: 32, SampleLatency: sample})
+			done <- Drop(ctx, s, &c, tr, DropOptions{Batch: burst, Ring: 32, SampleLatency: sample})
 		}()
 		for b := range bursts {
 			if got := k.Deliver(f, burst); got != burst {
@@ -133,7 +131,7 @@ func TestDropSamplesOneLatencyABurst(t *testing.T) {
 				return nil
 			})
 		}
-		stop.Store(true)
+		stop()
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
@@ -170,13 +168,13 @@ func TestDropCountsMultiBufferPacketsOnce(t *testing.T) {
 		t.Fatal("deliver a small frame")
 	}
 	var c DropCounters
-	var stop atomic.Bool
+	ctx, stop := context.WithCancel(context.Background())
 	tr := gen.NewTracker()
 	done := make(chan error, 1)
-	go func() { done <- Drop(s, &c, tr, &stop, DropOptions{Batch: 8, Ring: 32}) }()
+	go func() { done <- Drop(ctx, s, &c, tr, DropOptions{Batch: 8, Ring: 32}) }()
 	testutil.Eventually(t, 10*time.Second, func() bool { return c.Packets.Load() == jumbos+1 },
 		"Drop did not count the %d packets delivered as %d (got %d)", jumbos+1, jumbos+1, c.Packets.Load())
-	stop.Store(true)
+	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

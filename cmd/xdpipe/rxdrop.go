@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/xdpipe/xdpipe/bpf"
@@ -218,7 +217,6 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 	}
 	var (
 		counts dataplane.DropCounters
-		stop   atomic.Bool
 		wg     sync.WaitGroup
 		loop   error
 		tr     *gen.Tracker
@@ -228,10 +226,12 @@ func runRxdrop(ctx context.Context, args []string) (err error) {
 		tr = gen.NewTracker()
 		loopTr = tr
 	}
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		loop = dataplane.Drop(sock, &counts, loopTr, &stop, dataplane.DropOptions{
+		loop = dataplane.Drop(loopCtx, sock, &counts, loopTr, dataplane.DropOptions{
 			Batch: int(o.batch), CPU: o.cpu, Poll: o.poll, Coalesce: o.coalesce, Ring: int(o.ring), BusyPoll: o.busyPoll,
 			SampleLatency: hookTracks})
 	}()
@@ -280,7 +280,7 @@ wait:
 			fmt.Println(rep.line())
 		}
 	}
-	stop.Store(true)
+	stopLoop()
 	wg.Wait()
 	fmt.Println(rep.summary())
 	var terr error
