@@ -128,7 +128,9 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 		return rulesDetach(o, stdout)
 	}
 	s, err := bpf.OpenPinnedSteer(o.pin)
-	if err != nil {
+	if errors.Is(err, bpf.ErrNotRunning) {
+		return fmt.Errorf("%w (start xdpipe with rule pinning, or check --pin)", err)
+	} else if err != nil {
 		return err
 	}
 	defer s.Close()
@@ -293,11 +295,17 @@ func rulesDetach(o *rulesFlags, stdout io.Writer) error {
 	return nil
 }
 
-// explain adds to err what the user can do about it with a command of
-// this binary.
+// explain adds to err what the user can do about it with a command or a
+// flag of this binary: the libraries' errors say only what is wrong.
 func explain(err error) error {
 	if pe := (*bpf.PinnedError)(nil); errors.As(err, &pe) {
 		return fmt.Errorf("%w; remove it with `xdpipe rules detach --pin %s`", err, pe.Pin)
+	}
+	switch {
+	case errors.Is(err, bpf.ErrPinsGone):
+		return fmt.Errorf("%w: restart xdpipe to pin them again and change them", err)
+	case errors.Is(err, bpf.ErrPinDirUnsafe):
+		return fmt.Errorf("%w, or choose another --pin-dir", err)
 	}
 	return err
 }
