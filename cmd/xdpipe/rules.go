@@ -17,6 +17,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/caps"
+	"github.com/xdpipe/xdpipe/rdma"
 	"github.com/xdpipe/xdpipe/rules"
 )
 
@@ -306,6 +307,8 @@ func explain(err error) error {
 		return fmt.Errorf("%w: restart xdpipe to pin them again and change them", err)
 	case errors.Is(err, bpf.ErrPinDirUnsafe):
 		return fmt.Errorf("%w, or choose another --pin-dir", err)
+	case errors.Is(err, rdma.ErrBufferSize):
+		return fmt.Errorf("%w: raise the sink's buffer size (xdpipe rdma-sink --buffer-size)", err)
 	}
 	return err
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/testutil"
+	"github.com/xdpipe/xdpipe/rdma"
 )
 
 // bpffsDir mounts a private bpffs for the test's pins. `ip netns exec`
@@ -287,6 +288,7 @@ func TestExplainNamesTheFix(t *testing.T) {
 		{fmt.Errorf("steering rules: %w", &bpf.PinnedError{Name: "eth0", Pin: "/sys/fs/bpf/x"}), "; remove it with `xdpipe rules detach --pin /sys/fs/bpf/x`"},
 		{fmt.Errorf("steering rules: %w", fmt.Errorf("%w: pins removed", bpf.ErrPinsGone)), ": restart xdpipe to pin them again and change them"},
 		{fmt.Errorf("load steer: %w", fmt.Errorf("%w: /sys/fs/bpf/x has mode -rwxrwxrwx; chmod go-w it", bpf.ErrPinDirUnsafe)), ", or choose another --pin-dir"},
+		{fmt.Errorf("rdma stage: %w", fmt.Errorf("%w: %w", rdma.ErrRefused, rdma.ErrBufferSize)), ": raise the sink's buffer size (xdpipe rdma-sink --buffer-size)"},
 	} {
 		got := explain(c.err)
 		if got.Error() != c.err.Error()+c.want || !errors.Is(got, c.err) {
