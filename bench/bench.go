@@ -275,14 +275,6 @@ type genReq struct {
 	reply chan genRes
 }
 
-// xskTX are the receivers fed by gen's xsk engine (AF_XDP TX, copy mode on
-// a veth) at every size, not only above a page.
-var xskTX = map[string]bool{"xdp-drop-xsktx": true}
-
-// bareTX are the receivers fed by the bare live-frames generator, the
-// reference gen's live engine is measured against.
-var bareTX = map[string]bool{"xdp-drop-bare": true}
-
 type genRes struct {
 	res    gen.Result
 	engine string
@@ -469,12 +461,13 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 	fail := func(err error) Result { r.Error = err.Error(); return r }
 	argv := append(append([]string{}, c.Self...), "--kind", rx, "--iface", tb.ifB, "--ip", tb.ipB.String(),
 		"--size", fmt.Sprint(tp.Len()))
-	if bareTX[rx] && tp.Len() > gen.MaxLiveFrameSize() {
+	rc, _ := receiverNamed(rx) // a name Config.defaults found
+	if rc.feed == feedBare && tp.Len() > gen.MaxLiveFrameSize() {
 		r.Skipped = true
 		return fail(fmt.Errorf("the bare generator sends live frames, at most %d bytes", gen.MaxLiveFrameSize()))
 	}
-	ext, isExt := external[rx]
-	if isExt {
+	ext := rc.ext
+	if rc.run == nil {
 		var err error
 		if argv, err = ext.argv(c, tb, tp.Len()); err != nil {
 			r.Skipped = true
@@ -537,7 +530,7 @@ func runOnce(ctx context.Context, c *Config, tb *testbed, reqs chan<- genReq, tp
 		}()
 	}
 	reply := make(chan genRes, 1)
-	reqs <- genReq{ctx: ctx, tp: tp, run: gen.Run{Duration: c.Duration, Rate: rate}, xsk: xskTX[rx], bare: bareTX[rx], reply: reply}
+	reqs <- genReq{ctx: ctx, tp: tp, run: gen.Run{Duration: c.Duration, Rate: rate}, xsk: rc.feed == feedXSK, bare: rc.feed == feedBare, reply: reply}
 	g := <-reply // the generator stops at its duration or when ctx ends
 	r.Engine = g.engine
 	if g.err != nil {

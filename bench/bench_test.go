@@ -256,7 +256,8 @@ func TestXskCPeer(t *testing.T) {
 
 func TestXskCPeerFrameLimit(t *testing.T) {
 	for _, rx := range []string{"c-xsk-rxdrop", "c-xsk-poll", "c-xsk-l2fwd"} {
-		_, err := external[rx].argv(&Config{}, &testbed{}, 9000)
+		r, _ := receiverNamed(rx)
+		_, err := r.ext.argv(&Config{}, &testbed{}, 9000)
 		if err == nil || !strings.Contains(err.Error(), "multi-buffer") {
 			t.Fatalf("%s at 9000 bytes: %v, want a multi-buffer skip", rx, err)
 		}

@@ -32,39 +32,6 @@ type externalRx struct {
 	note  string
 }
 
-// external are the external receivers, by name.
-var external = map[string]externalRx{
-	"xdpipe-spin":   rxdropRx("spin", false),
-	"xdpipe-wakeup": rxdropRx("wakeup", false),
-	"xdpipe-track":  rxdropRx("spin", true),
-	"xdpipe-l2fwd":  l2fwdRx(),
-	// The pipeline receiving only, without and with the rx delay
-	// histogram: what the XDP program's stamp costs the rate.
-	"xdpipe-count":       runRx("count", "count"),
-	"xdpipe-count-delay": runRx("count, rx delay", "count", "--rx-delay"),
-	"xdpipe-steer10k": {
-		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
-			if c.Xdpipe == "" {
-				return nil, errors.New("no xdpipe binary to run (Config.Xdpipe)")
-			}
-			f, err := tb.steerRules()
-			if err != nil {
-				return nil, err
-			}
-			return []string{c.Xdpipe, "rxdrop", "--iface", tb.ifB, "--bind", "copy", "--poll", "spin",
-				"--track=false", "--interval", "1h", "--rules", f}, nil
-		},
-		ready: func(line string) bool { return strings.HasPrefix(line, "rxdrop: ") },
-		parse: parseRxdropSummary,
-		note:  "xdpipe rxdrop --rules (10,000 rules, the last matches) --bind copy --poll spin --track=false",
-	},
-	"asavie-xdp":   asavieRx("spin"),
-	"asavie-poll":  asavieRx("wakeup"),
-	"c-xsk-rxdrop": xskCRx("rxdrop", false),
-	"c-xsk-poll":   xskCRx("rxdrop", true),
-	"c-xsk-l2fwd":  xskCRx("l2fwd", false),
-}
-
 // rxdropRx runs `xdpipe rxdrop` in copy mode with the given polling; with
 // track, as users run it, accounting the generated traffic (its default),
 // else only counting, as the other receivers do.
@@ -80,6 +47,27 @@ func rxdropRx(poll string, track bool) externalRx {
 		ready: func(line string) bool { return strings.HasPrefix(line, "rxdrop: ") },
 		parse: parseRxdropSummary,
 		note:  "xdpipe rxdrop " + strings.Join(flags, " "),
+	}
+}
+
+// steer10kRx runs `xdpipe rxdrop` as xdpipe-spin does, behind the
+// steering program with steerRuleCount rules of which the last matches.
+func steer10kRx() externalRx {
+	return externalRx{
+		argv: func(c *Config, tb *testbed, size int) ([]string, error) {
+			if c.Xdpipe == "" {
+				return nil, errors.New("no xdpipe binary to run (Config.Xdpipe)")
+			}
+			f, err := tb.steerRules()
+			if err != nil {
+				return nil, err
+			}
+			return []string{c.Xdpipe, "rxdrop", "--iface", tb.ifB, "--bind", "copy", "--poll", "spin",
+				"--track=false", "--interval", "1h", "--rules", f}, nil
+		},
+		ready: func(line string) bool { return strings.HasPrefix(line, "rxdrop: ") },
+		parse: parseRxdropSummary,
+		note:  "xdpipe rxdrop --rules (10,000 rules, the last matches) --bind copy --poll spin --track=false",
 	}
 }
 

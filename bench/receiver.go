@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"sort"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -56,55 +55,6 @@ type counts struct {
 	note          string
 }
 
-// inProcess are the receivers this package runs itself (as children of
-// the harness, through ReceiverMain). External ones are in external.go.
-var inProcess = map[string]rxFunc{
-	"xdp-drop":       rxXDPDrop,
-	"xdp-drop-xsktx": rxXDPDropXSKTX,
-	"xdp-drop-bare":  rxXDPDropBare,
-	"udp":            rxUDP,
-	"recvmmsg":       rxRecvmmsg,
-	"afpacket3":      rxAFPacket,
-}
-
-// echoes are the latency matrix's in-process reflectors (LatencyConfig),
-// started as receivers are but not receivers of the rate matrix.
-var echoes = map[string]rxFunc{
-	"udp-echo": udpEcho,
-}
-
-// order is the matrix order: the ceiling, the same receiver fed by the
-// bare generator (what gen's stamps cost), xdpipe, then the alternatives.
-// c-xsk-* and xdp-drop-xsktx follow xdpipe-l2fwd: the C reference doing
-// the same jobs (c-xsk-poll: rxdrop blocking in poll(2) when idle, the
-// reference for wakeup mode), and the kernel's copy-mode AF_XDP TX ceiling that l2fwd
-// runs into.
-var order = []string{"xdp-drop", "xdp-drop-bare", "xdpipe-spin", "xdpipe-wakeup", "xdpipe-l2fwd",
-	"c-xsk-rxdrop", "c-xsk-poll", "c-xsk-l2fwd", "xdp-drop-xsktx",
-	"xdpipe-steer10k", "asavie-xdp", "asavie-poll", "afpacket3", "recvmmsg", "udp"}
-
-// Receivers lists the names Run accepts, in matrix order.
-func Receivers() []string {
-	names := append([]string(nil), order...)
-	seen := map[string]bool{}
-	for _, n := range order {
-		seen[n] = true
-	}
-	var rest []string
-	for n := range inProcess {
-		if !seen[n] {
-			rest = append(rest, n)
-		}
-	}
-	for n := range external {
-		if !seen[n] {
-			rest = append(rest, n)
-		}
-	}
-	sort.Strings(rest)
-	return append(names, rest...)
-}
-
 // ReceiverMain is the entry point of a receiver child: `xdpipe bench
 // receiver --kind K --iface IF ...` (the harness starts it; users do not).
 func ReceiverMain(args []string) error {
@@ -117,17 +67,15 @@ func ReceiverMain(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	fn, ok := inProcess[*kind]
-	if !ok {
-		if fn, ok = echoes[*kind]; !ok {
-			return fmt.Errorf("unknown receiver kind %q", *kind)
-		}
+	rx, ok := receiverNamed(*kind)
+	if !ok || rx.run == nil {
+		return fmt.Errorf("unknown receiver kind %q", *kind)
 	}
 	a := rxArgs{Iface: *iface, IP: net.ParseIP(*ip), Port: *port, Size: *size}
 	ctx, release := stopContext(os.Stdin)
 	defer release()
 	var c counts
-	loop, cleanup, err := fn(ctx, a, &c)
+	loop, cleanup, err := rx.run(ctx, a, &c)
 	if err != nil {
 		return err
 	}
@@ -203,7 +151,7 @@ func rxXDPDrop(ctx context.Context, a rxArgs, c *counts) (func() error, func(), 
 }
 
 // rxXDPDropXSKTX is xdp-drop fed by gen's xsk engine (AF_XDP TX in copy
-// mode) at every size instead of live frames (see xskTX in bench.go): the
+// mode) at every size instead of live frames (feedXSK): the
 // kernel's copy-mode AF_XDP TX path (xsk_generic_xmit, an skb per frame
 // in sendto) with next to nothing behind it, the ceiling of any l2fwd that
 // sends that way from one CPU. A slightly low one: that CPU also runs the
@@ -216,7 +164,7 @@ func rxXDPDropXSKTX(ctx context.Context, a rxArgs, c *counts) (func() error, fun
 }
 
 // rxXDPDropBare is xdp-drop fed by the bare live-frames generator
-// (gen.LiveOptions.Bare, see bareTX in bench.go): a program that only
+// (gen.LiveOptions.Bare, feedBare): a program that only
 // returns XDP_TX on the unstamped template. xdp-drop over this cell is what
 // gen's sequence numbers, flow words and timestamps cost.
 func rxXDPDropBare(ctx context.Context, a rxArgs, c *counts) (func() error, func(), error) {

@@ -114,8 +114,13 @@ func bpffsMount(dir string) (string, error) {
 	}
 }
 
+// ErrPinDirUnsafe: a directory on the way to the pins is another user's,
+// or others may write to it, so they could rename or remove the pins.
+var ErrPinDirUnsafe = errors.New("pin directory unsafe")
+
 // checkPinDirOwner refuses a directory another user owns or may write to
-// (a world-writable bpffs mount is fine with the sticky bit).
+// (a world-writable bpffs mount is fine with the sticky bit), with an
+// error wrapping ErrPinDirUnsafe.
 func checkPinDirOwner(dir string, mount bool) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(dir, &st); err != nil {
@@ -128,9 +133,9 @@ func checkPinDirOwner(dir string, mount bool) error {
 	case mount && st.Mode&unix.S_ISVTX != 0:
 		return nil
 	case st.Uid != 0 && int(st.Uid) != os.Geteuid():
-		return fmt.Errorf("pin directory %s is owned by uid %d, not root: another user could rename or remove the pins; remove it or choose another --pin-dir", dir, st.Uid)
+		return fmt.Errorf("%w: %s is owned by uid %d, not root: another user could rename or remove the pins; remove it", ErrPinDirUnsafe, dir, st.Uid)
 	case mode&0o022 != 0:
-		return fmt.Errorf("pin directory %s has mode %v: writable by others, who could rename or remove the pins; chmod go-w it or choose another --pin-dir", dir, mode)
+		return fmt.Errorf("%w: %s has mode %v: writable by others, who could rename or remove the pins; chmod go-w it", ErrPinDirUnsafe, dir, mode)
 	}
 	return nil
 }

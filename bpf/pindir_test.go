@@ -63,8 +63,8 @@ func TestPinDirOfAnotherUserRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, pin := range []string{filepath.Join(d, "veth0"), d} {
-			if err := ensurePinDir(pin); err == nil {
-				t.Errorf("%s (mode %v, uid %d) accepted", pin, c.mode, c.uid)
+			if err := ensurePinDir(pin); !errors.Is(err, ErrPinDirUnsafe) || strings.Contains(err.Error(), "--pin-dir") {
+				t.Errorf("%s (mode %v, uid %d): %v, want ErrPinDirUnsafe naming no flag", pin, c.mode, c.uid, err)
 			}
 		}
 		if _, err := os.Stat(filepath.Join(d, "veth0")); err == nil {
@@ -131,7 +131,7 @@ func TestRulesChangeAfterPinsGoneSaysHow(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.Apply(mustRules(t, "rules: []\n"))
-	if !errors.Is(err, ErrPinsGone) || !strings.Contains(err.Error(), "restart") {
+	if !errors.Is(err, ErrPinsGone) || !strings.Contains(err.Error(), "loaded again") || strings.Contains(err.Error(), "restart xdpipe") {
 		t.Fatalf("apply after the pins went: %v", err)
 	}
 	if got, err := s.Rules(); err != nil || len(got.Rules) != 1 {

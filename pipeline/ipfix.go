@@ -2,13 +2,9 @@ package pipeline
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math/bits"
-	"math/rand/v2"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,103 +13,7 @@ import (
 	"github.com/xdpipe/xdpipe/internal/frame"
 	"github.com/xdpipe/xdpipe/internal/ipfix"
 	"github.com/xdpipe/xdpipe/internal/monotime"
-	"github.com/xdpipe/xdpipe/internal/sat"
 )
-
-// IPFIXOptions are the ipfix stage's options in a configuration file.
-type IPFIXOptions struct {
-	// Collector is the IPFIX collector's host:port (UDP), such as nfcapd's
-	// -b and -p. It must resolve when the stage is built.
-	Collector string `yaml:"collector"`
-	// ActiveTimeout exports a flow that is still going on this long after
-	// its last record's start, with the counts since (default 60s,
-	// 1s..1h).
-	ActiveTimeout time.Duration `yaml:"active_timeout"`
-	// IdleTimeout ends a flow that has seen no packet for this long
-	// (default 15s, 1s..1h).
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// MaxFlows bounds each worker's flow table (required, 1..MaxIPFIXFlows);
-	// a new flow in a full table first exports the flow it replaces.
-	MaxFlows int `yaml:"max_flows"`
-	// TemplateRefresh is how often the templates go out again (default
-	// 30s, 1s..1h; RFC 7011's templateRefreshTimeout for UDP). A collector
-	// that restarted reads no record until it has them again: a shorter
-	// refresh loses less after a restart, for a few more bytes.
-	TemplateRefresh time.Duration `yaml:"template_refresh"`
-}
-
-// The ipfix stage's limits and defaults.
-const (
-	// MaxIPFIXFlows bounds max_flows; the memory check (xsk.CheckMemory)
-	// usually refuses less.
-	MaxIPFIXFlows        = 1 << 28
-	minIPFIXTimeout      = time.Second
-	maxIPFIXTimeout      = time.Hour
-	defaultIPFIXActive   = 60 * time.Second
-	defaultIPFIXIdle     = 15 * time.Second
-	ipfixTemplateRefresh = 30 * time.Second
-	// A sweep of the whole table takes ipfixSweep, in ipfixSteps steps:
-	// a flow is exported at most ipfixSweep after its timeout, and a
-	// record waits at most ipfixSweep/ipfixSteps in an unsent message.
-	ipfixSweep = 500 * time.Millisecond
-	ipfixSteps = 50
-)
-
-// ipfixSlots is the table size for max flows: a power of two above 4/3
-// of it (linear probing at a load under 3/4, and always an empty slot,
-// which ends every probe).
-func ipfixSlots(maxFlows int) uint64 {
-	n := uint64(max(maxFlows, 1))
-	return 1 << bits.Len64(n+n/3)
-}
-
-// MemoryCost implements Costly: the flow table and the message buffer.
-func (o *IPFIXOptions) MemoryCost() (uint64, string) {
-	if o.MaxFlows <= 0 {
-		return 0, "max_flows"
-	}
-	return sat.Mul(ipfixSlots(min(o.MaxFlows, MaxIPFIXFlows*4)), flowSize) + ipfixMaxMTU, "max_flows"
-}
-
-// check validates the options and fills in the defaults.
-func (o *IPFIXOptions) check() error {
-	if o.Collector == "" {
-		return errors.New("needs collector: the IPFIX collector's host:port (UDP)")
-	}
-	if o.MaxFlows <= 0 || o.MaxFlows > MaxIPFIXFlows {
-		return fmt.Errorf("max_flows %d: want 1..%d flows per worker", o.MaxFlows, MaxIPFIXFlows)
-	}
-	if o.ActiveTimeout == 0 {
-		o.ActiveTimeout = defaultIPFIXActive
-	}
-	if o.IdleTimeout == 0 {
-		o.IdleTimeout = defaultIPFIXIdle
-	}
-	if o.TemplateRefresh == 0 {
-		o.TemplateRefresh = ipfixTemplateRefresh
-	}
-	for _, t := range []struct {
-		name string
-		d    time.Duration
-	}{{"active_timeout", o.ActiveTimeout}, {"idle_timeout", o.IdleTimeout}, {"template_refresh", o.TemplateRefresh}} {
-		if t.d < minIPFIXTimeout || t.d > maxIPFIXTimeout {
-			return fmt.Errorf("%s %v out of range: want %v..%v", t.name, t.d, minIPFIXTimeout, maxIPFIXTimeout)
-		}
-	}
-	return nil
-}
-
-// resolveCollector resolves the collector's address.
-func resolveCollector(s string) (*net.UDPAddr, error) {
-	a, err := net.ResolveUDPAddr("udp", s)
-	if err != nil {
-		return nil, fmt.Errorf("collector %q does not resolve: %w (want host:port of the IPFIX collector)", s, err)
-	}
-	if a.IP == nil || a.IP.IsUnspecified() || a.Port == 0 {
-		return nil, fmt.Errorf("collector %q: want a host and a port other than 0", s)
-	}
-	return a, nil
-}
 
 func newIPFIXStage(o *IPFIXOptions, env StageEnv) (Stage, error) {
 	opts := *o
@@ -134,90 +34,6 @@ func newIPFIXStage(o *IPFIXOptions, env StageEnv) (Stage, error) {
 		return nil, unix.Close(fd)
 	}
 	return NewIPFIX(opts, addr, uint32(env.Queue), env.Ifindexes)
-}
-
-// flowKey is a flow's 5-tuple, VLAN and ingress port. An IPv4 address is
-// in the low 32 bits of its first word. meta packs source port (bits
-// 48-63), destination port (32-47), protocol (24-31), VLAN ID (12-23),
-// the worker port (4-11) and the family (0-3: 4 or 6); it is never 0 for
-// a flow, so 0 marks an empty slot.
-type flowKey struct {
-	src, dst [2]uint64
-	meta     uint64
-}
-
-// flow is one slot of the table: flowSize bytes.
-type flow struct {
-	key     flowKey
-	packets uint64 // since the last record
-	octets  uint64
-	first   int64 // pipeline time of the first packet since the last record
-	last    int64 // of the last packet
-}
-
-// flowTable is a fixed-size open-addressing hash table (linear probing,
-// backward-shift deletion), allocated once.
-type flowTable struct {
-	slots []flow
-	mask  uint64
-	n     int // flows in the table
-	max   int
-	seed  [3]uint64
-}
-
-func newFlowTable(maxFlows int) *flowTable {
-	n := ipfixSlots(maxFlows)
-	return &flowTable{slots: make([]flow, n), mask: n - 1, max: maxFlows,
-		seed: [3]uint64{rand.Uint64(), rand.Uint64(), rand.Uint64()}}
-}
-
-// mix is wyhash's mixing step: the two halves of a 128-bit product, xored.
-func mix(a, b uint64) uint64 {
-	hi, lo := bits.Mul64(a, b)
-	return hi ^ lo
-}
-
-// home is the slot a key hashes to. The seed is random per table, so
-// crafted flows cannot aim at one probe chain.
-func (t *flowTable) home(k *flowKey) uint64 {
-	h := mix(k.src[0]^t.seed[0], k.src[1]^t.seed[1]) ^ mix(k.dst[0]^t.seed[1], k.dst[1]^t.seed[2]) ^ mix(k.meta^t.seed[2], t.seed[0])
-	return mix(h, 0x9e3779b97f4a7c15) & t.mask
-}
-
-// find returns the slot holding k, or the empty slot where k goes.
-func (t *flowTable) find(k *flowKey) *flow {
-	for i := t.home(k); ; i = (i + 1) & t.mask {
-		// Field by field, meta first: cheaper than the runtime's memequal
-		// of the struct, and most misses differ in ports.
-		f := &t.slots[i]
-		if f.key.meta == 0 || f.key.meta == k.meta && f.key.src[0] == k.src[0] && f.key.dst[0] == k.dst[0] &&
-			f.key.src[1] == k.src[1] && f.key.dst[1] == k.dst[1] {
-			return f
-		}
-	}
-}
-
-// remove empties slot i, moving later entries of the probe chain back
-// so that every key stays reachable from its home slot.
-func (t *flowTable) remove(i uint64) {
-	t.n--
-	for {
-		t.slots[i].key.meta = 0
-		j := i
-		for {
-			j = (j + 1) & t.mask
-			if t.slots[j].key.meta == 0 {
-				return
-			}
-			// Slot j's entry may move to i when i lies on its chain:
-			// between its home and j.
-			if h := t.home(&t.slots[j].key); (j-h)&t.mask >= (j-i)&t.mask {
-				t.slots[i] = t.slots[j]
-				i = j
-				break
-			}
-		}
-	}
 }
 
 // IPFIX is the ipfix stage: each worker's instance keeps a flow table
@@ -280,45 +96,6 @@ var (
 	_ Continuer = (*IPFIX)(nil)
 )
 
-// ipfixSession is a transport session to the collector: the connected
-// socket and the sequence number, shared by a stage and the stage that
-// continues it after a reload. mu is held for the header's sequence
-// number and the send of one message: between a reload's swap and the
-// old stage's Close, the worker and the closing goroutine both send.
-type ipfixSession struct {
-	mu        sync.Mutex
-	fd        int
-	seq       uint32 // data records sent before the next message
-	refs      int
-	collector string // the resolved address
-	domain    uint32
-	size      int          // the largest message
-	tmplDue   atomic.Int64 // pipeline time from which a message carries the templates
-	lastLog   atomic.Int64
-}
-
-// send finishes w's message with the session's sequence number and sends
-// it, counting its records as sent.
-func (ss *ipfixSession) send(w *ipfix.Writer, exportTime uint32) error {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if _, err := unix.Write(ss.fd, w.Finish(exportTime, ss.seq)); err != nil {
-		return err
-	}
-	ss.seq += uint32(w.Records())
-	return nil
-}
-
-// release drops a stage's hold; the last one closes the socket.
-func (ss *ipfixSession) release() error {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if ss.refs--; ss.refs > 0 {
-		return nil
-	}
-	return unix.Close(ss.fd)
-}
-
 // NewIPFIX checks opts (setting the defaults) and opens the stage's
 // socket to the collector; the templates go out at the first Tick. domain is the observation
 // domain (the worker's queue) and ifindex maps the worker's port index to
@@ -362,50 +139,6 @@ func (s *IPFIX) Continue(old Stage) {
 	o.sess.mu.Unlock()
 	_ = s.sess.release()
 	s.sess = o.sess
-}
-
-// ipfixMaxMTU bounds the MTU a message is sized for: messages stay
-// unfragmented on any path of Ethernet's MTU.
-const ipfixMaxMTU = 1500
-
-// dialCollector opens a connected, non-blocking UDP socket to the
-// collector and returns it with the largest message under the route's
-// MTU (at most ipfixMaxMTU).
-func dialCollector(a *net.UDPAddr) (fd, size int, err error) {
-	family, hdr := unix.AF_INET, 20
-	var sa unix.Sockaddr
-	if ip4 := a.IP.To4(); ip4 != nil {
-		sa = &unix.SockaddrInet4{Port: a.Port, Addr: [4]byte(ip4)}
-	} else {
-		family, hdr = unix.AF_INET6, 40
-		s6 := &unix.SockaddrInet6{Port: a.Port, Addr: [16]byte(a.IP.To16())}
-		if a.Zone != "" {
-			ifc, err := net.InterfaceByName(a.Zone)
-			if err != nil {
-				return -1, 0, fmt.Errorf("ipfix: collector %s: %w", a, err)
-			}
-			s6.ZoneId = uint32(ifc.Index)
-		}
-		sa = s6
-	}
-	fd, err = unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, 0, fmt.Errorf("ipfix: socket: %w", err)
-	}
-	if err := unix.Connect(fd, sa); err != nil {
-		unix.Close(fd)
-		return -1, 0, fmt.Errorf("ipfix: collector %s: %w (is there a route to it?)", a, err)
-	}
-	mtu := 1500
-	if family == unix.AF_INET {
-		if m, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU); err == nil {
-			mtu = m
-		}
-	} else if m, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MTU); err == nil {
-		mtu = m
-	}
-	size = min(max(mtu, 576), ipfixMaxMTU) - hdr - 8
-	return fd, size, nil
 }
 
 // StageName implements Named.

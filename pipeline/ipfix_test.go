@@ -363,37 +363,6 @@ func TestIPFIXTemplateRefresh(t *testing.T) {
 	}
 }
 
-// TestFlowTableRemoveKeepsChains: after any removals, every flow left is
-// found, on a table small enough for long probe chains that wrap.
-func TestFlowTableRemoveKeepsChains(t *testing.T) {
-	tb := newFlowTable(12) // 16 slots
-	keys := make([]flowKey, 12)
-	for i := range keys {
-		keys[i] = flowKey{src: [2]uint64{uint64(i)}, meta: 4}
-		*tb.find(&keys[i]) = flow{key: keys[i], packets: uint64(i)}
-		tb.n++
-	}
-	for _, del := range []int{3, 0, 7, 11, 5} {
-		i := tb.home(&keys[del])
-		for tb.slots[i].key != keys[del] {
-			i = (i + 1) & tb.mask
-		}
-		tb.remove(i)
-		keys[del].meta = 0
-		for j, k := range keys {
-			if k.meta == 0 {
-				continue
-			}
-			if f := tb.find(&k); f.key != k || f.packets != uint64(j) {
-				t.Fatalf("after removing %d, flow %d not found", del, j)
-			}
-		}
-	}
-	if tb.n != 7 {
-		t.Errorf("%d flows, want 7", tb.n)
-	}
-}
-
 // TestIPFIXCollectorGone: a collector that goes away never blocks the
 // worker: the records of failed messages are counted, and exports resume
 // with the templates once it is back.

@@ -53,8 +53,8 @@
 // ErrTooLarge before anything is posted. A sender that knows its longest
 // packet (DialOptions.MaxMessage: the MTU's frame) announces it in the
 // connection request, and a sink with smaller buffers refuses the
-// connection, naming the fix (xdpipe rdma-sink --buffer-size), so a jumbo
-// MTU against a default sink fails at start, not packet by packet. RC segments messages at the path MTU
+// connection (ErrRefused and ErrBufferSize), so a jumbo MTU against a
+// default sink fails at start, not packet by packet. RC segments messages at the path MTU
 // (Sender.PathMTU; 1024 bytes on a 1500-byte RoCE link) by itself, so the
 // message limit is the sink's buffer size, not the MTU.
 //

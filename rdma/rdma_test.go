@@ -1191,10 +1191,10 @@ func TestMultiSegmentRefused(t *testing.T) {
 	}
 	t.Log(err)
 	// A sender announcing packets larger than the sink's buffers: the
-	// sink refuses it, saying what to raise.
+	// sink refuses it, saying why.
 	_, err = rdma.Dial(ctx, l.Addr(), reg, rdma.DialOptions{Source: a, MaxSegments: 3, MaxMessage: 9014})
-	if !errors.Is(err, rdma.ErrRefused) || !strings.Contains(err.Error(), "--buffer-size") {
-		t.Errorf("Dial announcing 9014-byte packets to 2048-byte buffers: %v, want ErrRefused naming --buffer-size", err)
+	if !errors.Is(err, rdma.ErrRefused) || !errors.Is(err, rdma.ErrBufferSize) || !strings.Contains(err.Error(), "receive buffers hold 2048 bytes, sender sends up to 9014") {
+		t.Errorf("Dial announcing 9014-byte packets to 2048-byte buffers: %v, want ErrRefused and ErrBufferSize with both sizes", err)
 	}
 	t.Log(err)
 	cancel()
@@ -1206,13 +1206,16 @@ func TestMultiSegmentRefused(t *testing.T) {
 		want  string
 	}{
 		{"three segments", []rdma.Desc{{Addr: 0, Len: 100, Flags: rdma.More}, {Addr: 4096, Len: 100, Flags: rdma.More}, {Addr: 8192, Len: 100}}, "segments"},
-		{"longer than the sink's buffers", []rdma.Desc{{Addr: 0, Len: 3000, Flags: rdma.More}, {Addr: 4096, Len: 3000}}, "--buffer-size"},
+		{"longer than the sink's buffers", []rdma.Desc{{Addr: 0, Len: 3000, Flags: rdma.More}, {Addr: 4096, Len: 3000}}, "6000 bytes, the sink's receive buffers hold 4096"},
 		{"cut off", []rdma.Desc{{Addr: 0, Len: 100, Flags: rdma.More}}, "ends the burst"},
 		{"second segment outside the region", []rdma.Desc{{Addr: 0, Len: 100, Flags: rdma.More}, {Addr: uint64(len(reg)) - 10, Len: 100}}, "outside"},
 	} {
 		n, err := s.Send(c.descs)
 		if n != 0 || !errors.Is(err, rdma.ErrTooLarge) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Send = %d, %v; want 0, ErrTooLarge saying %q", c.name, n, err, c.want)
+		}
+		if bufs := strings.HasPrefix(c.name, "longer"); errors.Is(err, rdma.ErrBufferSize) != bufs {
+			t.Errorf("%s: Send's %v: ErrBufferSize %v, want %v", c.name, err, !bufs, bufs)
 		}
 	}
 	if s.InFlight() != 0 {

@@ -23,11 +23,25 @@ var (
 	// ErrTooLarge means a packet is longer than the sink's receive buffers
 	// or lies outside the registered region. Nothing was posted for it.
 	ErrTooLarge = errors.New("rdma: message too large")
+	// ErrBufferSize means the sender's packets are longer than the sink's
+	// receive buffers (ListenOptions.BufferSize): the sink refused the
+	// connection (ErrRefused), or Send a packet (ErrTooLarge). errors.Is
+	// finds it beside those; the sink's buffers must grow.
+	ErrBufferSize = errors.New("rdma: packets longer than the sink's receive buffers")
 	// ErrTimeout means a bounded wait (set-up, drain, close) ran out.
 	ErrTimeout = errors.New("rdma: timed out")
 	// ErrClosed means the object was closed.
 	ErrClosed = errors.New("rdma: closed")
 )
+
+// bufferSizeError is err, a refusal whose cause is the sink's buffer size:
+// errors.Is finds ErrBufferSize in it as well as err's chain, and its text
+// is err's.
+type bufferSizeError struct{ error }
+
+func (e bufferSizeError) Unwrap() error { return e.error }
+
+func (e bufferSizeError) Is(target error) bool { return target == ErrBufferSize }
 
 // Desc is one packet, or one segment of a packet, inside the sender's
 // registered region: Addr is the byte offset of its first byte from the

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/caps"
+	"github.com/xdpipe/xdpipe/rdma"
 	"github.com/xdpipe/xdpipe/rules"
 )
 
@@ -128,7 +129,9 @@ func rulesMain(args []string, stdout, stderr io.Writer) error {
 		return rulesDetach(o, stdout)
 	}
 	s, err := bpf.OpenPinnedSteer(o.pin)
-	if err != nil {
+	if errors.Is(err, bpf.ErrNotRunning) {
+		return fmt.Errorf("%w (start xdpipe with rule pinning, or check --pin)", err)
+	} else if err != nil {
 		return err
 	}
 	defer s.Close()
@@ -293,11 +296,19 @@ func rulesDetach(o *rulesFlags, stdout io.Writer) error {
 	return nil
 }
 
-// explain adds to err what the user can do about it with a command of
-// this binary.
+// explain adds to err what the user can do about it with a command or a
+// flag of this binary: the libraries' errors say only what is wrong.
 func explain(err error) error {
 	if pe := (*bpf.PinnedError)(nil); errors.As(err, &pe) {
 		return fmt.Errorf("%w; remove it with `xdpipe rules detach --pin %s`", err, pe.Pin)
+	}
+	switch {
+	case errors.Is(err, bpf.ErrPinsGone):
+		return fmt.Errorf("%w: restart xdpipe to pin them again and change them", err)
+	case errors.Is(err, bpf.ErrPinDirUnsafe):
+		return fmt.Errorf("%w, or choose another --pin-dir", err)
+	case errors.Is(err, rdma.ErrBufferSize):
+		return fmt.Errorf("%w: raise the sink's buffer size (xdpipe rdma-sink --buffer-size)", err)
 	}
 	return err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/xdpipe/xdpipe/bpf"
 	"github.com/xdpipe/xdpipe/internal/testutil"
+	"github.com/xdpipe/xdpipe/rdma"
 )
 
 // bpffsDir mounts a private bpffs for the test's pins. `ip netns exec`
@@ -272,5 +274,29 @@ func TestResolvePin(t *testing.T) {
 	pinned(other)
 	if _, err := resolvePin("", base); err == nil || !strings.Contains(err.Error(), "lo, "+other.String()) {
 		t.Fatalf("two instances: %v", err)
+	}
+}
+
+// TestExplainNamesTheFix: the libraries' errors say what is wrong without
+// naming a command or a flag; explain adds the one that fixes it, through
+// any wrapping, and leaves other errors as they are.
+func TestExplainNamesTheFix(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("steering rules: %w", &bpf.PinnedError{Name: "eth0", Pin: "/sys/fs/bpf/x"}), "; remove it with `xdpipe rules detach --pin /sys/fs/bpf/x`"},
+		{fmt.Errorf("steering rules: %w", fmt.Errorf("%w: pins removed", bpf.ErrPinsGone)), ": restart xdpipe to pin them again and change them"},
+		{fmt.Errorf("load steer: %w", fmt.Errorf("%w: /sys/fs/bpf/x has mode -rwxrwxrwx; chmod go-w it", bpf.ErrPinDirUnsafe)), ", or choose another --pin-dir"},
+		{fmt.Errorf("rdma stage: %w", fmt.Errorf("%w: %w", rdma.ErrRefused, rdma.ErrBufferSize)), ": raise the sink's buffer size (xdpipe rdma-sink --buffer-size)"},
+	} {
+		got := explain(c.err)
+		if got.Error() != c.err.Error()+c.want || !errors.Is(got, c.err) {
+			t.Errorf("explain(%q) = %q, want the error followed by %q", c.err, got, c.want)
+		}
+	}
+	other := fmt.Errorf("queue 3: %w", os.ErrNotExist)
+	if got := explain(other); got != other {
+		t.Errorf("explain(%q) = %q, want it unchanged", other, got)
 	}
 }

@@ -261,7 +261,7 @@ loop:
 		case <-hup:
 			next, err := reload(d, f, cfg)
 			if err != nil {
-				log.Error("reload failed; the previous rules and stages keep running", "err", err)
+				log.Error("reload failed; the previous rules and stages keep running", "err", explain(err))
 				continue
 			}
 			if next.Interval.Duration != cfg.Interval.Duration {
