@@ -162,11 +162,7 @@ func (p *rdmaPort) ship(batch []rdma.Desc) (int, bool) {
 			p.fail("send", err)
 			return taken, false
 		}
-		end := taken
-		for end < len(batch)-1 && batch[end].Flags&rdma.More != 0 {
-			end++
-		}
-		end++
+		end, _ := xsk.PacketEnd(batch, taken) // the refused packet, or what the batch holds of it
 		for i, d := range batch[taken:end] {
 			p.free[i] = d.Addr
 		}

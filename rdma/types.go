@@ -59,6 +59,11 @@ type Desc struct {
 // More in Desc.Flags says the packet continues in the next Desc.
 const More uint32 = 1
 
+// Continues reports whether the packet goes on in the next Desc (More):
+// with it, xsk's PacketEnd, WholePackets and Packets walk rdma's
+// descriptors as they walk the UMEM's.
+func (d Desc) Continues() bool { return d.Flags&More != 0 }
+
 // Device is an RDMA device found by Devices.
 type Device struct {
 	Name  string // e.g. rxe0, mlx5_0

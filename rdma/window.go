@@ -61,7 +61,7 @@ func (w *window) packet(descs []Desc, i int) (end int, err error) {
 		if j-i >= w.maxSegs {
 			return 0, fmt.Errorf("%w: packet at %d has more than %d segments (DialOptions.MaxSegments)", ErrTooLarge, i, w.maxSegs)
 		}
-		if d.Flags&More == 0 {
+		if !d.Continues() {
 			if size > uint64(w.maxMsg) {
 				return 0, bufferSizeError{fmt.Errorf("%w: packet at %d: %d bytes, the sink's receive buffers hold %d",
 					ErrTooLarge, i, size, w.maxMsg)}
@@ -85,7 +85,7 @@ func (w *window) track(descs []Desc) {
 func (w *window) posted(descs []Desc) (pkts int, bytes uint64) {
 	for _, d := range descs {
 		bytes += uint64(d.Len)
-		if d.Flags&More == 0 {
+		if !d.Continues() {
 			pkts++
 		}
 	}
