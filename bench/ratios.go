@@ -7,8 +7,8 @@ import (
 )
 
 // A Ratio is one receiver's rate over another's at one frame size, from
-// cells of the same run: the side-by-side comparisons the issues set bars
-// on, and the references that say whose cost a gap is.
+// cells of the same run: the side-by-side comparisons the project sets
+// bars on, and the references that say whose cost a gap is.
 type Ratio struct {
 	What string `json:"what"`
 	Size int    `json:"size"`

@@ -25,8 +25,8 @@ func TestStubNotSupported(t *testing.T) {
 }
 
 // TestSoftRoCE builds this package's tests with -tags rdma and runs them in
-// the VM (hack/vm, guest scripts in hack/vm/rdma) on rdma_rxe: this host's
-// kernel has no RDMA. About a minute under TCG. Needs hack/deps.sh vm rdma;
+// the VM (hack/vm, guest scripts in hack/vm/rdma) on rdma_rxe, so that it
+// needs no RDMA on the host. About a minute under TCG. Needs hack/deps.sh vm rdma;
 // skips without it, fails under CI=true.
 func TestSoftRoCE(t *testing.T) {
 	for _, h := range []string{"/usr/include/infiniband/verbs.h", "/usr/include/rdma/rdma_cma.h"} {
