@@ -119,12 +119,12 @@ func (f *fakeSystem) openPort(o PortOptions, mems []umem) (_ port, err error) {
 	wire := f.wire
 	f.mu.Unlock()
 	for i := range o.Queues {
-		s, _, err := xsktest.NewSocket(mems[i].(*xsk.Umem), o.Socket, xsktest.Options{Wire: wire})
+		s, k, err := xsktest.NewSocket(mems[i].(*xsk.Umem), o.Socket, xsktest.Options{Wire: wire})
 		if err != nil {
 			return nil, fmt.Errorf("open port %s queue %d: %w", o.Iface, o.Queues[i], err)
 		}
 		s.Refill()
-		p.socks = append(p.socks, s)
+		p.socks, p.kernels = append(p.socks, s), append(p.kernels, k)
 	}
 	f.mu.Lock()
 	f.opened++
@@ -161,6 +161,7 @@ var frame = func() []byte {
 type fakePort struct {
 	sys      *fakeSystem
 	socks    []*xsk.Socket
+	kernels  []*xsktest.Kernel // of socks
 	detached bool
 	fault    chan netdev.LinkEvent // what the test makes happen to the interface
 	st       *fakeSteer            // with rules
@@ -371,6 +372,33 @@ func TestDaemonAccountCountsStages(t *testing.T) {
 	c := d.Counts()
 	if len(c) != 1 || c[0].Queue != 1 || c[0].Verdict != 500 {
 		t.Errorf("counts %+v, want queue 1 with 500 dropped by verdict", c)
+	}
+}
+
+// TestDaemonCountsTheKernelsDrops: what the kernel dropped before the
+// workers (XDP_STATISTICS: RX ring full, other drops) is in each queue's
+// Counts, apart from the workers' drops, and in the metrics by reason.
+func TestDaemonCountsTheKernelsDrops(t *testing.T) {
+	d, sys, stop := running(t, baseConfig(t, "count"))
+	sys.ports[0].kernels[1].SetStatistics(xsk.Statistics{RxRingFull: 5, RxDropped: 3, RxInvalidDescs: 2})
+	sys.wire.Arrive(100)
+	waitRX(t, d, 100)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	c := d.Counts()
+	if len(c) != 2 || c[0].Kernel() != 0 || c[1].Queue != 1 || c[1].RingFull != 5 || c[1].KernelOther != 3 ||
+		c[1].Kernel() != 8 || c[0].Dropped()+c[1].Dropped() != 100 {
+		t.Fatalf("counts %+v, want the 100 frames dropped by the chain's verdict, and queue 1 with 5 dropped on a full RX ring and 3 otherwise by the kernel", c)
+	}
+	seen := map[string]float64{}
+	for _, m := range counters(t, d.Collector(), "xdpipe_drops_total") {
+		seen[m.labels["queue"]+"/"+m.labels["reason"]] += m.value
+	}
+	for key, want := range map[string]float64{"1/xsk_rx_ring_full": 5, "1/xsk_rx_dropped": 3, "1/xsk_rx_invalid_descs": 2, "0/xsk_rx_ring_full": 0} {
+		if seen[key] != want {
+			t.Errorf("xdpipe_drops_total %s = %v, want %v (all: %v)", key, seen[key], want, seen)
+		}
 	}
 }
 
