@@ -26,23 +26,25 @@ import (
 	"github.com/xdpipe/xdpipe/pipeline"
 	"github.com/xdpipe/xdpipe/rdma"
 	"github.com/xdpipe/xdpipe/xsk"
+	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
 
 func TestMain(m *testing.M) { os.Exit(testutil.CheckLeaks(m)) }
 
 // fakeSystem stands in for the kernel: interfaces with two queues each,
-// UMEMs on the heap, sockets that receive what the test injects and
-// complete every transmit at once.
+// UMEMs in process memory (xsk.NewUmem, registered with no kernel), and
+// each queue's socket on xsk's fake kernel (xsktest). All sockets share
+// one Wire: what the test makes arrive on it (wire.Arrive) is split over
+// the sockets as they take it, and each transmit completes at once.
 type fakeSystem struct {
 	mu      sync.Mutex
-	mems    []*fakeMem
-	socks   []*fakeSocket
+	mems    []*xsk.Umem
 	ports   []*fakePort
+	wire    *xsktest.Wire // made by the first openPort
 	opened  int           // ports opened
 	closed  int           // ports closed
 	opts    []PortOptions // of the ports opened
-	pending atomic.Int64
-	memlock uint64 // the RLIMIT_MEMLOCK it reports; 0: no bound
+	memlock uint64        // the RLIMIT_MEMLOCK it reports; 0: no bound
 	// available, if set, is the machine's MemAvailable before the fake's
 	// UMEMs took theirs (taken).
 	available, taken uint64
@@ -53,8 +55,9 @@ func (f *fakeSystem) caps(bool) error { return nil }
 func (f *fakeSystem) checkPort(*net.Interface, PortOptions, uint32) error { return nil }
 
 // memoryLimits is the machine's available memory, and no bound on locked
-// memory unless the test sets memlock: the fake's UMEMs are on the heap,
-// so the test process's RLIMIT_MEMLOCK says nothing about them.
+// memory unless the test sets memlock: the fake's UMEMs are registered
+// with no kernel, so the test process's RLIMIT_MEMLOCK says nothing about
+// them.
 func (f *fakeSystem) memoryLimits() (xsk.MemoryLimits, error) {
 	lim, err := xsk.ReadMemoryLimits()
 	lim.Memlock = cmp.Or(f.memlock, math.MaxUint64)
@@ -85,37 +88,48 @@ func (f *fakeSystem) umem(o xsk.UmemOptions) (umem, error) {
 	if o.NumFrames > fakeMaxFrames {
 		return nil, fmt.Errorf("test fake: refusing a UMEM of %d frames that validation let through", o.NumFrames)
 	}
-	m := &fakeMem{frames: make([]byte, int(o.NumFrames)*2048), total: int(o.NumFrames)}
-	for i := range int(o.NumFrames) {
-		m.free = append(m.free, uint64(i)*2048)
+	u, err := xsk.NewUmem(o)
+	if err != nil {
+		return nil, err
 	}
 	f.mu.Lock()
-	f.mems = append(f.mems, m)
-	f.taken += uint64(o.NumFrames) * uint64(cmp.Or(o.FrameSize, xsk.DefaultFrameSize))
+	f.mems = append(f.mems, u)
+	f.taken += uint64(u.NumFrames()) * uint64(u.FrameSize())
 	f.mu.Unlock()
-	return m, nil
+	return u, nil
 }
 
-func (f *fakeSystem) openPort(o PortOptions, mems []umem) (port, error) {
+// openPort opens a socket on the fake kernel for each queue, on the
+// system's wire, and fills its fill ring.
+func (f *fakeSystem) openPort(o PortOptions, mems []umem) (_ port, err error) {
 	p := &fakePort{sys: f, fault: make(chan netdev.LinkEvent, 1)}
+	defer func() {
+		if err != nil {
+			p.closeSockets()
+		}
+	}()
 	if o.Rules != nil {
 		p.st = &fakeSteer{}
 		p.st.Apply(o.Rules)
 	}
+	f.mu.Lock()
+	if f.wire == nil {
+		f.wire = &xsktest.Wire{Frame: frame}
+	}
+	wire := f.wire
+	f.mu.Unlock()
 	for i := range o.Queues {
-		m := mems[i].(*fakeMem)
-		s := &fakeSocket{sys: f, mem: m, fillCap: int(2 * o.Socket.RXSize)}
-		m.mu.Lock()
-		m.socks = append(m.socks, s)
-		m.mu.Unlock()
+		s, k, err := xsktest.NewSocket(mems[i].(*xsk.Umem), o.Socket, xsktest.Options{Wire: wire})
+		if err != nil {
+			return nil, fmt.Errorf("open port %s queue %d: %w", o.Iface, o.Queues[i], err)
+		}
 		s.Refill()
-		p.socks = append(p.socks, s)
+		p.socks, p.kernels = append(p.socks, s), append(p.kernels, k)
 	}
 	f.mu.Lock()
 	f.opened++
 	f.opts = append(f.opts, o)
 	f.ports = append(f.ports, p)
-	f.socks = append(f.socks, p.socks...)
 	f.mu.Unlock()
 	return p, nil
 }
@@ -129,66 +143,7 @@ func (f *fakeSystem) dialRDMA(ctx context.Context, _ string, _ umem, _ rdma.Dial
 	return nil, ctx.Err()
 }
 
-// send injects n frames, spread over the sockets as they take them.
-func (f *fakeSystem) send(n int64) { f.pending.Add(n) }
-
-type fakeMem struct {
-	mu     sync.Mutex
-	frames []byte
-	free   []uint64
-	total  int
-	socks  []*fakeSocket
-}
-
-func (m *fakeMem) Frame(addr uint64) []byte {
-	base := addr - addr%2048
-	return m.frames[base : base+2048 : base+2048]
-}
-
-func (m *fakeMem) Free(addrs []uint64) {
-	m.mu.Lock()
-	for _, a := range addrs {
-		m.free = append(m.free, a-a%2048)
-	}
-	m.mu.Unlock()
-}
-
-func (m *fakeMem) alloc(dst []uint64) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := min(len(dst), len(m.free))
-	copy(dst, m.free[len(m.free)-n:])
-	m.free = m.free[:len(m.free)-n]
-	return n
-}
-
-func (m *fakeMem) Accounting() xsk.Accounting {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	a := xsk.Accounting{Total: uint32(m.total), Free: int64(len(m.free))}
-	for _, s := range m.socks {
-		s.mu.Lock()
-		a.Fill += int64(len(s.fill))
-		s.mu.Unlock()
-	}
-	a.App = int64(m.total) - a.Free - a.Fill
-	return a
-}
-
-func (m *fakeMem) Close() error { return nil }
-
-// fakeSocket is one queue's socket: its fill ring holds frames the worker
-// posted; Receive writes an injected UDP frame into each it takes.
-type fakeSocket struct {
-	sys     *fakeSystem
-	mem     *fakeMem
-	mu      sync.Mutex
-	fill    []uint64
-	fillCap int
-	done    []uint64 // transmitted, completed at once
-	scratch [64]uint64
-}
-
+// frame is the UDP frame that arrives on the fake's wire.
 var frame = func() []byte {
 	b := make([]byte, 60)
 	copy(b, []byte{0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00})
@@ -203,67 +158,10 @@ var frame = func() []byte {
 	return b
 }()
 
-func (s *fakeSocket) Receive(descs []pipeline.Desc) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := min(len(descs), len(s.fill))
-	for n > 0 {
-		p := s.sys.pending.Load()
-		if p <= 0 {
-			return 0
-		}
-		n = min(n, int(p))
-		if s.sys.pending.CompareAndSwap(p, p-int64(n)) {
-			break
-		}
-	}
-	for i := range n {
-		a := s.fill[len(s.fill)-1-i]
-		copy(s.mem.Frame(a)[256:], frame)
-		descs[i] = pipeline.Desc{Addr: a + 256, Len: uint32(len(frame))}
-	}
-	s.fill = s.fill[:len(s.fill)-n]
-	return n
-}
-
-func (s *fakeSocket) Transmit(descs []pipeline.Desc) int {
-	s.mu.Lock()
-	for _, d := range descs {
-		s.done = append(s.done, d.Addr)
-	}
-	s.mu.Unlock()
-	return len(descs)
-}
-
-func (s *fakeSocket) Complete() int {
-	s.mu.Lock()
-	done := s.done
-	s.done = nil
-	s.mu.Unlock()
-	s.mem.Free(done)
-	return len(done)
-}
-
-func (s *fakeSocket) Refill() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := s.mem.alloc(s.scratch[:min(len(s.scratch), s.fillCap-len(s.fill))])
-	s.fill = append(s.fill, s.scratch[:n]...)
-	return n
-}
-
-// Wait stands for poll(2) on a socket the fake never wakes: a nap that
-// paces the worker's loop, which checks its rings after it.
-func (s *fakeSocket) Wait(timeout time.Duration) error {
-	time.Sleep(min(timeout, 100*time.Microsecond))
-	return nil
-}
-
-func (s *fakeSocket) Stats() (xsk.Statistics, error) { return xsk.Statistics{}, nil }
-
 type fakePort struct {
 	sys      *fakeSystem
-	socks    []*fakeSocket
+	socks    []*xsk.Socket
+	kernels  []*xsktest.Kernel // of socks
 	detached bool
 	fault    chan netdev.LinkEvent // what the test makes happen to the interface
 	st       *fakeSteer            // with rules
@@ -289,11 +187,22 @@ func (p *fakePort) steer() steerer {
 	}
 	return p.st
 }
+
+// close closes the port's sockets, as Port.Close does.
 func (p *fakePort) close() error {
 	p.sys.mu.Lock()
 	p.sys.closed++
 	p.sys.mu.Unlock()
-	return nil
+	return p.closeSockets()
+}
+
+func (p *fakePort) closeSockets() error {
+	var errs []error
+	for _, s := range p.socks {
+		errs = append(errs, s.Close())
+	}
+	p.socks = nil
+	return errors.Join(errs...)
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -370,7 +279,7 @@ func TestDaemonReloadUnderTrafficLosesNoFrame(t *testing.T) {
 	const perRound = 2000
 	var sent uint64
 	for i := range 20 {
-		sys.send(perRound)
+		sys.wire.Arrive(perRound)
 		sent += perRound
 		waitRX(t, d, sent-perRound/2) // half of the round still to come
 		next := baseConfig(t, "count", "macswap")
@@ -445,7 +354,7 @@ func TestDaemonAccountCountsStages(t *testing.T) {
 	cfg := baseConfig(t, "count", "drop")
 	cfg.Queues = []int{1}
 	d, sys, stop := running(t, cfg)
-	sys.send(500)
+	sys.wire.Arrive(500)
 	waitRX(t, d, 500)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -463,6 +372,33 @@ func TestDaemonAccountCountsStages(t *testing.T) {
 	c := d.Counts()
 	if len(c) != 1 || c[0].Queue != 1 || c[0].Verdict != 500 {
 		t.Errorf("counts %+v, want queue 1 with 500 dropped by verdict", c)
+	}
+}
+
+// TestDaemonCountsTheKernelsDrops: what the kernel dropped before the
+// workers (XDP_STATISTICS: RX ring full, other drops) is in each queue's
+// Counts, apart from the workers' drops, and in the metrics by reason.
+func TestDaemonCountsTheKernelsDrops(t *testing.T) {
+	d, sys, stop := running(t, baseConfig(t, "count"))
+	sys.ports[0].kernels[1].SetStatistics(xsk.Statistics{RxRingFull: 5, RxDropped: 3, RxInvalidDescs: 2})
+	sys.wire.Arrive(100)
+	waitRX(t, d, 100)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	c := d.Counts()
+	if len(c) != 2 || c[0].Kernel() != 0 || c[1].Queue != 1 || c[1].RingFull != 5 || c[1].KernelOther != 3 ||
+		c[1].Kernel() != 8 || c[0].Dropped()+c[1].Dropped() != 100 {
+		t.Fatalf("counts %+v, want the 100 frames dropped by the chain's verdict, and queue 1 with 5 dropped on a full RX ring and 3 otherwise by the kernel", c)
+	}
+	seen := map[string]float64{}
+	for _, m := range counters(t, d.Collector(), "xdpipe_drops_total") {
+		seen[m.labels["queue"]+"/"+m.labels["reason"]] += m.value
+	}
+	for key, want := range map[string]float64{"1/xsk_rx_ring_full": 5, "1/xsk_rx_dropped": 3, "1/xsk_rx_invalid_descs": 2, "0/xsk_rx_ring_full": 0} {
+		if seen[key] != want {
+			t.Errorf("xdpipe_drops_total %s = %v, want %v (all: %v)", key, seen[key], want, seen)
+		}
 	}
 }
 
@@ -525,7 +461,7 @@ func TestDaemonStageErrors(t *testing.T) {
 	if err := d.Reload(c); err == nil || !strings.Contains(err.Error(), `output "eth9" is not one of the interfaces`) {
 		t.Fatalf("reload forwarding to an unknown interface: %v", err)
 	}
-	sys.send(300)
+	sys.wire.Arrive(300)
 	waitRX(t, d, 300)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -580,7 +516,7 @@ func TestDaemonRxSettings(t *testing.T) {
 func TestDaemonStopDuringReload(t *testing.T) {
 	for range 20 {
 		d, sys, stop := running(t, baseConfig(t, "count", "macswap"))
-		sys.send(1000)
+		sys.wire.Arrive(1000)
 		waitRX(t, d, 100)
 		done := make(chan error, 1)
 		go func() { done <- d.Reload(baseConfig(t, "count", "drop")) }()
@@ -625,7 +561,7 @@ func TestDaemonRunsTheCallersOwnStages(t *testing.T) {
 	if fmt.Sprint(queues) != "[0 1]" {
 		t.Errorf("the stage was built for queues %v, want one for each of [0 1]", queues)
 	}
-	sys.send(300)
+	sys.wire.Arrive(300)
 	waitRX(t, d, 300)
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -35,7 +35,7 @@ func TestDaemonNeverRunsOnSilently(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- d.Run(context.Background()) }()
-		sys.send(100)
+		sys.wire.Arrive(100)
 		waitRX(t, d, 100)
 		sys.ports[0].fault <- ev
 		select {

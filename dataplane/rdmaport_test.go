@@ -273,9 +273,9 @@ func TestRDMAPortMultiBuffer(t *testing.T) {
 }
 
 // TestRDMAPortTooLarge: a packet the sink's buffers cannot hold is dropped
-// alone, its frames freed once and counted, and the connection goes on;
-// before, the port took the refusal for a failed connection and shipped
-// nothing more.
+// alone, its frames freed once and counted, and the connection goes on:
+// the refusal is not taken for a failed connection, and later packets
+// still ship.
 func TestRDMAPortTooLarge(t *testing.T) {
 	f, mem, p := testPort(100, 16, 16)
 	f.maxMsg = 9018
