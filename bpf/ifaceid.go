@@ -6,12 +6,13 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpipe/xdpipe/internal/ifname"
 )
 
 // IfaceID names an interface as its owner record and its pins are named:
@@ -80,11 +81,11 @@ func LocalIface(ifindex int) (IfaceID, error) {
 // LookupIface resolves an interface name in the calling thread's network
 // namespace.
 func LookupIface(name string) (IfaceID, error) {
-	ifc, err := net.InterfaceByName(name)
+	i, err := ifname.Index(name)
 	if err != nil {
 		return IfaceID{}, fmt.Errorf("interface %q not found in this network namespace", name)
 	}
-	return LocalIface(ifc.Index)
+	return LocalIface(i)
 }
 
 // PinPathFor is where the steering program of interface id pins its maps

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpipe/xdpipe/internal/ifname"
 	"github.com/xdpipe/xdpipe/internal/ipfix"
 )
 
@@ -78,11 +79,11 @@ func dialCollector(a *net.UDPAddr) (fd, size int, err error) {
 		family, hdr = unix.AF_INET6, 40
 		s6 := &unix.SockaddrInet6{Port: a.Port, Addr: [16]byte(a.IP.To16())}
 		if a.Zone != "" {
-			ifc, err := net.InterfaceByName(a.Zone)
+			i, err := ifname.Index(a.Zone)
 			if err != nil {
 				return -1, 0, fmt.Errorf("ipfix: collector %s: %w", a, err)
 			}
-			s6.ZoneId = uint32(ifc.Index)
+			s6.ZoneId = uint32(i)
 		}
 		sa = s6
 	}
