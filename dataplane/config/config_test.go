@@ -78,14 +78,26 @@ stages:
 }
 
 // TestConfigErrorsOnOneLine: a config file's decoding errors fit on one
-// line, each with its line and key, and no Go type names.
+// line, each with its line and key, and no Go type names; an empty file
+// and a valid one decode.
 func TestConfigErrorsOnOneLine(t *testing.T) {
 	for body, want := range map[string]string{
 		"interfaces: [eth0]\nring: abc\nstages:\n  - pcap: {path: x, snaplen: big}\n": "line 2: ring: `abc` is not a whole number, 0 or more; line 4: snaplen: `big` is not a whole number",
-		"interfaces: eth0\n":   "line 1: interfaces: `eth0` is not a list",
-		"interfacez: [eth0]\n": "line 1: unknown key interfacez",
-		"burst: [1]\n":         "line 1: burst: a list is not a whole number",
+		"interfaces: eth0\n":                                       "line 1: interfaces: `eth0` is not a list",
+		"interfacez: [eth0]\n":                                     "line 1: unknown key interfacez",
+		"burst: [1]\n":                                             "line 1: burst: a list is not a whole number",
+		"stages:\n  - pcap: {path: x, mode: rw}\n":                 "line 2: mode: `rw` is not a whole number, 0 or more",
+		"stages:\n  - ipfix: {collector: x, idle_timeout: 15}\n":   "line 2: idle_timeout: `15` is not a duration with its unit",
+		"interfaces: [eth0]\nbusy_poll: {a: 1}\nrx_delay: maybe\n": "line 2: busy_poll: a mapping is not true or false; line 3: rx_delay: `maybe` is not true or false",
+		"":           "",
+		"ring: 64\n": "",
 	} {
+		if want == "" {
+			if _, err := Parse([]byte(body)); err != nil {
+				t.Errorf("%q: %v", body, err)
+			}
+			continue
+		}
 		_, err := Parse([]byte(body))
 		if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") ||
 			strings.Contains(err.Error(), "config.") || strings.Contains(err.Error(), "int") && !strings.Contains(err.Error(), "interface") {

@@ -3,12 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"reflect"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -90,7 +87,7 @@ func (s *Stage) UnmarshalYAML(n *yaml.Node) error {
 			return fmt.Errorf("line %d: stage %s has no option %q (options: %s)", opts.Content[i].Line, s.Kind, k, strings.Join(allowed, ", "))
 		}
 	}
-	return opts.Decode(s.Options)
+	return decode(opts, reflect.ValueOf(s.Options).Elem())
 }
 
 // optionNames lists the yaml names of an options struct's fields.
@@ -126,93 +123,139 @@ func Load(path string) (*File, error) {
 
 // Parse parses a config file's contents; unknown keys are errors.
 func Parse(b []byte) (*File, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+	}
 	var c File
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(b, err)
+	if err := decode(&doc, reflect.ValueOf(&c).Elem()); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
 
-var (
-	yamlTypeErr  = regexp.MustCompile("^line ([0-9]+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
-	yamlFieldErr = regexp.MustCompile(`^line ([0-9]+): field (\S+) not found in type \S+$`)
-)
-
-// yamlError puts a decoding error on one line, each problem with its line
-// and key and what the key wants, in the words of the file rather than Go's
-// type names ("line 2: ring: `abc` is not a whole number").
-func yamlError(b []byte, err error) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+// decode decodes n into v and returns every problem on one line: a key
+// v's struct does not have, or a value its field cannot hold, each with
+// its line and key and what the key wants, in the words of the file
+// rather than Go's type names ("line 2: ring: `abc` is not a whole
+// number"). It walks the document itself, field by field, so that the
+// messages never depend on the YAML library's wording: the library
+// decodes only scalars, and says only whether it could.
+func decode(n *yaml.Node, v reflect.Value) error {
+	var d decoder
+	d.value(n, v, "")
+	if len(d.errs) > 0 {
+		return errors.New(strings.Join(d.errs, "; "))
 	}
-	var doc yaml.Node
-	_ = yaml.Unmarshal(b, &doc)
-	type at struct {
-		line  int
-		value string
-	}
-	keys := map[at]string{} // a value where it is: its key
-	var walk func(n *yaml.Node)
-	walk = func(n *yaml.Node) {
-		if n.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				keys[at{n.Content[i+1].Line, n.Content[i+1].Value}] = n.Content[i].Value
-			}
-		}
-		for _, c := range n.Content {
-			walk(c)
-		}
-	}
-	walk(&doc)
-	msgs := make([]string, len(te.Errors))
-	for i, e := range te.Errors {
-		if m := yamlFieldErr.FindStringSubmatch(e); m != nil {
-			msgs[i] = fmt.Sprintf("line %s: unknown key %s", m[1], m[2])
-			continue
-		}
-		m := yamlTypeErr.FindStringSubmatch(e)
-		if m == nil {
-			msgs[i] = e
-			continue
-		}
-		line, _ := strconv.Atoi(m[1])
-		key := ""
-		if k, ok := keys[at{line, m[3]}]; ok {
-			key = k + ": "
-		}
-		what := "`" + m[3] + "`"
-		switch m[2] {
-		case "seq":
-			what = "a list"
-		case "map":
-			what = "a mapping"
-		}
-		msgs[i] = fmt.Sprintf("line %d: %s%s is not %s", line, key, what, yamlWants(m[4]))
-	}
-	return errors.New(strings.Join(msgs, "; "))
+	return nil
 }
 
-// yamlWants says what a Go type holds, in a config file's words.
-func yamlWants(goType string) string {
+// decoder collects decode's problems.
+type decoder struct{ errs []string }
+
+// value decodes n, the value of key (empty at the top), into v.
+func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
+	switch n.Kind {
+	case 0: // an empty document
+		return
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			d.value(c, v, key)
+		}
+		return
+	case yaml.AliasNode:
+		n = n.Alias
+	}
+	if u, ok := v.Addr().Interface().(yaml.Unmarshaler); ok {
+		// This package's own types: their errors are already one line
+		// each, with the line.
+		if err := n.Decode(u); err != nil {
+			d.errs = append(d.errs, err.Error())
+		}
+		return
+	}
 	switch {
-	case goType == "time.Duration":
+	case v.Kind() == reflect.Pointer:
+		if n.Tag == "!!null" {
+			v.SetZero()
+			return
+		}
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.value(n, v.Elem(), key)
+	case v.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			d.mismatch(n, v.Type(), key)
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			f, ok := fieldOf(v, k.Value)
+			if !ok {
+				d.errs = append(d.errs, fmt.Sprintf("line %d: unknown key %s", k.Line, k.Value))
+				continue
+			}
+			d.value(n.Content[i+1], f, k.Value)
+		}
+	case v.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, c := range n.Content {
+			d.value(c, s.Index(i), key)
+		}
+		v.Set(s)
+	default:
+		if n.Kind != yaml.ScalarNode || n.Decode(v.Addr().Interface()) != nil {
+			d.mismatch(n, v.Type(), key)
+		}
+	}
+}
+
+// mismatch records that n, key's value, is not what t holds.
+func (d *decoder) mismatch(n *yaml.Node, t reflect.Type, key string) {
+	what := "`" + n.Value + "`"
+	switch n.Kind {
+	case yaml.SequenceNode:
+		what = "a list"
+	case yaml.MappingNode:
+		what = "a mapping"
+	}
+	if key != "" {
+		key += ": "
+	}
+	d.errs = append(d.errs, fmt.Sprintf("line %d: %s%s is not %s", n.Line, key, what, wants(t)))
+}
+
+// fieldOf is the field of struct v whose YAML key is key.
+func fieldOf(v reflect.Value, key string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := range t.NumField() {
+		if f := t.Field(i); f.IsExported() && yamlKey(f) == key {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+// wants says what a value of type t is, in a config file's words.
+func wants(t reflect.Type) string {
+	if t == reflect.TypeFor[time.Duration]() {
 		return "a duration with its unit (15s, 1m)"
-	case strings.HasPrefix(goType, "uint"):
+	}
+	switch t.Kind() {
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return "a whole number, 0 or more"
-	case strings.HasPrefix(goType, "int"):
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return "a whole number"
-	case strings.HasPrefix(goType, "float"):
+	case reflect.Float32, reflect.Float64:
 		return "a number"
-	case goType == "bool":
+	case reflect.Bool:
 		return "true or false"
-	case goType == "string":
+	case reflect.String:
 		return "a string"
-	case strings.HasPrefix(goType, "[]"):
+	case reflect.Slice, reflect.Array:
 		return "a list"
-	case strings.HasPrefix(goType, "map["):
+	case reflect.Map:
 		return "a mapping"
 	}
 	return "a mapping of options" // a struct
