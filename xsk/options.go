@@ -110,9 +110,9 @@ func CheckFrameSize(n uint32) error {
 	return nil
 }
 
-// maxRingSize is the largest ring CheckRingSize accepts: the largest
+// MaxRingSize is the largest ring CheckRingSize accepts: the largest
 // power of two a uint32 entry count holds.
-const maxRingSize = 1 << 31
+const MaxRingSize = 1 << 31
 
 // CheckRingSize refuses a ring size (a count of entries) that is not a
 // power of two from 1 to 2^31. NewUmem and NewSocket check their options'
@@ -121,8 +121,8 @@ const maxRingSize = 1 << 31
 // a uint64 so that a size from a wider setting is checked before any
 // conversion could cut it down to a power of two.
 func CheckRingSize(n uint64) error {
-	if n == 0 || n > maxRingSize || n&(n-1) != 0 {
-		return invalid("ring size %d: must be a power of two from 1 to %d", n, uint64(maxRingSize))
+	if n == 0 || n > MaxRingSize || n&(n-1) != 0 {
+		return invalid("ring size %d: must be a power of two from 1 to %d", n, uint64(MaxRingSize))
 	}
 	return nil
 }

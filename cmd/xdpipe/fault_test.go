@@ -203,8 +203,8 @@ func TestOOMSizedConfigRefusedByCheckFirst(t *testing.T) {
 			}
 		}
 	}
-	out, code := xdpipeIn(t, p.B.NS, "rxdrop", "--iface", p.B.Name, "--ring", "4294967296", "--frames", "17179869184", "--batch", "64")
-	if code != 1 || !strings.Contains(out, "--frames:") {
+	out, code := xdpipeIn(t, p.B.NS, "rxdrop", "--iface", p.B.Name, "--ring", "1073741824", "--frames", "4294967295", "--batch", "64")
+	if code != 1 || !strings.Contains(out, "--frames: the configuration needs") {
 		t.Fatalf("rxdrop with OOM-sized --ring and --frames: exit %d:\n%s", code, out)
 	}
 	noXDP(t, &p.B)

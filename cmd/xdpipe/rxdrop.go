@@ -106,7 +106,7 @@ func parseRxdrop(args []string, stderr io.Writer) (rxdropOptions, error) {
 	}
 	switch {
 	case o.ring < 64 || xsk.CheckRingSize(uint64(o.ring)) != nil:
-		return o, fmt.Errorf("--ring %d: want a power of two, 64 or more", o.ring)
+		return o, fmt.Errorf("--ring %d: want a power of two from 64 to %d", o.ring, uint64(xsk.MaxRingSize))
 	case o.queue < 0:
 		return o, fmt.Errorf("--queue %d: must be 0 or more", o.queue)
 	case o.batch == 0 || o.batch > o.ring:
