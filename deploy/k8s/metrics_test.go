@@ -29,7 +29,9 @@ type metrics struct {
 }
 
 // exported reads them out of xdpipe's source: every desc("xdpipe_...",
-// help, labels...) and prometheus.NewDesc("xdpipe_...", help,
+// help, labels...), NewCounterDesc("xdpipe_...", help, labels...) (a
+// stage's counter, which the Collector labels queue, stage and index
+// before its own) and prometheus.NewDesc("xdpipe_...", help,
 // []string{labels}, ...) call, and the last argument of every call that
 // emits mDrops. The code is the one list; docs and alerts are checked
 // against it.
@@ -66,8 +68,12 @@ func exported(t *testing.T) metrics {
 			if name, ok := str(call.Args[0]); ok && strings.HasPrefix(name, "xdpipe_") {
 				var ls []string
 				switch fun := call.Fun.(type) {
-				case *ast.Ident: // pipeline's desc(name, help, labels...)
-					if fun.Name != "desc" {
+				case *ast.Ident:
+					switch fun.Name {
+					case "desc": // pipeline's desc(name, help, labels...)
+					case "NewCounterDesc": // a stage's counter: the Collector's labels first
+						ls = []string{"queue", "stage", "index"}
+					default:
 						return true
 					}
 					for _, a := range call.Args[2:] {
