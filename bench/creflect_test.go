@@ -35,19 +35,8 @@ var reflectCounts = regexp.MustCompile(`reflected (\d+), refused (\d+), absorbed
 // carry a valid checksum (or IPv4's zero), and the peer's counts must add
 // up exactly: nothing else reaches B.
 func TestXskCPeerReflect(t *testing.T) {
-	testutil.RequireRoot(t)
-	requireCToolchain(t)
 	testutil.RequireTool(t, "ethtool")
-	bin, err := buildXskC("../hack/xsk-c-peer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := newTestbed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tb.close)
-	peer := startCReflect(t, tb, bin)
+	tb, peer, conn := startCReflectBed(t)
 
 	// Every reply A gets (from B's MAC, to A's), IPv4 and IPv6.
 	endA := &testutil.LinkEnd{NS: &testutil.NetNS{Name: tb.nsA}, Name: tb.ifA, MAC: tb.macA}
@@ -58,14 +47,6 @@ func TestXskCPeerReflect(t *testing.T) {
 	})
 
 	const port = 7777
-	var conn *net.UDPConn
-	if err := tb.inA(func() (err error) {
-		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: tb.ipA})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	dst := &net.UDPAddr{IP: tb.ipB, Port: port}
 	buf := make([]byte, 2048)
 	var echoed, unchecked int
@@ -203,26 +184,7 @@ func TestXskCPeerReflect(t *testing.T) {
 // (SO_NO_CHECK); a message that wants no reply is absorbed, one without
 // the client flag refused, neither answered; the counts add up.
 func TestXskCPeerReflectSockperf(t *testing.T) {
-	testutil.RequireRoot(t)
-	requireCToolchain(t)
-	bin, err := buildXskC("../hack/xsk-c-peer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := newTestbed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tb.close)
-	peer := startCReflect(t, tb, bin, "--sockperf")
-	var conn *net.UDPConn
-	if err := tb.inA(func() (err error) {
-		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: tb.ipA})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	tb, peer, conn := startCReflectBed(t, "--sockperf")
 	dst := &net.UDPAddr{IP: tb.ipB, Port: 7777}
 	msg := func(seq uint32, flags uint16) []byte {
 		m := make([]byte, 64)
@@ -268,6 +230,34 @@ func TestXskCPeerReflectSockperf(t *testing.T) {
 	if m[1] != "2" || m[2] != "2" || m[3] != "2" || res.Frames != 6 {
 		t.Fatalf("peer received %d, reflected %s, refused %s, absorbed %s; want 6, 2, 2, 2", res.Frames, m[1], m[2], m[3])
 	}
+}
+
+// startCReflectBed is what the reflect tests start from: a testbed, the
+// C peer built and reflecting on B (with flags), and a UDP socket on A's
+// address. All go when the test ends.
+func startCReflectBed(t *testing.T, flags ...string) (*testbed, *cReflect, *net.UDPConn) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	requireCToolchain(t)
+	bin, err := buildXskC("../hack/xsk-c-peer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := newTestbed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tb.close)
+	peer := startCReflect(t, tb, bin, flags...)
+	var conn *net.UDPConn
+	if err := tb.inA(func() (err error) {
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: tb.ipA})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return tb, peer, conn
 }
 
 // cReflect is a running hack/xsk-c-peer reflect.
