@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"sync/atomic"
+
+	"github.com/xdpipe/xdpipe/internal/monotime"
 )
 
 // The rx stamp: what an XDP program loaded with an rx stamp
@@ -151,7 +153,8 @@ func (d *delayBurst) record(b *Burst, now int64, s *DelayStats) {
 }
 
 // sample looks at the stamp of one packet of b, picked at random, and
-// counts its delay at now as that of all len(b.Pkts): on average the
+// counts its delay, at a clock read only when there is a stamp (one burst
+// in about rx_stamp), as that of all len(b.Pkts): on average the
 // stamped packets of the burst. Looking at one packet's metadata rather
 // than every one's is what keeps the histogram cheap: in copy mode each
 // area sits in a cache line the CPU that ran the XDP program wrote, and
@@ -160,7 +163,7 @@ func (d *delayBurst) record(b *Burst, now int64, s *DelayStats) {
 // packet is this packet's, never one left from an earlier use of its
 // buffer. The counts are then an unbiased estimate of the stamped
 // packets', with fewer samples: about one per rx_stamp bursts.
-func (d *delayBurst) sample(b *Burst, now int64, s *DelayStats) {
+func (d *delayBurst) sample(b *Burst, s *DelayStats) {
 	n := len(b.Pkts)
 	if n == 0 {
 		return
@@ -174,7 +177,7 @@ func (d *delayBurst) sample(b *Burst, now int64, s *DelayStats) {
 	x ^= x << 5
 	d.rand = x
 	if t, ok := takeMeta(&b.Pkts[uint64(x)*uint64(n)>>32]); ok {
-		d.observe(now-t, uint32(n))
+		d.observe(monotime.Now()-t, uint32(n))
 		d.add(s)
 	}
 }

@@ -489,7 +489,7 @@ func (w *Worker) pass() int {
 		case w.cfg.RxMetadata:
 			w.delays.record(b, 0, nil)
 		case w.cfg.RxDelay:
-			w.delays.sample(b, monotime.Now(), &w.delay)
+			w.delays.sample(b, &w.delay)
 		}
 		wp.stats.RxPackets.Add(uint64(b.Len()))
 		wp.stats.RxBytes.Add(bytes)
