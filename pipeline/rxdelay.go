@@ -3,6 +3,7 @@ package pipeline
 import (
 	"encoding/binary"
 	"math/bits"
+	"math/rand/v2"
 	"sync/atomic"
 
 	"github.com/xdpipe/xdpipe/internal/monotime"
@@ -112,7 +113,6 @@ type delayBurst struct {
 	counts  [DelayBuckets + 1]uint32
 	touched uint32 // bit i: counts[i] > 0
 	sum     uint64
-	rand    uint32 // xorshift state: which packet of a burst to look at
 }
 
 // observe counts n delays of ns nanoseconds.
@@ -168,15 +168,8 @@ func (d *delayBurst) sample(b *Burst, s *DelayStats) {
 	if n == 0 {
 		return
 	}
-	x := d.rand
-	if x == 0 {
-		x = 0x9e3779b9
-	}
-	x ^= x << 13
-	x ^= x >> 17
-	x ^= x << 5
-	d.rand = x
-	if t, ok := takeMeta(&b.Pkts[uint64(x)*uint64(n)>>32]); ok {
+	// math/rand/v2's global source: per thread, no lock, no allocation.
+	if t, ok := takeMeta(&b.Pkts[rand.IntN(n)]); ok {
 		d.observe(monotime.Now()-t, uint32(n))
 		d.add(s)
 	}
