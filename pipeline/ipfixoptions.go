@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -63,15 +64,9 @@ func (o *IPFIXOptions) check() error {
 	if o.MaxFlows <= 0 || o.MaxFlows > MaxIPFIXFlows {
 		return fmt.Errorf("max_flows %d: want 1..%d flows per worker", o.MaxFlows, MaxIPFIXFlows)
 	}
-	if o.ActiveTimeout == 0 {
-		o.ActiveTimeout = defaultIPFIXActive
-	}
-	if o.IdleTimeout == 0 {
-		o.IdleTimeout = defaultIPFIXIdle
-	}
-	if o.TemplateRefresh == 0 {
-		o.TemplateRefresh = ipfixTemplateRefresh
-	}
+	o.ActiveTimeout = cmp.Or(o.ActiveTimeout, defaultIPFIXActive)
+	o.IdleTimeout = cmp.Or(o.IdleTimeout, defaultIPFIXIdle)
+	o.TemplateRefresh = cmp.Or(o.TemplateRefresh, ipfixTemplateRefresh)
 	for _, t := range []struct {
 		name string
 		d    time.Duration
