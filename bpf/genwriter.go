@@ -81,7 +81,6 @@ func (s *Steer) assignSlots(set *rules.Set, cur []steerRule) ([]steerRule, error
 	}
 	stored := make([]steerRule, len(set.Rules))
 	var next uint32
-	zero := make([]dropcountCounter, ebpfPossibleCPUs())
 	for i := range set.Rules {
 		sr := encodeRule(&set.Rules[i])
 		if slot, ok := keep[sr]; ok {
@@ -93,7 +92,7 @@ func (s *Steer) assignSlots(set *rules.Set, cur []steerRule) ([]steerRule, error
 			}
 			sr.Slot = next
 			used[next] = true
-			if err := s.maps.SteerCounters.Update(next, zero, ebpf.UpdateAny); err != nil {
+			if err := s.zeroCounter(next); err != nil {
 				return nil, fmt.Errorf("zero counter slot %d: %w", next, err)
 			}
 		}

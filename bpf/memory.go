@@ -24,6 +24,7 @@ func SteerMemory(cpus int) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("steering maps: %w", err)
 	}
+	sizeSteerMaps(spec, cpus)
 	var n uint64
 	for _, m := range spec.Maps {
 		n += mapMemory(m, cpus, 0)
@@ -80,6 +81,11 @@ func mapMemory(spec *ebpf.MapSpec, cpus int, entries uint64) uint64 {
 		// The key's data: the key less its 4-byte prefix length.
 		return (lpmNodeSize + uint64(spec.KeySize) - 4 + uint64(spec.ValueSize)) * entries
 	case ebpf.Array:
+		if spec.Flags&unix.BPF_F_MMAPABLE != 0 {
+			// The header on a page of its own, the values on whole pages.
+			page := uint64(unix.Getpagesize())
+			return page + (value*full+page-1)/page*page
+		}
 		return value * full
 	case ebpf.PerCPUArray:
 		return ptrSize*full + value*ncpu*full

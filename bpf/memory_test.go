@@ -34,6 +34,7 @@ func TestSteerMemoryMatchesKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sizeSteerMaps(spec, cpus)
 	compare := func(what string, est uint64, entries bool) {
 		t.Helper()
 		var kernel, model uint64

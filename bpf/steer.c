@@ -277,11 +277,22 @@ struct {
 	__type(value, struct id_table);
 } steer_tables SEC(".maps");
 
-// Per-rule counters by slot. Twice MAX_RULES: while a new set is written
-// the running one keeps its slots, and a full set may replace a full set.
+// Per-rule counters by slot, COUNTER_SLOTS for each CPU one after the
+// other (CPU-major: cpu * COUNTER_SLOTS + slot); the loader multiplies
+// max_entries by the possible CPUs. Twice MAX_RULES slots: while a new set
+// is written the running one keeps its slots, and a full set may replace
+// a full set. A plain array rather than a per-CPU one: its lookup is an
+// inlined index, where a per-CPU array's goes through a table of pointers
+// to the values, a second cache line to miss. A frame that comes alone (a
+// request in a ping-pong) finds both cold: on the veth bench the per-CPU
+// counter was half of a hit's time. Mappable: the loader reads each CPU's
+// counters straight from the array.
+#define COUNTER_SLOTS (2 * MAX_RULES)
+
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2 * MAX_RULES);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, COUNTER_SLOTS);
 	__type(key, __u32);
 	__type(value, struct counter);
 } steer_counters SEC(".maps");
@@ -364,7 +375,7 @@ struct {
 
 // The flow cache's first level (OVS's EMC, its exact-match cache, in front
 // of the LRU as OVS's is in front of its megaflow cache): a direct-mapped
-// per-CPU array indexed by a multiplicative hash of the whole tuple (the
+// table per CPU, indexed by a multiplicative hash of the whole tuple (the
 // LRU's key has the fields no rule uses zeroed, pack_key and mask_key). A hit costs
 // the hash (independent multiplies), one inlined array lookup and a
 // compare of the key's six words: on the veth bench the LRU's lookup (its
@@ -372,18 +383,25 @@ struct {
 // A miss, a stale entry or a colliding flow goes on to the LRU, whose
 // decision replaces the entry. Each CPU writes only its own entries, with
 // XDP's softirq context keeping the program on it, so an entry is never
-// read half-written. 4096 entries of 56 bytes: 224 KiB per possible CPU.
+// read half-written. The tables are one plain array, EMC_ENTRIES for each
+// CPU one after the other (the loader multiplies max_entries by the
+// possible CPUs), of 64-byte entries: mappable, so the values start on a
+// page and each entry is one cache line. 256 KiB per possible CPU.
 #define EMC_ENTRIES 4096
 
 struct emc_entry {
 	union cache_word w; // flags 0: never written
 	__u64 key[6]; // the cache_key it holds
+	__u64 pad; // to a cache line
 };
+
+_Static_assert(sizeof(struct emc_entry) == 64, "an EMC entry is one cache line");
 
 _Static_assert(sizeof(struct cache_key) == sizeof(((struct emc_entry *)0)->key), "an EMC entry holds a whole key");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, EMC_ENTRIES);
 	__type(key, __u32);
 	__type(value, struct emc_entry);
@@ -703,8 +721,7 @@ static __always_inline struct cache_val decide(struct tuple *t, struct gen_info 
 {
 	__u32 gen = active & 1;
 	struct cache_val v = {.active = active, .action = gi->default_action, .flags = CACHE_VALID};
-	struct gen_info info = *gi;
-	int idx = match(t, &info, gen);
+	int idx = match(t, gi, gen);
 
 	if (idx >= 0) {
 		__u32 key = gen * MAX_RULES + (idx & (MAX_RULES - 1));
@@ -718,6 +735,54 @@ static __always_inline struct cache_val decide(struct tuple *t, struct gen_info 
 	return v;
 }
 
+// lookup is the flow cache's miss path: the decision for t (whose whole
+// key is k) from the LRU or, failing that, the tries, written back to both
+// levels (e is t's first-level entry, NULL without the flow cache). A
+// global function, verified once: xdp_steer's hit path is what remains,
+// and reads nothing of the generation but steer_active. A generation
+// without rules is decided without the cache, "no match".
+__attribute__((noinline)) __u64 lookup(struct tuple *t, struct cache_key *k, struct emc_entry *e, __u32 active, __u64 bytes)
+{
+	__u32 gen = active & 1;
+	struct gen_info *gi = bpf_map_lookup_elem(&steer_gens, &gen);
+	union cache_word w = {};
+
+	if (!t || !k || !gi)
+		return w.raw; // not valid: the default verdict (pass)
+	if (!gi->nrules) {
+		w.v.action = gi->default_action;
+		return w.raw;
+	}
+	if (e) {
+		// The entry is this flow's from here on, not yet decided.
+		__builtin_memcpy(e->key, k, sizeof(e->key));
+		e->w.raw = 0;
+	}
+	mask_key(k, t->family, gi->used);
+	void *cache = t->family == 6 ? (void *)&steer_cache6 : (void *)&steer_cache4;
+	__u64 *hit = 0;
+	if (flow_cache)
+		hit = bpf_map_lookup_elem(cache, k);
+	if (hit)
+		w.raw = *(volatile __u64 *)hit;
+	if (!(w.v.flags & CACHE_VALID) || w.v.active != active) {
+		w.v = decide(t, gi, active);
+		if (!flow_cache)
+			return w.raw;
+		// An update, not a store through hit: the LRU may have given
+		// that element to another key since the lookup. BPF_EXIST
+		// rewrites the entry in place; without it the LRU would take a
+		// free element first, evicting one when full (each stale entry
+		// refreshed after a rule change would evict another flow's).
+		if (!hit || bpf_map_update_elem(cache, k, &w, BPF_EXIST))
+			bpf_map_update_elem(cache, k, &w, BPF_ANY);
+		count(&steer_cache_misses, 0, bytes);
+	}
+	if (e)
+		e->w.raw = w.raw;
+	return w.raw;
+}
+
 SEC("xdp.frags")
 int xdp_steer(struct xdp_md *ctx)
 {
@@ -726,21 +791,15 @@ int xdp_steer(struct xdp_md *ctx)
 	if (!activep)
 		return XDP_PASS;
 	__u32 active = *(volatile __u32 *)activep;
-	__u32 gen = active & 1;
-	struct gen_info *gi = bpf_map_lookup_elem(&steer_gens, &gen);
-	if (!gi)
-		return XDP_PASS;
 	__u64 bytes = bpf_xdp_get_buff_len(ctx);
 
 	struct tuple t = {};
 	int reason = parse(ctx, &t);
 	if (reason) {
+		__u32 gen = active & 1;
+		struct gen_info *gi = bpf_map_lookup_elem(&steer_gens, &gen);
 		count(&steer_stats, reason & 0xff, bytes);
-		return verdict(ctx, gi->malformed_action);
-	}
-	if (!gi->nrules) {
-		count(&steer_stats, STAT_NOMATCH, bytes);
-		return verdict(ctx, gi->default_action);
+		return verdict(ctx, gi ? gi->malformed_action : ACT_PASS);
 	}
 
 	struct cache_key k; // pack_key writes all of it
@@ -749,45 +808,15 @@ int xdp_steer(struct xdp_md *ctx)
 	union cache_word w = {};
 	struct emc_entry *e = 0;
 	if (flow_cache) {
-		__u32 slot = emc_index(kw);
+		__u32 slot = bpf_get_smp_processor_id() * EMC_ENTRIES + emc_index(kw);
 		e = bpf_map_lookup_elem(&steer_emc, &slot);
 	}
 	if (e && emc_holds(e, kw))
 		w.raw = e->w.raw;
-	if ((w.v.flags & CACHE_VALID) && w.v.active == active)
-		goto decided;
-	if (e) {
-		// The entry is this flow's from here on, not yet decided.
-		__builtin_memcpy(e->key, kw, sizeof(e->key));
-		e->w.raw = 0;
-	}
-
-	mask_key(&k, t.family, gi->used);
-	void *cache = t.family == 6 ? (void *)&steer_cache6 : (void *)&steer_cache4;
-	__u64 *hit = 0;
-	w.raw = 0;
-	if (flow_cache)
-		hit = bpf_map_lookup_elem(cache, &k);
-	if (hit)
-		w.raw = *(volatile __u64 *)hit;
-	if (!(w.v.flags & CACHE_VALID) || w.v.active != active) {
-		w.v = decide(&t, gi, active);
-		if (!flow_cache)
-			goto decided;
-		// An update, not a store through hit: the LRU may have given
-		// that element to another key since the lookup. BPF_EXIST
-		// rewrites the entry in place; without it the LRU would take a
-		// free element first, evicting one when full (each stale entry
-		// refreshed after a rule change would evict another flow's).
-		if (!hit || bpf_map_update_elem(cache, &k, &w, BPF_EXIST))
-			bpf_map_update_elem(cache, &k, &w, BPF_ANY);
-		count(&steer_cache_misses, 0, bytes);
-	}
-	if (e)
-		e->w.raw = w.raw;
-decided:
+	if (!(w.v.flags & CACHE_VALID) || w.v.active != active)
+		w.raw = lookup(&t, &k, e, active, bytes);
 	if (w.v.flags & CACHE_MATCHED)
-		count(&steer_counters, w.v.slot, bytes);
+		count(&steer_counters, bpf_get_smp_processor_id() * COUNTER_SLOTS + w.v.slot, bytes);
 	else
 		count(&steer_stats, STAT_NOMATCH, bytes);
 	return verdict(ctx, w.v.action);

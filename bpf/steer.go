@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/rules"
 )
@@ -20,7 +21,35 @@ const (
 	MaxRules = rules.MaxRules
 	bmWords  = MaxRules / 64
 	sumWords = bmWords / 64
+	// The tables the program keeps for each CPU, one CPU's after the
+	// other's in one plain array: the flow cache's first level
+	// (EMC_ENTRIES) and the rules' counter slots (COUNTER_SLOTS).
+	emcEntries   = 4096
+	counterSlots = 2 * MaxRules
 )
+
+// sizeSteerMaps gives the steering program's per-CPU tables their entries
+// for cpus CPUs: every spec of the program goes through it, so that maps
+// pinned by one process are compatible with another's spec.
+func sizeSteerMaps(spec *ebpf.CollectionSpec, cpus int) {
+	spec.Maps["steer_emc"].MaxEntries = emcEntries * uint32(cpus)
+	spec.Maps["steer_counters"].MaxEntries = counterSlots * uint32(cpus)
+}
+
+// steerSpec is load's spec (loadSteer or loadSteermeta) sized for this
+// machine's possible CPUs.
+func steerSpec(load func() (*ebpf.CollectionSpec, error)) (*ebpf.CollectionSpec, error) {
+	spec, err := load()
+	if err != nil {
+		return nil, err
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("steering maps: %w", err)
+	}
+	sizeSteerMaps(spec, cpus)
+	return spec, nil
+}
 
 // SteerOptions tunes LoadSteer. The zero value pins nothing: everything is
 // detached and freed on Close or exit.
@@ -65,9 +94,11 @@ type Steer struct {
 		set    *rules.Set
 		stored []steerRule
 	}
-	// counters and slots are RuleStats' buffers: a batch of per-CPU
-	// counters, and every slot's sum.
-	counters []dropcountCounter
+	// counters is steer_counters mapped into this process, under p.mu
+	// (counterWords); words is it as packets and bytes by turns. slots is
+	// RuleStats' buffer: every slot's sum.
+	counters []byte
+	words    []uint64
 	slots    []Counter
 }
 
@@ -95,7 +126,7 @@ func loadSteerEdited(opts SteerOptions, edit func(*ebpf.CollectionSpec) error) (
 	if opts.RxMetadataIfindex != 0 {
 		load = loadSteermeta
 	}
-	spec, err := load()
+	spec, err := steerSpec(load)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +174,7 @@ func OpenPinnedSteer(path string) (*Steer, error) {
 	if _, err := os.Stat(filepath.Join(path, "steer_active")); err != nil {
 		return nil, fmt.Errorf("%w: no steering maps pinned under %s: %v", ErrNotRunning, path, err)
 	}
-	spec, err := loadSteer()
+	spec, err := steerSpec(loadSteer)
 	if err != nil {
 		return nil, err
 	}
@@ -250,4 +281,15 @@ func (s *Steer) Program() *ebpf.Program { return s.p.prog }
 // Close releases the program, maps and links. Without pinning that detaches
 // the program; with pinning the pins keep the attachment and the rules alive
 // (see Unpin). Safe to call more than once.
-func (s *Steer) Close() error { return s.p.close() }
+func (s *Steer) Close() error {
+	err := s.p.close()
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	if s.counters != nil {
+		if uerr := unix.Munmap(s.counters); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("unmap rule counters: %w", uerr))
+		}
+		s.counters, s.words = nil, nil
+	}
+	return err
+}

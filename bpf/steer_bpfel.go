@@ -74,6 +74,7 @@ type steerEmcEntry struct {
 		V steerCacheVal
 	}
 	Key [6]uint64
+	Pad uint64
 }
 
 type steerExactKey struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -313,6 +314,97 @@ func TestSteerUpdateKeepsCounters(t *testing.T) {
 	}
 }
 
+// TestSteerCountsPerCPU: the program's per-CPU tables are sized for every
+// possible CPU (the spec's entries are one CPU's), a frame run on each CPU
+// is counted in that CPU's counters and its flow cached in that CPU's
+// first-level table, and RuleStats sums the CPUs. A slot a new rule takes
+// is zeroed on every CPU.
+func TestSteerCountsPerCPU(t *testing.T) {
+	spec, err := loadSteer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, c := spec.Maps["steer_emc"], spec.Maps["steer_counters"]; e.MaxEntries != emcEntries || e.ValueSize != 64 ||
+		c.MaxEntries != counterSlots {
+		t.Fatalf("steer.c: %d first-level entries of %d bytes and %d counter slots per CPU, want %d of 64 and %d",
+			e.MaxEntries, e.ValueSize, c.MaxEntries, emcEntries, counterSlots)
+	}
+	s := newSteer(t)
+	ref := apply(t, s, &rules.Set{Default: rules.ActionPass, Rules: []rules.Rule{{Priority: 1,
+		Fields: rules.FieldProto, Proto: 17, Action: rules.ActionDrop}}})
+	f := frametest.BuildFrame(frametest.FrameSpec{Src: netip.MustParseAddr("198.18.1.1"), Dst: netip.MustParseAddr("198.18.2.9"), Proto: 17, Sport: 7, Dport: 53})
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	var cpus []int
+	for cpu := range 1024 {
+		if set.IsSet(cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer unix.SchedSetaffinity(0, &set)
+	for i, cpu := range cpus {
+		var one unix.CPUSet
+		one.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			t.Fatal(err)
+		}
+		for range i + 1 {
+			checkFrame(t, s, ref, "udp", f) // two runs each
+		}
+	}
+	rs, err := s.RuleStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	words := s.words
+	var total uint64
+	for i, cpu := range cpus {
+		want := uint64(2 * (i + 1))
+		total += want
+		var got uint64
+		for slot := range counterSlots {
+			got += words[2*(cpu*counterSlots+slot)]
+		}
+		if got != want {
+			t.Errorf("CPU %d: %d frames in its counters, want %d", cpu, got, want)
+		}
+		valid := 0
+		for k := range emcEntries {
+			var e steerEmcEntry
+			if err := s.maps.SteerEmc.Lookup(uint32(cpu*emcEntries+k), &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.W.V.Flags != 0 {
+				valid++
+			}
+		}
+		if valid != 1 {
+			t.Errorf("CPU %d: %d first-level entries written, want the flow's one", cpu, valid)
+		}
+	}
+	if rs[0].Packets != total || rs[0].Bytes != total*uint64(len(f)) {
+		t.Fatalf("RuleStats %+v, want %d packets of %d bytes over %d CPUs", rs[0].Counter, total, len(f), len(cpus))
+	}
+	// A rule of its own takes a fresh slot: zeroed on every CPU.
+	ref2 := apply(t, s, &rules.Set{Default: rules.ActionPass, Rules: []rules.Rule{{Priority: 1,
+		Fields: rules.FieldProto, Proto: 6, Action: rules.ActionDrop}}})
+	for i := range words {
+		words[i] = 1 // as if frames had been counted there
+	}
+	apply(t, s, ref)
+	rs, err = s.RuleStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[0].Packets != 0 || rs[0].Bytes != 0 {
+		t.Fatalf("a new rule's counter starts at %+v, want 0 (after %v)", rs[0].Counter, rules.Format(ref2))
+	}
+}
+
 // TestSteerApplyErrorKeepsSet: an invalid set is refused and the running
 // one stays.
 func TestSteerApplyErrorKeepsSet(t *testing.T) {
@@ -436,7 +528,7 @@ func TestSteerCacheNoStaleVerdict(t *testing.T) {
 // holds every flow: the second round misses nothing.
 func TestSteerEMCCollisions(t *testing.T) {
 	s := newSteer(t)
-	n := 2 * int(s.maps.SteerEmc.MaxEntries()) // flows n/2 and up are outside the rule's prefix
+	n := 2 * emcEntries // flows n/2 and up are outside the rule's prefix
 	for _, fam := range []struct {
 		name string
 		dst  func(i int) netip.Addr

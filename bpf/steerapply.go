@@ -190,7 +190,7 @@ func clearKeys[K any](m *ebpf.Map, match func(*K) bool) error {
 // clearEMC zeroes every entry of the flow cache's first level on every
 // CPU (flags 0: not valid).
 func (s *Steer) clearEMC() error {
-	zero := make([]steerEmcEntry, ebpfPossibleCPUs())
+	var zero steerEmcEntry
 	for i := range s.maps.SteerEmc.MaxEntries() {
 		if err := s.maps.SteerEmc.Update(i, zero, ebpf.UpdateExist); err != nil {
 			return fmt.Errorf("clear %s: %w", s.maps.SteerEmc, err)

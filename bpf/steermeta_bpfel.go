@@ -74,6 +74,7 @@ type steermetaEmcEntry struct {
 		V steermetaCacheVal
 	}
 	Key [6]uint64
+	Pad uint64
 }
 
 type steermetaExactKey struct {

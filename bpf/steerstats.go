@@ -3,12 +3,12 @@
 package bpf
 
 import (
-	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"unsafe"
 
-	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpipe/xdpipe/rules"
 )
@@ -50,41 +50,56 @@ func (s *Steer) RuleStatsInto(out []RuleStat) ([]RuleStat, error) {
 	return out, nil
 }
 
-// counterBatch bounds the bytes of one batch of per-CPU counters that
-// readCounters reads.
-const counterBatch = 256 << 10
+// counterWords maps steer_counters into this process, once (Close unmaps
+// it), and returns it as words: for each CPU in turn, its COUNTER_SLOTS
+// counters, each packets then bytes. The program adds to its CPU's words
+// with plain stores; an aligned word is read and written whole. s.p.mu
+// held.
+func (s *Steer) counterWords() ([]uint64, error) {
+	if s.words == nil {
+		m := s.maps.SteerCounters
+		size := int(m.MaxEntries()) * int(unsafe.Sizeof(dropcountCounter{}))
+		b, err := unix.Mmap(m.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			return nil, fmt.Errorf("map rule counters: %w", err)
+		}
+		s.counters = b
+		s.words = unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(b))), size/8)
+	}
+	return s.words, nil
+}
 
-// readCounters reads the first n counter slots, summed over CPUs, in
-// batches: a lookup per rule would be ten thousand system calls for ten
-// thousand rules, each scrape.
+// readCounters reads the first n counter slots, summed over CPUs, from the
+// mapped array: no system call, whatever the number of rules.
 func (s *Steer) readCounters(n int) ([]Counter, error) {
-	cpus, err := ebpf.PossibleCPU()
+	w, err := s.counterWords()
 	if err != nil {
 		return nil, fmt.Errorf("read rule counters: %w", err)
 	}
-	per := min(n, max(1, counterBatch/(cpus*int(unsafe.Sizeof(dropcountCounter{})))))
-	keys := make([]uint32, per)
-	if len(s.counters) < per*cpus {
-		s.counters = make([]dropcountCounter, per*cpus)
-	}
 	out := slices.Grow(s.slots[:0], n)[:n]
 	s.slots = out
-	var cursor ebpf.MapBatchCursor
-	for done := 0; done < n; {
-		c := min(per, n-done)
-		got, err := s.maps.SteerCounters.BatchLookup(&cursor, keys[:c], s.counters[:c*cpus], nil)
-		for i, k := range keys[:got] {
-			out[k] = sumCounters(s.counters[i*cpus : (i+1)*cpus])
-		}
-		done += got
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			break // the end of the map
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read rule counters: %w", err)
+	clear(out)
+	for cpu := 0; cpu < len(w); cpu += 2 * counterSlots {
+		for i := range out {
+			out[i].Packets += atomic.LoadUint64(&w[cpu+2*i])
+			out[i].Bytes += atomic.LoadUint64(&w[cpu+2*i+1])
 		}
 	}
 	return out, nil
+}
+
+// zeroCounter zeroes slot's counter on every CPU, for a rule that takes
+// the slot. s.p.mu held.
+func (s *Steer) zeroCounter(slot uint32) error {
+	w, err := s.counterWords()
+	if err != nil {
+		return err
+	}
+	for cpu := 0; cpu < len(w); cpu += 2 * counterSlots {
+		atomic.StoreUint64(&w[cpu+2*int(slot)], 0)
+		atomic.StoreUint64(&w[cpu+2*int(slot)+1], 0)
+	}
+	return nil
 }
 
 // SteerStats are the frames no rule decided: unmatched, and malformed by

@@ -11,10 +11,11 @@ import (
 // it with BPF_PROG_RUN, needing no veth: the verifier's budget for the
 // steering program, its decisions against the reference matcher on every
 // sample frame and on the first ten of the fuzz seeds, a live rule update,
-// the flow cache's invalidation and collisions, the small programs, and
-// the rx stamp every redirecting program writes when loaded with it.
+// the flow cache's invalidation and collisions, the per-CPU counters, the
+// small programs, and the rx stamp every redirecting program writes when
+// loaded with it.
 const guestBPF = `./bpf.test -test.v -test.count=1 -test.run '^(TestKernelFeatures|TestSteerVerifierBudget|` +
-	`TestSteerFrames|TestSteerMultiBuffer|TestSteerUpdateKeepsCounters|TestSteerCacheNoStaleVerdict|TestSteerCacheWrap|TestSteerEMCCollisions|` +
+	`TestSteerFrames|TestSteerMultiBuffer|TestSteerUpdateKeepsCounters|TestSteerCacheNoStaleVerdict|TestSteerCacheWrap|TestSteerEMCCollisions|TestSteerCountsPerCPU|` +
 	`TestRedirectProgRun|TestRxStampProgRun|TestTXProgRun|TestDropCountProgRun)$' && ` +
 	`./bpf.test -test.v -test.count=1 -test.run '^FuzzSteer$/^seed#[0-9]$'`
 
