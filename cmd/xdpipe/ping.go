@@ -197,9 +197,11 @@ func runPing(ctx context.Context, args []string) error {
 	return nil
 }
 
-// pingPercentiles is a histogram of nanoseconds as a line of microseconds.
+// pingPercentiles is a histogram of nanoseconds as a line of microseconds,
+// to 10 ns: the histogram's three significant digits below 10 us, where a
+// tenth of a microsecond would be a step of 2% in a ratio of two pairs.
 func pingPercentiles(h *hdrhistogram.Histogram) string {
-	us := func(v int64) string { return fmt.Sprintf("%.1f", float64(v)/1e3) }
+	us := func(v int64) string { return fmt.Sprintf("%.2f", float64(v)/1e3) }
 	return fmt.Sprintf("p50 %s p90 %s p99 %s p99.9 %s p99.99 %s max %s us (%d round trips)",
 		us(h.ValueAtQuantile(50)), us(h.ValueAtQuantile(90)), us(h.ValueAtQuantile(99)),
 		us(h.ValueAtQuantile(99.9)), us(h.ValueAtQuantile(99.99)), us(h.Max()), h.TotalCount())
