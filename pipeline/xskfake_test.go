@@ -141,6 +141,32 @@ func BenchmarkWorkerXskFake(b *testing.B) {
 	}
 }
 
+// BenchmarkWorkerXskFakeLatency: the passes a reflector makes in a ping-pong,
+// over xsk's fake kernel: one with a single frame to reflect, and one with
+// nothing received (the spin loop that waits for it).
+func BenchmarkWorkerXskFakeLatency(b *testing.B) {
+	b.Run("reflect1", func(b *testing.B) {
+		w, _, k := newXskFakeB(b, []Stage{&Reflect{}})
+		tmpl := udp4(b, 53)
+		sent := make([]xsk.Desc, 4)
+		b.ReportAllocs()
+		for b.Loop() {
+			k.Deliver(tmpl, 1)
+			w.pass()
+			if k.Send(sent) != 1 {
+				b.Fatal("frame not reflected")
+			}
+		}
+	})
+	b.Run("idle", func(b *testing.B) {
+		w, _, _ := newXskFakeB(b, []Stage{&Reflect{}})
+		b.ReportAllocs()
+		for b.Loop() {
+			w.pass()
+		}
+	})
+}
+
 // BenchmarkWorkersUmem: two workers (queues) on two goroutines, each with
 // its own socket on xsk's fake kernel, l2fwd; one UMEM per queue against one
 // shared UMEM (whose free stack lock the workers then share). ns/pkt is
