@@ -97,8 +97,9 @@ type WorkerConfig struct {
 	// DrainInterval, if set, lets partly filled TX buffers wait for more
 	// packets up to this long after the last flush (DPDK l2fwd's
 	// BURST_TX_DRAIN_US), or until a pass receives nothing. By default
-	// (0) they go out at the end of the pass that filled them: a packet
-	// never waits for others to share its kick.
+	// (0) they go out as soon as the burst that filled them is processed,
+	// before the next port is read: a packet never waits for others to
+	// share its kick.
 	DrainInterval time.Duration
 	// Default is the verdict of packets the stages left at VerdictKeep
 	// (default VerdictDrop).
@@ -491,26 +492,27 @@ func (w *Worker) pass() int {
 		case w.cfg.RxDelay:
 			w.delays.sample(b, &w.delay)
 		}
-		wp.stats.RxPackets.Add(uint64(b.Len()))
-		wp.stats.RxBytes.Add(bytes)
-		w.stats.Bursts[burstBucket(b.Len())].Add(1)
 		for _, s := range stages {
 			s.Process(b)
 		}
 		w.dispatch(b)
+		if w.drain == 0 {
+			w.flushAll()
+		}
+		// The counters after the kick: a reply does not wait for them.
+		wp.stats.RxPackets.Add(uint64(b.Len()))
+		wp.stats.RxBytes.Add(bytes)
+		w.stats.Bursts[burstBucket(b.Len())].Add(1)
 	}
 	for _, t := range w.cur.tickers {
 		t.Tick(now)
 	}
-	// TX buffers go out now (no drain interval), or once the drain
-	// interval has passed, or when the input went quiet: nothing more is
-	// coming to fill them, and a worker in wait mode is about to sleep.
+	// With a drain interval, TX buffers go out once it has passed, or
+	// when the input went quiet: nothing more is coming to fill them, and
+	// a worker in wait mode is about to sleep. Without one they went out
+	// with their burst.
 	if total == 0 || now-w.lastTX >= w.drain {
-		for pi := range w.ports {
-			if len(w.ports[pi].tx) > 0 {
-				w.flushTX(pi)
-			}
-		}
+		w.flushAll()
 		w.lastTX = now
 	}
 	w.flushFree()
@@ -595,6 +597,15 @@ func (w *Worker) flushFree() {
 	}
 }
 
+// flushAll flushes every port's TX buffer that holds frames.
+func (w *Worker) flushAll() {
+	for pi := range w.ports {
+		if len(w.ports[pi].tx) > 0 {
+			w.flushTX(pi)
+		}
+	}
+}
+
 // flushTX puts port pi's buffered frames on its TX ring. What the ring cannot
 // take after one retry (the retry follows the kick Transmit made, and a
 // completion drain) is dropped, counted as TX ring full, and its frames
@@ -648,11 +659,7 @@ func (w *Worker) InFlight() uint64 {
 // shutdown flushes TX, waits up to 100ms for the kernel to complete what is
 // in flight, and returns held frames to the free stack.
 func (w *Worker) shutdown() {
-	for pi := range w.ports {
-		if len(w.ports[pi].tx) > 0 {
-			w.flushTX(pi)
-		}
-	}
+	w.flushAll()
 	w.flushFree()
 	deadline := time.Now().Add(100 * time.Millisecond)
 	for w.InFlight() > 0 && time.Now().Before(deadline) {

@@ -171,6 +171,36 @@ func TestWorkerSendsAtOnce(t *testing.T) {
 	}
 }
 
+// TestWorkerSendsBeforeNextPort: without a drain interval, a port's burst
+// is on its TX ring before the worker reads the next port: a reply does
+// not wait for the other ports' bursts.
+func TestWorkerSendsBeforeNextPort(t *testing.T) {
+	mem := newUmem(t, 256, 2048, 64)
+	a, ka := newPort(t, mem, nil, 64, 64)
+	b, kb := newPort(t, mem, nil, 64, 64)
+	var w *Worker
+	sentBefore := -1 // port a's frames sent when port b's burst came through the stages
+	probe := stageFunc(func(bu *Burst) {
+		if bu.Len() > 0 && bu.Pkts[0].Port == 1 {
+			sentBefore = int(w.PortStats(0).TxPackets.Load())
+		}
+	})
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", a}, {"b", b}}, Mem: mem, Stages: []Stage{probe, &MacSwap{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Refill()
+	b.Refill()
+	ka.Deliver(udp4(t, 9), 3)
+	kb.Deliver(udp4(t, 9), 2)
+	if n := w.pass(); n != 5 {
+		t.Fatalf("pass got %d frames, want 5", n)
+	}
+	if sentBefore != 3 {
+		t.Fatalf("port a had sent %d of its 3 frames when port b's burst was processed", sentBefore)
+	}
+}
+
 // allStages is every built-in stage but pcap, in an order where each sees
 // live packets: 3 of 4 frames pass the filter, every one is rewritten twice,
 // swapped and forwarded.
