@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -28,6 +30,7 @@ func TestVethRxDelay(t *testing.T) {
 type rxMetaSeen struct {
 	frames, hashed, stamped int
 	hashes                  map[uint32]int
+	types                   map[uint16]int
 }
 
 func (r *rxMetaSeen) Process(b *Burst) {
@@ -40,6 +43,7 @@ func (r *rxMetaSeen) Process(b *Burst) {
 		if p.RxMeta&RxHasHash != 0 {
 			r.hashed++
 			r.hashes[p.RxHash]++
+			r.types[p.RxHashType]++
 		}
 		if p.RxMeta&RxHasTimestamp != 0 {
 			r.stamped++
@@ -47,17 +51,22 @@ func (r *rxMetaSeen) Process(b *Burst) {
 	}
 }
 
-// TestVethRxMetadata: the redirect program bound to a veth end reads the
-// driver's RX hash (veth: the skb's flow hash) into every frame's
-// metadata, and the worker puts it in the Packet: one flow, one hash, on
-// every test frame; along with the rx stamp, counted for every frame.
-// veth's RX timestamp is the skb's hardware stamp, which is 0 here: no
-// frame has one.
-func TestVethRxMetadata(t *testing.T) {
+// xdpRSSL4 is the kernel's XDP_RSS_L4 bit of enum xdp_rss_hash_type: the
+// hash covers the ports.
+const xdpRSSL4 = 1 << 3
+
+// TestRxMetadata: the redirect program bound to the receiving end reads
+// the driver's RX hash into every frame's metadata, and the worker puts it
+// in the Packet: one flow, one non-zero hash of the ports (veth: the skb's
+// flow hash; virtio-net with hash reports, in the VM: qemu's Toeplitz
+// hash), on every test frame; along with the rx stamp, counted for every
+// frame. No frame has an RX timestamp: veth's is the skb's hardware stamp,
+// 0 here, and virtio-net has none.
+func TestRxMetadata(t *testing.T) {
 	testutil.RequireRoot(t)
-	testutil.RequireVeth(t, "veth's driver implements the XDP RX metadata kfuncs")
-	const n = 1000
-	seen := &rxMetaSeen{hashes: map[uint32]int{}}
+	testutil.RequireRxHash(t)
+	n := testutil.Frames(1000)
+	seen := &rxMetaSeen{hashes: map[uint32]int{}, types: map[uint16]int{}}
 	w := sendThrough(t, n, func(e *testutil.LinkEnd) bpf.RedirectOptions {
 		return bpf.RedirectOptions{RxStamp: 1, RxMetadataIfindex: e.Ifindex(t)}
 	}, bpf.AttachAuto, true, seen)
@@ -68,11 +77,14 @@ func TestVethRxMetadata(t *testing.T) {
 	if rx := w.PortStats(0).RxPackets.Load(); counted != rx {
 		t.Errorf("delays counted %d, frames received %d", counted, rx)
 	}
-	if seen.frames != n || seen.hashed != n || len(seen.hashes) != 1 || seen.stamped != 0 {
-		t.Fatalf("%d test frames: %d with a hash (%d distinct: %v), %d with a NIC timestamp; want all %d of one hash, none stamped",
+	if seen.frames != n || seen.hashed != n || len(seen.hashes) != 1 || seen.hashes[0] != 0 || seen.stamped != 0 {
+		t.Fatalf("%d test frames: %d with a hash (%d distinct: %v), %d with a NIC timestamp; want all %d of one non-zero hash, none stamped",
 			seen.frames, seen.hashed, len(seen.hashes), seen.hashes, seen.stamped, n)
 	}
-	t.Logf("%d frames of one flow, RX hash %v", n, seen.hashes)
+	if types := slices.Collect(maps.Keys(seen.types)); len(types) != 1 || types[0]&xdpRSSL4 == 0 {
+		t.Fatalf("RX hash types %v: want one, with XDP_RSS_L4 (%#x)", seen.types, xdpRSSL4)
+	}
+	t.Logf("%d frames of one flow over %s, RX hash %v, types %v", n, testutil.Link(), seen.hashes, seen.types)
 }
 
 // testVethRxDelay is TestVethRxDelay with the program attached in mode,

@@ -10,10 +10,11 @@
 # Each BIN (relative to the results directory) runs the tests REGEX selects
 # (-test.run). ./xdpipe, when present, is the binary cmd/xdpipe's tests run.
 # XDPIPE_TEST_BIND (default zerocopy) and XDPIPE_TEST_SCALE (default 0.1: TCG
-# spends about a millisecond a frame) pass through.
+# spends about a millisecond a frame) pass through; the NIC that reports RX
+# hashes (run.sh --hash-report) passes as XDPIPE_TEST_RXHASH_NIC.
 set -u
 [ -n "${XDPIPE_VM_NICS:-}" ] || { echo "guest-zc: XDPIPE_VM_NICS is empty: boot with --nics 2"; exit 125; }
-export XDPIPE_TEST_NICS="$XDPIPE_VM_NICS" CI=true
+export XDPIPE_TEST_NICS="$XDPIPE_VM_NICS" XDPIPE_TEST_RXHASH_NIC="${XDPIPE_VM_HASH_NIC:-}" CI=true
 export XDPIPE_TEST_BIND="${XDPIPE_TEST_BIND:-zerocopy}" XDPIPE_TEST_SCALE="${XDPIPE_TEST_SCALE:-0.1}"
 [ -x ./xdpipe ] && export XDPIPE_TEST_BIN="$PWD/xdpipe"
 echo "guest-zc: kernel $(uname -r), NICs $XDPIPE_VM_NICS, ${XDPIPE_VM_QUEUES:-1} queues, bind $XDPIPE_TEST_BIND, frames x$XDPIPE_TEST_SCALE"

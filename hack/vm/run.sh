@@ -21,6 +21,11 @@
 #   --noiommu-nic   one more NIC without iommu_platform (xzcn, 02:...:7a:0f),
 #                   on the same wire: the driver has no DMA API there and
 #                   refuses zero-copy
+#   --hash-report   xzc1 reports each frame's RSS hash to the driver (virtio-net
+#                   hash=on: VIRTIO_NET_F_HASH_REPORT, which qemu offers only
+#                   over a tap, and computes in userspace), with the guest's
+#                   receive-hashing on; xzc0 and xzcn do not. The NICs are
+#                   then taps as with --queues > 1; needs root
 #   --out DIR       results directory, shared read-write with the guest as
 #                   /tmp/results (default: a new mktemp -d, printed at the end)
 #   --timeout SEC   wall-clock limit for the whole VM run (default 600); on
@@ -41,7 +46,8 @@
 # exists yet (hack/vm/rdma/rxe-up.sh makes them). COMMAND runs chrooted in the
 # host's root as root with cwd /tmp/results and, in its environment,
 # XDPIPE_IN_VM=1, XDPIPE_VM_KERNEL (uname -r), XDPIPE_VM_NICS ("xzc0 xzc1" or
-# empty), XDPIPE_VM_QUEUES (Q), XDPIPE_VM_NOIOMMU_NIC (xzcn or empty) and
+# empty), XDPIPE_VM_QUEUES (Q), XDPIPE_VM_NOIOMMU_NIC (xzcn or empty),
+# XDPIPE_VM_HASH_NIC (xzc1 with --hash-report, or empty) and
 # the host's CI (so that under CI=true a test in the guest fails where it
 # would skip). Its
 # stdout+stderr go to DIR/command.log, its exit status to DIR/status, the
@@ -49,17 +55,18 @@
 # 124 on timeout, 125 when the VM failed before reporting a status.
 #
 # Needs: qemu-system-x86, busybox-static, cpio, kmod, xz-utils and the guest
-# kernel (hack/deps.sh vm). Root only for --queues > 1.
+# kernel (hack/deps.sh vm). Root only for --queues > 1 and --hash-report.
 set -euo pipefail
 
 out="" timeout=600 mem=1024 smp=2 accel=${XDPIPE_VM_ACCEL:-auto}
-nics=0 queues=1 noiommu=0 tcg_thread=single
-usage="usage: $0 [--nics 0|2] [--queues Q] [--noiommu-nic] [--out DIR] [--timeout SEC] [--mem MIB] [--smp N] [--accel kvm|tcg|auto] [--tcg-thread single|multi] -- COMMAND [ARGS...]"
+nics=0 queues=1 noiommu=0 hash=0 tcg_thread=single
+usage="usage: $0 [--nics 0|2] [--queues Q] [--noiommu-nic] [--hash-report] [--out DIR] [--timeout SEC] [--mem MIB] [--smp N] [--accel kvm|tcg|auto] [--tcg-thread single|multi] -- COMMAND [ARGS...]"
 while (($#)); do
   case $1 in
     --nics) nics=$2; shift 2 ;;
     --queues) queues=$2; shift 2 ;;
     --noiommu-nic) noiommu=1; shift ;;
+    --hash-report) hash=1; shift ;;
     --out) out=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     --mem) mem=$2; shift 2 ;;
@@ -76,6 +83,7 @@ bad() { echo "vm: $*" >&2; echo "$usage" >&2; exit 2; }
 [[ $nics == 0 || $nics == 2 ]] || bad "--nics must be 0 or 2"
 [[ $queues =~ ^[1-9][0-9]*$ ]] && ((queues <= 16)) || bad "--queues must be 1..16"
 ((noiommu == 0 || nics == 2)) || bad "--noiommu-nic needs --nics 2"
+((hash == 0 || nics == 2)) || bad "--hash-report needs --nics 2"
 [[ $tcg_thread == single || $tcg_thread == multi ]] || bad "--tcg-thread must be single or multi"
 
 die() { echo "vm: $*" >&2; exit 125; }
@@ -87,8 +95,12 @@ kver=$(cat "$kroot/release") kdeb=$(cat "$kroot/package") kernel=$kroot/vmlinuz
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (hack/deps.sh vm)"
 busybox=$(command -v busybox) || die "busybox missing (hack/deps.sh vm)"
 ldd "$busybox" >/dev/null 2>&1 && die "busybox must be static (busybox-static)"
-if ((queues > 1)); then
-  [[ $(id -u) == 0 ]] || die "--queues $queues needs root (taps in a network namespace)"
+# Taps for more than one queue pair, and for hash reports: qemu offers
+# VIRTIO_NET_F_HASH_REPORT only when the peer takes virtio-net headers,
+# which a hub port does not.
+taps=$(( queues > 1 || hash ))
+if ((taps)); then
+  [[ $(id -u) == 0 ]] || die "--queues $queues or --hash-report needs root (taps in a network namespace)"
   command -v ip >/dev/null || die "ip missing (hack/deps.sh run)"
 fi
 
@@ -165,14 +177,15 @@ for p in "${order[@]}"; do
   echo "${base%.ko*}.ko" >>"$root/lib/modules/order"
 done
 
-# NICs: "name mac" lines the init renames by MAC. With one queue pair a qemu
-# hub joins them; with more, multi-queue taps on a bridge in a namespace.
+# NICs: "name mac" lines the init renames by MAC. With one queue pair and no
+# hash reports a qemu hub joins them; otherwise multi-queue taps on a bridge
+# in a namespace.
 nic_plan=() nic_names=()
 qemu_net=()
 ((nics == 2)) && nic_plan=("xzc0 02:58:44:50:7a:00 iommu" "xzc1 02:58:44:50:7a:01 iommu")
 ((noiommu)) && nic_plan+=("xzcn 02:58:44:50:7a:0f noiommu")
 if ((${#nic_plan[@]})); then
-  if ((queues > 1)); then
+  if ((taps)); then
     netns=xdpipe-vm-$$
     ip netns add "$netns" || die "ip netns add $netns failed"
     nsx() { ip netns exec "$netns" "$@"; }
@@ -188,11 +201,13 @@ if ((${#nic_plan[@]})); then
     nic_names+=("$name")
     dev="virtio-net-pci,netdev=n$i,mac=$mac,queue_reset=on,disable-legacy=on,romfile="
     [[ $kind == iommu ]] && dev+=",iommu_platform=on"
-    if ((queues > 1)); then
-      nsx ip tuntap add dev xzt$i mode tap multi_queue || die "tap xzt$i in $netns failed"
+    [[ $name == xzc1 ]] && ((hash)) && dev+=",hash=on"
+    ((queues > 1)) && dev+=",mq=on,vectors=$((2 * queues + 2))"
+    if ((taps)); then
+      # qemu opens a one-queue tap without IFF_MULTI_QUEUE.
+      nsx ip tuntap add dev xzt$i mode tap $( ((queues > 1)) && echo multi_queue) || die "tap xzt$i in $netns failed"
       nsx ip link set xzt$i master xzbr up || die "tap xzt$i in $netns failed"
-      qemu_net+=(-netdev "tap,id=n$i,ifname=xzt$i,script=no,downscript=no,vhost=off,queues=$queues"
-        -device "$dev,mq=on,vectors=$((2 * queues + 2))")
+      qemu_net+=(-netdev "tap,id=n$i,ifname=xzt$i,script=no,downscript=no,vhost=off,queues=$queues" -device "$dev")
     else
       qemu_net+=(-netdev "hubport,id=n$i,hubid=0" -device "$dev")
     fi
@@ -206,6 +221,7 @@ fi
   echo "XDPIPE_VM_NICS='$( ((nics == 2)) && echo "xzc0 xzc1")'"
   echo "XDPIPE_VM_QUEUES=$queues"
   echo "XDPIPE_VM_NOIOMMU_NIC=$( ((noiommu)) && echo xzcn)"
+  echo "XDPIPE_VM_HASH_NIC=$( ((hash)) && echo xzc1)"
   printf 'CI=%q\n' "${CI:-}"
 } >"$root/etc/vm.env"
 
@@ -242,12 +258,15 @@ while read -r name mac kind; do
   if [ "$XDPIPE_VM_QUEUES" -gt 1 ]; then
     chroot /newroot /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin ethtool -L "$name" combined "$XDPIPE_VM_QUEUES" || fail "ethtool -L $name combined $XDPIPE_VM_QUEUES"
   fi
+  if [ "$name" = "$XDPIPE_VM_HASH_NIC" ]; then
+    chroot /newroot /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin ethtool -K "$name" rxhash on || fail "ethtool -K $name rxhash on"
+  fi
   ip link set "$name" up || fail "ip link set $name up"
 done </etc/nics
 say "running command"
 chroot /newroot /usr/bin/env -i HOME=/root PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   TMPDIR=/tmp XDPIPE_IN_VM=1 XDPIPE_VM_KERNEL="$(uname -r)" XDPIPE_VM_NICS="$XDPIPE_VM_NICS" \
-  XDPIPE_VM_QUEUES="$XDPIPE_VM_QUEUES" XDPIPE_VM_NOIOMMU_NIC="$XDPIPE_VM_NOIOMMU_NIC" CI="$CI" \
+  XDPIPE_VM_QUEUES="$XDPIPE_VM_QUEUES" XDPIPE_VM_NOIOMMU_NIC="$XDPIPE_VM_NOIOMMU_NIC" XDPIPE_VM_HASH_NIC="$XDPIPE_VM_HASH_NIC" CI="$CI" \
   /bin/sh -c '/tmp/results/command.sh >/tmp/results/command.log 2>&1' </dev/null
 rc=$?
 echo $rc >/newroot/tmp/results/status

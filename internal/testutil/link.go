@@ -28,6 +28,9 @@ import (
 //     gives them back when the test ends; AF_XDP binds in zero-copy mode,
 //     which the NICs must support.
 //
+// XDPIPE_TEST_RXHASH_NIC names the NIC of the two, if any, whose driver
+// reports each frame's RSS hash (the VM's --hash-report NIC).
+//
 // XDPIPE_TEST_BIND (copy, zerocopy or auto) overrides the bind mode, and
 // XDPIPE_TEST_SCALE (a factor, default 1) scales the tests' frame counts
 // (Frames): the VM stage emulates its CPUs and sets 0.1.
@@ -85,6 +88,21 @@ func RequireVeth(tb testing.TB, why string) {
 	tb.Helper()
 	if Link() != Veth {
 		tb.Skipf("veth only: %s; the pairs here are NICs (XDPIPE_TEST_NICS)", why)
+	}
+}
+
+// RequireRxHash skips a test of the RX hash an XDP program reads from the
+// driver (bpf_xdp_metadata_rx_hash) unless the B end of the pairs reports
+// one: veth always does (the skb's flow hash); of the NICs, the second
+// must be XDPIPE_TEST_RXHASH_NIC (the VM stage's hash-report boot).
+func RequireRxHash(tb testing.TB) {
+	tb.Helper()
+	if Link() == Veth {
+		return
+	}
+	nics := strings.Fields(os.Getenv("XDPIPE_TEST_NICS"))
+	if hash := os.Getenv("XDPIPE_TEST_RXHASH_NIC"); len(nics) != 2 || hash == "" || hash != nics[1] {
+		tb.Skipf("needs RX hashes on the B end; NICs %v, the one reporting hashes %q (the VM stage's hash-report boot has one)", nics, hash)
 	}
 }
 

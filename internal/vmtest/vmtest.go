@@ -50,6 +50,11 @@ type Options struct {
 	// NoIOMMUNIC adds a NIC without iommu_platform (XDPIPE_VM_NOIOMMU_NIC,
 	// xzcn), where the driver has no DMA API and refuses zero-copy.
 	NoIOMMUNIC bool
+	// HashReport has xzc1 report each received frame's RSS hash to its
+	// driver (XDPIPE_VM_HASH_NIC in the guest), which an XDP program
+	// reads with bpf_xdp_metadata_rx_hash. Needs root on the host (taps
+	// in a network namespace: qemu reports hashes only over a tap).
+	HashReport bool
 	// Timeout bounds the whole VM run (default 10 minutes); on expiry Run
 	// returns an error.
 	Timeout time.Duration
@@ -110,7 +115,7 @@ func New(t testing.TB, opts Options) *VM {
 			testutil.SkipOrFail(t, "%s missing: run hack/deps.sh %s", bin, opts.Deps)
 		}
 	}
-	if opts.Queues > 1 {
+	if opts.Queues > 1 || opts.HashReport {
 		testutil.RequireRoot(t)
 	}
 	fetch := filepath.Join(root, "hack", "vm", "guest-kernel.sh")
@@ -243,6 +248,9 @@ func (v *VM) Run(command ...string) error {
 	}
 	if v.opts.NoIOMMUNIC {
 		args = append(args, "--noiommu-nic")
+	}
+	if v.opts.HashReport {
+		args = append(args, "--hash-report")
 	}
 	args = append(append(args, "--"), command...)
 	v.t.Logf("vm: %s", v.env)

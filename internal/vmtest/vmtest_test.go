@@ -21,10 +21,13 @@ import (
 
 func TestMain(m *testing.M) { testutil.RunCheckingLeaks(m) }
 
-// TestGuestNICs runs first in each boot of TestVMZeroCopy (it skips on the
-// host): each NIC in XDPIPE_VM_NICS exists, has XDPIPE_VM_QUEUES combined
+// TestGuestNICs runs first in each boot of TestVMZeroCopy and
+// TestVMRxMetadata (it skips on the host): each NIC in XDPIPE_VM_NICS exists, has XDPIPE_VM_QUEUES combined
 // channels, xsk-zerocopy in its xdp-features, and binds an AF_XDP socket in
-// zero-copy mode on every queue; the NIC without iommu_platform refuses
+// zero-copy mode on every queue; the NIC of XDPIPE_VM_HASH_NIC, if any,
+// has receive-hashing on and offers the RX hash to XDP programs
+// (xdp-rx-metadata-features), which the others, without RSS or hash
+// reports, do not offer at all; the NIC without iommu_platform refuses
 // zero-copy and binds in copy mode; frames sent out of one NIC arrive, all
 // of them, at the other.
 func TestGuestNICs(t *testing.T) {
@@ -45,6 +48,7 @@ func TestGuestNICs(t *testing.T) {
 		if !d.Features.Has(netdev.XDPXSKZeroCopy) || d.RXQueues != queues || d.TXQueues != queues {
 			t.Errorf("%s: %v, %d rx and %d tx queues: want xsk-zerocopy and %d queues", name, d, d.RXQueues, d.TXQueues, queues)
 		}
+		checkRxMetadata(t, name, d)
 		for q := 0; q < queues; q++ {
 			if mode, err := bind(t, name, q, xsk.BindZeroCopy); err != nil || mode != xsk.BindZeroCopy {
 				t.Errorf("%s queue %d: zero-copy bind: mode %v, %v", name, q, mode, err)
@@ -55,7 +59,9 @@ func TestGuestNICs(t *testing.T) {
 		// Without iommu_platform the driver has no DMA API: the kernel
 		// refuses the zero-copy bind with EINVAL (not EOPNOTSUPP, though
 		// the NIC advertises xsk-zerocopy).
-		t.Logf("%s (no iommu_platform): %v", name, describe(t, name))
+		d := describe(t, name)
+		t.Logf("%s (no iommu_platform): %v", name, d)
+		checkRxMetadata(t, name, d)
 		if _, err := bind(t, name, 0, xsk.BindZeroCopy); !errors.Is(err, unix.EINVAL) {
 			t.Errorf("%s (no iommu_platform): zero-copy bind: %v, want EINVAL", name, err)
 		}
@@ -65,6 +71,24 @@ func TestGuestNICs(t *testing.T) {
 	}
 	t.Run("wire", func(t *testing.T) { wire(t, nics[0], nics[1]) })
 }
+
+// checkRxMetadata checks the RX metadata the NIC offers XDP programs, d's,
+// and its receive-hashing: the hash, and on, on XDPIPE_VM_HASH_NIC; none,
+// and fixed off, on the others (virtio_net sets its metadata operations
+// only with RSS or hash reports).
+func checkRxMetadata(t *testing.T, name string, d netdev.Device) {
+	t.Helper()
+	want, hashing := netdev.RxMetadata(0), "off [fixed]"
+	if name == os.Getenv("XDPIPE_VM_HASH_NIC") {
+		want, hashing = netdev.RxHash, "on"
+	}
+	out := testutil.MustRun(t, "ethtool", "-k", name)
+	if got := receiveHashing.FindStringSubmatch(out); d.RxMetadata != want || got == nil || got[1] != hashing {
+		t.Errorf("%s: xdp-rx-metadata %v, receive-hashing %q: want %v and %q", name, d.RxMetadata, got, want, hashing)
+	}
+}
+
+var receiveHashing = regexp.MustCompile(`(?m)^receive-hashing: (.*)$`)
 
 // describe is what the netdev family says about the NIC.
 func describe(t *testing.T, name string) netdev.Device {

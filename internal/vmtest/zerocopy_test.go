@@ -74,19 +74,26 @@ func TestVMZeroCopy(t *testing.T) {
 				args = append(args, s.bin, "^("+strings.Join(tests, "|")+")$")
 				want = append(want, tests...)
 			}
-			start := time.Now()
-			err := vm.Run(args...)
-			t.Logf("VM run with %d queue pairs: %v", c.queues, time.Since(start).Round(time.Second))
-			log, rerr := os.ReadFile(filepath.Join(vm.Dir, "command.log"))
-			if rerr != nil {
-				t.Fatalf("%v (and no command log: %v)", err, rerr)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkRan(t, string(log), want)
+			runGuest(t, vm, want, args...)
 		})
 	}
+}
+
+// runGuest runs command in the VM and fails the test unless it exits 0 and
+// each test of want passed at top level in the guest's go test -v output.
+func runGuest(t *testing.T, vm *vmtest.VM, want []string, command ...string) {
+	t.Helper()
+	start := time.Now()
+	err := vm.Run(command...)
+	t.Logf("VM run: %v", time.Since(start).Round(time.Second))
+	log, rerr := os.ReadFile(filepath.Join(vm.Dir, "command.log"))
+	if rerr != nil {
+		t.Fatalf("%v (and no command log: %v)", err, rerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRan(t, string(log), want)
 }
 
 // checkRan fails for each test of want that did not pass at top level in
