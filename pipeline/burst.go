@@ -70,7 +70,9 @@ type Packet struct {
 	// Off is the offset of Data[0] within Frame.
 	Off uint32
 	// Time is the pass time in nanoseconds (CLOCK_MONOTONIC via the Go
-	// runtime), read once per pass, not per packet.
+	// runtime), read once per pass, not per packet; a spinning worker
+	// that received nothing reads it one idle pass in 16, so it may be
+	// that many idle passes old (under a microsecond).
 	Time int64
 	// RxTimestamp is the NIC's receive timestamp in nanoseconds of its
 	// own clock, and RxHash its RSS hash of the packet, of type

@@ -195,6 +195,11 @@ type Worker struct {
 	ports   []workerPort
 	burst   *Burst
 	free    []uint64 // frames to return to the free stack, flushed in batches
+	now     int64    // the clock as upkeep last read it
+	quiet   int      // passes in a row that received nothing
+	back    bool     // frames went back to the free stack since the last refill
+	passes  uint64   // stats.Passes and IdlePasses as upkeep publishes them
+	idle    uint64
 	lastTX  int64
 	drain   int64
 	cur     *stageSet                // worker goroutine only
@@ -396,6 +401,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for i := range w.ports {
 		w.ports[i].port.Refill()
 	}
+	w.quiet = 0 // the first pass reads the clock
 	w.lastTX = monotime.Now()
 	for !w.stop.Load() {
 		n := w.pass()
@@ -425,6 +431,7 @@ func (w *Worker) txIdle() bool {
 // complete drains a port's completion ring.
 func (w *Worker) complete(wp *workerPort) {
 	if c := wp.port.Complete(); c > 0 {
+		w.back = true
 		wp.inFlight -= c
 		wp.stats.TxDone.Add(uint64(c))
 	}
@@ -441,16 +448,27 @@ func (w *Worker) wait() {
 		return
 	}
 	t := w.cfg.WaitTimeout / time.Duration(len(w.ports))
-	p := &w.ports[w.stats.IdlePasses.Load()%uint64(len(w.ports))]
+	p := &w.ports[w.idle%uint64(len(w.ports))]
 	if err := p.port.Wait(t); err != nil && !errors.Is(err, unix.EINTR) {
 		w.log.Debug("wait", "port", p.name, "err", err)
 	}
 }
 
+// idleUpkeep is how often a spinning worker that receives nothing does its
+// upkeep: one idle pass in idleUpkeep reads the clock, tops the fill rings
+// up and publishes the pass counters. The others only look at the rings:
+// the spin that waits for a request stays short, and a request is seen
+// sooner. Any pass that received, and the pass after it, do their upkeep.
+const idleUpkeep = 16
+
 // pass is one run-to-completion pass over every port. It returns the frames
 // received. It allocates nothing.
 func (w *Worker) pass() int {
-	now := monotime.Now() // the clock, once per pass
+	upkeep := w.quiet%idleUpkeep == 0 || w.cfg.Poll == PollWakeup // a wait may have passed
+	if upkeep {
+		w.now = monotime.Now()
+	}
+	now := w.now
 	if s := w.next.Load(); s != nil && w.next.CompareAndSwap(s, nil) {
 		w.retired.swap(w.cur, s, &w.active) // once per reload: it may lock
 		w.cur = s
@@ -516,14 +534,29 @@ func (w *Worker) pass() int {
 		w.lastTX = now
 	}
 	w.flushFree()
-	for pi := range w.ports {
-		w.ports[pi].port.Refill()
+	if upkeep || w.back {
+		for pi := range w.ports {
+			w.ports[pi].port.Refill()
+		}
+		w.back = false
 	}
-	w.stats.Passes.Add(1)
+	w.passes++
 	if total == 0 {
-		w.stats.IdlePasses.Add(1)
+		w.idle++
+		w.quiet++
+	} else {
+		w.quiet = 0
+	}
+	if upkeep || total > 0 {
+		w.publishPasses()
 	}
 	return total
+}
+
+// publishPasses stores the pass counters where other goroutines read them.
+func (w *Worker) publishPasses() {
+	w.stats.Passes.Store(w.passes)
+	w.stats.IdlePasses.Store(w.idle)
 }
 
 func burstBucket(n int) int {
@@ -592,6 +625,7 @@ func (w *Worker) freeFrame(addr uint64) {
 
 func (w *Worker) flushFree() {
 	if len(w.free) > 0 {
+		w.back = true
 		w.cfg.Mem.Free(w.free)
 		w.free = w.free[:0]
 	}
@@ -659,6 +693,7 @@ func (w *Worker) InFlight() uint64 {
 // shutdown flushes TX, waits up to 100ms for the kernel to complete what is
 // in flight, and returns held frames to the free stack.
 func (w *Worker) shutdown() {
+	w.publishPasses()
 	w.flushAll()
 	w.flushFree()
 	deadline := time.Now().Add(100 * time.Millisecond)

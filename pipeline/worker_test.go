@@ -201,6 +201,45 @@ func TestWorkerSendsBeforeNextPort(t *testing.T) {
 	}
 }
 
+// TestWorkerIdleUpkeep: a spinning worker that receives nothing does its
+// upkeep one pass in idleUpkeep, no less often: frames another worker on
+// the UMEM frees reach this worker's fill ring within that many passes,
+// and the pass counters are published whole after a pass that received.
+func TestWorkerIdleUpkeep(t *testing.T) {
+	mem := newUmem(t, 128, 2048, 64)
+	port, k := newPort(t, mem, nil, 64, 64)
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port.Refill() // 64 frames on the fill ring, 64 free
+	held := make([]uint64, 64)
+	if n := mem.Alloc(held); n != 64 {
+		t.Fatalf("took %d free frames, want 64", n)
+	}
+	k.Deliver(udp4(t, 9), 64) // the fill ring's frames, sent back and not completed
+	if n := w.pass(); n != 64 {
+		t.Fatalf("pass got %d frames, want 64", n)
+	}
+	mem.Free(held) // as another worker on the UMEM would
+	passes := 0
+	for mem.FreeCount() > 0 {
+		if passes == idleUpkeep {
+			t.Fatalf("%d idle passes left %d freed frames off the fill ring", passes, mem.FreeCount())
+		}
+		w.pass()
+		passes++
+	}
+	k.Deliver(udp4(t, 9), 1)
+	if n := w.pass(); n != 1 {
+		t.Fatalf("pass got %d frames, want 1", n)
+	}
+	st := w.Stats()
+	if p, i := st.Passes.Load(), st.IdlePasses.Load(); p != uint64(passes+2) || i != uint64(passes) {
+		t.Fatalf("passes %d (idle %d) published, want %d (%d)", p, i, passes+2, passes)
+	}
+}
+
 // allStages is every built-in stage but pcap, in an order where each sees
 // live packets: 3 of 4 frames pass the filter, every one is rewritten twice,
 // swapped and forwarded.
