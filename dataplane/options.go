@@ -50,7 +50,8 @@ type Options struct {
 	// the TX buffer (0: Burst).
 	Burst, TXBatch int
 	// Drain lets partial TX batches wait up to this long for more packets
-	// (0: they go out at the end of the pass that filled them).
+	// (0: they go out as soon as the burst that filled them is
+	// processed).
 	Drain time.Duration
 	// Default is the verdict for frames no stage decided:
 	// pipeline.VerdictDrop (the zero value, VerdictKeep, means drop too)

@@ -59,7 +59,8 @@ type File struct {
 	Burst   int `yaml:"burst"`
 	TXBatch int `yaml:"tx_batch"`
 	// Drain lets partial TX batches wait up to this long for more packets
-	// (default 0: they go out at the end of the pass that filled them).
+	// (default 0: they go out as soon as the burst that filled them is
+	// processed).
 	Drain Duration `yaml:"drain"`
 	// Default is the verdict for frames no stage decided: drop (default)
 	// or transmit.
