@@ -807,8 +807,9 @@ int xdp_steer(struct xdp_md *ctx)
 	const __u64 *kw = (const __u64 *)&k;
 	union cache_word w = {};
 	struct emc_entry *e = 0;
+	__u32 cpu = bpf_get_smp_processor_id(); // this CPU's part of the per-CPU tables
 	if (flow_cache) {
-		__u32 slot = bpf_get_smp_processor_id() * EMC_ENTRIES + emc_index(kw);
+		__u32 slot = cpu * EMC_ENTRIES + emc_index(kw);
 		e = bpf_map_lookup_elem(&steer_emc, &slot);
 	}
 	if (e && emc_holds(e, kw))
@@ -816,7 +817,7 @@ int xdp_steer(struct xdp_md *ctx)
 	if (!(w.v.flags & CACHE_VALID) || w.v.active != active)
 		w.raw = lookup(&t, &k, e, active, bytes);
 	if (w.v.flags & CACHE_MATCHED)
-		count(&steer_counters, bpf_get_smp_processor_id() * COUNTER_SLOTS + w.v.slot, bytes);
+		count(&steer_counters, cpu * COUNTER_SLOTS + w.v.slot, bytes);
 	else
 		count(&steer_stats, STAT_NOMATCH, bytes);
 	return verdict(ctx, w.v.action);
