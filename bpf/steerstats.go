@@ -79,10 +79,11 @@ func (s *Steer) readCounters(n int) ([]Counter, error) {
 	out := slices.Grow(s.slots[:0], n)[:n]
 	s.slots = out
 	clear(out)
-	for cpu := 0; cpu < len(w); cpu += 2 * counterSlots {
+	for cpu := range len(w) / (2 * counterSlots) {
 		for i := range out {
-			out[i].Packets += atomic.LoadUint64(&w[cpu+2*i])
-			out[i].Bytes += atomic.LoadUint64(&w[cpu+2*i+1])
+			c := w[2*(cpu*counterSlots+i):]
+			out[i].Packets += atomic.LoadUint64(&c[0])
+			out[i].Bytes += atomic.LoadUint64(&c[1])
 		}
 	}
 	return out, nil
@@ -95,9 +96,10 @@ func (s *Steer) zeroCounter(slot uint32) error {
 	if err != nil {
 		return err
 	}
-	for cpu := 0; cpu < len(w); cpu += 2 * counterSlots {
-		atomic.StoreUint64(&w[cpu+2*int(slot)], 0)
-		atomic.StoreUint64(&w[cpu+2*int(slot)+1], 0)
+	for cpu := range len(w) / (2 * counterSlots) {
+		c := w[2*(cpu*counterSlots+int(slot)):]
+		atomic.StoreUint64(&c[0], 0)
+		atomic.StoreUint64(&c[1], 0)
 	}
 	return nil
 }
