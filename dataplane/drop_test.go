@@ -185,3 +185,38 @@ func TestDropCountsMultiBufferPacketsOnce(t *testing.T) {
 		t.Errorf("Generated %d, tracker received %d; want %d each", g, st.Received, jumbos)
 	}
 }
+
+// TestDropKeepsTheFillRingFull: Drop hands frames straight back to the
+// fill ring, which keeps their count: the whole ring stays there (rxdrop's
+// --ring: what a stalled loop can absorb), where Refill would let the
+// depth decay.
+func TestDropKeepsTheFillRingFull(t *testing.T) {
+	u, err := xsk.NewUmem(xsk.UmemOptions{NumFrames: 4096, FillSize: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	s, k, err := xsktest.NewSocket(u, xsk.SocketOptions{}, xsktest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.Refill() // what SocketOptions.Prefill does on a real socket
+	var c DropCounters
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Drop(ctx, s, &c, nil, DropOptions{Batch: 64, Ring: 2048}) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	full := func() bool { return u.Accounting().Fill == 2048 }
+	testutil.Eventually(t, 10*time.Second, full, "the fill ring never held all its 2048 frames")
+	if n := k.Deliver(make([]byte, 60), 1000); n != 1000 {
+		t.Fatalf("delivered %d of 1000", n)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return c.Packets.Load() == 1000 && full() },
+		"Drop did not take the 1000 frames and put them back on the fill ring")
+}

@@ -66,6 +66,11 @@ func TestRunCountsEveryRoundTrip(t *testing.T) {
 		if r.Sent != 1000 || r.Received != 1000 || r.Lost != 0 || r.Late != 0 || r.Others != 0 || h.TotalCount() != 1000 {
 			t.Errorf("rate %v: %+v, %d round trips recorded: want 1000 of 1000", o.Rate, r, h.TotalCount())
 		}
+		// Replies are recycled: the fill ring keeps all its frames, for
+		// the replies a stall leaves queued.
+		if f := p.sock.Umem().Accounting().Fill; f != 2048 {
+			t.Errorf("rate %v: %d frames on the fill ring, want all 2048", o.Rate, f)
+		}
 	}
 }
 

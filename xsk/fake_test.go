@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpipe/xdpipe/internal/testutil"
 	"github.com/xdpipe/xdpipe/xsk"
 	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
@@ -470,4 +471,42 @@ func TestFakeWire(t *testing.T) {
 	if err := u.Accounting().Check(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRefillKeepsTheFillRingShallow: with FillLow 256, Refill fills a
+// 2048-entry fill ring first; under a light load, one frame at a time, its
+// depth decays to 256, and the frames the kernel receives into then come
+// from that many. The decay takes three quarters of a second of the clock.
+func TestRefillKeepsTheFillRingShallow(t *testing.T) {
+	const low = 256
+	u, s, k := newFake(t, xsk.UmemOptions{NumFrames: 8192}, xsk.SocketOptions{FillLow: low}, xsktest.Options{})
+	if n := s.Refill(); n != 2048 {
+		t.Fatalf("first refill put %d frames, want the whole ring, 2048", n)
+	}
+	frame := make([]byte, 64)
+	descs := make([]xsk.Desc, 1)
+	seen := map[uint64]bool{}
+	// one frame in and out, as a reflector under ping-pong sees them.
+	one := func() {
+		if k.Deliver(frame, 1) != 1 || s.Receive(descs) != 1 {
+			t.Fatal("a frame did not come through")
+		}
+		seen[descs[0].Addr] = true
+		u.Free([]uint64{descs[0].Addr})
+		s.Refill()
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		for range 1000 {
+			one()
+		}
+		return u.Accounting().Fill == low
+	}, "the fill ring never came down to %d frames", low)
+	clear(seen)
+	for range 4 * 2048 {
+		one()
+	}
+	if len(seen) > low+1 {
+		t.Fatalf("%d frames received into after the decay; want at most %d", len(seen), low+1)
+	}
+	checkAcct(t, u, xsk.Accounting{Free: 8192 - low, Fill: low})
 }

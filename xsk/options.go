@@ -205,6 +205,18 @@ type SocketOptions struct {
 	// refill, and its wakeup schedules only TX). Leave it off on sockets
 	// that only transmit: it would take the UMEM's frames.
 	Prefill bool
+	// FillLow lets Refill keep as few as this many frames on the fill ring
+	// while the kernel takes few between two refills (0, or the ring's
+	// size or more: the whole ring, always). The kernel writes into the
+	// frames on the fill ring in turn: a shallow ring keeps them in the
+	// caches and the TLB and cuts a lone packet's latency, but a receiver
+	// that stalls loses what arrives beyond it. Refill starts with the
+	// whole ring, halves the depth after each quarter of a second in
+	// which the kernel never took more than a quarter of it between two
+	// refills, and doubles it again, up to the ring, whenever the kernel
+	// took more than half. For receivers that refill often (spin); one
+	// that naps while frames come needs the whole ring.
+	FillLow uint32
 	// Driver is what is known of the interface's driver (package netdev
 	// reads it; zero: unknown). With it, BindZeroCopy is refused before
 	// any bind where the driver cannot do zero-copy or the MTU needs more

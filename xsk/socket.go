@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpipe/xdpipe/internal/monotime"
 	"github.com/xdpipe/xdpipe/internal/undo"
 )
 
@@ -39,6 +40,7 @@ type Socket struct {
 	// goroutine), compBuf for Complete (the TX goroutine).
 	fillBuf []uint64
 	compBuf []uint64
+	depth   fillDepth // how much of the fill ring Refill fills
 
 	rxOversized atomic.Uint64 // packets Receive dropped: more segments than its buffer
 
@@ -366,6 +368,8 @@ func NewSocketFrom(u *Umem, opts SocketOptions, rings Rings, k Kernel) (*Socket,
 func (s *Socket) initBuffers() {
 	s.fillBuf = make([]uint64, s.fill.Size())
 	s.compBuf = make([]uint64, s.comp.Size())
+	cons, _ := s.fill.Taken()
+	s.depth = newFillDepth(s.opts.FillLow, s.fill.Size(), cons, monotime.Now)
 }
 
 // bindError turns a bind errno into a message naming the cause and a fix.
@@ -521,6 +525,7 @@ func (s *Socket) Recycle(descs []Desc) int {
 }
 
 // Refill moves free frames from the UMEM onto the fill ring, as many as fit
+// (or, with SocketOptions.FillLow, as the kernel's recent takings call for)
 // and are free, and kicks the kernel if it asks. Returns how many.
 func (s *Socket) Refill() int {
 	n := s.fillFromFree()
@@ -528,10 +533,15 @@ func (s *Socket) Refill() int {
 	return n
 }
 
-// fillFromFree moves free frames onto the fill ring, as many as fit and
-// are free, without a kick; their addresses stay in s.fillBuf[:n].
+// fillFromFree moves free frames onto the fill ring, up to its depth and
+// as many as are free, without a kick; their addresses stay in
+// s.fillBuf[:n].
 func (s *Socket) fillFromFree() int {
-	got, idx := s.fill.Reserve(uint32(len(s.fillBuf)))
+	want := s.depth.want(s.fill.Taken())
+	if want == 0 {
+		return 0
+	}
+	got, idx := s.fill.Reserve(want)
 	if got == 0 {
 		return 0
 	}
