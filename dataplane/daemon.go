@@ -128,7 +128,7 @@ func (d *Daemon) open(ctx context.Context) error {
 		pt, err := d.sys.openPort(PortOptions{
 			Iface: ifc.Name, Queues: p.queues,
 			Socket: xsk.SocketOptions{RXSize: ring, TXSize: ring, Bind: p.opts.Bind, BusyPoll: p.opts.BusyPoll,
-				MultiBuffer: p.multiBuffer},
+				MultiBuffer: p.multiBuffer, FillLow: p.opts.FillLow},
 			TakesMultiBuffer: true, Transmits: p.transmits,
 			Rules: p.opts.Rules, RxStamp: p.opts.rxStamp(), RxMetadata: p.opts.RxMetadata, Attach: p.opts.Attach, PinDir: p.opts.PinDir, Log: d.log,
 		}, mems)

@@ -133,10 +133,11 @@ func TestReloadAppliesOrRefusesEverySetting(t *testing.T) {
 		"Queues":        func(c *Options) { c.Queues = []int{0} },
 		"Umem":          func(c *Options) { c.Umem = UmemShared },
 		"Ring":          func(c *Options) { c.Ring = 128 },
+		"FillLow":       func(c *Options) { c.FillLow = 32 },
 		"FrameSize":     func(c *Options) { c.FrameSize = 2048 },
 		"Bind":          func(c *Options) { c.Bind = xsk.BindCopy },
 		"Attach":        func(c *Options) { c.Attach = bpf.AttachGeneric },
-		"Poll":          func(c *Options) { c.Poll = pipeline.PollSpin },
+		"Poll":          func(c *Options) { c.Poll = pipeline.PollWakeup },
 		"Coalesce":      func(c *Options) { c.Coalesce = 10 * time.Microsecond },
 		"BusyPoll":      func(c *Options) { c.BusyPoll = true },
 		"CPUs":          func(c *Options) { c.CPUs = []int{1, 0} },
@@ -155,14 +156,20 @@ func TestReloadAppliesOrRefusesEverySetting(t *testing.T) {
 			t.Errorf("setting %s: neither applied by a reload nor refused", f.Name)
 		}
 	}
-	cfg := baseConfig(t, "count")
+	// Spinning workers (FillLow needs them), never started.
+	spinning := func(kinds ...string) Options {
+		c := baseConfig(t, kinds...)
+		c.Poll = pipeline.PollSpin
+		return c
+	}
+	cfg := spinning("count")
 	d, err := open(context.Background(), cfg, quiet(), &fakeSystem{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
 	for key, edit := range restart {
-		next := baseConfig(t, "count", "macswap")
+		next := spinning("count", "macswap")
 		edit(&next)
 		before := d.chains
 		err := d.Reload(next)
@@ -175,18 +182,31 @@ func TestReloadAppliesOrRefusesEverySetting(t *testing.T) {
 			t.Errorf("reload changing %s: the stages were reloaded", key)
 		}
 	}
-	next := baseConfig(t, "count", "macswap")
+	next := spinning("count", "macswap")
 	next.Ring, next.Burst = 128, 32
 	if err := d.Reload(next); err == nil || !strings.HasPrefix(err.Error(), "Ring, Burst changed") {
 		t.Errorf("reload changing ring and burst: %v, want both named", err)
 	}
 	// What a start refuses, a reload refuses (the one validation).
-	next = baseConfig(t, "count")
+	next = spinning("count")
 	next.FrameSize = 3000
 	if err := d.Reload(next); err == nil || !strings.Contains(err.Error(), "frame size 3000") {
 		t.Errorf("reload with frame_size 3000: %v", err)
 	}
-	if err := d.Reload(baseConfig(t, "count", "macswap")); err != nil {
+	for _, c := range []struct {
+		edit func(*Options)
+		want string
+	}{
+		{func(c *Options) { c.FillLow = 128 }, "fill_low 128: want at most the ring's 64 entries"},
+		{func(c *Options) { c.FillLow, c.Poll = 32, pipeline.PollWakeup }, "fill_low needs poll: spin"},
+	} {
+		next = spinning("count")
+		c.edit(&next)
+		if err := d.Reload(next); err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("reload with %+v: %v, want %q", next, err, c.want)
+		}
+	}
+	if err := d.Reload(spinning("count", "macswap")); err != nil {
 		t.Fatalf("reload of the stages: %v", err)
 	}
 	if got := StageList(stageConfigsOf(d)); got != "count,macswap" {
@@ -236,5 +256,28 @@ func TestReloadChecksOnlyTheMemoryItAdds(t *testing.T) {
 	big.Stages = append(big.Stages, s)
 	if err := d.Reload(big); err == nil || !strings.HasPrefix(err.Error(), "stage sample (line 7) depth × snaplen: the configuration needs") {
 		t.Errorf("reload adding a stage that needs more than is left: %v", err)
+	}
+}
+
+// TestDaemonFillLowReachesTheSockets: fill_low is every socket's
+// xsk.SocketOptions.FillLow; unset, the sockets keep whole fill rings.
+func TestDaemonFillLowReachesTheSockets(t *testing.T) {
+	for _, low := range []uint32{0, 32} {
+		c := baseConfig(t, "count")
+		c.Poll, c.FillLow = pipeline.PollSpin, low
+		sys := &fakeSystem{}
+		d, err := open(context.Background(), c, quiet(), sys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sys.opts) == 0 {
+			t.Fatal("no port opened")
+		}
+		for _, o := range sys.opts {
+			if o.Socket.FillLow != low {
+				t.Errorf("fill_low %d: port %s opened with FillLow %d", low, o.Iface, o.Socket.FillLow)
+			}
+		}
+		d.Close()
 	}
 }

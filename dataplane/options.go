@@ -27,6 +27,13 @@ type Options struct {
 	// (0: DefaultRing); completion rings get twice as many entries, and
 	// each socket 4x ring frames.
 	Ring uint32
+	// FillLow lets a spinning worker keep as few as this many frames on
+	// each fill ring while traffic is light, up to Ring (0: the whole
+	// ring). The kernel writes into those frames in turn: fewer stay in
+	// the caches, for lower latency, but a worker that stalls loses what
+	// arrives beyond them until the depth has grown. See
+	// xsk.SocketOptions.FillLow.
+	FillLow uint32
 	// FrameSize is the UMEM frame size: 2048 or 4096 (0:
 	// xsk.DefaultFrameSize).
 	FrameSize uint32

@@ -153,6 +153,12 @@ func resolveSettings(o Options, sys system) (*plan, error) {
 	if xsk.CheckRingSize(uint64(o.Ring)) != nil || o.Ring < 64 {
 		return nil, fmt.Errorf("ring %d: want a power of two >= 64", o.Ring)
 	}
+	if o.FillLow > o.Ring {
+		return nil, fmt.Errorf("fill_low %d: want at most the ring's %d entries", o.FillLow, o.Ring)
+	}
+	if o.FillLow > 0 && o.Poll == pipeline.PollWakeup {
+		return nil, errors.New("fill_low needs poll: spin: a worker in wakeup mode naps while frames come, and they need the whole fill ring")
+	}
 	if err := pipeline.CheckBurst(o.Burst, o.TXBatch); err != nil {
 		return nil, err
 	}
@@ -251,6 +257,7 @@ func restartSettings(run, next *plan) []string {
 	differ("Queues", !slices.Equal(run.queues, next.queues))
 	differ("Umem", ro.Umem != no.Umem)
 	differ("Ring", ro.Ring != no.Ring)
+	differ("FillLow", ro.FillLow != no.FillLow)
 	differ("FrameSize", cmp.Or(ro.FrameSize, xsk.DefaultFrameSize) != cmp.Or(no.FrameSize, xsk.DefaultFrameSize))
 	differ("Bind", ro.Bind != no.Bind)
 	differ("Attach", ro.Attach != no.Attach)

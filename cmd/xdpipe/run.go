@@ -76,6 +76,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.IntVar(&f.cfg.Burst, "burst", 0, "RX burst size (default 64)")
 	var ring uint
 	fs.UintVar(&ring, "ring", 0, "RX/TX ring entries (default 2048)")
+	var fillLow uint
+	fs.UintVar(&fillLow, "fill-low", 0, "spin mode: frames kept on each fill ring while traffic is light (default: the\nwhole ring); fewer stay cached, for lower latency, but a stall loses what comes beyond them")
 	fs.DurationVar(&f.cfg.Interval.Duration, "interval", 0, "rate line interval (default 1s)")
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (0: until SIGINT/SIGTERM)")
 	if err := fs.Parse(args); err != nil {
@@ -90,10 +92,12 @@ func parseRunFlags(args []string, stderr io.Writer) (*runFlags, error) {
 			return nil, fmt.Errorf("--%s %v: must not be negative", name, d)
 		}
 	}
-	if ring > math.MaxUint32 {
-		return nil, fmt.Errorf("--ring %d: more entries than a ring can have (2^32)", ring)
+	for name, v := range map[string]uint{"ring": ring, "fill-low": fillLow} {
+		if v > math.MaxUint32 {
+			return nil, fmt.Errorf("--%s %d: more entries than a ring can have (2^32)", name, v)
+		}
 	}
-	f.cfg.Ring = uint32(ring)
+	f.cfg.Ring, f.cfg.FillLow = uint32(ring), uint32(fillLow)
 	if ifaces != "" {
 		f.cfg.Interfaces = strings.Split(ifaces, ",")
 	}
@@ -134,6 +138,7 @@ func (f *runFlags) load() (config.File, error) {
 	setIf(f.set, "default", &c.Default, o.Default)
 	setIf(f.set, "burst", &c.Burst, o.Burst)
 	setIf(f.set, "ring", &c.Ring, o.Ring)
+	setIf(f.set, "fill-low", &c.FillLow, o.FillLow)
 	setIf(f.set, "interval", &c.Interval, o.Interval)
 	if f.set["stages"] {
 		c.Stages = nil

@@ -37,6 +37,10 @@ type File struct {
 	// Ring is the RX, TX and fill ring size (default 2048); completion
 	// rings get twice as many entries, and each socket 4x ring frames.
 	Ring uint32 `yaml:"ring"`
+	// FillLow lets a spinning worker keep as few as this many frames on
+	// each fill ring while traffic is light (default: the whole ring): lower
+	// latency, but a stall loses what arrives beyond them.
+	FillLow uint32 `yaml:"fill_low"`
 	// FrameSize is the UMEM frame size: 2048 or 4096 (default).
 	FrameSize uint32 `yaml:"frame_size"`
 	// Bind: auto (default), copy or zerocopy.
@@ -134,7 +138,7 @@ func (c File) WithDefaults() File {
 // rules file loaded. The ranges are checked by dataplane's Open and
 // Check; Interval, the command's, here.
 func (c *File) Options() (dataplane.Options, error) {
-	o := dataplane.Options{Interfaces: c.Interfaces, Ring: c.Ring, FrameSize: c.FrameSize, BusyPoll: c.BusyPoll,
+	o := dataplane.Options{Interfaces: c.Interfaces, Ring: c.Ring, FillLow: c.FillLow, FrameSize: c.FrameSize, BusyPoll: c.BusyPoll,
 		Burst: c.Burst, TXBatch: c.TXBatch, Drain: c.Drain.Duration, PinDir: c.PinDir,
 		RxDelay: c.RxDelay, RxDelaySample: c.RxDelaySample, RxMetadata: c.RxMetadata, RuleSeries: c.RuleSeries}
 	var err error

@@ -136,6 +136,7 @@ interfaces: [xa]
 queues: [1]
 umem: shared
 ring: 128
+fill_low: 64
 frame_size: 2048
 bind: copy
 attach: generic
@@ -168,8 +169,8 @@ stages: [count]
 			t.Errorf("Options.%s is zero from a file that sets its key", f.Name)
 		}
 	}
-	if o.Stages[0].Where != "line 23" {
-		t.Errorf("the stage's place %q, want line 23", o.Stages[0].Where)
+	if o.Stages[0].Where != "line 24" {
+		t.Errorf("the stage's place %q, want line 24", o.Stages[0].Where)
 	}
 }
 
