@@ -41,6 +41,12 @@ type LatencyConfig struct {
 	// Repeat is how many rounds to run (0: 1), the pairs' order rotated
 	// by one each round.
 	Repeat int
+	// Warmup is how long a closed loop runs against each pair's reflector,
+	// before its cells and not counted (default 1s; negative: none): long
+	// enough for a reflector to settle, as a service under steady traffic
+	// has (xsk brings an idle fill ring down to its floor within a
+	// second), and for the caches to fill.
+	Warmup time.Duration
 	// Payload is the UDP payload in bytes (default 64: sockperf's -m 64;
 	// xdpipe ping's frames are sized to carry as much).
 	Payload int
@@ -84,36 +90,43 @@ type latencyPair struct {
 	note     string
 }
 
+// spinFlags are the spinning reflectors' flags: what the README advises
+// for latency, a fill ring kept shallow while traffic is light.
+var spinFlags = []string{"--poll", "spin", "--fill-low", "256"}
+
 // latencyPairs are the pairs by name; latencyOrder is their order.
 var latencyPairs = map[string]latencyPair{
 	"kernel": {sockperf: true, server: sockperfServer, ready: sockperfReady,
 		note: "sockperf ping-pong / under-load -> sockperf server: the kernel's UDP sockets on both ends"},
-	"sockperf-reflect": {sockperf: true, server: reflector("{sockperf: true}", "--poll", "spin"), ready: runReady,
-		note: "sockperf -> xdpipe run {reflect: {sockperf: true}}, spinning"},
+	"sockperf-reflect": {sockperf: true, server: reflector("{sockperf: true}", spinFlags...), ready: runReady,
+		note: "sockperf -> xdpipe run {reflect: {sockperf: true}}, spinning, --fill-low 256 (as every spinning reflector but fullring)"},
 	"ping-echo": {server: echoServer, ready: func(l string) bool { return l == "ready\n" },
 		note: "xdpipe ping -> a Go net.UDPConn echo"},
 	"sockperf-c-reflect": {sockperf: true, server: cReflector("--sockperf"), ready: cReady,
 		note: "sockperf -> C AF_XDP reflector answering as sockperf's server (hack/xsk-c-peer reflect --sockperf)"},
 	"ping-c-reflect": {server: cReflector(), ready: cReady,
 		note: "xdpipe ping -> C AF_XDP reflector (hack/xsk-c-peer reflect: libxdp, copy mode, spinning)"},
-	"ping-reflect": {server: reflector("{}", "--poll", "spin"), ready: runReady,
-		note: "xdpipe ping -> xdpipe run reflect, spinning"},
-	"ping-reflect-redirect": {server: reflectorConf("{}", "", false, "--poll", "spin"), ready: runReady,
+	"ping-reflect": {server: reflector("{}", spinFlags...), ready: runReady,
+		note: "xdpipe ping -> xdpipe run reflect, spinning, --fill-low 256"},
+	"ping-reflect-redirect": {server: reflectorConf("{}", "", false, spinFlags...), ready: runReady,
 		note: "xdpipe run reflect, spinning, without rules: the redirect program sends every frame to the socket, as the C reflector's does"},
-	"ping-reflect-busypoll": {server: reflector("{}", "--poll", "spin", "--busy-poll"), ready: runReady, busyPoll: true,
+	"ping-reflect-busypoll": {server: reflector("{}", slices.Concat(spinFlags, []string{"--busy-poll"})...), ready: runReady, busyPoll: true,
 		note: "the same with socket busy polling (napi_defer_hard_irqs 2, gro_flush_timeout 200 us)"},
 	"ping-reflect-wakeup": {server: reflector("{}", "--poll", "wakeup"), ready: runReady,
 		note: "the same in wakeup mode: naps of up to 200 us while frames come, else poll(2)"},
 	"ping-reflect-poll": {server: reflector("{}", "--poll", "wakeup", "--coalesce", "0"), ready: runReady,
 		note: "the same in wakeup mode without naps: poll(2) whenever the ring is empty"},
-	"ping-reflect-drain": {server: reflectorConf("{}", "drain: 100us\n", true, "--poll", "spin"), ready: runReady,
+	"ping-reflect-drain": {server: reflectorConf("{}", "drain: 100us\n", true, spinFlags...), ready: runReady,
 		note: "xdpipe run reflect, spinning, with TX buffers waiting up to 100 us for more packets (drain: 100us, DPDK l2fwd's drain)"},
-	"ping-reflect-unpinned": {server: reflector("{}", "--poll", "spin"), ready: runReady, unpinned: true,
+	"ping-reflect-fullring": {server: reflector("{}", "--poll", "spin"), ready: runReady,
+		note: "xdpipe run reflect, spinning, keeping its whole fill ring (no --fill-low, the default)"},
+	"ping-reflect-unpinned": {server: reflector("{}", spinFlags...), ready: runReady, unpinned: true,
 		note: "xdpipe run reflect, spinning, on whichever CPU the scheduler picks (the client's too)"},
 }
 
 var latencyOrder = []string{"kernel", "sockperf-reflect", "sockperf-c-reflect", "ping-echo", "ping-c-reflect", "ping-reflect",
-	"ping-reflect-redirect", "ping-reflect-busypoll", "ping-reflect-wakeup", "ping-reflect-poll", "ping-reflect-drain", "ping-reflect-unpinned"}
+	"ping-reflect-redirect", "ping-reflect-fullring", "ping-reflect-busypoll", "ping-reflect-wakeup", "ping-reflect-poll", "ping-reflect-drain",
+	"ping-reflect-unpinned"}
 
 // LatencyPairs lists the pairs RunLatency knows, in matrix order.
 func LatencyPairs() []string { return slices.Clone(latencyOrder) }
@@ -246,12 +259,14 @@ type LatencyReport struct {
 	// Kind tells the report from Report's in a JSON file: "latency".
 	Kind string `json:"kind"`
 	Header
-	Payload int           `json:"payload_bytes"`
-	Pairs   []string      `json:"pairs"`
-	Notes   []string      `json:"notes"`
-	Loads   []float64     `json:"loads,omitempty"`
-	Cells   []LatencyCell `json:"cells"`
-	Ratios  []Ratio       `json:"ratios,omitempty"`
+	Payload int `json:"payload_bytes"`
+	// Warmup is the closed loop's seconds before each pair's cells.
+	Warmup float64       `json:"warmup_seconds,omitempty"`
+	Pairs  []string      `json:"pairs"`
+	Notes  []string      `json:"notes"`
+	Loads  []float64     `json:"loads,omitempty"`
+	Cells  []LatencyCell `json:"cells"`
+	Ratios []Ratio       `json:"ratios,omitempty"`
 	// Rounds, in a repeated run: every round's cells, in Cells' order.
 	Rounds [][]LatencyCell `json:"rounds,omitempty"`
 }
@@ -281,6 +296,9 @@ func (c *LatencyConfig) defaults() error {
 	if c.Payload == 0 {
 		c.Payload = 64
 	}
+	if c.Warmup == 0 {
+		c.Warmup = time.Second
+	}
 	// sockperf's header is 14 bytes; ping's stamp fits in 16.
 	if c.Payload < 16 || c.Payload > 1472 {
 		return fmt.Errorf("payload %d bytes: want 16..1472", c.Payload)
@@ -299,7 +317,8 @@ func RunLatency(ctx context.Context, c LatencyConfig) (*LatencyReport, error) {
 		return nil, err
 	}
 	defer tb.close()
-	rep := &LatencyReport{Kind: "latency", Header: newHeader(c.Duration), Payload: c.Payload, Pairs: c.Pairs, Loads: c.Loads}
+	rep := &LatencyReport{Kind: "latency", Header: newHeader(c.Duration), Payload: c.Payload,
+		Warmup: max(c.Warmup, 0).Seconds(), Pairs: c.Pairs, Loads: c.Loads}
 	for _, p := range c.Pairs {
 		rep.Notes = append(rep.Notes, p+": "+latencyPairs[p].note)
 	}
@@ -390,6 +409,13 @@ func runPair(ctx context.Context, c *LatencyConfig, tb *testbed, name string) []
 		return failAll(err)
 	}
 	defer srv.stop()
+	if c.Warmup > 0 {
+		wc := *c
+		wc.Duration = c.Warmup
+		if err := runClient(ctx, &wc, tb, p, srv, &LatencyCell{Pair: name}); err != nil {
+			return failAll(fmt.Errorf("warm-up: %w", err))
+		}
+	}
 	for i := range cells {
 		cl := &cells[i]
 		if cl.Load > 0 {

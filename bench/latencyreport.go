@@ -16,14 +16,15 @@ var latencyComparisons = []struct {
 	num, den, what string
 	p50Bar, p99Bar float64
 }{
-	{"ping-reflect", "kernel", "xdpipe ping -> run reflect (spin) / sockperf -> sockperf server", 0.3, 0.5},
-	{"sockperf-reflect", "kernel", "sockperf -> run reflect (spin) / sockperf -> sockperf server", 0.7, 0.7},
+	{"ping-reflect", "kernel", "xdpipe ping -> run reflect (spin, --fill-low 256) / sockperf -> sockperf server", 0.3, 0.5},
+	{"sockperf-reflect", "kernel", "sockperf -> run reflect (spin, --fill-low 256) / sockperf -> sockperf server", 0.7, 0.7},
 	{"ping-reflect", "ping-c-reflect", "run reflect / C reflector (libxdp), both from xdpipe ping", 1.05, 1.05},
 	{"ping-c-reflect", "kernel", "xdpipe ping -> C reflector / sockperf -> sockperf server: the reference under the first bar", 0, 0},
 	{"sockperf-c-reflect", "kernel", "sockperf -> C reflector / sockperf -> sockperf server: the reference under the second bar", 0, 0},
 	{"ping-reflect-redirect", "ping-c-reflect", "run reflect without rules / C reflector: the pipeline alone, both programs redirecting every frame", 0, 0},
 	{"ping-reflect", "ping-reflect-redirect", "run reflect: steering rules / without (the steering program's cost)", 0, 0},
 	{"ping-echo", "kernel", "xdpipe ping -> Go UDP echo / sockperf -> sockperf server", 0, 0},
+	{"ping-reflect-fullring", "ping-reflect", "run reflect: the whole fill ring / --fill-low 256", 0, 0},
 	{"ping-reflect-busypoll", "ping-reflect", "run reflect: busy polling / spinning", 0, 0},
 	{"ping-reflect-wakeup", "ping-reflect", "run reflect: wakeup (naps) / spinning", 0, 0},
 	{"ping-reflect-poll", "ping-reflect", "run reflect: wakeup --coalesce 0 / spinning", 0, 0},
@@ -202,11 +203,15 @@ func (rep *LatencyReport) header() string {
 	if len(rep.Rounds) > 1 {
 		rounds = fmt.Sprintf("; figures are medians over %d rounds, (min-max) beside the main ones", len(rep.Rounds))
 	}
+	warm := ""
+	if rep.Warmup > 0 {
+		warm = fmt.Sprintf(", after a closed loop of %.3g s against each reflector that is not counted", rep.Warmup)
+	}
 	return fmt.Sprintf("Round trips in microseconds, %d-byte UDP payloads, client on CPU %d in one namespace and reflector on CPU %d "+
-		"in another across a veth pair; %.0f s per cell; kernel %s, %d CPUs, %s%s. Open loops run at a fraction of the pair's "+
+		"in another across a veth pair; %.0f s per cell%s; kernel %s, %d CPUs, %s%s. Open loops run at a fraction of the pair's "+
 		"closed-loop rate, and take each round trip from the time its message was due. CPU: seconds used per second, "+
 		"by the process and (in brackets) by everything on its CPU.",
-		rep.Payload, clientCPU, serverCPU, rep.Duration, rep.Kernel, rep.CPUs, rep.Started.Format("2006-01-02 15:04 UTC"), rounds)
+		rep.Payload, clientCPU, serverCPU, rep.Duration, warm, rep.Kernel, rep.CPUs, rep.Started.Format("2006-01-02 15:04 UTC"), rounds)
 }
 
 // row is one cell's figures as table columns.

@@ -163,6 +163,7 @@ func runBenchLatency(ctx context.Context, args []string) error {
 	loads := fs.String("loads", "10,50,90", "open loops' rates, in percent of each pair's closed-loop rate; none: closed loop only")
 	dur := fs.Duration("duration", 3*time.Second, "sending time per cell (sockperf's is rounded up to whole seconds)")
 	repeat := fs.Int("repeat", 1, "rounds, each with the pairs' order rotated; report medians, min and max")
+	warmup := fs.Duration("warmup", time.Second, "closed loop against each reflector before its cells, not counted (0: none)")
 	payload := fs.Int("payload", 64, "UDP payload bytes")
 	jsonOut := fs.String("json", "latency.json", "write the report as JSON here (empty: no JSON)")
 	mdOut := fs.String("markdown", "", "also write the tables as Markdown here")
@@ -181,7 +182,13 @@ func runBenchLatency(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := bench.LatencyConfig{Duration: *dur, Repeat: *repeat, Payload: *payload, Xdpipe: exe, XskCPeer: *xskC, Log: os.Stderr}
+	if *warmup < 0 {
+		return errors.New("--warmup must not be negative")
+	}
+	if *warmup == 0 {
+		*warmup = -1 // LatencyConfig's none
+	}
+	c := bench.LatencyConfig{Duration: *dur, Repeat: *repeat, Warmup: *warmup, Payload: *payload, Xdpipe: exe, XskCPeer: *xskC, Log: os.Stderr}
 	if *pairs != "all" {
 		c.Pairs = strings.Split(*pairs, ",")
 	}

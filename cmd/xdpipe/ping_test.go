@@ -92,8 +92,8 @@ func TestPingBadInput(t *testing.T) {
 }
 
 // TestBenchLatency runs `xdpipe bench latency` over every pair for one
-// short round, closed loop and one open loop, and reads its JSON: every
-// cell measured, its percentiles in order, both sides' CPU taken, the
+// short round, closed loop and one open loop, and reads its JSON: the
+// warm-up before each pair, every cell measured, its percentiles in order, both sides' CPU taken, the
 // open loop offered half the closed loop's rate, the ratios with their
 // bars there, and the testbed gone afterwards.
 func TestBenchLatency(t *testing.T) {
@@ -110,6 +110,9 @@ func TestBenchLatency(t *testing.T) {
 	rep, err := bench.ReadLatencyJSON(js)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rep.Warmup != 1 {
+		t.Errorf("warm-up %v s before each pair's cells, want the default 1 s", rep.Warmup)
 	}
 	if want := 2 * len(bench.LatencyPairs()); len(rep.Cells) != want {
 		t.Fatalf("%d cells, want %d", len(rep.Cells), want)
