@@ -23,8 +23,9 @@
 // drives a Socket in plain memory, without privileges (NewSocketFrom).
 //
 // Burst helpers on Socket cover the usual loop: Receive, Recycle (RX frames
-// straight back to the fill ring), Refill (free stack to fill ring),
-// Transmit, Complete (completion ring to free stack), Wait (poll), and for
+// straight back to the fill ring), Refill (free stack to fill ring: the
+// whole ring, or with SocketOptions.FillLow a depth that follows what the
+// kernel takes, shallow while traffic is light), Transmit, Complete (completion ring to free stack), Wait (poll), and for
 // multi-buffer packets ReceivePacket and TransmitPacket; Desc.Continues,
 // PacketEnd, WholePackets and Packets say where such a packet ends, for
 // any code that walks descriptors. Idler is how a
