@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -13,6 +14,7 @@ import (
 	"github.com/xdpipe/xdpipe/internal/frame"
 	"github.com/xdpipe/xdpipe/rules"
 	"github.com/xdpipe/xdpipe/xsk"
+	"github.com/xdpipe/xdpipe/xsk/xsktest"
 )
 
 // newUmem makes a UMEM of frames frames of frameSize bytes, whose sockets'
@@ -178,3 +180,16 @@ func newTestLogger(w *bytes.Buffer) *slog.Logger {
 type netipAddr = netip.Addr
 
 var netipAddrFromSlice = netip.AddrFromSlice
+
+// macSwapWorker is a worker on one fake port "a" of mem, with 64-entry
+// rings, that swaps MACs and sends every packet back, with drain as its
+// DrainInterval.
+func macSwapWorker(t *testing.T, mem *xsk.Umem, drain time.Duration) (*Worker, *xsk.Socket, *xsktest.Kernel) {
+	t.Helper()
+	port, k := newPort(t, mem, nil, 64, 64)
+	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}, DrainInterval: drain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, port, k
+}

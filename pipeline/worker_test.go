@@ -131,13 +131,8 @@ func TestWorkerTXRingFull(t *testing.T) {
 func TestWorkerDrain(t *testing.T) {
 	const drain = time.Hour // no pass lasts that long: only the test moves the clock
 	mem := newUmem(t, 256, 2048, 64)
-	port, k := newPort(t, mem, nil, 64, 64)
+	w, port, k := macSwapWorker(t, mem, drain)
 	tmpl := udp4(t, 9)
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}},
-		DrainInterval: drain})
-	if err != nil {
-		t.Fatal(err)
-	}
 	w.lastTX = monotime.Now()
 	port.Refill()
 	k.Deliver(tmpl, 3)
@@ -156,11 +151,7 @@ func TestWorkerDrain(t *testing.T) {
 // full.
 func TestWorkerSendsAtOnce(t *testing.T) {
 	mem := newUmem(t, 256, 2048, 64)
-	port, k := newPort(t, mem, nil, 64, 64)
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, port, k := macSwapWorker(t, mem, 0)
 	port.Refill()
 	k.Deliver(udp4(t, 9), 3)
 	if n := w.pass(); n != 3 || w.PortStats(0).TxPackets.Load() != 3 {
@@ -207,11 +198,7 @@ func TestWorkerSendsBeforeNextPort(t *testing.T) {
 // and the pass counters are published whole after a pass that received.
 func TestWorkerIdleUpkeep(t *testing.T) {
 	mem := newUmem(t, 128, 2048, 64)
-	port, k := newPort(t, mem, nil, 64, 64)
-	w, err := NewWorker(WorkerConfig{Ports: []NamedPort{{"a", port}}, Mem: mem, Stages: []Stage{&MacSwap{}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, port, k := macSwapWorker(t, mem, 0)
 	port.Refill() // 64 frames on the fill ring, 64 free
 	held := make([]uint64, 64)
 	if n := mem.Alloc(held); n != 64 {
