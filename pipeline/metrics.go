@@ -26,6 +26,8 @@ import (
 //	    (tx_ring_empty_descs, always counting on a receive-only daemon)
 //	xdpipe_umem_frames{umem, place}: where the frames are (free, app, fill,
 //	    rx, tx, completion, kernel): ring occupancy
+//	xdpipe_fill_depth: the frames a socket keeps on its fill ring (the
+//	    whole ring, or with fill_low what the traffic calls for)
 //	xdpipe_burst_size: histogram of non-empty RX burst sizes
 //	xdpipe_rx_delay_seconds: histogram of the rx delay, from the XDP
 //	    program to the stage chain, of stamped packets (WorkerConfig.RxDelay;
@@ -87,6 +89,7 @@ var (
 	mDrops      = desc("xdpipe_drops_total", "Frames dropped, by reason.", "iface", "queue", "reason")
 	mRingEmpty  = desc("xdpipe_xsk_ring_empty_total", "Times the kernel found a ring empty (XDP_STATISTICS): fill (no frame to receive into), tx (nothing to send); events, not frames.", "iface", "queue", "ring")
 	mUmem       = desc("xdpipe_umem_frames", "UMEM frames by place (ring occupancy).", "umem", "place")
+	mFillDepth  = desc("xdpipe_fill_depth", "Frames the socket keeps on its fill ring: the whole ring, or with fill_low what the traffic calls for.", "iface", "queue")
 	mBurst      = desc("xdpipe_burst_size", "Size of non-empty RX bursts.", "queue")
 	mRxDelay    = desc("xdpipe_rx_delay_seconds", "Time from the XDP program to the stage chain (queueing in the RX ring included), of the frames the program stamped.", "queue")
 	mPasses     = desc("xdpipe_worker_passes_total", "Worker passes.", "queue")
@@ -141,6 +144,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, mTxDone, done, name, q)
 			gauge(ch, mTxInFlight, float64(segs-min(done, segs)), name, q)
 			counter(ch, mDrops, ps.TxRingFull.Load(), name, q, "tx_ring_full")
+			if f, ok := w.ports[i].port.(interface{ FillDepth() uint32 }); ok {
+				gauge(ch, mFillDepth, float64(f.FillDepth()), name, q)
+			}
 			if s, ok := w.ports[i].port.(statser); ok {
 				if st, err := s.Stats(); err == nil {
 					counter(ch, mDrops, st.RxDropped, name, q, "xsk_rx_dropped")

@@ -77,6 +77,7 @@ func TestCollector(t *testing.T) {
 		{"xdpipe_stage_packets_total", []string{"stage=count", "index=1"}, 1000},
 		{"xdpipe_filter_rule_hits_total", []string{"rule=prio-1"}, 1000},
 		{"xdpipe_drops_total", []string{"reason=tx_ring_full"}, 0},
+		{"xdpipe_fill_depth", []string{"iface=eth0", "queue=3"}, 128}, // the whole ring: no FillLow
 		{"xdpipe_burst_size", []string{"queue=3"}, float64(w.Stats().Passes.Load() - w.Stats().IdlePasses.Load())},
 	} {
 		if v, n := gathered(t, reg, c.name, c.labels...); n == 0 || v != c.want {

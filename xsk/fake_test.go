@@ -480,8 +480,8 @@ func TestFakeWire(t *testing.T) {
 func TestRefillKeepsTheFillRingShallow(t *testing.T) {
 	const low = 256
 	u, s, k := newFake(t, xsk.UmemOptions{NumFrames: 8192}, xsk.SocketOptions{FillLow: low}, xsktest.Options{})
-	if n := s.Refill(); n != 2048 {
-		t.Fatalf("first refill put %d frames, want the whole ring, 2048", n)
+	if n := s.Refill(); n != 2048 || s.FillDepth() != 2048 {
+		t.Fatalf("first refill put %d frames, depth %d; want the whole ring, 2048", n, s.FillDepth())
 	}
 	frame := make([]byte, 64)
 	descs := make([]xsk.Desc, 1)
@@ -499,7 +499,7 @@ func TestRefillKeepsTheFillRingShallow(t *testing.T) {
 		for range 1000 {
 			one()
 		}
-		return u.Accounting().Fill == low
+		return u.Accounting().Fill == low && s.FillDepth() == low
 	}, "the fill ring never came down to %d frames", low)
 	clear(seen)
 	for range 4 * 2048 {

@@ -40,7 +40,9 @@ type Socket struct {
 	// goroutine), compBuf for Complete (the TX goroutine).
 	fillBuf []uint64
 	compBuf []uint64
-	depth   fillDepth // how much of the fill ring Refill fills
+	depth   fillDepth     // how much of the fill ring Refill fills
+	shown   uint32        // depth.depth as last published in fillNow
+	fillNow atomic.Uint32 // the depth, for FillDepth from any goroutine
 
 	rxOversized atomic.Uint64 // packets Receive dropped: more segments than its buffer
 
@@ -370,6 +372,8 @@ func (s *Socket) initBuffers() {
 	s.compBuf = make([]uint64, s.comp.Size())
 	cons, _ := s.fill.Taken()
 	s.depth = newFillDepth(s.opts.FillLow, s.fill.Size(), cons, monotime.Now)
+	s.shown = s.depth.depth
+	s.fillNow.Store(s.shown)
 }
 
 // bindError turns a bind errno into a message naming the cause and a fix.
@@ -533,11 +537,20 @@ func (s *Socket) Refill() int {
 	return n
 }
 
+// FillDepth is how many frames Refill keeps on the fill ring now: the whole
+// ring, unless SocketOptions.FillLow lets the depth come down. Safe from
+// any goroutine.
+func (s *Socket) FillDepth() uint32 { return s.fillNow.Load() }
+
 // fillFromFree moves free frames onto the fill ring, up to its depth and
 // as many as are free, without a kick; their addresses stay in
 // s.fillBuf[:n].
 func (s *Socket) fillFromFree() int {
 	want := s.depth.want(s.fill.Taken())
+	if s.depth.depth != s.shown {
+		s.shown = s.depth.depth
+		s.fillNow.Store(s.shown)
+	}
 	if want == 0 {
 		return 0
 	}
