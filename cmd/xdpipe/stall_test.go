@@ -48,14 +48,15 @@ func runCounts(out string) (received, dropped uint64, ok bool) {
 // SIGCONT) in the middle: a stall whose frames fit in the rings loses
 // none; one longer than the rings hold loses frames, counted; reception
 // goes on after it; and every frame, received or dropped, is counted.
-// `xdpipe run --fill-low 256` gives up absorbing the short stalls after a
-// second without traffic, when its fill ring has come down: what it loses
-// there is counted too, and logged.
+// `xdpipe run --fill-low 256` gives up absorbing the short stalls once its
+// fill depth has come down without traffic: what it loses there is
+// counted too, and logged.
 func TestReceiversAbsorbStalls(t *testing.T) {
 	const (
 		rate = 200_000 // frames/s: 1 ms is 200 frames, 50 ms 10,000
 		ring = 2048    // rxdrop's --ring and run's ring default
 	)
+	var fillMetrics string // run-fill-low's /metrics, for its fill depth
 	for _, c := range []struct {
 		name    string
 		start   func(p *testutil.LinkPair) *runProc
@@ -70,7 +71,8 @@ func TestReceiversAbsorbStalls(t *testing.T) {
 				"--interval", "20ms", "--bind", testutil.Bind())
 		}, runCounts, false},
 		{"run-fill-low", func(p *testutil.LinkPair) *runProc {
-			return startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--metrics", "off",
+			fillMetrics = freePort(t, p.B.NS)
+			return startRun(t, p.B.NS, "--iface", p.B.Name, "--queues", "0", "--stages", "count", "--metrics", fillMetrics,
 				"--interval", "20ms", "--bind", testutil.Bind(), "--fill-low", "256")
 		}, runCounts, true},
 	} {
@@ -158,11 +160,15 @@ func TestReceiversAbsorbStalls(t *testing.T) {
 				if c.shallow {
 					// stall has checked that every frame was counted.
 					for range 2 {
-						time.Sleep(time.Second) // the fill ring comes down
+						// Without traffic the depth comes down to the
+						// floor (xdpipe_fill_depth) in under a second.
+						testutil.Eventually(t, 10*time.Second, func() bool {
+							return metric(t, scrape(t, p.B.NS, fillMetrics), "xdpipe_fill_depth") == 256
+						}, "run --fill-low 256: the fill depth never came down to 256")
 						_, n, stopped := stall(d)
 						drops, long = append(drops, n), append(long, stopped)
 					}
-					t.Logf("%v stalls of %v after a second without traffic: drops %v", d, long, drops)
+					t.Logf("%v stalls of %v at fill depth 256: drops %v", d, long, drops)
 					continue
 				}
 				for range 8 {
